@@ -1,0 +1,26 @@
+//! The strategy runtime: WebAssembly components that decide, a host that acts.
+//!
+//! [`Runtime`] owns the wasmtime engine (pooling allocator, fuel, epochs) and the
+//! on-disk cache of compiled components. [`Runtime::load`] checks that a component
+//! implements a world this host supports and imports nothing but `log`, and gives
+//! a [`GridStrategy`] or a [`ProducerStrategy`]. Each `tick` runs on a fresh
+//! instance (so a decision depends on its input alone) under the [`Limits`], and a
+//! failure of any kind is a [`CallError`] that names its cause.
+
+mod bindings;
+mod cache;
+mod error;
+mod inspect;
+mod limits;
+mod runtime;
+mod sandbox;
+
+pub use bindings::grid::{GridDecision, GridInput, Output, PaymentRequest, Payout, Usage};
+pub use bindings::producer::{OutputCommand, ProducerDecision, ProducerInput, SourceOutput};
+pub use bindings::types::{Cell, Entity, EntityKind, Metric, Setting, Transfer};
+pub use bindings::{LogLevel, decision_size};
+pub use error::{CallError, LoadError};
+pub use inspect::{ComponentInfo, Kind, WORLD_VERSION, inspect};
+pub use limits::Limits;
+pub use runtime::{CacheStats, GridStrategy, Loaded, ProducerStrategy, Runtime};
+pub use sandbox::{LogLine, TickOutcome};

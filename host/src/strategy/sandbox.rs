@@ -1,0 +1,173 @@
+//! One strategy call: a fresh store with its budgets, and the translation of
+//! whatever went wrong into a [`CallError`].
+
+use std::time::{Duration, Instant};
+
+use wasmtime::{ResourceLimiter, Store, Trap};
+
+use super::bindings::{DecisionSize, LogLevel, log};
+use super::{CallError, Limits};
+
+/// How often the runtime's ticker advances the engine's epoch: the resolution of
+/// the wall-clock deadline.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// A decision and what it cost.
+#[derive(Debug, Clone)]
+pub struct TickOutcome<D> {
+    pub decision: D,
+    pub fuel_used: u64,
+    pub elapsed: Duration,
+    pub logs: Vec<LogLine>,
+    /// Lines beyond [`Limits::log_lines`], counted but not kept.
+    pub logs_dropped: u32,
+}
+
+/// What a store holds for the guest: its limits and what it logged.
+pub(crate) struct Guest {
+    memory_limit: usize,
+    memory_refused: bool,
+    log_lines: usize,
+    log_line_bytes: usize,
+    logs: Vec<LogLine>,
+    logs_dropped: u32,
+}
+
+impl ResourceLimiter for Guest {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.memory_limit;
+        self.memory_refused |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+
+    // Counts of *core* instances, memories and tables inside one component:
+    // generous, because language runtimes (Python, JS) use many; memory size is
+    // what is limited.
+    fn instances(&self) -> usize {
+        1_000
+    }
+    fn memories(&self) -> usize {
+        1_000
+    }
+    fn tables(&self) -> usize {
+        1_000
+    }
+}
+
+impl log::Host for Guest {
+    fn log(&mut self, level: LogLevel, mut message: String) {
+        if self.logs.len() >= self.log_lines {
+            self.logs_dropped = self.logs_dropped.saturating_add(1);
+            return;
+        }
+        if message.len() > self.log_line_bytes {
+            let mut end = self.log_line_bytes;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
+        self.logs.push(LogLine { level, message });
+    }
+}
+
+pub(crate) fn new_store(engine: &wasmtime::Engine, limits: &Limits) -> Store<Guest> {
+    let guest = Guest {
+        memory_limit: limits.memory_bytes,
+        memory_refused: false,
+        log_lines: limits.log_lines,
+        log_line_bytes: limits.log_line_bytes,
+        logs: Vec::new(),
+        logs_dropped: 0,
+    };
+    let mut store = Store::new(engine, guest);
+    store.limiter(|g| g);
+    // Fuel is only enabled on the engine, so this cannot fail.
+    let _ = store.set_fuel(limits.fuel);
+    let ticks = limits.deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
+    // One extra tick: the deadline is "at least", never shorter than asked.
+    store.set_epoch_deadline(ticks.max(1) + 1);
+    store.epoch_deadline_trap();
+    store
+}
+
+/// Runs `call` in `store` and turns every way it can fail into a [`CallError`].
+pub(crate) fn run<D: DecisionSize>(
+    mut store: Store<Guest>,
+    limits: &Limits,
+    call: impl FnOnce(&mut Store<Guest>) -> wasmtime::Result<Result<D, String>>,
+) -> Result<TickOutcome<D>, CallError> {
+    let start = Instant::now();
+    let result = call(&mut store);
+    let elapsed = start.elapsed();
+    let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
+    let guest = store.data();
+
+    let decision = match result {
+        Ok(Ok(decision)) => decision,
+        // Some language runtimes turn a refused allocation into an error value.
+        Ok(Err(_)) | Err(_) if guest.memory_refused => {
+            return Err(CallError::MemoryLimit {
+                limit: limits.memory_bytes,
+            });
+        }
+        Ok(Err(reason)) => return Err(CallError::Refused(reason)),
+        Err(error) => return Err(classify(error, limits)),
+    };
+    let size = decision.payload_bytes();
+    if size > limits.decision_bytes {
+        return Err(CallError::DecisionTooLarge {
+            size,
+            limit: limits.decision_bytes,
+        });
+    }
+    let guest = store.into_data();
+    Ok(TickOutcome {
+        decision,
+        fuel_used,
+        elapsed,
+        logs: guest.logs,
+        logs_dropped: guest.logs_dropped,
+    })
+}
+
+fn classify(error: wasmtime::Error, limits: &Limits) -> CallError {
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => CallError::OutOfFuel {
+            budget: limits.fuel,
+        },
+        Some(Trap::Interrupt) => CallError::Deadline {
+            limit: limits.deadline,
+        },
+        Some(Trap::UnreachableCodeReached) => CallError::Trap {
+            message: "wasm `unreachable` executed (a Rust panic or abort)".into(),
+        },
+        Some(trap) => CallError::Trap {
+            message: trap.to_string(),
+        },
+        None => CallError::Trap {
+            message: format!("{error:#}"),
+        },
+    }
+}

@@ -1,0 +1,114 @@
+//! The original proof of concept's producer strategy, with integer energy and money.
+//!
+//! Time runs in slices of `slice-ms` (30 s). Each tick, for every whole slice that
+//! has passed since the last one, the producer reports the sources' output of the
+//! slice `delay-slices` (3) earlier, so late source data can still arrive, priced
+//! at `price-per-kwh` (4) tokens; the fraction of a token carries over. A producer
+//! idle for more than `idle-slices` (5) restarts its clock instead of reporting the
+//! gap. Source output that arrives after its slice was reported is dropped and
+//! counted as `late-wh`.
+
+use powerplug_sdk::producer::{ProducerOut, ProducerStrategy, ProducerTick};
+use powerplug_sdk::{Config, Error};
+use serde::{Deserialize, Serialize};
+
+pub struct BasicProducer {
+    slice_ms: u64,
+    delay_slices: u64,
+    idle_slices: u64,
+    price_per_kwh: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProducerState {
+    /// The last slice the clock reached; `None` until the first tick.
+    pub last_slice: Option<u64>,
+    /// Source output waiting for its slice's turn: (slice, Wh), sorted by slice.
+    pub pending: Vec<(u64, u64)>,
+    /// Thousandths of a token not yet asked for.
+    pub price_remainder: u64,
+    pub received: u64,
+}
+
+impl ProducerStrategy for BasicProducer {
+    type State = ProducerState;
+
+    fn new(config: &Config<'_>) -> Result<Self, Error> {
+        let producer = Self {
+            slice_ms: config.u64_or("slice-ms", 30_000)?,
+            delay_slices: config.u64_or("delay-slices", 3)?,
+            idle_slices: config.u64_or("idle-slices", 5)?,
+            price_per_kwh: config.u64_or("price-per-kwh", 4)?,
+        };
+        if producer.slice_ms == 0 {
+            return Err("config `slice-ms`: must be at least 1".into());
+        }
+        Ok(producer)
+    }
+
+    fn tick(
+        &self,
+        state: &mut ProducerState,
+        tick: &ProducerTick<'_>,
+        out: &mut ProducerOut,
+    ) -> Result<(), Error> {
+        for o in tick.outputs {
+            let slice = o.start_ms / self.slice_ms;
+            match state.pending.binary_search_by_key(&slice, |p| p.0) {
+                Ok(pos) => state.pending[pos].1 += o.wh,
+                Err(pos) => state.pending.insert(pos, (slice, o.wh)),
+            }
+        }
+
+        let now = tick.now_ms / self.slice_ms;
+        let (mut reported_wh, mut asked) = (0u64, 0u64);
+        match state.last_slice {
+            Some(last) if now >= last && now - last <= self.idle_slices => {
+                for slice in last + 1..=now {
+                    let Some(target) = slice.checked_sub(self.delay_slices) else {
+                        continue;
+                    };
+                    let Ok(pos) = state.pending.binary_search_by_key(&target, |p| p.0) else {
+                        continue;
+                    };
+                    let (_, wh) = state.pending.remove(pos);
+                    let milli = u128::from(wh) * u128::from(self.price_per_kwh)
+                        + u128::from(state.price_remainder);
+                    let price = u64::try_from(milli / 1000).map_err(|_| "price overflows u64")?;
+                    state.price_remainder = (milli % 1000) as u64;
+                    let start = target * self.slice_ms;
+                    out.report_output(start, start + self.slice_ms, wh, price);
+                    reported_wh += wh;
+                    asked += price;
+                }
+            }
+            // First tick, idle too long, or a clock that went backwards: restart.
+            _ => {}
+        }
+        state.last_slice = Some(now);
+
+        // Slices whose turn has come and gone will never be reported.
+        let mut late_wh = 0;
+        if let Some(done) = now.checked_sub(self.delay_slices) {
+            state.pending.retain(|&(slice, wh)| {
+                let keep = slice > done;
+                if !keep {
+                    late_wh += wh;
+                }
+                keep
+            });
+        }
+
+        for t in tick.transfers.iter().filter(|t| t.incoming) {
+            state.received += t.amount;
+        }
+
+        out.metric("reported-wh", reported_wh as i64);
+        out.metric("asked", asked as i64);
+        out.metric("late-wh", late_wh as i64);
+        out.metric("received", state.received as i64);
+        Ok(())
+    }
+}
+
+powerplug_sdk::export_producer_strategy!(BasicProducer);

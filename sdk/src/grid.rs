@@ -1,0 +1,125 @@
+//! Grid strategies: bill consumers, pay producers.
+
+use serde::{Serialize, de::DeserializeOwned};
+
+pub use crate::bindings::grid::exports::powerplug::strategy::grid::{
+    GridDecision, GridInput, Output, PaymentRequest, Payout, Usage,
+};
+use crate::{Cells, Config, Entity, Error, Metric, Transfer, state};
+
+/// A grid's payment policy. The host calls [`GridStrategy::tick`] once per tick
+/// and carries out what the strategy put in [`GridOut`].
+pub trait GridStrategy: Sized {
+    /// The strategy's own state between ticks (per-entity data goes in cells).
+    type State: Serialize + DeserializeOwned + Default;
+
+    /// Reads the strategy's settings; called every tick (settings may change).
+    fn new(config: &Config<'_>) -> Result<Self, Error>;
+
+    /// Decides one tick. Returning `Err` refuses the tick: the host applies nothing.
+    fn tick(
+        &self,
+        state: &mut Self::State,
+        tick: &GridTick<'_>,
+        out: &mut GridOut,
+    ) -> Result<(), Error>;
+}
+
+/// What happened since the last tick.
+#[derive(Debug, Clone, Copy)]
+pub struct GridTick<'a> {
+    pub now_ms: u64,
+    pub joined: &'a [Entity],
+    pub left: &'a [u32],
+    pub usage: &'a [Usage],
+    pub output: &'a [Output],
+    pub transfers: &'a [Transfer],
+}
+
+/// The decision being built, and the cells of the entities this tick mentions.
+#[derive(Debug, Default)]
+pub struct GridOut {
+    pub cells: Cells,
+    pub payment_requests: Vec<PaymentRequest>,
+    pub payouts: Vec<Payout>,
+    pub metrics: Vec<Metric>,
+}
+
+impl GridOut {
+    pub fn request_payment(&mut self, consumer: u32, wh: u64, owed: u64) {
+        self.payment_requests
+            .push(PaymentRequest { consumer, wh, owed });
+    }
+
+    pub fn pay(&mut self, producer: u32, amount: u64) {
+        self.payouts.push(Payout { producer, amount });
+    }
+
+    pub fn metric(&mut self, name: &str, value: i64) {
+        self.metrics.push(Metric {
+            name: name.to_owned(),
+            value,
+        });
+    }
+}
+
+/// Runs one tick of `S`: what the exported component does, and what tests call natively.
+pub fn run<S: GridStrategy>(input: GridInput) -> Result<GridDecision, Error> {
+    let GridInput {
+        now_ms,
+        config,
+        state,
+        joined,
+        left,
+        cells,
+        usage,
+        output,
+        transfers,
+    } = input;
+    let strategy = S::new(&Config::new(&config))?;
+    let mut own: S::State = state::decode(&state)?;
+    let tick = GridTick {
+        now_ms,
+        joined: &joined,
+        left: &left,
+        usage: &usage,
+        output: &output,
+        transfers: &transfers,
+    };
+    let mut out = GridOut {
+        cells: Cells::new(cells),
+        ..GridOut::default()
+    };
+    strategy.tick(&mut own, &tick, &mut out)?;
+    Ok(GridDecision {
+        state: state::encode(&own)?,
+        cells: out.cells.into_changed(),
+        payment_requests: out.payment_requests,
+        payouts: out.payouts,
+        metrics: out.metrics,
+    })
+}
+
+/// Exports a [`GridStrategy`] as the component's `powerplug:strategy/grid` interface.
+#[macro_export]
+macro_rules! export_grid_strategy {
+    ($strategy:ty) => {
+        // Only a WebAssembly build exports; natively the crate is a plain library.
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+        struct __PowerplugGridExport;
+
+        impl $crate::bindings::grid::exports::powerplug::strategy::grid::Guest
+            for __PowerplugGridExport
+        {
+            fn tick(
+                input: $crate::grid::GridInput,
+            ) -> ::core::result::Result<$crate::grid::GridDecision, $crate::Error> {
+                $crate::grid::run::<$strategy>(input)
+            }
+        }
+
+        $crate::bindings::grid::__export_grid_world!(__PowerplugGridExport with_types_in $crate::bindings::grid);
+        };
+    };
+}

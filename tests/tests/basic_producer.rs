@@ -1,0 +1,175 @@
+//! The basic producer strategy, loaded from its `.wasm`, against a hand-computed
+//! scenario (slice boundaries, the 3-slice delay, the idle reset, the price), and
+//! against the same code run natively through the SDK.
+
+use basic_producer_strategy::{BasicProducer, ProducerState};
+use powerplug::books::{Books, ProducerNews};
+use powerplug::strategy::{Limits, ProducerDecision, Runtime, SourceOutput, Transfer};
+use powerplug_tests::{basic_producer, convert};
+
+const SLICE: u64 = 30_000;
+
+/// `wh` from `source` during slice number `slice`.
+fn out(source: u32, slice: u64, wh: u64) -> SourceOutput {
+    SourceOutput {
+        source,
+        start_ms: slice * SLICE,
+        end_ms: (slice + 1) * SLICE,
+        wh,
+    }
+}
+
+fn tick(
+    strategy: &powerplug::strategy::ProducerStrategy,
+    books: &mut Books,
+    now: u64,
+    news: ProducerNews,
+) -> ProducerDecision {
+    let input = books.producer_input(now, &[], news);
+    let wasm = strategy
+        .tick(&input)
+        .unwrap_or_else(|e| panic!("tick at {now}: {e}"))
+        .decision;
+    let native =
+        powerplug_sdk::producer::run::<BasicProducer>(convert(&input)).expect("native tick");
+    assert_eq!(
+        wasm,
+        convert(&native),
+        "WASM and native decisions differ at {now}"
+    );
+    books.apply_producer(&wasm);
+    wasm
+}
+
+fn commands(d: &ProducerDecision) -> Vec<(u64, u64, u64, u64)> {
+    d.commands
+        .iter()
+        .map(|c| (c.start_ms, c.end_ms, c.wh, c.price))
+        .collect()
+}
+
+fn metric(d: &ProducerDecision, name: &str) -> i64 {
+    d.metrics
+        .iter()
+        .find(|m| m.name == name)
+        .map(|m| m.value)
+        .unwrap_or_else(|| panic!("no metric {name}"))
+}
+
+#[test]
+fn reports_slices_three_behind_prices_at_4_per_kwh_and_restarts_when_idle() {
+    let runtime = Runtime::new(Limits::default(), None).unwrap();
+    let producer = runtime.load_producer(&basic_producer()).unwrap();
+    let mut books = Books::default();
+
+    // Slice 100: the clock starts. Slices 98 and 99 wait their turn; slice 96's
+    // turn (100 − 3 = 97 and before) has passed, so it is late.
+    let d = tick(
+        &producer,
+        &mut books,
+        100 * SLICE,
+        ProducerNews {
+            outputs: vec![
+                out(7, 98, 1_500),
+                out(8, 98, 2_250),
+                out(7, 99, 1_000),
+                out(8, 96, 400),
+            ],
+            ..ProducerNews::default()
+        },
+    );
+    assert_eq!(commands(&d), []);
+    assert_eq!(metric(&d, "late-wh"), 400);
+
+    // 102.17 slices: slices 101 and 102 have passed → report 98 (both sources:
+    // 3,750 Wh → 15 tokens) and 99 (1,000 Wh → 4 tokens).
+    let d = tick(
+        &producer,
+        &mut books,
+        102 * SLICE + 5_000,
+        ProducerNews {
+            outputs: vec![out(7, 100, 2_001), out(7, 101, 500)],
+            ..ProducerNews::default()
+        },
+    );
+    assert_eq!(
+        commands(&d),
+        [
+            (98 * SLICE, 99 * SLICE, 3_750, 15),
+            (99 * SLICE, 100 * SLICE, 1_000, 4)
+        ]
+    );
+
+    // Slice 103 → report 100: 2,001 Wh is 8.004 tokens → 8, and 0.004 carries over.
+    let d = tick(
+        &producer,
+        &mut books,
+        103 * SLICE + 5_000,
+        ProducerNews {
+            transfers: vec![Transfer {
+                entity: None,
+                amount: 23,
+                at_ms: 0,
+                incoming: true,
+            }],
+            ..ProducerNews::default()
+        },
+    );
+    assert_eq!(commands(&d), [(100 * SLICE, 101 * SLICE, 2_001, 8)]);
+    assert_eq!(metric(&d, "received"), 23);
+
+    // Six slices without a tick (more than 5): the clock restarts at 109 and
+    // reports nothing; slice 101's 500 Wh can no longer be reported.
+    let d = tick(
+        &producer,
+        &mut books,
+        109 * SLICE + 5_000,
+        ProducerNews::default(),
+    );
+    assert_eq!(commands(&d), []);
+    assert_eq!(metric(&d, "late-wh"), 500);
+
+    // Slice 110 → report 107: 250 Wh is 1 token, plus the carried 0.004 → 1.004 → 1.
+    let d = tick(
+        &producer,
+        &mut books,
+        110 * SLICE,
+        ProducerNews {
+            outputs: vec![out(8, 107, 250)],
+            ..ProducerNews::default()
+        },
+    );
+    assert_eq!(commands(&d), [(107 * SLICE, 108 * SLICE, 250, 1)]);
+
+    let state: ProducerState = powerplug_sdk::state::decode(&books.state).unwrap();
+    assert_eq!(state.last_slice, Some(110));
+    assert_eq!(state.price_remainder, 4);
+    assert!(state.pending.is_empty());
+}
+
+#[test]
+fn five_idle_slices_are_still_caught_up() {
+    let runtime = Runtime::new(Limits::default(), None).unwrap();
+    let producer = runtime.load_producer(&basic_producer()).unwrap();
+    let mut books = Books::default();
+    tick(
+        &producer,
+        &mut books,
+        10 * SLICE,
+        ProducerNews {
+            outputs: vec![
+                out(0, 8, 1_000),
+                out(0, 9, 2_000),
+                out(0, 10, 3_000),
+                out(0, 11, 4_000),
+                out(0, 12, 5_000),
+            ],
+            ..ProducerNews::default()
+        },
+    );
+    // Exactly 5 slices later: not idle *more* than 5, so slices 8..=12 are reported.
+    let d = tick(&producer, &mut books, 15 * SLICE, ProducerNews::default());
+    let wh: Vec<u64> = d.commands.iter().map(|c| c.wh).collect();
+    assert_eq!(wh, [1_000, 2_000, 3_000, 4_000, 5_000]);
+    assert_eq!(d.commands.iter().map(|c| c.price).sum::<u64>(), 60);
+}
