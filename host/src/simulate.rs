@@ -110,8 +110,6 @@ pub struct Report {
     pub grid_books: Books,
 }
 
-const GRID_CONFIG: &[(&str, &str)] = &[];
-
 fn entity(index: u32, kind: EntityKind, id: String) -> Entity {
     Entity { index, kind, id }
 }
@@ -122,13 +120,6 @@ pub fn run(scenario: &Scenario, deciders: &mut dyn Deciders) -> anyhow::Result<R
     let mut rng = Rng(s.seed);
     let consumers = s.consumers;
     let producer_index = |p: usize| consumers + p as u32;
-    let config: Vec<_> = GRID_CONFIG
-        .iter()
-        .map(|(k, v)| crate::strategy::Setting {
-            key: k.to_string(),
-            value: v.to_string(),
-        })
-        .collect();
 
     let mut grid_books = Books::default();
     let mut producer_books = vec![Books::default(); s.producers.len()];
@@ -230,7 +221,7 @@ pub fn run(scenario: &Scenario, deciders: &mut dyn Deciders) -> anyhow::Result<R
             }
         }
 
-        let input = grid_books.grid_input(now, &config, std::mem::take(&mut grid_news));
+        let input = grid_books.grid_input(now, &[], std::mem::take(&mut grid_news));
         let (decision, fuel) = deciders
             .grid(&input)
             .with_context(|| format!("grid, tick {tick}"))?;

@@ -9,7 +9,7 @@
 //!   distributed, each producer getting `floor(distribution * its output / all
 //!   output)` by lifetime output; what the floors leave stays available.
 
-use powerplug_sdk::grid::{GridOut, GridStrategy, GridTick};
+use powerplug_sdk::grid::{GridOut, GridStrategy, GridTick, PaymentRequest};
 use powerplug_sdk::{Config, Error, Words};
 use serde::{Deserialize, Serialize};
 
@@ -140,8 +140,12 @@ impl GridStrategy for BasicGrid {
             out.cells.update(u.consumer, |w| w[0] += u.wh);
         }
         let (mut billed_wh, mut requested) = (0u64, 0u64);
-        let mut requests = Vec::new();
-        out.cells.for_each_changed(|consumer, w| {
+        let GridOut {
+            cells,
+            payment_requests,
+            ..
+        } = &mut *out;
+        cells.for_each_changed(|consumer, w| {
             let mut c = ConsumerTotals::from_words(*w);
             let kwh = (c.usage_wh - c.requested_wh) / 1000;
             if kwh > 0 {
@@ -151,12 +155,13 @@ impl GridStrategy for BasicGrid {
                 *w = c.to_words();
                 billed_wh += kwh * 1000;
                 requested += owed;
-                requests.push((consumer, kwh * 1000, owed));
+                payment_requests.push(PaymentRequest {
+                    consumer,
+                    wh: kwh * 1000,
+                    owed,
+                });
             }
         });
-        for (consumer, wh, owed) in requests {
-            out.request_payment(consumer, wh, owed);
-        }
         state.running_costs_requested += requested - self.producers_part(requested);
 
         for o in tick.output {

@@ -1,0 +1,107 @@
+//! The `powerplug` binary as a user runs it: build both basic strategies into
+//! components, inspect one, and run the simulation on them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn powerplug(args: &[&str], dir: &Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_powerplug"))
+        .args(args)
+        .current_dir(dir)
+        // Guests build in their own target dir: the outer `cargo test` may hold the main one.
+        .env("CARGO_TARGET_DIR", root().join("target/guests"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+#[test]
+fn build_inspect_and_simulate() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("strategies");
+    let plugins = root().join("plugins");
+    let (ok, stdout, stderr) = powerplug(
+        &[
+            "strategy",
+            "build",
+            plugins.join("basic-grid-strategy").to_str().unwrap(),
+            plugins.join("basic-producer-strategy").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &root(),
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("basic_grid_strategy.wasm (grid strategy"),
+        "{stdout}"
+    );
+
+    let grid = out.join("basic_grid_strategy.wasm");
+    let (ok, stdout, stderr) = powerplug(
+        &["strategy", "inspect", grid.to_str().unwrap()],
+        work.path(),
+    );
+    assert!(ok, "{stderr}");
+    let info: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(info["kind"], "grid");
+    assert_eq!(info["world"], "powerplug:strategy/grid-strategy@0.1.0");
+    assert_eq!(
+        info["exports"],
+        serde_json::json!(["powerplug:strategy/grid@0.1.0"])
+    );
+
+    let producer = out.join("basic_producer_strategy.wasm");
+    let args = [
+        "simulate",
+        "--grid",
+        grid.to_str().unwrap(),
+        "--producer",
+        producer.to_str().unwrap(),
+        "--ticks",
+        "12",
+    ];
+    let (ok, first, stderr) = powerplug(&args, work.path());
+    assert!(ok, "{stderr}");
+    assert!(first.contains("2 compiled, 0 from cache"), "{first}");
+    assert!(first.contains("money     conserved"), "{first}");
+    assert_eq!(
+        first
+            .lines()
+            .filter(|l| l.trim_start().starts_with(char::is_numeric))
+            .count(),
+        12,
+        "{first}"
+    );
+
+    // A second run is a restart: the components come from the cache, the run is the same.
+    let (ok, second, _) = powerplug(&args, work.path());
+    assert!(ok);
+    assert!(second.contains("0 compiled, 2 from cache"), "{second}");
+    let body = |s: &str| s.lines().skip(3).collect::<Vec<_>>().join("\n");
+    assert_eq!(body(&first), body(&second));
+}
+
+#[test]
+fn a_missing_or_bad_file_is_a_clear_error() {
+    let work = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = powerplug(&["strategy", "inspect", "nope.wasm"], work.path());
+    assert!(!ok);
+    assert!(stderr.contains("reading nope.wasm"), "{stderr}");
+
+    std::fs::write(work.path().join("text.wasm"), "hello").unwrap();
+    let (ok, _, stderr) = powerplug(&["strategy", "inspect", "text.wasm"], work.path());
+    assert!(!ok);
+    assert!(stderr.contains("not WebAssembly"), "{stderr}");
+}
