@@ -166,7 +166,7 @@ fn grid_tick(c: &mut Criterion) {
             b.iter_batched(
                 || JsonGuest::new(runtime.engine(), &json_module, runtime.limits()),
                 |guest| guest.tick(input),
-                BatchSize::SmallInput,
+                BatchSize::PerIteration,
             )
         });
     }
