@@ -41,7 +41,7 @@ fn grid_input(n: u32) -> GridInput {
     let producers = [n, n + 1, n + 2];
     let mut books = Books::default();
     for c in 0..n {
-        books.cells.insert(c, (u64::from(c % 900), 0, 0, 0));
+        books.cells.insert(c, [u64::from(c % 900), 0, 0, 0]);
     }
     let news = GridNews {
         usage: (0..n)

@@ -7,15 +7,15 @@
 use std::collections::BTreeMap;
 
 use crate::strategy::{
-    Cell, Entity, GridDecision, GridInput, Output, ProducerDecision, ProducerInput, Setting,
-    SourceOutput, Transfer, Usage,
+    CellBatch, Entity, GridDecision, GridInput, Output, ProducerDecision, ProducerInput, Setting,
+    SourceOutput, Transfer, Usage, UsageBatch,
 };
 
 /// A strategy's books.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Books {
     pub state: Vec<u8>,
-    pub cells: BTreeMap<u32, (u64, u64, u64, u64)>,
+    pub cells: BTreeMap<u32, [u64; 4]>,
 }
 
 /// What arrived for a grid since its last tick.
@@ -39,24 +39,20 @@ pub struct ProducerNews {
 
 impl Books {
     /// The cells of `entities` (all zeros for one without a cell), sorted.
-    fn cells_for(&self, entities: impl Iterator<Item = u32>) -> Vec<Cell> {
+    fn cells_for(&self, entities: impl Iterator<Item = u32>) -> CellBatch {
         let mut wanted: Vec<u32> = entities.collect();
         wanted.sort_unstable();
         wanted.dedup();
-        wanted
-            .into_iter()
-            .map(|entity| Cell {
-                entity,
-                words: self.cells.get(&entity).copied().unwrap_or_default(),
-            })
-            .collect()
+        CellBatch::from_entries(
+            wanted
+                .into_iter()
+                .map(|e| (e, self.cells.get(&e).copied().unwrap_or_default())),
+        )
     }
 
-    fn apply_cells(&mut self, state: &[u8], cells: &[Cell]) {
+    fn apply_cells(&mut self, state: &[u8], cells: &CellBatch) {
         self.state = state.to_vec();
-        for c in cells {
-            self.cells.insert(c.entity, c.words);
-        }
+        self.cells.extend(cells.iter());
     }
 
     pub fn grid_input(&self, now_ms: u64, config: &[Setting], mut news: GridNews) -> GridInput {
@@ -77,7 +73,7 @@ impl Books {
             joined: news.joined,
             left: news.left,
             cells,
-            usage: news.usage,
+            usage: UsageBatch::from_entries(&news.usage),
             output: news.output,
             transfers: news.transfers,
         }

@@ -228,7 +228,7 @@ pub fn run(scenario: &Scenario, deciders: &mut dyn Deciders) -> anyhow::Result<R
         grid_books.apply_grid(&decision);
         line.grid_fuel = fuel;
 
-        for r in &decision.payment_requests {
+        for r in decision.payment_requests.iter() {
             ensure!(
                 r.consumer < consumers,
                 "payment request for unknown consumer {}",

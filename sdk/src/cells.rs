@@ -1,4 +1,4 @@
-use crate::Cell;
+use crate::CellBatch;
 
 /// The four words of a cell.
 pub type Words = [u64; 4];
@@ -17,21 +17,31 @@ pub struct Cells {
 }
 
 impl Cells {
-    pub fn new(cells: Vec<Cell>) -> Self {
-        let mut entries: Vec<(u32, Words)> = cells
+    pub fn new(batch: CellBatch) -> Result<Self, crate::Error> {
+        let CellBatch { entity, words } = batch;
+        if words.len() != entity.len() * 4 {
+            return Err(format!(
+                "cells: {} entities need {} words, got {}",
+                entity.len(),
+                entity.len() * 4,
+                words.len()
+            ));
+        }
+        let mut entries: Vec<(u32, Words)> = entity
             .into_iter()
-            .map(|c| (c.entity, [c.words.0, c.words.1, c.words.2, c.words.3]))
+            .zip(words.chunks_exact(4))
+            .map(|(e, w)| (e, [w[0], w[1], w[2], w[3]]))
             .collect();
         if !entries.is_sorted_by_key(|e| e.0) {
             entries.sort_by_key(|e| e.0);
         }
         entries.dedup_by_key(|e| e.0);
         let dirty = vec![false; entries.len()];
-        Self {
+        Ok(Self {
             entries,
             dirty,
             hint: 0,
-        }
+        })
     }
 
     fn position(&mut self, entity: u32) -> Result<usize, usize> {
@@ -88,15 +98,17 @@ impl Cells {
     }
 
     /// The changed cells, sorted by entity.
-    pub fn into_changed(self) -> Vec<Cell> {
-        self.entries
-            .into_iter()
-            .zip(self.dirty)
-            .filter(|(_, dirty)| *dirty)
-            .map(|((entity, w), _)| Cell {
-                entity,
-                words: (w[0], w[1], w[2], w[3]),
-            })
-            .collect()
+    pub fn into_changed(self) -> CellBatch {
+        let mut batch = CellBatch {
+            entity: Vec::new(),
+            words: Vec::new(),
+        };
+        for ((entity, words), dirty) in self.entries.into_iter().zip(self.dirty) {
+            if dirty {
+                batch.entity.push(entity);
+                batch.words.extend_from_slice(&words);
+            }
+        }
+        batch
     }
 }

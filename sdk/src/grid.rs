@@ -3,7 +3,7 @@
 use serde::{Serialize, de::DeserializeOwned};
 
 pub use crate::bindings::grid::exports::powerplug::strategy::grid::{
-    GridDecision, GridInput, Output, PaymentRequest, Payout, Usage,
+    GridDecision, GridInput, Output, PaymentRequestBatch, Payout, UsageBatch,
 };
 use crate::{Cells, Config, Entity, Error, Metric, Transfer, state};
 
@@ -23,6 +23,48 @@ pub trait GridStrategy: Sized {
         tick: &GridTick<'_>,
         out: &mut GridOut,
     ) -> Result<(), Error>;
+}
+
+/// Energy `consumer` used in [`start_ms`, `end_ms`): one entry of the input's usage batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub consumer: u32,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub wh: u64,
+}
+
+/// Ask `consumer` to pay `owed` tokens for `wh` watt-hours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaymentRequest {
+    pub consumer: u32,
+    pub wh: u64,
+    pub owed: u64,
+}
+
+/// The usage batch as entries; refuses a batch whose columns differ in length.
+pub fn usage_entries(batch: &UsageBatch) -> Result<Vec<Usage>, Error> {
+    let n = batch.consumer.len();
+    if [batch.start_ms.len(), batch.end_ms.len(), batch.wh.len()] != [n; 3] {
+        return Err("usage: the batch's columns differ in length".into());
+    }
+    Ok((0..n)
+        .map(|i| Usage {
+            consumer: batch.consumer[i],
+            start_ms: batch.start_ms[i],
+            end_ms: batch.end_ms[i],
+            wh: batch.wh[i],
+        })
+        .collect())
+}
+
+/// Payment requests as the batch the contract returns.
+pub fn payment_request_batch(requests: &[PaymentRequest]) -> PaymentRequestBatch {
+    PaymentRequestBatch {
+        consumer: requests.iter().map(|r| r.consumer).collect(),
+        wh: requests.iter().map(|r| r.wh).collect(),
+        owed: requests.iter().map(|r| r.owed).collect(),
+    }
 }
 
 /// What happened since the last tick.
@@ -78,6 +120,7 @@ pub fn run<S: GridStrategy>(input: GridInput) -> Result<GridDecision, Error> {
     } = input;
     let strategy = S::new(&Config::new(&config))?;
     let mut own: S::State = state::decode(&state)?;
+    let usage = usage_entries(&usage)?;
     let tick = GridTick {
         now_ms,
         joined: &joined,
@@ -87,14 +130,14 @@ pub fn run<S: GridStrategy>(input: GridInput) -> Result<GridDecision, Error> {
         transfers: &transfers,
     };
     let mut out = GridOut {
-        cells: Cells::new(cells),
+        cells: Cells::new(cells)?,
         ..GridOut::default()
     };
     strategy.tick(&mut own, &tick, &mut out)?;
     Ok(GridDecision {
         state: state::encode(&own)?,
         cells: out.cells.into_changed(),
-        payment_requests: out.payment_requests,
+        payment_requests: payment_request_batch(&out.payment_requests),
         payouts: out.payouts,
         metrics: out.metrics,
     })

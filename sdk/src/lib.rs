@@ -20,7 +20,7 @@ pub mod producer;
 pub mod state;
 
 pub use bindings::grid::powerplug::strategy::types::{
-    Cell, Entity, EntityKind, Metric, Setting, Transfer,
+    CellBatch, Entity, EntityKind, Metric, Setting, Transfer,
 };
 pub use cells::{Cells, Words};
 pub use config::Config;

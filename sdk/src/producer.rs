@@ -78,7 +78,7 @@ pub fn run<S: ProducerStrategy>(input: ProducerInput) -> Result<ProducerDecision
         transfers: &transfers,
     };
     let mut out = ProducerOut {
-        cells: Cells::new(cells),
+        cells: Cells::new(cells)?,
         ..ProducerOut::default()
     };
     strategy.tick(&mut own, &tick, &mut out)?;

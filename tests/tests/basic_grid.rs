@@ -110,8 +110,8 @@ fn bills_whole_kwh_splits_income_and_pays_producers_in_multiples_of_40() {
     );
     assert_eq!(requests(&d), [(C0, 12_000, 60)]);
     assert_eq!(payouts(&d), []);
-    assert_eq!(books.cells[&C0], (12_300, 12_000, 60, 0));
-    assert_eq!(books.cells[&C1], (700, 0, 0, 0));
+    assert_eq!(books.cells[&C0], [12_300, 12_000, 60, 0]);
+    assert_eq!(books.cells[&C1], [700, 0, 0, 0]);
 
     // t=15s: the carried 300 Wh + 800 → 1 kWh; 0.7 + 1.45 → 2 kWh (150 carried).
     // C0 pays 60: 4/5 (48) becomes available to producers. No payout: 5 s since the last round.
@@ -129,8 +129,8 @@ fn bills_whole_kwh_splits_income_and_pays_producers_in_multiples_of_40() {
     assert_eq!(payouts(&d), []);
     assert_eq!(metric(&d, "available"), 48);
     assert_eq!(metric(&d, "running-costs-received"), 12);
-    assert_eq!(books.cells[&C0], (13_100, 13_000, 65, 60));
-    assert_eq!(books.cells[&C1], (2_150, 2_000, 10, 0));
+    assert_eq!(books.cells[&C0], [13_100, 13_000, 65, 60]);
+    assert_eq!(books.cells[&C1], [2_150, 2_000, 10, 0]);
 
     // t=20s: C1 pays 10 and an unidentified payer 7: income 77, producers' part
     // floor(77·4/5) = 61. Payout round: floor(61/40)·40 = 40 split by lifetime output
@@ -151,7 +151,7 @@ fn bills_whole_kwh_splits_income_and_pays_producers_in_multiples_of_40() {
     assert_eq!(metric(&d, "paid-out"), 39);
     assert_eq!(metric(&d, "available"), 22);
     assert_eq!(metric(&d, "running-costs-received"), 16);
-    assert_eq!(books.cells[&C1], (2_150, 2_000, 10, 10));
+    assert_eq!(books.cells[&C1], [2_150, 2_000, 10, 10]);
 
     // t=25s: the payouts are confirmed; C0 pays 5: floor(82·4/5) − 61 = 4 more available.
     let d = tick(

@@ -29,8 +29,9 @@ fn assert_good_strategy_works(runtime: &Runtime) {
     let outcome = grid
         .tick(&input())
         .expect("a good strategy runs after a hostile one");
-    assert_eq!(outcome.decision.payment_requests.len(), 1);
-    assert_eq!(outcome.decision.payment_requests[0].owed, 10);
+    let requests: Vec<_> = outcome.decision.payment_requests.iter().collect();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].owed, 10);
 }
 
 fn hostile_grid(runtime: &Runtime, behaviour: &str) -> GridStrategy {
@@ -122,6 +123,18 @@ fn a_100_mb_decision_is_refused() {
             size: 100 << 20,
             limit: Limits::DEFAULT.decision_bytes
         }
+    );
+    assert_good_strategy_works(&runtime);
+}
+
+#[test]
+fn a_batch_with_columns_of_different_lengths_is_refused() {
+    let runtime = Runtime::new(Limits::default(), None).unwrap();
+    let guest = hostile_grid(&runtime, "ragged-batch");
+    let err = guest.tick(&input()).unwrap_err();
+    assert!(
+        matches!(&err, CallError::Malformed(m) if m.contains("payment-requests")),
+        "{err}"
     );
     assert_good_strategy_works(&runtime);
 }

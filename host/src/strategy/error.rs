@@ -37,6 +37,8 @@ pub enum CallError {
     Trap { message: String },
     #[error("decision too large: {size} bytes, the limit is {limit}")]
     DecisionTooLarge { size: usize, limit: usize },
+    #[error("malformed decision: {0}")]
+    Malformed(String),
     #[error("the strategy refused the tick: {0}")]
     Refused(String),
     #[error("could not instantiate: {0}")]
@@ -52,6 +54,7 @@ impl CallError {
             CallError::MemoryLimit { .. } => "memory-limit",
             CallError::Trap { .. } => "trap",
             CallError::DecisionTooLarge { .. } => "decision-too-large",
+            CallError::Malformed(_) => "malformed",
             CallError::Refused(_) => "refused",
             CallError::Instantiate(_) => "instantiate",
         }

@@ -15,10 +15,12 @@ mod limits;
 mod runtime;
 mod sandbox;
 
-pub use bindings::grid::{GridDecision, GridInput, Output, PaymentRequest, Payout, Usage};
+pub use bindings::grid::{
+    GridDecision, GridInput, Output, PaymentRequestBatch, Payout, UsageBatch,
+};
 pub use bindings::producer::{OutputCommand, ProducerDecision, ProducerInput, SourceOutput};
-pub use bindings::types::{Cell, Entity, EntityKind, Metric, Setting, Transfer};
-pub use bindings::{LogLevel, decision_size};
+pub use bindings::types::{CellBatch, Entity, EntityKind, Metric, Setting, Transfer};
+pub use bindings::{LogLevel, PaymentRequest, Usage, decision_size};
 pub use error::{CallError, LoadError};
 pub use inspect::{ComponentInfo, Kind, WORLD_VERSION, inspect};
 pub use limits::Limits;

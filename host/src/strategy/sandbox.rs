@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{ResourceLimiter, Store, Trap};
 
-use super::bindings::{DecisionSize, LogLevel, log};
+use super::bindings::{Decision, LogLevel, log};
 use super::{CallError, Limits};
 
 /// How often the runtime's ticker advances the engine's epoch: the resolution of
@@ -113,7 +113,7 @@ pub(crate) fn new_store(engine: &wasmtime::Engine, limits: &Limits) -> Store<Gue
 }
 
 /// Runs `call` in `store` and turns every way it can fail into a [`CallError`].
-pub(crate) fn run<D: DecisionSize>(
+pub(crate) fn run<D: Decision>(
     mut store: Store<Guest>,
     limits: &Limits,
     call: impl FnOnce(&mut Store<Guest>) -> wasmtime::Result<Result<D, String>>,
@@ -142,6 +142,7 @@ pub(crate) fn run<D: DecisionSize>(
             limit: limits.decision_bytes,
         });
     }
+    decision.check().map_err(CallError::Malformed)?;
     let guest = store.into_data();
     Ok(TickOutcome {
         decision,
