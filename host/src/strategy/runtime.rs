@@ -80,7 +80,8 @@ impl Runtime {
             .total_tables(128)
             .max_core_instances_per_component(128)
             .max_memories_per_component(32)
-            .max_tables_per_component(32);
+            .max_tables_per_component(32)
+            .linear_memory_keep_resident(64 << 20);
 
         let mut config = Config::new();
         config
