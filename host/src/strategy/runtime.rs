@@ -3,11 +3,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 use super::bindings::grid_world::GridStrategyPre;
 use super::bindings::producer_world::ProducerStrategyPre;
-use super::bindings::{grid, log, producer};
+use super::bindings::{Decision, grid, log, producer};
 use super::cache::CompiledCache;
 use super::inspect::{ComponentInfo, Kind, inspect};
 use super::sandbox::{self, EPOCH_TICK, Guest, TickOutcome};
@@ -227,6 +227,21 @@ fn spawn_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
         .map(drop)
 }
 
+impl Runtime {
+    /// One tick on a fresh instance, under this runtime's limits.
+    fn tick<I, D: Decision>(
+        &self,
+        instantiate: impl FnOnce(&mut Store<Guest>) -> wasmtime::Result<I>,
+        call: impl FnOnce(&I, &mut Store<Guest>) -> wasmtime::Result<Result<D, String>>,
+    ) -> Result<TickOutcome<D>, CallError> {
+        let limits = self.inner.limits;
+        let mut store = sandbox::new_store(&self.inner.engine, &limits);
+        let instance =
+            instantiate(&mut store).map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        sandbox::run(store, &limits, |store| call(&instance, store))
+    }
+}
+
 impl GridStrategy {
     pub fn info(&self) -> &ComponentInfo {
         &self.info
@@ -237,15 +252,10 @@ impl GridStrategy {
         &self,
         input: &grid::GridInput,
     ) -> Result<TickOutcome<grid::GridDecision>, CallError> {
-        let limits = self.runtime.inner.limits;
-        let mut store = sandbox::new_store(&self.runtime.inner.engine, &limits);
-        let instance = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
-        sandbox::run(store, &limits, |store| {
-            instance.powerplug_strategy_grid().call_tick(store, input)
-        })
+        self.runtime.tick(
+            |store| self.pre.instantiate(store),
+            |instance, store| instance.powerplug_strategy_grid().call_tick(store, input),
+        )
     }
 }
 
@@ -259,16 +269,13 @@ impl ProducerStrategy {
         &self,
         input: &producer::ProducerInput,
     ) -> Result<TickOutcome<producer::ProducerDecision>, CallError> {
-        let limits = self.runtime.inner.limits;
-        let mut store = sandbox::new_store(&self.runtime.inner.engine, &limits);
-        let instance = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
-        sandbox::run(store, &limits, |store| {
-            instance
-                .powerplug_strategy_producer()
-                .call_tick(store, input)
-        })
+        self.runtime.tick(
+            |store| self.pre.instantiate(store),
+            |instance, store| {
+                instance
+                    .powerplug_strategy_producer()
+                    .call_tick(store, input)
+            },
+        )
     }
 }
