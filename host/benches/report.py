@@ -40,7 +40,7 @@ for n, wasm, native, js in rows:
     print(f"| {n:,} | {fmt_ns(native)} | {fmt_ns(wasm)} | {fmt_ns(js)} | {wasm / native:.2f}× | {js / wasm:.1f}× | {wasm / n:.0f} |")
 print()
 
-fixed = est("fixed_cost", "empty_tick")
+fixed = est("fixed_cost_empty_tick")
 print("| fixed cost | mean | 95% CI |")
 print("| --- | ---: | ---: |")
 print(f"| empty tick (instantiate + call) | {fmt_ns(fixed[0])} | {fmt_ns(fixed[1])} – {fmt_ns(fixed[2])} |")

@@ -4,12 +4,15 @@ use crate::CellBatch;
 pub type Words = [u64; 4];
 
 /// The per-entity cells of one tick: the ones the host sent (every entity the
-/// input mentions), plus any the strategy creates. Tracks which changed so that
-/// only those go back.
+/// input mentions), plus any the strategy creates. Kept in the batch's own
+/// columns, so nothing is copied on the way in; tracks which changed so that only
+/// those go back.
 #[derive(Debug, Default)]
 pub struct Cells {
-    /// Sorted by entity index.
-    entries: Vec<(u32, Words)>,
+    /// Strictly increasing.
+    entity: Vec<u32>,
+    /// Four per entity.
+    words: Vec<u64>,
     dirty: Vec<bool>,
     /// Where the last lookup landed: inputs usually walk entities in order, so the
     /// next lookup is most often at `hint` or `hint + 1`.
@@ -17,6 +20,7 @@ pub struct Cells {
 }
 
 impl Cells {
+    /// Takes the host's batch; refuses one that is not rectangular or not sorted.
     pub fn new(batch: CellBatch) -> Result<Self, crate::Error> {
         let CellBatch { entity, words } = batch;
         if words.len() != entity.len() * 4 {
@@ -27,18 +31,13 @@ impl Cells {
                 words.len()
             ));
         }
-        let mut entries: Vec<(u32, Words)> = entity
-            .into_iter()
-            .zip(words.chunks_exact(4))
-            .map(|(e, w)| (e, [w[0], w[1], w[2], w[3]]))
-            .collect();
-        if !entries.is_sorted_by_key(|e| e.0) {
-            entries.sort_by_key(|e| e.0);
+        if !entity.windows(2).all(|w| w[0] < w[1]) {
+            return Err("cells: entities must be sorted and unique".into());
         }
-        entries.dedup_by_key(|e| e.0);
-        let dirty = vec![false; entries.len()];
+        let dirty = vec![false; entity.len()];
         Ok(Self {
-            entries,
+            entity,
+            words,
             dirty,
             hint: 0,
         })
@@ -46,22 +45,27 @@ impl Cells {
 
     fn position(&mut self, entity: u32) -> Result<usize, usize> {
         for pos in [self.hint, self.hint + 1] {
-            if self.entries.get(pos).is_some_and(|e| e.0 == entity) {
+            if self.entity.get(pos) == Some(&entity) {
                 self.hint = pos;
                 return Ok(pos);
             }
         }
-        let found = self.entries.binary_search_by_key(&entity, |e| e.0);
+        let found = self.entity.binary_search(&entity);
         if let Ok(pos) = found {
             self.hint = pos;
         }
         found
     }
 
+    fn words_at(&self, pos: usize) -> Words {
+        let w = &self.words[pos * 4..pos * 4 + 4];
+        [w[0], w[1], w[2], w[3]]
+    }
+
     /// The entity's cell; all zeros if it has none yet.
     pub fn get(&mut self, entity: u32) -> Words {
         match self.position(entity) {
-            Ok(pos) => self.entries[pos].1,
+            Ok(pos) => self.words_at(pos),
             Err(_) => [0; 4],
         }
     }
@@ -69,13 +73,14 @@ impl Cells {
     pub fn set(&mut self, entity: u32, words: Words) {
         match self.position(entity) {
             Ok(pos) => {
-                if self.entries[pos].1 != words {
-                    self.entries[pos].1 = words;
+                if self.words_at(pos) != words {
+                    self.words[pos * 4..pos * 4 + 4].copy_from_slice(&words);
                     self.dirty[pos] = true;
                 }
             }
             Err(pos) => {
-                self.entries.insert(pos, (entity, words));
+                self.entity.insert(pos, entity);
+                self.words.splice(pos * 4..pos * 4, words);
                 self.dirty.insert(pos, true);
             }
         }
@@ -90,23 +95,29 @@ impl Cells {
 
     /// Visits every changed cell, in entity order; `f` may change it further.
     pub fn for_each_changed(&mut self, mut f: impl FnMut(u32, &mut Words)) {
-        for ((entity, words), dirty) in self.entries.iter_mut().zip(&self.dirty) {
-            if *dirty {
-                f(*entity, words);
+        for (pos, &entity) in self.entity.iter().enumerate() {
+            if self.dirty[pos] {
+                let cell: &mut [u64] = &mut self.words[pos * 4..pos * 4 + 4];
+                let mut words = [cell[0], cell[1], cell[2], cell[3]];
+                f(entity, &mut words);
+                cell.copy_from_slice(&words);
             }
         }
     }
 
     /// The changed cells, sorted by entity.
     pub fn into_changed(self) -> CellBatch {
+        let changed = self.dirty.iter().filter(|d| **d).count();
         let mut batch = CellBatch {
-            entity: Vec::new(),
-            words: Vec::new(),
+            entity: Vec::with_capacity(changed),
+            words: Vec::with_capacity(changed * 4),
         };
-        for ((entity, words), dirty) in self.entries.into_iter().zip(self.dirty) {
-            if dirty {
+        for (pos, &entity) in self.entity.iter().enumerate() {
+            if self.dirty[pos] {
                 batch.entity.push(entity);
-                batch.words.extend_from_slice(&words);
+                batch
+                    .words
+                    .extend_from_slice(&self.words[pos * 4..pos * 4 + 4]);
             }
         }
         batch

@@ -42,28 +42,96 @@ pub struct PaymentRequest {
     pub owed: u64,
 }
 
-/// The usage batch as entries; refuses a batch whose columns differ in length.
-pub fn usage_entries(batch: &UsageBatch) -> Result<Vec<Usage>, Error> {
-    let n = batch.consumer.len();
-    if [batch.start_ms.len(), batch.end_ms.len(), batch.wh.len()] != [n; 3] {
-        return Err("usage: the batch's columns differ in length".into());
-    }
-    Ok((0..n)
-        .map(|i| Usage {
-            consumer: batch.consumer[i],
-            start_ms: batch.start_ms[i],
-            end_ms: batch.end_ms[i],
-            wh: batch.wh[i],
-        })
-        .collect())
+/// The input's usage batch, read entry by entry without copying.
+#[derive(Debug, Clone, Copy)]
+pub struct Usages<'a> {
+    batch: &'a UsageBatch,
 }
 
-/// Payment requests as the batch the contract returns.
-pub fn payment_request_batch(requests: &[PaymentRequest]) -> PaymentRequestBatch {
-    PaymentRequestBatch {
-        consumer: requests.iter().map(|r| r.consumer).collect(),
-        wh: requests.iter().map(|r| r.wh).collect(),
-        owed: requests.iter().map(|r| r.owed).collect(),
+impl<'a> Usages<'a> {
+    /// Refuses a batch whose columns differ in length.
+    pub fn new(batch: &'a UsageBatch) -> Result<Self, Error> {
+        let n = batch.consumer.len();
+        if [batch.start_ms.len(), batch.end_ms.len(), batch.wh.len()] != [n; 3] {
+            return Err("usage: the batch's columns differ in length".into());
+        }
+        Ok(Self { batch })
+    }
+
+    pub fn len(&self) -> usize {
+        self.batch.consumer.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.consumer.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<Usage> {
+        let b = self.batch;
+        Some(Usage {
+            consumer: *b.consumer.get(i)?,
+            start_ms: b.start_ms[i],
+            end_ms: b.end_ms[i],
+            wh: b.wh[i],
+        })
+    }
+
+    pub fn iter(&self) -> UsageIter<'a> {
+        UsageIter {
+            batch: self.batch,
+            next: 0,
+        }
+    }
+}
+
+impl<'a> IntoIterator for Usages<'a> {
+    type Item = Usage;
+    type IntoIter = UsageIter<'a>;
+
+    fn into_iter(self) -> UsageIter<'a> {
+        self.iter()
+    }
+}
+
+/// The entries of a [`Usages`], in order.
+#[derive(Debug, Clone)]
+pub struct UsageIter<'a> {
+    batch: &'a UsageBatch,
+    next: usize,
+}
+
+impl Iterator for UsageIter<'_> {
+    type Item = Usage;
+
+    fn next(&mut self) -> Option<Usage> {
+        let usage = Usages { batch: self.batch }.get(self.next)?;
+        self.next += 1;
+        Some(usage)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.batch.consumer.len() - self.next;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for UsageIter<'_> {}
+
+impl PaymentRequestBatch {
+    pub fn push(&mut self, request: PaymentRequest) {
+        self.consumer.push(request.consumer);
+        self.wh.push(request.wh);
+        self.owed.push(request.owed);
+    }
+}
+
+impl Default for PaymentRequestBatch {
+    fn default() -> Self {
+        Self {
+            consumer: Vec::new(),
+            wh: Vec::new(),
+            owed: Vec::new(),
+        }
     }
 }
 
@@ -73,7 +141,7 @@ pub struct GridTick<'a> {
     pub now_ms: u64,
     pub joined: &'a [Entity],
     pub left: &'a [u32],
-    pub usage: &'a [Usage],
+    pub usage: Usages<'a>,
     pub output: &'a [Output],
     pub transfers: &'a [Transfer],
 }
@@ -82,7 +150,7 @@ pub struct GridTick<'a> {
 #[derive(Debug, Default)]
 pub struct GridOut {
     pub cells: Cells,
-    pub payment_requests: Vec<PaymentRequest>,
+    pub payment_requests: PaymentRequestBatch,
     pub payouts: Vec<Payout>,
     pub metrics: Vec<Metric>,
 }
@@ -120,12 +188,11 @@ pub fn run<S: GridStrategy>(input: GridInput) -> Result<GridDecision, Error> {
     } = input;
     let strategy = S::new(&Config::new(&config))?;
     let mut own: S::State = state::decode(&state)?;
-    let usage = usage_entries(&usage)?;
     let tick = GridTick {
         now_ms,
         joined: &joined,
         left: &left,
-        usage: &usage,
+        usage: Usages::new(&usage)?,
         output: &output,
         transfers: &transfers,
     };
@@ -137,7 +204,7 @@ pub fn run<S: GridStrategy>(input: GridInput) -> Result<GridDecision, Error> {
     Ok(GridDecision {
         state: state::encode(&own)?,
         cells: out.cells.into_changed(),
-        payment_requests: payment_request_batch(&out.payment_requests),
+        payment_requests: out.payment_requests,
         payouts: out.payouts,
         metrics: out.metrics,
     })
