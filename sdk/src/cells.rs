@@ -123,3 +123,60 @@ impl Cells {
         batch
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(cells: &[(u32, Words)]) -> CellBatch {
+        CellBatch {
+            entity: cells.iter().map(|c| c.0).collect(),
+            words: cells.iter().flat_map(|c| c.1).collect(),
+        }
+    }
+
+    #[test]
+    fn only_changed_cells_go_back_in_entity_order() {
+        let mut cells = Cells::new(batch(&[(2, [1, 2, 3, 4]), (5, [0; 4]), (9, [7; 4])])).unwrap();
+        assert_eq!(cells.get(5), [0; 4]);
+        cells.set(9, [7; 4]); // unchanged value: not dirty
+        cells.update(5, |w| w[0] += 10);
+        cells.set(7, [1, 1, 1, 1]); // an entity the host sent no cell for
+        cells.set(1, [2; 4]);
+        assert_eq!(cells.get(7), [1; 4]);
+        assert_eq!(cells.get(2), [1, 2, 3, 4]);
+        let changed = cells.into_changed();
+        assert_eq!(changed.entity, [1, 5, 7]);
+        assert_eq!(changed.words, [2, 2, 2, 2, 10, 0, 0, 0, 1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn for_each_changed_sees_and_keeps_edits() {
+        let mut cells = Cells::new(batch(&[(1, [0; 4]), (2, [0; 4])])).unwrap();
+        cells.update(2, |w| w[1] = 5);
+        let mut seen = vec![];
+        cells.for_each_changed(|e, w| {
+            seen.push(e);
+            w[2] = 9;
+        });
+        assert_eq!(seen, [2]);
+        assert_eq!(cells.get(2), [0, 5, 9, 0]);
+    }
+
+    #[test]
+    fn a_malformed_batch_is_refused() {
+        let ragged = CellBatch {
+            entity: vec![1, 2],
+            words: vec![0; 7],
+        };
+        assert!(
+            Cells::new(ragged)
+                .unwrap_err()
+                .contains("2 entities need 8 words")
+        );
+        let unsorted = batch(&[(3, [0; 4]), (1, [0; 4])]);
+        assert!(Cells::new(unsorted).unwrap_err().contains("sorted"));
+        let twice = batch(&[(3, [0; 4]), (3, [0; 4])]);
+        assert!(Cells::new(twice).is_err());
+    }
+}

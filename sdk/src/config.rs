@@ -31,3 +31,29 @@ impl<'a> Config<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setting(key: &str, value: &str) -> Setting {
+        Setting {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn the_last_entry_wins_and_bad_numbers_name_their_key() {
+        let settings = [
+            setting("price", "5"),
+            setting("price", " 7 "),
+            setting("quantum", "-1"),
+        ];
+        let config = Config::new(&settings);
+        assert_eq!(config.u64_or("price", 1), Ok(7));
+        assert_eq!(config.u64_or("missing", 3), Ok(3));
+        let err = config.u64_or("quantum", 40).unwrap_err();
+        assert!(err.contains("`quantum`") && err.contains("\"-1\""), "{err}");
+    }
+}

@@ -112,6 +112,15 @@ fn a_panic_is_a_trap() {
 }
 
 #[test]
+fn unbounded_recursion_is_a_trap() {
+    let runtime = Runtime::new(Limits::default(), None).unwrap();
+    let guest = hostile_grid(&runtime, "stack-overflow");
+    let err = guest.tick(&input()).unwrap_err();
+    assert_eq!(err.cause(), "trap", "{err}");
+    assert_good_strategy_works(&runtime);
+}
+
+#[test]
 fn a_100_mb_decision_is_refused() {
     // Default limits: the 100 MiB fits in memory but not in a decision.
     let runtime = Runtime::new(Limits::default(), None).unwrap();

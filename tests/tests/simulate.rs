@@ -90,3 +90,41 @@ fn the_same_seed_gives_the_same_run() {
     .unwrap();
     assert_ne!(a.totals, other.totals);
 }
+
+/// Grids of many shapes and seeds: the WASM run equals the native run and the
+/// invariants hold in every one of them.
+#[test]
+fn many_random_grids_agree_and_conserve_money() {
+    let mut deciders = wasm();
+    for seed in 0..24u64 {
+        let scenario = Scenario {
+            seed,
+            ticks: 20 + (seed as u32 * 7) % 60,
+            consumers: 1 + (seed as u32 * 5) % 30,
+            producers: (0..1 + seed % 4)
+                .map(|p| 1 + ((seed + p) % 4) as u32)
+                .collect(),
+            tick_ms: [5_000, 15_000, 40_000, 200_000][seed as usize % 4],
+            ..Scenario::default()
+        };
+        let on_wasm = simulate::run(&scenario, &mut deciders)
+            .unwrap_or_else(|e| panic!("{scenario:?}: {e:#}"));
+        let native = simulate::run(&scenario, &mut Native).unwrap();
+        assert_eq!(on_wasm.totals, native.totals, "{scenario:?}");
+        assert_eq!(on_wasm.grid_books, native.grid_books, "{scenario:?}");
+        let t = &on_wasm.totals;
+        assert_eq!(t.requested, t.billed_wh / 1_000 * 5, "{scenario:?}");
+        assert!(
+            t.billed_wh <= t.used_wh && t.reported_wh <= t.generated_wh,
+            "{scenario:?}"
+        );
+        assert_eq!(
+            t.paid_by_consumers + t.consumer_outstanding.iter().sum::<u64>(),
+            t.requested
+        );
+        assert!(
+            t.paid_to_producers <= t.paid_by_consumers * 4 / 5,
+            "{scenario:?}"
+        );
+    }
+}
