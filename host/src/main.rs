@@ -37,12 +37,52 @@ enum Command {
         /// Where compiled components are cached between runs.
         #[arg(long, default_value = "target/powerplug-cache")]
         cache: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Work with strategy components.
     Strategy {
         #[command(subcommand)]
         command: StrategyCommand,
     },
+}
+
+/// Per-tick limits of every strategy call (defaults: `Limits::DEFAULT`).
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Fuel (roughly, wasm instructions) per tick.
+    #[arg(long, default_value_t = Limits::DEFAULT.fuel)]
+    fuel: u64,
+    /// Wall-clock deadline per tick, in milliseconds.
+    #[arg(long, default_value_t = Limits::DEFAULT.deadline.as_millis() as u64)]
+    deadline_ms: u64,
+    /// Linear memory a strategy may use, in MiB.
+    #[arg(long, default_value_t = Limits::DEFAULT.memory_bytes >> 20)]
+    memory_mib: usize,
+    /// Largest decision accepted, in MiB.
+    #[arg(long, default_value_t = Limits::DEFAULT.decision_bytes >> 20)]
+    decision_mib: usize,
+}
+
+impl TryFrom<LimitArgs> for Limits {
+    type Error = anyhow::Error;
+
+    fn try_from(a: LimitArgs) -> anyhow::Result<Self> {
+        let mib = |flag: &str, n: usize| {
+            n.checked_mul(1 << 20)
+                .filter(|&b| b > 0 && b <= 4 << 30)
+                .with_context(|| format!("--{flag}: between 1 and 4096 MiB, not {n}"))
+        };
+        anyhow::ensure!(a.fuel > 0, "--fuel: at least 1");
+        anyhow::ensure!(a.deadline_ms > 0, "--deadline-ms: at least 1");
+        Ok(Limits {
+            fuel: a.fuel,
+            deadline: std::time::Duration::from_millis(a.deadline_ms),
+            memory_bytes: mib("memory-mib", a.memory_mib)?,
+            decision_bytes: mib("decision-mib", a.decision_mib)?,
+            ..Limits::DEFAULT
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -82,8 +122,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             consumers,
             seed,
             cache,
+            limits,
         } => {
-            let runtime = Runtime::new(Limits::default(), Some(&cache))?;
+            let runtime = Runtime::new(limits.try_into()?, Some(&cache))?;
             let grid = runtime
                 .load_grid(&read(&grid)?)
                 .with_context(|| grid.display().to_string())?;
