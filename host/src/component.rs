@@ -94,8 +94,7 @@ pub fn build_core(build: &Build<'_>) -> anyhow::Result<PathBuf> {
                 .filter_map(|f| f.as_str().map(PathBuf::from))
                 .collect::<Vec<_>>()
         })
-        .filter(|f| f.extension().is_some_and(|e| e == "wasm"))
-        .last();
+        .rfind(|f| f.extension().is_some_and(|e| e == "wasm"));
     artifact.with_context(|| {
         format!(
             "cargo built no .wasm for {}: is it a cdylib?",

@@ -125,6 +125,8 @@ impl PaymentRequestBatch {
     }
 }
 
+// wit-bindgen generates the type, so the impl cannot be derived.
+#[allow(clippy::derivable_impls)]
 impl Default for PaymentRequestBatch {
     fn default() -> Self {
         Self {

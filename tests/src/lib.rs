@@ -19,7 +19,8 @@ pub fn workspace_root() -> PathBuf {
 /// with `features`. Guests build in their own target directory, so this works
 /// while the outer `cargo test` holds the main one.
 pub fn component(dir: &str, features: &[&str]) -> Arc<Vec<u8>> {
-    static BUILT: OnceLock<Mutex<HashMap<(String, Vec<String>), Arc<Vec<u8>>>>> = OnceLock::new();
+    type Key = (String, Vec<String>);
+    static BUILT: OnceLock<Mutex<HashMap<Key, Arc<Vec<u8>>>>> = OnceLock::new();
     let key = (
         dir.to_owned(),
         features.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
