@@ -8,6 +8,7 @@
 //!   producers → grid ← consumers), the main job until the roles exist.
 
 pub mod books;
+pub mod channel;
 pub mod component;
 pub mod simulate;
 pub mod strategy;

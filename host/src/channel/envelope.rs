@@ -1,0 +1,126 @@
+//! One message on the wire: signed by the author over its own address and the
+//! next one, and for restricted channels encrypted with the side key.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use super::{Address, Message};
+
+const VERSION: u8 = 1;
+const DOMAIN: &[u8] = b"powerplug/channel/message/v1";
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    version: u8,
+    next: Address,
+    /// Set when the body is encrypted.
+    nonce: Option<[u8; 24]>,
+    body: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+fn signed_bytes(
+    address: &Address,
+    next: &Address,
+    nonce: &Option<[u8; 24]>,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(DOMAIN.len() + 64 + 25 + body.len());
+    bytes.extend_from_slice(DOMAIN);
+    bytes.extend_from_slice(&address.0);
+    bytes.extend_from_slice(&next.0);
+    match nonce {
+        Some(n) => {
+            bytes.push(1);
+            bytes.extend_from_slice(n);
+        }
+        None => bytes.push(0),
+    }
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+fn aad(address: &Address, next: &Address) -> [u8; 64] {
+    let mut aad = [0; 64];
+    aad[..32].copy_from_slice(&address.0);
+    aad[32..].copy_from_slice(&next.0);
+    aad
+}
+
+pub(crate) fn seal(
+    author: &SigningKey,
+    side_key: Option<&[u8; 32]>,
+    address: &Address,
+    next: &Address,
+    message: &Message,
+) -> anyhow::Result<Vec<u8>> {
+    let plain = postcard::to_allocvec(message)?;
+    let (nonce, body) = match side_key {
+        None => (None, plain),
+        Some(key) => {
+            let mut nonce = [0u8; 24];
+            getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            let cipher = XChaCha20Poly1305::new(key.into());
+            let sealed = cipher
+                .encrypt(
+                    XNonce::from_slice(&nonce),
+                    Payload {
+                        msg: &plain,
+                        aad: &aad(address, next),
+                    },
+                )
+                .map_err(|_| anyhow::anyhow!("encryption failed"))?;
+            (Some(nonce), sealed)
+        }
+    };
+    let signature = author
+        .sign(&signed_bytes(address, next, &nonce, &body))
+        .to_bytes()
+        .to_vec();
+    Ok(postcard::to_allocvec(&Envelope {
+        version: VERSION,
+        next: *next,
+        nonce,
+        body,
+        signature,
+    })?)
+}
+
+/// The message at `address`, if `bytes` is one that the author signed for this
+/// address and link, readable with `side_key`. `None` for anything else.
+pub(crate) fn open(
+    author: &VerifyingKey,
+    side_key: Option<&[u8; 32]>,
+    address: &Address,
+    expected_next: &Address,
+    bytes: &[u8],
+) -> Option<Message> {
+    let envelope: Envelope = postcard::from_bytes(bytes).ok()?;
+    if envelope.version != VERSION || envelope.next != *expected_next {
+        return None;
+    }
+    let signature = Signature::from_slice(&envelope.signature).ok()?;
+    author
+        .verify(
+            &signed_bytes(address, &envelope.next, &envelope.nonce, &envelope.body),
+            &signature,
+        )
+        .ok()?;
+    let plain = match (side_key, envelope.nonce) {
+        (None, None) => envelope.body,
+        (Some(key), Some(nonce)) => XChaCha20Poly1305::new(key.into())
+            .decrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &envelope.body,
+                    aad: &aad(address, &envelope.next),
+                },
+            )
+            .ok()?,
+        // A restricted reader refuses plaintext and a public reader cannot decrypt.
+        _ => return None,
+    };
+    postcard::from_bytes(&plain).ok()
+}

@@ -1,0 +1,95 @@
+//! Authenticated, append-only channels: the seed's IOTA MAM, with modern
+//! cryptography.
+//!
+//! A channel belongs to an author key (Ed25519). Its messages are chained: the
+//! message at index `i` lives at `address(root, i)` and commits to the address of
+//! the next one, so a reader starts at the root, follows the chain and remembers
+//! where it stopped. Addresses are hashes of the root, so an observer of the store
+//! learns nothing of the root from them. *Restricted* channels encrypt with a side
+//! key (XChaCha20-Poly1305, random nonces) and sign; *public* ones only sign. A
+//! reader drops whatever at an address fails its signature, chain link or
+//! decryption, and keeps the first valid message there: junk written to the same
+//! address is ignored, not fatal.
+//!
+//! `hello` opens a channel, `goodbye` closes it; a reader refuses a channel that
+//! does not open with `hello`. Messages travel through a [`Transport`], so nothing
+//! here assumes where they are stored.
+
+mod envelope;
+mod reader;
+mod transport;
+mod writer;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use reader::{ChannelReader, Poll, ReadError};
+pub use transport::{MemoryTransport, Transport};
+pub use writer::ChannelWriter;
+
+/// Where one message of a channel is stored.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Address(pub [u8; 32]);
+
+impl Address {
+    /// The address of message `index` of the channel with this root.
+    pub fn of(root: &[u8; 32], index: u64) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"powerplug/channel/address/v1");
+        h.update(root);
+        h.update(index.to_be_bytes());
+        Address(h.finalize().into())
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Address({})", &hex::encode(self.0)[..16])
+    }
+}
+
+/// What a reader must be given (at registration) to follow a channel.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelInfo {
+    pub root: [u8; 32],
+    /// The author's Ed25519 public key.
+    pub author: [u8; 32],
+    /// Present for restricted channels.
+    pub side_key: Option<[u8; 32]>,
+}
+
+impl fmt::Debug for ChannelInfo {
+    // Never print the secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelInfo")
+            .field("author", &hex::encode(self.author))
+            .field("restricted", &self.side_key.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a channel carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    Hello,
+    Goodbye,
+    Data(Vec<u8>),
+}
+
+/// 32 bytes from the operating system's generator.
+pub(crate) fn random32() -> anyhow::Result<[u8; 32]> {
+    let mut bytes = [0; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,93 @@
+use ed25519_dalek::VerifyingKey;
+
+use super::{Address, ChannelInfo, Message, Transport, envelope};
+
+/// How many messages one poll reads at most, so that a long chain cannot hold a
+/// poller forever; the next poll continues.
+const MAX_PER_POLL: usize = 10_000;
+
+/// A reader's end of a channel: follows the chain from where it stopped.
+pub struct ChannelReader {
+    author: VerifyingKey,
+    root: [u8; 32],
+    side_key: Option<[u8; 32]>,
+    next_index: u64,
+    closed: bool,
+}
+
+/// What one poll found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Poll {
+    /// Data messages, in channel order.
+    pub data: Vec<Vec<u8>>,
+    /// The channel said goodbye; nothing after it is read.
+    pub closed: bool,
+    /// Messages at the addresses read that were not valid (junk, forgeries).
+    pub dropped: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("author: not an Ed25519 public key")]
+    BadAuthor,
+    #[error("the channel does not open with hello")]
+    NotOpened,
+    #[error("transport: {0:#}")]
+    Transport(anyhow::Error),
+}
+
+impl ChannelReader {
+    pub fn new(info: &ChannelInfo) -> Result<Self, ReadError> {
+        Self::resume(info, 0)
+    }
+
+    /// A reader that continues at `next_index` (saved from [`Self::next_index`]).
+    pub fn resume(info: &ChannelInfo, next_index: u64) -> Result<Self, ReadError> {
+        Ok(Self {
+            author: VerifyingKey::from_bytes(&info.author).map_err(|_| ReadError::BadAuthor)?,
+            root: info.root,
+            side_key: info.side_key,
+            next_index,
+            closed: false,
+        })
+    }
+
+    pub fn next_index(&self) -> u64 {
+        self.next_index
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Reads every new message up to the end of the chain (or a goodbye).
+    pub fn poll(&mut self, transport: &dyn Transport) -> Result<Poll, ReadError> {
+        let mut poll = Poll::default();
+        while !self.closed && poll.data.len() < MAX_PER_POLL {
+            let address = Address::of(&self.root, self.next_index);
+            let next = Address::of(&self.root, self.next_index + 1);
+            let candidates = transport.get(&address).map_err(ReadError::Transport)?;
+            let mut found = None;
+            for bytes in &candidates {
+                match envelope::open(&self.author, self.side_key.as_ref(), &address, &next, bytes) {
+                    Some(message) => {
+                        found = Some(message);
+                        break;
+                    }
+                    None => poll.dropped += 1,
+                }
+            }
+            let Some(message) = found else { break };
+            match (self.next_index, message) {
+                (0, Message::Hello) => {}
+                (0, _) => return Err(ReadError::NotOpened),
+                (_, Message::Hello) => {}
+                (_, Message::Data(data)) => poll.data.push(data),
+                (_, Message::Goodbye) => self.closed = true,
+            }
+            self.next_index += 1;
+        }
+        poll.closed = self.closed;
+        Ok(poll)
+    }
+}

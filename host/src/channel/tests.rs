@@ -1,0 +1,179 @@
+use ed25519_dalek::SigningKey;
+
+use super::*;
+
+fn author(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+fn data(poll: &Poll) -> Vec<&[u8]> {
+    poll.data.iter().map(Vec::as_slice).collect()
+}
+
+#[test]
+fn a_reader_follows_the_chain_and_remembers_where_it_stopped() {
+    let store = MemoryTransport::default();
+    let mut writer = ChannelWriter::new(author(1), true).unwrap();
+    writer.hello(&store).unwrap();
+    writer.publish(&store, b"one".to_vec()).unwrap();
+    writer.publish(&store, b"two".to_vec()).unwrap();
+
+    let mut reader = ChannelReader::new(&writer.info()).unwrap();
+    let poll = reader.poll(&store).unwrap();
+    assert_eq!(data(&poll), [b"one", b"two"]);
+    assert_eq!(reader.poll(&store).unwrap(), Poll::default(), "nothing new");
+
+    writer.publish(&store, b"three".to_vec()).unwrap();
+    assert_eq!(data(&reader.poll(&store).unwrap()), [b"three"]);
+
+    // A restarted reader resumes from its saved position.
+    let mut resumed = ChannelReader::resume(&writer.info(), reader.next_index()).unwrap();
+    writer.publish(&store, b"four".to_vec()).unwrap();
+    assert_eq!(data(&resumed.poll(&store).unwrap()), [b"four"]);
+}
+
+#[test]
+fn goodbye_closes_the_channel() {
+    let store = MemoryTransport::default();
+    let mut writer = ChannelWriter::new(author(1), false).unwrap();
+    writer.hello(&store).unwrap();
+    writer.publish(&store, b"last".to_vec()).unwrap();
+    writer.goodbye(&store).unwrap();
+    // Whatever comes after a goodbye is not read.
+    writer.publish(&store, b"after".to_vec()).unwrap();
+    let mut reader = ChannelReader::new(&writer.info()).unwrap();
+    let poll = reader.poll(&store).unwrap();
+    assert_eq!(data(&poll), [b"last"]);
+    assert!(poll.closed && reader.is_closed());
+}
+
+#[test]
+fn a_channel_that_does_not_open_with_hello_is_refused() {
+    let store = MemoryTransport::default();
+    let mut writer = ChannelWriter::new(author(1), true).unwrap();
+    assert!(
+        writer.publish(&store, b"x".to_vec()).is_err(),
+        "the writer will not skip hello"
+    );
+    writer.goodbye(&store).unwrap();
+    let mut reader = ChannelReader::new(&writer.info()).unwrap();
+    assert!(matches!(reader.poll(&store), Err(ReadError::NotOpened)));
+}
+
+#[test]
+fn junk_at_an_address_is_ignored_and_the_first_valid_message_kept() {
+    let store = MemoryTransport::default();
+    let mut writer = ChannelWriter::new(author(1), true).unwrap();
+    let info = writer.info();
+    writer.hello(&store).unwrap();
+    let at = Address::of(&info.root, 1);
+    // Before the real message: random bytes, and a message signed by someone else.
+    store.put(&at, vec![0xde, 0xad, 0xbe, 0xef]).unwrap();
+    let mut forger = ChannelWriter::resume(author(2), info.root, info.side_key, 1);
+    forger.publish(&store, b"forged".to_vec()).unwrap();
+    writer.publish(&store, b"real".to_vec()).unwrap();
+    // After it: a second valid message at the same address is not read.
+    let mut twin = ChannelWriter::resume(author(1), info.root, info.side_key, 1);
+    twin.publish(&store, b"second".to_vec()).unwrap();
+
+    let mut reader = ChannelReader::new(&info).unwrap();
+    let poll = reader.poll(&store).unwrap();
+    assert_eq!(data(&poll), [b"real"]);
+    assert_eq!(poll.dropped, 2);
+}
+
+#[test]
+fn restricted_channels_need_the_side_key_and_reject_tampering() {
+    let store = MemoryTransport::default();
+    let mut writer = ChannelWriter::new(author(1), true).unwrap();
+    writer.hello(&store).unwrap();
+    writer.publish(&store, b"secret usage".to_vec()).unwrap();
+    let info = writer.info();
+
+    // The stored bytes do not contain the plaintext.
+    let stored = store.get(&Address::of(&info.root, 1)).unwrap();
+    assert!(!stored[0].windows(12).any(|w| w == b"secret usage"));
+
+    let wrong_key = ChannelInfo {
+        side_key: Some([9; 32]),
+        ..info.clone()
+    };
+    let poll = ChannelReader::new(&wrong_key)
+        .unwrap()
+        .poll(&store)
+        .unwrap();
+    assert!(
+        poll.data.is_empty() && poll.dropped == 1,
+        "not even hello opens: {poll:?}"
+    );
+
+    let no_key = ChannelInfo {
+        side_key: None,
+        ..info.clone()
+    };
+    assert!(
+        ChannelReader::new(&no_key)
+            .unwrap()
+            .poll(&store)
+            .unwrap()
+            .data
+            .is_empty()
+    );
+
+    // Flip one bit of the ciphertext: the signature no longer holds.
+    let tampered = MemoryTransport::default();
+    for i in 0..2 {
+        let at = Address::of(&info.root, i);
+        let mut bytes = store.get(&at).unwrap().remove(0);
+        if i == 1 {
+            let n = bytes.len();
+            bytes[n - 70] ^= 1;
+        }
+        tampered.put(&at, bytes).unwrap();
+    }
+    let poll = ChannelReader::new(&info).unwrap().poll(&tampered).unwrap();
+    assert!(poll.data.is_empty() && poll.dropped == 1, "{poll:?}");
+}
+
+#[test]
+fn a_message_moved_to_another_address_is_not_accepted() {
+    let store = MemoryTransport::default();
+    let mut writer = ChannelWriter::new(author(1), false).unwrap();
+    let info = writer.info();
+    writer.hello(&store).unwrap();
+    writer.publish(&store, b"one".to_vec()).unwrap();
+    writer.publish(&store, b"two".to_vec()).unwrap();
+    // Replay message 1 at index 2's address in another store.
+    let replayed = MemoryTransport::default();
+    replayed
+        .put(
+            &Address::of(&info.root, 0),
+            store.get(&Address::of(&info.root, 0)).unwrap().remove(0),
+        )
+        .unwrap();
+    replayed
+        .put(
+            &Address::of(&info.root, 1),
+            store.get(&Address::of(&info.root, 1)).unwrap().remove(0),
+        )
+        .unwrap();
+    replayed
+        .put(
+            &Address::of(&info.root, 2),
+            store.get(&Address::of(&info.root, 1)).unwrap().remove(0),
+        )
+        .unwrap();
+    let poll = ChannelReader::new(&info).unwrap().poll(&replayed).unwrap();
+    assert_eq!(data(&poll), [b"one"]);
+    assert_eq!(poll.dropped, 1);
+}
+
+#[test]
+fn addresses_are_unlinkable_to_the_root() {
+    let root = [7; 32];
+    let a0 = Address::of(&root, 0);
+    assert_ne!(a0.0, root);
+    assert_ne!(a0, Address::of(&root, 1));
+    assert_ne!(a0, Address::of(&[8; 32], 0));
+    assert_eq!(a0, Address::of(&root, 0));
+}
