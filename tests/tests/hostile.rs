@@ -158,7 +158,7 @@ fn a_log_flood_is_capped() {
     assert_eq!(outcome.logs.len(), Limits::DEFAULT.log_lines);
     assert_eq!(
         outcome.logs_dropped as usize,
-        100_000 - Limits::DEFAULT.log_lines
+        10_000 - Limits::DEFAULT.log_lines
     );
     assert!(
         outcome
