@@ -177,6 +177,7 @@ impl GridOut {
 
 /// Runs one tick of `S`: what the exported component does, and what tests call natively.
 pub fn run<S: GridStrategy>(input: GridInput) -> Result<GridDecision, Error> {
+    crate::log::log_panics();
     let GridInput {
         now_ms,
         config,

@@ -31,3 +31,15 @@ pub fn info(message: &str) {
 pub fn warn(message: &str) {
     log(Level::Warn, message);
 }
+
+/// Logs a panic's message (file, line, reason) before the abort turns it into a
+/// trap, so that the host can say why a tick failed. Installed by `run`.
+pub(crate) fn log_panics() {
+    #[cfg(target_arch = "wasm32")]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            std::panic::set_hook(Box::new(|info| log(Level::Error, &info.to_string())))
+        });
+    }
+}

@@ -58,6 +58,7 @@ impl ProducerOut {
 
 /// Runs one tick of `S`: what the exported component does, and what tests call natively.
 pub fn run<S: ProducerStrategy>(input: ProducerInput) -> Result<ProducerDecision, Error> {
+    crate::log::log_panics();
     let ProducerInput {
         now_ms,
         config,

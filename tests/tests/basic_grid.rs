@@ -236,9 +236,45 @@ fn a_bad_setting_is_refused_with_its_name() {
         value: "five".into(),
     }];
     let input = Books::default().grid_input(0, &config, GridNews::default());
-    let err = grid.tick(&input).unwrap_err();
+    let err = grid.tick(&input).unwrap_err().error;
     assert!(
         matches!(&err, powerplug::strategy::CallError::Refused(m) if m.contains("price-per-kwh")),
         "{err}"
+    );
+}
+
+#[test]
+fn an_overflow_refuses_the_tick_and_says_where() {
+    let runtime = Runtime::new(Limits::default(), None).unwrap();
+    let grid = runtime.load_grid(&basic_grid()).unwrap();
+    let mut books = Books::default();
+    tick(
+        &grid,
+        &mut books,
+        1_000,
+        GridNews {
+            usage: vec![usage(C0, 1_000)],
+            ..GridNews::default()
+        },
+    );
+    // Money arithmetic never wraps: u64::MAX more Wh overflows the consumer's total.
+    let input = books.grid_input(
+        2_000,
+        &[],
+        GridNews {
+            usage: vec![usage(C0, u64::MAX)],
+            ..GridNews::default()
+        },
+    );
+    let failure = grid.tick(&input).unwrap_err();
+    assert_eq!(failure.error.cause(), "trap");
+    assert!(failure.to_string().contains("overflow"), "{failure}");
+    assert!(
+        failure
+            .logs
+            .iter()
+            .any(|l| l.message.contains("basic-grid-strategy/src/lib.rs")),
+        "{:?}",
+        failure.logs
     );
 }

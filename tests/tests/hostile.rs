@@ -52,7 +52,7 @@ fn an_infinite_loop_runs_out_of_fuel() {
     // Twice: a trapped instance is never reused, so the second call fails the same way.
     for _ in 0..2 {
         assert_eq!(
-            guest.tick(&input()).unwrap_err(),
+            guest.tick(&input()).unwrap_err().error,
             CallError::OutOfFuel { budget: 50_000_000 }
         );
     }
@@ -71,7 +71,7 @@ fn an_infinite_loop_hits_the_wall_clock_deadline() {
     let guest = hostile_grid(&runtime, "infinite-loop");
     let started = std::time::Instant::now();
     assert_eq!(
-        guest.tick(&input()).unwrap_err(),
+        guest.tick(&input()).unwrap_err().error,
         CallError::Deadline { limit: deadline }
     );
     // Stopped by the deadline, not by anything slower (generous: CI machines stall).
@@ -92,7 +92,7 @@ fn unbounded_memory_growth_hits_the_memory_limit() {
     let runtime = Runtime::new(limits, None).unwrap();
     let guest = hostile_grid(&runtime, "memory-bomb");
     assert_eq!(
-        guest.tick(&input()).unwrap_err(),
+        guest.tick(&input()).unwrap_err().error,
         CallError::MemoryLimit { limit: 32 << 20 }
     );
     assert_good_strategy_works(&runtime);
@@ -102,7 +102,7 @@ fn unbounded_memory_growth_hits_the_memory_limit() {
 fn a_panic_is_a_trap() {
     let runtime = Runtime::new(Limits::default(), None).unwrap();
     let guest = hostile_grid(&runtime, "panic");
-    let err = guest.tick(&input()).unwrap_err();
+    let err = guest.tick(&input()).unwrap_err().error;
     assert!(
         matches!(&err, CallError::Trap { message } if message.contains("unreachable")),
         "{err}"
@@ -115,7 +115,7 @@ fn a_panic_is_a_trap() {
 fn unbounded_recursion_is_a_trap() {
     let runtime = Runtime::new(Limits::default(), None).unwrap();
     let guest = hostile_grid(&runtime, "stack-overflow");
-    let err = guest.tick(&input()).unwrap_err();
+    let err = guest.tick(&input()).unwrap_err().error;
     assert_eq!(err.cause(), "trap", "{err}");
     assert_good_strategy_works(&runtime);
 }
@@ -125,7 +125,7 @@ fn a_100_mb_decision_is_refused() {
     // Default limits: the 100 MiB fits in memory but not in a decision.
     let runtime = Runtime::new(Limits::default(), None).unwrap();
     let guest = hostile_grid(&runtime, "huge-decision");
-    let err = guest.tick(&input()).unwrap_err();
+    let err = guest.tick(&input()).unwrap_err().error;
     assert_eq!(
         err,
         CallError::DecisionTooLarge {
@@ -140,7 +140,7 @@ fn a_100_mb_decision_is_refused() {
 fn a_batch_with_columns_of_different_lengths_is_refused() {
     let runtime = Runtime::new(Limits::default(), None).unwrap();
     let guest = hostile_grid(&runtime, "ragged-batch");
-    let err = guest.tick(&input()).unwrap_err();
+    let err = guest.tick(&input()).unwrap_err().error;
     assert!(
         matches!(&err, CallError::Malformed(m) if m.contains("payment-requests")),
         "{err}"

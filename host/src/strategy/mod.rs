@@ -25,4 +25,4 @@ pub use error::{CallError, LoadError};
 pub use inspect::{ComponentInfo, Kind, WORLD_VERSION, inspect};
 pub use limits::Limits;
 pub use runtime::{CacheStats, GridStrategy, Loaded, ProducerStrategy, Runtime};
-pub use sandbox::{LogLine, TickOutcome};
+pub use sandbox::{LogLine, TickFailure, TickOutcome};

@@ -10,7 +10,7 @@ use super::bindings::producer_world::ProducerStrategyPre;
 use super::bindings::{Decision, grid, log, producer};
 use super::cache::CompiledCache;
 use super::inspect::{ComponentInfo, Kind, inspect};
-use super::sandbox::{self, EPOCH_TICK, Guest, TickOutcome};
+use super::sandbox::{self, EPOCH_TICK, Guest, TickFailure, TickOutcome};
 use super::{CallError, Limits, LoadError};
 
 /// Loads and runs strategies. Cheap to clone; one per process is enough.
@@ -233,7 +233,7 @@ impl Runtime {
         &self,
         instantiate: impl FnOnce(&mut Store<Guest>) -> wasmtime::Result<I>,
         call: impl FnOnce(&I, &mut Store<Guest>) -> wasmtime::Result<Result<D, String>>,
-    ) -> Result<TickOutcome<D>, CallError> {
+    ) -> Result<TickOutcome<D>, TickFailure> {
         let limits = self.inner.limits;
         let mut store = sandbox::new_store(&self.inner.engine, &limits);
         let instance =
@@ -251,7 +251,7 @@ impl GridStrategy {
     pub fn tick(
         &self,
         input: &grid::GridInput,
-    ) -> Result<TickOutcome<grid::GridDecision>, CallError> {
+    ) -> Result<TickOutcome<grid::GridDecision>, TickFailure> {
         self.runtime.tick(
             |store| self.pre.instantiate(store),
             |instance, store| instance.powerplug_strategy_grid().call_tick(store, input),
@@ -268,7 +268,7 @@ impl ProducerStrategy {
     pub fn tick(
         &self,
         input: &producer::ProducerInput,
-    ) -> Result<TickOutcome<producer::ProducerDecision>, CallError> {
+    ) -> Result<TickOutcome<producer::ProducerDecision>, TickFailure> {
         self.runtime.tick(
             |store| self.pre.instantiate(store),
             |instance, store| {

@@ -29,6 +29,37 @@ pub struct TickOutcome<D> {
     pub logs_dropped: u32,
 }
 
+/// A tick that produced no decision: why, and what the strategy logged before
+/// it failed (with the SDK, a Rust panic logs its message there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TickFailure {
+    pub error: CallError,
+    pub logs: Vec<LogLine>,
+    pub logs_dropped: u32,
+}
+
+impl std::fmt::Display for TickFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.error)?;
+        if let Some(last) = self.logs.iter().rev().find(|l| l.level == LogLevel::Error) {
+            write!(f, " (the strategy logged: {})", last.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TickFailure {}
+
+impl From<CallError> for TickFailure {
+    fn from(error: CallError) -> Self {
+        Self {
+            error,
+            logs: Vec::new(),
+            logs_dropped: 0,
+        }
+    }
+}
+
 /// What a store holds for the guest: its limits and what it logged.
 pub(crate) struct Guest {
     memory_limit: usize,
@@ -117,33 +148,40 @@ pub(crate) fn run<D: Decision>(
     mut store: Store<Guest>,
     limits: &Limits,
     call: impl FnOnce(&mut Store<Guest>) -> wasmtime::Result<Result<D, String>>,
-) -> Result<TickOutcome<D>, CallError> {
+) -> Result<TickOutcome<D>, TickFailure> {
     let start = Instant::now();
     let result = call(&mut store);
     let elapsed = start.elapsed();
     let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
-    let guest = store.data();
+    let memory_refused = store.data().memory_refused;
+    let guest = store.into_data();
+    let fail = |error| TickFailure {
+        error,
+        logs: guest.logs.clone(),
+        logs_dropped: guest.logs_dropped,
+    };
 
     let decision = match result {
         Ok(Ok(decision)) => decision,
         // Some language runtimes turn a refused allocation into an error value.
-        Ok(Err(_)) | Err(_) if guest.memory_refused => {
-            return Err(CallError::MemoryLimit {
+        Ok(Err(_)) | Err(_) if memory_refused => {
+            return Err(fail(CallError::MemoryLimit {
                 limit: limits.memory_bytes,
-            });
+            }));
         }
-        Ok(Err(reason)) => return Err(CallError::Refused(reason)),
-        Err(error) => return Err(classify(error, limits)),
+        Ok(Err(reason)) => return Err(fail(CallError::Refused(reason))),
+        Err(error) => return Err(fail(classify(error, limits))),
     };
     let size = decision.payload_bytes();
     if size > limits.decision_bytes {
-        return Err(CallError::DecisionTooLarge {
+        return Err(fail(CallError::DecisionTooLarge {
             size,
             limit: limits.decision_bytes,
-        });
+        }));
     }
-    decision.check().map_err(CallError::Malformed)?;
-    let guest = store.into_data();
+    decision
+        .check()
+        .map_err(|m| fail(CallError::Malformed(m)))?;
     Ok(TickOutcome {
         decision,
         fuel_used,
