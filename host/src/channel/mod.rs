@@ -13,8 +13,11 @@
 //!
 //! `hello` opens a channel, `goodbye` closes it; a reader refuses a channel that
 //! does not open with `hello`. Messages travel through a [`Transport`], so nothing
-//! here assumes where they are stored.
+//! here assumes where they are stored: [`EmbeddedTransport`] keeps them in the
+//! host's redb database, [`MemoryTransport`] in memory; an HTTP transport to
+//! another host's store comes with the roles.
 
+mod embedded;
 mod envelope;
 mod reader;
 mod transport;
@@ -25,6 +28,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use embedded::EmbeddedTransport;
 pub use reader::{ChannelReader, Poll, ReadError};
 pub use transport::{MemoryTransport, Transport};
 pub use writer::ChannelWriter;

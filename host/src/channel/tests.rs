@@ -177,3 +177,46 @@ fn addresses_are_unlinkable_to_the_root() {
     assert_ne!(a0, Address::of(&[8; 32], 0));
     assert_eq!(a0, Address::of(&root, 0));
 }
+
+#[test]
+fn the_embedded_store_keeps_arrival_order_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("host.redb");
+    let mut writer = ChannelWriter::new(author(1), true).unwrap();
+    let info = writer.info();
+    let reader_at;
+    {
+        let store = EmbeddedTransport::open(&path).unwrap();
+        writer.hello(&store).unwrap();
+        // Junk first, then the real message, at the same address.
+        store
+            .put(&Address::of(&info.root, 1), b"junk".to_vec())
+            .unwrap();
+        writer.publish(&store, b"kept".to_vec()).unwrap();
+        let mut reader = ChannelReader::new(&info).unwrap();
+        let poll = reader.poll(&store).unwrap();
+        assert_eq!((data(&poll), poll.dropped), (vec![&b"kept"[..]], 1));
+        reader_at = reader.next_index();
+        writer.publish(&store, b"after restart".to_vec()).unwrap();
+    }
+    // The process is gone; the file is all that is left.
+    let store = EmbeddedTransport::open(&path).unwrap();
+    let mut reader = ChannelReader::resume(&info, reader_at).unwrap();
+    assert_eq!(data(&reader.poll(&store).unwrap()), [b"after restart"]);
+    assert_eq!(store.get(&Address::of(&info.root, 1)).unwrap()[0], b"junk");
+}
+
+#[test]
+fn the_embedded_store_refuses_oversized_messages_and_unknown_addresses_are_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedTransport::open(&dir.path().join("host.redb")).unwrap();
+    assert!(
+        store.get(&Address([1; 32])).unwrap().is_empty(),
+        "before any table exists"
+    );
+    let err = store
+        .put(&Address([1; 32]), vec![0; embedded::MAX_MESSAGE_BYTES + 1])
+        .unwrap_err();
+    assert!(err.to_string().starts_with("message:"), "{err}");
+    assert!(store.get(&Address([1; 32])).unwrap().is_empty());
+}
