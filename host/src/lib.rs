@@ -12,3 +12,4 @@ pub mod channel;
 pub mod component;
 pub mod simulate;
 pub mod strategy;
+pub mod wallet;
