@@ -10,6 +10,7 @@
 pub mod books;
 pub mod channel;
 pub mod component;
+pub mod outbox;
 pub mod simulate;
 pub mod strategy;
 pub mod wallet;

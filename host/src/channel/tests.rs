@@ -220,3 +220,33 @@ fn the_embedded_store_refuses_oversized_messages_and_unknown_addresses_are_empty
     assert!(err.to_string().starts_with("message:"), "{err}");
     assert!(store.get(&Address([1; 32])).unwrap().is_empty());
 }
+
+/// A transport that is down.
+struct Down;
+
+impl Transport for Down {
+    fn put(&self, _: &Address, _: Vec<u8>) -> anyhow::Result<()> {
+        anyhow::bail!("unreachable store")
+    }
+    fn get(&self, _: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
+        anyhow::bail!("unreachable store")
+    }
+}
+
+#[test]
+fn a_failed_send_leaves_no_gap_in_the_chain() {
+    let store = MemoryTransport::default();
+    let mut writer = ChannelWriter::new(author(1), true).unwrap();
+    writer.hello(&store).unwrap();
+    assert!(writer.publish(&Down, b"lost".to_vec()).is_err());
+    writer.publish(&store, b"next".to_vec()).unwrap();
+    let poll = ChannelReader::new(&writer.info())
+        .unwrap()
+        .poll(&store)
+        .unwrap();
+    assert_eq!(data(&poll), [b"next"]);
+    assert!(matches!(
+        ChannelReader::new(&writer.info()).unwrap().poll(&Down),
+        Err(ReadError::Transport(_))
+    ));
+}

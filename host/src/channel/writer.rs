@@ -52,26 +52,33 @@ impl ChannelWriter {
     }
 
     pub fn hello(&mut self, transport: &dyn Transport) -> anyhow::Result<Address> {
-        anyhow::ensure!(
-            self.next_index == 0,
-            "hello: only the first message of a channel says hello"
-        );
-        self.write(transport, &Message::Hello)
+        self.write(transport, Message::Hello)
     }
 
     pub fn publish(&mut self, transport: &dyn Transport, data: Vec<u8>) -> anyhow::Result<Address> {
-        anyhow::ensure!(
-            self.next_index > 0,
-            "publish: the channel has not said hello"
-        );
-        self.write(transport, &Message::Data(data))
+        self.write(transport, Message::Data(data))
     }
 
     pub fn goodbye(&mut self, transport: &dyn Transport) -> anyhow::Result<Address> {
-        self.write(transport, &Message::Goodbye)
+        self.write(transport, Message::Goodbye)
     }
 
-    fn write(&mut self, transport: &dyn Transport, message: &Message) -> anyhow::Result<Address> {
+    /// Seals the next message and advances, without sending it: the address and
+    /// bytes go into a durable outbox in the same transaction as the writer's new
+    /// position, and sending them again after a crash lands at the same address,
+    /// where readers keep only the first valid message. Nothing is repeated.
+    pub fn prepare(&mut self, message: Message) -> anyhow::Result<(Address, Vec<u8>)> {
+        match message {
+            Message::Hello => anyhow::ensure!(
+                self.next_index == 0,
+                "hello: only the first message of a channel says hello"
+            ),
+            Message::Data(_) => anyhow::ensure!(
+                self.next_index > 0,
+                "publish: the channel has not said hello"
+            ),
+            Message::Goodbye => {}
+        }
         let address = Address::of(&self.root, self.next_index);
         let next = Address::of(&self.root, self.next_index + 1);
         let bytes = envelope::seal(
@@ -79,10 +86,19 @@ impl ChannelWriter {
             self.side_key.as_ref(),
             &address,
             &next,
-            message,
+            &message,
         )?;
-        transport.put(&address, bytes)?;
         self.next_index += 1;
+        Ok((address, bytes))
+    }
+
+    fn write(&mut self, transport: &dyn Transport, message: Message) -> anyhow::Result<Address> {
+        let (address, bytes) = self.prepare(message)?;
+        if let Err(e) = transport.put(&address, bytes) {
+            // Not sent: the next message takes this address, or readers would wait at a gap.
+            self.next_index -= 1;
+            return Err(e);
+        }
         Ok(address)
     }
 }

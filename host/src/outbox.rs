@@ -1,0 +1,168 @@
+//! The durable outbox: what a tick decided to send is written in the same redb
+//! transaction as the tick's state change, and sent afterwards.
+//!
+//! Each item is a sealed channel message with its address (see
+//! [`ChannelWriter::prepare`](crate::channel::ChannelWriter::prepare)). Sending
+//! is `put` then acknowledge; a crash in between sends the same bytes to the same
+//! address again, and readers keep only the first valid message at an address, so
+//! a command is neither lost nor repeated.
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use crate::channel::{Address, Transport};
+
+const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub seq: u64,
+    /// Which transport the item goes through (a peer, a channel store).
+    pub destination: String,
+    pub address: Address,
+    pub bytes: Vec<u8>,
+}
+
+/// Adds an item inside the caller's transaction; it is sent only once that commits.
+pub fn enqueue(
+    tx: &WriteTransaction,
+    destination: &str,
+    address: Address,
+    bytes: Vec<u8>,
+) -> anyhow::Result<u64> {
+    let mut table = tx.open_table(OUTBOX)?;
+    let seq = table.last()?.map(|(k, _)| k.value()).unwrap_or(0) + 1;
+    let item = Item {
+        seq,
+        destination: destination.to_owned(),
+        address,
+        bytes,
+    };
+    table.insert(seq, postcard::to_allocvec(&item)?.as_slice())?;
+    Ok(seq)
+}
+
+/// Items not yet acknowledged, oldest first.
+pub fn pending(db: &Database, limit: usize) -> anyhow::Result<Vec<Item>> {
+    let tx = db.begin_read()?;
+    let table = match tx.open_table(OUTBOX) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut items = Vec::new();
+    for entry in table.iter()?.take(limit) {
+        items.push(postcard::from_bytes(entry?.1.value())?);
+    }
+    Ok(items)
+}
+
+pub fn acknowledge(db: &Database, seq: u64) -> anyhow::Result<()> {
+    let tx = db.begin_write()?;
+    tx.open_table(OUTBOX)?.remove(seq)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Sends up to `limit` pending items through the transport `route` names for
+/// their destination, acknowledging each after it is sent. Stops at the first
+/// failure (the item stays for the next drain); returns how many were sent.
+pub fn drain<'t>(
+    db: &Database,
+    limit: usize,
+    route: impl Fn(&str) -> Option<&'t dyn Transport>,
+) -> anyhow::Result<usize> {
+    let mut sent = 0;
+    for item in pending(db, limit)? {
+        let transport = route(&item.destination)
+            .ok_or_else(|| anyhow::anyhow!("no route to `{}`", item.destination))?;
+        transport.put(&item.address, item.bytes)?;
+        acknowledge(db, item.seq)?;
+        sent += 1;
+    }
+    Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ed25519_dalek::SigningKey;
+
+    use super::*;
+    use crate::channel::{
+        ChannelReader, ChannelWriter, EmbeddedTransport, MemoryTransport, Message,
+    };
+
+    #[test]
+    fn a_crash_between_send_and_acknowledge_repeats_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::create(dir.path().join("host.redb")).unwrap());
+        let peer = EmbeddedTransport::open(&dir.path().join("peer.redb")).unwrap();
+        let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[3; 32]), true).unwrap();
+        let info = writer.info();
+
+        // One tick: the commands go into the outbox in the tick's transaction.
+        let tx = db.begin_write().unwrap();
+        for message in [
+            Message::Hello,
+            Message::Data(b"owed 5".to_vec()),
+            Message::Data(b"owed 10".to_vec()),
+        ] {
+            let (address, bytes) = writer.prepare(message).unwrap();
+            enqueue(&tx, "peer", address, bytes).unwrap();
+        }
+        tx.commit().unwrap();
+
+        // Sending starts, and the process dies after the second put, before its acknowledgement.
+        let items = pending(&db, 10).unwrap();
+        assert_eq!(items.len(), 3);
+        peer.put(&items[0].address, items[0].bytes.clone()).unwrap();
+        acknowledge(&db, items[0].seq).unwrap();
+        peer.put(&items[1].address, items[1].bytes.clone()).unwrap();
+
+        // After the restart the drain sends items 2 and 3; item 2 for the second time.
+        assert_eq!(
+            drain(&db, 10, |d| (d == "peer")
+                .then_some(&peer as &dyn Transport))
+            .unwrap(),
+            2
+        );
+        assert!(pending(&db, 10).unwrap().is_empty());
+        assert_eq!(
+            peer.get(&items[1].address).unwrap().len(),
+            2,
+            "the resend landed at the same address"
+        );
+
+        let poll = ChannelReader::new(&info).unwrap().poll(&peer).unwrap();
+        assert_eq!(
+            poll.data,
+            [b"owed 5".to_vec(), b"owed 10".to_vec()],
+            "each command once, in order"
+        );
+    }
+
+    #[test]
+    fn an_uncommitted_tick_sends_nothing_and_a_missing_route_keeps_the_item() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("host.redb")).unwrap();
+        {
+            let tx = db.begin_write().unwrap();
+            enqueue(&tx, "peer", Address([1; 32]), b"x".to_vec()).unwrap();
+            // Dropped: the tick never committed.
+        }
+        assert!(pending(&db, 10).unwrap().is_empty());
+
+        let tx = db.begin_write().unwrap();
+        enqueue(&tx, "elsewhere", Address([1; 32]), b"x".to_vec()).unwrap();
+        tx.commit().unwrap();
+        let memory = MemoryTransport::default();
+        let err = drain(&db, 10, |d| {
+            (d == "peer").then_some(&memory as &dyn Transport)
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("no route to `elsewhere`"), "{err}");
+        assert_eq!(pending(&db, 10).unwrap().len(), 1);
+    }
+}
