@@ -2,9 +2,14 @@
 //! per-entity cells. Builds each tick's input (with exactly the cells of the
 //! entities it mentions) and applies a decision's state changes.
 //!
-//! In memory for now; the roles will keep the same books in their store.
+//! [`Books`] keeps them in memory; [`StoredBooks`] in the host's redb database,
+//! reading only the cells a tick mentions and writing a decision inside the
+//! tick's transaction, together with its other effects.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
+
+use redb::{ReadTransaction, TableDefinition, WriteTransaction};
 
 use crate::strategy::{
     CellBatch, Entity, GridDecision, GridInput, Output, ProducerDecision, ProducerInput, Setting,
@@ -37,78 +42,179 @@ pub struct ProducerNews {
     pub transfers: Vec<Transfer>,
 }
 
+/// Where a strategy's state and cells are read from.
+pub trait BookSource {
+    type Error;
+    fn state(&self) -> Result<Vec<u8>, Self::Error>;
+    /// The entity's cell; all zeros if it has none.
+    fn cell(&self, entity: u32) -> Result<[u64; 4], Self::Error>;
+}
+
+/// The cells of `entities`, sorted and once each.
+fn cells_for<B: BookSource>(
+    books: &B,
+    entities: impl Iterator<Item = u32>,
+) -> Result<CellBatch, B::Error> {
+    let mut wanted: Vec<u32> = entities.collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut cells = Vec::with_capacity(wanted.len());
+    for entity in wanted {
+        cells.push((entity, books.cell(entity)?));
+    }
+    Ok(CellBatch::from_entries(cells))
+}
+
+/// A grid tick's input: the news, sorted by entity so the strategy walks its
+/// cells in order, with exactly the cells of the entities it mentions.
+pub fn grid_input<B: BookSource>(
+    books: &B,
+    now_ms: u64,
+    config: &[Setting],
+    mut news: GridNews,
+) -> Result<GridInput, B::Error> {
+    news.usage.sort_by_key(|u| (u.consumer, u.start_ms));
+    news.output.sort_by_key(|o| (o.producer, o.start_ms));
+    let mentioned = news.usage.iter().map(|u| u.consumer);
+    let mentioned = mentioned.chain(news.output.iter().map(|o| o.producer));
+    let cells = cells_for(
+        books,
+        mentioned.chain(news.transfers.iter().filter_map(|t| t.entity)),
+    )?;
+    Ok(GridInput {
+        now_ms,
+        config: config.to_vec(),
+        state: books.state()?,
+        joined: news.joined,
+        left: news.left,
+        cells,
+        usage: UsageBatch::from_entries(&news.usage),
+        output: news.output,
+        transfers: news.transfers,
+    })
+}
+
+/// A producer tick's input, built like [`grid_input`].
+pub fn producer_input<B: BookSource>(
+    books: &B,
+    now_ms: u64,
+    config: &[Setting],
+    mut news: ProducerNews,
+) -> Result<ProducerInput, B::Error> {
+    news.outputs.sort_by_key(|o| (o.source, o.start_ms));
+    let mentioned = news.outputs.iter().map(|o| o.source);
+    let cells = cells_for(
+        books,
+        mentioned.chain(news.transfers.iter().filter_map(|t| t.entity)),
+    )?;
+    Ok(ProducerInput {
+        now_ms,
+        config: config.to_vec(),
+        state: books.state()?,
+        joined: news.joined,
+        left: news.left,
+        cells,
+        outputs: news.outputs,
+        transfers: news.transfers,
+    })
+}
+
+impl BookSource for Books {
+    type Error = Infallible;
+
+    fn state(&self) -> Result<Vec<u8>, Infallible> {
+        Ok(self.state.clone())
+    }
+
+    fn cell(&self, entity: u32) -> Result<[u64; 4], Infallible> {
+        Ok(self.cells.get(&entity).copied().unwrap_or_default())
+    }
+}
+
+fn infallible<T>(result: Result<T, Infallible>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(never) => match never {},
+    }
+}
+
 impl Books {
-    /// The cells of `entities` (all zeros for one without a cell), sorted.
-    fn cells_for(&self, entities: impl Iterator<Item = u32>) -> CellBatch {
-        let mut wanted: Vec<u32> = entities.collect();
-        wanted.sort_unstable();
-        wanted.dedup();
-        CellBatch::from_entries(
-            wanted
-                .into_iter()
-                .map(|e| (e, self.cells.get(&e).copied().unwrap_or_default())),
-        )
-    }
-
-    fn apply_cells(&mut self, state: &[u8], cells: &CellBatch) {
-        self.state = state.to_vec();
-        self.cells.extend(cells.iter());
-    }
-
-    pub fn grid_input(&self, now_ms: u64, config: &[Setting], mut news: GridNews) -> GridInput {
-        // Entity order lets the strategy walk its cells sequentially.
-        news.usage.sort_by_key(|u| (u.consumer, u.start_ms));
-        news.output.sort_by_key(|o| (o.producer, o.start_ms));
-        let cells = self.cells_for(
-            news.usage
-                .iter()
-                .map(|u| u.consumer)
-                .chain(news.output.iter().map(|o| o.producer))
-                .chain(news.transfers.iter().filter_map(|t| t.entity)),
-        );
-        GridInput {
-            now_ms,
-            config: config.to_vec(),
-            state: self.state.clone(),
-            joined: news.joined,
-            left: news.left,
-            cells,
-            usage: UsageBatch::from_entries(&news.usage),
-            output: news.output,
-            transfers: news.transfers,
-        }
-    }
-
-    pub fn apply_grid(&mut self, decision: &GridDecision) {
-        self.apply_cells(&decision.state, &decision.cells);
+    pub fn grid_input(&self, now_ms: u64, config: &[Setting], news: GridNews) -> GridInput {
+        infallible(grid_input(self, now_ms, config, news))
     }
 
     pub fn producer_input(
         &self,
         now_ms: u64,
         config: &[Setting],
-        mut news: ProducerNews,
+        news: ProducerNews,
     ) -> ProducerInput {
-        news.outputs.sort_by_key(|o| (o.source, o.start_ms));
-        let cells = self.cells_for(
-            news.outputs
-                .iter()
-                .map(|o| o.source)
-                .chain(news.transfers.iter().filter_map(|t| t.entity)),
-        );
-        ProducerInput {
-            now_ms,
-            config: config.to_vec(),
-            state: self.state.clone(),
-            joined: news.joined,
-            left: news.left,
-            cells,
-            outputs: news.outputs,
-            transfers: news.transfers,
-        }
+        infallible(producer_input(self, now_ms, config, news))
+    }
+
+    fn apply(&mut self, state: &[u8], cells: &CellBatch) {
+        self.state = state.to_vec();
+        self.cells.extend(cells.iter());
+    }
+
+    pub fn apply_grid(&mut self, decision: &GridDecision) {
+        self.apply(&decision.state, &decision.cells);
     }
 
     pub fn apply_producer(&mut self, decision: &ProducerDecision) {
-        self.apply_cells(&decision.state, &decision.cells);
+        self.apply(&decision.state, &decision.cells);
     }
+}
+
+const STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("strategy_state");
+const CELLS: TableDefinition<(&str, u32), (u64, u64, u64, u64)> =
+    TableDefinition::new("strategy_cells");
+
+/// A strategy's books in the host's redb database, under a slot name
+/// (`grid`, `producer`, or one per experiment variant later).
+pub struct StoredBooks<'a> {
+    pub slot: &'a str,
+    /// Reads see the last committed tick.
+    pub tx: &'a ReadTransaction,
+}
+
+impl BookSource for StoredBooks<'_> {
+    type Error = anyhow::Error;
+
+    fn state(&self) -> anyhow::Result<Vec<u8>> {
+        match self.tx.open_table(STATES) {
+            Ok(t) => Ok(t
+                .get(self.slot)?
+                .map(|v| v.value().to_vec())
+                .unwrap_or_default()),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn cell(&self, entity: u32) -> anyhow::Result<[u64; 4]> {
+        match self.tx.open_table(CELLS) {
+            Ok(t) => Ok(t
+                .get((self.slot, entity))?
+                .map(|v| v.value().into())
+                .unwrap_or_default()),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok([0; 4]),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Writes a decision's state and changed cells into the tick's transaction.
+pub fn store_decision(
+    tx: &WriteTransaction,
+    slot: &str,
+    state: &[u8],
+    cells: &CellBatch,
+) -> anyhow::Result<()> {
+    tx.open_table(STATES)?.insert(slot, state)?;
+    let mut table = tx.open_table(CELLS)?;
+    for (entity, w) in cells.iter() {
+        table.insert((slot, entity), (w[0], w[1], w[2], w[3]))?;
+    }
+    Ok(())
 }

@@ -1,0 +1,166 @@
+//! One grid tick as the grid role will run it: the strategy decides on input
+//! read from the store; the new state, the payouts (wallet) and the payment
+//! requests (sealed on the consumer's return channel, into the outbox) commit in
+//! one transaction or not at all. A crash before the commit loses nothing — the
+//! retried tick makes the same decision — and one after it repeats nothing.
+
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use powerplug::books::{GridNews, StoredBooks, grid_input, store_decision};
+use powerplug::channel::{ChannelReader, ChannelWriter, EmbeddedTransport, Message, Transport};
+use powerplug::strategy::{GridDecision, GridStrategy, Limits, Output, Runtime, Transfer, Usage};
+use powerplug::{outbox, wallet};
+use powerplug_tests::basic_grid;
+use redb::{Database, ReadableDatabase};
+
+const NOW: u64 = 10_000;
+
+fn news() -> GridNews {
+    GridNews {
+        usage: vec![Usage {
+            consumer: 0,
+            start_ms: 0,
+            end_ms: 30_000,
+            wh: 2_500,
+        }],
+        output: vec![Output {
+            producer: 1,
+            start_ms: 0,
+            end_ms: 30_000,
+            wh: 1_000,
+            price: 4,
+        }],
+        transfers: vec![Transfer {
+            entity: Some(0),
+            amount: 100,
+            at_ms: 5_000,
+            incoming: true,
+        }],
+        ..GridNews::default()
+    }
+}
+
+/// Decides and writes the tick; commits only if `commit`.
+fn tick(
+    db: &Database,
+    grid: &GridStrategy,
+    writer: &mut ChannelWriter,
+    commit: bool,
+) -> GridDecision {
+    let read = db.begin_read().unwrap();
+    let input = grid_input(
+        &StoredBooks {
+            slot: "grid",
+            tx: &read,
+        },
+        NOW,
+        &[],
+        news(),
+    )
+    .unwrap();
+    drop(read);
+    let decision = grid.tick(&input).unwrap().decision;
+
+    let tx = db.begin_write().unwrap();
+    store_decision(&tx, "grid", &decision.state, &decision.cells).unwrap();
+    for p in &decision.payouts {
+        let key = format!("payout/{NOW}/{}", p.producer);
+        wallet::transfer(
+            &tx,
+            "grid",
+            &format!("producer-{}", p.producer),
+            p.amount,
+            "grid",
+            &key,
+            NOW,
+        )
+        .unwrap();
+    }
+    for r in decision.payment_requests.iter() {
+        let command = format!("payment-request owed={} wh={}", r.owed, r.wh).into_bytes();
+        let (address, bytes) = writer.prepare(Message::Data(command)).unwrap();
+        outbox::enqueue(&tx, "consumer-0", address, bytes).unwrap();
+    }
+    if commit {
+        tx.commit().unwrap();
+    }
+    decision
+}
+
+#[test]
+fn a_tick_and_all_its_effects_commit_together_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Database::create(dir.path().join("grid.redb")).unwrap());
+    let consumer_store = EmbeddedTransport::open(&dir.path().join("consumer.redb")).unwrap();
+    let runtime = Runtime::new(Limits::default(), None).unwrap();
+    let grid = runtime.load_grid(&basic_grid()).unwrap();
+
+    // Money in the system: the consumer paid 100 into the grid's account.
+    let tx = db.begin_write().unwrap();
+    wallet::issue(&tx, "consumer-0", 1_000, "fund", 0).unwrap();
+    wallet::transfer(&tx, "consumer-0", "grid", 100, "consumer-0", "pay-1", 5_000).unwrap();
+    tx.commit().unwrap();
+
+    // The consumer's return channel, opened with hello.
+    let key = SigningKey::from_bytes(&[5; 32]);
+    let mut writer = ChannelWriter::new(key.clone(), true).unwrap();
+    let info = writer.info();
+    writer.hello(&consumer_store).unwrap();
+    let saved_position = writer.next_index();
+
+    // The process dies before the commit: nothing happened.
+    let lost = tick(&db, &grid, &mut writer, false);
+    assert_eq!(lost.payment_requests.len(), 1);
+    assert_eq!(lost.payouts.len(), 1);
+    assert!(outbox::pending(&db, 10).unwrap().is_empty());
+    assert_eq!(wallet::balance(&db, "grid").unwrap(), 100);
+    assert_eq!(wallet::balance(&db, "producer-1").unwrap(), 0);
+
+    // Restart: the writer resumes from its saved position and the tick runs again
+    // on the same books, so it decides the same.
+    let mut writer = ChannelWriter::resume(key, info.root, info.side_key, saved_position);
+    let decision = tick(&db, &grid, &mut writer, true);
+    assert_eq!(decision, lost);
+    // 100 in → 80 for producers → one payout round of 80 to the only producer.
+    assert_eq!(wallet::balance(&db, "producer-1").unwrap(), 80);
+    assert_eq!(wallet::balance(&db, "grid").unwrap(), 20);
+    assert_eq!(
+        wallet::total_balances(&db).unwrap(),
+        wallet::issued(&db).unwrap()
+    );
+
+    // The outbox delivers once, even when drained twice.
+    let route = |d: &str| (d == "consumer-0").then_some(&consumer_store as &dyn Transport);
+    assert_eq!(outbox::drain(&db, 10, route).unwrap(), 1);
+    assert_eq!(outbox::drain(&db, 10, route).unwrap(), 0);
+    let poll = ChannelReader::new(&info)
+        .unwrap()
+        .poll(&consumer_store)
+        .unwrap();
+    assert_eq!(poll.data, [b"payment-request owed=10 wh=2000".to_vec()]);
+
+    // The next tick reads the committed books: the carried 500 Wh plus 500 more is one kWh.
+    let read = db.begin_read().unwrap();
+    let books = StoredBooks {
+        slot: "grid",
+        tx: &read,
+    };
+    let more = GridNews {
+        usage: vec![Usage {
+            consumer: 0,
+            start_ms: 30_000,
+            end_ms: 60_000,
+            wh: 500,
+        }],
+        ..GridNews::default()
+    };
+    let input = grid_input(&books, 40_000, &[], more).unwrap();
+    let next = grid.tick(&input).unwrap().decision;
+    let requests: Vec<_> = next
+        .payment_requests
+        .iter()
+        .map(|r| (r.consumer, r.wh, r.owed))
+        .collect();
+    assert_eq!(requests, [(0, 1_000, 5)]);
+}
