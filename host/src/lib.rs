@@ -13,4 +13,5 @@ pub mod component;
 pub mod outbox;
 pub mod simulate;
 pub mod strategy;
+pub mod tick_log;
 pub mod wallet;

@@ -10,6 +10,7 @@ use ed25519_dalek::SigningKey;
 use powerplug::books::{GridNews, StoredBooks, grid_input, store_decision};
 use powerplug::channel::{ChannelReader, ChannelWriter, EmbeddedTransport, Message, Transport};
 use powerplug::strategy::{GridDecision, GridStrategy, Limits, Output, Runtime, Transfer, Usage};
+use powerplug::tick_log::{self, Outcome};
 use powerplug::{outbox, wallet};
 use powerplug_tests::basic_grid;
 use redb::{Database, ReadableDatabase};
@@ -63,6 +64,8 @@ fn tick(
     let decision = grid.tick(&input).unwrap().decision;
 
     let tx = db.begin_write().unwrap();
+    let outcome = Outcome::Decided(decision.clone());
+    tick_log::record_grid(&tx, "grid", &grid.info().sha256, input, outcome).unwrap();
     store_decision(&tx, "grid", &decision.state, &decision.cells).unwrap();
     for p in &decision.payouts {
         let key = format!("payout/{NOW}/{}", p.producer);
@@ -114,6 +117,7 @@ fn a_tick_and_all_its_effects_commit_together_or_not_at_all() {
     assert_eq!(lost.payment_requests.len(), 1);
     assert_eq!(lost.payouts.len(), 1);
     assert!(outbox::pending(&db, 10).unwrap().is_empty());
+    assert!(tick_log::grid_ticks(&db, "grid", 0, 10).unwrap().is_empty());
     assert_eq!(wallet::balance(&db, "grid").unwrap(), 100);
     assert_eq!(wallet::balance(&db, "producer-1").unwrap(), 0);
 
@@ -163,4 +167,74 @@ fn a_tick_and_all_its_effects_commit_together_or_not_at_all() {
         .map(|r| (r.consumer, r.wh, r.owed))
         .collect();
     assert_eq!(requests, [(0, 1_000, 5)]);
+}
+
+#[test]
+fn the_tick_log_replays_to_the_same_decisions_and_prunes_old_ticks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path().join("grid.redb")).unwrap();
+    let runtime = Runtime::new(Limits::default(), None).unwrap();
+    let grid = runtime.load_grid(&basic_grid()).unwrap();
+
+    for i in 0..6u64 {
+        let read = db.begin_read().unwrap();
+        let usage = Usage {
+            consumer: (i % 3) as u32,
+            start_ms: i * 30_000,
+            end_ms: (i + 1) * 30_000,
+            wh: 700 * i,
+        };
+        let news = GridNews {
+            usage: vec![usage],
+            ..GridNews::default()
+        };
+        let input = grid_input(
+            &StoredBooks {
+                slot: "grid",
+                tx: &read,
+            },
+            i * 15_000,
+            &[],
+            news,
+        )
+        .unwrap();
+        drop(read);
+        let decision = grid.tick(&input).unwrap().decision;
+        let tx = db.begin_write().unwrap();
+        store_decision(&tx, "grid", &decision.state, &decision.cells).unwrap();
+        let tick = tick_log::record_grid(
+            &tx,
+            "grid",
+            &grid.info().sha256,
+            input,
+            Outcome::Decided(decision),
+        )
+        .unwrap();
+        assert_eq!(tick, i + 1);
+        tx.commit().unwrap();
+    }
+
+    let log = tick_log::grid_ticks(&db, "grid", 0, 100).unwrap();
+    assert_eq!(log.len(), 6);
+    for record in &log {
+        assert_eq!(record.strategy, grid.info().sha256);
+        let Outcome::Decided(recorded) = &record.outcome else {
+            panic!("tick {} failed", record.tick)
+        };
+        assert_eq!(
+            &grid.tick(&record.input).unwrap().decision,
+            recorded,
+            "tick {} replays",
+            record.tick
+        );
+    }
+    assert_eq!(tick_log::grid_ticks(&db, "grid", 4, 100).unwrap().len(), 2);
+
+    assert_eq!(tick_log::prune(&db, "grid", 2).unwrap(), 4);
+    let kept: Vec<u64> = tick_log::grid_ticks(&db, "grid", 0, 100)
+        .unwrap()
+        .iter()
+        .map(|r| r.tick)
+        .collect();
+    assert_eq!(kept, [5, 6]);
 }
