@@ -11,6 +11,8 @@ use std::convert::Infallible;
 
 use redb::{ReadTransaction, TableDefinition, WriteTransaction};
 
+use crate::storage::existing;
+
 use crate::strategy::{
     CellBatch, Entity, GridDecision, GridInput, Output, ProducerDecision, ProducerInput, Setting,
     SourceOutput, Transfer, Usage, UsageBatch,
@@ -182,25 +184,23 @@ impl BookSource for StoredBooks<'_> {
     type Error = anyhow::Error;
 
     fn state(&self) -> anyhow::Result<Vec<u8>> {
-        match self.tx.open_table(STATES) {
-            Ok(t) => Ok(t
-                .get(self.slot)?
-                .map(|v| v.value().to_vec())
-                .unwrap_or_default()),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
-            Err(e) => Err(e.into()),
-        }
+        let Some(table) = existing(self.tx, STATES)? else {
+            return Ok(Vec::new());
+        };
+        Ok(table
+            .get(self.slot)?
+            .map(|v| v.value().to_vec())
+            .unwrap_or_default())
     }
 
     fn cell(&self, entity: u32) -> anyhow::Result<[u64; 4]> {
-        match self.tx.open_table(CELLS) {
-            Ok(t) => Ok(t
-                .get((self.slot, entity))?
-                .map(|v| v.value().into())
-                .unwrap_or_default()),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok([0; 4]),
-            Err(e) => Err(e.into()),
-        }
+        let Some(table) = existing(self.tx, CELLS)? else {
+            return Ok([0; 4]);
+        };
+        Ok(table
+            .get((self.slot, entity))?
+            .map(|v| v.value().into())
+            .unwrap_or_default())
     }
 }
 

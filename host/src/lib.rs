@@ -12,6 +12,7 @@ pub mod channel;
 pub mod component;
 pub mod outbox;
 pub mod simulate;
+pub mod storage;
 pub mod strategy;
 pub mod tick_log;
 pub mod wallet;

@@ -45,10 +45,8 @@ pub fn enqueue(
 /// Items not yet acknowledged, oldest first.
 pub fn pending(db: &Database, limit: usize) -> anyhow::Result<Vec<Item>> {
     let tx = db.begin_read()?;
-    let table = match tx.open_table(OUTBOX) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
+    let Some(table) = crate::storage::existing(&tx, OUTBOX)? else {
+        return Ok(Vec::new());
     };
     let mut items = Vec::new();
     for entry in table.iter()?.take(limit) {

@@ -69,10 +69,8 @@ pub fn grid_ticks(
     limit: usize,
 ) -> anyhow::Result<Vec<GridTickRecord>> {
     let tx = db.begin_read()?;
-    let table = match tx.open_table(LOG) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
+    let Some(table) = crate::storage::existing(&tx, LOG)? else {
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for entry in table

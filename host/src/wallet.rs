@@ -10,6 +10,8 @@
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use crate::storage::existing;
+
 const BALANCES: TableDefinition<&str, u64> = TableDefinition::new("wallet_balances");
 const TRANSFERS: TableDefinition<u64, &[u8]> = TableDefinition::new("wallet_transfers");
 const BY_KEY: TableDefinition<&str, u64> = TableDefinition::new("wallet_idempotency_keys");
@@ -192,21 +194,19 @@ fn post(
 
 pub fn balance(db: &Database, account: &str) -> Result<u64, WalletError> {
     let tx = db.begin_read()?;
-    match tx.open_table(BALANCES) {
-        Ok(t) => Ok(t.get(account)?.map(|v| v.value()).unwrap_or(0)),
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-        Err(e) => Err(e.into()),
-    }
+    let Some(table) = existing(&tx, BALANCES)? else {
+        return Ok(0);
+    };
+    Ok(table.get(account)?.map(|v| v.value()).unwrap_or(0))
 }
 
 /// Everything issued so far; the balances add up to it.
 pub fn issued(db: &Database) -> Result<u64, WalletError> {
     let tx = db.begin_read()?;
-    match tx.open_table(ISSUED) {
-        Ok(t) => Ok(t.get(ISSUER)?.map(|v| v.value()).unwrap_or(0)),
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-        Err(e) => Err(e.into()),
-    }
+    let Some(table) = existing(&tx, ISSUED)? else {
+        return Ok(0);
+    };
+    Ok(table.get(ISSUER)?.map(|v| v.value()).unwrap_or(0))
 }
 
 /// The transfers `account` took part in (incoming and outgoing) after `since`,
@@ -217,13 +217,10 @@ pub fn transfers_since(
     since: u64,
 ) -> Result<Vec<Transfer>, WalletError> {
     let tx = db.begin_read()?;
-    let (by_account, transfers) = match (tx.open_table(BY_ACCOUNT), tx.open_table(TRANSFERS)) {
-        (Ok(a), Ok(t)) => (a, t),
-        (Err(redb::TableError::TableDoesNotExist(_)), _)
-        | (_, Err(redb::TableError::TableDoesNotExist(_))) => {
-            return Ok(Vec::new());
-        }
-        (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+    let (Some(by_account), Some(transfers)) =
+        (existing(&tx, BY_ACCOUNT)?, existing(&tx, TRANSFERS)?)
+    else {
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for entry in by_account.range((account, since.saturating_add(1))..=(account, u64::MAX))? {
@@ -238,10 +235,8 @@ pub fn transfers_since(
 /// Sum of all balances: equals [`issued`] in a consistent ledger.
 pub fn total_balances(db: &Database) -> Result<u64, WalletError> {
     let tx = db.begin_read()?;
-    let table = match tx.open_table(BALANCES) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-        Err(e) => return Err(e.into()),
+    let Some(table) = existing(&tx, BALANCES)? else {
+        return Ok(0);
     };
     let mut sum = 0u64;
     for entry in table.iter()? {

@@ -55,10 +55,8 @@ impl Transport for EmbeddedTransport {
 
     fn get(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
         let tx = self.db.begin_read()?;
-        let table = match tx.open_table(MESSAGES) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
+        let Some(table) = crate::storage::existing(&tx, MESSAGES)? else {
+            return Ok(Vec::new());
         };
         let mut messages = Vec::new();
         for entry in table.range((address.0, 0)..=(address.0, u64::MAX))? {
