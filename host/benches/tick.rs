@@ -8,7 +8,7 @@
 //! - `fixed_cost`: an empty tick (instantiate + call set-up);
 //! - `load`: compiling a component vs loading it from the on-disk cache.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use basic_grid_strategy::BasicGrid;
@@ -16,23 +16,22 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, 
 use powerplug::books::{Books, GridNews};
 use powerplug::component::{Build, build, build_core};
 use powerplug::strategy::{GridDecision, GridInput, Limits, Output, Runtime, Transfer, Usage};
-use wasmtime::{Instance, Memory, Module, Store, TypedFunc};
+use wasmtime::{Linker, Memory, Module, Store, TypedFunc};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn guest_build(dir: &str) -> Build<'static> {
-    let root: &'static Path = Box::leak(root().into_boxed_path());
-    let target: &'static Path = Box::leak(root.join("target/guests").into_boxed_path());
-    Build {
-        target_dir: Some(target),
-        ..Build::new(Box::leak(root.join(dir).into_boxed_path()))
-    }
+/// Builds the guest crate at `dir` (from the workspace root) the way the tests
+/// do, in its own target directory, and hands the build to `f`.
+fn guest<T>(dir: &str, f: impl FnOnce(&Build<'_>) -> anyhow::Result<T>) -> T {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (crate_dir, target) = (root.join(dir), root.join("target/guests"));
+    f(&Build {
+        target_dir: Some(&target),
+        ..Build::new(&crate_dir)
+    })
+    .expect("building the guest")
 }
 
 fn component(dir: &str) -> Vec<u8> {
-    build(&guest_build(dir)).expect("building the strategy")
+    guest(dir, build)
 }
 
 /// A busy tick of a grid with `n` consumers: every consumer reports usage and
@@ -93,7 +92,17 @@ impl JsonGuest {
         let mut store = Store::new(engine, ());
         store.set_fuel(limits.fuel).unwrap();
         store.set_epoch_deadline(1_000);
-        let instance = Instance::new(&mut store, module, &[]).unwrap();
+        // The SDK logs panics through Powerplug's `log`; a plugin host provides a
+        // log function too, so this one is a no-op under the same name.
+        let mut linker = Linker::new(engine);
+        linker
+            .func_wrap(
+                "powerplug:strategy/log@0.1.0",
+                "log",
+                |_: i32, _: i32, _: i32| {},
+            )
+            .unwrap();
+        let instance = linker.instantiate(&mut store, module).unwrap();
         Self {
             alloc: instance.get_typed_func(&mut store, "alloc").unwrap(),
             tick: instance.get_typed_func(&mut store, "tick_json").unwrap(),
@@ -126,7 +135,7 @@ fn grid_tick(c: &mut Criterion) {
         .load_grid(&component("plugins/basic-grid-strategy"))
         .unwrap();
     let json_module = {
-        let path = build_core(&guest_build("tests/fixtures/json-grid-guest")).unwrap();
+        let path = guest("tests/fixtures/json-grid-guest", build_core);
         Module::from_file(runtime.engine(), path).unwrap()
     };
 

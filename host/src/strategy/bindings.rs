@@ -161,7 +161,3 @@ impl Decision for producer::ProducerDecision {
         self.cells.check()
     }
 }
-
-pub fn decision_size(decision: &impl Decision) -> usize {
-    decision.payload_bytes()
-}

@@ -20,7 +20,7 @@ pub use bindings::grid::{
 };
 pub use bindings::producer::{OutputCommand, ProducerDecision, ProducerInput, SourceOutput};
 pub use bindings::types::{CellBatch, Entity, EntityKind, Metric, Setting, Transfer};
-pub use bindings::{LogLevel, PaymentRequest, Usage, decision_size};
+pub use bindings::{LogLevel, PaymentRequest, Usage};
 pub use error::{CallError, LoadError};
 pub use inspect::{ComponentInfo, Kind, WORLD_VERSION, inspect};
 pub use limits::Limits;
