@@ -77,7 +77,7 @@ impl Rng {
 #[derive(Debug, Clone, Default)]
 pub struct TickReport {
     pub tick: u32,
-    pub now_ms: u64,
+    /// Since the scenario's start.
     pub elapsed_s: u64,
     /// Per producer: (slices reported, Wh, price).
     pub producer_reports: Vec<(usize, u64, u64)>,
@@ -162,7 +162,6 @@ pub fn run(scenario: &Scenario, deciders: &mut dyn Deciders) -> anyhow::Result<R
         let now = s.start_ms + u64::from(tick) * s.tick_ms;
         let mut line = TickReport {
             tick,
-            now_ms: now,
             elapsed_s: (now - s.start_ms) / 1000,
             ..TickReport::default()
         };
@@ -392,11 +391,14 @@ impl fmt::Display for Report {
             "          paid to producers {} {:?}, held by the grid {}",
             t.paid_to_producers, t.producer_balances, t.grid_balance
         )?;
-        let fuel: u64 = self.ticks.iter().map(|t| t.grid_fuel).sum();
+        let ticks = self.ticks.len().max(1) as u64;
+        let grid: u64 = self.ticks.iter().map(|t| t.grid_fuel).sum();
+        let producers: u64 = self.ticks.iter().map(|t| t.producer_fuel).sum();
         writeln!(
             f,
-            "fuel      grid {} per tick on average",
-            fuel / self.ticks.len().max(1) as u64
+            "fuel      per tick on average: grid {}, producers {}",
+            grid / ticks,
+            producers / ticks
         )?;
         write!(
             f,
