@@ -55,28 +55,37 @@ pub fn pending(db: &Database, limit: usize) -> anyhow::Result<Vec<Item>> {
     Ok(items)
 }
 
-pub fn acknowledge(db: &Database, seq: u64) -> anyhow::Result<()> {
+pub fn acknowledge(db: &Database, seqs: &[u64]) -> anyhow::Result<()> {
     let tx = db.begin_write()?;
-    tx.open_table(OUTBOX)?.remove(seq)?;
+    {
+        let mut table = tx.open_table(OUTBOX)?;
+        for seq in seqs {
+            table.remove(*seq)?;
+        }
+    }
     tx.commit()?;
     Ok(())
 }
 
 /// Sends up to `limit` pending items through the transport `route` names for
-/// their destination, acknowledging each after it is sent. Stops at the first
-/// failure (the item stays for the next drain); returns how many were sent.
+/// their destination, a run of items for the same destination at a time, and
+/// acknowledges each run after it is sent. Stops at the first failure (the run
+/// stays for the next drain); returns how many were sent.
 pub fn drain<'t>(
     db: &Database,
     limit: usize,
     route: impl Fn(&str) -> Option<&'t dyn Transport>,
 ) -> anyhow::Result<usize> {
+    let items = pending(db, limit)?;
     let mut sent = 0;
-    for item in pending(db, limit)? {
-        let transport = route(&item.destination)
-            .ok_or_else(|| anyhow::anyhow!("no route to `{}`", item.destination))?;
-        transport.put(&item.address, item.bytes)?;
-        acknowledge(db, item.seq)?;
-        sent += 1;
+    for run in items.chunk_by(|a, b| a.destination == b.destination) {
+        let destination = &run[0].destination;
+        let transport =
+            route(destination).ok_or_else(|| anyhow::anyhow!("no route to `{destination}`"))?;
+        let messages: Vec<_> = run.iter().map(|i| (i.address, i.bytes.clone())).collect();
+        transport.put_many(&messages)?;
+        acknowledge(db, &run.iter().map(|i| i.seq).collect::<Vec<_>>())?;
+        sent += run.len();
     }
     Ok(sent)
 }
@@ -116,7 +125,7 @@ mod tests {
         let items = pending(&db, 10).unwrap();
         assert_eq!(items.len(), 3);
         peer.put(&items[0].address, items[0].bytes.clone()).unwrap();
-        acknowledge(&db, items[0].seq).unwrap();
+        acknowledge(&db, &[items[0].seq]).unwrap();
         peer.put(&items[1].address, items[1].bytes.clone()).unwrap();
 
         // After the restart the drain sends items 2 and 3; item 2 for the second time.

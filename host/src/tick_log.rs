@@ -7,28 +7,31 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::strategy::{GridDecision, GridInput};
+use crate::strategy::{GridDecision, GridInput, ProducerDecision, ProducerInput};
 
 /// (slot, tick number) → record.
 const LOG: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("tick_log");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Outcome {
-    Decided(GridDecision),
+pub enum Outcome<D> {
+    Decided(D),
     /// The tick failed; the cause as `CallError` printed it.
     Failed(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GridTickRecord {
+pub struct TickRecord<I, D> {
     pub tick: u64,
     /// SHA-256 of the strategy component that decided.
     pub strategy: String,
     /// SHA-256 of (strategy, encoded input): equal hashes must mean equal decisions.
     pub hash: String,
-    pub input: GridInput,
-    pub outcome: Outcome,
+    pub input: I,
+    pub outcome: Outcome<D>,
 }
+
+pub type GridTickRecord = TickRecord<GridInput, GridDecision>;
+pub type ProducerTickRecord = TickRecord<ProducerInput, ProducerDecision>;
 
 /// Appends a grid tick to `slot`'s log inside the tick's transaction.
 pub fn record_grid(
@@ -36,7 +39,28 @@ pub fn record_grid(
     slot: &str,
     strategy_sha256: &str,
     input: GridInput,
-    outcome: Outcome,
+    outcome: Outcome<GridDecision>,
+) -> anyhow::Result<u64> {
+    record(tx, slot, strategy_sha256, input, outcome)
+}
+
+/// Appends a producer tick to `slot`'s log inside the tick's transaction.
+pub fn record_producer(
+    tx: &WriteTransaction,
+    slot: &str,
+    strategy_sha256: &str,
+    input: ProducerInput,
+    outcome: Outcome<ProducerDecision>,
+) -> anyhow::Result<u64> {
+    record(tx, slot, strategy_sha256, input, outcome)
+}
+
+fn record<I: Serialize, D: Serialize>(
+    tx: &WriteTransaction,
+    slot: &str,
+    strategy_sha256: &str,
+    input: I,
+    outcome: Outcome<D>,
 ) -> anyhow::Result<u64> {
     let mut table = tx.open_table(LOG)?;
     let tick = match table.range((slot, 0)..=(slot, u64::MAX))?.next_back() {
@@ -50,7 +74,7 @@ pub fn record_grid(
             .chain_update(&encoded_input)
             .finalize(),
     );
-    let record = GridTickRecord {
+    let record = TickRecord {
         tick,
         strategy: strategy_sha256.to_owned(),
         hash,
@@ -68,6 +92,25 @@ pub fn grid_ticks(
     since: u64,
     limit: usize,
 ) -> anyhow::Result<Vec<GridTickRecord>> {
+    ticks(db, slot, since, limit)
+}
+
+/// `slot`'s producer ticks after `since`, oldest first, at most `limit`.
+pub fn producer_ticks(
+    db: &Database,
+    slot: &str,
+    since: u64,
+    limit: usize,
+) -> anyhow::Result<Vec<ProducerTickRecord>> {
+    ticks(db, slot, since, limit)
+}
+
+fn ticks<R: serde::de::DeserializeOwned>(
+    db: &Database,
+    slot: &str,
+    since: u64,
+    limit: usize,
+) -> anyhow::Result<Vec<R>> {
     let tx = db.begin_read()?;
     let Some(table) = crate::storage::existing(&tx, LOG)? else {
         return Ok(Vec::new());

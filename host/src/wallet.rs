@@ -19,6 +19,10 @@ const BY_KEY: TableDefinition<&str, u64> = TableDefinition::new("wallet_idempote
 const BY_ACCOUNT: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("wallet_account_transfers");
 const ISSUED: TableDefinition<&str, u64> = TableDefinition::new("wallet_issued");
+/// Receive address → the account it pays into.
+const ADDRESSES: TableDefinition<&str, &str> = TableDefinition::new("wallet_addresses");
+/// Account → how many receive addresses it has handed out.
+const ADDRESS_INDEX: TableDefinition<&str, u64> = TableDefinition::new("wallet_address_index");
 
 /// The account money is issued from; it has no balance, only a total issued.
 pub const ISSUER: &str = "$issuer";
@@ -192,6 +196,40 @@ fn post(
     Ok(record)
 }
 
+/// A fresh receive address for `account`, derived from the wallet seed and the
+/// account's address index (the original basic wallet's "new address per
+/// transfer"); a payment to it lands in `account`. Inside the caller's
+/// transaction, so an address is handed out only if the tick that names it commits.
+pub fn receive_address(
+    tx: &WriteTransaction,
+    seed: &[u8; 32],
+    account: &str,
+) -> Result<String, WalletError> {
+    use sha2::{Digest, Sha256};
+    let mut index_table = tx.open_table(ADDRESS_INDEX)?;
+    let index = index_table.get(account)?.map(|v| v.value()).unwrap_or(0);
+    index_table.insert(account, index + 1)?;
+    let digest = Sha256::new()
+        .chain_update(b"powerplug/wallet/address/v1")
+        .chain_update(seed)
+        .chain_update((account.len() as u64).to_be_bytes())
+        .chain_update(account)
+        .chain_update(index.to_be_bytes())
+        .finalize();
+    let address = format!("pp1{}", hex::encode(&digest[..20]));
+    tx.open_table(ADDRESSES)?.insert(address.as_str(), account)?;
+    Ok(address)
+}
+
+/// The account a receive address pays into.
+pub fn resolve(db: &Database, address: &str) -> Result<Option<String>, WalletError> {
+    let tx = db.begin_read()?;
+    let Some(table) = existing(&tx, ADDRESSES)? else {
+        return Ok(None);
+    };
+    Ok(table.get(address)?.map(|v| v.value().to_owned()))
+}
+
 pub fn balance(db: &Database, account: &str) -> Result<u64, WalletError> {
     let tx = db.begin_read()?;
     let Some(table) = existing(&tx, BALANCES)? else {
@@ -244,6 +282,9 @@ pub fn total_balances(db: &Database) -> Result<u64, WalletError> {
     }
     Ok(sum)
 }
+
+mod remote;
+pub use remote::{Account, Ledger, PayError, PayRequest, RemoteLedger};
 
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,10 @@ const MESSAGES: TableDefinition<([u8; 32], u64), &[u8]> = TableDefinition::new("
 
 /// The largest message this store accepts; channel commands are small.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// An address holds one valid message; a few more are tolerated (a resend
+/// after a crash, junk), but a store accepting any number could be filled by
+/// anyone who can reach it.
+pub const MAX_PER_ADDRESS: u64 = 16;
 
 pub struct EmbeddedTransport {
     db: Arc<Database>,
@@ -32,14 +36,18 @@ impl EmbeddedTransport {
 
 impl Transport for EmbeddedTransport {
     fn put(&self, address: &Address, message: Vec<u8>) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            message.len() <= MAX_MESSAGE_BYTES,
-            "message: {} bytes, at most {MAX_MESSAGE_BYTES}",
-            message.len()
-        );
+        self.put_many(&[(*address, message)])
+    }
+
+    /// One transaction (one disk sync) for the lot; all or nothing.
+    fn put_many(&self, messages: &[(Address, Vec<u8>)]) -> anyhow::Result<()> {
+        if let Some((_, big)) = messages.iter().find(|(_, m)| m.len() > MAX_MESSAGE_BYTES) {
+            anyhow::bail!("message: {} bytes, at most {MAX_MESSAGE_BYTES}", big.len());
+        }
         let tx = self.db.begin_write()?;
         {
             let mut table = tx.open_table(MESSAGES)?;
+            for (address, message) in messages {
             let next = match table
                 .range((address.0, 0)..=(address.0, u64::MAX))?
                 .next_back()
@@ -47,7 +55,12 @@ impl Transport for EmbeddedTransport {
                 Some(last) => last?.0.value().1 + 1,
                 None => 0,
             };
+            anyhow::ensure!(
+                next < MAX_PER_ADDRESS,
+                "address: {address} already holds {MAX_PER_ADDRESS} messages"
+            );
             table.insert((address.0, next), message.as_slice())?;
+            }
         }
         tx.commit()?;
         Ok(())

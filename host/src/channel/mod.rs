@@ -14,11 +14,12 @@
 //! `hello` opens a channel, `goodbye` closes it; a reader refuses a channel that
 //! does not open with `hello`. Messages travel through a [`Transport`], so nothing
 //! here assumes where they are stored: [`EmbeddedTransport`] keeps them in the
-//! host's redb database, [`MemoryTransport`] in memory; an HTTP transport to
-//! another host's store comes with the roles.
+//! host's redb database, [`HttpTransport`] another host's store over HTTP,
+//! [`MemoryTransport`] memory.
 
 mod embedded;
 mod envelope;
+mod http;
 mod reader;
 mod transport;
 mod writer;
@@ -28,7 +29,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use embedded::EmbeddedTransport;
+pub use embedded::{EmbeddedTransport, MAX_MESSAGE_BYTES, MAX_PER_ADDRESS};
+pub use http::{Addressed, BATCH, Batch, HttpTransport, Messages, agent};
 pub use reader::{ChannelReader, Poll, ReadError};
 pub use transport::{MemoryTransport, Transport};
 pub use writer::ChannelWriter;
@@ -89,7 +91,7 @@ pub enum Message {
 }
 
 /// 32 bytes from the operating system's generator.
-pub(crate) fn random32() -> anyhow::Result<[u8; 32]> {
+pub fn random32() -> anyhow::Result<[u8; 32]> {
     let mut bytes = [0; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     Ok(bytes)

@@ -9,6 +9,16 @@ use super::Address;
 pub trait Transport: Send + Sync {
     fn put(&self, address: &Address, message: Vec<u8>) -> anyhow::Result<()>;
     fn get(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>>;
+
+    /// Several messages at once; a store may take them in one write. On error
+    /// some may have been stored: resending is safe (readers keep the first
+    /// valid message at an address).
+    fn put_many(&self, messages: &[(Address, Vec<u8>)]) -> anyhow::Result<()> {
+        for (address, bytes) in messages {
+            self.put(address, bytes.clone())?;
+        }
+        Ok(())
+    }
 }
 
 /// A transport in this process's memory: for one process that both writes and

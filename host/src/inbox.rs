@@ -1,0 +1,209 @@
+//! The inbox: commands read from registered channels (consumer usage and
+//! producer output at a grid, source output at a producer), kept once per
+//! (entity, start time) as the original did, and pending until a tick that
+//! commits consumes them. A failed tick consumes nothing.
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use crate::channel::{ChannelReader, ReadError, Transport};
+use crate::registry::{self, Kind};
+use crate::storage::{self, existing};
+
+/// (entity index, start ms) → (end ms, Wh, price): every record ever received.
+const RECEIVED: TableDefinition<(u32, u64), (u64, u64, u64)> = TableDefinition::new("inbox_received");
+/// The received records no tick has consumed yet.
+const PENDING: TableDefinition<(u32, u64), ()> = TableDefinition::new("inbox_pending");
+
+/// A record's energy is at most 1 GWh and its price at most 10^12 tokens: a
+/// strategy sums them, and an absurd value from one entity must be refused at
+/// the door rather than make every later tick overflow.
+pub const MAX_WH: u64 = 1_000_000_000;
+pub const MAX_PRICE: u64 = 1_000_000_000_000;
+
+/// What travels on channels, as JSON (the original's command payloads, integers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Command {
+    /// Source → producer (no price), producer → grid (with its asking price).
+    Output {
+        start_ms: u64,
+        end_ms: u64,
+        wh: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        price: Option<u64>,
+    },
+    /// Consumer → grid.
+    Usage { start_ms: u64, end_ms: u64, wh: u64 },
+    /// Grid → consumer, on its return channel: pay `owed` to `pay_to`.
+    PaymentRequest { owed: u64, wh: u64, pay_to: String },
+}
+
+impl Command {
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing a plain enum of integers and strings cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// A received record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    pub entity: u32,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub wh: u64,
+    pub price: u64,
+}
+
+/// The record a command from an entity of `kind` carries, if it is one this
+/// host takes from that kind and its numbers make sense.
+fn record(kind: Kind, entity: u32, command: Command) -> Option<Record> {
+    let (start_ms, end_ms, wh, price) = match (kind, command) {
+        (Kind::Consumer, Command::Usage { start_ms, end_ms, wh }) => (start_ms, end_ms, wh, 0),
+        (Kind::Producer, Command::Output { start_ms, end_ms, wh, price: Some(price) }) => {
+            (start_ms, end_ms, wh, price)
+        }
+        (Kind::Source, Command::Output { start_ms, end_ms, wh, price: None }) => {
+            (start_ms, end_ms, wh, 0)
+        }
+        _ => return None,
+    };
+    (start_ms < end_ms && wh <= MAX_WH && price <= MAX_PRICE).then_some(Record {
+        entity,
+        start_ms,
+        end_ms,
+        wh,
+        price,
+    })
+}
+
+/// What one poll of every registered channel did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Polled {
+    pub records: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub dropped: u64,
+    pub closed: u64,
+}
+
+/// Reads every open registered channel from where it stopped and stores what
+/// is new, with the readers' new positions, in one transaction.
+pub fn poll(db: &Database, transport: &dyn Transport) -> anyhow::Result<Polled> {
+    let mut polled = Polled::default();
+    let mut changed = Vec::new();
+    let mut records = Vec::new();
+    for mut registration in registry::all(db)? {
+        if registration.closed {
+            continue;
+        }
+        let mut reader = ChannelReader::resume(&registration.channel, registration.read_index)?;
+        let poll = match reader.poll(transport) {
+            Ok(poll) => poll,
+            // A channel that stopped making sense (or a store that failed) is
+            // skipped this round; the others go on.
+            Err(ReadError::Transport(_)) | Err(ReadError::NotOpened) | Err(ReadError::BadAuthor) => {
+                continue;
+            }
+        };
+        if reader.next_index() == registration.read_index && poll.dropped == 0 {
+            continue;
+        }
+        for data in poll.data {
+            match Command::decode(&data).and_then(|c| record(registration.kind, registration.index, c)) {
+                Some(r) => records.push(r),
+                None => {
+                    registration.rejected += 1;
+                    polled.rejected += 1;
+                }
+            }
+        }
+        registration.dropped += poll.dropped as u64;
+        registration.read_index = reader.next_index();
+        polled.dropped += poll.dropped as u64;
+        if poll.closed {
+            polled.closed += 1;
+        }
+        changed.push((registration, poll.closed));
+    }
+    if changed.is_empty() {
+        return Ok(polled);
+    }
+    let tx = db.begin_write()?;
+    {
+        let mut received = tx.open_table(RECEIVED)?;
+        let mut pending = tx.open_table(PENDING)?;
+        for r in records {
+            let key = (r.entity, r.start_ms);
+            if received.get(key)?.is_some() {
+                polled.duplicates += 1;
+                continue;
+            }
+            received.insert(key, (r.end_ms, r.wh, r.price))?;
+            pending.insert(key, ())?;
+            polled.records += 1;
+        }
+    }
+    for (mut registration, closed) in changed {
+        if closed {
+            registry::close(&tx, &mut registration)?;
+        }
+        registry::put(&tx, &registration)?;
+    }
+    storage::count(&tx, "records-received", polled.records)?;
+    storage::count(&tx, "records-duplicate", polled.duplicates)?;
+    storage::count(&tx, "messages-dropped", polled.dropped)?;
+    storage::count(&tx, "commands-rejected", polled.rejected)?;
+    tx.commit()?;
+    Ok(polled)
+}
+
+/// Pending records, oldest entity-and-start first, at most `limit`.
+pub fn pending(db: &Database, limit: usize) -> anyhow::Result<Vec<Record>> {
+    let tx = db.begin_read()?;
+    let (Some(pending), Some(received)) = (existing(&tx, PENDING)?, existing(&tx, RECEIVED)?) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for entry in pending.iter()?.take(limit) {
+        let (entity, start_ms) = entry?.0.value();
+        if let Some(v) = received.get((entity, start_ms))? {
+            let (end_ms, wh, price) = v.value();
+            out.push(Record {
+                entity,
+                start_ms,
+                end_ms,
+                wh,
+                price,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Marks records consumed, inside the tick's transaction.
+pub fn consume(tx: &WriteTransaction, records: &[Record]) -> anyhow::Result<()> {
+    let mut pending = tx.open_table(PENDING)?;
+    for r in records {
+        pending.remove((r.entity, r.start_ms))?;
+    }
+    Ok(())
+}
+
+/// Sum of Wh of everything an entity ever sent (for status and tests).
+pub fn received_wh(db: &Database) -> anyhow::Result<u64> {
+    let tx = db.begin_read()?;
+    let Some(table) = existing(&tx, RECEIVED)? else {
+        return Ok(0);
+    };
+    let mut sum = 0u64;
+    for entry in table.iter()? {
+        sum = sum.saturating_add(entry?.1.value().1);
+    }
+    Ok(sum)
+}

@@ -1,0 +1,391 @@
+//! Registrations: the entities that publish to this host (consumers and
+//! producers at a grid, sources at a producer) and the credential each one must
+//! present for every later change.
+//!
+//! A credential is an HMAC of the entity's id and channel root under the host's
+//! secret, written `id.mac`: registering the same channel again gives the same
+//! credential (a registrant that crashed before saving it just asks again), and
+//! the host stores no password. Changing the channel of a registered id (a
+//! reset) or removing it needs the current credential.
+
+use hmac::{Hmac, Mac};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::channel::{ChannelInfo, ChannelWriter, Message};
+use crate::storage::{existing, valid_name};
+use crate::{outbox, storage};
+
+const REGISTRATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("registrations");
+const BY_INDEX: TableDefinition<u32, &str> = TableDefinition::new("registration_index");
+/// Entities that joined or left since the last tick: (index, joined?) → ().
+const NEWS: TableDefinition<(u32, bool), ()> = TableDefinition::new("registration_news");
+
+/// Where the host's own return channels are delivered: its own store.
+pub const LOCAL: &str = "local";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Consumer,
+    Producer,
+    Source,
+}
+
+impl From<Kind> for crate::strategy::EntityKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Consumer => Self::Consumer,
+            Kind::Producer => Self::Producer,
+            Kind::Source => Self::Source,
+        }
+    }
+}
+
+/// A channel this host writes: its key signs, so only root, side key and
+/// position are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriterState {
+    pub root: [u8; 32],
+    pub side_key: Option<[u8; 32]>,
+    pub next_index: u64,
+}
+
+impl WriterState {
+    pub fn of(writer: &ChannelWriter) -> Self {
+        let info = writer.info();
+        Self {
+            root: info.root,
+            side_key: info.side_key,
+            next_index: writer.next_index(),
+        }
+    }
+
+    pub fn writer(&self, key: &ed25519_dalek::SigningKey) -> ChannelWriter {
+        ChannelWriter::resume(key.clone(), self.root, self.side_key, self.next_index)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Registration {
+    pub id: String,
+    /// The entity's number in strategy inputs; kept across resets.
+    pub index: u32,
+    pub kind: Kind,
+    pub channel: ChannelInfo,
+    /// Where the reader of `channel` continues.
+    pub read_index: u64,
+    /// The entity said goodbye: nothing more is read.
+    pub closed: bool,
+    /// Messages at the channel's addresses that failed their checks.
+    pub dropped: u64,
+    /// Commands that were valid messages but not valid commands.
+    pub rejected: u64,
+    /// The channel this host writes back on (consumers: payment requests).
+    pub return_channel: Option<WriterState>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("id: 1 to 64 of A-Z a-z 0-9 _ - . , not starting with a dot")]
+    BadId,
+    #[error("id: `{0}` is this host's own")]
+    ReservedId(String),
+    #[error("kind: this host does not take {0:?} registrations")]
+    WrongKind(Kind),
+    #[error("kind: `{0}` is registered as {1:?}")]
+    KindChanged(String, Kind),
+    #[error("credential: missing or not valid for `{0}`")]
+    Unauthorized(String),
+    #[error("id: `{0}` is not registered")]
+    Unknown(String),
+    #[error("storage: {0:#}")]
+    Storage(#[from] anyhow::Error),
+}
+
+macro_rules! storage_errors {
+    ($($e:ty),*) => {$(
+        impl From<$e> for RegistryError {
+            fn from(e: $e) -> Self {
+                RegistryError::Storage(e.into())
+            }
+        }
+    )*};
+}
+storage_errors!(
+    redb::TableError,
+    redb::StorageError,
+    redb::TransactionError,
+    redb::CommitError,
+    postcard::Error
+);
+
+/// What a host needs to run its registry.
+pub struct Registry {
+    secret: [u8; 32],
+    key: ed25519_dalek::SigningKey,
+    own_id: String,
+    accepts: Vec<Kind>,
+}
+
+/// What a registration answers.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub registration: Registration,
+    pub credential: String,
+    /// False when the same channel was registered before (idempotent repeat).
+    pub changed: bool,
+}
+
+impl Registry {
+    pub fn new(
+        secret: [u8; 32],
+        key: ed25519_dalek::SigningKey,
+        own_id: &str,
+        accepts: &[Kind],
+    ) -> Self {
+        Self {
+            secret,
+            key,
+            own_id: own_id.to_owned(),
+            accepts: accepts.to_vec(),
+        }
+    }
+
+    fn mac(&self, id: &str, root: &[u8; 32]) -> Hmac<Sha256> {
+        // The key is 32 bytes; HMAC takes any length, so this cannot fail.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(b"powerplug/credential/v1");
+        mac.update(&(id.len() as u64).to_be_bytes());
+        mac.update(id.as_bytes());
+        mac.update(root);
+        mac
+    }
+
+    fn credential(&self, id: &str, root: &[u8; 32]) -> String {
+        format!("{id}.{}", hex::encode(self.mac(id, root).finalize().into_bytes()))
+    }
+
+    /// The registration a credential belongs to, if it is valid now.
+    pub fn authenticate(&self, db: &Database, credential: &str) -> Result<Registration, RegistryError> {
+        let unauthorized = || RegistryError::Unauthorized(String::new());
+        let (id, mac) = credential.rsplit_once('.').ok_or_else(unauthorized)?;
+        let mac = hex::decode(mac).map_err(|_| unauthorized())?;
+        let registration = get(db, id)?.ok_or_else(|| RegistryError::Unauthorized(id.to_owned()))?;
+        self.mac(id, &registration.channel.root)
+            .verify_slice(&mac)
+            .map_err(|_| RegistryError::Unauthorized(id.to_owned()))?;
+        Ok(registration)
+    }
+
+    /// Registers `id` with `channel`, which the caller has checked opens with
+    /// hello. The same channel again is a no-op; a new channel for a known id is
+    /// a reset and needs `presented`, the id's current credential: the old
+    /// return channel says goodbye, a new one opens, the index is kept.
+    pub fn register(
+        &self,
+        db: &Database,
+        id: &str,
+        kind: Kind,
+        channel: ChannelInfo,
+        presented: Option<&str>,
+    ) -> Result<Registered, RegistryError> {
+        if !valid_name(id) {
+            return Err(RegistryError::BadId);
+        }
+        if id == self.own_id {
+            return Err(RegistryError::ReservedId(id.to_owned()));
+        }
+        if !self.accepts.contains(&kind) {
+            return Err(RegistryError::WrongKind(kind));
+        }
+        let tx = db.begin_write()?;
+        let existing = read(&tx, id)?;
+        let registration = match existing {
+            Some(old) if old.channel == channel && !old.closed => {
+                if old.kind != kind {
+                    return Err(RegistryError::KindChanged(id.to_owned(), old.kind));
+                }
+                let credential = self.credential(id, &old.channel.root);
+                return Ok(Registered {
+                    registration: old,
+                    credential,
+                    changed: false,
+                });
+            }
+            Some(old) => {
+                if old.kind != kind {
+                    return Err(RegistryError::KindChanged(id.to_owned(), old.kind));
+                }
+                let valid = presented == Some(self.credential(id, &old.channel.root).as_str());
+                if !valid {
+                    return Err(RegistryError::Unauthorized(id.to_owned()));
+                }
+                if let Some(back) = &old.return_channel {
+                    self.say(&tx, back, Message::Goodbye)?;
+                }
+                if !old.closed {
+                    tx.open_table(NEWS)?.insert((old.index, false), ())?;
+                }
+                Registration {
+                    channel,
+                    read_index: 0,
+                    closed: false,
+                    return_channel: self.open_return(&tx, kind)?,
+                    ..old
+                }
+            }
+            None => {
+                let index = match tx.open_table(BY_INDEX)?.last()? {
+                    Some((last, _)) => last.value() + 1,
+                    None => 0,
+                };
+                tx.open_table(BY_INDEX)?.insert(index, id)?;
+                Registration {
+                    id: id.to_owned(),
+                    index,
+                    kind,
+                    channel,
+                    read_index: 0,
+                    closed: false,
+                    dropped: 0,
+                    rejected: 0,
+                    return_channel: self.open_return(&tx, kind)?,
+                }
+            }
+        };
+        tx.open_table(NEWS)?.insert((registration.index, true), ())?;
+        put(&tx, &registration)?;
+        storage::count(&tx, "registrations", 1)?;
+        tx.commit()?;
+        let credential = self.credential(id, &registration.channel.root);
+        Ok(Registered {
+            registration,
+            credential,
+            changed: true,
+        })
+    }
+
+    /// Removes a registration (the original's DELETE): the entity leaves the
+    /// next tick and its return channel says goodbye. Its index stays reserved.
+    pub fn remove(&self, db: &Database, credential: &str) -> Result<Registration, RegistryError> {
+        let registration = self.authenticate(db, credential)?;
+        let tx = db.begin_write()?;
+        if let Some(back) = &registration.return_channel {
+            self.say(&tx, back, Message::Goodbye)?;
+        }
+        if !registration.closed {
+            tx.open_table(NEWS)?.insert((registration.index, false), ())?;
+        }
+        tx.open_table(REGISTRATIONS)?.remove(registration.id.as_str())?;
+        tx.commit()?;
+        Ok(registration)
+    }
+
+    /// Opens a return channel for a consumer: hello goes out through the outbox.
+    fn open_return(&self, tx: &WriteTransaction, kind: Kind) -> Result<Option<WriterState>, RegistryError> {
+        if kind != Kind::Consumer {
+            return Ok(None);
+        }
+        let mut writer = ChannelWriter::new(self.key.clone(), true)?;
+        let (address, bytes) = writer.prepare(Message::Hello)?;
+        outbox::enqueue(tx, LOCAL, address, bytes)?;
+        Ok(Some(WriterState::of(&writer)))
+    }
+
+    fn say(&self, tx: &WriteTransaction, state: &WriterState, message: Message) -> Result<(), RegistryError> {
+        let (address, bytes) = state.writer(&self.key).prepare(message)?;
+        outbox::enqueue(tx, LOCAL, address, bytes)?;
+        Ok(())
+    }
+
+    pub fn key(&self) -> &ed25519_dalek::SigningKey {
+        &self.key
+    }
+}
+
+pub fn get(db: &Database, id: &str) -> Result<Option<Registration>, RegistryError> {
+    let tx = db.begin_read()?;
+    let Some(table) = existing(&tx, REGISTRATIONS)? else {
+        return Ok(None);
+    };
+    Ok(match table.get(id)? {
+        Some(bytes) => Some(postcard::from_bytes(bytes.value())?),
+        None => None,
+    })
+}
+
+/// A registration inside a write transaction.
+pub fn read(tx: &WriteTransaction, id: &str) -> Result<Option<Registration>, RegistryError> {
+    let table = tx.open_table(REGISTRATIONS)?;
+    Ok(match table.get(id)? {
+        Some(bytes) => Some(postcard::from_bytes(bytes.value())?),
+        None => None,
+    })
+}
+
+pub fn put(tx: &WriteTransaction, registration: &Registration) -> Result<(), RegistryError> {
+    tx.open_table(REGISTRATIONS)?.insert(
+        registration.id.as_str(),
+        postcard::to_allocvec(registration)?.as_slice(),
+    )?;
+    Ok(())
+}
+
+/// Every registration, by id.
+pub fn all(db: &Database) -> Result<Vec<Registration>, RegistryError> {
+    let tx = db.begin_read()?;
+    let Some(table) = existing(&tx, REGISTRATIONS)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        out.push(postcard::from_bytes(entry?.1.value())?);
+    }
+    Ok(out)
+}
+
+/// The id behind an index (also after the entity left).
+pub fn id_of(db: &Database, index: u32) -> Result<Option<String>, RegistryError> {
+    let tx = db.begin_read()?;
+    let Some(table) = existing(&tx, BY_INDEX)? else {
+        return Ok(None);
+    };
+    Ok(table.get(index)?.map(|v| v.value().to_owned()))
+}
+
+/// Marks a registration whose channel said goodbye; it leaves at the next tick.
+pub fn close(tx: &WriteTransaction, registration: &mut Registration) -> Result<(), RegistryError> {
+    if !registration.closed {
+        registration.closed = true;
+        tx.open_table(NEWS)?.insert((registration.index, false), ())?;
+    }
+    Ok(())
+}
+
+/// Who joined and who left since the last tick: (joined, left) indexes.
+pub fn news(db: &Database) -> Result<(Vec<u32>, Vec<u32>), RegistryError> {
+    let tx = db.begin_read()?;
+    let (mut joined, mut left) = (Vec::new(), Vec::new());
+    if let Some(table) = existing(&tx, NEWS)? {
+        for entry in table.iter()? {
+            let (index, came) = entry?.0.value();
+            if came { joined.push(index) } else { left.push(index) }
+        }
+    }
+    Ok((joined, left))
+}
+
+/// Forgets the news a tick consumed, inside its transaction.
+pub fn consume_news(tx: &WriteTransaction, joined: &[u32], left: &[u32]) -> Result<(), RegistryError> {
+    let mut table = tx.open_table(NEWS)?;
+    for &i in joined {
+        table.remove((i, true))?;
+    }
+    for &i in left {
+        table.remove((i, false))?;
+    }
+    Ok(())
+}
