@@ -4,13 +4,24 @@
 //!   components and runs one tick at a time under fuel, deadline, memory and
 //!   decision-size limits.
 //! - [`component`]: builds a Rust strategy crate into a component.
-//! - [`simulate`]: a deterministic multi-tick run of both strategies (sources →
-//!   producers → grid ← consumers), the main job until the roles exist.
+//! - [`role`]: the grid, producer, consumer and source services, over
+//!   [`registry`], [`inbox`], [`channel`], [`wallet`], [`outbox`], [`books`],
+//!   [`tick_log`] and [`documents`] on one redb database per host; their HTTP
+//!   APIs in [`http`]; [`demo`] runs them all in one process.
+//! - [`simulate`]: a deterministic in-memory run of both strategies, for
+//!   checking strategies without any service.
 
+pub mod api;
 pub mod books;
 pub mod channel;
 pub mod component;
+pub mod demo;
+pub mod documents;
+pub mod http;
+pub mod inbox;
 pub mod outbox;
+pub mod registry;
+pub mod role;
 pub mod simulate;
 pub mod storage;
 pub mod strategy;

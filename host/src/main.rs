@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use powerplug::simulate::{self, Scenario, WasmDeciders};
+use powerplug::registry::Kind;
+use powerplug::role::{config, run};
 use powerplug::strategy::{Limits, Runtime, inspect};
 
 #[derive(Parser)]
@@ -40,11 +42,63 @@ enum Command {
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// Run a grid, producers with their sources, and consumers, each a service
+    /// with its own database and HTTP API, trading over channels; print
+    /// progress and a summary whose money checks must hold.
+    Demo {
+        #[arg(long, default_value_t = 2)]
+        producers: u32,
+        #[arg(long, default_value_t = 3)]
+        sources_per_producer: u32,
+        #[arg(long, default_value_t = 5)]
+        consumers: u32,
+        /// Simulated time runs this many times faster than real time.
+        #[arg(long, default_value_t = 60)]
+        time_scale: u64,
+        /// Stop after this many grid ticks (default 60 unless --duration).
+        #[arg(long)]
+        ticks: Option<u64>,
+        /// Stop after this many real seconds.
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Where the roles keep their databases (default: a fresh temporary directory).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Where the grid's HTTP API listens.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = "target/strategies/basic_grid_strategy.wasm")]
+        grid: PathBuf,
+        #[arg(long, default_value = "target/strategies/basic_producer_strategy.wasm")]
+        producer: PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        consumer_funds: u64,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Print only the summary, as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a grid: takes consumer and producer registrations, bills and pays.
+    Grid(RoleArgs),
+    /// Run a producer: takes source registrations, reports priced output to its grid.
+    Producer(RoleArgs),
+    /// Run consumers: simulated meters that report usage to their grid and pay.
+    Consumer(RoleArgs),
+    /// Run sources: simulated meters that report output to their producer.
+    Source(RoleArgs),
     /// Work with strategy components.
     Strategy {
         #[command(subcommand)]
         command: StrategyCommand,
     },
+}
+
+/// A role's configuration: a TOML file, overridden by `POWERPLUG_*` variables.
+#[derive(clap::Args)]
+struct RoleArgs {
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 /// Per-tick limits of every strategy call (defaults: `Limits::DEFAULT`).
@@ -109,6 +163,29 @@ fn main() -> ExitCode {
     }
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// A fresh directory under the system's temporary directory, if `wanted`.
+fn tempfile_dir(wanted: bool) -> anyhow::Result<Option<PathBuf>> {
+    if !wanted {
+        return Ok(None);
+    }
+    let dir = std::env::temp_dir().join(format!("powerplug-demo-{}-{}", std::process::id(), powerplug::role::unix_ms()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(Some(dir))
+}
+
+fn meters(args: RoleArgs, defaults: config::MetersConfig, kind: Kind) -> anyhow::Result<()> {
+    let config = config::load(defaults, args.config.as_deref())?;
+    runtime()?.block_on(async {
+        let running = run::meters(&config, kind).await?;
+        println!("{} {kind:?} meters `{}` on {}", config.count, config.service.id, running.url);
+        running.until_ctrl_c().await
+    })
+}
+
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
@@ -157,6 +234,75 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let report = simulate::run(&scenario, &mut WasmDeciders { grid, producer })?;
             println!("{report}");
         }
+        Command::Demo {
+            producers,
+            sources_per_producer,
+            consumers,
+            time_scale,
+            ticks,
+            duration,
+            data_dir,
+            listen,
+            grid,
+            producer,
+            consumer_funds,
+            seed,
+            json,
+        } => {
+            let temp = tempfile_dir(data_dir.is_none())?;
+            let options = powerplug::demo::Options {
+                producers,
+                sources_per_producer,
+                consumers,
+                time_scale,
+                ticks: ticks.or(if duration.is_none() { Some(60) } else { None }),
+                duration: duration.map(std::time::Duration::from_secs),
+                data_dir: data_dir.or(temp.clone()).context("--data-dir")?,
+                listen,
+                grid_component: grid,
+                producer_component: producer,
+                consumer_funds,
+                seed,
+            };
+            if !json {
+                println!(
+                    "demo: grid, {producers} producers × {sources_per_producer} sources, {consumers} consumers, time ×{time_scale}, data in {}",
+                    options.data_dir.display()
+                );
+            }
+            let summary = runtime()?.block_on(powerplug::demo::run(&options, |p| {
+                if !json {
+                    println!("{p}");
+                }
+            }))?;
+            if let Some(temp) = temp {
+                let _ = std::fs::remove_dir_all(temp);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{summary}");
+            }
+            anyhow::ensure!(summary.ok(), "a money check failed");
+        }
+        Command::Grid(args) => {
+            let config = config::load(config::GridConfig::default(), args.config.as_deref())?;
+            runtime()?.block_on(async {
+                let running = run::grid(&config).await?;
+                println!("grid `{}` on {}", config.service.id, running.url);
+                running.until_ctrl_c().await
+            })?;
+        }
+        Command::Producer(args) => {
+            let config = config::load(config::ProducerConfig::default(), args.config.as_deref())?;
+            runtime()?.block_on(async {
+                let running = run::producer(&config).await?;
+                println!("producer `{}` on {}", config.service.id, running.url);
+                running.until_ctrl_c().await
+            })?;
+        }
+        Command::Consumer(args) => meters(args, config::MetersConfig::consumers(), Kind::Consumer)?,
+        Command::Source(args) => meters(args, config::MetersConfig::sources(), Kind::Source)?,
         Command::Strategy {
             command: StrategyCommand::Build { crates, out },
         } => {

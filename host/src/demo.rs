@@ -1,0 +1,379 @@
+//! `powerplug demo`: a grid, producers with their sources, and consumers, each
+//! a role with its own database and HTTP API on loopback, wired through the
+//! same HTTP routes and channels that separate processes use. Simulated time
+//! runs `time_scale` times faster than real time. It ends with a summary whose
+//! money checks are computed, not assumed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::registry::Kind;
+use crate::role::config::{GridConfig, MetersConfig, ProducerConfig, Service};
+use crate::role::{Clock, SimulatedMeter, run, unix_ms};
+use crate::{api, storage, wallet};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub producers: u32,
+    pub sources_per_producer: u32,
+    pub consumers: u32,
+    pub time_scale: u64,
+    /// Stop after this many grid ticks…
+    pub ticks: Option<u64>,
+    /// …or after this much real time.
+    pub duration: Option<Duration>,
+    pub data_dir: PathBuf,
+    /// Where the grid listens; the other roles take free loopback ports.
+    pub listen: SocketAddr,
+    pub grid_component: PathBuf,
+    pub producer_component: PathBuf,
+    /// Tokens issued to each consumer at the start.
+    pub consumer_funds: u64,
+    pub seed: u64,
+}
+
+/// What the demo shows while it runs.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Progress {
+    pub elapsed_ms: u64,
+    pub simulated_s: u64,
+    pub grid_ticks: u64,
+    pub generated_wh: u64,
+    pub reported_wh: u64,
+    pub used_wh: u64,
+    pub billed_wh: u64,
+    pub requested: u64,
+    pub paid_by_consumers: u64,
+    pub paid_to_producers: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub holds: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub progress: Progress,
+    pub producers: u32,
+    pub sources: u32,
+    pub consumers: u32,
+    pub failed_ticks: u64,
+    pub payment_requests: u64,
+    pub requests_read_by_consumers: u64,
+    pub consumer_payments: u64,
+    pub running_costs: u64,
+    pub undistributed: u64,
+    pub consumers_outstanding: u64,
+    pub grid_balance: u64,
+    pub producer_balances: Vec<(String, u64)>,
+    pub messages_dropped: u64,
+    pub checks: Vec<Check>,
+}
+
+impl Summary {
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.holds)
+    }
+}
+
+fn metric(list: &[(String, i64)], name: &str) -> u64 {
+    list.iter()
+        .find(|(n, _)| n == name)
+        .map_or(0, |(_, v)| (*v).max(0) as u64)
+}
+
+fn check(name: &str, holds: bool, detail: String) -> Check {
+    Check {
+        name: name.to_owned(),
+        holds,
+        detail,
+    }
+}
+
+/// Runs the demo; `progress` is called about twice a second.
+pub async fn run(options: &Options, mut progress: impl FnMut(&Progress)) -> anyhow::Result<Summary> {
+    let o = options;
+    anyhow::ensure!(o.time_scale >= 1, "--time-scale: at least 1");
+    anyhow::ensure!(o.producers >= 1 && o.consumers >= 1, "--producers and --consumers: at least 1");
+    let clock = Clock {
+        epoch_ms: unix_ms(),
+        scale: o.time_scale,
+    };
+    // Schedulers poll four times per grid tick, in real time.
+    let poll_ms = (15_000 / o.time_scale / 4).clamp(10, 1_000);
+    let token = hex::encode(crate::channel::random32()?);
+    let service = |id: &str, listen: SocketAddr| Service {
+        id: id.to_owned(),
+        listen,
+        data_dir: o.data_dir.join(id),
+        poll_ms,
+        clock,
+    };
+    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+
+    let mut grid_config = GridConfig::default();
+    grid_config.service = service("grid", o.listen);
+    grid_config.strategy.component = o.grid_component.clone();
+    grid_config.operator_token = Some(token.clone());
+    let grid = run::grid(&grid_config).await?;
+
+    let consumers_config = MetersConfig {
+        service: service("consumer", any_port),
+        upstream_url: grid.url.clone(),
+        count: o.consumers,
+        meter: SimulatedMeter::Random {
+            seed: o.seed,
+            min_wh: 0,
+            max_wh: 1_000,
+        },
+        ..MetersConfig::consumers()
+    };
+    // Every consumer starts with money, issued by the operator.
+    let ids = consumers_config.ids();
+    let url = grid.url.clone();
+    let funds = o.consumer_funds;
+    let token2 = token.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let agent = crate::channel::agent();
+        for id in ids {
+            let body = api::Issue {
+                to: id.clone(),
+                amount: funds,
+                key: format!("demo-funds-{id}"),
+            };
+            let mut response = agent
+                .post(&format!("{url}/wallet/issue"))
+                .header("authorization", &format!("Bearer {token2}"))
+                .send_json(&body)?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "funding {id}: {}",
+                response.body_mut().read_to_string().unwrap_or_default()
+            );
+        }
+        Ok(())
+    })
+    .await??;
+
+    let mut producers = Vec::new();
+    let mut sources = Vec::new();
+    for p in 0..o.producers {
+        let id = format!("producer-{p}");
+        let mut config = ProducerConfig::default();
+        config.service = service(&id, any_port);
+        config.strategy.component = o.producer_component.clone();
+        config.grid_url = grid.url.clone();
+        let producer = run::producer(&config).await?;
+        let sources_config = MetersConfig {
+            service: service(&format!("source-{p}"), any_port),
+            upstream_url: producer.url.clone(),
+            count: o.sources_per_producer.max(1),
+            meter: SimulatedMeter::Random {
+                seed: o.seed.wrapping_add(1),
+                min_wh: 2_000,
+                max_wh: 10_000,
+            },
+            ..MetersConfig::sources()
+        };
+        sources.push(run::meters(&sources_config, Kind::Source).await?);
+        producers.push(producer);
+    }
+    let consumers = run::meters(&consumers_config, Kind::Consumer).await?;
+
+    let started = Instant::now();
+    let grid_role = grid.role.clone();
+    let consumer_role = consumers.role.clone();
+    let source_roles: Vec<_> = sources.iter().map(|s| s.role.clone()).collect();
+    let producer_roles: Vec<_> = producers.iter().map(|p| p.role.clone()).collect();
+    let snapshot = |started: Instant| -> anyhow::Result<Progress> {
+        let counters = storage::counters(grid_role.db())?;
+        let c = |name: &str| counters.get(name).copied().unwrap_or(0);
+        let consumer_status = consumer_role.status()?;
+        let mut generated = 0;
+        for s in &source_roles {
+            generated += s.status()?.published_wh;
+        }
+        let mut reported = 0;
+        for p in &producer_roles {
+            reported += p.member()?.published_wh;
+        }
+        Ok(Progress {
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            simulated_s: clock.now_ms().saturating_sub(clock.epoch_ms) / 1000,
+            grid_ticks: c("ticks"),
+            generated_wh: generated,
+            reported_wh: reported,
+            used_wh: consumer_status.published_wh,
+            billed_wh: c("billed-wh"),
+            requested: c("requested"),
+            paid_by_consumers: consumer_status.paid,
+            paid_to_producers: c("paid-out"),
+        })
+    };
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = snapshot(started)?;
+        progress(&now);
+        let by_ticks = o.ticks.is_some_and(|t| now.grid_ticks >= t);
+        let by_time = o.duration.is_some_and(|d| started.elapsed() >= d);
+        let neither = o.ticks.is_none() && o.duration.is_none();
+        if by_ticks || by_time || (neither && started.elapsed() >= Duration::from_secs(60)) {
+            break;
+        }
+    }
+
+    // Settle: the entities stop, and the grid ticks until it has seen every
+    // payment they made.
+    consumers.stop().await?;
+    for s in sources {
+        s.stop().await?;
+    }
+    let consumer_status = consumer_role.status()?;
+    let settle_from = storage::counters(grid_role.db())?.get("ticks").copied().unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let counters = storage::counters(grid_role.db())?;
+        let seen = counters.get("income").copied().unwrap_or(0);
+        let ticks = counters.get("ticks").copied().unwrap_or(0);
+        if (seen >= consumer_status.paid && ticks >= settle_from + 2) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let last = snapshot(started)?;
+    for p in producers {
+        p.stop().await?;
+    }
+    grid.stop().await?;
+
+    let db = grid_role.db();
+    let counters = storage::counters(db)?;
+    let c = |name: &str| counters.get(name).copied().unwrap_or(0);
+    let metrics = grid_role.metrics()?;
+    let running_costs = metric(&metrics, "running-costs-received");
+    let undistributed = metric(&metrics, "available");
+    let paid_out = c("paid-out");
+    let income = c("income");
+    let grid_balance = wallet::balance(db, grid_role.account())?;
+    let mut producer_balances = Vec::new();
+    for p in &producer_roles {
+        let id = p.member()?.id;
+        producer_balances.push((id.clone(), wallet::balance(db, &id)?));
+    }
+    let producers_hold: u64 = producer_balances.iter().map(|(_, b)| b).sum();
+    let issued = wallet::issued(db)?;
+    let held = wallet::total_balances(db)?;
+    let checks = vec![
+        check(
+            "consumers' payments all reached the grid's books",
+            income == consumer_status.paid,
+            format!("paid {} · seen by the grid {income}", consumer_status.paid),
+        ),
+        check(
+            "paid by consumers = running costs + producer payouts + undistributed",
+            income == running_costs + paid_out + undistributed,
+            format!("{income} = {running_costs} + {paid_out} + {undistributed}"),
+        ),
+        check(
+            "the grid's wallet holds what came in less what went out",
+            grid_balance == income - paid_out.min(income),
+            format!("{grid_balance} = {income} - {paid_out}"),
+        ),
+        check(
+            "producers hold exactly their payouts",
+            producers_hold == paid_out,
+            format!("{producers_hold} = {paid_out}"),
+        ),
+        check(
+            "the ledger holds exactly what was issued",
+            issued == held,
+            format!("issued {issued} · held {held}"),
+        ),
+        check(
+            "no consumer paid more than it was asked",
+            consumer_status.paid <= consumer_status.requested,
+            format!("paid {} ≤ asked {}", consumer_status.paid, consumer_status.requested),
+        ),
+    ];
+    Ok(Summary {
+        progress: last,
+        producers: o.producers,
+        sources: o.producers * o.sources_per_producer.max(1),
+        consumers: o.consumers,
+        failed_ticks: c("ticks-failed"),
+        payment_requests: c("payment-requests"),
+        requests_read_by_consumers: consumer_status.requests,
+        consumer_payments: consumer_status.payments,
+        running_costs,
+        undistributed,
+        consumers_outstanding: consumer_status.outstanding,
+        grid_balance,
+        producer_balances,
+        messages_dropped: c("messages-dropped"),
+        checks,
+    })
+}
+
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>5.1}s real {:>6}s sim | grid ticks {:>4} | Wh generated {:>9} reported {:>9} used {:>7} billed {:>7} | tokens asked {:>6} paid {:>6} to producers {:>6}",
+            self.elapsed_ms as f64 / 1000.0,
+            self.simulated_s,
+            self.grid_ticks,
+            self.generated_wh,
+            self.reported_wh,
+            self.used_wh,
+            self.billed_wh,
+            self.requested,
+            self.paid_by_consumers,
+            self.paid_to_producers,
+        )
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = &self.progress;
+        writeln!(
+            f,
+            "\n{} producers with {} sources, {} consumers; {} grid ticks ({} failed) in {:.1} s, {} s simulated",
+            self.producers,
+            self.sources,
+            self.consumers,
+            p.grid_ticks,
+            self.failed_ticks,
+            p.elapsed_ms as f64 / 1000.0,
+            p.simulated_s
+        )?;
+        writeln!(f, "energy   generated {} Wh · reported to the grid {} Wh", p.generated_wh, p.reported_wh)?;
+        writeln!(f, "         used {} Wh · billed {} Wh (the rest carries over)", p.used_wh, p.billed_wh)?;
+        writeln!(
+            f,
+            "tokens   requested {} in {} requests ({} read by consumers) · paid by consumers {} in {} payments · outstanding {}",
+            p.requested,
+            self.payment_requests,
+            self.requests_read_by_consumers,
+            p.paid_by_consumers,
+            self.consumer_payments,
+            self.consumers_outstanding
+        )?;
+        writeln!(
+            f,
+            "         running costs {} · paid to producers {} {:?} · undistributed {} · grid wallet {}",
+            self.running_costs, p.paid_to_producers, self.producer_balances, self.undistributed, self.grid_balance
+        )?;
+        writeln!(f, "channels {} invalid messages dropped", self.messages_dropped)?;
+        for c in &self.checks {
+            writeln!(f, "{} {} ({})", if c.holds { "✓" } else { "✗" }, c.name, c.detail)?;
+        }
+        Ok(())
+    }
+}

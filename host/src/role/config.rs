@@ -1,0 +1,186 @@
+//! Role configuration: a TOML file, overridden by environment variables
+//! `POWERPLUG_<KEY>` (nested keys joined by `__`, such as
+//! `POWERPLUG_CLOCK__SCALE=60`), over the defaults below.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{Clock, SimulatedMeter};
+use crate::strategy::Setting;
+
+/// Loads a role's configuration: defaults, then the file (if given), then the
+/// environment. An unknown key or a wrong type is an error naming the key.
+pub fn load<T: Serialize + DeserializeOwned>(defaults: T, file: Option<&Path>) -> anyhow::Result<T> {
+    let mut figment = Figment::from(Serialized::defaults(defaults));
+    if let Some(file) = file {
+        anyhow::ensure!(file.exists(), "config: {} does not exist", file.display());
+        figment = figment.merge(Toml::file(file));
+    }
+    figment = figment.merge(Env::prefixed("POWERPLUG_").split("__"));
+    figment.extract().map_err(|e| anyhow::anyhow!("config: {e}"))
+}
+
+/// What every role has.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub id: String,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// How often the scheduler runs a round (polls channels, drains the outbox), real ms.
+    pub poll_ms: u64,
+    #[serde(default)]
+    pub clock: Clock,
+}
+
+impl Service {
+    fn new(id: &str, port: u16) -> Self {
+        Self {
+            id: id.to_owned(),
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            data_dir: PathBuf::from(format!("data/{id}")),
+            poll_ms: 1_000,
+            clock: Clock::default(),
+        }
+    }
+}
+
+/// A grid's or producer's strategy and how often it ticks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategySlot {
+    /// The component file.
+    pub component: PathBuf,
+    /// Simulated ms between ticks (the original: grid 15 s, producer 60 s).
+    pub tick_ms: u64,
+    /// Settings handed to the strategy every tick.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    /// How many ticks the tick log keeps.
+    pub tick_log_keep: u64,
+    /// Where compiled components are cached (default: `<data_dir>/cache`).
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl StrategySlot {
+    pub fn settings(&self) -> Vec<Setting> {
+        self.settings
+            .iter()
+            .map(|(key, value)| Setting {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridConfig {
+    #[serde(flatten)]
+    pub service: Service,
+    pub strategy: StrategySlot,
+    /// Needed by operator routes (`POST /wallet/issue`); unset, they are refused.
+    #[serde(default)]
+    pub operator_token: Option<String>,
+}
+
+impl Default for GridConfig {
+    fn default() -> Self {
+        Self {
+            service: Service::new("grid", 4000),
+            strategy: StrategySlot {
+                component: PathBuf::from("target/strategies/basic_grid_strategy.wasm"),
+                tick_ms: 15_000,
+                settings: BTreeMap::new(),
+                tick_log_keep: 10_000,
+                cache_dir: None,
+            },
+            operator_token: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProducerConfig {
+    #[serde(flatten)]
+    pub service: Service,
+    pub strategy: StrategySlot,
+    /// The grid this producer reports to.
+    pub grid_url: String,
+    #[serde(default)]
+    pub operator_token: Option<String>,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            service: Service::new("producer-0", 4001),
+            strategy: StrategySlot {
+                component: PathBuf::from("target/strategies/basic_producer_strategy.wasm"),
+                tick_ms: 60_000,
+                settings: BTreeMap::new(),
+                tick_log_keep: 10_000,
+                cache_dir: None,
+            },
+            grid_url: "http://127.0.0.1:4000".into(),
+            operator_token: None,
+        }
+    }
+}
+
+/// Consumers or sources: `count` simulated meters named `<id>-<n>` (or just
+/// `<id>` when `count` is 1), each one an entity with its own channel and
+/// registration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetersConfig {
+    #[serde(flatten)]
+    pub service: Service,
+    /// The grid (consumers) or producer (sources) the meters register with.
+    pub upstream_url: String,
+    pub count: u32,
+    pub meter: SimulatedMeter,
+    /// Simulated ms per reading (the original: 30 s).
+    pub slice_ms: u64,
+    /// Consumers pay in multiples of this (the original: 25).
+    pub payment_step: u64,
+}
+
+impl MetersConfig {
+    pub fn consumers() -> Self {
+        Self {
+            service: Service::new("consumer", 4002),
+            upstream_url: "http://127.0.0.1:4000".into(),
+            count: 1,
+            meter: SimulatedMeter::CONSUMER,
+            slice_ms: 30_000,
+            payment_step: 25,
+        }
+    }
+
+    pub fn sources() -> Self {
+        Self {
+            service: Service::new("source", 4003),
+            upstream_url: "http://127.0.0.1:4001".into(),
+            meter: SimulatedMeter::SOURCE,
+            ..Self::consumers()
+        }
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        if self.count == 1 {
+            vec![self.service.id.clone()]
+        } else {
+            (0..self.count).map(|n| format!("{}-{n}", self.service.id)).collect()
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! An entity's membership of the host above it (a producer at its grid, a
+//! meter at its grid or producer): its own channel in that host's store, its
+//! registration and credential, and the return channel it reads.
+
+use ed25519_dalek::SigningKey;
+use redb::{Database, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use crate::api;
+use crate::channel::{Address, ChannelInfo, ChannelWriter, Message};
+use crate::registry::{Kind, WriterState};
+use crate::{outbox, storage};
+
+/// The outbox destination of everything an entity publishes.
+pub const UPSTREAM: &str = "upstream";
+
+/// A payment handed to the ledger and not yet confirmed: retried with the same
+/// key after a crash, so it is made once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    pub key: String,
+    pub to: String,
+    pub amount: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberState {
+    pub id: String,
+    pub channel: WriterState,
+    pub credential: Option<String>,
+    pub index: Option<u32>,
+    pub return_channel: Option<ChannelInfo>,
+    pub return_read: u64,
+    /// Meters: the next slice to report.
+    pub next_slice: u64,
+    pub published_wh: u64,
+    /// Consumers: what the grid asked, what was paid, what is still owed.
+    pub requested: u64,
+    pub requests: u64,
+    pub paid: u64,
+    pub payments: u64,
+    pub outstanding: u64,
+    pub pay_to: Option<String>,
+    pub pending: Option<Payment>,
+    pub refused: u64,
+}
+
+fn meta_name(id: &str) -> String {
+    format!("member/{id}")
+}
+
+impl MemberState {
+    pub fn load(db: &Database, id: &str) -> anyhow::Result<Option<Self>> {
+        storage::meta(db, &meta_name(id))
+    }
+
+    pub fn save(&self, tx: &WriteTransaction) -> anyhow::Result<()> {
+        storage::set_meta(tx, &meta_name(&self.id), self)
+    }
+
+    /// A new member whose restricted channel opens with hello through the
+    /// outbox, in the caller's transaction.
+    pub fn create(
+        tx: &WriteTransaction,
+        id: &str,
+        key: &SigningKey,
+        first_slice: u64,
+    ) -> anyhow::Result<Self> {
+        let mut writer = ChannelWriter::new(key.clone(), true)?;
+        let (address, bytes) = writer.prepare(Message::Hello)?;
+        outbox::enqueue(tx, UPSTREAM, address, bytes)?;
+        let state = Self {
+            id: id.to_owned(),
+            channel: WriterState::of(&writer),
+            credential: None,
+            index: None,
+            return_channel: None,
+            return_read: 0,
+            next_slice: first_slice,
+            published_wh: 0,
+            requested: 0,
+            requests: 0,
+            paid: 0,
+            payments: 0,
+            outstanding: 0,
+            pay_to: None,
+            pending: None,
+            refused: 0,
+        };
+        state.save(tx)?;
+        Ok(state)
+    }
+
+    /// Seals the next message on the member's channel into the outbox.
+    pub fn publish(
+        &mut self,
+        tx: &WriteTransaction,
+        key: &SigningKey,
+        data: Vec<u8>,
+    ) -> anyhow::Result<Address> {
+        let mut writer = self.channel.writer(key);
+        let (address, bytes) = writer.prepare(Message::Data(data))?;
+        outbox::enqueue(tx, UPSTREAM, address, bytes)?;
+        self.channel.next_index = writer.next_index();
+        Ok(address)
+    }
+
+    pub fn info(&self, key: &SigningKey) -> ChannelInfo {
+        self.channel.writer(key).info()
+    }
+
+    /// Registers (or registers again: idempotent) with the host at `url`.
+    pub fn register(
+        &mut self,
+        agent: &ureq::Agent,
+        url: &str,
+        kind: Kind,
+        key: &SigningKey,
+    ) -> anyhow::Result<()> {
+        let body = api::Register {
+            kind,
+            channel: api::Channel::from(&self.info(key)),
+        };
+        let mut request = agent.put(&format!("{url}/registrations/{}", self.id));
+        if let Some(credential) = &self.credential {
+            request = request.header("authorization", &format!("Bearer {credential}"));
+        }
+        let mut response = request.send_json(&body)?;
+        let status = response.status();
+        anyhow::ensure!(
+            status.is_success(),
+            "registering {} at {url}: {status} {}",
+            self.id,
+            response.body_mut().read_to_string().unwrap_or_default()
+        );
+        let registered: api::Registered = response.body_mut().read_json()?;
+        let return_channel = match &registered.return_channel {
+            Some(c) => Some(c.info().map_err(|field| anyhow::anyhow!("answer: bad {field}"))?),
+            None => None,
+        };
+        if return_channel != self.return_channel {
+            self.return_read = 0;
+        }
+        self.return_channel = return_channel;
+        self.credential = registered.credential;
+        self.index = Some(registered.index);
+        Ok(())
+    }
+}

@@ -1,0 +1,282 @@
+//! Consumers and sources: simulated meters, each one an entity with its own
+//! signed, encrypted channel in its upstream host's store and its own
+//! registration there. Every slice a meter publishes one reading (usage for a
+//! consumer, output for a source). Consumers also read payment requests from
+//! their return channel and pay them, in multiples of `payment_step`, from
+//! their account in the grid's ledger.
+//!
+//! Crash safety: a reading and the meter's new position commit together into
+//! the outbox; a payment is first recorded as pending with its idempotency key,
+//! then sent, then confirmed, so a restart sends it again under the same key and
+//! the ledger moves the money once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use redb::Database;
+use serde::Serialize;
+
+use super::config::MetersConfig;
+use super::member::{MemberState, Payment};
+use super::{Clock, Meter, Step};
+use crate::channel::{ChannelReader, HttpTransport};
+use crate::inbox::Command;
+use crate::registry::Kind;
+use crate::storage;
+use crate::wallet::{Ledger, PayError, RemoteLedger};
+
+/// Readings one meter publishes per round at most (after a long outage the
+/// rest follow in later rounds).
+const MAX_SLICES_PER_ROUND: u64 = 100;
+
+pub struct Meters {
+    pub config: MetersConfig,
+    pub db: Arc<Database>,
+    kind: Kind,
+    ids: Vec<String>,
+    keys: BTreeMap<String, SigningKey>,
+    upstream: HttpTransport,
+    agent: ureq::Agent,
+    meter: Box<dyn Meter>,
+    clock: Clock,
+}
+
+/// What a meter host knows, for `/status`.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct MetersStatus {
+    pub meters: usize,
+    pub registered: usize,
+    pub published_wh: u64,
+    pub requests: u64,
+    pub requested: u64,
+    pub paid: u64,
+    pub payments: u64,
+    pub outstanding: u64,
+    pub pending_payments: u64,
+    pub refused_payments: u64,
+}
+
+impl Meters {
+    pub fn open(
+        config: MetersConfig,
+        kind: Kind,
+        db: Arc<Database>,
+        meter: Box<dyn Meter>,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            matches!(kind, Kind::Consumer | Kind::Source),
+            "meters are consumers or sources"
+        );
+        anyhow::ensure!(config.slice_ms > 0, "slice_ms: at least 1");
+        anyhow::ensure!(config.payment_step > 0, "payment_step: at least 1");
+        let secret = super::secret(&db)?;
+        let ids = config.ids();
+        let keys: BTreeMap<String, SigningKey> = ids
+            .iter()
+            .map(|id| (id.clone(), super::signing_key(&secret, &format!("member/{id}"))))
+            .collect();
+        let clock = config.service.clock;
+        // New meters start with the current slice; a restarted one goes on where it was.
+        let first_slice = clock.now_ms() / config.slice_ms;
+        let tx = db.begin_write()?;
+        for (id, key) in &keys {
+            if MemberState::load(&db, id)?.is_none() {
+                MemberState::create(&tx, id, key, first_slice)?;
+            }
+        }
+        tx.commit()?;
+        Ok(Self {
+            upstream: HttpTransport::new(&config.upstream_url),
+            agent: crate::channel::agent(),
+            config,
+            db,
+            kind,
+            ids,
+            keys,
+            meter,
+            clock,
+        })
+    }
+
+    fn members(&self) -> anyhow::Result<Vec<MemberState>> {
+        let mut out = Vec::with_capacity(self.ids.len());
+        for id in &self.ids {
+            if let Some(m) = MemberState::load(&self.db, id)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    fn key(&self, id: &str) -> anyhow::Result<&SigningKey> {
+        self.keys
+            .get(id)
+            .ok_or_else(|| anyhow::anyhow!("no key for {id}"))
+    }
+
+    fn drain(&self) -> anyhow::Result<usize> {
+        crate::outbox::drain(&self.db, 100_000, |d| {
+            (d == super::member::UPSTREAM).then_some(&self.upstream as &dyn crate::channel::Transport)
+        })
+    }
+
+    /// Registers the meters that are not yet (their hello went out first).
+    fn register(&self, members: &mut [MemberState]) -> anyhow::Result<()> {
+        let url = self.config.upstream_url.trim_end_matches('/');
+        let mut changed = Vec::new();
+        for m in members.iter_mut().filter(|m| m.credential.is_none()) {
+            m.register(&self.agent, url, self.kind, self.key(&m.id)?)?;
+            changed.push(m.clone());
+        }
+        self.save(&changed)
+    }
+
+    fn save(&self, members: &[MemberState]) -> anyhow::Result<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write()?;
+        for m in members {
+            m.save(&tx)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Seals a reading for every slice that ended, with the meters' new positions.
+    fn publish_readings(&self, members: &mut [MemberState]) -> anyhow::Result<u64> {
+        let now = self.clock.now_ms();
+        let slice_ms = self.config.slice_ms;
+        let tx = self.db.begin_write()?;
+        let mut published = 0;
+        for m in members.iter_mut() {
+            let mut n = 0;
+            while (m.next_slice + 1) * slice_ms <= now && n < MAX_SLICES_PER_ROUND {
+                let wh = self.meter.read(&m.id, m.next_slice);
+                let (start_ms, end_ms) = (m.next_slice * slice_ms, (m.next_slice + 1) * slice_ms);
+                let command = match self.kind {
+                    Kind::Consumer => Command::Usage { start_ms, end_ms, wh },
+                    _ => Command::Output { start_ms, end_ms, wh, price: None },
+                };
+                m.publish(&tx, &self.keys[&m.id], command.encode())?;
+                m.published_wh += wh;
+                m.next_slice += 1;
+                n += 1;
+            }
+            if n > 0 {
+                m.save(&tx)?;
+                published += n;
+            }
+        }
+        storage::count(&tx, "readings", published)?;
+        tx.commit()?;
+        Ok(published)
+    }
+
+    /// Reads payment requests and decides payments; records them as pending.
+    fn read_requests(&self, members: &mut [MemberState]) -> anyhow::Result<()> {
+        let step = self.config.payment_step;
+        let mut changed = Vec::new();
+        for m in members.iter_mut() {
+            let Some(info) = &m.return_channel else { continue };
+            let mut reader = ChannelReader::resume(info, m.return_read)?;
+            let Ok(poll) = reader.poll(&self.upstream) else { continue };
+            let mut dirty = reader.next_index() != m.return_read;
+            for data in poll.data {
+                if let Some(Command::PaymentRequest { owed, pay_to, .. }) = Command::decode(&data) {
+                    m.requested += owed;
+                    m.requests += 1;
+                    m.outstanding += owed;
+                    m.pay_to = Some(pay_to);
+                }
+            }
+            m.return_read = reader.next_index();
+            if m.pending.is_none() && m.outstanding >= step {
+                if let Some(to) = m.pay_to.clone() {
+                    let amount = m.outstanding / step * step;
+                    m.payments += 1;
+                    m.outstanding -= amount;
+                    m.pending = Some(Payment {
+                        key: format!("{}/pay/{}", m.id, m.payments),
+                        to,
+                        amount,
+                    });
+                    dirty = true;
+                }
+            }
+            if dirty {
+                changed.push(m.clone());
+            }
+        }
+        self.save(&changed)
+    }
+
+    /// Sends the pending payments; confirms or undoes each by what the ledger says.
+    fn pay(&self, members: &mut [MemberState]) -> anyhow::Result<()> {
+        let url = self.config.upstream_url.trim_end_matches('/');
+        let mut changed = Vec::new();
+        for m in members.iter_mut() {
+            let (Some(payment), Some(credential)) = (m.pending.clone(), m.credential.clone()) else {
+                continue;
+            };
+            let ledger = RemoteLedger::with_agent(self.agent.clone(), url, &credential);
+            match ledger.pay(&payment.to, payment.amount, &payment.key) {
+                Ok(_) => {
+                    m.paid += payment.amount;
+                    m.pending = None;
+                }
+                Err(PayError::Refused(why)) => {
+                    eprintln!("{}: payment {} refused: {why}", m.id, payment.key);
+                    m.outstanding += payment.amount;
+                    m.refused += 1;
+                    m.pending = None;
+                }
+                // Sent again, under the same key, next round.
+                Err(PayError::Unavailable(_)) => continue,
+            }
+            changed.push(m.clone());
+        }
+        self.save(&changed)
+    }
+
+    pub fn status(&self) -> anyhow::Result<MetersStatus> {
+        let mut s = MetersStatus::default();
+        for m in self.members()? {
+            s.meters += 1;
+            s.registered += usize::from(m.credential.is_some());
+            s.published_wh += m.published_wh;
+            s.requests += m.requests;
+            s.requested += m.requested;
+            s.paid += m.paid;
+            s.payments += m.payments;
+            s.outstanding += m.outstanding;
+            s.pending_payments += u64::from(m.pending.is_some());
+            s.refused_payments += m.refused;
+        }
+        Ok(s)
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Every meter's state, by id.
+    pub fn members_state(&self) -> anyhow::Result<Vec<MemberState>> {
+        self.members()
+    }
+}
+
+impl Step for Meters {
+    fn step(&self) -> anyhow::Result<()> {
+        let mut members = self.members()?;
+        self.publish_readings(&mut members)?;
+        self.drain()?;
+        self.register(&mut members)?;
+        if self.kind == Kind::Consumer {
+            self.read_requests(&mut members)?;
+            self.pay(&mut members)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,184 @@
+//! The four roles as long-running services. Each one owns a data directory
+//! with one redb database, and a scheduler thread that repeats one `step`
+//! (poll channels, tick, drain the outbox); its HTTP API lives in
+//! [`crate::http`].
+//!
+//! - [`grid::Grid`]: takes registrations of consumers and producers, bills and pays.
+//! - [`producer::Producer`]: takes registrations of sources, prices their output
+//!   and reports it to its grid.
+//! - [`meters::Meters`]: consumers or sources, simulated meters that publish a
+//!   reading per slice (consumers also pay their payment requests).
+
+pub mod config;
+pub mod grid;
+mod hub;
+mod member;
+pub mod meters;
+pub mod producer;
+pub mod run;
+pub mod status;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use redb::Database;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use hub::Hub;
+
+/// The time every role of a grid agrees on. `scale` > 1 runs simulated time
+/// faster than real time from `epoch_ms` on, so 30 s slices pass in a fraction
+/// of a second; roles in separate processes agree if they share both values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clock {
+    pub epoch_ms: u64,
+    pub scale: u64,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self {
+            epoch_ms: 0,
+            scale: 1,
+        }
+    }
+}
+
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Clock {
+    pub fn now_ms(&self) -> u64 {
+        let real = unix_ms();
+        self.epoch_ms + real.saturating_sub(self.epoch_ms).saturating_mul(self.scale.max(1))
+    }
+
+    /// How long `sim_ms` of simulated time takes in real time.
+    pub fn real(&self, sim_ms: u64) -> Duration {
+        Duration::from_millis(sim_ms / self.scale.max(1))
+    }
+}
+
+/// Opens (or creates) the role's database in its data directory.
+pub fn open_database(data_dir: &Path) -> anyhow::Result<Arc<Database>> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| anyhow::anyhow!("data_dir: cannot create {}: {e}", data_dir.display()))?;
+    let path = data_dir.join("powerplug.redb");
+    let db = Database::create(&path)
+        .map_err(|e| anyhow::anyhow!("data_dir: cannot open {}: {e}", path.display()))?;
+    Ok(Arc::new(db))
+}
+
+/// The host's secret (credentials, keys of its entities), made on first start.
+pub fn secret(db: &Database) -> anyhow::Result<[u8; 32]> {
+    crate::storage::meta_or_init(db, "secret", crate::channel::random32)
+}
+
+/// A signing key derived from the host's secret, one per name: an entity's
+/// channels survive a restart without storing its key apart.
+pub fn signing_key(secret: &[u8; 32], name: &str) -> SigningKey {
+    let seed: [u8; 32] = Sha256::new()
+        .chain_update(b"powerplug/signing-key/v1")
+        .chain_update(secret)
+        .chain_update(name)
+        .finalize()
+        .into();
+    SigningKey::from_bytes(&seed)
+}
+
+/// Something a scheduler repeats.
+pub trait Step: Send + Sync + 'static {
+    fn step(&self) -> anyhow::Result<()>;
+}
+
+/// Repeats `role.step()` every `every` on a thread of its own until `stop` is
+/// set. A failed step is logged and retried on the next round: the host keeps
+/// serving whatever one round hit.
+pub fn schedule<R: Step>(
+    name: &str,
+    role: Arc<R>,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let name = name.to_owned();
+    let handle = std::thread::Builder::new()
+        .name(format!("{name}-scheduler"))
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Err(e) = role.step() {
+                    eprintln!("{name}: {e:#}");
+                }
+                // Sleep in short pieces so that stopping is quick.
+                let mut left = every;
+                while !left.is_zero() && !stop.load(Ordering::Relaxed) {
+                    let nap = left.min(Duration::from_millis(20));
+                    std::thread::sleep(nap);
+                    left -= nap;
+                }
+            }
+        })?;
+    Ok(handle)
+}
+
+/// A simulated meter: what a consumer used or a source generated in a slice.
+/// A trait so that a real meter feed can take its place.
+pub trait Meter: Send + Sync {
+    fn read(&self, entity: &str, slice: u64) -> u64;
+}
+
+/// The original's meters: a fixed value, or random within a range. Random
+/// readings are a hash of (seed, entity, slice), so they need no state and a
+/// restarted meter reads the same values again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SimulatedMeter {
+    Fixed { wh: u64 },
+    Random { seed: u64, min_wh: u64, max_wh: u64 },
+}
+
+impl SimulatedMeter {
+    /// Consumers: random 0–1 kWh a slice, as the original.
+    pub const CONSUMER: Self = Self::Random {
+        seed: 1,
+        min_wh: 0,
+        max_wh: 1_000,
+    };
+    /// Sources: random 2–10 kWh a slice, as the original.
+    pub const SOURCE: Self = Self::Random {
+        seed: 2,
+        min_wh: 2_000,
+        max_wh: 10_000,
+    };
+}
+
+impl Meter for SimulatedMeter {
+    fn read(&self, entity: &str, slice: u64) -> u64 {
+        match *self {
+            Self::Fixed { wh } => wh,
+            Self::Random {
+                seed,
+                min_wh,
+                max_wh,
+            } => {
+                let digest = Sha256::new()
+                    .chain_update(seed.to_be_bytes())
+                    .chain_update(entity)
+                    .chain_update(slice.to_be_bytes())
+                    .finalize();
+                let mut word = [0; 8];
+                word.copy_from_slice(&digest[..8]);
+                let span = max_wh.saturating_sub(min_wh).saturating_add(1);
+                min_wh + u64::from_be_bytes(word) % span
+            }
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The producer: reads its sources' output, runs the producer strategy every
+//! `tick_ms`, and publishes the priced output commands it decides on its own
+//! channel in its grid's store. It registers with the grid like any entity;
+//! the grid's ledger holds its account, and payouts come back as transfers.
+//! A tick's books, sealed commands, consumed records, transfer cursor and
+//! tick-log entry commit in one transaction.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use redb::{Database, ReadableDatabase};
+
+use super::config::ProducerConfig;
+use super::member::MemberState;
+use super::{Clock, Hub, Step};
+use crate::books::{ProducerNews, StoredBooks, producer_input, store_decision};
+use crate::channel::HttpTransport;
+use crate::inbox::{self, Command};
+use crate::registry::{self, Kind};
+use crate::strategy::{Entity, ProducerStrategy, Runtime, Setting, SourceOutput, Transfer};
+use crate::tick_log::{self, Outcome};
+use crate::wallet::{Ledger, RemoteLedger};
+use crate::storage;
+
+const SLOT: &str = "producer";
+const MAX_RECORDS_PER_TICK: usize = 500_000;
+
+pub struct Producer {
+    pub hub: Hub,
+    strategy: ProducerStrategy,
+    settings: Vec<Setting>,
+    clock: Clock,
+    tick_ms: u64,
+    tick_log_keep: u64,
+    grid_url: String,
+    grid: HttpTransport,
+    agent: ureq::Agent,
+    key: ed25519_dalek::SigningKey,
+    /// The producer's membership at its grid; one scheduler uses it at a time.
+    member: Mutex<MemberState>,
+    last_tick_ms: AtomicU64,
+}
+
+impl Producer {
+    pub fn open(config: &ProducerConfig, db: Arc<Database>) -> anyhow::Result<Self> {
+        let id = &config.service.id;
+        let hub = Hub::new(id, db, &[Kind::Source], config.operator_token.clone())?;
+        let cache = config
+            .strategy
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| config.service.data_dir.join("cache"));
+        let runtime = Runtime::new(crate::strategy::Limits::default(), Some(&cache))?;
+        let path = &config.strategy.component;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("strategy.component: cannot read {}", path.display()))?;
+        let strategy = runtime
+            .load_producer(&bytes)
+            .with_context(|| format!("strategy.component: {}", path.display()))?;
+        // The producer's own channel to the grid is signed with the key of its id.
+        let key = super::signing_key(&hub.secret, &format!("member/{id}"));
+        let member = match MemberState::load(&hub.db, id)? {
+            Some(m) => m,
+            None => {
+                let tx = hub.db.begin_write()?;
+                let m = MemberState::create(&tx, id, &key, 0)?;
+                tx.commit()?;
+                m
+            }
+        };
+        let grid_url = config.grid_url.trim_end_matches('/').to_owned();
+        Ok(Self {
+            hub,
+            strategy,
+            settings: config.strategy.settings(),
+            clock: config.service.clock,
+            tick_ms: config.strategy.tick_ms,
+            tick_log_keep: config.strategy.tick_log_keep,
+            grid: HttpTransport::new(&grid_url),
+            grid_url,
+            agent: crate::channel::agent(),
+            key,
+            member: Mutex::new(member),
+            last_tick_ms: AtomicU64::new(0),
+        })
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.hub.db
+    }
+
+    pub fn strategy(&self) -> &ProducerStrategy {
+        &self.strategy
+    }
+
+    pub fn member(&self) -> anyhow::Result<MemberState> {
+        Ok(self.lock()?.clone())
+    }
+
+    fn lock(&self) -> anyhow::Result<std::sync::MutexGuard<'_, MemberState>> {
+        self.member
+            .lock()
+            .map_err(|_| anyhow::anyhow!("producer state lock poisoned"))
+    }
+
+    /// Registers with the grid once the channel's hello is there.
+    fn ensure_registered(&self) -> anyhow::Result<()> {
+        let mut member = self.lock()?;
+        if member.credential.is_some() {
+            return Ok(());
+        }
+        member.register(&self.agent, &self.grid_url, Kind::Producer, &self.key)?;
+        let tx = self.db().begin_write()?;
+        member.save(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// One tick now. Returns the number of the tick and why it failed, if it did.
+    pub fn tick(&self) -> anyhow::Result<(u64, Option<String>)> {
+        let db = self.db();
+        let now = self.clock.now_ms();
+        let records = inbox::pending(db, MAX_RECORDS_PER_TICK)?;
+        let (joined, left) = registry::news(db)?;
+        let cursor: u64 = storage::meta(db, "producer/transfer-cursor")?.unwrap_or(0);
+        let mut member = self.lock()?;
+        // Payouts arrive on the grid's ledger; without it this tick sees none,
+        // and the next one reads them from the same cursor.
+        let transfers = match &member.credential {
+            Some(credential) => RemoteLedger::with_agent(self.agent.clone(), &self.grid_url, credential)
+                .transfers_since(cursor)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let next_cursor = transfers.last().map_or(cursor, |t| t.seq);
+        let mut news = ProducerNews {
+            left: left.clone(),
+            ..ProducerNews::default()
+        };
+        for index in &joined {
+            if let Some(id) = registry::id_of(db, *index)? {
+                news.joined.push(Entity {
+                    index: *index,
+                    kind: Kind::Source.into(),
+                    id,
+                });
+            }
+        }
+        news.outputs = records
+            .iter()
+            .map(|r| SourceOutput {
+                source: r.entity,
+                start_ms: r.start_ms,
+                end_ms: r.end_ms,
+                wh: r.wh,
+            })
+            .collect();
+        news.transfers = transfers
+            .iter()
+            .map(|t| Transfer {
+                entity: None,
+                amount: t.amount,
+                at_ms: t.at_ms,
+                incoming: t.to == member.id,
+            })
+            .collect();
+        let income: u64 = transfers.iter().filter(|t| t.to == member.id).map(|t| t.amount).sum();
+
+        let read = db.begin_read()?;
+        let input = producer_input(&StoredBooks { slot: SLOT, tx: &read }, now, &self.settings, news)?;
+        drop(read);
+        let tick = storage::counters(db)?.get("ticks").copied().unwrap_or(0) + 1;
+        let sha = &self.strategy.info().sha256;
+        let decision = match self.strategy.tick(&input) {
+            Ok(outcome) => outcome.decision,
+            Err(failure) => {
+                let why = failure.to_string();
+                let tx = db.begin_write()?;
+                tick_log::record_producer(&tx, SLOT, sha, input, Outcome::Failed(why.clone()))?;
+                storage::count(&tx, "ticks-failed", 1)?;
+                tx.commit()?;
+                return Ok((tick, Some(why)));
+            }
+        };
+
+        let tx = db.begin_write()?;
+        store_decision(&tx, SLOT, &decision.state, &decision.cells)?;
+        inbox::consume(&tx, &records)?;
+        registry::consume_news(&tx, &joined, &left)?;
+        storage::set_meta(&tx, "producer/transfer-cursor", &next_cursor)?;
+        let mut next = member.clone();
+        for c in &decision.commands {
+            anyhow::ensure!(
+                c.start_ms < c.end_ms && c.wh <= inbox::MAX_WH && c.price <= inbox::MAX_PRICE,
+                "the strategy reported an impossible output: {c:?}"
+            );
+            let command = Command::Output {
+                start_ms: c.start_ms,
+                end_ms: c.end_ms,
+                wh: c.wh,
+                price: Some(c.price),
+            };
+            next.publish(&tx, &self.key, command.encode())?;
+            next.published_wh += c.wh;
+        }
+        next.save(&tx)?;
+        storage::set_meta(&tx, "producer/metrics", &decision.metrics.iter().map(|m| (m.name.clone(), m.value)).collect::<Vec<_>>())?;
+        storage::count(&tx, "ticks", 1)?;
+        storage::count(&tx, "source-wh", input.outputs.iter().map(|o| o.wh).sum())?;
+        storage::count(&tx, "reported-wh", decision.commands.iter().map(|c| c.wh).sum())?;
+        storage::count(&tx, "asked", decision.commands.iter().map(|c| c.price).sum())?;
+        storage::count(&tx, "commands", decision.commands.len() as u64)?;
+        storage::count(&tx, "received", income)?;
+        tick_log::record_producer(&tx, SLOT, sha, input, Outcome::Decided(decision))?;
+        tx.commit()?;
+        *member = next;
+        drop(member);
+        if tick % 100 == 0 {
+            tick_log::prune(db, SLOT, self.tick_log_keep)?;
+        }
+        Ok((tick, None))
+    }
+
+    pub fn metrics(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        Ok(storage::meta(self.db(), "producer/metrics")?.unwrap_or_default())
+    }
+}
+
+impl Step for Producer {
+    fn step(&self) -> anyhow::Result<()> {
+        self.hub.poll()?;
+        let now = self.clock.now_ms();
+        if now.saturating_sub(self.last_tick_ms.load(Ordering::Relaxed)) >= self.tick_ms {
+            self.last_tick_ms.store(now, Ordering::Relaxed);
+            let (tick, failed) = self.tick()?;
+            if let Some(why) = failed {
+                eprintln!("producer tick {tick} failed: {why}");
+            }
+        }
+        // Hello (and output) must reach the grid's store before registering.
+        self.hub.drain(Some(&self.grid))?;
+        self.ensure_registered()
+    }
+}
