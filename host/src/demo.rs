@@ -96,6 +96,15 @@ fn check(name: &str, holds: bool, detail: String) -> Check {
     }
 }
 
+/// Waits until `done` holds, at most 30 s (a check below then says what is off).
+async fn wait(mut done: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done()? && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 /// Runs the demo; `progress` is called about twice a second.
 pub async fn run(options: &Options, mut progress: impl FnMut(&Progress)) -> anyhow::Result<Summary> {
     let o = options;
@@ -228,29 +237,47 @@ pub async fn run(options: &Options, mut progress: impl FnMut(&Progress)) -> anyh
         }
     }
 
-    // Settle: the entities stop, and the grid ticks until it has seen every
-    // payment they made.
-    consumers.stop().await?;
+    // Settle, so that every check below is exact: the entities wind down in
+    // order, and each phase waits until what was sent has been taken in.
+    let grid_counter = |name: &str| -> anyhow::Result<u64> {
+        Ok(storage::counters(grid_role.db())?.get(name).copied().unwrap_or(0))
+    };
+    let sources_published = |roles: &[std::sync::Arc<crate::role::meters::Meters>]| -> anyhow::Result<u64> {
+        roles.iter().map(|s| Ok(s.status()?.published_wh)).sum()
+    };
+    let producers_took = || -> anyhow::Result<u64> {
+        producer_roles
+            .iter()
+            .map(|p| Ok(storage::counters(p.db())?.get("source-wh").copied().unwrap_or(0)))
+            .sum()
+    };
+    let producers_reported = || -> anyhow::Result<u64> {
+        producer_roles.iter().map(|p| Ok(p.member()?.published_wh)).sum()
+    };
     for s in sources {
         s.stop().await?;
     }
-    let consumer_status = consumer_role.status()?;
-    let settle_from = storage::counters(grid_role.db())?.get("ticks").copied().unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let counters = storage::counters(grid_role.db())?;
-        let seen = counters.get("income").copied().unwrap_or(0);
-        let ticks = counters.get("ticks").copied().unwrap_or(0);
-        if (seen >= consumer_status.paid && ticks >= settle_from + 2) || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let last = snapshot(started)?;
+    wait(|| Ok(producers_took()? == sources_published(&source_roles)?)).await?;
     for p in producers {
         p.stop().await?;
     }
+    wait(|| Ok(grid_counter("output-wh")? == producers_reported()?)).await?;
+    consumer_role.stop_readings();
+    wait(|| {
+        let c = consumer_role.status()?;
+        Ok(grid_counter("usage-wh")? == c.published_wh
+            && grid_counter("payment-requests")? == c.requests
+            && c.pending_payments == 0)
+    })
+    .await?;
+    consumers.stop().await?;
+    let consumer_status = consumer_role.status()?;
+    wait(|| Ok(grid_counter("income")? == consumer_status.paid)).await?;
+    let last = snapshot(started)?;
     grid.stop().await?;
+    let generated = sources_published(&source_roles)?;
+    let source_wh_taken = producers_took()?;
+    let reported = producers_reported()?;
 
     let db = grid_role.db();
     let counters = storage::counters(db)?;
@@ -270,6 +297,32 @@ pub async fn run(options: &Options, mut progress: impl FnMut(&Progress)) -> anyh
     let issued = wallet::issued(db)?;
     let held = wallet::total_balances(db)?;
     let checks = vec![
+        check(
+            "every source reading reached its producer, once",
+            source_wh_taken == generated,
+            format!("sources sent {generated} Wh · producers took {source_wh_taken} Wh"),
+        ),
+        check(
+            "every producer report reached the grid, once",
+            c("output-wh") == reported,
+            format!("producers reported {reported} Wh · the grid took {} Wh", c("output-wh")),
+        ),
+        check(
+            "every consumer reading reached the grid, once",
+            c("usage-wh") == consumer_status.published_wh,
+            format!("consumers sent {} Wh · the grid took {} Wh", consumer_status.published_wh, c("usage-wh")),
+        ),
+        check(
+            "every payment request reached its consumer, once",
+            c("payment-requests") == consumer_status.requests && c("requested") == consumer_status.requested,
+            format!(
+                "grid sent {} asking {} · consumers read {} asking {}",
+                c("payment-requests"),
+                c("requested"),
+                consumer_status.requests,
+                consumer_status.requested
+            ),
+        ),
         check(
             "consumers' payments all reached the grid's books",
             income == consumer_status.paid,

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ed25519_dalek::SigningKey;
 use redb::Database;
@@ -40,6 +41,8 @@ pub struct Meters {
     agent: ureq::Agent,
     meter: Box<dyn Meter>,
     clock: Clock,
+    /// Cleared to stop taking readings while payments go on (winding down).
+    reading: AtomicBool,
 }
 
 /// What a meter host knows, for `/status`.
@@ -96,6 +99,7 @@ impl Meters {
             keys,
             meter,
             clock,
+            reading: AtomicBool::new(true),
         })
     }
 
@@ -257,6 +261,11 @@ impl Meters {
         Ok(s)
     }
 
+    /// Stops taking readings; registrations and payments go on.
+    pub fn stop_readings(&self) {
+        self.reading.store(false, Ordering::Relaxed);
+    }
+
     pub fn kind(&self) -> Kind {
         self.kind
     }
@@ -270,7 +279,9 @@ impl Meters {
 impl Step for Meters {
     fn step(&self) -> anyhow::Result<()> {
         let mut members = self.members()?;
-        self.publish_readings(&mut members)?;
+        if self.reading.load(Ordering::Relaxed) {
+            self.publish_readings(&mut members)?;
+        }
         self.drain()?;
         self.register(&mut members)?;
         if self.kind == Kind::Consumer {
@@ -278,5 +289,10 @@ impl Step for Meters {
             self.pay(&mut members)?;
         }
         Ok(())
+    }
+
+    /// What was read goes out before the meters stop.
+    fn finish(&self) -> anyhow::Result<()> {
+        self.drain().map(drop)
     }
 }

@@ -98,6 +98,11 @@ pub fn signing_key(secret: &[u8; 32], name: &str) -> SigningKey {
 /// Something a scheduler repeats.
 pub trait Step: Send + Sync + 'static {
     fn step(&self) -> anyhow::Result<()>;
+
+    /// Runs once after the last round when the role is stopped gracefully.
+    fn finish(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Repeats `role.step()` every `every` on a thread of its own until `stop` is
@@ -124,6 +129,9 @@ pub fn schedule<R: Step>(
                     std::thread::sleep(nap);
                     left -= nap;
                 }
+            }
+            if let Err(e) = role.finish() {
+                eprintln!("{name}: stopping: {e:#}");
             }
         })?;
     Ok(handle)

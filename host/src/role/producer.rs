@@ -242,4 +242,8 @@ impl Step for Producer {
         self.hub.drain(Some(&self.grid))?;
         self.ensure_registered()
     }
+
+    fn finish(&self) -> anyhow::Result<()> {
+        self.hub.drain(Some(&self.grid)).map(drop)
+    }
 }
