@@ -130,6 +130,7 @@ pub async fn run(options: &Options, mut progress: impl FnMut(&Progress)) -> anyh
     grid_config.service = service("grid", o.listen);
     grid_config.strategy.component = o.grid_component.clone();
     grid_config.operator_token = Some(token.clone());
+    grid_config.strategy.cache_dir = Some(o.data_dir.join("cache"));
     let grid = run::grid(&grid_config).await?;
 
     let consumers_config = MetersConfig {
@@ -178,6 +179,7 @@ pub async fn run(options: &Options, mut progress: impl FnMut(&Progress)) -> anyh
         config.service = service(&id, any_port);
         config.strategy.component = o.producer_component.clone();
         config.grid_url = grid.url.clone();
+        config.strategy.cache_dir = Some(o.data_dir.join("cache"));
         let producer = run::producer(&config).await?;
         let sources_config = MetersConfig {
             service: service(&format!("source-{p}"), any_port),

@@ -20,7 +20,7 @@ use crate::books::{GridNews, StoredBooks, grid_input, store_decision};
 use crate::inbox::{self, Command};
 use crate::registry::{self, Kind, LOCAL, Registration};
 use crate::strategy::{
-    Entity, GridDecision, GridStrategy, Metric, Output, Runtime, Setting, Transfer, Usage,
+    Entity, GridDecision, GridStrategy, Metric, Output, Setting, Transfer, Usage,
 };
 use crate::tick_log::{self, Outcome};
 use crate::{outbox, storage, wallet};
@@ -66,7 +66,7 @@ impl Grid {
             .cache_dir
             .clone()
             .unwrap_or_else(|| config.service.data_dir.join("cache"));
-        let runtime = Runtime::new(crate::strategy::Limits::default(), Some(&cache))?;
+        let runtime = super::runtime(&cache)?;
         let path = &config.strategy.component;
         let bytes = std::fs::read(path)
             .with_context(|| format!("strategy.component: cannot read {}", path.display()))?;

@@ -95,6 +95,26 @@ pub fn signing_key(secret: &[u8; 32], name: &str) -> SigningKey {
     SigningKey::from_bytes(&seed)
 }
 
+/// The strategy runtime for components cached in `cache_dir`, one per process
+/// and directory: every role in a process (the demo runs a hundred producers)
+/// shares one engine and its pool instead of reserving one each.
+pub fn runtime(cache_dir: &Path) -> anyhow::Result<crate::strategy::Runtime> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static RUNTIMES: OnceLock<Mutex<HashMap<std::path::PathBuf, crate::strategy::Runtime>>> =
+        OnceLock::new();
+    let mut runtimes = RUNTIMES
+        .get_or_init(Default::default)
+        .lock()
+        .map_err(|_| anyhow::anyhow!("runtime registry lock poisoned"))?;
+    if let Some(runtime) = runtimes.get(cache_dir) {
+        return Ok(runtime.clone());
+    }
+    let runtime = crate::strategy::Runtime::new(crate::strategy::Limits::default(), Some(cache_dir))?;
+    runtimes.insert(cache_dir.to_owned(), runtime.clone());
+    Ok(runtime)
+}
+
 /// Something a scheduler repeats.
 pub trait Step: Send + Sync + 'static {
     fn step(&self) -> anyhow::Result<()>;

@@ -18,7 +18,7 @@ use crate::books::{ProducerNews, StoredBooks, producer_input, store_decision};
 use crate::channel::HttpTransport;
 use crate::inbox::{self, Command};
 use crate::registry::{self, Kind};
-use crate::strategy::{Entity, ProducerStrategy, Runtime, Setting, SourceOutput, Transfer};
+use crate::strategy::{Entity, ProducerStrategy, Setting, SourceOutput, Transfer};
 use crate::tick_log::{self, Outcome};
 use crate::wallet::{Ledger, RemoteLedger};
 use crate::storage;
@@ -51,7 +51,7 @@ impl Producer {
             .cache_dir
             .clone()
             .unwrap_or_else(|| config.service.data_dir.join("cache"));
-        let runtime = Runtime::new(crate::strategy::Limits::default(), Some(&cache))?;
+        let runtime = super::runtime(&cache)?;
         let path = &config.strategy.component;
         let bytes = std::fs::read(path)
             .with_context(|| format!("strategy.component: cannot read {}", path.display()))?;
