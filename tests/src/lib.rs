@@ -59,8 +59,104 @@ pub fn hostile(behaviour: &str) -> Arc<Vec<u8>> {
     component("tests/fixtures/hostile-guest", &[behaviour])
 }
 
+/// Writes both basic strategies to files in `dir` (roles load components from
+/// files): (grid, producer).
+pub fn strategy_files(dir: &Path) -> (PathBuf, PathBuf) {
+    let grid = dir.join("basic_grid_strategy.wasm");
+    let producer = dir.join("basic_producer_strategy.wasm");
+    std::fs::write(&grid, &*basic_grid()).expect("writing the grid strategy");
+    std::fs::write(&producer, &*basic_producer()).expect("writing the producer strategy");
+    (grid, producer)
+}
+
 /// The same WIT value as the other crate's generated type.
 pub fn convert<T: serde::Serialize, U: serde::de::DeserializeOwned>(value: &T) -> U {
     serde_json::from_value(serde_json::to_value(value).expect("WIT values serialize"))
         .expect("both crates generate the same shape from the same WIT")
+}
+
+/// A plain HTTP client for the roles' APIs: every answer as (status, JSON).
+pub struct Client {
+    agent: ureq::Agent,
+    pub base: String,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Self {
+        Self {
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into(),
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// Any method, an optional bearer token, an optional raw body.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> (u16, serde_json::Value) {
+        let uri = format!("{}{path}", self.base);
+        let mut request = ureq::http::Request::builder().method(method).uri(&uri);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request
+            .body(body.map(<[u8]>::to_vec).unwrap_or_default())
+            .expect("a valid request");
+        let mut response = self.agent.run(request).expect("the host answers");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, json)
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        self.call("GET", path, token, None)
+    }
+
+    pub fn put(&self, path: &str, token: Option<&str>, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        self.call("PUT", path, token, Some(body.to_string().as_bytes()))
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        self.call("POST", path, token, Some(body.to_string().as_bytes()))
+    }
+
+    pub fn delete(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        self.call("DELETE", path, token, None)
+    }
+}
+
+/// The operator token of the roles the tests start.
+pub const OPERATOR: &str = "operator-token-for-tests";
+
+/// A grid on a free loopback port with its data in `dir/grid`, ticking every
+/// round (`tick_ms` of simulated time at scale 1).
+pub fn grid_config(dir: &Path, component: PathBuf, tick_ms: u64) -> powerplug::role::config::GridConfig {
+    let mut config = powerplug::role::config::GridConfig::default();
+    config.service.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.service.data_dir = dir.join("grid");
+    config.service.poll_ms = 10;
+    config.strategy.component = component;
+    config.strategy.tick_ms = tick_ms;
+    config.strategy.cache_dir = Some(workspace_root().join("target/guests/powerplug-cache"));
+    config.operator_token = Some(OPERATOR.into());
+    config
+}
+
+/// Waits up to 20 s for `done`.
+pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
