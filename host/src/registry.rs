@@ -198,7 +198,7 @@ impl Registry {
         if id == self.own_id {
             return Err(RegistryError::ReservedId(id.to_owned()));
         }
-        if !self.accepts.contains(&kind) {
+        if !self.accepts(kind) {
             return Err(RegistryError::WrongKind(kind));
         }
         let tx = db.begin_write()?;
@@ -299,6 +299,10 @@ impl Registry {
         let (address, bytes) = state.writer(&self.key).prepare(message)?;
         outbox::enqueue(tx, LOCAL, address, bytes)?;
         Ok(())
+    }
+
+    pub fn accepts(&self, kind: Kind) -> bool {
+        self.accepts.contains(&kind)
     }
 
     pub fn key(&self) -> &ed25519_dalek::SigningKey {

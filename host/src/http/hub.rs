@@ -103,8 +103,14 @@ async fn register<R: HasHub>(
     bearer: Bearer,
     Body(body): Body<api::Register>,
 ) -> ApiResult<(StatusCode, Json<api::Registered>)> {
+    if !crate::storage::valid_name(&id) {
+        return Err(RegistryError::BadId.into());
+    }
     blocking(move || {
         let hub = role.hub();
+        if !hub.registry.accepts(body.kind) {
+            return Err(RegistryError::WrongKind(body.kind).into());
+        }
         let info = body
             .channel
             .info()
@@ -211,7 +217,10 @@ async fn put_channel<R: HasHub>(
     body: Bytes,
 ) -> ApiResult<StatusCode> {
     let address = address(&text, "address")?;
-    if body.is_empty() || body.len() > MAX_MESSAGE_BYTES {
+    if body.is_empty() {
+        return Err(ApiError::unprocessable("body", "an empty message"));
+    }
+    if body.len() > MAX_MESSAGE_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body",

@@ -97,19 +97,27 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             Ok(value) => Ok(Body(value)),
             Err(e) => {
                 let path = e.path().to_string();
-                let inner = e.into_inner();
-                let message = inner.to_string();
-                // "missing field `x`" names the field below the path.
-                let field = match message.split('`').nth(1) {
-                    Some(name) if message.starts_with("missing field") => {
-                        if path == "." { name.to_owned() } else { format!("{path}.{name}") }
-                    }
-                    _ if path == "." => "body".to_owned(),
-                    _ => path,
-                };
-                Err(ApiError::unprocessable(&field, message))
+                let message = e.into_inner().to_string();
+                Err(ApiError::unprocessable(&field_of(&path, &message, "body"), message))
             }
         }
+    }
+}
+
+/// The field a serde error is about: its path, or for a missing or unknown
+/// field the name below the path; `whole` when the error is about everything.
+fn field_of(path: &str, message: &str, whole: &str) -> String {
+    let whole_value = path == "." || path == "?";
+    let name = message.split('`').nth(1);
+    match name {
+        // The path already ends at an unknown field.
+        Some(name) if message.starts_with("unknown field") && whole_value => name.to_owned(),
+        Some(_) if message.starts_with("unknown field") => path.to_owned(),
+        // A missing field is named below the path.
+        Some(name) if message.starts_with("missing field") && whole_value => name.to_owned(),
+        Some(name) if message.starts_with("missing field") => format!("{path}.{name}"),
+        _ if whole_value => whole.to_owned(),
+        _ => path.to_owned(),
     }
 }
 
@@ -122,9 +130,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
         let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
-        serde_path_to_error::deserialize(de)
-            .map(Params)
-            .map_err(|e| ApiError::bad(&e.path().to_string(), e.into_inner()))
+        serde_path_to_error::deserialize(de).map(Params).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            ApiError::bad(&field_of(&path, &message, "query"), message)
+        })
     }
 }
 
