@@ -12,7 +12,7 @@
 pub mod config;
 pub mod grid;
 mod hub;
-mod member;
+pub mod member;
 pub mod meters;
 pub mod producer;
 pub mod run;
