@@ -4,13 +4,112 @@ tables and the SVG chart that BENCHMARKS.md shows. Ratios are taken within one r
 
 Usage: python3 host/benches/report.py [target/criterion] > /tmp/tables.md
 Writes host/benches/results/grid_tick.svg beside this script.
+
+       python3 host/benches/report.py --channels [target/criterion] > /tmp/tables.md
+does the same for `cargo bench -p powerplug --bench channels` and the demo runs
+recorded in host/benches/results/demo.json, and writes host/benches/results/channels.svg.
 """
 import json
 import os
 import sys
 
-root = sys.argv[1] if len(sys.argv) > 1 else "target/criterion"
 here = os.path.dirname(os.path.abspath(__file__))
+
+
+def channels_report(root):
+    """`cargo bench -p powerplug --bench channels` and the demo runs of
+    results/demo.json (issue 3): tables on stdout, results/channels.svg."""
+    import math
+
+    def bench(*path):
+        """Mean and 95% CI in messages/s (CI bounds swap: a longer time is fewer messages)."""
+        base = os.path.join(root, "channels", *path, "new")
+        with open(os.path.join(base, "estimates.json")) as f:
+            mean = json.load(f)["mean"]
+        with open(os.path.join(base, "benchmark.json")) as f:
+            n = json.load(f)["throughput"]["Elements"]
+        ci = mean["confidence_interval"]
+        per_s = lambda ns: n / ns * 1e9
+        return per_s(mean["point_estimate"]), per_s(ci["upper_bound"]), per_s(ci["lower_bound"]), n
+
+    rows = [
+        ("raw verify + decrypt (`ChannelReader::poll`, memory) — baseline", ("verify_decrypt", "memory")),
+        ("seal (`ChannelWriter::prepare`)", ("seal",)),
+        ("read back from redb (`ChannelReader::poll`, embedded)", ("read", "embedded")),
+        ("ingest: seal + `put_many` ×256 + read back", ("ingest", "batched_256")),
+        ("ingest: seal + one `put` per message + read back", ("ingest", "put_each")),
+    ]
+    figures = [(label, bench(*path)) for label, path in rows]
+    base = figures[0][1][0]
+    print("| path | messages per iteration | messages/s | 95% CI | µs per message | / raw verify+decrypt |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for label, (m, lo, hi, n) in figures:
+        print(f"| {label} | {n:,} | {m:,.0f} | {lo:,.0f} – {hi:,.0f} | {1e6 / m:.1f} | {m / base:.3f}× |")
+    print()
+
+    with open(os.path.join(here, "results", "demo.json")) as f:
+        demo = json.load(f)
+    # ticks and real_s: the summary's "N grid ticks … in S s" (from the first
+    # progress line to the end of settling); wall_s: /usr/bin/time, with set-up.
+    # A grid that keeps up ticks time_scale / 15 times a real second.
+    small = demo[0]
+    print("| demo run | consumers | producers × sources | time scale | grid ticks | real s | wall s | ticks/s | of nominal | max RSS | RSS / small | checks |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for d in demo:
+        tps = d["ticks"] / d["real_s"]
+        print(f"| {d['label']} | {d['consumers']:,} | {d['producers']} × {d['sources_per_producer']} | ×{d['time_scale']} "
+              f"| {d['ticks']} | {d['real_s']:.1f} | {d['wall_s']:.1f} | {tps:.2f} | {tps / (d['time_scale'] / 15):.0%} "
+              f"| {d['max_rss_kb'] / 1024:.0f} MiB | {d['max_rss_kb'] / small['max_rss_kb']:.1f}× "
+              f"| {d['checks_held']}/{d['checks']} {'✓' if d['checks_held'] == d['checks'] else '✗ ' + d.get('failed', '')} |")
+    print()
+
+    # Chart: two panels, messages/s (log) and the demo runs (ticks/s, max RSS).
+    width, height, top, bottom = 760, 560, 40, 24
+    left, right = 300, 90
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+           f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14">channel messages per second, restricted channel, ~80-byte usage command (log scale, higher is better)</text>']
+    values = [f[1][0] for f in figures]
+    lo, hi = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))
+    plot_w = width - left - right
+    x = lambda v: left + plot_w * (math.log10(v) - lo) / (hi - lo)
+    panel_h = 250
+    for e in range(lo, hi + 1):
+        svg.append(f'<line x1="{x(10 ** e):.1f}" x2="{x(10 ** e):.1f}" y1="{top}" y2="{top + panel_h}" stroke="#ddd"/>')
+        svg.append(f'<text x="{x(10 ** e):.1f}" y="{top + panel_h + 14}" text-anchor="middle">{10 ** e:,.0f}</text>')
+    colours = ["#4c78a8", "#9ecae9", "#72b7b2", "#f58518", "#e45756"]
+    bar_h = panel_h / len(figures)
+    short = ["raw verify + decrypt (baseline)", "seal", "read back from redb", "ingest, put_many ×256", "ingest, one put per message"]
+    for i, ((label, (m, _, _, _)), colour) in enumerate(zip(figures, colours)):
+        y0 = top + i * bar_h + 4
+        x0 = x(10 ** lo)
+        svg.append(f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{x(m) - x0:.1f}" height="{bar_h - 8:.1f}" fill="{colour}"><title>{short[i]}: {m:,.0f} messages/s</title></rect>')
+        svg.append(f'<text x="{left - 8}" y="{y0 + bar_h / 2:.1f}" text-anchor="end">{short[i]}</text>')
+        svg.append(f'<text x="{x(m) + 4:.1f}" y="{y0 + bar_h / 2:.1f}">{m:,.0f}/s ({m / base:.2f}×)</text>')
+
+    # Demo panel: ticks per real second, linear, one bar per run.
+    top2 = top + panel_h + 60
+    svg.append(f'<text x="{width / 2}" y="{top2 - 16}" text-anchor="middle" font-size="14">powerplug demo: grid ticks per real second (higher is better; label: max RSS)</text>')
+    tps = [d["ticks"] / d["real_s"] for d in demo]
+    top_tps = max(tps) * 1.15
+    panel2_h = height - top2 - bottom - 20
+    bar2_h = panel2_h / max(len(demo), 1)
+    x2 = lambda v: left + plot_w * v / top_tps
+    for i, (d, t) in enumerate(zip(demo, tps)):
+        y0 = top2 + i * bar2_h + 4
+        svg.append(f'<rect x="{left}" y="{y0:.1f}" width="{x2(t) - left:.1f}" height="{bar2_h - 8:.1f}" fill="{"#4c78a8" if d["checks_held"] == d["checks"] else "#e45756"}"><title>{d["label"]}: {t:.2f} ticks/s</title></rect>')
+        svg.append(f'<text x="{left - 8}" y="{y0 + bar2_h / 2:.1f}" text-anchor="end">{d["consumers"]:,} consumers, {d["producers"]} producers, ×{d["time_scale"]}</text>')
+        svg.append(f'<text x="{x2(t) + 4:.1f}" y="{y0 + bar2_h / 2:.1f}">{t:.2f}/s · {d["max_rss_kb"] / 1024:.0f} MiB</text>')
+    svg.append(f'<line x1="{left}" x2="{left}" y1="{top2}" y2="{top2 + panel2_h}" stroke="#888"/>')
+    svg.append("</svg>")
+    os.makedirs(os.path.join(here, "results"), exist_ok=True)
+    with open(os.path.join(here, "results", "channels.svg"), "w") as f:
+        f.write("\n".join(svg) + "\n")
+
+
+if len(sys.argv) > 1 and sys.argv[1] == "--channels":
+    channels_report(sys.argv[2] if len(sys.argv) > 2 else "target/criterion")
+    sys.exit(0)
+root = sys.argv[1] if len(sys.argv) > 1 else "target/criterion"
 
 
 def est(*path):

@@ -1,0 +1,332 @@
+//! Each role as its own `powerplug` process, configured by TOML files, killed
+//! hard (SIGKILL) mid-run and started again on the same data directory. In the
+//! end no reading, payment request, payment or payout is lost or repeated:
+//! every total is compared with what the other side recorded.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use powerplug::channel::{ChannelReader, EmbeddedTransport};
+use powerplug::inbox::Command as ChannelCommand;
+use powerplug::role::member::MemberState;
+use powerplug::{storage, wallet};
+use redb::Database;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "crash-test-operator";
+const CONSUMERS: u32 = 3;
+const SOURCES: u32 = 2;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Role {
+    name: &'static str,
+    config: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Role {
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_powerplug"))
+            .args([self.name, "--config", self.config.to_str().unwrap()])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    fn kill(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Ctrl-C: the scheduler finishes its round and drains the outbox.
+    fn stop(&mut self) {
+        let mut child = self.child.take().unwrap();
+        let ok = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{} exited with {status}: {}", self.name, self.log_text());
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn get(agent: &ureq::Agent, url: &str) -> Option<Value> {
+    let mut response = agent.get(url).call().ok()?;
+    response.body_mut().read_json().ok()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        if Instant::now() > deadline {
+            // The roles' logs say why.
+            let logs: String = LOGS.with(|dir| {
+                let dir = dir.borrow();
+                ["grid", "producer", "source", "consumer"]
+                    .iter()
+                    .map(|n| format!("--- {n}\n{}", std::fs::read_to_string(dir.join(format!("{n}.log"))).unwrap_or_default()))
+                    .collect()
+            });
+            panic!("timed out waiting until {what}\n{logs}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+thread_local! {
+    static LOGS: std::cell::RefCell<PathBuf> = std::cell::RefCell::new(PathBuf::new());
+}
+
+fn counter(status: &Option<Value>, name: &str) -> u64 {
+    status.as_ref().and_then(|s| s["totals"][name].as_u64()).unwrap_or(0)
+}
+
+fn members(db: &Database, prefix: &str, count: u32) -> Vec<MemberState> {
+    (0..count)
+        .map(|i| MemberState::load(db, &format!("{prefix}-{i}")).unwrap().unwrap())
+        .collect()
+}
+
+#[test]
+fn killing_any_role_mid_run_loses_and_repeats_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    LOGS.with(|logs| *logs.borrow_mut() = dir.to_path_buf());
+    let strategies = dir.join("strategies");
+    let built = Command::new(env!("CARGO_BIN_EXE_powerplug"))
+        .args(["strategy", "build"])
+        .arg(root().join("plugins/basic-grid-strategy"))
+        .arg(root().join("plugins/basic-producer-strategy"))
+        .arg("--out")
+        .arg(&strategies)
+        .env("CARGO_TARGET_DIR", root().join("target/guests"))
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+
+    let (grid_port, producer_port) = (free_port(), free_port());
+    let grid_url = format!("http://127.0.0.1:{grid_port}");
+    let producer_url = format!("http://127.0.0.1:{producer_port}");
+    let epoch = powerplug::role::unix_ms();
+    // Simulated time ×120: a 30 s slice every 250 ms, a grid tick every 125 ms.
+    let common = |id: &str, port: u16| {
+        format!(
+            "id = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npoll_ms = 20\nclock = {{ epoch_ms = {epoch}, scale = 120 }}\n",
+            dir.join(id).display()
+        )
+    };
+    let cache = dir.join("cache");
+    let files = [
+        (
+            "grid",
+            format!(
+                "{}operator_token = \"{TOKEN}\"\n[strategy]\ncomponent = \"{}\"\ntick_ms = 15000\ntick_log_keep = 100000\ncache_dir = \"{}\"\n",
+                common("grid", grid_port),
+                strategies.join("basic_grid_strategy.wasm").display(),
+                cache.display()
+            ),
+        ),
+        (
+            "producer",
+            format!(
+                "{}grid_url = \"{grid_url}\"\n[strategy]\ncomponent = \"{}\"\ntick_ms = 60000\ntick_log_keep = 100000\ncache_dir = \"{}\"\n",
+                common("producer-0", producer_port),
+                strategies.join("basic_producer_strategy.wasm").display(),
+                cache.display()
+            ),
+        ),
+        (
+            "source",
+            format!(
+                "{}upstream_url = \"{producer_url}\"\ncount = {SOURCES}\nslice_ms = 30000\npayment_step = 25\n[meter.fixed]\nwh = 4000\n",
+                common("source", free_port())
+            ),
+        ),
+        (
+            "consumer",
+            format!(
+                "{}upstream_url = \"{grid_url}\"\ncount = {CONSUMERS}\nslice_ms = 30000\npayment_step = 25\n[meter.fixed]\nwh = 1000\n",
+                common("consumer", free_port())
+            ),
+        ),
+    ];
+    let mut roles: Vec<Role> = files
+        .iter()
+        .map(|(name, text)| {
+            let config = dir.join(format!("{name}.toml"));
+            std::fs::write(&config, text).unwrap();
+            Role {
+                name,
+                config,
+                child: None,
+                log: dir.join(format!("{name}.log")),
+            }
+        })
+        .collect();
+    let [grid, producer, sources, consumers] = roles.as_mut_slice() else { unreachable!() };
+    grid.start();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    wait_for("the grid answers", || get(&agent, &format!("{grid_url}/status")).is_some());
+    for i in 0..CONSUMERS {
+        let mut response = agent
+            .post(&format!("{grid_url}/wallet/issue"))
+            .header("authorization", &format!("Bearer {TOKEN}"))
+            .send_json(json!({ "to": format!("consumer-{i}"), "amount": 100_000, "key": format!("fund-{i}") }))
+            .unwrap();
+        assert_eq!(response.status(), 201, "{}", response.body_mut().read_to_string().unwrap());
+    }
+    producer.start();
+    sources.start();
+    consumers.start();
+
+    let status = || get(&agent, &format!("{grid_url}/status"));
+    let ticks = || counter(&status(), "ticks");
+    let run_ticks = |n: u64| {
+        let from = ticks();
+        wait_for(&format!("{n} more grid ticks"), || ticks() >= from + n);
+    };
+    run_ticks(12);
+    wait_for("a consumer paid and a producer reported", || {
+        let s = status();
+        counter(&s, "income") > 0 && counter(&s, "output-wh") > 0
+    });
+
+    // Kill each role hard in turn, and start it again on the same data.
+    for victim in [0usize, 3, 1, 2, 0] {
+        match victim {
+            0 => grid.kill(),
+            1 => producer.kill(),
+            2 => sources.kill(),
+            _ => consumers.kill(),
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        match victim {
+            0 => {
+                grid.start();
+                wait_for("the grid answers again", || status().is_some());
+            }
+            1 => producer.start(),
+            2 => sources.start(),
+            _ => consumers.start(),
+        }
+        run_ticks(8);
+    }
+    wait_for("payouts happened", || counter(&status(), "paid-out") > 0);
+
+    // Wind down in order, each side taking in what the other sent.
+    sources.stop();
+    let source_db = Database::open(dir.join("source/powerplug.redb")).unwrap();
+    let sent_by_sources: u64 = members(&source_db, "source", SOURCES).iter().map(|m| m.published_wh).sum();
+    drop(source_db);
+    wait_for("the producer took every source reading", || {
+        counter(&get(&agent, &format!("{producer_url}/status")), "source-wh") == sent_by_sources
+    });
+    producer.stop();
+    let producer_db = Database::open(dir.join("producer-0/powerplug.redb")).unwrap();
+    let producer_state = MemberState::load(&producer_db, "producer-0").unwrap().unwrap();
+    let producer_counters = storage::counters(&producer_db).unwrap();
+    drop(producer_db);
+    wait_for("the grid took every producer report", || {
+        counter(&status(), "output-wh") == producer_state.published_wh
+    });
+    consumers.stop();
+    let consumer_db = Database::open(dir.join("consumer/powerplug.redb")).unwrap();
+    let consumer_states = members(&consumer_db, "consumer", CONSUMERS);
+    drop(consumer_db);
+    let used: u64 = consumer_states.iter().map(|m| m.published_wh).sum();
+    let paid: u64 = consumer_states.iter().map(|m| m.paid).sum();
+    wait_for("the grid billed every reading and saw every payment", || {
+        let s = status();
+        counter(&s, "usage-wh") == used && counter(&s, "income") == paid
+    });
+    run_ticks(2);
+    grid.stop();
+
+    let db = Database::open(dir.join("grid/powerplug.redb")).unwrap();
+    let c = storage::counters(&db).unwrap();
+    let n = |name: &str| c.get(name).copied().unwrap_or(0);
+    assert_eq!(producer_counters.get("source-wh").copied().unwrap_or(0), sent_by_sources, "source readings once");
+    assert_eq!(n("output-wh"), producer_state.published_wh, "producer reports once");
+    assert_eq!(n("usage-wh"), used, "consumer readings once");
+    assert_eq!(n("billed-wh"), used, "1 kWh a slice: everything billed");
+    assert_eq!(n("requested"), used / 1000 * 5);
+    assert_eq!(n("ticks-failed"), 0);
+
+    // The return channels in the grid's store hold each request once.
+    let store = EmbeddedTransport::new(std::sync::Arc::new(db));
+    let (mut requests, mut asked) = (0, 0);
+    for m in &consumer_states {
+        let mut reader = ChannelReader::new(m.return_channel.as_ref().unwrap()).unwrap();
+        for data in reader.poll(&store).unwrap().data {
+            let Some(ChannelCommand::PaymentRequest { owed, .. }) = ChannelCommand::decode(&data) else {
+                panic!("not a payment request")
+            };
+            requests += 1;
+            asked += owed;
+        }
+        assert!(m.requests <= requests, "a consumer never reads more than was sent");
+        assert!(m.pending.is_none(), "{}: a payment left pending", m.id);
+    }
+    assert_eq!((requests, asked), (n("payment-requests"), n("requested")));
+    drop(store);
+
+    // Each payment in the ledger once: as many transfers as the consumer made payments.
+    let db = Database::open(dir.join("grid/powerplug.redb")).unwrap();
+    for m in &consumer_states {
+        let out: Vec<_> = wallet::transfers_since(&db, &m.id, 0)
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.from == m.id)
+            .collect();
+        assert_eq!(out.len() as u64, m.payments, "{}: transfers vs payments", m.id);
+        assert_eq!(out.iter().map(|t| t.amount).sum::<u64>(), m.paid, "{}", m.id);
+        assert!(m.paid + m.outstanding == m.requested, "{}: paid + outstanding = asked", m.id);
+    }
+    let income = n("income");
+    assert_eq!(income, paid);
+    let grid_balance = wallet::balance(&db, "grid").unwrap();
+    let producer_balance = wallet::balance(&db, "producer-0").unwrap();
+    assert_eq!(producer_balance, n("paid-out"), "payouts once");
+    assert_eq!(grid_balance, income - n("paid-out"));
+    assert_eq!(wallet::issued(&db).unwrap(), wallet::total_balances(&db).unwrap());
+    let metrics: Vec<(String, i64)> = storage::meta(&db, "grid/metrics").unwrap().unwrap();
+    let metric = |name: &str| metrics.iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v as u64);
+    assert_eq!(
+        income,
+        metric("running-costs-received") + n("paid-out") + metric("available"),
+        "paid by consumers = running costs + payouts + undistributed"
+    );
+    println!(
+        "after 5 hard kills: {used} Wh used and billed, {requests} requests asking {asked}, {} payments of {paid}, {} paid out",
+        consumer_states.iter().map(|m| m.payments).sum::<u64>(),
+        n("paid-out")
+    );
+    let log = grid.log_text();
+    assert!(!log.contains("panicked"), "{log}");
+}
