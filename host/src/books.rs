@@ -9,9 +9,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 
-use redb::{ReadTransaction, TableDefinition, WriteTransaction};
-
-use crate::storage::existing;
+use crate::storage::{ReadTx, WriteTx, key};
 
 use crate::strategy::{
     CellBatch, Entity, GridDecision, GridInput, Output, ProducerDecision, ProducerInput, Setting,
@@ -168,53 +166,52 @@ impl Books {
     }
 }
 
-const STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("strategy_state");
-const CELLS: TableDefinition<(&str, u32), (u64, u64, u64, u64)> =
-    TableDefinition::new("strategy_cells");
+const STATES: &str = "strategy_state";
+/// (slot, entity) → four big-endian words.
+const CELLS: &str = "strategy_cells";
 
-/// A strategy's books in the host's redb database, under a slot name
-/// (`grid`, `producer`, or one per experiment variant later).
+/// A strategy's books in the host's store, under a slot name (`grid`,
+/// `producer`, or one per experiment variant later).
 pub struct StoredBooks<'a> {
     pub slot: &'a str,
     /// Reads see the last committed tick.
-    pub tx: &'a ReadTransaction,
+    pub tx: &'a dyn ReadTx,
 }
 
 impl BookSource for StoredBooks<'_> {
     type Error = anyhow::Error;
 
     fn state(&self) -> anyhow::Result<Vec<u8>> {
-        let Some(table) = existing(self.tx, STATES)? else {
-            return Ok(Vec::new());
-        };
-        Ok(table
-            .get(self.slot)?
-            .map(|v| v.value().to_vec())
-            .unwrap_or_default())
+        Ok(self.tx.get(STATES, &key::of(&[&self.slot]))?.unwrap_or_default())
     }
 
     fn cell(&self, entity: u32) -> anyhow::Result<[u64; 4]> {
-        let Some(table) = existing(self.tx, CELLS)? else {
+        let Some(bytes) = self.tx.get(CELLS, &key::of(&[&self.slot, &entity]))? else {
             return Ok([0; 4]);
         };
-        Ok(table
-            .get((self.slot, entity))?
-            .map(|v| v.value().into())
-            .unwrap_or_default())
+        anyhow::ensure!(bytes.len() == 32, "cell {entity}: {} bytes", bytes.len());
+        let mut words = [0; 4];
+        for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+            *word = key::u64_value(chunk)?;
+        }
+        Ok(words)
     }
 }
 
 /// Writes a decision's state and changed cells into the tick's transaction.
 pub fn store_decision(
-    tx: &WriteTransaction,
+    tx: &dyn WriteTx,
     slot: &str,
     state: &[u8],
     cells: &CellBatch,
 ) -> anyhow::Result<()> {
-    tx.open_table(STATES)?.insert(slot, state)?;
-    let mut table = tx.open_table(CELLS)?;
-    for (entity, w) in cells.iter() {
-        table.insert((slot, entity), (w[0], w[1], w[2], w[3]))?;
+    tx.put(STATES, &key::of(&[&slot]), state)?;
+    for (entity, words) in cells.iter() {
+        let mut bytes = [0; 32];
+        for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        tx.put(CELLS, &key::of(&[&slot, &entity]), &bytes)?;
     }
     Ok(())
 }

@@ -4,11 +4,10 @@
 //! documents (the HTTP layer checks the credential); names are checked here so
 //! no caller-chosen string becomes a path or escapes its owner's range.
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use crate::storage::{Order, Store, key, prefixed, valid_name};
 
-use crate::storage::{existing, valid_name};
-
-const DOCUMENTS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("documents");
+/// (owner, context, key) → the document.
+const DOCUMENTS: &str = "documents";
 
 /// Largest document, and most documents per owner.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
@@ -27,23 +26,6 @@ pub enum DocumentError {
     Storage(#[from] anyhow::Error),
 }
 
-impl From<redb::Error> for DocumentError {
-    fn from(e: redb::Error) -> Self {
-        DocumentError::Storage(e.into())
-    }
-}
-
-macro_rules! storage_errors {
-    ($($e:ty),*) => {$(
-        impl From<$e> for DocumentError {
-            fn from(e: $e) -> Self {
-                DocumentError::Storage(e.into())
-            }
-        }
-    )*};
-}
-storage_errors!(redb::TableError, redb::StorageError, redb::TransactionError, redb::CommitError);
-
 fn check(context: &str, key: Option<&str>) -> Result<(), DocumentError> {
     if !valid_name(context) {
         return Err(DocumentError::BadName("context"));
@@ -54,56 +36,43 @@ fn check(context: &str, key: Option<&str>) -> Result<(), DocumentError> {
     }
 }
 
-pub fn get(db: &Database, owner: &str, context: &str, key: &str) -> Result<Option<Vec<u8>>, DocumentError> {
-    check(context, Some(key))?;
-    let tx = db.begin_read()?;
-    let Some(table) = existing(&tx, DOCUMENTS)? else {
-        return Ok(None);
-    };
-    Ok(table.get((owner, context, key))?.map(|v| v.value().to_vec()))
+pub fn get(db: &dyn Store, owner: &str, context: &str, name: &str) -> Result<Option<Vec<u8>>, DocumentError> {
+    check(context, Some(name))?;
+    Ok(db.read()?.get(DOCUMENTS, &key::of(&[&owner, &context, &name]))?)
 }
 
 /// Stores a document; true if it is new.
-pub fn put(db: &Database, owner: &str, context: &str, key: &str, body: &[u8]) -> Result<bool, DocumentError> {
-    check(context, Some(key))?;
+pub fn put(db: &dyn Store, owner: &str, context: &str, name: &str, body: &[u8]) -> Result<bool, DocumentError> {
+    check(context, Some(name))?;
     if body.len() > MAX_DOCUMENT_BYTES {
         return Err(DocumentError::TooLarge(body.len()));
     }
-    let tx = db.begin_write()?;
-    let new = {
-        let mut table = tx.open_table(DOCUMENTS)?;
-        let new = table.get((owner, context, key))?.is_none();
-        if new {
-            let held = table.range((owner, "", "")..(owner, "\u{7f}", ""))?.count() as u64;
-            if held >= MAX_DOCUMENTS {
-                return Err(DocumentError::Full);
-            }
+    let tx = db.write()?;
+    let k = key::of(&[&owner, &context, &name]);
+    let new = tx.get(DOCUMENTS, &k)?.is_none();
+    if new {
+        let held = prefixed(&*tx, DOCUMENTS, &key::of(&[&owner]), Order::Ascending, MAX_DOCUMENTS as usize)?;
+        if held.len() as u64 >= MAX_DOCUMENTS {
+            return Err(DocumentError::Full);
         }
-        table.insert((owner, context, key), body)?;
-        new
-    };
+    }
+    tx.put(DOCUMENTS, &k, body)?;
     tx.commit()?;
     Ok(new)
 }
 
-/// Deletes one document (`Some(key)`) or a whole context; how many went.
-pub fn delete(db: &Database, owner: &str, context: &str, key: Option<&str>) -> Result<u64, DocumentError> {
-    check(context, key)?;
-    let tx = db.begin_write()?;
-    let removed = {
-        let mut table = tx.open_table(DOCUMENTS)?;
-        match key {
-            Some(key) => u64::from(table.remove((owner, context, key))?.is_some()),
-            None => {
-                let keys: Vec<String> = table
-                    .range((owner, context, "")..=(owner, context, "\u{7f}"))?
-                    .map(|e| e.map(|(k, _)| k.value().2.to_owned()))
-                    .collect::<Result<_, _>>()?;
-                for key in &keys {
-                    table.remove((owner, context, key.as_str()))?;
-                }
-                keys.len() as u64
+/// Deletes one document (`Some(name)`) or a whole context; how many went.
+pub fn delete(db: &dyn Store, owner: &str, context: &str, name: Option<&str>) -> Result<u64, DocumentError> {
+    check(context, name)?;
+    let tx = db.write()?;
+    let removed = match name {
+        Some(name) => u64::from(tx.delete(DOCUMENTS, &key::of(&[&owner, &context, &name]))?),
+        None => {
+            let doomed = prefixed(&*tx, DOCUMENTS, &key::of(&[&owner, &context]), Order::Ascending, usize::MAX)?;
+            for (k, _) in &doomed {
+                tx.delete(DOCUMENTS, k)?;
             }
+            doomed.len() as u64
         }
     };
     tx.commit()?;
@@ -115,7 +84,7 @@ pub fn delete(db: &Database, owner: &str, context: &str, key: Option<&str>) -> R
 pub type Page = (Vec<(String, Vec<u8>)>, Option<String>);
 
 pub fn list(
-    db: &Database,
+    db: &dyn Store,
     owner: &str,
     context: &str,
     after: Option<&str>,
@@ -123,23 +92,26 @@ pub fn list(
 ) -> Result<Page, DocumentError> {
     check(context, after)?;
     let limit = limit.clamp(1, MAX_PAGE);
-    let tx = db.begin_read()?;
-    let Some(table) = existing(&tx, DOCUMENTS)? else {
-        return Ok((Vec::new(), None));
+    let prefix = key::of(&[&owner, &context]);
+    // Keys sort after their prefix; `after` itself is skipped by starting past it.
+    let start = match after {
+        Some(after) => {
+            let mut k = key::of(&[&owner, &context, &after]);
+            k.push(0);
+            k
+        }
+        None => prefix.clone(),
     };
-    let mut items = Vec::new();
-    let range = table.range((owner, context, after.unwrap_or(""))..=(owner, context, "\u{7f}"))?;
-    for entry in range {
-        let (k, v) = entry?;
-        let key = k.value().2.to_owned();
-        if Some(key.as_str()) == after {
-            continue;
-        }
-        if items.len() == limit {
-            let next = items.last().map(|(k, _): &(String, Vec<u8>)| k.clone());
-            return Ok((items, next));
-        }
-        items.push((key, v.value().to_vec()));
+    let end = key::after_prefix(&prefix);
+    let entries = db.read()?.range(DOCUMENTS, &start, end.as_deref(), Order::Ascending, limit + 1)?;
+    let more = entries.len() > limit;
+    let mut items = Vec::with_capacity(limit);
+    for (k, v) in entries.into_iter().take(limit) {
+        let mut r = key::Reader::new(&k);
+        r.str()?;
+        r.str()?;
+        items.push((r.str()?.to_owned(), v));
     }
-    Ok((items, None))
+    let next = if more { items.last().map(|(k, _)| k.clone()) } else { None };
+    Ok((items, next))
 }

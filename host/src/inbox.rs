@@ -3,17 +3,35 @@
 //! (entity, start time) as the original did, and pending until a tick that
 //! commits consumes them. A failed tick consumes nothing.
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use crate::channel::{ChannelReader, ReadError, Transport};
 use crate::registry::{self, Kind};
-use crate::storage::{self, existing};
+use crate::storage::{self, Order, Store, WriteTx, key};
 
 /// (entity index, start ms) → (end ms, Wh, price): every record ever received.
-const RECEIVED: TableDefinition<(u32, u64), (u64, u64, u64)> = TableDefinition::new("inbox_received");
+const RECEIVED: &str = "inbox_received";
 /// The received records no tick has consumed yet.
-const PENDING: TableDefinition<(u32, u64), ()> = TableDefinition::new("inbox_pending");
+const PENDING: &str = "inbox_pending";
+
+fn encode(r: &Record) -> [u8; 24] {
+    let mut out = [0; 24];
+    out[..8].copy_from_slice(&r.end_ms.to_be_bytes());
+    out[8..16].copy_from_slice(&r.wh.to_be_bytes());
+    out[16..].copy_from_slice(&r.price.to_be_bytes());
+    out
+}
+
+fn decode(entity: u32, start_ms: u64, bytes: &[u8]) -> anyhow::Result<Record> {
+    anyhow::ensure!(bytes.len() == 24, "inbox record: {} bytes", bytes.len());
+    Ok(Record {
+        entity,
+        start_ms,
+        end_ms: key::u64_value(&bytes[..8])?,
+        wh: key::u64_value(&bytes[8..16])?,
+        price: key::u64_value(&bytes[16..])?,
+    })
+}
 
 /// A record's energy is at most 1 GWh and its price at most 10^12 tokens: a
 /// strategy sums them, and an absurd value from one entity must be refused at
@@ -94,7 +112,7 @@ pub struct Polled {
 
 /// Reads every open registered channel from where it stopped and stores what
 /// is new, with the readers' new positions, in one transaction.
-pub fn poll(db: &Database, transport: &dyn Transport) -> anyhow::Result<Polled> {
+pub fn poll(db: &dyn Store, transport: &dyn Transport) -> anyhow::Result<Polled> {
     let mut polled = Polled::default();
     let mut changed = Vec::new();
     let mut records = Vec::new();
@@ -134,76 +152,49 @@ pub fn poll(db: &Database, transport: &dyn Transport) -> anyhow::Result<Polled> 
     if changed.is_empty() {
         return Ok(polled);
     }
-    let tx = db.begin_write()?;
-    {
-        let mut received = tx.open_table(RECEIVED)?;
-        let mut pending = tx.open_table(PENDING)?;
-        for r in records {
-            let key = (r.entity, r.start_ms);
-            if received.get(key)?.is_some() {
-                polled.duplicates += 1;
-                continue;
-            }
-            received.insert(key, (r.end_ms, r.wh, r.price))?;
-            pending.insert(key, ())?;
-            polled.records += 1;
+    let tx = db.write()?;
+    for r in records {
+        let k = key::of(&[&r.entity, &r.start_ms]);
+        if tx.get(RECEIVED, &k)?.is_some() {
+            polled.duplicates += 1;
+            continue;
         }
+        tx.put(RECEIVED, &k, &encode(&r))?;
+        tx.put(PENDING, &k, &[])?;
+        polled.records += 1;
     }
     for (mut registration, closed) in changed {
         if closed {
-            registry::close(&tx, &mut registration)?;
+            registry::close(&*tx, &mut registration)?;
         }
-        registry::put(&tx, &registration)?;
+        registry::put(&*tx, &registration)?;
     }
-    storage::count(&tx, "records-received", polled.records)?;
-    storage::count(&tx, "records-duplicate", polled.duplicates)?;
-    storage::count(&tx, "messages-dropped", polled.dropped)?;
-    storage::count(&tx, "commands-rejected", polled.rejected)?;
+    storage::count(&*tx, "records-received", polled.records)?;
+    storage::count(&*tx, "records-duplicate", polled.duplicates)?;
+    storage::count(&*tx, "messages-dropped", polled.dropped)?;
+    storage::count(&*tx, "commands-rejected", polled.rejected)?;
     tx.commit()?;
     Ok(polled)
 }
 
 /// Pending records, oldest entity-and-start first, at most `limit`.
-pub fn pending(db: &Database, limit: usize) -> anyhow::Result<Vec<Record>> {
-    let tx = db.begin_read()?;
-    let (Some(pending), Some(received)) = (existing(&tx, PENDING)?, existing(&tx, RECEIVED)?) else {
-        return Ok(Vec::new());
-    };
+pub fn pending(db: &dyn Store, limit: usize) -> anyhow::Result<Vec<Record>> {
+    let tx = db.read()?;
     let mut out = Vec::new();
-    for entry in pending.iter()?.take(limit) {
-        let (entity, start_ms) = entry?.0.value();
-        if let Some(v) = received.get((entity, start_ms))? {
-            let (end_ms, wh, price) = v.value();
-            out.push(Record {
-                entity,
-                start_ms,
-                end_ms,
-                wh,
-                price,
-            });
+    for (k, _) in tx.range(PENDING, &[], None, Order::Ascending, limit)? {
+        let mut r = key::Reader::new(&k);
+        let (entity, start_ms) = (r.u32()?, r.u64()?);
+        if let Some(v) = tx.get(RECEIVED, &k)? {
+            out.push(decode(entity, start_ms, &v)?);
         }
     }
     Ok(out)
 }
 
 /// Marks records consumed, inside the tick's transaction.
-pub fn consume(tx: &WriteTransaction, records: &[Record]) -> anyhow::Result<()> {
-    let mut pending = tx.open_table(PENDING)?;
+pub fn consume(tx: &dyn WriteTx, records: &[Record]) -> anyhow::Result<()> {
     for r in records {
-        pending.remove((r.entity, r.start_ms))?;
+        tx.delete(PENDING, &key::of(&[&r.entity, &r.start_ms]))?;
     }
     Ok(())
-}
-
-/// Sum of Wh of everything an entity ever sent (for status and tests).
-pub fn received_wh(db: &Database) -> anyhow::Result<u64> {
-    let tx = db.begin_read()?;
-    let Some(table) = existing(&tx, RECEIVED)? else {
-        return Ok(0);
-    };
-    let mut sum = 0u64;
-    for entry in table.iter()? {
-        sum = sum.saturating_add(entry?.1.value().1);
-    }
-    Ok(sum)
 }

@@ -7,12 +7,12 @@
 //! address again, and readers keep only the first valid message at an address, so
 //! a command is neither lost nor repeated.
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use crate::channel::{Address, Transport};
+use crate::storage::{Order, Store, WriteTx, key};
 
-const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+const OUTBOX: &str = "outbox";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Item {
@@ -25,46 +25,40 @@ pub struct Item {
 
 /// Adds an item inside the caller's transaction; it is sent only once that commits.
 pub fn enqueue(
-    tx: &WriteTransaction,
+    tx: &dyn WriteTx,
     destination: &str,
     address: Address,
     bytes: Vec<u8>,
 ) -> anyhow::Result<u64> {
-    let mut table = tx.open_table(OUTBOX)?;
-    let seq = table.last()?.map(|(k, _)| k.value()).unwrap_or(0) + 1;
+    // Numbers are never reused, even after the queue ran empty: the last one
+    // is kept under its own key.
+    let seq = crate::storage::meta_in::<u64>(tx, "outbox/last")?.unwrap_or(0) + 1;
+    crate::storage::set_meta(tx, "outbox/last", &seq)?;
     let item = Item {
         seq,
         destination: destination.to_owned(),
         address,
         bytes,
     };
-    table.insert(seq, postcard::to_allocvec(&item)?.as_slice())?;
-    Ok(seq)
+    tx.put(OUTBOX, &key::of(&[&seq]), &postcard::to_allocvec(&item)?)
+        .map(|()| seq)
 }
 
 /// Items not yet acknowledged, oldest first.
-pub fn pending(db: &Database, limit: usize) -> anyhow::Result<Vec<Item>> {
-    let tx = db.begin_read()?;
-    let Some(table) = crate::storage::existing(&tx, OUTBOX)? else {
-        return Ok(Vec::new());
-    };
-    let mut items = Vec::new();
-    for entry in table.iter()?.take(limit) {
-        items.push(postcard::from_bytes(entry?.1.value())?);
-    }
-    Ok(items)
+pub fn pending(db: &dyn Store, limit: usize) -> anyhow::Result<Vec<Item>> {
+    let entries = db.read()?.range(OUTBOX, &[], None, Order::Ascending, limit)?;
+    entries
+        .iter()
+        .map(|(_, v)| postcard::from_bytes(v).map_err(Into::into))
+        .collect()
 }
 
-pub fn acknowledge(db: &Database, seqs: &[u64]) -> anyhow::Result<()> {
-    let tx = db.begin_write()?;
-    {
-        let mut table = tx.open_table(OUTBOX)?;
-        for seq in seqs {
-            table.remove(*seq)?;
-        }
+pub fn acknowledge(db: &dyn Store, seqs: &[u64]) -> anyhow::Result<()> {
+    let tx = db.write()?;
+    for seq in seqs {
+        tx.delete(OUTBOX, &key::of(&[seq]))?;
     }
-    tx.commit()?;
-    Ok(())
+    tx.commit()
 }
 
 /// Sends up to `limit` pending items through the transport `route` names for
@@ -72,7 +66,7 @@ pub fn acknowledge(db: &Database, seqs: &[u64]) -> anyhow::Result<()> {
 /// acknowledges each run after it is sent. Stops at the first failure (the run
 /// stays for the next drain); returns how many were sent.
 pub fn drain<'t>(
-    db: &Database,
+    db: &dyn Store,
     limit: usize,
     route: impl Fn(&str) -> Option<&'t dyn Transport>,
 ) -> anyhow::Result<usize> {
@@ -92,11 +86,10 @@ pub fn drain<'t>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use ed25519_dalek::SigningKey;
 
     use super::*;
+    use crate::storage::RedbStore;
     use crate::channel::{
         ChannelReader, ChannelWriter, EmbeddedTransport, MemoryTransport, Message,
     };
@@ -104,20 +97,20 @@ mod tests {
     #[test]
     fn a_crash_between_send_and_acknowledge_repeats_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Arc::new(Database::create(dir.path().join("host.redb")).unwrap());
+        let db = RedbStore::open(&dir.path().join("host.redb")).unwrap();
         let peer = EmbeddedTransport::open(&dir.path().join("peer.redb")).unwrap();
         let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[3; 32]), true).unwrap();
         let info = writer.info();
 
         // One tick: the commands go into the outbox in the tick's transaction.
-        let tx = db.begin_write().unwrap();
+        let tx = db.write().unwrap();
         for message in [
             Message::Hello,
             Message::Data(b"owed 5".to_vec()),
             Message::Data(b"owed 10".to_vec()),
         ] {
             let (address, bytes) = writer.prepare(message).unwrap();
-            enqueue(&tx, "peer", address, bytes).unwrap();
+            enqueue(&*tx, "peer", address, bytes).unwrap();
         }
         tx.commit().unwrap();
 
@@ -153,16 +146,16 @@ mod tests {
     #[test]
     fn an_uncommitted_tick_sends_nothing_and_a_missing_route_keeps_the_item() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Database::create(dir.path().join("host.redb")).unwrap();
+        let db = RedbStore::open(&dir.path().join("host.redb")).unwrap();
         {
-            let tx = db.begin_write().unwrap();
-            enqueue(&tx, "peer", Address([1; 32]), b"x".to_vec()).unwrap();
+            let tx = db.write().unwrap();
+            enqueue(&*tx, "peer", Address([1; 32]), b"x".to_vec()).unwrap();
             // Dropped: the tick never committed.
         }
         assert!(pending(&db, 10).unwrap().is_empty());
 
-        let tx = db.begin_write().unwrap();
-        enqueue(&tx, "elsewhere", Address([1; 32]), b"x".to_vec()).unwrap();
+        let tx = db.write().unwrap();
+        enqueue(&*tx, "elsewhere", Address([1; 32]), b"x".to_vec()).unwrap();
         tx.commit().unwrap();
         let memory = MemoryTransport::default();
         let err = drain(&db, 10, |d| {

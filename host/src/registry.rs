@@ -9,18 +9,17 @@
 //! reset) or removing it needs the current credential.
 
 use hmac::{Hmac, Mac};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::channel::{ChannelInfo, ChannelWriter, Message};
-use crate::storage::{existing, valid_name};
+use crate::storage::{Order, ReadTx, Store, WriteTx, key, last, valid_name};
 use crate::{outbox, storage};
 
-const REGISTRATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("registrations");
-const BY_INDEX: TableDefinition<u32, &str> = TableDefinition::new("registration_index");
+const REGISTRATIONS: &str = "registrations";
+const BY_INDEX: &str = "registration_index";
 /// Entities that joined or left since the last tick: (index, joined?) → ().
-const NEWS: TableDefinition<(u32, bool), ()> = TableDefinition::new("registration_news");
+const NEWS: &str = "registration_news";
 
 /// Where the host's own return channels are delivered: its own store.
 pub const LOCAL: &str = "local";
@@ -104,22 +103,11 @@ pub enum RegistryError {
     Storage(#[from] anyhow::Error),
 }
 
-macro_rules! storage_errors {
-    ($($e:ty),*) => {$(
-        impl From<$e> for RegistryError {
-            fn from(e: $e) -> Self {
-                RegistryError::Storage(e.into())
-            }
-        }
-    )*};
+impl From<postcard::Error> for RegistryError {
+    fn from(e: postcard::Error) -> Self {
+        RegistryError::Storage(e.into())
+    }
 }
-storage_errors!(
-    redb::TableError,
-    redb::StorageError,
-    redb::TransactionError,
-    redb::CommitError,
-    postcard::Error
-);
 
 /// What a host needs to run its registry.
 pub struct Registry {
@@ -169,7 +157,7 @@ impl Registry {
     }
 
     /// The registration a credential belongs to, if it is valid now.
-    pub fn authenticate(&self, db: &Database, credential: &str) -> Result<Registration, RegistryError> {
+    pub fn authenticate(&self, db: &dyn Store, credential: &str) -> Result<Registration, RegistryError> {
         let unauthorized = || RegistryError::Unauthorized(String::new());
         let (id, mac) = credential.rsplit_once('.').ok_or_else(unauthorized)?;
         let mac = hex::decode(mac).map_err(|_| unauthorized())?;
@@ -186,7 +174,7 @@ impl Registry {
     /// return channel says goodbye, a new one opens, the index is kept.
     pub fn register(
         &self,
-        db: &Database,
+        db: &dyn Store,
         id: &str,
         kind: Kind,
         channel: ChannelInfo,
@@ -201,9 +189,8 @@ impl Registry {
         if !self.accepts(kind) {
             return Err(RegistryError::WrongKind(kind));
         }
-        let tx = db.begin_write()?;
-        let existing = read(&tx, id)?;
-        let registration = match existing {
+        let tx = db.write()?;
+        let registration = match read(&*tx, id)? {
             Some(old) if old.channel == channel && !old.closed => {
                 if old.kind != kind {
                     return Err(RegistryError::KindChanged(id.to_owned(), old.kind));
@@ -224,25 +211,25 @@ impl Registry {
                     return Err(RegistryError::Unauthorized(id.to_owned()));
                 }
                 if let Some(back) = &old.return_channel {
-                    self.say(&tx, back, Message::Goodbye)?;
+                    self.say(&*tx, back, Message::Goodbye)?;
                 }
                 if !old.closed {
-                    tx.open_table(NEWS)?.insert((old.index, false), ())?;
+                    news(&*tx, old.index, false)?;
                 }
                 Registration {
                     channel,
                     read_index: 0,
                     closed: false,
-                    return_channel: self.open_return(&tx, kind)?,
+                    return_channel: self.open_return(&*tx, kind)?,
                     ..old
                 }
             }
             None => {
-                let index = match tx.open_table(BY_INDEX)?.last()? {
-                    Some((last, _)) => last.value() + 1,
+                let index = match last(&*tx, BY_INDEX, &[])? {
+                    Some((k, _)) => key::Reader::new(&k).u32()? + 1,
                     None => 0,
                 };
-                tx.open_table(BY_INDEX)?.insert(index, id)?;
+                tx.put(BY_INDEX, &key::of(&[&index]), id.as_bytes())?;
                 Registration {
                     id: id.to_owned(),
                     index,
@@ -252,13 +239,13 @@ impl Registry {
                     closed: false,
                     dropped: 0,
                     rejected: 0,
-                    return_channel: self.open_return(&tx, kind)?,
+                    return_channel: self.open_return(&*tx, kind)?,
                 }
             }
         };
-        tx.open_table(NEWS)?.insert((registration.index, true), ())?;
-        put(&tx, &registration)?;
-        storage::count(&tx, "registrations", 1)?;
+        news(&*tx, registration.index, true)?;
+        put(&*tx, &registration)?;
+        storage::count(&*tx, "registrations", 1)?;
         tx.commit()?;
         let credential = self.credential(id, &registration.channel.root);
         Ok(Registered {
@@ -270,22 +257,22 @@ impl Registry {
 
     /// Removes a registration (the original's DELETE): the entity leaves the
     /// next tick and its return channel says goodbye. Its index stays reserved.
-    pub fn remove(&self, db: &Database, credential: &str) -> Result<Registration, RegistryError> {
+    pub fn remove(&self, db: &dyn Store, credential: &str) -> Result<Registration, RegistryError> {
         let registration = self.authenticate(db, credential)?;
-        let tx = db.begin_write()?;
+        let tx = db.write()?;
         if let Some(back) = &registration.return_channel {
-            self.say(&tx, back, Message::Goodbye)?;
+            self.say(&*tx, back, Message::Goodbye)?;
         }
         if !registration.closed {
-            tx.open_table(NEWS)?.insert((registration.index, false), ())?;
+            news(&*tx, registration.index, false)?;
         }
-        tx.open_table(REGISTRATIONS)?.remove(registration.id.as_str())?;
+        tx.delete(REGISTRATIONS, &key::of(&[&registration.id]))?;
         tx.commit()?;
         Ok(registration)
     }
 
     /// Opens a return channel for a consumer: hello goes out through the outbox.
-    fn open_return(&self, tx: &WriteTransaction, kind: Kind) -> Result<Option<WriterState>, RegistryError> {
+    fn open_return(&self, tx: &dyn WriteTx, kind: Kind) -> Result<Option<WriterState>, RegistryError> {
         if kind != Kind::Consumer {
             return Ok(None);
         }
@@ -295,7 +282,7 @@ impl Registry {
         Ok(Some(WriterState::of(&writer)))
     }
 
-    fn say(&self, tx: &WriteTransaction, state: &WriterState, message: Message) -> Result<(), RegistryError> {
+    fn say(&self, tx: &dyn WriteTx, state: &WriterState, message: Message) -> Result<(), RegistryError> {
         let (address, bytes) = state.writer(&self.key).prepare(message)?;
         outbox::enqueue(tx, LOCAL, address, bytes)?;
         Ok(())
@@ -310,86 +297,77 @@ impl Registry {
     }
 }
 
-pub fn get(db: &Database, id: &str) -> Result<Option<Registration>, RegistryError> {
-    let tx = db.begin_read()?;
-    let Some(table) = existing(&tx, REGISTRATIONS)? else {
-        return Ok(None);
-    };
-    Ok(match table.get(id)? {
-        Some(bytes) => Some(postcard::from_bytes(bytes.value())?),
+fn news(tx: &dyn WriteTx, index: u32, joined: bool) -> Result<(), RegistryError> {
+    tx.put(NEWS, &key::of(&[&index, &joined]), &[])?;
+    Ok(())
+}
+
+pub fn get(db: &dyn Store, id: &str) -> Result<Option<Registration>, RegistryError> {
+    read(&*db.read()?, id)
+}
+
+/// A registration as `tx` sees it (a write transaction sees its own changes).
+pub fn read(tx: &dyn ReadTx, id: &str) -> Result<Option<Registration>, RegistryError> {
+    Ok(match tx.get(REGISTRATIONS, &key::of(&[&id]))? {
+        Some(bytes) => Some(postcard::from_bytes(&bytes)?),
         None => None,
     })
 }
 
-/// A registration inside a write transaction.
-pub fn read(tx: &WriteTransaction, id: &str) -> Result<Option<Registration>, RegistryError> {
-    let table = tx.open_table(REGISTRATIONS)?;
-    Ok(match table.get(id)? {
-        Some(bytes) => Some(postcard::from_bytes(bytes.value())?),
-        None => None,
-    })
-}
-
-pub fn put(tx: &WriteTransaction, registration: &Registration) -> Result<(), RegistryError> {
-    tx.open_table(REGISTRATIONS)?.insert(
-        registration.id.as_str(),
-        postcard::to_allocvec(registration)?.as_slice(),
+pub fn put(tx: &dyn WriteTx, registration: &Registration) -> Result<(), RegistryError> {
+    tx.put(
+        REGISTRATIONS,
+        &key::of(&[&registration.id]),
+        &postcard::to_allocvec(registration)?,
     )?;
     Ok(())
 }
 
 /// Every registration, by id.
-pub fn all(db: &Database) -> Result<Vec<Registration>, RegistryError> {
-    let tx = db.begin_read()?;
-    let Some(table) = existing(&tx, REGISTRATIONS)? else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for entry in table.iter()? {
-        out.push(postcard::from_bytes(entry?.1.value())?);
+pub fn all(db: &dyn Store) -> Result<Vec<Registration>, RegistryError> {
+    let entries = db.read()?.range(REGISTRATIONS, &[], None, Order::Ascending, usize::MAX)?;
+    let mut out = Vec::with_capacity(entries.len());
+    for (_, v) in entries {
+        out.push(postcard::from_bytes(&v)?);
     }
     Ok(out)
 }
 
 /// The id behind an index (also after the entity left).
-pub fn id_of(db: &Database, index: u32) -> Result<Option<String>, RegistryError> {
-    let tx = db.begin_read()?;
-    let Some(table) = existing(&tx, BY_INDEX)? else {
-        return Ok(None);
-    };
-    Ok(table.get(index)?.map(|v| v.value().to_owned()))
+pub fn id_of(db: &dyn Store, index: u32) -> Result<Option<String>, RegistryError> {
+    match db.read()?.get(BY_INDEX, &key::of(&[&index]))? {
+        Some(bytes) => Ok(Some(String::from_utf8(bytes).map_err(anyhow::Error::from)?)),
+        None => Ok(None),
+    }
 }
 
 /// Marks a registration whose channel said goodbye; it leaves at the next tick.
-pub fn close(tx: &WriteTransaction, registration: &mut Registration) -> Result<(), RegistryError> {
+pub fn close(tx: &dyn WriteTx, registration: &mut Registration) -> Result<(), RegistryError> {
     if !registration.closed {
         registration.closed = true;
-        tx.open_table(NEWS)?.insert((registration.index, false), ())?;
+        news(tx, registration.index, false)?;
     }
     Ok(())
 }
 
 /// Who joined and who left since the last tick: (joined, left) indexes.
-pub fn news(db: &Database) -> Result<(Vec<u32>, Vec<u32>), RegistryError> {
-    let tx = db.begin_read()?;
+pub fn news_since_tick(db: &dyn Store) -> Result<(Vec<u32>, Vec<u32>), RegistryError> {
     let (mut joined, mut left) = (Vec::new(), Vec::new());
-    if let Some(table) = existing(&tx, NEWS)? {
-        for entry in table.iter()? {
-            let (index, came) = entry?.0.value();
-            if came { joined.push(index) } else { left.push(index) }
-        }
+    for (k, _) in db.read()?.range(NEWS, &[], None, Order::Ascending, usize::MAX)? {
+        let mut r = key::Reader::new(&k);
+        let index = r.u32()?;
+        if r.bool()? { joined.push(index) } else { left.push(index) }
     }
     Ok((joined, left))
 }
 
 /// Forgets the news a tick consumed, inside its transaction.
-pub fn consume_news(tx: &WriteTransaction, joined: &[u32], left: &[u32]) -> Result<(), RegistryError> {
-    let mut table = tx.open_table(NEWS)?;
+pub fn consume_news(tx: &dyn WriteTx, joined: &[u32], left: &[u32]) -> Result<(), RegistryError> {
     for &i in joined {
-        table.remove((i, true))?;
+        tx.delete(NEWS, &key::of(&[&i, &true]))?;
     }
     for &i in left {
-        table.remove((i, false))?;
+        tx.delete(NEWS, &key::of(&[&i, &false]))?;
     }
     Ok(())
 }

@@ -3,14 +3,15 @@
 //! strategy decides from its input alone, running the recorded input through the
 //! recorded strategy version must give the recorded decision again.
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::strategy::{GridDecision, GridInput, ProducerDecision, ProducerInput};
 
+use crate::storage::{Order, Store, WriteTx, key, last};
+
 /// (slot, tick number) → record.
-const LOG: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("tick_log");
+const LOG: &str = "tick_log";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome<D> {
@@ -35,7 +36,7 @@ pub type ProducerTickRecord = TickRecord<ProducerInput, ProducerDecision>;
 
 /// Appends a grid tick to `slot`'s log inside the tick's transaction.
 pub fn record_grid(
-    tx: &WriteTransaction,
+    tx: &dyn WriteTx,
     slot: &str,
     strategy_sha256: &str,
     input: GridInput,
@@ -46,7 +47,7 @@ pub fn record_grid(
 
 /// Appends a producer tick to `slot`'s log inside the tick's transaction.
 pub fn record_producer(
-    tx: &WriteTransaction,
+    tx: &dyn WriteTx,
     slot: &str,
     strategy_sha256: &str,
     input: ProducerInput,
@@ -56,15 +57,18 @@ pub fn record_producer(
 }
 
 fn record<I: Serialize, D: Serialize>(
-    tx: &WriteTransaction,
+    tx: &dyn WriteTx,
     slot: &str,
     strategy_sha256: &str,
     input: I,
     outcome: Outcome<D>,
 ) -> anyhow::Result<u64> {
-    let mut table = tx.open_table(LOG)?;
-    let tick = match table.range((slot, 0)..=(slot, u64::MAX))?.next_back() {
-        Some(last) => last?.0.value().1 + 1,
+    let tick = match last(tx, LOG, &key::of(&[&slot]))? {
+        Some((k, _)) => {
+            let mut r = key::Reader::new(&k);
+            r.str()?;
+            r.u64()? + 1
+        }
         None => 1,
     };
     let encoded_input = postcard::to_allocvec(&input)?;
@@ -81,13 +85,13 @@ fn record<I: Serialize, D: Serialize>(
         input,
         outcome,
     };
-    table.insert((slot, tick), postcard::to_allocvec(&record)?.as_slice())?;
+    tx.put(LOG, &key::of(&[&slot, &tick]), &postcard::to_allocvec(&record)?)?;
     Ok(tick)
 }
 
 /// `slot`'s grid ticks after `since`, oldest first, at most `limit`.
 pub fn grid_ticks(
-    db: &Database,
+    db: &dyn Store,
     slot: &str,
     since: u64,
     limit: usize,
@@ -97,7 +101,7 @@ pub fn grid_ticks(
 
 /// `slot`'s producer ticks after `since`, oldest first, at most `limit`.
 pub fn producer_ticks(
-    db: &Database,
+    db: &dyn Store,
     slot: &str,
     since: u64,
     limit: usize,
@@ -106,44 +110,34 @@ pub fn producer_ticks(
 }
 
 fn ticks<R: serde::de::DeserializeOwned>(
-    db: &Database,
+    db: &dyn Store,
     slot: &str,
     since: u64,
     limit: usize,
 ) -> anyhow::Result<Vec<R>> {
-    let tx = db.begin_read()?;
-    let Some(table) = crate::storage::existing(&tx, LOG)? else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for entry in table
-        .range((slot, since.saturating_add(1))..=(slot, u64::MAX))?
-        .take(limit)
-    {
-        out.push(postcard::from_bytes(entry?.1.value())?);
-    }
-    Ok(out)
+    let start = key::of(&[&slot, &since.saturating_add(1)]);
+    let end = key::after_prefix(&key::of(&[&slot]));
+    let entries = db.read()?.range(LOG, &start, end.as_deref(), Order::Ascending, limit)?;
+    entries
+        .iter()
+        .map(|(_, v)| postcard::from_bytes(v).map_err(Into::into))
+        .collect()
 }
 
 /// Retention: keeps `slot`'s newest `keep` ticks and deletes the rest.
-pub fn prune(db: &Database, slot: &str, keep: u64) -> anyhow::Result<u64> {
-    let tx = db.begin_write()?;
-    let removed = {
-        let mut table = tx.open_table(LOG)?;
-        let last = match table.range((slot, 0)..=(slot, u64::MAX))?.next_back() {
-            Some(last) => last?.0.value().1,
-            None => return Ok(0),
-        };
-        let cut = last.saturating_sub(keep);
-        let doomed: Vec<u64> = table
-            .range((slot, 0)..=(slot, cut))?
-            .map(|e| e.map(|(k, _)| k.value().1))
-            .collect::<Result<_, _>>()?;
-        for tick in &doomed {
-            table.remove((slot, *tick))?;
-        }
-        doomed.len() as u64
+pub fn prune(db: &dyn Store, slot: &str, keep: u64) -> anyhow::Result<u64> {
+    let tx = db.write()?;
+    let prefix = key::of(&[&slot]);
+    let Some((k, _)) = last(&*tx, LOG, &prefix)? else {
+        return Ok(0);
     };
+    let mut r = key::Reader::new(&k);
+    r.str()?;
+    let cut = r.u64()?.saturating_sub(keep);
+    let doomed = tx.range(LOG, &prefix, Some(&key::of(&[&slot, &cut.saturating_add(1)])), Order::Ascending, usize::MAX)?;
+    for (k, _) in &doomed {
+        tx.delete(LOG, k)?;
+    }
     tx.commit()?;
-    Ok(removed)
+    Ok(doomed.len() as u64)
 }

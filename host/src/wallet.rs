@@ -7,25 +7,30 @@
 //! twice. Writes take the caller's transaction, so a tick's transfers commit
 //! together with the rest of its effects, or not at all.
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use crate::storage::existing;
+use crate::storage::{Order, ReadTx, Store, WriteTx, key, prefixed};
 
-const BALANCES: TableDefinition<&str, u64> = TableDefinition::new("wallet_balances");
-const TRANSFERS: TableDefinition<u64, &[u8]> = TableDefinition::new("wallet_transfers");
-const BY_KEY: TableDefinition<&str, u64> = TableDefinition::new("wallet_idempotency_keys");
+const BALANCES: &str = "wallet_balances";
+const TRANSFERS: &str = "wallet_transfers";
+const BY_KEY: &str = "wallet_idempotency_keys";
 /// (account, transfer number) for every transfer an account took part in.
-const BY_ACCOUNT: TableDefinition<(&str, u64), ()> =
-    TableDefinition::new("wallet_account_transfers");
-const ISSUED: TableDefinition<&str, u64> = TableDefinition::new("wallet_issued");
+const BY_ACCOUNT: &str = "wallet_account_transfers";
+const ISSUED: &str = "wallet_issued";
 /// Receive address → the account it pays into.
-const ADDRESSES: TableDefinition<&str, &str> = TableDefinition::new("wallet_addresses");
+const ADDRESSES: &str = "wallet_addresses";
 /// Account → how many receive addresses it has handed out.
-const ADDRESS_INDEX: TableDefinition<&str, u64> = TableDefinition::new("wallet_address_index");
+const ADDRESS_INDEX: &str = "wallet_address_index";
 
 /// The account money is issued from; it has no balance, only a total issued.
 pub const ISSUER: &str = "$issuer";
+
+fn number(tx: &dyn ReadTx, table: &str, k: &[u8]) -> Result<u64, WalletError> {
+    match tx.get(table, k)? {
+        Some(bytes) => Ok(key::u64_value(&bytes)?),
+        None => Ok(0),
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transfer {
@@ -60,27 +65,17 @@ pub enum WalletError {
     Storage(String),
 }
 
-impl From<redb::Error> for WalletError {
-    fn from(e: redb::Error) -> Self {
-        WalletError::Storage(e.to_string())
+impl From<anyhow::Error> for WalletError {
+    fn from(e: anyhow::Error) -> Self {
+        WalletError::Storage(format!("{e:#}"))
     }
 }
 
-macro_rules! storage {
-    ($($e:ty),*) => {$(
-        impl From<$e> for WalletError {
-            fn from(e: $e) -> Self {
-                WalletError::Storage(e.to_string())
-            }
-        }
-    )*};
+impl From<postcard::Error> for WalletError {
+    fn from(e: postcard::Error) -> Self {
+        WalletError::Storage(e.to_string())
+    }
 }
-storage!(
-    redb::TableError,
-    redb::StorageError,
-    redb::TransactionError,
-    postcard::Error
-);
 
 /// Moves `amount` from `from` to `to` inside `tx`. Repeating a transfer with the
 /// same key and the same content returns the first one and moves nothing.
@@ -88,7 +83,7 @@ storage!(
 /// A refused transfer writes nothing, so the caller may go on with `tx`; after a
 /// `Storage` error it must drop `tx` uncommitted.
 pub fn transfer(
-    tx: &WriteTransaction,
+    tx: &dyn WriteTx,
     from: &str,
     to: &str,
     amount: u64,
@@ -104,7 +99,7 @@ pub fn transfer(
 
 /// Issues new money to `to`.
 pub fn issue(
-    tx: &WriteTransaction,
+    tx: &dyn WriteTx,
     to: &str,
     amount: u64,
     key: &str,
@@ -117,7 +112,7 @@ pub fn issue(
 }
 
 fn post(
-    tx: &WriteTransaction,
+    tx: &dyn WriteTx,
     from: &str,
     to: &str,
     amount: u64,
@@ -131,11 +126,10 @@ fn post(
     if from == to {
         return Err(WalletError::SameAccount);
     }
-    let mut transfers = tx.open_table(TRANSFERS)?;
-    let mut by_key = tx.open_table(BY_KEY)?;
-    if let Some(seq) = by_key.get(key)?.map(|v| v.value()) {
-        let first: Transfer = match transfers.get(seq)? {
-            Some(bytes) => postcard::from_bytes(bytes.value())?,
+    if let Some(seq) = tx.get(BY_KEY, &key::of(&[&key]))? {
+        let seq = key::u64_value(&seq)?;
+        let first: Transfer = match tx.get(TRANSFERS, &key::of(&[&seq]))? {
+            Some(bytes) => postcard::from_bytes(&bytes)?,
             None => {
                 return Err(WalletError::Storage(format!(
                     "transfer {seq} of key {key} is missing"
@@ -155,16 +149,15 @@ fn post(
         };
     }
 
-    let mut balances = tx.open_table(BALANCES)?;
     if from == ISSUER {
-        let mut issued = tx.open_table(ISSUED)?;
-        let total = issued.get(ISSUER)?.map(|v| v.value()).unwrap_or(0);
-        let total = total
+        let k = key::of(&[&ISSUER]);
+        let total = number(tx, ISSUED, &k)?
             .checked_add(amount)
             .ok_or_else(|| WalletError::Storage("issued total overflows".into()))?;
-        issued.insert(ISSUER, total)?;
+        tx.put(ISSUED, &k, &total.to_be_bytes())?;
     } else {
-        let balance = balances.get(from)?.map(|v| v.value()).unwrap_or(0);
+        let k = key::of(&[&from]);
+        let balance = number(tx, BALANCES, &k)?;
         if balance < amount {
             return Err(WalletError::InsufficientFunds {
                 account: from.to_owned(),
@@ -172,13 +165,17 @@ fn post(
                 amount,
             });
         }
-        balances.insert(from, balance - amount)?;
+        tx.put(BALANCES, &k, &(balance - amount).to_be_bytes())?;
     }
-    let to_balance = balances.get(to)?.map(|v| v.value()).unwrap_or(0);
+    let k = key::of(&[&to]);
     // Cannot overflow: every balance is at most the issued total, a u64.
-    balances.insert(to, to_balance + amount)?;
+    let to_balance = number(tx, BALANCES, &k)? + amount;
+    tx.put(BALANCES, &k, &to_balance.to_be_bytes())?;
 
-    let seq = transfers.last()?.map(|(k, _)| k.value()).unwrap_or(0) + 1;
+    let seq = match crate::storage::last(tx, TRANSFERS, &[])? {
+        Some((k, _)) => key::Reader::new(&k).u64()? + 1,
+        None => 1,
+    };
     let record = Transfer {
         seq,
         from: from.to_owned(),
@@ -188,11 +185,10 @@ fn post(
         key: key.to_owned(),
         at_ms,
     };
-    transfers.insert(seq, postcard::to_allocvec(&record)?.as_slice())?;
-    by_key.insert(key, seq)?;
-    let mut by_account = tx.open_table(BY_ACCOUNT)?;
-    by_account.insert((from, seq), ())?;
-    by_account.insert((to, seq), ())?;
+    tx.put(TRANSFERS, &key::of(&[&seq]), &postcard::to_allocvec(&record)?)?;
+    tx.put(BY_KEY, &key::of(&[&key]), &seq.to_be_bytes())?;
+    tx.put(BY_ACCOUNT, &key::of(&[&from, &seq]), &[])?;
+    tx.put(BY_ACCOUNT, &key::of(&[&to, &seq]), &[])?;
     Ok(record)
 }
 
@@ -201,14 +197,14 @@ fn post(
 /// transfer"); a payment to it lands in `account`. Inside the caller's
 /// transaction, so an address is handed out only if the tick that names it commits.
 pub fn receive_address(
-    tx: &WriteTransaction,
+    tx: &dyn WriteTx,
     seed: &[u8; 32],
     account: &str,
 ) -> Result<String, WalletError> {
     use sha2::{Digest, Sha256};
-    let mut index_table = tx.open_table(ADDRESS_INDEX)?;
-    let index = index_table.get(account)?.map(|v| v.value()).unwrap_or(0);
-    index_table.insert(account, index + 1)?;
+    let k = key::of(&[&account]);
+    let index = number(tx, ADDRESS_INDEX, &k)?;
+    tx.put(ADDRESS_INDEX, &k, &(index + 1).to_be_bytes())?;
     let digest = Sha256::new()
         .chain_update(b"powerplug/wallet/address/v1")
         .chain_update(seed)
@@ -217,68 +213,54 @@ pub fn receive_address(
         .chain_update(index.to_be_bytes())
         .finalize();
     let address = format!("pp1{}", hex::encode(&digest[..20]));
-    tx.open_table(ADDRESSES)?.insert(address.as_str(), account)?;
+    tx.put(ADDRESSES, &key::of(&[&address]), account.as_bytes())?;
     Ok(address)
 }
 
 /// The account a receive address pays into.
-pub fn resolve(db: &Database, address: &str) -> Result<Option<String>, WalletError> {
-    let tx = db.begin_read()?;
-    let Some(table) = existing(&tx, ADDRESSES)? else {
-        return Ok(None);
-    };
-    Ok(table.get(address)?.map(|v| v.value().to_owned()))
+pub fn resolve(db: &dyn Store, address: &str) -> Result<Option<String>, WalletError> {
+    match db.read()?.get(ADDRESSES, &key::of(&[&address]))? {
+        Some(bytes) => Ok(Some(String::from_utf8(bytes).map_err(|e| WalletError::Storage(e.to_string()))?)),
+        None => Ok(None),
+    }
 }
 
-pub fn balance(db: &Database, account: &str) -> Result<u64, WalletError> {
-    let tx = db.begin_read()?;
-    let Some(table) = existing(&tx, BALANCES)? else {
-        return Ok(0);
-    };
-    Ok(table.get(account)?.map(|v| v.value()).unwrap_or(0))
+pub fn balance(db: &dyn Store, account: &str) -> Result<u64, WalletError> {
+    number(&*db.read()?, BALANCES, &key::of(&[&account]))
 }
 
 /// Everything issued so far; the balances add up to it.
-pub fn issued(db: &Database) -> Result<u64, WalletError> {
-    let tx = db.begin_read()?;
-    let Some(table) = existing(&tx, ISSUED)? else {
-        return Ok(0);
-    };
-    Ok(table.get(ISSUER)?.map(|v| v.value()).unwrap_or(0))
+pub fn issued(db: &dyn Store) -> Result<u64, WalletError> {
+    number(&*db.read()?, ISSUED, &key::of(&[&ISSUER]))
 }
 
 /// The transfers `account` took part in (incoming and outgoing) after `since`,
 /// in ledger order; pass the last `seq` seen to get only new ones.
 pub fn transfers_since(
-    db: &Database,
+    db: &dyn Store,
     account: &str,
     since: u64,
 ) -> Result<Vec<Transfer>, WalletError> {
-    let tx = db.begin_read()?;
-    let (Some(by_account), Some(transfers)) =
-        (existing(&tx, BY_ACCOUNT)?, existing(&tx, TRANSFERS)?)
-    else {
-        return Ok(Vec::new());
-    };
+    let tx = db.read()?;
+    let start = key::of(&[&account, &since.saturating_add(1)]);
+    let end = key::after_prefix(&key::of(&[&account]));
     let mut out = Vec::new();
-    for entry in by_account.range((account, since.saturating_add(1))..=(account, u64::MAX))? {
-        let seq = entry?.0.value().1;
-        if let Some(bytes) = transfers.get(seq)? {
-            out.push(postcard::from_bytes(bytes.value())?);
+    for (k, _) in tx.range(BY_ACCOUNT, &start, end.as_deref(), Order::Ascending, usize::MAX)? {
+        let mut r = key::Reader::new(&k);
+        r.str()?;
+        let seq = r.u64()?;
+        if let Some(bytes) = tx.get(TRANSFERS, &key::of(&[&seq]))? {
+            out.push(postcard::from_bytes(&bytes)?);
         }
     }
     Ok(out)
 }
 
 /// Sum of all balances: equals [`issued`] in a consistent ledger.
-pub fn total_balances(db: &Database) -> Result<u64, WalletError> {
-    let tx = db.begin_read()?;
-    let Some(table) = existing(&tx, BALANCES)? else {
-        return Ok(0);
-    };
+pub fn total_balances(db: &dyn Store) -> Result<u64, WalletError> {
     let mut sum = 0u64;
-    for entry in table.iter()? {
-        sum += entry?.1.value();
+    for (_, v) in prefixed(&*db.read()?, BALANCES, &[], Order::Ascending, usize::MAX)? {
+        sum += key::u64_value(&v)?;
     }
     Ok(sum)
 }

@@ -11,7 +11,7 @@ use powerplug::channel::{ChannelReader, EmbeddedTransport};
 use powerplug::inbox::Command as ChannelCommand;
 use powerplug::role::member::MemberState;
 use powerplug::{storage, wallet};
-use redb::Database;
+use powerplug::storage::{RedbStore, Store};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "crash-test-operator";
@@ -107,7 +107,7 @@ fn counter(status: &Option<Value>, name: &str) -> u64 {
     status.as_ref().and_then(|s| s["totals"][name].as_u64()).unwrap_or(0)
 }
 
-fn members(db: &Database, prefix: &str, count: u32) -> Vec<MemberState> {
+fn members(db: &dyn Store, prefix: &str, count: u32) -> Vec<MemberState> {
     (0..count)
         .map(|i| MemberState::load(db, &format!("{prefix}-{i}")).unwrap().unwrap())
         .collect()
@@ -241,14 +241,14 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
 
     // Wind down in order, each side taking in what the other sent.
     sources.stop();
-    let source_db = Database::open(dir.join("source/powerplug.redb")).unwrap();
+    let source_db = RedbStore::open(&dir.join("source/powerplug.redb")).unwrap();
     let sent_by_sources: u64 = members(&source_db, "source", SOURCES).iter().map(|m| m.published_wh).sum();
     drop(source_db);
     wait_for("the producer took every source reading", || {
         counter(&get(&agent, &format!("{producer_url}/status")), "source-wh") == sent_by_sources
     });
     producer.stop();
-    let producer_db = Database::open(dir.join("producer-0/powerplug.redb")).unwrap();
+    let producer_db = RedbStore::open(&dir.join("producer-0/powerplug.redb")).unwrap();
     let producer_state = MemberState::load(&producer_db, "producer-0").unwrap().unwrap();
     let producer_counters = storage::counters(&producer_db).unwrap();
     drop(producer_db);
@@ -256,7 +256,7 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
         counter(&status(), "output-wh") == producer_state.published_wh
     });
     consumers.stop();
-    let consumer_db = Database::open(dir.join("consumer/powerplug.redb")).unwrap();
+    let consumer_db = RedbStore::open(&dir.join("consumer/powerplug.redb")).unwrap();
     let consumer_states = members(&consumer_db, "consumer", CONSUMERS);
     drop(consumer_db);
     let used: u64 = consumer_states.iter().map(|m| m.published_wh).sum();
@@ -268,7 +268,7 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
     run_ticks(2);
     grid.stop();
 
-    let db = Database::open(dir.join("grid/powerplug.redb")).unwrap();
+    let db = RedbStore::open(&dir.join("grid/powerplug.redb")).unwrap();
     let c = storage::counters(&db).unwrap();
     let n = |name: &str| c.get(name).copied().unwrap_or(0);
     assert_eq!(producer_counters.get("source-wh").copied().unwrap_or(0), sent_by_sources, "source readings once");
@@ -297,7 +297,7 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
     drop(store);
 
     // Each payment in the ledger once: as many transfers as the consumer made payments.
-    let db = Database::open(dir.join("grid/powerplug.redb")).unwrap();
+    let db = RedbStore::open(&dir.join("grid/powerplug.redb")).unwrap();
     for m in &consumer_states {
         let out: Vec<_> = wallet::transfers_since(&db, &m.id, 0)
             .unwrap()

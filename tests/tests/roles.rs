@@ -45,7 +45,7 @@ fn sources_producers_grid_and_consumers_trade_and_money_adds_up() {
 
     // Each producer saw its payouts arrive as transfers (up to its last tick).
     for (id, balance) in &summary.producer_balances {
-        let db = redb::Database::open(options.data_dir.join(id).join("powerplug.redb")).unwrap();
+        let db = powerplug::storage::RedbStore::open(&options.data_dir.join(id).join("powerplug.redb")).unwrap();
         let counters = powerplug::storage::counters(&db).unwrap();
         let received = counters.get("received").copied().unwrap_or(0);
         assert!(received > 0 && received <= *balance, "{id}: saw {received} of {balance}");

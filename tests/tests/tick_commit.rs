@@ -13,7 +13,7 @@ use powerplug::strategy::{GridDecision, GridStrategy, Limits, Output, Runtime, T
 use powerplug::tick_log::{self, Outcome};
 use powerplug::{outbox, wallet};
 use powerplug_tests::basic_grid;
-use redb::{Database, ReadableDatabase};
+use powerplug::storage::{RedbStore, Store};
 
 const NOW: u64 = 10_000;
 
@@ -44,16 +44,16 @@ fn news() -> GridNews {
 
 /// Decides and writes the tick; commits only if `commit`.
 fn tick(
-    db: &Database,
+    db: &dyn Store,
     grid: &GridStrategy,
     writer: &mut ChannelWriter,
     commit: bool,
 ) -> GridDecision {
-    let read = db.begin_read().unwrap();
+    let read = db.read().unwrap();
     let input = grid_input(
         &StoredBooks {
             slot: "grid",
-            tx: &read,
+            tx: &*read,
         },
         NOW,
         &[],
@@ -63,14 +63,14 @@ fn tick(
     drop(read);
     let decision = grid.tick(&input).unwrap().decision;
 
-    let tx = db.begin_write().unwrap();
+    let tx = db.write().unwrap();
     let outcome = Outcome::Decided(decision.clone());
-    tick_log::record_grid(&tx, "grid", &grid.info().sha256, input, outcome).unwrap();
-    store_decision(&tx, "grid", &decision.state, &decision.cells).unwrap();
+    tick_log::record_grid(&*tx, "grid", &grid.info().sha256, input, outcome).unwrap();
+    store_decision(&*tx, "grid", &decision.state, &decision.cells).unwrap();
     for p in &decision.payouts {
         let key = format!("payout/{NOW}/{}", p.producer);
         wallet::transfer(
-            &tx,
+            &*tx,
             "grid",
             &format!("producer-{}", p.producer),
             p.amount,
@@ -83,7 +83,7 @@ fn tick(
     for r in decision.payment_requests.iter() {
         let command = format!("payment-request owed={} wh={}", r.owed, r.wh).into_bytes();
         let (address, bytes) = writer.prepare(Message::Data(command)).unwrap();
-        outbox::enqueue(&tx, "consumer-0", address, bytes).unwrap();
+        outbox::enqueue(&*tx, "consumer-0", address, bytes).unwrap();
     }
     if commit {
         tx.commit().unwrap();
@@ -94,15 +94,15 @@ fn tick(
 #[test]
 fn a_tick_and_all_its_effects_commit_together_or_not_at_all() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Arc::new(Database::create(dir.path().join("grid.redb")).unwrap());
+    let db = Arc::new(RedbStore::open(&dir.path().join("grid.redb")).unwrap());
     let consumer_store = EmbeddedTransport::open(&dir.path().join("consumer.redb")).unwrap();
     let runtime = Runtime::new(Limits::default(), None).unwrap();
     let grid = runtime.load_grid(&basic_grid()).unwrap();
 
     // Money in the system: the consumer paid 100 into the grid's account.
-    let tx = db.begin_write().unwrap();
-    wallet::issue(&tx, "consumer-0", 1_000, "fund", 0).unwrap();
-    wallet::transfer(&tx, "consumer-0", "grid", 100, "consumer-0", "pay-1", 5_000).unwrap();
+    let tx = db.write().unwrap();
+    wallet::issue(&*tx, "consumer-0", 1_000, "fund", 0).unwrap();
+    wallet::transfer(&*tx, "consumer-0", "grid", 100, "consumer-0", "pay-1", 5_000).unwrap();
     tx.commit().unwrap();
 
     // The consumer's return channel, opened with hello.
@@ -145,10 +145,10 @@ fn a_tick_and_all_its_effects_commit_together_or_not_at_all() {
     assert_eq!(poll.data, [b"payment-request owed=10 wh=2000".to_vec()]);
 
     // The next tick reads the committed books: the carried 500 Wh plus 500 more is one kWh.
-    let read = db.begin_read().unwrap();
+    let read = db.read().unwrap();
     let books = StoredBooks {
         slot: "grid",
-        tx: &read,
+        tx: &*read,
     };
     let more = GridNews {
         usage: vec![Usage {
@@ -172,12 +172,12 @@ fn a_tick_and_all_its_effects_commit_together_or_not_at_all() {
 #[test]
 fn the_tick_log_replays_to_the_same_decisions_and_prunes_old_ticks() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::create(dir.path().join("grid.redb")).unwrap();
+    let db = RedbStore::open(&dir.path().join("grid.redb")).unwrap();
     let runtime = Runtime::new(Limits::default(), None).unwrap();
     let grid = runtime.load_grid(&basic_grid()).unwrap();
 
     for i in 0..6u64 {
-        let read = db.begin_read().unwrap();
+        let read = db.read().unwrap();
         let usage = Usage {
             consumer: (i % 3) as u32,
             start_ms: i * 30_000,
@@ -191,7 +191,7 @@ fn the_tick_log_replays_to_the_same_decisions_and_prunes_old_ticks() {
         let input = grid_input(
             &StoredBooks {
                 slot: "grid",
-                tx: &read,
+                tx: &*read,
             },
             i * 15_000,
             &[],
@@ -200,10 +200,10 @@ fn the_tick_log_replays_to_the_same_decisions_and_prunes_old_ticks() {
         .unwrap();
         drop(read);
         let decision = grid.tick(&input).unwrap().decision;
-        let tx = db.begin_write().unwrap();
-        store_decision(&tx, "grid", &decision.state, &decision.cells).unwrap();
+        let tx = db.write().unwrap();
+        store_decision(&*tx, "grid", &decision.state, &decision.cells).unwrap();
         let tick = tick_log::record_grid(
-            &tx,
+            &*tx,
             "grid",
             &grid.info().sha256,
             input,

@@ -1,15 +1,14 @@
-//! The host's embedded store as a channel transport: messages in a redb table,
-//! keyed by (address, arrival number) so that `get` returns them in the order
-//! they arrived, and durable once `put` returns.
+//! The host's own store as a channel transport: messages in a table keyed by
+//! (address, arrival number) so that `get` returns them in the order they
+//! arrived, and durable once `put` returns.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-
 use super::{Address, Transport};
+use crate::storage::{Db, Order, RedbStore, key, last, prefixed};
 
-const MESSAGES: TableDefinition<([u8; 32], u64), &[u8]> = TableDefinition::new("channel_messages");
+const MESSAGES: &str = "channel_messages";
 
 /// The largest message this store accepts; channel commands are small.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -19,18 +18,18 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 pub const MAX_PER_ADDRESS: u64 = 16;
 
 pub struct EmbeddedTransport {
-    db: Arc<Database>,
+    db: Db,
 }
 
 impl EmbeddedTransport {
-    /// Uses the host's database (the table is created on first use).
-    pub fn new(db: Arc<Database>) -> Self {
+    /// Uses the host's store.
+    pub fn new(db: Db) -> Self {
         Self { db }
     }
 
     /// Opens or creates a database file for the channels alone.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        Ok(Self::new(Arc::new(Database::create(path)?)))
+        Ok(Self::new(Arc::new(RedbStore::open(path)?)))
     }
 }
 
@@ -44,37 +43,27 @@ impl Transport for EmbeddedTransport {
         if let Some((_, big)) = messages.iter().find(|(_, m)| m.len() > MAX_MESSAGE_BYTES) {
             anyhow::bail!("message: {} bytes, at most {MAX_MESSAGE_BYTES}", big.len());
         }
-        let tx = self.db.begin_write()?;
-        {
-            let mut table = tx.open_table(MESSAGES)?;
-            for (address, message) in messages {
-            let next = match table
-                .range((address.0, 0)..=(address.0, u64::MAX))?
-                .next_back()
-            {
-                Some(last) => last?.0.value().1 + 1,
+        let tx = self.db.write()?;
+        for (address, message) in messages {
+            let next = match last(&*tx, MESSAGES, &address.0)? {
+                Some((k, _)) => {
+                    let mut r = key::Reader::new(&k);
+                    r.bytes32()?;
+                    r.u64()? + 1
+                }
                 None => 0,
             };
             anyhow::ensure!(
                 next < MAX_PER_ADDRESS,
                 "address: {address} already holds {MAX_PER_ADDRESS} messages"
             );
-            table.insert((address.0, next), message.as_slice())?;
-            }
+            tx.put(MESSAGES, &key::of(&[&address.0, &next]), message)?;
         }
-        tx.commit()?;
-        Ok(())
+        tx.commit()
     }
 
     fn get(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
-        let tx = self.db.begin_read()?;
-        let Some(table) = crate::storage::existing(&tx, MESSAGES)? else {
-            return Ok(Vec::new());
-        };
-        let mut messages = Vec::new();
-        for entry in table.range((address.0, 0)..=(address.0, u64::MAX))? {
-            messages.push(entry?.1.value().to_vec());
-        }
-        Ok(messages)
+        let entries = prefixed(&*self.db.read()?, MESSAGES, &address.0, Order::Ascending, usize::MAX)?;
+        Ok(entries.into_iter().map(|(_, v)| v).collect())
     }
 }

@@ -67,8 +67,8 @@ async fn pay(
         };
         // Keys are per payer, so one entity cannot collide with another's.
         let key = format!("{}/{}", payer.id, body.key);
-        let tx = grid.db().begin_write().map_err(ApiError::internal)?;
-        let transfer = wallet::transfer(&tx, &payer.id, &to, body.amount, &payer.id, &key, crate::role::unix_ms())?;
+        let tx = grid.db().write().map_err(ApiError::internal)?;
+        let transfer = wallet::transfer(&*tx, &payer.id, &to, body.amount, &payer.id, &key, crate::role::unix_ms())?;
         tx.commit().map_err(ApiError::internal)?;
         Ok((StatusCode::CREATED, Json(transfer)))
     })
@@ -110,8 +110,8 @@ async fn issue(
     operator(grid.hub().operator_token.as_deref(), &bearer)?;
     check_key(&body.key)?;
     blocking(move || {
-        let tx = grid.db().begin_write().map_err(ApiError::internal)?;
-        let transfer = wallet::issue(&tx, &body.to, body.amount, &format!("$issue/{}", body.key), crate::role::unix_ms())?;
+        let tx = grid.db().write().map_err(ApiError::internal)?;
+        let transfer = wallet::issue(&*tx, &body.to, body.amount, &format!("$issue/{}", body.key), crate::role::unix_ms())?;
         tx.commit().map_err(ApiError::internal)?;
         Ok((StatusCode::CREATED, Json(transfer)))
     })

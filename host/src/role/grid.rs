@@ -7,11 +7,9 @@
 //! decides the same), one after it repeats nothing.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
-use redb::{Database, ReadableDatabase};
 use serde::Serialize;
 
 use super::config::GridConfig;
@@ -23,6 +21,7 @@ use crate::strategy::{
     Entity, GridDecision, GridStrategy, Metric, Output, Setting, Transfer, Usage,
 };
 use crate::tick_log::{self, Outcome};
+use crate::storage::Store;
 use crate::{outbox, storage, wallet};
 
 const SLOT: &str = "grid";
@@ -54,7 +53,7 @@ pub struct TickSummary {
 }
 
 impl Grid {
-    pub fn open(config: &GridConfig, db: Arc<Database>) -> anyhow::Result<Self> {
+    pub fn open(config: &GridConfig, db: crate::storage::Db) -> anyhow::Result<Self> {
         let hub = Hub::new(
             &config.service.id,
             db,
@@ -86,7 +85,7 @@ impl Grid {
         })
     }
 
-    pub fn db(&self) -> &Database {
+    pub fn db(&self) -> &dyn Store {
         &self.hub.db
     }
 
@@ -104,7 +103,7 @@ impl Grid {
         let db = self.db();
         let now = self.clock.now_ms();
         let records = inbox::pending(db, MAX_RECORDS_PER_TICK)?;
-        let (joined, left) = registry::news(db)?;
+        let (joined, left) = registry::news_since_tick(db)?;
         let cursor: u64 = storage::meta(db, "grid/transfer-cursor")?.unwrap_or(0);
         let transfers = wallet::transfers_since(db, self.account(), cursor)?;
         let registrations: HashMap<u32, Registration> = registry::all(db)?
@@ -168,11 +167,11 @@ impl Grid {
         }
         let next_cursor = transfers.last().map_or(cursor, |t| t.seq);
 
-        let read = db.begin_read()?;
+        let read = db.read()?;
         let input = grid_input(
             &StoredBooks {
                 slot: SLOT,
-                tx: &read,
+                tx: &*read,
             },
             now,
             &self.settings,
@@ -218,15 +217,15 @@ impl Grid {
     }
 
     fn record_failure(&self, input: crate::strategy::GridInput, why: &str) -> anyhow::Result<()> {
-        let tx = self.db().begin_write()?;
+        let tx = self.db().write()?;
         tick_log::record_grid(
-            &tx,
+            &*tx,
             SLOT,
             &self.strategy.info().sha256,
             input,
             Outcome::Failed(why.to_owned()),
         )?;
-        storage::count(&tx, "ticks-failed", 1)?;
+        storage::count(&*tx, "ticks-failed", 1)?;
         tx.commit()?;
         Ok(())
     }
@@ -240,18 +239,18 @@ impl Grid {
         registrations: &HashMap<u32, Registration>,
         consumed: Consumed<'_>,
     ) -> anyhow::Result<()> {
-        let tx = self.db().begin_write()?;
-        store_decision(&tx, SLOT, &decision.state, &decision.cells)?;
-        inbox::consume(&tx, consumed.records)?;
-        registry::consume_news(&tx, consumed.joined, consumed.left)?;
-        storage::set_meta(&tx, "grid/transfer-cursor", &consumed.cursor)?;
+        let tx = self.db().write()?;
+        store_decision(&*tx, SLOT, &decision.state, &decision.cells)?;
+        inbox::consume(&*tx, consumed.records)?;
+        registry::consume_news(&*tx, consumed.joined, consumed.left)?;
+        storage::set_meta(&*tx, "grid/transfer-cursor", &consumed.cursor)?;
         for p in &decision.payouts {
             let producer = registrations
                 .get(&p.producer)
                 .filter(|r| r.kind == Kind::Producer)
                 .with_context(|| format!("payout to {}, not a producer", p.producer))?;
             wallet::transfer(
-                &tx,
+                &*tx,
                 self.account(),
                 &producer.id,
                 p.amount,
@@ -268,7 +267,7 @@ impl Grid {
                 .with_context(|| format!("payment request to {}, not a consumer", r.consumer))?;
             // Read again inside the transaction: an earlier request of this
             // tick moved the return channel on.
-            let Some(mut reg) = registry::read(&tx, &consumer.id)? else {
+            let Some(mut reg) = registry::read(&*tx, &consumer.id)? else {
                 undeliverable += 1;
                 continue;
             };
@@ -276,7 +275,7 @@ impl Grid {
                 undeliverable += 1;
                 continue;
             };
-            let pay_to = wallet::receive_address(&tx, &self.wallet_seed, self.account())?;
+            let pay_to = wallet::receive_address(&*tx, &self.wallet_seed, self.account())?;
             let command = Command::PaymentRequest {
                 owed: r.owed,
                 wh: r.wh,
@@ -285,25 +284,25 @@ impl Grid {
             let mut writer = back.writer(self.hub.registry.key());
             let (address, bytes) =
                 writer.prepare(crate::channel::Message::Data(command.encode()))?;
-            outbox::enqueue(&tx, LOCAL, address, bytes)?;
+            outbox::enqueue(&*tx, LOCAL, address, bytes)?;
             back.next_index = writer.next_index();
-            registry::put(&tx, &reg)?;
+            registry::put(&*tx, &reg)?;
         }
-        storage::set_meta(&tx, "grid/metrics", &metrics(&decision.metrics))?;
+        storage::set_meta(&*tx, "grid/metrics", &metrics(&decision.metrics))?;
         let requested: u64 = decision.payment_requests.iter().map(|r| r.owed).sum();
         let billed: u64 = decision.payment_requests.iter().map(|r| r.wh).sum();
         let paid_out: u64 = decision.payouts.iter().map(|p| p.amount).sum();
-        storage::count(&tx, "ticks", 1)?;
-        storage::count(&tx, "usage-wh", input.usage.wh.iter().sum())?;
-        storage::count(&tx, "output-wh", input.output.iter().map(|o| o.wh).sum())?;
-        storage::count(&tx, "payment-requests", decision.payment_requests.len() as u64)?;
-        storage::count(&tx, "requests-undeliverable", undeliverable)?;
-        storage::count(&tx, "requested", requested)?;
-        storage::count(&tx, "billed-wh", billed)?;
-        storage::count(&tx, "paid-out", paid_out)?;
-        storage::count(&tx, "income", consumed.income)?;
+        storage::count(&*tx, "ticks", 1)?;
+        storage::count(&*tx, "usage-wh", input.usage.wh.iter().sum())?;
+        storage::count(&*tx, "output-wh", input.output.iter().map(|o| o.wh).sum())?;
+        storage::count(&*tx, "payment-requests", decision.payment_requests.len() as u64)?;
+        storage::count(&*tx, "requests-undeliverable", undeliverable)?;
+        storage::count(&*tx, "requested", requested)?;
+        storage::count(&*tx, "billed-wh", billed)?;
+        storage::count(&*tx, "paid-out", paid_out)?;
+        storage::count(&*tx, "income", consumed.income)?;
         tick_log::record_grid(
-            &tx,
+            &*tx,
             SLOT,
             &self.strategy.info().sha256,
             input,

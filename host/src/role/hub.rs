@@ -1,9 +1,6 @@
 //! What a grid and a producer share: a database, a registry of the entities
 //! that publish to them, and the channel store those entities write into.
 
-use std::sync::Arc;
-
-use redb::Database;
 
 use crate::channel::{EmbeddedTransport, Transport};
 use crate::registry::{Kind, LOCAL, Registry};
@@ -11,7 +8,7 @@ use crate::{inbox, outbox};
 
 pub struct Hub {
     pub id: String,
-    pub db: Arc<Database>,
+    pub db: crate::storage::Db,
     pub registry: Registry,
     /// The channel store this host serves at `/channels`.
     pub store: EmbeddedTransport,
@@ -22,7 +19,7 @@ pub struct Hub {
 impl Hub {
     pub fn new(
         id: &str,
-        db: Arc<Database>,
+        db: crate::storage::Db,
         accepts: &[Kind],
         operator_token: Option<String>,
     ) -> anyhow::Result<Self> {

@@ -3,7 +3,7 @@
 //! registration and credential, and the return channel it reads.
 
 use ed25519_dalek::SigningKey;
-use redb::{Database, WriteTransaction};
+use crate::storage::{Store, WriteTx};
 use serde::{Deserialize, Serialize};
 
 use crate::api;
@@ -50,18 +50,18 @@ fn meta_name(id: &str) -> String {
 }
 
 impl MemberState {
-    pub fn load(db: &Database, id: &str) -> anyhow::Result<Option<Self>> {
+    pub fn load(db: &dyn Store, id: &str) -> anyhow::Result<Option<Self>> {
         storage::meta(db, &meta_name(id))
     }
 
-    pub fn save(&self, tx: &WriteTransaction) -> anyhow::Result<()> {
+    pub fn save(&self, tx: &dyn WriteTx) -> anyhow::Result<()> {
         storage::set_meta(tx, &meta_name(&self.id), self)
     }
 
     /// A new member whose restricted channel opens with hello through the
     /// outbox, in the caller's transaction.
     pub fn create(
-        tx: &WriteTransaction,
+        tx: &dyn WriteTx,
         id: &str,
         key: &SigningKey,
         first_slice: u64,
@@ -94,7 +94,7 @@ impl MemberState {
     /// Seals the next message on the member's channel into the outbox.
     pub fn publish(
         &mut self,
-        tx: &WriteTransaction,
+        tx: &dyn WriteTx,
         key: &SigningKey,
         data: Vec<u8>,
     ) -> anyhow::Result<Address> {

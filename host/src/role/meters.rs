@@ -11,11 +11,9 @@
 //! the ledger moves the money once.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ed25519_dalek::SigningKey;
-use redb::Database;
 use serde::Serialize;
 
 use super::config::MetersConfig;
@@ -33,7 +31,7 @@ const MAX_SLICES_PER_ROUND: u64 = 100;
 
 pub struct Meters {
     pub config: MetersConfig,
-    pub db: Arc<Database>,
+    pub db: crate::storage::Db,
     kind: Kind,
     ids: Vec<String>,
     keys: BTreeMap<String, SigningKey>,
@@ -64,7 +62,7 @@ impl Meters {
     pub fn open(
         config: MetersConfig,
         kind: Kind,
-        db: Arc<Database>,
+        db: crate::storage::Db,
         meter: Box<dyn Meter>,
     ) -> anyhow::Result<Self> {
         anyhow::ensure!(
@@ -82,10 +80,10 @@ impl Meters {
         let clock = config.service.clock;
         // New meters start with the current slice; a restarted one goes on where it was.
         let first_slice = clock.now_ms() / config.slice_ms;
-        let tx = db.begin_write()?;
+        let tx = db.write()?;
         for (id, key) in &keys {
             if MemberState::load(&db, id)?.is_none() {
-                MemberState::create(&tx, id, key, first_slice)?;
+                MemberState::create(&*tx, id, key, first_slice)?;
             }
         }
         tx.commit()?;
@@ -140,9 +138,9 @@ impl Meters {
         if members.is_empty() {
             return Ok(());
         }
-        let tx = self.db.begin_write()?;
+        let tx = self.db.write()?;
         for m in members {
-            m.save(&tx)?;
+            m.save(&*tx)?;
         }
         tx.commit()?;
         Ok(())
@@ -152,7 +150,7 @@ impl Meters {
     fn publish_readings(&self, members: &mut [MemberState]) -> anyhow::Result<u64> {
         let now = self.clock.now_ms();
         let slice_ms = self.config.slice_ms;
-        let tx = self.db.begin_write()?;
+        let tx = self.db.write()?;
         let mut published = 0;
         for m in members.iter_mut() {
             let mut n = 0;
@@ -163,17 +161,17 @@ impl Meters {
                     Kind::Consumer => Command::Usage { start_ms, end_ms, wh },
                     _ => Command::Output { start_ms, end_ms, wh, price: None },
                 };
-                m.publish(&tx, &self.keys[&m.id], command.encode())?;
+                m.publish(&*tx, &self.keys[&m.id], command.encode())?;
                 m.published_wh += wh;
                 m.next_slice += 1;
                 n += 1;
             }
             if n > 0 {
-                m.save(&tx)?;
+                m.save(&*tx)?;
                 published += n;
             }
         }
-        storage::count(&tx, "readings", published)?;
+        storage::count(&*tx, "readings", published)?;
         tx.commit()?;
         Ok(published)
     }

@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use redb::Database;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -69,17 +68,16 @@ impl Clock {
 }
 
 /// Opens (or creates) the role's database in its data directory.
-pub fn open_database(data_dir: &Path) -> anyhow::Result<Arc<Database>> {
+pub fn open_database(data_dir: &Path) -> anyhow::Result<crate::storage::Db> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| anyhow::anyhow!("data_dir: cannot create {}: {e}", data_dir.display()))?;
-    let path = data_dir.join("powerplug.redb");
-    let db = Database::create(&path)
-        .map_err(|e| anyhow::anyhow!("data_dir: cannot open {}: {e}", path.display()))?;
-    Ok(Arc::new(db))
+    let store = crate::storage::RedbStore::open(&data_dir.join("powerplug.redb"))
+        .map_err(|e| anyhow::anyhow!("data_dir: {e:#}"))?;
+    Ok(Arc::new(store))
 }
 
 /// The host's secret (credentials, keys of its entities), made on first start.
-pub fn secret(db: &Database) -> anyhow::Result<[u8; 32]> {
+pub fn secret(db: &dyn crate::storage::Store) -> anyhow::Result<[u8; 32]> {
     crate::storage::meta_or_init(db, "secret", crate::channel::random32)
 }
 

@@ -6,10 +6,9 @@
 //! tick-log entry commit in one transaction.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use anyhow::Context;
-use redb::{Database, ReadableDatabase};
 
 use super::config::ProducerConfig;
 use super::member::MemberState;
@@ -21,7 +20,7 @@ use crate::registry::{self, Kind};
 use crate::strategy::{Entity, ProducerStrategy, Setting, SourceOutput, Transfer};
 use crate::tick_log::{self, Outcome};
 use crate::wallet::{Ledger, RemoteLedger};
-use crate::storage;
+use crate::storage::{self, Store};
 
 const SLOT: &str = "producer";
 const MAX_RECORDS_PER_TICK: usize = 500_000;
@@ -43,7 +42,7 @@ pub struct Producer {
 }
 
 impl Producer {
-    pub fn open(config: &ProducerConfig, db: Arc<Database>) -> anyhow::Result<Self> {
+    pub fn open(config: &ProducerConfig, db: crate::storage::Db) -> anyhow::Result<Self> {
         let id = &config.service.id;
         let hub = Hub::new(id, db, &[Kind::Source], config.operator_token.clone())?;
         let cache = config
@@ -63,8 +62,8 @@ impl Producer {
         let member = match MemberState::load(&hub.db, id)? {
             Some(m) => m,
             None => {
-                let tx = hub.db.begin_write()?;
-                let m = MemberState::create(&tx, id, &key, 0)?;
+                let tx = hub.db.write()?;
+                let m = MemberState::create(&*tx, id, &key, 0)?;
                 tx.commit()?;
                 m
             }
@@ -86,7 +85,7 @@ impl Producer {
         })
     }
 
-    pub fn db(&self) -> &Database {
+    pub fn db(&self) -> &dyn Store {
         &self.hub.db
     }
 
@@ -111,8 +110,8 @@ impl Producer {
             return Ok(());
         }
         member.register(&self.agent, &self.grid_url, Kind::Producer, &self.key)?;
-        let tx = self.db().begin_write()?;
-        member.save(&tx)?;
+        let tx = self.db().write()?;
+        member.save(&*tx)?;
         tx.commit()?;
         Ok(())
     }
@@ -122,7 +121,7 @@ impl Producer {
         let db = self.db();
         let now = self.clock.now_ms();
         let records = inbox::pending(db, MAX_RECORDS_PER_TICK)?;
-        let (joined, left) = registry::news(db)?;
+        let (joined, left) = registry::news_since_tick(db)?;
         let cursor: u64 = storage::meta(db, "producer/transfer-cursor")?.unwrap_or(0);
         let mut member = self.lock()?;
         // Payouts arrive on the grid's ledger; without it this tick sees none,
@@ -167,8 +166,8 @@ impl Producer {
             .collect();
         let income: u64 = transfers.iter().filter(|t| t.to == member.id).map(|t| t.amount).sum();
 
-        let read = db.begin_read()?;
-        let input = producer_input(&StoredBooks { slot: SLOT, tx: &read }, now, &self.settings, news)?;
+        let read = db.read()?;
+        let input = producer_input(&StoredBooks { slot: SLOT, tx: &*read }, now, &self.settings, news)?;
         drop(read);
         let tick = storage::counters(db)?.get("ticks").copied().unwrap_or(0) + 1;
         let sha = &self.strategy.info().sha256;
@@ -176,19 +175,19 @@ impl Producer {
             Ok(outcome) => outcome.decision,
             Err(failure) => {
                 let why = failure.to_string();
-                let tx = db.begin_write()?;
-                tick_log::record_producer(&tx, SLOT, sha, input, Outcome::Failed(why.clone()))?;
-                storage::count(&tx, "ticks-failed", 1)?;
+                let tx = db.write()?;
+                tick_log::record_producer(&*tx, SLOT, sha, input, Outcome::Failed(why.clone()))?;
+                storage::count(&*tx, "ticks-failed", 1)?;
                 tx.commit()?;
                 return Ok((tick, Some(why)));
             }
         };
 
-        let tx = db.begin_write()?;
-        store_decision(&tx, SLOT, &decision.state, &decision.cells)?;
-        inbox::consume(&tx, &records)?;
-        registry::consume_news(&tx, &joined, &left)?;
-        storage::set_meta(&tx, "producer/transfer-cursor", &next_cursor)?;
+        let tx = db.write()?;
+        store_decision(&*tx, SLOT, &decision.state, &decision.cells)?;
+        inbox::consume(&*tx, &records)?;
+        registry::consume_news(&*tx, &joined, &left)?;
+        storage::set_meta(&*tx, "producer/transfer-cursor", &next_cursor)?;
         let mut next = member.clone();
         for c in &decision.commands {
             anyhow::ensure!(
@@ -201,18 +200,18 @@ impl Producer {
                 wh: c.wh,
                 price: Some(c.price),
             };
-            next.publish(&tx, &self.key, command.encode())?;
+            next.publish(&*tx, &self.key, command.encode())?;
             next.published_wh += c.wh;
         }
-        next.save(&tx)?;
-        storage::set_meta(&tx, "producer/metrics", &decision.metrics.iter().map(|m| (m.name.clone(), m.value)).collect::<Vec<_>>())?;
-        storage::count(&tx, "ticks", 1)?;
-        storage::count(&tx, "source-wh", input.outputs.iter().map(|o| o.wh).sum())?;
-        storage::count(&tx, "reported-wh", decision.commands.iter().map(|c| c.wh).sum())?;
-        storage::count(&tx, "asked", decision.commands.iter().map(|c| c.price).sum())?;
-        storage::count(&tx, "commands", decision.commands.len() as u64)?;
-        storage::count(&tx, "received", income)?;
-        tick_log::record_producer(&tx, SLOT, sha, input, Outcome::Decided(decision))?;
+        next.save(&*tx)?;
+        storage::set_meta(&*tx, "producer/metrics", &decision.metrics.iter().map(|m| (m.name.clone(), m.value)).collect::<Vec<_>>())?;
+        storage::count(&*tx, "ticks", 1)?;
+        storage::count(&*tx, "source-wh", input.outputs.iter().map(|o| o.wh).sum())?;
+        storage::count(&*tx, "reported-wh", decision.commands.iter().map(|c| c.wh).sum())?;
+        storage::count(&*tx, "asked", decision.commands.iter().map(|c| c.price).sum())?;
+        storage::count(&*tx, "commands", decision.commands.len() as u64)?;
+        storage::count(&*tx, "received", income)?;
+        tick_log::record_producer(&*tx, SLOT, sha, input, Outcome::Decided(decision))?;
         tx.commit()?;
         *member = next;
         drop(member);

@@ -8,9 +8,10 @@ use serde_json::{Value, json};
 use super::grid::Grid;
 use super::producer::Producer;
 use crate::registry::{self, Kind};
+use crate::storage::Store;
 use crate::{outbox, storage, wallet};
 
-fn registrations(db: &redb::Database) -> anyhow::Result<Value> {
+fn registrations(db: &dyn Store) -> anyhow::Result<Value> {
     let mut by_kind: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     let (mut dropped, mut rejected, mut read) = (0, 0, 0);
     for r in registry::all(db)? {

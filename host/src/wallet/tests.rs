@@ -1,17 +1,17 @@
 use super::*;
 
-fn db() -> (tempfile::TempDir, Database) {
+fn db() -> (tempfile::TempDir, crate::storage::RedbStore) {
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::create(dir.path().join("wallet.redb")).unwrap();
+    let db = crate::storage::RedbStore::open(&dir.path().join("wallet.redb")).unwrap();
     (dir, db)
 }
 
 fn commit<T>(
-    db: &Database,
-    f: impl FnOnce(&WriteTransaction) -> Result<T, WalletError>,
+    db: &crate::storage::RedbStore,
+    f: impl FnOnce(&dyn WriteTx) -> Result<T, WalletError>,
 ) -> Result<T, WalletError> {
-    let tx = db.begin_write().unwrap();
-    let out = f(&tx)?;
+    let tx = db.write().unwrap();
+    let out = f(&*tx)?;
     tx.commit().unwrap();
     Ok(out)
 }
@@ -87,8 +87,8 @@ fn an_uncommitted_transaction_leaves_no_trace() {
     commit(&db, |tx| issue(tx, "a", 100, "fund", 0)).unwrap();
     {
         // A crash between deciding and committing: the transaction is dropped.
-        let tx = db.begin_write().unwrap();
-        transfer(&tx, "a", "b", 30, "a", "lost", 0).unwrap();
+        let tx = db.write().unwrap();
+        transfer(&*tx, "a", "b", 30, "a", "lost", 0).unwrap();
     }
     assert_eq!(
         (balance(&db, "a").unwrap(), balance(&db, "b").unwrap()),
@@ -136,14 +136,14 @@ fn random_traffic_never_creates_or_loses_money() {
     for (i, account) in accounts.iter().enumerate() {
         commit(&db, |tx| issue(tx, account, 1_000, &format!("fund-{i}"), 0)).unwrap();
     }
-    let tx = db.begin_write().unwrap();
+    let tx = db.write().unwrap();
     for i in 0..2_000 {
         let from = accounts[(next() % 5) as usize];
         let to = accounts[(next() % 5) as usize];
         let amount = next() % 400;
         // Some fail (same account, zero, too much); none may change the sum.
         let _ = transfer(
-            &tx,
+            &*tx,
             from,
             to,
             amount,
