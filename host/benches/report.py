@@ -65,9 +65,9 @@ def channels_report(root):
 
     # Chart: two panels, messages/s (log) and the demo runs (ticks/s, max RSS).
     width, height, top, bottom = 760, 560, 40, 24
-    left, right = 300, 90
+    left, right = 300, 130
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
-           f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14">channel messages per second, restricted channel, ~80-byte usage command (log scale, higher is better)</text>']
+           f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14">channel messages per second, restricted channel, 76-byte usage command (log scale, higher is better)</text>']
     values = [f[1][0] for f in figures]
     lo, hi = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))
     plot_w = width - left - right
