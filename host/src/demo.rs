@@ -96,11 +96,21 @@ fn check(name: &str, holds: bool, detail: String) -> Check {
     }
 }
 
-/// Waits until `done` holds, at most 30 s (a check below then says what is off).
-async fn wait(mut done: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+/// Waits until `done` holds, as long as `moving` keeps changing: after 30 s
+/// without change it gives up (and a check below says what is off).
+async fn wait(
+    mut done: impl FnMut() -> anyhow::Result<bool>,
+    mut moving: impl FnMut() -> anyhow::Result<u64>,
+) -> anyhow::Result<()> {
+    let mut last = moving()?;
+    let mut deadline = Instant::now() + Duration::from_secs(30);
     while !done()? && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = moving()?;
+        if now != last {
+            last = now;
+            deadline = Instant::now() + Duration::from_secs(30);
+        }
     }
     Ok(())
 }
@@ -197,11 +207,23 @@ pub async fn run(options: &Options, mut progress: impl FnMut(&Progress)) -> anyh
     }
     let consumers = run::meters(&consumers_config, Kind::Consumer).await?;
 
-    let started = Instant::now();
     let grid_role = grid.role.clone();
     let consumer_role = consumers.role.clone();
     let source_roles: Vec<_> = sources.iter().map(|s| s.role.clone()).collect();
     let producer_roles: Vec<_> = producers.iter().map(|p| p.role.clone()).collect();
+    // Ticks count from when every entity is registered: at 10,000 consumers
+    // registering takes a while, and ticks before it bill nobody.
+    let registered = || -> anyhow::Result<u64> {
+        let mut n = consumer_role.status()?.registered as u64;
+        for s in &source_roles {
+            n += s.status()?.registered as u64;
+        }
+        Ok(n)
+    };
+    let everyone = u64::from(o.consumers) + u64::from(o.producers * o.sources_per_producer.max(1));
+    wait(|| Ok(registered()? == everyone), &registered).await?;
+    let trading_from = storage::counters(grid_role.db())?.get("ticks").copied().unwrap_or(0);
+    let started = Instant::now();
     let snapshot = |started: Instant| -> anyhow::Result<Progress> {
         let counters = storage::counters(grid_role.db())?;
         let c = |name: &str| counters.get(name).copied().unwrap_or(0);
@@ -217,7 +239,7 @@ pub async fn run(options: &Options, mut progress: impl FnMut(&Progress)) -> anyh
         Ok(Progress {
             elapsed_ms: started.elapsed().as_millis() as u64,
             simulated_s: clock.now_ms().saturating_sub(clock.epoch_ms) / 1000,
-            grid_ticks: c("ticks"),
+            grid_ticks: c("ticks").saturating_sub(trading_from),
             generated_wh: generated,
             reported_wh: reported,
             used_wh: consumer_status.published_wh,
@@ -259,22 +281,22 @@ pub async fn run(options: &Options, mut progress: impl FnMut(&Progress)) -> anyh
     for s in sources {
         s.stop().await?;
     }
-    wait(|| Ok(producers_took()? == sources_published(&source_roles)?)).await?;
+    wait(|| Ok(producers_took()? == sources_published(&source_roles)?), &producers_took).await?;
     for p in producers {
         p.stop().await?;
     }
-    wait(|| Ok(grid_counter("output-wh")? == producers_reported()?)).await?;
+    wait(|| Ok(grid_counter("output-wh")? == producers_reported()?), || grid_counter("output-wh")).await?;
     consumer_role.stop_readings();
     wait(|| {
         let c = consumer_role.status()?;
         Ok(grid_counter("usage-wh")? == c.published_wh
             && grid_counter("payment-requests")? == c.requests
             && c.pending_payments == 0)
-    })
+    }, || Ok(grid_counter("usage-wh")? + consumer_role.status()?.requests + consumer_role.status()?.paid))
     .await?;
     consumers.stop().await?;
     let consumer_status = consumer_role.status()?;
-    wait(|| Ok(grid_counter("income")? == consumer_status.paid)).await?;
+    wait(|| Ok(grid_counter("income")? == consumer_status.paid), || grid_counter("income")).await?;
     let last = snapshot(started)?;
     grid.stop().await?;
     let generated = sources_published(&source_roles)?;

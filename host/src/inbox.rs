@@ -5,7 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::channel::{ChannelReader, ReadError, Transport};
+use std::collections::HashSet;
+
+use crate::channel::{Address, ChannelReader, MAX_PER_POLL, ReadError, Transport};
 use crate::registry::{self, Kind};
 use crate::storage::{self, Order, Store, WriteTx, key};
 
@@ -100,19 +102,28 @@ fn record(kind: Kind, entity: u32, command: Command) -> Option<Record> {
     })
 }
 
-/// What one poll of every registered channel did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// What one poll of the registered channels did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Polled {
     pub records: u64,
     pub duplicates: u64,
     pub rejected: u64,
     pub dropped: u64,
     pub closed: u64,
+    /// Next addresses of channels this poll did not finish (more than one
+    /// poll's worth, or the store failed): read them again next round.
+    pub unfinished: Vec<Address>,
 }
 
-/// Reads every open registered channel from where it stopped and stores what
-/// is new, with the readers' new positions, in one transaction.
-pub fn poll(db: &dyn Store, transport: &dyn Transport) -> anyhow::Result<Polled> {
+/// Reads open registered channels from where they stopped and stores what is
+/// new, with the readers' new positions, in one transaction. With `moved`,
+/// only the channels whose next address is in it are read: a store that knows
+/// what was written spares the poll every quiet channel.
+pub fn poll(
+    db: &dyn Store,
+    transport: &dyn Transport,
+    moved: Option<&HashSet<Address>>,
+) -> anyhow::Result<Polled> {
     let mut polled = Polled::default();
     let mut changed = Vec::new();
     let mut records = Vec::new();
@@ -120,15 +131,23 @@ pub fn poll(db: &dyn Store, transport: &dyn Transport) -> anyhow::Result<Polled>
         if registration.closed {
             continue;
         }
+        let next = Address::of(&registration.channel.root, registration.read_index);
+        if moved.is_some_and(|moved| !moved.contains(&next)) {
+            continue;
+        }
         let mut reader = ChannelReader::resume(&registration.channel, registration.read_index)?;
         let poll = match reader.poll(transport) {
             Ok(poll) => poll,
-            // A channel that stopped making sense (or a store that failed) is
-            // skipped this round; the others go on.
-            Err(ReadError::Transport(_)) | Err(ReadError::NotOpened) | Err(ReadError::BadAuthor) => {
+            Err(ReadError::Transport(_)) => {
+                polled.unfinished.push(next);
                 continue;
             }
+            // A channel that stopped making sense is skipped; the others go on.
+            Err(ReadError::NotOpened) | Err(ReadError::BadAuthor) => continue,
         };
+        if poll.data.len() >= MAX_PER_POLL {
+            polled.unfinished.push(Address::of(&registration.channel.root, reader.next_index()));
+        }
         if reader.next_index() == registration.read_index && poll.dropped == 0 {
             continue;
         }

@@ -266,7 +266,10 @@ pub fn total_balances(db: &dyn Store) -> Result<u64, WalletError> {
 }
 
 mod remote;
-pub use remote::{Account, Ledger, PayError, PayRequest, RemoteLedger};
+pub use remote::{
+    Account, Batch, BatchAnswer, BatchPayment, Ledger, Outcome, PAY_BATCH, PayError, PayRequest,
+    RemoteLedger, pay_batch,
+};
 
 #[cfg(test)]
 mod tests;

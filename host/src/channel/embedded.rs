@@ -2,8 +2,9 @@
 //! (address, arrival number) so that `get` returns them in the order they
 //! arrived, and durable once `put` returns.
 
+use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::{Address, Transport};
 use crate::storage::{Db, Order, RedbStore, key, last, prefixed};
@@ -19,12 +20,28 @@ pub const MAX_PER_ADDRESS: u64 = 16;
 
 pub struct EmbeddedTransport {
     db: Db,
+    /// Addresses written since the last [`Self::take_written`]; `None` until
+    /// the first call, when anything may be there.
+    written: Mutex<Option<HashSet<Address>>>,
 }
 
 impl EmbeddedTransport {
     /// Uses the host's store.
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            written: Mutex::new(None),
+        }
+    }
+
+    /// The addresses written through this transport since the last call, so a
+    /// poller reads only the channels that moved; `None` on the first call
+    /// (after a start, every channel may have news).
+    pub fn take_written(&self) -> Option<HashSet<Address>> {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = written.take();
+        *written = Some(HashSet::new());
+        taken
     }
 
     /// Opens or creates a database file for the channels alone.
@@ -59,11 +76,28 @@ impl Transport for EmbeddedTransport {
             );
             tx.put(MESSAGES, &key::of(&[&address.0, &next]), message)?;
         }
-        tx.commit()
+        tx.commit()?;
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = written.as_mut() {
+            set.extend(messages.iter().map(|(a, _)| *a));
+        }
+        Ok(())
     }
 
     fn get(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
         let entries = prefixed(&*self.db.read()?, MESSAGES, &address.0, Order::Ascending, usize::MAX)?;
         Ok(entries.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// One read transaction for the lot.
+    fn get_many(&self, addresses: &[Address]) -> anyhow::Result<Vec<Vec<Vec<u8>>>> {
+        let tx = self.db.read()?;
+        addresses
+            .iter()
+            .map(|a| {
+                let entries = prefixed(&*tx, MESSAGES, &a.0, Order::Ascending, usize::MAX)?;
+                Ok(entries.into_iter().map(|(_, v)| v).collect())
+            })
+            .collect()
     }
 }

@@ -36,6 +36,22 @@ pub struct Addressed {
 /// Messages per `POST /channels` request; well under the route's body limit.
 pub const BATCH: usize = 256;
 
+/// `POST /channels/read`: the messages at several addresses.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadMany {
+    pub addresses: Vec<String>,
+}
+
+/// Answer to [`ReadMany`]: per address, in order, its messages in hex.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ManyMessages {
+    pub messages: Vec<Vec<String>>,
+}
+
+/// Addresses per `POST /channels/read` request.
+pub const READ_BATCH: usize = 1_024;
+
 impl HttpTransport {
     /// `base` is the host's URL, such as `http://127.0.0.1:4000`.
     pub fn new(base: &str) -> Self {
@@ -94,6 +110,32 @@ impl Transport for HttpTransport {
             );
         }
         Ok(())
+    }
+
+    fn get_many(&self, addresses: &[Address]) -> anyhow::Result<Vec<Vec<Vec<u8>>>> {
+        let mut out = Vec::with_capacity(addresses.len());
+        for chunk in addresses.chunks(READ_BATCH) {
+            let body = ReadMany {
+                addresses: chunk.iter().map(Address::to_string).collect(),
+            };
+            let mut response = self
+                .agent
+                .post(&format!("{}/channels/read", self.base))
+                .send_json(&body)?;
+            let status = response.status();
+            anyhow::ensure!(status.is_success(), "POST /channels/read: {status}");
+            let answer: ManyMessages = response.body_mut().read_json()?;
+            anyhow::ensure!(answer.messages.len() == chunk.len(), "POST /channels/read: wrong count");
+            for messages in answer.messages {
+                out.push(
+                    messages
+                        .iter()
+                        .map(|m| hex::decode(m).map_err(Into::into))
+                        .collect::<anyhow::Result<_>>()?,
+                );
+            }
+        }
+        Ok(out)
     }
 
     fn get(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>> {

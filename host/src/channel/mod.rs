@@ -30,8 +30,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use embedded::{EmbeddedTransport, MAX_MESSAGE_BYTES, MAX_PER_ADDRESS};
-pub use http::{Addressed, BATCH, Batch, HttpTransport, Messages, agent};
-pub use reader::{ChannelReader, Poll, ReadError};
+pub use http::{
+    Addressed, BATCH, Batch, HttpTransport, ManyMessages, Messages, READ_BATCH, ReadMany, agent,
+};
+pub use reader::{ChannelReader, MAX_PER_POLL, Poll, ReadError};
 pub use transport::{MemoryTransport, Transport};
 pub use writer::ChannelWriter;
 

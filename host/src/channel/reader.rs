@@ -4,7 +4,7 @@ use super::{Address, ChannelInfo, Message, Transport, envelope};
 
 /// How many messages one poll reads at most, so that a long chain cannot hold a
 /// poller forever; the next poll continues.
-const MAX_PER_POLL: usize = 10_000;
+pub const MAX_PER_POLL: usize = 10_000;
 
 /// A reader's end of a channel: follows the chain from where it stopped.
 pub struct ChannelReader {

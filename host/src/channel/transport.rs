@@ -19,6 +19,11 @@ pub trait Transport: Send + Sync {
         }
         Ok(())
     }
+
+    /// The messages at each of `addresses`; a store may answer in one go.
+    fn get_many(&self, addresses: &[Address]) -> anyhow::Result<Vec<Vec<Vec<u8>>>> {
+        addresses.iter().map(|a| self.get(a)).collect()
+    }
 }
 
 /// A transport in this process's memory: for one process that both writes and

@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiResult, Bearer, Body, Params, blocking};
 use crate::api;
-use crate::channel::{Address, Batch, ChannelReader, MAX_MESSAGE_BYTES, Messages, ReadError, Transport};
+use crate::channel::{
+    Address, Batch, ChannelReader, MAX_MESSAGE_BYTES, ManyMessages, Messages, READ_BATCH, ReadError,
+    ReadMany, Transport,
+};
 use crate::documents::{self, DocumentError};
 use crate::registry::{Registration, RegistryError};
 use crate::role::Hub;
@@ -34,6 +37,7 @@ pub fn routes<R: HasHub>() -> Router<Arc<R>> {
             put(register::<R>).get(registration::<R>).delete(deregister::<R>),
         )
         .route("/channels", post(put_batch::<R>))
+        .route("/channels/read", post(read_batch::<R>))
         .route("/channels/{address}", get(get_channel::<R>).put(put_channel::<R>))
         .route(
             "/storage/{id}/{context}",
@@ -254,6 +258,34 @@ async fn put_batch<R: HasHub>(
     blocking(move || {
         stored(role.hub().store.put_many(&messages))?;
         Ok(StatusCode::CREATED)
+    })
+    .await
+}
+
+async fn read_batch<R: HasHub>(
+    State(role): State<Arc<R>>,
+    Body(body): Body<ReadMany>,
+) -> ApiResult<Json<ManyMessages>> {
+    if body.addresses.len() > READ_BATCH {
+        return Err(ApiError::unprocessable(
+            "addresses",
+            format!("at most {READ_BATCH} addresses a request"),
+        ));
+    }
+    let addresses = body
+        .addresses
+        .iter()
+        .enumerate()
+        .map(|(i, a)| address(a, &format!("addresses[{i}]")))
+        .collect::<ApiResult<Vec<_>>>()?;
+    blocking(move || {
+        let found = role.hub().store.get_many(&addresses)?;
+        Ok(Json(ManyMessages {
+            messages: found
+                .iter()
+                .map(|messages| messages.iter().map(hex::encode).collect())
+                .collect(),
+        }))
     })
     .await
 }

@@ -14,7 +14,7 @@ use super::hub::HasHub;
 use super::{ApiError, ApiResult, Bearer, Body, Params, blocking, operator};
 use crate::api;
 use crate::role::grid::Grid;
-use crate::wallet::{self, Account, PayRequest, Transfer, WalletError};
+use crate::wallet::{self, Account, Batch, BatchAnswer, Outcome, PAY_BATCH, PayRequest, Transfer, WalletError};
 
 /// Transfers one `GET /wallet` answers at most; page with `since`.
 const MAX_TRANSFERS: usize = 1_000;
@@ -23,6 +23,7 @@ pub fn routes() -> Router<Arc<Grid>> {
     Router::new()
         .route("/wallet", get(account))
         .route("/wallet/transfers", post(pay))
+        .route("/wallet/transfers/batch", post(pay_batch))
         .route("/wallet/issue", post(issue))
 }
 
@@ -48,6 +49,25 @@ fn check_key(key: &str) -> ApiResult<()> {
     }
 }
 
+/// Where a payment goes: a receive address of this ledger, or the grid itself.
+fn payee(grid: &Grid, to: &str) -> ApiResult<String> {
+    if to == grid.account() {
+        return Ok(to.to_owned());
+    }
+    wallet::resolve(grid.db(), to)?
+        .ok_or_else(|| ApiError::unprocessable("to", format!("`{to}` is no receive address of this ledger")))
+}
+
+/// One payment inside the caller's transaction; keys are per payer, so one
+/// entity cannot collide with another's.
+fn pay_one(grid: &Grid, tx: &dyn crate::storage::WriteTx, credential: &str, body: &PayRequest) -> ApiResult<Transfer> {
+    check_key(&body.key)?;
+    let payer = grid.hub().registry.authenticate(grid.db(), credential)?;
+    let to = payee(grid, &body.to)?;
+    let key = format!("{}/{}", payer.id, body.key);
+    Ok(wallet::transfer(tx, &payer.id, &to, body.amount, &payer.id, &key, crate::role::unix_ms())?)
+}
+
 async fn pay(
     State(grid): State<Arc<Grid>>,
     bearer: Bearer,
@@ -58,19 +78,41 @@ async fn pay(
         let Some(credential) = bearer.0.as_deref() else {
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "authorization", "a credential is needed"));
         };
-        let payer = grid.hub().registry.authenticate(grid.db(), credential)?;
-        let to = if body.to == grid.account() {
-            body.to.clone()
-        } else {
-            wallet::resolve(grid.db(), &body.to)?
-                .ok_or_else(|| ApiError::unprocessable("to", format!("`{}` is no receive address of this ledger", body.to)))?
-        };
-        // Keys are per payer, so one entity cannot collide with another's.
-        let key = format!("{}/{}", payer.id, body.key);
-        let tx = grid.db().write().map_err(ApiError::internal)?;
-        let transfer = wallet::transfer(&*tx, &payer.id, &to, body.amount, &payer.id, &key, crate::role::unix_ms())?;
-        tx.commit().map_err(ApiError::internal)?;
+        let tx = grid.db().write()?;
+        let transfer = pay_one(&grid, &*tx, credential, &body)?;
+        tx.commit()?;
         Ok((StatusCode::CREATED, Json(transfer)))
+    })
+    .await
+}
+
+/// Many payers' payments, each under its own credential, in one ledger write:
+/// a meter host with thousands of consumers pays for all of them at once. A
+/// refused payment is reported in its place and moves nothing.
+async fn pay_batch(State(grid): State<Arc<Grid>>, Body(body): Body<Batch>) -> ApiResult<Json<BatchAnswer>> {
+    if body.payments.len() > PAY_BATCH {
+        return Err(ApiError::unprocessable("payments", format!("at most {PAY_BATCH} a batch")));
+    }
+    blocking(move || {
+        let tx = grid.db().write()?;
+        let mut outcomes = Vec::with_capacity(body.payments.len());
+        for p in &body.payments {
+            let request = PayRequest {
+                to: p.to.clone(),
+                amount: p.amount,
+                key: p.key.clone(),
+            };
+            outcomes.push(match pay_one(&grid, &*tx, &p.credential, &request) {
+                Ok(transfer) => Outcome::Paid(transfer),
+                Err(e) if e.status.is_client_error() => Outcome::Refused {
+                    error: e.message,
+                    field: e.field.unwrap_or_default(),
+                },
+                Err(e) => return Err(e),
+            });
+        }
+        tx.commit()?;
+        Ok(Json(BatchAnswer { outcomes }))
     })
     .await
 }
@@ -110,9 +152,9 @@ async fn issue(
     operator(grid.hub().operator_token.as_deref(), &bearer)?;
     check_key(&body.key)?;
     blocking(move || {
-        let tx = grid.db().write().map_err(ApiError::internal)?;
+        let tx = grid.db().write()?;
         let transfer = wallet::issue(&*tx, &body.to, body.amount, &format!("$issue/{}", body.key), crate::role::unix_ms())?;
-        tx.commit().map_err(ApiError::internal)?;
+        tx.commit()?;
         Ok((StatusCode::CREATED, Json(transfer)))
     })
     .await

@@ -14,6 +14,7 @@ pub struct Hub {
     pub store: EmbeddedTransport,
     pub secret: [u8; 32],
     pub operator_token: Option<String>,
+    unfinished: std::sync::Mutex<Vec<crate::channel::Address>>,
 }
 
 impl Hub {
@@ -32,12 +33,21 @@ impl Hub {
             db,
             secret,
             operator_token: operator_token.filter(|t| !t.is_empty()),
+            unfinished: Default::default(),
         })
     }
 
-    /// Reads every registered channel.
+    /// Reads the registered channels that moved since the last round (all of
+    /// them on the first round after a start).
     pub fn poll(&self) -> anyhow::Result<inbox::Polled> {
-        inbox::poll(&self.db, &self.store)
+        let mut unfinished = self.unfinished.lock().unwrap_or_else(|e| e.into_inner());
+        let moved = self.store.take_written().map(|mut moved| {
+            moved.extend(unfinished.drain(..));
+            moved
+        });
+        let polled = inbox::poll(&self.db, &self.store, moved.as_ref())?;
+        unfinished.extend(polled.unfinished.iter().copied());
+        Ok(polled)
     }
 
     /// Sends what ticks and registrations left in the outbox: this host's own

@@ -19,15 +19,17 @@ use serde::Serialize;
 use super::config::MetersConfig;
 use super::member::{MemberState, Payment};
 use super::{Clock, Meter, Step};
-use crate::channel::{ChannelReader, HttpTransport};
+use crate::channel::{Address, ChannelReader, HttpTransport, Transport};
 use crate::inbox::Command;
 use crate::registry::Kind;
 use crate::storage;
-use crate::wallet::{Ledger, PayError, RemoteLedger};
+use crate::wallet::{BatchPayment, pay_batch};
 
 /// Readings one meter publishes per round at most (after a long outage the
 /// rest follow in later rounds).
 const MAX_SLICES_PER_ROUND: u64 = 100;
+/// Registrations in flight at once when a meter host starts.
+const REGISTRATION_THREADS: usize = 8;
 
 pub struct Meters {
     pub config: MetersConfig,
@@ -119,19 +121,42 @@ impl Meters {
 
     fn drain(&self) -> anyhow::Result<usize> {
         crate::outbox::drain(&self.db, 100_000, |d| {
-            (d == super::member::UPSTREAM).then_some(&self.upstream as &dyn crate::channel::Transport)
+            (d == super::member::UPSTREAM).then_some(&self.upstream as &dyn Transport)
         })
     }
 
-    /// Registers the meters that are not yet (their hello went out first).
+    /// Registers the meters that are not yet (their hello went out first), a
+    /// few at a time.
     fn register(&self, members: &mut [MemberState]) -> anyhow::Result<()> {
         let url = self.config.upstream_url.trim_end_matches('/');
-        let mut changed = Vec::new();
-        for m in members.iter_mut().filter(|m| m.credential.is_none()) {
-            m.register(&self.agent, url, self.kind, self.key(&m.id)?)?;
-            changed.push(m.clone());
+        let mut waiting: Vec<&mut MemberState> =
+            members.iter_mut().filter(|m| m.credential.is_none()).collect();
+        if waiting.is_empty() {
+            return Ok(());
         }
-        self.save(&changed)
+        let per_thread = waiting.len().div_ceil(REGISTRATION_THREADS);
+        let results: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = waiting
+                .chunks_mut(per_thread)
+                .map(|chunk| {
+                    scope.spawn(move || -> anyhow::Result<()> {
+                        for m in chunk {
+                            let key = self.key(&m.id)?;
+                            m.register(&self.agent, url, self.kind, key)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a registration thread panicked"))))
+                .collect()
+        });
+        let registered: Vec<MemberState> =
+            waiting.iter().filter(|m| m.credential.is_some()).map(|m| (**m).clone()).collect();
+        self.save(&registered)?;
+        results.into_iter().collect()
     }
 
     fn save(&self, members: &[MemberState]) -> anyhow::Result<()> {
@@ -177,23 +202,40 @@ impl Meters {
     }
 
     /// Reads payment requests and decides payments; records them as pending.
+    /// One batched read finds the return channels that moved; only those are
+    /// followed.
     fn read_requests(&self, members: &mut [MemberState]) -> anyhow::Result<()> {
         let step = self.config.payment_step;
+        let with_channel: Vec<usize> = (0..members.len())
+            .filter(|&i| members[i].return_channel.is_some())
+            .collect();
+        let next: Vec<Address> = with_channel
+            .iter()
+            .filter_map(|&i| {
+                let m = &members[i];
+                m.return_channel.as_ref().map(|c| Address::of(&c.root, m.return_read))
+            })
+            .collect();
+        let found = self.upstream.get_many(&next)?;
         let mut changed = Vec::new();
-        for m in members.iter_mut() {
-            let Some(info) = &m.return_channel else { continue };
-            let mut reader = ChannelReader::resume(info, m.return_read)?;
-            let Ok(poll) = reader.poll(&self.upstream) else { continue };
-            let mut dirty = reader.next_index() != m.return_read;
-            for data in poll.data {
-                if let Some(Command::PaymentRequest { owed, pay_to, .. }) = Command::decode(&data) {
-                    m.requested += owed;
-                    m.requests += 1;
-                    m.outstanding += owed;
-                    m.pay_to = Some(pay_to);
+        for (&i, messages) in with_channel.iter().zip(found) {
+            let m = &mut members[i];
+            let mut dirty = false;
+            if !messages.is_empty() {
+                let Some(info) = &m.return_channel else { continue };
+                let mut reader = ChannelReader::resume(info, m.return_read)?;
+                let Ok(poll) = reader.poll(&self.upstream) else { continue };
+                for data in poll.data {
+                    if let Some(Command::PaymentRequest { owed, pay_to, .. }) = Command::decode(&data) {
+                        m.requested += owed;
+                        m.requests += 1;
+                        m.outstanding += owed;
+                        m.pay_to = Some(pay_to);
+                    }
                 }
+                dirty = reader.next_index() != m.return_read;
+                m.return_read = reader.next_index();
             }
-            m.return_read = reader.next_index();
             if m.pending.is_none() && m.outstanding >= step {
                 if let Some(to) = m.pay_to.clone() {
                     let amount = m.outstanding / step * step;
@@ -214,28 +256,45 @@ impl Meters {
         self.save(&changed)
     }
 
-    /// Sends the pending payments; confirms or undoes each by what the ledger says.
+    /// Sends the pending payments, many consumers' in one request; confirms or
+    /// undoes each by what the ledger says.
     fn pay(&self, members: &mut [MemberState]) -> anyhow::Result<()> {
         let url = self.config.upstream_url.trim_end_matches('/');
+        let due: Vec<usize> = (0..members.len())
+            .filter(|&i| members[i].pending.is_some() && members[i].credential.is_some())
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let batch: Vec<BatchPayment> = due
+            .iter()
+            .filter_map(|&i| {
+                let m = &members[i];
+                let (p, credential) = (m.pending.as_ref()?, m.credential.clone()?);
+                Some(BatchPayment {
+                    credential,
+                    to: p.to.clone(),
+                    amount: p.amount,
+                    key: p.key.clone(),
+                })
+            })
+            .collect();
+        // Unreachable: every payment stays pending and goes again, same keys.
+        let outcomes = match pay_batch(&self.agent, url, &batch) {
+            Ok(outcomes) => outcomes,
+            Err(_) => return Ok(()),
+        };
         let mut changed = Vec::new();
-        for m in members.iter_mut() {
-            let (Some(payment), Some(credential)) = (m.pending.clone(), m.credential.clone()) else {
-                continue;
-            };
-            let ledger = RemoteLedger::with_agent(self.agent.clone(), url, &credential);
-            match ledger.pay(&payment.to, payment.amount, &payment.key) {
-                Ok(_) => {
-                    m.paid += payment.amount;
-                    m.pending = None;
-                }
-                Err(PayError::Refused(why)) => {
+        for (&i, outcome) in due.iter().zip(outcomes) {
+            let m = &mut members[i];
+            let Some(payment) = m.pending.take() else { continue };
+            match outcome {
+                Ok(_) => m.paid += payment.amount,
+                Err(why) => {
                     eprintln!("{}: payment {} refused: {why}", m.id, payment.key);
                     m.outstanding += payment.amount;
                     m.refused += 1;
-                    m.pending = None;
                 }
-                // Sent again, under the same key, next round.
-                Err(PayError::Unavailable(_)) => continue,
             }
             changed.push(m.clone());
         }

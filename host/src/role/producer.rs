@@ -123,15 +123,17 @@ impl Producer {
         let records = inbox::pending(db, MAX_RECORDS_PER_TICK)?;
         let (joined, left) = registry::news_since_tick(db)?;
         let cursor: u64 = storage::meta(db, "producer/transfer-cursor")?.unwrap_or(0);
-        let mut member = self.lock()?;
-        // Payouts arrive on the grid's ledger; without it this tick sees none,
-        // and the next one reads them from the same cursor.
-        let transfers = match &member.credential {
-            Some(credential) => RemoteLedger::with_agent(self.agent.clone(), &self.grid_url, credential)
+        // Payouts arrive on the grid's ledger; unreachable, this tick sees none,
+        // and the next one reads them from the same cursor. (No lock is held
+        // across the call: `/status` reads the membership meanwhile.)
+        let credential = self.lock()?.credential.clone();
+        let transfers = match credential {
+            Some(credential) => RemoteLedger::with_agent(self.agent.clone(), &self.grid_url, &credential)
                 .transfers_since(cursor)
                 .unwrap_or_default(),
             None => Vec::new(),
         };
+        let mut member = self.lock()?;
         let next_cursor = transfers.last().map_or(cursor, |t| t.seq);
         let mut news = ProducerNews {
             left: left.clone(),

@@ -15,6 +15,8 @@ fn table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
     TableDefinition::new(name)
 }
 
+const CACHE_BYTES: usize = 32 << 20;
+
 pub struct RedbStore {
     db: Database,
 }
@@ -22,7 +24,11 @@ pub struct RedbStore {
 impl RedbStore {
     /// Opens the database file, creating it if needed.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let db = Database::create(path)
+        // redb caches up to 1 GiB by default; a process may hold a hundred
+        // roles' databases (the demo), and the working set of one is small.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
             .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
         Ok(Self { db })
     }

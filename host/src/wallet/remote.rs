@@ -36,6 +36,77 @@ pub struct PayRequest {
     pub key: String,
 }
 
+/// One payment of `POST /wallet/transfers/batch`, under its payer's credential.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchPayment {
+    pub credential: String,
+    pub to: String,
+    pub amount: u64,
+    pub key: String,
+}
+
+/// `POST /wallet/transfers/batch`: many payers' payments in one ledger write.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    pub payments: Vec<BatchPayment>,
+}
+
+/// Per payment, in order: the transfer, or why it was refused.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Paid(Transfer),
+    Refused { error: String, field: String },
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct BatchAnswer {
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Payments per batch request.
+pub const PAY_BATCH: usize = 256;
+
+/// Sends payments of many payers in batches; a payment is `Err(Refused)` if
+/// the ledger said no, and the whole call fails if the ledger cannot be reached
+/// (then every payment of the failed batch is retried with its key).
+pub fn pay_batch(
+    agent: &ureq::Agent,
+    base: &str,
+    payments: &[BatchPayment],
+) -> Result<Vec<Result<Transfer, PayError>>, PayError> {
+    let base = base.trim_end_matches('/');
+    let mut out = Vec::with_capacity(payments.len());
+    for chunk in payments.chunks(PAY_BATCH) {
+        let body = Batch {
+            payments: chunk.to_vec(),
+        };
+        let mut response = agent
+            .post(&format!("{base}/wallet/transfers/batch"))
+            .send_json(&body)
+            .map_err(|e| PayError::Unavailable(e.into()))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.body_mut().read_to_string().unwrap_or_default();
+            return Err(PayError::Unavailable(anyhow::anyhow!("{status} {text}")));
+        }
+        let answer: BatchAnswer = response
+            .body_mut()
+            .read_json()
+            .map_err(|e| PayError::Unavailable(e.into()))?;
+        if answer.outcomes.len() != chunk.len() {
+            return Err(PayError::Unavailable(anyhow::anyhow!("batch: wrong count")));
+        }
+        out.extend(answer.outcomes.into_iter().map(|o| match o {
+            Outcome::Paid(t) => Ok(t),
+            Outcome::Refused { error, field } => Err(PayError::Refused(format!("{field}: {error}"))),
+        }));
+    }
+    Ok(out)
+}
+
 /// Body of `GET /wallet` answers.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Account {
