@@ -226,8 +226,42 @@ pub fn grid_router(grid: Arc<Grid>) -> Router {
 }
 
 pub fn producer_router(producer: Arc<Producer>) -> Router {
+    use axum::extract::State;
+    use axum::routing::post;
+
+    /// The original's `/initialise`, `/closedown` and `/reset`, for the operator.
+    async fn membership(
+        producer: Arc<Producer>,
+        bearer: Bearer,
+        change: fn(&Producer) -> anyhow::Result<crate::role::member::MemberState>,
+    ) -> ApiResult<axum::Json<serde_json::Value>> {
+        operator(producer.hub.operator_token.as_deref(), &bearer)?;
+        blocking(move || {
+            let m = change(&producer)?;
+            Ok(axum::Json(serde_json::json!({
+                "id": m.id,
+                "registered": m.credential.is_some(),
+                "closed": m.closed,
+                "index": m.index,
+            })))
+        })
+        .await
+    }
+    async fn initialise(State(p): State<Arc<Producer>>, bearer: Bearer) -> ApiResult<axum::Json<serde_json::Value>> {
+        membership(p, bearer, Producer::initialise).await
+    }
+    async fn closedown(State(p): State<Arc<Producer>>, bearer: Bearer) -> ApiResult<axum::Json<serde_json::Value>> {
+        membership(p, bearer, Producer::closedown).await
+    }
+    async fn reset(State(p): State<Arc<Producer>>, bearer: Bearer) -> ApiResult<axum::Json<serde_json::Value>> {
+        membership(p, bearer, Producer::reset).await
+    }
     finish(
-        hub::routes::<Producer>().route("/status", get(hub::status::<Producer>)),
+        hub::routes::<Producer>()
+            .route("/status", get(hub::status::<Producer>))
+            .route("/initialise", post(initialise))
+            .route("/closedown", post(closedown))
+            .route("/reset", post(reset)),
         producer,
     )
 }

@@ -43,6 +43,9 @@ pub struct MemberState {
     pub pay_to: Option<String>,
     pub pending: Option<Payment>,
     pub refused: u64,
+    /// Closed down: said goodbye and deregistered; publishes nothing.
+    #[serde(default)]
+    pub closed: bool,
 }
 
 fn meta_name(id: &str) -> String {
@@ -86,6 +89,7 @@ impl MemberState {
             pay_to: None,
             pending: None,
             refused: 0,
+            closed: false,
         };
         state.save(tx)?;
         Ok(state)
@@ -103,6 +107,49 @@ impl MemberState {
         outbox::enqueue(tx, UPSTREAM, address, bytes)?;
         self.channel.next_index = writer.next_index();
         Ok(address)
+    }
+
+    /// Closes the member's channel: goodbye goes out through the outbox.
+    pub fn goodbye(&mut self, tx: &dyn WriteTx, key: &SigningKey) -> anyhow::Result<()> {
+        let mut writer = self.channel.writer(key);
+        let (address, bytes) = writer.prepare(Message::Goodbye)?;
+        outbox::enqueue(tx, UPSTREAM, address, bytes)?;
+        self.channel.next_index = writer.next_index();
+        Ok(())
+    }
+
+    /// A fresh channel (new root and side key) opening with hello; the
+    /// credential is kept, since re-registering the id needs it (a reset).
+    pub fn renew(&mut self, tx: &dyn WriteTx, key: &SigningKey) -> anyhow::Result<()> {
+        let mut writer = ChannelWriter::new(key.clone(), true)?;
+        let (address, bytes) = writer.prepare(Message::Hello)?;
+        outbox::enqueue(tx, UPSTREAM, address, bytes)?;
+        self.channel = WriterState::of(&writer);
+        self.return_channel = None;
+        self.return_read = 0;
+        Ok(())
+    }
+
+    /// Removes the registration at the host (`DELETE /registrations/{id}`).
+    pub fn deregister(&mut self, agent: &ureq::Agent, url: &str) -> anyhow::Result<()> {
+        let Some(credential) = &self.credential else {
+            return Ok(());
+        };
+        let mut response = agent
+            .delete(&format!("{url}/registrations/{}", self.id))
+            .header("authorization", &format!("Bearer {credential}"))
+            .call()?;
+        let status = response.status();
+        // Already gone (401: the credential no longer matches anything) is done too.
+        anyhow::ensure!(
+            status.is_success() || status.as_u16() == 401,
+            "deregistering {} at {url}: {status} {}",
+            self.id,
+            response.body_mut().read_to_string().unwrap_or_default()
+        );
+        self.credential = None;
+        self.index = None;
+        Ok(())
     }
 
     pub fn info(&self, key: &SigningKey) -> ChannelInfo {

@@ -106,7 +106,7 @@ impl Producer {
     /// Registers with the grid once the channel's hello is there.
     fn ensure_registered(&self) -> anyhow::Result<()> {
         let mut member = self.lock()?;
-        if member.credential.is_some() {
+        if member.credential.is_some() || member.closed {
             return Ok(());
         }
         member.register(&self.agent, &self.grid_url, Kind::Producer, &self.key)?;
@@ -226,13 +226,77 @@ impl Producer {
     pub fn metrics(&self) -> anyhow::Result<Vec<(String, i64)>> {
         Ok(storage::meta(self.db(), "producer/metrics")?.unwrap_or_default())
     }
+
+    /// Commits a change of the membership together with what it sends, then
+    /// sends it.
+    fn change(&self, member: &mut MemberState, f: impl FnOnce(&mut MemberState, &dyn storage::WriteTx) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let tx = self.db().write()?;
+        f(member, &*tx)?;
+        member.save(&*tx)?;
+        tx.commit()?;
+        self.hub.drain(Some(&self.grid))?;
+        Ok(())
+    }
+
+    /// The original's closedown: goodbye on the channel to the grid, and the
+    /// registration removed; the producer stops reporting until `initialise`.
+    pub fn closedown(&self) -> anyhow::Result<MemberState> {
+        let mut member = self.lock()?;
+        if !member.closed {
+            self.change(&mut member, |m, tx| {
+                m.closed = true;
+                m.goodbye(tx, &self.key)
+            })?;
+        }
+        member.deregister(&self.agent, &self.grid_url)?;
+        self.change(&mut member, |_, _| Ok(()))?;
+        Ok(member.clone())
+    }
+
+    /// The original's reset: goodbye, a fresh channel, a new registration of
+    /// the same id (under the current credential, so the grid keeps its index).
+    pub fn reset(&self) -> anyhow::Result<MemberState> {
+        let mut member = self.lock()?;
+        self.change(&mut member, |m, tx| {
+            if !m.closed {
+                m.goodbye(tx, &self.key)?;
+            }
+            m.closed = false;
+            m.renew(tx, &self.key)
+        })?;
+        member.register(&self.agent, &self.grid_url, Kind::Producer, &self.key)?;
+        self.change(&mut member, |_, _| Ok(()))?;
+        Ok(member.clone())
+    }
+
+    /// The original's initialise: after a closedown, a fresh channel and a new
+    /// registration; otherwise (already registered) nothing changes.
+    pub fn initialise(&self) -> anyhow::Result<MemberState> {
+        let mut member = self.lock()?;
+        if member.closed {
+            self.change(&mut member, |m, tx| {
+                m.closed = false;
+                m.renew(tx, &self.key)
+            })?;
+        }
+        if member.credential.is_none() {
+            member.register(&self.agent, &self.grid_url, Kind::Producer, &self.key)?;
+            self.change(&mut member, |_, _| Ok(()))?;
+        }
+        Ok(member.clone())
+    }
+
+    pub fn closed(&self) -> anyhow::Result<bool> {
+        Ok(self.lock()?.closed)
+    }
 }
 
 impl Step for Producer {
     fn step(&self) -> anyhow::Result<()> {
         self.hub.poll()?;
         let now = self.clock.now_ms();
-        if now.saturating_sub(self.last_tick_ms.load(Ordering::Relaxed)) >= self.tick_ms {
+        let open = !self.closed()?;
+        if open && now.saturating_sub(self.last_tick_ms.load(Ordering::Relaxed)) >= self.tick_ms {
             self.last_tick_ms.store(now, Ordering::Relaxed);
             let (tick, failed) = self.tick()?;
             if let Some(why) = failed {
