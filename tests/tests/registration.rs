@@ -197,3 +197,27 @@ fn forged_replayed_and_tampered_messages_are_dropped_and_counted() {
 
     rt.block_on(grid.stop()).unwrap();
 }
+
+#[test]
+fn a_channel_registered_after_its_messages_arrived_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, _) = strategy_files(dir.path());
+    let rt = runtime();
+    let grid = rt.block_on(run::grid(&grid_config(dir.path(), grid_wasm, 20))).unwrap();
+    let client = Client::new(&grid.url);
+    let store = HttpTransport::new(&grid.url);
+    // The grid has been polling for a while before anything arrives.
+    eventually("a few rounds", || client.get("/status", None).1["totals"]["ticks"].as_u64() >= Some(3));
+
+    let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[4; 32]), true).unwrap();
+    writer.hello(&store).unwrap();
+    writer.publish(&store, usage(0, 1_200)).unwrap();
+    writer.publish(&store, usage(30_000, 800)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let (status, body) = client.put("/registrations/dora", None, &register_body(&writer, "consumer"));
+    assert_eq!(status, 201, "{body}");
+    eventually("the grid read what was there before the registration", || {
+        client.get("/status", None).1["totals"]["usage-wh"] == 2_000
+    });
+    rt.block_on(grid.stop()).unwrap();
+}

@@ -34,6 +34,15 @@ impl EmbeddedTransport {
         }
     }
 
+    /// Marks an address as written, so the next poll reads the channel that
+    /// expects it (a channel registered after its first messages arrived).
+    pub fn touch(&self, address: Address) {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = written.as_mut() {
+            set.insert(address);
+        }
+    }
+
     /// The addresses written through this transport since the last call, so a
     /// poller reads only the channels that moved; `None` on the first call
     /// (after a start, every channel may have news).

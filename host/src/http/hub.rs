@@ -138,6 +138,9 @@ async fn register<R: HasHub>(
         let registered = hub
             .registry
             .register(&hub.db, &id, body.kind, info, bearer.0.as_deref())?;
+        // Its messages may all be in the store already: read it next round.
+        let r = &registered.registration;
+        hub.store.touch(Address::of(&r.channel.root, r.read_index));
         let status = if registered.changed { StatusCode::CREATED } else { StatusCode::OK };
         let key = hub.registry.key().verifying_key().to_bytes();
         Ok((
