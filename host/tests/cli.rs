@@ -1,5 +1,5 @@
 //! The `powerplug` binary as a user runs it: build both basic strategies into
-//! components, inspect one, and run the simulation on them.
+//! components, inspect one, run the simulation on them, and run the demo.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -91,6 +91,30 @@ fn build_inspect_and_simulate() {
     assert!(second.contains("0 compiled, 2 from cache"), "{second}");
     let body = |s: &str| s.lines().skip(3).collect::<Vec<_>>().join("\n");
     assert_eq!(body(&first), body(&second));
+
+    // The main job: every role as a service, trading; the summary's checks hold.
+    let (ok, stdout, stderr) = powerplug(
+        &[
+            "demo",
+            "--grid",
+            grid.to_str().unwrap(),
+            "--producer",
+            producer.to_str().unwrap(),
+            "--ticks",
+            "30",
+            "--time-scale",
+            "120",
+            "--json",
+        ],
+        work.path(),
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let checks = summary["checks"].as_array().unwrap();
+    assert!(checks.len() >= 10);
+    assert!(checks.iter().all(|c| c["holds"] == true), "{stdout}");
+    assert!(summary["progress"]["grid_ticks"].as_u64() >= Some(30));
+    assert!(summary["payment_requests"].as_u64() > Some(0), "{stdout}");
 }
 
 #[test]

@@ -153,6 +153,22 @@ pub struct MetersConfig {
     pub slice_ms: u64,
     /// Consumers pay in multiples of this (the original: 25).
     pub payment_step: u64,
+    /// Where the meters keep their state.
+    #[serde(default)]
+    pub state: StateKeeping,
+}
+
+/// A meter host keeps its state in its own database (`data_dir`), or — a
+/// meter without a disk, as in the original — in the `/storage` of the host it
+/// registers with. Then its keys and channels derive from `secret` (32 bytes,
+/// hex), so that after a restart it can register again, get its credential and
+/// read its state back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum StateKeeping {
+    #[default]
+    Local,
+    Remote { secret: String },
 }
 
 impl MetersConfig {
@@ -164,6 +180,7 @@ impl MetersConfig {
             meter: SimulatedMeter::CONSUMER,
             slice_ms: 30_000,
             payment_step: 25,
+            state: StateKeeping::Local,
         }
     }
 

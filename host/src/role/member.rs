@@ -14,6 +14,10 @@ use crate::{outbox, storage};
 /// The outbox destination of everything an entity publishes.
 pub const UPSTREAM: &str = "upstream";
 
+/// Where an entity without a disk keeps its state upstream: `/storage/{id}/powerplug/member`.
+const REMOTE_CONTEXT: &str = "powerplug";
+const REMOTE_KEY: &str = "member";
+
 /// A payment handed to the ledger and not yet confirmed: retried with the same
 /// key after a crash, so it is made once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,13 +67,18 @@ impl MemberState {
 
     /// A new member whose restricted channel opens with hello through the
     /// outbox, in the caller's transaction.
+    /// `channel`: the root and side key to use; random if `None`.
     pub fn create(
         tx: &dyn WriteTx,
         id: &str,
         key: &SigningKey,
         first_slice: u64,
+        channel: Option<([u8; 32], [u8; 32])>,
     ) -> anyhow::Result<Self> {
-        let mut writer = ChannelWriter::new(key.clone(), true)?;
+        let mut writer = match channel {
+            Some((root, side)) => ChannelWriter::resume(key.clone(), root, Some(side), 0),
+            None => ChannelWriter::new(key.clone(), true)?,
+        };
         let (address, bytes) = writer.prepare(Message::Hello)?;
         outbox::enqueue(tx, UPSTREAM, address, bytes)?;
         let state = Self {
@@ -149,6 +158,42 @@ impl MemberState {
         );
         self.credential = None;
         self.index = None;
+        Ok(())
+    }
+
+    /// The state kept in the upstream host's `/storage`, if any.
+    pub fn fetch(agent: &ureq::Agent, url: &str, id: &str, credential: &str) -> anyhow::Result<Option<Self>> {
+        let mut response = agent
+            .get(&format!("{url}/storage/{id}/{REMOTE_CONTEXT}/{REMOTE_KEY}"))
+            .header("authorization", &format!("Bearer {credential}"))
+            .call()?;
+        match response.status().as_u16() {
+            200 => Ok(Some(response.body_mut().read_json()?)),
+            404 => Ok(None),
+            status => anyhow::bail!(
+                "reading {id}'s state at {url}: {status} {}",
+                response.body_mut().read_to_string().unwrap_or_default()
+            ),
+        }
+    }
+
+    /// Keeps the state in the upstream host's `/storage`.
+    pub fn store(&self, agent: &ureq::Agent, url: &str) -> anyhow::Result<()> {
+        let credential = self
+            .credential
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("{}: not registered, nowhere to keep its state", self.id))?;
+        let mut response = agent
+            .put(&format!("{url}/storage/{}/{REMOTE_CONTEXT}/{REMOTE_KEY}", self.id))
+            .header("authorization", &format!("Bearer {credential}"))
+            .send_json(self)?;
+        let status = response.status();
+        anyhow::ensure!(
+            status.is_success(),
+            "keeping {}'s state at {url}: {status} {}",
+            self.id,
+            response.body_mut().read_to_string().unwrap_or_default()
+        );
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ed25519_dalek::SigningKey;
 use serde::Serialize;
 
-use super::config::MetersConfig;
+use super::config::{MetersConfig, StateKeeping};
 use super::member::{MemberState, Payment};
 use super::{Clock, Meter, Step};
 use crate::channel::{Address, ChannelReader, HttpTransport, Transport};
@@ -43,6 +43,31 @@ pub struct Meters {
     clock: Clock,
     /// Cleared to stop taking readings while payments go on (winding down).
     reading: AtomicBool,
+    /// Set when the state is kept upstream.
+    remote: Option<Remote>,
+}
+
+/// What a meter host without a disk remembers in memory.
+#[derive(Default)]
+struct Remote {
+    restored: AtomicBool,
+    /// Each meter's state as last kept upstream.
+    kept: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+}
+
+/// The channel of a meter without a disk: root and side key from its secret.
+fn derived_channel(secret: &[u8; 32], id: &str) -> ([u8; 32], [u8; 32]) {
+    use sha2::{Digest, Sha256};
+    let derive = |what: &str| -> [u8; 32] {
+        Sha256::new()
+            .chain_update(b"powerplug/meter-channel/v1")
+            .chain_update(secret)
+            .chain_update(what)
+            .chain_update(id)
+            .finalize()
+            .into()
+    };
+    (derive("root"), derive("side-key"))
 }
 
 /// What a meter host knows, for `/status`.
@@ -73,6 +98,21 @@ impl Meters {
         );
         anyhow::ensure!(config.slice_ms > 0, "slice_ms: at least 1");
         anyhow::ensure!(config.payment_step > 0, "payment_step: at least 1");
+        // Without a disk, the secret comes from the configuration: keys and
+        // channel roots derive from it, the same after every restart.
+        let remote = match &config.state {
+            StateKeeping::Local => None,
+            StateKeeping::Remote { secret } => {
+                let bytes: [u8; 32] = hex::decode(secret)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| anyhow::anyhow!("state.remote.secret: 32 bytes in hex"))?;
+                let tx = db.write()?;
+                crate::storage::set_meta(&*tx, "secret", &bytes)?;
+                tx.commit()?;
+                Some(Remote::default())
+            }
+        };
         let secret = super::secret(&db)?;
         let ids = config.ids();
         let keys: BTreeMap<String, SigningKey> = ids
@@ -85,7 +125,8 @@ impl Meters {
         let tx = db.write()?;
         for (id, key) in &keys {
             if MemberState::load(&db, id)?.is_none() {
-                MemberState::create(&*tx, id, key, first_slice)?;
+                let channel = remote.as_ref().map(|_| derived_channel(&secret, id));
+                MemberState::create(&*tx, id, key, first_slice, channel)?;
             }
         }
         tx.commit()?;
@@ -100,7 +141,69 @@ impl Meters {
             meter,
             clock,
             reading: AtomicBool::new(true),
+            remote,
         })
+    }
+
+    fn url(&self) -> &str {
+        self.config.upstream_url.trim_end_matches('/')
+    }
+
+    /// Remote state, after a start: each meter registers again with its
+    /// derived channel (same channel, same credential) and reads back the
+    /// state it kept upstream. Its hello is already there, so the one the
+    /// start queued is dropped.
+    fn restore(&self, remote: &Remote) -> anyhow::Result<()> {
+        if remote.restored.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        // An unreachable host must not look like a first start (which would
+        // begin the channels again over the ones kept there): try again later.
+        let status = self.agent.get(&format!("{}/status", self.url())).call()?.status();
+        anyhow::ensure!(status.is_success(), "{}: {status}, state not restored yet", self.url());
+        let mut members = self.members()?;
+        let mut restored = Vec::new();
+        let mut hellos = std::collections::HashSet::new();
+        for m in members.iter_mut() {
+            // Not there yet (a first start): the normal round sends hello and registers.
+            if m.register(&self.agent, self.url(), self.kind, self.key(&m.id)?).is_err() {
+                continue;
+            }
+            let credential = m.credential.clone().unwrap_or_default();
+            hellos.insert(Address::of(&m.channel.root, 0));
+            if let Some(kept) = MemberState::fetch(&self.agent, self.url(), &m.id, &credential)? {
+                *m = MemberState { credential: Some(credential), ..kept };
+            }
+            restored.push(m.clone());
+        }
+        self.save(&restored)?;
+        let queued = crate::outbox::pending(&self.db, usize::MAX)?;
+        let resent: Vec<u64> = queued.iter().filter(|i| hellos.contains(&i.address)).map(|i| i.seq).collect();
+        crate::outbox::acknowledge(&self.db, &resent)?;
+        remote.restored.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Remote state: pushes every meter whose state changed since it was last
+    /// kept upstream. Called after the outbox drained (a kept channel position
+    /// never runs ahead of what was sent) and before payments are sent (a
+    /// pending payment is kept before it is made).
+    fn sync(&self) -> anyhow::Result<()> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        let mut kept = remote.kept.lock().unwrap_or_else(|e| e.into_inner());
+        for m in self.members()? {
+            if m.credential.is_none() {
+                continue;
+            }
+            let now = serde_json::to_vec(&m)?;
+            if kept.get(&m.id) != Some(&now) {
+                m.store(&self.agent, self.url())?;
+                kept.insert(m.id.clone(), now);
+            }
+        }
+        Ok(())
     }
 
     fn members(&self) -> anyhow::Result<Vec<MemberState>> {
@@ -335,15 +438,21 @@ impl Meters {
 
 impl Step for Meters {
     fn step(&self) -> anyhow::Result<()> {
+        if let Some(remote) = &self.remote {
+            self.restore(remote)?;
+        }
         let mut members = self.members()?;
         if self.reading.load(Ordering::Relaxed) {
             self.publish_readings(&mut members)?;
         }
         self.drain()?;
         self.register(&mut members)?;
+        self.sync()?;
         if self.kind == Kind::Consumer {
             self.read_requests(&mut members)?;
+            self.sync()?;
             self.pay(&mut members)?;
+            self.sync()?;
         }
         Ok(())
     }

@@ -63,7 +63,7 @@ impl Producer {
             Some(m) => m,
             None => {
                 let tx = hub.db.write()?;
-                let m = MemberState::create(&*tx, id, &key, 0)?;
+                let m = MemberState::create(&*tx, id, &key, 0, None)?;
                 tx.commit()?;
                 m
             }

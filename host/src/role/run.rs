@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::config::{GridConfig, MetersConfig, ProducerConfig, Service};
+use super::config::{GridConfig, MetersConfig, ProducerConfig, Service, StateKeeping};
 use super::grid::Grid;
 use super::meters::Meters;
 use super::producer::Producer;
@@ -94,7 +94,11 @@ pub async fn producer(config: &ProducerConfig) -> anyhow::Result<Running<Produce
 }
 
 pub async fn meters(config: &MetersConfig, kind: Kind) -> anyhow::Result<Running<Meters>> {
-    let db = open_database(&config.service.data_dir)?;
+    let db: crate::storage::Db = match config.state {
+        StateKeeping::Local => open_database(&config.service.data_dir)?,
+        // No disk: what must survive lives upstream; the rest in memory.
+        StateKeeping::Remote { .. } => Arc::new(crate::storage::RedbStore::in_memory()?),
+    };
     let meter: SimulatedMeter = config.meter;
     let config2 = config.clone();
     let meters = Arc::new(
