@@ -442,10 +442,17 @@ impl std::fmt::Display for Summary {
             self.consumer_payments,
             self.consumers_outstanding
         )?;
+        let balances: Vec<u64> = self.producer_balances.iter().map(|(_, b)| *b).collect();
+        let each = if balances.len() <= 8 {
+            format!("{balances:?}")
+        } else {
+            let (min, max) = (balances.iter().min(), balances.iter().max());
+            format!("{} producers, {} to {} each", balances.len(), min.unwrap_or(&0), max.unwrap_or(&0))
+        };
         writeln!(
             f,
-            "         running costs {} · paid to producers {} {:?} · undistributed {} · grid wallet {}",
-            self.running_costs, p.paid_to_producers, self.producer_balances, self.undistributed, self.grid_balance
+            "         running costs {} · paid to producers {} ({each}) · undistributed {} · grid wallet {}",
+            self.running_costs, p.paid_to_producers, self.undistributed, self.grid_balance
         )?;
         writeln!(f, "channels {} invalid messages dropped", self.messages_dropped)?;
         for c in &self.checks {

@@ -29,6 +29,9 @@ fn closedown_initialise_and_reset_change_the_producers_registration() {
     let (grid_api, api) = (Client::new(&grid.url), Client::new(&producer.url));
 
     eventually("the producer registers", || producers(&grid_api)["open"] == 1);
+    let (_, status) = api.get("/status", None);
+    assert_eq!(status["grid"]["url"], grid.url.as_str());
+    assert_eq!(status["grid"]["balance"], 0, "its account at the grid's ledger: {status}");
     let first_index = api.get("/status", None).1["grid"]["index"].clone();
 
     for route in ["/closedown", "/reset", "/initialise"] {

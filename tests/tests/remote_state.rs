@@ -46,6 +46,10 @@ fn meters_without_a_disk_keep_their_state_upstream_across_a_restart() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     let meters = rt.block_on(run::meters(&sources, Kind::Source)).unwrap();
     eventually("readings go on after the restart", || read() >= before + 20);
+    let (_, status) = Client::new(&meters.url).get("/status", None);
+    let each = status["each"].as_array().unwrap();
+    assert_eq!(each.len(), 2);
+    assert!(each.iter().all(|m| m["registered"] == true && m["channel_position"].as_u64() > Some(10)), "{status}");
     rt.block_on(meters.stop()).unwrap();
     assert!(!sources.service.data_dir.exists(), "no local state was written");
 

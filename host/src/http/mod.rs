@@ -277,6 +277,8 @@ pub fn meters_router(meters: Arc<Meters>) -> Router {
                 "id": meters.config.service.id,
                 "upstream": meters.config.upstream_url,
                 "meters": s,
+                // Per meter only for small hosts: a balance is a ledger call each.
+                "each": meters.each(100)?,
             })))
         })
         .await

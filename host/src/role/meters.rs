@@ -421,6 +421,42 @@ impl Meters {
         Ok(s)
     }
 
+    /// Each meter as `/status` shows it (for hosts of up to `limit` meters):
+    /// its registration, channel positions, totals and, for consumers, its
+    /// balance in the grid's ledger (`null` when the ledger cannot be reached).
+    pub fn each(&self, limit: usize) -> anyhow::Result<Option<Vec<serde_json::Value>>> {
+        if self.ids.len() > limit {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for m in self.members()? {
+            let balance = match (&m.credential, self.kind) {
+                (Some(credential), Kind::Consumer) => {
+                    use crate::wallet::Ledger;
+                    crate::wallet::RemoteLedger::with_agent(self.agent.clone(), self.url(), credential)
+                        .balance()
+                        .ok()
+                }
+                _ => None,
+            };
+            out.push(serde_json::json!({
+                "id": m.id,
+                "registered": m.credential.is_some(),
+                "index": m.index,
+                "channel_position": m.channel.next_index,
+                "return_position": m.return_read,
+                "next_slice": m.next_slice,
+                "published_wh": m.published_wh,
+                "requested": m.requested,
+                "paid": m.paid,
+                "outstanding": m.outstanding,
+                "pending_payment": m.pending.as_ref().map(|p| p.amount),
+                "balance": balance,
+            }));
+        }
+        Ok(Some(out))
+    }
+
     /// Stops taking readings; registrations and payments go on.
     pub fn stop_readings(&self) {
         self.reading.store(false, Ordering::Relaxed);

@@ -286,6 +286,18 @@ impl Producer {
         Ok(member.clone())
     }
 
+    pub fn grid_url(&self) -> &str {
+        &self.grid_url
+    }
+
+    /// The producer's balance in its grid's ledger; `None` if unknown now.
+    pub fn balance(&self) -> Option<u64> {
+        let credential = self.lock().ok()?.credential.clone()?;
+        RemoteLedger::with_agent(self.agent.clone(), &self.grid_url, &credential)
+            .balance()
+            .ok()
+    }
+
     pub fn closed(&self) -> anyhow::Result<bool> {
         Ok(self.lock()?.closed)
     }

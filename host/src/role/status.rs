@@ -73,6 +73,9 @@ pub fn producer(producer: &Producer) -> anyhow::Result<Value> {
         "totals": storage::counters(db)?,
         "metrics": metrics(producer.metrics()?),
         "grid": {
+            "url": producer.grid_url(),
+            "balance": producer.balance(),
+            "closed": member.closed,
             "registered": member.credential.is_some(),
             "index": member.index,
             "channel_position": member.channel.next_index,
