@@ -16,14 +16,19 @@ use crate::strategy::Setting;
 
 /// Loads a role's configuration: defaults, then the file (if given), then the
 /// environment. An unknown key or a wrong type is an error naming the key.
-pub fn load<T: Serialize + DeserializeOwned>(defaults: T, file: Option<&Path>) -> anyhow::Result<T> {
+pub fn load<T: Serialize + DeserializeOwned>(
+    defaults: T,
+    file: Option<&Path>,
+) -> anyhow::Result<T> {
     let mut figment = Figment::from(Serialized::defaults(defaults));
     if let Some(file) = file {
         anyhow::ensure!(file.exists(), "config: {} does not exist", file.display());
         figment = figment.merge(Toml::file(file));
     }
     figment = figment.merge(Env::prefixed("POWERPLUG_").split("__"));
-    figment.extract().map_err(|e| anyhow::anyhow!("config: {e}"))
+    figment
+        .extract()
+        .map_err(|e| anyhow::anyhow!("config: {e}"))
 }
 
 /// What every role has.
@@ -168,7 +173,9 @@ pub struct MetersConfig {
 pub enum StateKeeping {
     #[default]
     Local,
-    Remote { secret: String },
+    Remote {
+        secret: String,
+    },
 }
 
 impl MetersConfig {
@@ -197,7 +204,9 @@ impl MetersConfig {
         if self.count == 1 {
             vec![self.service.id.clone()]
         } else {
-            (0..self.count).map(|n| format!("{}-{n}", self.service.id)).collect()
+            (0..self.count)
+                .map(|n| format!("{}-{n}", self.service.id))
+                .collect()
         }
     }
 }

@@ -7,7 +7,6 @@
 //! decides the same), one after it repeats nothing.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use serde::Serialize;
@@ -17,11 +16,11 @@ use super::{Clock, Hub, Step};
 use crate::books::{GridNews, StoredBooks, grid_input, store_decision};
 use crate::inbox::{self, Command};
 use crate::registry::{self, Kind, LOCAL, Registration};
+use crate::storage::Store;
 use crate::strategy::{
     Entity, GridDecision, GridStrategy, Metric, Output, Setting, Transfer, Usage,
 };
 use crate::tick_log::{self, Outcome};
-use crate::storage::Store;
 use crate::{outbox, storage, wallet};
 
 const SLOT: &str = "grid";
@@ -33,10 +32,9 @@ pub struct Grid {
     strategy: GridStrategy,
     settings: Vec<Setting>,
     clock: Clock,
-    tick_ms: u64,
     tick_log_keep: u64,
     wallet_seed: [u8; 32],
-    last_tick_ms: AtomicU64,
+    schedule: super::TickSchedule,
 }
 
 /// What one tick did.
@@ -78,10 +76,9 @@ impl Grid {
             strategy,
             settings: config.strategy.settings(),
             clock: config.service.clock,
-            tick_ms: config.strategy.tick_ms,
             tick_log_keep: config.strategy.tick_log_keep,
             wallet_seed,
-            last_tick_ms: AtomicU64::new(0),
+            schedule: super::TickSchedule::new(config.strategy.tick_ms),
         })
     }
 
@@ -110,8 +107,10 @@ impl Grid {
             .into_iter()
             .map(|r| (r.index, r))
             .collect();
-        let index_of: HashMap<&str, u32> =
-            registrations.values().map(|r| (r.id.as_str(), r.index)).collect();
+        let index_of: HashMap<&str, u32> = registrations
+            .values()
+            .map(|r| (r.id.as_str(), r.index))
+            .collect();
 
         let mut news = GridNews {
             joined: joined
@@ -197,7 +196,14 @@ impl Grid {
             cursor: next_cursor,
             income,
         };
-        if let Err(e) = self.commit(tick, now, input.clone(), &decision, &registrations, consumed) {
+        if let Err(e) = self.commit(
+            tick,
+            now,
+            input.clone(),
+            &decision,
+            &registrations,
+            consumed,
+        ) {
             // The decision could not be carried out (a payout above the
             // balance, a request to a producer): nothing of it was applied, and
             // the news stays for the next tick.
@@ -295,7 +301,11 @@ impl Grid {
         storage::count(&*tx, "ticks", 1)?;
         storage::count(&*tx, "usage-wh", input.usage.wh.iter().sum())?;
         storage::count(&*tx, "output-wh", input.output.iter().map(|o| o.wh).sum())?;
-        storage::count(&*tx, "payment-requests", decision.payment_requests.len() as u64)?;
+        storage::count(
+            &*tx,
+            "payment-requests",
+            decision.payment_requests.len() as u64,
+        )?;
         storage::count(&*tx, "requests-undeliverable", undeliverable)?;
         storage::count(&*tx, "requested", requested)?;
         storage::count(&*tx, "billed-wh", billed)?;
@@ -335,8 +345,7 @@ impl Step for Grid {
     fn step(&self) -> anyhow::Result<()> {
         self.hub.poll()?;
         let now = self.clock.now_ms();
-        if now.saturating_sub(self.last_tick_ms.load(Ordering::Relaxed)) >= self.tick_ms {
-            self.last_tick_ms.store(now, Ordering::Relaxed);
+        if self.schedule.due(now) {
             let summary = self.tick()?;
             if let Some(why) = summary.failed {
                 eprintln!("grid tick {} failed: {why}", summary.tick);

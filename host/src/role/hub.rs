@@ -1,7 +1,6 @@
 //! What a grid and a producer share: a database, a registry of the entities
 //! that publish to them, and the channel store those entities write into.
 
-
 use crate::channel::{EmbeddedTransport, Transport};
 use crate::registry::{Kind, LOCAL, Registry};
 use crate::{inbox, outbox};

@@ -2,8 +2,8 @@
 //! meter at its grid or producer): its own channel in that host's store, its
 //! registration and credential, and the return channel it reads.
 
-use ed25519_dalek::SigningKey;
 use crate::storage::{Store, WriteTx};
+use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
 use crate::api;
@@ -162,7 +162,12 @@ impl MemberState {
     }
 
     /// The state kept in the upstream host's `/storage`, if any.
-    pub fn fetch(agent: &ureq::Agent, url: &str, id: &str, credential: &str) -> anyhow::Result<Option<Self>> {
+    pub fn fetch(
+        agent: &ureq::Agent,
+        url: &str,
+        id: &str,
+        credential: &str,
+    ) -> anyhow::Result<Option<Self>> {
         let mut response = agent
             .get(&format!("{url}/storage/{id}/{REMOTE_CONTEXT}/{REMOTE_KEY}"))
             .header("authorization", &format!("Bearer {credential}"))
@@ -179,12 +184,14 @@ impl MemberState {
 
     /// Keeps the state in the upstream host's `/storage`.
     pub fn store(&self, agent: &ureq::Agent, url: &str) -> anyhow::Result<()> {
-        let credential = self
-            .credential
-            .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("{}: not registered, nowhere to keep its state", self.id))?;
+        let credential = self.credential.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("{}: not registered, nowhere to keep its state", self.id)
+        })?;
         let mut response = agent
-            .put(&format!("{url}/storage/{}/{REMOTE_CONTEXT}/{REMOTE_KEY}", self.id))
+            .put(&format!(
+                "{url}/storage/{}/{REMOTE_CONTEXT}/{REMOTE_KEY}",
+                self.id
+            ))
             .header("authorization", &format!("Bearer {credential}"))
             .send_json(self)?;
         let status = response.status();
@@ -227,7 +234,10 @@ impl MemberState {
         );
         let registered: api::Registered = response.body_mut().read_json()?;
         let return_channel = match &registered.return_channel {
-            Some(c) => Some(c.info().map_err(|field| anyhow::anyhow!("answer: bad {field}"))?),
+            Some(c) => Some(
+                c.info()
+                    .map_err(|field| anyhow::anyhow!("answer: bad {field}"))?,
+            ),
             None => None,
         };
         if return_channel != self.return_channel {

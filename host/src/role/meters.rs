@@ -117,7 +117,12 @@ impl Meters {
         let ids = config.ids();
         let keys: BTreeMap<String, SigningKey> = ids
             .iter()
-            .map(|id| (id.clone(), super::signing_key(&secret, &format!("member/{id}"))))
+            .map(|id| {
+                (
+                    id.clone(),
+                    super::signing_key(&secret, &format!("member/{id}")),
+                )
+            })
             .collect();
         let clock = config.service.clock;
         // New meters start with the current slice; a restarted one goes on where it was.
@@ -159,26 +164,43 @@ impl Meters {
         }
         // An unreachable host must not look like a first start (which would
         // begin the channels again over the ones kept there): try again later.
-        let status = self.agent.get(&format!("{}/status", self.url())).call()?.status();
-        anyhow::ensure!(status.is_success(), "{}: {status}, state not restored yet", self.url());
+        let status = self
+            .agent
+            .get(&format!("{}/status", self.url()))
+            .call()?
+            .status();
+        anyhow::ensure!(
+            status.is_success(),
+            "{}: {status}, state not restored yet",
+            self.url()
+        );
         let mut members = self.members()?;
         let mut restored = Vec::new();
         let mut hellos = std::collections::HashSet::new();
         for m in members.iter_mut() {
             // Not there yet (a first start): the normal round sends hello and registers.
-            if m.register(&self.agent, self.url(), self.kind, self.key(&m.id)?).is_err() {
+            if m.register(&self.agent, self.url(), self.kind, self.key(&m.id)?)
+                .is_err()
+            {
                 continue;
             }
             let credential = m.credential.clone().unwrap_or_default();
             hellos.insert(Address::of(&m.channel.root, 0));
             if let Some(kept) = MemberState::fetch(&self.agent, self.url(), &m.id, &credential)? {
-                *m = MemberState { credential: Some(credential), ..kept };
+                *m = MemberState {
+                    credential: Some(credential),
+                    ..kept
+                };
             }
             restored.push(m.clone());
         }
         self.save(&restored)?;
         let queued = crate::outbox::pending(&self.db, usize::MAX)?;
-        let resent: Vec<u64> = queued.iter().filter(|i| hellos.contains(&i.address)).map(|i| i.seq).collect();
+        let resent: Vec<u64> = queued
+            .iter()
+            .filter(|i| hellos.contains(&i.address))
+            .map(|i| i.seq)
+            .collect();
         crate::outbox::acknowledge(&self.db, &resent)?;
         remote.restored.store(true, Ordering::Relaxed);
         Ok(())
@@ -232,8 +254,10 @@ impl Meters {
     /// few at a time.
     fn register(&self, members: &mut [MemberState]) -> anyhow::Result<()> {
         let url = self.config.upstream_url.trim_end_matches('/');
-        let mut waiting: Vec<&mut MemberState> =
-            members.iter_mut().filter(|m| m.credential.is_none()).collect();
+        let mut waiting: Vec<&mut MemberState> = members
+            .iter_mut()
+            .filter(|m| m.credential.is_none())
+            .collect();
         if waiting.is_empty() {
             return Ok(());
         }
@@ -253,11 +277,17 @@ impl Meters {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a registration thread panicked"))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a registration thread panicked")))
+                })
                 .collect()
         });
-        let registered: Vec<MemberState> =
-            waiting.iter().filter(|m| m.credential.is_some()).map(|m| (**m).clone()).collect();
+        let registered: Vec<MemberState> = waiting
+            .iter()
+            .filter(|m| m.credential.is_some())
+            .map(|m| (**m).clone())
+            .collect();
         self.save(&registered)?;
         results.into_iter().collect()
     }
@@ -286,8 +316,17 @@ impl Meters {
                 let wh = self.meter.read(&m.id, m.next_slice);
                 let (start_ms, end_ms) = (m.next_slice * slice_ms, (m.next_slice + 1) * slice_ms);
                 let command = match self.kind {
-                    Kind::Consumer => Command::Usage { start_ms, end_ms, wh },
-                    _ => Command::Output { start_ms, end_ms, wh, price: None },
+                    Kind::Consumer => Command::Usage {
+                        start_ms,
+                        end_ms,
+                        wh,
+                    },
+                    _ => Command::Output {
+                        start_ms,
+                        end_ms,
+                        wh,
+                        price: None,
+                    },
                 };
                 m.publish(&*tx, &self.keys[&m.id], command.encode())?;
                 m.published_wh += wh;
@@ -316,7 +355,9 @@ impl Meters {
             .iter()
             .filter_map(|&i| {
                 let m = &members[i];
-                m.return_channel.as_ref().map(|c| Address::of(&c.root, m.return_read))
+                m.return_channel
+                    .as_ref()
+                    .map(|c| Address::of(&c.root, m.return_read))
             })
             .collect();
         let found = self.upstream.get_many(&next)?;
@@ -325,11 +366,17 @@ impl Meters {
             let m = &mut members[i];
             let mut dirty = false;
             if !messages.is_empty() {
-                let Some(info) = &m.return_channel else { continue };
+                let Some(info) = &m.return_channel else {
+                    continue;
+                };
                 let mut reader = ChannelReader::resume(info, m.return_read)?;
-                let Ok(poll) = reader.poll(&self.upstream) else { continue };
+                let Ok(poll) = reader.poll(&self.upstream) else {
+                    continue;
+                };
                 for data in poll.data {
-                    if let Some(Command::PaymentRequest { owed, pay_to, .. }) = Command::decode(&data) {
+                    if let Some(Command::PaymentRequest { owed, pay_to, .. }) =
+                        Command::decode(&data)
+                    {
                         m.requested += owed;
                         m.requests += 1;
                         m.outstanding += owed;
@@ -339,18 +386,20 @@ impl Meters {
                 dirty = reader.next_index() != m.return_read;
                 m.return_read = reader.next_index();
             }
-            if m.pending.is_none() && m.outstanding >= step {
-                if let Some(to) = m.pay_to.clone() {
-                    let amount = m.outstanding / step * step;
-                    m.payments += 1;
-                    m.outstanding -= amount;
-                    m.pending = Some(Payment {
-                        key: format!("{}/pay/{}", m.id, m.payments),
-                        to,
-                        amount,
-                    });
-                    dirty = true;
-                }
+            if let Some(to) = m
+                .pay_to
+                .clone()
+                .filter(|_| m.pending.is_none() && m.outstanding >= step)
+            {
+                let amount = m.outstanding / step * step;
+                m.payments += 1;
+                m.outstanding -= amount;
+                m.pending = Some(Payment {
+                    key: format!("{}/pay/{}", m.id, m.payments),
+                    to,
+                    amount,
+                });
+                dirty = true;
             }
             if dirty {
                 changed.push(m.clone());
@@ -390,7 +439,9 @@ impl Meters {
         let mut changed = Vec::new();
         for (&i, outcome) in due.iter().zip(outcomes) {
             let m = &mut members[i];
-            let Some(payment) = m.pending.take() else { continue };
+            let Some(payment) = m.pending.take() else {
+                continue;
+            };
             match outcome {
                 Ok(_) => m.paid += payment.amount,
                 Err(why) => {
@@ -433,9 +484,13 @@ impl Meters {
             let balance = match (&m.credential, self.kind) {
                 (Some(credential), Kind::Consumer) => {
                     use crate::wallet::Ledger;
-                    crate::wallet::RemoteLedger::with_agent(self.agent.clone(), self.url(), credential)
-                        .balance()
-                        .ok()
+                    crate::wallet::RemoteLedger::with_agent(
+                        self.agent.clone(),
+                        self.url(),
+                        credential,
+                    )
+                    .balance()
+                    .ok()
                 }
                 _ => None,
             };

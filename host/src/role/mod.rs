@@ -58,7 +58,10 @@ pub fn unix_ms() -> u64 {
 impl Clock {
     pub fn now_ms(&self) -> u64 {
         let real = unix_ms();
-        self.epoch_ms + real.saturating_sub(self.epoch_ms).saturating_mul(self.scale.max(1))
+        self.epoch_ms
+            + real
+                .saturating_sub(self.epoch_ms)
+                .saturating_mul(self.scale.max(1))
     }
 
     /// How long `sim_ms` of simulated time takes in real time.
@@ -108,7 +111,8 @@ pub fn runtime(cache_dir: &Path) -> anyhow::Result<crate::strategy::Runtime> {
     if let Some(runtime) = runtimes.get(cache_dir) {
         return Ok(runtime.clone());
     }
-    let runtime = crate::strategy::Runtime::new(crate::strategy::Limits::default(), Some(cache_dir))?;
+    let runtime =
+        crate::strategy::Runtime::new(crate::strategy::Limits::default(), Some(cache_dir))?;
     runtimes.insert(cache_dir.to_owned(), runtime.clone());
     Ok(runtime)
 }
@@ -136,16 +140,21 @@ pub fn schedule<R: Step>(
     let handle = std::thread::Builder::new()
         .name(format!("{name}-scheduler"))
         .spawn(move || {
+            // Rounds start every `every`, however long a round took (a late
+            // round starts at once), so a slow round does not slow the rhythm.
+            let mut next = std::time::Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 if let Err(e) = role.step() {
                     eprintln!("{name}: {e:#}");
                 }
+                next = (next + every).max(std::time::Instant::now());
                 // Sleep in short pieces so that stopping is quick.
-                let mut left = every;
-                while !left.is_zero() && !stop.load(Ordering::Relaxed) {
-                    let nap = left.min(Duration::from_millis(20));
-                    std::thread::sleep(nap);
-                    left -= nap;
+                while !stop.load(Ordering::Relaxed) {
+                    let left = next.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    std::thread::sleep(left.min(Duration::from_millis(20)));
                 }
             }
             if let Err(e) = role.finish() {
@@ -153,6 +162,36 @@ pub fn schedule<R: Step>(
             }
         })?;
     Ok(handle)
+}
+
+/// When a strategy ticks: every `every` simulated ms on schedule (the next tick
+/// is due `every` after the last one was due, not after it ran); a host that
+/// fell more than a tick behind skips ahead rather than ticking in a burst.
+pub struct TickSchedule {
+    every: u64,
+    last_due: std::sync::atomic::AtomicU64,
+}
+
+impl TickSchedule {
+    pub fn new(every: u64) -> Self {
+        Self {
+            every: every.max(1),
+            last_due: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a tick is due at `now`; if so, it counts as taken.
+    pub fn due(&self, now: u64) -> bool {
+        let last = self.last_due.load(Ordering::Relaxed);
+        let next = last.saturating_add(self.every);
+        if last != 0 && now < next {
+            return false;
+        }
+        let on_time = last != 0 && now - next < self.every;
+        self.last_due
+            .store(if on_time { next } else { now }, Ordering::Relaxed);
+        true
+    }
 }
 
 /// A simulated meter: what a consumer used or a source generated in a slice.
@@ -206,5 +245,25 @@ impl Meter for SimulatedMeter {
                 min_wh + u64::from_be_bytes(word) % span
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TickSchedule;
+
+    #[test]
+    fn ticks_keep_to_their_schedule_and_skip_ahead_when_far_behind() {
+        let s = TickSchedule::new(100);
+        assert!(s.due(1_000), "the first round ticks");
+        assert!(!s.due(1_099));
+        // Late by 30: due again 100 after the last was due, not after it ran.
+        assert!(s.due(1_130));
+        assert!(!s.due(1_199));
+        assert!(s.due(1_200));
+        // Three ticks behind: one tick, then the schedule starts from now.
+        assert!(s.due(1_550));
+        assert!(!s.due(1_600));
+        assert!(s.due(1_650));
     }
 }

@@ -5,7 +5,6 @@
 //! A tick's books, sealed commands, consumed records, transfer cursor and
 //! tick-log entry commit in one transaction.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use anyhow::Context;
@@ -17,10 +16,10 @@ use crate::books::{ProducerNews, StoredBooks, producer_input, store_decision};
 use crate::channel::HttpTransport;
 use crate::inbox::{self, Command};
 use crate::registry::{self, Kind};
+use crate::storage::{self, Store};
 use crate::strategy::{Entity, ProducerStrategy, Setting, SourceOutput, Transfer};
 use crate::tick_log::{self, Outcome};
 use crate::wallet::{Ledger, RemoteLedger};
-use crate::storage::{self, Store};
 
 const SLOT: &str = "producer";
 const MAX_RECORDS_PER_TICK: usize = 500_000;
@@ -30,7 +29,6 @@ pub struct Producer {
     strategy: ProducerStrategy,
     settings: Vec<Setting>,
     clock: Clock,
-    tick_ms: u64,
     tick_log_keep: u64,
     grid_url: String,
     grid: HttpTransport,
@@ -38,7 +36,7 @@ pub struct Producer {
     key: ed25519_dalek::SigningKey,
     /// The producer's membership at its grid; one scheduler uses it at a time.
     member: Mutex<MemberState>,
-    last_tick_ms: AtomicU64,
+    schedule: super::TickSchedule,
 }
 
 impl Producer {
@@ -74,14 +72,13 @@ impl Producer {
             strategy,
             settings: config.strategy.settings(),
             clock: config.service.clock,
-            tick_ms: config.strategy.tick_ms,
             tick_log_keep: config.strategy.tick_log_keep,
             grid: HttpTransport::new(&grid_url),
             grid_url,
             agent: crate::channel::agent(),
             key,
             member: Mutex::new(member),
-            last_tick_ms: AtomicU64::new(0),
+            schedule: super::TickSchedule::new(config.strategy.tick_ms),
         })
     }
 
@@ -128,9 +125,11 @@ impl Producer {
         // across the call: `/status` reads the membership meanwhile.)
         let credential = self.lock()?.credential.clone();
         let transfers = match credential {
-            Some(credential) => RemoteLedger::with_agent(self.agent.clone(), &self.grid_url, &credential)
-                .transfers_since(cursor)
-                .unwrap_or_default(),
+            Some(credential) => {
+                RemoteLedger::with_agent(self.agent.clone(), &self.grid_url, &credential)
+                    .transfers_since(cursor)
+                    .unwrap_or_default()
+            }
             None => Vec::new(),
         };
         let mut member = self.lock()?;
@@ -166,10 +165,22 @@ impl Producer {
                 incoming: t.to == member.id,
             })
             .collect();
-        let income: u64 = transfers.iter().filter(|t| t.to == member.id).map(|t| t.amount).sum();
+        let income: u64 = transfers
+            .iter()
+            .filter(|t| t.to == member.id)
+            .map(|t| t.amount)
+            .sum();
 
         let read = db.read()?;
-        let input = producer_input(&StoredBooks { slot: SLOT, tx: &*read }, now, &self.settings, news)?;
+        let input = producer_input(
+            &StoredBooks {
+                slot: SLOT,
+                tx: &*read,
+            },
+            now,
+            &self.settings,
+            news,
+        )?;
         drop(read);
         let tick = storage::counters(db)?.get("ticks").copied().unwrap_or(0) + 1;
         let sha = &self.strategy.info().sha256;
@@ -206,11 +217,27 @@ impl Producer {
             next.published_wh += c.wh;
         }
         next.save(&*tx)?;
-        storage::set_meta(&*tx, "producer/metrics", &decision.metrics.iter().map(|m| (m.name.clone(), m.value)).collect::<Vec<_>>())?;
+        storage::set_meta(
+            &*tx,
+            "producer/metrics",
+            &decision
+                .metrics
+                .iter()
+                .map(|m| (m.name.clone(), m.value))
+                .collect::<Vec<_>>(),
+        )?;
         storage::count(&*tx, "ticks", 1)?;
         storage::count(&*tx, "source-wh", input.outputs.iter().map(|o| o.wh).sum())?;
-        storage::count(&*tx, "reported-wh", decision.commands.iter().map(|c| c.wh).sum())?;
-        storage::count(&*tx, "asked", decision.commands.iter().map(|c| c.price).sum())?;
+        storage::count(
+            &*tx,
+            "reported-wh",
+            decision.commands.iter().map(|c| c.wh).sum(),
+        )?;
+        storage::count(
+            &*tx,
+            "asked",
+            decision.commands.iter().map(|c| c.price).sum(),
+        )?;
         storage::count(&*tx, "commands", decision.commands.len() as u64)?;
         storage::count(&*tx, "received", income)?;
         tick_log::record_producer(&*tx, SLOT, sha, input, Outcome::Decided(decision))?;
@@ -229,7 +256,11 @@ impl Producer {
 
     /// Commits a change of the membership together with what it sends, then
     /// sends it.
-    fn change(&self, member: &mut MemberState, f: impl FnOnce(&mut MemberState, &dyn storage::WriteTx) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    fn change(
+        &self,
+        member: &mut MemberState,
+        f: impl FnOnce(&mut MemberState, &dyn storage::WriteTx) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         let tx = self.db().write()?;
         f(member, &*tx)?;
         member.save(&*tx)?;
@@ -308,8 +339,7 @@ impl Step for Producer {
         self.hub.poll()?;
         let now = self.clock.now_ms();
         let open = !self.closed()?;
-        if open && now.saturating_sub(self.last_tick_ms.load(Ordering::Relaxed)) >= self.tick_ms {
-            self.last_tick_ms.store(now, Ordering::Relaxed);
+        if open && self.schedule.due(now) {
             let (tick, failed) = self.tick()?;
             if let Some(why) = failed {
                 eprintln!("producer tick {tick} failed: {why}");

@@ -90,7 +90,12 @@ pub async fn producer(config: &ProducerConfig) -> anyhow::Result<Running<Produce
     let config2 = config.clone();
     let producer =
         Arc::new(tokio::task::spawn_blocking(move || Producer::open(&config2, db)).await??);
-    start(&config.service, producer.clone(), http::producer_router(producer)).await
+    start(
+        &config.service,
+        producer.clone(),
+        http::producer_router(producer),
+    )
+    .await
 }
 
 pub async fn meters(config: &MetersConfig, kind: Kind) -> anyhow::Result<Running<Meters>> {

@@ -21,7 +21,11 @@ fn registrations(db: &dyn Store) -> anyhow::Result<Value> {
             Kind::Source => "sources",
         };
         let entry = by_kind.entry(kind).or_default();
-        if r.closed { entry.1 += 1 } else { entry.0 += 1 }
+        if r.closed {
+            entry.1 += 1
+        } else {
+            entry.0 += 1
+        }
         dropped += r.dropped;
         rejected += r.rejected;
         read += r.read_index;
