@@ -80,7 +80,10 @@ fn store() -> (tempfile::TempDir, EmbeddedTransport) {
 fn channels(c: &mut Criterion) {
     let bytes = payload(0).len();
     assert!((70..=110).contains(&bytes), "payload is {bytes} bytes");
-    eprintln!("payload: {bytes} bytes; sealed message: {} bytes", sealed(1).1[1].1.len());
+    eprintln!(
+        "payload: {bytes} bytes; sealed message: {} bytes",
+        sealed(1).1[1].1.len()
+    );
 
     let mut group = c.benchmark_group("channels");
     group
@@ -124,24 +127,27 @@ fn channels(c: &mut Criterion) {
 
     // The full path, batched: seal, store 256 at a time, read back.
     group.throughput(Throughput::Elements(N_BATCHED as u64));
-    group.bench_function(BenchmarkId::new("ingest", format!("batched_{BATCH}")), |b| {
-        b.iter_batched(
-            || (store(), writer()),
-            |((dir, embedded), mut w)| {
-                let mut messages = vec![w.prepare(Message::Hello).unwrap()];
-                for i in 0..N_BATCHED as u64 {
-                    messages.push(w.prepare(Message::Data(payload(i))).unwrap());
-                }
-                for batch in messages.chunks(BATCH) {
-                    embedded.put_many(batch).unwrap();
-                }
-                read_all(&w.info(), &embedded, N_BATCHED);
-                // Dropped (closing the database, removing the files) untimed.
-                (dir, embedded)
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    group.bench_function(
+        BenchmarkId::new("ingest", format!("batched_{BATCH}")),
+        |b| {
+            b.iter_batched(
+                || (store(), writer()),
+                |((dir, embedded), mut w)| {
+                    let mut messages = vec![w.prepare(Message::Hello).unwrap()];
+                    for i in 0..N_BATCHED as u64 {
+                        messages.push(w.prepare(Message::Data(payload(i))).unwrap());
+                    }
+                    for batch in messages.chunks(BATCH) {
+                        embedded.put_many(batch).unwrap();
+                    }
+                    read_all(&w.info(), &embedded, N_BATCHED);
+                    // Dropped (closing the database, removing the files) untimed.
+                    (dir, embedded)
+                },
+                BatchSize::PerIteration,
+            )
+        },
+    );
 
     // The full path, one put (one transaction, one sync) per message.
     group.throughput(Throughput::Elements(N_EACH as u64));

@@ -72,7 +72,11 @@ pub struct Registered {
 }
 
 impl Registered {
-    pub fn of(r: &crate::registry::Registration, credential: Option<String>, host_key: &[u8; 32]) -> Self {
+    pub fn of(
+        r: &crate::registry::Registration,
+        credential: Option<String>,
+        host_key: &[u8; 32],
+    ) -> Self {
         Self {
             id: r.id.clone(),
             index: r.index,

@@ -182,7 +182,10 @@ impl BookSource for StoredBooks<'_> {
     type Error = anyhow::Error;
 
     fn state(&self) -> anyhow::Result<Vec<u8>> {
-        Ok(self.tx.get(STATES, &key::of(&[&self.slot]))?.unwrap_or_default())
+        Ok(self
+            .tx
+            .get(STATES, &key::of(&[&self.slot]))?
+            .unwrap_or_default())
     }
 
     fn cell(&self, entity: u32) -> anyhow::Result<[u64; 4]> {

@@ -116,10 +116,16 @@ async fn wait(
 }
 
 /// Runs the demo; `progress` is called about twice a second.
-pub async fn run(options: &Options, mut progress: impl FnMut(&Progress)) -> anyhow::Result<Summary> {
+pub async fn run(
+    options: &Options,
+    mut progress: impl FnMut(&Progress),
+) -> anyhow::Result<Summary> {
     let o = options;
     anyhow::ensure!(o.time_scale >= 1, "--time-scale: at least 1");
-    anyhow::ensure!(o.producers >= 1 && o.consumers >= 1, "--producers and --consumers: at least 1");
+    anyhow::ensure!(
+        o.producers >= 1 && o.consumers >= 1,
+        "--producers and --consumers: at least 1"
+    );
     let clock = Clock {
         epoch_ms: unix_ms(),
         scale: o.time_scale,
@@ -136,8 +142,10 @@ pub async fn run(options: &Options, mut progress: impl FnMut(&Progress)) -> anyh
     };
     let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
 
-    let mut grid_config = GridConfig::default();
-    grid_config.service = service("grid", o.listen);
+    let mut grid_config = GridConfig {
+        service: service("grid", o.listen),
+        ..GridConfig::default()
+    };
     grid_config.strategy.component = o.grid_component.clone();
     grid_config.operator_token = Some(token.clone());
     grid_config.strategy.cache_dir = Some(o.data_dir.join("cache"));
@@ -185,8 +193,10 @@ pub async fn run(options: &Options, mut progress: impl FnMut(&Progress)) -> anyh
     let mut sources = Vec::new();
     for p in 0..o.producers {
         let id = format!("producer-{p}");
-        let mut config = ProducerConfig::default();
-        config.service = service(&id, any_port);
+        let mut config = ProducerConfig {
+            service: service(&id, any_port),
+            ..ProducerConfig::default()
+        };
         config.strategy.component = o.producer_component.clone();
         config.grid_url = grid.url.clone();
         config.strategy.cache_dir = Some(o.data_dir.join("cache"));
@@ -222,7 +232,10 @@ pub async fn run(options: &Options, mut progress: impl FnMut(&Progress)) -> anyh
     };
     let everyone = u64::from(o.consumers) + u64::from(o.producers * o.sources_per_producer.max(1));
     wait(|| Ok(registered()? == everyone), &registered).await?;
-    let trading_from = storage::counters(grid_role.db())?.get("ticks").copied().unwrap_or(0);
+    let trading_from = storage::counters(grid_role.db())?
+        .get("ticks")
+        .copied()
+        .unwrap_or(0);
     let started = Instant::now();
     let snapshot = |started: Instant| -> anyhow::Result<Progress> {
         let counters = storage::counters(grid_role.db())?;
@@ -264,39 +277,70 @@ pub async fn run(options: &Options, mut progress: impl FnMut(&Progress)) -> anyh
     // Settle, so that every check below is exact: the entities wind down in
     // order, and each phase waits until what was sent has been taken in.
     let grid_counter = |name: &str| -> anyhow::Result<u64> {
-        Ok(storage::counters(grid_role.db())?.get(name).copied().unwrap_or(0))
+        Ok(storage::counters(grid_role.db())?
+            .get(name)
+            .copied()
+            .unwrap_or(0))
     };
-    let sources_published = |roles: &[std::sync::Arc<crate::role::meters::Meters>]| -> anyhow::Result<u64> {
-        roles.iter().map(|s| Ok(s.status()?.published_wh)).sum()
-    };
+    let sources_published =
+        |roles: &[std::sync::Arc<crate::role::meters::Meters>]| -> anyhow::Result<u64> {
+            roles.iter().map(|s| Ok(s.status()?.published_wh)).sum()
+        };
     let producers_took = || -> anyhow::Result<u64> {
         producer_roles
             .iter()
-            .map(|p| Ok(storage::counters(p.db())?.get("source-wh").copied().unwrap_or(0)))
+            .map(|p| {
+                Ok(storage::counters(p.db())?
+                    .get("source-wh")
+                    .copied()
+                    .unwrap_or(0))
+            })
             .sum()
     };
     let producers_reported = || -> anyhow::Result<u64> {
-        producer_roles.iter().map(|p| Ok(p.member()?.published_wh)).sum()
+        producer_roles
+            .iter()
+            .map(|p| Ok(p.member()?.published_wh))
+            .sum()
     };
     for s in sources {
         s.stop().await?;
     }
-    wait(|| Ok(producers_took()? == sources_published(&source_roles)?), &producers_took).await?;
+    wait(
+        || Ok(producers_took()? == sources_published(&source_roles)?),
+        &producers_took,
+    )
+    .await?;
     for p in producers {
         p.stop().await?;
     }
-    wait(|| Ok(grid_counter("output-wh")? == producers_reported()?), || grid_counter("output-wh")).await?;
+    wait(
+        || Ok(grid_counter("output-wh")? == producers_reported()?),
+        || grid_counter("output-wh"),
+    )
+    .await?;
     consumer_role.stop_readings();
-    wait(|| {
-        let c = consumer_role.status()?;
-        Ok(grid_counter("usage-wh")? == c.published_wh
-            && grid_counter("payment-requests")? == c.requests
-            && c.pending_payments == 0)
-    }, || Ok(grid_counter("usage-wh")? + consumer_role.status()?.requests + consumer_role.status()?.paid))
+    wait(
+        || {
+            let c = consumer_role.status()?;
+            Ok(grid_counter("usage-wh")? == c.published_wh
+                && grid_counter("payment-requests")? == c.requests
+                && c.pending_payments == 0)
+        },
+        || {
+            Ok(grid_counter("usage-wh")?
+                + consumer_role.status()?.requests
+                + consumer_role.status()?.paid)
+        },
+    )
     .await?;
     consumers.stop().await?;
     let consumer_status = consumer_role.status()?;
-    wait(|| Ok(grid_counter("income")? == consumer_status.paid), || grid_counter("income")).await?;
+    wait(
+        || Ok(grid_counter("income")? == consumer_status.paid),
+        || grid_counter("income"),
+    )
+    .await?;
     let last = snapshot(started)?;
     grid.stop().await?;
     let generated = sources_published(&source_roles)?;
@@ -329,16 +373,24 @@ pub async fn run(options: &Options, mut progress: impl FnMut(&Progress)) -> anyh
         check(
             "every producer report reached the grid, once",
             c("output-wh") == reported,
-            format!("producers reported {reported} Wh · the grid took {} Wh", c("output-wh")),
+            format!(
+                "producers reported {reported} Wh · the grid took {} Wh",
+                c("output-wh")
+            ),
         ),
         check(
             "every consumer reading reached the grid, once",
             c("usage-wh") == consumer_status.published_wh,
-            format!("consumers sent {} Wh · the grid took {} Wh", consumer_status.published_wh, c("usage-wh")),
+            format!(
+                "consumers sent {} Wh · the grid took {} Wh",
+                consumer_status.published_wh,
+                c("usage-wh")
+            ),
         ),
         check(
             "every payment request reached its consumer, once",
-            c("payment-requests") == consumer_status.requests && c("requested") == consumer_status.requested,
+            c("payment-requests") == consumer_status.requests
+                && c("requested") == consumer_status.requested,
             format!(
                 "grid sent {} asking {} · consumers read {} asking {}",
                 c("payment-requests"),
@@ -375,7 +427,10 @@ pub async fn run(options: &Options, mut progress: impl FnMut(&Progress)) -> anyh
         check(
             "no consumer paid more than it was asked",
             consumer_status.paid <= consumer_status.requested,
-            format!("paid {} ≤ asked {}", consumer_status.paid, consumer_status.requested),
+            format!(
+                "paid {} ≤ asked {}",
+                consumer_status.paid, consumer_status.requested
+            ),
         ),
     ];
     Ok(Summary {
@@ -430,8 +485,16 @@ impl std::fmt::Display for Summary {
             p.elapsed_ms as f64 / 1000.0,
             p.simulated_s
         )?;
-        writeln!(f, "energy   generated {} Wh · reported to the grid {} Wh", p.generated_wh, p.reported_wh)?;
-        writeln!(f, "         used {} Wh · billed {} Wh (the rest carries over)", p.used_wh, p.billed_wh)?;
+        writeln!(
+            f,
+            "energy   generated {} Wh · reported to the grid {} Wh",
+            p.generated_wh, p.reported_wh
+        )?;
+        writeln!(
+            f,
+            "         used {} Wh · billed {} Wh (the rest carries over)",
+            p.used_wh, p.billed_wh
+        )?;
         writeln!(
             f,
             "tokens   requested {} in {} requests ({} read by consumers) · paid by consumers {} in {} payments · outstanding {}",
@@ -447,16 +510,31 @@ impl std::fmt::Display for Summary {
             format!("{balances:?}")
         } else {
             let (min, max) = (balances.iter().min(), balances.iter().max());
-            format!("{} producers, {} to {} each", balances.len(), min.unwrap_or(&0), max.unwrap_or(&0))
+            format!(
+                "{} producers, {} to {} each",
+                balances.len(),
+                min.unwrap_or(&0),
+                max.unwrap_or(&0)
+            )
         };
         writeln!(
             f,
             "         running costs {} · paid to producers {} ({each}) · undistributed {} · grid wallet {}",
             self.running_costs, p.paid_to_producers, self.undistributed, self.grid_balance
         )?;
-        writeln!(f, "channels {} invalid messages dropped", self.messages_dropped)?;
+        writeln!(
+            f,
+            "channels {} invalid messages dropped",
+            self.messages_dropped
+        )?;
         for c in &self.checks {
-            writeln!(f, "{} {} ({})", if c.holds { "✓" } else { "✗" }, c.name, c.detail)?;
+            writeln!(
+                f,
+                "{} {} ({})",
+                if c.holds { "✓" } else { "✗" },
+                c.name,
+                c.detail
+            )?;
         }
         Ok(())
     }

@@ -36,13 +36,26 @@ fn check(context: &str, key: Option<&str>) -> Result<(), DocumentError> {
     }
 }
 
-pub fn get(db: &dyn Store, owner: &str, context: &str, name: &str) -> Result<Option<Vec<u8>>, DocumentError> {
+pub fn get(
+    db: &dyn Store,
+    owner: &str,
+    context: &str,
+    name: &str,
+) -> Result<Option<Vec<u8>>, DocumentError> {
     check(context, Some(name))?;
-    Ok(db.read()?.get(DOCUMENTS, &key::of(&[&owner, &context, &name]))?)
+    Ok(db
+        .read()?
+        .get(DOCUMENTS, &key::of(&[&owner, &context, &name]))?)
 }
 
 /// Stores a document; true if it is new.
-pub fn put(db: &dyn Store, owner: &str, context: &str, name: &str, body: &[u8]) -> Result<bool, DocumentError> {
+pub fn put(
+    db: &dyn Store,
+    owner: &str,
+    context: &str,
+    name: &str,
+    body: &[u8],
+) -> Result<bool, DocumentError> {
     check(context, Some(name))?;
     if body.len() > MAX_DOCUMENT_BYTES {
         return Err(DocumentError::TooLarge(body.len()));
@@ -51,7 +64,13 @@ pub fn put(db: &dyn Store, owner: &str, context: &str, name: &str, body: &[u8]) 
     let k = key::of(&[&owner, &context, &name]);
     let new = tx.get(DOCUMENTS, &k)?.is_none();
     if new {
-        let held = prefixed(&*tx, DOCUMENTS, &key::of(&[&owner]), Order::Ascending, MAX_DOCUMENTS as usize)?;
+        let held = prefixed(
+            &*tx,
+            DOCUMENTS,
+            &key::of(&[&owner]),
+            Order::Ascending,
+            MAX_DOCUMENTS as usize,
+        )?;
         if held.len() as u64 >= MAX_DOCUMENTS {
             return Err(DocumentError::Full);
         }
@@ -62,13 +81,24 @@ pub fn put(db: &dyn Store, owner: &str, context: &str, name: &str, body: &[u8]) 
 }
 
 /// Deletes one document (`Some(name)`) or a whole context; how many went.
-pub fn delete(db: &dyn Store, owner: &str, context: &str, name: Option<&str>) -> Result<u64, DocumentError> {
+pub fn delete(
+    db: &dyn Store,
+    owner: &str,
+    context: &str,
+    name: Option<&str>,
+) -> Result<u64, DocumentError> {
     check(context, name)?;
     let tx = db.write()?;
     let removed = match name {
         Some(name) => u64::from(tx.delete(DOCUMENTS, &key::of(&[&owner, &context, &name]))?),
         None => {
-            let doomed = prefixed(&*tx, DOCUMENTS, &key::of(&[&owner, &context]), Order::Ascending, usize::MAX)?;
+            let doomed = prefixed(
+                &*tx,
+                DOCUMENTS,
+                &key::of(&[&owner, &context]),
+                Order::Ascending,
+                usize::MAX,
+            )?;
             for (k, _) in &doomed {
                 tx.delete(DOCUMENTS, k)?;
             }
@@ -103,7 +133,13 @@ pub fn list(
         None => prefix.clone(),
     };
     let end = key::after_prefix(&prefix);
-    let entries = db.read()?.range(DOCUMENTS, &start, end.as_deref(), Order::Ascending, limit + 1)?;
+    let entries = db.read()?.range(
+        DOCUMENTS,
+        &start,
+        end.as_deref(),
+        Order::Ascending,
+        limit + 1,
+    )?;
     let more = entries.len() > limit;
     let mut items = Vec::with_capacity(limit);
     for (k, v) in entries.into_iter().take(limit) {
@@ -112,6 +148,10 @@ pub fn list(
         r.str()?;
         items.push((r.str()?.to_owned(), v));
     }
-    let next = if more { items.last().map(|(k, _)| k.clone()) } else { None };
+    let next = if more {
+        items.last().map(|(k, _)| k.clone())
+    } else {
+        None
+    };
     Ok((items, next))
 }

@@ -84,13 +84,32 @@ pub struct Record {
 /// host takes from that kind and its numbers make sense.
 fn record(kind: Kind, entity: u32, command: Command) -> Option<Record> {
     let (start_ms, end_ms, wh, price) = match (kind, command) {
-        (Kind::Consumer, Command::Usage { start_ms, end_ms, wh }) => (start_ms, end_ms, wh, 0),
-        (Kind::Producer, Command::Output { start_ms, end_ms, wh, price: Some(price) }) => {
-            (start_ms, end_ms, wh, price)
-        }
-        (Kind::Source, Command::Output { start_ms, end_ms, wh, price: None }) => {
-            (start_ms, end_ms, wh, 0)
-        }
+        (
+            Kind::Consumer,
+            Command::Usage {
+                start_ms,
+                end_ms,
+                wh,
+            },
+        ) => (start_ms, end_ms, wh, 0),
+        (
+            Kind::Producer,
+            Command::Output {
+                start_ms,
+                end_ms,
+                wh,
+                price: Some(price),
+            },
+        ) => (start_ms, end_ms, wh, price),
+        (
+            Kind::Source,
+            Command::Output {
+                start_ms,
+                end_ms,
+                wh,
+                price: None,
+            },
+        ) => (start_ms, end_ms, wh, 0),
         _ => return None,
     };
     (start_ms < end_ms && wh <= MAX_WH && price <= MAX_PRICE).then_some(Record {
@@ -146,13 +165,17 @@ pub fn poll(
             Err(ReadError::NotOpened) | Err(ReadError::BadAuthor) => continue,
         };
         if poll.data.len() >= MAX_PER_POLL {
-            polled.unfinished.push(Address::of(&registration.channel.root, reader.next_index()));
+            polled
+                .unfinished
+                .push(Address::of(&registration.channel.root, reader.next_index()));
         }
         if reader.next_index() == registration.read_index && poll.dropped == 0 {
             continue;
         }
         for data in poll.data {
-            match Command::decode(&data).and_then(|c| record(registration.kind, registration.index, c)) {
+            match Command::decode(&data)
+                .and_then(|c| record(registration.kind, registration.index, c))
+            {
                 Some(r) => records.push(r),
                 None => {
                     registration.rejected += 1;

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use powerplug::simulate::{self, Scenario, WasmDeciders};
 use powerplug::registry::Kind;
 use powerplug::role::{config, run};
+use powerplug::simulate::{self, Scenario, WasmDeciders};
 use powerplug::strategy::{Limits, Runtime, inspect};
 
 #[derive(Parser)]
@@ -164,7 +164,9 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// A fresh directory under the system's temporary directory, if `wanted`.
@@ -172,7 +174,11 @@ fn tempfile_dir(wanted: bool) -> anyhow::Result<Option<PathBuf>> {
     if !wanted {
         return Ok(None);
     }
-    let dir = std::env::temp_dir().join(format!("powerplug-demo-{}-{}", std::process::id(), powerplug::role::unix_ms()));
+    let dir = std::env::temp_dir().join(format!(
+        "powerplug-demo-{}-{}",
+        std::process::id(),
+        powerplug::role::unix_ms()
+    ));
     std::fs::create_dir_all(&dir)?;
     Ok(Some(dir))
 }
@@ -181,7 +187,10 @@ fn meters(args: RoleArgs, defaults: config::MetersConfig, kind: Kind) -> anyhow:
     let config = config::load(defaults, args.config.as_deref())?;
     runtime()?.block_on(async {
         let running = run::meters(&config, kind).await?;
-        println!("{} {kind:?} meters `{}` on {}", config.count, config.service.id, running.url);
+        println!(
+            "{} {kind:?} meters `{}` on {}",
+            config.count, config.service.id, running.url
+        );
         running.until_ctrl_c().await
     })
 }

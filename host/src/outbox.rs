@@ -46,7 +46,9 @@ pub fn enqueue(
 
 /// Items not yet acknowledged, oldest first.
 pub fn pending(db: &dyn Store, limit: usize) -> anyhow::Result<Vec<Item>> {
-    let entries = db.read()?.range(OUTBOX, &[], None, Order::Ascending, limit)?;
+    let entries = db
+        .read()?
+        .range(OUTBOX, &[], None, Order::Ascending, limit)?;
     entries
         .iter()
         .map(|(_, v)| postcard::from_bytes(v).map_err(Into::into))
@@ -89,10 +91,10 @@ mod tests {
     use ed25519_dalek::SigningKey;
 
     use super::*;
-    use crate::storage::RedbStore;
     use crate::channel::{
         ChannelReader, ChannelWriter, EmbeddedTransport, MemoryTransport, Message,
     };
+    use crate::storage::RedbStore;
 
     #[test]
     fn a_crash_between_send_and_acknowledge_repeats_nothing() {

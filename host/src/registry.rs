@@ -153,15 +153,23 @@ impl Registry {
     }
 
     fn credential(&self, id: &str, root: &[u8; 32]) -> String {
-        format!("{id}.{}", hex::encode(self.mac(id, root).finalize().into_bytes()))
+        format!(
+            "{id}.{}",
+            hex::encode(self.mac(id, root).finalize().into_bytes())
+        )
     }
 
     /// The registration a credential belongs to, if it is valid now.
-    pub fn authenticate(&self, db: &dyn Store, credential: &str) -> Result<Registration, RegistryError> {
+    pub fn authenticate(
+        &self,
+        db: &dyn Store,
+        credential: &str,
+    ) -> Result<Registration, RegistryError> {
         let unauthorized = || RegistryError::Unauthorized(String::new());
         let (id, mac) = credential.rsplit_once('.').ok_or_else(unauthorized)?;
         let mac = hex::decode(mac).map_err(|_| unauthorized())?;
-        let registration = get(db, id)?.ok_or_else(|| RegistryError::Unauthorized(id.to_owned()))?;
+        let registration =
+            get(db, id)?.ok_or_else(|| RegistryError::Unauthorized(id.to_owned()))?;
         self.mac(id, &registration.channel.root)
             .verify_slice(&mac)
             .map_err(|_| RegistryError::Unauthorized(id.to_owned()))?;
@@ -272,7 +280,11 @@ impl Registry {
     }
 
     /// Opens a return channel for a consumer: hello goes out through the outbox.
-    fn open_return(&self, tx: &dyn WriteTx, kind: Kind) -> Result<Option<WriterState>, RegistryError> {
+    fn open_return(
+        &self,
+        tx: &dyn WriteTx,
+        kind: Kind,
+    ) -> Result<Option<WriterState>, RegistryError> {
         if kind != Kind::Consumer {
             return Ok(None);
         }
@@ -282,7 +294,12 @@ impl Registry {
         Ok(Some(WriterState::of(&writer)))
     }
 
-    fn say(&self, tx: &dyn WriteTx, state: &WriterState, message: Message) -> Result<(), RegistryError> {
+    fn say(
+        &self,
+        tx: &dyn WriteTx,
+        state: &WriterState,
+        message: Message,
+    ) -> Result<(), RegistryError> {
         let (address, bytes) = state.writer(&self.key).prepare(message)?;
         outbox::enqueue(tx, LOCAL, address, bytes)?;
         Ok(())
@@ -325,7 +342,9 @@ pub fn put(tx: &dyn WriteTx, registration: &Registration) -> Result<(), Registry
 
 /// Every registration, by id.
 pub fn all(db: &dyn Store) -> Result<Vec<Registration>, RegistryError> {
-    let entries = db.read()?.range(REGISTRATIONS, &[], None, Order::Ascending, usize::MAX)?;
+    let entries = db
+        .read()?
+        .range(REGISTRATIONS, &[], None, Order::Ascending, usize::MAX)?;
     let mut out = Vec::with_capacity(entries.len());
     for (_, v) in entries {
         out.push(postcard::from_bytes(&v)?);
@@ -353,10 +372,17 @@ pub fn close(tx: &dyn WriteTx, registration: &mut Registration) -> Result<(), Re
 /// Who joined and who left since the last tick: (joined, left) indexes.
 pub fn news_since_tick(db: &dyn Store) -> Result<(Vec<u32>, Vec<u32>), RegistryError> {
     let (mut joined, mut left) = (Vec::new(), Vec::new());
-    for (k, _) in db.read()?.range(NEWS, &[], None, Order::Ascending, usize::MAX)? {
+    for (k, _) in db
+        .read()?
+        .range(NEWS, &[], None, Order::Ascending, usize::MAX)?
+    {
         let mut r = key::Reader::new(&k);
         let index = r.u32()?;
-        if r.bool()? { joined.push(index) } else { left.push(index) }
+        if r.bool()? {
+            joined.push(index)
+        } else {
+            left.push(index)
+        }
     }
     Ok((joined, left))
 }

@@ -85,7 +85,11 @@ fn record<I: Serialize, D: Serialize>(
         input,
         outcome,
     };
-    tx.put(LOG, &key::of(&[&slot, &tick]), &postcard::to_allocvec(&record)?)?;
+    tx.put(
+        LOG,
+        &key::of(&[&slot, &tick]),
+        &postcard::to_allocvec(&record)?,
+    )?;
     Ok(tick)
 }
 
@@ -117,7 +121,9 @@ fn ticks<R: serde::de::DeserializeOwned>(
 ) -> anyhow::Result<Vec<R>> {
     let start = key::of(&[&slot, &since.saturating_add(1)]);
     let end = key::after_prefix(&key::of(&[&slot]));
-    let entries = db.read()?.range(LOG, &start, end.as_deref(), Order::Ascending, limit)?;
+    let entries = db
+        .read()?
+        .range(LOG, &start, end.as_deref(), Order::Ascending, limit)?;
     entries
         .iter()
         .map(|(_, v)| postcard::from_bytes(v).map_err(Into::into))
@@ -134,7 +140,13 @@ pub fn prune(db: &dyn Store, slot: &str, keep: u64) -> anyhow::Result<u64> {
     let mut r = key::Reader::new(&k);
     r.str()?;
     let cut = r.u64()?.saturating_sub(keep);
-    let doomed = tx.range(LOG, &prefix, Some(&key::of(&[&slot, &cut.saturating_add(1)])), Order::Ascending, usize::MAX)?;
+    let doomed = tx.range(
+        LOG,
+        &prefix,
+        Some(&key::of(&[&slot, &cut.saturating_add(1)])),
+        Order::Ascending,
+        usize::MAX,
+    )?;
     for (k, _) in &doomed {
         tx.delete(LOG, k)?;
     }

@@ -185,7 +185,11 @@ fn post(
         key: key.to_owned(),
         at_ms,
     };
-    tx.put(TRANSFERS, &key::of(&[&seq]), &postcard::to_allocvec(&record)?)?;
+    tx.put(
+        TRANSFERS,
+        &key::of(&[&seq]),
+        &postcard::to_allocvec(&record)?,
+    )?;
     tx.put(BY_KEY, &key::of(&[&key]), &seq.to_be_bytes())?;
     tx.put(BY_ACCOUNT, &key::of(&[&from, &seq]), &[])?;
     tx.put(BY_ACCOUNT, &key::of(&[&to, &seq]), &[])?;
@@ -220,7 +224,9 @@ pub fn receive_address(
 /// The account a receive address pays into.
 pub fn resolve(db: &dyn Store, address: &str) -> Result<Option<String>, WalletError> {
     match db.read()?.get(ADDRESSES, &key::of(&[&address]))? {
-        Some(bytes) => Ok(Some(String::from_utf8(bytes).map_err(|e| WalletError::Storage(e.to_string()))?)),
+        Some(bytes) => Ok(Some(
+            String::from_utf8(bytes).map_err(|e| WalletError::Storage(e.to_string()))?,
+        )),
         None => Ok(None),
     }
 }
@@ -245,7 +251,13 @@ pub fn transfers_since(
     let start = key::of(&[&account, &since.saturating_add(1)]);
     let end = key::after_prefix(&key::of(&[&account]));
     let mut out = Vec::new();
-    for (k, _) in tx.range(BY_ACCOUNT, &start, end.as_deref(), Order::Ascending, usize::MAX)? {
+    for (k, _) in tx.range(
+        BY_ACCOUNT,
+        &start,
+        end.as_deref(),
+        Order::Ascending,
+        usize::MAX,
+    )? {
         let mut r = key::Reader::new(&k);
         r.str()?;
         let seq = r.u64()?;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use powerplug::channel::{ChannelReader, EmbeddedTransport};
 use powerplug::inbox::Command as ChannelCommand;
 use powerplug::role::member::MemberState;
-use powerplug::{storage, wallet};
 use powerplug::storage::{RedbStore, Store};
+use powerplug::{storage, wallet};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "crash-test-operator";
@@ -19,11 +19,18 @@ const CONSUMERS: u32 = 3;
 const SOURCES: u32 = 2;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Role {
@@ -35,7 +42,11 @@ struct Role {
 
 impl Role {
     fn start(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_powerplug"))
             .args([self.name, "--config", self.config.to_str().unwrap()])
             .stdout(log.try_clone().unwrap())
@@ -56,10 +67,18 @@ impl Role {
     /// Ctrl-C: the scheduler finishes its round and drains the outbox.
     fn stop(&mut self) {
         let mut child = self.child.take().unwrap();
-        let ok = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        let ok = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(ok.success());
         let status = child.wait().unwrap();
-        assert!(status.success(), "{} exited with {status}: {}", self.name, self.log_text());
+        assert!(
+            status.success(),
+            "{} exited with {status}: {}",
+            self.name,
+            self.log_text()
+        );
     }
 
     fn log_text(&self) -> String {
@@ -90,7 +109,13 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
                 let dir = dir.borrow();
                 ["grid", "producer", "source", "consumer"]
                     .iter()
-                    .map(|n| format!("--- {n}\n{}", std::fs::read_to_string(dir.join(format!("{n}.log"))).unwrap_or_default()))
+                    .map(|n| {
+                        format!(
+                            "--- {n}\n{}",
+                            std::fs::read_to_string(dir.join(format!("{n}.log")))
+                                .unwrap_or_default()
+                        )
+                    })
                     .collect()
             });
             panic!("timed out waiting until {what}\n{logs}");
@@ -100,16 +125,23 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 thread_local! {
-    static LOGS: std::cell::RefCell<PathBuf> = std::cell::RefCell::new(PathBuf::new());
+    static LOGS: std::cell::RefCell<PathBuf> = const { std::cell::RefCell::new(PathBuf::new()) };
 }
 
 fn counter(status: &Option<Value>, name: &str) -> u64 {
-    status.as_ref().and_then(|s| s["totals"][name].as_u64()).unwrap_or(0)
+    status
+        .as_ref()
+        .and_then(|s| s["totals"][name].as_u64())
+        .unwrap_or(0)
 }
 
 fn members(db: &dyn Store, prefix: &str, count: u32) -> Vec<MemberState> {
     (0..count)
-        .map(|i| MemberState::load(db, &format!("{prefix}-{i}")).unwrap().unwrap())
+        .map(|i| {
+            MemberState::load(db, &format!("{prefix}-{i}"))
+                .unwrap()
+                .unwrap()
+        })
         .collect()
 }
 
@@ -128,7 +160,11 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
         .env("CARGO_TARGET_DIR", root().join("target/guests"))
         .output()
         .unwrap();
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
 
     let (grid_port, producer_port) = (free_port(), free_port());
     let grid_url = format!("http://127.0.0.1:{grid_port}");
@@ -189,17 +225,29 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
             }
         })
         .collect();
-    let [grid, producer, sources, consumers] = roles.as_mut_slice() else { unreachable!() };
+    let [grid, producer, sources, consumers] = roles.as_mut_slice() else {
+        unreachable!()
+    };
     grid.start();
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    wait_for("the grid answers", || get(&agent, &format!("{grid_url}/status")).is_some());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    wait_for("the grid answers", || {
+        get(&agent, &format!("{grid_url}/status")).is_some()
+    });
     for i in 0..CONSUMERS {
         let mut response = agent
             .post(&format!("{grid_url}/wallet/issue"))
             .header("authorization", &format!("Bearer {TOKEN}"))
             .send_json(json!({ "to": format!("consumer-{i}"), "amount": 100_000, "key": format!("fund-{i}") }))
             .unwrap();
-        assert_eq!(response.status(), 201, "{}", response.body_mut().read_to_string().unwrap());
+        assert_eq!(
+            response.status(),
+            201,
+            "{}",
+            response.body_mut().read_to_string().unwrap()
+        );
     }
     producer.start();
     sources.start();
@@ -242,14 +290,19 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
     // Wind down in order, each side taking in what the other sent.
     sources.stop();
     let source_db = RedbStore::open(&dir.join("source/powerplug.redb")).unwrap();
-    let sent_by_sources: u64 = members(&source_db, "source", SOURCES).iter().map(|m| m.published_wh).sum();
+    let sent_by_sources: u64 = members(&source_db, "source", SOURCES)
+        .iter()
+        .map(|m| m.published_wh)
+        .sum();
     drop(source_db);
     wait_for("the producer took every source reading", || {
         counter(&get(&agent, &format!("{producer_url}/status")), "source-wh") == sent_by_sources
     });
     producer.stop();
     let producer_db = RedbStore::open(&dir.join("producer-0/powerplug.redb")).unwrap();
-    let producer_state = MemberState::load(&producer_db, "producer-0").unwrap().unwrap();
+    let producer_state = MemberState::load(&producer_db, "producer-0")
+        .unwrap()
+        .unwrap();
     let producer_counters = storage::counters(&producer_db).unwrap();
     drop(producer_db);
     wait_for("the grid took every producer report", || {
@@ -261,18 +314,29 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
     drop(consumer_db);
     let used: u64 = consumer_states.iter().map(|m| m.published_wh).sum();
     let paid: u64 = consumer_states.iter().map(|m| m.paid).sum();
-    wait_for("the grid billed every reading and saw every payment", || {
-        let s = status();
-        counter(&s, "usage-wh") == used && counter(&s, "income") == paid
-    });
+    wait_for(
+        "the grid billed every reading and saw every payment",
+        || {
+            let s = status();
+            counter(&s, "usage-wh") == used && counter(&s, "income") == paid
+        },
+    );
     run_ticks(2);
     grid.stop();
 
     let db = RedbStore::open(&dir.join("grid/powerplug.redb")).unwrap();
     let c = storage::counters(&db).unwrap();
     let n = |name: &str| c.get(name).copied().unwrap_or(0);
-    assert_eq!(producer_counters.get("source-wh").copied().unwrap_or(0), sent_by_sources, "source readings once");
-    assert_eq!(n("output-wh"), producer_state.published_wh, "producer reports once");
+    assert_eq!(
+        producer_counters.get("source-wh").copied().unwrap_or(0),
+        sent_by_sources,
+        "source readings once"
+    );
+    assert_eq!(
+        n("output-wh"),
+        producer_state.published_wh,
+        "producer reports once"
+    );
     assert_eq!(n("usage-wh"), used, "consumer readings once");
     assert_eq!(n("billed-wh"), used, "1 kWh a slice: everything billed");
     assert_eq!(n("requested"), used / 1000 * 5);
@@ -284,13 +348,17 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
     for m in &consumer_states {
         let mut reader = ChannelReader::new(m.return_channel.as_ref().unwrap()).unwrap();
         for data in reader.poll(&store).unwrap().data {
-            let Some(ChannelCommand::PaymentRequest { owed, .. }) = ChannelCommand::decode(&data) else {
+            let Some(ChannelCommand::PaymentRequest { owed, .. }) = ChannelCommand::decode(&data)
+            else {
                 panic!("not a payment request")
             };
             requests += 1;
             asked += owed;
         }
-        assert!(m.requests <= requests, "a consumer never reads more than was sent");
+        assert!(
+            m.requests <= requests,
+            "a consumer never reads more than was sent"
+        );
         assert!(m.pending.is_none(), "{}: a payment left pending", m.id);
     }
     assert_eq!((requests, asked), (n("payment-requests"), n("requested")));
@@ -304,9 +372,23 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
             .into_iter()
             .filter(|t| t.from == m.id)
             .collect();
-        assert_eq!(out.len() as u64, m.payments, "{}: transfers vs payments", m.id);
-        assert_eq!(out.iter().map(|t| t.amount).sum::<u64>(), m.paid, "{}", m.id);
-        assert!(m.paid + m.outstanding == m.requested, "{}: paid + outstanding = asked", m.id);
+        assert_eq!(
+            out.len() as u64,
+            m.payments,
+            "{}: transfers vs payments",
+            m.id
+        );
+        assert_eq!(
+            out.iter().map(|t| t.amount).sum::<u64>(),
+            m.paid,
+            "{}",
+            m.id
+        );
+        assert!(
+            m.paid + m.outstanding == m.requested,
+            "{}: paid + outstanding = asked",
+            m.id
+        );
     }
     let income = n("income");
     assert_eq!(income, paid);
@@ -314,9 +396,17 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
     let producer_balance = wallet::balance(&db, "producer-0").unwrap();
     assert_eq!(producer_balance, n("paid-out"), "payouts once");
     assert_eq!(grid_balance, income - n("paid-out"));
-    assert_eq!(wallet::issued(&db).unwrap(), wallet::total_balances(&db).unwrap());
+    assert_eq!(
+        wallet::issued(&db).unwrap(),
+        wallet::total_balances(&db).unwrap()
+    );
     let metrics: Vec<(String, i64)> = storage::meta(&db, "grid/metrics").unwrap().unwrap();
-    let metric = |name: &str| metrics.iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v as u64);
+    let metric = |name: &str| {
+        metrics
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or(0, |(_, v)| *v as u64)
+    };
     assert_eq!(
         income,
         metric("running-costs-received") + n("paid-out") + metric("available"),

@@ -15,43 +15,82 @@ fn producers(grid: &Client) -> Value {
 fn closedown_initialise_and_reset_change_the_producers_registration() {
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, producer_wasm) = strategy_files(dir.path());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let grid = rt.block_on(run::grid(&grid_config(dir.path(), grid_wasm, 1_000))).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let grid = rt
+        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 1_000)))
+        .unwrap();
     let mut config = ProducerConfig::default();
     config.service.listen = "127.0.0.1:0".parse().unwrap();
     config.service.data_dir = dir.path().join("producer");
     config.service.poll_ms = 10;
     config.strategy.component = producer_wasm;
-    config.strategy.cache_dir = Some(powerplug_tests::workspace_root().join("target/guests/powerplug-cache"));
+    config.strategy.cache_dir =
+        Some(powerplug_tests::workspace_root().join("target/guests/powerplug-cache"));
     config.grid_url = grid.url.clone();
     config.operator_token = Some(OPERATOR.into());
     let producer = rt.block_on(run::producer(&config)).unwrap();
     let (grid_api, api) = (Client::new(&grid.url), Client::new(&producer.url));
 
-    eventually("the producer registers", || producers(&grid_api)["open"] == 1);
+    eventually("the producer registers", || {
+        producers(&grid_api)["open"] == 1
+    });
     let (_, status) = api.get("/status", None);
     assert_eq!(status["grid"]["url"], grid.url.as_str());
-    assert_eq!(status["grid"]["balance"], 0, "its account at the grid's ledger: {status}");
+    assert_eq!(
+        status["grid"]["balance"], 0,
+        "its account at the grid's ledger: {status}"
+    );
     let first_index = api.get("/status", None).1["grid"]["index"].clone();
 
     for route in ["/closedown", "/reset", "/initialise"] {
-        assert_eq!(api.call("POST", route, None, None).0, 401, "{route} needs the operator");
-        assert_eq!(api.call("POST", route, Some("wrong"), None).0, 401, "{route} needs the operator");
+        assert_eq!(
+            api.call("POST", route, None, None).0,
+            401,
+            "{route} needs the operator"
+        );
+        assert_eq!(
+            api.call("POST", route, Some("wrong"), None).0,
+            401,
+            "{route} needs the operator"
+        );
     }
-    assert_eq!(producers(&grid_api)["open"], 1, "refused calls changed nothing");
+    assert_eq!(
+        producers(&grid_api)["open"],
+        1,
+        "refused calls changed nothing"
+    );
 
     let (status, body) = api.call("POST", "/closedown", Some(OPERATOR), None);
-    assert_eq!((status, &body["closed"], &body["registered"]), (200, &Value::Bool(true), &Value::Bool(false)), "{body}");
-    eventually("the grid forgets the producer", || producers(&grid_api).is_null());
+    assert_eq!(
+        (status, &body["closed"], &body["registered"]),
+        (200, &Value::Bool(true), &Value::Bool(false)),
+        "{body}"
+    );
+    eventually("the grid forgets the producer", || {
+        producers(&grid_api).is_null()
+    });
 
     let (status, body) = api.call("POST", "/initialise", Some(OPERATOR), None);
-    assert_eq!((status, &body["registered"]), (200, &Value::Bool(true)), "{body}");
-    eventually("the grid knows it again", || producers(&grid_api)["open"] == 1);
+    assert_eq!(
+        (status, &body["registered"]),
+        (200, &Value::Bool(true)),
+        "{body}"
+    );
+    eventually("the grid knows it again", || {
+        producers(&grid_api)["open"] == 1
+    });
     let index = body["index"].clone();
     assert_ne!(index, first_index, "a new registration after closedown");
 
     let (status, body) = api.call("POST", "/reset", Some(OPERATOR), None);
-    assert_eq!((status, &body["registered"], &body["index"]), (200, &Value::Bool(true), &index), "{body}");
+    assert_eq!(
+        (status, &body["registered"], &body["index"]),
+        (200, &Value::Bool(true), &index),
+        "{body}"
+    );
     assert_eq!(producers(&grid_api)["open"], 1);
     assert_eq!(api.get("/status", None).1["grid"]["registered"], true);
 

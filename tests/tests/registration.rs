@@ -6,14 +6,19 @@
 
 use ed25519_dalek::SigningKey;
 use powerplug::api;
-use powerplug::channel::{Address, ChannelReader, ChannelWriter, HttpTransport, Message, Transport};
+use powerplug::channel::{
+    Address, ChannelReader, ChannelWriter, HttpTransport, Message, Transport,
+};
 use powerplug::inbox::Command;
 use powerplug::role::run;
 use powerplug_tests::{Client, eventually, grid_config, strategy_files};
 use serde_json::{Value, json};
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn register_body(writer: &ChannelWriter, kind: &str) -> Value {
@@ -21,7 +26,12 @@ fn register_body(writer: &ChannelWriter, kind: &str) -> Value {
 }
 
 fn usage(start_ms: u64, wh: u64) -> Vec<u8> {
-    Command::Usage { start_ms, end_ms: start_ms + 30_000, wh }.encode()
+    Command::Usage {
+        start_ms,
+        end_ms: start_ms + 30_000,
+        wh,
+    }
+    .encode()
 }
 
 #[test]
@@ -29,7 +39,9 @@ fn registration_is_idempotent_a_reset_needs_the_credential_and_storage_is_privat
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, _) = strategy_files(dir.path());
     let rt = runtime();
-    let grid = rt.block_on(run::grid(&grid_config(dir.path(), grid_wasm, 1_000))).unwrap();
+    let grid = rt
+        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 1_000)))
+        .unwrap();
     let client = Client::new(&grid.url);
     let store = HttpTransport::new(&grid.url);
 
@@ -43,7 +55,10 @@ fn registration_is_idempotent_a_reset_needs_the_credential_and_storage_is_privat
     let (status, first) = client.put("/registrations/alice", None, &register_body(&a, "consumer"));
     assert_eq!(status, 201, "{first}");
     let credential = first["credential"].as_str().unwrap().to_owned();
-    assert!(first["return_channel"].is_object(), "a consumer gets a return channel");
+    assert!(
+        first["return_channel"].is_object(),
+        "a consumer gets a return channel"
+    );
 
     // The same channel again: the same answer, nothing new.
     let (status, again) = client.put("/registrations/alice", None, &register_body(&a, "consumer"));
@@ -55,19 +70,44 @@ fn registration_is_idempotent_a_reset_needs_the_credential_and_storage_is_privat
     // A reset (a fresh channel for the same id) needs the current credential.
     let mut fresh = ChannelWriter::new(SigningKey::from_bytes(&[1; 32]), true).unwrap();
     fresh.hello(&store).unwrap();
-    let (status, body) = client.put("/registrations/alice", None, &register_body(&fresh, "consumer"));
-    assert_eq!((status, body["field"].as_str()), (401, Some("authorization")), "{body}");
-    let (status, body) = client.put("/registrations/alice", Some("alice.00"), &register_body(&fresh, "consumer"));
+    let (status, body) = client.put(
+        "/registrations/alice",
+        None,
+        &register_body(&fresh, "consumer"),
+    );
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (401, Some("authorization")),
+        "{body}"
+    );
+    let (status, body) = client.put(
+        "/registrations/alice",
+        Some("alice.00"),
+        &register_body(&fresh, "consumer"),
+    );
     assert_eq!(status, 401, "{body}");
-    let (status, reset) =
-        client.put("/registrations/alice", Some(&credential), &register_body(&fresh, "consumer"));
+    let (status, reset) = client.put(
+        "/registrations/alice",
+        Some(&credential),
+        &register_body(&fresh, "consumer"),
+    );
     assert_eq!(status, 201, "{reset}");
-    assert_eq!(reset["index"], first["index"], "a reset keeps the entity's index");
-    assert_ne!(reset["return_channel"], first["return_channel"], "and opens a new return channel");
+    assert_eq!(
+        reset["index"], first["index"],
+        "a reset keeps the entity's index"
+    );
+    assert_ne!(
+        reset["return_channel"], first["return_channel"],
+        "and opens a new return channel"
+    );
     let old = credential;
     let credential = reset["credential"].as_str().unwrap().to_owned();
     assert_ne!(credential, old);
-    assert_eq!(client.get("/registrations/alice", Some(&old)).0, 401, "the old credential is void");
+    assert_eq!(
+        client.get("/registrations/alice", Some(&old)).0,
+        401,
+        "the old credential is void"
+    );
     assert_eq!(client.get("/registrations/alice", Some(&credential)).0, 200);
 
     // The old return channel said goodbye.
@@ -83,29 +123,59 @@ fn registration_is_idempotent_a_reset_needs_the_credential_and_storage_is_privat
     b.hello(&store).unwrap();
     let (status, bob) = client.put("/registrations/bob", None, &register_body(&b, "producer"));
     assert_eq!(status, 201, "{bob}");
-    assert!(bob["return_channel"].is_null(), "producers get no return channel");
+    assert!(
+        bob["return_channel"].is_null(),
+        "producers get no return channel"
+    );
     let bob = bob["credential"].as_str().unwrap().to_owned();
     assert_eq!(client.get("/registrations/alice", Some(&bob)).0, 403);
     assert_eq!(client.delete("/registrations/alice", Some(&bob)).0, 403);
-    let (status, body) = client.put("/registrations/alice", Some(&bob), &register_body(&b, "producer"));
+    let (status, body) = client.put(
+        "/registrations/alice",
+        Some(&bob),
+        &register_body(&b, "producer"),
+    );
     assert!(status == 401 || status == 409, "{status} {body}");
 
     // /storage: the owner's, paged, and nobody else's.
     for i in 0..5 {
-        let (status, body) = client.put(&format!("/storage/alice/state/k{i}"), Some(&credential), &json!({ "n": i }));
+        let (status, body) = client.put(
+            &format!("/storage/alice/state/k{i}"),
+            Some(&credential),
+            &json!({ "n": i }),
+        );
         assert_eq!(status, 201, "{body}");
     }
-    let (status, _) = client.put("/storage/alice/state/k0", Some(&credential), &json!({ "n": 10 }));
+    let (status, _) = client.put(
+        "/storage/alice/state/k0",
+        Some(&credential),
+        &json!({ "n": 10 }),
+    );
     assert_eq!(status, 200, "replacing a document");
-    assert_eq!(client.get("/storage/alice/state/k0", Some(&credential)), (200, json!({ "n": 10 })));
+    assert_eq!(
+        client.get("/storage/alice/state/k0", Some(&credential)),
+        (200, json!({ "n": 10 }))
+    );
     assert_eq!(client.get("/storage/alice/state/k0", Some(&bob)).0, 403);
     assert_eq!(client.get("/storage/alice/state/k0", None).0, 401);
-    assert_eq!(client.put("/storage/alice/state/k9", Some(&bob), &json!(1)).0, 403);
-    assert_eq!(client.get("/storage/bob/state/k0", Some(&bob)).0, 404, "bob has none");
+    assert_eq!(
+        client
+            .put("/storage/alice/state/k9", Some(&bob), &json!(1))
+            .0,
+        403
+    );
+    assert_eq!(
+        client.get("/storage/bob/state/k0", Some(&bob)).0,
+        404,
+        "bob has none"
+    );
     let mut keys = Vec::new();
     let mut after = String::new();
     loop {
-        let (status, page) = client.get(&format!("/storage/alice/state?limit=2{after}"), Some(&credential));
+        let (status, page) = client.get(
+            &format!("/storage/alice/state?limit=2{after}"),
+            Some(&credential),
+        );
         assert_eq!(status, 200, "{page}");
         let items = page["items"].as_array().unwrap();
         assert!(items.len() <= 2);
@@ -116,15 +186,26 @@ fn registration_is_idempotent_a_reset_needs_the_credential_and_storage_is_privat
         }
     }
     assert_eq!(keys, ["k0", "k1", "k2", "k3", "k4"]);
-    assert_eq!(client.delete("/storage/alice/state/k1", Some(&credential)).0, 204);
-    assert_eq!(client.get("/storage/alice/state/k1", Some(&credential)).0, 404);
+    assert_eq!(
+        client
+            .delete("/storage/alice/state/k1", Some(&credential))
+            .0,
+        204
+    );
+    assert_eq!(
+        client.get("/storage/alice/state/k1", Some(&credential)).0,
+        404
+    );
     assert_eq!(client.delete("/storage/alice/state", Some(&bob)).0, 403);
     let (status, body) = client.delete("/storage/alice/state", Some(&credential));
     assert_eq!((status, body["removed"].as_u64()), (200, Some(4)));
 
     // Removing a registration: the credential stops working and the return channel closes.
     let back: api::Channel = serde_json::from_value(reset["return_channel"].clone()).unwrap();
-    assert_eq!(client.delete("/registrations/alice", Some(&credential)).0, 200);
+    assert_eq!(
+        client.delete("/registrations/alice", Some(&credential)).0,
+        200
+    );
     assert_eq!(client.get("/registrations/alice", Some(&credential)).0, 401);
     let mut reader = ChannelReader::new(&back.info().unwrap()).unwrap();
     eventually("the return channel closes", || {
@@ -140,7 +221,9 @@ fn forged_replayed_and_tampered_messages_are_dropped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, _) = strategy_files(dir.path());
     let rt = runtime();
-    let grid = rt.block_on(run::grid(&grid_config(dir.path(), grid_wasm, 50))).unwrap();
+    let grid = rt
+        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 50)))
+        .unwrap();
     let client = Client::new(&grid.url);
     let store = HttpTransport::new(&grid.url);
 
@@ -148,7 +231,11 @@ fn forged_replayed_and_tampered_messages_are_dropped_and_counted() {
     let mut writer = ChannelWriter::new(key.clone(), true).unwrap();
     let info = writer.info();
     writer.hello(&store).unwrap();
-    let (status, body) = client.put("/registrations/carol", None, &register_body(&writer, "consumer"));
+    let (status, body) = client.put(
+        "/registrations/carol",
+        None,
+        &register_body(&writer, "consumer"),
+    );
     assert_eq!(status, 201, "{body}");
     let credential = body["credential"].as_str().unwrap().to_owned();
 
@@ -175,7 +262,13 @@ fn forged_replayed_and_tampered_messages_are_dropped_and_counted() {
     // The genuine message sent twice (a resend after a crash) counts once.
     store.put(&at2, genuine).unwrap();
     // Message 3: valid, but a consumer has no output to report.
-    let wrong = Command::Output { start_ms: 60_000, end_ms: 90_000, wh: 5, price: Some(1) }.encode();
+    let wrong = Command::Output {
+        start_ms: 60_000,
+        end_ms: 90_000,
+        wh: 5,
+        price: Some(1),
+    }
+    .encode();
     ChannelWriter::resume(key, info.root, info.side_key, 3)
         .publish(&store, wrong)
         .unwrap();
@@ -185,7 +278,10 @@ fn forged_replayed_and_tampered_messages_are_dropped_and_counted() {
         status["totals"]["usage-wh"].as_u64() == Some(2_200)
     });
     let (_, registration) = client.get("/registrations/carol", Some(&credential));
-    assert_eq!(registration["read_index"], 4, "hello, 2 usages and the rejected command");
+    assert_eq!(
+        registration["read_index"], 4,
+        "hello, 2 usages and the rejected command"
+    );
     assert_eq!(registration["dropped"], 3, "forgery, tampered copy, replay");
     assert_eq!(registration["rejected"], 1, "an output from a consumer");
     let (_, status) = client.get("/status", None);
@@ -203,21 +299,30 @@ fn a_channel_registered_after_its_messages_arrived_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, _) = strategy_files(dir.path());
     let rt = runtime();
-    let grid = rt.block_on(run::grid(&grid_config(dir.path(), grid_wasm, 20))).unwrap();
+    let grid = rt
+        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 20)))
+        .unwrap();
     let client = Client::new(&grid.url);
     let store = HttpTransport::new(&grid.url);
     // The grid has been polling for a while before anything arrives.
-    eventually("a few rounds", || client.get("/status", None).1["totals"]["ticks"].as_u64() >= Some(3));
+    eventually("a few rounds", || {
+        client.get("/status", None).1["totals"]["ticks"].as_u64() >= Some(3)
+    });
 
     let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[4; 32]), true).unwrap();
     writer.hello(&store).unwrap();
     writer.publish(&store, usage(0, 1_200)).unwrap();
     writer.publish(&store, usage(30_000, 800)).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(100));
-    let (status, body) = client.put("/registrations/dora", None, &register_body(&writer, "consumer"));
+    let (status, body) = client.put(
+        "/registrations/dora",
+        None,
+        &register_body(&writer, "consumer"),
+    );
     assert_eq!(status, 201, "{body}");
-    eventually("the grid read what was there before the registration", || {
-        client.get("/status", None).1["totals"]["usage-wh"] == 2_000
-    });
+    eventually(
+        "the grid read what was there before the registration",
+        || client.get("/status", None).1["totals"]["usage-wh"] == 2_000,
+    );
     rt.block_on(grid.stop()).unwrap();
 }

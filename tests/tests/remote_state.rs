@@ -13,8 +13,13 @@ use powerplug_tests::{Client, eventually, grid_config, strategy_files, workspace
 fn meters_without_a_disk_keep_their_state_upstream_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, producer_wasm) = strategy_files(dir.path());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let grid = rt.block_on(run::grid(&grid_config(dir.path(), grid_wasm, 1_000))).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let grid = rt
+        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 1_000)))
+        .unwrap();
     let mut config = ProducerConfig::default();
     config.service.listen = "127.0.0.1:0".parse().unwrap();
     config.service.data_dir = dir.path().join("producer");
@@ -34,10 +39,16 @@ fn meters_without_a_disk_keep_their_state_upstream_across_a_restart() {
     sources.upstream_url = producer.url.clone();
     sources.count = 2;
     sources.meter = SimulatedMeter::Fixed { wh: 4_000 };
-    sources.state = StateKeeping::Remote { secret: "ab".repeat(32) };
+    sources.state = StateKeeping::Remote {
+        secret: "ab".repeat(32),
+    };
 
     let api = Client::new(&producer.url);
-    let read = || api.get("/status", None).1["registrations"]["messages_read"].as_u64().unwrap_or(0);
+    let read = || {
+        api.get("/status", None).1["registrations"]["messages_read"]
+            .as_u64()
+            .unwrap_or(0)
+    };
     let meters = rt.block_on(run::meters(&sources, Kind::Source)).unwrap();
     eventually("readings arrive", || read() >= 10);
     rt.block_on(meters.stop()).unwrap();
@@ -49,22 +60,38 @@ fn meters_without_a_disk_keep_their_state_upstream_across_a_restart() {
     let (_, status) = Client::new(&meters.url).get("/status", None);
     let each = status["each"].as_array().unwrap();
     assert_eq!(each.len(), 2);
-    assert!(each.iter().all(|m| m["registered"] == true && m["channel_position"].as_u64() > Some(10)), "{status}");
+    assert!(
+        each.iter()
+            .all(|m| m["registered"] == true && m["channel_position"].as_u64() > Some(10)),
+        "{status}"
+    );
     rt.block_on(meters.stop()).unwrap();
-    assert!(!sources.service.data_dir.exists(), "no local state was written");
+    assert!(
+        !sources.service.data_dir.exists(),
+        "no local state was written"
+    );
 
     // What each meter kept upstream matches what the producer read, exactly.
     let db = producer.role.db();
     let mut published_wh = 0;
     for id in ["source-0", "source-1"] {
-        let kept = powerplug::documents::get(db, id, "powerplug", "member").unwrap().expect("state kept upstream");
+        let kept = powerplug::documents::get(db, id, "powerplug", "member")
+            .unwrap()
+            .expect("state kept upstream");
         let kept: serde_json::Value = serde_json::from_slice(&kept).unwrap();
         published_wh += kept["published_wh"].as_u64().unwrap();
         let registration = powerplug::registry::get(db, id).unwrap().unwrap();
         eventually("the producer read the whole channel", || {
-            powerplug::registry::get(db, id).unwrap().unwrap().read_index == kept["channel"]["next_index"].as_u64().unwrap()
+            powerplug::registry::get(db, id)
+                .unwrap()
+                .unwrap()
+                .read_index
+                == kept["channel"]["next_index"].as_u64().unwrap()
         });
-        assert_eq!(registration.dropped, 0, "{id}: nothing was sent twice or out of place");
+        assert_eq!(
+            registration.dropped, 0,
+            "{id}: nothing was sent twice or out of place"
+        );
         assert_eq!(registration.rejected, 0);
     }
     eventually("the producer took every reading", || {

@@ -24,7 +24,10 @@ fn sources_producers_grid_and_consumers_trade_and_money_adds_up() {
         consumer_funds: 10_000,
         seed: 3,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let summary = rt.block_on(demo::run(&options, |_| {})).unwrap();
     println!("{summary}");
     for check in &summary.checks {
@@ -33,22 +36,43 @@ fn sources_producers_grid_and_consumers_trade_and_money_adds_up() {
     let p = &summary.progress;
     assert_eq!(summary.failed_ticks, 0);
     assert_eq!(summary.messages_dropped, 0);
-    assert!(p.generated_wh > 0 && p.reported_wh > 0, "output flowed: {p:?}");
-    assert!(p.reported_wh <= p.generated_wh, "a producer reports no more than its sources made");
-    assert!(summary.payment_requests > 0 && summary.consumer_payments > 0, "{summary:?}");
+    assert!(
+        p.generated_wh > 0 && p.reported_wh > 0,
+        "output flowed: {p:?}"
+    );
+    assert!(
+        p.reported_wh <= p.generated_wh,
+        "a producer reports no more than its sources made"
+    );
+    assert!(
+        summary.payment_requests > 0 && summary.consumer_payments > 0,
+        "{summary:?}"
+    );
     // Whole kWh are billed, 5 tokens each; what is left carries over (< 1 kWh per consumer).
     assert_eq!(p.billed_wh % 1000, 0);
     assert_eq!(p.requested, p.billed_wh / 1000 * 5);
     assert!(p.used_wh - p.billed_wh < 1000 * u64::from(options.consumers));
     assert!(p.paid_to_producers > 0, "producers were paid");
-    assert!(summary.producer_balances.iter().all(|(_, b)| *b > 0), "{:?}", summary.producer_balances);
+    assert!(
+        summary.producer_balances.iter().all(|(_, b)| *b > 0),
+        "{:?}",
+        summary.producer_balances
+    );
 
     // Each producer saw its payouts arrive as transfers (up to its last tick).
     for (id, balance) in &summary.producer_balances {
-        let db = powerplug::storage::RedbStore::open(&options.data_dir.join(id).join("powerplug.redb")).unwrap();
+        let db =
+            powerplug::storage::RedbStore::open(&options.data_dir.join(id).join("powerplug.redb"))
+                .unwrap();
         let counters = powerplug::storage::counters(&db).unwrap();
         let received = counters.get("received").copied().unwrap_or(0);
-        assert!(received > 0 && received <= *balance, "{id}: saw {received} of {balance}");
-        assert!(counters.get("source-wh").is_some_and(|wh| *wh > 0), "{id} took source output");
+        assert!(
+            received > 0 && received <= *balance,
+            "{id}: saw {received} of {balance}"
+        );
+        assert!(
+            counters.get("source-wh").is_some_and(|wh| *wh > 0),
+            "{id} took source output"
+        );
     }
 }

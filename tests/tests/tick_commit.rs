@@ -9,11 +9,11 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use powerplug::books::{GridNews, StoredBooks, grid_input, store_decision};
 use powerplug::channel::{ChannelReader, ChannelWriter, EmbeddedTransport, Message, Transport};
+use powerplug::storage::{RedbStore, Store};
 use powerplug::strategy::{GridDecision, GridStrategy, Limits, Output, Runtime, Transfer, Usage};
 use powerplug::tick_log::{self, Outcome};
 use powerplug::{outbox, wallet};
 use powerplug_tests::basic_grid;
-use powerplug::storage::{RedbStore, Store};
 
 const NOW: u64 = 10_000;
 
@@ -102,7 +102,16 @@ fn a_tick_and_all_its_effects_commit_together_or_not_at_all() {
     // Money in the system: the consumer paid 100 into the grid's account.
     let tx = db.write().unwrap();
     wallet::issue(&*tx, "consumer-0", 1_000, "fund", 0).unwrap();
-    wallet::transfer(&*tx, "consumer-0", "grid", 100, "consumer-0", "pay-1", 5_000).unwrap();
+    wallet::transfer(
+        &*tx,
+        "consumer-0",
+        "grid",
+        100,
+        "consumer-0",
+        "pay-1",
+        5_000,
+    )
+    .unwrap();
     tx.commit().unwrap();
 
     // The consumer's return channel, opened with hello.

@@ -94,7 +94,13 @@ impl Transport for EmbeddedTransport {
     }
 
     fn get(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
-        let entries = prefixed(&*self.db.read()?, MESSAGES, &address.0, Order::Ascending, usize::MAX)?;
+        let entries = prefixed(
+            &*self.db.read()?,
+            MESSAGES,
+            &address.0,
+            Order::Ascending,
+            usize::MAX,
+        )?;
         Ok(entries.into_iter().map(|(_, v)| v).collect())
     }
 

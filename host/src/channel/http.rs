@@ -125,7 +125,10 @@ impl Transport for HttpTransport {
             let status = response.status();
             anyhow::ensure!(status.is_success(), "POST /channels/read: {status}");
             let answer: ManyMessages = response.body_mut().read_json()?;
-            anyhow::ensure!(answer.messages.len() == chunk.len(), "POST /channels/read: wrong count");
+            anyhow::ensure!(
+                answer.messages.len() == chunk.len(),
+                "POST /channels/read: wrong count"
+            );
             for messages in answer.messages {
                 out.push(
                     messages

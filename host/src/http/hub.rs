@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, ApiResult, Bearer, Body, Params, blocking};
 use crate::api;
 use crate::channel::{
-    Address, Batch, ChannelReader, MAX_MESSAGE_BYTES, ManyMessages, Messages, READ_BATCH, ReadError,
-    ReadMany, Transport,
+    Address, Batch, ChannelReader, MAX_MESSAGE_BYTES, ManyMessages, Messages, READ_BATCH,
+    ReadError, ReadMany, Transport,
 };
 use crate::documents::{self, DocumentError};
 use crate::registry::{Registration, RegistryError};
@@ -34,18 +34,25 @@ pub fn routes<R: HasHub>() -> Router<Arc<R>> {
     Router::new()
         .route(
             "/registrations/{id}",
-            put(register::<R>).get(registration::<R>).delete(deregister::<R>),
+            put(register::<R>)
+                .get(registration::<R>)
+                .delete(deregister::<R>),
         )
         .route("/channels", post(put_batch::<R>))
         .route("/channels/read", post(read_batch::<R>))
-        .route("/channels/{address}", get(get_channel::<R>).put(put_channel::<R>))
+        .route(
+            "/channels/{address}",
+            get(get_channel::<R>).put(put_channel::<R>),
+        )
         .route(
             "/storage/{id}/{context}",
             get(list_documents::<R>).delete(delete_context::<R>),
         )
         .route(
             "/storage/{id}/{context}/{key}",
-            get(get_document::<R>).put(put_document::<R>).delete(delete_document::<R>),
+            get(get_document::<R>)
+                .put(put_document::<R>)
+                .delete(delete_document::<R>),
         )
 }
 
@@ -65,8 +72,20 @@ impl From<RegistryError> for ApiError {
         };
         let message = e.to_string();
         let field = message.split(':').next().unwrap_or("").to_owned();
-        let field = if status == StatusCode::INTERNAL_SERVER_ERROR { String::new() } else { field };
-        ApiError::new(status, if field == "credential" { "authorization" } else { &field }, message)
+        let field = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            String::new()
+        } else {
+            field
+        };
+        ApiError::new(
+            status,
+            if field == "credential" {
+                "authorization"
+            } else {
+                &field
+            },
+            message,
+        )
     }
 }
 
@@ -74,8 +93,12 @@ impl From<DocumentError> for ApiError {
     fn from(e: DocumentError) -> Self {
         match &e {
             DocumentError::BadName(field) => ApiError::bad(field, e.to_string()),
-            DocumentError::TooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body", e.to_string()),
-            DocumentError::Full => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "key", e.to_string()),
+            DocumentError::TooLarge(_) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body", e.to_string())
+            }
+            DocumentError::Full => {
+                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "key", e.to_string())
+            }
             DocumentError::Storage(_) => ApiError::internal(e),
         }
     }
@@ -120,8 +143,8 @@ async fn register<R: HasHub>(
             .info()
             .map_err(|field| ApiError::unprocessable(field, "expected 32 bytes in hex"))?;
         // The reader refuses a channel that does not open with hello.
-        let mut reader = ChannelReader::new(&info)
-            .map_err(|e| ApiError::unprocessable("channel.author", e))?;
+        let mut reader =
+            ChannelReader::new(&info).map_err(|e| ApiError::unprocessable("channel.author", e))?;
         match reader.poll(&hub.store) {
             Ok(_) if reader.next_index() > 0 => {}
             Ok(_) => {
@@ -131,21 +154,32 @@ async fn register<R: HasHub>(
                 ));
             }
             Err(ReadError::NotOpened) => {
-                return Err(ApiError::unprocessable("channel", "the channel does not open with hello"));
+                return Err(ApiError::unprocessable(
+                    "channel",
+                    "the channel does not open with hello",
+                ));
             }
             Err(e) => return Err(ApiError::internal(e)),
         }
-        let registered = hub
-            .registry
-            .register(&hub.db, &id, body.kind, info, bearer.0.as_deref())?;
+        let registered =
+            hub.registry
+                .register(&hub.db, &id, body.kind, info, bearer.0.as_deref())?;
         // Its messages may all be in the store already: read it next round.
         let r = &registered.registration;
         hub.store.touch(Address::of(&r.channel.root, r.read_index));
-        let status = if registered.changed { StatusCode::CREATED } else { StatusCode::OK };
+        let status = if registered.changed {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
         let key = hub.registry.key().verifying_key().to_bytes();
         Ok((
             status,
-            Json(api::Registered::of(&registered.registration, Some(registered.credential), &key)),
+            Json(api::Registered::of(
+                &registered.registration,
+                Some(registered.credential),
+                &key,
+            )),
         ))
     })
     .await
@@ -332,7 +366,10 @@ async fn list_documents<R: HasHub>(
         Ok(Json(Page {
             items: items
                 .into_iter()
-                .map(|(key, value)| Document { key, value: json(&value) })
+                .map(|(key, value)| Document {
+                    key,
+                    value: json(&value),
+                })
                 .collect(),
             next,
         }))
@@ -350,7 +387,11 @@ async fn get_document<R: HasHub>(
         authenticate(hub, &bearer, &id)?;
         match documents::get(&hub.db, &id, &context, &key)? {
             Some(bytes) => Ok(Json(json(&bytes))),
-            None => Err(ApiError::new(StatusCode::NOT_FOUND, "key", format!("no document `{context}/{key}`"))),
+            None => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "key",
+                format!("no document `{context}/{key}`"),
+            )),
         }
     })
     .await
@@ -367,7 +408,11 @@ async fn put_document<R: HasHub>(
         authenticate(hub, &bearer, &id)?;
         let bytes = serde_json::to_vec(&value).map_err(ApiError::internal)?;
         let new = documents::put(&hub.db, &id, &context, &key, &bytes)?;
-        Ok(if new { StatusCode::CREATED } else { StatusCode::OK })
+        Ok(if new {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        })
     })
     .await
 }
@@ -381,7 +426,11 @@ async fn delete_document<R: HasHub>(
         let hub = role.hub();
         authenticate(hub, &bearer, &id)?;
         match documents::delete(&hub.db, &id, &context, Some(&key))? {
-            0 => Err(ApiError::new(StatusCode::NOT_FOUND, "key", format!("no document `{context}/{key}`"))),
+            0 => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "key",
+                format!("no document `{context}/{key}`"),
+            )),
             _ => Ok(StatusCode::NO_CONTENT),
         }
     })

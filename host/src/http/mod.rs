@@ -98,7 +98,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             Err(e) => {
                 let path = e.path().to_string();
                 let message = e.into_inner().to_string();
-                Err(ApiError::unprocessable(&field_of(&path, &message, "body"), message))
+                Err(ApiError::unprocessable(
+                    &field_of(&path, &message, "body"),
+                    message,
+                ))
             }
         }
     }
@@ -130,11 +133,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
         let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
-        serde_path_to_error::deserialize(de).map(Params).map_err(|e| {
-            let path = e.path().to_string();
-            let message = e.into_inner().to_string();
-            ApiError::bad(&field_of(&path, &message, "query"), message)
-        })
+        serde_path_to_error::deserialize(de)
+            .map(Params)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let message = e.into_inner().to_string();
+                ApiError::bad(&field_of(&path, &message, "query"), message)
+            })
     }
 }
 
@@ -207,7 +212,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method", "this route does not take that method")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method",
+        "this route does not take that method",
+    )
 }
 
 fn finish<S: Clone + Send + Sync + 'static>(router: Router<S>, state: S) -> Router {
@@ -220,7 +229,9 @@ fn finish<S: Clone + Send + Sync + 'static>(router: Router<S>, state: S) -> Rout
 
 pub fn grid_router(grid: Arc<Grid>) -> Router {
     finish(
-        hub::routes::<Grid>().merge(wallet::routes()).route("/status", get(hub::status::<Grid>)),
+        hub::routes::<Grid>()
+            .merge(wallet::routes())
+            .route("/status", get(hub::status::<Grid>)),
         grid,
     )
 }
@@ -247,13 +258,22 @@ pub fn producer_router(producer: Arc<Producer>) -> Router {
         })
         .await
     }
-    async fn initialise(State(p): State<Arc<Producer>>, bearer: Bearer) -> ApiResult<axum::Json<serde_json::Value>> {
+    async fn initialise(
+        State(p): State<Arc<Producer>>,
+        bearer: Bearer,
+    ) -> ApiResult<axum::Json<serde_json::Value>> {
         membership(p, bearer, Producer::initialise).await
     }
-    async fn closedown(State(p): State<Arc<Producer>>, bearer: Bearer) -> ApiResult<axum::Json<serde_json::Value>> {
+    async fn closedown(
+        State(p): State<Arc<Producer>>,
+        bearer: Bearer,
+    ) -> ApiResult<axum::Json<serde_json::Value>> {
         membership(p, bearer, Producer::closedown).await
     }
-    async fn reset(State(p): State<Arc<Producer>>, bearer: Bearer) -> ApiResult<axum::Json<serde_json::Value>> {
+    async fn reset(
+        State(p): State<Arc<Producer>>,
+        bearer: Bearer,
+    ) -> ApiResult<axum::Json<serde_json::Value>> {
         membership(p, bearer, Producer::reset).await
     }
     finish(

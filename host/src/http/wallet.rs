@@ -14,7 +14,9 @@ use super::hub::HasHub;
 use super::{ApiError, ApiResult, Bearer, Body, Params, blocking, operator};
 use crate::api;
 use crate::role::grid::Grid;
-use crate::wallet::{self, Account, Batch, BatchAnswer, Outcome, PAY_BATCH, PayRequest, Transfer, WalletError};
+use crate::wallet::{
+    self, Account, Batch, BatchAnswer, Outcome, PAY_BATCH, PayRequest, Transfer, WalletError,
+};
 
 /// Transfers one `GET /wallet` answers at most; page with `since`.
 const MAX_TRANSFERS: usize = 1_000;
@@ -36,16 +38,25 @@ impl From<WalletError> for ApiError {
         };
         let message = e.to_string();
         let field = message.split(':').next().unwrap_or("").to_owned();
-        let field = if field == "account" { "to".to_owned() } else { field };
+        let field = if field == "account" {
+            "to".to_owned()
+        } else {
+            field
+        };
         ApiError::new(status, &field, message)
     }
 }
 
 fn check_key(key: &str) -> ApiResult<()> {
-    if crate::storage::valid_name(key) || (key.len() <= 128 && key.split('/').all(crate::storage::valid_name)) {
+    if crate::storage::valid_name(key)
+        || (key.len() <= 128 && key.split('/').all(crate::storage::valid_name))
+    {
         Ok(())
     } else {
-        Err(ApiError::unprocessable("key", "1 to 128 of A-Z a-z 0-9 _ - . /"))
+        Err(ApiError::unprocessable(
+            "key",
+            "1 to 128 of A-Z a-z 0-9 _ - . /",
+        ))
     }
 }
 
@@ -54,18 +65,32 @@ fn payee(grid: &Grid, to: &str) -> ApiResult<String> {
     if to == grid.account() {
         return Ok(to.to_owned());
     }
-    wallet::resolve(grid.db(), to)?
-        .ok_or_else(|| ApiError::unprocessable("to", format!("`{to}` is no receive address of this ledger")))
+    wallet::resolve(grid.db(), to)?.ok_or_else(|| {
+        ApiError::unprocessable("to", format!("`{to}` is no receive address of this ledger"))
+    })
 }
 
 /// One payment inside the caller's transaction; keys are per payer, so one
 /// entity cannot collide with another's.
-fn pay_one(grid: &Grid, tx: &dyn crate::storage::WriteTx, credential: &str, body: &PayRequest) -> ApiResult<Transfer> {
+fn pay_one(
+    grid: &Grid,
+    tx: &dyn crate::storage::WriteTx,
+    credential: &str,
+    body: &PayRequest,
+) -> ApiResult<Transfer> {
     check_key(&body.key)?;
     let payer = grid.hub().registry.authenticate(grid.db(), credential)?;
     let to = payee(grid, &body.to)?;
     let key = format!("{}/{}", payer.id, body.key);
-    Ok(wallet::transfer(tx, &payer.id, &to, body.amount, &payer.id, &key, crate::role::unix_ms())?)
+    Ok(wallet::transfer(
+        tx,
+        &payer.id,
+        &to,
+        body.amount,
+        &payer.id,
+        &key,
+        crate::role::unix_ms(),
+    )?)
 }
 
 async fn pay(
@@ -76,7 +101,11 @@ async fn pay(
     check_key(&body.key)?;
     blocking(move || {
         let Some(credential) = bearer.0.as_deref() else {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "authorization", "a credential is needed"));
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "authorization",
+                "a credential is needed",
+            ));
         };
         let tx = grid.db().write()?;
         let transfer = pay_one(&grid, &*tx, credential, &body)?;
@@ -89,9 +118,15 @@ async fn pay(
 /// Many payers' payments, each under its own credential, in one ledger write:
 /// a meter host with thousands of consumers pays for all of them at once. A
 /// refused payment is reported in its place and moves nothing.
-async fn pay_batch(State(grid): State<Arc<Grid>>, Body(body): Body<Batch>) -> ApiResult<Json<BatchAnswer>> {
+async fn pay_batch(
+    State(grid): State<Arc<Grid>>,
+    Body(body): Body<Batch>,
+) -> ApiResult<Json<BatchAnswer>> {
     if body.payments.len() > PAY_BATCH {
-        return Err(ApiError::unprocessable("payments", format!("at most {PAY_BATCH} a batch")));
+        return Err(ApiError::unprocessable(
+            "payments",
+            format!("at most {PAY_BATCH} a batch"),
+        ));
     }
     blocking(move || {
         let tx = grid.db().write()?;
@@ -130,7 +165,11 @@ async fn account(
 ) -> ApiResult<Json<Account>> {
     blocking(move || {
         let Some(credential) = bearer.0.as_deref() else {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "authorization", "a credential is needed"));
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "authorization",
+                "a credential is needed",
+            ));
         };
         let me = grid.hub().registry.authenticate(grid.db(), credential)?;
         let mut transfers = wallet::transfers_since(grid.db(), &me.id, query.since.unwrap_or(0))?;
@@ -153,7 +192,13 @@ async fn issue(
     check_key(&body.key)?;
     blocking(move || {
         let tx = grid.db().write()?;
-        let transfer = wallet::issue(&*tx, &body.to, body.amount, &format!("$issue/{}", body.key), crate::role::unix_ms())?;
+        let transfer = wallet::issue(
+            &*tx,
+            &body.to,
+            body.amount,
+            &format!("$issue/{}", body.key),
+            crate::role::unix_ms(),
+        )?;
         tx.commit()?;
         Ok((StatusCode::CREATED, Json(transfer)))
     })

@@ -129,7 +129,7 @@ mod tests {
 
     #[test]
     fn keys_sort_as_their_parts_and_read_back() {
-        let mut keys = vec![
+        let mut keys = [
             of(&[&"b", &1u64]),
             of(&[&"a", &u64::MAX]),
             of(&[&"ab", &0u64]),
@@ -145,7 +145,12 @@ mod tests {
             .collect();
         assert_eq!(
             read,
-            [("a".into(), 2), ("a".into(), u64::MAX), ("ab".into(), 0), ("b".into(), 1)]
+            [
+                ("a".into(), 2),
+                ("a".into(), u64::MAX),
+                ("ab".into(), 0),
+                ("b".into(), 1)
+            ]
         );
         let prefix = of(&[&"a"]);
         let end = after_prefix(&prefix).unwrap();

@@ -79,11 +79,21 @@ pub fn prefixed(
     order: Order,
     limit: usize,
 ) -> anyhow::Result<Entries> {
-    tx.range(table, prefix, key::after_prefix(prefix).as_deref(), order, limit)
+    tx.range(
+        table,
+        prefix,
+        key::after_prefix(prefix).as_deref(),
+        order,
+        limit,
+    )
 }
 
 /// The last entry under `prefix`, if any.
-pub fn last(tx: &dyn ReadTx, table: &str, prefix: &[u8]) -> anyhow::Result<Option<(Vec<u8>, Vec<u8>)>> {
+pub fn last(
+    tx: &dyn ReadTx,
+    table: &str,
+    prefix: &[u8],
+) -> anyhow::Result<Option<(Vec<u8>, Vec<u8>)>> {
     Ok(prefixed(tx, table, prefix, Order::Descending, 1)?.pop())
 }
 
@@ -93,19 +103,29 @@ const META: &str = "meta";
 const COUNTERS: &str = "counters";
 
 /// A named value, decoded with postcard; `None` if never written.
-pub fn meta<T: serde::de::DeserializeOwned>(db: &dyn Store, name: &str) -> anyhow::Result<Option<T>> {
+pub fn meta<T: serde::de::DeserializeOwned>(
+    db: &dyn Store,
+    name: &str,
+) -> anyhow::Result<Option<T>> {
     meta_in(&*db.read()?, name)
 }
 
 /// A named value inside a transaction.
-pub fn meta_in<T: serde::de::DeserializeOwned>(tx: &dyn ReadTx, name: &str) -> anyhow::Result<Option<T>> {
+pub fn meta_in<T: serde::de::DeserializeOwned>(
+    tx: &dyn ReadTx,
+    name: &str,
+) -> anyhow::Result<Option<T>> {
     match tx.get(META, &key::of(&[&name]))? {
         Some(bytes) => Ok(Some(postcard::from_bytes(&bytes)?)),
         None => Ok(None),
     }
 }
 
-pub fn set_meta<T: serde::Serialize>(tx: &dyn WriteTx, name: &str, value: &T) -> anyhow::Result<()> {
+pub fn set_meta<T: serde::Serialize>(
+    tx: &dyn WriteTx,
+    name: &str,
+    value: &T,
+) -> anyhow::Result<()> {
     tx.put(META, &key::of(&[&name]), &postcard::to_allocvec(value)?)
 }
 

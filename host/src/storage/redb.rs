@@ -53,7 +53,7 @@ impl Store for RedbStore {
 struct Read(ReadTransaction);
 struct Write(WriteTransaction);
 
-fn collect<'a, T: ReadableTable<&'static [u8], &'static [u8]>>(
+fn collect<T: ReadableTable<&'static [u8], &'static [u8]>>(
     t: &T,
     start: &[u8],
     end: Option<&[u8]>,
@@ -65,27 +65,14 @@ fn collect<'a, T: ReadableTable<&'static [u8], &'static [u8]>>(
         end.map_or(Bound::Unbounded, Bound::Excluded),
     );
     let range = t.range::<&[u8]>(bounds)?;
+    let entries: Box<dyn Iterator<Item = _>> = match order {
+        Order::Ascending => Box::new(range),
+        Order::Descending => Box::new(range.rev()),
+    };
     let mut out = Vec::new();
-    let mut push = |entry: Result<(redb::AccessGuard<'_, &[u8]>, redb::AccessGuard<'_, &[u8]>), redb::StorageError>| -> anyhow::Result<bool> {
+    for entry in entries.take(limit) {
         let (k, v) = entry?;
         out.push((k.value().to_vec(), v.value().to_vec()));
-        Ok(out.len() < limit)
-    };
-    match order {
-        Order::Ascending => {
-            for entry in range {
-                if !push(entry)? {
-                    break;
-                }
-            }
-        }
-        Order::Descending => {
-            for entry in range.rev() {
-                if !push(entry)? {
-                    break;
-                }
-            }
-        }
     }
     Ok(out)
 }
@@ -100,7 +87,14 @@ impl ReadTx for Read {
         }
     }
 
-    fn range(&self, name: &str, start: &[u8], end: Option<&[u8]>, order: Order, limit: usize) -> anyhow::Result<Entries> {
+    fn range(
+        &self,
+        name: &str,
+        start: &[u8],
+        end: Option<&[u8]>,
+        order: Order,
+        limit: usize,
+    ) -> anyhow::Result<Entries> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -129,7 +123,14 @@ impl ReadTx for Write {
         Ok(t.get(key)?.map(|v| v.value().to_vec()))
     }
 
-    fn range(&self, name: &str, start: &[u8], end: Option<&[u8]>, order: Order, limit: usize) -> anyhow::Result<Entries> {
+    fn range(
+        &self,
+        name: &str,
+        start: &[u8],
+        end: Option<&[u8]>,
+        order: Order,
+        limit: usize,
+    ) -> anyhow::Result<Entries> {
         if limit == 0 || !self.exists(name)? {
             return Ok(Vec::new());
         }

@@ -101,7 +101,9 @@ pub fn pay_batch(
         }
         out.extend(answer.outcomes.into_iter().map(|o| match o {
             Outcome::Paid(t) => Ok(t),
-            Outcome::Refused { error, field } => Err(PayError::Refused(format!("{field}: {error}"))),
+            Outcome::Refused { error, field } => {
+                Err(PayError::Refused(format!("{field}: {error}")))
+            }
         }));
     }
     Ok(out)
