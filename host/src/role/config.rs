@@ -26,9 +26,17 @@ pub fn load<T: Serialize + DeserializeOwned>(
         figment = figment.merge(Toml::file(file));
     }
     figment = figment.merge(Env::prefixed("POWERPLUG_").split("__"));
-    figment
-        .extract()
-        .map_err(|e| anyhow::anyhow!("config: {e}"))
+    figment.extract().map_err(|errors| {
+        // Name the key of each error, as every other bad input does.
+        let each: Vec<String> = errors
+            .into_iter()
+            .map(|e| match e.path.join(".") {
+                key if key.is_empty() => e.kind.to_string(),
+                key => format!("{key}: {}", e.kind),
+            })
+            .collect();
+        anyhow::anyhow!("config: {}", each.join("; "))
+    })
 }
 
 /// What every role has.
@@ -208,5 +216,56 @@ impl MetersConfig {
                 .map(|n| format!("{}-{n}", self.service.id))
                 .collect()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_overrides_defaults_and_the_environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("grid.toml");
+        std::fs::write(
+            &file,
+            "id = \"north\"\npoll_ms = 5\n[clock]\nepoch_ms = 10\nscale = 2\n[strategy]\ncomponent = \"g.wasm\"\ntick_ms = 1000\ntick_log_keep = 7\n",
+        )
+        .unwrap();
+        // SAFETY: no other test of this binary reads or writes these variables.
+        unsafe {
+            std::env::set_var("POWERPLUG_CLOCK__SCALE", "60");
+            std::env::set_var("POWERPLUG_STRATEGY__TICK_MS", "123");
+        }
+        let config = load(GridConfig::default(), Some(&file));
+        unsafe {
+            std::env::remove_var("POWERPLUG_CLOCK__SCALE");
+            std::env::remove_var("POWERPLUG_STRATEGY__TICK_MS");
+        }
+        let config = config.unwrap();
+        assert_eq!(config.service.id, "north");
+        assert_eq!(config.service.poll_ms, 5);
+        assert_eq!(config.service.listen, GridConfig::default().service.listen);
+        assert_eq!(
+            (config.service.clock.epoch_ms, config.service.clock.scale),
+            (10, 60)
+        );
+        assert_eq!(
+            (config.strategy.tick_ms, config.strategy.tick_log_keep),
+            (123, 7)
+        );
+
+        std::fs::write(&file, "id = \"x\"\npol_ms = 5\n").unwrap();
+        let err = load(GridConfig::default(), Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pol_ms"), "{err}");
+        std::fs::write(&file, "[strategy]\ntick_ms = \"soon\"\n").unwrap();
+        let err = load(GridConfig::default(), Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("strategy.tick_ms"), "{err}");
+        let err = load(GridConfig::default(), Some(&dir.path().join("none.toml"))).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
     }
 }
