@@ -26,4 +26,5 @@ pub mod simulate;
 pub mod storage;
 pub mod strategy;
 pub mod tick_log;
+pub mod versions;
 pub mod wallet;

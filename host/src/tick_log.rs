@@ -103,6 +103,14 @@ pub fn grid_ticks(
     ticks(db, slot, since, limit)
 }
 
+/// `slot`'s most recent grid tick.
+pub fn last_grid(db: &dyn Store, slot: &str) -> anyhow::Result<Option<GridTickRecord>> {
+    match last(&*db.read()?, LOG, &key::of(&[&slot]))? {
+        Some((_, v)) => Ok(Some(postcard::from_bytes(&v)?)),
+        None => Ok(None),
+    }
+}
+
 /// `slot`'s producer ticks after `since`, oldest first, at most `limit`.
 pub fn producer_ticks(
     db: &dyn Store,

@@ -4,6 +4,7 @@
 //! `{"error": "...", "field": "..."}`; a refused request changes nothing.
 
 mod hub;
+mod strategies;
 mod wallet;
 
 use std::sync::Arc;
@@ -231,6 +232,7 @@ pub fn grid_router(grid: Arc<Grid>) -> Router {
     finish(
         hub::routes::<Grid>()
             .merge(wallet::routes())
+            .merge(strategies::routes())
             .route("/status", get(hub::status::<Grid>)),
         grid,
     )

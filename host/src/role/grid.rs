@@ -23,13 +23,18 @@ use crate::strategy::{
 use crate::tick_log::{self, Outcome};
 use crate::{outbox, storage, wallet};
 
-const SLOT: &str = "grid";
+pub(super) const SLOT: &str = "grid";
 /// Records one tick takes at most; the rest wait for the next.
 const MAX_RECORDS_PER_TICK: usize = 500_000;
 
 pub struct Grid {
     pub hub: Hub,
-    strategy: GridStrategy,
+    /// The active version; a tick clones it once and runs on it throughout.
+    active: std::sync::RwLock<GridStrategy>,
+    pub(super) runtime: crate::strategy::Runtime,
+    /// One tick or one activation at a time: a swap waits for the tick in
+    /// flight and takes effect at the next one.
+    pub(super) turn: std::sync::Mutex<()>,
     settings: Vec<Setting>,
     clock: Clock,
     tick_log_keep: u64,
@@ -64,16 +69,49 @@ impl Grid {
             .clone()
             .unwrap_or_else(|| config.service.data_dir.join("cache"));
         let runtime = super::runtime(&cache)?;
-        let path = &config.strategy.component;
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("strategy.component: cannot read {}", path.display()))?;
-        let strategy = runtime
-            .load_grid(&bytes)
-            .with_context(|| format!("strategy.component: {}", path.display()))?;
+        // The active version if there is one (uploads outlive restarts), else
+        // the configured component, which becomes the first version.
+        let strategy = match crate::versions::active(&hub.db, "grid")? {
+            Some(sha) => {
+                let bytes = crate::versions::component(&hub.db, &sha)?
+                    .with_context(|| format!("the active grid version {sha} is missing"))?;
+                runtime.load_grid(&bytes)?
+            }
+            None => {
+                let path = &config.strategy.component;
+                let bytes = std::fs::read(path).with_context(|| {
+                    format!("strategy.component: cannot read {}", path.display())
+                })?;
+                let strategy = runtime
+                    .load_grid(&bytes)
+                    .with_context(|| format!("strategy.component: {}", path.display()))?;
+                let tx = hub.db.write()?;
+                let now = super::unix_ms();
+                crate::versions::add(
+                    &*tx,
+                    strategy.info(),
+                    &bytes,
+                    None,
+                    Some("configured".into()),
+                    now,
+                )?;
+                crate::versions::activate(
+                    &*tx,
+                    "grid",
+                    &strategy.info().sha256,
+                    "configured",
+                    now,
+                )?;
+                tx.commit()?;
+                strategy
+            }
+        };
         let wallet_seed = storage::meta_or_init(&hub.db, "wallet-seed", crate::channel::random32)?;
         Ok(Self {
             hub,
-            strategy,
+            active: std::sync::RwLock::new(strategy),
+            runtime,
+            turn: std::sync::Mutex::new(()),
             settings: config.strategy.settings(),
             clock: config.service.clock,
             tick_log_keep: config.strategy.tick_log_keep,
@@ -91,12 +129,30 @@ impl Grid {
         &self.hub.id
     }
 
-    pub fn strategy(&self) -> &GridStrategy {
-        &self.strategy
+    /// The active version now.
+    pub fn strategy(&self) -> GridStrategy {
+        self.active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(super) fn set_strategy(&self, strategy: GridStrategy) {
+        *self.active.write().unwrap_or_else(|e| e.into_inner()) = strategy;
+    }
+
+    pub(super) fn clock_now(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub fn settings(&self) -> &[Setting] {
+        &self.settings
     }
 
     /// One tick now: reads what is pending, decides, commits.
     pub fn tick(&self) -> anyhow::Result<TickSummary> {
+        let _turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
+        let strategy = self.strategy();
         let db = self.db();
         let now = self.clock.now_ms();
         let records = inbox::pending(db, MAX_RECORDS_PER_TICK)?;
@@ -180,11 +236,11 @@ impl Grid {
         let tick = storage::counters(db)?.get("ticks").copied().unwrap_or(0) + 1;
         summary.tick = tick;
 
-        let decision = match self.strategy.tick(&input) {
+        let decision = match strategy.tick(&input) {
             Ok(outcome) => outcome.decision,
             Err(failure) => {
                 let why = failure.to_string();
-                self.record_failure(input, &why)?;
+                self.record_failure(&strategy, input, &why)?;
                 summary.failed = Some(why);
                 return Ok(summary);
             }
@@ -197,6 +253,7 @@ impl Grid {
             income,
         };
         if let Err(e) = self.commit(
+            &strategy,
             tick,
             now,
             input.clone(),
@@ -208,7 +265,7 @@ impl Grid {
             // balance, a request to a producer): nothing of it was applied, and
             // the news stays for the next tick.
             let why = format!("decision refused: {e:#}");
-            self.record_failure(input, &why)?;
+            self.record_failure(&strategy, input, &why)?;
             summary.failed = Some(why);
             return Ok(summary);
         }
@@ -222,12 +279,17 @@ impl Grid {
         Ok(summary)
     }
 
-    fn record_failure(&self, input: crate::strategy::GridInput, why: &str) -> anyhow::Result<()> {
+    fn record_failure(
+        &self,
+        strategy: &GridStrategy,
+        input: crate::strategy::GridInput,
+        why: &str,
+    ) -> anyhow::Result<()> {
         let tx = self.db().write()?;
         tick_log::record_grid(
             &*tx,
             SLOT,
-            &self.strategy.info().sha256,
+            &strategy.info().sha256,
             input,
             Outcome::Failed(why.to_owned()),
         )?;
@@ -236,8 +298,10 @@ impl Grid {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn commit(
         &self,
+        strategy: &GridStrategy,
         tick: u64,
         now: u64,
         input: crate::strategy::GridInput,
@@ -314,7 +378,7 @@ impl Grid {
         tick_log::record_grid(
             &*tx,
             SLOT,
-            &self.strategy.info().sha256,
+            &strategy.info().sha256,
             input,
             Outcome::Decided(decision.clone()),
         )?;

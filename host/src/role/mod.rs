@@ -17,6 +17,7 @@ pub mod meters;
 pub mod producer;
 pub mod run;
 pub mod status;
+pub mod swap;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -48,7 +48,8 @@ fn metrics(list: Vec<(String, i64)>) -> BTreeMap<String, i64> {
 
 pub fn grid(grid: &Grid) -> anyhow::Result<Value> {
     let db = grid.db();
-    let info = grid.strategy().info();
+    let strategy = grid.strategy();
+    let info = strategy.info();
     Ok(json!({
         "role": "grid",
         "id": grid.account(),

@@ -13,6 +13,14 @@ use powerplug_sdk::grid::{GridOut, GridStrategy, GridTick, PaymentRequest};
 use powerplug_sdk::{Config, Error, Words};
 use serde::{Deserialize, Serialize};
 
+/// Tokens per kWh unless configured. The `premium` feature builds a second,
+/// different component of the same rules at 7: a version to swap in (tests,
+/// the hot-swap walk-through).
+#[cfg(not(feature = "premium"))]
+pub const DEFAULT_PRICE_PER_KWH: u64 = 5;
+#[cfg(feature = "premium")]
+pub const DEFAULT_PRICE_PER_KWH: u64 = 7;
+
 pub struct BasicGrid {
     price_per_kwh: u64,
     producer_tokens_per_kwh: u64,
@@ -106,7 +114,7 @@ impl GridStrategy for BasicGrid {
 
     fn new(config: &Config<'_>) -> Result<Self, Error> {
         let grid = Self {
-            price_per_kwh: config.u64_or("price-per-kwh", 5)?,
+            price_per_kwh: config.u64_or("price-per-kwh", DEFAULT_PRICE_PER_KWH)?,
             producer_tokens_per_kwh: config.u64_or("producer-tokens-per-kwh", 4)?,
             payout_quantum: config.u64_or("payout-quantum", 40)?,
             payout_interval_ms: config.u64_or("payout-interval-ms", 10_000)?,

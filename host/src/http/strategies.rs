@@ -1,0 +1,140 @@
+//! Strategy versions of a running grid, for the operator: upload (checked,
+//! dry-run, activated between ticks), list, activate (roll back or forward),
+//! delete inactive versions.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post, put};
+use serde::Deserialize;
+
+use super::{ApiError, ApiResult, Bearer, Params, blocking, operator};
+use crate::role::grid::Grid;
+use crate::role::swap::{SwapError, Swapped};
+use crate::versions::{self, RemoveError, Version};
+
+/// Components can be large (an interpreter inside: tens of MB).
+const MAX_COMPONENT_BYTES: usize = 64 << 20;
+
+pub fn routes() -> Router<Arc<Grid>> {
+    Router::new()
+        .route(
+            "/strategies/{kind}",
+            put(upload).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        )
+        .route("/strategies", get(list))
+        .route("/strategies/{kind}/activate/{version}", post(activate))
+        .route("/strategies/{kind}/{version}", delete(remove))
+}
+
+impl From<SwapError> for ApiError {
+    fn from(e: SwapError) -> Self {
+        let (status, field) = match &e {
+            SwapError::Load(_) => (StatusCode::UNPROCESSABLE_ENTITY, "component"),
+            SwapError::WrongKind(_) => (StatusCode::UNPROCESSABLE_ENTITY, "kind"),
+            SwapError::DryRun { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "component"),
+            SwapError::State(_) => (StatusCode::CONFLICT, "fresh"),
+            SwapError::Unknown(_) => (StatusCode::NOT_FOUND, "version"),
+            SwapError::Storage(_) => return ApiError::internal(e),
+        };
+        ApiError::new(status, field, e)
+    }
+}
+
+fn grid_kind(kind: &str) -> ApiResult<()> {
+    match kind {
+        "grid" => Ok(()),
+        "producer" => Err(ApiError::unprocessable(
+            "kind",
+            "this host runs grid strategies",
+        )),
+        _ => Err(ApiError::bad("kind", "`grid` or `producer`")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    name: Option<String>,
+    notes: Option<String>,
+    #[serde(default)]
+    fresh: bool,
+}
+
+async fn upload(
+    State(grid): State<Arc<Grid>>,
+    Path(kind): Path<String>,
+    bearer: Bearer,
+    Params(query): Params<UploadQuery>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Swapped>)> {
+    operator(grid.hub.operator_token.as_deref(), &bearer)?;
+    grid_kind(&kind)?;
+    for (field, text) in [("name", &query.name), ("notes", &query.notes)] {
+        if text.as_ref().is_some_and(|t| t.len() > 1_000) {
+            return Err(ApiError::unprocessable(field, "at most 1,000 bytes"));
+        }
+    }
+    blocking(move || {
+        let swapped = grid.upload(&body, query.name, query.notes, query.fresh)?;
+        Ok((StatusCode::CREATED, Json(swapped)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fresh {
+    #[serde(default)]
+    fresh: bool,
+}
+
+async fn activate(
+    State(grid): State<Arc<Grid>>,
+    Path((kind, version)): Path<(String, String)>,
+    bearer: Bearer,
+    Params(query): Params<Fresh>,
+) -> ApiResult<Json<Swapped>> {
+    operator(grid.hub.operator_token.as_deref(), &bearer)?;
+    grid_kind(&kind)?;
+    blocking(move || Ok(Json(grid.activate(&version, query.fresh)?))).await
+}
+
+async fn list(State(grid): State<Arc<Grid>>, bearer: Bearer) -> ApiResult<Json<serde_json::Value>> {
+    operator(grid.hub.operator_token.as_deref(), &bearer)?;
+    blocking(move || {
+        let db = grid.db();
+        Ok(Json(serde_json::json!({
+            "active": { "grid": versions::active(db, "grid")? },
+            "versions": versions::list(db, "grid")?,
+            "history": versions::history(db, "grid")?,
+        })))
+    })
+    .await
+}
+
+async fn remove(
+    State(grid): State<Arc<Grid>>,
+    Path((kind, version)): Path<(String, String)>,
+    bearer: Bearer,
+) -> ApiResult<Json<Version>> {
+    operator(grid.hub.operator_token.as_deref(), &bearer)?;
+    grid_kind(&kind)?;
+    blocking(
+        move || match versions::remove(grid.db(), "grid", &version) {
+            Ok(v) => Ok(Json(v)),
+            Err(e @ RemoveError::Active(_)) => {
+                Err(ApiError::new(StatusCode::CONFLICT, "version", e))
+            }
+            Err(e @ RemoveError::Unknown) => {
+                Err(ApiError::new(StatusCode::NOT_FOUND, "version", e))
+            }
+            Err(RemoveError::Storage(e)) => Err(ApiError::internal(format!("{e:#}"))),
+        },
+    )
+    .await
+}

@@ -1,0 +1,172 @@
+//! Strategy versions: every component a host was given, content-addressed by
+//! SHA-256 with its metadata, which one is active per kind, and the history of
+//! activations. The active version survives a restart; its compiled form comes
+//! from the runtime's cache, so nothing is recompiled.
+
+use serde::{Deserialize, Serialize};
+
+use crate::storage::{self, Order, ReadTx, Store, WriteTx, key, last, prefixed};
+use crate::strategy::ComponentInfo;
+
+const COMPONENTS: &str = "strategy_components";
+/// (kind, sha256) → [`Version`].
+const VERSIONS: &str = "strategy_versions";
+/// (kind, number) → [`Activation`].
+const ACTIVATIONS: &str = "strategy_activations";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    pub sha256: String,
+    pub kind: String,
+    pub world: String,
+    pub size: u64,
+    pub added_ms: u64,
+    pub name: Option<String>,
+    pub notes: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activation {
+    pub number: u64,
+    pub sha256: String,
+    pub at_ms: u64,
+    /// Why: `configured`, `uploaded`, `activated`, a rollback's cause.
+    pub reason: String,
+}
+
+fn active_name(kind: &str) -> String {
+    format!("strategy/active/{kind}")
+}
+
+/// Stores a component and its metadata (again: keeps the first metadata).
+pub fn add(
+    tx: &dyn WriteTx,
+    info: &ComponentInfo,
+    bytes: &[u8],
+    name: Option<String>,
+    notes: Option<String>,
+    now_ms: u64,
+) -> anyhow::Result<Version> {
+    let kind = info.kind.to_string();
+    let k = key::of(&[&kind, &info.sha256]);
+    if let Some(existing) = tx.get(VERSIONS, &k)? {
+        return Ok(postcard::from_bytes(&existing)?);
+    }
+    let version = Version {
+        sha256: info.sha256.clone(),
+        kind,
+        world: info.world.clone(),
+        size: info.size as u64,
+        added_ms: now_ms,
+        name,
+        notes,
+    };
+    tx.put(COMPONENTS, &key::of(&[&info.sha256]), bytes)?;
+    tx.put(VERSIONS, &k, &postcard::to_allocvec(&version)?)?;
+    Ok(version)
+}
+
+/// Makes `sha256` the active version of `kind`, and records why.
+pub fn activate(
+    tx: &dyn WriteTx,
+    kind: &str,
+    sha256: &str,
+    reason: &str,
+    now_ms: u64,
+) -> anyhow::Result<Activation> {
+    anyhow::ensure!(
+        tx.get(VERSIONS, &key::of(&[&kind, &sha256]))?.is_some(),
+        "version: no {kind} version {sha256}"
+    );
+    let number = match last(tx, ACTIVATIONS, &key::of(&[&kind]))? {
+        Some((k, _)) => {
+            let mut r = key::Reader::new(&k);
+            r.str()?;
+            r.u64()? + 1
+        }
+        None => 1,
+    };
+    let activation = Activation {
+        number,
+        sha256: sha256.to_owned(),
+        at_ms: now_ms,
+        reason: reason.to_owned(),
+    };
+    tx.put(
+        ACTIVATIONS,
+        &key::of(&[&kind, &number]),
+        &postcard::to_allocvec(&activation)?,
+    )?;
+    storage::set_meta(tx, &active_name(kind), &sha256.to_owned())?;
+    Ok(activation)
+}
+
+pub fn active(db: &dyn Store, kind: &str) -> anyhow::Result<Option<String>> {
+    storage::meta(db, &active_name(kind))
+}
+
+pub fn component(db: &dyn Store, sha256: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    db.read()?.get(COMPONENTS, &key::of(&[&sha256]))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(entries: storage::Entries) -> anyhow::Result<Vec<T>> {
+    entries
+        .iter()
+        .map(|(_, v)| postcard::from_bytes(v).map_err(Into::into))
+        .collect()
+}
+
+/// Every version of `kind`, by hash.
+pub fn list(db: &dyn Store, kind: &str) -> anyhow::Result<Vec<Version>> {
+    decode(prefixed(
+        &*db.read()?,
+        VERSIONS,
+        &key::of(&[&kind]),
+        Order::Ascending,
+        usize::MAX,
+    )?)
+}
+
+/// The activations of `kind`, oldest first.
+pub fn history(db: &dyn Store, kind: &str) -> anyhow::Result<Vec<Activation>> {
+    decode(prefixed(
+        &*db.read()?,
+        ACTIVATIONS,
+        &key::of(&[&kind]),
+        Order::Ascending,
+        usize::MAX,
+    )?)
+}
+
+/// Why a version cannot be deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoveError {
+    #[error("version: {0} is active; activate another first")]
+    Active(String),
+    #[error("version: no such version")]
+    Unknown,
+    #[error("storage: {0:#}")]
+    Storage(#[from] anyhow::Error),
+}
+
+/// Deletes an inactive version and its component.
+pub fn remove(db: &dyn Store, kind: &str, sha256: &str) -> Result<Version, RemoveError> {
+    let tx = db.write()?;
+    if storage::meta_in::<String>(&*tx, &active_name(kind))?.as_deref() == Some(sha256) {
+        return Err(RemoveError::Active(sha256.to_owned()));
+    }
+    let k = key::of(&[&kind, &sha256]);
+    let Some(bytes) = tx.get(VERSIONS, &k)? else {
+        return Err(RemoveError::Unknown);
+    };
+    let version: Version = postcard::from_bytes(&bytes).map_err(anyhow::Error::from)?;
+    tx.delete(VERSIONS, &k)?;
+    tx.delete(COMPONENTS, &key::of(&[&sha256]))?;
+    tx.commit()?;
+    Ok(version)
+}
+
+/// Whether `tx` knows the version.
+pub fn exists(tx: &dyn ReadTx, kind: &str, sha256: &str) -> anyhow::Result<bool> {
+    Ok(tx.get(VERSIONS, &key::of(&[&kind, &sha256]))?.is_some())
+}

@@ -1,0 +1,248 @@
+//! Replacing the payment policy of a running grid over HTTP: an upload is
+//! checked, dry-run and activated between ticks; every tick runs on one
+//! version and bills by that version's rules; hostile components are refused
+//! with their reason while the live version keeps billing; versions roll back,
+//! survive a restart without recompiling, and only the operator may change them.
+
+use ed25519_dalek::SigningKey;
+use powerplug::api;
+use powerplug::channel::{ChannelWriter, HttpTransport};
+use powerplug::inbox::Command;
+use powerplug::role::run;
+use powerplug::tick_log::{self, Outcome};
+use powerplug_tests::{
+    Client, OPERATOR, component, eventually, grid_config, hostile, strategy_files,
+};
+use serde_json::json;
+
+/// Usage of 1 kWh a slice, one slice per call: billed whole at once.
+struct Meter {
+    writer: ChannelWriter,
+    store: HttpTransport,
+    slice: u64,
+}
+
+impl Meter {
+    fn read(&mut self) {
+        let usage = Command::Usage {
+            start_ms: self.slice * 30_000,
+            end_ms: (self.slice + 1) * 30_000,
+            wh: 1_000,
+        };
+        self.writer.publish(&self.store, usage.encode()).unwrap();
+        self.slice += 1;
+    }
+}
+
+#[test]
+fn a_running_grid_swaps_versions_between_ticks_and_refuses_hostile_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, _) = strategy_files(dir.path());
+    let premium = component("plugins/basic-grid-strategy", &["premium"]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = grid_config(dir.path(), grid_wasm, 20);
+    let grid = rt.block_on(run::grid(&config)).unwrap();
+    let client = Client::new(&grid.url);
+
+    let store = HttpTransport::new(&grid.url);
+    let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[3; 32]), true).unwrap();
+    writer.hello(&store).unwrap();
+    let body = json!({ "kind": "consumer", "channel": api::Channel::from(&writer.info()) });
+    assert_eq!(client.put("/registrations/c", None, &body).0, 201);
+    let mut meter = Meter {
+        writer,
+        store,
+        slice: 0,
+    };
+    let requested = || {
+        client.get("/status", None).1["totals"]["requested"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let billed_at = |meter: &mut Meter| {
+        let before = requested();
+        meter.read();
+        eventually("the reading is billed", || requested() > before);
+        requested() - before
+    };
+    assert_eq!(billed_at(&mut meter), 5, "the basic price");
+
+    let (_, list) = client.get("/strategies", Some(OPERATOR));
+    let basic = list["active"]["grid"].as_str().unwrap().to_owned();
+    assert_eq!(list["versions"].as_array().unwrap().len(), 1);
+
+    // Only the operator changes versions.
+    assert_eq!(
+        client
+            .call("PUT", "/strategies/grid", None, Some(&premium))
+            .0,
+        401
+    );
+    assert_eq!(
+        client
+            .call("PUT", "/strategies/grid", Some("guess"), Some(&premium))
+            .0,
+        401
+    );
+    assert_eq!(client.get("/strategies", None).0, 401);
+
+    let (status, swapped) = client.call(
+        "PUT",
+        "/strategies/grid?name=premium&notes=7%20a%20kWh",
+        Some(OPERATOR),
+        Some(&premium),
+    );
+    assert_eq!(status, 201, "{swapped}");
+    let premium_sha = swapped["version"]["sha256"].as_str().unwrap().to_owned();
+    assert_ne!(premium_sha, basic);
+    assert_eq!(swapped["version"]["name"], "premium");
+    assert!(
+        swapped["dry_run"]["tick"].as_u64() > Some(0),
+        "dry run on the last tick: {swapped}"
+    );
+    assert_eq!(
+        billed_at(&mut meter),
+        7,
+        "the new version bills from the next tick"
+    );
+
+    // Hostile or wrong components are refused with their reason; premium keeps billing.
+    let producer = component("plugins/basic-producer-strategy", &[]);
+    let refusals: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("not wasm", b"hello".to_vec(), "component"),
+        ("a producer", producer.to_vec(), "kind"),
+        ("panic", hostile("panic").to_vec(), "component"),
+        (
+            "infinite loop",
+            hostile("infinite-loop").to_vec(),
+            "component",
+        ),
+        ("memory bomb", hostile("memory-bomb").to_vec(), "component"),
+        (
+            "huge decision",
+            hostile("huge-decision").to_vec(),
+            "component",
+        ),
+        (
+            "ragged batch",
+            hostile("ragged-batch").to_vec(),
+            "component",
+        ),
+        (
+            "stack overflow",
+            hostile("stack-overflow").to_vec(),
+            "component",
+        ),
+    ];
+    for (what, bytes, field) in &refusals {
+        let (status, answer) = client.call("PUT", "/strategies/grid", Some(OPERATOR), Some(bytes));
+        assert_eq!(
+            (status, answer["field"].as_str()),
+            (422, Some(*field)),
+            "{what}: {answer}"
+        );
+        assert!(
+            answer["error"].as_str().unwrap().len() > 10,
+            "{what} says why: {answer}"
+        );
+    }
+    let (_, list) = client.get("/strategies", Some(OPERATOR));
+    assert_eq!(list["active"]["grid"], premium_sha.as_str());
+    assert_eq!(
+        list["versions"].as_array().unwrap().len(),
+        2,
+        "refused uploads are not kept"
+    );
+    assert_eq!(billed_at(&mut meter), 7, "the live version kept billing");
+
+    // Roll back; the active version cannot be deleted, an inactive one can.
+    let (status, back) = client.call(
+        "POST",
+        &format!("/strategies/grid/activate/{basic}"),
+        Some(OPERATOR),
+        None,
+    );
+    assert_eq!(status, 200, "{back}");
+    assert_eq!(billed_at(&mut meter), 5);
+    assert_eq!(
+        client
+            .delete(&format!("/strategies/grid/{basic}"), Some(OPERATOR))
+            .0,
+        409
+    );
+    assert_eq!(
+        client
+            .delete(&format!("/strategies/grid/{premium_sha}"), Some(OPERATOR))
+            .0,
+        200
+    );
+    assert_eq!(
+        client
+            .delete(&format!("/strategies/grid/{premium_sha}"), Some(OPERATOR))
+            .0,
+        404
+    );
+    assert_eq!(
+        client
+            .call(
+                "POST",
+                &format!("/strategies/grid/activate/{premium_sha}"),
+                Some(OPERATOR),
+                None
+            )
+            .0,
+        404
+    );
+
+    // Every tick ran on one version and billed by its rules.
+    let db = grid.role.db();
+    let ticks = tick_log::grid_ticks(db, "grid", 0, usize::MAX).unwrap();
+    let mut by_version = std::collections::BTreeMap::new();
+    for record in &ticks {
+        let Outcome::Decided(decision) = &record.outcome else {
+            continue;
+        };
+        let price = if record.strategy == premium_sha { 7 } else { 5 };
+        for r in decision.payment_requests.iter() {
+            assert_eq!(
+                r.owed,
+                r.wh / 1000 * price,
+                "tick {} on {}",
+                record.tick,
+                record.strategy
+            );
+            *by_version.entry(price).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(by_version.get(&5), Some(&2));
+    assert_eq!(by_version.get(&7), Some(&2));
+    let (_, list) = client.get("/strategies", Some(OPERATOR));
+    let reasons: Vec<&str> = list["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["configured", "uploaded", "activated"]);
+
+    // A restart keeps the active version and compiles nothing.
+    let cache = config.strategy.cache_dir.clone().unwrap();
+    let compiles = powerplug::role::runtime(&cache)
+        .unwrap()
+        .cache_stats()
+        .compiles;
+    rt.block_on(grid.stop()).unwrap();
+    let grid = rt.block_on(run::grid(&config)).unwrap();
+    assert_eq!(grid.role.strategy().info().sha256, basic);
+    assert_eq!(
+        powerplug::role::runtime(&cache)
+            .unwrap()
+            .cache_stats()
+            .compiles,
+        compiles
+    );
+    rt.block_on(grid.stop()).unwrap();
+}
