@@ -246,3 +246,82 @@ fn a_running_grid_swaps_versions_between_ticks_and_refuses_hostile_ones() {
     );
     rt.block_on(grid.stop()).unwrap();
 }
+
+#[test]
+fn a_version_that_starts_failing_after_it_went_live_is_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, _) = strategy_files(dir.path());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let grid = rt
+        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 20)))
+        .unwrap();
+    let client = Client::new(&grid.url);
+    let store = HttpTransport::new(&grid.url);
+    let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[6; 32]), true).unwrap();
+    writer.hello(&store).unwrap();
+    let body = json!({ "kind": "consumer", "channel": api::Channel::from(&writer.info()) });
+    assert_eq!(client.put("/registrations/c", None, &body).0, 201);
+    let mut meter = Meter {
+        writer,
+        store,
+        slice: 0,
+    };
+    let status = || client.get("/status", None).1;
+    let requested = || status()["totals"]["requested"].as_u64().unwrap_or(0);
+    meter.read();
+    eventually("billed", || requested() == 5);
+    let ticks = status()["totals"]["ticks"].as_u64().unwrap();
+    eventually("idle ticks", || {
+        status()["totals"]["ticks"].as_u64() > Some(ticks + 2)
+    });
+    let basic = status()["strategy"]["sha256"].as_str().unwrap().to_owned();
+
+    // It passes the dry run (the last tick was idle) and takes the live state.
+    let flaky = hostile("fail-on-usage");
+    let (status_code, swapped) =
+        client.call("PUT", "/strategies/grid", Some(OPERATOR), Some(&flaky));
+    assert_eq!(status_code, 201, "{swapped}");
+    let flaky_sha = swapped["version"]["sha256"].as_str().unwrap().to_owned();
+
+    // Then it refuses the first tick with usage, three times, and is replaced.
+    meter.read();
+    eventually("the earlier version is back and bills", || {
+        requested() == 10
+    });
+    let now = status();
+    assert_eq!(now["strategy"]["sha256"], basic.as_str());
+    let rollback = &now["strategy"]["last_rollback"];
+    assert_eq!(
+        (rollback["from"].as_str(), rollback["to"].as_str()),
+        (Some(flaky_sha.as_str()), Some(basic.as_str()))
+    );
+    assert!(
+        rollback["why"]
+            .as_str()
+            .unwrap()
+            .contains("cannot bill 1 usage entries"),
+        "{rollback}"
+    );
+    let (_, list) = client.get("/strategies", Some(OPERATOR));
+    let last = list["history"].as_array().unwrap().last().unwrap().clone();
+    assert!(
+        last["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("automatic rollback after 3 failed ticks"),
+        "{last}"
+    );
+    let failed = tick_log::grid_ticks(grid.role.db(), "grid", 0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.strategy == flaky_sha && matches!(r.outcome, Outcome::Failed(_)))
+        .count();
+    assert_eq!(
+        failed, 3,
+        "each failed tick is in the tick log, and nothing of it applied"
+    );
+    rt.block_on(grid.stop()).unwrap();
+}

@@ -80,6 +80,14 @@ pub struct StrategySlot {
     /// Where compiled components are cached (default: `<data_dir>/cache`).
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
+    /// A version that fails this many ticks in a row is replaced by the one
+    /// active before it.
+    #[serde(default = "rollback_after")]
+    pub rollback_after: u32,
+}
+
+fn rollback_after() -> u32 {
+    3
 }
 
 impl StrategySlot {
@@ -115,6 +123,7 @@ impl Default for GridConfig {
                 settings: BTreeMap::new(),
                 tick_log_keep: 10_000,
                 cache_dir: None,
+                rollback_after: rollback_after(),
             },
             operator_token: None,
         }
@@ -143,6 +152,7 @@ impl Default for ProducerConfig {
                 settings: BTreeMap::new(),
                 tick_log_keep: 10_000,
                 cache_dir: None,
+                rollback_after: rollback_after(),
             },
             grid_url: "http://127.0.0.1:4000".into(),
             operator_token: None,

@@ -35,6 +35,9 @@ pub struct Grid {
     /// One tick or one activation at a time: a swap waits for the tick in
     /// flight and takes effect at the next one.
     pub(super) turn: std::sync::Mutex<()>,
+    /// Failed ticks in a row of the active version, and how many trigger a rollback.
+    failures: std::sync::atomic::AtomicU32,
+    rollback_after: u32,
     settings: Vec<Setting>,
     clock: Clock,
     tick_log_keep: u64,
@@ -112,6 +115,8 @@ impl Grid {
             active: std::sync::RwLock::new(strategy),
             runtime,
             turn: std::sync::Mutex::new(()),
+            failures: Default::default(),
+            rollback_after: config.strategy.rollback_after.max(1),
             settings: config.strategy.settings(),
             clock: config.service.clock,
             tick_log_keep: config.strategy.tick_log_keep,
@@ -405,15 +410,66 @@ fn metrics(metrics: &[Metric]) -> Vec<(String, i64)> {
     metrics.iter().map(|m| (m.name.clone(), m.value)).collect()
 }
 
+impl Grid {
+    /// Counts failed ticks in a row; at `rollback_after` the version active
+    /// before this one comes back, and why is recorded in the history and
+    /// shown in `/status`.
+    fn watch(&self, summary: &TickSummary) -> anyhow::Result<()> {
+        use std::sync::atomic::Ordering;
+        let Some(why) = &summary.failed else {
+            self.failures.store(0, Ordering::Relaxed);
+            return Ok(());
+        };
+        eprintln!("grid tick {} failed: {why}", summary.tick);
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures < self.rollback_after {
+            return Ok(());
+        }
+        let current = self.strategy().info().sha256.clone();
+        let history = crate::versions::history(self.db(), "grid")?;
+        let Some(previous) = history.iter().rev().find(|a| a.sha256 != current) else {
+            return Ok(()); // nothing to go back to: keep trying
+        };
+        let reason = format!("automatic rollback after {failures} failed ticks in a row: {why}");
+        match self.roll_back(&previous.sha256, &reason) {
+            Ok(()) => {
+                eprintln!("grid: {reason}");
+                self.failures.store(0, Ordering::Relaxed);
+                let tx = self.db().write()?;
+                storage::set_meta(
+                    &*tx,
+                    "grid/last-rollback",
+                    &(
+                        current,
+                        previous.sha256.clone(),
+                        self.clock.now_ms(),
+                        reason,
+                    ),
+                )?;
+                tx.commit()?;
+            }
+            Err(e) => eprintln!("grid: rolling back failed: {e}"),
+        }
+        Ok(())
+    }
+
+    /// The last automatic rollback: (from, to, at ms, why).
+    pub fn last_rollback(&self) -> anyhow::Result<Option<(String, String, u64, String)>> {
+        storage::meta(self.db(), "grid/last-rollback")
+    }
+
+    pub fn failures_in_a_row(&self) -> u32 {
+        self.failures.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 impl Step for Grid {
     fn step(&self) -> anyhow::Result<()> {
         self.hub.poll()?;
         let now = self.clock.now_ms();
         if self.schedule.due(now) {
             let summary = self.tick()?;
-            if let Some(why) = summary.failed {
-                eprintln!("grid tick {} failed: {why}", summary.tick);
-            }
+            self.watch(&summary)?;
         }
         self.hub.drain(None)?;
         Ok(())

@@ -53,7 +53,15 @@ pub fn grid(grid: &Grid) -> anyhow::Result<Value> {
     Ok(json!({
         "role": "grid",
         "id": grid.account(),
-        "strategy": { "sha256": info.sha256, "world": info.world, "size": info.size },
+        "strategy": {
+            "sha256": info.sha256,
+            "world": info.world,
+            "size": info.size,
+            "failed_ticks_in_a_row": grid.failures_in_a_row(),
+            "last_rollback": grid.last_rollback()?.map(|(from, to, at_ms, why)| json!({
+                "from": from, "to": to, "at_ms": at_ms, "why": why,
+            })),
+        },
         "registrations": registrations(db)?,
         "totals": storage::counters(db)?,
         "metrics": metrics(grid.metrics()?),

@@ -106,6 +106,15 @@ impl Grid {
         })
     }
 
+    /// Brings back an earlier version (no dry run: it ran here before).
+    pub(super) fn roll_back(&self, sha256: &str, reason: &str) -> Result<(), SwapError> {
+        let bytes = versions::component(self.db(), sha256)?
+            .ok_or_else(|| SwapError::Unknown(sha256.to_owned()))?;
+        let candidate = self.runtime.load_grid(&bytes)?;
+        self.switch(candidate, None, false, reason)?;
+        Ok(())
+    }
+
     fn dry_run(&self, candidate: &GridStrategy) -> Result<Option<DryRun>, SwapError> {
         let Some(record) = tick_log::last_grid(self.db(), SLOT)? else {
             return Ok(None);
