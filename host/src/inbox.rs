@@ -205,11 +205,23 @@ pub fn poll(
         tx.put(PENDING, &k, &[])?;
         polled.records += 1;
     }
-    for (mut registration, closed) in changed {
-        if closed {
-            registry::close(&*tx, &mut registration)?;
+    for (polled_as, closed) in changed {
+        // The registration may have changed since it was read (a reset, a
+        // removal): then what was read of the old channel stays recorded above,
+        // but the new registration is not overwritten with the old one.
+        let Some(mut current) = registry::read(&*tx, &polled_as.id)? else {
+            continue;
+        };
+        if current.channel != polled_as.channel || current.closed {
+            continue;
         }
-        registry::put(&*tx, &registration)?;
+        current.read_index = polled_as.read_index;
+        current.dropped = polled_as.dropped;
+        current.rejected = polled_as.rejected;
+        if closed {
+            registry::close(&*tx, &mut current)?;
+        }
+        registry::put(&*tx, &current)?;
     }
     storage::count(&*tx, "records-received", polled.records)?;
     storage::count(&*tx, "records-duplicate", polled.duplicates)?;
