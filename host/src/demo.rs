@@ -33,11 +33,15 @@ pub struct Options {
     /// Tokens issued to each consumer at the start.
     pub consumer_funds: u64,
     pub seed: u64,
+    /// The grid's operator token (strategy uploads); random if `None`.
+    pub operator_token: Option<String>,
 }
 
 /// What the demo shows while it runs.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Progress {
+    /// Where the grid's API is (for uploads while the demo runs).
+    pub grid_url: String,
     pub elapsed_ms: u64,
     pub simulated_s: u64,
     pub grid_ticks: u64,
@@ -132,7 +136,10 @@ pub async fn run(
     };
     // Schedulers poll four times per grid tick, in real time.
     let poll_ms = (15_000 / o.time_scale / 4).clamp(10, 1_000);
-    let token = hex::encode(crate::channel::random32()?);
+    let token = match &o.operator_token {
+        Some(token) => token.clone(),
+        None => hex::encode(crate::channel::random32()?),
+    };
     let service = |id: &str, listen: SocketAddr| Service {
         id: id.to_owned(),
         listen,
@@ -218,6 +225,7 @@ pub async fn run(
     let consumers = run::meters(&consumers_config, Kind::Consumer).await?;
 
     let grid_role = grid.role.clone();
+    let grid_url = grid.url.clone();
     let consumer_role = consumers.role.clone();
     let source_roles: Vec<_> = sources.iter().map(|s| s.role.clone()).collect();
     let producer_roles: Vec<_> = producers.iter().map(|p| p.role.clone()).collect();
@@ -250,6 +258,7 @@ pub async fn run(
             reported += p.member()?.published_wh;
         }
         Ok(Progress {
+            grid_url: grid_url.clone(),
             elapsed_ms: started.elapsed().as_millis() as u64,
             simulated_s: clock.now_ms().saturating_sub(clock.epoch_ms) / 1000,
             grid_ticks: c("ticks").saturating_sub(trading_from),

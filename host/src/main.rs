@@ -78,6 +78,10 @@ enum Command {
         /// Print only the summary, as JSON.
         #[arg(long)]
         json: bool,
+        /// The grid's operator token, for strategy uploads while the demo
+        /// runs (default: random, printed at the start).
+        #[arg(long, env = "POWERPLUG_OPERATOR_TOKEN")]
+        operator_token: Option<String>,
     },
     /// Run a grid: takes consumer and producer registrations, bills and pays.
     Grid(RoleArgs),
@@ -148,9 +152,92 @@ enum StrategyCommand {
         crates: Vec<PathBuf>,
         #[arg(long, default_value = "target/strategies")]
         out: PathBuf,
+        /// Cargo features of the crates (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        features: Vec<String>,
     },
     /// Print a component's kind, world, imports, exports, size and hash.
     Inspect { file: PathBuf },
+    /// Upload a component to a running grid: checked, dry-run on its last
+    /// tick, and activated between ticks. Token: POWERPLUG_OPERATOR_TOKEN.
+    Upload {
+        file: PathBuf,
+        #[command(flatten)]
+        host: HostArgs,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        notes: Option<String>,
+        /// Start the new version from a fresh state if it refuses the live one.
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// List a running grid's strategy versions, the active one and the history.
+    List {
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Activate a stored version again (roll back or forward).
+    Activate {
+        version: String,
+        #[command(flatten)]
+        host: HostArgs,
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// Delete an inactive version.
+    Delete {
+        version: String,
+        #[command(flatten)]
+        host: HostArgs,
+    },
+}
+
+/// Which running host, and which kind of strategy there.
+#[derive(clap::Args)]
+struct HostArgs {
+    #[arg(long, default_value = "http://127.0.0.1:4000")]
+    url: String,
+    #[arg(long, default_value = "grid")]
+    kind: String,
+}
+
+impl HostArgs {
+    /// Sends an operator request; prints the JSON answer, fails on a refusal.
+    fn call(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<()> {
+        let token = std::env::var("POWERPLUG_OPERATOR_TOKEN")
+            .context("POWERPLUG_OPERATOR_TOKEN: set it to the host's operator token")?;
+        let agent = powerplug::channel::agent();
+        let uri = format!("{}{path}", self.url.trim_end_matches('/'));
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(&uri)
+            .header("authorization", format!("Bearer {token}"))
+            .body(body.unwrap_or_default())?;
+        let mut response = agent
+            .run(request)
+            .with_context(|| format!("{method} {uri}"))?;
+        let status = response.status();
+        let text = response.body_mut().read_to_string()?;
+        let pretty = serde_json::from_str::<serde_json::Value>(&text)
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .unwrap_or(text);
+        anyhow::ensure!(status.is_success(), "{status}: {pretty}");
+        println!("{pretty}");
+        Ok(())
+    }
+}
+
+/// `key=value&…` of the options that are set, percent-encoded.
+fn query(pairs: &[(&str, Option<&str>)]) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            q.append_pair(k, v);
+        }
+    }
+    let q = q.finish();
+    if q.is_empty() { q } else { format!("?{q}") }
 }
 
 fn main() -> ExitCode {
@@ -257,6 +344,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             consumer_funds,
             seed,
             json,
+            operator_token,
         } => {
             let temp = tempfile_dir(data_dir.is_none())?;
             let options = powerplug::demo::Options {
@@ -272,7 +360,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 producer_component: producer,
                 consumer_funds,
                 seed,
+                operator_token: operator_token
+                    .or_else(|| Some(hex::encode(powerplug::channel::random32().ok()?))),
             };
+            let token = options.operator_token.clone().unwrap_or_default();
+            let mut announced = false;
             if !json {
                 println!(
                     "demo: grid, {producers} producers × {sources_per_producer} sources, {consumers} consumers, time ×{time_scale}, data in {}",
@@ -281,6 +373,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let summary = runtime()?.block_on(powerplug::demo::run(&options, |p| {
                 if !json {
+                    if !announced {
+                        println!("grid API {} · operator token {token}", p.grid_url);
+                        announced = true;
+                    }
                     println!("{p}");
                 }
             }))?;
@@ -313,11 +409,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consumer(args) => meters(args, config::MetersConfig::consumers(), Kind::Consumer)?,
         Command::Source(args) => meters(args, config::MetersConfig::sources(), Kind::Source)?,
         Command::Strategy {
-            command: StrategyCommand::Build { crates, out },
+            command:
+                StrategyCommand::Build {
+                    crates,
+                    out,
+                    features,
+                },
         } => {
+            let features: Vec<&str> = features.iter().map(String::as_str).collect();
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             for dir in crates {
-                let bytes = powerplug::component::build(&powerplug::component::Build::new(&dir))?;
+                let bytes = powerplug::component::build(&powerplug::component::Build {
+                    features: &features,
+                    ..powerplug::component::Build::new(&dir)
+                })?;
                 let info = inspect(&bytes).with_context(|| {
                     format!("checking the component built from {}", dir.display())
                 })?;
@@ -343,6 +448,53 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let info = inspect(&read(&file)?)?;
             println!("{}", serde_json::to_string_pretty(&info)?);
         }
+        Command::Strategy {
+            command:
+                StrategyCommand::Upload {
+                    file,
+                    host,
+                    name,
+                    notes,
+                    fresh,
+                },
+        } => {
+            let fresh = fresh.then_some("true");
+            let q = query(&[
+                ("name", name.as_deref()),
+                ("notes", notes.as_deref()),
+                ("fresh", fresh),
+            ]);
+            host.call(
+                "PUT",
+                &format!("/strategies/{}{q}", host.kind),
+                Some(read(&file)?),
+            )?;
+        }
+        Command::Strategy {
+            command: StrategyCommand::List { host },
+        } => host.call("GET", "/strategies", None)?,
+        Command::Strategy {
+            command:
+                StrategyCommand::Activate {
+                    version,
+                    host,
+                    fresh,
+                },
+        } => {
+            let q = query(&[("fresh", fresh.then_some("true"))]);
+            host.call(
+                "POST",
+                &format!("/strategies/{}/activate/{version}{q}", host.kind),
+                None,
+            )?;
+        }
+        Command::Strategy {
+            command: StrategyCommand::Delete { version, host },
+        } => host.call(
+            "DELETE",
+            &format!("/strategies/{}/{version}", host.kind),
+            None,
+        )?,
     }
     Ok(())
 }

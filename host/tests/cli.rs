@@ -129,3 +129,118 @@ fn a_missing_or_bad_file_is_a_clear_error() {
     assert!(!ok);
     assert!(stderr.contains("not WebAssembly"), "{stderr}");
 }
+
+/// README's "Replace the payment policy of a running grid", step by step.
+#[test]
+fn the_payment_policy_of_a_running_demo_is_replaced_from_the_command_line() {
+    let work = tempfile::tempdir().unwrap();
+    let plugins = root().join("plugins");
+    let (basic_dir, premium_dir) = (work.path().join("basic"), work.path().join("premium"));
+    for (out, features) in [(&basic_dir, ""), (&premium_dir, "premium")] {
+        let mut args = vec!["strategy", "build", "--out", out.to_str().unwrap()];
+        if !features.is_empty() {
+            args.extend(["--features", features]);
+        }
+        let grid = plugins.join("basic-grid-strategy");
+        let producer = plugins.join("basic-producer-strategy");
+        let crates = if features.is_empty() {
+            vec![grid, producer]
+        } else {
+            vec![grid]
+        };
+        args.extend(crates.iter().map(|c| c.to_str().unwrap()));
+        let (ok, _, stderr) = powerplug(&args, &root());
+        assert!(ok, "{stderr}");
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_powerplug"))
+        .args([
+            "demo",
+            "--duration",
+            "120",
+            "--time-scale",
+            "120",
+            "--listen",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--grid")
+        .arg(basic_dir.join("basic_grid_strategy.wasm"))
+        .arg("--producer")
+        .arg(basic_dir.join("basic_producer_strategy.wasm"))
+        .env("POWERPLUG_OPERATOR_TOKEN", "walk-through")
+        .current_dir(work.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_powerplug"))
+            .args(args)
+            .args(["--url", &url])
+            .env("POWERPLUG_OPERATOR_TOKEN", "walk-through")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (
+            out.status.success(),
+            text,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cli(&["strategy", "list"]).0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo's grid never answered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // Let it bill a while, so the upload has a tick to dry-run on.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let premium = premium_dir.join("basic_grid_strategy.wasm");
+    let (ok, out, err) = cli(&[
+        "strategy",
+        "upload",
+        premium.to_str().unwrap(),
+        "--name",
+        "premium",
+    ]);
+    assert!(ok, "{out}{err}");
+    let swapped: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(swapped["version"]["name"], "premium");
+    assert!(swapped["dry_run"]["tick"].as_u64() > Some(0), "{out}");
+
+    let (ok, out, _) = cli(&["strategy", "list"]);
+    assert!(ok);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list["active"]["grid"], swapped["version"]["sha256"]);
+    let basic = list["history"][0]["sha256"].as_str().unwrap().to_owned();
+
+    let (ok, out, err) = cli(&["strategy", "activate", &basic]);
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = cli(&["strategy", "delete", &basic]);
+    assert!(
+        !ok && err.contains("409"),
+        "the active version stays: {err}"
+    );
+    let (ok, _, err) = Command::new(env!("CARGO_BIN_EXE_powerplug"))
+        .args(["strategy", "list", "--url", &url])
+        .env("POWERPLUG_OPERATOR_TOKEN", "wrong")
+        .output()
+        .map(|o| {
+            (
+                o.status.success(),
+                (),
+                String::from_utf8_lossy(&o.stderr).to_string(),
+            )
+        })
+        .unwrap();
+    assert!(!ok && err.contains("401"), "{err}");
+    demo.kill().unwrap();
+    demo.wait().unwrap();
+}

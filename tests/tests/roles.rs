@@ -23,6 +23,7 @@ fn sources_producers_grid_and_consumers_trade_and_money_adds_up() {
         producer_component: producer,
         consumer_funds: 10_000,
         seed: 3,
+        operator_token: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
