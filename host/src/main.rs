@@ -171,7 +171,14 @@ enum StrategyCommand {
         /// Start the new version from a fresh state if it refuses the live one.
         #[arg(long)]
         fresh: bool,
+        /// A detached signature (hex) from `strategy sign`, for hosts with trusted keys.
+        #[arg(long)]
+        signature: Option<String>,
     },
+    /// Sign a component for hosts that take only signed uploads. The key is an
+    /// Ed25519 secret key (32 bytes, hex) in POWERPLUG_SIGNING_KEY; prints the
+    /// public key to trust and the signature to upload with.
+    Sign { file: PathBuf },
     /// List a running grid's strategy versions, the active one and the history.
     List {
         #[command(flatten)]
@@ -205,15 +212,28 @@ struct HostArgs {
 impl HostArgs {
     /// Sends an operator request; prints the JSON answer, fails on a refusal.
     fn call(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<()> {
+        self.call_with(method, path, body, None)
+    }
+
+    fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        signature: Option<&str>,
+    ) -> anyhow::Result<()> {
         let token = std::env::var("POWERPLUG_OPERATOR_TOKEN")
             .context("POWERPLUG_OPERATOR_TOKEN: set it to the host's operator token")?;
         let agent = powerplug::channel::agent();
         let uri = format!("{}{path}", self.url.trim_end_matches('/'));
-        let request = ureq::http::Request::builder()
+        let mut request = ureq::http::Request::builder()
             .method(method)
             .uri(&uri)
-            .header("authorization", format!("Bearer {token}"))
-            .body(body.unwrap_or_default())?;
+            .header("authorization", format!("Bearer {token}"));
+        if let Some(signature) = signature {
+            request = request.header("x-powerplug-signature", signature);
+        }
+        let request = request.body(body.unwrap_or_default())?;
         let mut response = agent
             .run(request)
             .with_context(|| format!("{method} {uri}"))?;
@@ -456,6 +476,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     name,
                     notes,
                     fresh,
+                    signature,
                 },
         } => {
             let fresh = fresh.then_some("true");
@@ -464,11 +485,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ("notes", notes.as_deref()),
                 ("fresh", fresh),
             ]);
-            host.call(
-                "PUT",
-                &format!("/strategies/{}{q}", host.kind),
-                Some(read(&file)?),
-            )?;
+            let path = format!("/strategies/{}{q}", host.kind);
+            host.call_with("PUT", &path, Some(read(&file)?), signature.as_deref())?;
+        }
+        Command::Strategy {
+            command: StrategyCommand::Sign { file },
+        } => {
+            let secret = std::env::var("POWERPLUG_SIGNING_KEY")
+                .context("POWERPLUG_SIGNING_KEY: an Ed25519 secret key, 32 bytes in hex")?;
+            let secret: [u8; 32] = hex::decode(secret.trim())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .context("POWERPLUG_SIGNING_KEY: 32 bytes in hex")?;
+            let key = ed25519_dalek::SigningKey::from_bytes(&secret);
+            let bytes = read(&file)?;
+            let info = inspect(&bytes)?;
+            let answer = serde_json::json!({
+                "sha256": info.sha256,
+                "public_key": hex::encode(key.verifying_key().to_bytes()),
+                "signature": powerplug::versions::sign(&key, &bytes),
+            });
+            println!("{}", serde_json::to_string_pretty(&answer)?);
         }
         Command::Strategy {
             command: StrategyCommand::List { host },

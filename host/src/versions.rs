@@ -170,3 +170,51 @@ pub fn remove(db: &dyn Store, kind: &str, sha256: &str) -> Result<Version, Remov
 pub fn exists(tx: &dyn ReadTx, kind: &str, sha256: &str) -> anyhow::Result<bool> {
     Ok(tx.get(VERSIONS, &key::of(&[&kind, &sha256]))?.is_some())
 }
+
+/// What a strategy signature signs: the component's SHA-256, in a domain of
+/// its own so that no other Ed25519 signature of the key can pass for one.
+fn signed_message(sha256_hex: &str) -> Vec<u8> {
+    let mut message = b"powerplug/strategy-signature/v1".to_vec();
+    message.extend_from_slice(sha256_hex.as_bytes());
+    message
+}
+
+/// A detached signature (hex) over a component's hash.
+pub fn sign(key: &ed25519_dalek::SigningKey, bytes: &[u8]) -> String {
+    use ed25519_dalek::Signer;
+    use sha2::{Digest, Sha256};
+    let sha = hex::encode(Sha256::digest(bytes));
+    hex::encode(key.sign(&signed_message(&sha)).to_bytes())
+}
+
+/// Whether `signature` (hex) is one of `trusted`'s over the component's hash.
+pub fn verify(trusted: &[ed25519_dalek::VerifyingKey], sha256_hex: &str, signature: &str) -> bool {
+    let Some(bytes) = hex::decode(signature)
+        .ok()
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+    else {
+        return false;
+    };
+    let signature = ed25519_dalek::Signature::from_bytes(&bytes);
+    let message = signed_message(sha256_hex);
+    trusted
+        .iter()
+        .any(|key| key.verify_strict(&message, &signature).is_ok())
+}
+
+/// Public keys from their hex form, naming the entry that is not one.
+pub fn trusted_keys(hex_keys: &[String]) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> {
+    hex_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            hex::decode(k)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .and_then(|b| ed25519_dalek::VerifyingKey::from_bytes(&b).ok())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("trusted_keys[{i}]: not an Ed25519 public key in hex")
+                })
+        })
+        .collect()
+}

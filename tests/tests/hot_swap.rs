@@ -325,3 +325,63 @@ fn a_version_that_starts_failing_after_it_went_live_is_rolled_back() {
     );
     rt.block_on(grid.stop()).unwrap();
 }
+
+#[test]
+fn a_host_with_trusted_keys_takes_only_signed_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, _) = strategy_files(dir.path());
+    let premium = component("plugins/basic-grid-strategy", &["premium"]);
+    let trusted = SigningKey::from_bytes(&[21; 32]);
+    let stranger = SigningKey::from_bytes(&[22; 32]);
+    let mut config = grid_config(dir.path(), grid_wasm, 1_000);
+    config.trusted_keys = vec![hex::encode(trusted.verifying_key().to_bytes())];
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let grid = rt.block_on(run::grid(&config)).unwrap();
+    let basic = grid.role.strategy().info().sha256.clone();
+
+    let upload = |signature: Option<String>| {
+        let mut request = ureq::http::Request::builder()
+            .method("PUT")
+            .uri(format!("{}/strategies/grid", grid.url))
+            .header("authorization", format!("Bearer {OPERATOR}"));
+        if let Some(signature) = signature {
+            request = request.header("x-powerplug-signature", signature);
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent.run(request.body(premium.to_vec()).unwrap()).unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.body_mut().read_json().unwrap();
+        (status, body)
+    };
+    let other_bytes = component("plugins/basic-grid-strategy", &[]);
+    for (what, signature) in [
+        ("unsigned", None),
+        (
+            "signed by a stranger",
+            Some(powerplug::versions::sign(&stranger, &premium)),
+        ),
+        (
+            "a signature of other bytes",
+            Some(powerplug::versions::sign(&trusted, &other_bytes)),
+        ),
+        ("not a signature", Some("zz".into())),
+    ] {
+        let (status, body) = upload(signature);
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (403, Some("x-powerplug-signature")),
+            "{what}: {body}"
+        );
+    }
+    assert_eq!(grid.role.strategy().info().sha256, basic, "nothing changed");
+    let (status, body) = upload(Some(powerplug::versions::sign(&trusted, &premium)));
+    assert_eq!(status, 201, "{body}");
+    assert_ne!(grid.role.strategy().info().sha256, basic);
+    rt.block_on(grid.stop()).unwrap();
+}

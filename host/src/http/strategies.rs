@@ -17,6 +17,9 @@ use crate::role::grid::Grid;
 use crate::role::swap::{SwapError, Swapped};
 use crate::versions::{self, RemoveError, Version};
 
+/// The header of an upload's detached signature (hex), over its SHA-256.
+pub const SIGNATURE: &str = "x-powerplug-signature";
+
 /// Components can be large (an interpreter inside: tens of MB).
 const MAX_COMPONENT_BYTES: usize = 64 << 20;
 
@@ -70,10 +73,26 @@ async fn upload(
     Path(kind): Path<String>,
     bearer: Bearer,
     Params(query): Params<UploadQuery>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Swapped>)> {
     operator(grid.hub.operator_token.as_deref(), &bearer)?;
     grid_kind(&kind)?;
+    if !grid.trusted_keys.is_empty() {
+        use sha2::{Digest, Sha256};
+        let sha = hex::encode(Sha256::digest(&body));
+        let signature = headers
+            .get(SIGNATURE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !versions::verify(&grid.trusted_keys, &sha, signature) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                SIGNATURE,
+                "this host takes only components signed by a trusted key: a missing or wrong signature",
+            ));
+        }
+    }
     for (field, text) in [("name", &query.name), ("notes", &query.notes)] {
         if text.as_ref().is_some_and(|t| t.len() > 1_000) {
             return Err(ApiError::unprocessable(field, "at most 1,000 bytes"));

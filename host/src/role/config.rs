@@ -111,6 +111,10 @@ pub struct GridConfig {
     /// Needed by operator routes (`POST /wallet/issue`); unset, they are refused.
     #[serde(default)]
     pub operator_token: Option<String>,
+    /// Ed25519 public keys (hex): when set, an uploaded strategy must carry a
+    /// signature by one of them over its SHA-256.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
 }
 
 impl Default for GridConfig {
@@ -126,6 +130,7 @@ impl Default for GridConfig {
                 rollback_after: rollback_after(),
             },
             operator_token: None,
+            trusted_keys: Vec::new(),
         }
     }
 }

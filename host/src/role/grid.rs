@@ -38,6 +38,8 @@ pub struct Grid {
     /// Failed ticks in a row of the active version, and how many trigger a rollback.
     failures: std::sync::atomic::AtomicU32,
     rollback_after: u32,
+    /// Keys an upload must be signed by; none: uploads need no signature.
+    pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
     settings: Vec<Setting>,
     clock: Clock,
     tick_log_keep: u64,
@@ -117,6 +119,7 @@ impl Grid {
             turn: std::sync::Mutex::new(()),
             failures: Default::default(),
             rollback_after: config.strategy.rollback_after.max(1),
+            trusted_keys: crate::versions::trusted_keys(&config.trusted_keys)?,
             settings: config.strategy.settings(),
             clock: config.service.clock,
             tick_log_keep: config.strategy.tick_log_keep,
