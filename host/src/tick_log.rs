@@ -111,6 +111,14 @@ pub fn last_grid(db: &dyn Store, slot: &str) -> anyhow::Result<Option<GridTickRe
     }
 }
 
+/// `slot`'s most recent producer tick.
+pub fn last_producer(db: &dyn Store, slot: &str) -> anyhow::Result<Option<ProducerTickRecord>> {
+    match last(&*db.read()?, LOG, &key::of(&[&slot]))? {
+        Some((_, v)) => Ok(Some(postcard::from_bytes(&v)?)),
+        None => Ok(None),
+    }
+}
+
 /// `slot`'s producer ticks after `since`, oldest first, at most `limit`.
 pub fn producer_ticks(
     db: &dyn Store,

@@ -97,3 +97,67 @@ fn closedown_initialise_and_reset_change_the_producers_registration() {
     rt.block_on(producer.stop()).unwrap();
     rt.block_on(grid.stop()).unwrap();
 }
+
+#[test]
+fn a_running_producer_takes_a_new_pricing_version_between_ticks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, producer_wasm) = strategy_files(dir.path());
+    let premium = powerplug_tests::component("plugins/basic-producer-strategy", &["premium"]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let grid = rt
+        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 1_000)))
+        .unwrap();
+    let mut config = ProducerConfig::default();
+    config.service.listen = "127.0.0.1:0".parse().unwrap();
+    config.service.data_dir = dir.path().join("producer");
+    config.service.poll_ms = 10;
+    config.strategy.component = producer_wasm;
+    config.strategy.tick_ms = 1;
+    config.strategy.cache_dir =
+        Some(powerplug_tests::workspace_root().join("target/guests/powerplug-cache"));
+    config.grid_url = grid.url.clone();
+    config.operator_token = Some(OPERATOR.into());
+    let producer = rt.block_on(run::producer(&config)).unwrap();
+    let api = Client::new(&producer.url);
+    let ticks = || {
+        api.get("/status", None).1["totals"]["ticks"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    eventually("the producer ticks", || ticks() > 2);
+
+    let (status, answer) = api.call("PUT", "/strategies/grid", Some(OPERATOR), Some(&premium));
+    assert_eq!(
+        (status, answer["field"].as_str()),
+        (422, Some("kind")),
+        "{answer}"
+    );
+    let (status, swapped) = api.call(
+        "PUT",
+        "/strategies/producer",
+        Some(OPERATOR),
+        Some(&premium),
+    );
+    assert_eq!(status, 201, "{swapped}");
+    assert!(
+        swapped["dry_run"]["candidate"]["commands"].is_u64(),
+        "{swapped}"
+    );
+    let sha = swapped["version"]["sha256"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api.get("/status", None).1["strategy"]["sha256"],
+        sha.as_str()
+    );
+    let after = ticks();
+    eventually("ticks on the new version", || ticks() > after + 2);
+    let records =
+        powerplug::tick_log::producer_ticks(producer.role.db(), "producer", after, usize::MAX)
+            .unwrap();
+    assert!(!records.is_empty() && records.iter().all(|r| r.strategy == sha));
+
+    rt.block_on(producer.stop()).unwrap();
+    rt.block_on(grid.stop()).unwrap();
+}

@@ -232,7 +232,7 @@ pub fn grid_router(grid: Arc<Grid>) -> Router {
     finish(
         hub::routes::<Grid>()
             .merge(wallet::routes())
-            .merge(strategies::routes())
+            .merge(strategies::routes::<Grid>())
             .route("/status", get(hub::status::<Grid>)),
         grid,
     )
@@ -280,6 +280,7 @@ pub fn producer_router(producer: Arc<Producer>) -> Router {
     }
     finish(
         hub::routes::<Producer>()
+            .merge(strategies::routes::<Producer>())
             .route("/status", get(hub::status::<Producer>))
             .route("/initialise", post(initialise))
             .route("/closedown", post(closedown))

@@ -1,6 +1,6 @@
-//! Strategy versions of a running grid, for the operator: upload (checked,
-//! dry-run, activated between ticks), list, activate (roll back or forward),
-//! delete inactive versions.
+//! Strategy versions of a running grid or producer, for the operator: upload
+//! (checked, dry-run, activated between ticks), list, activate (roll back or
+//! forward), delete inactive versions.
 
 use std::sync::Arc;
 
@@ -12,9 +12,9 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
 
+use super::hub::HasHub;
 use super::{ApiError, ApiResult, Bearer, Params, blocking, operator};
-use crate::role::grid::Grid;
-use crate::role::swap::{SwapError, Swapped};
+use crate::role::swap::{SwapError, Swappable, Swapped};
 use crate::versions::{self, RemoveError, Version};
 
 /// The header of an upload's detached signature (hex), over its SHA-256.
@@ -23,15 +23,15 @@ pub const SIGNATURE: &str = "x-powerplug-signature";
 /// Components can be large (an interpreter inside: tens of MB).
 const MAX_COMPONENT_BYTES: usize = 64 << 20;
 
-pub fn routes() -> Router<Arc<Grid>> {
+pub fn routes<R: HasHub + Swappable>() -> Router<Arc<R>> {
     Router::new()
         .route(
             "/strategies/{kind}",
-            put(upload).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+            put(upload::<R>).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
         )
-        .route("/strategies", get(list))
-        .route("/strategies/{kind}/activate/{version}", post(activate))
-        .route("/strategies/{kind}/{version}", delete(remove))
+        .route("/strategies", get(list::<R>))
+        .route("/strategies/{kind}/activate/{version}", post(activate::<R>))
+        .route("/strategies/{kind}/{version}", delete(remove::<R>))
 }
 
 impl From<SwapError> for ApiError {
@@ -48,12 +48,13 @@ impl From<SwapError> for ApiError {
     }
 }
 
-fn grid_kind(kind: &str) -> ApiResult<()> {
+/// The path's kind must be the one this host runs.
+fn own_kind<R: Swappable>(role: &R, kind: &str) -> ApiResult<()> {
     match kind {
-        "grid" => Ok(()),
-        "producer" => Err(ApiError::unprocessable(
+        _ if kind == role.kind().to_string() => Ok(()),
+        "grid" | "producer" => Err(ApiError::unprocessable(
             "kind",
-            "this host runs grid strategies",
+            format!("this host runs {} strategies", role.kind()),
         )),
         _ => Err(ApiError::bad("kind", "`grid` or `producer`")),
     }
@@ -68,24 +69,24 @@ struct UploadQuery {
     fresh: bool,
 }
 
-async fn upload(
-    State(grid): State<Arc<Grid>>,
+async fn upload<R: HasHub + Swappable>(
+    State(role): State<Arc<R>>,
     Path(kind): Path<String>,
     bearer: Bearer,
     Params(query): Params<UploadQuery>,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Swapped>)> {
-    operator(grid.hub.operator_token.as_deref(), &bearer)?;
-    grid_kind(&kind)?;
-    if !grid.trusted_keys.is_empty() {
+    operator(role.hub().operator_token.as_deref(), &bearer)?;
+    own_kind(&*role, &kind)?;
+    if !role.trusted_keys().is_empty() {
         use sha2::{Digest, Sha256};
         let sha = hex::encode(Sha256::digest(&body));
         let signature = headers
             .get(SIGNATURE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        if !versions::verify(&grid.trusted_keys, &sha, signature) {
+        if !versions::verify(role.trusted_keys(), &sha, signature) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 SIGNATURE,
@@ -99,7 +100,7 @@ async fn upload(
         }
     }
     blocking(move || {
-        let swapped = grid.upload(&body, query.name, query.notes, query.fresh)?;
+        let swapped = role.upload(&body, query.name, query.notes, query.fresh)?;
         Ok((StatusCode::CREATED, Json(swapped)))
     })
     .await
@@ -112,39 +113,42 @@ struct Fresh {
     fresh: bool,
 }
 
-async fn activate(
-    State(grid): State<Arc<Grid>>,
+async fn activate<R: HasHub + Swappable>(
+    State(role): State<Arc<R>>,
     Path((kind, version)): Path<(String, String)>,
     bearer: Bearer,
     Params(query): Params<Fresh>,
 ) -> ApiResult<Json<Swapped>> {
-    operator(grid.hub.operator_token.as_deref(), &bearer)?;
-    grid_kind(&kind)?;
-    blocking(move || Ok(Json(grid.activate(&version, query.fresh)?))).await
+    operator(role.hub().operator_token.as_deref(), &bearer)?;
+    own_kind(&*role, &kind)?;
+    blocking(move || Ok(Json(role.activate(&version, query.fresh)?))).await
 }
 
-async fn list(State(grid): State<Arc<Grid>>, bearer: Bearer) -> ApiResult<Json<serde_json::Value>> {
-    operator(grid.hub.operator_token.as_deref(), &bearer)?;
+async fn list<R: HasHub + Swappable>(
+    State(role): State<Arc<R>>,
+    bearer: Bearer,
+) -> ApiResult<Json<serde_json::Value>> {
+    operator(role.hub().operator_token.as_deref(), &bearer)?;
     blocking(move || {
-        let db = grid.db();
+        let (db, kind) = (role.store(), role.kind().to_string());
         Ok(Json(serde_json::json!({
-            "active": { "grid": versions::active(db, "grid")? },
-            "versions": versions::list(db, "grid")?,
-            "history": versions::history(db, "grid")?,
+            "active": { kind.as_str(): versions::active(db, &kind)? },
+            "versions": versions::list(db, &kind)?,
+            "history": versions::history(db, &kind)?,
         })))
     })
     .await
 }
 
-async fn remove(
-    State(grid): State<Arc<Grid>>,
+async fn remove<R: HasHub + Swappable>(
+    State(role): State<Arc<R>>,
     Path((kind, version)): Path<(String, String)>,
     bearer: Bearer,
 ) -> ApiResult<Json<Version>> {
-    operator(grid.hub.operator_token.as_deref(), &bearer)?;
-    grid_kind(&kind)?;
+    operator(role.hub().operator_token.as_deref(), &bearer)?;
+    own_kind(&*role, &kind)?;
     blocking(
-        move || match versions::remove(grid.db(), "grid", &version) {
+        move || match versions::remove(role.store(), &kind, &version) {
             Ok(v) => Ok(Json(v)),
             Err(e @ RemoveError::Active(_)) => {
                 Err(ApiError::new(StatusCode::CONFLICT, "version", e))

@@ -145,6 +145,9 @@ pub struct ProducerConfig {
     pub grid_url: String,
     #[serde(default)]
     pub operator_token: Option<String>,
+    /// As the grid's: keys an uploaded strategy must be signed by.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
 }
 
 impl Default for ProducerConfig {
@@ -161,6 +164,7 @@ impl Default for ProducerConfig {
             },
             grid_url: "http://127.0.0.1:4000".into(),
             operator_token: None,
+            trusted_keys: Vec::new(),
         }
     }
 }

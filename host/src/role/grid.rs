@@ -29,17 +29,8 @@ const MAX_RECORDS_PER_TICK: usize = 500_000;
 
 pub struct Grid {
     pub hub: Hub,
-    /// The active version; a tick clones it once and runs on it throughout.
-    active: std::sync::RwLock<GridStrategy>,
-    pub(super) runtime: crate::strategy::Runtime,
-    /// One tick or one activation at a time: a swap waits for the tick in
-    /// flight and takes effect at the next one.
-    pub(super) turn: std::sync::Mutex<()>,
-    /// Failed ticks in a row of the active version, and how many trigger a rollback.
-    failures: std::sync::atomic::AtomicU32,
-    rollback_after: u32,
-    /// Keys an upload must be signed by; none: uploads need no signature.
-    pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
+    /// The strategy, and how it is replaced.
+    pub slot: super::swap::Slot<GridStrategy>,
     settings: Vec<Setting>,
     clock: Clock,
     tick_log_keep: u64,
@@ -73,53 +64,18 @@ impl Grid {
             .cache_dir
             .clone()
             .unwrap_or_else(|| config.service.data_dir.join("cache"));
-        let runtime = super::runtime(&cache)?;
-        // The active version if there is one (uploads outlive restarts), else
-        // the configured component, which becomes the first version.
-        let strategy = match crate::versions::active(&hub.db, "grid")? {
-            Some(sha) => {
-                let bytes = crate::versions::component(&hub.db, &sha)?
-                    .with_context(|| format!("the active grid version {sha} is missing"))?;
-                runtime.load_grid(&bytes)?
-            }
-            None => {
-                let path = &config.strategy.component;
-                let bytes = std::fs::read(path).with_context(|| {
-                    format!("strategy.component: cannot read {}", path.display())
-                })?;
-                let strategy = runtime
-                    .load_grid(&bytes)
-                    .with_context(|| format!("strategy.component: {}", path.display()))?;
-                let tx = hub.db.write()?;
-                let now = super::unix_ms();
-                crate::versions::add(
-                    &*tx,
-                    strategy.info(),
-                    &bytes,
-                    None,
-                    Some("configured".into()),
-                    now,
-                )?;
-                crate::versions::activate(
-                    &*tx,
-                    "grid",
-                    &strategy.info().sha256,
-                    "configured",
-                    now,
-                )?;
-                tx.commit()?;
-                strategy
-            }
-        };
+        let slot = super::swap::Slot::open(
+            &hub.db,
+            SLOT,
+            super::runtime(&cache)?,
+            &config.strategy.component,
+            config.strategy.rollback_after,
+            crate::versions::trusted_keys(&config.trusted_keys)?,
+        )?;
         let wallet_seed = storage::meta_or_init(&hub.db, "wallet-seed", crate::channel::random32)?;
         Ok(Self {
             hub,
-            active: std::sync::RwLock::new(strategy),
-            runtime,
-            turn: std::sync::Mutex::new(()),
-            failures: Default::default(),
-            rollback_after: config.strategy.rollback_after.max(1),
-            trusted_keys: crate::versions::trusted_keys(&config.trusted_keys)?,
+            slot,
             settings: config.strategy.settings(),
             clock: config.service.clock,
             tick_log_keep: config.strategy.tick_log_keep,
@@ -139,18 +95,7 @@ impl Grid {
 
     /// The active version now.
     pub fn strategy(&self) -> GridStrategy {
-        self.active
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub(super) fn set_strategy(&self, strategy: GridStrategy) {
-        *self.active.write().unwrap_or_else(|e| e.into_inner()) = strategy;
-    }
-
-    pub(super) fn clock_now(&self) -> u64 {
-        self.clock.now_ms()
+        self.slot.current()
     }
 
     pub fn settings(&self) -> &[Setting] {
@@ -159,8 +104,8 @@ impl Grid {
 
     /// One tick now: reads what is pending, decides, commits.
     pub fn tick(&self) -> anyhow::Result<TickSummary> {
-        let _turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
-        let strategy = self.strategy();
+        let _turn = self.slot.turn();
+        let strategy = self.slot.current();
         let db = self.db();
         let now = self.clock.now_ms();
         let records = inbox::pending(db, MAX_RECORDS_PER_TICK)?;
@@ -413,56 +358,39 @@ fn metrics(metrics: &[Metric]) -> Vec<(String, i64)> {
     metrics.iter().map(|m| (m.name.clone(), m.value)).collect()
 }
 
-impl Grid {
-    /// Counts failed ticks in a row; at `rollback_after` the version active
-    /// before this one comes back, and why is recorded in the history and
-    /// shown in `/status`.
-    fn watch(&self, summary: &TickSummary) -> anyhow::Result<()> {
-        use std::sync::atomic::Ordering;
-        let Some(why) = &summary.failed else {
-            self.failures.store(0, Ordering::Relaxed);
-            return Ok(());
-        };
-        eprintln!("grid tick {} failed: {why}", summary.tick);
-        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures < self.rollback_after {
-            return Ok(());
-        }
-        let current = self.strategy().info().sha256.clone();
-        let history = crate::versions::history(self.db(), "grid")?;
-        let Some(previous) = history.iter().rev().find(|a| a.sha256 != current) else {
-            return Ok(()); // nothing to go back to: keep trying
-        };
-        let reason = format!("automatic rollback after {failures} failed ticks in a row: {why}");
-        match self.roll_back(&previous.sha256, &reason) {
-            Ok(()) => {
-                eprintln!("grid: {reason}");
-                self.failures.store(0, Ordering::Relaxed);
-                let tx = self.db().write()?;
-                storage::set_meta(
-                    &*tx,
-                    "grid/last-rollback",
-                    &(
-                        current,
-                        previous.sha256.clone(),
-                        self.clock.now_ms(),
-                        reason,
-                    ),
-                )?;
-                tx.commit()?;
-            }
-            Err(e) => eprintln!("grid: rolling back failed: {e}"),
-        }
-        Ok(())
+impl super::swap::Swappable for Grid {
+    fn kind(&self) -> crate::strategy::Kind {
+        crate::strategy::Kind::Grid
     }
 
-    /// The last automatic rollback: (from, to, at ms, why).
-    pub fn last_rollback(&self) -> anyhow::Result<Option<(String, String, u64, String)>> {
-        storage::meta(self.db(), "grid/last-rollback")
+    fn store(&self) -> &dyn Store {
+        self.db()
     }
 
-    pub fn failures_in_a_row(&self) -> u32 {
-        self.failures.load(std::sync::atomic::Ordering::Relaxed)
+    fn trusted_keys(&self) -> &[ed25519_dalek::VerifyingKey] {
+        &self.slot.trusted_keys
+    }
+
+    fn upload(
+        &self,
+        bytes: &[u8],
+        name: Option<String>,
+        notes: Option<String>,
+        fresh: bool,
+    ) -> Result<super::swap::Swapped, super::swap::SwapError> {
+        let now = self.clock.now_ms();
+        self.slot
+            .upload(self.db(), &self.settings, now, bytes, name, notes, fresh)
+    }
+
+    fn activate(
+        &self,
+        sha256: &str,
+        fresh: bool,
+    ) -> Result<super::swap::Swapped, super::swap::SwapError> {
+        let now = self.clock.now_ms();
+        self.slot
+            .activate(self.db(), &self.settings, now, sha256, fresh)
     }
 }
 
@@ -472,7 +400,12 @@ impl Step for Grid {
         let now = self.clock.now_ms();
         if self.schedule.due(now) {
             let summary = self.tick()?;
-            self.watch(&summary)?;
+            if let Some(why) = &summary.failed {
+                eprintln!("grid tick {} failed: {why}", summary.tick);
+            }
+            let failed = summary.failed.as_deref();
+            self.slot
+                .watch(self.db(), &self.settings, self.clock.now_ms(), failed)?;
         }
         self.hub.drain(None)?;
         Ok(())

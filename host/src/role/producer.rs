@@ -7,8 +7,6 @@
 
 use std::sync::Mutex;
 
-use anyhow::Context;
-
 use super::config::ProducerConfig;
 use super::member::MemberState;
 use super::{Clock, Hub, Step};
@@ -26,7 +24,8 @@ const MAX_RECORDS_PER_TICK: usize = 500_000;
 
 pub struct Producer {
     pub hub: Hub,
-    strategy: ProducerStrategy,
+    /// The strategy, and how it is replaced.
+    pub slot: super::swap::Slot<ProducerStrategy>,
     settings: Vec<Setting>,
     clock: Clock,
     tick_log_keep: u64,
@@ -48,13 +47,14 @@ impl Producer {
             .cache_dir
             .clone()
             .unwrap_or_else(|| config.service.data_dir.join("cache"));
-        let runtime = super::runtime(&cache)?;
-        let path = &config.strategy.component;
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("strategy.component: cannot read {}", path.display()))?;
-        let strategy = runtime
-            .load_producer(&bytes)
-            .with_context(|| format!("strategy.component: {}", path.display()))?;
+        let slot = super::swap::Slot::open(
+            &hub.db,
+            SLOT,
+            super::runtime(&cache)?,
+            &config.strategy.component,
+            config.strategy.rollback_after,
+            crate::versions::trusted_keys(&config.trusted_keys)?,
+        )?;
         // The producer's own channel to the grid is signed with the key of its id.
         let key = super::signing_key(&hub.secret, &format!("member/{id}"));
         let member = match MemberState::load(&hub.db, id)? {
@@ -69,7 +69,7 @@ impl Producer {
         let grid_url = config.grid_url.trim_end_matches('/').to_owned();
         Ok(Self {
             hub,
-            strategy,
+            slot,
             settings: config.strategy.settings(),
             clock: config.service.clock,
             tick_log_keep: config.strategy.tick_log_keep,
@@ -86,8 +86,9 @@ impl Producer {
         &self.hub.db
     }
 
-    pub fn strategy(&self) -> &ProducerStrategy {
-        &self.strategy
+    /// The active version now.
+    pub fn strategy(&self) -> ProducerStrategy {
+        self.slot.current()
     }
 
     pub fn member(&self) -> anyhow::Result<MemberState> {
@@ -115,6 +116,8 @@ impl Producer {
 
     /// One tick now. Returns the number of the tick and why it failed, if it did.
     pub fn tick(&self) -> anyhow::Result<(u64, Option<String>)> {
+        let _turn = self.slot.turn();
+        let strategy = self.slot.current();
         let db = self.db();
         let now = self.clock.now_ms();
         let records = inbox::pending(db, MAX_RECORDS_PER_TICK)?;
@@ -183,8 +186,8 @@ impl Producer {
         )?;
         drop(read);
         let tick = storage::counters(db)?.get("ticks").copied().unwrap_or(0) + 1;
-        let sha = &self.strategy.info().sha256;
-        let decision = match self.strategy.tick(&input) {
+        let sha = &strategy.info().sha256;
+        let decision = match strategy.tick(&input) {
             Ok(outcome) => outcome.decision,
             Err(failure) => {
                 let why = failure.to_string();
@@ -334,6 +337,42 @@ impl Producer {
     }
 }
 
+impl super::swap::Swappable for Producer {
+    fn kind(&self) -> crate::strategy::Kind {
+        crate::strategy::Kind::Producer
+    }
+
+    fn store(&self) -> &dyn Store {
+        self.db()
+    }
+
+    fn trusted_keys(&self) -> &[ed25519_dalek::VerifyingKey] {
+        &self.slot.trusted_keys
+    }
+
+    fn upload(
+        &self,
+        bytes: &[u8],
+        name: Option<String>,
+        notes: Option<String>,
+        fresh: bool,
+    ) -> Result<super::swap::Swapped, super::swap::SwapError> {
+        let now = self.clock.now_ms();
+        self.slot
+            .upload(self.db(), &self.settings, now, bytes, name, notes, fresh)
+    }
+
+    fn activate(
+        &self,
+        sha256: &str,
+        fresh: bool,
+    ) -> Result<super::swap::Swapped, super::swap::SwapError> {
+        let now = self.clock.now_ms();
+        self.slot
+            .activate(self.db(), &self.settings, now, sha256, fresh)
+    }
+}
+
 impl Step for Producer {
     fn step(&self) -> anyhow::Result<()> {
         self.hub.poll()?;
@@ -341,9 +380,12 @@ impl Step for Producer {
         let open = !self.closed()?;
         if open && self.schedule.due(now) {
             let (tick, failed) = self.tick()?;
-            if let Some(why) = failed {
+            if let Some(why) = &failed {
                 eprintln!("producer tick {tick} failed: {why}");
             }
+            let now = self.clock.now_ms();
+            self.slot
+                .watch(self.db(), &self.settings, now, failed.as_deref())?;
         }
         // Hello (and output) must reach the grid's store before registering.
         self.hub.drain(Some(&self.grid))?;

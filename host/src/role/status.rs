@@ -48,20 +48,10 @@ fn metrics(list: Vec<(String, i64)>) -> BTreeMap<String, i64> {
 
 pub fn grid(grid: &Grid) -> anyhow::Result<Value> {
     let db = grid.db();
-    let strategy = grid.strategy();
-    let info = strategy.info();
     Ok(json!({
         "role": "grid",
         "id": grid.account(),
-        "strategy": {
-            "sha256": info.sha256,
-            "world": info.world,
-            "size": info.size,
-            "failed_ticks_in_a_row": grid.failures_in_a_row(),
-            "last_rollback": grid.last_rollback()?.map(|(from, to, at_ms, why)| json!({
-                "from": from, "to": to, "at_ms": at_ms, "why": why,
-            })),
-        },
+        "strategy": grid.slot.status(db)?,
         "registrations": registrations(db)?,
         "totals": storage::counters(db)?,
         "metrics": metrics(grid.metrics()?),
@@ -76,12 +66,11 @@ pub fn grid(grid: &Grid) -> anyhow::Result<Value> {
 
 pub fn producer(producer: &Producer) -> anyhow::Result<Value> {
     let db = producer.db();
-    let info = producer.strategy().info();
     let member = producer.member()?;
     Ok(json!({
         "role": "producer",
         "id": member.id,
-        "strategy": { "sha256": info.sha256, "world": info.world, "size": info.size },
+        "strategy": producer.slot.status(db)?,
         "registrations": registrations(db)?,
         "totals": storage::counters(db)?,
         "metrics": metrics(producer.metrics()?),

@@ -1,35 +1,144 @@
-//! Replacing a running grid's payment policy: a new version is checked (a
-//! component of the right world, importing only `log`), compiled (through the
-//! cache), run as a dry run on the last recorded tick input under the normal
-//! limits, and handed the live state; only then is it stored and activated —
-//! at a tick boundary: the swap waits for the tick in flight, and every tick
-//! runs entirely on one version.
+//! Replacing a running role's strategy (the grid's payment policy, a
+//! producer's pricing): a new version is checked (a component of the right
+//! world, importing only `log`), compiled (through the cache), run as a dry run
+//! on the last recorded tick input under the normal limits, and handed the
+//! live state; only then is it stored and activated — at a tick boundary: the
+//! swap waits for the tick in flight, and every tick runs on one version. A
+//! version that fails `rollback_after` ticks in a row gives way to the one
+//! active before it.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock};
+
+use anyhow::Context;
 use serde::Serialize;
 
-use super::grid::{Grid, SLOT};
-use crate::books::{GridNews, StoredBooks, grid_input, store_decision};
-use crate::strategy::{CallError, CellBatch, GridDecision, GridStrategy, LoadError, Loaded};
+use crate::books::{StoredBooks, store_decision};
+use crate::storage::{self, Store};
+use crate::strategy::{
+    CallError, CellBatch, ComponentInfo, GridDecision, GridInput, GridStrategy, Kind, LoadError,
+    Loaded, ProducerDecision, ProducerInput, ProducerStrategy, Runtime, Setting, TickFailure,
+    TickOutcome,
+};
 use crate::tick_log::{self, Outcome};
 use crate::versions::{self, Version};
 
-/// What a decision would do, in brief.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Effect {
-    pub payment_requests: usize,
-    pub requested: u64,
-    pub payouts: usize,
-    pub paid_out: u64,
+/// What a decision would do, in brief: named totals.
+pub type Effect = BTreeMap<&'static str, u64>;
+
+/// A recorded tick: its number, input, and decision if it decided.
+pub type LastTick<I, D> = Option<(u64, I, Option<D>)>;
+
+/// A kind of strategy a role runs and can replace.
+pub trait Strategy: Clone + Send + Sync + 'static {
+    type Input: Clone;
+    type Decision;
+    const KIND: Kind;
+    fn from_loaded(loaded: Loaded) -> Option<Self>;
+    fn info(&self) -> &ComponentInfo;
+    fn tick(&self, input: &Self::Input) -> Result<TickOutcome<Self::Decision>, TickFailure>;
+    fn effect(decision: &Self::Decision) -> Effect;
+    /// The last recorded tick: its number, input and decision (if it decided).
+    fn last_tick(
+        db: &dyn Store,
+        slot: &str,
+    ) -> anyhow::Result<LastTick<Self::Input, Self::Decision>>;
+    /// A tick with no news on the live state: the handover check.
+    fn idle(books: &StoredBooks, now_ms: u64, settings: &[Setting]) -> anyhow::Result<Self::Input>;
 }
 
-impl Effect {
-    fn of(d: &GridDecision) -> Self {
-        Self {
-            payment_requests: d.payment_requests.len(),
-            requested: d.payment_requests.iter().map(|r| r.owed).sum(),
-            payouts: d.payouts.len(),
-            paid_out: d.payouts.iter().map(|p| p.amount).sum(),
+impl Strategy for GridStrategy {
+    type Input = GridInput;
+    type Decision = GridDecision;
+    const KIND: Kind = Kind::Grid;
+
+    fn from_loaded(loaded: Loaded) -> Option<Self> {
+        match loaded {
+            Loaded::Grid(g) => Some(g),
+            Loaded::Producer(_) => None,
         }
+    }
+
+    fn info(&self) -> &ComponentInfo {
+        GridStrategy::info(self)
+    }
+
+    fn tick(&self, input: &GridInput) -> Result<TickOutcome<GridDecision>, TickFailure> {
+        GridStrategy::tick(self, input)
+    }
+
+    fn effect(d: &GridDecision) -> Effect {
+        BTreeMap::from([
+            ("payment_requests", d.payment_requests.len() as u64),
+            ("requested", d.payment_requests.iter().map(|r| r.owed).sum()),
+            ("payouts", d.payouts.len() as u64),
+            ("paid_out", d.payouts.iter().map(|p| p.amount).sum()),
+        ])
+    }
+
+    fn last_tick(db: &dyn Store, slot: &str) -> anyhow::Result<LastTick<GridInput, GridDecision>> {
+        Ok(tick_log::last_grid(db, slot)?.map(|r| {
+            let decided = match r.outcome {
+                Outcome::Decided(d) => Some(d),
+                Outcome::Failed(_) => None,
+            };
+            (r.tick, r.input, decided)
+        }))
+    }
+
+    fn idle(books: &StoredBooks, now_ms: u64, settings: &[Setting]) -> anyhow::Result<GridInput> {
+        crate::books::grid_input(books, now_ms, settings, Default::default())
+    }
+}
+
+impl Strategy for ProducerStrategy {
+    type Input = ProducerInput;
+    type Decision = ProducerDecision;
+    const KIND: Kind = Kind::Producer;
+
+    fn from_loaded(loaded: Loaded) -> Option<Self> {
+        match loaded {
+            Loaded::Producer(p) => Some(p),
+            Loaded::Grid(_) => None,
+        }
+    }
+
+    fn info(&self) -> &ComponentInfo {
+        ProducerStrategy::info(self)
+    }
+
+    fn tick(&self, input: &ProducerInput) -> Result<TickOutcome<ProducerDecision>, TickFailure> {
+        ProducerStrategy::tick(self, input)
+    }
+
+    fn effect(d: &ProducerDecision) -> Effect {
+        BTreeMap::from([
+            ("commands", d.commands.len() as u64),
+            ("reported_wh", d.commands.iter().map(|c| c.wh).sum()),
+            ("asked", d.commands.iter().map(|c| c.price).sum()),
+        ])
+    }
+
+    fn last_tick(
+        db: &dyn Store,
+        slot: &str,
+    ) -> anyhow::Result<LastTick<ProducerInput, ProducerDecision>> {
+        Ok(tick_log::last_producer(db, slot)?.map(|r| {
+            let decided = match r.outcome {
+                Outcome::Decided(d) => Some(d),
+                Outcome::Failed(_) => None,
+            };
+            (r.tick, r.input, decided)
+        }))
+    }
+
+    fn idle(
+        books: &StoredBooks,
+        now_ms: u64,
+        settings: &[Setting],
+    ) -> anyhow::Result<ProducerInput> {
+        crate::books::producer_input(books, now_ms, settings, Default::default())
     }
 }
 
@@ -56,35 +165,130 @@ pub struct Swapped {
 pub enum SwapError {
     #[error("component: {0}")]
     Load(#[from] LoadError),
-    #[error("kind: this host runs grid strategies, not {0}")]
-    WrongKind(String),
+    #[error("kind: this host runs {0} strategies")]
+    WrongKind(Kind),
     #[error("dry run: the new version failed on tick {tick}'s input: {why}")]
     DryRun { tick: u64, why: String },
     #[error(
         "state: the new version refuses the live state ({0}); ask for a fresh state to start it anyway"
     )]
     State(String),
-    #[error("version: no grid version {0}")]
+    #[error("version: no such version {0}")]
     Unknown(String),
     #[error("storage: {0:#}")]
     Storage(#[from] anyhow::Error),
 }
 
-impl Grid {
+/// A role's strategy: the active version, and how it is replaced.
+pub struct Slot<S: Strategy> {
+    /// The books and tick-log slot (`grid`, `producer`).
+    pub name: &'static str,
+    active: RwLock<S>,
+    runtime: Runtime,
+    /// One tick or one activation at a time: a swap waits for the tick in
+    /// flight and takes effect at the next one.
+    turn: Mutex<()>,
+    failures: AtomicU32,
+    rollback_after: u32,
+    /// Keys an upload must be signed by; none: uploads need no signature.
+    pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
+}
+
+impl<S: Strategy> Slot<S> {
+    /// The active version if there is one (uploads outlive restarts), else
+    /// the configured component, which becomes the first version.
+    pub fn open(
+        db: &dyn Store,
+        name: &'static str,
+        runtime: Runtime,
+        configured: &std::path::Path,
+        rollback_after: u32,
+        trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
+    ) -> anyhow::Result<Self> {
+        let kind = S::KIND.to_string();
+        let load = |bytes: &[u8]| -> anyhow::Result<S> {
+            S::from_loaded(runtime.load(bytes)?)
+                .ok_or_else(|| anyhow::anyhow!("not a {kind} strategy"))
+        };
+        let strategy = match versions::active(db, &kind)? {
+            Some(sha) => {
+                let bytes = versions::component(db, &sha)?
+                    .with_context(|| format!("the active {kind} version {sha} is missing"))?;
+                load(&bytes)?
+            }
+            None => {
+                let bytes = std::fs::read(configured).with_context(|| {
+                    format!("strategy.component: cannot read {}", configured.display())
+                })?;
+                let strategy = load(&bytes)
+                    .with_context(|| format!("strategy.component: {}", configured.display()))?;
+                let tx = db.write()?;
+                let now = super::unix_ms();
+                versions::add(
+                    &*tx,
+                    strategy.info(),
+                    &bytes,
+                    None,
+                    Some("configured".into()),
+                    now,
+                )?;
+                versions::activate(&*tx, &kind, &strategy.info().sha256, "configured", now)?;
+                tx.commit()?;
+                strategy
+            }
+        };
+        Ok(Self {
+            name,
+            active: RwLock::new(strategy),
+            runtime,
+            turn: Mutex::new(()),
+            failures: AtomicU32::new(0),
+            rollback_after: rollback_after.max(1),
+            trusted_keys,
+        })
+    }
+
+    /// The active version now.
+    pub fn current(&self) -> S {
+        self.active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Held by a tick from start to commit.
+    pub fn turn(&self) -> MutexGuard<'_, ()> {
+        self.turn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn failures_in_a_row(&self) -> u32 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
     /// Checks, stores and activates an uploaded component.
+    #[allow(clippy::too_many_arguments)]
     pub fn upload(
         &self,
+        db: &dyn Store,
+        settings: &[Setting],
+        now_ms: u64,
         bytes: &[u8],
         name: Option<String>,
         notes: Option<String>,
         fresh: bool,
     ) -> Result<Swapped, SwapError> {
-        let candidate = match self.runtime.load(bytes)? {
-            Loaded::Grid(grid) => grid,
-            Loaded::Producer(_) => return Err(SwapError::WrongKind("producer".into())),
-        };
-        let dry_run = self.dry_run(&candidate)?;
-        let version = self.switch(candidate, Some((bytes, name, notes)), fresh, "uploaded")?;
+        let candidate =
+            S::from_loaded(self.runtime.load(bytes)?).ok_or(SwapError::WrongKind(S::KIND))?;
+        let dry_run = self.dry_run(db, &candidate)?;
+        let version = self.switch(
+            db,
+            settings,
+            now_ms,
+            candidate,
+            Some((bytes, name, notes)),
+            fresh,
+            "uploaded",
+        )?;
         Ok(Swapped {
             version,
             dry_run,
@@ -93,12 +297,17 @@ impl Grid {
     }
 
     /// Activates a stored version again (a rollback, or forward).
-    pub fn activate(&self, sha256: &str, fresh: bool) -> Result<Swapped, SwapError> {
-        let bytes = versions::component(self.db(), sha256)?
-            .ok_or_else(|| SwapError::Unknown(sha256.to_owned()))?;
-        let candidate = self.runtime.load_grid(&bytes)?;
-        let dry_run = self.dry_run(&candidate)?;
-        let version = self.switch(candidate, None, fresh, "activated")?;
+    pub fn activate(
+        &self,
+        db: &dyn Store,
+        settings: &[Setting],
+        now_ms: u64,
+        sha256: &str,
+        fresh: bool,
+    ) -> Result<Swapped, SwapError> {
+        let candidate = self.stored(db, sha256)?;
+        let dry_run = self.dry_run(db, &candidate)?;
+        let version = self.switch(db, settings, now_ms, candidate, None, fresh, "activated")?;
         Ok(Swapped {
             version,
             dry_run,
@@ -106,68 +315,65 @@ impl Grid {
         })
     }
 
-    /// Brings back an earlier version (no dry run: it ran here before).
-    pub(super) fn roll_back(&self, sha256: &str, reason: &str) -> Result<(), SwapError> {
-        let bytes = versions::component(self.db(), sha256)?
+    fn stored(&self, db: &dyn Store, sha256: &str) -> Result<S, SwapError> {
+        let bytes = versions::component(db, sha256)?
             .ok_or_else(|| SwapError::Unknown(sha256.to_owned()))?;
-        let candidate = self.runtime.load_grid(&bytes)?;
-        self.switch(candidate, None, false, reason)?;
-        Ok(())
+        S::from_loaded(self.runtime.load(&bytes)?).ok_or(SwapError::WrongKind(S::KIND))
     }
 
-    fn dry_run(&self, candidate: &GridStrategy) -> Result<Option<DryRun>, SwapError> {
-        let Some(record) = tick_log::last_grid(self.db(), SLOT)? else {
+    fn dry_run(&self, db: &dyn Store, candidate: &S) -> Result<Option<DryRun>, SwapError> {
+        let Some((tick, input, live)) = S::last_tick(db, self.name)? else {
             return Ok(None);
         };
         let outcome = candidate
-            .tick(&record.input)
+            .tick(&input)
             .map_err(|failure| SwapError::DryRun {
-                tick: record.tick,
+                tick,
                 why: failure.to_string(),
             })?;
         Ok(Some(DryRun {
-            tick: record.tick,
-            live: match &record.outcome {
-                Outcome::Decided(d) => Some(Effect::of(d)),
-                Outcome::Failed(_) => None,
-            },
-            candidate: Effect::of(&outcome.decision),
+            tick,
+            live: live.as_ref().map(S::effect),
+            candidate: S::effect(&outcome.decision),
             fuel: outcome.fuel_used,
             elapsed_us: outcome.elapsed.as_micros() as u64,
         }))
     }
 
     /// Hands the candidate the live state and makes it active, between ticks.
+    #[allow(clippy::too_many_arguments)]
     fn switch(
         &self,
-        candidate: GridStrategy,
+        db: &dyn Store,
+        settings: &[Setting],
+        now_ms: u64,
+        candidate: S,
         upload: Option<(&[u8], Option<String>, Option<String>)>,
         fresh: bool,
         reason: &str,
     ) -> Result<Version, SwapError> {
-        let _turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
-        let now = self.clock_now();
+        let _turn = self.turn();
+        let kind = S::KIND.to_string();
         if !fresh {
-            let read = self.db().read()?;
+            let read = db.read()?;
             let books = StoredBooks {
-                slot: SLOT,
+                slot: self.name,
                 tx: &*read,
             };
-            let input = grid_input(&books, now, self.settings(), GridNews::default())?;
+            let input = S::idle(&books, now_ms, settings)?;
             drop(read);
             if let Err(failure) = candidate.tick(&input) {
-                let why = match failure.error {
+                return Err(SwapError::State(match failure.error {
                     CallError::Refused(why) => why,
                     other => other.to_string(),
-                };
-                return Err(SwapError::State(why));
+                }));
             }
         }
         let info = candidate.info().clone();
-        let tx = self.db().write()?;
+        let tx = db.write()?;
         let version = match upload {
-            Some((bytes, name, notes)) => versions::add(&*tx, &info, bytes, name, notes, now)?,
-            None => versions::list(self.db(), "grid")?
+            Some((bytes, name, notes)) => versions::add(&*tx, &info, bytes, name, notes, now_ms)?,
+            None => versions::list(db, &kind)?
                 .into_iter()
                 .find(|v| v.sha256 == info.sha256)
                 .ok_or_else(|| SwapError::Unknown(info.sha256.clone()))?,
@@ -177,13 +383,91 @@ impl Grid {
         } else {
             reason.to_owned()
         };
-        versions::activate(&*tx, "grid", &info.sha256, &reason, now)?;
+        versions::activate(&*tx, &kind, &info.sha256, &reason, now_ms)?;
         if fresh {
             // The strategy's own state starts empty; per-entity cells stay.
-            store_decision(&*tx, SLOT, &[], &CellBatch::from_entries([]))?;
+            store_decision(&*tx, self.name, &[], &CellBatch::from_entries([]))?;
         }
         tx.commit()?;
-        self.set_strategy(candidate);
+        *self.active.write().unwrap_or_else(|e| e.into_inner()) = candidate;
+        self.failures.store(0, Ordering::Relaxed);
         Ok(version)
     }
+
+    /// After each tick: counts failures in a row; at `rollback_after` the
+    /// version active before this one comes back, and why is recorded in the
+    /// history and in `/status` (the last rollback).
+    pub fn watch(
+        &self,
+        db: &dyn Store,
+        settings: &[Setting],
+        now_ms: u64,
+        failed: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let Some(why) = failed else {
+            self.failures.store(0, Ordering::Relaxed);
+            return Ok(());
+        };
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures < self.rollback_after {
+            return Ok(());
+        }
+        let kind = S::KIND.to_string();
+        let current = self.current().info().sha256.clone();
+        let history = versions::history(db, &kind)?;
+        let Some(previous) = history.iter().rev().find(|a| a.sha256 != current) else {
+            return Ok(()); // nothing to go back to: keep trying
+        };
+        let reason = format!("automatic rollback after {failures} failed ticks in a row: {why}");
+        // It ran here before: no dry run.
+        let outcome = self
+            .stored(db, &previous.sha256)
+            .and_then(|s| self.switch(db, settings, now_ms, s, None, false, &reason));
+        match outcome {
+            Ok(_) => {
+                eprintln!("{kind}: {reason}");
+                let tx = db.write()?;
+                let record = (current, previous.sha256.clone(), now_ms, reason);
+                storage::set_meta(&*tx, &format!("{kind}/last-rollback"), &record)?;
+                tx.commit()?;
+            }
+            Err(e) => eprintln!("{kind}: rolling back failed: {e}"),
+        }
+        Ok(())
+    }
+
+    /// The last automatic rollback, for `/status`.
+    pub fn last_rollback(&self, db: &dyn Store) -> anyhow::Result<Option<serde_json::Value>> {
+        let record: Option<(String, String, u64, String)> =
+            storage::meta(db, &format!("{}/last-rollback", S::KIND))?;
+        Ok(record.map(|(from, to, at_ms, why)| serde_json::json!({ "from": from, "to": to, "at_ms": at_ms, "why": why })))
+    }
+
+    /// What `/status` shows of the active version.
+    pub fn status(&self, db: &dyn Store) -> anyhow::Result<serde_json::Value> {
+        let current = self.current();
+        let info = current.info();
+        Ok(serde_json::json!({
+            "sha256": info.sha256,
+            "world": info.world,
+            "size": info.size,
+            "failed_ticks_in_a_row": self.failures_in_a_row(),
+            "last_rollback": self.last_rollback(db)?,
+        }))
+    }
+}
+
+/// A role whose strategy can be replaced over HTTP.
+pub trait Swappable: Send + Sync + 'static {
+    fn kind(&self) -> Kind;
+    fn store(&self) -> &dyn Store;
+    fn trusted_keys(&self) -> &[ed25519_dalek::VerifyingKey];
+    fn upload(
+        &self,
+        bytes: &[u8],
+        name: Option<String>,
+        notes: Option<String>,
+        fresh: bool,
+    ) -> Result<Swapped, SwapError>;
+    fn activate(&self, sha256: &str, fresh: bool) -> Result<Swapped, SwapError>;
 }

@@ -12,6 +12,13 @@ use powerplug_sdk::producer::{ProducerOut, ProducerStrategy, ProducerTick};
 use powerplug_sdk::{Config, Error};
 use serde::{Deserialize, Serialize};
 
+/// Tokens asked per kWh unless configured; the `premium` feature builds a
+/// second, different component of the same rules at 6 (a version to swap in).
+#[cfg(not(feature = "premium"))]
+pub const DEFAULT_PRICE_PER_KWH: u64 = 4;
+#[cfg(feature = "premium")]
+pub const DEFAULT_PRICE_PER_KWH: u64 = 6;
+
 pub struct BasicProducer {
     slice_ms: u64,
     delay_slices: u64,
@@ -38,7 +45,7 @@ impl ProducerStrategy for BasicProducer {
             slice_ms: config.u64_or("slice-ms", 30_000)?,
             delay_slices: config.u64_or("delay-slices", 3)?,
             idle_slices: config.u64_or("idle-slices", 5)?,
-            price_per_kwh: config.u64_or("price-per-kwh", 4)?,
+            price_per_kwh: config.u64_or("price-per-kwh", DEFAULT_PRICE_PER_KWH)?,
         };
         if producer.slice_ms == 0 {
             return Err("config `slice-ms`: must be at least 1".into());
