@@ -15,6 +15,19 @@ use powerplug_tests::{
 };
 use serde_json::json;
 
+/// A component exporting `name` with a `tick` of the wrong type.
+fn exporting(name: &str) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(component
+            (core module $m (func (export "f")))
+            (core instance $i (instantiate $m))
+            (func $f (canon lift (core func $i "f")))
+            (instance $api (export "tick" (func $f)))
+            (export "{name}" (instance $api)))"#
+    ))
+    .unwrap()
+}
+
 /// Usage of 1 kWh a slice, one slice per call: billed whole at once.
 struct Meter {
     writer: ChannelWriter,
@@ -134,6 +147,27 @@ fn a_running_grid_swaps_versions_between_ticks_and_refuses_hostile_ones() {
         (
             "stack overflow",
             hostile("stack-overflow").to_vec(),
+            "component",
+        ),
+        (
+            "a core module",
+            wat::parse_str("(module (func (export \"tick\")))").unwrap(),
+            "component",
+        ),
+        (
+            "a WASI import",
+            wat::parse_str(r#"(component (import "wasi:cli/environment@0.2.0" (instance)))"#)
+                .unwrap(),
+            "component",
+        ),
+        (
+            "an unknown world",
+            exporting("acme:billing/policy@1.0.0"),
+            "component",
+        ),
+        (
+            "the right name, the wrong shape",
+            exporting("powerplug:strategy/grid@0.1.0"),
             "component",
         ),
     ];
