@@ -228,3 +228,29 @@ pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// The async runtime the roles of a test run on.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// A producer on a free loopback port reporting to `grid_url`, its data in
+/// `dir/producer`, polling every 10 ms, with the tests' operator token.
+pub fn producer_config(
+    dir: &Path,
+    component: PathBuf,
+    grid_url: &str,
+) -> powerplug::role::config::ProducerConfig {
+    let mut config = powerplug::role::config::ProducerConfig::default();
+    config.service.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.service.data_dir = dir.join("producer");
+    config.service.poll_ms = 10;
+    config.strategy.component = component;
+    config.strategy.cache_dir = Some(workspace_root().join("target/guests/powerplug-cache"));
+    config.grid_url = grid_url.to_owned();
+    config.operator_token = Some(OPERATOR.into());
+    config
+}

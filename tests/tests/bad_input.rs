@@ -25,10 +25,7 @@ fn snapshot(client: &Client, credential: &str, address: &str) -> Value {
 fn every_route_refuses_bad_input_with_a_json_error_naming_the_field_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, _) = strategy_files(dir.path());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = powerplug_tests::runtime();
     // The grid never ticks during the test: its state is only what requests do.
     let grid = rt
         .block_on(run::grid(&grid_config(dir.path(), grid_wasm, u64::MAX / 2)))

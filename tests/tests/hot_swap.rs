@@ -52,10 +52,7 @@ fn a_running_grid_swaps_versions_between_ticks_and_refuses_hostile_ones() {
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, _) = strategy_files(dir.path());
     let premium = component("plugins/basic-grid-strategy", &["premium"]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = powerplug_tests::runtime();
     let config = grid_config(dir.path(), grid_wasm, 20);
     let grid = rt.block_on(run::grid(&config)).unwrap();
     let client = Client::new(&grid.url);
@@ -285,10 +282,7 @@ fn a_running_grid_swaps_versions_between_ticks_and_refuses_hostile_ones() {
 fn a_version_that_starts_failing_after_it_went_live_is_rolled_back() {
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, _) = strategy_files(dir.path());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = powerplug_tests::runtime();
     let grid = rt
         .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 20)))
         .unwrap();
@@ -369,10 +363,7 @@ fn a_host_with_trusted_keys_takes_only_signed_uploads() {
     let stranger = SigningKey::from_bytes(&[22; 32]);
     let mut config = grid_config(dir.path(), grid_wasm, 1_000);
     config.trusted_keys = vec![hex::encode(trusted.verifying_key().to_bytes())];
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = powerplug_tests::runtime();
     let grid = rt.block_on(run::grid(&config)).unwrap();
     let basic = grid.role.strategy().info().sha256.clone();
 

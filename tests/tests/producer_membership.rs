@@ -2,7 +2,6 @@
 //! and deregisters, `/initialise` registers again on a fresh channel, `/reset`
 //! is goodbye, a fresh channel and a new registration of the same id.
 
-use powerplug::role::config::ProducerConfig;
 use powerplug::role::run;
 use powerplug_tests::{Client, OPERATOR, eventually, grid_config, strategy_files};
 use serde_json::Value;
@@ -15,22 +14,11 @@ fn producers(grid: &Client) -> Value {
 fn closedown_initialise_and_reset_change_the_producers_registration() {
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, producer_wasm) = strategy_files(dir.path());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = powerplug_tests::runtime();
     let grid = rt
         .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 1_000)))
         .unwrap();
-    let mut config = ProducerConfig::default();
-    config.service.listen = "127.0.0.1:0".parse().unwrap();
-    config.service.data_dir = dir.path().join("producer");
-    config.service.poll_ms = 10;
-    config.strategy.component = producer_wasm;
-    config.strategy.cache_dir =
-        Some(powerplug_tests::workspace_root().join("target/guests/powerplug-cache"));
-    config.grid_url = grid.url.clone();
-    config.operator_token = Some(OPERATOR.into());
+    let config = powerplug_tests::producer_config(dir.path(), producer_wasm, &grid.url);
     let producer = rt.block_on(run::producer(&config)).unwrap();
     let (grid_api, api) = (Client::new(&grid.url), Client::new(&producer.url));
 
@@ -103,23 +91,12 @@ fn a_running_producer_takes_a_new_pricing_version_between_ticks() {
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, producer_wasm) = strategy_files(dir.path());
     let premium = powerplug_tests::component("plugins/basic-producer-strategy", &["premium"]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = powerplug_tests::runtime();
     let grid = rt
         .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 1_000)))
         .unwrap();
-    let mut config = ProducerConfig::default();
-    config.service.listen = "127.0.0.1:0".parse().unwrap();
-    config.service.data_dir = dir.path().join("producer");
-    config.service.poll_ms = 10;
-    config.strategy.component = producer_wasm;
+    let mut config = powerplug_tests::producer_config(dir.path(), producer_wasm, &grid.url);
     config.strategy.tick_ms = 1;
-    config.strategy.cache_dir =
-        Some(powerplug_tests::workspace_root().join("target/guests/powerplug-cache"));
-    config.grid_url = grid.url.clone();
-    config.operator_token = Some(OPERATOR.into());
     let producer = rt.block_on(run::producer(&config)).unwrap();
     let api = Client::new(&producer.url);
     let ticks = || {

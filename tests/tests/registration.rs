@@ -11,15 +11,8 @@ use powerplug::channel::{
 };
 use powerplug::inbox::Command;
 use powerplug::role::run;
-use powerplug_tests::{Client, eventually, grid_config, strategy_files};
+use powerplug_tests::{Client, eventually, grid_config, runtime, strategy_files};
 use serde_json::{Value, json};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn register_body(writer: &ChannelWriter, kind: &str) -> Value {
     json!({ "kind": kind, "channel": api::Channel::from(&writer.info()) })

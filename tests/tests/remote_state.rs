@@ -5,28 +5,19 @@
 //! every reading arrives once, with no gap and no junk in its channel.
 
 use powerplug::registry::Kind;
-use powerplug::role::config::{MetersConfig, ProducerConfig, StateKeeping};
+use powerplug::role::config::{MetersConfig, StateKeeping};
 use powerplug::role::{SimulatedMeter, run};
-use powerplug_tests::{Client, eventually, grid_config, strategy_files, workspace_root};
+use powerplug_tests::{Client, eventually, grid_config, strategy_files};
 
 #[test]
 fn meters_without_a_disk_keep_their_state_upstream_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, producer_wasm) = strategy_files(dir.path());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = powerplug_tests::runtime();
     let grid = rt
         .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 1_000)))
         .unwrap();
-    let mut config = ProducerConfig::default();
-    config.service.listen = "127.0.0.1:0".parse().unwrap();
-    config.service.data_dir = dir.path().join("producer");
-    config.service.poll_ms = 10;
-    config.strategy.component = producer_wasm;
-    config.strategy.cache_dir = Some(workspace_root().join("target/guests/powerplug-cache"));
-    config.grid_url = grid.url.clone();
+    let config = powerplug_tests::producer_config(dir.path(), producer_wasm, &grid.url);
     let producer = rt.block_on(run::producer(&config)).unwrap();
 
     let mut sources = MetersConfig::sources();

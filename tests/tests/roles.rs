@@ -25,10 +25,7 @@ fn sources_producers_grid_and_consumers_trade_and_money_adds_up() {
         seed: 3,
         operator_token: None,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = powerplug_tests::runtime();
     let summary = rt.block_on(demo::run(&options, |_| {})).unwrap();
     println!("{summary}");
     for check in &summary.checks {

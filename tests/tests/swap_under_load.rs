@@ -18,10 +18,7 @@ fn fifty_swaps_under_traffic_lose_repeat_and_split_no_tick() {
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, _) = strategy_files(dir.path());
     let premium = component("plugins/basic-grid-strategy", &["premium"]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = powerplug_tests::runtime();
     let mut config = grid_config(dir.path(), grid_wasm, 15_000);
     // ×600: a grid tick every 25 ms, a 30 s slice every 50 ms.
     let clock = powerplug::role::Clock {

@@ -358,39 +358,23 @@ fn metrics(metrics: &[Metric]) -> Vec<(String, i64)> {
     metrics.iter().map(|m| (m.name.clone(), m.value)).collect()
 }
 
-impl super::swap::Swappable for Grid {
-    fn kind(&self) -> crate::strategy::Kind {
-        crate::strategy::Kind::Grid
+impl super::swap::Runs for Grid {
+    type Strategy = GridStrategy;
+
+    fn slot(&self) -> &super::swap::Slot<GridStrategy> {
+        &self.slot
     }
 
     fn store(&self) -> &dyn Store {
         self.db()
     }
 
-    fn trusted_keys(&self) -> &[ed25519_dalek::VerifyingKey] {
-        &self.slot.trusted_keys
+    fn settings(&self) -> &[Setting] {
+        &self.settings
     }
 
-    fn upload(
-        &self,
-        bytes: &[u8],
-        name: Option<String>,
-        notes: Option<String>,
-        fresh: bool,
-    ) -> Result<super::swap::Swapped, super::swap::SwapError> {
-        let now = self.clock.now_ms();
-        self.slot
-            .upload(self.db(), &self.settings, now, bytes, name, notes, fresh)
-    }
-
-    fn activate(
-        &self,
-        sha256: &str,
-        fresh: bool,
-    ) -> Result<super::swap::Swapped, super::swap::SwapError> {
-        let now = self.clock.now_ms();
-        self.slot
-            .activate(self.db(), &self.settings, now, sha256, fresh)
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 }
 

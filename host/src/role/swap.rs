@@ -457,6 +457,15 @@ impl<S: Strategy> Slot<S> {
     }
 }
 
+/// A role that runs a strategy in a [`Slot`].
+pub trait Runs: Send + Sync + 'static {
+    type Strategy: Strategy;
+    fn slot(&self) -> &Slot<Self::Strategy>;
+    fn store(&self) -> &dyn Store;
+    fn settings(&self) -> &[Setting];
+    fn now_ms(&self) -> u64;
+}
+
 /// A role whose strategy can be replaced over HTTP.
 pub trait Swappable: Send + Sync + 'static {
     fn kind(&self) -> Kind;
@@ -470,4 +479,35 @@ pub trait Swappable: Send + Sync + 'static {
         fresh: bool,
     ) -> Result<Swapped, SwapError>;
     fn activate(&self, sha256: &str, fresh: bool) -> Result<Swapped, SwapError>;
+}
+
+impl<R: Runs> Swappable for R {
+    fn kind(&self) -> Kind {
+        <R::Strategy as Strategy>::KIND
+    }
+
+    fn store(&self) -> &dyn Store {
+        Runs::store(self)
+    }
+
+    fn trusted_keys(&self) -> &[ed25519_dalek::VerifyingKey] {
+        &self.slot().trusted_keys
+    }
+
+    fn upload(
+        &self,
+        bytes: &[u8],
+        name: Option<String>,
+        notes: Option<String>,
+        fresh: bool,
+    ) -> Result<Swapped, SwapError> {
+        let (db, settings, now) = (Runs::store(self), self.settings(), self.now_ms());
+        self.slot()
+            .upload(db, settings, now, bytes, name, notes, fresh)
+    }
+
+    fn activate(&self, sha256: &str, fresh: bool) -> Result<Swapped, SwapError> {
+        let (db, settings, now) = (Runs::store(self), self.settings(), self.now_ms());
+        self.slot().activate(db, settings, now, sha256, fresh)
+    }
 }
