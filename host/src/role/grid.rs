@@ -389,7 +389,7 @@ impl Step for Grid {
             }
             let failed = summary.failed.as_deref();
             self.slot
-                .watch(self.db(), &self.settings, self.clock.now_ms(), failed)?;
+                .watch(self.db(), &self.settings, &|| self.clock.now_ms(), failed)?;
         }
         self.hub.drain(None)?;
         Ok(())

@@ -367,9 +367,9 @@ impl Step for Producer {
             if let Some(why) = &failed {
                 eprintln!("producer tick {tick} failed: {why}");
             }
-            let now = self.clock.now_ms();
+            let clock = || self.clock.now_ms();
             self.slot
-                .watch(self.db(), &self.settings, now, failed.as_deref())?;
+                .watch(self.db(), &self.settings, &clock, failed.as_deref())?;
         }
         // Hello (and output) must reach the grid's store before registering.
         self.hub.drain(Some(&self.grid))?;

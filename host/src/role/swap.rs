@@ -188,6 +188,7 @@ pub struct Slot<S: Strategy> {
     /// One tick or one activation at a time: a swap waits for the tick in
     /// flight and takes effect at the next one.
     turn: Mutex<()>,
+    ticks_waiting: AtomicU32,
     failures: AtomicU32,
     rollback_after: u32,
     /// Keys an upload must be signed by; none: uploads need no signature.
@@ -242,6 +243,7 @@ impl<S: Strategy> Slot<S> {
             active: RwLock::new(strategy),
             runtime,
             turn: Mutex::new(()),
+            ticks_waiting: AtomicU32::new(0),
             failures: AtomicU32::new(0),
             rollback_after: rollback_after.max(1),
             trusted_keys,
@@ -256,8 +258,24 @@ impl<S: Strategy> Slot<S> {
             .clone()
     }
 
-    /// Held by a tick from start to commit.
+    /// Held by a tick from start to commit. A waiting tick goes before any
+    /// activation that has not started yet, so a tick waits for one at most.
     pub fn turn(&self) -> MutexGuard<'_, ()> {
+        self.ticks_waiting.fetch_add(1, Ordering::SeqCst);
+        let turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
+        self.ticks_waiting.fetch_sub(1, Ordering::SeqCst);
+        turn
+    }
+
+    /// An activation's turn: after every tick already waiting for one.
+    fn turn_for_swap(&self) -> MutexGuard<'_, ()> {
+        // std's Mutex is not fair: without this, back-to-back activations
+        // could take the turn again and again before a woken tick runs.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while self.ticks_waiting.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
         self.turn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -271,7 +289,7 @@ impl<S: Strategy> Slot<S> {
         &self,
         db: &dyn Store,
         settings: &[Setting],
-        now_ms: u64,
+        clock: &dyn Fn() -> u64,
         bytes: &[u8],
         name: Option<String>,
         notes: Option<String>,
@@ -283,7 +301,7 @@ impl<S: Strategy> Slot<S> {
         let version = self.switch(
             db,
             settings,
-            now_ms,
+            clock,
             candidate,
             Some((bytes, name, notes)),
             fresh,
@@ -301,13 +319,13 @@ impl<S: Strategy> Slot<S> {
         &self,
         db: &dyn Store,
         settings: &[Setting],
-        now_ms: u64,
+        clock: &dyn Fn() -> u64,
         sha256: &str,
         fresh: bool,
     ) -> Result<Swapped, SwapError> {
         let candidate = self.stored(db, sha256)?;
         let dry_run = self.dry_run(db, &candidate)?;
-        let version = self.switch(db, settings, now_ms, candidate, None, fresh, "activated")?;
+        let version = self.switch(db, settings, clock, candidate, None, fresh, "activated")?;
         Ok(Swapped {
             version,
             dry_run,
@@ -346,13 +364,15 @@ impl<S: Strategy> Slot<S> {
         &self,
         db: &dyn Store,
         settings: &[Setting],
-        now_ms: u64,
+        clock: &dyn Fn() -> u64,
         candidate: S,
         upload: Option<(&[u8], Option<String>, Option<String>)>,
         fresh: bool,
         reason: &str,
     ) -> Result<Version, SwapError> {
-        let _turn = self.turn();
+        let _turn = self.turn_for_swap();
+        // The time of the activation: now, after the tick in flight.
+        let now_ms = clock();
         let kind = S::KIND.to_string();
         if !fresh {
             let read = db.read()?;
@@ -401,7 +421,7 @@ impl<S: Strategy> Slot<S> {
         &self,
         db: &dyn Store,
         settings: &[Setting],
-        now_ms: u64,
+        clock: &dyn Fn() -> u64,
         failed: Option<&str>,
     ) -> anyhow::Result<()> {
         let Some(why) = failed else {
@@ -422,12 +442,12 @@ impl<S: Strategy> Slot<S> {
         // It ran here before: no dry run.
         let outcome = self
             .stored(db, &previous.sha256)
-            .and_then(|s| self.switch(db, settings, now_ms, s, None, false, &reason));
+            .and_then(|s| self.switch(db, settings, clock, s, None, false, &reason));
         match outcome {
             Ok(_) => {
                 eprintln!("{kind}: {reason}");
                 let tx = db.write()?;
-                let record = (current, previous.sha256.clone(), now_ms, reason);
+                let record = (current, previous.sha256.clone(), clock(), reason);
                 storage::set_meta(&*tx, &format!("{kind}/last-rollback"), &record)?;
                 tx.commit()?;
             }
@@ -501,13 +521,14 @@ impl<R: Runs> Swappable for R {
         notes: Option<String>,
         fresh: bool,
     ) -> Result<Swapped, SwapError> {
-        let (db, settings, now) = (Runs::store(self), self.settings(), self.now_ms());
+        let (db, settings) = (Runs::store(self), self.settings());
         self.slot()
-            .upload(db, settings, now, bytes, name, notes, fresh)
+            .upload(db, settings, &|| self.now_ms(), bytes, name, notes, fresh)
     }
 
     fn activate(&self, sha256: &str, fresh: bool) -> Result<Swapped, SwapError> {
-        let (db, settings, now) = (Runs::store(self), self.settings(), self.now_ms());
-        self.slot().activate(db, settings, now, sha256, fresh)
+        let (db, settings) = (Runs::store(self), self.settings());
+        self.slot()
+            .activate(db, settings, &|| self.now_ms(), sha256, fresh)
     }
 }
