@@ -8,6 +8,10 @@ Writes host/benches/results/grid_tick.svg beside this script.
        python3 host/benches/report.py --channels [target/criterion] > /tmp/tables.md
 does the same for `cargo bench -p powerplug --bench channels` and the demo runs
 recorded in host/benches/results/demo.json, and writes host/benches/results/channels.svg.
+
+       python3 host/benches/report.py --swap [host/benches/results/swap.json] > /tmp/tables.md
+does the same for `cargo bench -p powerplug --bench swap` (hot-swap, issue 4): the
+percentiles that bench wrote to results/swap.json, and results/swap.svg.
 """
 import json
 import os
@@ -115,6 +119,144 @@ def channels_report(root):
         f.write("\n".join(svg) + "\n")
 
 
+def swap_report(path):
+    """`cargo bench -p powerplug --bench swap` (issue 4), as it wrote results/swap.json:
+    tables on stdout, results/swap.svg. Every ratio is within that one run."""
+    import math
+
+    with open(path) as f:
+        d = json.load(f)
+    target_ms = 50.0
+    paths = [("cold_put", "cold: `PUT`, empty cache (compiles) — baseline", "cold PUT (compiles)"),
+             ("cached_put", "cached: `PUT` again", "cached PUT"),
+             ("cached_activate", "cached: `POST …/activate/{sha}`", "cached activate"),
+             ("cached", "cached: both", "cached, both")]
+    fmt = lambda ms: f"{ms:.2f} ms" if ms >= 1 else f"{ms * 1000:.0f} µs"
+
+    print(f"Upload-to-active over HTTP, {d['consumers']} consumers in the dry-run tick "
+          "(p99 of a few dozen samples is their maximum):")
+    print()
+    print("| plugin | path | samples | p50 | p99 | max | p50 / cold | p99 / cold |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for plugin, v in d["upload"].items():
+        cold = v["cold_put"]
+        for key, label, _ in paths:
+            s = v[key]
+            print(f"| {plugin} | {label} | {s['n']} | {fmt(s['p50_ms'])} | {fmt(s['p99_ms'])} | {fmt(s['max_ms'])} "
+                  f"| {s['p50_ms'] / cold['p50_ms']:.3f}× | {s['p99_ms'] / cold['p99_ms']:.3f}× |")
+    print()
+
+    t = d["tick"]
+    base = t["without_swaps"]
+    print(f"`Grid::tick()` with {d['consumers']} readings pending, in alternating blocks of {t['block']} ticks:")
+    print()
+    print("| run | samples | p50 | p90 | p99 | max | mean | p50 / without | p99 / without | max / without |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for key, label in (("without_swaps", "without swaps — baseline"),
+                       ("with_swaps", f"with swaps ({t['activations_per_s']:.0f} activations/s)")):
+        s = t[key]
+        print(f"| {label} | {s['n']} | {fmt(s['p50_ms'])} | {fmt(s['p90_ms'])} | {fmt(s['p99_ms'])} | {fmt(s['max_ms'])} "
+              f"| {fmt(s['mean_ms'])} | {s['p50_ms'] / base['p50_ms']:.2f}× | {s['p99_ms'] / base['p99_ms']:.2f}× "
+              f"| {s['max_ms'] / base['max_ms']:.2f}× |")
+    a = t["activations"]
+    print(f"| *the activations meanwhile* | {a['n']} | {fmt(a['p50_ms'])} | {fmt(a['p90_ms'])} | {fmt(a['p99_ms'])} "
+          f"| {fmt(a['max_ms'])} | {fmt(a['mean_ms'])} | | | |")
+    wait = t.get("wait_when_waiting")
+    if wait:
+        print(f"| *a tick's wait for activations, when it waited* | {wait['n']} | {fmt(wait['p50_ms'])} | {fmt(wait['p90_ms'])} "
+              f"| {fmt(wait['p99_ms'])} | {fmt(wait['max_ms'])} | {fmt(wait['mean_ms'])} | | | |")
+    print()
+    waited = {int(k): v for k, v in t["waited_for_activations"].items()}
+    n_with = sum(waited.values())
+    print("| activations a tick with swaps waited for | " + " | ".join(str(k) for k in sorted(waited)) + " |")
+    print("| --- | " + " | ".join("---:" for _ in waited) + " |")
+    print("| ticks | " + " | ".join(f"{waited[k]} ({waited[k] / n_with:.0%})" for k in sorted(waited)) + " |")
+    print()
+    cpu = d.get("cpu_during_run") or {}
+    print(f"Machine during the run: load average {d['loadavg_before']} before, {d['loadavg_after']} after; "
+          f"CPU busy {cpu.get('busy', 0):.0%}, iowait {cpu.get('iowait', 0):.1%}, steal {cpu.get('steal', 0):.1%}.")
+    print()
+
+    worst = max(v["cached"]["p99_ms"] for v in d["upload"].values())
+    with_, without = t["with_swaps"], t["without_swaps"]
+    print("| target | measured | verdict |")
+    print("| --- | --- | --- |")
+    print(f"| cached upload-to-active ≤ 50 ms p99 | {fmt(worst)} (worst plugin; cold: "
+          f"{fmt(max(v['cold_put']['p99_ms'] for v in d['upload'].values()))}) "
+          f"| {'met' if worst <= target_ms else '**missed**'} |")
+    extra = with_["p99_ms"] - without["p99_ms"]
+    most = max(waited)
+    longest = wait["max_ms"] if wait else 0.0
+    ok = most <= 1 and extra < without["p50_ms"] and longest <= without["p50_ms"]
+    print(f"| no tick stall beyond one tick (a tick waits for at most one activation) "
+          f"| p99 {fmt(without['p99_ms'])} → {fmt(with_['p99_ms'])} (+{fmt(max(extra, 0))}, "
+          f"{max(extra, 0) / without['p50_ms']:.2f} of a median tick); max {fmt(without['max_ms'])} → {fmt(with_['max_ms'])}; "
+          f"longest wait {fmt(longest)} ({longest / without['p50_ms']:.2f} of a median tick); "
+          f"{sum(v for k, v in waited.items() if k >= 2)} of {n_with} ticks waited for {'2' if most == 2 else f'2–{most}'} activations "
+          f"| {'met' if ok else '**missed**'} |")
+    print()
+
+    # Chart: two panels of horizontal bars, p50 solid and p99 light behind it.
+    width, height, top = 860, 560, 40
+    left, right = 330, 170
+    plot_w = width - left - right
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+           f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14">upload-to-active over HTTP: p50 (dark) and p99 (light), ms, log scale (lower is better)</text>']
+    bars = [(plugin, key, short, v[key]) for plugin, v in d["upload"].items() for key, _, short in paths if key != "cached"]
+    values = [b[3]["p50_ms"] for b in bars] + [b[3]["p99_ms"] for b in bars] + [target_ms]
+    lo, hi = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))
+    x = lambda v: left + plot_w * (math.log10(v) - lo) / (hi - lo)
+    panel_h = 270
+    for e in range(lo, hi + 1):
+        svg.append(f'<line x1="{x(10 ** e):.1f}" x2="{x(10 ** e):.1f}" y1="{top}" y2="{top + panel_h}" stroke="#ddd"/>')
+        svg.append(f'<text x="{x(10 ** e):.1f}" y="{top + panel_h + 14}" text-anchor="middle">{10 ** e:g} ms</text>')
+    bar_h = panel_h / len(bars)
+    colours = {"cold_put": ("#e45756", "#f4b3b1"), "cached_put": ("#4c78a8", "#a6bddb"), "cached_activate": ("#54a24b", "#a9d3a4")}
+    x0 = x(10 ** lo)
+    for i, (plugin, key, short, s) in enumerate(bars):
+        y0 = top + i * bar_h + 3
+        dark, light = colours[key]
+        name = "premium" if "premium" in plugin else "basic"
+        svg.append(f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{x(s["p99_ms"]) - x0:.1f}" height="{bar_h - 6:.1f}" fill="{light}"><title>{plugin}, {short}: p99 {s["p99_ms"]:.3f} ms</title></rect>')
+        svg.append(f'<rect x="{x0:.1f}" y="{y0 + (bar_h - 6) / 4:.1f}" width="{x(s["p50_ms"]) - x0:.1f}" height="{(bar_h - 6) / 2:.1f}" fill="{dark}"><title>{plugin}, {short}: p50 {s["p50_ms"]:.3f} ms</title></rect>')
+        svg.append(f'<text x="{left - 8}" y="{y0 + bar_h / 2:.1f}" text-anchor="end">{name}: {short} (n={s["n"]})</text>')
+        svg.append(f'<text x="{x(s["p99_ms"]) + 4:.1f}" y="{y0 + bar_h / 2:.1f}">{fmt(s["p50_ms"])} / {fmt(s["p99_ms"])}</text>')
+    svg.append(f'<line x1="{x(target_ms):.1f}" x2="{x(target_ms):.1f}" y1="{top - 4}" y2="{top + panel_h}" stroke="#333" stroke-dasharray="4 3"/>')
+    svg.append(f'<text x="{x(target_ms) - 4:.1f}" y="{top + 8}" text-anchor="end" font-size="11">target: cached p99 ≤ 50 ms</text>')
+
+    # Tick panel: linear ms, p50 / p99 / max without and with swaps.
+    top2 = top + panel_h + 64
+    svg.append(f'<text x="{width / 2}" y="{top2 - 18}" text-anchor="middle" font-size="14">Grid::tick() with {d["consumers"]} readings: without vs with back-to-back activations, ms (lower is better)</text>')
+    rows = [(f"{q} without swaps", without[f"{q}_ms"], "#4c78a8") if w == 0 else (f"{q} with swaps", with_[f"{q}_ms"], "#f58518")
+            for q in ("p50", "p99", "max") for w in (0, 1)]
+    panel2_h = height - top2 - 36
+    bar2_h = panel2_h / len(rows)
+    top_ms = max(r[1] for r in rows) * 1.1
+    x2 = lambda v: left + plot_w * v / top_ms
+    step = 10 ** math.floor(math.log10(top_ms / 2))
+    tick_v = 0.0
+    while tick_v <= top_ms:
+        svg.append(f'<line x1="{x2(tick_v):.1f}" x2="{x2(tick_v):.1f}" y1="{top2}" y2="{top2 + panel2_h}" stroke="#ddd"/>')
+        svg.append(f'<text x="{x2(tick_v):.1f}" y="{top2 + panel2_h + 14}" text-anchor="middle">{tick_v:g} ms</text>')
+        tick_v += step if top_ms / step <= 10 else 2 * step
+    for i, (label, v, colour) in enumerate(rows):
+        y0 = top2 + i * bar2_h + 3
+        q = label.split()[0]
+        ratio = with_[f"{q}_ms"] / without[f"{q}_ms"]
+        svg.append(f'<rect x="{left}" y="{y0:.1f}" width="{x2(v) - left:.1f}" height="{bar2_h - 6:.1f}" fill="{colour}"><title>{label}: {v:.3f} ms</title></rect>')
+        svg.append(f'<text x="{left - 8}" y="{y0 + bar2_h / 2:.1f}" text-anchor="end">{label}</text>')
+        note = f" ({ratio:.2f}×)" if "with swaps" in label else ""
+        svg.append(f'<text x="{x2(v) + 4:.1f}" y="{y0 + bar2_h / 2:.1f}">{fmt(v)}{note}</text>')
+    svg.append(f'<line x1="{left}" x2="{left}" y1="{top2}" y2="{top2 + panel2_h}" stroke="#888"/>')
+    svg.append("</svg>")
+    os.makedirs(os.path.join(here, "results"), exist_ok=True)
+    with open(os.path.join(here, "results", "swap.svg"), "w") as f:
+        f.write("\n".join(svg) + "\n")
+
+
+if len(sys.argv) > 1 and sys.argv[1] == "--swap":
+    swap_report(sys.argv[2] if len(sys.argv) > 2 else os.path.join(here, "results", "swap.json"))
+    sys.exit(0)
 if len(sys.argv) > 1 and sys.argv[1] == "--channels":
     channels_report(sys.argv[2] if len(sys.argv) > 2 else "target/criterion")
     sys.exit(0)
