@@ -6,8 +6,9 @@
 //! - [`component`]: builds a Rust strategy crate into a component.
 //! - [`role`]: the grid, producer, consumer and source services, over
 //!   [`registry`], [`inbox`], [`channel`], [`wallet`], [`outbox`], [`books`],
-//!   [`tick_log`] and [`documents`] on one redb database per host; their HTTP
-//!   APIs in [`http`]; [`demo`] runs them all in one process.
+//!   [`tick_log`], [`documents`] and [`versions`] (strategy versions, for
+//!   hot-swap) on one [`storage`] per host (redb by default); their HTTP APIs in
+//!   [`http`]; [`demo`] runs them all in one process.
 //! - [`simulate`]: a deterministic in-memory run of both strategies, for
 //!   checking strategies without any service.
 
