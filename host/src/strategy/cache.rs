@@ -51,7 +51,11 @@ impl CompiledCache {
     pub(crate) fn put(&self, sha256: &str, component: &Component) -> anyhow::Result<()> {
         let bytes = component.serialize()?;
         let path = self.path(sha256);
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        // A name of its own per write: two threads compiling the same component
+        // at once must not rename each other's file away.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
         std::fs::write(&tmp, bytes)?;
         std::fs::rename(&tmp, &path)?;
         Ok(())
@@ -68,6 +72,24 @@ mod tests {
         let engine = Engine::new(&config).unwrap();
         let dir = tempfile::tempdir().unwrap();
         CompiledCache::new(dir.path(), &engine).unwrap().engine_key
+    }
+
+    #[test]
+    fn threads_storing_the_same_artifact_at_once_all_succeed() {
+        let engine = Engine::default();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompiledCache::new(dir.path(), &engine).unwrap();
+        let component = Component::new(&engine, wat::parse_str("(component)").unwrap()).unwrap();
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..20 {
+                        cache.put("same", &component).unwrap();
+                    }
+                });
+            }
+        });
+        assert!(cache.get(&engine, "same").is_some());
     }
 
     #[test]
