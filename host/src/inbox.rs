@@ -154,7 +154,11 @@ pub fn poll(
         if moved.is_some_and(|moved| !moved.contains(&next)) {
             continue;
         }
-        let mut reader = ChannelReader::resume(&registration.channel, registration.read_index)?;
+        let mut reader = ChannelReader::resume_at(
+            &registration.channel,
+            registration.read_index,
+            registration.examined as usize,
+        )?;
         let poll = match reader.poll(transport) {
             Ok(poll) => poll,
             Err(ReadError::Transport(_)) => {
@@ -185,6 +189,7 @@ pub fn poll(
         }
         registration.dropped += poll.dropped as u64;
         registration.read_index = reader.next_index();
+        registration.examined = reader.examined() as u64;
         polled.dropped += poll.dropped as u64;
         if poll.closed {
             polled.closed += 1;
@@ -216,6 +221,7 @@ pub fn poll(
             continue;
         }
         current.read_index = polled_as.read_index;
+        current.examined = polled_as.examined;
         current.dropped = polled_as.dropped;
         current.rejected = polled_as.rejected;
         if closed {

@@ -75,6 +75,8 @@ pub struct Registration {
     pub channel: ChannelInfo,
     /// Where the reader of `channel` continues.
     pub read_index: u64,
+    /// Invalid messages already counted at `read_index`.
+    pub examined: u64,
     /// The entity said goodbye: nothing more is read.
     pub closed: bool,
     /// Messages at the channel's addresses that failed their checks.
@@ -227,6 +229,7 @@ impl Registry {
                 Registration {
                     channel,
                     read_index: 0,
+                    examined: 0,
                     closed: false,
                     return_channel: self.open_return(&*tx, kind)?,
                     ..old
@@ -244,6 +247,7 @@ impl Registry {
                     kind,
                     channel,
                     read_index: 0,
+                    examined: 0,
                     closed: false,
                     dropped: 0,
                     rejected: 0,

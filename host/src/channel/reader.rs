@@ -12,6 +12,8 @@ pub struct ChannelReader {
     root: [u8; 32],
     side_key: Option<[u8; 32]>,
     next_index: u64,
+    /// Messages at the next address already found invalid: not counted again.
+    examined: usize,
     closed: bool,
 }
 
@@ -43,13 +45,29 @@ impl ChannelReader {
 
     /// A reader that continues at `next_index` (saved from [`Self::next_index`]).
     pub fn resume(info: &ChannelInfo, next_index: u64) -> Result<Self, ReadError> {
+        Self::resume_at(info, next_index, 0)
+    }
+
+    /// A reader that continues at `next_index`, where the first `examined`
+    /// messages were found invalid before (saved from [`Self::examined`]), so
+    /// that junk is dropped and counted once, however often a poll looks.
+    pub fn resume_at(
+        info: &ChannelInfo,
+        next_index: u64,
+        examined: usize,
+    ) -> Result<Self, ReadError> {
         Ok(Self {
             author: VerifyingKey::from_bytes(&info.author).map_err(|_| ReadError::BadAuthor)?,
             root: info.root,
             side_key: info.side_key,
             next_index,
+            examined,
             closed: false,
         })
+    }
+
+    pub fn examined(&self) -> usize {
+        self.examined
     }
 
     pub fn next_index(&self) -> u64 {
@@ -68,16 +86,20 @@ impl ChannelReader {
             let next = Address::of(&self.root, self.next_index + 1);
             let candidates = transport.get(&address).map_err(ReadError::Transport)?;
             let mut found = None;
-            for bytes in &candidates {
+            for bytes in candidates.iter().skip(self.examined) {
                 match envelope::open(&self.author, self.side_key.as_ref(), &address, &next, bytes) {
                     Some(message) => {
                         found = Some(message);
                         break;
                     }
-                    None => poll.dropped += 1,
+                    None => {
+                        poll.dropped += 1;
+                        self.examined += 1;
+                    }
                 }
             }
             let Some(message) = found else { break };
+            self.examined = 0;
             match (self.next_index, message) {
                 (0, Message::Hello) => {}
                 (0, _) => return Err(ReadError::NotOpened),

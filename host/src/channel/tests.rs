@@ -250,3 +250,30 @@ fn a_failed_send_leaves_no_gap_in_the_chain() {
         Err(ReadError::Transport(_))
     ));
 }
+
+#[test]
+fn junk_waiting_at_the_next_address_is_counted_once_however_often_a_reader_looks() {
+    let store = MemoryTransport::default();
+    let mut writer = ChannelWriter::new(author(1), true).unwrap();
+    writer.hello(&store).unwrap();
+    let next = Address::of(&writer.info().root, 1);
+    store.put(&next, b"junk".to_vec()).unwrap();
+
+    let mut reader = ChannelReader::new(&writer.info()).unwrap();
+    assert_eq!(reader.poll(&store).unwrap().dropped, 1);
+    assert_eq!(
+        reader.poll(&store).unwrap().dropped,
+        0,
+        "the same junk again"
+    );
+    // A reader resumed from the saved position and count does not count it either.
+    let mut resumed =
+        ChannelReader::resume_at(&writer.info(), reader.next_index(), reader.examined()).unwrap();
+    assert_eq!(resumed.poll(&store).unwrap().dropped, 0);
+
+    store.put(&next, b"more junk".to_vec()).unwrap();
+    writer.publish(&store, b"real".to_vec()).unwrap();
+    let poll = resumed.poll(&store).unwrap();
+    assert_eq!((data(&poll), poll.dropped), (vec![&b"real"[..]], 1));
+    assert_eq!(resumed.examined(), 0, "a new address starts a new count");
+}
