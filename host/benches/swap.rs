@@ -392,6 +392,94 @@ fn main() {
                     "cached_activate": a, "cached": both }),
         );
     }
+    // 1c. The producer plugin, on a producer reporting to this grid: the same
+    // route and code (one Slot per role), its own cache.
+    let pcache: PathBuf = dir.path().join("producer-cache");
+    let pwasm = dir.path().join("basic_producer_strategy.wasm");
+    let pbasic = component("plugins/basic-producer-strategy", &[]);
+    let ppremium = component("plugins/basic-producer-strategy", &["premium"]);
+    std::fs::write(&pwasm, &pbasic).unwrap();
+    let mut pconfig = powerplug::role::config::ProducerConfig::default();
+    pconfig.service.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    pconfig.service.data_dir = dir.path().join("producer");
+    pconfig.service.poll_ms = 10;
+    pconfig.strategy.component = pwasm;
+    pconfig.strategy.tick_ms = 1;
+    pconfig.strategy.cache_dir = Some(pcache.clone());
+    pconfig.grid_url = running.url.clone();
+    pconfig.operator_token = Some(OPERATOR.into());
+    let producer = rt.block_on(run::producer(&pconfig)).unwrap();
+    let phttp = Http {
+        agent: http.agent.clone(),
+        base: producer.url.clone(),
+    };
+    // Recorded ticks for the dry runs.
+    while tick_log::producer_ticks(producer.role.db(), "producer", 0, 10)
+        .unwrap()
+        .len()
+        < 3
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pversions = [
+        ("basic-producer-strategy", pbasic.clone(), sha256(&pbasic)),
+        (
+            "basic-producer-strategy --features premium",
+            ppremium.clone(),
+            sha256(&ppremium),
+        ),
+    ];
+    let mut pcold: [Vec<f64>; 2] = Default::default();
+    for i in 0..2 * COLD {
+        let v = (i + 1) % 2;
+        for entry in std::fs::read_dir(&pcache).unwrap() {
+            std::fs::remove_file(entry.unwrap().path()).unwrap();
+        }
+        let t = Instant::now();
+        let (status, answer) = phttp.call("PUT", "/strategies/producer", &pversions[v].1);
+        pcold[v].push(ms(t.elapsed()));
+        assert_eq!(status, 201, "{answer}");
+        assert_eq!(producer.role.strategy().info().sha256, pversions[v].2);
+    }
+    for (_, bytes, _) in [&pversions[1], &pversions[0]] {
+        assert_eq!(phttp.call("PUT", "/strategies/producer", bytes).0, 201);
+    }
+    let mut pput: [Vec<f64>; 2] = Default::default();
+    let mut ppost: [Vec<f64>; 2] = Default::default();
+    for i in 0..4 * CACHED {
+        let v = (i + 1) % 2;
+        let (_, bytes, sha) = &pversions[v];
+        let put = (i / 2) % 2 == 0;
+        let t = Instant::now();
+        let (status, answer) = if put {
+            phttp.call("PUT", "/strategies/producer", bytes)
+        } else {
+            phttp.call("POST", &format!("/strategies/producer/activate/{sha}"), b"")
+        };
+        let took = ms(t.elapsed());
+        assert!(status == 200 || status == 201, "{status}: {answer}");
+        assert_eq!(&producer.role.strategy().info().sha256, sha);
+        if put {
+            pput[v].push(took)
+        } else {
+            ppost[v].push(took)
+        }
+    }
+    for (v, (name, _, sha)) in pversions.iter().enumerate() {
+        let (c, p, a) = (stats(&pcold[v]), stats(&pput[v]), stats(&ppost[v]));
+        let mut all = pput[v].clone();
+        all.extend(&ppost[v]);
+        let both = stats(&all);
+        show(&format!("{name}: cold PUT"), &c);
+        show(&format!("{name}: cached, both"), &both);
+        upload.insert(
+            (*name).into(),
+            json!({ "sha256": sha, "cold_put": c, "cached_put": p,
+                    "cached_activate": a, "cached": both }),
+        );
+    }
+    rt.block_on(producer.stop()).unwrap();
+
     let dry: serde_json::Map<String, Value> = dry_run_us
         .into_iter()
         .map(|(k, us)| {
