@@ -59,18 +59,12 @@ impl Grid {
             &[Kind::Consumer, Kind::Producer],
             config.operator_token.clone(),
         )?;
-        let cache = config
-            .strategy
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| config.service.data_dir.join("cache"));
         let slot = super::swap::Slot::open(
             &hub.db,
             SLOT,
-            super::runtime(&cache)?,
-            &config.strategy.component,
-            config.strategy.rollback_after,
-            crate::versions::trusted_keys(&config.trusted_keys)?,
+            &config.strategy,
+            &config.service.data_dir,
+            &config.trusted_keys,
         )?;
         let wallet_seed = storage::meta_or_init(&hub.db, "wallet-seed", crate::channel::random32)?;
         Ok(Self {
@@ -96,10 +90,6 @@ impl Grid {
     /// The active version now.
     pub fn strategy(&self) -> GridStrategy {
         self.slot.current()
-    }
-
-    pub fn settings(&self) -> &[Setting] {
-        &self.settings
     }
 
     /// One tick now: reads what is pending, decides, commits.

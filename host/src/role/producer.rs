@@ -42,18 +42,12 @@ impl Producer {
     pub fn open(config: &ProducerConfig, db: crate::storage::Db) -> anyhow::Result<Self> {
         let id = &config.service.id;
         let hub = Hub::new(id, db, &[Kind::Source], config.operator_token.clone())?;
-        let cache = config
-            .strategy
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| config.service.data_dir.join("cache"));
         let slot = super::swap::Slot::open(
             &hub.db,
             SLOT,
-            super::runtime(&cache)?,
-            &config.strategy.component,
-            config.strategy.rollback_after,
-            crate::versions::trusted_keys(&config.trusted_keys)?,
+            &config.strategy,
+            &config.service.data_dir,
+            &config.trusted_keys,
         )?;
         // The producer's own channel to the grid is signed with the key of its id.
         let key = super::signing_key(&hub.secret, &format!("member/{id}"));

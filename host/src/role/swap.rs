@@ -197,15 +197,25 @@ pub struct Slot<S: Strategy> {
 
 impl<S: Strategy> Slot<S> {
     /// The active version if there is one (uploads outlive restarts), else
-    /// the configured component, which becomes the first version.
+    /// the configured component, which becomes the first version. Compiled
+    /// components are cached in `strategy.cache_dir`, or `<data_dir>/cache`.
     pub fn open(
         db: &dyn Store,
         name: &'static str,
-        runtime: Runtime,
-        configured: &std::path::Path,
-        rollback_after: u32,
-        trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
+        strategy: &super::config::StrategySlot,
+        data_dir: &std::path::Path,
+        trusted_keys: &[String],
     ) -> anyhow::Result<Self> {
+        let cache = strategy
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("cache"));
+        let runtime = super::runtime(&cache)?;
+        let configured = &strategy.component;
+        let (rollback_after, trusted_keys) = (
+            strategy.rollback_after,
+            versions::trusted_keys(trusted_keys)?,
+        );
         let kind = S::KIND.to_string();
         let load = |bytes: &[u8]| -> anyhow::Result<S> {
             S::from_loaded(runtime.load(bytes)?)
