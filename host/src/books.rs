@@ -218,3 +218,24 @@ pub fn store_decision(
     }
     Ok(())
 }
+
+/// Copies `from`'s state and every cell into `to`: an experiment's variant
+/// starts from the live books, as a swapped-in version does.
+pub fn copy_books(tx: &dyn WriteTx, from: &str, to: &str) -> anyhow::Result<u64> {
+    let state = tx.get(STATES, &key::of(&[&from]))?.unwrap_or_default();
+    tx.put(STATES, &key::of(&[&to]), &state)?;
+    let cells = crate::storage::prefixed(
+        tx,
+        CELLS,
+        &key::of(&[&from]),
+        crate::storage::Order::Ascending,
+        usize::MAX,
+    )?;
+    for (k, v) in &cells {
+        let mut r = key::Reader::new(k);
+        r.str()?;
+        let entity = r.u32()?;
+        tx.put(CELLS, &key::of(&[&to, &entity]), v)?;
+    }
+    Ok(cells.len() as u64)
+}

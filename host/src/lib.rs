@@ -18,6 +18,7 @@ pub mod channel;
 pub mod component;
 pub mod demo;
 pub mod documents;
+pub mod experiment;
 pub mod http;
 pub mod inbox;
 pub mod outbox;

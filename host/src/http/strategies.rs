@@ -42,6 +42,7 @@ impl From<SwapError> for ApiError {
             SwapError::DryRun { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "component"),
             SwapError::State(_) => (StatusCode::CONFLICT, "fresh"),
             SwapError::Unknown(_) => (StatusCode::NOT_FOUND, "version"),
+            SwapError::Busy(_) => (StatusCode::CONFLICT, "version"),
             SwapError::Storage(_) => return ApiError::internal(e),
         };
         ApiError::new(status, field, e)
@@ -67,6 +68,13 @@ struct UploadQuery {
     notes: Option<String>,
     #[serde(default)]
     fresh: bool,
+    /// False: check and keep it for an experiment or a shadow run.
+    #[serde(default = "yes")]
+    activate: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 async fn upload<R: HasHub + Swappable>(
@@ -100,7 +108,7 @@ async fn upload<R: HasHub + Swappable>(
         }
     }
     blocking(move || {
-        let swapped = role.upload(&body, query.name, query.notes, query.fresh)?;
+        let swapped = role.upload(&body, query.name, query.notes, query.fresh, query.activate)?;
         Ok((StatusCode::CREATED, Json(swapped)))
     })
     .await

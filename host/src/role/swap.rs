@@ -156,6 +156,8 @@ pub struct DryRun {
 #[derive(Debug, Clone, Serialize)]
 pub struct Swapped {
     pub version: Version,
+    /// False for an upload kept for later (an experiment, a shadow run).
+    pub activated: bool,
     /// No recorded tick yet: nothing to compare on.
     pub dry_run: Option<DryRun>,
     pub fresh_state: bool,
@@ -175,6 +177,8 @@ pub enum SwapError {
     State(String),
     #[error("version: no such version {0}")]
     Unknown(String),
+    #[error("version: {0}")]
+    Busy(String),
     #[error("storage: {0:#}")]
     Storage(#[from] anyhow::Error),
 }
@@ -316,11 +320,58 @@ impl<S: Strategy> Slot<S> {
             Some((bytes, name, notes)),
             fresh,
             "uploaded",
+            &|_| Ok(()),
         )?;
         Ok(Swapped {
             version,
+            activated: true,
             dry_run,
             fresh_state: fresh,
+        })
+    }
+
+    /// Checks and stores an uploaded component without activating it.
+    pub fn keep(
+        &self,
+        db: &dyn Store,
+        bytes: &[u8],
+        name: Option<String>,
+        notes: Option<String>,
+        now_ms: u64,
+    ) -> Result<Swapped, SwapError> {
+        let candidate =
+            S::from_loaded(self.runtime.load(bytes)?).ok_or(SwapError::WrongKind(S::KIND))?;
+        let dry_run = self.dry_run(db, &candidate)?;
+        let tx = db.write()?;
+        let version = versions::add(&*tx, candidate.info(), bytes, name, notes, now_ms)?;
+        tx.commit()?;
+        Ok(Swapped {
+            version,
+            activated: false,
+            dry_run,
+            fresh_state: false,
+        })
+    }
+
+    /// Activates a stored version and, in the same transaction, writes what
+    /// `also` writes (an experiment's end, when its winner takes over).
+    pub fn activate_then(
+        &self,
+        db: &dyn Store,
+        settings: &[Setting],
+        clock: &dyn Fn() -> u64,
+        sha256: &str,
+        reason: &str,
+        also: &dyn Fn(&dyn storage::WriteTx) -> anyhow::Result<()>,
+    ) -> Result<Swapped, SwapError> {
+        let candidate = self.stored(db, sha256)?;
+        let dry_run = self.dry_run(db, &candidate)?;
+        let version = self.switch(db, settings, clock, candidate, None, false, reason, also)?;
+        Ok(Swapped {
+            version,
+            activated: true,
+            dry_run,
+            fresh_state: false,
         })
     }
 
@@ -335,12 +386,27 @@ impl<S: Strategy> Slot<S> {
     ) -> Result<Swapped, SwapError> {
         let candidate = self.stored(db, sha256)?;
         let dry_run = self.dry_run(db, &candidate)?;
-        let version = self.switch(db, settings, clock, candidate, None, fresh, "activated")?;
+        let version = self.switch(
+            db,
+            settings,
+            clock,
+            candidate,
+            None,
+            fresh,
+            "activated",
+            &|_| Ok(()),
+        )?;
         Ok(Swapped {
             version,
+            activated: true,
             dry_run,
             fresh_state: fresh,
         })
+    }
+
+    /// A stored version, loaded (from the compiled cache if it is there).
+    pub fn load_version(&self, db: &dyn Store, sha256: &str) -> Result<S, SwapError> {
+        self.stored(db, sha256)
     }
 
     fn stored(&self, db: &dyn Store, sha256: &str) -> Result<S, SwapError> {
@@ -379,6 +445,7 @@ impl<S: Strategy> Slot<S> {
         upload: Option<(&[u8], Option<String>, Option<String>)>,
         fresh: bool,
         reason: &str,
+        also: &dyn Fn(&dyn storage::WriteTx) -> anyhow::Result<()>,
     ) -> Result<Version, SwapError> {
         let _turn = self.turn_for_swap();
         // The time of the activation: now, after the tick in flight.
@@ -418,6 +485,7 @@ impl<S: Strategy> Slot<S> {
             // The strategy's own state starts empty; per-entity cells stay.
             store_decision(&*tx, self.name, &[], &CellBatch::from_entries([]))?;
         }
+        also(&*tx)?;
         tx.commit()?;
         *self.active.write().unwrap_or_else(|e| e.into_inner()) = candidate;
         self.failures.store(0, Ordering::Relaxed);
@@ -452,7 +520,7 @@ impl<S: Strategy> Slot<S> {
         // It ran here before: no dry run.
         let outcome = self
             .stored(db, &previous.sha256)
-            .and_then(|s| self.switch(db, settings, clock, s, None, false, &reason));
+            .and_then(|s| self.switch(db, settings, clock, s, None, false, &reason, &|_| Ok(())));
         match outcome {
             Ok(_) => {
                 eprintln!("{kind}: {reason}");
@@ -494,6 +562,10 @@ pub trait Runs: Send + Sync + 'static {
     fn store(&self) -> &dyn Store;
     fn settings(&self) -> &[Setting];
     fn now_ms(&self) -> u64;
+    /// Why the active version may not change now, if it may not.
+    fn swaps_allowed(&self) -> anyhow::Result<Result<(), String>> {
+        Ok(Ok(()))
+    }
 }
 
 /// A role whose strategy can be replaced over HTTP.
@@ -507,6 +579,7 @@ pub trait Swappable: Send + Sync + 'static {
         name: Option<String>,
         notes: Option<String>,
         fresh: bool,
+        activate: bool,
     ) -> Result<Swapped, SwapError>;
     fn activate(&self, sha256: &str, fresh: bool) -> Result<Swapped, SwapError>;
 }
@@ -530,14 +603,20 @@ impl<R: Runs> Swappable for R {
         name: Option<String>,
         notes: Option<String>,
         fresh: bool,
+        activate: bool,
     ) -> Result<Swapped, SwapError> {
         let (db, settings) = (Runs::store(self), self.settings());
+        if !activate {
+            return self.slot().keep(db, bytes, name, notes, self.now_ms());
+        }
+        self.swaps_allowed()?.map_err(SwapError::Busy)?;
         self.slot()
             .upload(db, settings, &|| self.now_ms(), bytes, name, notes, fresh)
     }
 
     fn activate(&self, sha256: &str, fresh: bool) -> Result<Swapped, SwapError> {
         let (db, settings) = (Runs::store(self), self.settings());
+        self.swaps_allowed()?.map_err(SwapError::Busy)?;
         self.slot()
             .activate(db, settings, &|| self.now_ms(), sha256, fresh)
     }

@@ -1,0 +1,264 @@
+//! What each variant did, kept tick by tick inside the grid tick's
+//! transaction: one row per consumer (its cohort, its real bills and payments,
+//! and its bill under every variant) and one row per tick (each variant's
+//! totals, for the charts).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::Experiment;
+use crate::storage::{self, Order, Store, WriteTx, key};
+use crate::strategy::PaymentRequest;
+
+/// (experiment, consumer) → [`ConsumerRow`].
+const CONSUMERS: &str = "experiment_consumers";
+/// (experiment, tick) → [`TickRow`].
+const TICKS: &str = "experiment_ticks";
+/// Open requests kept per consumer for the time to payment; older ones merge.
+const OPEN_REQUESTS: usize = 64;
+
+/// A bill: energy and tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bill {
+    pub wh: u64,
+    pub owed: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerRow {
+    pub consumer: u32,
+    pub variant: u32,
+    pub usage_wh: u64,
+    /// Billed by its own variant (sent).
+    pub billed_wh: u64,
+    pub requested: u64,
+    pub collected: u64,
+    /// Producer payouts attributed to it, by its share of the tick's usage.
+    pub payouts: u64,
+    /// Tokens paid, times how long after their request (FIFO), in ms.
+    pub waited_token_ms: u128,
+    pub settled: u64,
+    /// Requests not yet paid: (time, tokens left).
+    pub open: VecDeque<(u64, u64)>,
+    /// Its bills under every variant, by variant.
+    pub bills: Vec<Bill>,
+}
+
+impl ConsumerRow {
+    pub fn margin(&self) -> i64 {
+        self.collected as i64 - self.payouts as i64
+    }
+
+    fn requested_at(&mut self, at_ms: u64, owed: u64) {
+        if self.open.len() == OPEN_REQUESTS {
+            // Merge the two oldest: keeps the older time (a conservative wait).
+            if let (Some(a), Some(b)) = (self.open.pop_front(), self.open.pop_front()) {
+                self.open.push_front((a.0, a.1 + b.1));
+            }
+        }
+        self.open.push_back((at_ms, owed));
+    }
+
+    fn paid(&mut self, at_ms: u64, mut amount: u64) {
+        self.collected += amount;
+        while amount > 0 {
+            let Some(front) = self.open.front_mut() else {
+                break; // paid ahead of any request
+            };
+            let take = amount.min(front.1);
+            self.waited_token_ms += u128::from(take) * u128::from(at_ms.saturating_sub(front.0));
+            self.settled += take;
+            front.1 -= take;
+            amount -= take;
+            if front.1 == 0 {
+                self.open.pop_front();
+            }
+        }
+    }
+}
+
+/// One variant's totals in one tick.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariantTick {
+    /// Its cohort's usage and real bills and payments.
+    pub usage_wh: u64,
+    pub billed_wh: u64,
+    pub requested: u64,
+    pub collected: u64,
+    pub payouts: u64,
+    /// Its bills over every consumer (its cohort and the counterfactuals).
+    pub all: Bill,
+    /// Payouts its runs decided (carried out for the control only).
+    pub payouts_decided: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TickRow {
+    pub at_ms: u64,
+    pub paid_out: u64,
+    pub variants: Vec<VariantTick>,
+}
+
+/// What a grid tick hands over.
+pub struct TickFacts<'a> {
+    pub at_ms: u64,
+    /// The variant of every consumer the tick mentions.
+    pub variant_of: &'a dyn Fn(u32) -> usize,
+    pub usage: Vec<(u32, u64)>,
+    /// Payments from consumers: (consumer, amount).
+    pub incoming: Vec<(u32, u64)>,
+    /// Every bill each variant decided, by variant.
+    pub bills: Vec<Vec<PaymentRequest>>,
+    pub payouts_decided: Vec<u64>,
+    /// Payouts carried out.
+    pub paid_out: u64,
+}
+
+/// Adds one tick to `experiment`'s results.
+pub fn record(tx: &dyn WriteTx, experiment: &Experiment, facts: &TickFacts) -> anyhow::Result<()> {
+    let n = experiment.variants.len();
+    // Every consumer the tick touches, read once.
+    let touched = facts
+        .usage
+        .iter()
+        .map(|u| u.0)
+        .chain(facts.bills.iter().flatten().map(|b| b.consumer))
+        .chain(facts.incoming.iter().map(|p| p.0));
+    let mut rows: BTreeMap<u32, ConsumerRow> = BTreeMap::new();
+    for consumer in touched {
+        if rows.contains_key(&consumer) {
+            continue;
+        }
+        let mut r: ConsumerRow = match tx.get(CONSUMERS, &key::of(&[&experiment.id, &consumer]))? {
+            Some(bytes) => postcard::from_bytes(&bytes)?,
+            None => ConsumerRow {
+                consumer,
+                variant: (facts.variant_of)(consumer) as u32,
+                ..ConsumerRow::default()
+            },
+        };
+        r.bills.resize(n, Bill::default());
+        rows.insert(consumer, r);
+    }
+    let mut tick = TickRow {
+        at_ms: facts.at_ms,
+        paid_out: facts.paid_out,
+        variants: vec![VariantTick::default(); n],
+    };
+    let total_usage: u64 = facts.usage.iter().map(|u| u.1).sum();
+    for (consumer, wh) in &facts.usage {
+        let Some(r) = rows.get_mut(consumer) else { continue };
+        r.usage_wh += wh;
+        let share = (u128::from(facts.paid_out) * u128::from(*wh))
+            .checked_div(u128::from(total_usage))
+            .unwrap_or(0) as u64;
+        r.payouts += share;
+        let t = &mut tick.variants[r.variant as usize];
+        t.usage_wh += wh;
+        t.payouts += share;
+    }
+    for (v, bills) in facts.bills.iter().enumerate() {
+        tick.variants[v].payouts_decided = facts.payouts_decided.get(v).copied().unwrap_or(0);
+        for b in bills {
+            let Some(r) = rows.get_mut(&b.consumer) else { continue };
+            r.bills[v].wh += b.wh;
+            r.bills[v].owed += b.owed;
+            let own = r.variant as usize == v;
+            if own {
+                r.billed_wh += b.wh;
+                r.requested += b.owed;
+                r.requested_at(facts.at_ms, b.owed);
+            }
+            let t = &mut tick.variants[v];
+            t.all.wh += b.wh;
+            t.all.owed += b.owed;
+            if own {
+                t.billed_wh += b.wh;
+                t.requested += b.owed;
+            }
+        }
+    }
+    for (consumer, amount) in &facts.incoming {
+        let Some(r) = rows.get_mut(consumer) else { continue };
+        r.paid(facts.at_ms, *amount);
+        tick.variants[r.variant as usize].collected += amount;
+    }
+    for (consumer, r) in &rows {
+        tx.put(
+            CONSUMERS,
+            &key::of(&[&experiment.id, consumer]),
+            &postcard::to_allocvec(r)?,
+        )?;
+    }
+    let seq = match storage::last(tx, TICKS, &key::of(&[&experiment.id]))? {
+        Some((k, _)) => {
+            let mut r = key::Reader::new(&k);
+            r.str()?;
+            r.u64()? + 1
+        }
+        None => 1,
+    };
+    tx.put(
+        TICKS,
+        &key::of(&[&experiment.id, &seq]),
+        &postcard::to_allocvec(&tick)?,
+    )?;
+    Ok(())
+}
+
+/// Every consumer row of an experiment.
+pub fn consumers(db: &dyn Store, experiment: &str) -> anyhow::Result<Vec<ConsumerRow>> {
+    decode(storage::prefixed(
+        &*db.read()?,
+        CONSUMERS,
+        &key::of(&[&experiment]),
+        Order::Ascending,
+        usize::MAX,
+    )?)
+}
+
+/// Every tick row of an experiment, oldest first.
+pub fn ticks(db: &dyn Store, experiment: &str) -> anyhow::Result<Vec<TickRow>> {
+    decode(storage::prefixed(
+        &*db.read()?,
+        TICKS,
+        &key::of(&[&experiment]),
+        Order::Ascending,
+        usize::MAX,
+    )?)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(entries: storage::Entries) -> anyhow::Result<Vec<T>> {
+    entries
+        .iter()
+        .map(|(_, v)| postcard::from_bytes(v).map_err(Into::into))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payments_settle_the_oldest_requests_first() {
+        let mut r = ConsumerRow::default();
+        r.requested_at(1_000, 10);
+        r.requested_at(2_000, 10);
+        r.paid(5_000, 15);
+        // 10 tokens waited 4 s, 5 tokens waited 3 s.
+        assert_eq!(r.waited_token_ms, 10 * 4_000 + 5 * 3_000);
+        assert_eq!((r.settled, r.collected), (15, 15));
+        assert_eq!(r.open, VecDeque::from([(2_000, 5)]));
+    }
+
+    #[test]
+    fn many_open_requests_merge_instead_of_growing() {
+        let mut r = ConsumerRow::default();
+        for i in 0..1_000 {
+            r.requested_at(i, 1);
+        }
+        assert_eq!(r.open.len(), OPEN_REQUESTS);
+        assert_eq!(r.open.iter().map(|o| o.1).sum::<u64>(), 1_000);
+    }
+}
