@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod books;
+pub mod chart;
 pub mod channel;
 pub mod component;
 pub mod demo;
@@ -23,6 +24,7 @@ pub mod http;
 pub mod inbox;
 pub mod outbox;
 pub mod registry;
+pub mod replay;
 pub mod role;
 pub mod simulate;
 pub mod storage;

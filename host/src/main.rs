@@ -96,6 +96,113 @@ enum Command {
         #[command(subcommand)]
         command: StrategyCommand,
     },
+    /// Replay recorded grid ticks through one or two strategies, offline,
+    /// and compare what they bill per consumer and in total.
+    Replay {
+        /// The strategy to replay (A).
+        #[arg(long)]
+        strategy: PathBuf,
+        /// A second strategy to compare with (B).
+        #[arg(long)]
+        against: Option<PathBuf>,
+        /// A stopped grid's data directory or database, or a file exported
+        /// from a running grid (`GET /ticks/export`).
+        #[arg(long)]
+        input: PathBuf,
+        /// The books whose ticks to replay: `grid`, or an experiment's.
+        #[arg(long, default_value = "grid")]
+        slot: String,
+        /// Consumers listed (largest differences first).
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+        /// Draw cumulative bills and margins over time into this SVG file.
+        #[arg(long)]
+        chart: Option<PathBuf>,
+        #[arg(long, default_value = "target/powerplug-cache")]
+        cache: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// A/B experiments on a running grid's payment policy (operator token:
+    /// POWERPLUG_OPERATOR_TOKEN).
+    Experiment {
+        #[command(subcommand)]
+        command: ExperimentCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExperimentCommand {
+    /// Start one: `--variant NAME=SHA256[:WEIGHT]`, two or more; one of them
+    /// the active version (the control).
+    Start {
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long = "variant", required = true)]
+        variants: Vec<String>,
+        /// Grid time (unix ms) of its first tick; default now.
+        #[arg(long)]
+        start_ms: Option<u64>,
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// List every experiment.
+    List {
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Stop one: everyone goes back to the active version from the next tick.
+    Stop {
+        id: String,
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Make a variant the active version for everyone from the next tick.
+    Promote {
+        id: String,
+        variant: String,
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Print the report (JSON); the page with charts is at
+    /// `/experiments/ID/report.html?token=…`.
+    Report {
+        id: String,
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Run a stored version beside the active one on live inputs, without
+    /// effects, and keep how its decisions differ.
+    Shadow {
+        version: String,
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// How the shadow run's decisions differ from the active version's.
+    ShadowReport {
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    ShadowStop {
+        #[command(flatten)]
+        host: HostArgs,
+    },
+}
+
+/// `NAME=SHA256[:WEIGHT]` → a variant.
+fn variant(spec: &str) -> anyhow::Result<serde_json::Value> {
+    let (name, rest) = spec
+        .split_once('=')
+        .with_context(|| format!("--variant {spec}: NAME=SHA256[:WEIGHT]"))?;
+    let (version, weight) = match rest.split_once(':') {
+        Some((v, w)) => (
+            v,
+            w.parse::<u32>()
+                .with_context(|| format!("--variant {spec}: the weight is a whole number"))?,
+        ),
+        None => (rest, 1),
+    };
+    Ok(serde_json::json!({ "name": name, "version": version, "weight": weight }))
 }
 
 /// A role's configuration: a TOML file, overridden by `POWERPLUG_*` variables.
@@ -174,6 +281,9 @@ enum StrategyCommand {
         /// A detached signature (hex) from `strategy sign`, for hosts with trusted keys.
         #[arg(long)]
         signature: Option<String>,
+        /// Check and store it without activating it (for an experiment or a shadow run).
+        #[arg(long)]
+        keep: bool,
     },
     /// Sign a component for hosts that take only signed uploads. The key is an
     /// Ed25519 secret key (32 bytes, hex) in POWERPLUG_SIGNING_KEY; prints the
@@ -477,6 +587,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     notes,
                     fresh,
                     signature,
+                    keep,
                 },
         } => {
             let fresh = fresh.then_some("true");
@@ -484,10 +595,67 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ("name", name.as_deref()),
                 ("notes", notes.as_deref()),
                 ("fresh", fresh),
+                ("activate", keep.then_some("false")),
             ]);
             let path = format!("/strategies/{}{q}", host.kind);
             host.call_with("PUT", &path, Some(read(&file)?), signature.as_deref())?;
         }
+        Command::Replay {
+            strategy,
+            against,
+            input,
+            slot,
+            top,
+            chart,
+            cache,
+            limits,
+        } => {
+            let runtime = Runtime::new(limits.try_into()?, Some(&cache))?;
+            let options = powerplug::replay::cli::Options {
+                strategy,
+                against,
+                input,
+                slot,
+                top,
+                chart,
+            };
+            powerplug::replay::cli::run(&options, &runtime)?;
+        }
+        Command::Experiment { command } => match command {
+            ExperimentCommand::Start {
+                id,
+                variants,
+                start_ms,
+                host,
+            } => {
+                let variants = variants
+                    .iter()
+                    .map(|v| variant(v))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let body = serde_json::json!({ "id": id, "variants": variants, "start_ms": start_ms });
+                host.call("POST", "/experiments", Some(serde_json::to_vec(&body)?))?;
+            }
+            ExperimentCommand::List { host } => host.call("GET", "/experiments", None)?,
+            ExperimentCommand::Stop { id, host } => {
+                host.call("POST", &format!("/experiments/{id}/stop"), None)?
+            }
+            ExperimentCommand::Promote { id, variant, host } => {
+                host.call("POST", &format!("/experiments/{id}/promote/{variant}"), None)?
+            }
+            ExperimentCommand::Report { id, host } => {
+                host.call("GET", &format!("/experiments/{id}/report"), None)?
+            }
+            ExperimentCommand::Shadow { version, host } => {
+                let body = serde_json::json!({ "version": version });
+                host.call("POST", "/strategies/grid/shadow", Some(serde_json::to_vec(&body)?))?
+            }
+            ExperimentCommand::ShadowReport { host } => {
+                host.call("GET", "/strategies/grid/shadow", None)?
+            }
+            ExperimentCommand::ShadowStop { host } => {
+                host.call("DELETE", "/strategies/grid/shadow", None)?
+            }
+        },
         Command::Strategy {
             command: StrategyCommand::Sign { file },
         } => {

@@ -13,6 +13,8 @@
 //! [`results`] keeps what each variant did, [`report`] turns it into numbers
 //! with confidence intervals, [`page`] into an HTML page with charts.
 
+pub mod page;
+pub mod report;
 pub mod results;
 pub mod shadow;
 
@@ -35,7 +37,7 @@ pub struct Variant {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Waits for its start; everyone is billed by the active version.
     Scheduled,

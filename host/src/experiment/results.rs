@@ -34,8 +34,6 @@ pub struct ConsumerRow {
     pub billed_wh: u64,
     pub requested: u64,
     pub collected: u64,
-    /// Producer payouts attributed to it, by its share of the tick's usage.
-    pub payouts: u64,
     /// Tokens paid, times how long after their request (FIFO), in ms.
     pub waited_token_ms: u128,
     pub settled: u64,
@@ -46,10 +44,6 @@ pub struct ConsumerRow {
 }
 
 impl ConsumerRow {
-    pub fn margin(&self) -> i64 {
-        self.collected as i64 - self.payouts as i64
-    }
-
     fn requested_at(&mut self, at_ms: u64, owed: u64) {
         if self.open.len() == OPEN_REQUESTS {
             // Merge the two oldest: keeps the older time (a conservative wait).
@@ -86,7 +80,6 @@ pub struct VariantTick {
     pub billed_wh: u64,
     pub requested: u64,
     pub collected: u64,
-    pub payouts: u64,
     /// Its bills over every consumer (its cohort and the counterfactuals).
     pub all: Bill,
     /// Payouts its runs decided (carried out for the control only).
@@ -146,17 +139,10 @@ pub fn record(tx: &dyn WriteTx, experiment: &Experiment, facts: &TickFacts) -> a
         paid_out: facts.paid_out,
         variants: vec![VariantTick::default(); n],
     };
-    let total_usage: u64 = facts.usage.iter().map(|u| u.1).sum();
     for (consumer, wh) in &facts.usage {
         let Some(r) = rows.get_mut(consumer) else { continue };
         r.usage_wh += wh;
-        let share = (u128::from(facts.paid_out) * u128::from(*wh))
-            .checked_div(u128::from(total_usage))
-            .unwrap_or(0) as u64;
-        r.payouts += share;
-        let t = &mut tick.variants[r.variant as usize];
-        t.usage_wh += wh;
-        t.payouts += share;
+        tick.variants[r.variant as usize].usage_wh += wh;
     }
     for (v, bills) in facts.bills.iter().enumerate() {
         tick.variants[v].payouts_decided = facts.payouts_decided.get(v).copied().unwrap_or(0);

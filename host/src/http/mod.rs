@@ -3,6 +3,7 @@
 //! synchronous). Every error is JSON naming the field it is about:
 //! `{"error": "...", "field": "..."}`; a refused request changes nothing.
 
+mod experiments;
 mod hub;
 mod strategies;
 mod wallet;
@@ -233,6 +234,7 @@ pub fn grid_router(grid: Arc<Grid>) -> Router {
         hub::routes::<Grid>()
             .merge(wallet::routes())
             .merge(strategies::routes::<Grid>())
+            .merge(experiments::routes())
             .route("/status", get(hub::status::<Grid>)),
         grid,
     )

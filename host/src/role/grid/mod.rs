@@ -13,6 +13,8 @@
 mod experiments;
 pub mod runs;
 
+pub use experiments::{NewExperiment, Refused};
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 

@@ -1,0 +1,153 @@
+//! The report as one HTML page: tables and inline SVG charts, no scripts.
+
+use std::fmt::Write;
+
+use super::report::{Difference, Report};
+use crate::chart::{Chart, Line};
+
+fn esc(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("–".to_owned(), |v| format!("{v:.digits$}"))
+}
+
+fn interval(d: &Difference) -> String {
+    match (d.low, d.high) {
+        (Some(lo), Some(hi)) => {
+            let verdict = if lo > 0.0 {
+                "higher"
+            } else if hi < 0.0 {
+                "lower"
+            } else {
+                "no clear difference"
+            };
+            format!("[{lo:.3}, {hi:.3}]</td><td>{verdict}")
+        }
+        _ => "too few consumers</td><td>–".to_owned(),
+    }
+}
+
+pub fn render(report: &Report) -> String {
+    let e = &report.experiment;
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Experiment {id}</title>\
+         <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}\
+         table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}\
+         th:first-child,td:first-child{{text-align:left}}</style></head><body>\
+         <h1>Experiment <code>{id}</code></h1><p>Status: <b>{status}</b> · {ticks} ticks · started at grid time {start} ms</p>",
+        id = esc(&e.id),
+        status = esc(&serde_json::to_string(&e.status).unwrap_or_default()),
+        ticks = report.ticks,
+        start = e.start_ms,
+    );
+    h.push_str("<h2>Each cohort under its own variant</h2><table><tr><th>variant</th><th>consumers</th><th>kWh billed</th><th>tokens requested</th><th>collected</th><th>outstanding</th><th>collection rate</th><th>price per kWh</th><th>time to payment (s)</th><th>producer payouts</th><th>grid margin</th></tr>");
+    for v in &report.variants {
+        let _ = write!(
+            h,
+            "<tr><td>{}{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&v.name),
+            if v.control { " (control)" } else { "" },
+            v.consumers,
+            v.billed_wh as f64 / 1000.0,
+            v.requested,
+            v.collected,
+            v.outstanding,
+            opt(v.collection_rate, 3),
+            opt(v.price_per_kwh, 2),
+            opt(v.mean_time_to_payment_ms.map(|ms| ms / 1000.0), 1),
+            v.producer_payouts,
+            v.margin,
+        );
+    }
+    h.push_str("</table><h2>Every variant on every consumer (counterfactual bills)</h2><table><tr><th>variant</th><th>consumers</th><th>kWh billed</th><th>tokens requested</th><th>price per kWh</th><th>payouts its rule decided</th></tr>");
+    for v in &report.variants {
+        let a = &v.everyone;
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&v.name),
+            a.consumers,
+            a.billed_wh as f64 / 1000.0,
+            a.requested,
+            opt(a.price_per_kwh, 2),
+            a.payouts_decided
+        );
+    }
+    h.push_str("</table><h2>Differences from the control (95% confidence intervals over consumers)</h2><table><tr><th>variant − control</th><th>metric</th><th>compared</th><th>estimate</th><th>95% interval</th><th>verdict</th><th>consumers</th></tr>");
+    for d in &report.differences {
+        let _ = write!(
+            h,
+            "<tr><td>{} − {}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td></tr>",
+            esc(&d.variant),
+            esc(&d.control),
+            d.metric,
+            if d.paired { "same consumers" } else { "cohorts" },
+            d.estimate,
+            interval(d),
+            d.consumers
+        );
+    }
+    h.push_str("</table>");
+    let start = report.series.at_ms.first().copied().unwrap_or(0);
+    let xs: Vec<f64> = report
+        .series
+        .at_ms
+        .iter()
+        .map(|t| (t - start) as f64 / 60_000.0)
+        .collect();
+    let chart = |title: &str, y: &str, pick: &dyn Fn(usize) -> Vec<f64>| {
+        Chart {
+            title,
+            x_label: "grid minutes since the start",
+            y_label: y,
+            xs: xs.clone(),
+            lines: report
+                .series
+                .variants
+                .iter()
+                .enumerate()
+                .map(|(i, v)| Line {
+                    name: v.name.clone(),
+                    ys: pick(i),
+                })
+                .collect(),
+        }
+        .svg()
+    };
+    h.push_str("<h2>Over time</h2>");
+    h.push_str(&chart(
+        "Cumulative bills on every consumer",
+        "tokens",
+        &|i| {
+            report.series.variants[i]
+                .everyone_requested
+                .iter()
+                .map(|&x| x as f64)
+                .collect()
+        },
+    ));
+    h.push_str(&chart(
+        "Cumulative grid margin per consumer of each cohort",
+        "tokens per consumer",
+        &|i| {
+            let n = report.variants[i].consumers.max(1) as f64;
+            report.series.variants[i]
+                .margin
+                .iter()
+                .map(|&x| x as f64 / n)
+                .collect()
+        },
+    ));
+    let _ = write!(
+        h,
+        "<h2>How producers were paid</h2><p>{}</p><p>JSON: <a href=\"report\">report</a></p></body></html>",
+        esc(report.payout_rule)
+    );
+    h
+}

@@ -1,0 +1,193 @@
+//! The grid operator's experiments and shadow runs: start, list, stop,
+//! promote, and the report (JSON, or an HTML page with charts).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Html;
+use axum::routing::{get, post};
+use axum::Json;
+use serde::Deserialize;
+
+use super::{ApiError, ApiResult, Bearer, Body, Params, blocking, operator};
+use crate::experiment::shadow::{self, Shadow};
+use crate::experiment::{self, Experiment, page, report, results};
+use crate::role::grid::{Grid, NewExperiment, Refused};
+
+pub fn routes() -> Router<Arc<Grid>> {
+    Router::new()
+        .route("/experiments", post(create).get(list))
+        .route("/experiments/{id}", get(one))
+        .route("/experiments/{id}/stop", post(stop))
+        .route("/experiments/{id}/promote/{variant}", post(promote))
+        .route("/experiments/{id}/report", get(report_json))
+        .route("/experiments/{id}/report.html", get(report_html))
+        .route("/ticks/export", get(export))
+        .route(
+            "/strategies/grid/shadow",
+            post(shadow_start).get(shadow_get).delete(shadow_stop),
+        )
+}
+
+impl From<Refused> for ApiError {
+    fn from(e: Refused) -> Self {
+        match e {
+            Refused::Invalid { field, why } => ApiError::unprocessable(&field, why),
+            Refused::Conflict { field, why } => ApiError::new(StatusCode::CONFLICT, &field, why),
+            Refused::NotFound(id) => {
+                ApiError::new(StatusCode::NOT_FOUND, "id", format!("no experiment `{id}`"))
+            }
+            Refused::Storage(e) => ApiError::internal(e),
+        }
+    }
+}
+
+fn check(grid: &Grid, bearer: &Bearer) -> ApiResult<()> {
+    operator(grid.hub.operator_token.as_deref(), bearer)
+}
+
+async fn create(
+    State(grid): State<Arc<Grid>>,
+    bearer: Bearer,
+    Body(new): Body<NewExperiment>,
+) -> ApiResult<(StatusCode, Json<Experiment>)> {
+    check(&grid, &bearer)?;
+    blocking(move || Ok((StatusCode::CREATED, Json(grid.create_experiment(new)?)))).await
+}
+
+async fn list(State(grid): State<Arc<Grid>>, bearer: Bearer) -> ApiResult<Json<Vec<Experiment>>> {
+    check(&grid, &bearer)?;
+    blocking(move || Ok(Json(experiment::list(grid.db())?))).await
+}
+
+fn find(grid: &Grid, id: &str) -> ApiResult<Experiment> {
+    experiment::get(grid.db(), id)?.ok_or_else(|| Refused::NotFound(id.to_owned()).into())
+}
+
+async fn one(
+    State(grid): State<Arc<Grid>>,
+    Path(id): Path<String>,
+    bearer: Bearer,
+) -> ApiResult<Json<Experiment>> {
+    check(&grid, &bearer)?;
+    blocking(move || Ok(Json(find(&grid, &id)?))).await
+}
+
+async fn stop(
+    State(grid): State<Arc<Grid>>,
+    Path(id): Path<String>,
+    bearer: Bearer,
+) -> ApiResult<Json<Experiment>> {
+    check(&grid, &bearer)?;
+    blocking(move || Ok(Json(grid.stop_experiment(&id)?))).await
+}
+
+async fn promote(
+    State(grid): State<Arc<Grid>>,
+    Path((id, variant)): Path<(String, String)>,
+    bearer: Bearer,
+) -> ApiResult<Json<Experiment>> {
+    check(&grid, &bearer)?;
+    blocking(move || Ok(Json(grid.promote(&id, &variant)?))).await
+}
+
+/// A browser cannot send a bearer header from a link: the page also takes
+/// the operator token as `?token=`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Token {
+    token: Option<String>,
+}
+
+fn build(grid: &Grid, id: &str) -> ApiResult<report::Report> {
+    let e = find(grid, id)?;
+    let consumers = results::consumers(grid.db(), id)?;
+    let ticks = results::ticks(grid.db(), id)?;
+    Ok(report::build(&e, &consumers, &ticks))
+}
+
+async fn report_json(
+    State(grid): State<Arc<Grid>>,
+    Path(id): Path<String>,
+    bearer: Bearer,
+    Params(query): Params<Token>,
+) -> ApiResult<Json<report::Report>> {
+    check(&grid, &Bearer(bearer.0.or(query.token)))?;
+    blocking(move || Ok(Json(build(&grid, &id)?))).await
+}
+
+async fn report_html(
+    State(grid): State<Arc<Grid>>,
+    Path(id): Path<String>,
+    bearer: Bearer,
+    Params(query): Params<Token>,
+) -> ApiResult<Html<String>> {
+    check(&grid, &Bearer(bearer.0.or(query.token)))?;
+    blocking(move || Ok(Html(page::render(&build(&grid, &id)?)))).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShadowStart {
+    version: String,
+}
+
+async fn shadow_start(
+    State(grid): State<Arc<Grid>>,
+    bearer: Bearer,
+    Body(body): Body<ShadowStart>,
+) -> ApiResult<(StatusCode, Json<Shadow>)> {
+    check(&grid, &bearer)?;
+    blocking(move || Ok((StatusCode::CREATED, Json(grid.start_shadow(&body.version)?)))).await
+}
+
+async fn shadow_get(
+    State(grid): State<Arc<Grid>>,
+    bearer: Bearer,
+) -> ApiResult<Json<Shadow>> {
+    check(&grid, &bearer)?;
+    blocking(move || {
+        shadow::get(grid.db())?
+            .map(Json)
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "version", "no shadow run yet"))
+    })
+    .await
+}
+
+async fn shadow_stop(State(grid): State<Arc<Grid>>, bearer: Bearer) -> ApiResult<Json<Shadow>> {
+    check(&grid, &bearer)?;
+    blocking(move || {
+        grid.stop_shadow("stopped by the operator")?
+            .map(Json)
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "version", "no shadow run is on"))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Slot {
+    #[serde(default = "grid_slot")]
+    slot: String,
+}
+
+fn grid_slot() -> String {
+    crate::role::grid::SLOT.to_owned()
+}
+
+/// The tick log of a slot as a file for `powerplug replay --input`.
+async fn export(
+    State(grid): State<Arc<Grid>>,
+    bearer: Bearer,
+    Params(query): Params<Slot>,
+) -> ApiResult<([(axum::http::HeaderName, &'static str); 1], Vec<u8>)> {
+    check(&grid, &bearer)?;
+    blocking(move || {
+        let mut out = Vec::new();
+        crate::replay::recording::export(grid.db(), &query.slot, &mut out)?;
+        Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], out))
+    })
+    .await
+}
