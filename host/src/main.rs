@@ -265,6 +265,16 @@ enum StrategyCommand {
     },
     /// Print a component's kind, world, imports, exports, size and hash.
     Inspect { file: PathBuf },
+    /// Run a component through the canned scenarios of its world under the
+    /// default limits (loads, decides, deterministic, amounts in range, money
+    /// and energy accounted for); print what passed, fuel and time per tick.
+    /// Exits non-zero if a check fails.
+    Check {
+        file: PathBuf,
+        /// Where compiled components are cached between runs.
+        #[arg(long, default_value = "target/powerplug-cache")]
+        cache: PathBuf,
+    },
     /// Upload a component to a running grid: checked, dry-run on its last
     /// tick, and activated between ticks. Token: POWERPLUG_OPERATOR_TOKEN.
     Upload {
@@ -578,6 +588,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let info = inspect(&read(&file)?)?;
             println!("{}", serde_json::to_string_pretty(&info)?);
         }
+        Command::Strategy {
+            command: StrategyCommand::Check { file, cache },
+        } => powerplug::strategy::check::cli(&file, &cache)?,
         Command::Strategy {
             command:
                 StrategyCommand::Upload {

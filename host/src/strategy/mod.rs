@@ -9,6 +9,7 @@
 
 mod bindings;
 mod cache;
+pub mod check;
 mod error;
 mod inspect;
 mod limits;
