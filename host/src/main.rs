@@ -265,6 +265,18 @@ enum StrategyCommand {
     },
     /// Print a component's kind, world, imports, exports, size and hash.
     Inspect { file: PathBuf },
+    /// Write a new grid strategy project into NAME: the strategy (a flat price
+    /// per kWh), its first test, a build script and the WIT.
+    New {
+        /// The project's directory; its last part names the strategy.
+        name: PathBuf,
+        #[arg(long, value_enum)]
+        lang: powerplug::strategy::new::Lang,
+        /// The Powerplug checkout whose SDK and kits the build script uses
+        /// (default: the one around the working directory, else this binary's).
+        #[arg(long)]
+        checkout: Option<PathBuf>,
+    },
     /// Run a component through the canned scenarios of its world under the
     /// default limits (loads, decides, deterministic, amounts in range, money
     /// and energy accounted for); print what passed, fuel and time per tick.
@@ -591,6 +603,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Strategy {
             command: StrategyCommand::Check { file, cache },
         } => powerplug::strategy::check::cli(&file, &cache)?,
+        Command::Strategy {
+            command:
+                StrategyCommand::New {
+                    name,
+                    lang,
+                    checkout,
+                },
+        } => powerplug::strategy::new::cli(lang, &name, checkout.as_deref())?,
         Command::Strategy {
             command:
                 StrategyCommand::Upload {

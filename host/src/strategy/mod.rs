@@ -13,6 +13,7 @@ pub mod check;
 mod error;
 mod inspect;
 mod limits;
+pub mod new;
 mod runtime;
 mod sandbox;
 

@@ -1,0 +1,64 @@
+"""{{name}}: a grid strategy. It bills each consumer `price-per-kwh` tokens (5
+unless configured) for every whole kWh it used; the fraction carries over.
+
+Cells, four words per consumer: [billed Wh, Wh not billed yet, -, -]. All money
+and energy are integers (tokens, Wh). The strategy keeps no state of its own and
+pays no producer: see examples/time-of-use-python in the Powerplug checkout for
+both, and docs/strategy-guide.md for the contract.
+"""
+
+import traceback
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.exports.grid import GridDecision, GridInput, PaymentRequestBatch
+from wit_world.imports import log
+from wit_world.imports.types import CellBatch, Metric
+
+
+def decide(input: GridInput) -> GridDecision:
+    config = {s.key: s.value for s in input.config}  # the last entry wins
+    price = config.get("price-per-kwh", "5").strip()
+    if not price.isdigit():
+        raise Err("config `price-per-kwh`: expected an unsigned integer")
+    price = int(price)
+
+    # The host sends the cells of every entity this tick mentions.
+    words = input.cells.words
+    cells = {e: words[4 * i : 4 * i + 4] for i, e in enumerate(input.cells.entity)}
+    requests = PaymentRequestBatch(consumer=[], wh=[], owed=[])
+    for consumer, wh in zip(input.usage.consumer, input.usage.wh):
+        cell = cells.setdefault(consumer, [0, 0, 0, 0])
+        cell[1] += wh
+    changed = sorted(set(input.usage.consumer))
+    for consumer in changed:
+        cell = cells[consumer]
+        kwh, cell[1] = divmod(cell[1], 1000)
+        cell[0] += kwh * 1000
+        if kwh > 0:
+            requests.consumer.append(consumer)
+            requests.wh.append(kwh * 1000)
+            requests.owed.append(kwh * price)
+
+    return GridDecision(
+        state=b"",
+        cells=CellBatch(entity=changed, words=[w for c in changed for w in cells[c]]),
+        payment_requests=requests,
+        payouts=[],
+        metrics=[
+            Metric(name="billed-wh", value=sum(requests.wh)),
+            Metric(name="requested", value=sum(requests.owed)),
+        ],
+    )
+
+
+class Grid(exports.Grid):
+    def tick(self, input: GridInput) -> GridDecision:
+        try:
+            return decide(input)
+        except Err:
+            raise  # a refusal: the host applies nothing and says why
+        except Exception:
+            # A bug: say where (stderr goes nowhere in the sandbox), then trap.
+            log.log(log.Level.ERROR, traceback.format_exc(limit=-3))
+            raise
