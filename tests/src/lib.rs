@@ -254,3 +254,56 @@ pub fn producer_config(
     config.operator_token = Some(OPERATOR.into());
     config
 }
+
+/// A strategy component built by its project's own `build.sh` (the Python and
+/// JavaScript examples, `strategy new` projects): the script installs the
+/// pinned kit on first use (the network is needed once) and runs the
+/// project's first test before it builds. Once per project per test process;
+/// parallel callers for one project wait for the one build.
+pub fn scripted_component(project: &Path) -> Arc<Vec<u8>> {
+    type Cell = Arc<OnceLock<Arc<Vec<u8>>>>;
+    static BUILT: OnceLock<Mutex<HashMap<PathBuf, Cell>>> = OnceLock::new();
+    let cell = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(project.to_owned())
+        .or_default()
+        .clone();
+    cell.get_or_init(|| Arc::new(run_build_script(project)))
+        .clone()
+}
+
+/// Runs `project/build.sh OUT` against this checkout and returns OUT's bytes
+/// (OUT is in the project's `build/`).
+pub fn run_build_script(project: &Path) -> Vec<u8> {
+    let name = project.file_name().unwrap_or_default().to_string_lossy();
+    let out = project.join("build").join(format!("{name}.wasm"));
+    let output = std::process::Command::new("sh")
+        .arg(project.join("build.sh"))
+        .arg(&out)
+        .env("POWERPLUG_CHECKOUT", workspace_root())
+        .output()
+        .unwrap_or_else(|e| panic!("running {}/build.sh: {e}", project.display()));
+    assert!(
+        output.status.success(),
+        "{}/build.sh failed ({}):\n{}\n{}",
+        project.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::read(&out).unwrap_or_else(|e| panic!("reading {}: {e}", out.display()))
+}
+
+/// One runtime per test process with the default limits and the guests'
+/// compiled-component cache, so that each (large) component of another
+/// language is compiled once across the test processes that use it.
+pub fn cached_runtime() -> &'static powerplug::strategy::Runtime {
+    static RUNTIME: OnceLock<powerplug::strategy::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let cache = workspace_root().join("target/guests/powerplug-cache");
+        powerplug::strategy::Runtime::new(powerplug::strategy::Limits::DEFAULT, Some(&cache))
+            .expect("a strategy runtime")
+    })
+}

@@ -1,0 +1,403 @@
+//! Strategies in other languages (issue 6). The Python and JavaScript examples
+//! build from source with the pinned kits (their build scripts run their own
+//! tests first), pass `strategy check`, decide what their rules say on a
+//! hand-computed scenario through the component, and go live in a running
+//! grid; `strategy new` projects in every language build and pass the check;
+//! and the check fails strategies that break the contract.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use ed25519_dalek::SigningKey;
+use powerplug::api;
+use powerplug::books::{Books, GridNews};
+use powerplug::channel::{ChannelWriter, HttpTransport};
+use powerplug::inbox::Command;
+use powerplug::role::run;
+use powerplug::strategy::check::{Property, Report, check};
+use powerplug::strategy::new::{Lang, create};
+use powerplug::strategy::{GridDecision, GridStrategy, Output, Transfer, Usage};
+use powerplug::tick_log::{self, Outcome};
+use powerplug_tests::{
+    Client, OPERATOR, basic_producer, cached_runtime, eventually, grid_config, hostile,
+    scripted_component, strategy_files, workspace_root,
+};
+use serde_json::json;
+
+fn example(dir: &str) -> PathBuf {
+    workspace_root().join("examples").join(dir)
+}
+
+fn time_of_use() -> std::sync::Arc<Vec<u8>> {
+    scripted_component(&example("time-of-use-python"))
+}
+
+fn tiered() -> std::sync::Arc<Vec<u8>> {
+    scripted_component(&example("tiered-price-js"))
+}
+
+/// Each example loaded once (a Python component takes seconds to compile).
+fn loaded(which: &str) -> &'static GridStrategy {
+    static TOU: OnceLock<GridStrategy> = OnceLock::new();
+    static TIERED: OnceLock<GridStrategy> = OnceLock::new();
+    let (cell, bytes): (_, fn() -> _) = match which {
+        "time-of-use" => (&TOU, time_of_use),
+        _ => (&TIERED, tiered),
+    };
+    cell.get_or_init(|| cached_runtime().load_grid(&bytes()).unwrap())
+}
+
+fn assert_passes(what: &str, report: &Report) {
+    assert!(report.passed(), "{what} must pass the check:\n{report}");
+}
+
+const HOUR_MS: u64 = 3_600_000;
+/// 2026-01-01T00:00Z.
+const DAY: u64 = 1_767_225_600_000;
+
+/// A tick of `books`: `usage` (consumer, Wh), `output` (producer, Wh),
+/// `paid` (consumer, tokens in).
+fn tick(
+    strategy: &GridStrategy,
+    books: &mut Books,
+    now_ms: u64,
+    usage: &[(u32, u64)],
+    output: &[(u32, u64)],
+    paid: &[(u32, u64)],
+) -> GridDecision {
+    let news = GridNews {
+        usage: usage
+            .iter()
+            .map(|&(consumer, wh)| Usage {
+                consumer,
+                start_ms: now_ms - 900_000,
+                end_ms: now_ms,
+                wh,
+            })
+            .collect(),
+        output: output
+            .iter()
+            .map(|&(producer, wh)| Output {
+                producer,
+                start_ms: now_ms - 900_000,
+                end_ms: now_ms,
+                wh,
+                price: 0,
+            })
+            .collect(),
+        transfers: paid
+            .iter()
+            .map(|&(consumer, amount)| Transfer {
+                entity: Some(consumer),
+                amount,
+                at_ms: now_ms,
+                incoming: true,
+            })
+            .collect(),
+        ..GridNews::default()
+    };
+    let input = books.grid_input(now_ms, &[], news);
+    let decision = strategy.tick(&input).unwrap().decision;
+    books.apply_grid(&decision);
+    decision
+}
+
+fn requests(d: &GridDecision) -> Vec<(u32, u64, u64)> {
+    d.payment_requests
+        .iter()
+        .map(|r| (r.consumer, r.wh, r.owed))
+        .collect()
+}
+
+fn payouts(d: &GridDecision) -> Vec<(u32, u64)> {
+    d.payouts.iter().map(|p| (p.producer, p.amount)).collect()
+}
+
+#[test]
+fn python_time_of_use_passes_the_check_and_bills_by_the_hour() {
+    let report = check(cached_runtime(), &time_of_use());
+    assert_passes("the time-of-use example", &report);
+
+    // Through the component, the scenario of the example's own test.
+    let tou = loaded("time-of-use");
+    let mut books = Books::default();
+    // 18:30, the evening peak (9 a kWh): consumer 0 used 2.5 kWh, consumer 1 0.8.
+    let first = tick(
+        tou,
+        &mut books,
+        DAY + 18 * HOUR_MS + HOUR_MS / 2,
+        &[(0, 2_500), (1, 800)],
+        &[(5, 3_000), (6, 1_000)],
+        &[],
+    );
+    assert_eq!(requests(&first), [(0, 2_000, 18)]);
+    assert_eq!(books.cells[&0], [2_500, 2_000, 18, 0]);
+    assert_eq!(books.cells[&1], [800, 0, 0, 0]);
+    assert!(first.payouts.is_empty(), "nothing came in yet");
+    // 03:00 the next day (3 a kWh); consumer 0 paid 18: 80% is 14, producer 5
+    // made 3/4 of the output: 10, producer 6: 3 (1 token waits for later).
+    let second = tick(
+        tou,
+        &mut books,
+        DAY + 27 * HOUR_MS,
+        &[(0, 600), (1, 300)],
+        &[],
+        &[(0, 18)],
+    );
+    assert_eq!(requests(&second), [(0, 1_000, 3), (1, 1_000, 3)]);
+    assert_eq!(books.cells[&0], [3_100, 3_000, 21, 18]);
+    assert_eq!(payouts(&second), [(5, 10), (6, 3)]);
+    // Consumer 1 pays 3: 80% of 21 is 16, 13 paid, so 3 due: 2 to producer 5.
+    let third = tick(tou, &mut books, DAY + 28 * HOUR_MS, &[], &[], &[(1, 3)]);
+    assert_eq!(payouts(&third), [(5, 2)]);
+    let metric = |name: &str| {
+        third
+            .metrics
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.value)
+    };
+    assert_eq!(metric("price-per-kwh"), Some(3), "04:00 is still night");
+    assert_eq!(metric("paid-out"), Some(2));
+}
+
+#[test]
+fn js_tiered_price_passes_the_check_and_bills_by_tier() {
+    let report = check(cached_runtime(), &tiered());
+    assert_passes("the tiered-price example", &report);
+
+    let tiered = loaded("tiered");
+    let mut books = Books::default();
+    let jan_31_23h = DAY + 30 * 24 * HOUR_MS + 23 * HOUR_MS;
+    let january = 2026 * 12;
+    books.cells.insert(0, [99_500, 99_000, january, 99_000]);
+    // Consumer 0 is at 99 kWh this month and uses 2.7 more: 1 kWh at 4, 2 at 6.
+    // Consumer 1 is new and uses 501 kWh: 100 at 4, 400 at 6, 1 at 9.
+    let first = tick(
+        tiered,
+        &mut books,
+        jan_31_23h,
+        &[(0, 2_700), (1, 501_000)],
+        &[(5, 3_000), (6, 1_000)],
+        &[],
+    );
+    assert_eq!(requests(&first), [(0, 3_000, 16), (1, 501_000, 2_809)]);
+    assert_eq!(books.cells[&0], [102_200, 102_000, january, 102_000]);
+    // February starts at the first tier again; consumer 1 paid 2,809, 80% of
+    // it is 2,247: 1,685 to producer 5 (3/4 of the output), 561 to producer 6.
+    let second = tick(
+        tiered,
+        &mut books,
+        jan_31_23h + 3 * HOUR_MS / 2,
+        &[(0, 1_900)],
+        &[],
+        &[(1, 2_809)],
+    );
+    assert_eq!(requests(&second), [(0, 2_000, 8)]);
+    assert_eq!(books.cells[&0], [104_100, 104_000, january + 1, 2_000]);
+    assert_eq!(payouts(&second), [(5, 1_685), (6, 561)]);
+}
+
+/// A consumer meter writing one 1 kWh reading per call into the grid's store.
+struct Meter {
+    writer: ChannelWriter,
+    store: HttpTransport,
+    slice: u64,
+}
+
+impl Meter {
+    fn read(&mut self) {
+        let usage = Command::Usage {
+            start_ms: self.slice * 30_000,
+            end_ms: (self.slice + 1) * 30_000,
+            wh: 1_000,
+        };
+        self.writer.publish(&self.store, usage.encode()).unwrap();
+        self.slice += 1;
+    }
+}
+
+/// `PUT /strategies/grid` of a component of any size (the test client sends
+/// bodies above the API's usual 1 MiB limit raw, to see them refused).
+fn upload(url: &str, name: &str, bytes: &[u8]) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let request = ureq::http::Request::builder()
+        .method("PUT")
+        .uri(format!("{url}/strategies/grid?name={name}"))
+        .header("authorization", format!("Bearer {OPERATOR}"))
+        .body(bytes.to_vec())
+        .unwrap();
+    let mut response = agent.run(request).unwrap();
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_json().unwrap())
+}
+
+#[test]
+fn both_examples_go_live_in_a_running_grid_and_bill_by_their_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, _) = strategy_files(dir.path());
+    let rt = powerplug_tests::runtime();
+    let grid = rt
+        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 20)))
+        .unwrap();
+    let client = Client::new(&grid.url);
+    let store = HttpTransport::new(&grid.url);
+    let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[61; 32]), true).unwrap();
+    writer.hello(&store).unwrap();
+    let body = json!({ "kind": "consumer", "channel": api::Channel::from(&writer.info()) });
+    assert_eq!(client.put("/registrations/c", None, &body).0, 201);
+    let mut meter = Meter {
+        writer,
+        store,
+        slice: 0,
+    };
+    let requested = || {
+        client.get("/status", None).1["totals"]["requested"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let bill = |meter: &mut Meter| {
+        let before = requested();
+        meter.read();
+        eventually("the reading is billed", || requested() > before);
+    };
+    bill(&mut meter);
+
+    let mut versions = Vec::new();
+    for (name, bytes) in [("time-of-use", time_of_use()), ("tiered", tiered())] {
+        // The examples take over from the basic strategy's state (another
+        // strategy's: they start from zero), so no `fresh` is needed.
+        let (status, answer) = upload(&grid.url, name, &bytes);
+        assert_eq!(status, 201, "{name}: {answer}");
+        let sha = answer["version"]["sha256"].as_str().unwrap().to_owned();
+        assert_eq!(grid.role.strategy().info().sha256, sha);
+        bill(&mut meter);
+        bill(&mut meter);
+        versions.push(sha);
+    }
+
+    // Every billing tick, read back from the tick log, priced by the rules of
+    // the version that ran it.
+    let prices = [3; 7]
+        .iter()
+        .chain(&[5; 10])
+        .chain(&[9; 4])
+        .chain(&[5; 3])
+        .copied()
+        .collect::<Vec<u64>>();
+    let mut billed = [0; 3];
+    for record in tick_log::grid_ticks(grid.role.db(), "grid", 0, usize::MAX).unwrap() {
+        let Outcome::Decided(decision) = &record.outcome else {
+            panic!("tick {} failed: {:?}", record.tick, record.outcome);
+        };
+        let (slot, price) = match versions.iter().position(|v| *v == record.strategy) {
+            Some(0) => (1, prices[(record.input.now_ms / HOUR_MS % 24) as usize]),
+            Some(_) => (2, 4), // the first tier: far below 100 kWh this month
+            None => (0, 5),
+        };
+        for r in decision.payment_requests.iter() {
+            assert_eq!(r.owed, r.wh / 1000 * price, "tick {}", record.tick);
+            billed[slot] += 1;
+        }
+    }
+    assert_eq!(billed, [1, 2, 2], "requests by basic, time-of-use, tiered");
+    rt.block_on(grid.stop()).unwrap();
+}
+
+#[test]
+fn strategy_new_projects_build_pass_their_first_test_and_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    for (lang, name) in [(Lang::Python, "my-python"), (Lang::Js, "my-js")] {
+        let project = dir.path().join(name);
+        let written = create(lang, &project, &workspace_root()).unwrap();
+        assert!(written.iter().any(|p| p.ends_with("wit/strategy.wit")));
+        assert!(
+            create(lang, &project, &workspace_root()).is_err(),
+            "a project is never written over"
+        );
+        // build.sh runs the project's first test, then builds.
+        let bytes = scripted_component(&project);
+        let report = check(cached_runtime(), &bytes);
+        assert_passes(name, &report);
+    }
+
+    // Rust: the first test natively, then the component as `strategy build` makes it.
+    let project = dir.path().join("my-rust");
+    create(Lang::Rust, &project, &workspace_root()).unwrap();
+    let target = workspace_root().join("target/guests");
+    let test = std::process::Command::new(env!("CARGO"))
+        .args(["test", "--quiet", "--manifest-path"])
+        .arg(project.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert!(
+        test.status.success(),
+        "the Rust template's first test:\n{}\n{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+    let bytes = powerplug::component::build(&powerplug::component::Build {
+        target_dir: Some(&target),
+        ..powerplug::component::Build::new(&project)
+    })
+    .unwrap();
+    assert_passes("my-rust", &check(cached_runtime(), &bytes));
+
+    assert!(create(Lang::Js, &dir.path().join("Bad Name"), &workspace_root()).is_err());
+    assert!(
+        create(Lang::Js, &dir.path().join("ok"), dir.path()).is_err(),
+        "not a checkout"
+    );
+}
+
+#[test]
+fn the_check_passes_the_basic_producer_and_fails_strategies_that_break_the_contract() {
+    // The producer world is detected from the component, as `inspect` does.
+    let report = check(cached_runtime(), &basic_producer());
+    assert_passes("the basic producer", &report);
+    assert!(report.scenarios.len() >= 4, "{report}");
+
+    let cases = [
+        ("panic", Property::Decides, "trap"),
+        ("infinite-loop", Property::WithinLimits, "out of fuel"),
+        ("memory-bomb", Property::WithinLimits, "memory limit"),
+        (
+            "huge-decision",
+            Property::WithinLimits,
+            "decision too large",
+        ),
+        ("ragged-batch", Property::Decides, "malformed"),
+        ("fail-on-usage", Property::Decides, "refused"),
+        ("overpay", Property::MoneyConserved, "but the grid holds"),
+        ("overbill", Property::EnergyAccountedFor, "billed for"),
+        ("wrapped-negative", Property::AmountsInRange, "-5"),
+        ("overflow", Property::AmountsInRange, "largest amounts"),
+    ];
+    for (feature, property, says) in cases {
+        let report = check(cached_runtime(), &hostile(feature));
+        assert!(!report.passed(), "{feature} passed:\n{report}");
+        let verdict = report.verdict(property).unwrap();
+        let why = verdict.failure.as_deref().unwrap_or_default();
+        assert!(
+            why.contains(says),
+            "{feature}: {property:?} says {why:?}\n{report}"
+        );
+        assert!(report.to_string().contains("FAIL"), "{report}");
+    }
+
+    let report = check(cached_runtime(), b"not a component");
+    assert!(!report.passed());
+    let loads = report.verdict(Property::Loads).unwrap();
+    assert!(
+        loads
+            .failure
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not WebAssembly")
+    );
+    assert!(!report.verdict(Property::Decides).unwrap().run);
+}
