@@ -4,7 +4,6 @@
 #
 #   python  componentize-py (kits/python/requirements.txt) in a virtualenv
 #   js      componentize-qjs, QuickJS (kits/js/package.json + package-lock.json) with npm ci
-#   c       clang-19, lld-19 and wasi-libc from Debian (apt-get; needs root)
 #
 #   kits/install.sh             # python and js
 #   kits/install.sh python      # only these
@@ -57,25 +56,12 @@ install_js() {
     echo "$want" >"$dir/.installed"
 }
 
-install_c() {
-    local dir="$dest/c" want packages=(clang-19 lld-19 wasi-libc)
-    SHELL_TOOL_VERSION="${packages[*]}"
-    want="$(fingerprint /dev/null)"
-    if installed "$dir" "$want" && command -v clang-19 >/dev/null && command -v wasm-ld-19 >/dev/null \
-        && [[ -d /usr/share/wasi-sysroot ]]; then return 0; fi
-    echo "kits: installing ${packages[*]} from Debian" >&2
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${packages[@]}" >&2
-    mkdir -p "$dir"
-    echo "$want" >"$dir/.installed"
-}
-
 kits=("$@")
 [[ ${#kits[@]} -gt 0 ]] || kits=(python js)
 for kit in "${kits[@]}"; do
     case "$kit" in
         python) install_python ;;
         js) install_js ;;
-        c) install_c ;;
-        *) echo "kits: unknown kit '$kit' (python, js, c)" >&2; exit 2 ;;
+        *) echo "kits: unknown kit '$kit' (python, js)" >&2; exit 2 ;;
     esac
 done
