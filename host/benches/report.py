@@ -12,6 +12,10 @@ recorded in host/benches/results/demo.json, and writes host/benches/results/chan
        python3 host/benches/report.py --swap [host/benches/results/swap.json] > /tmp/tables.md
 does the same for `cargo bench -p powerplug --bench swap` (hot-swap, issue 4): the
 percentiles that bench wrote to results/swap.json, and results/swap.svg.
+
+       python3 host/benches/report.py --experiment [host/benches/results/experiment.json] > /tmp/tables.md
+does the same for `cargo bench -p powerplug --bench experiment` (A/B testing, issue 5):
+replay throughput and the tick overhead of experiments, and results/experiment.svg.
 """
 import json
 import os
@@ -254,6 +258,80 @@ def swap_report(path):
         f.write("\n".join(svg) + "\n")
 
 
+def experiment_report(path):
+    """`cargo bench -p powerplug --bench experiment` (issue 5), as it wrote
+    results/experiment.json: tables on stdout, results/experiment.svg."""
+    with open(path) as f:
+        d = json.load(f)
+    r = d["replay"]
+    n = r["usage_records"]
+    base = r["host_only"]["p50_ms"]
+    rows = [("read", "read and decode the tick log"),
+            ("host_only", "replay, deciding nothing (host work) — baseline"),
+            ("one_strategy", "replay through the basic grid (A)"),
+            ("two_strategies", "replay through A and B")]
+    print(f"Replay of {n:,} recorded usage records ({d['cores']} cores, {r['read']['n']} runs each):")
+    print()
+    print("| step | p50 | min | records/s | p50 / baseline |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for key, label in rows:
+        s = r[key]
+        print(f"| {label} | {s['p50_ms'] / 1000:.3f} s | {s['min_ms'] / 1000:.3f} s | {n / s['p50_ms'] * 1000 / 1e6:.2f} M | {s['p50_ms'] / base:.2f}× |")
+    one = r["read"]["p50_ms"] + r["one_strategy"]["p50_ms"]
+    print()
+    print(f"Target: one strategy over 1,000,000 records in < 5 s: read + replay = {one / 1000:.2f} s — "
+          f"{'met' if one < 5000 else '**missed**'}.")
+    print()
+    print("`Grid::tick()` with a fresh 1 kWh reading from every consumer (each sealed into a payment request):")
+    print()
+    print("| consumers | set-up | ticks | p50 | p90 | p50 / no experiment |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: |")
+    labels = [("none", "no experiment — baseline"), ("2_variants", "2 variants + counterfactuals"),
+              ("4_variants", "4 variants + counterfactuals"), ("shadow", "shadow candidate")]
+    for consumers, t in d["tick"].items():
+        b = t["none"]["p50_ms"]
+        for key, label in labels:
+            s = t[key]
+            print(f"| {int(consumers):,} | {label} | {s['n']} | {s['p50_ms']:.1f} ms | {s['p90_ms']:.1f} ms | {s['p50_ms'] / b:.2f}× |")
+    print()
+
+    # Chart: replay seconds (target line at 5 s) and tick ratios.
+    width, height, left, right = 860, 420, 300, 120
+    plot_w = width - left - right
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+           f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14">Replay of {n:,} usage records, p50 seconds (target: one strategy &lt; 5 s)</text>']
+    top, bar_h = 34, 30
+    xs = lambda v: left + plot_w * v / 5.5
+    for sec in range(0, 6):
+        svg.append(f'<line x1="{xs(sec):.1f}" x2="{xs(sec):.1f}" y1="{top}" y2="{top + 4 * bar_h}" stroke="#ddd"/>')
+        svg.append(f'<text x="{xs(sec):.1f}" y="{top + 4 * bar_h + 14}" text-anchor="middle">{sec} s</text>')
+    for i, (key, label) in enumerate(rows):
+        v = r[key]["p50_ms"] / 1000
+        y0 = top + i * bar_h + 4
+        svg.append(f'<rect x="{left}" y="{y0}" width="{xs(v) - left:.1f}" height="{bar_h - 8}" fill="#4c78a8"/>')
+        svg.append(f'<text x="{left - 8}" y="{y0 + bar_h / 2:.1f}" text-anchor="end">{label.split(" — ")[0]}</text>')
+        svg.append(f'<text x="{xs(v) + 4:.1f}" y="{y0 + bar_h / 2:.1f}">{v:.2f} s</text>')
+    svg.append(f'<line x1="{xs(5):.1f}" x2="{xs(5):.1f}" y1="{top}" y2="{top + 4 * bar_h}" stroke="#e45756" stroke-dasharray="4 3"/>')
+    top2 = top + 4 * bar_h + 60
+    svg.append(f'<text x="{width / 2}" y="{top2 - 16}" text-anchor="middle" font-size="14">Grid tick p50 as a ratio to no experiment (lower is better)</text>')
+    bars = [(c, key, label, t[key]["p50_ms"] / t["none"]["p50_ms"]) for c, t in d["tick"].items() for key, label in labels]
+    hi = max(b[3] for b in bars) * 1.1
+    xr = lambda v: left + plot_w * v / hi
+    bh = (height - top2 - 20) / len(bars)
+    colours = {"none": "#bab0ac", "2_variants": "#4c78a8", "4_variants": "#f58518", "shadow": "#54a24b"}
+    for i, (c, key, label, ratio) in enumerate(bars):
+        y0 = top2 + i * bh + 2
+        svg.append(f'<rect x="{left}" y="{y0:.1f}" width="{xr(ratio) - left:.1f}" height="{bh - 4:.1f}" fill="{colours[key]}"/>')
+        svg.append(f'<text x="{left - 8}" y="{y0 + bh / 2 + 2:.1f}" text-anchor="end">{int(c):,} consumers: {label.split(" — ")[0]}</text>')
+        svg.append(f'<text x="{xr(ratio) + 4:.1f}" y="{y0 + bh / 2 + 2:.1f}">{ratio:.2f}×</text>')
+    svg.append("</svg>")
+    with open(os.path.join(here, "results", "experiment.svg"), "w") as f:
+        f.write("\n".join(svg) + "\n")
+
+
+if len(sys.argv) > 1 and sys.argv[1] == "--experiment":
+    experiment_report(sys.argv[2] if len(sys.argv) > 2 else os.path.join(here, "results", "experiment.json"))
+    sys.exit(0)
 if len(sys.argv) > 1 and sys.argv[1] == "--swap":
     swap_report(sys.argv[2] if len(sys.argv) > 2 else os.path.join(here, "results", "swap.json"))
     sys.exit(0)

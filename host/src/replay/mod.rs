@@ -12,8 +12,25 @@ pub mod recording;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::books::{Books, GridNews};
-use crate::strategy::{GridDecision, GridStrategy, Output, PaymentRequest, Transfer};
+use crate::strategy::{GridDecision, GridInput, GridStrategy, Output, PaymentRequest, Transfer};
 use crate::tick_log::{GridTickRecord, Outcome};
+
+/// What decides in a replay: a grid strategy component, or (in benchmarks)
+/// anything else that maps an input to a decision.
+pub trait Decide {
+    fn sha256(&self) -> &str;
+    fn decide(&self, input: &GridInput) -> Result<GridDecision, String>;
+}
+
+impl Decide for GridStrategy {
+    fn sha256(&self) -> &str {
+        &self.info().sha256
+    }
+
+    fn decide(&self, input: &GridInput) -> Result<GridDecision, String> {
+        self.tick(input).map(|o| o.decision).map_err(|f| f.to_string())
+    }
+}
 
 /// What one strategy decided over a recording.
 #[derive(Debug, Clone, Default)]
@@ -85,12 +102,12 @@ fn news(record: &GridTickRecord, only: Option<&BTreeSet<u32>>) -> GridNews {
 /// Replays `records` (oldest first) through `strategy`; `progress` hears
 /// how many ticks are done.
 pub fn replay(
-    strategy: &GridStrategy,
+    strategy: &dyn Decide,
     records: &[GridTickRecord],
     only: Option<&BTreeSet<u32>>,
     progress: &mut dyn FnMut(usize),
 ) -> anyhow::Result<Replayed> {
-    let sha = strategy.info().sha256.clone();
+    let sha = strategy.sha256().to_owned();
     let mut out = Replayed {
         sha256: sha.clone(),
         ..Replayed::default()
@@ -113,10 +130,9 @@ pub fn replay(
             out.usage_records += 1;
         }
         let input = books.grid_input(record.input.now_ms, &record.input.config, news);
-        let decision: GridDecision = strategy
-            .tick(&input)
-            .map_err(|f| anyhow::anyhow!("tick {}: {f}", record.tick))?
-            .decision;
+        let decision = strategy
+            .decide(&input)
+            .map_err(|why| anyhow::anyhow!("tick {}: {why}", record.tick))?;
         books.apply_grid(&decision);
         if only.is_none() && record.strategy == sha {
             out.comparable += 1;

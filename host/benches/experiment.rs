@@ -1,0 +1,380 @@
+//! A/B testing costs (issue 5), in one run:
+//!
+//! 1. **Replay throughput**: a recording of 1,000,000 usage records (100 ticks
+//!    of 10,000 consumers, with producers' output and payments) in a grid's
+//!    tick log on disk, replayed as `powerplug replay --input DIR` does: read
+//!    and decode the log; replay it through a decider that decides nothing
+//!    (the host's own work: books, inputs, totals; the baseline); through the
+//!    basic grid component; and through two components (A and B).
+//! 2. **Tick overhead of an experiment**: `Grid::tick()` of an in-process grid
+//!    with N consumers, each with a fresh reading every tick, without an
+//!    experiment (the baseline), then with 2 and with 4 variants (each extra
+//!    variant bills its cohort and runs counterfactually on the others, and
+//!    the results are recorded), and with a shadow candidate.
+//!
+//! Not criterion: the figures are percentiles of raw samples, printed and
+//! written to `host/benches/results/experiment.json`;
+//! `python3 host/benches/report.py --experiment` draws
+//! `host/benches/results/experiment.svg`.
+//!
+//! `cargo bench -p powerplug --bench experiment` (a few minutes once built).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use powerplug::api;
+use powerplug::books::{Books, GridNews};
+use powerplug::channel::{ChannelWriter, Message, Transport};
+use powerplug::component::{Build, build};
+use powerplug::inbox::{self, Command};
+use powerplug::replay::{Decide, recording, replay};
+use powerplug::role::grid::Grid;
+use powerplug::role::run;
+use powerplug::storage::{RedbStore, Store};
+use powerplug::strategy::{
+    CellBatch, GridDecision, GridInput, GridStrategy, Limits, Loaded, Output, PaymentRequestBatch,
+    Runtime, Transfer, Usage,
+};
+use powerplug::tick_log::{self, Outcome};
+use serde_json::{Value, json};
+
+const OPERATOR: &str = "operator-token-for-the-experiment-bench";
+const REPLAY_TICKS: u32 = 100;
+const REPLAY_CONSUMERS: u32 = 10_000;
+const RUNS: usize = 5;
+
+fn component(dir: &str, features: &[&str]) -> Vec<u8> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (crate_dir, target) = (root.join(dir), root.join("target/guests"));
+    build(&Build {
+        target_dir: Some(&target),
+        features,
+        ..Build::new(&crate_dir)
+    })
+    .expect("building the guest")
+}
+
+fn load(runtime: &Runtime, bytes: &[u8]) -> GridStrategy {
+    match runtime.load(bytes).unwrap() {
+        Loaded::Grid(g) => g,
+        Loaded::Producer(_) => panic!("a grid strategy"),
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn stats(samples: &[f64]) -> Value {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    json!({
+        "n": sorted.len(),
+        "p50_ms": pct(&sorted, 50.0),
+        "p90_ms": pct(&sorted, 90.0),
+        "min_ms": sorted[0],
+        "max_ms": sorted[sorted.len() - 1],
+        "samples_ms": samples,
+    })
+}
+
+/// Decides nothing: what a replay costs without a strategy.
+struct Nothing;
+
+impl Decide for Nothing {
+    fn sha256(&self) -> &str {
+        "nothing"
+    }
+
+    fn decide(&self, input: &GridInput) -> Result<GridDecision, String> {
+        Ok(GridDecision {
+            state: input.state.clone(),
+            cells: CellBatch::from_entries([]),
+            payment_requests: PaymentRequestBatch {
+                consumer: vec![],
+                wh: vec![],
+                owed: vec![],
+            },
+            payouts: vec![],
+            metrics: vec![],
+        })
+    }
+}
+
+/// splitmix64, for usage that varies but is the same every run.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A recorded run: the basic grid deciding 100 ticks of 10,000 consumers,
+/// written to a tick log the way the grid writes it.
+fn record(db: &dyn Store, grid: &GridStrategy) {
+    let mut books = Books::default();
+    let producers = [REPLAY_CONSUMERS, REPLAY_CONSUMERS + 1, REPLAY_CONSUMERS + 2];
+    for t in 0..REPLAY_TICKS {
+        let now = 60_000 * (u64::from(t) + 1);
+        let news = GridNews {
+            usage: (0..REPLAY_CONSUMERS)
+                .map(|c| Usage {
+                    consumer: c,
+                    start_ms: now - 60_000,
+                    end_ms: now,
+                    wh: 150 + mix(u64::from(t) << 32 | u64::from(c)) % 1_000,
+                })
+                .collect(),
+            output: producers
+                .iter()
+                .map(|&p| Output {
+                    producer: p,
+                    start_ms: now - 60_000,
+                    end_ms: now,
+                    wh: 2_000_000,
+                    price: 4,
+                })
+                .collect(),
+            transfers: (0..REPLAY_CONSUMERS)
+                .filter(|c| (c + t) % 10 == 0)
+                .map(|c| Transfer {
+                    entity: Some(c),
+                    amount: 5,
+                    at_ms: now - 1,
+                    incoming: true,
+                })
+                .collect(),
+            ..GridNews::default()
+        };
+        let input = books.grid_input(now, &[], news);
+        let decision = grid.tick(&input).unwrap().decision;
+        books.apply_grid(&decision);
+        let tx = db.write().unwrap();
+        tick_log::record_grid(&*tx, "grid", &grid.info().sha256, input, Outcome::Decided(decision))
+            .unwrap();
+        tx.commit().unwrap();
+    }
+}
+
+fn replay_throughput(runtime: &Runtime, basic: &[u8], premium: &[u8]) -> Value {
+    let (a, b) = (load(runtime, basic), load(runtime, premium));
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = RedbStore::open(&dir.path().join("powerplug.redb")).unwrap();
+        record(&db, &a);
+    }
+    let records = recording::read(dir.path(), "grid").unwrap();
+    let usage: u64 = records.iter().map(|r| r.input.usage.wh.len() as u64).sum();
+    assert_eq!(usage, u64::from(REPLAY_TICKS * REPLAY_CONSUMERS));
+    let timed = |f: &dyn Fn()| -> Vec<f64> {
+        (0..RUNS)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                ms(t.elapsed())
+            })
+            .collect()
+    };
+    let read = timed(&|| {
+        recording::read(dir.path(), "grid").unwrap();
+    });
+    let nothing = timed(&|| {
+        replay(&Nothing, &records, None, &mut |_| {}).unwrap();
+    });
+    let one = timed(&|| {
+        let r = replay(&a, &records, None, &mut |_| {}).unwrap();
+        assert_eq!(r.reproduced, u64::from(REPLAY_TICKS), "the recorded version reproduces");
+    });
+    let two = timed(&|| {
+        replay(&a, &records, None, &mut |_| {}).unwrap();
+        replay(&b, &records, None, &mut |_| {}).unwrap();
+    });
+    let result = json!({
+        "usage_records": usage,
+        "read": stats(&read),
+        "host_only": stats(&nothing),
+        "one_strategy": stats(&one),
+        "two_strategies": stats(&two),
+    });
+    for key in ["read", "host_only", "one_strategy", "two_strategies"] {
+        let s = &result[key];
+        eprintln!(
+            "replay {key:<16} p50 {:>9.1} ms  min {:>9.1} ms  ({:.2} M records/s)",
+            s["p50_ms"].as_f64().unwrap(),
+            s["min_ms"].as_f64().unwrap(),
+            usage as f64 / 1e3 / s["p50_ms"].as_f64().unwrap()
+        );
+    }
+    result
+}
+
+/// Consumers writing one 1 kWh reading each per tick into the grid's store.
+struct Consumers {
+    writers: Vec<ChannelWriter>,
+    round: u64,
+}
+
+impl Consumers {
+    fn register(grid: &Grid, url: &str, n: usize) -> Self {
+        let writers = (0..n)
+            .map(|i| {
+                let mut seed = [0u8; 32];
+                seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+                let mut writer = ChannelWriter::new(SigningKey::from_bytes(&seed), true).unwrap();
+                writer.hello(&grid.hub.store).unwrap();
+                let channel = api::Channel::from(&writer.info());
+                let body = json!({ "kind": "consumer", "channel": channel });
+                http(url, "PUT", &format!("/registrations/c{i}"), &body);
+                writer
+            })
+            .collect();
+        Self { writers, round: 0 }
+    }
+
+    fn feed(&mut self, grid: &Grid) {
+        let start_ms = self.round * 30_000;
+        self.round += 1;
+        let usage = Command::Usage {
+            start_ms,
+            end_ms: start_ms + 30_000,
+            wh: 1_000,
+        }
+        .encode();
+        let messages: Vec<_> = self
+            .writers
+            .iter_mut()
+            .map(|w| w.prepare(Message::Data(usage.clone())).unwrap())
+            .collect();
+        grid.hub.store.put_many(&messages).unwrap();
+        let n = self.writers.len();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while inbox::pending(grid.db(), n + 1).unwrap().len() < n {
+            assert!(Instant::now() < deadline, "the readings reach the inbox");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+fn http(url: &str, method: &str, path: &str, body: &Value) -> Value {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let request = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("{url}{path}"))
+        .header("authorization", format!("Bearer {OPERATOR}"))
+        .header("content-type", "application/json")
+        .body(body.to_string().into_bytes())
+        .unwrap();
+    let mut response = agent.run(request).unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    assert!(status < 300, "{method} {path}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+fn tick_overhead(basic: &[u8], premium: &[u8], n: usize, ticks: usize) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("basic.wasm");
+    std::fs::write(&wasm, basic).unwrap();
+    let mut config = powerplug::role::config::GridConfig::default();
+    config.service.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.service.data_dir = dir.path().join("grid");
+    config.service.poll_ms = 5;
+    config.strategy.component = wasm;
+    config.strategy.tick_ms = 86_400_000;
+    config.strategy.cache_dir = Some(dir.path().join("cache"));
+    config.operator_token = Some(OPERATOR.into());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let running = rt.block_on(run::grid(&config)).unwrap();
+    let grid: Arc<Grid> = running.role.clone();
+    let url = running.url.clone();
+    let mut consumers = Consumers::register(&grid, &url, n);
+    let control = grid.strategy().info().sha256.clone();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .run(
+            ureq::http::Request::builder()
+                .method("PUT")
+                .uri(format!("{url}/strategies/grid?activate=false"))
+                .header("authorization", format!("Bearer {OPERATOR}"))
+                .body(premium.to_vec())
+                .unwrap(),
+        )
+        .unwrap();
+    let kept: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    let other = kept["version"]["sha256"].as_str().unwrap().to_owned();
+    let time = |consumers: &mut Consumers| -> Vec<f64> {
+        (0..ticks)
+            .map(|_| {
+                consumers.feed(&grid);
+                let t = Instant::now();
+                let s = grid.tick().unwrap();
+                let took = ms(t.elapsed());
+                assert_eq!((s.failed, s.requests), (None, n as u64));
+                took
+            })
+            .collect()
+    };
+    // Warm-up, then each set-up in turn.
+    time(&mut consumers);
+    let mut out = serde_json::Map::new();
+    let none = time(&mut consumers);
+    out.insert("none".into(), stats(&none));
+    for variants in [2usize, 4] {
+        let id = format!("v{variants}");
+        let list: Vec<Value> = (0..variants)
+            .map(|v| {
+                json!({ "name": format!("v{v}"), "version": if v == 0 { &control } else { &other }, "weight": 1 })
+            })
+            .collect();
+        http(&url, "POST", "/experiments", &json!({ "id": id, "variants": list }));
+        let samples = time(&mut consumers);
+        out.insert(format!("{variants}_variants"), stats(&samples));
+        http(&url, "POST", &format!("/experiments/{id}/stop"), &json!({}));
+    }
+    http(&url, "POST", "/strategies/grid/shadow", &json!({ "version": other }));
+    let shadow = time(&mut consumers);
+    out.insert("shadow".into(), stats(&shadow));
+    rt.block_on(running.stop()).unwrap();
+    let base = out["none"]["p50_ms"].as_f64().unwrap();
+    for (k, s) in &out {
+        let p50 = s["p50_ms"].as_f64().unwrap();
+        eprintln!(
+            "tick {n:>6} consumers {k:<11} p50 {p50:>8.2} ms  p90 {:>8.2} ms  ×{:.2}",
+            s["p90_ms"].as_f64().unwrap(),
+            p50 / base
+        );
+    }
+    Value::Object(out)
+}
+
+fn main() {
+    let basic = component("plugins/basic-grid-strategy", &[]);
+    let premium = component("plugins/basic-grid-strategy", &["premium"]);
+    let runtime = Runtime::new(Limits::DEFAULT, None).unwrap();
+    let replay = replay_throughput(&runtime, &basic, &premium);
+    let mut ticks = serde_json::Map::new();
+    for (n, count) in [(1_000usize, 40usize), (10_000, 15)] {
+        ticks.insert(n.to_string(), tick_overhead(&basic, &premium, n, count));
+    }
+    let machine = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let result = json!({ "cores": machine, "replay": replay, "tick": ticks });
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results/experiment.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&result).unwrap()).unwrap();
+    eprintln!("wrote {}", path.display());
+}
