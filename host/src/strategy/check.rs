@@ -363,3 +363,111 @@ pub fn cli(file: &std::path::Path, cache: &std::path::Path) -> anyhow::Result<()
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::strategy::{CellBatch, GridDecision, PaymentRequestBatch};
+
+    fn decided(state: u8) -> Result<TickOutcome<GridDecision>, TickFailure> {
+        Ok(TickOutcome {
+            decision: GridDecision {
+                state: vec![state],
+                cells: CellBatch::from_entries([]),
+                payment_requests: PaymentRequestBatch {
+                    consumer: vec![],
+                    wh: vec![],
+                    owed: vec![],
+                },
+                payouts: vec![],
+                metrics: vec![],
+            },
+            fuel_used: 7,
+            elapsed: Duration::ZERO,
+            logs: vec![],
+            logs_dropped: 0,
+        })
+    }
+
+    fn failed(error: CallError) -> Result<TickOutcome<GridDecision>, TickFailure> {
+        Err(error.into())
+    }
+
+    // No guest can decide differently on the same input under this host (a
+    // fresh instance per tick, no imports but `log`), so this is where the
+    // determinism check is shown to fail.
+    #[test]
+    fn a_second_run_that_decides_otherwise_fails_determinism_once_per_tick() {
+        let mut tally = Tally::default();
+        tally.start("s", 2);
+        let runs = Cell::new(0);
+        let flaky = || {
+            runs.set(runs.get() + 1);
+            decided(runs.get())
+        };
+        assert!(tally.tick("s, tick 1", false, flaky).is_some());
+        assert!(tally.tick("s, tick 2", false, || decided(1)).is_some());
+        assert_eq!(runs.get(), 2, "every tick runs twice");
+        assert_eq!(tally.failures.len(), 1);
+        let (property, why, more) = &tally.failures[0];
+        assert_eq!(*property, Property::Deterministic);
+        assert!(why.starts_with("s, tick 1: "), "{why}");
+        assert_eq!(*more, 0);
+        assert_eq!(tally.scenarios[0].ticks, 2);
+        assert_eq!(tally.scenarios[0].fuel_max, 7);
+    }
+
+    #[test]
+    fn failures_are_filed_under_the_property_they_break() {
+        let cases = [
+            (
+                CallError::OutOfFuel { budget: 1 },
+                false,
+                Property::WithinLimits,
+            ),
+            (
+                CallError::MemoryLimit { limit: 1 },
+                false,
+                Property::WithinLimits,
+            ),
+            (CallError::Refused("no".into()), false, Property::Decides),
+            (
+                CallError::Trap {
+                    message: "x".into(),
+                },
+                false,
+                Property::Decides,
+            ),
+            // At the host's largest amounts, a trap is an overflow.
+            (
+                CallError::Trap {
+                    message: "x".into(),
+                },
+                true,
+                Property::AmountsInRange,
+            ),
+        ];
+        for (error, extreme, property) in cases {
+            let mut tally = Tally::default();
+            tally.start("s", 1);
+            assert!(tally.tick("s", extreme, || failed(error.clone())).is_none());
+            assert_eq!(tally.failures[0].0, property, "{error}");
+            assert_eq!(tally.scenarios[0].ticks, 0);
+        }
+    }
+
+    #[test]
+    fn amounts_that_are_wrapped_negatives_are_flagged() {
+        let mut tally = Tally::default();
+        tally.in_range("t", "a payout", [5, WRAPPED_NEGATIVE - 1].into_iter());
+        assert!(tally.failures.is_empty());
+        tally.in_range("t", "a payout", [(-3i64) as u64].into_iter());
+        assert!(
+            tally.failures[0].1.contains("-3"),
+            "{}",
+            tally.failures[0].1
+        );
+    }
+}
