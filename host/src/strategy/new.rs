@@ -216,7 +216,7 @@ pub fn cli(lang: Lang, dir: &Path, checkout: Option<&Path>) -> anyhow::Result<()
         Lang::Python | Lang::Js => format!("build/{name}.wasm"),
     };
     println!(
-        "\nnext:\n  {dir}/build.sh                                   # runs the first test, builds {wasm}\n  powerplug strategy check {dir}/{wasm}\n  powerplug strategy upload {dir}/{wasm} --url http://127.0.0.1:4000\nthe contract and the rules: {}/docs/strategy-guide.md",
+        "\nnext:\n  {dir}/build.sh    # runs the first test, then builds {dir}/{wasm}\n  powerplug strategy check {dir}/{wasm}\n  powerplug strategy upload {dir}/{wasm} --url http://127.0.0.1:4000\nthe contract, the rules and each language's traps: {}/docs/strategy-guide.md",
         checkout.display(),
         dir = dir.display(),
     );
