@@ -133,8 +133,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ExperimentCommand {
-    /// Start one: `--variant NAME=SHA256[:WEIGHT]`, two or more; one of them
-    /// the active version (the control).
+    /// Start one: `--variant NAME=VERSION[:WEIGHT]`, two or more, where
+    /// VERSION is a SHA-256, the name a version was uploaded with, or
+    /// `active`; one of them must be the active version (the control).
     Start {
         #[arg(long)]
         id: Option<String>,
@@ -189,11 +190,11 @@ enum ExperimentCommand {
     },
 }
 
-/// `NAME=SHA256[:WEIGHT]` → a variant.
+/// `NAME=VERSION[:WEIGHT]` → a variant.
 fn variant(spec: &str) -> anyhow::Result<serde_json::Value> {
     let (name, rest) = spec
         .split_once('=')
-        .with_context(|| format!("--variant {spec}: NAME=SHA256[:WEIGHT]"))?;
+        .with_context(|| format!("--variant {spec}: NAME=VERSION[:WEIGHT]"))?;
     let (version, weight) = match rest.split_once(':') {
         Some((v, w)) => (
             v,

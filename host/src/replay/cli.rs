@@ -111,12 +111,21 @@ pub fn run(options: &Options, runtime: &Runtime) -> anyhow::Result<()> {
     let names = compare::names(&records);
     print!("{}", compare::table(&ra, rb.as_ref(), &names, o.top));
     for (label, r) in [("A", Some(&ra)), ("B", rb.as_ref())] {
-        if let Some(r) = r.filter(|r| r.comparable > r.reproduced) {
+        let Some(r) = r.filter(|r| r.comparable > r.reproduced) else {
+            continue;
+        };
+        if r.comparable == r.ticks {
+            // It was live throughout: it must decide as it did.
             eprintln!(
-                "warning: {label} is the recorded version but decided {} of {} ticks differently (first: tick {})",
+                "warning: {label} was live for the whole recording but decided {} of {} ticks differently (first: tick {})",
                 r.comparable - r.reproduced,
                 r.comparable,
                 r.first_mismatch.unwrap_or(0)
+            );
+        } else {
+            eprintln!(
+                "note: {label} was live for {} of {} ticks, on books another version had built; replayed from the start on its own books, it decides differently",
+                r.comparable, r.ticks
             );
         }
     }

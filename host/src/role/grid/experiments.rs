@@ -79,6 +79,11 @@ impl Grid {
         }
         let active = self.slot.current();
         let known = versions::list(db, "grid")?;
+        let mut new = new;
+        for (i, v) in new.variants.iter_mut().enumerate() {
+            v.version = resolve(&known, active.info(), &v.version)
+                .map_err(|why| invalid(format!("variants[{i}].version"), why))?;
+        }
         let mut control = None;
         for (i, v) in new.variants.iter().enumerate() {
             let field = |name: &str| format!("variants[{i}].{name}");
@@ -90,12 +95,6 @@ impl Grid {
             }
             if v.weight == 0 || v.weight > 1_000_000 {
                 return Err(invalid(field("weight"), "1 to 1,000,000"));
-            }
-            if !known.iter().any(|k| k.sha256 == v.version) {
-                return Err(invalid(
-                    field("version"),
-                    "no such grid version here: upload it first (`?activate=false`)",
-                ));
             }
             if v.version == active.info().sha256 {
                 if control.is_some() {
@@ -211,9 +210,10 @@ impl Grid {
                 format!("experiment `{}` is on; stop it first", e.id),
             ));
         }
-        if !versions::list(db, "grid")?.iter().any(|k| k.sha256 == version) {
-            return Err(invalid("version", "no such grid version here"));
-        }
+        let known = versions::list(db, "grid")?;
+        let version = resolve(&known, self.slot.current().info(), version)
+            .map_err(|why| invalid("version", why))?;
+        let version = version.as_str();
         let strategy = self.loaded(version).map_err(|why| invalid("version", why))?;
         self.accepts_live_books(&strategy)
             .map_err(|why| invalid("version", why))?;
@@ -329,6 +329,31 @@ impl Grid {
         experiment::put(&*tx, &e)?;
         tx.commit()?;
         self.tick_in_turn()
+    }
+}
+
+/// A version by SHA-256, by the name it was uploaded with, or `active`.
+fn resolve(
+    known: &[versions::Version],
+    active: &crate::strategy::ComponentInfo,
+    wanted: &str,
+) -> Result<String, String> {
+    if wanted == "active" {
+        return Ok(active.sha256.clone());
+    }
+    if known.iter().any(|k| k.sha256 == wanted) {
+        return Ok(wanted.to_owned());
+    }
+    let named: Vec<_> = known
+        .iter()
+        .filter(|k| k.name.as_deref() == Some(wanted))
+        .collect();
+    match named.as_slice() {
+        [one] => Ok(one.sha256.clone()),
+        [] => Err(format!(
+            "no grid version `{wanted}` here (a SHA-256, an upload's name, or `active`): upload it first with `?activate=false`"
+        )),
+        _ => Err(format!("`{wanted}` names more than one version: use its SHA-256")),
     }
 }
 
