@@ -40,6 +40,10 @@ pub struct GridState {
     pub last_payout_ms: u64,
     /// Sorted by entity index.
     pub producers: Vec<ProducerTotals>,
+    /// The producers' part of `income`, split as each payment came in at the
+    /// rates of then: a version with other rates taking over these books
+    /// (a swap, a promoted experiment) does not split past income again.
+    pub producers_received: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
@@ -190,7 +194,9 @@ impl GridStrategy for BasicGrid {
             }
         }
         let income = state.income - income_before;
-        state.available += self.producers_part(state.income) - self.producers_part(income_before);
+        let producers = self.producers_part(state.income) - self.producers_part(income_before);
+        state.available += producers;
+        state.producers_received += producers;
 
         let mut paid_out = 0;
         if tick.now_ms.saturating_sub(state.last_payout_ms) >= self.payout_interval_ms {
@@ -217,7 +223,7 @@ impl GridStrategy for BasicGrid {
         out.metric("available", state.available as i64);
         out.metric(
             "running-costs-received",
-            (state.income - self.producers_part(state.income)) as i64,
+            (state.income - state.producers_received) as i64,
         );
         Ok(())
     }
