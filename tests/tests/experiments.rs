@@ -196,7 +196,11 @@ fn each_cohort_is_billed_by_its_variant_and_counterfactual_bills_equal_replays()
     let all = recording::all_ticks(&db, "grid").unwrap();
     let again = replay(&strategies[0], &all, None, &mut |_| {}).unwrap();
     assert!(again.comparable >= 60, "{} ticks", again.comparable);
-    assert_eq!(again.reproduced, again.comparable, "first mismatch: {:?}", again.first_mismatch);
+    assert_eq!(
+        again.reproduced, again.comparable,
+        "first mismatch: {:?}",
+        again.first_mismatch
+    );
 
     // Producers are paid once, by the control: every payout carried out is
     // one the grid's own books decided.
@@ -351,6 +355,43 @@ fn promote_and_stop_take_effect_at_the_next_tick_and_cohorts_survive_a_restart()
         (refused.0, refused.1["field"].as_str()),
         (422, Some("variants[0].weight"))
     );
+    let unknown_field = json!({ "variants": [], "colour": "red" });
+    let refused = client.post("/experiments", Some(OPERATOR), &unknown_field);
+    assert_eq!(
+        (refused.0, refused.1["field"].as_str()),
+        (422, Some("colour"))
+    );
+    let by_name = ab("ab", "active", "no-such-name", ["basic", "premium"]);
+    let refused = client.post("/experiments", Some(OPERATOR), &by_name);
+    assert_eq!(
+        (refused.0, refused.1["field"].as_str()),
+        (422, Some("variants[1].version"))
+    );
+    for path in ["/experiments/nope", "/experiments/nope/report"] {
+        let (code, answer) = client.get(path, Some(OPERATOR));
+        assert_eq!(
+            (code, answer["field"].as_str()),
+            (404, Some("id")),
+            "{path}"
+        );
+    }
+    let refused = client.post("/experiments/nope/promote/x", Some(OPERATOR), &json!({}));
+    assert_eq!(refused.0, 404);
+    let refused = client.post(
+        "/strategies/grid/shadow",
+        Some(OPERATOR),
+        &json!({ "version": "nope" }),
+    );
+    assert_eq!(
+        (refused.0, refused.1["field"].as_str()),
+        (422, Some("version"))
+    );
+    assert_eq!(
+        client
+            .get("/experiments/nope/report.html?token=guess", None)
+            .0,
+        401
+    );
     assert_eq!(client.get("/experiments", Some(OPERATOR)).1, json!([]));
 
     let created = client.post("/experiments", Some(OPERATOR), &body);
@@ -504,5 +545,21 @@ fn promote_and_stop_take_effect_at_the_next_tick_and_cohorts_survive_a_restart()
         client.delete("/strategies/grid/shadow", Some(OPERATOR)).0,
         200
     );
+
+    // The tick log exported over HTTP is what a replay reads.
+    assert_eq!(client.get("/ticks/export", None).0, 401);
+    let bytes = ureq::get(format!("{}/ticks/export?slot=grid", grid.url))
+        .header("authorization", format!("Bearer {OPERATOR}"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_vec()
+        .unwrap();
+    let file = dir.path().join("grid.ppticks");
+    std::fs::write(&file, bytes).unwrap();
+    let exported = recording::read(&file, "grid").unwrap();
+    let recorded = recording::all_ticks(grid.role.db(), "grid").unwrap();
+    assert!(exported.len() > 10, "{}", exported.len());
+    assert_eq!(exported[..], recorded[..exported.len()]);
     rt.block_on(grid.stop()).unwrap();
 }
