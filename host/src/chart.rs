@@ -4,10 +4,13 @@
 
 use std::fmt::Write;
 
-/// One line: a name for the legend and its y values (one per x).
+/// One line: a name for the legend, its y values (one per x), and its look:
+/// lines of one strategy share a colour, its second figure is dashed.
 pub struct Line {
     pub name: String,
     pub ys: Vec<f64>,
+    pub colour: usize,
+    pub dashed: bool,
 }
 
 pub struct Chart<'a> {
@@ -125,7 +128,8 @@ impl Chart<'_> {
             escape(self.y_label)
         );
         for (i, line) in self.lines.iter().enumerate() {
-            let colour = COLOURS[i % COLOURS.len()];
+            let colour = COLOURS[line.colour % COLOURS.len()];
+            let dash = if line.dashed { r#" stroke-dasharray="6 4""# } else { "" };
             let points: Vec<String> = self
                 .xs
                 .iter()
@@ -135,13 +139,13 @@ impl Chart<'_> {
                 .collect();
             let _ = write!(
                 s,
-                r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
+                r#"<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{}"/>"#,
                 points.join(" ")
             );
             let ly = TOP + 14.0 + 18.0 * i as f64;
             let _ = write!(
                 s,
-                r#"<line x1="{}" x2="{}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="3"/><text x="{}" y="{}">{}</text>"#,
+                r#"<line x1="{}" x2="{}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="3"{dash}/><text x="{}" y="{}">{}</text>"#,
                 W - RIGHT + 12.0,
                 W - RIGHT + 32.0,
                 W - RIGHT + 38.0,
@@ -179,15 +183,20 @@ mod tests {
                 Line {
                     name: "a<b".into(),
                     ys: vec![0.0, 5.0, 9.0],
+                    colour: 0,
+                    dashed: false,
                 },
                 Line {
                     name: "c".into(),
                     ys: vec![0.0, 7.0, 14.0],
+                    colour: 0,
+                    dashed: true,
                 },
             ],
         };
         let svg = chart.svg();
         assert_eq!(svg.matches("<polyline").count(), 2);
+        assert_eq!(svg.matches("stroke-dasharray").count(), 2, "the dashed line and its legend");
         assert!(svg.contains("a&lt;b"));
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
     }

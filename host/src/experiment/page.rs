@@ -115,6 +115,8 @@ pub fn render(report: &Report) -> String {
                 .map(|(i, v)| Line {
                     name: v.name.clone(),
                     ys: pick(i),
+                    colour: i,
+                    dashed: false,
                 })
                 .collect(),
         }

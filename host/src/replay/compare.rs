@@ -145,7 +145,7 @@ pub fn chart(runs: &[(&str, &Replayed)]) -> String {
         .map(|s| (s.0 - start) as f64 / 60_000.0)
         .collect();
     let mut lines = Vec::new();
-    for (name, r) in runs {
+    for (i, (name, r)) in runs.iter().enumerate() {
         let (mut bills, mut margin) = (Vec::new(), Vec::new());
         let (mut requested, mut paid) = (0u64, 0u64);
         for &(_, req, out) in &r.series {
@@ -157,10 +157,14 @@ pub fn chart(runs: &[(&str, &Replayed)]) -> String {
         lines.push(Line {
             name: format!("{name}: bills"),
             ys: bills,
+            colour: i,
+            dashed: false,
         });
         lines.push(Line {
             name: format!("{name}: margin"),
             ys: margin,
+            colour: i,
+            dashed: true,
         });
     }
     Chart {
