@@ -157,8 +157,14 @@ fn record(db: &dyn Store, grid: &GridStrategy) {
         let decision = grid.tick(&input).unwrap().decision;
         books.apply_grid(&decision);
         let tx = db.write().unwrap();
-        tick_log::record_grid(&*tx, "grid", &grid.info().sha256, input, Outcome::Decided(decision))
-            .unwrap();
+        tick_log::record_grid(
+            &*tx,
+            "grid",
+            &grid.info().sha256,
+            input,
+            Outcome::Decided(decision),
+        )
+        .unwrap();
         tx.commit().unwrap();
     }
 }
@@ -190,7 +196,11 @@ fn replay_throughput(runtime: &Runtime, basic: &[u8], premium: &[u8]) -> Value {
     });
     let one = timed(&|| {
         let r = replay(&a, &records, None, &mut |_| {}).unwrap();
-        assert_eq!(r.reproduced, u64::from(REPLAY_TICKS), "the recorded version reproduces");
+        assert_eq!(
+            r.reproduced,
+            u64::from(REPLAY_TICKS),
+            "the recorded version reproduces"
+        );
     });
     let two = timed(&|| {
         replay(&a, &records, None, &mut |_| {}).unwrap();
@@ -342,12 +352,22 @@ fn tick_overhead(basic: &[u8], premium: &[u8], n: usize, ticks: usize) -> Value 
                 json!({ "name": format!("v{v}"), "version": if v == 0 { &control } else { &other }, "weight": 1 })
             })
             .collect();
-        http(&url, "POST", "/experiments", &json!({ "id": id, "variants": list }));
+        http(
+            &url,
+            "POST",
+            "/experiments",
+            &json!({ "id": id, "variants": list }),
+        );
         let samples = time(&mut consumers);
         out.insert(format!("{variants}_variants"), stats(&samples));
         http(&url, "POST", &format!("/experiments/{id}/stop"), &json!({}));
     }
-    http(&url, "POST", "/strategies/grid/shadow", &json!({ "version": other }));
+    http(
+        &url,
+        "POST",
+        "/strategies/grid/shadow",
+        &json!({ "version": other }),
+    );
     let shadow = time(&mut consumers);
     out.insert("shadow".into(), stats(&shadow));
     rt.block_on(running.stop()).unwrap();

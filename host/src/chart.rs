@@ -80,7 +80,13 @@ impl Chart<'_> {
             y1 = y0 + 1.0;
         }
         let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
-        let sx = |x: f64| LEFT + if x1 > x0 { (x - x0) / (x1 - x0) * pw } else { 0.0 };
+        let sx = |x: f64| {
+            LEFT + if x1 > x0 {
+                (x - x0) / (x1 - x0) * pw
+            } else {
+                0.0
+            }
+        };
         let sy = |y: f64| TOP + ph - (y - y0) / (y1 - y0) * ph;
         let mut s = String::new();
         let _ = write!(
@@ -129,7 +135,11 @@ impl Chart<'_> {
         );
         for (i, line) in self.lines.iter().enumerate() {
             let colour = COLOURS[line.colour % COLOURS.len()];
-            let dash = if line.dashed { r#" stroke-dasharray="6 4""# } else { "" };
+            let dash = if line.dashed {
+                r#" stroke-dasharray="6 4""#
+            } else {
+                ""
+            };
             let points: Vec<String> = self
                 .xs
                 .iter()
@@ -196,7 +206,11 @@ mod tests {
         };
         let svg = chart.svg();
         assert_eq!(svg.matches("<polyline").count(), 2);
-        assert_eq!(svg.matches("stroke-dasharray").count(), 2, "the dashed line and its legend");
+        assert_eq!(
+            svg.matches("stroke-dasharray").count(),
+            2,
+            "the dashed line and its legend"
+        );
         assert!(svg.contains("a&lt;b"));
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
     }

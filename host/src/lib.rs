@@ -14,8 +14,8 @@
 
 pub mod api;
 pub mod books;
-pub mod chart;
 pub mod channel;
+pub mod chart;
 pub mod component;
 pub mod demo;
 pub mod documents;

@@ -666,22 +666,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .iter()
                     .map(|v| variant(v))
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                let body = serde_json::json!({ "id": id, "variants": variants, "start_ms": start_ms });
+                let body =
+                    serde_json::json!({ "id": id, "variants": variants, "start_ms": start_ms });
                 host.call("POST", "/experiments", Some(serde_json::to_vec(&body)?))?;
             }
             ExperimentCommand::List { host } => host.call("GET", "/experiments", None)?,
             ExperimentCommand::Stop { id, host } => {
                 host.call("POST", &format!("/experiments/{id}/stop"), None)?
             }
-            ExperimentCommand::Promote { id, variant, host } => {
-                host.call("POST", &format!("/experiments/{id}/promote/{variant}"), None)?
-            }
+            ExperimentCommand::Promote { id, variant, host } => host.call(
+                "POST",
+                &format!("/experiments/{id}/promote/{variant}"),
+                None,
+            )?,
             ExperimentCommand::Report { id, host } => {
                 host.call("GET", &format!("/experiments/{id}/report"), None)?
             }
             ExperimentCommand::Shadow { version, host } => {
                 let body = serde_json::json!({ "version": version });
-                host.call("POST", "/strategies/grid/shadow", Some(serde_json::to_vec(&body)?))?
+                host.call(
+                    "POST",
+                    "/strategies/grid/shadow",
+                    Some(serde_json::to_vec(&body)?),
+                )?
             }
             ExperimentCommand::ShadowReport { host } => {
                 host.call("GET", "/strategies/grid/shadow", None)?

@@ -275,7 +275,15 @@ fn two_payment_policies_are_ab_tested_on_a_running_demo_from_the_command_line() 
     let url = format!("http://127.0.0.1:{port}");
     let data = work.path().join("ab-demo");
     let demo = Command::new(env!("CARGO_BIN_EXE_powerplug"))
-        .args(["demo", "--consumers", "60", "--duration", "25", "--time-scale", "120"])
+        .args([
+            "demo",
+            "--consumers",
+            "60",
+            "--duration",
+            "25",
+            "--time-scale",
+            "120",
+        ])
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
@@ -304,15 +312,32 @@ fn two_payment_policies_are_ab_tested_on_a_running_demo_from_the_command_line() 
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while ureq::get(format!("{url}/status")).call().is_err() {
-        assert!(std::time::Instant::now() < deadline, "the demo's grid never answered");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo's grid never answered"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     std::thread::sleep(std::time::Duration::from_secs(2));
     let premium = premium_dir.join("basic_grid_strategy.wasm");
-    let kept = cli(&["strategy", "upload", premium.to_str().unwrap(), "--name", "premium", "--keep"]);
+    let kept = cli(&[
+        "strategy",
+        "upload",
+        premium.to_str().unwrap(),
+        "--name",
+        "premium",
+        "--keep",
+    ]);
     assert_eq!(kept["activated"], false);
     let started = cli(&[
-        "experiment", "start", "--id", "price", "--variant", "basic=active:1", "--variant", "premium=premium:1",
+        "experiment",
+        "start",
+        "--id",
+        "price",
+        "--variant",
+        "basic=active:1",
+        "--variant",
+        "premium=premium:1",
     ]);
     assert_eq!(started["variants"][1]["version"], kept["version"]["sha256"]);
 
@@ -323,17 +348,22 @@ fn two_payment_policies_are_ab_tested_on_a_running_demo_from_the_command_line() 
         if report["ticks"].as_u64() >= Some(10) && billed(0) > 0 && billed(1) > 0 {
             break report;
         }
-        assert!(std::time::Instant::now() < deadline, "no bills in both cohorts: {report}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no bills in both cohorts: {report}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(300));
     };
     assert_eq!(report["variants"][0]["price_per_kwh"], 5.0);
     assert_eq!(report["variants"][1]["price_per_kwh"], 7.0);
-    let page = ureq::get(format!("{url}/experiments/price/report.html?token=change-me"))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
+    let page = ureq::get(format!(
+        "{url}/experiments/price/report.html?token=change-me"
+    ))
+    .call()
+    .unwrap()
+    .into_body()
+    .read_to_string()
+    .unwrap();
     assert!(page.contains("Experiment <code>price</code>") && page.matches("<svg").count() == 2);
     let promoted = cli(&["experiment", "promote", "price", "premium"]);
     assert!(promoted["status"]["promoted"].is_object(), "{promoted}");
@@ -373,7 +403,19 @@ fn two_payment_policies_are_ab_tested_on_a_running_demo_from_the_command_line() 
         .collect();
     assert_eq!(counts.len(), 2, "{table}");
     assert!(counts[0].0 == counts[0].1 && counts[0].1 > 5, "{table}");
-    assert!(counts[1].1 > 0 && err.contains("note: B was live for"), "{table}{err}");
-    assert!(err.contains("[##############################]"), "a progress bar: {err}");
-    assert!(std::fs::read_to_string(&chart).unwrap().matches("<polyline").count() == 4);
+    assert!(
+        counts[1].1 > 0 && err.contains("note: B was live for"),
+        "{table}{err}"
+    );
+    assert!(
+        err.contains("[##############################]"),
+        "a progress bar: {err}"
+    );
+    assert!(
+        std::fs::read_to_string(&chart)
+            .unwrap()
+            .matches("<polyline")
+            .count()
+            == 4
+    );
 }

@@ -41,9 +41,17 @@ pub struct Variant {
 pub enum Status {
     /// Waits for its start; everyone is billed by the active version.
     Scheduled,
-    Running { since_ms: u64 },
-    Stopped { at_ms: u64, reason: String },
-    Promoted { at_ms: u64, variant: String },
+    Running {
+        since_ms: u64,
+    },
+    Stopped {
+        at_ms: u64,
+        reason: String,
+    },
+    Promoted {
+        at_ms: u64,
+        variant: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

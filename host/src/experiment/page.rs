@@ -87,7 +87,11 @@ pub fn render(report: &Report) -> String {
             esc(&d.variant),
             esc(&d.control),
             d.metric,
-            if d.paired { "same consumers" } else { "cohorts" },
+            if d.paired {
+                "same consumers"
+            } else {
+                "cohorts"
+            },
             d.estimate,
             interval(d),
             d.consumers

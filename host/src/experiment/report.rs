@@ -179,11 +179,17 @@ fn bill(r: &ConsumerRow, v: usize) -> (u64, u64) {
 type Metric = (&'static str, fn(&ConsumerRow, &Attribution) -> Option<f64>);
 
 const COHORT_METRICS: [Metric; 6] = [
-    ("tokens requested per consumer", |r, _| Some(r.requested as f64)),
-    ("tokens collected per consumer", |r, _| Some(r.collected as f64)),
+    ("tokens requested per consumer", |r, _| {
+        Some(r.requested as f64)
+    }),
+    ("tokens collected per consumer", |r, _| {
+        Some(r.collected as f64)
+    }),
     ("grid margin per consumer", |r, a| Some(a.margin(r) as f64)),
     ("collection rate", |r, _| ratio(r.collected, r.requested)),
-    ("price per kWh", |r, _| ratio(r.requested * 1000, r.billed_wh)),
+    ("price per kWh", |r, _| {
+        ratio(r.requested * 1000, r.billed_wh)
+    }),
     ("time to payment (ms)", |r, _| {
         (r.settled > 0).then(|| r.waited_token_ms as f64 / r.settled as f64)
     }),
@@ -193,28 +199,37 @@ fn differences(e: &Experiment, consumers: &[ConsumerRow], share: &Attribution) -
     let c = e.control;
     let mut out = Vec::new();
     for v in (0..e.variants.len()).filter(|&v| v != c) {
-        let named = |metric, paired, (estimate, low, high, n): (f64, Option<f64>, Option<f64>, u64)| {
-            Difference {
-                variant: e.variants[v].name.clone(),
-                control: e.variants[c].name.clone(),
-                metric,
-                paired,
-                estimate,
-                low,
-                high,
-                consumers: n,
-            }
-        };
+        let named =
+            |metric, paired, (estimate, low, high, n): (f64, Option<f64>, Option<f64>, u64)| {
+                Difference {
+                    variant: e.variants[v].name.clone(),
+                    control: e.variants[c].name.clone(),
+                    metric,
+                    paired,
+                    estimate,
+                    low,
+                    high,
+                    consumers: n,
+                }
+            };
         let owed: Vec<f64> = consumers
             .iter()
             .map(|r| bill(r, v).1 as f64 - bill(r, c).1 as f64)
             .collect();
-        out.push(named("bill per consumer, same consumers", true, paired(&owed)));
+        out.push(named(
+            "bill per consumer, same consumers",
+            true,
+            paired(&owed),
+        ));
         let wh: Vec<f64> = consumers
             .iter()
             .map(|r| bill(r, v).0 as f64 - bill(r, c).0 as f64)
             .collect();
-        out.push(named("Wh billed per consumer, same consumers", true, paired(&wh)));
+        out.push(named(
+            "Wh billed per consumer, same consumers",
+            true,
+            paired(&wh),
+        ));
         for (metric, f) in COHORT_METRICS {
             let of = |variant: usize| -> Vec<f64> {
                 consumers
@@ -307,7 +322,11 @@ fn series(e: &Experiment, ticks: &[TickRow]) -> Series {
                 continue;
             };
             so_far.paid_out += u128::from(t.paid_out);
-            so_far.used_wh += t.variants.iter().map(|x| u128::from(x.usage_wh)).sum::<u128>();
+            so_far.used_wh += t
+                .variants
+                .iter()
+                .map(|x| u128::from(x.usage_wh))
+                .sum::<u128>();
             requested += vt.requested;
             collected += vt.collected;
             everyone += vt.all.owed;

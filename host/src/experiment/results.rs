@@ -140,14 +140,18 @@ pub fn record(tx: &dyn WriteTx, experiment: &Experiment, facts: &TickFacts) -> a
         variants: vec![VariantTick::default(); n],
     };
     for (consumer, wh) in &facts.usage {
-        let Some(r) = rows.get_mut(consumer) else { continue };
+        let Some(r) = rows.get_mut(consumer) else {
+            continue;
+        };
         r.usage_wh += wh;
         tick.variants[r.variant as usize].usage_wh += wh;
     }
     for (v, bills) in facts.bills.iter().enumerate() {
         tick.variants[v].payouts_decided = facts.payouts_decided.get(v).copied().unwrap_or(0);
         for b in bills {
-            let Some(r) = rows.get_mut(&b.consumer) else { continue };
+            let Some(r) = rows.get_mut(&b.consumer) else {
+                continue;
+            };
             r.bills[v].wh += b.wh;
             r.bills[v].owed += b.owed;
             let own = r.variant as usize == v;
@@ -166,7 +170,9 @@ pub fn record(tx: &dyn WriteTx, experiment: &Experiment, facts: &TickFacts) -> a
         }
     }
     for (consumer, amount) in &facts.incoming {
-        let Some(r) = rows.get_mut(consumer) else { continue };
+        let Some(r) = rows.get_mut(consumer) else {
+            continue;
+        };
         r.paid(facts.at_ms, *amount);
         tick.variants[r.variant as usize].collected += amount;
     }

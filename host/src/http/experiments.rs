@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Html;
 use axum::routing::{get, post};
-use axum::Json;
 use serde::Deserialize;
 
 use super::{ApiError, ApiResult, Bearer, Body, Params, blocking, operator};
@@ -143,10 +143,7 @@ async fn shadow_start(
     blocking(move || Ok((StatusCode::CREATED, Json(grid.start_shadow(&body.version)?)))).await
 }
 
-async fn shadow_get(
-    State(grid): State<Arc<Grid>>,
-    bearer: Bearer,
-) -> ApiResult<Json<Shadow>> {
+async fn shadow_get(State(grid): State<Arc<Grid>>, bearer: Bearer) -> ApiResult<Json<Shadow>> {
     check(&grid, &bearer)?;
     blocking(move || {
         shadow::get(grid.db())?
@@ -187,7 +184,10 @@ async fn export(
     blocking(move || {
         let mut out = Vec::new();
         crate::replay::recording::export(grid.db(), &query.slot, &mut out)?;
-        Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], out))
+        Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            out,
+        ))
     })
     .await
 }

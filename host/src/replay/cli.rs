@@ -21,7 +21,10 @@ pub struct Options {
 
 fn load(runtime: &Runtime, path: &PathBuf, flag: &str) -> anyhow::Result<GridStrategy> {
     let bytes = std::fs::read(path).with_context(|| format!("{flag}: {}", path.display()))?;
-    match runtime.load(&bytes).with_context(|| format!("{flag}: {}", path.display()))? {
+    match runtime
+        .load(&bytes)
+        .with_context(|| format!("{flag}: {}", path.display()))?
+    {
         Loaded::Grid(g) => Ok(g),
         Loaded::Producer(_) => anyhow::bail!("{flag}: {} is a producer strategy", path.display()),
     }
@@ -104,7 +107,9 @@ pub fn run(options: &Options, runtime: &Runtime) -> anyhow::Result<()> {
         &ra.sha256[..12],
         rb.as_ref().map_or(String::new(), |r| format!(
             "\nB = {} ({}…)",
-            o.against.as_ref().map_or(String::new(), |p| p.display().to_string()),
+            o.against
+                .as_ref()
+                .map_or(String::new(), |p| p.display().to_string()),
             &r.sha256[..12]
         ))
     );

@@ -82,37 +82,22 @@ pub fn table(
         let _ = writeln!(s, "… and {} more consumers", rows.len() - top);
     }
     let _ = writeln!(s);
-    let total = |r: &Replayed| {
-        let billed: u64 = r.consumers.values().map(|c| c.billed_wh).sum();
-        let requested = r.requested();
-        let paid_out = r.paid_out();
-        let price = match billed {
-            0 => "–".to_owned(),
-            _ => format!("{:.2}", requested as f64 * 1000.0 / billed as f64),
-        };
-        let reproduced = match r.comparable {
-            0 => "–".to_owned(),
-            n => format!("{}/{n}", r.reproduced),
-        };
-        (
-            kwh(billed),
-            requested.to_string(),
-            price,
-            paid_out.to_string(),
-            (requested as i64 - paid_out as i64).to_string(),
-            reproduced,
-        )
-    };
-    let ta = total(a);
-    let tb = b.map(total);
-    let _ = writeln!(s, "{:<36} {:>16} {:>16}", "total", "A", if b.is_some() { "B" } else { "" });
-    let rows: [(&str, fn(&(String, String, String, String, String, String)) -> &String); 6] = [
-        ("kWh billed", |t| &t.0),
-        ("tokens requested", |t| &t.1),
-        ("average price per kWh", |t| &t.2),
-        ("producer payouts decided", |t| &t.3),
-        ("grid margin (requested − payouts)", |t| &t.4),
-        ("recorded decisions reproduced", |t| &t.5),
+    let ta = Totals::of(a);
+    let tb = b.map(Totals::of);
+    let _ = writeln!(
+        s,
+        "{:<36} {:>16} {:>16}",
+        "total",
+        "A",
+        if b.is_some() { "B" } else { "" }
+    );
+    let rows: [(&str, Column); 6] = [
+        ("kWh billed", |t| &t.kwh),
+        ("tokens requested", |t| &t.requested),
+        ("average price per kWh", |t| &t.price),
+        ("producer payouts decided", |t| &t.paid_out),
+        ("grid margin (requested − payouts)", |t| &t.margin),
+        ("recorded decisions reproduced", |t| &t.reproduced),
     ];
     for (label, pick) in rows {
         let _ = writeln!(
@@ -120,7 +105,7 @@ pub fn table(
             "{:<36} {:>16} {:>16}",
             label,
             pick(&ta),
-            tb.as_ref().map_or("", |t| pick(t).as_str())
+            tb.as_ref().map_or("", pick)
         );
     }
     let _ = writeln!(
@@ -131,6 +116,40 @@ pub fn table(
         a.consumers.len()
     );
     s
+}
+
+/// Picks one figure of a [`Totals`].
+type Column = fn(&Totals) -> &str;
+
+/// One strategy's column of the totals, as printed.
+struct Totals {
+    kwh: String,
+    requested: String,
+    price: String,
+    paid_out: String,
+    margin: String,
+    reproduced: String,
+}
+
+impl Totals {
+    fn of(r: &Replayed) -> Self {
+        let billed: u64 = r.consumers.values().map(|c| c.billed_wh).sum();
+        let (requested, paid_out) = (r.requested(), r.paid_out());
+        Self {
+            kwh: kwh(billed),
+            requested: requested.to_string(),
+            price: match billed {
+                0 => "–".to_owned(),
+                _ => format!("{:.2}", requested as f64 * 1000.0 / billed as f64),
+            },
+            paid_out: paid_out.to_string(),
+            margin: (requested as i64 - paid_out as i64).to_string(),
+            reproduced: match r.comparable {
+                0 => "–".to_owned(),
+                n => format!("{}/{n}", r.reproduced),
+            },
+        }
+    }
 }
 
 /// Cumulative bills and margins of each replayed strategy over time.

@@ -12,7 +12,7 @@ pub mod recording;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::books::{Books, GridNews};
-use crate::strategy::{GridDecision, GridInput, GridStrategy, Output, PaymentRequest, Transfer};
+use crate::strategy::{GridDecision, GridInput, GridStrategy, PaymentRequest, Transfer};
 use crate::tick_log::{GridTickRecord, Outcome};
 
 /// What decides in a replay: a grid strategy component, or (in benchmarks)
@@ -28,7 +28,9 @@ impl Decide for GridStrategy {
     }
 
     fn decide(&self, input: &GridInput) -> Result<GridDecision, String> {
-        self.tick(input).map(|o| o.decision).map_err(|f| f.to_string())
+        self.tick(input)
+            .map(|o| o.decision)
+            .map_err(|f| f.to_string())
     }
 }
 
@@ -85,7 +87,7 @@ fn news(record: &GridTickRecord, only: Option<&BTreeSet<u32>>) -> GridNews {
                 wh: u.wh[i],
             })
             .collect(),
-        output: input.output.iter().cloned().collect::<Vec<Output>>(),
+        output: input.output.to_vec(),
         transfers: input
             .transfers
             .iter()

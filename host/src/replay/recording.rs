@@ -82,7 +82,10 @@ fn read_export(path: &Path) -> anyhow::Result<Vec<GridTickRecord>> {
             .split_first_chunk::<4>()
             .context("--input: the export ends inside a length")?;
         let len = u32::from_le_bytes(*len) as usize;
-        anyhow::ensure!(tail.len() >= len, "--input: the export ends inside a record");
+        anyhow::ensure!(
+            tail.len() >= len,
+            "--input: the export ends inside a record"
+        );
         let record = postcard::from_bytes(&tail[..len])
             .with_context(|| format!("--input: record {} is damaged", out.len() + 1))?;
         out.push(record);

@@ -214,7 +214,9 @@ impl Grid {
         let version = resolve(&known, self.slot.current().info(), version)
             .map_err(|why| invalid("version", why))?;
         let version = version.as_str();
-        let strategy = self.loaded(version).map_err(|why| invalid("version", why))?;
+        let strategy = self
+            .loaded(version)
+            .map_err(|why| invalid("version", why))?;
         self.accepts_live_books(&strategy)
             .map_err(|why| invalid("version", why))?;
         let s = Shadow {
@@ -304,8 +306,13 @@ impl Grid {
             slot: SLOT,
             tx: &*read,
         };
-        let input = grid_input(&books, self.clock.now_ms(), &self.settings, Default::default())
-            .map_err(|e| e.to_string())?;
+        let input = grid_input(
+            &books,
+            self.clock.now_ms(),
+            &self.settings,
+            Default::default(),
+        )
+        .map_err(|e| e.to_string())?;
         strategy
             .tick(&input)
             .map(|_| ())
@@ -353,7 +360,9 @@ fn resolve(
         [] => Err(format!(
             "no grid version `{wanted}` here (a SHA-256, an upload's name, or `active`): upload it first with `?activate=false`"
         )),
-        _ => Err(format!("`{wanted}` names more than one version: use its SHA-256")),
+        _ => Err(format!(
+            "`{wanted}` names more than one version: use its SHA-256"
+        )),
     }
 }
 

@@ -21,9 +21,9 @@ use std::sync::Mutex;
 use anyhow::Context;
 use serde::Serialize;
 
+use self::runs::{Acts, Cohorts, Part, Run};
 use super::config::GridConfig;
 use super::{Clock, Hub, Step};
-use self::runs::{Acts, Cohorts, Part, Run};
 use crate::books::{GridNews, StoredBooks, grid_input, store_decision};
 use crate::experiment::{results, shadow};
 use crate::inbox::{self, Command};
@@ -404,7 +404,11 @@ impl Grid {
         let paid_out: u64 = active.payouts.iter().map(|p| p.amount).sum();
         storage::count(&*tx, "ticks", 1)?;
         storage::count(&*tx, "usage-wh", inputs[0].usage.wh.iter().sum())?;
-        storage::count(&*tx, "output-wh", inputs[0].output.iter().map(|o| o.wh).sum())?;
+        storage::count(
+            &*tx,
+            "output-wh",
+            inputs[0].output.iter().map(|o| o.wh).sum(),
+        )?;
         storage::count(&*tx, "payment-requests", sent.requests)?;
         storage::count(&*tx, "requests-undeliverable", sent.undeliverable)?;
         storage::count(&*tx, "requested", sent.requested)?;
@@ -533,7 +537,11 @@ fn experiment_facts<'a>(
     input: &GridInput,
     paid_out: u64,
 ) -> results::TickFacts<'a> {
-    let n = runs.iter().filter_map(|r| r.variant).max().map_or(0, |v| v + 1);
+    let n = runs
+        .iter()
+        .filter_map(|r| r.variant)
+        .max()
+        .map_or(0, |v| v + 1);
     let mut bills = vec![Vec::new(); n];
     let mut payouts_decided = vec![0; n];
     for (run, decision) in runs.iter().zip(decisions) {
