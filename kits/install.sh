@@ -31,7 +31,7 @@ installed() { [[ -f "$1/.installed" && "$(cat "$1/.installed")" == "$2" ]]; }
 
 install_python() {
     local dir="$dest/python" want
-    command -v python3 >/dev/null || { echo "kits: python3 (3.10 or newer) is needed for the Python kit" >&2; return 1; }
+    command -v python3 >/dev/null || { echo "kits: python3 (3.11 or newer: the generated bindings use typing.Self) is needed for the Python kit" >&2; return 1; }
     SHELL_TOOL_VERSION="$(python3 --version 2>&1)"
     want="$(fingerprint "$here/python/requirements.txt")"
     if installed "$dir" "$want" && [[ -x "$dir/bin/componentize-py" ]]; then return 0; fi
