@@ -164,7 +164,8 @@ function decide(input) {
 
   // Pay what is due to the producers and not paid yet, by share of output.
   const payouts = [];
-  const due = mulDiv(state.received, share, 100) - state.paidOut;
+  const producersPart = mulDiv(state.received, share, 100);
+  const due = producersPart - state.paidOut;
   const totalOutput = [...state.output.values()].reduce((a, b) => a + b, 0);
   if (due > 0 && totalOutput > 0) {
     for (const [producer, wh] of [...state.output].sort((a, b) => a[0] - b[0])) {
@@ -186,6 +187,10 @@ function decide(input) {
       { name: 'requested', value: requested },
       { name: 'income', value: income },
       { name: 'paid-out', value: payouts.reduce((sum, p) => sum + p.amount, 0) },
+      // Named as the basic grid names them, so `powerplug demo` can check that
+      // what consumers paid = running costs + paid out + available.
+      { name: 'running-costs-received', value: state.received - producersPart },
+      { name: 'available', value: producersPart - state.paidOut },
     ],
   };
 }

@@ -124,7 +124,8 @@ def decide(input: GridInput) -> GridDecision:
 
     # Pay what is due to the producers and not paid yet, by share of output.
     payouts = []
-    due = state["received"] * share // 100 - state["paid_out"]
+    producers_part = state["received"] * share // 100
+    due = producers_part - state["paid_out"]
     total_output = sum(state["output"].values())
     if due > 0 and total_output > 0:
         for producer, wh in sorted(state["output"].items()):
@@ -145,6 +146,10 @@ def decide(input: GridInput) -> GridDecision:
             Metric(name="requested", value=sum(requests.owed)),
             Metric(name="income", value=income),
             Metric(name="paid-out", value=sum(p.amount for p in payouts)),
+            # Named as the basic grid names them, so `powerplug demo` can check
+            # that what consumers paid = running costs + paid out + available.
+            Metric(name="running-costs-received", value=state["received"] - producers_part),
+            Metric(name="available", value=producers_part - state["paid_out"]),
         ],
     )
 

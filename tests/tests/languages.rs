@@ -159,6 +159,9 @@ fn python_time_of_use_passes_the_check_and_bills_by_the_hour() {
     };
     assert_eq!(metric("price-per-kwh"), Some(3), "04:00 is still night");
     assert_eq!(metric("paid-out"), Some(2));
+    // 21 received: 16 is the producers' (15 paid, 1 available), 5 running costs.
+    assert_eq!(metric("running-costs-received"), Some(5));
+    assert_eq!(metric("available"), Some(1));
 }
 
 #[test]
@@ -196,6 +199,15 @@ fn js_tiered_price_passes_the_check_and_bills_by_tier() {
     assert_eq!(requests(&second), [(0, 2_000, 8)]);
     assert_eq!(books.cells[&0], [104_100, 104_000, january + 1, 2_000]);
     assert_eq!(payouts(&second), [(5, 1_685), (6, 561)]);
+    let metric = |name: &str| {
+        second
+            .metrics
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.value)
+    };
+    assert_eq!(metric("running-costs-received"), Some(2_809 - 2_247));
+    assert_eq!(metric("available"), Some(1));
 }
 
 /// A consumer meter writing one 1 kWh reading per call into the grid's store.
