@@ -10,7 +10,8 @@
 //!    with N consumers, each with a fresh reading every tick, without an
 //!    experiment (the baseline), then with 2 and with 4 variants (each extra
 //!    variant bills its cohort and runs counterfactually on the others, and
-//!    the results are recorded), and with a shadow candidate.
+//!    the results are recorded), and with a shadow candidate; in blocks,
+//!    round after round.
 //!
 //! Not criterion: the figures are percentiles of raw samples, printed and
 //! written to `host/benches/results/experiment.json`;
@@ -44,6 +45,8 @@ const OPERATOR: &str = "operator-token-for-the-experiment-bench";
 const REPLAY_TICKS: u32 = 100;
 const REPLAY_CONSUMERS: u32 = 10_000;
 const RUNS: usize = 5;
+/// Rounds of the tick set-ups (each a block of ticks).
+const ROUNDS: usize = 4;
 
 fn component(dir: &str, features: &[&str]) -> Vec<u8> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -340,36 +343,50 @@ fn tick_overhead(basic: &[u8], premium: &[u8], n: usize, ticks: usize) -> Value 
             })
             .collect()
     };
-    // Warm-up, then each set-up in turn.
+    // Warm-up, then the set-ups in turn, round after round, so that drift
+    // in the machine spreads over all of them; the first tick of each block
+    // (which starts the experiment: copies the books) is not counted.
     time(&mut consumers);
-    let mut out = serde_json::Map::new();
-    let none = time(&mut consumers);
-    out.insert("none".into(), stats(&none));
-    for variants in [2usize, 4] {
-        let id = format!("v{variants}");
-        let list: Vec<Value> = (0..variants)
-            .map(|v| {
-                json!({ "name": format!("v{v}"), "version": if v == 0 { &control } else { &other }, "weight": 1 })
-            })
-            .collect();
-        http(
-            &url,
-            "POST",
-            "/experiments",
-            &json!({ "id": id, "variants": list }),
-        );
-        let samples = time(&mut consumers);
-        out.insert(format!("{variants}_variants"), stats(&samples));
-        http(&url, "POST", &format!("/experiments/{id}/stop"), &json!({}));
+    let setups = ["none", "2_variants", "4_variants", "shadow"];
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
+    for round in 0..ROUNDS {
+        for (i, setup) in setups.iter().enumerate() {
+            let id = format!("{setup}-{round}");
+            let variants = match *setup {
+                "2_variants" => 2,
+                "4_variants" => 4,
+                _ => 0,
+            };
+            if variants > 0 {
+                let list: Vec<Value> = (0..variants)
+                    .map(|v| json!({ "name": format!("v{v}"), "version": if v == 0 { &control } else { &other }, "weight": 1 }))
+                    .collect();
+                http(
+                    &url,
+                    "POST",
+                    "/experiments",
+                    &json!({ "id": id, "variants": list }),
+                );
+            } else if *setup == "shadow" {
+                http(
+                    &url,
+                    "POST",
+                    "/strategies/grid/shadow",
+                    &json!({ "version": other }),
+                );
+            }
+            samples[i].extend(time(&mut consumers).into_iter().skip(1));
+            if variants > 0 {
+                http(&url, "POST", &format!("/experiments/{id}/stop"), &json!({}));
+            } else if *setup == "shadow" {
+                http(&url, "DELETE", "/strategies/grid/shadow", &json!({}));
+            }
+        }
     }
-    http(
-        &url,
-        "POST",
-        "/strategies/grid/shadow",
-        &json!({ "version": other }),
-    );
-    let shadow = time(&mut consumers);
-    out.insert("shadow".into(), stats(&shadow));
+    let mut out = serde_json::Map::new();
+    for (setup, s) in setups.iter().zip(&samples) {
+        out.insert((*setup).into(), stats(s));
+    }
     rt.block_on(running.stop()).unwrap();
     let base = out["none"]["p50_ms"].as_f64().unwrap();
     for (k, s) in &out {
@@ -389,7 +406,8 @@ fn main() {
     let runtime = Runtime::new(Limits::DEFAULT, None).unwrap();
     let replay = replay_throughput(&runtime, &basic, &premium);
     let mut ticks = serde_json::Map::new();
-    for (n, count) in [(1_000usize, 40usize), (10_000, 15)] {
+    // Ticks per block (one more, not counted, starts each).
+    for (n, count) in [(1_000usize, 16usize), (10_000, 6)] {
         ticks.insert(n.to_string(), tick_overhead(&basic, &premium, n, count));
     }
     let machine = std::thread::available_parallelism().map_or(0, |n| n.get());

@@ -296,9 +296,10 @@ def experiment_report(path):
     print()
 
     # Chart: replay seconds (target line at 5 s) and tick ratios.
-    width, height, left, right = 860, 420, 300, 120
+    width, height, left, right = 900, 420, 340, 110
     plot_w = width - left - right
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
            f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14">Replay of {n:,} usage records, p50 seconds (target: one strategy &lt; 5 s)</text>']
     top, bar_h = 34, 30
     xs = lambda v: left + plot_w * v / 5.5
