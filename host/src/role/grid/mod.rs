@@ -10,7 +10,9 @@
 //! decides each tick ([`runs`]); all their books, effects and results commit
 //! in the same transaction.
 
+mod commit;
 mod experiments;
+mod news;
 pub mod runs;
 
 pub use experiments::{NewExperiment, Refused};
@@ -18,23 +20,19 @@ pub use experiments::{NewExperiment, Refused};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use anyhow::Context;
 use serde::Serialize;
 
+use self::commit::{Consumed, Decided};
+use self::news::Pending;
 use self::runs::{Acts, Cohorts, Part, Run};
 use super::config::GridConfig;
 use super::{Clock, Hub, Step};
-use crate::books::{GridNews, StoredBooks, grid_input, store_decision};
-use crate::experiment::{results, shadow};
-use crate::inbox::{self, Command};
-use crate::registry::{self, Kind, LOCAL, Registration};
-use crate::storage::Store;
-use crate::strategy::{
-    Entity, GridDecision, GridInput, GridStrategy, Metric, Output, PaymentRequest, Setting,
-    Transfer, Usage,
-};
-use crate::tick_log::{self, Outcome};
-use crate::{outbox, storage, wallet};
+use crate::books::{StoredBooks, grid_input};
+use crate::experiment::shadow;
+use crate::registry::Kind;
+use crate::storage::{self, Store};
+use crate::strategy::{GridStrategy, Setting};
+use crate::tick_log;
 
 pub const SLOT: &str = "grid";
 /// Records one tick takes at most; the rest wait for the next.
@@ -118,72 +116,22 @@ impl Grid {
         let active = self.slot.current();
         let db = self.db();
         let now = self.clock.now_ms();
-        let records = inbox::pending(db, MAX_RECORDS_PER_TICK)?;
-        let (joined, left) = registry::news_since_tick(db)?;
-        let cursor: u64 = storage::meta(db, "grid/transfer-cursor")?.unwrap_or(0);
-        let transfers = wallet::transfers_since(db, self.account(), cursor)?;
-        let registrations: HashMap<u32, Registration> = registry::all(db)?
-            .into_iter()
-            .map(|r| (r.index, r))
-            .collect();
-        let index_of: HashMap<&str, u32> = registrations
-            .values()
-            .map(|r| (r.id.as_str(), r.index))
-            .collect();
-
-        let mut news = GridNews {
-            joined: joined
-                .iter()
-                .filter_map(|i| registrations.get(i))
-                .map(|r| Entity {
-                    index: r.index,
-                    kind: r.kind.into(),
-                    id: r.id.clone(),
-                })
-                .collect(),
-            left: left.clone(),
-            ..GridNews::default()
+        let Pending {
+            records,
+            joined,
+            left,
+            next_cursor,
+            registrations,
+            news,
+            usage_wh,
+            output_wh,
+            income,
+        } = self.pending()?;
+        let mut summary = TickSummary {
+            usage_wh,
+            output_wh,
+            ..TickSummary::default()
         };
-        let mut summary = TickSummary::default();
-        for r in &records {
-            match registrations.get(&r.entity).map(|reg| reg.kind) {
-                Some(Kind::Producer) => {
-                    summary.output_wh += r.wh;
-                    news.output.push(Output {
-                        producer: r.entity,
-                        start_ms: r.start_ms,
-                        end_ms: r.end_ms,
-                        wh: r.wh,
-                        price: r.price,
-                    });
-                }
-                // Usage of a consumer that since left still counts.
-                _ => {
-                    summary.usage_wh += r.wh;
-                    news.usage.push(Usage {
-                        consumer: r.entity,
-                        start_ms: r.start_ms,
-                        end_ms: r.end_ms,
-                        wh: r.wh,
-                    });
-                }
-            }
-        }
-        let mut income = 0;
-        for t in &transfers {
-            let incoming = t.to == self.account();
-            if incoming {
-                income += t.amount;
-            }
-            let counterparty = if incoming { &t.reference } else { &t.to };
-            news.transfers.push(Transfer {
-                entity: index_of.get(counterparty.as_str()).copied(),
-                amount: t.amount,
-                at_ms: t.at_ms,
-                incoming,
-            });
-        }
-        let next_cursor = transfers.last().map_or(cursor, |t| t.seq);
 
         // Who decides this tick.
         let experiment = self.experiment_due(now)?;
@@ -252,7 +200,7 @@ impl Grid {
         let tick = storage::counters(db)?.get("ticks").copied().unwrap_or(0) + 1;
         summary.tick = tick;
 
-        let mut outcomes = decide(&runs, &inputs).into_iter();
+        let mut outcomes = runs::decide(&runs, &inputs).into_iter();
         let decision = match outcomes.next() {
             Some(Ok(decision)) => decision,
             failed => {
@@ -334,257 +282,10 @@ impl Grid {
         Ok(summary)
     }
 
-    fn record_failure(
-        &self,
-        strategy: &GridStrategy,
-        input: GridInput,
-        why: &str,
-    ) -> anyhow::Result<()> {
-        let tx = self.db().write()?;
-        tick_log::record_grid(
-            &*tx,
-            SLOT,
-            &strategy.info().sha256,
-            input,
-            Outcome::Failed(why.to_owned()),
-        )?;
-        storage::count(&*tx, "ticks-failed", 1)?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Carries out every run's decision in one transaction.
-    fn commit(
-        &self,
-        decided: Decided<'_>,
-        inputs: Vec<GridInput>,
-        registrations: &HashMap<u32, Registration>,
-        consumed: Consumed<'_>,
-    ) -> anyhow::Result<Sent> {
-        let Decided {
-            tick,
-            now,
-            runs,
-            decisions,
-            cohorts,
-            shadow,
-        } = decided;
-        let active = &decisions[0];
-        let tx = self.db().write()?;
-        for (run, decision) in runs.iter().zip(decisions) {
-            store_decision(&*tx, &run.slot, &decision.state, &decision.cells)?;
-        }
-        inbox::consume(&*tx, consumed.records)?;
-        registry::consume_news(&*tx, consumed.joined, consumed.left)?;
-        storage::set_meta(&*tx, "grid/transfer-cursor", &consumed.cursor)?;
-        for p in &active.payouts {
-            let producer = registrations
-                .get(&p.producer)
-                .filter(|r| r.kind == Kind::Producer)
-                .with_context(|| format!("payout to {}, not a producer", p.producer))?;
-            wallet::transfer(
-                &*tx,
-                self.account(),
-                &producer.id,
-                p.amount,
-                self.account(),
-                &format!("payout/{tick}/{}", p.producer),
-                now,
-            )?;
-        }
-        let mut sent = Sent::default();
-        for (run, decision) in runs.iter().zip(decisions) {
-            for r in decision.payment_requests.iter() {
-                if runs::sends(run, cohorts, r.consumer) {
-                    self.request(&*tx, registrations, &r, &mut sent)?;
-                }
-            }
-        }
-        storage::set_meta(&*tx, "grid/metrics", &metrics(&active.metrics))?;
-        let paid_out: u64 = active.payouts.iter().map(|p| p.amount).sum();
-        storage::count(&*tx, "ticks", 1)?;
-        storage::count(&*tx, "usage-wh", inputs[0].usage.wh.iter().sum())?;
-        storage::count(
-            &*tx,
-            "output-wh",
-            inputs[0].output.iter().map(|o| o.wh).sum(),
-        )?;
-        storage::count(&*tx, "payment-requests", sent.requests)?;
-        storage::count(&*tx, "requests-undeliverable", sent.undeliverable)?;
-        storage::count(&*tx, "requested", sent.requested)?;
-        storage::count(&*tx, "billed-wh", sent.billed_wh)?;
-        storage::count(&*tx, "paid-out", paid_out)?;
-        storage::count(&*tx, "income", consumed.income)?;
-        if let Some(c) = cohorts {
-            let variant_of = |consumer| c.variant(consumer);
-            let facts = experiment_facts(now, &variant_of, runs, decisions, &inputs[0], paid_out);
-            results::record(&*tx, c.experiment, &facts)?;
-        }
-        if let (Some(mut s), Some(candidate)) = (shadow, decisions.get(1)) {
-            s.stats.compare(now, active, candidate);
-            shadow::put(&*tx, &s)?;
-        }
-        for ((run, input), decision) in runs.iter().zip(inputs).zip(decisions) {
-            let outcome = Outcome::Decided(decision.clone());
-            tick_log::record_grid(&*tx, &run.slot, &run.strategy.info().sha256, input, outcome)?;
-        }
-        tx.commit()?;
-        Ok(sent)
-    }
-
-    /// Seals a payment request on the consumer's return channel, into the outbox.
-    fn request(
-        &self,
-        tx: &dyn storage::WriteTx,
-        registrations: &HashMap<u32, Registration>,
-        r: &PaymentRequest,
-        sent: &mut Sent,
-    ) -> anyhow::Result<()> {
-        let consumer = registrations
-            .get(&r.consumer)
-            .filter(|reg| reg.kind == Kind::Consumer)
-            .with_context(|| format!("payment request to {}, not a consumer", r.consumer))?;
-        sent.requests += 1;
-        sent.requested += r.owed;
-        sent.billed_wh += r.wh;
-        // Read again inside the transaction: an earlier request of this tick
-        // moved the return channel on.
-        let Some(mut reg) = registry::read(tx, &consumer.id)? else {
-            sent.undeliverable += 1;
-            return Ok(());
-        };
-        let Some(back) = reg.return_channel.as_mut() else {
-            sent.undeliverable += 1;
-            return Ok(());
-        };
-        let pay_to = wallet::receive_address(tx, &self.wallet_seed, self.account())?;
-        let command = Command::PaymentRequest {
-            owed: r.owed,
-            wh: r.wh,
-            pay_to,
-        };
-        let mut writer = back.writer(self.hub.registry.key());
-        let (address, bytes) = writer.prepare(crate::channel::Message::Data(command.encode()))?;
-        outbox::enqueue(tx, LOCAL, address, bytes)?;
-        back.next_index = writer.next_index();
-        registry::put(tx, &reg)?;
-        Ok(())
-    }
-
     /// The strategy's metrics of its last successful tick.
     pub fn metrics(&self) -> anyhow::Result<Vec<(String, i64)>> {
         Ok(storage::meta(self.db(), "grid/metrics")?.unwrap_or_default())
     }
-}
-
-/// What a tick's runs decided, to carry out.
-struct Decided<'a> {
-    tick: u64,
-    now: u64,
-    runs: &'a [Run],
-    /// By run; the active version's first.
-    decisions: &'a [GridDecision],
-    cohorts: Option<&'a Cohorts<'a>>,
-    shadow: Option<shadow::Shadow>,
-}
-
-/// The payment requests a tick sent.
-#[derive(Default)]
-struct Sent {
-    requests: u64,
-    requested: u64,
-    billed_wh: u64,
-    undeliverable: u64,
-}
-
-/// Every run decides on its own input; the runs after the first in threads
-/// of their own (they share nothing, and the machine may have cores to spare).
-fn decide(runs: &[Run], inputs: &[GridInput]) -> Vec<Result<GridDecision, String>> {
-    let one = |run: &Run, input: &GridInput| {
-        run.strategy
-            .tick(input)
-            .map(|o| o.decision)
-            .map_err(|f| f.to_string())
-    };
-    std::thread::scope(|scope| {
-        let others: Vec<_> = runs
-            .iter()
-            .zip(inputs)
-            .skip(1)
-            .map(|(run, input)| scope.spawn(move || one(run, input)))
-            .collect();
-        let mut all = Vec::with_capacity(runs.len());
-        if let (Some(run), Some(input)) = (runs.first(), inputs.first()) {
-            all.push(one(run, input));
-        }
-        for handle in others {
-            all.push(
-                handle
-                    .join()
-                    .unwrap_or_else(|_| Err("the strategy's thread panicked".to_owned())),
-            );
-        }
-        all
-    })
-}
-
-/// One tick of an experiment, for its results.
-fn experiment_facts<'a>(
-    at_ms: u64,
-    variant_of: &'a dyn Fn(u32) -> usize,
-    runs: &[Run],
-    decisions: &[GridDecision],
-    input: &GridInput,
-    paid_out: u64,
-) -> results::TickFacts<'a> {
-    let n = runs
-        .iter()
-        .filter_map(|r| r.variant)
-        .max()
-        .map_or(0, |v| v + 1);
-    let mut bills = vec![Vec::new(); n];
-    let mut payouts_decided = vec![0; n];
-    for (run, decision) in runs.iter().zip(decisions) {
-        if let Some(v) = run.variant {
-            bills[v].extend(decision.payment_requests.iter());
-            payouts_decided[v] += decision.payouts.iter().map(|p| p.amount).sum::<u64>();
-        }
-    }
-    let usage = input
-        .usage
-        .consumer
-        .iter()
-        .zip(&input.usage.wh)
-        .map(|(&c, &wh)| (c, wh))
-        .collect::<Vec<_>>();
-    let incoming = input
-        .transfers
-        .iter()
-        .filter(|t| t.incoming)
-        .filter_map(|t| Some((t.entity?, t.amount)))
-        .collect::<Vec<_>>();
-    results::TickFacts {
-        at_ms,
-        variant_of,
-        usage,
-        incoming,
-        bills,
-        payouts_decided,
-        paid_out,
-    }
-}
-
-/// What a tick consumes, committed with its decision.
-struct Consumed<'a> {
-    records: &'a [inbox::Record],
-    joined: &'a [u32],
-    left: &'a [u32],
-    cursor: u64,
-    income: u64,
-}
-
-fn metrics(metrics: &[Metric]) -> Vec<(String, i64)> {
-    metrics.iter().map(|m| (m.name.clone(), m.value)).collect()
 }
 
 impl super::swap::Runs for Grid {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use crate::books::GridNews;
 use crate::experiment::Experiment;
-use crate::strategy::{GridDecision, GridStrategy};
+use crate::strategy::{GridDecision, GridInput, GridStrategy};
 
 /// The consumers a run bills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,4 +150,35 @@ pub fn experiment_runs(
         });
     }
     runs
+}
+
+/// Every run decides on its own input; the runs after the first in threads
+/// of their own (they share nothing, and the machine may have cores to spare).
+pub fn decide(runs: &[Run], inputs: &[GridInput]) -> Vec<Result<GridDecision, String>> {
+    let one = |run: &Run, input: &GridInput| {
+        run.strategy
+            .tick(input)
+            .map(|o| o.decision)
+            .map_err(|f| f.to_string())
+    };
+    std::thread::scope(|scope| {
+        let others: Vec<_> = runs
+            .iter()
+            .zip(inputs)
+            .skip(1)
+            .map(|(run, input)| scope.spawn(move || one(run, input)))
+            .collect();
+        let mut all = Vec::with_capacity(runs.len());
+        if let (Some(run), Some(input)) = (runs.first(), inputs.first()) {
+            all.push(one(run, input));
+        }
+        for handle in others {
+            all.push(
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err("the strategy's thread panicked".to_owned())),
+            );
+        }
+        all
+    })
 }

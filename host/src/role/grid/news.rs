@@ -1,0 +1,110 @@
+//! What a grid tick reads: the pending inbox records, membership news and
+//! wallet transfers since the last tick, as the strategy's news.
+
+use std::collections::HashMap;
+
+use super::{Grid, MAX_RECORDS_PER_TICK};
+use crate::books::GridNews;
+use crate::inbox;
+use crate::registry::{self, Kind, Registration};
+use crate::storage;
+use crate::strategy::{Entity, Output, Transfer, Usage};
+use crate::wallet;
+
+/// What a tick consumes, with the news it makes.
+pub(super) struct Pending {
+    pub records: Vec<inbox::Record>,
+    pub joined: Vec<u32>,
+    pub left: Vec<u32>,
+    /// The wallet cursor after the transfers in the news.
+    pub next_cursor: u64,
+    pub registrations: HashMap<u32, Registration>,
+    pub news: GridNews,
+    pub usage_wh: u64,
+    pub output_wh: u64,
+    /// Payments that came in.
+    pub income: u64,
+}
+
+impl Grid {
+    pub(super) fn pending(&self) -> anyhow::Result<Pending> {
+        let db = self.db();
+        let records = inbox::pending(db, MAX_RECORDS_PER_TICK)?;
+        let (joined, left) = registry::news_since_tick(db)?;
+        let cursor: u64 = storage::meta(db, "grid/transfer-cursor")?.unwrap_or(0);
+        let transfers = wallet::transfers_since(db, self.account(), cursor)?;
+        let registrations: HashMap<u32, Registration> = registry::all(db)?
+            .into_iter()
+            .map(|r| (r.index, r))
+            .collect();
+        let index_of: HashMap<&str, u32> = registrations
+            .values()
+            .map(|r| (r.id.as_str(), r.index))
+            .collect();
+
+        let mut news = GridNews {
+            joined: joined
+                .iter()
+                .filter_map(|i| registrations.get(i))
+                .map(|r| Entity {
+                    index: r.index,
+                    kind: r.kind.into(),
+                    id: r.id.clone(),
+                })
+                .collect(),
+            left: left.clone(),
+            ..GridNews::default()
+        };
+        let (mut usage_wh, mut output_wh) = (0, 0);
+        for r in &records {
+            match registrations.get(&r.entity).map(|reg| reg.kind) {
+                Some(Kind::Producer) => {
+                    output_wh += r.wh;
+                    news.output.push(Output {
+                        producer: r.entity,
+                        start_ms: r.start_ms,
+                        end_ms: r.end_ms,
+                        wh: r.wh,
+                        price: r.price,
+                    });
+                }
+                // Usage of a consumer that since left still counts.
+                _ => {
+                    usage_wh += r.wh;
+                    news.usage.push(Usage {
+                        consumer: r.entity,
+                        start_ms: r.start_ms,
+                        end_ms: r.end_ms,
+                        wh: r.wh,
+                    });
+                }
+            }
+        }
+        let mut income = 0;
+        for t in &transfers {
+            let incoming = t.to == self.account();
+            if incoming {
+                income += t.amount;
+            }
+            let counterparty = if incoming { &t.reference } else { &t.to };
+            news.transfers.push(Transfer {
+                entity: index_of.get(counterparty.as_str()).copied(),
+                amount: t.amount,
+                at_ms: t.at_ms,
+                incoming,
+            });
+        }
+        let next_cursor = transfers.last().map_or(cursor, |t| t.seq);
+        Ok(Pending {
+            records,
+            joined,
+            left,
+            next_cursor,
+            registrations,
+            news,
+            usage_wh,
+            output_wh,
+            income,
+        })
+    }
+}
