@@ -357,7 +357,13 @@ impl HostArgs {
     ) -> anyhow::Result<()> {
         let token = std::env::var("POWERPLUG_OPERATOR_TOKEN")
             .context("POWERPLUG_OPERATOR_TOKEN: set it to the host's operator token")?;
-        let agent = powerplug::channel::agent();
+        // An upload compiles the component before it answers: tens of
+        // seconds for an interpreter inside (a Python component is 19 MB).
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(std::time::Duration::from_secs(600)))
+            .http_status_as_error(false)
+            .build()
+            .into();
         let uri = format!("{}{path}", self.url.trim_end_matches('/'));
         let mut request = ureq::http::Request::builder()
             .method(method)

@@ -109,16 +109,9 @@ pub fn component(db: &dyn Store, sha256: &str) -> anyhow::Result<Option<Vec<u8>>
     db.read()?.get(COMPONENTS, &key::of(&[&sha256]))
 }
 
-fn decode<T: serde::de::DeserializeOwned>(entries: storage::Entries) -> anyhow::Result<Vec<T>> {
-    entries
-        .iter()
-        .map(|(_, v)| postcard::from_bytes(v).map_err(Into::into))
-        .collect()
-}
-
 /// Every version of `kind`, by hash.
 pub fn list(db: &dyn Store, kind: &str) -> anyhow::Result<Vec<Version>> {
-    decode(prefixed(
+    storage::values(prefixed(
         &*db.read()?,
         VERSIONS,
         &key::of(&[&kind]),
@@ -129,7 +122,7 @@ pub fn list(db: &dyn Store, kind: &str) -> anyhow::Result<Vec<Version>> {
 
 /// The activations of `kind`, oldest first.
 pub fn history(db: &dyn Store, kind: &str) -> anyhow::Result<Vec<Activation>> {
-    decode(prefixed(
+    storage::values(prefixed(
         &*db.read()?,
         ACTIVATIONS,
         &key::of(&[&kind]),

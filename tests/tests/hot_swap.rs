@@ -410,3 +410,45 @@ fn a_host_with_trusted_keys_takes_only_signed_uploads() {
     assert_ne!(grid.role.strategy().info().sha256, basic);
     rt.block_on(grid.stop()).unwrap();
 }
+
+/// A version that refuses the live state is refused, with the reason, unless
+/// the upload asks for a fresh state; then its dry run and its start see no
+/// state, and it runs.
+#[test]
+fn a_version_that_refuses_the_live_state_goes_live_with_a_fresh_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, _) = strategy_files(dir.path());
+    let rt = powerplug_tests::runtime();
+    let grid = rt
+        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 20)))
+        .unwrap();
+    let client = Client::new(&grid.url);
+    let status = || client.get("/status", None).1;
+    eventually("a tick is recorded", || {
+        status()["totals"]["ticks"].as_u64() > Some(1)
+    });
+    let own = hostile("own-state-only");
+    let (code, refused) = client.call("PUT", "/strategies/grid", Some(OPERATOR), Some(&own));
+    assert_eq!(code, 422, "the dry run on the live state fails: {refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("not mine"),
+        "{refused}"
+    );
+
+    let (code, swapped) = client.call(
+        "PUT",
+        "/strategies/grid?fresh=true",
+        Some(OPERATOR),
+        Some(&own),
+    );
+    assert_eq!(code, 201, "{swapped}");
+    assert_eq!(swapped["fresh_state"], true);
+    let sha = swapped["version"]["sha256"].as_str().unwrap().to_owned();
+    let ticks = status()["totals"]["ticks"].as_u64().unwrap();
+    eventually("it ticks on its own state", || {
+        status()["totals"]["ticks"].as_u64() > Some(ticks + 2)
+    });
+    assert_eq!(status()["strategy"]["sha256"], sha);
+    assert_eq!(status()["totals"].get("ticks-failed"), None, "{}", status());
+    rt.block_on(grid.stop()).unwrap();
+}

@@ -319,3 +319,49 @@ fn a_channel_registered_after_its_messages_arrived_is_read() {
     );
     rt.block_on(grid.stop()).unwrap();
 }
+
+/// A consumer that deregisters after its readings arrived, before the tick
+/// that bills them: the tick still decides and commits (the bill has no
+/// channel left and is counted undeliverable) instead of failing every tick.
+#[test]
+fn a_consumer_that_leaves_before_its_usage_is_billed_does_not_stall_the_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, _) = strategy_files(dir.path());
+    let rt = runtime();
+    // Ticks once at the start, then only when the test says.
+    let grid = rt
+        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 86_400_000)))
+        .unwrap();
+    let client = Client::new(&grid.url);
+    let store = HttpTransport::new(&grid.url);
+    let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[9; 32]), true).unwrap();
+    writer.hello(&store).unwrap();
+    let (code, answer) = client.put(
+        "/registrations/leaver",
+        None,
+        &register_body(&writer, "consumer"),
+    );
+    assert_eq!(code, 201, "{answer}");
+    let credential = answer["credential"].as_str().unwrap().to_owned();
+    writer.publish(&store, usage(0, 2_000)).unwrap();
+    eventually("the reading is in the inbox", || {
+        !powerplug::inbox::pending(grid.role.db(), 10)
+            .unwrap()
+            .is_empty()
+    });
+    assert_eq!(
+        client.delete("/registrations/leaver", Some(&credential)).0,
+        200
+    );
+
+    let summary = grid.role.tick().unwrap();
+    assert_eq!(summary.failed, None);
+    assert_eq!(
+        (summary.usage_wh, summary.requests, summary.requested),
+        (2_000, 1, 10)
+    );
+    let totals = client.get("/status", None).1["totals"].clone();
+    assert_eq!(totals["requests-undeliverable"], 1, "{totals}");
+    assert_eq!(grid.role.tick().unwrap().failed, None);
+    rt.block_on(grid.stop()).unwrap();
+}

@@ -144,10 +144,13 @@ pub fn put(tx: &dyn WriteTx, experiment: &Experiment) -> anyhow::Result<()> {
 
 /// Every experiment, by id.
 pub fn list(db: &dyn Store) -> anyhow::Result<Vec<Experiment>> {
-    storage::prefixed(&*db.read()?, EXPERIMENTS, &[], Order::Ascending, usize::MAX)?
-        .iter()
-        .map(|(_, v)| postcard::from_bytes(v).map_err(Into::into))
-        .collect()
+    storage::values(storage::prefixed(
+        &*db.read()?,
+        EXPERIMENTS,
+        &[],
+        Order::Ascending,
+        usize::MAX,
+    )?)
 }
 
 /// The experiment scheduled or running, if any.

@@ -201,7 +201,7 @@ pub fn record(tx: &dyn WriteTx, experiment: &Experiment, facts: &TickFacts) -> a
 
 /// Every consumer row of an experiment.
 pub fn consumers(db: &dyn Store, experiment: &str) -> anyhow::Result<Vec<ConsumerRow>> {
-    decode(storage::prefixed(
+    storage::values(storage::prefixed(
         &*db.read()?,
         CONSUMERS,
         &key::of(&[&experiment]),
@@ -212,20 +212,13 @@ pub fn consumers(db: &dyn Store, experiment: &str) -> anyhow::Result<Vec<Consume
 
 /// Every tick row of an experiment, oldest first.
 pub fn ticks(db: &dyn Store, experiment: &str) -> anyhow::Result<Vec<TickRow>> {
-    decode(storage::prefixed(
+    storage::values(storage::prefixed(
         &*db.read()?,
         TICKS,
         &key::of(&[&experiment]),
         Order::Ascending,
         usize::MAX,
     )?)
-}
-
-fn decode<T: serde::de::DeserializeOwned>(entries: storage::Entries) -> anyhow::Result<Vec<T>> {
-    entries
-        .iter()
-        .map(|(_, v)| postcard::from_bytes(v).map_err(Into::into))
-        .collect()
 }
 
 #[cfg(test)]

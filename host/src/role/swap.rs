@@ -46,6 +46,8 @@ pub trait Strategy: Clone + Send + Sync + 'static {
     ) -> anyhow::Result<LastTick<Self::Input, Self::Decision>>;
     /// A tick with no news on the live state: the handover check.
     fn idle(books: &StoredBooks, now_ms: u64, settings: &[Setting]) -> anyhow::Result<Self::Input>;
+    /// The input as a version started with a fresh state sees it.
+    fn forget_state(input: &mut Self::Input);
 }
 
 impl Strategy for GridStrategy {
@@ -89,6 +91,10 @@ impl Strategy for GridStrategy {
 
     fn idle(books: &StoredBooks, now_ms: u64, settings: &[Setting]) -> anyhow::Result<GridInput> {
         crate::books::grid_input(books, now_ms, settings, Default::default())
+    }
+
+    fn forget_state(input: &mut GridInput) {
+        input.state.clear();
     }
 }
 
@@ -139,6 +145,10 @@ impl Strategy for ProducerStrategy {
         settings: &[Setting],
     ) -> anyhow::Result<ProducerInput> {
         crate::books::producer_input(books, now_ms, settings, Default::default())
+    }
+
+    fn forget_state(input: &mut ProducerInput) {
+        input.state.clear();
     }
 }
 
@@ -311,7 +321,7 @@ impl<S: Strategy> Slot<S> {
     ) -> Result<Swapped, SwapError> {
         let candidate =
             S::from_loaded(self.runtime.load(bytes)?).ok_or(SwapError::WrongKind(S::KIND))?;
-        let dry_run = self.dry_run(db, &candidate)?;
+        let dry_run = self.dry_run(db, &candidate, fresh)?;
         let version = self.switch(
             db,
             settings,
@@ -341,35 +351,13 @@ impl<S: Strategy> Slot<S> {
     ) -> Result<Swapped, SwapError> {
         let candidate =
             S::from_loaded(self.runtime.load(bytes)?).ok_or(SwapError::WrongKind(S::KIND))?;
-        let dry_run = self.dry_run(db, &candidate)?;
+        let dry_run = self.dry_run(db, &candidate, false)?;
         let tx = db.write()?;
         let version = versions::add(&*tx, candidate.info(), bytes, name, notes, now_ms)?;
         tx.commit()?;
         Ok(Swapped {
             version,
             activated: false,
-            dry_run,
-            fresh_state: false,
-        })
-    }
-
-    /// Activates a stored version and, in the same transaction, writes what
-    /// `also` writes (an experiment's end, when its winner takes over).
-    pub fn activate_then(
-        &self,
-        db: &dyn Store,
-        settings: &[Setting],
-        clock: &dyn Fn() -> u64,
-        sha256: &str,
-        reason: &str,
-        also: &dyn Fn(&dyn storage::WriteTx) -> anyhow::Result<()>,
-    ) -> Result<Swapped, SwapError> {
-        let candidate = self.stored(db, sha256)?;
-        let dry_run = self.dry_run(db, &candidate)?;
-        let version = self.switch(db, settings, clock, candidate, None, false, reason, also)?;
-        Ok(Swapped {
-            version,
-            activated: true,
             dry_run,
             fresh_state: false,
         })
@@ -384,18 +372,25 @@ impl<S: Strategy> Slot<S> {
         sha256: &str,
         fresh: bool,
     ) -> Result<Swapped, SwapError> {
-        let candidate = self.stored(db, sha256)?;
-        let dry_run = self.dry_run(db, &candidate)?;
-        let version = self.switch(
-            db,
-            settings,
-            clock,
-            candidate,
-            None,
-            fresh,
-            "activated",
-            &|_| Ok(()),
-        )?;
+        self.activate_then(db, settings, clock, sha256, fresh, "activated", &|_| Ok(()))
+    }
+
+    /// Activates a stored version and, in the same transaction, writes what
+    /// `also` writes (an experiment's end, when its winner takes over).
+    #[allow(clippy::too_many_arguments)]
+    pub fn activate_then(
+        &self,
+        db: &dyn Store,
+        settings: &[Setting],
+        clock: &dyn Fn() -> u64,
+        sha256: &str,
+        fresh: bool,
+        reason: &str,
+        also: &dyn Fn(&dyn storage::WriteTx) -> anyhow::Result<()>,
+    ) -> Result<Swapped, SwapError> {
+        let candidate = self.load_version(db, sha256)?;
+        let dry_run = self.dry_run(db, &candidate, fresh)?;
+        let version = self.switch(db, settings, clock, candidate, None, fresh, reason, also)?;
         Ok(Swapped {
             version,
             activated: true,
@@ -406,19 +401,25 @@ impl<S: Strategy> Slot<S> {
 
     /// A stored version, loaded (from the compiled cache if it is there).
     pub fn load_version(&self, db: &dyn Store, sha256: &str) -> Result<S, SwapError> {
-        self.stored(db, sha256)
-    }
-
-    fn stored(&self, db: &dyn Store, sha256: &str) -> Result<S, SwapError> {
         let bytes = versions::component(db, sha256)?
             .ok_or_else(|| SwapError::Unknown(sha256.to_owned()))?;
         S::from_loaded(self.runtime.load(&bytes)?).ok_or(SwapError::WrongKind(S::KIND))
     }
 
-    fn dry_run(&self, db: &dyn Store, candidate: &S) -> Result<Option<DryRun>, SwapError> {
-        let Some((tick, input, live)) = S::last_tick(db, self.name)? else {
+    /// The candidate on the last recorded tick's input; with `fresh`, on
+    /// that input without the live state, as it will start.
+    fn dry_run(
+        &self,
+        db: &dyn Store,
+        candidate: &S,
+        fresh: bool,
+    ) -> Result<Option<DryRun>, SwapError> {
+        let Some((tick, mut input, live)) = S::last_tick(db, self.name)? else {
             return Ok(None);
         };
+        if fresh {
+            S::forget_state(&mut input);
+        }
         let outcome = candidate
             .tick(&input)
             .map_err(|failure| SwapError::DryRun {
@@ -519,7 +520,7 @@ impl<S: Strategy> Slot<S> {
         let reason = format!("automatic rollback after {failures} failed ticks in a row: {why}");
         // It ran here before: no dry run.
         let outcome = self
-            .stored(db, &previous.sha256)
+            .load_version(db, &previous.sha256)
             .and_then(|s| self.switch(db, settings, clock, s, None, false, &reason, &|_| Ok(())));
         match outcome {
             Ok(_) => {

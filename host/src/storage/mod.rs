@@ -88,6 +88,14 @@ pub fn prefixed(
     )
 }
 
+/// The values of `entries`, each decoded with postcard.
+pub fn values<T: serde::de::DeserializeOwned>(entries: Entries) -> anyhow::Result<Vec<T>> {
+    entries
+        .iter()
+        .map(|(_, v)| postcard::from_bytes(v).map_err(Into::into))
+        .collect()
+}
+
 /// The last entry under `prefix`, if any.
 pub fn last(
     tx: &dyn ReadTx,

@@ -124,13 +124,20 @@ impl Grid {
         r: &PaymentRequest,
         sent: &mut Sent,
     ) -> anyhow::Result<()> {
-        let consumer = registrations
-            .get(&r.consumer)
-            .filter(|reg| reg.kind == Kind::Consumer)
-            .with_context(|| format!("payment request to {}, not a consumer", r.consumer))?;
         sent.requests += 1;
         sent.requested += r.owed;
         sent.billed_wh += r.wh;
+        // A consumer that deregistered after its last readings arrived is
+        // billed for them, but there is no channel left to send it on.
+        let Some(consumer) = registrations.get(&r.consumer) else {
+            sent.undeliverable += 1;
+            return Ok(());
+        };
+        anyhow::ensure!(
+            consumer.kind == Kind::Consumer,
+            "payment request to {}, not a consumer",
+            r.consumer
+        );
         // Read again inside the transaction: an earlier request of this tick
         // moved the return channel on.
         let Some(mut reg) = registry::read(tx, &consumer.id)? else {

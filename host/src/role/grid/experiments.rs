@@ -184,6 +184,7 @@ impl Grid {
                 &self.settings,
                 &|| self.clock.now_ms(),
                 &sha,
+                false,
                 &reason,
                 &|tx| experiment::put(tx, &e),
             )
