@@ -184,6 +184,7 @@ enum ExperimentCommand {
         #[command(flatten)]
         host: HostArgs,
     },
+    /// Stop the shadow run (its report stays).
     ShadowStop {
         #[command(flatten)]
         host: HostArgs,

@@ -227,7 +227,7 @@ fn each_cohort_is_billed_by_its_variant_and_counterfactual_bills_equal_replays()
         .find(|d| d.metric == "bill per consumer, same consumers")
         .unwrap();
     assert!(same.paired && same.low.unwrap() > 0.0, "{same:?}");
-    let page = powerplug::experiment::page::render(&report);
+    let page = powerplug::experiment::page::render(&report, None);
     assert_eq!(page.matches("<svg").count(), 2);
 }
 

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use super::Status;
 use super::report::{Difference, Report};
 use crate::chart::{Chart, Line};
 
@@ -31,7 +32,25 @@ fn interval(d: &Difference) -> String {
     }
 }
 
-pub fn render(report: &Report) -> String {
+fn status(s: &Status) -> String {
+    match s {
+        Status::Scheduled => "scheduled".to_owned(),
+        Status::Running { since_ms } => format!("running since grid time {since_ms}"),
+        Status::Stopped { at_ms, reason } => {
+            format!("stopped at grid time {at_ms}: {}", esc(reason))
+        }
+        Status::Promoted { at_ms, variant } => {
+            format!(
+                "ended at grid time {at_ms}: <b>{}</b> promoted",
+                esc(variant)
+            )
+        }
+    }
+}
+
+/// The page; `token` (the operator token the page was asked with, if any)
+/// goes into its link to the JSON report.
+pub fn render(report: &Report, token: Option<&str>) -> String {
     let e = &report.experiment;
     let mut h = String::new();
     let _ = write!(
@@ -40,9 +59,9 @@ pub fn render(report: &Report) -> String {
          <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}\
          table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}\
          th:first-child,td:first-child{{text-align:left}}</style></head><body>\
-         <h1>Experiment <code>{id}</code></h1><p>Status: <b>{status}</b> · {ticks} ticks · started at grid time {start} ms</p>",
+         <h1>Experiment <code>{id}</code></h1><p>{status} · {ticks} ticks recorded · start at grid time {start}</p>",
         id = esc(&e.id),
-        status = esc(&serde_json::to_string(&e.status).unwrap_or_default()),
+        status = status(&e.status),
         ticks = report.ticks,
         start = e.start_ms,
     );
@@ -150,10 +169,18 @@ pub fn render(report: &Report) -> String {
                 .collect()
         },
     ));
+    let query: String = token
+        .map(|t| {
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("token", t)
+                .finish()
+        })
+        .map_or(String::new(), |q| format!("?{q}"));
     let _ = write!(
         h,
-        "<h2>How producers were paid</h2><p>{}</p><p>JSON: <a href=\"report\">report</a></p></body></html>",
-        esc(report.payout_rule)
+        "<h2>How producers were paid</h2><p>{}</p><p>The same as JSON: <a href=\"report{}\">report</a></p></body></html>",
+        esc(report.payout_rule),
+        esc(&query)
     );
     h
 }

@@ -190,8 +190,8 @@ const COHORT_METRICS: [Metric; 6] = [
     ("price per kWh", |r, _| {
         ratio(r.requested * 1000, r.billed_wh)
     }),
-    ("time to payment (ms)", |r, _| {
-        (r.settled > 0).then(|| r.waited_token_ms as f64 / r.settled as f64)
+    ("time to payment (s)", |r, _| {
+        (r.settled > 0).then(|| r.waited_token_ms as f64 / r.settled as f64 / 1000.0)
     }),
 ];
 

@@ -124,8 +124,15 @@ async fn report_html(
     bearer: Bearer,
     Params(query): Params<Token>,
 ) -> ApiResult<Html<String>> {
+    let from_query = bearer.0.is_none().then(|| query.token.clone()).flatten();
     check(&grid, &Bearer(bearer.0.or(query.token)))?;
-    blocking(move || Ok(Html(page::render(&build(&grid, &id)?)))).await
+    blocking(move || {
+        Ok(Html(page::render(
+            &build(&grid, &id)?,
+            from_query.as_deref(),
+        )))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
