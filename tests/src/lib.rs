@@ -307,3 +307,47 @@ pub fn cached_runtime() -> &'static powerplug::strategy::Runtime {
             .expect("a strategy runtime")
     })
 }
+
+/// A consumer meter registered with a grid over HTTP: each `read` publishes
+/// 1 kWh for the next 30 s slice, billed whole at the grid's next tick.
+pub struct Meter {
+    pub id: String,
+    writer: powerplug::channel::ChannelWriter,
+    /// Where it publishes: the grid's channel store.
+    pub store: powerplug::channel::HttpTransport,
+    slice: u64,
+}
+
+impl Meter {
+    /// Opens its channel (keys from `seed`) and registers it as consumer `id`.
+    pub fn register(grid_url: &str, id: &str, seed: u8) -> Self {
+        use powerplug::channel::{ChannelWriter, HttpTransport};
+        let store = HttpTransport::new(grid_url);
+        let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        let mut writer = ChannelWriter::new(key, true).expect("a channel");
+        writer.hello(&store).expect("the grid takes the hello");
+        let channel = powerplug::api::Channel::from(&writer.info());
+        let body = serde_json::json!({ "kind": "consumer", "channel": channel });
+        let (status, answer) =
+            Client::new(grid_url).put(&format!("/registrations/{id}"), None, &body);
+        assert_eq!(status, 201, "registering {id}: {answer}");
+        Self {
+            id: id.to_owned(),
+            writer,
+            store,
+            slice: 0,
+        }
+    }
+
+    pub fn read(&mut self) {
+        let usage = powerplug::inbox::Command::Usage {
+            start_ms: self.slice * 30_000,
+            end_ms: (self.slice + 1) * 30_000,
+            wh: 1_000,
+        };
+        self.writer
+            .publish(&self.store, usage.encode())
+            .expect("the grid takes the reading");
+        self.slice += 1;
+    }
+}

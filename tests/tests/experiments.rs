@@ -7,18 +7,15 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use ed25519_dalek::SigningKey;
-use powerplug::api;
-use powerplug::channel::{ChannelWriter, HttpTransport};
+use powerplug::channel::HttpTransport;
 use powerplug::demo::{self, Options};
 use powerplug::experiment::{self, Status, Variant, report, results};
-use powerplug::inbox::Command;
 use powerplug::replay::{recording, replay};
 use powerplug::role::run;
 use powerplug::storage::{RedbStore, counters};
 use powerplug::strategy::{Limits, Loaded, Runtime};
 use powerplug_tests::{
-    Client, OPERATOR, component, eventually, grid_config, hostile, strategy_files,
+    Client, Meter, OPERATOR, component, eventually, grid_config, hostile, strategy_files,
 };
 use serde_json::json;
 
@@ -231,26 +228,6 @@ fn each_cohort_is_billed_by_its_variant_and_counterfactual_bills_equal_replays()
     assert_eq!(page.matches("<svg").count(), 2);
 }
 
-/// A test meter: 1 kWh a slice, billed whole at the next tick.
-struct Meter {
-    id: String,
-    writer: ChannelWriter,
-    store: HttpTransport,
-    slice: u64,
-}
-
-impl Meter {
-    fn read(&mut self) {
-        let usage = Command::Usage {
-            start_ms: self.slice * 30_000,
-            end_ms: (self.slice + 1) * 30_000,
-            wh: 1_000,
-        };
-        self.writer.publish(&self.store, usage.encode()).unwrap();
-        self.slice += 1;
-    }
-}
-
 fn requested(client: &Client) -> u64 {
     client.get("/status", None).1["totals"]["requested"]
         .as_u64()
@@ -284,25 +261,8 @@ fn promote_and_stop_take_effect_at_the_next_tick_and_cohorts_survive_a_restart()
     let config = grid_config(dir.path(), grid_wasm, 20);
     let mut grid = rt.block_on(run::grid(&config)).unwrap();
     let mut client = Client::new(&grid.url);
-    let mut meters: Vec<Meter> = (0..20)
-        .map(|i| {
-            let store = HttpTransport::new(&grid.url);
-            let mut writer =
-                ChannelWriter::new(SigningKey::from_bytes(&[i as u8 + 1; 32]), true).unwrap();
-            writer.hello(&store).unwrap();
-            let id = format!("c{i}");
-            let body = json!({ "kind": "consumer", "channel": api::Channel::from(&writer.info()) });
-            assert_eq!(
-                client.put(&format!("/registrations/{id}"), None, &body).0,
-                201
-            );
-            Meter {
-                id,
-                writer,
-                store,
-                slice: 0,
-            }
-        })
+    let mut meters: Vec<Meter> = (0..20u8)
+        .map(|i| Meter::register(&grid.url, &format!("c{i}"), i + 1))
         .collect();
     round(&client, &mut meters, 20 * 5);
 

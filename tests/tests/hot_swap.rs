@@ -5,15 +5,11 @@
 //! survive a restart without recompiling, and only the operator may change them.
 
 use ed25519_dalek::SigningKey;
-use powerplug::api;
-use powerplug::channel::{ChannelWriter, HttpTransport};
-use powerplug::inbox::Command;
 use powerplug::role::run;
 use powerplug::tick_log::{self, Outcome};
 use powerplug_tests::{
-    Client, OPERATOR, component, eventually, grid_config, hostile, strategy_files,
+    Client, Meter, OPERATOR, component, eventually, grid_config, hostile, strategy_files,
 };
-use serde_json::json;
 
 /// A component exporting `name` with a `tick` of the wrong type.
 fn exporting(name: &str) -> Vec<u8> {
@@ -28,25 +24,6 @@ fn exporting(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
-/// Usage of 1 kWh a slice, one slice per call: billed whole at once.
-struct Meter {
-    writer: ChannelWriter,
-    store: HttpTransport,
-    slice: u64,
-}
-
-impl Meter {
-    fn read(&mut self) {
-        let usage = Command::Usage {
-            start_ms: self.slice * 30_000,
-            end_ms: (self.slice + 1) * 30_000,
-            wh: 1_000,
-        };
-        self.writer.publish(&self.store, usage.encode()).unwrap();
-        self.slice += 1;
-    }
-}
-
 #[test]
 fn a_running_grid_swaps_versions_between_ticks_and_refuses_hostile_ones() {
     let dir = tempfile::tempdir().unwrap();
@@ -57,16 +34,7 @@ fn a_running_grid_swaps_versions_between_ticks_and_refuses_hostile_ones() {
     let grid = rt.block_on(run::grid(&config)).unwrap();
     let client = Client::new(&grid.url);
 
-    let store = HttpTransport::new(&grid.url);
-    let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[3; 32]), true).unwrap();
-    writer.hello(&store).unwrap();
-    let body = json!({ "kind": "consumer", "channel": api::Channel::from(&writer.info()) });
-    assert_eq!(client.put("/registrations/c", None, &body).0, 201);
-    let mut meter = Meter {
-        writer,
-        store,
-        slice: 0,
-    };
+    let mut meter = Meter::register(&grid.url, "c", 3);
     let requested = || {
         client.get("/status", None).1["totals"]["requested"]
             .as_u64()
@@ -287,16 +255,7 @@ fn a_version_that_starts_failing_after_it_went_live_is_rolled_back() {
         .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 20)))
         .unwrap();
     let client = Client::new(&grid.url);
-    let store = HttpTransport::new(&grid.url);
-    let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[6; 32]), true).unwrap();
-    writer.hello(&store).unwrap();
-    let body = json!({ "kind": "consumer", "channel": api::Channel::from(&writer.info()) });
-    assert_eq!(client.put("/registrations/c", None, &body).0, 201);
-    let mut meter = Meter {
-        writer,
-        store,
-        slice: 0,
-    };
+    let mut meter = Meter::register(&grid.url, "c", 6);
     let status = || client.get("/status", None).1;
     let requested = || status()["totals"]["requested"].as_u64().unwrap_or(0);
     meter.read();

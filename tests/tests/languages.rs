@@ -8,21 +8,16 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use ed25519_dalek::SigningKey;
-use powerplug::api;
 use powerplug::books::{Books, GridNews};
-use powerplug::channel::{ChannelWriter, HttpTransport};
-use powerplug::inbox::Command;
 use powerplug::role::run;
 use powerplug::strategy::check::{Property, Report, check};
 use powerplug::strategy::new::{Lang, create};
 use powerplug::strategy::{GridDecision, GridStrategy, Output, Transfer, Usage};
 use powerplug::tick_log::{self, Outcome};
 use powerplug_tests::{
-    Client, OPERATOR, basic_producer, cached_runtime, eventually, grid_config, hostile,
+    Client, Meter, OPERATOR, basic_producer, cached_runtime, eventually, grid_config, hostile,
     scripted_component, strategy_files, workspace_root,
 };
-use serde_json::json;
 
 fn example(dir: &str) -> PathBuf {
     workspace_root().join("examples").join(dir)
@@ -210,25 +205,6 @@ fn js_tiered_price_passes_the_check_and_bills_by_tier() {
     assert_eq!(metric("available"), Some(1));
 }
 
-/// A consumer meter writing one 1 kWh reading per call into the grid's store.
-struct Meter {
-    writer: ChannelWriter,
-    store: HttpTransport,
-    slice: u64,
-}
-
-impl Meter {
-    fn read(&mut self) {
-        let usage = Command::Usage {
-            start_ms: self.slice * 30_000,
-            end_ms: (self.slice + 1) * 30_000,
-            wh: 1_000,
-        };
-        self.writer.publish(&self.store, usage.encode()).unwrap();
-        self.slice += 1;
-    }
-}
-
 /// `PUT /strategies/grid` of a component of any size (the test client sends
 /// bodies above the API's usual 1 MiB limit raw, to see them refused).
 fn upload(url: &str, name: &str, bytes: &[u8]) -> (u16, serde_json::Value) {
@@ -256,16 +232,7 @@ fn both_examples_go_live_in_a_running_grid_and_bill_by_their_rules() {
         .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 20)))
         .unwrap();
     let client = Client::new(&grid.url);
-    let store = HttpTransport::new(&grid.url);
-    let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[61; 32]), true).unwrap();
-    writer.hello(&store).unwrap();
-    let body = json!({ "kind": "consumer", "channel": api::Channel::from(&writer.info()) });
-    assert_eq!(client.put("/registrations/c", None, &body).0, 201);
-    let mut meter = Meter {
-        writer,
-        store,
-        slice: 0,
-    };
+    let mut meter = Meter::register(&grid.url, "c", 61);
     let requested = || {
         client.get("/status", None).1["totals"]["requested"]
             .as_u64()
