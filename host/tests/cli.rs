@@ -130,33 +130,45 @@ fn a_missing_or_bad_file_is_a_clear_error() {
     assert!(stderr.contains("not WebAssembly"), "{stderr}");
 }
 
-/// README's "Replace the payment policy of a running grid", step by step.
-#[test]
-fn the_payment_policy_of_a_running_demo_is_replaced_from_the_command_line() {
-    let work = tempfile::tempdir().unwrap();
+/// Builds the basic grid and producer plugins into `work/basic` and the
+/// premium grid (7 a kWh) into `work/premium`, as the walk-throughs do.
+fn basic_and_premium(work: &Path) -> (PathBuf, PathBuf) {
     let plugins = root().join("plugins");
-    let (basic_dir, premium_dir) = (work.path().join("basic"), work.path().join("premium"));
-    for (out, features) in [(&basic_dir, ""), (&premium_dir, "premium")] {
+    let (basic_dir, premium_dir) = (work.join("basic"), work.join("premium"));
+    let (grid, producer) = (
+        plugins.join("basic-grid-strategy"),
+        plugins.join("basic-producer-strategy"),
+    );
+    for (out, features, crates) in [
+        (&basic_dir, None, vec![&grid, &producer]),
+        (&premium_dir, Some("premium"), vec![&grid]),
+    ] {
         let mut args = vec!["strategy", "build", "--out", out.to_str().unwrap()];
-        if !features.is_empty() {
+        if let Some(features) = features {
             args.extend(["--features", features]);
         }
-        let grid = plugins.join("basic-grid-strategy");
-        let producer = plugins.join("basic-producer-strategy");
-        let crates = if features.is_empty() {
-            vec![grid, producer]
-        } else {
-            vec![grid]
-        };
         args.extend(crates.iter().map(|c| c.to_str().unwrap()));
         let (ok, _, stderr) = powerplug(&args, &root());
         assert!(ok, "{stderr}");
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    (basic_dir, premium_dir)
+}
+
+/// A free loopback port for a demo's grid.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
+        .port()
+}
+
+/// README's "Replace the payment policy of a running grid", step by step.
+#[test]
+fn the_payment_policy_of_a_running_demo_is_replaced_from_the_command_line() {
+    let work = tempfile::tempdir().unwrap();
+    let (basic_dir, premium_dir) = basic_and_premium(work.path());
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let mut demo = Command::new(env!("CARGO_BIN_EXE_powerplug"))
         .args([
@@ -251,27 +263,8 @@ fn the_payment_policy_of_a_running_demo_is_replaced_from_the_command_line() {
 #[test]
 fn two_payment_policies_are_ab_tested_on_a_running_demo_from_the_command_line() {
     let work = tempfile::tempdir().unwrap();
-    let plugins = root().join("plugins");
-    let (basic_dir, premium_dir) = (work.path().join("basic"), work.path().join("premium"));
-    for (out, features) in [(&basic_dir, ""), (&premium_dir, "premium")] {
-        let mut args = vec!["strategy", "build", "--out", out.to_str().unwrap()];
-        if !features.is_empty() {
-            args.extend(["--features", features]);
-        }
-        let grid = plugins.join("basic-grid-strategy");
-        args.push(grid.to_str().unwrap());
-        let producer = plugins.join("basic-producer-strategy");
-        if features.is_empty() {
-            args.push(producer.to_str().unwrap());
-        }
-        let (ok, _, stderr) = powerplug(&args, &root());
-        assert!(ok, "{stderr}");
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (basic_dir, premium_dir) = basic_and_premium(work.path());
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let data = work.path().join("ab-demo");
     let demo = Command::new(env!("CARGO_BIN_EXE_powerplug"))
