@@ -3,6 +3,7 @@
 //! strategy decides from its input alone, running the recorded input through the
 //! recorded strategy version must give the recorded decision again.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -56,21 +57,31 @@ pub fn record_producer(
     record(tx, slot, strategy_sha256, input, outcome)
 }
 
-fn record<I: Serialize, D: Serialize>(
+fn record<I: Serialize + DeserializeOwned, D: Serialize + DeserializeOwned>(
     tx: &dyn WriteTx,
     slot: &str,
     strategy_sha256: &str,
     input: I,
     outcome: Outcome<D>,
 ) -> anyhow::Result<u64> {
-    let tick = match last(tx, LOG, &key::of(&[&slot]))? {
-        Some((k, _)) => {
+    let (tick, previous) = match last(tx, LOG, &key::of(&[&slot]))? {
+        Some((k, v)) => {
             let mut r = key::Reader::new(&k);
             r.str()?;
-            r.u64()? + 1
+            (r.u64()? + 1, Some(v))
         }
-        None => 1,
+        None => (1, None),
     };
+    // A version that fails tick after tick logs the first failure of the
+    // streak only (with its input): the rest would add a full input each
+    // time until the version is rolled back, or forever if none is left.
+    if let (Outcome::Failed(_), Some(previous)) = (&outcome, previous) {
+        let previous: TickRecord<I, D> = postcard::from_bytes(&previous)?;
+        if matches!(previous.outcome, Outcome::Failed(_)) && previous.strategy == strategy_sha256 {
+            crate::storage::count(tx, "ticks-failed-unlogged", 1)?;
+            return Ok(tick - 1);
+        }
+    }
     let encoded_input = postcard::to_allocvec(&input)?;
     let hash = hex::encode(
         Sha256::new()
@@ -168,4 +179,49 @@ pub fn prune(db: &dyn Store, slot: &str, keep: u64) -> anyhow::Result<u64> {
     }
     tx.commit()?;
     Ok(doomed.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::RedbStore;
+
+    fn ticks(db: &RedbStore) -> Vec<(u64, bool)> {
+        let entries = db
+            .read()
+            .unwrap()
+            .range(LOG, &key::of(&[&"s"]), None, Order::Ascending, 100)
+            .unwrap();
+        entries
+            .iter()
+            .map(|(_, v)| {
+                let r: TickRecord<u32, u32> = postcard::from_bytes(v).unwrap();
+                (r.tick, matches!(r.outcome, Outcome::Failed(_)))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_failing_streak_logs_its_first_input_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RedbStore::open(&dir.path().join("log.redb")).unwrap();
+        let tx = db.write().unwrap();
+        record::<u32, u32>(&*tx, "s", "a", 1, Outcome::Decided(1)).unwrap();
+        for input in 2..10 {
+            record::<u32, u32>(&*tx, "s", "a", input, Outcome::Failed("trap".into())).unwrap();
+        }
+        // Another version failing starts a streak of its own; a success ends one.
+        record::<u32, u32>(&*tx, "s", "b", 10, Outcome::Failed("trap".into())).unwrap();
+        record::<u32, u32>(&*tx, "s", "b", 11, Outcome::Decided(11)).unwrap();
+        record::<u32, u32>(&*tx, "s", "b", 12, Outcome::Failed("trap".into())).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(
+            ticks(&db),
+            [(1, false), (2, true), (3, true), (4, false), (5, true)]
+        );
+        assert_eq!(
+            crate::storage::counters(&db).unwrap()["ticks-failed-unlogged"],
+            7
+        );
+    }
 }
