@@ -25,8 +25,8 @@ use std::time::Duration;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ed25519_dalek::SigningKey;
 use powerplug::channel::{
-    Address, ChannelInfo, ChannelReader, ChannelWriter, EmbeddedTransport, MemoryTransport,
-    Message, Transport,
+    ChannelInfo, ChannelReader, ChannelWriter, EmbeddedTransport, MemoryTransport, Message, Sealed,
+    Transport,
 };
 use powerplug::inbox::Command;
 
@@ -55,7 +55,7 @@ fn writer() -> ChannelWriter {
 }
 
 /// A restricted channel's hello and `n` usage commands, sealed.
-fn sealed(n: usize) -> (ChannelInfo, Vec<(Address, Vec<u8>)>) {
+fn sealed(n: usize) -> (ChannelInfo, Vec<Sealed>) {
     let mut w = writer();
     let mut messages = vec![w.prepare(Message::Hello).unwrap()];
     for i in 0..n as u64 {
@@ -82,7 +82,7 @@ fn channels(c: &mut Criterion) {
     assert!((70..=110).contains(&bytes), "payload is {bytes} bytes");
     eprintln!(
         "payload: {bytes} bytes; sealed message: {} bytes",
-        sealed(1).1[1].1.len()
+        sealed(1).1[1].bytes.len()
     );
 
     let mut group = c.benchmark_group("channels");
@@ -94,9 +94,7 @@ fn channels(c: &mut Criterion) {
     // Baseline: verify + decrypt, nothing stored.
     let (info, messages) = sealed(N);
     let memory = MemoryTransport::default();
-    for (address, bytes) in &messages {
-        memory.put(address, bytes.clone()).unwrap();
-    }
+    memory.put_many(&messages).unwrap();
     group.throughput(Throughput::Elements(N as u64));
     group.bench_function(BenchmarkId::new("verify_decrypt", "memory"), |b| {
         b.iter(|| read_all(&info, &memory, N))

@@ -30,6 +30,7 @@ use powerplug::books::{Books, GridNews};
 use powerplug::channel::{ChannelWriter, Message, Transport};
 use powerplug::component::{Build, build};
 use powerplug::inbox::{self, Command};
+use powerplug::registry::Kind;
 use powerplug::replay::{Decide, recording, replay};
 use powerplug::role::grid::Grid;
 use powerplug::role::run;
@@ -235,15 +236,14 @@ struct Consumers {
 }
 
 impl Consumers {
-    fn register(grid: &Grid, url: &str, n: usize) -> Self {
+    fn register(url: &str, n: usize) -> Self {
         let writers = (0..n)
             .map(|i| {
                 let mut seed = [0u8; 32];
                 seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
                 let mut writer = ChannelWriter::new(SigningKey::from_bytes(&seed), true).unwrap();
-                writer.hello(&grid.hub.store).unwrap();
-                let channel = api::Channel::from(&writer.info());
-                let body = json!({ "kind": "consumer", "channel": channel });
+                let body = api::Register::open(Kind::Consumer, &mut writer, None).unwrap();
+                let body = serde_json::to_value(body).unwrap();
                 http(url, "PUT", &format!("/registrations/c{i}"), &body);
                 writer
             })
@@ -306,6 +306,8 @@ fn tick_overhead(basic: &[u8], premium: &[u8], n: usize, ticks: usize) -> Value 
     config.strategy.tick_ms = 86_400_000;
     config.strategy.cache_dir = Some(dir.path().join("cache"));
     config.operator_token = Some(OPERATOR.into());
+    // Benches start their own producers: no admission tokens to hand out.
+    config.admission.producer = powerplug::admission::Rule::Open;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -313,7 +315,7 @@ fn tick_overhead(basic: &[u8], premium: &[u8], n: usize, ticks: usize) -> Value 
     let running = rt.block_on(run::grid(&config)).unwrap();
     let grid: Arc<Grid> = running.role.clone();
     let url = running.url.clone();
-    let mut consumers = Consumers::register(&grid, &url, n);
+    let mut consumers = Consumers::register(&url, n);
     let control = grid.strategy().info().sha256.clone();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)

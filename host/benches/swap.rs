@@ -40,6 +40,7 @@ use powerplug::api;
 use powerplug::channel::{ChannelWriter, Message, Transport};
 use powerplug::component::{Build, build};
 use powerplug::inbox::{self, Command};
+use powerplug::registry::Kind;
 use powerplug::role::grid::Grid;
 use powerplug::role::run;
 use powerplug::role::swap::Swappable;
@@ -146,15 +147,14 @@ struct Consumers {
 }
 
 impl Consumers {
-    fn register(grid: &Grid, http: &Http) -> Self {
+    fn register(http: &Http) -> Self {
         let writers = (0..CONSUMERS)
             .map(|i| {
                 let mut seed = [0u8; 32];
                 seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
                 let mut writer = ChannelWriter::new(SigningKey::from_bytes(&seed), true).unwrap();
-                writer.hello(&grid.hub.store).unwrap();
-                let body =
-                    json!({ "kind": "consumer", "channel": api::Channel::from(&writer.info()) });
+                let body = api::Register::open(Kind::Consumer, &mut writer, None).unwrap();
+                let body = serde_json::to_value(body).unwrap();
                 let (status, answer) = http.call(
                     "PUT",
                     &format!("/registrations/c{i}"),
@@ -264,6 +264,8 @@ fn main() {
     config.strategy.tick_ms = 86_400_000;
     config.strategy.cache_dir = Some(cache.clone());
     config.operator_token = Some(OPERATOR.into());
+    // Benches start their own producers: no admission tokens to hand out.
+    config.admission.producer = powerplug::admission::Rule::Open;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -285,7 +287,7 @@ fn main() {
             .compiles
     };
 
-    let mut consumers = Consumers::register(&grid, &http);
+    let mut consumers = Consumers::register(&http);
     // Recorded ticks, the last of which the dry runs replay (100 usage records).
     for _ in 0..5 {
         consumers.feed(&grid);

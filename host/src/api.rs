@@ -51,6 +51,32 @@ impl From<&ChannelInfo> for Channel {
 pub struct Register {
     pub kind: Kind,
     pub channel: Channel,
+    /// The channel's first message (hello), sealed, in hex: a new channel
+    /// opens with it (a repeat of a registered channel may leave it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hello: Option<String>,
+    /// A registration token from the host's operator, where admission needs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admission: Option<String>,
+}
+
+impl Register {
+    /// A registration of the channel `writer` is about to open: seals its
+    /// hello (so `writer` must be at message 0) to go with it.
+    pub fn open(
+        kind: Kind,
+        writer: &mut crate::channel::ChannelWriter,
+        admission: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let channel = Channel::from(&writer.info());
+        let hello = writer.prepare(crate::channel::Message::Hello)?;
+        Ok(Self {
+            kind,
+            channel,
+            hello: Some(hex::encode(hello.bytes)),
+            admission: admission.map(str::to_owned),
+        })
+    }
 }
 
 /// What a registration answers (and `GET /registrations/{id}`).

@@ -207,16 +207,24 @@ pub async fn run(
         config.strategy.component = o.producer_component.clone();
         config.grid_url = grid.url.clone();
         config.strategy.cache_dir = Some(o.data_dir.join("cache"));
+        config.operator_token = Some(token.clone());
+        // The grid takes producers only with a token its operator issued, and
+        // each producer its sources likewise: the demo is both operators.
+        config.admission_token =
+            Some(admit(&grid.url, &token, Kind::Producer, Some(&id), 1).await?);
         let producer = run::producer(&config).await?;
+        let count = o.sources_per_producer.max(1);
+        let source_token = admit(&producer.url, &token, Kind::Source, None, count).await?;
         let sources_config = MetersConfig {
             service: service(&format!("source-{p}"), any_port),
             upstream_url: producer.url.clone(),
-            count: o.sources_per_producer.max(1),
+            count,
             meter: SimulatedMeter::Random {
                 seed: o.seed.wrapping_add(1),
                 min_wh: 2_000,
                 max_wh: 10_000,
             },
+            admission_token: Some(source_token),
             ..MetersConfig::sources()
         };
         sources.push(run::meters(&sources_config, Kind::Source).await?);
@@ -547,4 +555,33 @@ impl std::fmt::Display for Summary {
         }
         Ok(())
     }
+}
+
+/// A registration token from the host at `url` (`POST /admissions`), as its operator.
+pub async fn admit(
+    url: &str,
+    operator_token: &str,
+    kind: Kind,
+    id: Option<&str>,
+    uses: u32,
+) -> anyhow::Result<String> {
+    let (url, operator_token) = (url.to_owned(), operator_token.to_owned());
+    let body = serde_json::json!({ "kind": kind, "id": id, "uses": uses });
+    tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+        let mut response = crate::channel::agent()
+            .post(&format!("{url}/admissions"))
+            .header("authorization", &format!("Bearer {operator_token}"))
+            .send_json(&body)?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "admission at {url}: {}",
+            response.body_mut().read_to_string().unwrap_or_default()
+        );
+        let answer: serde_json::Value = response.body_mut().read_json()?;
+        answer["token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("admission at {url}: no token in the answer"))
+    })
+    .await?
 }

@@ -41,6 +41,47 @@ fn decode(entity: u32, start_ms: u64, bytes: &[u8]) -> anyhow::Result<Record> {
 pub const MAX_WH: u64 = 1_000_000_000;
 pub const MAX_PRICE: u64 = 1_000_000_000_000;
 
+/// What a record may claim before the host refuses it: an entity is paid (or
+/// billed) for what it reports, so a reading far beyond what a meter can see,
+/// or dated far from now, is refused at the door (counted `commands-rejected`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Plausible {
+    /// Energy one record may claim, Wh (at most [`MAX_WH`]).
+    pub max_wh: u64,
+    /// The longest time one record may cover, ms.
+    pub max_span_ms: u64,
+    /// How long before the host's clock a record may start, ms; none by
+    /// default (meters catch up after an outage, replays bring old records).
+    pub max_age_ms: Option<u64>,
+    /// How far after the host's clock a record may end, ms (clock skew).
+    pub max_ahead_ms: u64,
+}
+
+impl Default for Plausible {
+    fn default() -> Self {
+        Self {
+            max_wh: 1_000_000,
+            max_span_ms: 3_600_000,
+            max_age_ms: None,
+            max_ahead_ms: 300_000,
+        }
+    }
+}
+
+impl Plausible {
+    fn allows(&self, r: &Record, now_ms: u64) -> bool {
+        r.start_ms < r.end_ms
+            && r.end_ms - r.start_ms <= self.max_span_ms
+            && r.wh <= self.max_wh.min(MAX_WH)
+            && r.price <= MAX_PRICE
+            && self
+                .max_age_ms
+                .is_none_or(|age| r.start_ms.saturating_add(age) >= now_ms)
+            && r.end_ms <= now_ms.saturating_add(self.max_ahead_ms)
+    }
+}
+
 /// What travels on channels, as JSON (the original's command payloads, integers).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
@@ -81,8 +122,14 @@ pub struct Record {
 }
 
 /// The record a command from an entity of `kind` carries, if it is one this
-/// host takes from that kind and its numbers make sense.
-fn record(kind: Kind, entity: u32, command: Command) -> Option<Record> {
+/// host takes from that kind and its numbers are plausible now.
+fn record(
+    kind: Kind,
+    entity: u32,
+    command: Command,
+    plausible: &Plausible,
+    now_ms: u64,
+) -> Option<Record> {
     let (start_ms, end_ms, wh, price) = match (kind, command) {
         (
             Kind::Consumer,
@@ -112,13 +159,14 @@ fn record(kind: Kind, entity: u32, command: Command) -> Option<Record> {
         ) => (start_ms, end_ms, wh, 0),
         _ => return None,
     };
-    (start_ms < end_ms && wh <= MAX_WH && price <= MAX_PRICE).then_some(Record {
+    let r = Record {
         entity,
         start_ms,
         end_ms,
         wh,
         price,
-    })
+    };
+    plausible.allows(&r, now_ms).then_some(r)
 }
 
 /// What one poll of the registered channels did.
@@ -142,6 +190,8 @@ pub fn poll(
     db: &dyn Store,
     transport: &dyn Transport,
     moved: Option<&HashSet<Address>>,
+    plausible: &Plausible,
+    now_ms: u64,
 ) -> anyhow::Result<Polled> {
     let mut polled = Polled::default();
     let mut changed = Vec::new();
@@ -178,7 +228,7 @@ pub fn poll(
         }
         for data in poll.data {
             match Command::decode(&data)
-                .and_then(|c| record(registration.kind, registration.index, c))
+                .and_then(|c| record(registration.kind, registration.index, c, plausible, now_ms))
             {
                 Some(r) => records.push(r),
                 None => {

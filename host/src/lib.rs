@@ -12,6 +12,7 @@
 //! - [`simulate`]: a deterministic in-memory run of both strategies, for
 //!   checking strategies without any service.
 
+pub mod admission;
 pub mod api;
 pub mod books;
 pub mod channel;

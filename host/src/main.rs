@@ -123,6 +123,24 @@ enum Command {
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// Let an entity register with a running grid or producer: prints a
+    /// registration token for its `admission_token` (operator token:
+    /// POWERPLUG_OPERATOR_TOKEN). `--list` shows the tokens not used up.
+    Admit {
+        /// consumer, producer (at a grid) or source (at a producer).
+        #[arg(long, required_unless_present = "list")]
+        kind: Option<String>,
+        /// Only this id may use the token (needed to give a new key an id that left).
+        #[arg(long)]
+        id: Option<String>,
+        /// How many registrations the token admits (a meter host: its `count`).
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        #[arg(long)]
+        list: bool,
+        #[arg(long, default_value = "http://127.0.0.1:4000")]
+        url: String,
+    },
     /// A/B experiments on a running grid's payment policy (operator token:
     /// POWERPLUG_OPERATOR_TOKEN).
     Experiment {
@@ -661,6 +679,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 chart,
             };
             powerplug::replay::cli::run(&options, &runtime)?;
+        }
+        Command::Admit {
+            kind,
+            id,
+            uses,
+            list,
+            url,
+        } => {
+            let host = HostArgs {
+                url,
+                kind: String::new(),
+            };
+            if list {
+                host.call("GET", "/admissions", None)?;
+            } else {
+                let body = serde_json::json!({ "kind": kind, "id": id, "uses": uses });
+                host.call("POST", "/admissions", Some(serde_json::to_vec(&body)?))?;
+            }
         }
         Command::Experiment { command } => match command {
             ExperimentCommand::Start {

@@ -9,27 +9,25 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::channel::{Address, Transport};
+use crate::channel::{Sealed, Transport};
 use crate::storage::{Order, Store, WriteTx, key};
 
 const OUTBOX: &str = "outbox";
+/// Items a destination refused for good (not the sender's channel any more,
+/// a conflicting message): kept for the operator to see, never sent again, so
+/// that they hold nothing up.
+const REFUSED: &str = "outbox_refused";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Item {
     pub seq: u64,
     /// Which transport the item goes through (a peer, a channel store).
     pub destination: String,
-    pub address: Address,
-    pub bytes: Vec<u8>,
+    pub message: Sealed,
 }
 
 /// Adds an item inside the caller's transaction; it is sent only once that commits.
-pub fn enqueue(
-    tx: &dyn WriteTx,
-    destination: &str,
-    address: Address,
-    bytes: Vec<u8>,
-) -> anyhow::Result<u64> {
+pub fn enqueue(tx: &dyn WriteTx, destination: &str, message: Sealed) -> anyhow::Result<u64> {
     // Numbers are never reused, even after the queue ran empty: the last one
     // is kept under its own key.
     let seq = crate::storage::meta_in::<u64>(tx, "outbox/last")?.unwrap_or(0) + 1;
@@ -37,8 +35,7 @@ pub fn enqueue(
     let item = Item {
         seq,
         destination: destination.to_owned(),
-        address,
-        bytes,
+        message,
     };
     tx.put(OUTBOX, &key::of(&[&seq]), &postcard::to_allocvec(&item)?)
         .map(|()| seq)
@@ -63,27 +60,91 @@ pub fn acknowledge(db: &dyn Store, seqs: &[u64]) -> anyhow::Result<()> {
     tx.commit()
 }
 
+/// Moves items a destination will never take out of the queue, with why.
+fn set_aside(db: &dyn Store, refused: &[(&Item, &str)]) -> anyhow::Result<()> {
+    let tx = db.write()?;
+    for (item, reason) in refused {
+        tx.delete(OUTBOX, &key::of(&[&item.seq]))?;
+        let kept = (item, *reason);
+        tx.put(
+            REFUSED,
+            &key::of(&[&item.seq]),
+            &postcard::to_allocvec(&kept)?,
+        )?;
+    }
+    crate::storage::count(&*tx, "outbox_refused", refused.len() as u64)?;
+    tx.commit()
+}
+
+/// What one drain did.
+#[derive(Debug, Default)]
+pub struct Drained {
+    pub sent: usize,
+    /// Refused for good and set aside.
+    pub refused: usize,
+    /// Destinations that failed this time, with why (their items wait for
+    /// the next drain).
+    pub failed: Vec<(String, String)>,
+}
+
+impl Drained {
+    /// How many were sent, or why a destination failed (after every other
+    /// destination had its turn).
+    pub fn sent(self) -> anyhow::Result<usize> {
+        match self.failed.first() {
+            None => Ok(self.sent),
+            Some((destination, why)) => anyhow::bail!("sending to `{destination}`: {why}"),
+        }
+    }
+}
+
 /// Sends up to `limit` pending items through the transport `route` names for
 /// their destination, a run of items for the same destination at a time, and
-/// acknowledges each run after it is sent. Stops at the first failure (the run
-/// stays for the next drain); returns how many were sent.
+/// acknowledges each run after it is sent. A destination that fails, or
+/// refuses an item, holds up only its own items: the others go on.
 pub fn drain<'t>(
     db: &dyn Store,
     limit: usize,
     route: impl Fn(&str) -> Option<&'t dyn Transport>,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<Drained> {
     let items = pending(db, limit)?;
-    let mut sent = 0;
+    let mut drained = Drained::default();
     for run in items.chunk_by(|a, b| a.destination == b.destination) {
         let destination = &run[0].destination;
-        let transport =
-            route(destination).ok_or_else(|| anyhow::anyhow!("no route to `{destination}`"))?;
-        let messages: Vec<_> = run.iter().map(|i| (i.address, i.bytes.clone())).collect();
-        transport.put_many(&messages)?;
-        acknowledge(db, &run.iter().map(|i| i.seq).collect::<Vec<_>>())?;
-        sent += run.len();
+        if drained.failed.iter().any(|(d, _)| d == destination) {
+            continue;
+        }
+        let Some(transport) = route(destination) else {
+            drained
+                .failed
+                .push((destination.clone(), "no route".into()));
+            continue;
+        };
+        let messages: Vec<_> = run.iter().map(|i| i.message.clone()).collect();
+        let refused = match transport.put_many(&messages) {
+            Ok(refused) => refused,
+            Err(e) => {
+                drained.failed.push((destination.clone(), format!("{e:#}")));
+                continue;
+            }
+        };
+        let never: Vec<(&Item, &str)> = refused
+            .iter()
+            .filter(|r| !r.retry)
+            .filter_map(|r| run.get(r.position).map(|i| (i, r.reason.as_str())))
+            .collect();
+        set_aside(db, &never)?;
+        let done: Vec<u64> = run
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| !refused.iter().any(|r| r.position == *p))
+            .map(|(_, i)| i.seq)
+            .collect();
+        acknowledge(db, &done)?;
+        drained.sent += done.len();
+        drained.refused += never.len();
     }
-    Ok(sent)
+    Ok(drained)
 }
 
 #[cfg(test)]
@@ -92,7 +153,7 @@ mod tests {
 
     use super::*;
     use crate::channel::{
-        ChannelReader, ChannelWriter, EmbeddedTransport, MemoryTransport, Message,
+        Address, ChannelReader, ChannelWriter, EmbeddedTransport, MemoryTransport, Message, Refused,
     };
     use crate::storage::RedbStore;
 
@@ -111,30 +172,30 @@ mod tests {
             Message::Data(b"owed 5".to_vec()),
             Message::Data(b"owed 10".to_vec()),
         ] {
-            let (address, bytes) = writer.prepare(message).unwrap();
-            enqueue(&*tx, "peer", address, bytes).unwrap();
+            enqueue(&*tx, "peer", writer.prepare(message).unwrap()).unwrap();
         }
         tx.commit().unwrap();
 
         // Sending starts, and the process dies after the second put, before its acknowledgement.
         let items = pending(&db, 10).unwrap();
         assert_eq!(items.len(), 3);
-        peer.put(&items[0].address, items[0].bytes.clone()).unwrap();
+        peer.put(&items[0].message).unwrap();
         acknowledge(&db, &[items[0].seq]).unwrap();
-        peer.put(&items[1].address, items[1].bytes.clone()).unwrap();
+        peer.put(&items[1].message).unwrap();
 
         // After the restart the drain sends items 2 and 3; item 2 for the second time.
         assert_eq!(
             drain(&db, 10, |d| (d == "peer")
                 .then_some(&peer as &dyn Transport))
-            .unwrap(),
+            .unwrap()
+            .sent,
             2
         );
         assert!(pending(&db, 10).unwrap().is_empty());
         assert_eq!(
-            peer.get(&items[1].address).unwrap().len(),
-            2,
-            "the resend landed at the same address"
+            peer.get(&items[1].message.address).unwrap().len(),
+            1,
+            "the resend of the same bytes is kept once"
         );
 
         let poll = ChannelReader::new(&info).unwrap().poll(&peer).unwrap();
@@ -151,20 +212,89 @@ mod tests {
         let db = RedbStore::open(&dir.path().join("host.redb")).unwrap();
         {
             let tx = db.write().unwrap();
-            enqueue(&*tx, "peer", Address([1; 32]), b"x".to_vec()).unwrap();
+            enqueue(&*tx, "peer", sealed(1)).unwrap();
             // Dropped: the tick never committed.
         }
         assert!(pending(&db, 10).unwrap().is_empty());
 
         let tx = db.write().unwrap();
-        enqueue(&*tx, "elsewhere", Address([1; 32]), b"x".to_vec()).unwrap();
+        enqueue(&*tx, "elsewhere", sealed(1)).unwrap();
         tx.commit().unwrap();
         let memory = MemoryTransport::default();
-        let err = drain(&db, 10, |d| {
+        let drained = drain(&db, 10, |d| {
             (d == "peer").then_some(&memory as &dyn Transport)
         })
-        .unwrap_err();
-        assert!(err.to_string().contains("no route to `elsewhere`"), "{err}");
+        .unwrap();
+        assert_eq!(drained.failed, [("elsewhere".into(), "no route".into())]);
         assert_eq!(pending(&db, 10).unwrap().len(), 1);
+    }
+
+    fn sealed(n: u8) -> Sealed {
+        Sealed {
+            author: [n; 32],
+            index: n.into(),
+            address: Address([n; 32]),
+            bytes: vec![n],
+        }
+    }
+
+    /// Refuses message 2 for good, asks for message 3 again later.
+    struct Picky(MemoryTransport);
+
+    impl Transport for Picky {
+        fn put_many(&self, messages: &[Sealed]) -> anyhow::Result<Vec<Refused>> {
+            let mut refused = Vec::new();
+            for (position, m) in messages.iter().enumerate() {
+                match m.index {
+                    2 | 3 => refused.push(Refused {
+                        position,
+                        reason: format!("not {}", m.index),
+                        retry: m.index == 3,
+                    }),
+                    _ => self.0.put(m)?,
+                }
+            }
+            Ok(refused)
+        }
+        fn get(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
+            self.0.get(address)
+        }
+    }
+
+    #[test]
+    fn a_failing_destination_or_a_refused_item_holds_up_nobody_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RedbStore::open(&dir.path().join("host.redb")).unwrap();
+        let tx = db.write().unwrap();
+        // The down destination's items come first and between the others'.
+        enqueue(&*tx, "down", sealed(9)).unwrap();
+        for n in 1..=4 {
+            enqueue(&*tx, "picky", sealed(n)).unwrap();
+        }
+        enqueue(&*tx, "down", sealed(8)).unwrap();
+        enqueue(&*tx, "picky", sealed(5)).unwrap();
+        tx.commit().unwrap();
+
+        let picky = Picky(MemoryTransport::default());
+        let down = crate::channel::HttpTransport::new("http://127.0.0.1:1");
+        let route = |d: &str| match d {
+            "picky" => Some(&picky as &dyn Transport),
+            "down" => Some(&down as &dyn Transport),
+            _ => None,
+        };
+        let drained = drain(&db, 100, route).unwrap();
+        assert_eq!((drained.sent, drained.refused), (3, 1), "{drained:?}");
+        assert_eq!(drained.failed.len(), 1);
+        for n in [1, 4, 5] {
+            assert_eq!(picky.0.get(&Address([n; 32])).unwrap(), [vec![n]]);
+        }
+        // Left: the down destination's two and the one to retry; 2 is set aside.
+        let left: Vec<u64> = pending(&db, 10)
+            .unwrap()
+            .iter()
+            .map(|i| i.message.index)
+            .collect();
+        assert_eq!(left, [9, 3, 8]);
+        assert_eq!(crate::storage::counters(&db).unwrap()["outbox_refused"], 1);
     }
 }

@@ -12,12 +12,18 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::channel::{ChannelInfo, ChannelWriter, Message};
+use crate::admission::{self, AdmissionError};
+use crate::channel::{Address, ChannelInfo, ChannelWriter, Message, envelope};
 use crate::storage::{Order, ReadTx, Store, WriteTx, key, last, valid_name};
 use crate::{outbox, storage};
 
 const REGISTRATIONS: &str = "registrations";
 const BY_INDEX: &str = "registration_index";
+/// Author key → the id whose channel it writes: how the channel store finds
+/// the channel an outside message claims to be on.
+const BY_AUTHOR: &str = "registration_authors";
+/// Ids that deregistered: who they were, so nobody else can take them over.
+const TOMBSTONES: &str = "registration_tombstones";
 /// Entities that joined or left since the last tick: (index, joined?) → ().
 const NEWS: &str = "registration_news";
 
@@ -101,6 +107,16 @@ pub enum RegistryError {
     Unauthorized(String),
     #[error("id: `{0}` is not registered")]
     Unknown(String),
+    #[error(
+        "id: `{0}` left; only its last key (or a token the operator issued for it) brings it back"
+    )]
+    Tombstoned(String),
+    #[error("channel.author: the key already writes `{0}`'s channel")]
+    AuthorTaken(String),
+    #[error("hello: {0}")]
+    Hello(&'static str),
+    #[error("{0}")]
+    Admission(#[from] AdmissionError),
     #[error("storage: {0:#}")]
     Storage(#[from] anyhow::Error),
 }
@@ -117,6 +133,27 @@ pub struct Registry {
     key: ed25519_dalek::SigningKey,
     own_id: String,
     accepts: Vec<Kind>,
+    admission: admission::Policy,
+}
+
+/// What an entity sends to register (`PUT /registrations/{id}`).
+pub struct Application<'a> {
+    pub kind: Kind,
+    pub channel: ChannelInfo,
+    /// The channel's first message, sealed: a new channel opens with it.
+    pub hello: Option<&'a [u8]>,
+    /// The id's current credential: needed to change its channel (a reset).
+    pub credential: Option<&'a str>,
+    /// A registration token from the operator, where admission needs one.
+    pub admission: Option<&'a str>,
+}
+
+/// What the registry keeps of an id that left.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Tombstone {
+    author: [u8; 32],
+    kind: Kind,
+    index: u32,
 }
 
 /// What a registration answers.
@@ -134,12 +171,14 @@ impl Registry {
         key: ed25519_dalek::SigningKey,
         own_id: &str,
         accepts: &[Kind],
+        admission: admission::Policy,
     ) -> Self {
         Self {
             secret,
             key,
             own_id: own_id.to_owned(),
             accepts: accepts.to_vec(),
+            admission,
         }
     }
 
@@ -178,18 +217,25 @@ impl Registry {
         Ok(registration)
     }
 
-    /// Registers `id` with `channel`, which the caller has checked opens with
-    /// hello. The same channel again is a no-op; a new channel for a known id is
-    /// a reset and needs `presented`, the id's current credential: the old
-    /// return channel says goodbye, a new one opens, the index is kept.
+    /// Registers `id` with the application's channel. The same channel again
+    /// is a no-op; a new channel for a known id is a reset and needs the id's
+    /// current credential: the old return channel says goodbye, a new one
+    /// opens, the index is kept. A new channel must come with its hello, which
+    /// is stored in the same transaction. A new id needs admission; an id that
+    /// left comes back only with its last key or a token issued for it.
     pub fn register(
         &self,
         db: &dyn Store,
         id: &str,
-        kind: Kind,
-        channel: ChannelInfo,
-        presented: Option<&str>,
+        application: Application,
     ) -> Result<Registered, RegistryError> {
+        let Application {
+            kind,
+            channel,
+            hello,
+            credential: presented,
+            admission: token,
+        } = application;
         if !valid_name(id) {
             return Err(RegistryError::BadId);
         }
@@ -200,22 +246,32 @@ impl Registry {
             return Err(RegistryError::WrongKind(kind));
         }
         let tx = db.write()?;
-        let registration = match read(&*tx, id)? {
-            Some(old) if old.channel == channel && !old.closed => {
-                if old.kind != kind {
-                    return Err(RegistryError::KindChanged(id.to_owned(), old.kind));
-                }
-                let credential = self.credential(id, &old.channel.root);
-                return Ok(Registered {
-                    registration: old,
-                    credential,
-                    changed: false,
-                });
-            }
+        let old = read(&*tx, id)?;
+        if let Some(old) = &old
+            && old.kind != kind
+        {
+            return Err(RegistryError::KindChanged(id.to_owned(), old.kind));
+        }
+        if let Some(old) = &old
+            && old.channel == channel
+            && !old.closed
+        {
+            let credential = self.credential(id, &old.channel.root);
+            return Ok(Registered {
+                registration: old.clone(),
+                credential,
+                changed: false,
+            });
+        }
+        if let Some(writer) = author_of(&*tx, &channel.author)?
+            && writer != id
+        {
+            return Err(RegistryError::AuthorTaken(writer));
+        }
+        let hello = hello.ok_or(RegistryError::Hello("a new channel needs its hello"))?;
+        check_hello(&channel, hello)?;
+        let registration = match old {
             Some(old) => {
-                if old.kind != kind {
-                    return Err(RegistryError::KindChanged(id.to_owned(), old.kind));
-                }
                 let valid = presented == Some(self.credential(id, &old.channel.root).as_str());
                 if !valid {
                     return Err(RegistryError::Unauthorized(id.to_owned()));
@@ -226,6 +282,7 @@ impl Registry {
                 if !old.closed {
                     news(&*tx, old.index, false)?;
                 }
+                tx.delete(BY_AUTHOR, &key::of(&[&old.channel.author]))?;
                 Registration {
                     channel,
                     read_index: 0,
@@ -236,11 +293,31 @@ impl Registry {
                 }
             }
             None => {
-                let index = match last(&*tx, BY_INDEX, &[])? {
-                    Some((k, _)) => key::Reader::new(&k).u32()? + 1,
-                    None => 0,
+                let index = match tombstone(&*tx, id)? {
+                    // Its last key proves it is the same entity; anyone else
+                    // needs a token the operator issued for this very id.
+                    Some(t) if t.kind != kind => {
+                        return Err(RegistryError::KindChanged(id.to_owned(), t.kind));
+                    }
+                    Some(t) if t.author == channel.author => t.index,
+                    Some(t) => match token {
+                        Some(_) => {
+                            self.admit(&*tx, token, kind, id, true)?;
+                            t.index
+                        }
+                        None => return Err(RegistryError::Tombstoned(id.to_owned())),
+                    },
+                    None => {
+                        self.admit(&*tx, token, kind, id, false)?;
+                        let index = match last(&*tx, BY_INDEX, &[])? {
+                            Some((k, _)) => key::Reader::new(&k).u32()? + 1,
+                            None => 0,
+                        };
+                        tx.put(BY_INDEX, &key::of(&[&index]), id.as_bytes())?;
+                        index
+                    }
                 };
-                tx.put(BY_INDEX, &key::of(&[&index]), id.as_bytes())?;
+                tx.delete(TOMBSTONES, &key::of(&[&id]))?;
                 Registration {
                     id: id.to_owned(),
                     index,
@@ -255,6 +332,12 @@ impl Registry {
                 }
             }
         };
+        crate::channel::store_in(&*tx, &Address::of(&registration.channel.root, 0), hello)?;
+        tx.put(
+            BY_AUTHOR,
+            &key::of(&[&registration.channel.author]),
+            id.as_bytes(),
+        )?;
         news(&*tx, registration.index, true)?;
         put(&*tx, &registration)?;
         storage::count(&*tx, "registrations", 1)?;
@@ -267,8 +350,27 @@ impl Registry {
         })
     }
 
+    /// Admits a new `id` by the host's rule for `kind`; `bound`: only a token
+    /// issued for this very id will do.
+    fn admit(
+        &self,
+        tx: &dyn WriteTx,
+        token: Option<&str>,
+        kind: Kind,
+        id: &str,
+        bound: bool,
+    ) -> Result<(), RegistryError> {
+        if !bound && self.admission.rule(kind) == admission::Rule::Open {
+            return Ok(());
+        }
+        admission::spend(tx, token, kind, id, bound)??;
+        Ok(())
+    }
+
     /// Removes a registration (the original's DELETE): the entity leaves the
-    /// next tick and its return channel says goodbye. Its index stays reserved.
+    /// next tick and its return channel says goodbye. Its index stays
+    /// reserved, and a tombstone keeps its key: only that key, or the
+    /// operator, may bring the id back (with its balance and documents).
     pub fn remove(&self, db: &dyn Store, credential: &str) -> Result<Registration, RegistryError> {
         let registration = self.authenticate(db, credential)?;
         let tx = db.write()?;
@@ -279,6 +381,17 @@ impl Registry {
             news(&*tx, registration.index, false)?;
         }
         tx.delete(REGISTRATIONS, &key::of(&[&registration.id]))?;
+        tx.delete(BY_AUTHOR, &key::of(&[&registration.channel.author]))?;
+        let stone = Tombstone {
+            author: registration.channel.author,
+            kind: registration.kind,
+            index: registration.index,
+        };
+        tx.put(
+            TOMBSTONES,
+            &key::of(&[&registration.id]),
+            &postcard::to_allocvec(&stone)?,
+        )?;
         tx.commit()?;
         Ok(registration)
     }
@@ -293,8 +406,7 @@ impl Registry {
             return Ok(None);
         }
         let mut writer = ChannelWriter::new(self.key.clone(), true)?;
-        let (address, bytes) = writer.prepare(Message::Hello)?;
-        outbox::enqueue(tx, LOCAL, address, bytes)?;
+        outbox::enqueue(tx, LOCAL, writer.prepare(Message::Hello)?)?;
         Ok(Some(WriterState::of(&writer)))
     }
 
@@ -304,8 +416,7 @@ impl Registry {
         state: &WriterState,
         message: Message,
     ) -> Result<(), RegistryError> {
-        let (address, bytes) = state.writer(&self.key).prepare(message)?;
-        outbox::enqueue(tx, LOCAL, address, bytes)?;
+        outbox::enqueue(tx, LOCAL, state.writer(&self.key).prepare(message)?)?;
         Ok(())
     }
 
@@ -316,6 +427,36 @@ impl Registry {
     pub fn key(&self) -> &ed25519_dalek::SigningKey {
         &self.key
     }
+}
+
+/// Checks that `hello` opens `channel`: its author signed it as message 0.
+fn check_hello(channel: &ChannelInfo, hello: &[u8]) -> Result<(), RegistryError> {
+    let author = ed25519_dalek::VerifyingKey::from_bytes(&channel.author)
+        .map_err(|_| RegistryError::Hello("the channel's author is not an Ed25519 key"))?;
+    let at = Address::of(&channel.root, 0);
+    let next = Address::of(&channel.root, 1);
+    match envelope::open(&author, channel.side_key.as_ref(), &at, &next, hello) {
+        Some(Message::Hello) => Ok(()),
+        Some(_) => Err(RegistryError::Hello("the channel does not open with hello")),
+        None => Err(RegistryError::Hello(
+            "not a message the channel's author sealed as its first",
+        )),
+    }
+}
+
+/// The id whose channel `author` writes, if any.
+pub fn author_of(tx: &dyn ReadTx, author: &[u8; 32]) -> Result<Option<String>, RegistryError> {
+    match tx.get(BY_AUTHOR, &key::of(&[author]))? {
+        Some(bytes) => Ok(Some(String::from_utf8(bytes).map_err(anyhow::Error::from)?)),
+        None => Ok(None),
+    }
+}
+
+fn tombstone(tx: &dyn ReadTx, id: &str) -> Result<Option<Tombstone>, RegistryError> {
+    Ok(match tx.get(TOMBSTONES, &key::of(&[&id]))? {
+        Some(bytes) => Some(postcard::from_bytes(&bytes)?),
+        None => None,
+    })
 }
 
 fn news(tx: &dyn WriteTx, index: u32, joined: bool) -> Result<(), RegistryError> {

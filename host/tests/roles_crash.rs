@@ -182,7 +182,7 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
         (
             "grid",
             format!(
-                "{}operator_token = \"{TOKEN}\"\n[strategy]\ncomponent = \"{}\"\ntick_ms = 15000\ntick_log_keep = 100000\ncache_dir = \"{}\"\n",
+                "{}operator_token = \"{TOKEN}\"\n[strategy]\ncomponent = \"{}\"\ntick_ms = 15000\ntick_log_keep = 100000\ncache_dir = \"{}\"\n[admission]\nproducer = \"open\"\n",
                 common("grid", grid_port),
                 strategies.join("basic_grid_strategy.wasm").display(),
                 cache.display()
@@ -191,7 +191,7 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
         (
             "producer",
             format!(
-                "{}grid_url = \"{grid_url}\"\n[strategy]\ncomponent = \"{}\"\ntick_ms = 60000\ntick_log_keep = 100000\ncache_dir = \"{}\"\n",
+                "{}grid_url = \"{grid_url}\"\n[strategy]\ncomponent = \"{}\"\ntick_ms = 60000\ntick_log_keep = 100000\ncache_dir = \"{}\"\n[admission]\nsource = \"open\"\n",
                 common("producer-0", producer_port),
                 strategies.join("basic_producer_strategy.wasm").display(),
                 cache.display()

@@ -252,7 +252,17 @@ pub fn producer_config(
     config.strategy.cache_dir = Some(workspace_root().join("target/guests/powerplug-cache"));
     config.grid_url = grid_url.to_owned();
     config.operator_token = Some(OPERATOR.into());
+    config.admission_token = Some(admit(grid_url, "producer", None, 1));
     config
+}
+
+/// A registration token from the host at `url`, issued with the tests'
+/// operator token: for `uses` registrations of `kind` (bound to `id` if given).
+pub fn admit(url: &str, kind: &str, id: Option<&str>, uses: u32) -> String {
+    let body = serde_json::json!({ "kind": kind, "id": id, "uses": uses });
+    let (status, answer) = Client::new(url).post("/admissions", Some(OPERATOR), &body);
+    assert_eq!(status, 201, "admission at {url}: {answer}");
+    answer["token"].as_str().expect("a token").to_owned()
 }
 
 /// A strategy component built by its project's own `build.sh` (the Python and
@@ -322,12 +332,12 @@ impl Meter {
     /// Opens its channel (keys from `seed`) and registers it as consumer `id`.
     pub fn register(grid_url: &str, id: &str, seed: u8) -> Self {
         use powerplug::channel::{ChannelWriter, HttpTransport};
+        use powerplug::registry::Kind;
         let store = HttpTransport::new(grid_url);
         let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
         let mut writer = ChannelWriter::new(key, true).expect("a channel");
-        writer.hello(&store).expect("the grid takes the hello");
-        let channel = powerplug::api::Channel::from(&writer.info());
-        let body = serde_json::json!({ "kind": "consumer", "channel": channel });
+        let body = powerplug::api::Register::open(Kind::Consumer, &mut writer, None).unwrap();
+        let body = serde_json::to_value(body).unwrap();
         let (status, answer) =
             Client::new(grid_url).put(&format!("/registrations/{id}"), None, &body);
         assert_eq!(status, 201, "registering {id}: {answer}");

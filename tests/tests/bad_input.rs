@@ -4,7 +4,8 @@
 
 use ed25519_dalek::SigningKey;
 use powerplug::api;
-use powerplug::channel::{ChannelWriter, HttpTransport};
+use powerplug::channel::ChannelWriter;
+use powerplug::registry::Kind;
 use powerplug::role::run;
 use powerplug_tests::{Client, OPERATOR, grid_config, strategy_files};
 use serde_json::{Value, json};
@@ -34,12 +35,12 @@ fn every_route_refuses_bad_input_with_a_json_error_naming_the_field_and_changes_
 
     let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[1; 32]), true).unwrap();
     let address = powerplug::channel::Address::of(&writer.info().root, 0).to_string();
-    writer.hello(&HttpTransport::new(&grid.url)).unwrap();
     let channel = serde_json::to_value(api::Channel::from(&writer.info())).unwrap();
+    let register = api::Register::open(Kind::Consumer, &mut writer, None).unwrap();
     let (status, body) = client.put(
         "/registrations/alice",
         None,
-        &json!({ "kind": "consumer", "channel": channel }),
+        &serde_json::to_value(register).unwrap(),
     );
     assert_eq!(status, 201, "{body}");
     let alice = body["credential"].as_str().unwrap().to_owned();
@@ -67,9 +68,18 @@ fn every_route_refuses_bad_input_with_a_json_error_naming_the_field_and_changes_
     let author = hex::encode(SigningKey::from_bytes(&[9; 32]).verifying_key().to_bytes());
     // Well formed, but it never said hello here.
     let good_channel = json!({ "root": hex32, "author": author });
+    let mut dave = ChannelWriter::new(SigningKey::from_bytes(&[3; 32]), false).unwrap();
+    let producer =
+        serde_json::to_value(api::Register::open(Kind::Producer, &mut dave, None).unwrap())
+            .unwrap();
+    let with_token = |body: &Value, token: &str| {
+        let mut body = body.clone();
+        body["admission"] = json!(token);
+        body
+    };
     let big = vec![b'x'; 2 << 20];
     let big_doc = format!("\"{}\"", "y".repeat(70 * 1024));
-    let too_many = json!({ "messages": (0..300).map(|_| json!({ "address": hex32, "message": "00" })).collect::<Vec<_>>() });
+    let too_many = json!({ "messages": (0..300).map(|_| json!({ "author": hex32, "index": 1, "message": "00" })).collect::<Vec<_>>() });
     let a = Some(alice.as_str());
     type Case<'a> = (
         &'a str,
@@ -151,7 +161,79 @@ fn every_route_refuses_bad_input_with_a_json_error_naming_the_field_and_changes_
             None,
             j(json!({ "kind": "consumer", "channel": good_channel })),
             422,
-            "channel",
+            "hello",
+        ),
+        (
+            "PUT",
+            "/registrations/dave".into(),
+            None,
+            j(json!({ "kind": "consumer", "channel": good_channel, "hello": "zz" })),
+            400,
+            "hello",
+        ),
+        (
+            "PUT",
+            "/registrations/dave".into(),
+            None,
+            j(json!({ "kind": "consumer", "channel": good_channel, "hello": "00ff" })),
+            422,
+            "hello",
+        ),
+        (
+            "PUT",
+            "/registrations/dave".into(),
+            None,
+            j(producer.clone()),
+            403,
+            "admission",
+        ),
+        (
+            "PUT",
+            "/registrations/dave".into(),
+            None,
+            j(with_token(&producer, "0123")),
+            403,
+            "admission",
+        ),
+        (
+            "POST",
+            "/admissions".into(),
+            None,
+            j(json!({ "kind": "producer" })),
+            401,
+            "authorization",
+        ),
+        (
+            "POST",
+            "/admissions".into(),
+            Some(OPERATOR),
+            j(json!({ "kind": "source" })),
+            422,
+            "kind",
+        ),
+        (
+            "POST",
+            "/admissions".into(),
+            Some(OPERATOR),
+            j(json!({ "kind": "producer", "uses": 0 })),
+            422,
+            "uses",
+        ),
+        (
+            "POST",
+            "/admissions".into(),
+            Some(OPERATOR),
+            j(json!({ "kind": "producer", "id": "../x" })),
+            400,
+            "id",
+        ),
+        (
+            "GET",
+            "/admissions".into(),
+            Some("wrong"),
+            None,
+            401,
+            "authorization",
         ),
         (
             "PUT",
@@ -279,7 +361,7 @@ fn every_route_refuses_bad_input_with_a_json_error_naming_the_field_and_changes_
         ("GET", "/channels/zz".into(), None, None, 400, "address"),
         (
             "PUT",
-            format!("/channels/{hex32}"),
+            format!("/channels/{hex32}/1"),
             None,
             Some(Vec::new()),
             422,
@@ -287,11 +369,27 @@ fn every_route_refuses_bad_input_with_a_json_error_naming_the_field_and_changes_
         ),
         (
             "PUT",
-            format!("/channels/{hex32}"),
+            format!("/channels/{hex32}/1"),
             None,
             Some(vec![1; 70 * 1024]),
             413,
             "body",
+        ),
+        (
+            "PUT",
+            format!("/channels/{hex32}/x"),
+            None,
+            Some(vec![1]),
+            400,
+            "index",
+        ),
+        (
+            "PUT",
+            format!("/channels/{hex32}/1"),
+            None,
+            Some(vec![1]),
+            404,
+            "author",
         ),
         (
             "POST",
@@ -305,7 +403,7 @@ fn every_route_refuses_bad_input_with_a_json_error_naming_the_field_and_changes_
             "POST",
             "/channels".into(),
             None,
-            j(json!({ "messages": [{ "address": hex32, "message": "zz" }] })),
+            j(json!({ "messages": [{ "author": hex32, "index": 1, "message": "zz" }] })),
             400,
             "messages[0].message",
         ),
@@ -313,9 +411,9 @@ fn every_route_refuses_bad_input_with_a_json_error_naming_the_field_and_changes_
             "POST",
             "/channels".into(),
             None,
-            j(json!({ "messages": [{ "address": "00", "message": "00" }] })),
+            j(json!({ "messages": [{ "author": "00", "index": 1, "message": "00" }] })),
             400,
-            "messages[0].address",
+            "messages[0].author",
         ),
         (
             "POST",

@@ -1,21 +1,22 @@
 //! Registration, credentials, `/storage` and channel integrity on a running
 //! grid, over HTTP: re-registering is idempotent, a reset needs the current
-//! credential, an entity reaches only its own data, and forged, replayed or
-//! tampered channel messages are dropped and counted while the genuine ones
-//! are taken once.
+//! credential, an entity reaches only its own data, an id that left cannot be
+//! taken over, and the channel store takes only a registered author's own
+//! signed messages: forged, replayed, tampered or conflicting ones are refused
+//! at the door and change nothing, while the genuine ones are taken once.
 
 use ed25519_dalek::SigningKey;
 use powerplug::api;
-use powerplug::channel::{
-    Address, ChannelReader, ChannelWriter, HttpTransport, Message, Transport,
-};
+use powerplug::channel::{ChannelReader, ChannelWriter, HttpTransport, Message, Transport};
 use powerplug::inbox::Command;
+use powerplug::registry::Kind;
 use powerplug::role::run;
-use powerplug_tests::{Client, eventually, grid_config, runtime, strategy_files};
+use powerplug_tests::{Client, admit, eventually, grid_config, runtime, strategy_files};
 use serde_json::{Value, json};
 
-fn register_body(writer: &ChannelWriter, kind: &str) -> Value {
-    json!({ "kind": kind, "channel": api::Channel::from(&writer.info()) })
+/// The registration of the channel `writer` opens (with its hello).
+fn register_body(writer: &mut ChannelWriter, kind: Kind) -> Value {
+    serde_json::to_value(api::Register::open(kind, writer, None).unwrap()).unwrap()
 }
 
 fn usage(start_ms: u64, wh: u64) -> Vec<u8> {
@@ -38,14 +39,30 @@ fn registration_is_idempotent_a_reset_needs_the_credential_and_storage_is_privat
     let client = Client::new(&grid.url);
     let store = HttpTransport::new(&grid.url);
 
-    // A channel that has not said hello in the grid's store is refused.
+    // A new channel without its hello, or with a hello another key sealed, is refused.
     let mut a = ChannelWriter::new(SigningKey::from_bytes(&[1; 32]), true).unwrap();
-    let (status, body) = client.put("/registrations/alice", None, &register_body(&a, "consumer"));
-    assert_eq!(status, 422, "{body}");
-    assert_eq!(body["field"], "channel");
+    let alice = register_body(&mut a, Kind::Consumer);
+    let mut without = alice.clone();
+    without.as_object_mut().unwrap().remove("hello");
+    let (status, body) = client.put("/registrations/alice", None, &without);
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("hello")),
+        "{body}"
+    );
+    let mut other = ChannelWriter::new(SigningKey::from_bytes(&[5; 32]), true).unwrap();
+    let mut forged = alice.clone();
+    forged["hello"] = register_body(&mut other, Kind::Consumer)["hello"].clone();
+    let (status, body) = client.put("/registrations/alice", None, &forged);
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("hello")),
+        "{body}"
+    );
+    let (_, status) = client.get("/status", None);
+    assert_eq!(status["registrations"]["by_kind"], json!({}), "{status}");
 
-    a.hello(&store).unwrap();
-    let (status, first) = client.put("/registrations/alice", None, &register_body(&a, "consumer"));
+    let (status, first) = client.put("/registrations/alice", None, &alice);
     assert_eq!(status, 201, "{first}");
     let credential = first["credential"].as_str().unwrap().to_owned();
     assert!(
@@ -54,7 +71,7 @@ fn registration_is_idempotent_a_reset_needs_the_credential_and_storage_is_privat
     );
 
     // The same channel again: the same answer, nothing new.
-    let (status, again) = client.put("/registrations/alice", None, &register_body(&a, "consumer"));
+    let (status, again) = client.put("/registrations/alice", None, &alice);
     assert_eq!(status, 200);
     assert_eq!(again["credential"], first["credential"]);
     assert_eq!(again["index"], first["index"]);
@@ -62,28 +79,16 @@ fn registration_is_idempotent_a_reset_needs_the_credential_and_storage_is_privat
 
     // A reset (a fresh channel for the same id) needs the current credential.
     let mut fresh = ChannelWriter::new(SigningKey::from_bytes(&[1; 32]), true).unwrap();
-    fresh.hello(&store).unwrap();
-    let (status, body) = client.put(
-        "/registrations/alice",
-        None,
-        &register_body(&fresh, "consumer"),
-    );
+    let fresh = register_body(&mut fresh, Kind::Consumer);
+    let (status, body) = client.put("/registrations/alice", None, &fresh);
     assert_eq!(
         (status, body["field"].as_str()),
         (401, Some("authorization")),
         "{body}"
     );
-    let (status, body) = client.put(
-        "/registrations/alice",
-        Some("alice.00"),
-        &register_body(&fresh, "consumer"),
-    );
+    let (status, body) = client.put("/registrations/alice", Some("alice.00"), &fresh);
     assert_eq!(status, 401, "{body}");
-    let (status, reset) = client.put(
-        "/registrations/alice",
-        Some(&credential),
-        &register_body(&fresh, "consumer"),
-    );
+    let (status, reset) = client.put("/registrations/alice", Some(&credential), &fresh);
     assert_eq!(status, 201, "{reset}");
     assert_eq!(
         reset["index"], first["index"],
@@ -112,9 +117,17 @@ fn registration_is_idempotent_a_reset_needs_the_credential_and_storage_is_privat
     });
 
     // Another entity cannot read or change Alice's registration or storage.
+    // Bob is a producer: the grid admits him only with the operator's token.
     let mut b = ChannelWriter::new(SigningKey::from_bytes(&[2; 32]), false).unwrap();
-    b.hello(&store).unwrap();
-    let (status, bob) = client.put("/registrations/bob", None, &register_body(&b, "producer"));
+    let mut bob = register_body(&mut b, Kind::Producer);
+    let (status, body) = client.put("/registrations/bob", None, &bob);
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (403, Some("admission")),
+        "{body}"
+    );
+    bob["admission"] = json!(admit(&grid.url, "producer", Some("bob"), 1));
+    let (status, bob) = client.put("/registrations/bob", None, &bob);
     assert_eq!(status, 201, "{bob}");
     assert!(
         bob["return_channel"].is_null(),
@@ -123,10 +136,11 @@ fn registration_is_idempotent_a_reset_needs_the_credential_and_storage_is_privat
     let bob = bob["credential"].as_str().unwrap().to_owned();
     assert_eq!(client.get("/registrations/alice", Some(&bob)).0, 403);
     assert_eq!(client.delete("/registrations/alice", Some(&bob)).0, 403);
+    let mut b2 = ChannelWriter::new(SigningKey::from_bytes(&[2; 32]), false).unwrap();
     let (status, body) = client.put(
         "/registrations/alice",
         Some(&bob),
-        &register_body(&b, "producer"),
+        &register_body(&mut b2, Kind::Producer),
     );
     assert!(status == 401 || status == 409, "{status} {body}");
 
@@ -210,7 +224,7 @@ fn registration_is_idempotent_a_reset_needs_the_credential_and_storage_is_privat
 }
 
 #[test]
-fn forged_replayed_and_tampered_messages_are_dropped_and_counted() {
+fn the_store_takes_only_the_authors_own_messages_and_refused_ones_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, _) = strategy_files(dir.path());
     let rt = runtime();
@@ -223,37 +237,50 @@ fn forged_replayed_and_tampered_messages_are_dropped_and_counted() {
     let key = SigningKey::from_bytes(&[7; 32]);
     let mut writer = ChannelWriter::new(key.clone(), true).unwrap();
     let info = writer.info();
-    writer.hello(&store).unwrap();
-    let (status, body) = client.put(
-        "/registrations/carol",
-        None,
-        &register_body(&writer, "consumer"),
-    );
+    // Before its registration the store takes nothing of a channel.
+    let mut early = ChannelWriter::resume(key.clone(), info.root, info.side_key, 1);
+    let err = early.publish(&store, usage(0, 5)).unwrap_err();
+    assert!(err.to_string().contains("author"), "{err}");
+    let body = register_body(&mut writer, Kind::Consumer);
+    let (status, body) = client.put("/registrations/carol", None, &body);
     assert_eq!(status, 201, "{body}");
     let credential = body["credential"].as_str().unwrap().to_owned();
 
     // Message 1 is genuine.
     writer.publish(&store, usage(0, 1_500)).unwrap();
-    // At message 2's address, before the genuine one: a forgery by another key,
-    // a tampered copy of the genuine message, and message 1 replayed.
-    let at2 = Address::of(&info.root, 2);
+    // At message 2: a forgery by another key, a tampered copy of the genuine
+    // message, and message 1 replayed are each refused.
     let forger = SigningKey::from_bytes(&[8; 32]);
-    let (_, forged) = ChannelWriter::resume(forger, info.root, info.side_key, 2)
+    let mut forged = ChannelWriter::resume(forger, info.root, info.side_key, 2)
         .prepare(Message::Data(usage(30_000, 900_000)))
         .unwrap();
-    store.put(&at2, forged).unwrap();
+    forged.author = key.verifying_key().to_bytes();
     let mut copy = ChannelWriter::resume(key.clone(), info.root, info.side_key, 2);
-    let (address, genuine) = copy.prepare(Message::Data(usage(30_000, 700))).unwrap();
-    assert_eq!(address, at2);
+    let genuine = copy.prepare(Message::Data(usage(30_000, 700))).unwrap();
     let mut tampered = genuine.clone();
-    let last = tampered.len() - 1;
-    tampered[last] ^= 1;
-    store.put(&at2, tampered).unwrap();
-    let replayed = store.get(&Address::of(&info.root, 1)).unwrap().remove(0);
-    store.put(&at2, replayed).unwrap();
-    store.put(&at2, genuine.clone()).unwrap();
-    // The genuine message sent twice (a resend after a crash) counts once.
-    store.put(&at2, genuine).unwrap();
+    let last = tampered.bytes.len() - 1;
+    tampered.bytes[last] ^= 1;
+    let mut replayed = ChannelWriter::resume(key.clone(), info.root, info.side_key, 1)
+        .prepare(Message::Data(usage(0, 1_500)))
+        .unwrap();
+    replayed.index = 2;
+    let refused = store
+        .put_many(&[forged, tampered, replayed, genuine.clone(), genuine.clone()])
+        .unwrap();
+    let positions: Vec<usize> = refused.iter().map(|r| r.position).collect();
+    assert_eq!(positions, [0, 1, 2], "{refused:?}");
+    assert!(refused.iter().all(|r| !r.retry), "{refused:?}");
+    // A second, different message the author signed for index 2 is refused too.
+    let mut again = ChannelWriter::resume(key.clone(), info.root, info.side_key, 2);
+    let conflict = again.prepare(Message::Data(usage(30_000, 9))).unwrap();
+    let err = store.put(&conflict).unwrap_err();
+    assert!(err.to_string().contains("index"), "{err}");
+    // Far ahead of where the grid has read: come back later.
+    let mut ahead = ChannelWriter::resume(key.clone(), info.root, info.side_key, 1_000);
+    let refused = store
+        .put_many(&[ahead.prepare(Message::Data(usage(90_000, 1))).unwrap()])
+        .unwrap();
+    assert!(refused[0].retry, "{refused:?}");
     // Message 3: valid, but a consumer has no output to report.
     let wrong = Command::Output {
         start_ms: 60_000,
@@ -275,10 +302,9 @@ fn forged_replayed_and_tampered_messages_are_dropped_and_counted() {
         registration["read_index"], 4,
         "hello, 2 usages and the rejected command"
     );
-    assert_eq!(registration["dropped"], 3, "forgery, tampered copy, replay");
+    assert_eq!(registration["dropped"], 0, "nothing invalid was stored");
     assert_eq!(registration["rejected"], 1, "an output from a consumer");
     let (_, status) = client.get("/status", None);
-    assert_eq!(status["registrations"]["messages_dropped"], 3);
     assert_eq!(status["totals"]["records-received"], 2);
     // 2.2 kWh used: 2 whole kWh billed (10 tokens), 200 Wh carried.
     assert_eq!(status["totals"]["billed-wh"], 2_000);
@@ -287,36 +313,78 @@ fn forged_replayed_and_tampered_messages_are_dropped_and_counted() {
     rt.block_on(grid.stop()).unwrap();
 }
 
+/// Finding 4 of the hostile review: after a deregistration anyone could
+/// register the same id with another key and inherit its balance and
+/// documents. Now only its last key, or a token the operator issued for that
+/// very id, brings it back.
 #[test]
-fn a_channel_registered_after_its_messages_arrived_is_read() {
+fn an_id_that_left_comes_back_only_with_its_own_key() {
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, _) = strategy_files(dir.path());
     let rt = runtime();
     let grid = rt
-        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 20)))
+        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 86_400_000)))
         .unwrap();
     let client = Client::new(&grid.url);
-    let store = HttpTransport::new(&grid.url);
-    // The grid has been polling for a while before anything arrives.
-    eventually("a few rounds", || {
-        client.get("/status", None).1["totals"]["ticks"].as_u64() >= Some(3)
-    });
-
-    let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[4; 32]), true).unwrap();
-    writer.hello(&store).unwrap();
-    writer.publish(&store, usage(0, 1_200)).unwrap();
-    writer.publish(&store, usage(30_000, 800)).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    let own = SigningKey::from_bytes(&[11; 32]);
+    let mut first = ChannelWriter::new(own.clone(), true).unwrap();
     let (status, body) = client.put(
-        "/registrations/dora",
+        "/registrations/erin",
         None,
-        &register_body(&writer, "consumer"),
+        &register_body(&mut first, Kind::Consumer),
     );
     assert_eq!(status, 201, "{body}");
-    eventually(
-        "the grid read what was there before the registration",
-        || client.get("/status", None).1["totals"]["usage-wh"] == 2_000,
+    let (index, credential) = (body["index"].clone(), body["credential"].clone());
+    let credential = credential.as_str().unwrap();
+    let (status, _) = client.put(
+        "/storage/erin/notes/secret",
+        Some(credential),
+        &json!("erin's"),
     );
+    assert_eq!(status, 201);
+    assert_eq!(
+        client.delete("/registrations/erin", Some(credential)).0,
+        200
+    );
+
+    // A stranger's key: refused, however often, even as another kind.
+    let mut stranger = ChannelWriter::new(SigningKey::from_bytes(&[12; 32]), true).unwrap();
+    let body = register_body(&mut stranger, Kind::Consumer);
+    let (status, answer) = client.put("/registrations/erin", None, &body);
+    assert_eq!(
+        (status, answer["field"].as_str()),
+        (409, Some("id")),
+        "{answer}"
+    );
+    // A token for any id does not do either; one issued for `erin` does.
+    let mut with_token = body.clone();
+    with_token["admission"] = json!(admit(&grid.url, "consumer", None, 1));
+    assert_eq!(client.put("/registrations/erin", None, &with_token).0, 403);
+
+    // Its own key comes back under the same index, and finds its documents.
+    let mut back = ChannelWriter::new(own, true).unwrap();
+    let (status, answer) = client.put(
+        "/registrations/erin",
+        None,
+        &register_body(&mut back, Kind::Consumer),
+    );
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["index"], index);
+    let credential = answer["credential"].as_str().unwrap();
+    assert_eq!(
+        client.get("/storage/erin/notes/secret", Some(credential)),
+        (200, json!("erin's"))
+    );
+    // Then leaves again, and the operator lets a new key take the id over.
+    assert_eq!(
+        client.delete("/registrations/erin", Some(credential)).0,
+        200
+    );
+    let mut bound = body;
+    bound["admission"] = json!(admit(&grid.url, "consumer", Some("erin"), 1));
+    let (status, answer) = client.put("/registrations/erin", None, &bound);
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["index"], index);
     rt.block_on(grid.stop()).unwrap();
 }
 
@@ -335,11 +403,10 @@ fn a_consumer_that_leaves_before_its_usage_is_billed_does_not_stall_the_grid() {
     let client = Client::new(&grid.url);
     let store = HttpTransport::new(&grid.url);
     let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[9; 32]), true).unwrap();
-    writer.hello(&store).unwrap();
     let (code, answer) = client.put(
         "/registrations/leaver",
         None,
-        &register_body(&writer, "consumer"),
+        &register_body(&mut writer, Kind::Consumer),
     );
     assert_eq!(code, 201, "{answer}");
     let credential = answer["credential"].as_str().unwrap().to_owned();

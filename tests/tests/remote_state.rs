@@ -14,21 +14,27 @@ fn meters_without_a_disk_keep_their_state_upstream_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, producer_wasm) = strategy_files(dir.path());
     let rt = powerplug_tests::runtime();
-    let grid = rt
-        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 1_000)))
-        .unwrap();
-    let config = powerplug_tests::producer_config(dir.path(), producer_wasm, &grid.url);
+    // A 30 s slice every 50 ms, on a clock all roles share (a host refuses
+    // readings from too far in its future).
+    let clock = powerplug::role::Clock {
+        epoch_ms: powerplug::role::unix_ms(),
+        scale: 600,
+    };
+    let mut config = grid_config(dir.path(), grid_wasm, 1_000);
+    config.service.clock = clock;
+    let grid = rt.block_on(run::grid(&config)).unwrap();
+    let mut config = powerplug_tests::producer_config(dir.path(), producer_wasm, &grid.url);
+    config.service.clock = clock;
     let producer = rt.block_on(run::producer(&config)).unwrap();
 
     let mut sources = MetersConfig::sources();
     sources.service.listen = "127.0.0.1:0".parse().unwrap();
     sources.service.data_dir = dir.path().join("must-not-be-used");
     sources.service.poll_ms = 10;
-    // A 30 s slice every 50 ms.
-    sources.service.clock.epoch_ms = powerplug::role::unix_ms();
-    sources.service.clock.scale = 600;
+    sources.service.clock = clock;
     sources.upstream_url = producer.url.clone();
     sources.count = 2;
+    sources.admission_token = Some(powerplug_tests::admit(&producer.url, "source", None, 2));
     sources.meter = SimulatedMeter::Fixed { wh: 4_000 };
     sources.state = StateKeeping::Remote {
         secret: "ab".repeat(32),

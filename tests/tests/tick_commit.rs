@@ -82,8 +82,8 @@ fn tick(
     }
     for r in decision.payment_requests.iter() {
         let command = format!("payment-request owed={} wh={}", r.owed, r.wh).into_bytes();
-        let (address, bytes) = writer.prepare(Message::Data(command)).unwrap();
-        outbox::enqueue(&*tx, "consumer-0", address, bytes).unwrap();
+        let sealed = writer.prepare(Message::Data(command)).unwrap();
+        outbox::enqueue(&*tx, "consumer-0", sealed).unwrap();
     }
     if commit {
         tx.commit().unwrap();
@@ -145,8 +145,8 @@ fn a_tick_and_all_its_effects_commit_together_or_not_at_all() {
 
     // The outbox delivers once, even when drained twice.
     let route = |d: &str| (d == "consumer-0").then_some(&consumer_store as &dyn Transport);
-    assert_eq!(outbox::drain(&db, 10, route).unwrap(), 1);
-    assert_eq!(outbox::drain(&db, 10, route).unwrap(), 0);
+    assert_eq!(outbox::drain(&db, 10, route).unwrap().sent, 1);
+    assert_eq!(outbox::drain(&db, 10, route).unwrap().sent, 0);
     let poll = ChannelReader::new(&info)
         .unwrap()
         .poll(&consumer_store)

@@ -6,17 +6,14 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::{Address, Transport};
-use crate::storage::{Db, Order, RedbStore, key, last, prefixed};
+use super::{Address, Refused, Sealed, Transport};
+use crate::storage::{Db, Order, ReadTx, RedbStore, WriteTx, key, last, prefixed};
 
 const MESSAGES: &str = "channel_messages";
 
-/// The largest message this store accepts; channel commands are small.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
-/// An address holds one valid message; a few more are tolerated (a resend
-/// after a crash, junk), but a store accepting any number could be filled by
-/// anyone who can reach it.
-pub const MAX_PER_ADDRESS: u64 = 16;
+/// The largest message a host takes from outside; channel commands are a few
+/// hundred bytes.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024;
 
 pub struct EmbeddedTransport {
     db: Db,
@@ -37,10 +34,7 @@ impl EmbeddedTransport {
     /// Marks an address as written, so the next poll reads the channel that
     /// expects it (a channel registered after its first messages arrived).
     pub fn touch(&self, address: Address) {
-        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(set) = written.as_mut() {
-            set.insert(address);
-        }
+        self.written([address]);
     }
 
     /// The addresses written through this transport since the last call, so a
@@ -59,60 +53,70 @@ impl EmbeddedTransport {
     }
 }
 
-impl Transport for EmbeddedTransport {
-    fn put(&self, address: &Address, message: Vec<u8>) -> anyhow::Result<()> {
-        self.put_many(&[(*address, message)])
+/// Adds `bytes` at `address` inside the caller's transaction, unless the very
+/// same bytes are there already (a resend after a crash). Nothing is refused:
+/// this is the host's own write path, or an outside one the caller checked.
+pub fn store_in(tx: &dyn WriteTx, address: &Address, bytes: &[u8]) -> anyhow::Result<()> {
+    let there = messages_in(tx, address)?;
+    if there.iter().any(|m| m == bytes) {
+        return Ok(());
     }
+    let next = match last(tx, MESSAGES, &address.0)? {
+        Some((k, _)) => {
+            let mut r = key::Reader::new(&k);
+            r.bytes32()?;
+            r.u64()? + 1
+        }
+        None => 0,
+    };
+    tx.put(MESSAGES, &key::of(&[&address.0, &next]), bytes)
+}
 
-    /// One transaction (one disk sync) for the lot; all or nothing.
-    fn put_many(&self, messages: &[(Address, Vec<u8>)]) -> anyhow::Result<()> {
-        if let Some((_, big)) = messages.iter().find(|(_, m)| m.len() > MAX_MESSAGE_BYTES) {
-            anyhow::bail!("message: {} bytes, at most {MAX_MESSAGE_BYTES}", big.len());
-        }
-        let tx = self.db.write()?;
-        for (address, message) in messages {
-            let next = match last(&*tx, MESSAGES, &address.0)? {
-                Some((k, _)) => {
-                    let mut r = key::Reader::new(&k);
-                    r.bytes32()?;
-                    r.u64()? + 1
-                }
-                None => 0,
-            };
-            anyhow::ensure!(
-                next < MAX_PER_ADDRESS,
-                "address: {address} already holds {MAX_PER_ADDRESS} messages"
-            );
-            tx.put(MESSAGES, &key::of(&[&address.0, &next]), message)?;
-        }
-        tx.commit()?;
+/// The messages at `address` as `tx` sees them, in arrival order.
+pub fn messages_in(tx: &dyn ReadTx, address: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
+    let entries = prefixed(tx, MESSAGES, &address.0, Order::Ascending, usize::MAX)?;
+    Ok(entries.into_iter().map(|(_, v)| v).collect())
+}
+
+impl EmbeddedTransport {
+    /// Marks addresses as written after a transaction that stored them committed.
+    pub fn written(&self, addresses: impl IntoIterator<Item = Address>) {
         let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(set) = written.as_mut() {
-            set.extend(messages.iter().map(|(a, _)| *a));
+            set.extend(addresses);
         }
+    }
+
+    /// Bytes at an address, unchecked: for tests that need junk in a store.
+    pub fn put_raw(&self, address: Address, bytes: Vec<u8>) -> anyhow::Result<()> {
+        let tx = self.db.write()?;
+        store_in(&*tx, &address, &bytes)?;
+        tx.commit()?;
+        self.written([address]);
         Ok(())
+    }
+}
+
+/// The host's own writes (its return channels): one transaction (one disk
+/// sync) for the lot, never refused.
+impl Transport for EmbeddedTransport {
+    fn put_many(&self, messages: &[Sealed]) -> anyhow::Result<Vec<Refused>> {
+        let tx = self.db.write()?;
+        for m in messages {
+            store_in(&*tx, &m.address, &m.bytes)?;
+        }
+        tx.commit()?;
+        self.written(messages.iter().map(|m| m.address));
+        Ok(Vec::new())
     }
 
     fn get(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
-        let entries = prefixed(
-            &*self.db.read()?,
-            MESSAGES,
-            &address.0,
-            Order::Ascending,
-            usize::MAX,
-        )?;
-        Ok(entries.into_iter().map(|(_, v)| v).collect())
+        messages_in(&*self.db.read()?, address)
     }
 
     /// One read transaction for the lot.
     fn get_many(&self, addresses: &[Address]) -> anyhow::Result<Vec<Vec<Vec<u8>>>> {
         let tx = self.db.read()?;
-        addresses
-            .iter()
-            .map(|a| {
-                let entries = prefixed(&*tx, MESSAGES, &a.0, Order::Ascending, usize::MAX)?;
-                Ok(entries.into_iter().map(|(_, v)| v).collect())
-            })
-            .collect()
+        addresses.iter().map(|a| messages_in(&*tx, a)).collect()
     }
 }

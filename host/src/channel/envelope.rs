@@ -88,15 +88,13 @@ pub(crate) fn seal(
     })?)
 }
 
-/// The message at `address`, if `bytes` is one that the author signed for this
-/// address and link, readable with `side_key`. `None` for anything else.
-pub(crate) fn open(
+/// The envelope in `bytes`, if the author signed it for this address and link.
+fn signed(
     author: &VerifyingKey,
-    side_key: Option<&[u8; 32]>,
     address: &Address,
     expected_next: &Address,
     bytes: &[u8],
-) -> Option<Message> {
+) -> Option<Envelope> {
     let envelope: Envelope = postcard::from_bytes(bytes).ok()?;
     if envelope.version != VERSION || envelope.next != *expected_next {
         return None;
@@ -108,6 +106,31 @@ pub(crate) fn open(
             &signature,
         )
         .ok()?;
+    Some(envelope)
+}
+
+/// Whether `bytes` is a message the author signed for this address and link,
+/// without reading it: a store checks this before it keeps anything, so only a
+/// channel's author can fill the channel's addresses.
+pub fn is_signed(
+    author: &VerifyingKey,
+    address: &Address,
+    expected_next: &Address,
+    bytes: &[u8],
+) -> bool {
+    signed(author, address, expected_next, bytes).is_some()
+}
+
+/// The message at `address`, if `bytes` is one that the author signed for this
+/// address and link, readable with `side_key`. `None` for anything else.
+pub fn open(
+    author: &VerifyingKey,
+    side_key: Option<&[u8; 32]>,
+    address: &Address,
+    expected_next: &Address,
+    bytes: &[u8],
+) -> Option<Message> {
+    let envelope = signed(author, address, expected_next, bytes)?;
     let plain = match (side_key, envelope.nonce) {
         (None, None) => envelope.body,
         (Some(key), Some(nonce)) => XChaCha20Poly1305::new(key.into())

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Address, Transport};
+use super::{Address, Refused, Sealed, Transport};
 
 /// What `GET /channels/{address}` answers: the messages at the address, hex.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -26,15 +26,35 @@ pub struct Batch {
     pub messages: Vec<Addressed>,
 }
 
+/// Message `index` of the channel of `author` (hex public key); the host works
+/// out the address from the channel it has registered for that author.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Addressed {
-    pub address: String,
+    pub author: String,
+    pub index: u64,
     pub message: String,
 }
 
-/// Messages per `POST /channels` request; well under the route's body limit.
+/// What `POST /channels` answers: the messages not stored, by position.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Stored {
+    pub refused: Vec<RefusedMessage>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RefusedMessage {
+    pub position: usize,
+    pub error: String,
+    /// Worth sending again later.
+    pub retry: bool,
+}
+
+/// Messages per `POST /channels` request.
 pub const BATCH: usize = 256;
+/// Message bytes per `POST /channels` request: hex-encoded, well under the
+/// host's 1 MiB body limit.
+const BATCH_BYTES: usize = 256 * 1024;
 
 /// `POST /channels/read`: the messages at several addresses.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -43,11 +63,16 @@ pub struct ReadMany {
     pub addresses: Vec<String>,
 }
 
-/// Answer to [`ReadMany`]: per address, in order, its messages in hex.
+/// Answer to [`ReadMany`]: per address, in order, its messages in hex. An
+/// answer is at most [`READ_BYTES`] long, so it may cover only the first
+/// addresses asked for: ask again for the rest.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ManyMessages {
     pub messages: Vec<Vec<String>>,
 }
+
+/// Message bytes one `POST /channels/read` answers at most (hex doubles them).
+pub const READ_BYTES: usize = 1 << 20;
 
 /// Addresses per `POST /channels/read` request.
 pub const READ_BATCH: usize = 1_024;
@@ -72,29 +97,28 @@ pub fn agent() -> ureq::Agent {
 }
 
 impl Transport for HttpTransport {
-    fn put(&self, address: &Address, message: Vec<u8>) -> anyhow::Result<()> {
-        let mut response = self
-            .agent
-            .put(&format!("{}/channels/{address}", self.base))
-            .header("content-type", "application/octet-stream")
-            .send(&message[..])?;
-        let status = response.status();
-        anyhow::ensure!(
-            status.is_success(),
-            "PUT /channels/{address}: {status} {}",
-            response.body_mut().read_to_string().unwrap_or_default()
-        );
-        Ok(())
-    }
-
-    fn put_many(&self, messages: &[(Address, Vec<u8>)]) -> anyhow::Result<()> {
-        for chunk in messages.chunks(BATCH) {
+    fn put_many(&self, messages: &[Sealed]) -> anyhow::Result<Vec<Refused>> {
+        let mut refused = Vec::new();
+        let mut start = 0;
+        while start < messages.len() {
+            // At most BATCH messages and BATCH_BYTES of them a request, so that
+            // a request stays under the host's body limit (hex doubles them).
+            let mut end = start;
+            let mut bytes = 0;
+            while end < messages.len()
+                && end - start < BATCH
+                && (end == start || bytes + messages[end].bytes.len() <= BATCH_BYTES)
+            {
+                bytes += messages[end].bytes.len();
+                end += 1;
+            }
             let batch = Batch {
-                messages: chunk
+                messages: messages[start..end]
                     .iter()
-                    .map(|(address, bytes)| Addressed {
-                        address: address.to_string(),
-                        message: hex::encode(bytes),
+                    .map(|m| Addressed {
+                        author: hex::encode(m.author),
+                        index: m.index,
+                        message: hex::encode(&m.bytes),
                     })
                     .collect(),
             };
@@ -108,13 +132,22 @@ impl Transport for HttpTransport {
                 "POST /channels: {status} {}",
                 response.body_mut().read_to_string().unwrap_or_default()
             );
+            let stored: Stored = response.body_mut().read_json()?;
+            refused.extend(stored.refused.into_iter().map(|r| Refused {
+                position: start + r.position,
+                reason: r.error,
+                retry: r.retry,
+            }));
+            start = end;
         }
-        Ok(())
+        Ok(refused)
     }
 
     fn get_many(&self, addresses: &[Address]) -> anyhow::Result<Vec<Vec<Vec<u8>>>> {
         let mut out = Vec::with_capacity(addresses.len());
-        for chunk in addresses.chunks(READ_BATCH) {
+        while out.len() < addresses.len() {
+            let rest = &addresses[out.len()..];
+            let chunk = &rest[..rest.len().min(READ_BATCH)];
             let body = ReadMany {
                 addresses: chunk.iter().map(Address::to_string).collect(),
             };
@@ -125,8 +158,9 @@ impl Transport for HttpTransport {
             let status = response.status();
             anyhow::ensure!(status.is_success(), "POST /channels/read: {status}");
             let answer: ManyMessages = response.body_mut().read_json()?;
+            // A host answers at least one address, at most those asked for.
             anyhow::ensure!(
-                answer.messages.len() == chunk.len(),
+                !answer.messages.is_empty() && answer.messages.len() <= chunk.len(),
                 "POST /channels/read: wrong count"
             );
             for messages in answer.messages {

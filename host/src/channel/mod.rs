@@ -18,7 +18,7 @@
 //! [`MemoryTransport`] memory.
 
 mod embedded;
-mod envelope;
+pub mod envelope;
 mod http;
 mod reader;
 mod transport;
@@ -29,12 +29,13 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use embedded::{EmbeddedTransport, MAX_MESSAGE_BYTES, MAX_PER_ADDRESS};
+pub use embedded::{EmbeddedTransport, MAX_MESSAGE_BYTES, messages_in, store_in};
 pub use http::{
-    Addressed, BATCH, Batch, HttpTransport, ManyMessages, Messages, READ_BATCH, ReadMany, agent,
+    Addressed, BATCH, Batch, HttpTransport, ManyMessages, Messages, READ_BATCH, READ_BYTES,
+    ReadMany, RefusedMessage, Stored, agent,
 };
 pub use reader::{ChannelReader, MAX_PER_POLL, Poll, ReadError};
-pub use transport::{MemoryTransport, Transport};
+pub use transport::{MemoryTransport, Refused, Transport};
 pub use writer::ChannelWriter;
 
 /// Where one message of a channel is stored.
@@ -62,6 +63,18 @@ impl fmt::Debug for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Address({})", &hex::encode(self.0)[..16])
     }
+}
+
+/// A sealed message on its way: message `index` of `author`'s channel, to be
+/// stored at `address`. A host's store takes an outside message only when it
+/// can check it: the author is registered there, the index is where its channel
+/// goes on, and the author signed the bytes for that address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    pub author: [u8; 32],
+    pub index: u64,
+    pub address: Address,
+    pub bytes: Vec<u8>,
 }
 
 /// What a reader must be given (at registration) to follow a channel.

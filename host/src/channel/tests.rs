@@ -68,7 +68,7 @@ fn junk_at_an_address_is_ignored_and_the_first_valid_message_kept() {
     writer.hello(&store).unwrap();
     let at = Address::of(&info.root, 1);
     // Before the real message: random bytes, and a message signed by someone else.
-    store.put(&at, vec![0xde, 0xad, 0xbe, 0xef]).unwrap();
+    store.put_raw(at, vec![0xde, 0xad, 0xbe, 0xef]).unwrap();
     let mut forger = ChannelWriter::resume(author(2), info.root, info.side_key, 1);
     forger.publish(&store, b"forged".to_vec()).unwrap();
     writer.publish(&store, b"real".to_vec()).unwrap();
@@ -129,7 +129,7 @@ fn restricted_channels_need_the_side_key_and_reject_tampering() {
             let n = bytes.len();
             bytes[n - 70] ^= 1;
         }
-        tampered.put(&at, bytes).unwrap();
+        tampered.put_raw(at, bytes).unwrap();
     }
     let poll = ChannelReader::new(&info).unwrap().poll(&tampered).unwrap();
     assert!(poll.data.is_empty() && poll.dropped == 1, "{poll:?}");
@@ -146,20 +146,20 @@ fn a_message_moved_to_another_address_is_not_accepted() {
     // Replay message 1 at index 2's address in another store.
     let replayed = MemoryTransport::default();
     replayed
-        .put(
-            &Address::of(&info.root, 0),
+        .put_raw(
+            Address::of(&info.root, 0),
             store.get(&Address::of(&info.root, 0)).unwrap().remove(0),
         )
         .unwrap();
     replayed
-        .put(
-            &Address::of(&info.root, 1),
+        .put_raw(
+            Address::of(&info.root, 1),
             store.get(&Address::of(&info.root, 1)).unwrap().remove(0),
         )
         .unwrap();
     replayed
-        .put(
-            &Address::of(&info.root, 2),
+        .put_raw(
+            Address::of(&info.root, 2),
             store.get(&Address::of(&info.root, 1)).unwrap().remove(0),
         )
         .unwrap();
@@ -190,7 +190,7 @@ fn the_embedded_store_keeps_arrival_order_and_survives_a_restart() {
         writer.hello(&store).unwrap();
         // Junk first, then the real message, at the same address.
         store
-            .put(&Address::of(&info.root, 1), b"junk".to_vec())
+            .put_raw(Address::of(&info.root, 1), b"junk".to_vec())
             .unwrap();
         writer.publish(&store, b"kept".to_vec()).unwrap();
         let mut reader = ChannelReader::new(&info).unwrap();
@@ -207,25 +207,25 @@ fn the_embedded_store_keeps_arrival_order_and_survives_a_restart() {
 }
 
 #[test]
-fn the_embedded_store_refuses_oversized_messages_and_unknown_addresses_are_empty() {
+fn the_embedded_store_keeps_a_resend_once_and_unknown_addresses_are_empty() {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedTransport::open(&dir.path().join("host.redb")).unwrap();
     assert!(
         store.get(&Address([1; 32])).unwrap().is_empty(),
         "before any table exists"
     );
-    let err = store
-        .put(&Address([1; 32]), vec![0; embedded::MAX_MESSAGE_BYTES + 1])
-        .unwrap_err();
-    assert!(err.to_string().starts_with("message:"), "{err}");
-    assert!(store.get(&Address([1; 32])).unwrap().is_empty());
+    let mut writer = ChannelWriter::new(author(1), true).unwrap();
+    let hello = writer.prepare(Message::Hello).unwrap();
+    store.put(&hello).unwrap();
+    store.put(&hello).unwrap();
+    assert_eq!(store.get(&hello.address).unwrap(), [hello.bytes]);
 }
 
 /// A transport that is down.
 struct Down;
 
 impl Transport for Down {
-    fn put(&self, _: &Address, _: Vec<u8>) -> anyhow::Result<()> {
+    fn put_many(&self, _: &[super::Sealed]) -> anyhow::Result<Vec<super::Refused>> {
         anyhow::bail!("unreachable store")
     }
     fn get(&self, _: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
@@ -257,7 +257,7 @@ fn junk_waiting_at_the_next_address_is_counted_once_however_often_a_reader_looks
     let mut writer = ChannelWriter::new(author(1), true).unwrap();
     writer.hello(&store).unwrap();
     let next = Address::of(&writer.info().root, 1);
-    store.put(&next, b"junk".to_vec()).unwrap();
+    store.put_raw(next, b"junk".to_vec()).unwrap();
 
     let mut reader = ChannelReader::new(&writer.info()).unwrap();
     assert_eq!(reader.poll(&store).unwrap().dropped, 1);
@@ -271,7 +271,7 @@ fn junk_waiting_at_the_next_address_is_counted_once_however_often_a_reader_looks
         ChannelReader::resume_at(&writer.info(), reader.next_index(), reader.examined()).unwrap();
     assert_eq!(resumed.poll(&store).unwrap().dropped, 0);
 
-    store.put(&next, b"more junk".to_vec()).unwrap();
+    store.put_raw(next, b"more junk".to_vec()).unwrap();
     writer.publish(&store, b"real".to_vec()).unwrap();
     let poll = resumed.poll(&store).unwrap();
     assert_eq!((data(&poll), poll.dropped), (vec![&b"real"[..]], 1));

@@ -1,23 +1,33 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::Address;
+use super::{Address, Sealed};
+
+/// A message a store would not take, by its position in a `put_many`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub position: usize,
+    pub reason: String,
+    /// Worth sending again later (the store is not ready for it yet); false
+    /// when it will never be taken (not the author's, a conflicting message).
+    pub retry: bool,
+}
 
 /// Where channel messages are stored and found. Append-only: `put` adds a
-/// message at an address (there may be several, some of them junk), `get`
-/// returns all of them in the order they were added.
+/// message at an address, `get` returns what is there in the order it came.
 pub trait Transport: Send + Sync {
-    fn put(&self, address: &Address, message: Vec<u8>) -> anyhow::Result<()>;
+    /// Several messages at once; a store may take them in one write. Answers
+    /// the messages it refused; the others are stored. On error some may have
+    /// been stored: resending is safe (a store keeps an identical resend once,
+    /// and readers keep the first valid message at an address).
+    fn put_many(&self, messages: &[Sealed]) -> anyhow::Result<Vec<Refused>>;
     fn get(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>>;
 
-    /// Several messages at once; a store may take them in one write. On error
-    /// some may have been stored: resending is safe (readers keep the first
-    /// valid message at an address).
-    fn put_many(&self, messages: &[(Address, Vec<u8>)]) -> anyhow::Result<()> {
-        for (address, bytes) in messages {
-            self.put(address, bytes.clone())?;
+    fn put(&self, message: &Sealed) -> anyhow::Result<()> {
+        match self.put_many(std::slice::from_ref(message))?.pop() {
+            None => Ok(()),
+            Some(refused) => anyhow::bail!("{}", refused.reason),
         }
-        Ok(())
     }
 
     /// The messages at each of `addresses`; a store may answer in one go.
@@ -34,13 +44,18 @@ pub struct MemoryTransport {
 }
 
 impl Transport for MemoryTransport {
-    fn put(&self, address: &Address, message: Vec<u8>) -> anyhow::Result<()> {
+    fn put_many(&self, sealed: &[Sealed]) -> anyhow::Result<Vec<Refused>> {
         let mut messages = self
             .messages
             .lock()
             .map_err(|_| anyhow::anyhow!("transport lock poisoned"))?;
-        messages.entry(*address).or_default().push(message);
-        Ok(())
+        for m in sealed {
+            let at = messages.entry(m.address).or_default();
+            if !at.contains(&m.bytes) {
+                at.push(m.bytes.clone());
+            }
+        }
+        Ok(Vec::new())
     }
 
     fn get(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
@@ -49,5 +64,17 @@ impl Transport for MemoryTransport {
             .lock()
             .map_err(|_| anyhow::anyhow!("transport lock poisoned"))?;
         Ok(messages.get(address).cloned().unwrap_or_default())
+    }
+}
+
+impl MemoryTransport {
+    /// For tests of the channel layer: bytes at an address, unchecked.
+    pub fn put_raw(&self, address: Address, bytes: Vec<u8>) -> anyhow::Result<()> {
+        let mut messages = self
+            .messages
+            .lock()
+            .map_err(|_| anyhow::anyhow!("transport lock poisoned"))?;
+        messages.entry(address).or_default().push(bytes);
+        Ok(())
     }
 }

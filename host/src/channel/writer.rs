@@ -1,6 +1,6 @@
 use ed25519_dalek::SigningKey;
 
-use super::{Address, ChannelInfo, Message, Transport, envelope, random32};
+use super::{Address, ChannelInfo, Message, Sealed, Transport, envelope, random32};
 
 /// The author's end of a channel. Its position (`next_index`) is all the state
 /// it has besides its keys; persist it with them to continue after a restart.
@@ -67,7 +67,7 @@ impl ChannelWriter {
     /// bytes go into a durable outbox in the same transaction as the writer's new
     /// position, and sending them again after a crash lands at the same address,
     /// where readers keep only the first valid message. Nothing is repeated.
-    pub fn prepare(&mut self, message: Message) -> anyhow::Result<(Address, Vec<u8>)> {
+    pub fn prepare(&mut self, message: Message) -> anyhow::Result<Sealed> {
         match message {
             Message::Hello => anyhow::ensure!(
                 self.next_index == 0,
@@ -88,17 +88,23 @@ impl ChannelWriter {
             &next,
             &message,
         )?;
+        let sealed = Sealed {
+            author: self.author.verifying_key().to_bytes(),
+            index: self.next_index,
+            address,
+            bytes,
+        };
         self.next_index += 1;
-        Ok((address, bytes))
+        Ok(sealed)
     }
 
     fn write(&mut self, transport: &dyn Transport, message: Message) -> anyhow::Result<Address> {
-        let (address, bytes) = self.prepare(message)?;
-        if let Err(e) = transport.put(&address, bytes) {
+        let sealed = self.prepare(message)?;
+        if let Err(e) = transport.put(&sealed) {
             // Not sent: the next message takes this address, or readers would wait at a gap.
             self.next_index -= 1;
             return Err(e);
         }
-        Ok(address)
+        Ok(sealed.address)
     }
 }

@@ -12,13 +12,14 @@ use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiResult, Bearer, Body, Params, blocking};
+use crate::admission::{self, AdmissionError};
 use crate::api;
 use crate::channel::{
-    Address, Batch, ChannelReader, MAX_MESSAGE_BYTES, ManyMessages, Messages, READ_BATCH,
-    ReadError, ReadMany, Transport,
+    Address, Batch, ManyMessages, Messages, READ_BATCH, READ_BYTES, ReadMany, RefusedMessage,
+    Sealed, Stored, Transport,
 };
 use crate::documents::{self, DocumentError};
-use crate::registry::{Registration, RegistryError};
+use crate::registry::{Application, Kind, Registration, RegistryError};
 use crate::role::Hub;
 use crate::role::grid::Grid;
 use crate::role::producer::Producer;
@@ -40,10 +41,9 @@ pub fn routes<R: HasHub>() -> Router<Arc<R>> {
         )
         .route("/channels", post(put_batch::<R>))
         .route("/channels/read", post(read_batch::<R>))
-        .route(
-            "/channels/{address}",
-            get(get_channel::<R>).put(put_channel::<R>),
-        )
+        .route("/channels/{address}", get(get_channel::<R>))
+        .route("/channels/{author}/{index}", put(put_channel::<R>))
+        .route("/admissions", post(admit::<R>).get(admissions::<R>))
         .route(
             "/storage/{id}/{context}",
             get(list_documents::<R>).delete(delete_context::<R>),
@@ -64,9 +64,15 @@ impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         let status = match &e {
             RegistryError::BadId => StatusCode::BAD_REQUEST,
-            RegistryError::ReservedId(_) | RegistryError::KindChanged(..) => StatusCode::CONFLICT,
-            RegistryError::WrongKind(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            RegistryError::ReservedId(_)
+            | RegistryError::KindChanged(..)
+            | RegistryError::Tombstoned(_)
+            | RegistryError::AuthorTaken(_) => StatusCode::CONFLICT,
+            RegistryError::WrongKind(_) | RegistryError::Hello(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             RegistryError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            RegistryError::Admission(_) => StatusCode::FORBIDDEN,
             RegistryError::Unknown(_) => StatusCode::NOT_FOUND,
             RegistryError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -133,38 +139,38 @@ async fn register<R: HasHub>(
     if !crate::storage::valid_name(&id) {
         return Err(RegistryError::BadId.into());
     }
+    let channel = body
+        .channel
+        .info()
+        .map_err(|field| ApiError::unprocessable(field, "expected 32 bytes in hex"))?;
+    let hello = match &body.hello {
+        Some(text) => Some(hex::decode(text).map_err(|_| ApiError::bad("hello", "expected hex"))?),
+        None => None,
+    };
+    if hello
+        .as_ref()
+        .is_some_and(|h| h.len() > crate::channel::MAX_MESSAGE_BYTES)
+    {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "hello",
+            format!("at most {} bytes", crate::channel::MAX_MESSAGE_BYTES),
+        ));
+    }
     blocking(move || {
         let hub = role.hub();
-        if !hub.registry.accepts(body.kind) {
-            return Err(RegistryError::WrongKind(body.kind).into());
-        }
-        let info = body
-            .channel
-            .info()
-            .map_err(|field| ApiError::unprocessable(field, "expected 32 bytes in hex"))?;
-        // The reader refuses a channel that does not open with hello.
-        let mut reader =
-            ChannelReader::new(&info).map_err(|e| ApiError::unprocessable("channel.author", e))?;
-        match reader.poll(&hub.store) {
-            Ok(_) if reader.next_index() > 0 => {}
-            Ok(_) => {
-                return Err(ApiError::unprocessable(
-                    "channel",
-                    "no hello at the channel's root in this host's store yet",
-                ));
-            }
-            Err(ReadError::NotOpened) => {
-                return Err(ApiError::unprocessable(
-                    "channel",
-                    "the channel does not open with hello",
-                ));
-            }
-            Err(e) => return Err(ApiError::internal(e)),
-        }
-        let registered =
-            hub.registry
-                .register(&hub.db, &id, body.kind, info, bearer.0.as_deref())?;
-        // Its messages may all be in the store already: read it next round.
+        let registered = hub.registry.register(
+            &hub.db,
+            &id,
+            Application {
+                kind: body.kind,
+                channel,
+                hello: hello.as_deref(),
+                credential: bearer.0.as_deref(),
+                admission: body.admission.as_deref(),
+            },
+        )?;
+        // Its hello is in the store now: read the channel next round.
         let r = &registered.registration;
         hub.store.touch(Address::of(&r.channel.root, r.read_index));
         let status = if registered.changed {
@@ -183,6 +189,86 @@ async fn register<R: HasHub>(
         ))
     })
     .await
+}
+
+/// `POST /admissions`: a registration token (operator only).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Admit {
+    kind: Kind,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default = "one")]
+    uses: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+async fn admit<R: HasHub>(
+    State(role): State<Arc<R>>,
+    bearer: Bearer,
+    Body(body): Body<Admit>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    super::operator(role.hub().operator_token.as_deref(), &bearer)?;
+    if !role.hub().registry.accepts(body.kind) {
+        return Err(RegistryError::WrongKind(body.kind).into());
+    }
+    if let Some(id) = &body.id
+        && !crate::storage::valid_name(id)
+    {
+        return Err(RegistryError::BadId.into());
+    }
+    if !(1..=1_000_000).contains(&body.uses) {
+        return Err(ApiError::unprocessable("uses", "1 to 1000000"));
+    }
+    blocking(move || {
+        let grant = admission::Grant {
+            kind: body.kind,
+            id: body.id,
+            uses: body.uses,
+            issued_ms: crate::role::unix_ms(),
+        };
+        let token = admission::issue(&role.hub().db, &grant)?;
+        Ok((
+            StatusCode::CREATED,
+            Json(serde_json::json!({
+                "token": token,
+                "kind": grant.kind,
+                "id": grant.id,
+                "uses": grant.uses,
+            })),
+        ))
+    })
+    .await
+}
+
+/// `GET /admissions`: the tokens not used up (their hashes' first digits, never the tokens).
+async fn admissions<R: HasHub>(
+    State(role): State<Arc<R>>,
+    bearer: Bearer,
+) -> ApiResult<Json<serde_json::Value>> {
+    super::operator(role.hub().operator_token.as_deref(), &bearer)?;
+    blocking(move || {
+        let grants = admission::list(&role.hub().db)?;
+        Ok(Json(serde_json::json!({
+            "admissions": grants
+                .into_iter()
+                .map(|(hash, g)| serde_json::json!({
+                    "hash": hash, "kind": g.kind, "id": g.id, "uses": g.uses,
+                    "issued_ms": g.issued_ms,
+                }))
+                .collect::<Vec<_>>(),
+        })))
+    })
+    .await
+}
+
+impl From<AdmissionError> for ApiError {
+    fn from(e: AdmissionError) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "admission", e.to_string())
+    }
 }
 
 async fn registration<R: HasHub>(
@@ -223,17 +309,26 @@ fn address(text: &str, field: &str) -> ApiResult<Address> {
     Ok(Address(bytes))
 }
 
-fn stored(result: anyhow::Result<()>) -> ApiResult<()> {
-    result.map_err(|e| {
-        let message = format!("{e:#}");
-        if message.starts_with("address:") {
-            ApiError::new(StatusCode::CONFLICT, "address", message)
-        } else if message.starts_with("message:") {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "message", message)
-        } else {
-            ApiError::internal(message)
+fn key32(text: &str, field: &str) -> ApiResult<[u8; 32]> {
+    let bytes = hex::decode(text).map_err(|_| ApiError::bad(field, "expected 32 bytes in hex"))?;
+    bytes
+        .try_into()
+        .map_err(|_| ApiError::bad(field, "expected 32 bytes in hex"))
+}
+
+/// The messages at `address`, at most [`READ_BYTES`] of them: a host's own
+/// store holds one message an address (two after a resend), so this only
+/// cuts what no honest store holds.
+fn bounded(messages: Vec<Vec<u8>>, budget: &mut usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in messages {
+        if m.len() > *budget {
+            break;
         }
-    })
+        *budget -= m.len();
+        out.push(hex::encode(m));
+    }
+    out
 }
 
 async fn get_channel<R: HasHub>(
@@ -243,42 +338,70 @@ async fn get_channel<R: HasHub>(
     let address = address(&text, "address")?;
     blocking(move || {
         let messages = role.hub().store.get(&address)?;
+        let mut budget = READ_BYTES;
         Ok(Json(Messages {
-            messages: messages.iter().map(hex::encode).collect(),
+            messages: bounded(messages, &mut budget),
         }))
     })
     .await
 }
 
-/// Anyone may write: messages are signed, readers check them, and an address
-/// takes a bounded number of messages.
+/// One message: number `index` of the channel `author` registered here.
+/// Only that author's signed message, within the host's write window, is
+/// taken (see [`Hub::accept`]).
 async fn put_channel<R: HasHub>(
     State(role): State<Arc<R>>,
-    Path(text): Path<String>,
+    Path((author, index)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let address = address(&text, "address")?;
+    let author = key32(&author, "author")?;
+    let index: u64 = index
+        .parse()
+        .map_err(|_| ApiError::bad("index", "expected a whole number"))?;
     if body.is_empty() {
         return Err(ApiError::unprocessable("body", "an empty message"));
     }
-    if body.len() > MAX_MESSAGE_BYTES {
+    if body.len() > crate::channel::MAX_MESSAGE_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body",
-            format!("a message is 1 to {MAX_MESSAGE_BYTES} bytes"),
+            format!(
+                "a message is 1 to {} bytes",
+                crate::channel::MAX_MESSAGE_BYTES
+            ),
         ));
     }
-    blocking(move || {
-        stored(role.hub().store.put(&address, body.to_vec()))?;
-        Ok(StatusCode::CREATED)
-    })
+    let sealed = Sealed {
+        author,
+        index,
+        address: Address([0; 32]),
+        bytes: body.to_vec(),
+    };
+    blocking(
+        move || match role.hub().accept(&[sealed])?.pop().flatten() {
+            None => Ok(StatusCode::CREATED),
+            Some(refusal) => Err(refused(refusal)),
+        },
+    )
     .await
 }
 
+fn refused(r: crate::role::Refusal) -> ApiError {
+    let status = match (r.field, r.retry) {
+        (_, true) => StatusCode::TOO_MANY_REQUESTS,
+        ("author", _) => StatusCode::NOT_FOUND,
+        ("index", _) => StatusCode::CONFLICT,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    ApiError::new(status, r.field, r.reason)
+}
+
+/// Several messages, each checked on its own: the answer names the refused
+/// ones, the others are stored.
 async fn put_batch<R: HasHub>(
     State(role): State<Arc<R>>,
     Body(batch): Body<Batch>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Json<Stored>> {
     if batch.messages.len() > crate::channel::BATCH {
         return Err(ApiError::unprocessable(
             "messages",
@@ -287,18 +410,38 @@ async fn put_batch<R: HasHub>(
     }
     let mut messages = Vec::with_capacity(batch.messages.len());
     for (i, m) in batch.messages.iter().enumerate() {
-        let address = address(&m.address, &format!("messages[{i}].address"))?;
+        let author = key32(&m.author, &format!("messages[{i}].author"))?;
         let bytes = hex::decode(&m.message)
             .map_err(|_| ApiError::bad(&format!("messages[{i}].message"), "expected hex"))?;
-        messages.push((address, bytes));
+        messages.push(Sealed {
+            author,
+            index: m.index,
+            address: Address([0; 32]),
+            bytes,
+        });
     }
     blocking(move || {
-        stored(role.hub().store.put_many(&messages))?;
-        Ok(StatusCode::CREATED)
+        let verdicts = role.hub().accept(&messages)?;
+        let refused = verdicts
+            .into_iter()
+            .enumerate()
+            .filter_map(|(position, v)| {
+                v.map(|r| RefusedMessage {
+                    position,
+                    error: format!("messages[{position}].{}: {}", r.field, r.reason),
+                    retry: r.retry,
+                })
+            })
+            .collect();
+        Ok(Json(Stored { refused }))
     })
     .await
 }
 
+/// The messages at several addresses. Each address is read once however
+/// often it is listed, and the answer stops at [`READ_BYTES`] of messages
+/// (the client asks again for the rest), so a small request cannot make the
+/// host build a large answer.
 async fn read_batch<R: HasHub>(
     State(role): State<Arc<R>>,
     Body(body): Body<ReadMany>,
@@ -316,13 +459,29 @@ async fn read_batch<R: HasHub>(
         .map(|(i, a)| address(a, &format!("addresses[{i}]")))
         .collect::<ApiResult<Vec<_>>>()?;
     blocking(move || {
-        let found = role.hub().store.get_many(&addresses)?;
-        Ok(Json(ManyMessages {
-            messages: found
-                .iter()
-                .map(|messages| messages.iter().map(hex::encode).collect())
-                .collect(),
-        }))
+        let mut unique = addresses.clone();
+        unique.sort();
+        unique.dedup();
+        let found = role.hub().store.get_many(&unique)?;
+        let mut budget = READ_BYTES;
+        let mut seen = std::collections::HashSet::new();
+        let mut messages = Vec::with_capacity(addresses.len());
+        for a in &addresses {
+            // A listed address is answered once; a repeat gets nothing.
+            if !seen.insert(*a) {
+                messages.push(Vec::new());
+                continue;
+            }
+            let Ok(at) = unique.binary_search(a) else {
+                break;
+            };
+            let size: usize = found[at].iter().map(Vec::len).sum();
+            if size > budget && !messages.is_empty() {
+                break;
+            }
+            messages.push(bounded(found[at].clone(), &mut budget));
+        }
+        Ok(Json(ManyMessages { messages }))
     })
     .await
 }

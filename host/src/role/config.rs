@@ -115,6 +115,13 @@ pub struct GridConfig {
     /// signature by one of them over its SHA-256.
     #[serde(default)]
     pub trusted_keys: Vec<String>,
+    /// Who may register: by default consumers freely, producers only with a
+    /// token the operator issued (`POST /admissions`).
+    #[serde(default)]
+    pub admission: crate::admission::Policy,
+    /// What a reading may claim before the grid refuses it.
+    #[serde(default)]
+    pub plausible: crate::inbox::Plausible,
 }
 
 impl Default for GridConfig {
@@ -131,6 +138,8 @@ impl Default for GridConfig {
             },
             operator_token: None,
             trusted_keys: Vec::new(),
+            admission: Default::default(),
+            plausible: Default::default(),
         }
     }
 }
@@ -148,6 +157,15 @@ pub struct ProducerConfig {
     /// As the grid's: keys an uploaded strategy must be signed by.
     #[serde(default)]
     pub trusted_keys: Vec<String>,
+    /// The registration token the grid's operator issued for this producer.
+    #[serde(default)]
+    pub admission_token: Option<String>,
+    /// Who may register here: sources only with a token by default.
+    #[serde(default)]
+    pub admission: crate::admission::Policy,
+    /// What a source's reading may claim before the producer refuses it.
+    #[serde(default)]
+    pub plausible: crate::inbox::Plausible,
 }
 
 impl Default for ProducerConfig {
@@ -165,6 +183,9 @@ impl Default for ProducerConfig {
             grid_url: "http://127.0.0.1:4000".into(),
             operator_token: None,
             trusted_keys: Vec::new(),
+            admission_token: None,
+            admission: Default::default(),
+            plausible: Default::default(),
         }
     }
 }
@@ -188,6 +209,10 @@ pub struct MetersConfig {
     /// Where the meters keep their state.
     #[serde(default)]
     pub state: StateKeeping,
+    /// The registration token the upstream operator issued (one use per meter),
+    /// where the upstream host needs one.
+    #[serde(default)]
+    pub admission_token: Option<String>,
 }
 
 /// A meter host keeps its state in its own database (`data_dir`), or — a
@@ -215,6 +240,7 @@ impl MetersConfig {
             slice_ms: 30_000,
             payment_step: 25,
             state: StateKeeping::Local,
+            admission_token: None,
         }
     }
 

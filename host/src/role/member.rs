@@ -65,8 +65,8 @@ impl MemberState {
         storage::set_meta(tx, &meta_name(&self.id), self)
     }
 
-    /// A new member whose restricted channel opens with hello through the
-    /// outbox, in the caller's transaction.
+    /// A new member with a restricted channel, in the caller's transaction.
+    /// Its hello goes with the registration, so its messages start at 1.
     /// `channel`: the root and side key to use; random if `None`.
     pub fn create(
         tx: &dyn WriteTx,
@@ -79,8 +79,7 @@ impl MemberState {
             Some((root, side)) => ChannelWriter::resume(key.clone(), root, Some(side), 0),
             None => ChannelWriter::new(key.clone(), true)?,
         };
-        let (address, bytes) = writer.prepare(Message::Hello)?;
-        outbox::enqueue(tx, UPSTREAM, address, bytes)?;
+        writer.prepare(Message::Hello)?;
         let state = Self {
             id: id.to_owned(),
             channel: WriterState::of(&writer),
@@ -112,8 +111,9 @@ impl MemberState {
         data: Vec<u8>,
     ) -> anyhow::Result<Address> {
         let mut writer = self.channel.writer(key);
-        let (address, bytes) = writer.prepare(Message::Data(data))?;
-        outbox::enqueue(tx, UPSTREAM, address, bytes)?;
+        let sealed = writer.prepare(Message::Data(data))?;
+        let address = sealed.address;
+        outbox::enqueue(tx, UPSTREAM, sealed)?;
         self.channel.next_index = writer.next_index();
         Ok(address)
     }
@@ -121,18 +121,17 @@ impl MemberState {
     /// Closes the member's channel: goodbye goes out through the outbox.
     pub fn goodbye(&mut self, tx: &dyn WriteTx, key: &SigningKey) -> anyhow::Result<()> {
         let mut writer = self.channel.writer(key);
-        let (address, bytes) = writer.prepare(Message::Goodbye)?;
-        outbox::enqueue(tx, UPSTREAM, address, bytes)?;
+        outbox::enqueue(tx, UPSTREAM, writer.prepare(Message::Goodbye)?)?;
         self.channel.next_index = writer.next_index();
         Ok(())
     }
 
-    /// A fresh channel (new root and side key) opening with hello; the
-    /// credential is kept, since re-registering the id needs it (a reset).
-    pub fn renew(&mut self, tx: &dyn WriteTx, key: &SigningKey) -> anyhow::Result<()> {
+    /// A fresh channel (new root and side key), whose hello goes with the
+    /// next registration; the credential is kept, since re-registering the id
+    /// needs it (a reset).
+    pub fn renew(&mut self, key: &SigningKey) -> anyhow::Result<()> {
         let mut writer = ChannelWriter::new(key.clone(), true)?;
-        let (address, bytes) = writer.prepare(Message::Hello)?;
-        outbox::enqueue(tx, UPSTREAM, address, bytes)?;
+        writer.prepare(Message::Hello)?;
         self.channel = WriterState::of(&writer);
         self.return_channel = None;
         self.return_read = 0;
@@ -208,18 +207,20 @@ impl MemberState {
         self.channel.writer(key).info()
     }
 
-    /// Registers (or registers again: idempotent) with the host at `url`.
+    /// Registers (or registers again: idempotent) with the host at `url`,
+    /// with the channel's hello and, where the host needs one, an admission
+    /// token from its operator.
     pub fn register(
         &mut self,
         agent: &ureq::Agent,
         url: &str,
         kind: Kind,
         key: &SigningKey,
+        admission: Option<&str>,
     ) -> anyhow::Result<()> {
-        let body = api::Register {
-            kind,
-            channel: api::Channel::from(&self.info(key)),
-        };
+        let channel = &self.channel;
+        let mut first = ChannelWriter::resume(key.clone(), channel.root, channel.side_key, 0);
+        let body = api::Register::open(kind, &mut first, admission)?;
         let mut request = agent.put(&format!("{url}/registrations/{}", self.id));
         if let Some(credential) = &self.credential {
             request = request.header("authorization", &format!("Bearer {credential}"));

@@ -156,8 +156,7 @@ impl Meters {
 
     /// Remote state, after a start: each meter registers again with its
     /// derived channel (same channel, same credential) and reads back the
-    /// state it kept upstream. Its hello is already there, so the one the
-    /// start queued is dropped.
+    /// state it kept upstream.
     fn restore(&self, remote: &Remote) -> anyhow::Result<()> {
         if remote.restored.load(Ordering::Relaxed) {
             return Ok(());
@@ -176,16 +175,15 @@ impl Meters {
         );
         let mut members = self.members()?;
         let mut restored = Vec::new();
-        let mut hellos = std::collections::HashSet::new();
         for m in members.iter_mut() {
-            // Not there yet (a first start): the normal round sends hello and registers.
-            if m.register(&self.agent, self.url(), self.kind, self.key(&m.id)?)
+            // Not there yet (a first start): the normal round registers it.
+            let key = self.key(&m.id)?;
+            if m.register(&self.agent, self.url(), self.kind, key, self.admission())
                 .is_err()
             {
                 continue;
             }
             let credential = m.credential.clone().unwrap_or_default();
-            hellos.insert(Address::of(&m.channel.root, 0));
             if let Some(kept) = MemberState::fetch(&self.agent, self.url(), &m.id, &credential)? {
                 *m = MemberState {
                     credential: Some(credential),
@@ -195,13 +193,6 @@ impl Meters {
             restored.push(m.clone());
         }
         self.save(&restored)?;
-        let queued = crate::outbox::pending(&self.db, usize::MAX)?;
-        let resent: Vec<u64> = queued
-            .iter()
-            .filter(|i| hellos.contains(&i.address))
-            .map(|i| i.seq)
-            .collect();
-        crate::outbox::acknowledge(&self.db, &resent)?;
         remote.restored.store(true, Ordering::Relaxed);
         Ok(())
     }
@@ -238,6 +229,10 @@ impl Meters {
         Ok(out)
     }
 
+    fn admission(&self) -> Option<&str> {
+        self.config.admission_token.as_deref()
+    }
+
     fn key(&self, id: &str) -> anyhow::Result<&SigningKey> {
         self.keys
             .get(id)
@@ -247,10 +242,11 @@ impl Meters {
     fn drain(&self) -> anyhow::Result<usize> {
         crate::outbox::drain(&self.db, 100_000, |d| {
             (d == super::member::UPSTREAM).then_some(&self.upstream as &dyn Transport)
-        })
+        })?
+        .sent()
     }
 
-    /// Registers the meters that are not yet (their hello went out first), a
+    /// Registers the meters that are not yet (each with its hello), a
     /// few at a time.
     fn register(&self, members: &mut [MemberState]) -> anyhow::Result<()> {
         let url = self.config.upstream_url.trim_end_matches('/');
@@ -269,7 +265,7 @@ impl Meters {
                     scope.spawn(move || -> anyhow::Result<()> {
                         for m in chunk {
                             let key = self.key(&m.id)?;
-                            m.register(&self.agent, url, self.kind, key)?;
+                            m.register(&self.agent, url, self.kind, key, self.admission())?;
                         }
                         Ok(())
                     })
@@ -536,8 +532,10 @@ impl Step for Meters {
         if self.reading.load(Ordering::Relaxed) {
             self.publish_readings(&mut members)?;
         }
-        self.drain()?;
+        // Registered first: the upstream store takes a channel's messages
+        // only once the channel is registered there.
         self.register(&mut members)?;
+        self.drain()?;
         self.sync()?;
         if self.kind == Kind::Consumer {
             self.read_requests(&mut members)?;

@@ -28,7 +28,7 @@ use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use hub::Hub;
+pub use hub::{Hub, Refusal, WRITE_WINDOW};
 
 /// The time every role of a grid agrees on. `scale` > 1 runs simulated time
 /// faster than real time from `epoch_ms` on, so 30 s slices pass in a fraction

@@ -32,6 +32,8 @@ pub struct Producer {
     grid_url: String,
     grid: HttpTransport,
     agent: ureq::Agent,
+    /// The registration token the grid's operator issued, if the grid needs one.
+    admission: Option<String>,
     key: ed25519_dalek::SigningKey,
     /// The producer's membership at its grid; one scheduler uses it at a time.
     member: Mutex<MemberState>,
@@ -41,7 +43,14 @@ pub struct Producer {
 impl Producer {
     pub fn open(config: &ProducerConfig, db: crate::storage::Db) -> anyhow::Result<Self> {
         let id = &config.service.id;
-        let hub = Hub::new(id, db, &[Kind::Source], config.operator_token.clone())?;
+        let mut hub = Hub::new(
+            id,
+            db,
+            &[Kind::Source],
+            config.admission.clone(),
+            config.operator_token.clone(),
+        )?;
+        hub.plausible = config.plausible;
         let slot = super::swap::Slot::open(
             &hub.db,
             SLOT,
@@ -70,6 +79,7 @@ impl Producer {
             grid: HttpTransport::new(&grid_url),
             grid_url,
             agent: crate::channel::agent(),
+            admission: config.admission_token.clone(),
             key,
             member: Mutex::new(member),
             schedule: super::TickSchedule::new(config.strategy.tick_ms),
@@ -95,13 +105,19 @@ impl Producer {
             .map_err(|_| anyhow::anyhow!("producer state lock poisoned"))
     }
 
-    /// Registers with the grid once the channel's hello is there.
+    /// Registers with the grid (the hello goes with the registration).
     fn ensure_registered(&self) -> anyhow::Result<()> {
         let mut member = self.lock()?;
         if member.credential.is_some() || member.closed {
             return Ok(());
         }
-        member.register(&self.agent, &self.grid_url, Kind::Producer, &self.key)?;
+        member.register(
+            &self.agent,
+            &self.grid_url,
+            Kind::Producer,
+            &self.key,
+            self.admission.as_deref(),
+        )?;
         let tx = self.db().write()?;
         member.save(&*tx)?;
         tx.commit()?;
@@ -290,9 +306,15 @@ impl Producer {
                 m.goodbye(tx, &self.key)?;
             }
             m.closed = false;
-            m.renew(tx, &self.key)
+            m.renew(&self.key)
         })?;
-        member.register(&self.agent, &self.grid_url, Kind::Producer, &self.key)?;
+        member.register(
+            &self.agent,
+            &self.grid_url,
+            Kind::Producer,
+            &self.key,
+            self.admission.as_deref(),
+        )?;
         self.change(&mut member, |_, _| Ok(()))?;
         Ok(member.clone())
     }
@@ -302,13 +324,19 @@ impl Producer {
     pub fn initialise(&self) -> anyhow::Result<MemberState> {
         let mut member = self.lock()?;
         if member.closed {
-            self.change(&mut member, |m, tx| {
+            self.change(&mut member, |m, _| {
                 m.closed = false;
-                m.renew(tx, &self.key)
+                m.renew(&self.key)
             })?;
         }
         if member.credential.is_none() {
-            member.register(&self.agent, &self.grid_url, Kind::Producer, &self.key)?;
+            member.register(
+                &self.agent,
+                &self.grid_url,
+                Kind::Producer,
+                &self.key,
+                self.admission.as_deref(),
+            )?;
             self.change(&mut member, |_, _| Ok(()))?;
         }
         Ok(member.clone())
@@ -353,7 +381,7 @@ impl super::swap::Runs for Producer {
 
 impl Step for Producer {
     fn step(&self) -> anyhow::Result<()> {
-        self.hub.poll()?;
+        self.hub.poll(self.clock.now_ms())?;
         let now = self.clock.now_ms();
         let open = !self.closed()?;
         if open && self.schedule.due(now) {
@@ -365,9 +393,10 @@ impl Step for Producer {
             self.slot
                 .watch(self.db(), &self.settings, &clock, failed.as_deref())?;
         }
-        // Hello (and output) must reach the grid's store before registering.
-        self.hub.drain(Some(&self.grid))?;
-        self.ensure_registered()
+        // Registered first: the grid's store takes the producer's output only
+        // once its channel is registered there.
+        self.ensure_registered()?;
+        self.hub.drain(Some(&self.grid)).map(drop)
     }
 
     fn finish(&self) -> anyhow::Result<()> {

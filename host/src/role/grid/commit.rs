@@ -155,8 +155,8 @@ impl Grid {
             pay_to,
         };
         let mut writer = back.writer(self.hub.registry.key());
-        let (address, bytes) = writer.prepare(crate::channel::Message::Data(command.encode()))?;
-        outbox::enqueue(tx, LOCAL, address, bytes)?;
+        let sealed = writer.prepare(crate::channel::Message::Data(command.encode()))?;
+        outbox::enqueue(tx, LOCAL, sealed)?;
         back.next_index = writer.next_index();
         registry::put(tx, &reg)?;
         Ok(())

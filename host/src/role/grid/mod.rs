@@ -66,12 +66,14 @@ pub struct TickSummary {
 
 impl Grid {
     pub fn open(config: &GridConfig, db: crate::storage::Db) -> anyhow::Result<Self> {
-        let hub = Hub::new(
+        let mut hub = Hub::new(
             &config.service.id,
             db,
             &[Kind::Consumer, Kind::Producer],
+            config.admission.clone(),
             config.operator_token.clone(),
         )?;
+        hub.plausible = config.plausible;
         let slot = super::swap::Slot::open(
             &hub.db,
             SLOT,
@@ -314,7 +316,7 @@ impl super::swap::Runs for Grid {
 
 impl Step for Grid {
     fn step(&self) -> anyhow::Result<()> {
-        self.hub.poll()?;
+        self.hub.poll(self.clock.now_ms())?;
         let now = self.clock.now_ms();
         if self.schedule.due(now) {
             let summary = self.tick()?;
