@@ -618,6 +618,12 @@ fn promote_and_stop_take_effect_at_the_next_tick_and_cohorts_survive_a_restart()
     let file = dir.path().join("grid.ppticks");
     std::fs::write(&file, bytes).unwrap();
     let exported = recording::read(&file, "grid").unwrap();
+    // The export carries the consumers' ids: a replay names them.
+    let (_, names) = recording::read_named(&file, "grid").unwrap();
+    assert!(
+        meters.iter().all(|m| names.values().any(|id| *id == m.id)),
+        "{names:?}"
+    );
     let recorded = recording::all_ticks(grid.role.db(), "grid").unwrap();
     assert!(exported.len() > 10, "{}", exported.len());
     assert_eq!(exported[..], recorded[..exported.len()]);

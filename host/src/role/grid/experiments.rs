@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use crate::books::{GridNews, StoredBooks, copy_books, copy_cell, grid_input};
 use crate::experiment::shadow::{self, Shadow};
 use crate::experiment::{self, Experiment, Status, Variant, results};
-use crate::registry::{self, Kind};
 use crate::storage::{self, Store};
 use crate::strategy::{GridStrategy, Transfer};
 use crate::versions;
@@ -373,13 +372,16 @@ impl Grid {
         if !matches!(was, Status::Running { .. }) {
             return Ok(0); // never ran: nothing billed outside the grid's books
         }
+        // Every consumer the experiment billed has a row with the variant
+        // that billed it (also one that has left since); one it never saw
+        // has the same cell in both books.
         let mut moved = 0;
-        for r in registry::all(self.db())? {
-            if r.kind != Kind::Consumer {
-                continue;
-            }
-            let v = e.cohort(&r.id);
-            if v != e.control && copy_cell(tx, &e.live_slot(v), SLOT, r.index)? {
+        for r in results::consumers(self.db(), &e.id)? {
+            let v = r.variant as usize;
+            if v != e.control
+                && v < e.variants.len()
+                && copy_cell(tx, &e.live_slot(v), SLOT, r.consumer)?
+            {
                 moved += 1;
             }
         }
