@@ -2,6 +2,8 @@
 //!
 //! - Consumers are billed `price-per-kwh` tokens (5) for every *whole* kWh not yet
 //!   requested, one request per consumer per tick; the fraction carries over.
+//!   (Features `unit-200` and `unit-2000` bill whole 200 Wh or 2000 Wh units at
+//!   the same price instead: test variants that carry a different remainder.)
 //! - Of what comes in, `producer-tokens-per-kwh`/`price-per-kwh` (4/5) is for the
 //!   producers and the rest covers the grid's running costs. The split is taken on
 //!   the running total, so no token is lost to rounding.
