@@ -239,3 +239,16 @@ pub fn copy_books(tx: &dyn WriteTx, from: &str, to: &str) -> anyhow::Result<u64>
     }
     Ok(cells.len() as u64)
 }
+
+/// Copies `entity`'s cell from `from` to `to`, if `from` has one: at an
+/// experiment's end the grid's books take each consumer's cell from the
+/// books that actually billed it.
+pub fn copy_cell(tx: &dyn WriteTx, from: &str, to: &str, entity: u32) -> anyhow::Result<bool> {
+    match tx.get(CELLS, &key::of(&[&from, &entity]))? {
+        Some(v) => {
+            tx.put(CELLS, &key::of(&[&to, &entity]), &v)?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}

@@ -357,7 +357,27 @@ fn two_payment_policies_are_ab_tested_on_a_running_demo_from_the_command_line() 
     .into_body()
     .read_to_string()
     .unwrap();
-    assert!(page.contains("Experiment <code>price</code>") && page.matches("<svg").count() == 2);
+    assert!(page.contains("Experiment <code>price</code>") && page.matches("<svg").count() == 3);
+    // Every consumer, by id, in the JSON; and as CSV.
+    assert!(
+        report["consumers"].as_array().is_some_and(|c| !c.is_empty()
+            && c.iter().all(|c| c["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("consumer-")))),
+        "{report}"
+    );
+    let csv = ureq::get(format!(
+        "{url}/experiments/price/report.csv?token=change-me"
+    ))
+    .call()
+    .unwrap()
+    .into_body()
+    .read_to_string()
+    .unwrap();
+    assert!(
+        csv.starts_with("consumer,id,variant,") && csv.contains(",consumer-"),
+        "{csv}"
+    );
     let promoted = cli(&["experiment", "promote", "price", "premium"]);
     assert!(promoted["status"]["promoted"].is_object(), "{promoted}");
 
@@ -382,6 +402,7 @@ fn two_payment_policies_are_ab_tested_on_a_running_demo_from_the_command_line() 
         work.path(),
     );
     assert!(ok, "{err}");
+    println!("{table}");
     // The ticks before the promotion were the basic version's, and replaying
     // it reproduces each of them. Premium was live after, on the books basic
     // had built: from the start on its own books it decides differently.
@@ -403,6 +424,27 @@ fn two_payment_policies_are_ab_tested_on_a_running_demo_from_the_command_line() 
     assert!(
         err.contains("[##############################]"),
         "a progress bar: {err}"
+    );
+    // Each policy pays producers from what it took in (issue 19, 3), and
+    // consumers are named by id, not by index (5).
+    let figures = |label: &str| -> Vec<i64> {
+        let line = table.lines().find(|l| l.starts_with(label)).unwrap();
+        line[label.len()..]
+            .split_whitespace()
+            .map(|w| w.parse().unwrap())
+            .collect()
+    };
+    let (income, payouts) = (
+        figures("income (payment model)"),
+        figures("producer payouts decided"),
+    );
+    assert!(
+        income.len() == 2 && payouts[0] <= income[0] && payouts[1] <= income[1],
+        "{table}"
+    );
+    assert!(
+        table.contains("consumer-") && !table.lines().any(|l| l.starts_with('#')),
+        "{table}"
     );
     assert!(
         std::fs::read_to_string(&chart)

@@ -350,10 +350,15 @@ impl Meter {
     }
 
     pub fn read(&mut self) {
+        self.read_wh(1_000);
+    }
+
+    /// Publishes `wh` for the next 30 s slice.
+    pub fn read_wh(&mut self, wh: u64) {
         let usage = powerplug::inbox::Command::Usage {
             start_ms: self.slice * 30_000,
             end_ms: (self.slice + 1) * 30_000,
-            wh: 1_000,
+            wh,
         };
         self.writer
             .publish(&self.store, usage.encode())

@@ -12,7 +12,7 @@ use powerplug::demo::{self, Options};
 use powerplug::experiment::{self, Status, Variant, report, results};
 use powerplug::replay::{recording, replay};
 use powerplug::role::run;
-use powerplug::storage::{RedbStore, counters};
+use powerplug::storage::{RedbStore, Store, counters};
 use powerplug::strategy::{Limits, Loaded, Runtime};
 use powerplug_tests::{
     Client, Meter, OPERATOR, component, eventually, grid_config, hostile, strategy_files,
@@ -215,7 +215,9 @@ fn each_cohort_is_billed_by_its_variant_and_counterfactual_bills_equal_replays()
 
     // The report: premium bills the same consumers more, and says so with
     // an interval that excludes zero; the prices are the rules' exactly.
-    let report = report::build(&e, &rows, &results::ticks(&db, "price").unwrap());
+    let ticks = results::ticks(&db, "price").unwrap();
+    let id_of = |index| powerplug::registry::id_of(&db, index).unwrap();
+    let report = report::build(&e, &rows, &ticks, &id_of);
     let prices: Vec<_> = report.variants.iter().map(|v| v.price_per_kwh).collect();
     assert_eq!(prices, [Some(5.0), Some(7.0)]);
     let same = report
@@ -224,8 +226,118 @@ fn each_cohort_is_billed_by_its_variant_and_counterfactual_bills_equal_replays()
         .find(|d| d.metric == "bill per consumer, same consumers")
         .unwrap();
     assert!(same.paired && same.low.unwrap() > 0.0, "{same:?}");
-    let page = powerplug::experiment::page::render(&report, None);
-    assert_eq!(page.matches("<svg").count(), 2);
+    let page = powerplug::experiment::page::render(&report, None, 1);
+    assert_eq!(page.matches("<svg").count(), 3);
+
+    // Issue 19, 3: counterfactual income follows counterfactual bills (the
+    // payment model), so each variant's rule pays out no more than it took
+    // in (plus what its books started with undistributed), tick by tick;
+    // and never takes in more than it billed.
+    for (v, variant) in report.variants.iter().enumerate() {
+        let everyone = &variant.everyone;
+        println!(
+            "{}: everyone requested {}, income {}, payouts decided {}; cohort billed {} Wh of {} + {} opening unbilled, collection rate {:?}, outstanding {}",
+            variant.name,
+            everyone.requested,
+            everyone.income,
+            everyone.payouts_decided,
+            variant.billed_wh,
+            variant.usage_wh,
+            variant.opening_unbilled_wh,
+            variant.collection_rate,
+            variant.outstanding
+        );
+        assert!(
+            everyone.income <= opening_requested(&rows) + everyone.requested,
+            "{variant:?}"
+        );
+        // Its two books start as copies of the grid's, with whatever
+        // producers' share the grid held undistributed at the start.
+        let opening: u64 = [e.live_slot(v), e.counterfactual_slot(v)]
+            .iter()
+            .map(|slot| {
+                let first = recording::all_ticks(&db, slot).unwrap();
+                let state: basic_grid_strategy::GridState =
+                    powerplug_sdk::state::decode(&first[0].input.state).unwrap();
+                state.available
+            })
+            .sum();
+        let (mut income, mut paid_out) = (opening, 0);
+        for t in &ticks {
+            income += t.variants[v].all_income;
+            paid_out += t.variants[v].payouts_decided;
+            assert!(
+                paid_out <= income,
+                "{}: {paid_out} paid out of {income} at {}",
+                variant.name,
+                t.at_ms
+            );
+        }
+        assert_eq!(income, opening + everyone.income);
+    }
+    // 4: every cohort's figures count usage and bills over the same span,
+    // opening balances carried, and reconcile with the ledger per consumer.
+    for r in &rows {
+        let b = powerplug::experiment::billing::get(&*db.read().unwrap(), r.consumer).unwrap();
+        assert_eq!(
+            (b.used_wh, b.billed_wh, b.requested, b.paid),
+            (
+                r.opening.used_wh + r.usage_wh,
+                r.opening.billed_wh + r.billed_wh,
+                r.opening.requested + r.requested,
+                r.opening.paid + r.collected
+            ),
+            "consumer {}",
+            r.consumer
+        );
+    }
+    for v in &report.variants {
+        assert!(
+            v.billed_wh as i64 <= v.opening_unbilled_wh + v.usage_wh as i64,
+            "{v:?}"
+        );
+        assert!(
+            v.outstanding >= 0 && v.collection_rate.is_some_and(|c| c <= 1.0),
+            "{v:?}"
+        );
+    }
+    assert_eq!(report.consumers.len(), 40);
+    assert!(
+        report
+            .consumers
+            .iter()
+            .all(|c| c.id.starts_with("consumer-")),
+        "ids"
+    );
+
+    // A whole-run replay: each policy's producers are paid from what it
+    // took in, tick by tick. Premium (never live here) takes in, by the
+    // payment model, no more than it billed; basic, live, took in what the
+    // grid's books really saw (both cohorts' payments).
+    for (s, live) in strategies.iter().zip([true, false]) {
+        let r = replay(s, &all, None, &mut |_| {}).unwrap();
+        println!(
+            "replay {}: requested {}, income {}, paid out {}",
+            if live { "basic" } else { "premium" },
+            r.requested(),
+            r.income(),
+            r.paid_out()
+        );
+        let (mut income, mut paid_out, mut requested) = (0, 0, 0);
+        for &(_, req, out, inc) in &r.series {
+            requested += req;
+            income += inc;
+            paid_out += out;
+            assert!(paid_out <= income, "{paid_out} paid out of {income}");
+            assert!(live || income <= requested, "{income} of {requested}");
+        }
+        assert!(income > 0);
+    }
+}
+
+/// What the consumers had been billed before the experiment.
+fn opening_requested(rows: &[results::ConsumerRow]) -> u64 {
+    rows.iter().map(|r| r.opening.requested).sum()
 }
 
 fn requested(client: &Client) -> u64 {
@@ -518,8 +630,297 @@ fn promote_and_stop_take_effect_at_the_next_tick_and_cohorts_survive_a_restart()
     let file = dir.path().join("grid.ppticks");
     std::fs::write(&file, bytes).unwrap();
     let exported = recording::read(&file, "grid").unwrap();
+    // The export carries the consumers' ids: a replay names them.
+    let (_, names) = recording::read_named(&file, "grid").unwrap();
+    assert!(
+        meters.iter().all(|m| names.values().any(|id| *id == m.id)),
+        "{names:?}"
+    );
     let recorded = recording::all_ticks(grid.role.db(), "grid").unwrap();
     assert!(exported.len() > 10, "{}", exported.len());
     assert_eq!(exported[..], recorded[..exported.len()]);
+    rt.block_on(grid.stop()).unwrap();
+}
+
+/// Each consumer's lifetime billing as the grid carried it out, by id.
+fn ledger(client: &Client) -> std::collections::BTreeMap<String, [u64; 4]> {
+    let (code, page) = client.get("/billing/consumers?limit=1000", Some(OPERATOR));
+    assert_eq!(code, 200, "{page}");
+    page["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let n = |k: &str| c[k].as_u64().unwrap();
+            (
+                c["id"].as_str().unwrap().to_owned(),
+                [n("used_wh"), n("billed_wh"), n("requested"), n("paid")],
+            )
+        })
+        .collect()
+}
+
+/// What each meter used and was billed, as the rules say: the policy that
+/// bills a consumer bills whole units of what it used and has not been
+/// billed, at 5 tokens a kWh.
+struct Expected {
+    used: Vec<u64>,
+    billed: Vec<u64>,
+}
+
+impl Expected {
+    fn bill(&mut self, i: usize, wh: u64, unit: u64) {
+        self.used[i] += wh;
+        self.billed[i] += (self.used[i] - self.billed[i]) / unit * unit;
+    }
+}
+
+/// One reading per meter (different amounts each round), billed by the
+/// unit `unit_of(meter)`; then, per consumer, the ledger over HTTP equals
+/// the rules: billed ≤ used, and what is unbilled is less than the unit of
+/// the policy that billed it (its carry). Each consumer's billing changes
+/// in one tick a round (its reading's): this sees every tick's.
+fn billed_round(
+    client: &Client,
+    meters: &mut [Meter],
+    expected: &mut Expected,
+    round: u64,
+    unit_of: &dyn Fn(&str) -> u64,
+) {
+    for (i, m) in meters.iter_mut().enumerate() {
+        let wh = 300 + ((i as u64 * 7 + round * 13) % 10) * 130;
+        m.read_wh(wh);
+        expected.bill(i, wh, unit_of(&m.id));
+    }
+    eventually(&format!("round {round} is billed"), || {
+        let l = ledger(client);
+        meters
+            .iter()
+            .enumerate()
+            .all(|(i, m)| l.get(&m.id).is_some_and(|b| b[0] == expected.used[i]))
+    });
+    let l = ledger(client);
+    for (i, m) in meters.iter().enumerate() {
+        let [used, billed, requested, _] = l[&m.id];
+        let unit = unit_of(&m.id);
+        assert!(
+            billed <= used,
+            "round {round}: {} billed {billed} of {used} Wh",
+            m.id
+        );
+        assert!(
+            used - billed < unit,
+            "round {round}: {} left {} Wh unbilled (carry < {unit})",
+            m.id,
+            used - billed
+        );
+        assert_eq!(
+            (billed, requested),
+            (expected.billed[i], expected.billed[i] * 5 / 1000),
+            "round {round}: {}",
+            m.id
+        );
+    }
+}
+
+fn experiment_of(id: &str, names: [&str; 2]) -> experiment::Experiment {
+    experiment::Experiment {
+        id: id.into(),
+        kind: "grid".into(),
+        variants: names
+            .iter()
+            .map(|n| Variant {
+                name: (*n).into(),
+                version: String::new(),
+                weight: 1,
+            })
+            .collect(),
+        control: 0,
+        start_ms: 0,
+        created_ms: 0,
+        status: Status::Scheduled,
+        notes: None,
+    }
+}
+
+/// The report's consumer table reconciles with the ledger over the same
+/// span: opening balances plus the experiment's figures are the ledger's.
+fn reconciles(client: &Client, id: &str, meters: &[Meter]) -> serde_json::Value {
+    let report = client
+        .get(&format!("/experiments/{id}/report"), Some(OPERATOR))
+        .1;
+    let l = ledger(client);
+    let lines = report["consumers"].as_array().unwrap();
+    assert_eq!(lines.len(), meters.len(), "every consumer, with its id");
+    for c in lines {
+        let id = c["id"].as_str().unwrap();
+        let n = |k: &str| c[k].as_i64().unwrap();
+        let [used, billed, requested, paid] = l[id].map(|x| x as i64);
+        // Billed never above used-and-unbilled over the span, and what is
+        // left unbilled is the ledger's.
+        assert!(
+            n("billed_wh") <= n("opening_unbilled_wh") + n("usage_wh"),
+            "{c}"
+        );
+        assert_eq!(
+            n("opening_unbilled_wh") + n("usage_wh") - n("billed_wh"),
+            used - billed,
+            "{c}"
+        );
+        assert_eq!(
+            n("opening_outstanding") + n("requested") - n("collected"),
+            requested - paid,
+            "{c}"
+        );
+        assert_eq!(n("outstanding"), requested - paid, "{c}");
+    }
+    for v in report["variants"].as_array().unwrap() {
+        let n = |k: &str| v[k].as_i64().unwrap();
+        assert!(
+            n("billed_wh") <= n("opening_unbilled_wh") + n("usage_wh"),
+            "{v}"
+        );
+        assert!(n("outstanding") >= 0, "{v}");
+        assert!(
+            v["collection_rate"].as_f64().is_none_or(|r| r <= 1.0),
+            "{v}"
+        );
+    }
+    report
+}
+
+/// Issue 19, 1: a variant billing in 200 Wh units (1 token each) and one
+/// billing in 2000 Wh units against whole kWh; at `stop` and at `promote`
+/// the grid's books take over what each consumer was actually billed.
+#[test]
+fn stop_and_promote_hand_back_what_each_consumer_was_billed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, _) = strategy_files(dir.path());
+    let u200 = component("plugins/basic-grid-strategy", &["unit-200"]);
+    let u2000 = component("plugins/basic-grid-strategy", &["unit-2000"]);
+    let rt = powerplug_tests::runtime();
+    let config = grid_config(dir.path(), grid_wasm, 20);
+    let grid = rt.block_on(run::grid(&config)).unwrap();
+    let client = Client::new(&grid.url);
+    let mut meters: Vec<Meter> = (0..20u8)
+        .map(|i| Meter::register(&grid.url, &format!("m{i}"), i + 1))
+        .collect();
+    let mut expected = Expected {
+        used: vec![0; 20],
+        billed: vec![0; 20],
+    };
+    let mut round = 0;
+    let mut rounds = |n: u64,
+                      unit_of: &dyn Fn(&str) -> u64,
+                      expected: &mut Expected,
+                      meters: &mut Vec<Meter>| {
+        for _ in 0..n {
+            round += 1;
+            billed_round(&client, meters, expected, round, unit_of);
+        }
+    };
+    rounds(2, &|_| 1000, &mut expected, &mut meters);
+
+    let keep = |bytes: &[u8], name: &str| {
+        let kept = client.call(
+            "PUT",
+            &format!("/strategies/grid?activate=false&name={name}"),
+            Some(OPERATOR),
+            Some(bytes),
+        );
+        assert_eq!(kept.0, 201, "{}", kept.1);
+    };
+    keep(&u200, "u200");
+    keep(&u2000, "u2000");
+    let start = |id: &str, names: [&str; 2]| {
+        let body = json!({ "id": id, "variants": [
+            { "name": names[0], "version": "active", "weight": 1 },
+            { "name": names[1], "version": names[1], "weight": 1 },
+        ]});
+        let created = client.post("/experiments", Some(OPERATOR), &body);
+        assert_eq!(created.0, 201, "{}", created.1);
+        eventually("it runs", || status(&client, id).get("running").is_some());
+        experiment_of(id, names)
+    };
+
+    // Stop: the 200 Wh variant's cohort goes back to whole kWh on what the
+    // variant billed it, not on what whole kWh would have.
+    let e = start("stop200", ["basic", "u200"]);
+    let unit = |e: &experiment::Experiment, units: [u64; 2]| {
+        let e = e.clone();
+        move |id: &str| units[e.cohort(id)]
+    };
+    let in_cohort = meters.iter().filter(|m| e.cohort(&m.id) == 1).count();
+    assert!((3..=17).contains(&in_cohort), "{in_cohort} of 20");
+    rounds(4, &unit(&e, [1000, 200]), &mut expected, &mut meters);
+    reconciles(&client, "stop200", &meters);
+    assert_eq!(
+        client
+            .post("/experiments/stop200/stop", Some(OPERATOR), &json!({}))
+            .0,
+        200
+    );
+    rounds(3, &|_| 1000, &mut expected, &mut meters);
+
+    // Promote: the 200 Wh variant takes over everyone.
+    let e = start("promote200", ["basic", "u200"]);
+    rounds(3, &unit(&e, [1000, 200]), &mut expected, &mut meters);
+    let report = reconciles(&client, "promote200", &meters);
+    // Its cohort was billed in 200 Wh units, exactly as the rules say.
+    assert_eq!(report["variants"][1]["price_per_kwh"], 5.0);
+    let promoted = client.post(
+        "/experiments/promote200/promote/u200",
+        Some(OPERATOR),
+        &json!({}),
+    );
+    assert_eq!(promoted.0, 200, "{}", promoted.1);
+    rounds(3, &|_| 200, &mut expected, &mut meters);
+
+    // A 2000 Wh variant, stopped: nothing stays unbilled beyond 200 Wh
+    // after it (the control's carry).
+    let e = start("stop2000", ["u200", "u2000"]);
+    rounds(4, &unit(&e, [200, 2000]), &mut expected, &mut meters);
+    reconciles(&client, "stop2000", &meters);
+    assert_eq!(
+        client
+            .post("/experiments/stop2000/stop", Some(OPERATOR), &json!({}))
+            .0,
+        200
+    );
+    rounds(3, &|_| 200, &mut expected, &mut meters);
+
+    // The consumer table: complete in the JSON (checked above), as CSV,
+    // and paged on the page, by id.
+    let csv = ureq::get(format!("{}/experiments/stop2000/report.csv", grid.url))
+        .header("authorization", format!("Bearer {OPERATOR}"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    let mut lines = csv.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .ends_with("u2000_wh,u2000_owed,u2000_paid"),
+        "{csv}"
+    );
+    assert_eq!(lines.count(), 20, "{csv}");
+    assert!(csv.contains("\nm7,") || csv.contains(",m7,"), "{csv}");
+    let (code, html) = client.get(
+        "/experiments/stop2000/report.html?token=operator-token-for-tests&page=1",
+        None,
+    );
+    assert_eq!(code, 200);
+    assert!(html.as_str().unwrap().contains("<td>m13</td>"), "{html}");
+    let (code, refused) = client.get(
+        "/experiments/stop2000/report.html?token=operator-token-for-tests&page=9",
+        None,
+    );
+    assert_eq!((code, refused["field"].as_str()), (422, Some("page")));
+    let (code, refused) = client.get("/billing/consumers?limit=0", Some(OPERATOR));
+    assert_eq!((code, refused["field"].as_str()), (422, Some("limit")));
+    assert_eq!(client.get("/billing/consumers", None).0, 401);
     rt.block_on(grid.stop()).unwrap();
 }

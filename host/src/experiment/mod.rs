@@ -13,6 +13,7 @@
 //! [`results`] keeps what each variant did, [`report`] turns it into numbers
 //! with confidence intervals, [`page`] into an HTML page with charts.
 
+pub mod billing;
 pub mod page;
 pub mod report;
 pub mod results;
@@ -78,13 +79,11 @@ impl Experiment {
         matches!(self.status, Status::Scheduled | Status::Running { .. })
     }
 
-    /// The books of variant `v` on its own cohort (the control's are the grid's).
+    /// The books of variant `v` on its own cohort. The control's bill no one
+    /// (the grid's own books, on everyone, send its cohort's requests): they
+    /// measure its rule on its cohort alone, as the other variants' do.
     pub fn live_slot(&self, v: usize) -> String {
-        if v == self.control {
-            crate::role::grid::SLOT.to_owned()
-        } else {
-            format!("exp/{}/{}", self.id, self.variants[v].name)
-        }
+        format!("exp/{}/{}", self.id, self.variants[v].name)
     }
 
     /// The books of variant `v` on the other cohorts, without effects.

@@ -48,9 +48,17 @@ fn status(s: &Status) -> String {
     }
 }
 
-/// The page; `token` (the operator token the page was asked with, if any)
-/// goes into its link to the JSON report.
-pub fn render(report: &Report, token: Option<&str>) -> String {
+/// Consumers per page of the consumer table.
+pub const PER_PAGE: usize = 100;
+
+/// How many pages the consumer table has (one at least).
+pub fn pages(report: &Report) -> usize {
+    report.consumers.len().div_ceil(PER_PAGE).max(1)
+}
+
+/// The page, with page `number` (from 1) of the consumer table; `token`
+/// (the operator token the page was asked with, if any) goes into its links.
+pub fn render(report: &Report, token: Option<&str>, number: usize) -> String {
     let e = &report.experiment;
     let mut h = String::new();
     let _ = write!(
@@ -65,15 +73,18 @@ pub fn render(report: &Report, token: Option<&str>) -> String {
         ticks = report.ticks,
         start = e.start_ms,
     );
-    h.push_str("<h2>Each cohort under its own variant</h2><table><tr><th>variant</th><th>consumers</th><th>kWh billed</th><th>tokens requested</th><th>collected</th><th>outstanding</th><th>collection rate</th><th>price per kWh</th><th>time to payment (s)</th><th>producer payouts</th><th>grid margin</th></tr>");
+    h.push_str("<h2>Each cohort under its own variant</h2><table><tr><th>variant</th><th>consumers</th><th>kWh unbilled at the start</th><th>kWh used</th><th>kWh billed</th><th>outstanding at the start</th><th>tokens requested</th><th>collected</th><th>outstanding</th><th>collection rate</th><th>price per kWh</th><th>time to payment (s)</th><th>producer payouts</th><th>grid margin</th></tr>");
     for v in &report.variants {
         let _ = write!(
             h,
-            "<tr><td>{}{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&v.name),
             if v.control { " (control)" } else { "" },
             v.consumers,
+            v.opening_unbilled_wh as f64 / 1000.0,
+            v.usage_wh as f64 / 1000.0,
             v.billed_wh as f64 / 1000.0,
+            v.opening_outstanding,
             v.requested,
             v.collected,
             v.outstanding,
@@ -84,21 +95,28 @@ pub fn render(report: &Report, token: Option<&str>) -> String {
             v.margin,
         );
     }
-    h.push_str("</table><h2>Every variant on every consumer (counterfactual bills)</h2><table><tr><th>variant</th><th>consumers</th><th>kWh billed</th><th>tokens requested</th><th>price per kWh</th><th>payouts its rule decided</th></tr>");
+    let _ = write!(
+        h,
+        "</table><p>{}</p><h2>Every variant on every consumer (counterfactual bills)</h2><table><tr><th>variant</th><th>consumers</th><th>kWh billed</th><th>tokens requested</th><th>price per kWh</th><th>income (modeled on other cohorts)</th><th>payouts its rule decided</th><th>margin</th></tr>",
+        esc(report.span)
+    );
     for v in &report.variants {
         let a = &v.everyone;
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&v.name),
             a.consumers,
             a.billed_wh as f64 / 1000.0,
             a.requested,
             opt(a.price_per_kwh, 2),
-            a.payouts_decided
+            a.income,
+            a.payouts_decided,
+            a.margin
         );
     }
-    h.push_str("</table><h2>Differences from the control (95% confidence intervals over consumers)</h2><table><tr><th>variant − control</th><th>metric</th><th>compared</th><th>estimate</th><th>95% interval</th><th>verdict</th><th>consumers</th></tr>");
+    let _ = write!(h, "</table><p>{}</p>", esc(report.payment_model));
+    h.push_str("<h2>Differences from the control (95% confidence intervals over consumers)</h2><table><tr><th>variant − control</th><th>metric</th><th>compared</th><th>estimate</th><th>95% interval</th><th>verdict</th><th>consumers</th></tr>");
     for d in &report.differences {
         let _ = write!(
             h,
@@ -169,18 +187,112 @@ pub fn render(report: &Report, token: Option<&str>) -> String {
                 .collect()
         },
     ));
-    let query: String = token
-        .map(|t| {
-            form_urlencoded::Serializer::new(String::new())
-                .append_pair("token", t)
-                .finish()
-        })
-        .map_or(String::new(), |q| format!("?{q}"));
+    h.push_str(&bills_chart(report));
+    let query = |page: Option<usize>| {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        if let Some(t) = token {
+            q.append_pair("token", t);
+        }
+        if let Some(p) = page {
+            q.append_pair("page", &p.to_string());
+        }
+        let q = q.finish();
+        if q.is_empty() { q } else { format!("?{q}") }
+    };
+    consumer_table(&mut h, report, number, &|p| esc(&query(Some(p))));
     let _ = write!(
         h,
-        "<h2>How producers were paid</h2><p>{}</p><p>The same as JSON: <a href=\"report{}\">report</a></p></body></html>",
+        "<h2>How producers were paid</h2><p>{}</p><p>The same as JSON: <a href=\"report{q}\">report</a>; the consumer table as CSV: <a href=\"report.csv{q}\">report.csv</a></p></body></html>",
         esc(report.payout_rule),
-        esc(&query)
+        q = esc(&query(None))
     );
     h
+}
+
+/// Each consumer's bill under each variant, consumers in order of their
+/// bill under the control: how the policies differ consumer by consumer.
+fn bills_chart(report: &Report) -> String {
+    let control = report.variants.iter().position(|v| v.control).unwrap_or(0);
+    let mut order: Vec<usize> = (0..report.consumers.len()).collect();
+    order.sort_by_key(|&i| report.consumers[i].under.get(control).map_or(0, |u| u.owed));
+    Chart {
+        title: "Each consumer's bill under each variant",
+        x_label: "consumers, by their bill under the control",
+        y_label: "tokens",
+        xs: (1..=order.len()).map(|i| i as f64).collect(),
+        lines: report
+            .variants
+            .iter()
+            .enumerate()
+            .map(|(v, variant)| Line {
+                name: variant.name.clone(),
+                ys: order
+                    .iter()
+                    .map(|&i| {
+                        report.consumers[i]
+                            .under
+                            .get(v)
+                            .map_or(0.0, |u| u.owed as f64)
+                    })
+                    .collect(),
+                colour: v,
+                dashed: false,
+            })
+            .collect(),
+    }
+    .svg()
+}
+
+/// Page `number` of the consumer table, with links to the other pages.
+fn consumer_table(h: &mut String, report: &Report, number: usize, link: &dyn Fn(usize) -> String) {
+    let pages = pages(report);
+    let _ = write!(
+        h,
+        "<h2>Each consumer</h2><p>{} consumers, page {number} of {pages}. Its own variant's bill and payments are real; the others' are counterfactual (payments by the model above).</p><table><tr><th>consumer</th><th>cohort</th><th>kWh unbilled at the start</th><th>kWh used</th><th>kWh billed</th><th>outstanding at the start</th><th>requested</th><th>collected</th><th>outstanding</th>",
+        report.consumers.len()
+    );
+    for v in &report.variants {
+        let _ = write!(
+            h,
+            "<th>{0}: tokens billed</th><th>{0}: paid</th>",
+            esc(&v.name)
+        );
+    }
+    h.push_str("</tr>");
+    for c in report
+        .consumers
+        .iter()
+        .skip((number - 1) * PER_PAGE)
+        .take(PER_PAGE)
+    {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+            esc(&c.id),
+            esc(&c.variant),
+            c.opening_unbilled_wh as f64 / 1000.0,
+            c.usage_wh as f64 / 1000.0,
+            c.billed_wh as f64 / 1000.0,
+            c.opening_outstanding,
+            c.requested,
+            c.collected,
+            c.outstanding
+        );
+        for u in &c.under {
+            let _ = write!(h, "<td>{}</td><td>{}</td>", u.owed, u.paid);
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</table><p>");
+    for p in 1..=pages {
+        match p == number {
+            true => {
+                let _ = write!(h, "<b>{p}</b> ");
+            }
+            false => {
+                let _ = write!(h, "<a href=\"report.html{}\">{p}</a> ", link(p));
+            }
+        }
+    }
+    h.push_str("</p>");
 }

@@ -10,14 +10,52 @@ use super::results::{ConsumerRow, TickRow};
 /// How producers are paid while an experiment runs (in every report).
 pub const PAYOUT_RULE: &str = "Producers are paid from the pooled income of all cohorts by the control's rule: the grid's own books, run by the active version, see every consumer's usage and payment, and only their payouts are carried out. The payouts so far are attributed to consumers by their share of the energy used so far; a cohort's grid margin is what it paid minus its share.";
 
+/// What a counterfactual consumer pays (in every report).
+pub const PAYMENT_MODEL: &str = "Counterfactual payments: in each tick in which a consumer actually paid, it pays under each other variant the same share of that variant's bills as it had by then paid of the bills it was actually sent (lifetime, at most all of them). A variant's books on the other cohorts take in these payments, not the ones made on other bills, so its income follows its bills and its rule's payouts follow its income. Each variant's books on its own cohort see the real payments.";
+
+/// Over which span the figures count (in every report).
+pub const SPAN: &str = "Usage, bills and payments count from the experiment's start; what a consumer had used but not been billed, and been billed but not paid, before it is carried as its opening balances: billed ≤ opening unbilled + used, and outstanding = opening outstanding + requested − collected.";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub experiment: Experiment,
     pub ticks: u64,
     pub payout_rule: &'static str,
+    pub payment_model: &'static str,
+    pub span: &'static str,
     pub variants: Vec<VariantResult>,
     pub differences: Vec<Difference>,
     pub series: Series,
+    /// Every consumer the experiment saw, by index.
+    pub consumers: Vec<ConsumerLine>,
+}
+
+/// One consumer: its real figures and its bill under every variant.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumerLine {
+    pub consumer: u32,
+    /// Its registered id (`#index` if the grid no longer knows it).
+    pub id: String,
+    /// The variant that billed it.
+    pub variant: String,
+    pub opening_unbilled_wh: i64,
+    pub opening_outstanding: i64,
+    pub usage_wh: u64,
+    pub billed_wh: u64,
+    pub requested: u64,
+    pub collected: u64,
+    pub outstanding: i64,
+    /// By variant (in the experiment's order): its own variant's real bill
+    /// and payments, the others' counterfactual ones.
+    pub under: Vec<UnderVariant>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UnderVariant {
+    pub wh: u64,
+    pub owed: u64,
+    /// Paid: really (its own variant), by the payment model (the others).
+    pub paid: u64,
 }
 
 /// A variant on its own cohort, and on everyone.
@@ -29,11 +67,16 @@ pub struct VariantResult {
     pub control: bool,
     /// Consumers of its cohort seen since the start.
     pub consumers: u64,
+    /// Before the start: used but not billed, billed but not paid.
+    pub opening_unbilled_wh: i64,
+    pub opening_outstanding: i64,
     pub usage_wh: u64,
     pub billed_wh: u64,
     pub requested: u64,
     pub collected: u64,
+    /// opening outstanding + requested − collected.
     pub outstanding: i64,
+    /// collected / (opening outstanding + requested).
     pub collection_rate: Option<f64>,
     pub price_per_kwh: Option<f64>,
     /// Token-weighted mean time from a request to its payment (FIFO).
@@ -51,7 +94,11 @@ pub struct Everyone {
     pub billed_wh: u64,
     pub requested: u64,
     pub price_per_kwh: Option<f64>,
+    /// Its cohort's real payments and, by the payment model, the others'.
+    pub income: u64,
     pub payouts_decided: u64,
+    /// income − payouts_decided.
+    pub margin: i64,
 }
 
 /// `variant` minus `control` in `metric`, per consumer.
@@ -109,7 +156,13 @@ impl Attribution {
     }
 }
 
-pub fn build(experiment: &Experiment, consumers: &[ConsumerRow], ticks: &[TickRow]) -> Report {
+/// The report; `id_of` names a consumer index.
+pub fn build(
+    experiment: &Experiment,
+    consumers: &[ConsumerRow],
+    ticks: &[TickRow],
+    id_of: &dyn Fn(u32) -> Option<String>,
+) -> Report {
     let n = experiment.variants.len();
     let share = Attribution {
         paid_out: ticks.iter().map(|t| u128::from(t.paid_out)).sum(),
@@ -125,6 +178,15 @@ pub fn build(experiment: &Experiment, consumers: &[ConsumerRow], ticks: &[TickRo
                 sum(|r| r.collected),
                 sum(|r| r.billed_wh),
             );
+            let opening_unbilled_wh: i64 = cohort(v).map(|r| r.opening.unbilled_wh()).sum();
+            let opening_outstanding: i64 = cohort(v).map(|r| r.opening.outstanding()).sum();
+            let owed = opening_outstanding + requested as i64;
+            let income: u64 = consumers.iter().map(|r| paid_under(r, v)).sum();
+            let payouts_decided: u64 = ticks
+                .iter()
+                .filter_map(|t| t.variants.get(v))
+                .map(|t| t.payouts_decided)
+                .sum();
             let payouts = share.of(sum(|r| r.usage_wh));
             let waited: u128 = cohort(v).map(|r| r.waited_token_ms).sum();
             let settled = sum(|r| r.settled);
@@ -136,12 +198,14 @@ pub fn build(experiment: &Experiment, consumers: &[ConsumerRow], ticks: &[TickRo
                 weight: spec.weight,
                 control: v == experiment.control,
                 consumers: cohort(v).count() as u64,
+                opening_unbilled_wh,
+                opening_outstanding,
                 usage_wh: sum(|r| r.usage_wh),
                 billed_wh,
                 requested,
                 collected,
-                outstanding: requested as i64 - collected as i64,
-                collection_rate: ratio(collected, requested),
+                outstanding: owed - collected as i64,
+                collection_rate: ratio(collected, owed.max(0) as u64),
                 price_per_kwh: ratio(requested * 1000, billed_wh),
                 mean_time_to_payment_ms: (settled > 0).then(|| waited as f64 / settled as f64),
                 producer_payouts: payouts,
@@ -151,11 +215,9 @@ pub fn build(experiment: &Experiment, consumers: &[ConsumerRow], ticks: &[TickRo
                     billed_wh: all_wh,
                     requested: all_owed,
                     price_per_kwh: ratio(all_owed * 1000, all_wh),
-                    payouts_decided: ticks
-                        .iter()
-                        .filter_map(|t| t.variants.get(v))
-                        .map(|t| t.payouts_decided)
-                        .sum(),
+                    income,
+                    payouts_decided,
+                    margin: income as i64 - payouts_decided as i64,
                 },
             }
         })
@@ -164,9 +226,94 @@ pub fn build(experiment: &Experiment, consumers: &[ConsumerRow], ticks: &[TickRo
         experiment: experiment.clone(),
         ticks: ticks.len() as u64,
         payout_rule: PAYOUT_RULE,
+        payment_model: PAYMENT_MODEL,
+        span: SPAN,
         variants,
         differences: differences(experiment, consumers, &share),
         series: series(experiment, ticks),
+        consumers: consumers
+            .iter()
+            .map(|r| line(experiment, r, id_of))
+            .collect(),
+    }
+}
+
+/// What `r` paid under variant `v`: really, or by the payment model.
+fn paid_under(r: &ConsumerRow, v: usize) -> u64 {
+    match r.variant as usize == v {
+        true => r.collected,
+        false => r.cf_paid.get(v).copied().unwrap_or(0),
+    }
+}
+
+fn line(e: &Experiment, r: &ConsumerRow, id_of: &dyn Fn(u32) -> Option<String>) -> ConsumerLine {
+    let owed = r.opening.outstanding() + r.requested as i64;
+    ConsumerLine {
+        consumer: r.consumer,
+        id: id_of(r.consumer).unwrap_or_else(|| format!("#{}", r.consumer)),
+        variant: e
+            .variants
+            .get(r.variant as usize)
+            .map_or_else(String::new, |v| v.name.clone()),
+        opening_unbilled_wh: r.opening.unbilled_wh(),
+        opening_outstanding: r.opening.outstanding(),
+        usage_wh: r.usage_wh,
+        billed_wh: r.billed_wh,
+        requested: r.requested,
+        collected: r.collected,
+        outstanding: owed - r.collected as i64,
+        under: (0..e.variants.len())
+            .map(|v| {
+                let (wh, owed) = bill(r, v);
+                UnderVariant {
+                    wh,
+                    owed,
+                    paid: paid_under(r, v),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// The consumer table as CSV: one row per consumer, then per variant its
+/// bill's Wh, tokens and payments.
+pub fn csv(report: &Report) -> String {
+    use std::fmt::Write;
+    let mut s = String::from(
+        "consumer,id,variant,opening_unbilled_wh,opening_outstanding,usage_wh,billed_wh,requested,collected,outstanding",
+    );
+    for v in &report.experiment.variants {
+        let _ = write!(s, ",{0}_wh,{0}_owed,{0}_paid", csv_field(&v.name));
+    }
+    s.push('\n');
+    for c in &report.consumers {
+        let _ = write!(
+            s,
+            "{},{},{},{},{},{},{},{},{},{}",
+            c.consumer,
+            csv_field(&c.id),
+            csv_field(&c.variant),
+            c.opening_unbilled_wh,
+            c.opening_outstanding,
+            c.usage_wh,
+            c.billed_wh,
+            c.requested,
+            c.collected,
+            c.outstanding
+        );
+        for u in &c.under {
+            let _ = write!(s, ",{},{},{}", u.wh, u.owed, u.paid);
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Ids and names are `A-Z a-z 0-9 _ - .`; quoted anyway should that change.
+fn csv_field(text: &str) -> String {
+    match text.contains([',', '"', '\n']) {
+        true => format!("\"{}\"", text.replace('"', "\"\"")),
+        false => text.to_owned(),
     }
 }
 
@@ -186,7 +333,10 @@ const COHORT_METRICS: [Metric; 6] = [
         Some(r.collected as f64)
     }),
     ("grid margin per consumer", |r, a| Some(a.margin(r) as f64)),
-    ("collection rate", |r, _| ratio(r.collected, r.requested)),
+    ("collection rate", |r, _| {
+        let owed = r.opening.outstanding() + r.requested as i64;
+        ratio(r.collected, owed.max(0) as u64)
+    }),
     ("price per kWh", |r, _| {
         ratio(r.requested * 1000, r.billed_wh)
     }),

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::Experiment;
-use crate::storage::{self, Order, Store, WriteTx, key};
+use super::billing::{self, Billing};
+use crate::storage::{self, Order, ReadTx, Store, WriteTx, key};
 use crate::strategy::PaymentRequest;
 
 /// (experiment, consumer) → [`ConsumerRow`].
@@ -17,6 +18,9 @@ const CONSUMERS: &str = "experiment_consumers";
 const TICKS: &str = "experiment_ticks";
 /// Open requests kept per consumer for the time to payment; older ones merge.
 const OPEN_REQUESTS: usize = 64;
+
+/// The time of an open request made before the experiment's start.
+const BEFORE: u64 = 0;
 
 /// A bill: energy and tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,9 +45,29 @@ pub struct ConsumerRow {
     pub open: VecDeque<(u64, u64)>,
     /// Its bills under every variant, by variant.
     pub bills: Vec<Bill>,
+    /// Its lifetime billing when the experiment first saw it (nothing
+    /// changes it in between): what it had used, been billed and paid
+    /// before the span the other figures count.
+    pub opening: Billing,
+    /// What it pays, by the payment model, under each variant that is not
+    /// its own ([`ConsumerRow::modeled_payment`]).
+    pub cf_paid: Vec<u64>,
 }
 
 impl ConsumerRow {
+    /// The payment model of the counterfactual books ([`billing::modeled_paid`]),
+    /// lifetime, opening balances included: in a tick in which the consumer
+    /// actually paid `paid_now`, what it pays under variant `v`.
+    pub fn modeled_payment(&self, v: usize, paid_now: u64) -> u64 {
+        let bill = self.bills.get(v).map_or(0, |b| b.owed);
+        let target = billing::modeled_paid(
+            self.opening.requested + self.requested,
+            self.opening.paid + self.collected + paid_now,
+            self.opening.requested + bill,
+        );
+        target.saturating_sub(self.opening.paid + self.cf_paid.get(v).copied().unwrap_or(0))
+    }
+
     fn requested_at(&mut self, at_ms: u64, owed: u64) {
         if self.open.len() == OPEN_REQUESTS {
             // Merge the two oldest: keeps the older time (a conservative wait).
@@ -61,8 +85,11 @@ impl ConsumerRow {
                 break; // paid ahead of any request
             };
             let take = amount.min(front.1);
-            self.waited_token_ms += u128::from(take) * u128::from(at_ms.saturating_sub(front.0));
-            self.settled += take;
+            if front.0 != BEFORE {
+                self.waited_token_ms +=
+                    u128::from(take) * u128::from(at_ms.saturating_sub(front.0));
+                self.settled += take;
+            }
             front.1 -= take;
             amount -= take;
             if front.1 == 0 {
@@ -82,6 +109,9 @@ pub struct VariantTick {
     pub collected: u64,
     /// Its bills over every consumer (its cohort and the counterfactuals).
     pub all: Bill,
+    /// What its books took in: its cohort's payments and, by the payment
+    /// model, the other cohorts' on its bills.
+    pub all_income: u64,
     /// Payouts its runs decided (carried out for the control only).
     pub payouts_decided: u64,
 }
@@ -101,8 +131,12 @@ pub struct TickFacts<'a> {
     pub usage: Vec<(u32, u64)>,
     /// Payments from consumers: (consumer, amount).
     pub incoming: Vec<(u32, u64)>,
-    /// Every bill each variant decided, by variant.
+    /// The requests sent: the real bills.
+    pub sent: Vec<PaymentRequest>,
+    /// Every bill each variant decided (its cohort and the others), by variant.
     pub bills: Vec<Vec<PaymentRequest>>,
+    /// The modeled payments each variant's counterfactual books took in.
+    pub modeled: Vec<Vec<(u32, u64)>>,
     pub payouts_decided: Vec<u64>,
     /// Payouts carried out.
     pub paid_out: u64,
@@ -117,21 +151,14 @@ pub fn record(tx: &dyn WriteTx, experiment: &Experiment, facts: &TickFacts) -> a
         .iter()
         .map(|u| u.0)
         .chain(facts.bills.iter().flatten().map(|b| b.consumer))
+        .chain(facts.sent.iter().map(|b| b.consumer))
         .chain(facts.incoming.iter().map(|p| p.0));
     let mut rows: BTreeMap<u32, ConsumerRow> = BTreeMap::new();
     for consumer in touched {
         if rows.contains_key(&consumer) {
             continue;
         }
-        let mut r: ConsumerRow = match tx.get(CONSUMERS, &key::of(&[&experiment.id, &consumer]))? {
-            Some(bytes) => postcard::from_bytes(&bytes)?,
-            None => ConsumerRow {
-                consumer,
-                variant: (facts.variant_of)(consumer) as u32,
-                ..ConsumerRow::default()
-            },
-        };
-        r.bills.resize(n, Bill::default());
+        let r = row(tx, experiment, consumer, (facts.variant_of)(consumer))?;
         rows.insert(consumer, r);
     }
     let mut tick = TickRow {
@@ -154,18 +181,27 @@ pub fn record(tx: &dyn WriteTx, experiment: &Experiment, facts: &TickFacts) -> a
             };
             r.bills[v].wh += b.wh;
             r.bills[v].owed += b.owed;
-            let own = r.variant as usize == v;
-            if own {
-                r.billed_wh += b.wh;
-                r.requested += b.owed;
-                r.requested_at(facts.at_ms, b.owed);
-            }
             let t = &mut tick.variants[v];
             t.all.wh += b.wh;
             t.all.owed += b.owed;
-            if own {
-                t.billed_wh += b.wh;
-                t.requested += b.owed;
+        }
+    }
+    for b in &facts.sent {
+        let Some(r) = rows.get_mut(&b.consumer) else {
+            continue;
+        };
+        r.billed_wh += b.wh;
+        r.requested += b.owed;
+        r.requested_at(facts.at_ms, b.owed);
+        let t = &mut tick.variants[r.variant as usize];
+        t.billed_wh += b.wh;
+        t.requested += b.owed;
+    }
+    for (v, modeled) in facts.modeled.iter().enumerate() {
+        for (consumer, amount) in modeled {
+            if let (Some(r), Some(t)) = (rows.get_mut(consumer), tick.variants.get_mut(v)) {
+                r.cf_paid[v] += amount;
+                t.all_income += amount;
             }
         }
     }
@@ -174,7 +210,9 @@ pub fn record(tx: &dyn WriteTx, experiment: &Experiment, facts: &TickFacts) -> a
             continue;
         };
         r.paid(facts.at_ms, *amount);
-        tick.variants[r.variant as usize].collected += amount;
+        let t = &mut tick.variants[r.variant as usize];
+        t.collected += amount;
+        t.all_income += amount;
     }
     for (consumer, r) in &rows {
         tx.put(
@@ -197,6 +235,37 @@ pub fn record(tx: &dyn WriteTx, experiment: &Experiment, facts: &TickFacts) -> a
         &postcard::to_allocvec(&tick)?,
     )?;
     Ok(())
+}
+
+/// A consumer's row, or a new one in cohort `variant` that opens with its
+/// lifetime billing so far (read before this tick's is added).
+pub fn row(
+    tx: &dyn ReadTx,
+    experiment: &Experiment,
+    consumer: u32,
+    variant: usize,
+) -> anyhow::Result<ConsumerRow> {
+    let n = experiment.variants.len();
+    let mut r = match tx.get(CONSUMERS, &key::of(&[&experiment.id, &consumer]))? {
+        Some(bytes) => postcard::from_bytes(&bytes)?,
+        None => {
+            let opening = billing::get(tx, consumer)?;
+            let mut r = ConsumerRow {
+                consumer,
+                variant: variant as u32,
+                opening,
+                ..ConsumerRow::default()
+            };
+            if opening.outstanding() > 0 {
+                // Requested before the start: paid first, not timed.
+                r.open.push_back((BEFORE, opening.outstanding() as u64));
+            }
+            r
+        }
+    };
+    r.bills.resize(n, Bill::default());
+    r.cf_paid.resize(n, 0);
+    Ok(r)
 }
 
 /// Every consumer row of an experiment.

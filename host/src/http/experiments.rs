@@ -24,6 +24,8 @@ pub fn routes() -> Router<Arc<Grid>> {
         .route("/experiments/{id}/promote/{variant}", post(promote))
         .route("/experiments/{id}/report", get(report_json))
         .route("/experiments/{id}/report.html", get(report_html))
+        .route("/experiments/{id}/report.csv", get(report_csv))
+        .route("/billing/consumers", get(billing))
         .route("/ticks/export", get(export))
         .route(
             "/strategies/grid/shadow",
@@ -94,18 +96,78 @@ async fn promote(
 }
 
 /// A browser cannot send a bearer header from a link: the page also takes
-/// the operator token as `?token=`.
+/// the operator token as `?token=`; the page shows `page` of the consumers.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Token {
     token: Option<String>,
+    page: Option<usize>,
 }
 
 fn build(grid: &Grid, id: &str) -> ApiResult<report::Report> {
     let e = find(grid, id)?;
     let consumers = results::consumers(grid.db(), id)?;
     let ticks = results::ticks(grid.db(), id)?;
-    Ok(report::build(&e, &consumers, &ticks))
+    let id_of = |index| crate::registry::id_of(grid.db(), index).ok().flatten();
+    Ok(report::build(&e, &consumers, &ticks, &id_of))
+}
+
+/// The consumer table, for a spreadsheet.
+async fn report_csv(
+    State(grid): State<Arc<Grid>>,
+    Path(id): Path<String>,
+    bearer: Bearer,
+    Params(query): Params<Token>,
+) -> ApiResult<([(axum::http::HeaderName, &'static str); 1], String)> {
+    check(&grid, &Bearer(bearer.0.or(query.token)))?;
+    blocking(move || {
+        Ok((
+            [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            report::csv(&build(&grid, &id)?),
+        ))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    after: Option<u32>,
+    limit: Option<usize>,
+}
+
+/// Each consumer's lifetime billing as the grid carried it out, by index.
+async fn billing(
+    State(grid): State<Arc<Grid>>,
+    bearer: Bearer,
+    Params(query): Params<Page>,
+) -> ApiResult<Json<serde_json::Value>> {
+    check(&grid, &bearer)?;
+    let limit = query.limit.unwrap_or(1_000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::unprocessable("limit", "1 to 10,000"));
+    }
+    blocking(move || {
+        let page = crate::experiment::billing::page(grid.db(), query.after, limit)?;
+        let next = (page.len() == limit)
+            .then(|| page.last().map(|p| p.0))
+            .flatten();
+        let mut consumers = Vec::with_capacity(page.len());
+        for (index, b) in page {
+            consumers.push(serde_json::json!({
+                "consumer": index,
+                "id": crate::registry::id_of(grid.db(), index).map_err(ApiError::internal)?,
+                "used_wh": b.used_wh,
+                "billed_wh": b.billed_wh,
+                "requested": b.requested,
+                "paid": b.paid,
+            }));
+        }
+        Ok(Json(
+            serde_json::json!({ "consumers": consumers, "next": next }),
+        ))
+    })
+    .await
 }
 
 async fn report_json(
@@ -126,11 +188,16 @@ async fn report_html(
 ) -> ApiResult<Html<String>> {
     let from_query = bearer.0.is_none().then(|| query.token.clone()).flatten();
     check(&grid, &Bearer(bearer.0.or(query.token)))?;
+    let number = query.page.unwrap_or(1);
     blocking(move || {
-        Ok(Html(page::render(
-            &build(&grid, &id)?,
-            from_query.as_deref(),
-        )))
+        let report = build(&grid, &id)?;
+        if number == 0 || number > page::pages(&report) {
+            return Err(ApiError::unprocessable(
+                "page",
+                format!("1 to {}", page::pages(&report)),
+            ));
+        }
+        Ok(Html(page::render(&report, from_query.as_deref(), number)))
     })
     .await
 }

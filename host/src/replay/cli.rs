@@ -79,7 +79,7 @@ impl Bar {
 
 pub fn run(options: &Options, runtime: &Runtime) -> anyhow::Result<()> {
     let o = options;
-    let records = recording::read(&o.input, &o.slot)?;
+    let (records, known) = recording::read_named(&o.input, &o.slot)?;
     anyhow::ensure!(
         !records.is_empty(),
         "--input: no recorded grid ticks in slot `{}` of {}",
@@ -113,7 +113,8 @@ pub fn run(options: &Options, runtime: &Runtime) -> anyhow::Result<()> {
             &r.sha256[..12]
         ))
     );
-    let names = compare::names(&records);
+    let mut names = compare::names(&records);
+    names.extend(known);
     print!("{}", compare::table(&ra, rb.as_ref(), &names, o.top));
     for (label, r) in [("A", Some(&ra)), ("B", rb.as_ref())] {
         let Some(r) = r.filter(|r| r.comparable > r.reproduced) else {

@@ -91,12 +91,13 @@ pub fn table(
         "A",
         if b.is_some() { "B" } else { "" }
     );
-    let rows: [(&str, Column); 6] = [
+    let rows: [(&str, Column); 7] = [
         ("kWh billed", |t| &t.kwh),
         ("tokens requested", |t| &t.requested),
         ("average price per kWh", |t| &t.price),
+        ("income (payment model)", |t| &t.income),
         ("producer payouts decided", |t| &t.paid_out),
-        ("grid margin (requested − payouts)", |t| &t.margin),
+        ("grid margin (income − payouts)", |t| &t.margin),
         ("recorded decisions reproduced", |t| &t.reproduced),
     ];
     for (label, pick) in rows {
@@ -115,6 +116,10 @@ pub fn table(
         a.usage_records,
         a.consumers.len()
     );
+    let _ = writeln!(
+        s,
+        "Payment model: in each tick in which a consumer paid, it pays each strategy the same share of that strategy's bills as it had paid of the recorded bills (at most all of them; what it paid beyond them, on bills from before the recording, stands)."
+    );
     s
 }
 
@@ -126,6 +131,7 @@ struct Totals {
     kwh: String,
     requested: String,
     price: String,
+    income: String,
     paid_out: String,
     margin: String,
     reproduced: String,
@@ -134,7 +140,7 @@ struct Totals {
 impl Totals {
     fn of(r: &Replayed) -> Self {
         let billed: u64 = r.consumers.values().map(|c| c.billed_wh).sum();
-        let (requested, paid_out) = (r.requested(), r.paid_out());
+        let (requested, paid_out, income) = (r.requested(), r.paid_out(), r.income());
         Self {
             kwh: kwh(billed),
             requested: requested.to_string(),
@@ -142,8 +148,9 @@ impl Totals {
                 0 => "–".to_owned(),
                 _ => format!("{:.2}", requested as f64 * 1000.0 / billed as f64),
             },
+            income: income.to_string(),
             paid_out: paid_out.to_string(),
-            margin: (requested as i64 - paid_out as i64).to_string(),
+            margin: (income as i64 - paid_out as i64).to_string(),
             reproduced: match r.comparable {
                 0 => "–".to_owned(),
                 n => format!("{}/{n}", r.reproduced),
@@ -166,12 +173,13 @@ pub fn chart(runs: &[(&str, &Replayed)]) -> String {
     let mut lines = Vec::new();
     for (i, (name, r)) in runs.iter().enumerate() {
         let (mut bills, mut margin) = (Vec::new(), Vec::new());
-        let (mut requested, mut paid) = (0u64, 0u64);
-        for &(_, req, out) in &r.series {
+        let (mut requested, mut paid, mut income) = (0u64, 0u64, 0u64);
+        for &(_, req, out, inc) in &r.series {
             requested += req;
             paid += out;
+            income += inc;
             bills.push(requested as f64);
-            margin.push(requested as f64 - paid as f64);
+            margin.push(income as f64 - paid as f64);
         }
         lines.push(Line {
             name: format!("{name}: bills"),
@@ -187,7 +195,7 @@ pub fn chart(runs: &[(&str, &Replayed)]) -> String {
         });
     }
     Chart {
-        title: "Replay: cumulative bills and grid margin",
+        title: "Replay: cumulative bills and grid margin (income − payouts)",
         x_label: "grid minutes since the first recorded tick",
         y_label: "tokens",
         xs,

@@ -4,6 +4,15 @@
 //! so a different version decides as it would have live. A book entry the
 //! replay has not written yet (the recording starts mid-life) is taken from
 //! the recording, so the version that was live reproduces every decision.
+//!
+//! Payments follow the replayed bills: the recorded payments were made on the
+//! recorded bills, so in a tick in which a consumer paid, it pays the
+//! replayed strategy the same share of *its* bills as it had paid of the
+//! recorded ones ([`crate::experiment::billing::modeled_paid`]; payments on
+//! bills from before the recording are left out). A tick the same version
+//! decided live gets the recorded payments as they were: that is what its
+//! books saw (during an experiment, the grid's books saw every cohort's
+//! payments), and the replay reproduces its decision.
 
 pub mod cli;
 pub mod compare;
@@ -12,6 +21,7 @@ pub mod recording;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::books::{Books, GridNews};
+use crate::experiment::billing::modeled_paid;
 use crate::strategy::{GridDecision, GridInput, GridStrategy, PaymentRequest, Transfer};
 use crate::tick_log::{GridTickRecord, Outcome};
 
@@ -48,8 +58,8 @@ pub struct Replayed {
     pub first_mismatch: Option<u64>,
     /// Per consumer: (Wh billed, tokens requested, Wh used).
     pub consumers: BTreeMap<u32, ConsumerBill>,
-    /// Per tick: (time, tokens requested, paid out).
-    pub series: Vec<(u64, u64, u64)>,
+    /// Per tick: (time, tokens requested, paid out, income by the model).
+    pub series: Vec<(u64, u64, u64, u64)>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,6 +67,11 @@ pub struct ConsumerBill {
     pub used_wh: u64,
     pub billed_wh: u64,
     pub owed: u64,
+    /// What it paid the replayed strategy, by the payment model.
+    pub paid: u64,
+    /// The recorded bills and payments the model follows.
+    pub recorded_owed: u64,
+    pub recorded_paid: u64,
 }
 
 impl Replayed {
@@ -66,6 +81,55 @@ impl Replayed {
 
     pub fn paid_out(&self) -> u64 {
         self.series.iter().map(|s| s.2).sum()
+    }
+
+    /// What consumers paid it, by the payment model.
+    pub fn income(&self) -> u64 {
+        self.series.iter().map(|s| s.3).sum()
+    }
+}
+
+/// The payments of `news` as the replayed strategy takes them in: each
+/// paying consumer's, by the payment model, on its replayed bills so far;
+/// `as_recorded`: the recorded ones.
+fn model_payments(
+    news: &mut GridNews,
+    consumers: &mut BTreeMap<u32, ConsumerBill>,
+    as_recorded: bool,
+) {
+    let mut paid: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    for t in news.transfers.iter().filter(|t| t.incoming) {
+        if let Some(c) = t.entity {
+            let p = paid.entry(c).or_default();
+            p.0 += t.amount;
+            p.1 = p.1.max(t.at_ms);
+        }
+    }
+    let mut changed = BTreeMap::new();
+    for (&consumer, &(amount, at_ms)) in &paid {
+        let c = consumers.entry(consumer).or_default();
+        c.recorded_paid += amount;
+        let pays = match as_recorded {
+            true => amount,
+            false => modeled_paid(c.recorded_owed, c.recorded_paid, c.owed).saturating_sub(c.paid),
+        };
+        c.paid += pays;
+        if pays != amount {
+            changed.insert(consumer, (pays, at_ms));
+        }
+    }
+    if changed.is_empty() {
+        return; // the recorded transfers, as they were
+    }
+    news.transfers
+        .retain(|t| !(t.incoming && t.entity.is_some_and(|c| changed.contains_key(&c))));
+    for (consumer, (amount, at_ms)) in changed.into_iter().filter(|c| c.1.0 > 0) {
+        news.transfers.push(Transfer {
+            entity: Some(consumer),
+            amount,
+            at_ms,
+            incoming: true,
+        });
     }
 }
 
@@ -126,11 +190,18 @@ pub fn replay(
         for (entity, words) in record.input.cells.iter() {
             books.cells.entry(entity).or_insert(words);
         }
-        let news = news(record, only);
+        let mut news = news(record, only);
         for (c, wh) in news.usage.iter().map(|u| (u.consumer, u.wh)) {
             out.consumers.entry(c).or_default().used_wh += wh;
             out.usage_records += 1;
         }
+        model_payments(&mut news, &mut out.consumers, record.strategy == sha);
+        let income = news
+            .transfers
+            .iter()
+            .filter(|t| t.incoming)
+            .map(|t| t.amount)
+            .sum();
         let input = books.grid_input(record.input.now_ms, &record.input.config, news);
         let decision = strategy
             .decide(&input)
@@ -151,8 +222,14 @@ pub fn replay(
             c.owed += owed;
             requested += owed;
         }
+        for r in recorded.payment_requests.iter() {
+            if only.is_none_or(|o| o.contains(&r.consumer)) {
+                out.consumers.entry(r.consumer).or_default().recorded_owed += r.owed;
+            }
+        }
         let paid_out = decision.payouts.iter().map(|p| p.amount).sum();
-        out.series.push((record.input.now_ms, requested, paid_out));
+        out.series
+            .push((record.input.now_ms, requested, paid_out, income));
         out.ticks += 1;
         progress(i + 1);
     }

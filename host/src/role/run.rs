@@ -21,6 +21,8 @@ pub struct Running<R> {
     stop: Arc<AtomicBool>,
     scheduler: Option<std::thread::JoinHandle<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// One more reference for every copy of the router the server holds.
+    router_copies: Arc<()>,
 }
 
 impl<R> Running<R> {
@@ -35,6 +37,14 @@ impl<R> Running<R> {
         }
         if let Some(server) = self.server.take() {
             server.await??;
+        }
+        // axum's serve returns once every connection has said it is done, a
+        // moment before each connection's task drops its copy of the router,
+        // which holds the role and its database: wait for those copies, or a
+        // restart in this process can find the database still locked.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&self.router_copies) > 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         Ok(())
     }
@@ -62,6 +72,8 @@ async fn start<R: Step>(
         .map_err(|e| anyhow::anyhow!("listen: cannot bind {}: {e}", service.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     let stop = Arc::new(AtomicBool::new(false));
+    let router_copies = Arc::new(());
+    let router = router.layer(axum::Extension(router_copies.clone()));
     let server = tokio::spawn(http::serve(listener, router, stop.clone()));
     let scheduler = schedule(
         &service.id,
@@ -75,6 +87,7 @@ async fn start<R: Step>(
         stop,
         scheduler: Some(scheduler),
         server: Some(server),
+        router_copies,
     })
 }
 

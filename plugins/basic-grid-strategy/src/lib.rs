@@ -2,6 +2,8 @@
 //!
 //! - Consumers are billed `price-per-kwh` tokens (5) for every *whole* kWh not yet
 //!   requested, one request per consumer per tick; the fraction carries over.
+//!   (Features `unit-200` and `unit-2000` bill whole 200 Wh or 2000 Wh units at
+//!   the same price instead: test variants that carry a different remainder.)
 //! - Of what comes in, `producer-tokens-per-kwh`/`price-per-kwh` (4/5) is for the
 //!   producers and the rest covers the grid's running costs. The split is taken on
 //!   the running total, so no token is lost to rounding.
@@ -20,6 +22,14 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_PRICE_PER_KWH: u64 = 5;
 #[cfg(feature = "premium")]
 pub const DEFAULT_PRICE_PER_KWH: u64 = 7;
+
+/// The energy billed at once, in Wh; the rest carries over.
+#[cfg(not(any(feature = "unit-200", feature = "unit-2000")))]
+pub const UNIT_WH: u64 = 1000;
+#[cfg(feature = "unit-200")]
+pub const UNIT_WH: u64 = 200;
+#[cfg(all(feature = "unit-2000", not(feature = "unit-200")))]
+pub const UNIT_WH: u64 = 2000;
 
 pub struct BasicGrid {
     price_per_kwh: u64,
@@ -159,19 +169,15 @@ impl GridStrategy for BasicGrid {
         } = &mut *out;
         cells.for_each_changed(|consumer, w| {
             let mut c = ConsumerTotals::from_words(*w);
-            let kwh = (c.usage_wh - c.requested_wh) / 1000;
-            if kwh > 0 {
-                let owed = kwh * self.price_per_kwh;
-                c.requested_wh += kwh * 1000;
+            let wh = c.usage_wh.saturating_sub(c.requested_wh) / UNIT_WH * UNIT_WH;
+            if wh > 0 {
+                let owed = mul_div(wh, self.price_per_kwh, 1000);
+                c.requested_wh += wh;
                 c.owed += owed;
                 *w = c.to_words();
-                billed_wh += kwh * 1000;
+                billed_wh += wh;
                 requested += owed;
-                payment_requests.push(PaymentRequest {
-                    consumer,
-                    wh: kwh * 1000,
-                    owed,
-                });
+                payment_requests.push(PaymentRequest { consumer, wh, owed });
             }
         });
         state.running_costs_requested += requested - self.producers_part(requested);

@@ -3,13 +3,14 @@
 //! news, the counters, an experiment's results and the tick log, in one
 //! transaction.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
 
 use super::runs::{self, Cohorts, Run};
 use super::{Grid, SLOT};
 use crate::books::store_decision;
+use crate::experiment::billing::{self, Billing};
 use crate::experiment::{results, shadow};
 use crate::inbox::{self, Command};
 use crate::registry::{self, Kind, LOCAL, Registration};
@@ -101,9 +102,15 @@ impl Grid {
         storage::count(&*tx, "income", consumed.income)?;
         if let Some(c) = cohorts {
             let variant_of = |consumer| c.variant(consumer);
-            let facts = experiment_facts(now, &variant_of, runs, decisions, &inputs[0], paid_out);
+            let facts =
+                experiment_facts(now, c, &variant_of, runs, decisions, &inputs[0], paid_out);
+            // Before this tick's billing is added: a new row's opening balances.
             results::record(&*tx, c.experiment, &facts)?;
         }
+        billing::add(
+            &*tx,
+            &tick_billing(&inputs[0], std::mem::take(&mut sent.billing)),
+        )?;
         if let (Some(mut s), Some(candidate)) = (shadow, decisions.get(1)) {
             s.stats.compare(now, active, candidate);
             shadow::put(&*tx, &s)?;
@@ -127,6 +134,9 @@ impl Grid {
         sent.requests += 1;
         sent.requested += r.owed;
         sent.billed_wh += r.wh;
+        let b = sent.billing.entry(r.consumer).or_default();
+        b.billed_wh += r.wh;
+        b.requested += r.owed;
         // A consumer that deregistered after its last readings arrived is
         // billed for them, but there is no channel left to send it on.
         let Some(consumer) = registrations.get(&r.consumer) else {
@@ -181,30 +191,58 @@ pub(super) struct Sent {
     pub requested: u64,
     billed_wh: u64,
     undeliverable: u64,
+    /// Per consumer: the Wh and tokens of the requests sent.
+    billing: BTreeMap<u32, Billing>,
+}
+
+/// Each consumer's usage, sent bills and payments in this tick.
+fn tick_billing(input: &GridInput, mut sent: BTreeMap<u32, Billing>) -> BTreeMap<u32, Billing> {
+    for (&c, &wh) in input.usage.consumer.iter().zip(&input.usage.wh) {
+        sent.entry(c).or_default().used_wh += wh;
+    }
+    for t in input.transfers.iter().filter(|t| t.incoming) {
+        if let Some(c) = t.entity {
+            sent.entry(c).or_default().paid += t.amount;
+        }
+    }
+    sent
 }
 
 /// One tick of an experiment, for its results.
 fn experiment_facts<'a>(
     at_ms: u64,
+    cohorts: &'a Cohorts<'a>,
     variant_of: &'a dyn Fn(u32) -> usize,
     runs: &[Run],
     decisions: &[GridDecision],
     input: &GridInput,
     paid_out: u64,
 ) -> results::TickFacts<'a> {
-    let n = runs
-        .iter()
-        .filter_map(|r| r.variant)
-        .max()
-        .map_or(0, |v| v + 1);
+    let n = cohorts.experiment.variants.len();
     let mut bills = vec![Vec::new(); n];
     let mut payouts_decided = vec![0; n];
+    let mut sent = Vec::new();
     for (run, decision) in runs.iter().zip(decisions) {
-        if let Some(v) = run.variant {
+        if let Some(v) = run.variant.filter(|&v| v < n) {
             bills[v].extend(decision.payment_requests.iter());
             payouts_decided[v] += decision.payouts.iter().map(|p| p.amount).sum::<u64>();
         }
+        sent.extend(
+            decision
+                .payment_requests
+                .iter()
+                .filter(|r| runs::sends(run, Some(cohorts), r.consumer)),
+        );
     }
+    let modeled = cohorts
+        .modeled
+        .iter()
+        .map(|ts| {
+            ts.iter()
+                .filter_map(|t| Some((t.entity?, t.amount)))
+                .collect()
+        })
+        .collect();
     let usage = input
         .usage
         .consumer
@@ -223,7 +261,9 @@ fn experiment_facts<'a>(
         variant_of,
         usage,
         incoming,
+        sent,
         bills,
+        modeled,
         payouts_decided,
         paid_out,
     }

@@ -4,12 +4,15 @@
 
 use serde::Deserialize;
 
+use super::runs::Cohorts;
 use super::{Grid, SLOT, TickSummary};
-use crate::books::{StoredBooks, copy_books, grid_input};
+use std::collections::BTreeMap;
+
+use crate::books::{GridNews, StoredBooks, copy_books, copy_cell, grid_input};
 use crate::experiment::shadow::{self, Shadow};
-use crate::experiment::{self, Experiment, Status, Variant};
+use crate::experiment::{self, Experiment, Status, Variant, results};
 use crate::storage::{self, Store};
-use crate::strategy::GridStrategy;
+use crate::strategy::{GridStrategy, Transfer};
 use crate::versions;
 
 /// Why an operator's request was refused; `field` names what to change.
@@ -148,11 +151,13 @@ impl Grid {
     pub fn stop_experiment(&self, id: &str) -> Result<Experiment, Refused> {
         let _turn = self.slot.turn();
         let mut e = self.live_experiment(id)?;
+        let was = e.status.clone();
         e.status = Status::Stopped {
             at_ms: self.clock.now_ms(),
             reason: "stopped by the operator".to_owned(),
         };
         let tx = self.db().write()?;
+        self.hand_back(&*tx, &e, &was)?;
         experiment::put(&*tx, &e)?;
         tx.commit()?;
         Ok(e)
@@ -162,6 +167,7 @@ impl Grid {
     /// it takes over the grid's books, as an activation does.
     pub fn promote(&self, id: &str, variant: &str) -> Result<Experiment, Refused> {
         let mut e = self.live_experiment(id)?;
+        let was = e.status.clone();
         let v = e
             .variant(variant)
             .ok_or_else(|| invalid("variant", format!("no variant `{variant}` in `{id}`")))?;
@@ -172,6 +178,7 @@ impl Grid {
         if v == e.control {
             let _turn = self.slot.turn();
             let tx = self.db().write()?;
+            self.hand_back(&*tx, &e, &was)?;
             experiment::put(&*tx, &e)?;
             tx.commit()?;
             return Ok(e);
@@ -186,7 +193,12 @@ impl Grid {
                 &sha,
                 false,
                 &reason,
-                &|tx| experiment::put(tx, &e),
+                &|tx| {
+                    // The winner takes over books that hold what each
+                    // consumer was actually billed.
+                    self.hand_back(tx, &e, &was)?;
+                    experiment::put(tx, &e)
+                },
             )
             .map_err(|err| conflict("variant", err.to_string()))?;
         Ok(e)
@@ -257,7 +269,7 @@ impl Grid {
             Status::Running { .. } => Ok(Some(e)),
             Status::Scheduled if now >= e.start_ms => {
                 let tx = db.write()?;
-                for v in (0..e.variants.len()).filter(|&v| v != e.control) {
+                for v in 0..e.variants.len() {
                     copy_books(&*tx, SLOT, &e.live_slot(v))?;
                     copy_books(&*tx, SLOT, &e.counterfactual_slot(v))?;
                 }
@@ -329,15 +341,90 @@ impl Grid {
     ) -> anyhow::Result<TickSummary> {
         eprintln!("grid: experiment {} stopped: {why}", e.id);
         let mut e = e.clone();
+        let was = e.status.clone();
         e.status = Status::Stopped {
             at_ms: self.clock.now_ms(),
             reason: why,
         };
         let tx = self.db().write()?;
+        self.hand_back(&*tx, &e, &was)?;
         experiment::put(&*tx, &e)?;
         tx.commit()?;
         self.tick_in_turn()
     }
+}
+
+impl Grid {
+    /// An experiment ends: from the next tick the grid's own books bill
+    /// everyone. While it ran they billed only the control's cohort; each
+    /// other cohort was billed from its variant's books. So each such
+    /// consumer's cell in the grid's books becomes its variant's: what it
+    /// was actually billed and paid, not what the control would have billed
+    /// (else energy is billed twice, or never). Producers and the grid's
+    /// state stay the grid's own: they saw every payment and made every
+    /// payout. In the transaction that ends the experiment.
+    fn hand_back(
+        &self,
+        tx: &dyn storage::WriteTx,
+        e: &Experiment,
+        was: &Status,
+    ) -> anyhow::Result<u64> {
+        if !matches!(was, Status::Running { .. }) {
+            return Ok(0); // never ran: nothing billed outside the grid's books
+        }
+        // Every consumer the experiment billed has a row with the variant
+        // that billed it (also one that has left since); one it never saw
+        // has the same cell in both books.
+        let mut moved = 0;
+        for r in results::consumers(self.db(), &e.id)? {
+            let v = r.variant as usize;
+            if v != e.control
+                && v < e.variants.len()
+                && copy_cell(tx, &e.live_slot(v), SLOT, r.consumer)?
+            {
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+}
+
+/// By variant, the payments its counterfactual books take in this tick: each
+/// consumer that paid pays, under every variant but its own, what the
+/// payment model gives ([`experiment::results::ConsumerRow::modeled_payment`]).
+pub(super) fn modeled_payments(
+    db: &dyn Store,
+    cohorts: &Cohorts,
+    news: &GridNews,
+) -> anyhow::Result<Vec<Vec<Transfer>>> {
+    let e = cohorts.experiment;
+    // Each payer's payments this tick: (amount, time of the last).
+    let mut paid: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    for t in news.transfers.iter().filter(|t| t.incoming) {
+        if let Some(c) = t.entity {
+            let p = paid.entry(c).or_default();
+            p.0 += t.amount;
+            p.1 = p.1.max(t.at_ms);
+        }
+    }
+    let mut modeled = vec![Vec::new(); e.variants.len()];
+    let read = db.read()?;
+    for (&consumer, &(amount, at_ms)) in &paid {
+        let own = cohorts.variant(consumer);
+        let row = results::row(&*read, e, consumer, own)?;
+        for (v, out) in modeled.iter_mut().enumerate().filter(|(v, _)| *v != own) {
+            let amount = row.modeled_payment(v, amount);
+            if amount > 0 {
+                out.push(Transfer {
+                    entity: Some(consumer),
+                    amount,
+                    at_ms,
+                    incoming: true,
+                });
+            }
+        }
+    }
+    Ok(modeled)
 }
 
 /// A version by SHA-256, by the name it was uploaded with, or `active`.

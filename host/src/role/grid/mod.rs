@@ -172,7 +172,7 @@ impl Grid {
             },
             (None, None) => vec![active_run],
         };
-        let cohorts = experiment.as_ref().map(|e| Cohorts {
+        let mut cohorts = experiment.as_ref().map(|e| Cohorts {
             experiment: e,
             of: news
                 .usage
@@ -183,7 +183,11 @@ impl Grid {
                 .filter(|r| r.kind == Kind::Consumer)
                 .map(|r| (r.index, e.cohort(&r.id)))
                 .collect(),
+            modeled: Vec::new(),
         });
+        if let Some(c) = cohorts.as_mut() {
+            c.modeled = experiments::modeled_payments(db, c, &news)?;
+        }
 
         let read = db.read()?;
         let mut inputs = Vec::with_capacity(runs.len());

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use crate::books::GridNews;
 use crate::experiment::Experiment;
-use crate::strategy::{GridDecision, GridInput, GridStrategy};
+use crate::strategy::{GridDecision, GridInput, GridStrategy, Transfer};
 
 /// The consumers a run bills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +44,9 @@ pub struct Run {
 pub struct Cohorts<'a> {
     pub experiment: &'a Experiment,
     pub of: HashMap<u32, usize>,
+    /// By variant: the payments its counterfactual books take in, by the
+    /// payment model, instead of those made on other bills.
+    pub modeled: Vec<Vec<Transfer>>,
 }
 
 impl Cohorts<'_> {
@@ -63,8 +66,9 @@ impl Cohorts<'_> {
         }
     }
 
-    /// The news a run on `part` sees: its consumers' usage and payments, and
-    /// everything about producers and membership. Payouts the grid made are
+    /// The news a run on `part` sees: its consumers' usage and payments (on
+    /// the other cohorts, the modeled ones), and everything about producers
+    /// and membership. Payouts the grid made are
     /// news only for the books that decided them (the active run's).
     pub fn news(&self, part: Part, full: &GridNews) -> GridNews {
         if part == Part::Everyone {
@@ -80,12 +84,15 @@ impl Cohorts<'_> {
                 .copied()
                 .collect(),
             output: full.output.clone(),
-            transfers: full
-                .transfers
-                .iter()
-                .filter(|t| t.incoming && t.entity.is_some_and(|c| self.includes(part, c)))
-                .cloned()
-                .collect(),
+            transfers: match part {
+                Part::OtherCohorts(v) => self.modeled.get(v).cloned().unwrap_or_default(),
+                _ => full
+                    .transfers
+                    .iter()
+                    .filter(|t| t.incoming && t.entity.is_some_and(|c| self.includes(part, c)))
+                    .cloned()
+                    .collect(),
+            },
         }
     }
 
@@ -117,7 +124,10 @@ pub fn sends(run: &Run, cohorts: Option<&Cohorts>, consumer: u32) -> bool {
     }
 }
 
-/// The runs of a tick with `experiment` running: the active version first.
+/// The runs of a tick with `experiment` running: the active version first,
+/// on the grid's own books (they carry out payouts and the control cohort's
+/// requests); then every variant, the control too, on its cohort and on the
+/// others, in books of its own that measure its rule.
 pub fn experiment_runs(
     active: &GridStrategy,
     experiment: &Experiment,
@@ -126,20 +136,20 @@ pub fn experiment_runs(
     let mut runs = vec![Run {
         slot: super::SLOT.to_owned(),
         strategy: active.clone(),
-        variant: Some(experiment.control),
+        variant: None,
         part: Part::Everyone,
         acts: Acts::Active,
     }];
     for (v, strategy) in variants.into_iter().enumerate() {
-        if v == experiment.control {
-            continue;
-        }
         runs.push(Run {
             slot: experiment.live_slot(v),
             strategy: strategy.clone(),
             variant: Some(v),
             part: Part::Cohort(v),
-            acts: Acts::Requests,
+            acts: match v == experiment.control {
+                true => Acts::Nothing,
+                false => Acts::Requests,
+            },
         });
         runs.push(Run {
             slot: experiment.counterfactual_slot(v),
