@@ -349,14 +349,14 @@ fn two_payment_policies_are_ab_tested_on_a_running_demo_from_the_command_line() 
     };
     assert_eq!(report["variants"][0]["price_per_kwh"], 5.0);
     assert_eq!(report["variants"][1]["price_per_kwh"], 7.0);
-    let page = ureq::get(format!(
-        "{url}/experiments/price/report.html?token=change-me"
-    ))
-    .call()
-    .unwrap()
-    .into_body()
-    .read_to_string()
-    .unwrap();
+    // The token goes in a header (a browser's login prompt), never the URL.
+    let page = ureq::get(format!("{url}/experiments/price/report.html"))
+        .header("authorization", "Bearer change-me")
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
     assert!(page.contains("Experiment <code>price</code>") && page.matches("<svg").count() == 2);
     let promoted = cli(&["experiment", "promote", "price", "premium"]);
     assert!(promoted["status"]["promoted"].is_object(), "{promoted}");

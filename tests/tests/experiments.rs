@@ -224,7 +224,7 @@ fn each_cohort_is_billed_by_its_variant_and_counterfactual_bills_equal_replays()
         .find(|d| d.metric == "bill per consumer, same consumers")
         .unwrap();
     assert!(same.paired && same.low.unwrap() > 0.0, "{same:?}");
-    let page = powerplug::experiment::page::render(&report, None);
+    let page = powerplug::experiment::page::render(&report);
     assert_eq!(page.matches("<svg").count(), 2);
 }
 
@@ -347,9 +347,7 @@ fn promote_and_stop_take_effect_at_the_next_tick_and_cohorts_survive_a_restart()
         (422, Some("version"))
     );
     assert_eq!(
-        client
-            .get("/experiments/nope/report.html?token=guess", None)
-            .0,
+        client.get("/experiments/nope/report.html", Some("guess")).0,
         401
     );
     assert_eq!(client.get("/experiments", Some(OPERATOR)).1, json!([]));
@@ -414,10 +412,7 @@ fn promote_and_stop_take_effect_at_the_next_tick_and_cohorts_survive_a_restart()
         report["variants"][0]["requested"],
         (20 - in_premium) * 5 * 2
     );
-    let (code, html) = client.get(
-        "/experiments/ab/report.html?token=operator-token-for-tests",
-        None,
-    );
+    let (code, html) = client.get("/experiments/ab/report.html", Some(OPERATOR));
     let html = html.as_str().unwrap_or_default().to_owned();
     assert_eq!(code, 200);
     assert!(html.contains("<svg") && html.contains("premium"), "{html}");

@@ -11,7 +11,7 @@ use powerplug::channel::{
 };
 use powerplug::inbox::Command;
 use powerplug::role::run;
-use powerplug_tests::{Client, eventually, grid_config, runtime, strategy_files};
+use powerplug_tests::{Client, OPERATOR, eventually, grid_config, runtime, strategy_files};
 use serde_json::{Value, json};
 
 fn register_body(writer: &ChannelWriter, kind: &str) -> Value {
@@ -277,7 +277,7 @@ fn forged_replayed_and_tampered_messages_are_dropped_and_counted() {
     );
     assert_eq!(registration["dropped"], 3, "forgery, tampered copy, replay");
     assert_eq!(registration["rejected"], 1, "an output from a consumer");
-    let (_, status) = client.get("/status", None);
+    let (_, status) = client.get("/status", Some(OPERATOR));
     assert_eq!(status["registrations"]["messages_dropped"], 3);
     assert_eq!(status["totals"]["records-received"], 2);
     // 2.2 kWh used: 2 whole kWh billed (10 tokens), 200 Wh carried.

@@ -48,9 +48,9 @@ fn status(s: &Status) -> String {
     }
 }
 
-/// The page; `token` (the operator token the page was asked with, if any)
-/// goes into its link to the JSON report.
-pub fn render(report: &Report, token: Option<&str>) -> String {
+/// The page. Its link to the JSON report carries no token: the browser sends
+/// the one it logged in with.
+pub fn render(report: &Report) -> String {
     let e = &report.experiment;
     let mut h = String::new();
     let _ = write!(
@@ -169,18 +169,10 @@ pub fn render(report: &Report, token: Option<&str>) -> String {
                 .collect()
         },
     ));
-    let query: String = token
-        .map(|t| {
-            form_urlencoded::Serializer::new(String::new())
-                .append_pair("token", t)
-                .finish()
-        })
-        .map_or(String::new(), |q| format!("?{q}"));
     let _ = write!(
         h,
-        "<h2>How producers were paid</h2><p>{}</p><p>The same as JSON: <a href=\"report{}\">report</a></p></body></html>",
+        "<h2>How producers were paid</h2><p>{}</p><p>The same as JSON: <a href=\"report\">report</a></p></body></html>",
         esc(report.payout_rule),
-        esc(&query)
     );
     h
 }

@@ -13,6 +13,8 @@ pub struct Hub {
     pub store: EmbeddedTransport,
     pub secret: [u8; 32],
     pub operator_token: Option<String>,
+    /// Every operator token with its scopes (`operator_token` among them).
+    pub operators: super::config::Operators,
     unfinished: std::sync::Mutex<Vec<crate::channel::Address>>,
 }
 
@@ -31,6 +33,7 @@ impl Hub {
             store: EmbeddedTransport::new(db.clone()),
             db,
             secret,
+            operators: super::config::Operators::new(operator_token.as_deref(), &[]),
             operator_token: operator_token.filter(|t| !t.is_empty()),
             unfinished: Default::default(),
         })

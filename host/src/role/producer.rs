@@ -41,7 +41,11 @@ pub struct Producer {
 impl Producer {
     pub fn open(config: &ProducerConfig, db: crate::storage::Db) -> anyhow::Result<Self> {
         let id = &config.service.id;
-        let hub = Hub::new(id, db, &[Kind::Source], config.operator_token.clone())?;
+        let mut hub = Hub::new(id, db, &[Kind::Source], config.operator_token.clone())?;
+        hub.operators = super::config::Operators::new(
+            config.operator_token.as_deref(),
+            &config.operator_tokens,
+        );
         let slot = super::swap::Slot::open(
             &hub.db,
             SLOT,

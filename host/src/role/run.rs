@@ -62,7 +62,12 @@ async fn start<R: Step>(
         .map_err(|e| anyhow::anyhow!("listen: cannot bind {}: {e}", service.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     let stop = Arc::new(AtomicBool::new(false));
-    let server = tokio::spawn(http::serve(listener, router, stop.clone()));
+    let server = tokio::spawn(http::serve(
+        listener,
+        router,
+        stop.clone(),
+        service.http.clone(),
+    ));
     let scheduler = schedule(
         &service.id,
         role.clone(),

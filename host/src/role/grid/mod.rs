@@ -66,12 +66,16 @@ pub struct TickSummary {
 
 impl Grid {
     pub fn open(config: &GridConfig, db: crate::storage::Db) -> anyhow::Result<Self> {
-        let hub = Hub::new(
+        let mut hub = Hub::new(
             &config.service.id,
             db,
             &[Kind::Consumer, Kind::Producer],
             config.operator_token.clone(),
         )?;
+        hub.operators = super::config::Operators::new(
+            config.operator_token.as_deref(),
+            &config.operator_tokens,
+        );
         let slot = super::swap::Slot::open(
             &hub.db,
             SLOT,
