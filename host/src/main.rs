@@ -382,6 +382,10 @@ impl HostArgs {
                 "application/json"
             };
             request = request.header("content-type", kind);
+            // A host checks the token before it reads an upload and closes on
+            // a refusal: wait for its `100 Continue` so that a refusal arrives
+            // as an answer, not as a reset in the middle of sending.
+            request = request.header("expect", "100-continue");
         }
         let request = request.body(body.unwrap_or_default())?;
         let mut response = agent

@@ -369,8 +369,11 @@ pub async fn serve(
         }
     };
     tokio::pin!(stopped);
+    let mut open = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
+            // Forget connections that ended.
+            Some(_) = open.join_next(), if !open.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 // Out of file descriptors and the like: wait, do not spin.
@@ -402,7 +405,7 @@ pub async fn serve(
             router.clone().oneshot(request)
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
+        open.spawn(async move {
             // A connection ends in an error when the client goes away or
             // times out; either way there is nobody to tell.
             let _ = connection.await;
@@ -411,8 +414,13 @@ pub async fn serve(
     }
     drop(listener);
     // Requests under way finish; idle connections close now. A client in the
-    // middle of its headers is cut at its header timeout.
-    let wait = Duration::from_millis(limits.header_timeout_ms.max(limits.body_timeout_ms) + 1_000);
+    // middle of its headers is cut at its header timeout, anything at 10 s.
+    let wait = Duration::from_millis(limits.header_timeout_ms.max(limits.body_timeout_ms))
+        .min(Duration::from_secs(10));
     let _ = tokio::time::timeout(wait, graceful.shutdown()).await;
+    // Whatever is left is cut, so that no connection keeps the role (and its
+    // database) alive after a stop.
+    open.abort_all();
+    while open.join_next().await.is_some() {}
     Ok(())
 }
