@@ -90,24 +90,26 @@ fn parse(answer: &[u8]) -> (u16, Value, String) {
     (status, json, head.to_ascii_lowercase())
 }
 
-/// Whether the server has closed `stream` (EOF or reset) within `wait`.
-fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+/// What the server sent before it closed `stream` (EOF or reset) within
+/// `wait`; `None` if it is still open.
+fn closed_within(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
     stream.set_read_timeout(Some(wait)).unwrap();
     let mut buf = [0u8; 1024];
+    let mut sent = Vec::new();
     loop {
         match stream.read(&mut buf) {
-            Ok(0) => return true,
+            Ok(0) => return Some(sent),
             // An answer (408) before the close: keep reading to the close.
-            Ok(_) => continue,
+            Ok(n) => sent.extend_from_slice(&buf[..n]),
             Err(e)
                 if matches!(
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                return false;
+                return None;
             }
-            Err(_) => return true,
+            Err(_) => return Some(sent),
         }
     }
 }
@@ -180,11 +182,11 @@ fn half_sent_requests_are_closed_at_their_timeouts_while_a_normal_client_is_serv
     // They were still open while it was served, not refused: the timeouts
     // are what end them.
     assert!(
-        !closed_within(&mut attackers[0], Duration::from_millis(50)),
+        closed_within(&mut attackers[0], Duration::from_millis(50)).is_none(),
         "a half-sent request was closed at once"
     );
     assert!(
-        !closed_within(&mut attackers[1], Duration::from_millis(50)),
+        closed_within(&mut attackers[1], Duration::from_millis(50)).is_none(),
         "a half-sent body was refused at once"
     );
 
@@ -192,11 +194,21 @@ fn half_sent_requests_are_closed_at_their_timeouts_while_a_normal_client_is_serv
     let bound = Duration::from_secs(5);
     for (i, s) in attackers.iter_mut().enumerate() {
         let left = bound.saturating_sub(started.elapsed());
-        assert!(
-            closed_within(s, left.max(Duration::from_millis(1))),
-            "connection {i} still open {:?} after it was opened (opening took {opened:?})",
-            started.elapsed()
-        );
+        let Some(sent) = closed_within(s, left.max(Duration::from_millis(1))) else {
+            panic!(
+                "connection {i} still open {:?} after it was opened (opening took {opened:?})",
+                started.elapsed()
+            );
+        };
+        // The slow bodies are told why.
+        if i % 2 == 1 {
+            let (code, body, _) = parse(&sent);
+            assert_eq!(
+                (code, body["field"].as_str()),
+                (408, Some("body")),
+                "{body}"
+            );
+        }
     }
     println!(
         "200 half-sent requests: opened in {opened:?}, another client served 6 requests in {serving:?}, all closed {:?} after the first",
@@ -248,10 +260,10 @@ fn a_client_beyond_its_connections_or_its_rate_is_refused_while_another_is_serve
     std::thread::sleep(Duration::from_millis(100));
     let mut ninth = connect_from(&rt, [127, 0, 0, 4], to);
     assert!(
-        closed_within(&mut ninth, Duration::from_secs(2)),
+        closed_within(&mut ninth, Duration::from_secs(2)).is_some(),
         "a ninth connection of one client is closed"
     );
-    assert!(!closed_within(&mut held[0], Duration::from_millis(50)));
+    assert!(closed_within(&mut held[0], Duration::from_millis(50)).is_none());
     let (code, _, _) = request(&rt, [127, 0, 0, 5], to, status, b"");
     assert_eq!(code, 200);
     drop(held);

@@ -2,6 +2,10 @@
 //! work to the role on a blocking thread (redb and the channel layer are
 //! synchronous). Every error is JSON naming the field it is about:
 //! `{"error": "...", "field": "..."}`; a refused request changes nothing.
+//! Before any handler, [`serve`] applies the `[http]` limits and the
+//! Host/Origin checks; an operator route authenticates with [`Authorized`]
+//! from headers alone, before its body is read; a JSON body is read only as
+//! `application/json`.
 
 mod experiments;
 mod hub;
@@ -142,11 +146,7 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 /// Why a body could not be read: too large (413), too slow (408).
 pub fn body_error(r: axum::extract::rejection::BytesRejection) -> ApiError {
     let text = r.body_text();
-    let slow = std::error::Error::source(&r)
-        .into_iter()
-        .chain(std::iter::successors(std::error::Error::source(&r), |e| {
-            e.source()
-        }))
+    let slow = std::iter::successors(std::error::Error::source(&r), |e| e.source())
         .any(|e| e.is::<server::BodyTimeout>())
         || text.contains("did not arrive within");
     let status = if slow {

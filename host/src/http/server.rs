@@ -153,6 +153,23 @@ fn refuse(status: StatusCode, field: &str, message: impl ToString) -> Response {
 
 /// The checks every request passes before its route sees it.
 async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+    let read = Arc::new(AtomicBool::new(http_body::Body::is_end_stream(
+        request.body(),
+    )));
+    let mut response = screen(&guard, request, next, read.clone()).await;
+    // Refused before its body was read (a wrong token, a foreign page): the
+    // rest of the body is still on its way on this connection, which can
+    // carry no other request and is closed. Saying so keeps a client from
+    // sending its next request on it.
+    if !read.load(Ordering::Relaxed) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+async fn screen(guard: &Guard, request: Request, next: Next, read: Arc<AtomicBool>) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -241,7 +258,7 @@ async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next) ->
         );
     };
     let deadline = Duration::from_millis(guard.limits.body_timeout_ms.max(1));
-    let request = request.map(|body| axum::body::Body::new(Deadline::new(body, deadline)));
+    let request = request.map(|body| axum::body::Body::new(Deadline::new(body, deadline, read)));
     let response = next.run(request).await;
     drop::<OwnedSemaphorePermit>(permit);
     response
@@ -253,14 +270,17 @@ struct Deadline {
     inner: axum::body::Body,
     sleep: Pin<Box<tokio::time::Sleep>>,
     after: Duration,
+    /// Set once the body was read to its end.
+    read: Arc<AtomicBool>,
 }
 
 impl Deadline {
-    fn new(inner: axum::body::Body, after: Duration) -> Self {
+    fn new(inner: axum::body::Body, after: Duration, read: Arc<AtomicBool>) -> Self {
         Self {
             inner,
             sleep: Box::pin(tokio::time::sleep(after)),
             after,
+            read,
         }
     }
 }
@@ -293,7 +313,11 @@ impl http_body::Body for Deadline {
         if this.sleep.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Some(Err(axum::Error::new(BodyTimeout(this.after)))));
         }
-        Pin::new(&mut this.inner).poll_frame(cx)
+        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(frame, Poll::Ready(None)) || this.inner.is_end_stream() {
+            this.read.store(true, Ordering::Relaxed);
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
