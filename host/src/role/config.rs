@@ -443,4 +443,54 @@ mod tests {
         let err = load(GridConfig::default(), Some(&dir.path().join("none.toml"))).unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
     }
+
+    #[test]
+    fn http_limits_and_scoped_tokens_come_from_the_file_and_scopes_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("grid.toml");
+        std::fs::write(
+            &file,
+            "operator_token = \"all\"\noperator_tokens = [{ token = \"r\", scopes = [\"read\"] }]\n[http]\nrate_per_second = 5\nallowed_hosts = [\"grid.example.org\"]\nunlimited_clients = [\"10.0.0.1\"]\n",
+        )
+        .unwrap();
+        let config = load(GridConfig::default(), Some(&file)).unwrap();
+        assert_eq!(config.service.http.rate_per_second, 5);
+        assert_eq!(
+            config.service.http.rate_burst,
+            HttpLimits::default().rate_burst
+        );
+        assert_eq!(config.service.http.allowed_hosts, ["grid.example.org"]);
+        assert_eq!(
+            config.service.http.unlimited_clients,
+            [std::net::IpAddr::from([10, 0, 0, 1])]
+        );
+        let ops = Operators::new(config.operator_token.as_deref(), &config.operator_tokens);
+        assert_eq!(ops.check(Some("all"), Scope::Mint), Ok(()));
+        assert_eq!(ops.check(Some("r"), Scope::Read), Ok(()));
+        assert_eq!(
+            ops.check(Some("r"), Scope::Deploy),
+            Err(Denied::OutOfScope(Scope::Deploy))
+        );
+        assert_eq!(ops.check(Some("x"), Scope::Read), Err(Denied::Unknown));
+        assert_eq!(ops.check(None, Scope::Read), Err(Denied::Unknown));
+        assert_eq!(
+            Operators::new(None, &[]).check(Some("all"), Scope::Read),
+            Err(Denied::NoOperator)
+        );
+
+        std::fs::write(&file, "[http]\nrate = 5\n").unwrap();
+        let err = load(GridConfig::default(), Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rate"), "{err}");
+        std::fs::write(
+            &file,
+            "operator_tokens = [{ token = \"r\", scopes = [\"root\"] }]\n",
+        )
+        .unwrap();
+        let err = load(GridConfig::default(), Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("operator_tokens"), "{err}");
+    }
 }
