@@ -128,4 +128,9 @@ pub struct Issue {
     pub to: String,
     pub amount: u64,
     pub key: String,
+    /// `to` is not registered (yet): the operator opens its account on
+    /// purpose. Without it, money goes only to registered entities and the
+    /// grid's own account.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unregistered: bool,
 }

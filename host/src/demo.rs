@@ -146,6 +146,7 @@ pub async fn run(
         data_dir: o.data_dir.join(id),
         poll_ms,
         clock,
+        http: Default::default(),
     };
     let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
 
@@ -181,6 +182,8 @@ pub async fn run(
                 to: id.clone(),
                 amount: funds,
                 key: format!("demo-funds-{id}"),
+                // Funded before the meters start and register.
+                unregistered: true,
             };
             let mut response = agent
                 .post(&format!("{url}/wallet/issue"))

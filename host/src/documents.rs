@@ -8,6 +8,30 @@ use crate::storage::{Order, Store, key, prefixed, valid_name};
 
 /// (owner, context, key) → the document.
 const DOCUMENTS: &str = "documents";
+/// owner → how many documents it keeps, so that a put checks the quota in
+/// one read instead of reading every document of the owner.
+const COUNTS: &str = "document_counts";
+
+/// How many documents `owner` keeps. A database from before the counts has
+/// none: counted once (a scan of at most the quota), then kept.
+fn held(tx: &dyn crate::storage::ReadTx, owner: &str) -> Result<u64, DocumentError> {
+    if let Some(bytes) = tx.get(COUNTS, &key::of(&[&owner]))? {
+        return Ok(key::u64_value(&bytes)?);
+    }
+    let entries = prefixed(
+        tx,
+        DOCUMENTS,
+        &key::of(&[&owner]),
+        Order::Ascending,
+        MAX_DOCUMENTS as usize,
+    )?;
+    Ok(entries.len() as u64)
+}
+
+fn set_held(tx: &dyn crate::storage::WriteTx, owner: &str, n: u64) -> Result<(), DocumentError> {
+    tx.put(COUNTS, &key::of(&[&owner]), &n.to_be_bytes())?;
+    Ok(())
+}
 
 /// Largest document, and most documents per owner.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
@@ -64,16 +88,11 @@ pub fn put(
     let k = key::of(&[&owner, &context, &name]);
     let new = tx.get(DOCUMENTS, &k)?.is_none();
     if new {
-        let held = prefixed(
-            &*tx,
-            DOCUMENTS,
-            &key::of(&[&owner]),
-            Order::Ascending,
-            MAX_DOCUMENTS as usize,
-        )?;
-        if held.len() as u64 >= MAX_DOCUMENTS {
+        let n = held(&*tx, owner)?;
+        if n >= MAX_DOCUMENTS {
             return Err(DocumentError::Full);
         }
+        set_held(&*tx, owner, n + 1)?;
     }
     tx.put(DOCUMENTS, &k, body)?;
     tx.commit()?;
@@ -89,6 +108,7 @@ pub fn delete(
 ) -> Result<u64, DocumentError> {
     check(context, name)?;
     let tx = db.write()?;
+    let before = held(&*tx, owner)?;
     let removed = match name {
         Some(name) => u64::from(tx.delete(DOCUMENTS, &key::of(&[&owner, &context, &name]))?),
         None => {
@@ -105,6 +125,9 @@ pub fn delete(
             doomed.len() as u64
         }
     };
+    if removed > 0 {
+        set_held(&*tx, owner, before.saturating_sub(removed))?;
+    }
     tx.commit()?;
     Ok(removed)
 }
@@ -154,4 +177,36 @@ pub fn list(
         None
     };
     Ok((items, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quota_is_counted_across_puts_replacements_and_deletes() {
+        let db = crate::storage::RedbStore::in_memory().unwrap();
+        let count = |owner: &str| held(&*db.read().unwrap(), owner).unwrap();
+        assert!(put(&db, "a", "c", "k1", b"1").unwrap());
+        assert!(!put(&db, "a", "c", "k1", b"2").unwrap(), "a replacement");
+        assert!(put(&db, "a", "c", "k2", b"1").unwrap());
+        assert!(put(&db, "a", "d", "k1", b"1").unwrap());
+        assert!(put(&db, "b", "c", "k1", b"1").unwrap());
+        assert_eq!((count("a"), count("b")), (3, 1));
+        assert_eq!(delete(&db, "a", "c", Some("k1")).unwrap(), 1);
+        assert_eq!(delete(&db, "a", "c", Some("k1")).unwrap(), 0);
+        assert_eq!(count("a"), 2);
+        assert_eq!(delete(&db, "a", "d", None).unwrap(), 1);
+        assert_eq!(count("a"), 1);
+
+        // At the quota a new key is refused, a replacement is not.
+        let tx = db.write().unwrap();
+        set_held(&*tx, "b", MAX_DOCUMENTS).unwrap();
+        tx.commit().unwrap();
+        assert!(matches!(
+            put(&db, "b", "c", "k2", b"1"),
+            Err(DocumentError::Full)
+        ));
+        assert!(!put(&db, "b", "c", "k1", b"2").unwrap());
+    }
 }

@@ -184,7 +184,8 @@ enum ExperimentCommand {
         host: HostArgs,
     },
     /// Print the report (JSON); the page with charts is at
-    /// `/experiments/ID/report.html?token=…`.
+    /// `/experiments/ID/report.html` (the browser asks for the token: any
+    /// user name, the token as password).
     Report {
         id: String,
         #[command(flatten)]
@@ -390,6 +391,19 @@ impl HostArgs {
             .header("authorization", format!("Bearer {token}"));
         if let Some(signature) = signature {
             request = request.header("x-powerplug-signature", signature);
+        }
+        // Hosts read JSON only when it says it is JSON; an upload is the component.
+        if body.is_some() {
+            let kind = if signature.is_some() || method == "PUT" {
+                "application/wasm"
+            } else {
+                "application/json"
+            };
+            request = request.header("content-type", kind);
+            // A host checks the token before it reads an upload and closes on
+            // a refusal: wait for its `100 Continue` so that a refusal arrives
+            // as an answer, not as a reset in the middle of sending.
+            request = request.header("expect", "100-continue");
         }
         let request = request.body(body.unwrap_or_default())?;
         let mut response = agent

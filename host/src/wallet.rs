@@ -25,6 +25,24 @@ const ADDRESS_INDEX: &str = "wallet_address_index";
 /// The account money is issued from; it has no balance, only a total issued.
 pub const ISSUER: &str = "$issuer";
 
+/// An idempotency key of the host's own (a payout, an issue): starts with
+/// `$`, which no entity's key (`<id>/<key>`, both valid names) can, so no
+/// entity can take a key the host will use.
+pub fn host_key(key: &str) -> String {
+    format!("${key}")
+}
+
+/// Account names are ids (or `$` names of the ledger's own); a zero byte
+/// would vanish from the storage key (`"bob\0"` would be `bob`).
+fn check_account(account: &str) -> Result<(), WalletError> {
+    if account.is_empty() || account.contains('\0') {
+        return Err(WalletError::BadAccount(
+            account.escape_default().to_string(),
+        ));
+    }
+    Ok(())
+}
+
 fn number(tx: &dyn ReadTx, table: &str, k: &[u8]) -> Result<u64, WalletError> {
     match tx.get(table, k)? {
         Some(bytes) => Ok(key::u64_value(&bytes)?),
@@ -49,6 +67,8 @@ pub struct Transfer {
 pub enum WalletError {
     #[error("account: `{0}` is reserved (names starting with `$`)")]
     Reserved(String),
+    #[error("account: `{0}` is no valid account name")]
+    BadAccount(String),
     #[error("amount: must be at least 1")]
     ZeroAmount,
     #[error("to: a transfer needs two different accounts")]
@@ -120,6 +140,11 @@ fn post(
     key: &str,
     at_ms: u64,
 ) -> Result<Transfer, WalletError> {
+    check_account(from)?;
+    check_account(to)?;
+    if key.contains('\0') {
+        return Err(WalletError::BadAccount(key.escape_default().to_string()));
+    }
     if amount == 0 {
         return Err(WalletError::ZeroAmount);
     }
@@ -247,17 +272,21 @@ pub fn transfers_since(
     account: &str,
     since: u64,
 ) -> Result<Vec<Transfer>, WalletError> {
+    transfers_page(db, account, since, usize::MAX)
+}
+
+/// At most `limit` of [`transfers_since`]: only those are read from storage.
+pub fn transfers_page(
+    db: &dyn Store,
+    account: &str,
+    since: u64,
+    limit: usize,
+) -> Result<Vec<Transfer>, WalletError> {
     let tx = db.read()?;
     let start = key::of(&[&account, &since.saturating_add(1)]);
     let end = key::after_prefix(&key::of(&[&account]));
     let mut out = Vec::new();
-    for (k, _) in tx.range(
-        BY_ACCOUNT,
-        &start,
-        end.as_deref(),
-        Order::Ascending,
-        usize::MAX,
-    )? {
+    for (k, _) in tx.range(BY_ACCOUNT, &start, end.as_deref(), Order::Ascending, limit)? {
         let mut r = key::Reader::new(&k);
         r.str()?;
         let seq = r.u64()?;

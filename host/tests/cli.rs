@@ -349,14 +349,17 @@ fn two_payment_policies_are_ab_tested_on_a_running_demo_from_the_command_line() 
     };
     assert_eq!(report["variants"][0]["price_per_kwh"], 5.0);
     assert_eq!(report["variants"][1]["price_per_kwh"], 7.0);
-    let page = ureq::get(format!(
-        "{url}/experiments/price/report.html?token=change-me"
-    ))
-    .call()
-    .unwrap()
-    .into_body()
-    .read_to_string()
-    .unwrap();
+    // The token goes in a header (a browser's login prompt), never the URL.
+    let get = |path: &str| {
+        ureq::get(format!("{url}{path}"))
+            .header("authorization", "Bearer change-me")
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap()
+    };
+    let page = get("/experiments/price/report.html");
     assert!(page.contains("Experiment <code>price</code>") && page.matches("<svg").count() == 3);
     // Every consumer, by id, in the JSON; and as CSV.
     assert!(
@@ -366,14 +369,7 @@ fn two_payment_policies_are_ab_tested_on_a_running_demo_from_the_command_line() 
                 .is_some_and(|id| id.starts_with("consumer-")))),
         "{report}"
     );
-    let csv = ureq::get(format!(
-        "{url}/experiments/price/report.csv?token=change-me"
-    ))
-    .call()
-    .unwrap()
-    .into_body()
-    .read_to_string()
-    .unwrap();
+    let csv = get("/experiments/price/report.csv");
     assert!(
         csv.starts_with("consumer,id,variant,") && csv.contains(",consumer-"),
         "{csv}"

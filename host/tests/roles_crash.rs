@@ -240,7 +240,7 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
         let mut response = agent
             .post(&format!("{grid_url}/wallet/issue"))
             .header("authorization", &format!("Bearer {TOKEN}"))
-            .send_json(json!({ "to": format!("consumer-{i}"), "amount": 100_000, "key": format!("fund-{i}") }))
+            .send_json(json!({ "to": format!("consumer-{i}"), "amount": 100_000, "key": format!("fund-{i}"), "unregistered": true }))
             .unwrap();
         assert_eq!(
             response.status(),

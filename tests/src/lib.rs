@@ -111,6 +111,12 @@ impl Client {
         if body.is_some() {
             request = request.header("content-type", "application/json");
         }
+        // A host refuses an upload without the right token before it reads the
+        // body, and closes: a client that waits for `100 Continue` gets that
+        // answer instead of a reset while it is still sending.
+        if body.is_some_and(|b| b.len() > 1 << 10) {
+            request = request.header("expect", "100-continue");
+        }
         let request = request
             .body(body.map(<[u8]>::to_vec).unwrap_or_default())
             .expect("a valid request");

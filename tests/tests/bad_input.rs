@@ -17,8 +17,8 @@ fn snapshot(client: &Client, credential: &str, address: &str) -> Value {
         "documents": client.get("/storage/alice/state", Some(credential)),
         "wallet": client.get("/wallet", Some(credential)),
         "channel": client.get(&format!("/channels/{address}"), None),
-        "registrations": client.get("/status", None).1["registrations"],
-        "ledger": client.get("/status", None).1["wallet"],
+        "registrations": client.get("/status", Some(OPERATOR)).1["registrations"],
+        "ledger": client.get("/status", Some(OPERATOR)).1["wallet"],
     })
 }
 

@@ -226,7 +226,7 @@ fn each_cohort_is_billed_by_its_variant_and_counterfactual_bills_equal_replays()
         .find(|d| d.metric == "bill per consumer, same consumers")
         .unwrap();
     assert!(same.paired && same.low.unwrap() > 0.0, "{same:?}");
-    let page = powerplug::experiment::page::render(&report, None, 1);
+    let page = powerplug::experiment::page::render(&report, 1);
     assert_eq!(page.matches("<svg").count(), 3);
 
     // Issue 19, 3: counterfactual income follows counterfactual bills (the
@@ -459,9 +459,7 @@ fn promote_and_stop_take_effect_at_the_next_tick_and_cohorts_survive_a_restart()
         (422, Some("version"))
     );
     assert_eq!(
-        client
-            .get("/experiments/nope/report.html?token=guess", None)
-            .0,
+        client.get("/experiments/nope/report.html", Some("guess")).0,
         401
     );
     assert_eq!(client.get("/experiments", Some(OPERATOR)).1, json!([]));
@@ -526,10 +524,7 @@ fn promote_and_stop_take_effect_at_the_next_tick_and_cohorts_survive_a_restart()
         report["variants"][0]["requested"],
         (20 - in_premium) * 5 * 2
     );
-    let (code, html) = client.get(
-        "/experiments/ab/report.html?token=operator-token-for-tests",
-        None,
-    );
+    let (code, html) = client.get("/experiments/ab/report.html", Some(OPERATOR));
     let html = html.as_str().unwrap_or_default().to_owned();
     assert_eq!(code, 200);
     assert!(html.contains("<svg") && html.contains("premium"), "{html}");
@@ -909,14 +904,14 @@ fn stop_and_promote_hand_back_what_each_consumer_was_billed() {
     assert_eq!(lines.count(), 20, "{csv}");
     assert!(csv.contains("\nm7,") || csv.contains(",m7,"), "{csv}");
     let (code, html) = client.get(
-        "/experiments/stop2000/report.html?token=operator-token-for-tests&page=1",
-        None,
+        "/experiments/stop2000/report.html?page=1",
+        Some(OPERATOR),
     );
     assert_eq!(code, 200);
     assert!(html.as_str().unwrap().contains("<td>m13</td>"), "{html}");
     let (code, refused) = client.get(
-        "/experiments/stop2000/report.html?token=operator-token-for-tests&page=9",
-        None,
+        "/experiments/stop2000/report.html?page=9",
+        Some(OPERATOR),
     );
     assert_eq!((code, refused["field"].as_str()), (422, Some("page")));
     let (code, refused) = client.get("/billing/consumers?limit=0", Some(OPERATOR));

@@ -7,7 +7,7 @@ use powerplug_tests::{Client, OPERATOR, eventually, grid_config, strategy_files}
 use serde_json::Value;
 
 fn producers(grid: &Client) -> Value {
-    grid.get("/status", None).1["registrations"]["by_kind"]["producers"].clone()
+    grid.get("/status", Some(OPERATOR)).1["registrations"]["by_kind"]["producers"].clone()
 }
 
 #[test]
@@ -25,7 +25,7 @@ fn closedown_initialise_and_reset_change_the_producers_registration() {
     eventually("the producer registers", || {
         producers(&grid_api)["open"] == 1
     });
-    let (_, status) = api.get("/status", None);
+    let (_, status) = api.get("/status", Some(OPERATOR));
     assert_eq!(status["grid"]["url"], grid.url.as_str());
     assert_eq!(
         status["grid"]["balance"], 0,

@@ -11,7 +11,9 @@ use powerplug::channel::{ChannelReader, ChannelWriter, HttpTransport, Message, T
 use powerplug::inbox::Command;
 use powerplug::registry::Kind;
 use powerplug::role::run;
-use powerplug_tests::{Client, admit, eventually, grid_config, runtime, strategy_files};
+use powerplug_tests::{
+    Client, OPERATOR, admit, eventually, grid_config, runtime, strategy_files,
+};
 use serde_json::{Value, json};
 
 /// The registration of the channel `writer` opens (with its hello).
@@ -304,7 +306,7 @@ fn the_store_takes_only_the_authors_own_messages_and_refused_ones_change_nothing
     );
     assert_eq!(registration["dropped"], 0, "nothing invalid was stored");
     assert_eq!(registration["rejected"], 1, "an output from a consumer");
-    let (_, status) = client.get("/status", None);
+    let (_, status) = client.get("/status", Some(OPERATOR));
     assert_eq!(status["totals"]["records-received"], 2);
     // 2.2 kWh used: 2 whole kWh billed (10 tokens), 200 Wh carried.
     assert_eq!(status["totals"]["billed-wh"], 2_000);

@@ -7,7 +7,7 @@
 use powerplug::registry::Kind;
 use powerplug::role::config::{MetersConfig, StateKeeping};
 use powerplug::role::{SimulatedMeter, run};
-use powerplug_tests::{Client, eventually, grid_config, strategy_files};
+use powerplug_tests::{Client, OPERATOR, eventually, grid_config, strategy_files};
 
 #[test]
 fn meters_without_a_disk_keep_their_state_upstream_across_a_restart() {
@@ -42,7 +42,7 @@ fn meters_without_a_disk_keep_their_state_upstream_across_a_restart() {
 
     let api = Client::new(&producer.url);
     let read = || {
-        api.get("/status", None).1["registrations"]["messages_read"]
+        api.get("/status", Some(OPERATOR)).1["registrations"]["messages_read"]
             .as_u64()
             .unwrap_or(0)
     };

@@ -42,7 +42,8 @@ fn fifty_swaps_under_traffic_lose_repeat_and_split_no_tick() {
         max_wh: 2_000,
     };
     for i in 0..8 {
-        let body = json!({ "to": format!("consumer-{i}"), "amount": 1_000_000, "key": format!("fund-{i}") });
+        // Funded before the meters register.
+        let body = json!({ "to": format!("consumer-{i}"), "amount": 1_000_000, "key": format!("fund-{i}"), "unregistered": true });
         assert_eq!(client.post("/wallet/issue", Some(OPERATOR), &body).0, 201);
     }
     let meters = rt

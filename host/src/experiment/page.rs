@@ -56,9 +56,9 @@ pub fn pages(report: &Report) -> usize {
     report.consumers.len().div_ceil(PER_PAGE).max(1)
 }
 
-/// The page, with page `number` (from 1) of the consumer table; `token`
-/// (the operator token the page was asked with, if any) goes into its links.
-pub fn render(report: &Report, token: Option<&str>, number: usize) -> String {
+/// The page, with page `number` (from 1) of the consumer table. Its links
+/// carry no token: the browser sends the one it logged in with.
+pub fn render(report: &Report, number: usize) -> String {
     let e = &report.experiment;
     let mut h = String::new();
     let _ = write!(
@@ -188,23 +188,11 @@ pub fn render(report: &Report, token: Option<&str>, number: usize) -> String {
         },
     ));
     h.push_str(&bills_chart(report));
-    let query = |page: Option<usize>| {
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        if let Some(t) = token {
-            q.append_pair("token", t);
-        }
-        if let Some(p) = page {
-            q.append_pair("page", &p.to_string());
-        }
-        let q = q.finish();
-        if q.is_empty() { q } else { format!("?{q}") }
-    };
-    consumer_table(&mut h, report, number, &|p| esc(&query(Some(p))));
+    consumer_table(&mut h, report, number, &|p| format!("?page={p}"));
     let _ = write!(
         h,
-        "<h2>How producers were paid</h2><p>{}</p><p>The same as JSON: <a href=\"report{q}\">report</a>; the consumer table as CSV: <a href=\"report.csv{q}\">report.csv</a></p></body></html>",
+        "<h2>How producers were paid</h2><p>{}</p><p>The same as JSON: <a href=\"report\">report</a>; the consumer table as CSV: <a href=\"report.csv\">report.csv</a></p></body></html>",
         esc(report.payout_rule),
-        q = esc(&query(None))
     );
     h
 }

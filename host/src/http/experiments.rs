@@ -11,7 +11,7 @@ use axum::response::Html;
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::{ApiError, ApiResult, Bearer, Body, Params, blocking, operator};
+use super::{ApiError, ApiResult, Authorized, Body, DEPLOY, Params, READ, blocking};
 use crate::experiment::shadow::{self, Shadow};
 use crate::experiment::{self, Experiment, page, report, results};
 use crate::role::grid::{Grid, NewExperiment, Refused};
@@ -46,21 +46,18 @@ impl From<Refused> for ApiError {
     }
 }
 
-fn check(grid: &Grid, bearer: &Bearer) -> ApiResult<()> {
-    operator(grid.hub.operator_token.as_deref(), bearer)
-}
-
 async fn create(
     State(grid): State<Arc<Grid>>,
-    bearer: Bearer,
+    _: Authorized<DEPLOY>,
     Body(new): Body<NewExperiment>,
 ) -> ApiResult<(StatusCode, Json<Experiment>)> {
-    check(&grid, &bearer)?;
     blocking(move || Ok((StatusCode::CREATED, Json(grid.create_experiment(new)?)))).await
 }
 
-async fn list(State(grid): State<Arc<Grid>>, bearer: Bearer) -> ApiResult<Json<Vec<Experiment>>> {
-    check(&grid, &bearer)?;
+async fn list(
+    State(grid): State<Arc<Grid>>,
+    _: Authorized<READ>,
+) -> ApiResult<Json<Vec<Experiment>>> {
     blocking(move || Ok(Json(experiment::list(grid.db())?))).await
 }
 
@@ -71,36 +68,31 @@ fn find(grid: &Grid, id: &str) -> ApiResult<Experiment> {
 async fn one(
     State(grid): State<Arc<Grid>>,
     Path(id): Path<String>,
-    bearer: Bearer,
+    _: Authorized<READ>,
 ) -> ApiResult<Json<Experiment>> {
-    check(&grid, &bearer)?;
     blocking(move || Ok(Json(find(&grid, &id)?))).await
 }
 
 async fn stop(
     State(grid): State<Arc<Grid>>,
     Path(id): Path<String>,
-    bearer: Bearer,
+    _: Authorized<DEPLOY>,
 ) -> ApiResult<Json<Experiment>> {
-    check(&grid, &bearer)?;
     blocking(move || Ok(Json(grid.stop_experiment(&id)?))).await
 }
 
 async fn promote(
     State(grid): State<Arc<Grid>>,
     Path((id, variant)): Path<(String, String)>,
-    bearer: Bearer,
+    _: Authorized<DEPLOY>,
 ) -> ApiResult<Json<Experiment>> {
-    check(&grid, &bearer)?;
     blocking(move || Ok(Json(grid.promote(&id, &variant)?))).await
 }
 
-/// A browser cannot send a bearer header from a link: the page also takes
-/// the operator token as `?token=`; the page shows `page` of the consumers.
+/// The report page shows `page` of the consumer table.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Token {
-    token: Option<String>,
+struct PageNumber {
     page: Option<usize>,
 }
 
@@ -116,10 +108,8 @@ fn build(grid: &Grid, id: &str) -> ApiResult<report::Report> {
 async fn report_csv(
     State(grid): State<Arc<Grid>>,
     Path(id): Path<String>,
-    bearer: Bearer,
-    Params(query): Params<Token>,
+    _: Authorized<READ>,
 ) -> ApiResult<([(axum::http::HeaderName, &'static str); 1], String)> {
-    check(&grid, &Bearer(bearer.0.or(query.token)))?;
     blocking(move || {
         Ok((
             [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
@@ -139,10 +129,9 @@ struct Page {
 /// Each consumer's lifetime billing as the grid carried it out, by index.
 async fn billing(
     State(grid): State<Arc<Grid>>,
-    bearer: Bearer,
+    _: Authorized<READ>,
     Params(query): Params<Page>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    check(&grid, &bearer)?;
     let limit = query.limit.unwrap_or(1_000);
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::unprocessable("limit", "1 to 10,000"));
@@ -173,21 +162,19 @@ async fn billing(
 async fn report_json(
     State(grid): State<Arc<Grid>>,
     Path(id): Path<String>,
-    bearer: Bearer,
-    Params(query): Params<Token>,
+    _: Authorized<READ>,
 ) -> ApiResult<Json<report::Report>> {
-    check(&grid, &Bearer(bearer.0.or(query.token)))?;
     blocking(move || Ok(Json(build(&grid, &id)?))).await
 }
 
+/// A browser that opens the page without a token is asked for it by its
+/// login prompt (any user name, the token as password): never in the URL.
 async fn report_html(
     State(grid): State<Arc<Grid>>,
     Path(id): Path<String>,
-    bearer: Bearer,
-    Params(query): Params<Token>,
+    _: Authorized<READ>,
+    Params(query): Params<PageNumber>,
 ) -> ApiResult<Html<String>> {
-    let from_query = bearer.0.is_none().then(|| query.token.clone()).flatten();
-    check(&grid, &Bearer(bearer.0.or(query.token)))?;
     let number = query.page.unwrap_or(1);
     blocking(move || {
         let report = build(&grid, &id)?;
@@ -197,7 +184,7 @@ async fn report_html(
                 format!("1 to {}", page::pages(&report)),
             ));
         }
-        Ok(Html(page::render(&report, from_query.as_deref(), number)))
+        Ok(Html(page::render(&report, number)))
     })
     .await
 }
@@ -210,15 +197,13 @@ struct ShadowStart {
 
 async fn shadow_start(
     State(grid): State<Arc<Grid>>,
-    bearer: Bearer,
+    _: Authorized<DEPLOY>,
     Body(body): Body<ShadowStart>,
 ) -> ApiResult<(StatusCode, Json<Shadow>)> {
-    check(&grid, &bearer)?;
     blocking(move || Ok((StatusCode::CREATED, Json(grid.start_shadow(&body.version)?)))).await
 }
 
-async fn shadow_get(State(grid): State<Arc<Grid>>, bearer: Bearer) -> ApiResult<Json<Shadow>> {
-    check(&grid, &bearer)?;
+async fn shadow_get(State(grid): State<Arc<Grid>>, _: Authorized<READ>) -> ApiResult<Json<Shadow>> {
     blocking(move || {
         shadow::get(grid.db())?
             .map(Json)
@@ -227,8 +212,10 @@ async fn shadow_get(State(grid): State<Arc<Grid>>, bearer: Bearer) -> ApiResult<
     .await
 }
 
-async fn shadow_stop(State(grid): State<Arc<Grid>>, bearer: Bearer) -> ApiResult<Json<Shadow>> {
-    check(&grid, &bearer)?;
+async fn shadow_stop(
+    State(grid): State<Arc<Grid>>,
+    _: Authorized<DEPLOY>,
+) -> ApiResult<Json<Shadow>> {
     blocking(move || {
         grid.stop_shadow("stopped by the operator")?
             .map(Json)
@@ -251,10 +238,9 @@ fn grid_slot() -> String {
 /// The tick log of a slot as a file for `powerplug replay --input`.
 async fn export(
     State(grid): State<Arc<Grid>>,
-    bearer: Bearer,
+    _: Authorized<READ>,
     Params(query): Params<Slot>,
 ) -> ApiResult<([(axum::http::HeaderName, &'static str); 1], Vec<u8>)> {
-    check(&grid, &bearer)?;
     blocking(move || {
         let mut out = Vec::new();
         crate::replay::recording::export(grid.db(), &query.slot, &mut out)?;

@@ -208,10 +208,9 @@ fn one() -> u32 {
 
 async fn admit<R: HasHub>(
     State(role): State<Arc<R>>,
-    bearer: Bearer,
+    _: super::Authorized<{ super::ADMIT }>,
     Body(body): Body<Admit>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    super::operator(role.hub().operator_token.as_deref(), &bearer)?;
     if !role.hub().registry.accepts(body.kind) {
         return Err(RegistryError::WrongKind(body.kind).into());
     }
@@ -247,9 +246,8 @@ async fn admit<R: HasHub>(
 /// `GET /admissions`: the tokens not used up (their hashes' first digits, never the tokens).
 async fn admissions<R: HasHub>(
     State(role): State<Arc<R>>,
-    bearer: Bearer,
+    _: super::Authorized<{ super::READ }>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    super::operator(role.hub().operator_token.as_deref(), &bearer)?;
     blocking(move || {
         let grants = admission::list(&role.hub().db)?;
         Ok(Json(serde_json::json!({

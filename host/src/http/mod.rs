@@ -2,14 +2,18 @@
 //! work to the role on a blocking thread (redb and the channel layer are
 //! synchronous). Every error is JSON naming the field it is about:
 //! `{"error": "...", "field": "..."}`; a refused request changes nothing.
+//! Before any handler, [`serve`] applies the `[http]` limits and the
+//! Host/Origin checks; an operator route authenticates with [`Authorized`]
+//! from headers alone, before its body is read; a JSON body is read only as
+//! `application/json`.
 
 mod experiments;
 mod hub;
+mod server;
 mod strategies;
 mod wallet;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -26,6 +30,9 @@ use crate::role::meters::Meters;
 use crate::role::producer::Producer;
 
 pub use hub::HasHub;
+pub use server::serve;
+
+use crate::role::config::{Denied, Scope};
 
 /// Largest request body any route takes (a batch of channel messages).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -91,9 +98,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|r| ApiError::new(r.status(), "body", r.body_text()))?;
+        // A page of another site can make a browser send a `text/plain` body
+        // without asking first, never an `application/json` one.
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "content-type",
+                "the body must be JSON, sent as `Content-Type: application/json`",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error::deserialize(&mut de) {
             Ok(value) => Ok(Body(value)),
@@ -107,6 +127,34 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             }
         }
     }
+}
+
+/// A raw body (a component upload) whose errors are JSON like every other.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(body_error)
+    }
+}
+
+/// Why a body could not be read: too large (413), too slow (408).
+pub fn body_error(r: axum::extract::rejection::BytesRejection) -> ApiError {
+    let text = r.body_text();
+    let slow = std::iter::successors(std::error::Error::source(&r), |e| e.source())
+        .any(|e| e.is::<server::BodyTimeout>())
+        || text.contains("did not arrive within");
+    let status = if slow {
+        StatusCode::REQUEST_TIMEOUT
+    } else {
+        r.status()
+    };
+    ApiError::new(status, "body", text)
 }
 
 /// The field a serde error is about: its path, or for a missing or unknown
@@ -162,13 +210,93 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
         let value = value
             .to_str()
             .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "authorization", "not text"))?;
-        match value.strip_prefix("Bearer ") {
-            Some(token) => Ok(Bearer(Some(token.trim().to_owned()))),
-            None => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "authorization",
-                "expected `Bearer <credential>`",
-            )),
+        if let Some(token) = value.strip_prefix("Bearer ") {
+            return Ok(Bearer(Some(token.trim().to_owned())));
+        }
+        // A browser's login prompt (the report page): any user name, the
+        // token as password.
+        if let Some(encoded) = value.strip_prefix("Basic ") {
+            use base64::Engine;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|d| String::from_utf8(d).ok());
+            if let Some((_, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) {
+                return Ok(Bearer(Some(password.to_owned())));
+            }
+        }
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "authorization",
+            "expected `Bearer <credential>`",
+        ))
+    }
+}
+
+/// The operator scopes, as the const parameter of [`Authorized`].
+pub const MINT: u8 = 0;
+pub const DEPLOY: u8 = 1;
+pub const READ: u8 = 2;
+pub const ADMIT: u8 = 3;
+
+fn scope(s: u8) -> Scope {
+    match s {
+        MINT => Scope::Mint,
+        DEPLOY => Scope::Deploy,
+        ADMIT => Scope::Admit,
+        _ => Scope::Read,
+    }
+}
+
+/// Why an operator token is refused, as an answer.
+fn denied(why: Denied) -> ApiError {
+    match why {
+        Denied::NoOperator => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "authorization",
+            "this host has no operator token configured",
+        ),
+        Denied::Unknown => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "authorization",
+            "the operator token is missing or wrong",
+        ),
+        Denied::OutOfScope(scope) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "authorization",
+            format!("this operator token may not {scope}"),
+        ),
+    }
+}
+
+/// An operator token with scope `S` ([`MINT`], [`DEPLOY`], [`READ`], [`ADMIT`]). As an
+/// extractor it reads only headers, and axum runs it before the body is
+/// read: an upload without it is refused before a byte of its body is taken.
+pub struct Authorized<const S: u8>;
+
+impl<R: HasHub, const S: u8> FromRequestParts<Arc<R>> for Authorized<S> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, role: &Arc<R>) -> Result<Self, Response> {
+        let bearer = Bearer::from_request_parts(parts, role)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        match role.hub().operators.check(bearer.0.as_deref(), scope(S)) {
+            Ok(()) => Ok(Authorized),
+            Err(why) => {
+                let unknown = why == Denied::Unknown;
+                let mut response = denied(why).into_response();
+                // Lets a browser ask for the token (the report page).
+                if unknown && S == READ {
+                    response.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        axum::http::HeaderValue::from_static(
+                            "Basic realm=\"powerplug operator\", charset=\"UTF-8\"",
+                        ),
+                    );
+                }
+                Err(response)
+            }
         }
     }
 }
@@ -182,7 +310,8 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(ApiError::internal)?
 }
 
-/// Checks the operator token in constant time.
+/// Checks the single `operator_token` in constant time; routes take
+/// [`Authorized`] instead, which knows every token and its scopes.
 pub fn operator(configured: Option<&str>, bearer: &Bearer) -> ApiResult<()> {
     let Some(configured) = configured else {
         return Err(ApiError::new(
@@ -229,13 +358,46 @@ fn finish<S: Clone + Send + Sync + 'static>(router: Router<S>, state: S) -> Rout
         .with_state(state)
 }
 
+/// A role whose `GET /status` has a part anyone may read cheaply and a full
+/// form for a read token (it scans every registration and balance).
+pub trait Status: HasHub {
+    fn public_status(&self) -> anyhow::Result<serde_json::Value>;
+}
+
+impl Status for Grid {
+    fn public_status(&self) -> anyhow::Result<serde_json::Value> {
+        crate::role::status::grid_public(self)
+    }
+}
+
+impl Status for Producer {
+    fn public_status(&self) -> anyhow::Result<serde_json::Value> {
+        crate::role::status::producer_public(self)
+    }
+}
+
+/// `GET /status`: the cheap part for anyone, everything for a read token.
+async fn status<R: Status>(
+    axum::extract::State(role): axum::extract::State<Arc<R>>,
+    bearer: Bearer,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    if bearer.0.is_some() {
+        role.hub()
+            .operators
+            .check(bearer.0.as_deref(), Scope::Read)
+            .map_err(denied)?;
+        return hub::status::<R>(axum::extract::State(role)).await;
+    }
+    blocking(move || Ok(axum::Json(role.public_status()?))).await
+}
+
 pub fn grid_router(grid: Arc<Grid>) -> Router {
     finish(
         hub::routes::<Grid>()
             .merge(wallet::routes())
             .merge(strategies::routes::<Grid>())
             .merge(experiments::routes())
-            .route("/status", get(hub::status::<Grid>)),
+            .route("/status", get(status::<Grid>)),
         grid,
     )
 }
@@ -247,10 +409,8 @@ pub fn producer_router(producer: Arc<Producer>) -> Router {
     /// The original's `/initialise`, `/closedown` and `/reset`, for the operator.
     async fn membership(
         producer: Arc<Producer>,
-        bearer: Bearer,
         change: fn(&Producer) -> anyhow::Result<crate::role::member::MemberState>,
     ) -> ApiResult<axum::Json<serde_json::Value>> {
-        operator(producer.hub.operator_token.as_deref(), &bearer)?;
         blocking(move || {
             let m = change(&producer)?;
             Ok(axum::Json(serde_json::json!({
@@ -264,26 +424,26 @@ pub fn producer_router(producer: Arc<Producer>) -> Router {
     }
     async fn initialise(
         State(p): State<Arc<Producer>>,
-        bearer: Bearer,
+        _: Authorized<DEPLOY>,
     ) -> ApiResult<axum::Json<serde_json::Value>> {
-        membership(p, bearer, Producer::initialise).await
+        membership(p, Producer::initialise).await
     }
     async fn closedown(
         State(p): State<Arc<Producer>>,
-        bearer: Bearer,
+        _: Authorized<DEPLOY>,
     ) -> ApiResult<axum::Json<serde_json::Value>> {
-        membership(p, bearer, Producer::closedown).await
+        membership(p, Producer::closedown).await
     }
     async fn reset(
         State(p): State<Arc<Producer>>,
-        bearer: Bearer,
+        _: Authorized<DEPLOY>,
     ) -> ApiResult<axum::Json<serde_json::Value>> {
-        membership(p, bearer, Producer::reset).await
+        membership(p, Producer::reset).await
     }
     finish(
         hub::routes::<Producer>()
             .merge(strategies::routes::<Producer>())
-            .route("/status", get(hub::status::<Producer>))
+            .route("/status", get(status::<Producer>))
             .route("/initialise", post(initialise))
             .route("/closedown", post(closedown))
             .route("/reset", post(reset)),
@@ -309,20 +469,4 @@ pub fn meters_router(meters: Arc<Meters>) -> Router {
         .await
     }
     finish(Router::new().route("/status", get(status)), meters)
-}
-
-/// Serves `router` on `listener` until `stop` is set.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            while !stop.load(Ordering::Relaxed) {
-                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-            }
-        })
-        .await?;
-    Ok(())
 }

@@ -6,21 +6,21 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
 
 use super::hub::HasHub;
-use super::{ApiError, ApiResult, Bearer, Params, blocking, operator};
+use super::{ApiError, ApiResult, Authorized, DEPLOY, Params, READ, RawBody, blocking};
 use crate::role::swap::{SwapError, Swappable, Swapped};
 use crate::versions::{self, RemoveError, Version};
 
 /// The header of an upload's detached signature (hex), over its SHA-256.
 pub const SIGNATURE: &str = "x-powerplug-signature";
 
-/// Components can be large (an interpreter inside: tens of MB).
+/// Components can be large (an interpreter inside: tens of MB); only this
+/// route takes that much, and only after the token is checked.
 const MAX_COMPONENT_BYTES: usize = 64 << 20;
 
 pub fn routes<R: HasHub + Swappable>() -> Router<Arc<R>> {
@@ -80,12 +80,11 @@ fn yes() -> bool {
 async fn upload<R: HasHub + Swappable>(
     State(role): State<Arc<R>>,
     Path(kind): Path<String>,
-    bearer: Bearer,
+    _: Authorized<DEPLOY>,
     Params(query): Params<UploadQuery>,
     headers: axum::http::HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<Swapped>)> {
-    operator(role.hub().operator_token.as_deref(), &bearer)?;
     own_kind(&*role, &kind)?;
     if !role.trusted_keys().is_empty() {
         use sha2::{Digest, Sha256};
@@ -124,19 +123,17 @@ struct Fresh {
 async fn activate<R: HasHub + Swappable>(
     State(role): State<Arc<R>>,
     Path((kind, version)): Path<(String, String)>,
-    bearer: Bearer,
+    _: Authorized<DEPLOY>,
     Params(query): Params<Fresh>,
 ) -> ApiResult<Json<Swapped>> {
-    operator(role.hub().operator_token.as_deref(), &bearer)?;
     own_kind(&*role, &kind)?;
     blocking(move || Ok(Json(role.activate(&version, query.fresh)?))).await
 }
 
 async fn list<R: HasHub + Swappable>(
     State(role): State<Arc<R>>,
-    bearer: Bearer,
+    _: Authorized<READ>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    operator(role.hub().operator_token.as_deref(), &bearer)?;
     blocking(move || {
         let (db, kind) = (role.store(), role.kind().to_string());
         Ok(Json(serde_json::json!({
@@ -151,9 +148,8 @@ async fn list<R: HasHub + Swappable>(
 async fn remove<R: HasHub + Swappable>(
     State(role): State<Arc<R>>,
     Path((kind, version)): Path<(String, String)>,
-    bearer: Bearer,
+    _: Authorized<DEPLOY>,
 ) -> ApiResult<Json<Version>> {
-    operator(role.hub().operator_token.as_deref(), &bearer)?;
     own_kind(&*role, &kind)?;
     blocking(
         move || match versions::remove(role.store(), &kind, &version) {

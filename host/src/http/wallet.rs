@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::hub::HasHub;
-use super::{ApiError, ApiResult, Bearer, Body, Params, blocking, operator};
+use super::{ApiError, ApiResult, Authorized, Bearer, Body, MINT, Params, blocking};
 use crate::api;
 use crate::role::grid::Grid;
 use crate::wallet::{
@@ -172,8 +172,8 @@ async fn account(
             ));
         };
         let me = grid.hub().registry.authenticate(grid.db(), credential)?;
-        let mut transfers = wallet::transfers_since(grid.db(), &me.id, query.since.unwrap_or(0))?;
-        transfers.truncate(MAX_TRANSFERS);
+        let transfers =
+            wallet::transfers_page(grid.db(), &me.id, query.since.unwrap_or(0), MAX_TRANSFERS)?;
         Ok(Json(Account {
             balance: wallet::balance(grid.db(), &me.id)?,
             account: me.id,
@@ -183,20 +183,39 @@ async fn account(
     .await
 }
 
+/// New money, only into an account that exists: a registered entity's (not
+/// closed), the grid's own, or one the operator opens on purpose with
+/// `"unregistered": true` (still a valid id).
 async fn issue(
     State(grid): State<Arc<Grid>>,
-    bearer: Bearer,
+    _: Authorized<MINT>,
     Body(body): Body<api::Issue>,
 ) -> ApiResult<(StatusCode, Json<Transfer>)> {
-    operator(grid.hub().operator_token.as_deref(), &bearer)?;
     check_key(&body.key)?;
+    if !crate::storage::valid_name(&body.to) {
+        return Err(ApiError::unprocessable(
+            "to",
+            "an account is an id: 1 to 64 of A-Z a-z 0-9 _ - . , not starting with a dot",
+        ));
+    }
     blocking(move || {
         let tx = grid.db().write()?;
+        let known = body.to == grid.account()
+            || crate::registry::read(&*tx, &body.to)?.is_some_and(|r| !r.closed);
+        if !known && !body.unregistered {
+            return Err(ApiError::unprocessable(
+                "to",
+                format!(
+                    "`{}` is no registered entity of this grid (to fund an id before it registers, say `\"unregistered\": true`)",
+                    body.to
+                ),
+            ));
+        }
         let transfer = wallet::issue(
             &*tx,
             &body.to,
             body.amount,
-            &format!("$issue/{}", body.key),
+            &wallet::host_key(&format!("issue/{}", body.key)),
             crate::role::unix_ms(),
         )?;
         tx.commit()?;

@@ -50,6 +50,9 @@ pub struct Service {
     pub poll_ms: u64,
     #[serde(default)]
     pub clock: Clock,
+    /// Limits and checks of the HTTP API.
+    #[serde(default)]
+    pub http: HttpLimits,
 }
 
 impl Service {
@@ -60,8 +63,96 @@ impl Service {
             data_dir: PathBuf::from(format!("data/{id}")),
             poll_ms: 1_000,
             clock: Clock::default(),
+            http: HttpLimits::default(),
         }
     }
+}
+
+/// What the HTTP server allows a client: how long it may take to send a
+/// request, how many connections and requests it may hold, how fast it may
+/// ask, and which names the host answers to. Defaults fit a host on an open
+/// network serving meter hosts that batch their requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpLimits {
+    /// A request's headers must arrive within this (ms of real time); an idle
+    /// kept-alive connection is closed after it too. Above the 15 s our own
+    /// clients keep idle connections, so they never reuse a closed one.
+    pub header_timeout_ms: u64,
+    /// A request's whole body must arrive within this (ms) of its headers.
+    pub body_timeout_ms: u64,
+    /// Open connections at once; a connection beyond is closed at once.
+    pub max_connections: usize,
+    /// Open connections at once from one client address.
+    pub max_connections_per_client: usize,
+    /// Requests being answered at once; beyond, `503`.
+    pub max_requests_in_flight: usize,
+    /// Requests per second one client address may make on average…
+    pub rate_per_second: u32,
+    /// …and in a burst; beyond, `429`.
+    pub rate_burst: u32,
+    /// Client addresses without a rate or per-client connection limit: the
+    /// roles on this machine, or a TLS-terminating proxy in front (which then
+    /// has to limit its clients itself).
+    pub unlimited_clients: Vec<std::net::IpAddr>,
+    /// Names (`name` or `name:port`) this host answers to besides the listen
+    /// address, `localhost`, `127.0.0.1` and `[::1]` with its port; a request
+    /// with another `Host` is refused (DNS rebinding). `*` allows any.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout_ms: 20_000,
+            body_timeout_ms: 60_000,
+            max_connections: 512,
+            max_connections_per_client: 64,
+            max_requests_in_flight: 256,
+            rate_per_second: 50,
+            rate_burst: 100,
+            unlimited_clients: vec![
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ],
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+/// What an operator token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// Issue new money (`POST /wallet/issue`).
+    Mint,
+    /// Change what runs: strategy uploads, activations, deletions,
+    /// experiments, shadow runs, a producer's membership.
+    Deploy,
+    /// Read what the operator sees: strategy versions, experiments, reports,
+    /// the tick log export, the full `/status`, the admission tokens.
+    Read,
+    /// Let entities in: issue registration tokens (`POST /admissions`).
+    Admit,
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Scope::Mint => "mint",
+            Scope::Deploy => "deploy",
+            Scope::Read => "read",
+            Scope::Admit => "admit",
+        })
+    }
+}
+
+/// One operator token and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorToken {
+    pub token: String,
+    pub scopes: Vec<Scope>,
 }
 
 /// A grid's or producer's strategy and how often it ticks.
@@ -102,6 +193,67 @@ impl StrategySlot {
     }
 }
 
+/// Why an operator token was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// This host has no operator token configured.
+    NoOperator,
+    /// No token, or not one of this host's.
+    Unknown,
+    /// A token of this host that may not do this.
+    OutOfScope(Scope),
+}
+
+/// The operator tokens of a host: the single `operator_token` may do
+/// everything, each of `operator_tokens` what its scopes say.
+#[derive(Debug, Clone, Default)]
+pub struct Operators {
+    tokens: Vec<(String, Vec<Scope>)>,
+}
+
+impl Operators {
+    pub fn new(all: Option<&str>, scoped: &[OperatorToken]) -> Self {
+        let mut tokens = Vec::new();
+        if let Some(all) = all.filter(|t| !t.is_empty()) {
+            tokens.push((
+                all.to_owned(),
+                vec![Scope::Mint, Scope::Deploy, Scope::Read, Scope::Admit],
+            ));
+        }
+        for t in scoped.iter().filter(|t| !t.token.is_empty()) {
+            tokens.push((t.token.clone(), t.scopes.clone()));
+        }
+        Self { tokens }
+    }
+
+    /// Whether `presented` may act in `scope`. Every configured token is
+    /// compared in full, in constant time, so timing tells nothing of them.
+    pub fn check(&self, presented: Option<&str>, scope: Scope) -> Result<(), Denied> {
+        if self.tokens.is_empty() {
+            return Err(Denied::NoOperator);
+        }
+        let presented = presented.unwrap_or("").as_bytes();
+        let mut found: Option<&[Scope]> = None;
+        for (token, scopes) in &self.tokens {
+            let token = token.as_bytes();
+            let differ = token.len() != presented.len()
+                || token
+                    .iter()
+                    .zip(presented)
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    != 0;
+            if !differ {
+                found = Some(scopes);
+            }
+        }
+        match found {
+            None => Err(Denied::Unknown),
+            Some(scopes) if scopes.contains(&scope) => Ok(()),
+            Some(_) => Err(Denied::OutOfScope(scope)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GridConfig {
@@ -109,8 +261,11 @@ pub struct GridConfig {
     pub service: Service,
     pub strategy: StrategySlot,
     /// Needed by operator routes (`POST /wallet/issue`); unset, they are refused.
+    /// It may do everything; `operator_tokens` may each do less.
     #[serde(default)]
     pub operator_token: Option<String>,
+    #[serde(default)]
+    pub operator_tokens: Vec<OperatorToken>,
     /// Ed25519 public keys (hex): when set, an uploaded strategy must carry a
     /// signature by one of them over its SHA-256.
     #[serde(default)]
@@ -137,6 +292,7 @@ impl Default for GridConfig {
                 rollback_after: rollback_after(),
             },
             operator_token: None,
+            operator_tokens: Vec::new(),
             trusted_keys: Vec::new(),
             admission: Default::default(),
             plausible: Default::default(),
@@ -154,6 +310,8 @@ pub struct ProducerConfig {
     pub grid_url: String,
     #[serde(default)]
     pub operator_token: Option<String>,
+    #[serde(default)]
+    pub operator_tokens: Vec<OperatorToken>,
     /// As the grid's: keys an uploaded strategy must be signed by.
     #[serde(default)]
     pub trusted_keys: Vec<String>,
@@ -182,6 +340,7 @@ impl Default for ProducerConfig {
             },
             grid_url: "http://127.0.0.1:4000".into(),
             operator_token: None,
+            operator_tokens: Vec::new(),
             trusted_keys: Vec::new(),
             admission_token: None,
             admission: Default::default(),
@@ -312,5 +471,55 @@ mod tests {
         assert!(err.contains("strategy.tick_ms"), "{err}");
         let err = load(GridConfig::default(), Some(&dir.path().join("none.toml"))).unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn http_limits_and_scoped_tokens_come_from_the_file_and_scopes_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("grid.toml");
+        std::fs::write(
+            &file,
+            "operator_token = \"all\"\noperator_tokens = [{ token = \"r\", scopes = [\"read\"] }]\n[http]\nrate_per_second = 5\nallowed_hosts = [\"grid.example.org\"]\nunlimited_clients = [\"10.0.0.1\"]\n",
+        )
+        .unwrap();
+        let config = load(GridConfig::default(), Some(&file)).unwrap();
+        assert_eq!(config.service.http.rate_per_second, 5);
+        assert_eq!(
+            config.service.http.rate_burst,
+            HttpLimits::default().rate_burst
+        );
+        assert_eq!(config.service.http.allowed_hosts, ["grid.example.org"]);
+        assert_eq!(
+            config.service.http.unlimited_clients,
+            [std::net::IpAddr::from([10, 0, 0, 1])]
+        );
+        let ops = Operators::new(config.operator_token.as_deref(), &config.operator_tokens);
+        assert_eq!(ops.check(Some("all"), Scope::Mint), Ok(()));
+        assert_eq!(ops.check(Some("r"), Scope::Read), Ok(()));
+        assert_eq!(
+            ops.check(Some("r"), Scope::Deploy),
+            Err(Denied::OutOfScope(Scope::Deploy))
+        );
+        assert_eq!(ops.check(Some("x"), Scope::Read), Err(Denied::Unknown));
+        assert_eq!(ops.check(None, Scope::Read), Err(Denied::Unknown));
+        assert_eq!(
+            Operators::new(None, &[]).check(Some("all"), Scope::Read),
+            Err(Denied::NoOperator)
+        );
+
+        std::fs::write(&file, "[http]\nrate = 5\n").unwrap();
+        let err = load(GridConfig::default(), Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rate"), "{err}");
+        std::fs::write(
+            &file,
+            "operator_tokens = [{ token = \"r\", scopes = [\"root\"] }]\n",
+        )
+        .unwrap();
+        let err = load(GridConfig::default(), Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("operator_tokens"), "{err}");
     }
 }

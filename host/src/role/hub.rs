@@ -42,6 +42,8 @@ pub struct Hub {
     pub operator_token: Option<String>,
     /// What a reading may claim.
     pub plausible: inbox::Plausible,
+    /// Every operator token with its scopes (`operator_token` among them).
+    pub operators: super::config::Operators,
     unfinished: std::sync::Mutex<Vec<crate::channel::Address>>,
 }
 
@@ -61,6 +63,7 @@ impl Hub {
             store: EmbeddedTransport::new(db.clone()),
             db,
             secret,
+            operators: super::config::Operators::new(operator_token.as_deref(), &[]),
             operator_token: operator_token.filter(|t| !t.is_empty()),
             plausible: Default::default(),
             unfinished: Default::default(),

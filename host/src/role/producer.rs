@@ -51,6 +51,10 @@ impl Producer {
             config.operator_token.clone(),
         )?;
         hub.plausible = config.plausible;
+        hub.operators = super::config::Operators::new(
+            config.operator_token.as_deref(),
+            &config.operator_tokens,
+        );
         let slot = super::swap::Slot::open(
             &hub.db,
             SLOT,

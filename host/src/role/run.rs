@@ -74,7 +74,12 @@ async fn start<R: Step>(
     let stop = Arc::new(AtomicBool::new(false));
     let router_copies = Arc::new(());
     let router = router.layer(axum::Extension(router_copies.clone()));
-    let server = tokio::spawn(http::serve(listener, router, stop.clone()));
+    let server = tokio::spawn(http::serve(
+        listener,
+        router,
+        stop.clone(),
+        service.http.clone(),
+    ));
     let scheduler = schedule(
         &service.id,
         role.clone(),

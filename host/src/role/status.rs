@@ -46,43 +46,62 @@ fn metrics(list: Vec<(String, i64)>) -> BTreeMap<String, i64> {
     list.into_iter().collect()
 }
 
-pub fn grid(grid: &Grid) -> anyhow::Result<Value> {
+/// What anyone may read of a grid: a fixed number of reads, whatever its
+/// size (the counters are a handful of named totals).
+pub fn grid_public(grid: &Grid) -> anyhow::Result<Value> {
     let db = grid.db();
     Ok(json!({
         "role": "grid",
         "id": grid.account(),
         "strategy": grid.slot.status(db)?,
-        "registrations": registrations(db)?,
         "totals": storage::counters(db)?,
         "metrics": metrics(grid.metrics()?),
         "wallet": {
             "balance": wallet::balance(db, grid.account())?,
             "issued": wallet::issued(db)?,
-            "held": wallet::total_balances(db)?,
         },
-        "outbox_pending": outbox::pending(db, 100_000)?.len(),
     }))
 }
 
-pub fn producer(producer: &Producer) -> anyhow::Result<Value> {
+/// Everything, for a read token: also every registration, the sum of every
+/// balance and the outbox, each a scan.
+pub fn grid(grid: &Grid) -> anyhow::Result<Value> {
+    let db = grid.db();
+    let mut status = grid_public(grid)?;
+    status["registrations"] = registrations(db)?;
+    status["wallet"]["held"] = json!(wallet::total_balances(db)?);
+    status["outbox_pending"] = json!(outbox::pending(db, 100_000)?.len());
+    Ok(status)
+}
+
+/// What anyone may read of a producer, without asking the grid anything.
+pub fn producer_public(producer: &Producer) -> anyhow::Result<Value> {
     let db = producer.db();
     let member = producer.member()?;
     Ok(json!({
         "role": "producer",
         "id": member.id,
         "strategy": producer.slot.status(db)?,
-        "registrations": registrations(db)?,
         "totals": storage::counters(db)?,
         "metrics": metrics(producer.metrics()?),
         "grid": {
             "url": producer.grid_url(),
-            "balance": producer.balance(),
             "closed": member.closed,
             "registered": member.credential.is_some(),
             "index": member.index,
             "channel_position": member.channel.next_index,
             "reported_wh": member.published_wh,
         },
-        "outbox_pending": outbox::pending(db, 100_000)?.len(),
     }))
+}
+
+/// Everything, for a read token: also its balance at the grid (a request to
+/// the grid), its registrations and outbox.
+pub fn producer(producer: &Producer) -> anyhow::Result<Value> {
+    let db = producer.db();
+    let mut status = producer_public(producer)?;
+    status["registrations"] = registrations(db)?;
+    status["grid"]["balance"] = json!(producer.balance());
+    status["outbox_pending"] = json!(outbox::pending(db, 100_000)?.len());
+    Ok(status)
 }

@@ -156,3 +156,42 @@ fn random_traffic_never_creates_or_loses_money() {
     assert_eq!(total_balances(&db).unwrap(), 5_000);
     assert_eq!(issued(&db).unwrap(), 5_000);
 }
+
+#[test]
+fn an_account_or_key_with_a_zero_byte_is_refused_not_merged_into_another() {
+    let (_dir, db) = db();
+    commit(&db, |tx| issue(tx, "bob", 10, "fund", 0)).unwrap();
+    assert!(matches!(
+        commit(&db, |tx| issue(tx, "bob\0", 10, "fund-2", 0)),
+        Err(WalletError::BadAccount(_))
+    ));
+    assert!(matches!(
+        commit(&db, |tx| transfer(tx, "bob", "grid\0", 1, "bob", "k", 0)),
+        Err(WalletError::BadAccount(_))
+    ));
+    assert!(matches!(
+        commit(&db, |tx| transfer(tx, "bob", "grid", 1, "bob", "k\0", 0)),
+        Err(WalletError::BadAccount(_))
+    ));
+    assert_eq!(
+        (balance(&db, "bob").unwrap(), issued(&db).unwrap()),
+        (10, 10)
+    );
+}
+
+#[test]
+fn a_page_of_transfers_reads_only_the_page() {
+    let (_dir, db) = db();
+    commit(&db, |tx| issue(tx, "a", 100, "fund", 0)).unwrap();
+    for n in 0..10 {
+        commit(&db, |tx| {
+            transfer(tx, "a", "grid", 1, "a", &format!("a/{n}"), 0)
+        })
+        .unwrap();
+    }
+    let page = transfers_page(&db, "a", 0, 4).unwrap();
+    assert_eq!(page.iter().map(|t| t.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    let next = transfers_page(&db, "a", 4, 100).unwrap();
+    assert_eq!(next.len(), 7);
+    assert_eq!(host_key("payout/1/0"), "$payout/1/0");
+}

@@ -73,7 +73,7 @@ impl Grid {
                 &producer.id,
                 p.amount,
                 self.account(),
-                &format!("payout/{tick}/{}", p.producer),
+                &wallet::host_key(&format!("payout/{tick}/{}", p.producer)),
                 now,
             )?;
         }

@@ -11,6 +11,27 @@ use crate::storage;
 use crate::strategy::{Entity, Output, Transfer, Usage};
 use crate::wallet;
 
+/// Most wallet transfers one tick takes; the rest wait for the next tick
+/// (the cursor stops at the last one taken).
+pub(super) const MAX_TRANSFERS_PER_TICK: usize = 50_000;
+/// Most entities whose joining or leaving one tick takes.
+pub(super) const MAX_MEMBERSHIP_PER_TICK: usize = 10_000;
+
+/// Keeps the news of at most `most` entities, the lowest indexes first; an
+/// entity's joining and leaving stay together, so the strategy never hears
+/// of a leaving before the joining it follows.
+fn cap_membership(joined: &mut Vec<u32>, left: &mut Vec<u32>, most: usize) {
+    let mut indexes: Vec<u32> = joined.iter().chain(left.iter()).copied().collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    if let Some(&last) = indexes.get(most.saturating_sub(1))
+        && indexes.len() > most
+    {
+        joined.retain(|&i| i <= last);
+        left.retain(|&i| i <= last);
+    }
+}
+
 /// What a tick consumes, with the news it makes.
 pub(super) struct Pending {
     pub records: Vec<inbox::Record>,
@@ -30,9 +51,10 @@ impl Grid {
     pub(super) fn pending(&self) -> anyhow::Result<Pending> {
         let db = self.db();
         let records = inbox::pending(db, MAX_RECORDS_PER_TICK)?;
-        let (joined, left) = registry::news_since_tick(db)?;
+        let (mut joined, mut left) = registry::news_since_tick(db)?;
+        cap_membership(&mut joined, &mut left, MAX_MEMBERSHIP_PER_TICK);
         let cursor: u64 = storage::meta(db, "grid/transfer-cursor")?.unwrap_or(0);
-        let transfers = wallet::transfers_since(db, self.account(), cursor)?;
+        let transfers = wallet::transfers_page(db, self.account(), cursor, MAX_TRANSFERS_PER_TICK)?;
         let registrations: HashMap<u32, Registration> = registry::all(db)?
             .into_iter()
             .map(|r| (r.index, r))
@@ -106,5 +128,20 @@ impl Grid {
             output_wh,
             income,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cap_membership;
+
+    #[test]
+    fn a_capped_tick_takes_whole_entities_lowest_first() {
+        let (mut joined, mut left) = (vec![5, 1, 3, 2], vec![3, 9]);
+        cap_membership(&mut joined, &mut left, 3);
+        assert_eq!((joined, left), (vec![1, 3, 2], vec![3]));
+        let (mut joined, mut left) = (vec![1], vec![2]);
+        cap_membership(&mut joined, &mut left, 3);
+        assert_eq!((joined, left), (vec![1], vec![2]));
     }
 }
