@@ -10,7 +10,9 @@
 //!   reading per slice (consumers also pay their payment requests).
 
 pub mod config;
+pub mod dry_run;
 pub mod grid;
+pub mod handover;
 mod hub;
 pub mod member;
 pub mod meters;

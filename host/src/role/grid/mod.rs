@@ -12,6 +12,7 @@
 
 mod commit;
 mod experiments;
+pub mod invariants;
 mod news;
 pub mod runs;
 

@@ -1,0 +1,90 @@
+//! What the host holds every grid decision to, whichever version made it:
+//! each consumer is billed, over its lifetime, at most the Wh it reported, and
+//! payment requests go to registered consumers only. (Payouts within the
+//! ledger's funds are the wallet's own rule.) A strategy's books are its own
+//! and may be wrong — a version that reads another's cells, a bug — so the
+//! host keeps its own two numbers per consumer, in the tick's transaction.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::registry::{Kind, Registration};
+use crate::storage::{ReadTx, WriteTx, key};
+use crate::strategy::UsageBatch;
+
+/// consumer index → (Wh reported, Wh billed), two big-endian words.
+const ENERGY: &str = "consumer_energy";
+
+/// A consumer's lifetime (reported Wh, billed Wh), as of the last tick.
+pub fn energy(tx: &dyn ReadTx, consumer: u32) -> anyhow::Result<(u64, u64)> {
+    let Some(bytes) = tx.get(ENERGY, &key::of(&[&consumer]))? else {
+        return Ok((0, 0));
+    };
+    anyhow::ensure!(
+        bytes.len() == 16,
+        "energy of {consumer}: {} bytes",
+        bytes.len()
+    );
+    Ok((key::u64_value(&bytes[..8])?, key::u64_value(&bytes[8..])?))
+}
+
+/// What a tick bills one consumer: (Wh, tokens).
+pub type Bills = BTreeMap<u32, (u64, u64)>;
+
+/// Adds the tick's usage and the bills the host is about to send to each
+/// consumer's lifetime totals, and refuses the decision — naming the consumer
+/// and the amounts — if a bill goes to an entity that is not a consumer, or
+/// takes a consumer's billed Wh past what it reported.
+pub fn check_and_record(
+    tx: &dyn WriteTx,
+    usage: &UsageBatch,
+    bills: &Bills,
+    registrations: &HashMap<u32, Registration>,
+) -> anyhow::Result<()> {
+    let mut totals: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    for (&consumer, &wh) in usage.consumer.iter().zip(&usage.wh) {
+        if !totals.contains_key(&consumer) {
+            totals.insert(consumer, energy(tx, consumer)?);
+        }
+        if let Some(t) = totals.get_mut(&consumer) {
+            t.0 = t.0.saturating_add(wh);
+        }
+    }
+    for (&consumer, &(wh, owed)) in bills {
+        if !totals.contains_key(&consumer) {
+            totals.insert(consumer, energy(tx, consumer)?);
+        }
+        let Some(t) = totals.get_mut(&consumer) else {
+            continue;
+        };
+        let name = registrations.get(&consumer);
+        let is_consumer = match name {
+            Some(r) => r.kind == Kind::Consumer,
+            // One that left: a consumer if it ever reported usage.
+            None => t.0 > 0,
+        };
+        anyhow::ensure!(
+            is_consumer,
+            "invariant: a payment request of {owed} tokens for {wh} Wh to entity {consumer}{}, which is not a registered consumer",
+            name.map(|r| format!(" ({}, a {:?})", r.id, r.kind))
+                .unwrap_or_default()
+        );
+        t.1 = t.1.saturating_add(wh);
+        anyhow::ensure!(
+            t.1 <= t.0,
+            "invariant: consumer {} would have been billed {} Wh in all, more than the {} Wh it reported (this tick: {wh} Wh for {owed} tokens)",
+            name.map_or_else(
+                || format!("index {consumer}"),
+                |r| format!("{} (index {consumer})", r.id)
+            ),
+            t.1,
+            t.0,
+        );
+    }
+    for (consumer, (reported, billed)) in totals {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&reported.to_be_bytes());
+        bytes[8..].copy_from_slice(&billed.to_be_bytes());
+        tx.put(ENERGY, &key::of(&[&consumer]), &bytes)?;
+    }
+    Ok(())
+}
