@@ -244,9 +244,14 @@ pub fn cli(lang: Lang, dir: &Path, checkout: Option<&Path>) -> anyhow::Result<()
         Lang::Rust => format!("build/{}.wasm", name.replace('-', "_")),
         Lang::Python | Lang::Js => format!("build/{name}.wasm"),
     };
+    // A Python or JavaScript project needs no checkout; the guide may not be here.
+    let guide = checkout.join("docs/strategy-guide.md");
+    let guide = match guide.exists() {
+        true => guide.display().to_string(),
+        false => "docs/strategy-guide.md in the Powerplug repository".to_owned(),
+    };
     println!(
-        "\nnext:\n  {dir}/build.sh    # runs the first test, then builds {dir}/{wasm}\n  powerplug strategy check {dir}/{wasm}\n  powerplug strategy upload {dir}/{wasm} --url http://127.0.0.1:4000\nthe contract, the rules and each language's traps: {}/docs/strategy-guide.md",
-        checkout.display(),
+        "\nnext:\n  {dir}/build.sh    # runs the first test, then builds {dir}/{wasm}\n  powerplug strategy check {dir}/{wasm}\n  powerplug strategy upload {dir}/{wasm} --url http://127.0.0.1:4000\nthe contract, the rules and each language's traps: {guide}",
         dir = dir.display(),
     );
     Ok(())
