@@ -62,9 +62,13 @@ pub trait Strategy: Clone + Send + Sync + 'static {
         limit: usize,
     ) -> anyhow::Result<Vec<(u64, Self::Input, Option<Self::Decision>)>>;
     /// Runs `recorded`'s news through this version on `books`, keeps what it
-    /// decides of them (state and cells) and returns the decision; none of
-    /// its effects are carried out.
-    fn carry(&self, books: &mut Books, recorded: &Self::Input) -> Result<Self::Decision, String>;
+    /// decides of them (state and cells) and returns the decision and the
+    /// fuel it took; none of its effects are carried out.
+    fn carry(
+        &self,
+        books: &mut Books,
+        recorded: &Self::Input,
+    ) -> Result<(Self::Decision, u64), String>;
 }
 
 impl Strategy for GridStrategy {
@@ -140,12 +144,16 @@ impl Strategy for GridStrategy {
             .collect())
     }
 
-    fn carry(&self, books: &mut Books, recorded: &GridInput) -> Result<GridDecision, String> {
+    fn carry(
+        &self,
+        books: &mut Books,
+        recorded: &GridInput,
+    ) -> Result<(GridDecision, u64), String> {
         let news = crate::books::grid_news(recorded);
         let input = books.grid_input(recorded.now_ms, &recorded.config, news);
         let outcome = GridStrategy::tick(self, &input).map_err(|f| f.to_string())?;
         books.apply_grid(&outcome.decision);
-        Ok(outcome.decision)
+        Ok((outcome.decision, outcome.fuel_used))
     }
 }
 
@@ -229,12 +237,12 @@ impl Strategy for ProducerStrategy {
         &self,
         books: &mut Books,
         recorded: &ProducerInput,
-    ) -> Result<ProducerDecision, String> {
+    ) -> Result<(ProducerDecision, u64), String> {
         let news = crate::books::producer_news(recorded);
         let input = books.producer_input(recorded.now_ms, &recorded.config, news);
         let outcome = ProducerStrategy::tick(self, &input).map_err(|f| f.to_string())?;
         books.apply_producer(&outcome.decision);
-        Ok(outcome.decision)
+        Ok((outcome.decision, outcome.fuel_used))
     }
 }
 
@@ -608,7 +616,7 @@ impl<S: Strategy> Slot<S> {
                 let started = std::time::Instant::now();
                 candidate
                     .carry(&mut books, &input)
-                    .map(|d| (d, 0, started.elapsed()))
+                    .map(|(d, fuel)| (d, fuel, started.elapsed()))
             };
             let (decision, fuel, elapsed) =
                 decided.map_err(|why| SwapError::DryRun { tick, why })?;

@@ -5,6 +5,7 @@
 //! and may be wrong — a version that reads another's cells, a bug — so the
 //! host keeps its own two numbers per consumer, in the tick's transaction.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::registry::{Kind, Registration};
@@ -27,6 +28,18 @@ pub fn energy(tx: &dyn ReadTx, consumer: u32) -> anyhow::Result<(u64, u64)> {
     Ok((key::u64_value(&bytes[..8])?, key::u64_value(&bytes[8..])?))
 }
 
+/// A consumer's totals in `totals`, read from the store the first time.
+fn totals_of<'a>(
+    tx: &dyn ReadTx,
+    totals: &'a mut BTreeMap<u32, (u64, u64)>,
+    consumer: u32,
+) -> anyhow::Result<&'a mut (u64, u64)> {
+    Ok(match totals.entry(consumer) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(e) => e.insert(energy(tx, consumer)?),
+    })
+}
+
 /// What a tick bills one consumer: (Wh, tokens).
 pub type Bills = BTreeMap<u32, (u64, u64)>;
 
@@ -42,20 +55,11 @@ pub fn check_and_record(
 ) -> anyhow::Result<()> {
     let mut totals: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
     for (&consumer, &wh) in usage.consumer.iter().zip(&usage.wh) {
-        if !totals.contains_key(&consumer) {
-            totals.insert(consumer, energy(tx, consumer)?);
-        }
-        if let Some(t) = totals.get_mut(&consumer) {
-            t.0 = t.0.saturating_add(wh);
-        }
+        let t = totals_of(tx, &mut totals, consumer)?;
+        t.0 = t.0.saturating_add(wh);
     }
     for (&consumer, &(wh, owed)) in bills {
-        if !totals.contains_key(&consumer) {
-            totals.insert(consumer, energy(tx, consumer)?);
-        }
-        let Some(t) = totals.get_mut(&consumer) else {
-            continue;
-        };
+        let t = totals_of(tx, &mut totals, consumer)?;
         let name = registrations.get(&consumer);
         let is_consumer = match name {
             Some(r) => r.kind == Kind::Consumer,
