@@ -360,3 +360,52 @@ fn an_experiment_with_variants_of_two_formats_runs_each_on_its_own_books() {
     drop(read);
     rt.block_on(grid.stop()).unwrap();
 }
+
+/// A grid whose database predates the host's energy counts: when it opens,
+/// each consumer's reported Wh start at the usage its ticks consumed, so the
+/// strategy goes on billing the Wh it carries instead of being refused.
+#[test]
+fn a_grid_from_before_the_counts_starts_them_from_what_it_consumed() {
+    use powerplug::storage::{RedbStore, Store, key};
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, _) = strategy_files(dir.path());
+    let mut config = grid_config(dir.path(), grid_wasm, 20);
+    // The same address after the restart: the meter publishes there.
+    config.service.listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let rt = powerplug_tests::runtime();
+    let grid = rt.block_on(run::grid(&config)).unwrap();
+    let client = Client::new(&grid.url);
+    let mut meter = Meter::register(&grid.url, "c", 34);
+    meter.read_wh(1_500);
+    eventually("billed", || total(&client, "requested") == 5);
+    let index = powerplug::registry::get(grid.role.db(), "c")
+        .unwrap()
+        .unwrap()
+        .index;
+    rt.block_on(grid.stop()).unwrap();
+
+    // Forget the counts, as a database written before them.
+    let db = RedbStore::open(&config.service.data_dir.join("powerplug.redb")).unwrap();
+    let tx = db.write().unwrap();
+    assert!(tx.delete("consumer_energy", &key::of(&[&index])).unwrap());
+    assert!(
+        tx.delete("meta", &key::of(&[&"grid/energy-counted"]))
+            .unwrap()
+    );
+    tx.commit().unwrap();
+    drop(db);
+
+    let grid = rt.block_on(run::grid(&config)).unwrap();
+    let client = Client::new(&grid.url);
+    let read = grid.role.db().read().unwrap();
+    assert_eq!(invariants::energy(&*read, index).unwrap(), (1_500, 0));
+    drop(read);
+    // Basic bills the 500 Wh it carried with the next 500: not refused.
+    meter.read_wh(500);
+    eventually("billed", || total(&client, "requested") == 10);
+    assert_eq!(total(&client, "ticks-failed"), 0);
+    rt.block_on(grid.stop()).unwrap();
+}

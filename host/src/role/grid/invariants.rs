@@ -9,7 +9,7 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::registry::{Kind, Registration};
-use crate::storage::{ReadTx, WriteTx, key};
+use crate::storage::{ReadTx, Store, WriteTx, key};
 use crate::strategy::UsageBatch;
 
 /// consumer index → (Wh reported, Wh billed), two big-endian words.
@@ -26,6 +26,36 @@ pub fn energy(tx: &dyn ReadTx, consumer: u32) -> anyhow::Result<(u64, u64)> {
         bytes.len()
     );
     Ok((key::u64_value(&bytes[..8])?, key::u64_value(&bytes[8..])?))
+}
+
+/// Starts the counts on a grid that ran before the host counted (once): each
+/// consumer's reported Wh are the usage its ticks consumed, its billed Wh 0 —
+/// what it was billed then is not known, so the invariant lets its strategy
+/// bill what it still carries, and counts exactly from here on.
+pub fn start_counting(db: &dyn Store) -> anyhow::Result<()> {
+    const STARTED: &str = "grid/energy-counted";
+    if crate::storage::meta::<bool>(db, STARTED)?.is_some() {
+        return Ok(());
+    }
+    let tx = db.write()?;
+    let registrations = crate::registry::all(db)?;
+    for (entity, wh) in crate::inbox::consumed_wh(&*tx)? {
+        let consumer = registrations
+            .iter()
+            .any(|r| r.index == entity && r.kind == Kind::Consumer);
+        if consumer && tx.get(ENERGY, &key::of(&[&entity]))?.is_none() {
+            put(&*tx, entity, (wh, 0))?;
+        }
+    }
+    crate::storage::set_meta(&*tx, STARTED, &true)?;
+    tx.commit()
+}
+
+fn put(tx: &dyn WriteTx, consumer: u32, (reported, billed): (u64, u64)) -> anyhow::Result<()> {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&reported.to_be_bytes());
+    bytes[8..].copy_from_slice(&billed.to_be_bytes());
+    tx.put(ENERGY, &key::of(&[&consumer]), &bytes)
 }
 
 /// A consumer's totals in `totals`, read from the store the first time.
@@ -84,11 +114,8 @@ pub fn check_and_record(
             t.0,
         );
     }
-    for (consumer, (reported, billed)) in totals {
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&reported.to_be_bytes());
-        bytes[8..].copy_from_slice(&billed.to_be_bytes());
-        tx.put(ENERGY, &key::of(&[&consumer]), &bytes)?;
+    for (consumer, counted) in totals {
+        put(tx, consumer, counted)?;
     }
     Ok(())
 }

@@ -81,6 +81,7 @@ impl Grid {
             &config.trusted_keys,
         )?;
         let wallet_seed = storage::meta_or_init(&hub.db, "wallet-seed", crate::channel::random32)?;
+        invariants::start_counting(&hub.db)?;
         Ok(Self {
             hub,
             slot,
