@@ -466,7 +466,7 @@ impl<S: Strategy> Slot<S> {
     ) -> Result<Swapped, SwapError> {
         let candidate =
             S::from_loaded(self.runtime.load(bytes)?).ok_or(SwapError::WrongKind(S::KIND))?;
-        let dry_run = self.dry_run(db, &candidate, fresh)?;
+        let dry_run = self.dry_run(db, &candidate, fresh, self.dry_run_ticks)?;
         if let Some(why) = dry_run
             .as_ref()
             .and_then(DryRun::refused)
@@ -511,7 +511,9 @@ impl<S: Strategy> Slot<S> {
     ) -> Result<Swapped, SwapError> {
         let candidate =
             S::from_loaded(self.runtime.load(bytes)?).ok_or(SwapError::WrongKind(S::KIND))?;
-        let dry_run = self.dry_run(db, &candidate, false)?;
+        // Kept, not activated: checked on the last tick, as it always was;
+        // its activation replays the recent ticks.
+        let dry_run = self.dry_run(db, &candidate, false, 1)?;
         let tx = db.write()?;
         let version = versions::add(&*tx, candidate.info(), bytes, name, notes, now_ms)?;
         tx.commit()?;
@@ -549,7 +551,7 @@ impl<S: Strategy> Slot<S> {
         also: &dyn Fn(&dyn storage::WriteTx) -> anyhow::Result<()>,
     ) -> Result<Swapped, SwapError> {
         let candidate = self.load_version(db, sha256)?;
-        let dry_run = self.dry_run(db, &candidate, fresh)?;
+        let dry_run = self.dry_run(db, &candidate, fresh, self.dry_run_ticks)?;
         if let Some(why) = dry_run
             .as_ref()
             .and_then(DryRun::refused)
@@ -583,7 +585,7 @@ impl<S: Strategy> Slot<S> {
         S::from_loaded(self.runtime.load(&bytes)?).ok_or(SwapError::WrongKind(S::KIND))
     }
 
-    /// The candidate on the last `dry_run_ticks` recorded ticks (see
+    /// The candidate on the last `window` recorded ticks (see
     /// [`super::dry_run`]): on the live books of each tick if it gets them,
     /// else carried from empty books through them, as it will start. Fails
     /// if the candidate fails on one; the last tick's effects are compared as
@@ -593,9 +595,10 @@ impl<S: Strategy> Slot<S> {
         db: &dyn Store,
         candidate: &S,
         fresh: bool,
+        window: u32,
     ) -> Result<Option<DryRun>, SwapError> {
         let position = tick_log::position(&*db.read()?, self.name)?;
-        let since = position.saturating_sub(u64::from(self.dry_run_ticks.max(1)));
+        let since = position.saturating_sub(u64::from(window.max(1)));
         let records = S::recorded_since(db, self.name, since, usize::MAX)?;
         let live_books = !fresh && handover::same_format(self.current().info(), candidate.info());
         let mut history = History {
