@@ -31,7 +31,7 @@ pub type Error = String;
 /// Declares the format of the strategy's books — what its state and its four
 /// cell words mean — as `name@version`:
 ///
-/// ```ignore
+/// ```
 /// powerplug_sdk::books_format!("basic-grid@1");
 /// ```
 ///

@@ -19,6 +19,7 @@ pub mod meters;
 pub mod producer;
 pub mod run;
 pub mod status;
+mod strategy_kind;
 pub mod swap;
 
 use std::path::Path;
