@@ -1,11 +1,13 @@
 //! Replacing a running role's strategy (the grid's payment policy, a
 //! producer's pricing): a new version is checked (a component of the right
-//! world, importing only `log`), compiled (through the cache), run as a dry run
-//! on the last recorded tick input under the normal limits, and handed the
-//! live state; only then is it stored and activated — at a tick boundary: the
-//! swap waits for the tick in flight, and every tick runs on one version. A
-//! version that fails `rollback_after` ticks in a row gives way to the one
-//! active before it.
+//! world, importing only `log`), compiled (through the cache), dry-run on the
+//! recent recorded ticks under the normal limits ([`super::dry_run`]: one
+//! that would bill beyond usage or the bound waits for `force`), and given
+//! its books ([`super::handover`]: the live ones only across equal formats);
+//! only then is it stored and activated — at a tick boundary: the swap waits
+//! for the tick in flight, and every tick runs on one version. A version that
+//! fails `rollback_after` ticks in a row gives way to the one active before
+//! it, on that one's own books carried forward.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
