@@ -18,3 +18,8 @@ mkdir -p build "$(dirname "$out")"
 node test.mjs >build/test.log 2>&1 || { cat build/test.log >&2; exit 1; }
 "$kit/node_modules/.bin/componentize-qjs" --wit "$wit" --world "$world" --js strategy.js \
     --sync --stub-wasi -o "$out"
+# Declare the books format (what the state and cell words mean; the host hands
+# this strategy only books of the same format): a `powerplug:books` custom
+# section appended to the component (every size fits one byte).
+books="tiered-price@1"
+printf "\\000\\$(printf %03o $((16 + ${#books})))\\017powerplug:books%s" "$books" >>"$out"

@@ -18,3 +18,8 @@ mkdir -p build "$(dirname "$out")"
 "$kit/bin/componentize-py" -d "$wit" -w "$world" bindings build/bindings
 PYTHONPATH=build/bindings "$kit/bin/python" -m unittest -q test_strategy
 "$kit/bin/componentize-py" -d "$wit" -w "$world" componentize strategy --stub-wasi -o "$out"
+# Declare the books format (what the state and cell words mean; the host hands
+# this strategy only books of the same format): a `powerplug:books` custom
+# section appended to the component (every size fits one byte).
+books="time-of-use@1"
+printf "\\000\\$(printf %03o $((16 + ${#books})))\\017powerplug:books%s" "$books" >>"$out"

@@ -43,7 +43,14 @@ use powerplug::inbox::{self, Command};
 use powerplug::registry::Kind;
 use powerplug::role::grid::Grid;
 use powerplug::role::run;
-use powerplug::role::swap::Swappable;
+use powerplug::role::swap::{SwapOptions, Swappable};
+
+/// Activations as the operator's route makes them.
+const ACTIVATE: SwapOptions = SwapOptions {
+    fresh: false,
+    activate: true,
+    force: false,
+};
 use powerplug::tick_log::{self, Outcome};
 use serde_json::{Value, json};
 
@@ -494,7 +501,7 @@ fn main() {
 
     // 2. Tick latency, alternating blocks without and with swaps; basic first.
     if grid.strategy().info().sha256 != basic_sha {
-        grid.activate(&basic_sha, false).unwrap();
+        grid.activate(&basic_sha, ACTIVATE).unwrap();
     }
     let mut first_tick = 0;
     let mut without = Vec::new();
@@ -523,7 +530,7 @@ fn main() {
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    grid.activate(&shas[i % 2], false).unwrap();
+                    grid.activate(&shas[i % 2], ACTIVATE).unwrap();
                     spans.push((t, Instant::now(), i % 2));
                     i += 1;
                 }

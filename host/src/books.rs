@@ -189,16 +189,20 @@ impl BookSource for StoredBooks<'_> {
     }
 
     fn cell(&self, entity: u32) -> anyhow::Result<[u64; 4]> {
-        let Some(bytes) = self.tx.get(CELLS, &key::of(&[&self.slot, &entity]))? else {
-            return Ok([0; 4]);
-        };
-        anyhow::ensure!(bytes.len() == 32, "cell {entity}: {} bytes", bytes.len());
-        let mut words = [0; 4];
-        for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
-            *word = key::u64_value(chunk)?;
+        match self.tx.get(CELLS, &key::of(&[&self.slot, &entity]))? {
+            Some(bytes) => decode_cell(entity, &bytes),
+            None => Ok([0; 4]),
         }
-        Ok(words)
     }
+}
+
+fn decode_cell(entity: u32, bytes: &[u8]) -> anyhow::Result<[u64; 4]> {
+    anyhow::ensure!(bytes.len() == 32, "cell {entity}: {} bytes", bytes.len());
+    let mut words = [0; 4];
+    for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+        *word = key::u64_value(chunk)?;
+    }
+    Ok(words)
 }
 
 /// Writes a decision's state and changed cells into the tick's transaction.
@@ -219,9 +223,10 @@ pub fn store_decision(
     Ok(())
 }
 
-/// Copies `from`'s state and every cell into `to`: an experiment's variant
-/// starts from the live books, as a swapped-in version does.
+/// Makes `to`'s books a copy of `from`'s: an experiment's variant of the live
+/// books' format starts from them, as a swapped-in version does.
 pub fn copy_books(tx: &dyn WriteTx, from: &str, to: &str) -> anyhow::Result<u64> {
+    replace(tx, to, &Books::default())?;
     let state = tx.get(STATES, &key::of(&[&from]))?.unwrap_or_default();
     tx.put(STATES, &key::of(&[&to]), &state)?;
     let cells = crate::storage::prefixed(
@@ -250,5 +255,77 @@ pub fn copy_cell(tx: &dyn WriteTx, from: &str, to: &str, entity: u32) -> anyhow:
             Ok(true)
         }
         None => Ok(false),
+    }
+}
+
+/// Removes `entity`'s cell from `slot`: the strategy meets it as new.
+pub fn clear_cell(tx: &dyn WriteTx, slot: &str, entity: u32) -> anyhow::Result<()> {
+    tx.delete(CELLS, &key::of(&[&slot, &entity]))
+}
+
+/// Every cell of `slot`, with its state: a whole set of books in memory
+/// (what a rollback restores and carries forward).
+pub fn load_all(tx: &dyn ReadTx, slot: &str) -> anyhow::Result<Books> {
+    let state = tx.get(STATES, &key::of(&[&slot]))?.unwrap_or_default();
+    let entries = crate::storage::prefixed(
+        tx,
+        CELLS,
+        &key::of(&[&slot]),
+        crate::storage::Order::Ascending,
+        usize::MAX,
+    )?;
+    let mut cells = BTreeMap::new();
+    for (k, v) in &entries {
+        let mut r = key::Reader::new(k);
+        r.str()?;
+        let entity = r.u32()?;
+        cells.insert(entity, decode_cell(entity, v)?);
+    }
+    Ok(Books { state, cells })
+}
+
+/// Makes `slot`'s books exactly `books`: its state, and no cell but theirs.
+pub fn replace(tx: &dyn WriteTx, slot: &str, books: &Books) -> anyhow::Result<()> {
+    let old = crate::storage::prefixed(
+        tx,
+        CELLS,
+        &key::of(&[&slot]),
+        crate::storage::Order::Ascending,
+        usize::MAX,
+    )?;
+    for (k, _) in &old {
+        tx.delete(CELLS, k)?;
+    }
+    let cells = CellBatch::from_entries(books.cells.iter().map(|(&e, &w)| (e, w)));
+    store_decision(tx, slot, &books.state, &cells)
+}
+
+/// The news a recorded grid input carried, without the books it was built on:
+/// to run it again on other books.
+pub fn grid_news(input: &GridInput) -> GridNews {
+    let u = &input.usage;
+    GridNews {
+        joined: input.joined.clone(),
+        left: input.left.clone(),
+        usage: (0..u.consumer.len())
+            .map(|i| Usage {
+                consumer: u.consumer[i],
+                start_ms: u.start_ms[i],
+                end_ms: u.end_ms[i],
+                wh: u.wh[i],
+            })
+            .collect(),
+        output: input.output.clone(),
+        transfers: input.transfers.clone(),
+    }
+}
+
+/// The news a recorded producer input carried, as [`grid_news`].
+pub fn producer_news(input: &ProducerInput) -> ProducerNews {
+    ProducerNews {
+        joined: input.joined.clone(),
+        left: input.left.clone(),
+        outputs: input.outputs.clone(),
+        transfers: input.transfers.clone(),
     }
 }

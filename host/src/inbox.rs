@@ -308,3 +308,23 @@ pub fn consume(tx: &dyn WriteTx, records: &[Record]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Wh per entity of every record a tick has consumed (received, not
+/// pending), in a transaction: what a grid that counted nothing yet had
+/// handed its strategies.
+pub fn consumed_wh(tx: &dyn crate::storage::ReadTx) -> anyhow::Result<Vec<(u32, u64)>> {
+    let mut out: Vec<(u32, u64)> = Vec::new();
+    for (k, v) in tx.range(RECEIVED, &[], None, Order::Ascending, usize::MAX)? {
+        if tx.get(PENDING, &k)?.is_some() {
+            continue;
+        }
+        let mut r = key::Reader::new(&k);
+        let (entity, start_ms) = (r.u32()?, r.u64()?);
+        let wh = decode(entity, start_ms, &v)?.wh;
+        match out.last_mut() {
+            Some((e, sum)) if *e == entity => *sum = sum.saturating_add(wh),
+            _ => out.push((entity, wh)),
+        }
+    }
+    Ok(out)
+}

@@ -308,8 +308,9 @@ enum StrategyCommand {
         #[arg(long, default_value = "target/powerplug-cache")]
         cache: PathBuf,
     },
-    /// Upload a component to a running grid: checked, dry-run on its last
-    /// tick, and activated between ticks. Token: POWERPLUG_OPERATOR_TOKEN.
+    /// Upload a component to a running grid: checked, dry-run on the recent
+    /// ticks, and activated between ticks (with the live books only if it
+    /// declares their format). Token: POWERPLUG_OPERATOR_TOKEN.
     Upload {
         file: PathBuf,
         #[command(flatten)]
@@ -318,9 +319,13 @@ enum StrategyCommand {
         name: Option<String>,
         #[arg(long)]
         notes: Option<String>,
-        /// Start the new version from a fresh state if it refuses the live one.
+        /// Start the new version on empty books (state and cells) whatever it declares.
         #[arg(long)]
         fresh: bool,
+        /// Activate it even if its dry run is refused (bills above the bound,
+        /// or above what consumers used).
+        #[arg(long)]
+        force: bool,
         /// A detached signature (hex) from `strategy sign`, for hosts with trusted keys.
         #[arg(long)]
         signature: Option<String>,
@@ -342,8 +347,12 @@ enum StrategyCommand {
         version: String,
         #[command(flatten)]
         host: HostArgs,
+        /// Start it on empty books (state and cells).
         #[arg(long)]
         fresh: bool,
+        /// Activate it even if its dry run is refused.
+        #[arg(long)]
+        force: bool,
     },
     /// Delete an inactive version.
     Delete {
@@ -659,15 +668,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     name,
                     notes,
                     fresh,
+                    force,
                     signature,
                     keep,
                 },
         } => {
-            let fresh = fresh.then_some("true");
             let q = query(&[
                 ("name", name.as_deref()),
                 ("notes", notes.as_deref()),
-                ("fresh", fresh),
+                ("fresh", fresh.then_some("true")),
+                ("force", force.then_some("true")),
                 ("activate", keep.then_some("false")),
             ]);
             let path = format!("/strategies/{}{q}", host.kind);
@@ -782,9 +792,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     version,
                     host,
                     fresh,
+                    force,
                 },
         } => {
-            let q = query(&[("fresh", fresh.then_some("true"))]);
+            let q = query(&[
+                ("fresh", fresh.then_some("true")),
+                ("force", force.then_some("true")),
+            ]);
             host.call(
                 "POST",
                 &format!("/strategies/{}/activate/{version}{q}", host.kind),

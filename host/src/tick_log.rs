@@ -114,6 +114,18 @@ pub fn grid_ticks(
     ticks(db, slot, since, limit)
 }
 
+/// The number of `slot`'s last recorded tick; 0 before the first.
+pub fn position(tx: &dyn crate::storage::ReadTx, slot: &str) -> anyhow::Result<u64> {
+    match last(tx, LOG, &key::of(&[&slot]))? {
+        Some((k, _)) => {
+            let mut r = key::Reader::new(&k);
+            r.str()?;
+            r.u64()
+        }
+        None => Ok(0),
+    }
+}
+
 /// `slot`'s most recent grid tick.
 pub fn last_grid(db: &dyn Store, slot: &str) -> anyhow::Result<Option<GridTickRecord>> {
     match last(&*db.read()?, LOG, &key::of(&[&slot]))? {

@@ -27,3 +27,41 @@ pub use config::Config;
 
 /// What a strategy returns when it refuses a tick; the host applies nothing.
 pub type Error = String;
+
+/// Declares the format of the strategy's books — what its state and its four
+/// cell words mean — as `name@version`:
+///
+/// ```
+/// powerplug_sdk::books_format!("basic-grid@1");
+/// ```
+///
+/// The host hands a new version the live state and cells only if it declares
+/// the same format; otherwise it starts on empty books (or the books it had
+/// when it was last active). Change the version whenever you change what a
+/// word or the state means. The declaration is a `powerplug:books` custom
+/// section in the component.
+#[macro_export]
+macro_rules! books_format {
+    ($format:literal) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            const FORMAT: &str = $format;
+            #[unsafe(link_section = "powerplug:books")]
+            #[used]
+            static BOOKS: [u8; FORMAT.len()] = $crate::__bytes::<{ FORMAT.len() }>(FORMAT);
+        };
+    };
+}
+
+/// `text`'s bytes as an array, for [`books_format!`].
+#[doc(hidden)]
+pub const fn __bytes<const N: usize>(text: &str) -> [u8; N] {
+    let bytes = text.as_bytes();
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = bytes[i];
+        i += 1;
+    }
+    out
+}

@@ -1,20 +1,29 @@
 #!/bin/sh
 # Builds {{name}} into a component: the first test runs natively in Node.js,
-# then componentize-qjs (QuickJS, pinned by Powerplug's JavaScript kit, which
-# is installed on first use) makes a synchronous component with every WASI
-# import stubbed out.
+# then componentize-qjs (QuickJS) makes a synchronous component with every
+# WASI import stubbed out. The tools come from Powerplug's JavaScript kit: its
+# installer and pins are in kit/ (written by `powerplug strategy new`), and it
+# installs once, on first use, into a user cache shared by your projects
+# (POWERPLUG_KITS to put it elsewhere).
 #
 #   ./build.sh [OUT.wasm]      (default: build/{{name}}.wasm)
 #   powerplug strategy check build/{{name}}.wasm
 set -eu
 out="$(realpath -m "${1:-$(dirname "$0")/build/{{name}}.wasm}")"
 cd "$(dirname "$0")"
-checkout="${POWERPLUG_CHECKOUT:-{{checkout}}}"
-kit="${POWERPLUG_KITS:-$checkout/target/kits}/js"
+export POWERPLUG_KITS="${POWERPLUG_KITS:-${XDG_CACHE_HOME:-$HOME/.cache}/powerplug/kits}"
+kit="$POWERPLUG_KITS/js"
 world=grid-strategy
+# What the strategy's state and cell words mean, by name and version: the host
+# hands it only books of the same format. Change the version when you change
+# their meaning (also in strategy.js's header).
+books="{{name}}@1"
 
-"$checkout/kits/install.sh" js
+kit/install.sh js
 mkdir -p build "$(dirname "$out")"
 node test.mjs >build/test.log 2>&1 || { cat build/test.log >&2; exit 1; }
 "$kit/node_modules/.bin/componentize-qjs" --wit wit --world "$world" --js strategy.js \
     --sync --stub-wasi -o "$out"
+# The declaration: a `powerplug:books` custom section appended to the component
+# (section id 0, size, name length 15, name, format; every size fits one byte).
+printf "\\000\\$(printf %03o $((16 + ${#books})))\\017powerplug:books%s" "$books" >>"$out"

@@ -1,10 +1,12 @@
 """{{name}}: a grid strategy. It bills each consumer `price-per-kwh` tokens (5
 unless configured) for every whole kWh it used; the fraction carries over.
 
-Cells, four words per consumer: [billed Wh, Wh not billed yet, -, -]. All money
-and energy are integers (tokens, Wh). The strategy keeps no state of its own and
-pays no producer: see examples/time-of-use-python in the Powerplug checkout for
-both, and docs/strategy-guide.md for the contract.
+Cells, four words per consumer: [billed Wh, Wh not billed yet, -, -]: the books
+format `{{name}}@1` that build.sh declares (the host hands this strategy only
+books of that format; change the version there if you change what a word
+means). All money and energy are integers (tokens, Wh). The strategy keeps no
+state of its own and pays no producer: see examples/time-of-use-python in the
+Powerplug checkout for both, and docs/strategy-guide.md for the contract.
 """
 
 import traceback

@@ -299,6 +299,8 @@ pub fn run_build_script(project: &Path) -> Vec<u8> {
         .arg(project.join("build.sh"))
         .arg(&out)
         .env("POWERPLUG_CHECKOUT", workspace_root())
+        // One kit install for every test process (a project's default is the user cache).
+        .env("POWERPLUG_KITS", workspace_root().join("target/kits"))
         .output()
         .unwrap_or_else(|e| panic!("running {}/build.sh: {e}", project.display()));
     assert!(
@@ -332,6 +334,9 @@ pub struct Meter {
     /// Where it publishes: the grid's channel store.
     pub store: powerplug::channel::HttpTransport,
     slice: u64,
+    /// Its registration's credential (for the wallet).
+    pub credential: String,
+    grid: Client,
 }
 
 impl Meter {
@@ -352,6 +357,8 @@ impl Meter {
             writer,
             store,
             slice: 0,
+            credential: answer["credential"].as_str().unwrap_or_default().to_owned(),
+            grid: Client::new(grid_url),
         }
     }
 
@@ -370,5 +377,20 @@ impl Meter {
             .publish(&self.store, usage.encode())
             .expect("the grid takes the reading");
         self.slice += 1;
+    }
+}
+
+impl Meter {
+    /// Gets `amount` new tokens from the operator and pays them to the grid
+    /// (`n` makes the idempotency keys).
+    pub fn pay(&self, amount: u64, n: u32) {
+        let body = serde_json::json!({ "to": self.id, "amount": amount, "key": format!("fund-{}-{n}", self.id) });
+        let (status, answer) = self.grid.post("/wallet/issue", Some(OPERATOR), &body);
+        assert_eq!(status, 201, "issuing to {}: {answer}", self.id);
+        let body = serde_json::json!({ "to": "grid", "amount": amount, "key": format!("pay-{}-{n}", self.id) });
+        let (status, answer) = self
+            .grid
+            .post("/wallet/transfers", Some(&self.credential), &body);
+        assert_eq!(status, 201, "{} paying: {answer}", self.id);
     }
 }

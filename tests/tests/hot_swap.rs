@@ -251,9 +251,10 @@ fn a_version_that_starts_failing_after_it_went_live_is_rolled_back() {
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, _) = strategy_files(dir.path());
     let rt = powerplug_tests::runtime();
-    let grid = rt
-        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 20)))
-        .unwrap();
+    let mut config = grid_config(dir.path(), grid_wasm, 20);
+    // A dry run of the last tick only, which was idle: it passes.
+    config.strategy.dry_run_ticks = 1;
+    let grid = rt.block_on(run::grid(&config)).unwrap();
     let client = Client::new(&grid.url);
     let mut meter = Meter::register(&grid.url, "c", 6);
     let status = || client.get("/status", None).1;
@@ -266,11 +267,13 @@ fn a_version_that_starts_failing_after_it_went_live_is_rolled_back() {
     });
     let basic = status()["strategy"]["sha256"].as_str().unwrap().to_owned();
 
-    // It passes the dry run (the last tick was idle) and takes the live state.
+    // It passes the dry run (the last tick was idle); it declares no books
+    // format, so it starts on empty books.
     let flaky = hostile("fail-on-usage");
     let (status_code, swapped) =
         client.call("PUT", "/strategies/grid", Some(OPERATOR), Some(&flaky));
     assert_eq!(status_code, 201, "{swapped}");
+    assert_eq!(swapped["books"]["books"], "empty", "{swapped}");
     let flaky_sha = swapped["version"]["sha256"].as_str().unwrap().to_owned();
 
     // Then it refuses the first tick with usage, three times, and is replaced.
@@ -370,9 +373,9 @@ fn a_host_with_trusted_keys_takes_only_signed_uploads() {
     rt.block_on(grid.stop()).unwrap();
 }
 
-/// A version that refuses the live state is refused, with the reason, unless
-/// the upload asks for a fresh state; then its dry run and its start see no
-/// state, and it runs.
+/// A version of the live books' format that refuses the live state is
+/// refused, with the reason, unless the upload asks for a fresh state; then
+/// its dry run and its start see empty books, and it runs.
 #[test]
 fn a_version_that_refuses_the_live_state_goes_live_with_a_fresh_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -386,7 +389,9 @@ fn a_version_that_refuses_the_live_state_goes_live_with_a_fresh_one() {
     eventually("a tick is recorded", || {
         status()["totals"]["ticks"].as_u64() > Some(1)
     });
-    let own = hostile("own-state-only");
+    // It says it understands the basic strategy's books, and then does not.
+    let own =
+        powerplug::strategy::declare_books(&hostile("own-state-only"), "basic-grid@1").unwrap();
     let (code, refused) = client.call("PUT", "/strategies/grid", Some(OPERATOR), Some(&own));
     assert_eq!(code, 422, "the dry run on the live state fails: {refused}");
     assert!(
@@ -402,6 +407,7 @@ fn a_version_that_refuses_the_live_state_goes_live_with_a_fresh_one() {
     );
     assert_eq!(code, 201, "{swapped}");
     assert_eq!(swapped["fresh_state"], true);
+    assert_eq!(swapped["books"]["books"], "empty", "{swapped}");
     let sha = swapped["version"]["sha256"].as_str().unwrap().to_owned();
     let ticks = status()["totals"]["ticks"].as_u64().unwrap();
     eventually("it ticks on its own state", || {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::hub::HasHub;
 use super::{ApiError, ApiResult, Authorized, DEPLOY, Params, READ, RawBody, blocking};
-use crate::role::swap::{SwapError, Swappable, Swapped};
+use crate::role::swap::{SwapError, SwapOptions, Swappable, Swapped};
 use crate::versions::{self, RemoveError, Version};
 
 /// The header of an upload's detached signature (hex), over its SHA-256.
@@ -71,6 +71,9 @@ struct UploadQuery {
     /// False: check and keep it for an experiment or a shadow run.
     #[serde(default = "yes")]
     activate: bool,
+    /// Activate even if the dry run over recent ticks is refused.
+    #[serde(default)]
+    force: bool,
 }
 
 fn yes() -> bool {
@@ -107,7 +110,12 @@ async fn upload<R: HasHub + Swappable>(
         }
     }
     blocking(move || {
-        let swapped = role.upload(&body, query.name, query.notes, query.fresh, query.activate)?;
+        let options = SwapOptions {
+            fresh: query.fresh,
+            activate: query.activate,
+            force: query.force,
+        };
+        let swapped = role.upload(&body, query.name, query.notes, options)?;
         Ok((StatusCode::CREATED, Json(swapped)))
     })
     .await
@@ -118,6 +126,8 @@ async fn upload<R: HasHub + Swappable>(
 struct Fresh {
     #[serde(default)]
     fresh: bool,
+    #[serde(default)]
+    force: bool,
 }
 
 async fn activate<R: HasHub + Swappable>(
@@ -127,7 +137,12 @@ async fn activate<R: HasHub + Swappable>(
     Params(query): Params<Fresh>,
 ) -> ApiResult<Json<Swapped>> {
     own_kind(&*role, &kind)?;
-    blocking(move || Ok(Json(role.activate(&version, query.fresh)?))).await
+    let options = SwapOptions {
+        fresh: query.fresh,
+        activate: true,
+        force: query.force,
+    };
+    blocking(move || Ok(Json(role.activate(&version, options)?))).await
 }
 
 async fn list<R: HasHub + Swappable>(

@@ -175,10 +175,26 @@ pub struct StrategySlot {
     /// active before it.
     #[serde(default = "rollback_after")]
     pub rollback_after: u32,
+    /// How many recent recorded ticks an upload's or activation's dry run
+    /// replays (grid).
+    #[serde(default = "dry_run_ticks")]
+    pub dry_run_ticks: u32,
+    /// A new version whose dry-run bills exceed the live version's by more
+    /// than this percentage, in total or for a consumer, waits for `force`.
+    #[serde(default = "dry_run_bound_percent")]
+    pub dry_run_bound_percent: u32,
 }
 
 fn rollback_after() -> u32 {
     3
+}
+
+fn dry_run_ticks() -> u32 {
+    20
+}
+
+fn dry_run_bound_percent() -> u32 {
+    50
 }
 
 impl StrategySlot {
@@ -290,6 +306,8 @@ impl Default for GridConfig {
                 tick_log_keep: 10_000,
                 cache_dir: None,
                 rollback_after: rollback_after(),
+                dry_run_ticks: dry_run_ticks(),
+                dry_run_bound_percent: dry_run_bound_percent(),
             },
             operator_token: None,
             operator_tokens: Vec::new(),
@@ -337,6 +355,8 @@ impl Default for ProducerConfig {
                 tick_log_keep: 10_000,
                 cache_dir: None,
                 rollback_after: rollback_after(),
+                dry_run_ticks: dry_run_ticks(),
+                dry_run_bound_percent: dry_run_bound_percent(),
             },
             grid_url: "http://127.0.0.1:4000".into(),
             operator_token: None,

@@ -10,13 +10,16 @@
 //!   reading per slice (consumers also pay their payment requests).
 
 pub mod config;
+pub mod dry_run;
 pub mod grid;
+pub mod handover;
 mod hub;
 pub mod member;
 pub mod meters;
 pub mod producer;
 pub mod run;
 pub mod status;
+mod strategy_kind;
 pub mod swap;
 
 use std::path::Path;

@@ -1,156 +1,29 @@
 //! Replacing a running role's strategy (the grid's payment policy, a
 //! producer's pricing): a new version is checked (a component of the right
-//! world, importing only `log`), compiled (through the cache), run as a dry run
-//! on the last recorded tick input under the normal limits, and handed the
-//! live state; only then is it stored and activated — at a tick boundary: the
-//! swap waits for the tick in flight, and every tick runs on one version. A
-//! version that fails `rollback_after` ticks in a row gives way to the one
-//! active before it.
+//! world, importing only `log`), compiled (through the cache), dry-run on the
+//! recent recorded ticks under the normal limits ([`super::dry_run`]: one
+//! that would bill beyond usage or the bound waits for `force`), and given
+//! its books ([`super::handover`]: the live ones only across equal formats);
+//! only then is it stored and activated — at a tick boundary: the swap waits
+//! for the tick in flight, and every tick runs on one version. A version that
+//! fails `rollback_after` ticks in a row gives way to the one active before
+//! it, on that one's own books carried forward.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::books::{StoredBooks, store_decision};
+use super::dry_run::{Bills, History};
+use super::handover::{self, Handover};
+use crate::books::{Books, StoredBooks};
 use crate::storage::{self, Store};
-use crate::strategy::{
-    CallError, CellBatch, ComponentInfo, GridDecision, GridInput, GridStrategy, Kind, LoadError,
-    Loaded, ProducerDecision, ProducerInput, ProducerStrategy, Runtime, Setting, TickFailure,
-    TickOutcome,
-};
-use crate::tick_log::{self, Outcome};
+use crate::strategy::{CallError, Kind, LoadError, Runtime, Setting};
+use crate::tick_log;
 use crate::versions::{self, Version};
 
-/// What a decision would do, in brief: named totals.
-pub type Effect = BTreeMap<&'static str, u64>;
-
-/// A recorded tick: its number, input, and decision if it decided.
-pub type LastTick<I, D> = Option<(u64, I, Option<D>)>;
-
-/// A kind of strategy a role runs and can replace.
-pub trait Strategy: Clone + Send + Sync + 'static {
-    type Input: Clone;
-    type Decision;
-    const KIND: Kind;
-    fn from_loaded(loaded: Loaded) -> Option<Self>;
-    fn info(&self) -> &ComponentInfo;
-    fn tick(&self, input: &Self::Input) -> Result<TickOutcome<Self::Decision>, TickFailure>;
-    fn effect(decision: &Self::Decision) -> Effect;
-    /// The last recorded tick: its number, input and decision (if it decided).
-    fn last_tick(
-        db: &dyn Store,
-        slot: &str,
-    ) -> anyhow::Result<LastTick<Self::Input, Self::Decision>>;
-    /// A tick with no news on the live state: the handover check.
-    fn idle(books: &StoredBooks, now_ms: u64, settings: &[Setting]) -> anyhow::Result<Self::Input>;
-    /// The input as a version started with a fresh state sees it.
-    fn forget_state(input: &mut Self::Input);
-}
-
-impl Strategy for GridStrategy {
-    type Input = GridInput;
-    type Decision = GridDecision;
-    const KIND: Kind = Kind::Grid;
-
-    fn from_loaded(loaded: Loaded) -> Option<Self> {
-        match loaded {
-            Loaded::Grid(g) => Some(g),
-            Loaded::Producer(_) => None,
-        }
-    }
-
-    fn info(&self) -> &ComponentInfo {
-        GridStrategy::info(self)
-    }
-
-    fn tick(&self, input: &GridInput) -> Result<TickOutcome<GridDecision>, TickFailure> {
-        GridStrategy::tick(self, input)
-    }
-
-    fn effect(d: &GridDecision) -> Effect {
-        BTreeMap::from([
-            ("payment_requests", d.payment_requests.len() as u64),
-            ("requested", d.payment_requests.iter().map(|r| r.owed).sum()),
-            ("payouts", d.payouts.len() as u64),
-            ("paid_out", d.payouts.iter().map(|p| p.amount).sum()),
-        ])
-    }
-
-    fn last_tick(db: &dyn Store, slot: &str) -> anyhow::Result<LastTick<GridInput, GridDecision>> {
-        Ok(tick_log::last_grid(db, slot)?.map(|r| {
-            let decided = match r.outcome {
-                Outcome::Decided(d) => Some(d),
-                Outcome::Failed(_) => None,
-            };
-            (r.tick, r.input, decided)
-        }))
-    }
-
-    fn idle(books: &StoredBooks, now_ms: u64, settings: &[Setting]) -> anyhow::Result<GridInput> {
-        crate::books::grid_input(books, now_ms, settings, Default::default())
-    }
-
-    fn forget_state(input: &mut GridInput) {
-        input.state.clear();
-    }
-}
-
-impl Strategy for ProducerStrategy {
-    type Input = ProducerInput;
-    type Decision = ProducerDecision;
-    const KIND: Kind = Kind::Producer;
-
-    fn from_loaded(loaded: Loaded) -> Option<Self> {
-        match loaded {
-            Loaded::Producer(p) => Some(p),
-            Loaded::Grid(_) => None,
-        }
-    }
-
-    fn info(&self) -> &ComponentInfo {
-        ProducerStrategy::info(self)
-    }
-
-    fn tick(&self, input: &ProducerInput) -> Result<TickOutcome<ProducerDecision>, TickFailure> {
-        ProducerStrategy::tick(self, input)
-    }
-
-    fn effect(d: &ProducerDecision) -> Effect {
-        BTreeMap::from([
-            ("commands", d.commands.len() as u64),
-            ("reported_wh", d.commands.iter().map(|c| c.wh).sum()),
-            ("asked", d.commands.iter().map(|c| c.price).sum()),
-        ])
-    }
-
-    fn last_tick(
-        db: &dyn Store,
-        slot: &str,
-    ) -> anyhow::Result<LastTick<ProducerInput, ProducerDecision>> {
-        Ok(tick_log::last_producer(db, slot)?.map(|r| {
-            let decided = match r.outcome {
-                Outcome::Decided(d) => Some(d),
-                Outcome::Failed(_) => None,
-            };
-            (r.tick, r.input, decided)
-        }))
-    }
-
-    fn idle(
-        books: &StoredBooks,
-        now_ms: u64,
-        settings: &[Setting],
-    ) -> anyhow::Result<ProducerInput> {
-        crate::books::producer_input(books, now_ms, settings, Default::default())
-    }
-
-    fn forget_state(input: &mut ProducerInput) {
-        input.state.clear();
-    }
-}
+pub use super::strategy_kind::{Effect, LastTick, Strategy};
 
 /// The candidate against the live version on the last recorded tick input.
 #[derive(Debug, Clone, Serialize)]
@@ -161,6 +34,24 @@ pub struct DryRun {
     pub candidate: Effect,
     pub fuel: u64,
     pub elapsed_us: u64,
+    /// The recent ticks' bills, the candidate's against the live version's.
+    pub history: Option<History>,
+}
+
+impl DryRun {
+    /// Why the candidate waits for the operator's `force`, if it does.
+    pub fn refused(&self) -> Option<String> {
+        let refused = &self.history.as_ref()?.refused;
+        (!refused.is_empty()).then(|| refused.join("; "))
+    }
+}
+
+fn add_bills(bills: &mut Bills, decided: Vec<(u32, u64, u64)>) {
+    for (consumer, wh, owed) in decided {
+        let b = bills.entry(consumer).or_default();
+        b.0 = b.0.saturating_add(wh);
+        b.1 = b.1.saturating_add(owed);
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -170,7 +61,32 @@ pub struct Swapped {
     pub activated: bool,
     /// No recorded tick yet: nothing to compare on.
     pub dry_run: Option<DryRun>,
+    /// The new version did not get the live books (see `books`).
     pub fresh_state: bool,
+    /// Which books it started on, and why; `None` when not activated.
+    pub books: Option<Handover>,
+    /// Why it was stored but not activated: its dry run was refused, and
+    /// how to activate it anyway.
+    pub waiting: Option<String>,
+}
+
+impl Swapped {
+    fn kept(version: Version, dry_run: Option<DryRun>) -> Self {
+        Self {
+            version,
+            activated: false,
+            dry_run,
+            fresh_state: false,
+            books: None,
+            waiting: None,
+        }
+    }
+}
+
+fn waiting(why: &str, sha256: &str) -> String {
+    format!(
+        "stored, not activated: over the recent ticks {why} (dry_run.history.consumers shows each consumer); to activate it anyway: `powerplug strategy activate {sha256} --force` (?force=true)"
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +121,8 @@ pub struct Slot<S: Strategy> {
     ticks_waiting: AtomicU32,
     failures: AtomicU32,
     rollback_after: u32,
+    dry_run_ticks: u32,
+    dry_run_bound_percent: u32,
     /// Keys an upload must be signed by; none: uploads need no signature.
     pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
 }
@@ -230,6 +148,8 @@ impl<S: Strategy> Slot<S> {
             strategy.rollback_after,
             versions::trusted_keys(trusted_keys)?,
         );
+        let (dry_run_ticks, dry_run_bound_percent) =
+            (strategy.dry_run_ticks, strategy.dry_run_bound_percent);
         let kind = S::KIND.to_string();
         let load = |bytes: &[u8]| -> anyhow::Result<S> {
             S::from_loaded(runtime.load(bytes)?)
@@ -270,6 +190,8 @@ impl<S: Strategy> Slot<S> {
             ticks_waiting: AtomicU32::new(0),
             failures: AtomicU32::new(0),
             rollback_after: rollback_after.max(1),
+            dry_run_ticks,
+            dry_run_bound_percent,
             trusted_keys,
         })
     }
@@ -307,7 +229,8 @@ impl<S: Strategy> Slot<S> {
         self.failures.load(Ordering::Relaxed)
     }
 
-    /// Checks, stores and activates an uploaded component.
+    /// Checks, stores and activates an uploaded component; one whose dry run
+    /// is refused is only stored, unless `force`.
     #[allow(clippy::too_many_arguments)]
     pub fn upload(
         &self,
@@ -318,11 +241,25 @@ impl<S: Strategy> Slot<S> {
         name: Option<String>,
         notes: Option<String>,
         fresh: bool,
+        force: bool,
     ) -> Result<Swapped, SwapError> {
         let candidate =
             S::from_loaded(self.runtime.load(bytes)?).ok_or(SwapError::WrongKind(S::KIND))?;
-        let dry_run = self.dry_run(db, &candidate, fresh)?;
-        let version = self.switch(
+        let dry_run = self.dry_run(db, &candidate, fresh, self.dry_run_ticks)?;
+        if let Some(why) = dry_run
+            .as_ref()
+            .and_then(DryRun::refused)
+            .filter(|_| !force)
+        {
+            let tx = db.write()?;
+            let version = versions::add(&*tx, candidate.info(), bytes, name, notes, clock())?;
+            tx.commit()?;
+            return Ok(Swapped {
+                waiting: Some(waiting(&why, &version.sha256)),
+                ..Swapped::kept(version, dry_run)
+            });
+        }
+        let (version, books) = self.switch(
             db,
             settings,
             clock,
@@ -336,7 +273,9 @@ impl<S: Strategy> Slot<S> {
             version,
             activated: true,
             dry_run,
-            fresh_state: fresh,
+            fresh_state: !books.is_live(),
+            books: Some(books),
+            waiting: None,
         })
     }
 
@@ -351,19 +290,18 @@ impl<S: Strategy> Slot<S> {
     ) -> Result<Swapped, SwapError> {
         let candidate =
             S::from_loaded(self.runtime.load(bytes)?).ok_or(SwapError::WrongKind(S::KIND))?;
-        let dry_run = self.dry_run(db, &candidate, false)?;
+        // Kept, not activated: checked on the last tick, as it always was;
+        // its activation replays the recent ticks.
+        let dry_run = self.dry_run(db, &candidate, false, 1)?;
         let tx = db.write()?;
         let version = versions::add(&*tx, candidate.info(), bytes, name, notes, now_ms)?;
         tx.commit()?;
-        Ok(Swapped {
-            version,
-            activated: false,
-            dry_run,
-            fresh_state: false,
-        })
+        Ok(Swapped::kept(version, dry_run))
     }
 
-    /// Activates a stored version again (a rollback, or forward).
+    /// Activates a stored version again (a rollback, or forward); one whose
+    /// dry run is refused stays inactive, unless `force`.
+    #[allow(clippy::too_many_arguments)]
     pub fn activate(
         &self,
         db: &dyn Store,
@@ -371,8 +309,10 @@ impl<S: Strategy> Slot<S> {
         clock: &dyn Fn() -> u64,
         sha256: &str,
         fresh: bool,
+        force: bool,
     ) -> Result<Swapped, SwapError> {
-        self.activate_then(db, settings, clock, sha256, fresh, "activated", &|_| Ok(()))
+        let also = &|_: &dyn storage::WriteTx| Ok(());
+        self.activate_then(db, settings, clock, sha256, fresh, force, "activated", also)
     }
 
     /// Activates a stored version and, in the same transaction, writes what
@@ -385,17 +325,35 @@ impl<S: Strategy> Slot<S> {
         clock: &dyn Fn() -> u64,
         sha256: &str,
         fresh: bool,
+        force: bool,
         reason: &str,
         also: &dyn Fn(&dyn storage::WriteTx) -> anyhow::Result<()>,
     ) -> Result<Swapped, SwapError> {
         let candidate = self.load_version(db, sha256)?;
-        let dry_run = self.dry_run(db, &candidate, fresh)?;
-        let version = self.switch(db, settings, clock, candidate, None, fresh, reason, also)?;
+        let dry_run = self.dry_run(db, &candidate, fresh, self.dry_run_ticks)?;
+        if let Some(why) = dry_run
+            .as_ref()
+            .and_then(DryRun::refused)
+            .filter(|_| !force)
+        {
+            let version = versions::list(db, &S::KIND.to_string())?
+                .into_iter()
+                .find(|v| v.sha256 == sha256)
+                .ok_or_else(|| SwapError::Unknown(sha256.to_owned()))?;
+            return Ok(Swapped {
+                waiting: Some(waiting(&why, sha256)),
+                ..Swapped::kept(version, dry_run)
+            });
+        }
+        let (version, books) =
+            self.switch(db, settings, clock, candidate, None, fresh, reason, also)?;
         Ok(Swapped {
             version,
             activated: true,
             dry_run,
-            fresh_state: fresh,
+            fresh_state: !books.is_live(),
+            books: Some(books),
+            waiting: None,
         })
     }
 
@@ -406,36 +364,77 @@ impl<S: Strategy> Slot<S> {
         S::from_loaded(self.runtime.load(&bytes)?).ok_or(SwapError::WrongKind(S::KIND))
     }
 
-    /// The candidate on the last recorded tick's input; with `fresh`, on
-    /// that input without the live state, as it will start.
+    /// The candidate on the last `window` recorded ticks (see
+    /// [`super::dry_run`]): on the live books of each tick if it gets them,
+    /// else carried from empty books through them, as it will start. Fails
+    /// if the candidate fails on one; the last tick's effects are compared as
+    /// before, the window's bills per consumer in `history`.
     fn dry_run(
         &self,
         db: &dyn Store,
         candidate: &S,
         fresh: bool,
+        window: u32,
     ) -> Result<Option<DryRun>, SwapError> {
-        let Some((tick, mut input, live)) = S::last_tick(db, self.name)? else {
+        let position = tick_log::position(&*db.read()?, self.name)?;
+        let since = position.saturating_sub(u64::from(window.max(1)));
+        let records = S::recorded_since(db, self.name, since, usize::MAX)?;
+        let live_books = !fresh && handover::same_format(self.current().info(), candidate.info());
+        let mut history = History {
+            books: if live_books { "live" } else { "empty" },
+            bound_percent: self.dry_run_bound_percent,
+            ..History::default()
+        };
+        let (mut live_bills, mut candidate_bills) = (Bills::new(), Bills::new());
+        let mut books = Books::default();
+        let mut last = None;
+        for (tick, input, recorded) in records {
+            let decided = if live_books {
+                candidate
+                    .tick(&input)
+                    .map(|o| (o.decision, o.fuel_used, o.elapsed))
+                    .map_err(|f| f.to_string())
+            } else {
+                let started = std::time::Instant::now();
+                candidate
+                    .carry(&mut books, &input)
+                    .map(|(d, fuel)| (d, fuel, started.elapsed()))
+            };
+            let (decision, fuel, elapsed) =
+                decided.map_err(|why| SwapError::DryRun { tick, why })?;
+            // A tick the live version failed decided nothing to compare with.
+            if let Some(live) = &recorded {
+                if history.ticks == 0 {
+                    history.from_tick = tick;
+                }
+                history.ticks += 1;
+                add_bills(&mut live_bills, S::bills(live));
+                add_bills(&mut candidate_bills, S::bills(&decision));
+            }
+            last = Some(DryRun {
+                tick,
+                live: recorded.as_ref().map(S::effect),
+                candidate: S::effect(&decision),
+                fuel,
+                elapsed_us: elapsed.as_micros() as u64,
+                history: None,
+            });
+        }
+        let Some(mut last) = last else {
             return Ok(None);
         };
-        if fresh {
-            S::forget_state(&mut input);
-        }
-        let outcome = candidate
-            .tick(&input)
-            .map_err(|failure| SwapError::DryRun {
-                tick,
-                why: failure.to_string(),
-            })?;
-        Ok(Some(DryRun {
-            tick,
-            live: live.as_ref().map(S::effect),
-            candidate: S::effect(&outcome.decision),
-            fuel: outcome.fuel_used,
-            elapsed_us: outcome.elapsed.as_micros() as u64,
-        }))
+        last.history = Some(super::dry_run::judge(
+            db,
+            history,
+            &live_bills,
+            &candidate_bills,
+        )?);
+        Ok(Some(last))
     }
 
-    /// Hands the candidate the live state and makes it active, between ticks.
+    /// Gives the candidate its books (see [`handover`]) and makes it active,
+    /// between ticks; the books the live version leaves are kept for a
+    /// rollback to its format.
     #[allow(clippy::too_many_arguments)]
     fn switch(
         &self,
@@ -447,12 +446,14 @@ impl<S: Strategy> Slot<S> {
         fresh: bool,
         reason: &str,
         also: &dyn Fn(&dyn storage::WriteTx) -> anyhow::Result<()>,
-    ) -> Result<Version, SwapError> {
+    ) -> Result<(Version, Handover), SwapError> {
         let _turn = self.turn_for_swap();
         // The time of the activation: now, after the tick in flight.
         let now_ms = clock();
         let kind = S::KIND.to_string();
-        if !fresh {
+        let live = self.current().info().clone();
+        let (handover, books) = handover::plan(db, self.name, &live, &candidate, fresh)?;
+        if handover.is_live() {
             let read = db.read()?;
             let books = StoredBooks {
                 slot: self.name,
@@ -476,21 +477,20 @@ impl<S: Strategy> Slot<S> {
                 .find(|v| v.sha256 == info.sha256)
                 .ok_or_else(|| SwapError::Unknown(info.sha256.clone()))?,
         };
-        let reason = if fresh {
-            format!("{reason}, fresh state")
-        } else {
-            reason.to_owned()
+        let reason = match handover.books {
+            "live" => reason.to_owned(),
+            other => format!("{reason}, {other} books"),
         };
         versions::activate(&*tx, &kind, &info.sha256, &reason, now_ms)?;
-        if fresh {
-            // The strategy's own state starts empty; per-entity cells stay.
-            store_decision(&*tx, self.name, &[], &CellBatch::from_entries([]))?;
+        if let Some(books) = &books {
+            handover::archive(&*tx, self.name, &live)?;
+            crate::books::replace(&*tx, self.name, books)?;
         }
         also(&*tx)?;
         tx.commit()?;
         *self.active.write().unwrap_or_else(|e| e.into_inner()) = candidate;
         self.failures.store(0, Ordering::Relaxed);
-        Ok(version)
+        Ok((version, handover))
     }
 
     /// After each tick: counts failures in a row; at `rollback_after` the
@@ -521,10 +521,11 @@ impl<S: Strategy> Slot<S> {
         // It ran here before: no dry run.
         let outcome = self
             .load_version(db, &previous.sha256)
-            .and_then(|s| self.switch(db, settings, clock, s, None, false, &reason, &|_| Ok(())));
+            .and_then(|s| self.switch(db, settings, clock, s, None, false, &reason, &|_| Ok(())))
+            .map(|(_, books)| books);
         match outcome {
-            Ok(_) => {
-                eprintln!("{kind}: {reason}");
+            Ok(books) => {
+                eprintln!("{kind}: {reason}; books: {}", books.why);
                 let tx = db.write()?;
                 let record = (current, previous.sha256.clone(), clock(), reason);
                 storage::set_meta(&*tx, &format!("{kind}/last-rollback"), &record)?;
@@ -569,6 +570,17 @@ pub trait Runs: Send + Sync + 'static {
     }
 }
 
+/// How an upload or an activation goes.
+#[derive(Debug, Clone, Copy)]
+pub struct SwapOptions {
+    /// Start on empty books whatever the formats.
+    pub fresh: bool,
+    /// False: only check and store (an upload).
+    pub activate: bool,
+    /// Activate even if the dry run is refused.
+    pub force: bool,
+}
+
 /// A role whose strategy can be replaced over HTTP.
 pub trait Swappable: Send + Sync + 'static {
     fn kind(&self) -> Kind;
@@ -579,10 +591,9 @@ pub trait Swappable: Send + Sync + 'static {
         bytes: &[u8],
         name: Option<String>,
         notes: Option<String>,
-        fresh: bool,
-        activate: bool,
+        options: SwapOptions,
     ) -> Result<Swapped, SwapError>;
-    fn activate(&self, sha256: &str, fresh: bool) -> Result<Swapped, SwapError>;
+    fn activate(&self, sha256: &str, options: SwapOptions) -> Result<Swapped, SwapError>;
 }
 
 impl<R: Runs> Swappable for R {
@@ -603,22 +614,24 @@ impl<R: Runs> Swappable for R {
         bytes: &[u8],
         name: Option<String>,
         notes: Option<String>,
-        fresh: bool,
-        activate: bool,
+        options: SwapOptions,
     ) -> Result<Swapped, SwapError> {
         let (db, settings) = (Runs::store(self), self.settings());
-        if !activate {
+        if !options.activate {
             return self.slot().keep(db, bytes, name, notes, self.now_ms());
         }
         self.swaps_allowed()?.map_err(SwapError::Busy)?;
+        let SwapOptions { fresh, force, .. } = options;
+        let clock = &|| self.now_ms();
         self.slot()
-            .upload(db, settings, &|| self.now_ms(), bytes, name, notes, fresh)
+            .upload(db, settings, clock, bytes, name, notes, fresh, force)
     }
 
-    fn activate(&self, sha256: &str, fresh: bool) -> Result<Swapped, SwapError> {
+    fn activate(&self, sha256: &str, options: SwapOptions) -> Result<Swapped, SwapError> {
         let (db, settings) = (Runs::store(self), self.settings());
         self.swaps_allowed()?.map_err(SwapError::Busy)?;
+        let SwapOptions { fresh, force, .. } = options;
         self.slot()
-            .activate(db, settings, &|| self.now_ms(), sha256, fresh)
+            .activate(db, settings, &|| self.now_ms(), sha256, fresh, force)
     }
 }

@@ -53,6 +53,30 @@ pub struct ComponentInfo {
     pub size: usize,
     /// SHA-256 of the bytes, hex: the component's identity everywhere.
     pub sha256: String,
+    /// The format of its state and cells, as its `powerplug:books` custom
+    /// section declares it (`name@version`); `None` for a component that
+    /// declares none (every 0.1.0 component built before formats existed).
+    pub books: Option<String>,
+}
+
+/// The custom section that declares a strategy's books format: UTF-8
+/// `name@version`, in the component or in a core module inside it. A section
+/// and not a WIT export, so that 0.1.0 components keep loading unchanged and
+/// any toolchain can add it (a build script appends it to the component).
+pub const BOOKS_SECTION: &str = "powerplug:books";
+
+/// A books format is 1–64 of `a-z 0-9 . _ -`, then `@`, then a version of digits.
+pub fn valid_books_format(format: &str) -> bool {
+    let Some((name, version)) = format.rsplit_once('@') else {
+        return false;
+    };
+    format.len() <= 64
+        && !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && !version.is_empty()
+        && version.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Checks that `bytes` are a component for a world and version this host
@@ -71,6 +95,7 @@ pub fn inspect(bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
     }
 
     let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    let mut books: Option<String> = None;
     // Nested modules and components come inline; only the outermost level's
     // imports and exports are the component's own.
     let mut depth = 0usize;
@@ -89,6 +114,23 @@ pub fn inspect(bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
                     let export = export.map_err(|e| LoadError::Invalid(e.to_string()))?;
                     exports.push(export.name.name.to_owned());
                 }
+            }
+            Payload::CustomSection(section) if section.name() == BOOKS_SECTION => {
+                let declared = std::str::from_utf8(section.data())
+                    .ok()
+                    .filter(|f| valid_books_format(f))
+                    .ok_or_else(|| {
+                        LoadError::Invalid(format!(
+                            "custom section `{BOOKS_SECTION}`: not a books format (`name@version`: 1-64 of a-z 0-9 . _ -, then @ and digits)"
+                        ))
+                    })?;
+                if books.as_deref().is_some_and(|b| b != declared) {
+                    return Err(LoadError::Invalid(format!(
+                        "custom section `{BOOKS_SECTION}`: declares both {} and {declared}",
+                        books.unwrap_or_default()
+                    )));
+                }
+                books = Some(declared.to_owned());
             }
             _ => {}
         }
@@ -111,5 +153,37 @@ pub fn inspect(bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
         exports,
         size: bytes.len(),
         sha256: hex::encode(Sha256::digest(bytes)),
+        books,
     })
+}
+
+/// `component` with a `powerplug:books` section declaring `format` appended
+/// (what the Python and JavaScript build scripts do with `printf`). A custom
+/// section may come anywhere in a component, so appending keeps it valid.
+pub fn declare_books(component: &[u8], format: &str) -> anyhow::Result<Vec<u8>> {
+    anyhow::ensure!(
+        valid_books_format(format),
+        "{format:?} is not a books format (name@version)"
+    );
+    let mut section = Vec::new();
+    leb128(&mut section, BOOKS_SECTION.len() as u64);
+    section.extend_from_slice(BOOKS_SECTION.as_bytes());
+    section.extend_from_slice(format.as_bytes());
+    let mut out = component.to_vec();
+    out.push(0); // custom section id
+    leb128(&mut out, section.len() as u64);
+    out.extend_from_slice(&section);
+    Ok(out)
+}
+
+fn leb128(out: &mut Vec<u8>, mut n: u64) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
 }

@@ -24,7 +24,9 @@ pub use bindings::producer::{OutputCommand, ProducerDecision, ProducerInput, Sou
 pub use bindings::types::{CellBatch, Entity, EntityKind, Metric, Setting, Transfer};
 pub use bindings::{LogLevel, PaymentRequest, Usage};
 pub use error::{CallError, LoadError};
-pub use inspect::{ComponentInfo, Kind, WORLD_VERSION, inspect};
+pub use inspect::{
+    BOOKS_SECTION, ComponentInfo, Kind, WORLD_VERSION, declare_books, inspect, valid_books_format,
+};
 pub use limits::Limits;
 pub use runtime::{CacheStats, GridStrategy, Loaded, ProducerStrategy, Runtime};
 pub use sandbox::{LogLine, TickFailure, TickOutcome};

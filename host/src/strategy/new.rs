@@ -3,9 +3,11 @@
 //! the binary): the strategy, its first test, a build script and the WIT.
 //!
 //! The templates bill a flat price per whole kWh, the same rules in every
-//! language. Their build scripts find the tools through the Powerplug checkout
-//! (its SDK for Rust, its pinned kits for Python and JavaScript), whose path is
-//! written into the project; `POWERPLUG_CHECKOUT` overrides it.
+//! language, and declare their books format (`<name>@1`). A Python or
+//! JavaScript project carries its kit's installer and pins in `kit/` (they
+//! travel in this binary), so it builds wherever it is; the kit installs once
+//! into a user cache. A Rust project needs the SDK and builder of a Powerplug
+//! checkout, whose path is written into it; `POWERPLUG_CHECKOUT` overrides it.
 
 use std::path::{Path, PathBuf};
 
@@ -60,7 +62,15 @@ const RUST: &[File] = &[
     WIT,
 ];
 
+/// The kit installer, with the pins of each kit, as in the checkout's `kits/`.
+const KIT_INSTALL: File = script("kit/install.sh", include_str!("../../../kits/install.sh"));
+
 const PYTHON: &[File] = &[
+    KIT_INSTALL,
+    file(
+        "kit/python/requirements.txt",
+        include_str!("../../../kits/python/requirements.txt"),
+    ),
     file(
         "strategy.py",
         include_str!("../../../templates/python/strategy.py"),
@@ -78,6 +88,15 @@ const PYTHON: &[File] = &[
 ];
 
 const JS: &[File] = &[
+    KIT_INSTALL,
+    file(
+        "kit/js/package.json",
+        include_str!("../../../kits/js/package.json"),
+    ),
+    file(
+        "kit/js/package-lock.json",
+        include_str!("../../../kits/js/package-lock.json"),
+    ),
     file(
         "strategy.js",
         include_str!("../../../templates/js/strategy.js"),
@@ -89,32 +108,18 @@ const JS: &[File] = &[
 ];
 
 /// What the templates need from a Powerplug checkout.
-const CHECKOUT_MARKERS: [&str; 3] = ["kits/install.sh", "sdk/Cargo.toml", "wit/strategy.wit"];
+const CHECKOUT_MARKERS: [&str; 2] = ["sdk/Cargo.toml", "wit/strategy.wit"];
 
 /// Writes a new project into `dir` (which must not exist, or be empty) and
-/// returns the files written. `checkout` is the Powerplug checkout its build
-/// script uses.
+/// returns the files written. `checkout` is the Powerplug checkout a Rust
+/// project's build script uses (Python and JavaScript projects need none).
 pub fn create(lang: Lang, dir: &Path, checkout: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let name = project_name(dir)?;
-    let checkout = checkout
-        .canonicalize()
-        .with_context(|| format!("the Powerplug checkout {}", checkout.display()))?;
-    for marker in CHECKOUT_MARKERS {
-        ensure!(
-            checkout.join(marker).exists(),
-            "{} is not a Powerplug checkout (no {marker}): pass --checkout",
-            checkout.display()
-        );
-    }
-    let checkout = checkout
-        .to_str()
-        .filter(|p| !p.contains(['"', '\\', '$', '`', '\n']))
-        .with_context(|| {
-            format!(
-                "the checkout's path {} has characters a build script cannot quote",
-                checkout.display()
-            )
-        })?;
+    let checkout = match lang {
+        Lang::Rust => rust_checkout(checkout)?,
+        Lang::Python | Lang::Js => String::new(),
+    };
+    let checkout = checkout.as_str();
     if dir.exists() {
         let empty = dir
             .read_dir()
@@ -148,6 +153,30 @@ pub fn create(lang: Lang, dir: &Path, checkout: &Path) -> anyhow::Result<Vec<Pat
         written.push(path);
     }
     Ok(written)
+}
+
+/// The checkout a Rust project builds with: its SDK and `powerplug strategy build`.
+fn rust_checkout(checkout: &Path) -> anyhow::Result<String> {
+    let checkout = checkout
+        .canonicalize()
+        .with_context(|| format!("the Powerplug checkout {}", checkout.display()))?;
+    for marker in CHECKOUT_MARKERS {
+        ensure!(
+            checkout.join(marker).exists(),
+            "{} is not a Powerplug checkout (no {marker}): a Rust strategy builds on its SDK; pass --checkout",
+            checkout.display()
+        );
+    }
+    checkout
+        .to_str()
+        .filter(|p| !p.contains(['"', '\\', '$', '`', '\n']))
+        .map(str::to_owned)
+        .with_context(|| {
+            format!(
+                "the checkout's path {} has characters a build script cannot quote",
+                checkout.display()
+            )
+        })
 }
 
 /// The project's name is its directory's: a crate name and a file name in
@@ -215,9 +244,14 @@ pub fn cli(lang: Lang, dir: &Path, checkout: Option<&Path>) -> anyhow::Result<()
         Lang::Rust => format!("build/{}.wasm", name.replace('-', "_")),
         Lang::Python | Lang::Js => format!("build/{name}.wasm"),
     };
+    // A Python or JavaScript project needs no checkout; the guide may not be here.
+    let guide = checkout.join("docs/strategy-guide.md");
+    let guide = match guide.exists() {
+        true => guide.display().to_string(),
+        false => "docs/strategy-guide.md in the Powerplug repository".to_owned(),
+    };
     println!(
-        "\nnext:\n  {dir}/build.sh    # runs the first test, then builds {dir}/{wasm}\n  powerplug strategy check {dir}/{wasm}\n  powerplug strategy upload {dir}/{wasm} --url http://127.0.0.1:4000\nthe contract, the rules and each language's traps: {}/docs/strategy-guide.md",
-        checkout.display(),
+        "\nnext:\n  {dir}/build.sh    # runs the first test, then builds {dir}/{wasm}\n  powerplug strategy check {dir}/{wasm}\n  powerplug strategy upload {dir}/{wasm} --url http://127.0.0.1:4000\nthe contract, the rules and each language's traps: {guide}",
         dir = dir.display(),
     );
     Ok(())

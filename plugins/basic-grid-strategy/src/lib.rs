@@ -235,4 +235,6 @@ impl GridStrategy for BasicGrid {
     }
 }
 
+// `premium` shares the format: the same state and cells, only the price differs.
+powerplug_sdk::books_format!("basic-grid@1");
 powerplug_sdk::export_grid_strategy!(BasicGrid);

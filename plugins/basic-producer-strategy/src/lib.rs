@@ -118,4 +118,5 @@ impl ProducerStrategy for BasicProducer {
     }
 }
 
+powerplug_sdk::books_format!("basic-producer@1");
 powerplug_sdk::export_producer_strategy!(BasicProducer);

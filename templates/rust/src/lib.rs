@@ -54,6 +54,10 @@ impl GridStrategy for FlatRate {
     }
 }
 
+// What the state and cell words mean, by name and version: the host hands this
+// strategy only books of the same format (change the version when you change
+// their meaning).
+powerplug_sdk::books_format!("{{name}}@1");
 powerplug_sdk::export_grid_strategy!(FlatRate);
 
 /// The first test: the same code, called natively (`cargo test`).

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
 
+use super::invariants;
 use super::runs::{self, Cohorts, Run};
 use super::{Grid, SLOT};
 use crate::books::store_decision;
@@ -78,13 +79,18 @@ impl Grid {
             )?;
         }
         let mut sent = Sent::default();
+        let mut bills = invariants::Bills::new();
         for (run, decision) in runs.iter().zip(decisions) {
             for r in decision.payment_requests.iter() {
                 if runs::sends(run, cohorts, r.consumer) {
                     self.request(&*tx, registrations, &r, &mut sent)?;
+                    let bill = bills.entry(r.consumer).or_default();
+                    bill.0 = bill.0.saturating_add(r.wh);
+                    bill.1 = bill.1.saturating_add(r.owed);
                 }
             }
         }
+        invariants::check_and_record(&*tx, &inputs[0].usage, &bills, registrations)?;
         storage::set_meta(&*tx, "grid/metrics", &metrics(&active.metrics))?;
         let paid_out: u64 = active.payouts.iter().map(|p| p.amount).sum();
         storage::count(&*tx, "ticks", 1)?;

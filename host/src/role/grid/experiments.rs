@@ -8,9 +8,10 @@ use super::runs::Cohorts;
 use super::{Grid, SLOT, TickSummary};
 use std::collections::BTreeMap;
 
-use crate::books::{GridNews, StoredBooks, copy_books, copy_cell, grid_input};
+use crate::books::{Books, GridNews, StoredBooks, copy_books, copy_cell, grid_input, replace};
 use crate::experiment::shadow::{self, Shadow};
 use crate::experiment::{self, Experiment, Status, Variant, results};
+use crate::role::handover::same_format;
 use crate::storage::{self, Store};
 use crate::strategy::{GridStrategy, Transfer};
 use crate::versions;
@@ -192,6 +193,8 @@ impl Grid {
                 &|| self.clock.now_ms(),
                 &sha,
                 false,
+                // The experiment was the dry run: the operator chose it.
+                true,
                 &reason,
                 &|tx| {
                     // The winner takes over books that hold what each
@@ -213,7 +216,7 @@ impl Grid {
     }
 
     /// Runs `version` beside the active one on live inputs, without effects,
-    /// from books copied from the live ones.
+    /// from books copied from the live ones (empty ones for another format).
     pub fn start_shadow(&self, version: &str) -> Result<Shadow, Refused> {
         let _turn = self.slot.turn();
         let db = self.db();
@@ -239,7 +242,11 @@ impl Grid {
             stats: Default::default(),
         };
         let tx = db.write()?;
-        copy_books(&*tx, SLOT, shadow::SLOT)?;
+        if same_format(self.slot.current().info(), strategy.info()) {
+            copy_books(&*tx, SLOT, shadow::SLOT)?;
+        } else {
+            replace(&*tx, shadow::SLOT, &Books::default())?;
+        }
         shadow::put(&*tx, &s)?;
         tx.commit()?;
         Ok(s)
@@ -270,8 +277,15 @@ impl Grid {
             Status::Scheduled if now >= e.start_ms => {
                 let tx = db.write()?;
                 for v in 0..e.variants.len() {
-                    copy_books(&*tx, SLOT, &e.live_slot(v))?;
-                    copy_books(&*tx, SLOT, &e.counterfactual_slot(v))?;
+                    // Only a variant of the live books' format understands them.
+                    let live = self.shares_live_books(&e.variants[v].version);
+                    for slot in [e.live_slot(v), e.counterfactual_slot(v)] {
+                        if live {
+                            copy_books(&*tx, SLOT, &slot)?;
+                        } else {
+                            replace(&*tx, &slot, &Books::default())?;
+                        }
+                    }
                 }
                 e.status = Status::Running { since_ms: now };
                 experiment::put(&*tx, &e)?;
@@ -312,8 +326,19 @@ impl Grid {
         Ok(strategy)
     }
 
-    /// An idle tick on the live books: the handover check.
+    /// Whether the version declares the live books' format: if not, it runs
+    /// on books of its own, from empty.
+    fn shares_live_books(&self, sha256: &str) -> bool {
+        self.loaded(sha256)
+            .is_ok_and(|s| same_format(self.slot.current().info(), s.info()))
+    }
+
+    /// An idle tick on the live books: the handover check, for a version of
+    /// their format (any other starts on empty books).
     fn accepts_live_books(&self, strategy: &GridStrategy) -> Result<(), String> {
+        if !same_format(self.slot.current().info(), strategy.info()) {
+            return Ok(());
+        }
         let read = self.db().read().map_err(|e| e.to_string())?;
         let books = StoredBooks {
             slot: SLOT,
@@ -378,10 +403,19 @@ impl Grid {
         let mut moved = 0;
         for r in results::consumers(self.db(), &e.id)? {
             let v = r.variant as usize;
-            if v != e.control
-                && v < e.variants.len()
-                && copy_cell(tx, &e.live_slot(v), SLOT, r.consumer)?
-            {
+            if v == e.control || v >= e.variants.len() {
+                continue;
+            }
+            if self.shares_live_books(&e.variants[v].version) {
+                if copy_cell(tx, &e.live_slot(v), SLOT, r.consumer)? {
+                    moved += 1;
+                }
+            } else {
+                // A cell of another format means nothing to the grid's
+                // version: the consumer starts afresh there rather than be
+                // billed again for what its variant billed (what the variant
+                // carried unbilled, less than its unit, is not billed).
+                crate::books::clear_cell(tx, SLOT, r.consumer)?;
                 moved += 1;
             }
         }

@@ -12,6 +12,7 @@
 
 mod commit;
 mod experiments;
+pub mod invariants;
 mod news;
 pub mod runs;
 
@@ -86,6 +87,7 @@ impl Grid {
             &config.trusted_keys,
         )?;
         let wallet_seed = storage::meta_or_init(&hub.db, "wallet-seed", crate::channel::random32)?;
+        invariants::start_counting(&hub.db)?;
         Ok(Self {
             hub,
             slot,
