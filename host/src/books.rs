@@ -260,7 +260,7 @@ pub fn copy_cell(tx: &dyn WriteTx, from: &str, to: &str, entity: u32) -> anyhow:
 
 /// Removes `entity`'s cell from `slot`: the strategy meets it as new.
 pub fn clear_cell(tx: &dyn WriteTx, slot: &str, entity: u32) -> anyhow::Result<()> {
-    tx.delete(CELLS, &key::of(&[&slot, &entity]))
+    tx.delete(CELLS, &key::of(&[&slot, &entity])).map(drop)
 }
 
 /// Every cell of `slot`, with its state: a whole set of books in memory
