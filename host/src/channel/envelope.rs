@@ -90,7 +90,7 @@ pub(crate) fn seal(
 
 /// The message at `address`, if `bytes` is one that the author signed for this
 /// address and link, readable with `side_key`. `None` for anything else.
-pub(crate) fn open(
+pub fn open(
     author: &VerifyingKey,
     side_key: Option<&[u8; 32]>,
     address: &Address,

@@ -18,7 +18,7 @@
 //! [`MemoryTransport`] memory.
 
 mod embedded;
-mod envelope;
+pub mod envelope;
 mod http;
 mod reader;
 mod transport;

@@ -94,19 +94,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|r| ApiError::new(r.status(), "body", r.body_text()))?;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize(&mut de) {
-            Ok(value) => Ok(Body(value)),
-            Err(e) => {
-                let path = e.path().to_string();
-                let message = e.into_inner().to_string();
-                Err(ApiError::unprocessable(
-                    &field_of(&path, &message, "body"),
-                    message,
-                ))
-            }
-        }
+        parse_json(&bytes).map(Body)
     }
+}
+
+/// A JSON body as [`Body`] reads it (public for the fuzz targets).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        ApiError::unprocessable(&field_of(&path, &message, "body"), message)
+    })
 }
 
 /// The field a serde error is about: its path, or for a missing or unknown
@@ -177,9 +176,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
 pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(ApiError::internal)?
+    // The work holds the role; the request's lease tells a stopping role
+    // when it is done, even if the client went away first.
+    let lease = crate::role::run::current_lease();
+    tokio::task::spawn_blocking(move || {
+        let answer = work();
+        drop(lease);
+        answer
+    })
+    .await
+    .map_err(ApiError::internal)?
 }
 
 /// Checks the operator token in constant time.
@@ -304,6 +310,7 @@ pub fn meters_router(meters: Arc<Meters>) -> Router {
                 "meters": s,
                 // Per meter only for small hosts: a balance is a ledger call each.
                 "each": meters.each(100)?,
+                "scheduler": meters.scheduler.status(),
             })))
         })
         .await

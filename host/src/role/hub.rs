@@ -14,6 +14,8 @@ pub struct Hub {
     pub secret: [u8; 32],
     pub operator_token: Option<String>,
     unfinished: std::sync::Mutex<Vec<crate::channel::Address>>,
+    /// How the scheduler's rounds went, for `/status`.
+    pub scheduler: super::SchedulerHealth,
 }
 
 impl Hub {
@@ -33,6 +35,7 @@ impl Hub {
             secret,
             operator_token: operator_token.filter(|t| !t.is_empty()),
             unfinished: Default::default(),
+            scheduler: Default::default(),
         })
     }
 

@@ -61,6 +61,7 @@ pub fn grid(grid: &Grid) -> anyhow::Result<Value> {
             "held": wallet::total_balances(db)?,
         },
         "outbox_pending": outbox::pending(db, 100_000)?.len(),
+        "scheduler": grid.hub.scheduler.status(),
     }))
 }
 
@@ -84,5 +85,6 @@ pub fn producer(producer: &Producer) -> anyhow::Result<Value> {
             "reported_wh": member.published_wh,
         },
         "outbox_pending": outbox::pending(db, 100_000)?.len(),
+        "scheduler": producer.hub.scheduler.status(),
     }))
 }

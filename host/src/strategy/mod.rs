@@ -22,9 +22,9 @@ pub use bindings::grid::{
 };
 pub use bindings::producer::{OutputCommand, ProducerDecision, ProducerInput, SourceOutput};
 pub use bindings::types::{CellBatch, Entity, EntityKind, Metric, Setting, Transfer};
-pub use bindings::{LogLevel, PaymentRequest, Usage};
+pub use bindings::{Decision, LogLevel, PaymentRequest, Usage};
 pub use error::{CallError, LoadError};
 pub use inspect::{ComponentInfo, Kind, WORLD_VERSION, inspect};
 pub use limits::Limits;
 pub use runtime::{CacheStats, GridStrategy, Loaded, ProducerStrategy, Runtime};
-pub use sandbox::{LogLine, TickFailure, TickOutcome};
+pub use sandbox::{LogLine, TickFailure, TickOutcome, validate};
