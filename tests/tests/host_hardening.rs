@@ -254,3 +254,43 @@ fn a_panicking_round_is_caught_shown_in_status_and_the_role_goes_on() {
     rt.block_on(meters.stop()).unwrap();
     rt.block_on(grid.stop()).unwrap();
 }
+
+/// Found by fuzzing (fuzz/fuzz_targets/json_bodies.rs): a body with more
+/// after its JSON value was read as the value alone.
+#[test]
+fn a_json_body_with_anything_after_it_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, _) = strategy_files(dir.path());
+    let rt = powerplug_tests::runtime();
+    let grid = rt
+        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 20)))
+        .unwrap();
+    let client = Client::new(&grid.url);
+    let _meter = Meter::register(&grid.url, "c0", 1);
+    let issued = || client.get("/status", None).1["wallet"]["issued"].as_u64();
+    let one = r#"{"to":"c0","amount":5,"key":"k1"}"#;
+    for junk in [" {\"to\":\"c0\",\"amount\":500,\"key\":\"k2\"}", "x", "]"] {
+        let body = format!("{one}{junk}");
+        let (code, answer) = client.call(
+            "POST",
+            "/wallet/issue",
+            Some(OPERATOR),
+            Some(body.as_bytes()),
+        );
+        assert_eq!(
+            (code, answer["field"].as_str()),
+            (422, Some("body")),
+            "{body}: {answer}"
+        );
+    }
+    assert_eq!(issued(), Some(0));
+    let (code, answer) = client.call(
+        "POST",
+        "/wallet/issue",
+        Some(OPERATOR),
+        Some(format!("{one} \n").as_bytes()),
+    );
+    assert!(code < 300, "{code} {answer}");
+    assert_eq!(issued(), Some(5));
+    rt.block_on(grid.stop()).unwrap();
+}

@@ -101,11 +101,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 /// A JSON body as [`Body`] reads it (public for the fuzz targets).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
         ApiError::unprocessable(&field_of(&path, &message, "body"), message)
-    })
+    })?;
+    // One JSON value and nothing after it (found by fuzzing: `{…} junk` was
+    // taken as `{…}`).
+    de.end()
+        .map_err(|e| ApiError::unprocessable("body", e.to_string()))?;
+    Ok(value)
 }
 
 /// The field a serde error is about: its path, or for a missing or unknown
