@@ -442,6 +442,16 @@ fn query(pairs: &[(&str, Option<&str>)]) -> String {
 }
 
 fn main() -> ExitCode {
+    // A panic's message may carry outside text (a meter feed's, a strategy's
+    // via the host): no terminal control on its way to stderr.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("a thread");
+        eprintln!(
+            "{name} panicked: {}",
+            powerplug::text::for_log(&info.to_string())
+        );
+    }));
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -467,7 +477,8 @@ fn tempfile_dir(wanted: bool) -> anyhow::Result<Option<PathBuf>> {
         std::process::id(),
         powerplug::role::unix_ms()
     ));
-    std::fs::create_dir_all(&dir)?;
+    // 0700: the roles' databases below it hold their secrets.
+    powerplug::private::create_dir(&dir)?;
     Ok(Some(dir))
 }
 

@@ -37,10 +37,14 @@ fn a_damaged_cache_entry_is_compiled_again() {
         .load(&basic_grid())
         .unwrap();
     for entry in std::fs::read_dir(dir.path()).unwrap() {
-        std::fs::write(entry.unwrap().path(), b"not a compiled component").unwrap();
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "cwasm") {
+            std::fs::write(path, b"not a compiled component").unwrap();
+        }
     }
     let runtime = Runtime::new(Limits::default(), Some(dir.path())).unwrap();
     runtime.load(&basic_grid()).unwrap();
     assert_eq!(runtime.cache_stats().compiles, 1);
     assert_eq!(runtime.cache_stats().cache_hits, 0);
+    assert_eq!(runtime.cache_stats().cache_rejected, 1);
 }

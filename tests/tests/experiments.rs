@@ -903,16 +903,10 @@ fn stop_and_promote_hand_back_what_each_consumer_was_billed() {
     );
     assert_eq!(lines.count(), 20, "{csv}");
     assert!(csv.contains("\nm7,") || csv.contains(",m7,"), "{csv}");
-    let (code, html) = client.get(
-        "/experiments/stop2000/report.html?page=1",
-        Some(OPERATOR),
-    );
+    let (code, html) = client.get("/experiments/stop2000/report.html?page=1", Some(OPERATOR));
     assert_eq!(code, 200);
     assert!(html.as_str().unwrap().contains("<td>m13</td>"), "{html}");
-    let (code, refused) = client.get(
-        "/experiments/stop2000/report.html?page=9",
-        Some(OPERATOR),
-    );
+    let (code, refused) = client.get("/experiments/stop2000/report.html?page=9", Some(OPERATOR));
     assert_eq!((code, refused["field"].as_str()), (422, Some("page")));
     let (code, refused) = client.get("/billing/consumers?limit=0", Some(OPERATOR));
     assert_eq!((code, refused["field"].as_str()), (422, Some("limit")));

@@ -10,7 +10,7 @@ use powerplug::channel::{
 use powerplug::inbox::Command;
 use powerplug::registry::Kind;
 use powerplug::role::run;
-use powerplug_tests::{Client, Meter, eventually, grid_config, runtime, strategy_files};
+use powerplug_tests::{Client, Meter, OPERATOR, eventually, grid_config, runtime, strategy_files};
 use serde_json::json;
 
 /// CPU seconds this process has used (user + system), from /proc.
@@ -85,7 +85,7 @@ fn a_consumer_cannot_block_the_grids_payment_requests() {
     };
     writer.publish(&store, usage.encode()).unwrap();
     eventually("both are billed", || {
-        let (_, status) = client.get("/status", None);
+        let (_, status) = client.get("/status", Some(OPERATOR));
         status["totals"]["requested"] == 10 && status["outbox_pending"] == 0
     });
     let mut reader = ChannelReader::new(&back).unwrap();

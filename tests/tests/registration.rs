@@ -11,9 +11,7 @@ use powerplug::channel::{ChannelReader, ChannelWriter, HttpTransport, Message, T
 use powerplug::inbox::Command;
 use powerplug::registry::Kind;
 use powerplug::role::run;
-use powerplug_tests::{
-    Client, OPERATOR, admit, eventually, grid_config, runtime, strategy_files,
-};
+use powerplug_tests::{Client, OPERATOR, admit, eventually, grid_config, runtime, strategy_files};
 use serde_json::{Value, json};
 
 /// The registration of the channel `writer` opens (with its hello).
@@ -61,7 +59,7 @@ fn registration_is_idempotent_a_reset_needs_the_credential_and_storage_is_privat
         (422, Some("hello")),
         "{body}"
     );
-    let (_, status) = client.get("/status", None);
+    let (_, status) = client.get("/status", Some(OPERATOR));
     assert_eq!(status["registrations"]["by_kind"], json!({}), "{status}");
 
     let (status, first) = client.put("/registrations/alice", None, &alice);

@@ -114,19 +114,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize(&mut de) {
-            Ok(value) => Ok(Body(value)),
-            Err(e) => {
-                let path = e.path().to_string();
-                let message = e.into_inner().to_string();
-                Err(ApiError::unprocessable(
-                    &field_of(&path, &message, "body"),
-                    message,
-                ))
-            }
-        }
+        parse_json(&bytes).map(Body)
     }
+}
+
+/// A JSON body as [`Body`] reads it (public for the fuzz targets).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        ApiError::unprocessable(&field_of(&path, &message, "body"), message)
+    })?;
+    // One JSON value and nothing after it (found by fuzzing: `{…} junk` was
+    // taken as `{…}`).
+    de.end()
+        .map_err(|e| ApiError::unprocessable("body", e.to_string()))?;
+    Ok(value)
 }
 
 /// A raw body (a component upload) whose errors are JSON like every other.
@@ -305,9 +309,16 @@ impl<R: HasHub, const S: u8> FromRequestParts<Arc<R>> for Authorized<S> {
 pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(ApiError::internal)?
+    // The work holds the role; the request's lease tells a stopping role
+    // when it is done, even if the client went away first.
+    let lease = crate::role::run::current_lease();
+    tokio::task::spawn_blocking(move || {
+        let answer = work();
+        drop(lease);
+        answer
+    })
+    .await
+    .map_err(ApiError::internal)?
 }
 
 /// Checks the single `operator_token` in constant time; routes take
@@ -464,6 +475,7 @@ pub fn meters_router(meters: Arc<Meters>) -> Router {
                 "meters": s,
                 // Per meter only for small hosts: a balance is a ledger call each.
                 "each": meters.each(100)?,
+                "scheduler": meters.scheduler.status(),
             })))
         })
         .await

@@ -45,6 +45,8 @@ pub struct Hub {
     /// Every operator token with its scopes (`operator_token` among them).
     pub operators: super::config::Operators,
     unfinished: std::sync::Mutex<Vec<crate::channel::Address>>,
+    /// How the scheduler's rounds went, for `/status`.
+    pub scheduler: super::SchedulerHealth,
 }
 
 impl Hub {
@@ -67,6 +69,7 @@ impl Hub {
             operator_token: operator_token.filter(|t| !t.is_empty()),
             plausible: Default::default(),
             unfinished: Default::default(),
+            scheduler: Default::default(),
         })
     }
 

@@ -45,6 +45,8 @@ pub struct Meters {
     reading: AtomicBool,
     /// Set when the state is kept upstream.
     remote: Option<Remote>,
+    /// How the scheduler's rounds went, for `/status`.
+    pub scheduler: super::SchedulerHealth,
 }
 
 /// What a meter host without a disk remembers in memory.
@@ -147,6 +149,7 @@ impl Meters {
             clock,
             reading: AtomicBool::new(true),
             remote,
+            scheduler: Default::default(),
         })
     }
 
@@ -524,6 +527,10 @@ impl Meters {
 }
 
 impl Step for Meters {
+    fn scheduler(&self) -> &super::SchedulerHealth {
+        &self.scheduler
+    }
+
     fn step(&self) -> anyhow::Result<()> {
         if let Some(remote) = &self.remote {
             self.restore(remote)?;

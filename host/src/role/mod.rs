@@ -24,7 +24,7 @@ pub mod swap;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -74,12 +74,20 @@ impl Clock {
     }
 }
 
-/// Opens (or creates) the role's database in its data directory.
+/// Opens (or creates) the role's database in its data directory: the
+/// directory 0700, the database 0600. A data directory that group or others
+/// can reach is refused: the database holds the host's secret.
 pub fn open_database(data_dir: &Path) -> anyhow::Result<crate::storage::Db> {
-    std::fs::create_dir_all(data_dir)
+    use crate::private;
+    private::create_dir(data_dir)
         .map_err(|e| anyhow::anyhow!("data_dir: cannot create {}: {e}", data_dir.display()))?;
-    let store = crate::storage::RedbStore::open(&data_dir.join("powerplug.redb"))
-        .map_err(|e| anyhow::anyhow!("data_dir: {e:#}"))?;
+    private::check_dir(data_dir, "data_dir", private::Allow::Nothing)?;
+    let path = data_dir.join("powerplug.redb");
+    private::touch(&path)
+        .and_then(|()| private::restrict_file(&path))
+        .map_err(|e| anyhow::anyhow!("data_dir: {}: {e}", path.display()))?;
+    let store =
+        crate::storage::RedbStore::open(&path).map_err(|e| anyhow::anyhow!("data_dir: {e:#}"))?;
     Ok(Arc::new(store))
 }
 
@@ -125,15 +133,92 @@ pub fn runtime(cache_dir: &Path) -> anyhow::Result<crate::strategy::Runtime> {
 pub trait Step: Send + Sync + 'static {
     fn step(&self) -> anyhow::Result<()>;
 
+    /// Where the scheduler reports how its rounds went (shown in `/status`).
+    fn scheduler(&self) -> &SchedulerHealth;
+
     /// Runs once after the last round when the role is stopped gracefully.
     fn finish(&self) -> anyhow::Result<()> {
         Ok(())
     }
 }
 
+/// How a role's scheduler is doing, for `/status`: a round that panicked is
+/// caught, counted and shown here and in the log, and the next round runs as
+/// usual (a panic must not leave a role that serves but never ticks).
+#[derive(Debug, Default)]
+pub struct SchedulerHealth {
+    rounds: AtomicU64,
+    failed: AtomicU64,
+    panics: AtomicU64,
+    last_panic: std::sync::Mutex<Option<String>>,
+}
+
+impl SchedulerHealth {
+    pub fn panics(&self) -> u64 {
+        self.panics.load(Ordering::Relaxed)
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let last = self
+            .last_panic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        serde_json::json!({
+            "rounds": self.rounds.load(Ordering::Relaxed),
+            "rounds_failed": self.failed.load(Ordering::Relaxed),
+            "panics": self.panics(),
+            "last_panic": last,
+        })
+    }
+
+    /// Counts a panic; whether to log it (the first, and then each time the
+    /// count doubles, so that a panic in every round does not flood the log).
+    fn panicked(&self, message: String) -> (u64, bool) {
+        let n = self.panics.fetch_add(1, Ordering::Relaxed) + 1;
+        *self.last_panic.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+        (n, n.is_power_of_two())
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+/// Runs one round; a panic inside it is caught and reported.
+fn round<R: Step>(name: &str, role: &R) {
+    let health = role.scheduler();
+    health.rounds.fetch_add(1, Ordering::Relaxed);
+    // AssertUnwindSafe: what a round changes is committed in transactions
+    // (a panic before the commit changes nothing), and the locks it takes
+    // are taken poison-tolerantly.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| role.step())) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            health.failed.fetch_add(1, Ordering::Relaxed);
+            eprintln!("{name}: {}", crate::text::for_log(&format!("{e:#}")));
+        }
+        Err(payload) => {
+            let message = crate::text::for_log(&panic_message(&*payload));
+            let (n, log) = health.panicked(message.clone());
+            if log {
+                eprintln!("{name}: a scheduler round panicked ({n} so far), going on: {message}");
+            }
+        }
+    }
+}
+
 /// Repeats `role.step()` every `every` on a thread of its own until `stop` is
 /// set. A failed step is logged and retried on the next round: the host keeps
-/// serving whatever one round hit.
+/// serving whatever one round hit. A panicking round is caught (see
+/// [`SchedulerHealth`]).
 pub fn schedule<R: Step>(
     name: &str,
     role: Arc<R>,
@@ -148,9 +233,7 @@ pub fn schedule<R: Step>(
             // round starts at once), so a slow round does not slow the rhythm.
             let mut next = std::time::Instant::now();
             while !stop.load(Ordering::Relaxed) {
-                if let Err(e) = role.step() {
-                    eprintln!("{name}: {e:#}");
-                }
+                round(&name, &*role);
                 next = (next + every).max(std::time::Instant::now());
                 // Sleep in short pieces so that stopping is quick.
                 while !stop.load(Ordering::Relaxed) {
@@ -161,8 +244,18 @@ pub fn schedule<R: Step>(
                     std::thread::sleep(left.min(Duration::from_millis(20)));
                 }
             }
-            if let Err(e) = role.finish() {
-                eprintln!("{name}: stopping: {e:#}");
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| role.finish())) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    eprintln!(
+                        "{name}: stopping: {}",
+                        crate::text::for_log(&format!("{e:#}"))
+                    )
+                }
+                Err(payload) => eprintln!(
+                    "{name}: stopping: panicked: {}",
+                    crate::text::for_log(&panic_message(&*payload))
+                ),
             }
         })?;
     Ok(handle)

@@ -384,6 +384,10 @@ impl super::swap::Runs for Producer {
 }
 
 impl Step for Producer {
+    fn scheduler(&self) -> &super::SchedulerHealth {
+        &self.hub.scheduler
+    }
+
     fn step(&self) -> anyhow::Result<()> {
         self.hub.poll(self.clock.now_ms())?;
         let now = self.clock.now_ms();
@@ -391,6 +395,7 @@ impl Step for Producer {
         if open && self.schedule.due(now) {
             let (tick, failed) = self.tick()?;
             if let Some(why) = &failed {
+                let why = crate::text::for_log(why);
                 eprintln!("producer tick {tick} failed: {why}");
             }
             let clock = || self.clock.now_ms();

@@ -60,6 +60,7 @@ pub fn grid_public(grid: &Grid) -> anyhow::Result<Value> {
             "balance": wallet::balance(db, grid.account())?,
             "issued": wallet::issued(db)?,
         },
+        "scheduler": grid.hub.scheduler.status(),
     }))
 }
 
@@ -92,6 +93,7 @@ pub fn producer_public(producer: &Producer) -> anyhow::Result<Value> {
             "channel_position": member.channel.next_index,
             "reported_wh": member.published_wh,
         },
+        "scheduler": producer.hub.scheduler.status(),
     }))
 }
 

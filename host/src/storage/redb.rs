@@ -22,8 +22,10 @@ pub struct RedbStore {
 }
 
 impl RedbStore {
-    /// Opens the database file, creating it if needed.
+    /// Opens the database file, creating it (0600: only this user) if needed.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
+        crate::private::touch(path)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
         // redb caches up to 1 GiB by default; a process may hold a hundred
         // roles' databases (the demo), and the working set of one is small.
         let db = Database::builder()

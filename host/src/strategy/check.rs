@@ -205,6 +205,11 @@ impl Tally {
                     | CallError::MemoryLimit { .. }
                     | CallError::DecisionTooLarge { .. } => Property::WithinLimits,
                     CallError::Trap { .. } if extreme => Property::AmountsInRange,
+                    CallError::Malformed(ref m)
+                        if m.contains(super::bindings::AMOUNTS_OVERFLOW) =>
+                    {
+                        Property::AmountsInRange
+                    }
                     _ => Property::Decides,
                 };
                 self.fail(property, format!("{at}: {failure}"));

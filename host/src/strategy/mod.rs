@@ -22,11 +22,11 @@ pub use bindings::grid::{
 };
 pub use bindings::producer::{OutputCommand, ProducerDecision, ProducerInput, SourceOutput};
 pub use bindings::types::{CellBatch, Entity, EntityKind, Metric, Setting, Transfer};
-pub use bindings::{LogLevel, PaymentRequest, Usage};
+pub use bindings::{Decision, LogLevel, PaymentRequest, Usage};
 pub use error::{CallError, LoadError};
 pub use inspect::{
     BOOKS_SECTION, ComponentInfo, Kind, WORLD_VERSION, declare_books, inspect, valid_books_format,
 };
 pub use limits::Limits;
 pub use runtime::{CacheStats, GridStrategy, Loaded, ProducerStrategy, Runtime};
-pub use sandbox::{LogLine, TickFailure, TickOutcome};
+pub use sandbox::{LogLine, TickFailure, TickOutcome, validate};

@@ -35,6 +35,9 @@ pub struct CacheStats {
     pub compiles: u64,
     /// Components loaded from the on-disk cache.
     pub cache_hits: u64,
+    /// Cache entries refused because their MAC did not verify (tampered or
+    /// damaged), and compiled again.
+    pub cache_rejected: u64,
 }
 
 /// A loaded component of either kind.
@@ -122,6 +125,7 @@ impl Runtime {
         CacheStats {
             compiles: self.inner.compiles.load(Ordering::Relaxed),
             cache_hits: self.inner.cache_hits.load(Ordering::Relaxed),
+            cache_rejected: self.inner.cache.as_ref().map_or(0, |c| c.rejected()),
         }
     }
 
@@ -236,8 +240,8 @@ impl Runtime {
     ) -> Result<TickOutcome<D>, TickFailure> {
         let limits = self.inner.limits;
         let mut store = sandbox::new_store(&self.inner.engine, &limits);
-        let instance =
-            instantiate(&mut store).map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        let instance = instantiate(&mut store)
+            .map_err(|e| CallError::Instantiate(crate::text::clean(&format!("{e:#}"))))?;
         sandbox::run(store, &limits, |store| call(&instance, store))
     }
 }

@@ -106,11 +106,14 @@ impl ResourceLimiter for Guest {
 }
 
 impl log::Host for Guest {
-    fn log(&mut self, level: LogLevel, mut message: String) {
+    fn log(&mut self, level: LogLevel, message: String) {
         if self.logs.len() >= self.log_lines {
             self.logs_dropped = self.logs_dropped.saturating_add(1);
             return;
         }
+        // Kept lines reach stderr, `/status` and the tick log: no terminal
+        // control in them (cleaned first, so the cap holds afterwards).
+        let mut message = crate::text::clean(&message);
         if message.len() > self.log_line_bytes {
             let mut end = self.log_line_bytes;
             while !message.is_char_boundary(end) {
@@ -169,19 +172,11 @@ pub(crate) fn run<D: Decision>(
                 limit: limits.memory_bytes,
             }));
         }
-        Ok(Err(reason)) => return Err(fail(CallError::Refused(reason))),
+        // The strategy's own words: capped and without terminal control.
+        Ok(Err(reason)) => return Err(fail(CallError::Refused(crate::text::for_log(&reason)))),
         Err(error) => return Err(fail(classify(error, limits))),
     };
-    let size = decision.payload_bytes();
-    if size > limits.decision_bytes {
-        return Err(fail(CallError::DecisionTooLarge {
-            size,
-            limit: limits.decision_bytes,
-        }));
-    }
-    decision
-        .check()
-        .map_err(|m| fail(CallError::Malformed(m)))?;
+    validate(&decision, limits).map_err(fail)?;
     Ok(TickOutcome {
         decision,
         fuel_used,
@@ -189,6 +184,19 @@ pub(crate) fn run<D: Decision>(
         logs: guest.logs,
         logs_dropped: guest.logs_dropped,
     })
+}
+
+/// What the host checks of a strategy's decision before it applies anything:
+/// its size within the limit, then its shape and amounts ([`Decision::check`]).
+pub fn validate<D: Decision>(decision: &D, limits: &Limits) -> Result<(), CallError> {
+    let size = decision.payload_bytes();
+    if size > limits.decision_bytes {
+        return Err(CallError::DecisionTooLarge {
+            size,
+            limit: limits.decision_bytes,
+        });
+    }
+    decision.check().map_err(CallError::Malformed)
 }
 
 fn classify(error: wasmtime::Error, limits: &Limits) -> CallError {
@@ -205,8 +213,9 @@ fn classify(error: wasmtime::Error, limits: &Limits) -> CallError {
         Some(trap) => CallError::Trap {
             message: trap.to_string(),
         },
+        // Backtraces name the guest's functions, which the guest names.
         None => CallError::Trap {
-            message: format!("{error:#}"),
+            message: crate::text::clean(&format!("{error:#}")),
         },
     }
 }

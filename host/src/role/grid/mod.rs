@@ -325,12 +325,17 @@ impl super::swap::Runs for Grid {
 }
 
 impl Step for Grid {
+    fn scheduler(&self) -> &super::SchedulerHealth {
+        &self.hub.scheduler
+    }
+
     fn step(&self) -> anyhow::Result<()> {
         self.hub.poll(self.clock.now_ms())?;
         let now = self.clock.now_ms();
         if self.schedule.due(now) {
             let summary = self.tick()?;
             if let Some(why) = &summary.failed {
+                let why = crate::text::for_log(why);
                 eprintln!("grid tick {} failed: {why}", summary.tick);
             }
             let failed = summary.failed.as_deref();
