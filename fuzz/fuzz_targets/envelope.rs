@@ -105,7 +105,7 @@ fuzz_target!(|input: Input| {
             let side = restricted.then_some(SIDE_KEY);
             let mut writer = ChannelWriter::resume(key, ROOT, side, index);
             let expected: Message = message.into();
-            let Ok((address, sealed)) = writer.prepare(expected.clone()) else {
+            let Ok(powerplug::channel::Sealed { address, bytes: sealed, .. }) = writer.prepare(expected.clone()) else {
                 return;
             };
             let next = Address::of(&ROOT, index + 1);

@@ -44,12 +44,15 @@ fuzz_target!(|data: &[u8]| {
         0 => {
             if let Some(r) = round_trip::<Register>(body) {
                 channel(&r.channel);
+                if let Some(h) = &r.hello {
+                    let _ = hex::decode(h);
+                }
             }
         }
         1 => {
             if let Some(b) = round_trip::<Batch>(body) {
                 for m in &b.messages {
-                    let _ = hex::decode(&m.address);
+                    let _ = hex::decode(&m.author);
                     let _ = hex::decode(&m.message);
                 }
             }

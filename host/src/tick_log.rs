@@ -3,7 +3,6 @@
 //! strategy decides from its input alone, running the recorded input through the
 //! recorded strategy version must give the recorded decision again.
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -13,6 +12,8 @@ use crate::storage::{Order, Store, WriteTx, key, last};
 
 /// (slot, tick number) → record.
 const LOG: &str = "tick_log";
+/// Failures in a row of one version whose inputs are logged.
+pub const FAILURES_LOGGED: u64 = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome<D> {
@@ -57,30 +58,39 @@ pub fn record_producer(
     record(tx, slot, strategy_sha256, input, outcome)
 }
 
-fn record<I: Serialize + DeserializeOwned, D: Serialize + DeserializeOwned>(
+fn record<I: Serialize, D: Serialize>(
     tx: &dyn WriteTx,
     slot: &str,
     strategy_sha256: &str,
     input: I,
     outcome: Outcome<D>,
 ) -> anyhow::Result<u64> {
-    let (tick, previous) = match last(tx, LOG, &key::of(&[&slot]))? {
-        Some((k, v)) => {
+    let tick = match last(tx, LOG, &key::of(&[&slot]))? {
+        Some((k, _)) => {
             let mut r = key::Reader::new(&k);
             r.str()?;
-            (r.u64()? + 1, Some(v))
+            r.u64()? + 1
         }
-        None => (1, None),
+        None => 1,
     };
-    // A version that fails tick after tick logs the first failure of the
-    // streak only (with its input): the rest would add a full input each
+    // A version that fails tick after tick logs the first failures of its
+    // streak only (with their inputs): the rest would add a full input each
     // time until the version is rolled back, or forever if none is left.
-    if let (Outcome::Failed(_), Some(previous)) = (&outcome, previous) {
-        let previous: TickRecord<I, D> = postcard::from_bytes(&previous)?;
-        if matches!(previous.outcome, Outcome::Failed(_)) && previous.strategy == strategy_sha256 {
-            crate::storage::count(tx, "ticks-failed-unlogged", 1)?;
-            return Ok(tick - 1);
+    let streak_key = format!("tick-log/{slot}/failing");
+    let streak: Option<(String, u64)> = crate::storage::meta_in(tx, &streak_key)?;
+    match (&outcome, streak) {
+        (Outcome::Failed(_), Some((sha, n))) if sha == strategy_sha256 => {
+            if n >= FAILURES_LOGGED {
+                crate::storage::count(tx, "ticks-failed-unlogged", 1)?;
+                return Ok(tick - 1);
+            }
+            crate::storage::set_meta(tx, &streak_key, &(sha, n + 1))?;
         }
+        (Outcome::Failed(_), _) => {
+            crate::storage::set_meta(tx, &streak_key, &(strategy_sha256.to_owned(), 1u64))?;
+        }
+        (Outcome::Decided(_), Some(_)) => crate::storage::delete_meta(tx, &streak_key)?,
+        (Outcome::Decided(_), None) => {}
     }
     let encoded_input = postcard::to_allocvec(&input)?;
     let hash = hex::encode(
@@ -214,26 +224,28 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_streak_logs_its_first_input_only() {
+    fn a_failing_streak_logs_its_first_inputs_only() {
         let dir = tempfile::tempdir().unwrap();
         let db = RedbStore::open(&dir.path().join("log.redb")).unwrap();
         let tx = db.write().unwrap();
+        let failed = || Outcome::Failed("trap".into());
         record::<u32, u32>(&*tx, "s", "a", 1, Outcome::Decided(1)).unwrap();
-        for input in 2..10 {
-            record::<u32, u32>(&*tx, "s", "a", input, Outcome::Failed("trap".into())).unwrap();
+        for input in 0..FAILURES_LOGGED + 5 {
+            record::<u32, u32>(&*tx, "s", "a", input as u32, failed()).unwrap();
         }
         // Another version failing starts a streak of its own; a success ends one.
-        record::<u32, u32>(&*tx, "s", "b", 10, Outcome::Failed("trap".into())).unwrap();
+        record::<u32, u32>(&*tx, "s", "b", 10, failed()).unwrap();
         record::<u32, u32>(&*tx, "s", "b", 11, Outcome::Decided(11)).unwrap();
-        record::<u32, u32>(&*tx, "s", "b", 12, Outcome::Failed("trap".into())).unwrap();
+        record::<u32, u32>(&*tx, "s", "b", 12, failed()).unwrap();
         tx.commit().unwrap();
-        assert_eq!(
-            ticks(&db),
-            [(1, false), (2, true), (3, true), (4, false), (5, true)]
-        );
+        let n = FAILURES_LOGGED;
+        let mut expected = vec![(1, false)];
+        expected.extend((2..2 + n).map(|t| (t, true)));
+        expected.extend([(n + 2, true), (n + 3, false), (n + 4, true)]);
+        assert_eq!(ticks(&db), expected);
         assert_eq!(
             crate::storage::counters(&db).unwrap()["ticks-failed-unlogged"],
-            7
+            5
         );
     }
 }

@@ -123,12 +123,14 @@ fn register(
     seed: u8,
 ) -> (ChannelWriter, String, u64) {
     let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[seed; 32]), true).unwrap();
-    writer.hello(&HttpTransport::new(url)).unwrap();
-    let channel = serde_json::to_value(api::Channel::from(&writer.info())).unwrap();
+    let kind: powerplug::registry::Kind = serde_json::from_value(json!(kind)).unwrap();
+    let admission = (kind == powerplug::registry::Kind::Producer)
+        .then(|| powerplug_tests::admit(url, "producer", Some(id), 1));
+    let body = api::Register::open(kind, &mut writer, admission.as_deref()).unwrap();
     let (status, body) = client.put(
         &format!("/registrations/{id}"),
         None,
-        &json!({ "kind": kind, "channel": channel }),
+        &serde_json::to_value(body).unwrap(),
     );
     assert_eq!(status, 201, "{body}");
     let credential = body["credential"].as_str().unwrap().to_owned();

@@ -137,6 +137,10 @@ pub fn set_meta<T: serde::Serialize>(
     tx.put(META, &key::of(&[&name]), &postcard::to_allocvec(value)?)
 }
 
+pub fn delete_meta(tx: &dyn WriteTx, name: &str) -> anyhow::Result<()> {
+    tx.delete(META, &key::of(&[&name])).map(drop)
+}
+
 /// The named value, created (and committed) by `init` on first use.
 pub fn meta_or_init<T: serde::Serialize + serde::de::DeserializeOwned>(
     db: &dyn Store,
