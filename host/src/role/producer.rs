@@ -109,19 +109,25 @@ impl Producer {
             .map_err(|_| anyhow::anyhow!("producer state lock poisoned"))
     }
 
+    /// Registers (again) with the grid, with the operator's token if it has one.
+    fn register(&self, member: &mut MemberState) -> anyhow::Result<()> {
+        let admission = self.admission.as_deref();
+        member.register(
+            &self.agent,
+            &self.grid_url,
+            Kind::Producer,
+            &self.key,
+            admission,
+        )
+    }
+
     /// Registers with the grid (the hello goes with the registration).
     fn ensure_registered(&self) -> anyhow::Result<()> {
         let mut member = self.lock()?;
         if member.credential.is_some() || member.closed {
             return Ok(());
         }
-        member.register(
-            &self.agent,
-            &self.grid_url,
-            Kind::Producer,
-            &self.key,
-            self.admission.as_deref(),
-        )?;
+        self.register(&mut member)?;
         let tx = self.db().write()?;
         member.save(&*tx)?;
         tx.commit()?;
@@ -312,13 +318,7 @@ impl Producer {
             m.closed = false;
             m.renew(&self.key)
         })?;
-        member.register(
-            &self.agent,
-            &self.grid_url,
-            Kind::Producer,
-            &self.key,
-            self.admission.as_deref(),
-        )?;
+        self.register(&mut member)?;
         self.change(&mut member, |_, _| Ok(()))?;
         Ok(member.clone())
     }
@@ -334,13 +334,7 @@ impl Producer {
             })?;
         }
         if member.credential.is_none() {
-            member.register(
-                &self.agent,
-                &self.grid_url,
-                Kind::Producer,
-                &self.key,
-                self.admission.as_deref(),
-            )?;
+            self.register(&mut member)?;
             self.change(&mut member, |_, _| Ok(()))?;
         }
         Ok(member.clone())
