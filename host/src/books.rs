@@ -229,20 +229,30 @@ pub fn copy_books(tx: &dyn WriteTx, from: &str, to: &str) -> anyhow::Result<u64>
     replace(tx, to, &Books::default())?;
     let state = tx.get(STATES, &key::of(&[&from]))?.unwrap_or_default();
     tx.put(STATES, &key::of(&[&to]), &state)?;
-    let cells = crate::storage::prefixed(
+    let cells = raw_cells(tx, from)?;
+    for (entity, v) in &cells {
+        tx.put(CELLS, &key::of(&[&to, entity]), v)?;
+    }
+    Ok(cells.len() as u64)
+}
+
+/// `slot`'s cells as stored: (entity, encoded cell).
+fn raw_cells(tx: &dyn ReadTx, slot: &str) -> anyhow::Result<Vec<(u32, Vec<u8>)>> {
+    let entries = crate::storage::prefixed(
         tx,
         CELLS,
-        &key::of(&[&from]),
+        &key::of(&[&slot]),
         crate::storage::Order::Ascending,
         usize::MAX,
     )?;
-    for (k, v) in &cells {
-        let mut r = key::Reader::new(k);
-        r.str()?;
-        let entity = r.u32()?;
-        tx.put(CELLS, &key::of(&[&to, &entity]), v)?;
-    }
-    Ok(cells.len() as u64)
+    entries
+        .into_iter()
+        .map(|(k, v)| {
+            let mut r = key::Reader::new(&k);
+            r.str()?;
+            Ok((r.u32()?, v))
+        })
+        .collect()
 }
 
 /// Copies `entity`'s cell from `from` to `to`, if `from` has one: at an
@@ -267,34 +277,17 @@ pub fn clear_cell(tx: &dyn WriteTx, slot: &str, entity: u32) -> anyhow::Result<(
 /// (what a rollback restores and carries forward).
 pub fn load_all(tx: &dyn ReadTx, slot: &str) -> anyhow::Result<Books> {
     let state = tx.get(STATES, &key::of(&[&slot]))?.unwrap_or_default();
-    let entries = crate::storage::prefixed(
-        tx,
-        CELLS,
-        &key::of(&[&slot]),
-        crate::storage::Order::Ascending,
-        usize::MAX,
-    )?;
     let mut cells = BTreeMap::new();
-    for (k, v) in &entries {
-        let mut r = key::Reader::new(k);
-        r.str()?;
-        let entity = r.u32()?;
-        cells.insert(entity, decode_cell(entity, v)?);
+    for (entity, v) in raw_cells(tx, slot)? {
+        cells.insert(entity, decode_cell(entity, &v)?);
     }
     Ok(Books { state, cells })
 }
 
 /// Makes `slot`'s books exactly `books`: its state, and no cell but theirs.
 pub fn replace(tx: &dyn WriteTx, slot: &str, books: &Books) -> anyhow::Result<()> {
-    let old = crate::storage::prefixed(
-        tx,
-        CELLS,
-        &key::of(&[&slot]),
-        crate::storage::Order::Ascending,
-        usize::MAX,
-    )?;
-    for (k, _) in &old {
-        tx.delete(CELLS, k)?;
+    for (entity, _) in raw_cells(tx, slot)? {
+        clear_cell(tx, slot, entity)?;
     }
     let cells = CellBatch::from_entries(books.cells.iter().map(|(&e, &w)| (e, w)));
     store_decision(tx, slot, &books.state, &cells)
