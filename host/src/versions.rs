@@ -13,6 +13,19 @@ const COMPONENTS: &str = "strategy_components";
 const VERSIONS: &str = "strategy_versions";
 /// (kind, number) → [`Activation`].
 const ACTIVATIONS: &str = "strategy_activations";
+/// (sha256) → [`Provenance`]: kept apart from [`Version`] so that versions
+/// stored before it read as they were (of unknown provenance).
+const PROVENANCE: &str = "strategy_provenance";
+
+/// How a component came to the host, so that a host with `trusted_keys`
+/// checks every stored version it is asked to run, not only uploads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Provenance {
+    /// The operator's own file, from the role's configuration.
+    Configured,
+    /// Uploaded with this signature (hex) over its hash.
+    Signed(String),
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Version {
@@ -155,6 +168,7 @@ pub fn remove(db: &dyn Store, kind: &str, sha256: &str) -> Result<Version, Remov
     let version: Version = postcard::from_bytes(&bytes).map_err(anyhow::Error::from)?;
     tx.delete(VERSIONS, &k)?;
     tx.delete(COMPONENTS, &key::of(&[&sha256]))?;
+    tx.delete(PROVENANCE, &key::of(&[&sha256]))?;
     tx.commit()?;
     Ok(version)
 }
@@ -162,6 +176,41 @@ pub fn remove(db: &dyn Store, kind: &str, sha256: &str) -> Result<Version, Remov
 /// Whether `tx` knows the version.
 pub fn exists(tx: &dyn ReadTx, kind: &str, sha256: &str) -> anyhow::Result<bool> {
     Ok(tx.get(VERSIONS, &key::of(&[&kind, &sha256]))?.is_some())
+}
+
+/// Records how a component came; a signature replaces what was known before
+/// (an unsigned upload signed later becomes runnable where keys are trusted).
+pub fn set_provenance(
+    tx: &dyn WriteTx,
+    sha256: &str,
+    provenance: &Provenance,
+) -> anyhow::Result<()> {
+    tx.put(
+        PROVENANCE,
+        &key::of(&[&sha256]),
+        &postcard::to_allocvec(provenance)?,
+    )
+}
+
+/// Whether a host that trusts `trusted` may run the stored version: any
+/// version when it trusts no key, else the configured one or one signed by a
+/// key it trusts now.
+pub fn may_run(
+    tx: &dyn ReadTx,
+    trusted: &[ed25519_dalek::VerifyingKey],
+    sha256: &str,
+) -> anyhow::Result<bool> {
+    if trusted.is_empty() {
+        return Ok(true);
+    }
+    let provenance = match tx.get(PROVENANCE, &key::of(&[&sha256]))? {
+        Some(bytes) => postcard::from_bytes(&bytes)?,
+        None => return Ok(false),
+    };
+    Ok(match provenance {
+        Provenance::Configured => true,
+        Provenance::Signed(signature) => verify(trusted, sha256, &signature),
+    })
 }
 
 /// What a strategy signature signs: the component's SHA-256, in a domain of

@@ -373,6 +373,103 @@ fn a_host_with_trusted_keys_takes_only_signed_uploads() {
     rt.block_on(grid.stop()).unwrap();
 }
 
+/// `trusted_keys` holds for every stored version the host is asked to run,
+/// not only for uploads: a version kept before the keys were trusted cannot
+/// be activated, tried in an experiment or run in shadow until it comes again
+/// with a signature; the operator's configured version stays runnable.
+#[test]
+fn a_host_with_trusted_keys_runs_no_stored_version_without_a_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, _) = strategy_files(dir.path());
+    let premium = component("plugins/basic-grid-strategy", &["premium"]);
+    let trusted = SigningKey::from_bytes(&[23; 32]);
+    let mut config = grid_config(dir.path(), grid_wasm, 1_000);
+    let rt = powerplug_tests::runtime();
+
+    // Kept, unsigned, while the host trusted no key.
+    let grid = rt.block_on(run::grid(&config)).unwrap();
+    let client = Client::new(&grid.url);
+    let kept = client.call(
+        "PUT",
+        "/strategies/grid?activate=false",
+        Some(OPERATOR),
+        Some(&premium),
+    );
+    assert_eq!(kept.0, 201, "{}", kept.1);
+    let premium_sha = kept.1["version"]["sha256"].as_str().unwrap().to_owned();
+    let basic = grid.role.strategy().info().sha256.clone();
+    rt.block_on(grid.stop()).unwrap();
+
+    config.trusted_keys = vec![hex::encode(trusted.verifying_key().to_bytes())];
+    let grid = rt.block_on(run::grid(&config)).unwrap();
+    let client = Client::new(&grid.url);
+    let activate = |sha: &str| {
+        client.call(
+            "POST",
+            &format!("/strategies/grid/activate/{sha}?force=true"),
+            Some(OPERATOR),
+            None,
+        )
+    };
+    let refused = activate(&premium_sha);
+    assert_eq!(
+        (refused.0, refused.1["field"].as_str()),
+        (403, Some("version")),
+        "{}",
+        refused.1
+    );
+    let experiment = serde_json::json!({ "id": "ab", "variants": [
+        { "name": "basic", "version": basic, "weight": 1 },
+        { "name": "premium", "version": premium_sha, "weight": 1 },
+    ]});
+    let refused = client.post("/experiments", Some(OPERATOR), &experiment);
+    assert_eq!(
+        (refused.0, refused.1["field"].as_str()),
+        (422, Some("variants[1].version")),
+        "{}",
+        refused.1
+    );
+    assert!(
+        refused.1["error"].as_str().unwrap().contains("trusts"),
+        "{}",
+        refused.1
+    );
+    let shadow = serde_json::json!({ "version": premium_sha });
+    let refused = client.post("/strategies/grid/shadow", Some(OPERATOR), &shadow);
+    assert_eq!(
+        (refused.0, refused.1["field"].as_str()),
+        (422, Some("version")),
+        "{}",
+        refused.1
+    );
+    assert_eq!(grid.role.strategy().info().sha256, basic, "nothing changed");
+    assert_eq!(
+        client.get("/experiments", Some(OPERATOR)).1,
+        serde_json::json!([])
+    );
+
+    // The same bytes, signed, are runnable; so is the configured version.
+    let signed = ureq::http::Request::builder()
+        .method("PUT")
+        .uri(format!("{}/strategies/grid?activate=false", grid.url))
+        .header("authorization", format!("Bearer {OPERATOR}"))
+        .header(
+            "x-powerplug-signature",
+            powerplug::versions::sign(&trusted, &premium),
+        )
+        .body(premium.to_vec())
+        .unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    assert_eq!(agent.run(signed).unwrap().status(), 201);
+    let activated = activate(&premium_sha);
+    assert_eq!(activated.0, 200, "{}", activated.1);
+    assert_eq!(grid.role.strategy().info().sha256, premium_sha);
+    let back = activate(&basic);
+    assert_eq!(back.0, 200, "the configured version: {}", back.1);
+    assert_eq!(grid.role.strategy().info().sha256, basic);
+    rt.block_on(grid.stop()).unwrap();
+}
+
 /// A version of the live books' format that refuses the live state is
 /// refused, with the reason, unless the upload asks for a fresh state; then
 /// its dry run and its start see empty books, and it runs.

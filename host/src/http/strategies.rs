@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::hub::HasHub;
 use super::{ApiError, ApiResult, Authorized, DEPLOY, Params, READ, RawBody, blocking};
-use crate::role::swap::{SwapError, SwapOptions, Swappable, Swapped};
+use crate::role::swap::{Offered, SwapError, SwapOptions, Swappable, Swapped};
 use crate::versions::{self, RemoveError, Version};
 
 /// The header of an upload's detached signature (hex), over its SHA-256.
@@ -43,6 +43,7 @@ impl From<SwapError> for ApiError {
             SwapError::State(_) => (StatusCode::CONFLICT, "fresh"),
             SwapError::Unknown(_) => (StatusCode::NOT_FOUND, "version"),
             SwapError::Busy(_) => (StatusCode::CONFLICT, "version"),
+            SwapError::Untrusted(_) => (StatusCode::FORBIDDEN, "version"),
             SwapError::Storage(_) => return ApiError::internal(e),
         };
         ApiError::new(status, field, e)
@@ -89,14 +90,19 @@ async fn upload<R: HasHub + Swappable>(
     RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<Swapped>)> {
     own_kind(&*role, &kind)?;
+    let signature = headers
+        .get(SIGNATURE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| !role.trusted_keys().is_empty())
+        .map(str::to_owned);
     if !role.trusted_keys().is_empty() {
         use sha2::{Digest, Sha256};
         let sha = hex::encode(Sha256::digest(&body));
-        let signature = headers
-            .get(SIGNATURE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if !versions::verify(role.trusted_keys(), &sha, signature) {
+        if !versions::verify(
+            role.trusted_keys(),
+            &sha,
+            signature.as_deref().unwrap_or_default(),
+        ) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 SIGNATURE,
@@ -115,7 +121,13 @@ async fn upload<R: HasHub + Swappable>(
             activate: query.activate,
             force: query.force,
         };
-        let swapped = role.upload(&body, query.name, query.notes, options)?;
+        let offered = Offered {
+            bytes: &body,
+            name: query.name,
+            notes: query.notes,
+            signature,
+        };
+        let swapped = role.upload(offered, options)?;
         Ok((StatusCode::CREATED, Json(swapped)))
     })
     .await

@@ -19,9 +19,9 @@ use super::dry_run::{Bills, History};
 use super::handover::{self, Handover};
 use crate::books::{Books, StoredBooks};
 use crate::storage::{self, Store};
-use crate::strategy::{CallError, Kind, LoadError, Runtime, Setting};
+use crate::strategy::{CallError, ComponentInfo, Kind, LoadError, Runtime, Setting};
 use crate::tick_log;
-use crate::versions::{self, Version};
+use crate::versions::{self, Provenance, Version};
 
 pub use super::strategy_kind::{Effect, LastTick, Strategy};
 
@@ -105,8 +105,37 @@ pub enum SwapError {
     Unknown(String),
     #[error("version: {0}")]
     Busy(String),
+    #[error(
+        "version: {0} is not signed by a key this host trusts; upload it again with a signature (`powerplug strategy sign`)"
+    )]
+    Untrusted(String),
     #[error("storage: {0:#}")]
     Storage(#[from] anyhow::Error),
+}
+
+/// A component offered over the API, and what came with it.
+pub struct Offered<'a> {
+    pub bytes: &'a [u8],
+    pub name: Option<String>,
+    pub notes: Option<String>,
+    /// The signature the upload was checked with, on a host that trusts keys.
+    pub signature: Option<String>,
+}
+
+impl Offered<'_> {
+    /// Stores the component with its metadata and how it came.
+    fn store(
+        self,
+        tx: &dyn storage::WriteTx,
+        info: &ComponentInfo,
+        now_ms: u64,
+    ) -> anyhow::Result<Version> {
+        let version = versions::add(tx, info, self.bytes, self.name, self.notes, now_ms)?;
+        if let Some(signature) = self.signature {
+            versions::set_provenance(tx, &info.sha256, &Provenance::Signed(signature))?;
+        }
+        Ok(version)
+    }
 }
 
 /// A role's strategy: the active version, and how it is replaced.
@@ -123,7 +152,8 @@ pub struct Slot<S: Strategy> {
     rollback_after: u32,
     dry_run_ticks: u32,
     dry_run_bound_percent: u32,
-    /// Keys an upload must be signed by; none: uploads need no signature.
+    /// Keys a version must be signed by to run (unless it is the configured
+    /// one); none: any stored version runs.
     pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
 }
 
@@ -159,6 +189,13 @@ impl<S: Strategy> Slot<S> {
             Some(sha) => {
                 let bytes = versions::component(db, &sha)?
                     .with_context(|| format!("the active {kind} version {sha} is missing"))?;
+                if !versions::may_run(&*db.read()?, &trusted_keys, &sha)? {
+                    // Chosen before these keys were trusted: it keeps running,
+                    // but nothing unsigned can be chosen again.
+                    eprintln!(
+                        "{kind}: the active version {sha} is not signed by a trusted key; it runs until another is activated"
+                    );
+                }
                 load(&bytes)?
             }
             None => {
@@ -177,6 +214,7 @@ impl<S: Strategy> Slot<S> {
                     Some("configured".into()),
                     now,
                 )?;
+                versions::set_provenance(&*tx, &strategy.info().sha256, &Provenance::Configured)?;
                 versions::activate(&*tx, &kind, &strategy.info().sha256, "configured", now)?;
                 tx.commit()?;
                 strategy
@@ -237,14 +275,12 @@ impl<S: Strategy> Slot<S> {
         db: &dyn Store,
         settings: &[Setting],
         clock: &dyn Fn() -> u64,
-        bytes: &[u8],
-        name: Option<String>,
-        notes: Option<String>,
+        offered: Offered,
         fresh: bool,
         force: bool,
     ) -> Result<Swapped, SwapError> {
-        let candidate =
-            S::from_loaded(self.runtime.load(bytes)?).ok_or(SwapError::WrongKind(S::KIND))?;
+        let candidate = S::from_loaded(self.runtime.load(offered.bytes)?)
+            .ok_or(SwapError::WrongKind(S::KIND))?;
         let dry_run = self.dry_run(db, &candidate, fresh, self.dry_run_ticks)?;
         if let Some(why) = dry_run
             .as_ref()
@@ -252,7 +288,7 @@ impl<S: Strategy> Slot<S> {
             .filter(|_| !force)
         {
             let tx = db.write()?;
-            let version = versions::add(&*tx, candidate.info(), bytes, name, notes, clock())?;
+            let version = offered.store(&*tx, candidate.info(), clock())?;
             tx.commit()?;
             return Ok(Swapped {
                 waiting: Some(waiting(&why, &version.sha256)),
@@ -264,7 +300,7 @@ impl<S: Strategy> Slot<S> {
             settings,
             clock,
             candidate,
-            Some((bytes, name, notes)),
+            Some(offered),
             fresh,
             "uploaded",
             &|_| Ok(()),
@@ -283,18 +319,16 @@ impl<S: Strategy> Slot<S> {
     pub fn keep(
         &self,
         db: &dyn Store,
-        bytes: &[u8],
-        name: Option<String>,
-        notes: Option<String>,
+        offered: Offered,
         now_ms: u64,
     ) -> Result<Swapped, SwapError> {
-        let candidate =
-            S::from_loaded(self.runtime.load(bytes)?).ok_or(SwapError::WrongKind(S::KIND))?;
+        let candidate = S::from_loaded(self.runtime.load(offered.bytes)?)
+            .ok_or(SwapError::WrongKind(S::KIND))?;
         // Kept, not activated: checked on the last tick, as it always was;
         // its activation replays the recent ticks.
         let dry_run = self.dry_run(db, &candidate, false, 1)?;
         let tx = db.write()?;
-        let version = versions::add(&*tx, candidate.info(), bytes, name, notes, now_ms)?;
+        let version = offered.store(&*tx, candidate.info(), now_ms)?;
         tx.commit()?;
         Ok(Swapped::kept(version, dry_run))
     }
@@ -357,10 +391,15 @@ impl<S: Strategy> Slot<S> {
         })
     }
 
-    /// A stored version, loaded (from the compiled cache if it is there).
+    /// A stored version, loaded (from the compiled cache if it is there):
+    /// every path that runs a stored version (activation, rollback,
+    /// experiment, shadow) comes here, so `trusted_keys` is checked here.
     pub fn load_version(&self, db: &dyn Store, sha256: &str) -> Result<S, SwapError> {
         let bytes = versions::component(db, sha256)?
             .ok_or_else(|| SwapError::Unknown(sha256.to_owned()))?;
+        if !versions::may_run(&*db.read()?, &self.trusted_keys, sha256)? {
+            return Err(SwapError::Untrusted(sha256.to_owned()));
+        }
         S::from_loaded(self.runtime.load(&bytes)?).ok_or(SwapError::WrongKind(S::KIND))
     }
 
@@ -442,7 +481,7 @@ impl<S: Strategy> Slot<S> {
         settings: &[Setting],
         clock: &dyn Fn() -> u64,
         candidate: S,
-        upload: Option<(&[u8], Option<String>, Option<String>)>,
+        upload: Option<Offered>,
         fresh: bool,
         reason: &str,
         also: &dyn Fn(&dyn storage::WriteTx) -> anyhow::Result<()>,
@@ -471,7 +510,7 @@ impl<S: Strategy> Slot<S> {
         let info = candidate.info().clone();
         let tx = db.write()?;
         let version = match upload {
-            Some((bytes, name, notes)) => versions::add(&*tx, &info, bytes, name, notes, now_ms)?,
+            Some(offered) => offered.store(&*tx, &info, now_ms)?,
             None => versions::list(db, &kind)?
                 .into_iter()
                 .find(|v| v.sha256 == info.sha256)
@@ -586,13 +625,7 @@ pub trait Swappable: Send + Sync + 'static {
     fn kind(&self) -> Kind;
     fn store(&self) -> &dyn Store;
     fn trusted_keys(&self) -> &[ed25519_dalek::VerifyingKey];
-    fn upload(
-        &self,
-        bytes: &[u8],
-        name: Option<String>,
-        notes: Option<String>,
-        options: SwapOptions,
-    ) -> Result<Swapped, SwapError>;
+    fn upload(&self, offered: Offered, options: SwapOptions) -> Result<Swapped, SwapError>;
     fn activate(&self, sha256: &str, options: SwapOptions) -> Result<Swapped, SwapError>;
 }
 
@@ -609,22 +642,16 @@ impl<R: Runs> Swappable for R {
         &self.slot().trusted_keys
     }
 
-    fn upload(
-        &self,
-        bytes: &[u8],
-        name: Option<String>,
-        notes: Option<String>,
-        options: SwapOptions,
-    ) -> Result<Swapped, SwapError> {
+    fn upload(&self, offered: Offered, options: SwapOptions) -> Result<Swapped, SwapError> {
         let (db, settings) = (Runs::store(self), self.settings());
         if !options.activate {
-            return self.slot().keep(db, bytes, name, notes, self.now_ms());
+            return self.slot().keep(db, offered, self.now_ms());
         }
         self.swaps_allowed()?.map_err(SwapError::Busy)?;
         let SwapOptions { fresh, force, .. } = options;
         let clock = &|| self.now_ms();
         self.slot()
-            .upload(db, settings, clock, bytes, name, notes, fresh, force)
+            .upload(db, settings, clock, offered, fresh, force)
     }
 
     fn activate(&self, sha256: &str, options: SwapOptions) -> Result<Swapped, SwapError> {
