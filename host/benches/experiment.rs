@@ -29,11 +29,11 @@ use powerplug::api;
 use powerplug::books::{Books, GridNews};
 use powerplug::channel::{ChannelWriter, Message, Transport};
 use powerplug::component::{Build, build};
+use powerplug::http::run;
 use powerplug::inbox::{self, Command};
 use powerplug::registry::Kind;
 use powerplug::replay::{Decide, recording, replay};
 use powerplug::role::grid::Grid;
-use powerplug::role::run;
 use powerplug::storage::{RedbStore, Store};
 use powerplug::strategy::{
     CellBatch, GridDecision, GridInput, GridStrategy, Limits, Loaded, Output, PaymentRequestBatch,

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use powerplug::books::{Books, GridNews};
 use powerplug::component::{Build, build};
-use powerplug::strategy::new::{Lang, create};
+use powerplug::scaffold::{Lang, create};
 use powerplug::strategy::{
     CallError, GridInput, GridStrategy, Limits, Output, Runtime, Transfer, Usage,
 };

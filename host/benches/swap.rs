@@ -1,7 +1,7 @@
 //! Hot-swap of a running grid's payment policy (issue 4), in one run:
 //!
 //! 1. **Upload-to-active latency** over HTTP, against a grid started in-process
-//!    with `powerplug::role::run::grid` (operator token set): the time from
+//!    with `powerplug::http::run::grid` (operator token set): the time from
 //!    sending `PUT /strategies/grid` (or `POST /strategies/grid/activate/{sha}`)
 //!    to its answer, by which time the version is active (checked after each
 //!    request). An upload inspects, compiles or loads from the cache, dry-runs
@@ -39,10 +39,10 @@ use ed25519_dalek::SigningKey;
 use powerplug::api;
 use powerplug::channel::{ChannelWriter, Message, Transport};
 use powerplug::component::{Build, build};
+use powerplug::http::run;
 use powerplug::inbox::{self, Command};
 use powerplug::registry::Kind;
 use powerplug::role::grid::Grid;
-use powerplug::role::run;
 use powerplug::role::swap::{SwapOptions, Swappable};
 
 /// Activations as the operator's route makes them.

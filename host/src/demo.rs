@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::http::run;
 use crate::registry::Kind;
 use crate::role::config::{GridConfig, MetersConfig, ProducerConfig, Service};
-use crate::role::{Clock, SimulatedMeter, run, unix_ms};
+use crate::role::{Clock, SimulatedMeter, unix_ms};
 use crate::{api, storage, wallet};
 
 #[derive(Debug, Clone)]

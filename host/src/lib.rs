@@ -1,37 +1,36 @@
-//! Powerplug host runtime.
+//! Powerplug: a runtime for peer-to-peer energy grids whose payment policies
+//! are sandboxed WebAssembly components.
 //!
-//! - [`strategy`]: loads grid and producer strategies as sandboxed WebAssembly
-//!   components and runs one tick at a time under fuel, deadline, memory and
-//!   decision-size limits.
-//! - [`component`]: builds a Rust strategy crate into a component.
-//! - [`role`]: the grid, producer, consumer and source services, over
-//!   [`registry`], [`inbox`], [`channel`], [`wallet`], [`outbox`], [`books`],
-//!   [`tick_log`], [`documents`] and [`versions`] (strategy versions, for
-//!   hot-swap) on one [`storage`] per host (redb by default); their HTTP APIs in
-//!   [`http`]; [`demo`] runs them all in one process.
-//! - [`simulate`]: a deterministic in-memory run of both strategies, for
-//!   checking strategies without any service.
+//! This crate is the `powerplug` command and the tools it runs (the demo,
+//! `simulate`, `replay`, `strategy check|new|build`); the runtime lives in
+//! one crate per layer, each depending only on those below it:
+//!
+//! | layer | crate | here as |
+//! | --- | --- | --- |
+//! | HTTP API, starting and stopping a role | `powerplug-http` | [`http`] |
+//! | services and roles | `powerplug-roles` | [`role`], [`registry`], [`inbox`], [`outbox`], [`books`], [`tick_log`], [`versions`], [`experiment`], … |
+//! | ledger | `powerplug-ledger` | [`wallet`] |
+//! | strategy runtime (wasmtime) | `powerplug-strategy` | [`strategy`] |
+//! | channels | `powerplug-channel` | [`channel`] |
+//! | storage | `powerplug-storage` | [`storage`] |
+//!
+//! ARCHITECTURE.md draws the graph and follows a reading from a meter to a
+//! payment request through it.
 
-pub mod admission;
-pub mod api;
-pub mod books;
-pub mod channel;
-pub mod chart;
+pub use powerplug_channel as channel;
+pub use powerplug_http as http;
+pub use powerplug_ledger as wallet;
+pub use powerplug_roles::{
+    admission, api, books, chart, documents, experiment, inbox, outbox, registry, replay, role,
+    tick_log, versions,
+};
+pub use powerplug_storage as storage;
+pub use powerplug_strategy as strategy;
+pub use powerplug_strategy::text;
+
+pub mod check;
 pub mod component;
 pub mod demo;
-pub mod documents;
-pub mod experiment;
-pub mod http;
-pub mod inbox;
-pub mod outbox;
-pub mod private;
-pub mod registry;
-pub mod replay;
-pub mod role;
+pub mod replay_cli;
+pub mod scaffold;
 pub mod simulate;
-pub mod storage;
-pub mod strategy;
-pub mod text;
-pub mod tick_log;
-pub mod versions;
-pub mod wallet;

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use powerplug::http::run;
 use powerplug::registry::Kind;
-use powerplug::role::{config, run};
+use powerplug::role::config;
 use powerplug::simulate::{self, Scenario, WasmDeciders};
 use powerplug::strategy::{Limits, Runtime, inspect};
 
@@ -292,7 +293,7 @@ enum StrategyCommand {
         /// The project's directory; its last part names the strategy.
         name: PathBuf,
         #[arg(long, value_enum)]
-        lang: powerplug::strategy::new::Lang,
+        lang: powerplug::scaffold::Lang,
         /// The Powerplug checkout whose SDK and kits the build script uses
         /// (default: the one around the working directory, else this binary's).
         #[arg(long)]
@@ -478,7 +479,7 @@ fn tempfile_dir(wanted: bool) -> anyhow::Result<Option<PathBuf>> {
         powerplug::role::unix_ms()
     ));
     // 0700: the roles' databases below it hold their secrets.
-    powerplug::private::create_dir(&dir)?;
+    powerplug::storage::private::create_dir(&dir)?;
     Ok(Some(dir))
 }
 
@@ -662,7 +663,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Strategy {
             command: StrategyCommand::Check { file, cache },
-        } => powerplug::strategy::check::cli(&file, &cache)?,
+        } => powerplug::check::cli(&file, &cache)?,
         Command::Strategy {
             command:
                 StrategyCommand::New {
@@ -670,7 +671,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     lang,
                     checkout,
                 },
-        } => powerplug::strategy::new::cli(lang, &name, checkout.as_deref())?,
+        } => powerplug::scaffold::cli(lang, &name, checkout.as_deref())?,
         Command::Strategy {
             command:
                 StrategyCommand::Upload {
@@ -705,7 +706,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             limits,
         } => {
             let runtime = Runtime::new(limits.try_into()?, Some(&cache))?;
-            let options = powerplug::replay::cli::Options {
+            let options = powerplug::replay_cli::Options {
                 strategy,
                 against,
                 input,
@@ -713,7 +714,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 top,
                 chart,
             };
-            powerplug::replay::cli::run(&options, &runtime)?;
+            powerplug::replay_cli::run(&options, &runtime)?;
         }
         Command::Admit {
             kind,

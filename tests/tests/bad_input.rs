@@ -5,8 +5,8 @@
 use ed25519_dalek::SigningKey;
 use powerplug::api;
 use powerplug::channel::ChannelWriter;
+use powerplug::http::run;
 use powerplug::registry::Kind;
-use powerplug::role::run;
 use powerplug_tests::{Client, OPERATOR, grid_config, strategy_files};
 use serde_json::{Value, json};
 

@@ -10,9 +10,9 @@
 use std::path::Path;
 
 use powerplug::books::{BookSource, StoredBooks, load_all};
+use powerplug::http::run;
 use powerplug::role::grid::invariants;
-use powerplug::role::run;
-use powerplug::strategy::new::{Lang, create};
+use powerplug::scaffold::{Lang, create};
 use powerplug::tick_log::{self, Outcome};
 use powerplug_tests::{
     Client, Meter, OPERATOR, component, eventually, grid_config, hostile, strategy_files,

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use powerplug::channel::HttpTransport;
 use powerplug::demo::{self, Options};
 use powerplug::experiment::{self, Status, Variant, report, results};
+use powerplug::http::run;
 use powerplug::replay::{recording, replay};
-use powerplug::role::run;
 use powerplug::storage::{RedbStore, Store, counters};
 use powerplug::strategy::{Limits, Loaded, Runtime};
 use powerplug_tests::{

@@ -4,9 +4,9 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use powerplug::http::run;
 use powerplug::registry::Kind;
 use powerplug::role::config::MetersConfig;
-use powerplug::role::run;
 use powerplug_tests::{Client, eventually, grid_config, strategy_files};
 
 fn everything_under(dir: &Path) -> Vec<PathBuf> {

@@ -8,9 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use powerplug::http::run;
 use powerplug::registry::Kind;
 use powerplug::role::config::MetersConfig;
-use powerplug::role::run;
 use powerplug::storage::RedbStore;
 use powerplug_tests::{
     Client, Meter, OPERATOR, basic_grid, component, eventually, grid_config, strategy_files,

@@ -5,7 +5,7 @@
 //! survive a restart without recompiling, and only the operator may change them.
 
 use ed25519_dalek::SigningKey;
-use powerplug::role::run;
+use powerplug::http::run;
 use powerplug::tick_log::{self, Outcome};
 use powerplug_tests::{
     Client, Meter, OPERATOR, component, eventually, grid_config, hostile, strategy_files,

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use powerplug::api;
 use powerplug::channel::{ChannelWriter, HttpTransport};
+use powerplug::http::run;
 use powerplug::role::config::{GridConfig, OperatorToken, Scope};
-use powerplug::role::run;
 use powerplug_tests::{Client, OPERATOR, eventually, grid_config, strategy_files};
 use serde_json::{Value, json};
 

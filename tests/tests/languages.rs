@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use powerplug::books::{Books, GridNews};
-use powerplug::role::run;
-use powerplug::strategy::check::{Property, Report, check};
-use powerplug::strategy::new::{Lang, create};
+use powerplug::check::{Property, Report, check};
+use powerplug::http::run;
+use powerplug::scaffold::{Lang, create};
 use powerplug::strategy::{GridDecision, GridStrategy, Output, Transfer, Usage};
 use powerplug::tick_log::{self, Outcome};
 use powerplug_tests::{

@@ -7,9 +7,9 @@ use powerplug::api;
 use powerplug::channel::{
     Address, ChannelReader, ChannelWriter, HttpTransport, Message, READ_BATCH, Sealed, Transport,
 };
+use powerplug::http::run;
 use powerplug::inbox::Command;
 use powerplug::registry::Kind;
-use powerplug::role::run;
 use powerplug_tests::{Client, Meter, OPERATOR, eventually, grid_config, runtime, strategy_files};
 use serde_json::json;
 

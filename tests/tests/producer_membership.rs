@@ -2,7 +2,7 @@
 //! and deregisters, `/initialise` registers again on a fresh channel, `/reset`
 //! is goodbye, a fresh channel and a new registration of the same id.
 
-use powerplug::role::run;
+use powerplug::http::run;
 use powerplug_tests::{Client, OPERATOR, eventually, grid_config, strategy_files};
 use serde_json::Value;
 

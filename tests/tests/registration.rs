@@ -8,9 +8,9 @@
 use ed25519_dalek::SigningKey;
 use powerplug::api;
 use powerplug::channel::{ChannelReader, ChannelWriter, HttpTransport, Message, Transport};
+use powerplug::http::run;
 use powerplug::inbox::Command;
 use powerplug::registry::Kind;
-use powerplug::role::run;
 use powerplug_tests::{Client, OPERATOR, admit, eventually, grid_config, runtime, strategy_files};
 use serde_json::{Value, json};
 

@@ -4,9 +4,10 @@
 //! nothing local, it registers again, reads its state back and goes on:
 //! every reading arrives once, with no gap and no junk in its channel.
 
+use powerplug::http::run;
 use powerplug::registry::Kind;
+use powerplug::role::SimulatedMeter;
 use powerplug::role::config::{MetersConfig, StateKeeping};
-use powerplug::role::{SimulatedMeter, run};
 use powerplug_tests::{Client, OPERATOR, eventually, grid_config, strategy_files};
 
 #[test]

@@ -5,9 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use powerplug::http::run;
 use powerplug::registry::Kind;
+use powerplug::role::SimulatedMeter;
 use powerplug::role::config::MetersConfig;
-use powerplug::role::{SimulatedMeter, run};
 use powerplug::tick_log::{self, Outcome};
 use powerplug::{storage, versions, wallet};
 use powerplug_tests::{Client, OPERATOR, component, eventually, grid_config, strategy_files};

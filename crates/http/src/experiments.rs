@@ -1,0 +1,257 @@
+//! The grid operator's experiments and shadow runs: start, list, stop,
+//! promote, and the report (JSON, or an HTML page with charts).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Html;
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::{ApiError, ApiResult, Authorized, Body, DEPLOY, Params, READ, blocking};
+use powerplug_roles::experiment::shadow::{self, Shadow};
+use powerplug_roles::experiment::{self as experiment, Experiment, page, report, results};
+use powerplug_roles::role::grid::{Grid, NewExperiment, Refused};
+
+pub fn routes() -> Router<Arc<Grid>> {
+    Router::new()
+        .route("/experiments", post(create).get(list))
+        .route("/experiments/{id}", get(one))
+        .route("/experiments/{id}/stop", post(stop))
+        .route("/experiments/{id}/promote/{variant}", post(promote))
+        .route("/experiments/{id}/report", get(report_json))
+        .route("/experiments/{id}/report.html", get(report_html))
+        .route("/experiments/{id}/report.csv", get(report_csv))
+        .route("/billing/consumers", get(billing))
+        .route("/ticks/export", get(export))
+        .route(
+            "/strategies/grid/shadow",
+            post(shadow_start).get(shadow_get).delete(shadow_stop),
+        )
+}
+
+impl From<Refused> for ApiError {
+    fn from(e: Refused) -> Self {
+        match e {
+            Refused::Invalid { field, why } => ApiError::unprocessable(&field, why),
+            Refused::Conflict { field, why } => ApiError::new(StatusCode::CONFLICT, &field, why),
+            Refused::NotFound(id) => {
+                ApiError::new(StatusCode::NOT_FOUND, "id", format!("no experiment `{id}`"))
+            }
+            Refused::Storage(e) => ApiError::internal(e),
+        }
+    }
+}
+
+async fn create(
+    State(grid): State<Arc<Grid>>,
+    _: Authorized<DEPLOY>,
+    Body(new): Body<NewExperiment>,
+) -> ApiResult<(StatusCode, Json<Experiment>)> {
+    blocking(move || Ok((StatusCode::CREATED, Json(grid.create_experiment(new)?)))).await
+}
+
+async fn list(
+    State(grid): State<Arc<Grid>>,
+    _: Authorized<READ>,
+) -> ApiResult<Json<Vec<Experiment>>> {
+    blocking(move || Ok(Json(experiment::list(grid.db())?))).await
+}
+
+fn find(grid: &Grid, id: &str) -> ApiResult<Experiment> {
+    experiment::get(grid.db(), id)?.ok_or_else(|| Refused::NotFound(id.to_owned()).into())
+}
+
+async fn one(
+    State(grid): State<Arc<Grid>>,
+    Path(id): Path<String>,
+    _: Authorized<READ>,
+) -> ApiResult<Json<Experiment>> {
+    blocking(move || Ok(Json(find(&grid, &id)?))).await
+}
+
+async fn stop(
+    State(grid): State<Arc<Grid>>,
+    Path(id): Path<String>,
+    _: Authorized<DEPLOY>,
+) -> ApiResult<Json<Experiment>> {
+    blocking(move || Ok(Json(grid.stop_experiment(&id)?))).await
+}
+
+async fn promote(
+    State(grid): State<Arc<Grid>>,
+    Path((id, variant)): Path<(String, String)>,
+    _: Authorized<DEPLOY>,
+) -> ApiResult<Json<Experiment>> {
+    blocking(move || Ok(Json(grid.promote(&id, &variant)?))).await
+}
+
+/// The report page shows `page` of the consumer table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageNumber {
+    page: Option<usize>,
+}
+
+fn build(grid: &Grid, id: &str) -> ApiResult<report::Report> {
+    let e = find(grid, id)?;
+    let consumers = results::consumers(grid.db(), id)?;
+    let ticks = results::ticks(grid.db(), id)?;
+    let id_of = |index| {
+        powerplug_roles::registry::id_of(grid.db(), index)
+            .ok()
+            .flatten()
+    };
+    Ok(report::build(&e, &consumers, &ticks, &id_of))
+}
+
+/// The consumer table, for a spreadsheet.
+async fn report_csv(
+    State(grid): State<Arc<Grid>>,
+    Path(id): Path<String>,
+    _: Authorized<READ>,
+) -> ApiResult<([(axum::http::HeaderName, &'static str); 1], String)> {
+    blocking(move || {
+        Ok((
+            [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            report::csv(&build(&grid, &id)?),
+        ))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    after: Option<u32>,
+    limit: Option<usize>,
+}
+
+/// Each consumer's lifetime billing as the grid carried it out, by index.
+async fn billing(
+    State(grid): State<Arc<Grid>>,
+    _: Authorized<READ>,
+    Params(query): Params<Page>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let limit = query.limit.unwrap_or(1_000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::unprocessable("limit", "1 to 10,000"));
+    }
+    blocking(move || {
+        let page = powerplug_roles::experiment::billing::page(grid.db(), query.after, limit)?;
+        let next = (page.len() == limit)
+            .then(|| page.last().map(|p| p.0))
+            .flatten();
+        let mut consumers = Vec::with_capacity(page.len());
+        for (index, b) in page {
+            consumers.push(serde_json::json!({
+                "consumer": index,
+                "id": powerplug_roles::registry::id_of(grid.db(), index).map_err(ApiError::internal)?,
+                "used_wh": b.used_wh,
+                "billed_wh": b.billed_wh,
+                "requested": b.requested,
+                "paid": b.paid,
+            }));
+        }
+        Ok(Json(
+            serde_json::json!({ "consumers": consumers, "next": next }),
+        ))
+    })
+    .await
+}
+
+async fn report_json(
+    State(grid): State<Arc<Grid>>,
+    Path(id): Path<String>,
+    _: Authorized<READ>,
+) -> ApiResult<Json<report::Report>> {
+    blocking(move || Ok(Json(build(&grid, &id)?))).await
+}
+
+/// A browser that opens the page without a token is asked for it by its
+/// login prompt (any user name, the token as password): never in the URL.
+async fn report_html(
+    State(grid): State<Arc<Grid>>,
+    Path(id): Path<String>,
+    _: Authorized<READ>,
+    Params(query): Params<PageNumber>,
+) -> ApiResult<Html<String>> {
+    let number = query.page.unwrap_or(1);
+    blocking(move || {
+        let report = build(&grid, &id)?;
+        if number == 0 || number > page::pages(&report) {
+            return Err(ApiError::unprocessable(
+                "page",
+                format!("1 to {}", page::pages(&report)),
+            ));
+        }
+        Ok(Html(page::render(&report, number)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShadowStart {
+    version: String,
+}
+
+async fn shadow_start(
+    State(grid): State<Arc<Grid>>,
+    _: Authorized<DEPLOY>,
+    Body(body): Body<ShadowStart>,
+) -> ApiResult<(StatusCode, Json<Shadow>)> {
+    blocking(move || Ok((StatusCode::CREATED, Json(grid.start_shadow(&body.version)?)))).await
+}
+
+async fn shadow_get(State(grid): State<Arc<Grid>>, _: Authorized<READ>) -> ApiResult<Json<Shadow>> {
+    blocking(move || {
+        shadow::get(grid.db())?
+            .map(Json)
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "version", "no shadow run yet"))
+    })
+    .await
+}
+
+async fn shadow_stop(
+    State(grid): State<Arc<Grid>>,
+    _: Authorized<DEPLOY>,
+) -> ApiResult<Json<Shadow>> {
+    blocking(move || {
+        grid.stop_shadow("stopped by the operator")?
+            .map(Json)
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "version", "no shadow run is on"))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Slot {
+    #[serde(default = "grid_slot")]
+    slot: String,
+}
+
+fn grid_slot() -> String {
+    powerplug_roles::role::grid::SLOT.to_owned()
+}
+
+/// The tick log of a slot as a file for `powerplug replay --input`.
+async fn export(
+    State(grid): State<Arc<Grid>>,
+    _: Authorized<READ>,
+    Params(query): Params<Slot>,
+) -> ApiResult<([(axum::http::HeaderName, &'static str); 1], Vec<u8>)> {
+    blocking(move || {
+        let mut out = Vec::new();
+        powerplug_roles::replay::recording::export(grid.db(), &query.slot, &mut out)?;
+        Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            out,
+        ))
+    })
+    .await
+}

@@ -1,0 +1,194 @@
+//! Strategy versions of a running grid or producer, for the operator: upload
+//! (checked, dry-run, activated between ticks), list, activate (roll back or
+//! forward), delete inactive versions.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post, put};
+use serde::Deserialize;
+
+use super::hub::HasHub;
+use super::{ApiError, ApiResult, Authorized, DEPLOY, Params, READ, RawBody, blocking};
+use powerplug_roles::role::swap::{Offered, SwapError, SwapOptions, Swappable, Swapped};
+use powerplug_roles::versions::{self as versions, RemoveError, Version};
+
+/// The header of an upload's detached signature (hex), over its SHA-256.
+pub const SIGNATURE: &str = "x-powerplug-signature";
+
+/// Components can be large (an interpreter inside: tens of MB); only this
+/// route takes that much, and only after the token is checked.
+const MAX_COMPONENT_BYTES: usize = 64 << 20;
+
+pub fn routes<R: HasHub + Swappable>() -> Router<Arc<R>> {
+    Router::new()
+        .route(
+            "/strategies/{kind}",
+            put(upload::<R>).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        )
+        .route("/strategies", get(list::<R>))
+        .route("/strategies/{kind}/activate/{version}", post(activate::<R>))
+        .route("/strategies/{kind}/{version}", delete(remove::<R>))
+}
+
+impl From<SwapError> for ApiError {
+    fn from(e: SwapError) -> Self {
+        let (status, field) = match &e {
+            SwapError::Load(_) => (StatusCode::UNPROCESSABLE_ENTITY, "component"),
+            SwapError::WrongKind(_) => (StatusCode::UNPROCESSABLE_ENTITY, "kind"),
+            SwapError::DryRun { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "component"),
+            SwapError::State(_) => (StatusCode::CONFLICT, "fresh"),
+            SwapError::Unknown(_) => (StatusCode::NOT_FOUND, "version"),
+            SwapError::Busy(_) => (StatusCode::CONFLICT, "version"),
+            SwapError::Untrusted(_) => (StatusCode::FORBIDDEN, "version"),
+            SwapError::Storage(_) => return ApiError::internal(e),
+        };
+        ApiError::new(status, field, e)
+    }
+}
+
+/// The path's kind must be the one this host runs.
+fn own_kind<R: Swappable>(role: &R, kind: &str) -> ApiResult<()> {
+    match kind {
+        _ if kind == role.kind().to_string() => Ok(()),
+        "grid" | "producer" => Err(ApiError::unprocessable(
+            "kind",
+            format!("this host runs {} strategies", role.kind()),
+        )),
+        _ => Err(ApiError::bad("kind", "`grid` or `producer`")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    name: Option<String>,
+    notes: Option<String>,
+    #[serde(default)]
+    fresh: bool,
+    /// False: check and keep it for an experiment or a shadow run.
+    #[serde(default = "yes")]
+    activate: bool,
+    /// Activate even if the dry run over recent ticks is refused.
+    #[serde(default)]
+    force: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn upload<R: HasHub + Swappable>(
+    State(role): State<Arc<R>>,
+    Path(kind): Path<String>,
+    _: Authorized<DEPLOY>,
+    Params(query): Params<UploadQuery>,
+    headers: axum::http::HeaderMap,
+    RawBody(body): RawBody,
+) -> ApiResult<(StatusCode, Json<Swapped>)> {
+    own_kind(&*role, &kind)?;
+    let signature = headers
+        .get(SIGNATURE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| !role.trusted_keys().is_empty())
+        .map(str::to_owned);
+    if !role.trusted_keys().is_empty() {
+        use sha2::{Digest, Sha256};
+        let sha = hex::encode(Sha256::digest(&body));
+        if !versions::verify(
+            role.trusted_keys(),
+            &sha,
+            signature.as_deref().unwrap_or_default(),
+        ) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                SIGNATURE,
+                "this host takes only components signed by a trusted key: a missing or wrong signature",
+            ));
+        }
+    }
+    for (field, text) in [("name", &query.name), ("notes", &query.notes)] {
+        if text.as_ref().is_some_and(|t| t.len() > 1_000) {
+            return Err(ApiError::unprocessable(field, "at most 1,000 bytes"));
+        }
+    }
+    blocking(move || {
+        let options = SwapOptions {
+            fresh: query.fresh,
+            activate: query.activate,
+            force: query.force,
+        };
+        let offered = Offered {
+            bytes: &body,
+            name: query.name,
+            notes: query.notes,
+            signature,
+        };
+        let swapped = role.upload(offered, options)?;
+        Ok((StatusCode::CREATED, Json(swapped)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fresh {
+    #[serde(default)]
+    fresh: bool,
+    #[serde(default)]
+    force: bool,
+}
+
+async fn activate<R: HasHub + Swappable>(
+    State(role): State<Arc<R>>,
+    Path((kind, version)): Path<(String, String)>,
+    _: Authorized<DEPLOY>,
+    Params(query): Params<Fresh>,
+) -> ApiResult<Json<Swapped>> {
+    own_kind(&*role, &kind)?;
+    let options = SwapOptions {
+        fresh: query.fresh,
+        activate: true,
+        force: query.force,
+    };
+    blocking(move || Ok(Json(role.activate(&version, options)?))).await
+}
+
+async fn list<R: HasHub + Swappable>(
+    State(role): State<Arc<R>>,
+    _: Authorized<READ>,
+) -> ApiResult<Json<serde_json::Value>> {
+    blocking(move || {
+        let (db, kind) = (role.store(), role.kind().to_string());
+        Ok(Json(serde_json::json!({
+            "active": { kind.as_str(): versions::active(db, &kind)? },
+            "versions": versions::list(db, &kind)?,
+            "history": versions::history(db, &kind)?,
+        })))
+    })
+    .await
+}
+
+async fn remove<R: HasHub + Swappable>(
+    State(role): State<Arc<R>>,
+    Path((kind, version)): Path<(String, String)>,
+    _: Authorized<DEPLOY>,
+) -> ApiResult<Json<Version>> {
+    own_kind(&*role, &kind)?;
+    blocking(
+        move || match versions::remove(role.store(), &kind, &version) {
+            Ok(v) => Ok(Json(v)),
+            Err(e @ RemoveError::Active(_)) => {
+                Err(ApiError::new(StatusCode::CONFLICT, "version", e))
+            }
+            Err(e @ RemoveError::Unknown) => {
+                Err(ApiError::new(StatusCode::NOT_FOUND, "version", e))
+            }
+            Err(RemoveError::Storage(e)) => Err(ApiError::internal(format!("{e:#}"))),
+        },
+    )
+    .await
+}

@@ -1,0 +1,226 @@
+//! The grid's ledger over HTTP: an entity pays from, and reads, its own
+//! account under its credential; the operator issues money.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::hub::HasHub;
+use super::{ApiError, ApiResult, Authorized, Bearer, Body, MINT, Params, blocking};
+use powerplug_ledger::{
+    self as wallet, Account, Batch, BatchAnswer, Outcome, PAY_BATCH, PayRequest, Transfer,
+    WalletError,
+};
+use powerplug_roles::api;
+use powerplug_roles::role::grid::Grid;
+
+/// Transfers one `GET /wallet` answers at most; page with `since`.
+const MAX_TRANSFERS: usize = 1_000;
+
+pub fn routes() -> Router<Arc<Grid>> {
+    Router::new()
+        .route("/wallet", get(account))
+        .route("/wallet/transfers", post(pay))
+        .route("/wallet/transfers/batch", post(pay_batch))
+        .route("/wallet/issue", post(issue))
+}
+
+impl From<WalletError> for ApiError {
+    fn from(e: WalletError) -> Self {
+        let status = match &e {
+            WalletError::KeyReused { .. } => StatusCode::CONFLICT,
+            WalletError::Storage(_) => return ApiError::internal(e),
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        let message = e.to_string();
+        let field = message.split(':').next().unwrap_or("").to_owned();
+        let field = if field == "account" {
+            "to".to_owned()
+        } else {
+            field
+        };
+        ApiError::new(status, &field, message)
+    }
+}
+
+fn check_key(key: &str) -> ApiResult<()> {
+    if powerplug_storage::valid_name(key)
+        || (key.len() <= 128 && key.split('/').all(powerplug_storage::valid_name))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::unprocessable(
+            "key",
+            "1 to 128 of A-Z a-z 0-9 _ - . /",
+        ))
+    }
+}
+
+/// Where a payment goes: a receive address of this ledger, or the grid itself.
+fn payee(grid: &Grid, to: &str) -> ApiResult<String> {
+    if to == grid.account() {
+        return Ok(to.to_owned());
+    }
+    wallet::resolve(grid.db(), to)?.ok_or_else(|| {
+        ApiError::unprocessable("to", format!("`{to}` is no receive address of this ledger"))
+    })
+}
+
+/// One payment inside the caller's transaction; keys are per payer, so one
+/// entity cannot collide with another's.
+fn pay_one(
+    grid: &Grid,
+    tx: &dyn powerplug_storage::WriteTx,
+    credential: &str,
+    body: &PayRequest,
+) -> ApiResult<Transfer> {
+    check_key(&body.key)?;
+    let payer = grid.hub().registry.authenticate(grid.db(), credential)?;
+    let to = payee(grid, &body.to)?;
+    let key = format!("{}/{}", payer.id, body.key);
+    Ok(wallet::transfer(
+        tx,
+        &payer.id,
+        &to,
+        body.amount,
+        &payer.id,
+        &key,
+        powerplug_roles::role::unix_ms(),
+    )?)
+}
+
+async fn pay(
+    State(grid): State<Arc<Grid>>,
+    bearer: Bearer,
+    Body(body): Body<PayRequest>,
+) -> ApiResult<(StatusCode, Json<Transfer>)> {
+    check_key(&body.key)?;
+    blocking(move || {
+        let Some(credential) = bearer.0.as_deref() else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "authorization",
+                "a credential is needed",
+            ));
+        };
+        let tx = grid.db().write()?;
+        let transfer = pay_one(&grid, &*tx, credential, &body)?;
+        tx.commit()?;
+        Ok((StatusCode::CREATED, Json(transfer)))
+    })
+    .await
+}
+
+/// Many payers' payments, each under its own credential, in one ledger write:
+/// a meter host with thousands of consumers pays for all of them at once. A
+/// refused payment is reported in its place and moves nothing.
+async fn pay_batch(
+    State(grid): State<Arc<Grid>>,
+    Body(body): Body<Batch>,
+) -> ApiResult<Json<BatchAnswer>> {
+    if body.payments.len() > PAY_BATCH {
+        return Err(ApiError::unprocessable(
+            "payments",
+            format!("at most {PAY_BATCH} a batch"),
+        ));
+    }
+    blocking(move || {
+        let tx = grid.db().write()?;
+        let mut outcomes = Vec::with_capacity(body.payments.len());
+        for p in &body.payments {
+            let request = PayRequest {
+                to: p.to.clone(),
+                amount: p.amount,
+                key: p.key.clone(),
+            };
+            outcomes.push(match pay_one(&grid, &*tx, &p.credential, &request) {
+                Ok(transfer) => Outcome::Paid(transfer),
+                Err(e) if e.status.is_client_error() => Outcome::Refused {
+                    error: e.message,
+                    field: e.field.unwrap_or_default(),
+                },
+                Err(e) => return Err(e),
+            });
+        }
+        tx.commit()?;
+        Ok(Json(BatchAnswer { outcomes }))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Since {
+    since: Option<u64>,
+}
+
+async fn account(
+    State(grid): State<Arc<Grid>>,
+    bearer: Bearer,
+    Params(query): Params<Since>,
+) -> ApiResult<Json<Account>> {
+    blocking(move || {
+        let Some(credential) = bearer.0.as_deref() else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "authorization",
+                "a credential is needed",
+            ));
+        };
+        let me = grid.hub().registry.authenticate(grid.db(), credential)?;
+        let transfers =
+            wallet::transfers_page(grid.db(), &me.id, query.since.unwrap_or(0), MAX_TRANSFERS)?;
+        Ok(Json(Account {
+            balance: wallet::balance(grid.db(), &me.id)?,
+            account: me.id,
+            transfers,
+        }))
+    })
+    .await
+}
+
+/// New money, only into an account that exists: a registered entity's (not
+/// closed), the grid's own, or one the operator opens on purpose with
+/// `"unregistered": true` (still a valid id).
+async fn issue(
+    State(grid): State<Arc<Grid>>,
+    _: Authorized<MINT>,
+    Body(body): Body<api::Issue>,
+) -> ApiResult<(StatusCode, Json<Transfer>)> {
+    check_key(&body.key)?;
+    if !powerplug_storage::valid_name(&body.to) {
+        return Err(ApiError::unprocessable(
+            "to",
+            "an account is an id: 1 to 64 of A-Z a-z 0-9 _ - . , not starting with a dot",
+        ));
+    }
+    blocking(move || {
+        let tx = grid.db().write()?;
+        let known = body.to == grid.account()
+            || powerplug_roles::registry::read(&*tx, &body.to)?.is_some_and(|r| !r.closed);
+        if !known && !body.unregistered {
+            return Err(ApiError::unprocessable(
+                "to",
+                format!(
+                    "`{}` is no registered entity of this grid (to fund an id before it registers, say `\"unregistered\": true`)",
+                    body.to
+                ),
+            ));
+        }
+        let transfer = wallet::issue(
+            &*tx,
+            &body.to,
+            body.amount,
+            &wallet::host_key(&format!("issue/{}", body.key)),
+            powerplug_roles::role::unix_ms(),
+        )?;
+        tx.commit()?;
+        Ok((StatusCode::CREATED, Json(transfer)))
+    })
+    .await
+}

@@ -1,0 +1,316 @@
+//! The embedded wallet: a double-entry ledger in the host's redb database.
+//!
+//! Every change is a transfer between two accounts; money enters only through
+//! [`issue`], which debits the issuer's running total, so the balances always add
+//! up to what was issued. A transfer carries an idempotency key: repeating it
+//! (after a crash, a retry) returns the first transfer instead of moving money
+//! twice. Writes take the caller's transaction, so a tick's transfers commit
+//! together with the rest of its effects, or not at all.
+
+use serde::{Deserialize, Serialize};
+
+use powerplug_storage::{Order, ReadTx, Store, WriteTx, key, prefixed};
+
+const BALANCES: &str = "wallet_balances";
+const TRANSFERS: &str = "wallet_transfers";
+const BY_KEY: &str = "wallet_idempotency_keys";
+/// (account, transfer number) for every transfer an account took part in.
+const BY_ACCOUNT: &str = "wallet_account_transfers";
+const ISSUED: &str = "wallet_issued";
+/// Receive address → the account it pays into.
+const ADDRESSES: &str = "wallet_addresses";
+/// Account → how many receive addresses it has handed out.
+const ADDRESS_INDEX: &str = "wallet_address_index";
+
+/// The account money is issued from; it has no balance, only a total issued.
+pub const ISSUER: &str = "$issuer";
+
+/// An idempotency key of the host's own (a payout, an issue): starts with
+/// `$`, which no entity's key (`<id>/<key>`, both valid names) can, so no
+/// entity can take a key the host will use.
+pub fn host_key(key: &str) -> String {
+    format!("${key}")
+}
+
+/// Account names are ids (or `$` names of the ledger's own); a zero byte
+/// would vanish from the storage key (`"bob\0"` would be `bob`).
+fn check_account(account: &str) -> Result<(), WalletError> {
+    if account.is_empty() || account.contains('\0') {
+        return Err(WalletError::BadAccount(
+            account.escape_default().to_string(),
+        ));
+    }
+    Ok(())
+}
+
+fn number(tx: &dyn ReadTx, table: &str, k: &[u8]) -> Result<u64, WalletError> {
+    match tx.get(table, k)? {
+        Some(bytes) => Ok(key::u64_value(&bytes)?),
+        None => Ok(0),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// Position in the ledger, from 1: "transfers since N" is `seq > N`.
+    pub seq: u64,
+    pub from: String,
+    pub to: String,
+    pub amount: u64,
+    /// Who the payment is for (the payer's id, as in the original).
+    pub reference: String,
+    pub key: String,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalletError {
+    #[error("account: `{0}` is reserved (names starting with `$`)")]
+    Reserved(String),
+    #[error("account: `{0}` is no valid account name")]
+    BadAccount(String),
+    #[error("amount: must be at least 1")]
+    ZeroAmount,
+    #[error("to: a transfer needs two different accounts")]
+    SameAccount,
+    #[error("amount: {account} holds {balance}, cannot pay {amount}")]
+    InsufficientFunds {
+        account: String,
+        balance: u64,
+        amount: u64,
+    },
+    #[error("key: `{key}` was already used for a different transfer")]
+    KeyReused { key: String },
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl From<anyhow::Error> for WalletError {
+    fn from(e: anyhow::Error) -> Self {
+        WalletError::Storage(format!("{e:#}"))
+    }
+}
+
+impl From<postcard::Error> for WalletError {
+    fn from(e: postcard::Error) -> Self {
+        WalletError::Storage(e.to_string())
+    }
+}
+
+/// Moves `amount` from `from` to `to` inside `tx`. Repeating a transfer with the
+/// same key and the same content returns the first one and moves nothing.
+///
+/// A refused transfer writes nothing, so the caller may go on with `tx`; after a
+/// `Storage` error it must drop `tx` uncommitted.
+pub fn transfer(
+    tx: &dyn WriteTx,
+    from: &str,
+    to: &str,
+    amount: u64,
+    reference: &str,
+    key: &str,
+    at_ms: u64,
+) -> Result<Transfer, WalletError> {
+    if let Some(reserved) = [from, to].into_iter().find(|a| a.starts_with('$')) {
+        return Err(WalletError::Reserved(reserved.to_owned()));
+    }
+    post(tx, from, to, amount, reference, key, at_ms)
+}
+
+/// Issues new money to `to`.
+pub fn issue(
+    tx: &dyn WriteTx,
+    to: &str,
+    amount: u64,
+    key: &str,
+    at_ms: u64,
+) -> Result<Transfer, WalletError> {
+    if to.starts_with('$') {
+        return Err(WalletError::Reserved(to.to_owned()));
+    }
+    post(tx, ISSUER, to, amount, "issue", key, at_ms)
+}
+
+fn post(
+    tx: &dyn WriteTx,
+    from: &str,
+    to: &str,
+    amount: u64,
+    reference: &str,
+    key: &str,
+    at_ms: u64,
+) -> Result<Transfer, WalletError> {
+    check_account(from)?;
+    check_account(to)?;
+    if key.contains('\0') {
+        return Err(WalletError::BadAccount(key.escape_default().to_string()));
+    }
+    if amount == 0 {
+        return Err(WalletError::ZeroAmount);
+    }
+    if from == to {
+        return Err(WalletError::SameAccount);
+    }
+    if let Some(seq) = tx.get(BY_KEY, &key::of(&[&key]))? {
+        let seq = key::u64_value(&seq)?;
+        let first: Transfer = match tx.get(TRANSFERS, &key::of(&[&seq]))? {
+            Some(bytes) => postcard::from_bytes(&bytes)?,
+            None => {
+                return Err(WalletError::Storage(format!(
+                    "transfer {seq} of key {key} is missing"
+                )));
+            }
+        };
+        let same = first.from == from
+            && first.to == to
+            && first.amount == amount
+            && first.reference == reference;
+        return if same {
+            Ok(first)
+        } else {
+            Err(WalletError::KeyReused {
+                key: key.to_owned(),
+            })
+        };
+    }
+
+    if from == ISSUER {
+        let k = key::of(&[&ISSUER]);
+        let total = number(tx, ISSUED, &k)?
+            .checked_add(amount)
+            .ok_or_else(|| WalletError::Storage("issued total overflows".into()))?;
+        tx.put(ISSUED, &k, &total.to_be_bytes())?;
+    } else {
+        let k = key::of(&[&from]);
+        let balance = number(tx, BALANCES, &k)?;
+        if balance < amount {
+            return Err(WalletError::InsufficientFunds {
+                account: from.to_owned(),
+                balance,
+                amount,
+            });
+        }
+        tx.put(BALANCES, &k, &(balance - amount).to_be_bytes())?;
+    }
+    let k = key::of(&[&to]);
+    // Cannot overflow: every balance is at most the issued total, a u64.
+    let to_balance = number(tx, BALANCES, &k)? + amount;
+    tx.put(BALANCES, &k, &to_balance.to_be_bytes())?;
+
+    let seq = match powerplug_storage::last(tx, TRANSFERS, &[])? {
+        Some((k, _)) => key::Reader::new(&k).u64()? + 1,
+        None => 1,
+    };
+    let record = Transfer {
+        seq,
+        from: from.to_owned(),
+        to: to.to_owned(),
+        amount,
+        reference: reference.to_owned(),
+        key: key.to_owned(),
+        at_ms,
+    };
+    tx.put(
+        TRANSFERS,
+        &key::of(&[&seq]),
+        &postcard::to_allocvec(&record)?,
+    )?;
+    tx.put(BY_KEY, &key::of(&[&key]), &seq.to_be_bytes())?;
+    tx.put(BY_ACCOUNT, &key::of(&[&from, &seq]), &[])?;
+    tx.put(BY_ACCOUNT, &key::of(&[&to, &seq]), &[])?;
+    Ok(record)
+}
+
+/// A fresh receive address for `account`, derived from the wallet seed and the
+/// account's address index (the original basic wallet's "new address per
+/// transfer"); a payment to it lands in `account`. Inside the caller's
+/// transaction, so an address is handed out only if the tick that names it commits.
+pub fn receive_address(
+    tx: &dyn WriteTx,
+    seed: &[u8; 32],
+    account: &str,
+) -> Result<String, WalletError> {
+    use sha2::{Digest, Sha256};
+    let k = key::of(&[&account]);
+    let index = number(tx, ADDRESS_INDEX, &k)?;
+    tx.put(ADDRESS_INDEX, &k, &(index + 1).to_be_bytes())?;
+    let digest = Sha256::new()
+        .chain_update(b"powerplug/wallet/address/v1")
+        .chain_update(seed)
+        .chain_update((account.len() as u64).to_be_bytes())
+        .chain_update(account)
+        .chain_update(index.to_be_bytes())
+        .finalize();
+    let address = format!("pp1{}", hex::encode(&digest[..20]));
+    tx.put(ADDRESSES, &key::of(&[&address]), account.as_bytes())?;
+    Ok(address)
+}
+
+/// The account a receive address pays into.
+pub fn resolve(db: &dyn Store, address: &str) -> Result<Option<String>, WalletError> {
+    match db.read()?.get(ADDRESSES, &key::of(&[&address]))? {
+        Some(bytes) => Ok(Some(
+            String::from_utf8(bytes).map_err(|e| WalletError::Storage(e.to_string()))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+pub fn balance(db: &dyn Store, account: &str) -> Result<u64, WalletError> {
+    number(&*db.read()?, BALANCES, &key::of(&[&account]))
+}
+
+/// Everything issued so far; the balances add up to it.
+pub fn issued(db: &dyn Store) -> Result<u64, WalletError> {
+    number(&*db.read()?, ISSUED, &key::of(&[&ISSUER]))
+}
+
+/// The transfers `account` took part in (incoming and outgoing) after `since`,
+/// in ledger order; pass the last `seq` seen to get only new ones.
+pub fn transfers_since(
+    db: &dyn Store,
+    account: &str,
+    since: u64,
+) -> Result<Vec<Transfer>, WalletError> {
+    transfers_page(db, account, since, usize::MAX)
+}
+
+/// At most `limit` of [`transfers_since`]: only those are read from storage.
+pub fn transfers_page(
+    db: &dyn Store,
+    account: &str,
+    since: u64,
+    limit: usize,
+) -> Result<Vec<Transfer>, WalletError> {
+    let tx = db.read()?;
+    let start = key::of(&[&account, &since.saturating_add(1)]);
+    let end = key::after_prefix(&key::of(&[&account]));
+    let mut out = Vec::new();
+    for (k, _) in tx.range(BY_ACCOUNT, &start, end.as_deref(), Order::Ascending, limit)? {
+        let mut r = key::Reader::new(&k);
+        r.str()?;
+        let seq = r.u64()?;
+        if let Some(bytes) = tx.get(TRANSFERS, &key::of(&[&seq]))? {
+            out.push(postcard::from_bytes(&bytes)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Sum of all balances: equals [`issued`] in a consistent ledger.
+pub fn total_balances(db: &dyn Store) -> Result<u64, WalletError> {
+    let mut sum = 0u64;
+    for (_, v) in prefixed(&*db.read()?, BALANCES, &[], Order::Ascending, usize::MAX)? {
+        sum += key::u64_value(&v)?;
+    }
+    Ok(sum)
+}
+
+mod remote;
+pub use remote::{
+    Account, Batch, BatchAnswer, BatchPayment, Ledger, Outcome, PAY_BATCH, PayError, PayRequest,
+    RemoteLedger, pay_batch,
+};
+
+#[cfg(test)]
+mod tests;

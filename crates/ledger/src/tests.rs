@@ -1,0 +1,197 @@
+use super::*;
+
+fn db() -> (tempfile::TempDir, powerplug_storage::RedbStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = powerplug_storage::RedbStore::open(&dir.path().join("wallet.redb")).unwrap();
+    (dir, db)
+}
+
+fn commit<T>(
+    db: &powerplug_storage::RedbStore,
+    f: impl FnOnce(&dyn WriteTx) -> Result<T, WalletError>,
+) -> Result<T, WalletError> {
+    let tx = db.write().unwrap();
+    let out = f(&*tx)?;
+    tx.commit().unwrap();
+    Ok(out)
+}
+
+#[test]
+fn transfers_move_money_and_balances_add_up_to_what_was_issued() {
+    let (_dir, db) = db();
+    commit(&db, |tx| issue(tx, "consumer-1", 100, "fund-1", 0)).unwrap();
+    let t = commit(&db, |tx| {
+        transfer(tx, "consumer-1", "grid", 25, "consumer-1", "pay-1", 5)
+    })
+    .unwrap();
+    assert_eq!(
+        (t.seq, t.amount, t.reference.as_str()),
+        (2, 25, "consumer-1")
+    );
+    assert_eq!(balance(&db, "consumer-1").unwrap(), 75);
+    assert_eq!(balance(&db, "grid").unwrap(), 25);
+    assert_eq!(balance(&db, "nobody").unwrap(), 0);
+    assert_eq!(issued(&db).unwrap(), 100);
+    assert_eq!(total_balances(&db).unwrap(), 100);
+}
+
+#[test]
+fn a_balance_never_goes_negative_and_a_refused_transfer_changes_nothing() {
+    let (_dir, db) = db();
+    commit(&db, |tx| issue(tx, "a", 10, "fund", 0)).unwrap();
+    let err = commit(&db, |tx| transfer(tx, "a", "b", 11, "a", "k", 0)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WalletError::InsufficientFunds {
+                balance: 10,
+                amount: 11,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.to_string(), "amount: a holds 10, cannot pay 11");
+    assert_eq!(
+        (balance(&db, "a").unwrap(), balance(&db, "b").unwrap()),
+        (10, 0)
+    );
+    assert!(matches!(
+        commit(&db, |tx| transfer(tx, "a", "b", 0, "a", "z", 0)),
+        Err(WalletError::ZeroAmount)
+    ));
+    assert!(matches!(
+        commit(&db, |tx| transfer(tx, "a", "a", 1, "a", "s", 0)),
+        Err(WalletError::SameAccount)
+    ));
+    // The key of a refused transfer is still free.
+    commit(&db, |tx| transfer(tx, "a", "b", 10, "a", "k", 0)).unwrap();
+    assert_eq!(balance(&db, "b").unwrap(), 10);
+}
+
+#[test]
+fn repeating_a_transfer_with_its_key_moves_money_once() {
+    let (_dir, db) = db();
+    commit(&db, |tx| issue(tx, "a", 100, "fund", 0)).unwrap();
+    let first = commit(&db, |tx| transfer(tx, "a", "b", 40, "a", "payout-7", 1)).unwrap();
+    let again = commit(&db, |tx| transfer(tx, "a", "b", 40, "a", "payout-7", 2)).unwrap();
+    assert_eq!(first, again);
+    assert_eq!(balance(&db, "a").unwrap(), 60);
+    let err = commit(&db, |tx| transfer(tx, "a", "b", 41, "a", "payout-7", 3)).unwrap_err();
+    assert!(matches!(err, WalletError::KeyReused { .. }), "{err}");
+}
+
+#[test]
+fn an_uncommitted_transaction_leaves_no_trace() {
+    let (_dir, db) = db();
+    commit(&db, |tx| issue(tx, "a", 100, "fund", 0)).unwrap();
+    {
+        // A crash between deciding and committing: the transaction is dropped.
+        let tx = db.write().unwrap();
+        transfer(&*tx, "a", "b", 30, "a", "lost", 0).unwrap();
+    }
+    assert_eq!(
+        (balance(&db, "a").unwrap(), balance(&db, "b").unwrap()),
+        (100, 0)
+    );
+    // The same key can now be used: nothing was recorded.
+    commit(&db, |tx| transfer(tx, "a", "b", 30, "a", "lost", 0)).unwrap();
+    assert_eq!(balance(&db, "b").unwrap(), 30);
+}
+
+#[test]
+fn transfers_since_gives_an_accounts_incoming_and_outgoing_in_order() {
+    let (_dir, db) = db();
+    commit(&db, |tx| issue(tx, "c1", 100, "f1", 0)).unwrap();
+    commit(&db, |tx| issue(tx, "c2", 100, "f2", 0)).unwrap();
+    commit(&db, |tx| transfer(tx, "c1", "grid", 25, "c1", "p1", 1)).unwrap();
+    commit(&db, |tx| transfer(tx, "c2", "grid", 50, "c2", "p2", 2)).unwrap();
+    commit(&db, |tx| {
+        transfer(tx, "grid", "producer", 40, "grid", "o1", 3)
+    })
+    .unwrap();
+    let all = transfers_since(&db, "grid", 0).unwrap();
+    let seen: Vec<_> = all
+        .iter()
+        .map(|t| (t.seq, t.from.as_str(), t.amount))
+        .collect();
+    assert_eq!(seen, [(3, "c1", 25), (4, "c2", 50), (5, "grid", 40)]);
+    let newer = transfers_since(&db, "grid", 4).unwrap();
+    assert_eq!(newer.len(), 1);
+    assert_eq!(newer[0].to, "producer");
+    assert!(transfers_since(&db, "grid", 5).unwrap().is_empty());
+}
+
+#[test]
+fn random_traffic_never_creates_or_loses_money() {
+    let (_dir, db) = db();
+    let accounts = ["a", "b", "c", "d", "e"];
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for (i, account) in accounts.iter().enumerate() {
+        commit(&db, |tx| issue(tx, account, 1_000, &format!("fund-{i}"), 0)).unwrap();
+    }
+    let tx = db.write().unwrap();
+    for i in 0..2_000 {
+        let from = accounts[(next() % 5) as usize];
+        let to = accounts[(next() % 5) as usize];
+        let amount = next() % 400;
+        // Some fail (same account, zero, too much); none may change the sum.
+        let _ = transfer(
+            &*tx,
+            from,
+            to,
+            amount,
+            from,
+            &format!("t-{}", next() % 1_500),
+            i,
+        );
+    }
+    tx.commit().unwrap();
+    assert_eq!(total_balances(&db).unwrap(), 5_000);
+    assert_eq!(issued(&db).unwrap(), 5_000);
+}
+
+#[test]
+fn an_account_or_key_with_a_zero_byte_is_refused_not_merged_into_another() {
+    let (_dir, db) = db();
+    commit(&db, |tx| issue(tx, "bob", 10, "fund", 0)).unwrap();
+    assert!(matches!(
+        commit(&db, |tx| issue(tx, "bob\0", 10, "fund-2", 0)),
+        Err(WalletError::BadAccount(_))
+    ));
+    assert!(matches!(
+        commit(&db, |tx| transfer(tx, "bob", "grid\0", 1, "bob", "k", 0)),
+        Err(WalletError::BadAccount(_))
+    ));
+    assert!(matches!(
+        commit(&db, |tx| transfer(tx, "bob", "grid", 1, "bob", "k\0", 0)),
+        Err(WalletError::BadAccount(_))
+    ));
+    assert_eq!(
+        (balance(&db, "bob").unwrap(), issued(&db).unwrap()),
+        (10, 10)
+    );
+}
+
+#[test]
+fn a_page_of_transfers_reads_only_the_page() {
+    let (_dir, db) = db();
+    commit(&db, |tx| issue(tx, "a", 100, "fund", 0)).unwrap();
+    for n in 0..10 {
+        commit(&db, |tx| {
+            transfer(tx, "a", "grid", 1, "a", &format!("a/{n}"), 0)
+        })
+        .unwrap();
+    }
+    let page = transfers_page(&db, "a", 0, 4).unwrap();
+    assert_eq!(page.iter().map(|t| t.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    let next = transfers_page(&db, "a", 4, 100).unwrap();
+    assert_eq!(next.len(), 7);
+    assert_eq!(host_key("payout/1/0"), "$payout/1/0");
+}

@@ -1,0 +1,105 @@
+//! Each consumer's billing over its life on this grid, as the host carried it
+//! out: Wh used, Wh billed and tokens requested by the payment requests the
+//! grid sent (whichever policy decided them), tokens paid. The strategies'
+//! cells are opaque to the host, so this is what hand-backs and reports are
+//! checked against, and an experiment's report takes each consumer's
+//! balances at its start from here. Written in the tick's transaction.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use powerplug_storage::{Order, ReadTx, Store, WriteTx, key};
+
+/// consumer index → [`Billing`].
+const TABLE: &str = "grid_billing";
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Billing {
+    pub used_wh: u64,
+    pub billed_wh: u64,
+    pub requested: u64,
+    pub paid: u64,
+}
+
+impl Billing {
+    /// Used but not billed yet (the policy's carry).
+    pub fn unbilled_wh(&self) -> i64 {
+        self.used_wh as i64 - self.billed_wh as i64
+    }
+
+    /// Requested but not paid yet.
+    pub fn outstanding(&self) -> i64 {
+        self.requested as i64 - self.paid as i64
+    }
+
+    fn add(&mut self, other: &Billing) {
+        self.used_wh += other.used_wh;
+        self.billed_wh += other.billed_wh;
+        self.requested += other.requested;
+        self.paid += other.paid;
+    }
+}
+
+pub fn get(tx: &dyn ReadTx, consumer: u32) -> anyhow::Result<Billing> {
+    match tx.get(TABLE, &key::of(&[&consumer]))? {
+        Some(bytes) => Ok(postcard::from_bytes(&bytes)?),
+        None => Ok(Billing::default()),
+    }
+}
+
+/// Adds one tick's usage, sent requests and payments.
+pub fn add(tx: &dyn WriteTx, tick: &BTreeMap<u32, Billing>) -> anyhow::Result<()> {
+    for (consumer, change) in tick {
+        let mut b = get(tx, *consumer)?;
+        b.add(change);
+        tx.put(TABLE, &key::of(&[consumer]), &postcard::to_allocvec(&b)?)?;
+    }
+    Ok(())
+}
+
+/// Up to `limit` consumers after index `after` (from the first without).
+pub fn page(
+    db: &dyn Store,
+    after: Option<u32>,
+    limit: usize,
+) -> anyhow::Result<Vec<(u32, Billing)>> {
+    let start = match after.map(|a| a.checked_add(1)) {
+        Some(None) => return Ok(Vec::new()),
+        Some(Some(next)) => key::of(&[&next]),
+        None => Vec::new(),
+    };
+    let entries = db
+        .read()?
+        .range(TABLE, &start, None, Order::Ascending, limit)?;
+    let mut out = Vec::with_capacity(entries.len());
+    for (k, v) in entries {
+        out.push((key::Reader::new(&k).u32()?, postcard::from_bytes(&v)?));
+    }
+    Ok(out)
+}
+
+/// The payment model of counterfactual books: what a consumer has paid, in
+/// all, on bills of `cf_billed` tokens, given that it has paid `real_paid` on
+/// the `real_billed` tokens it was actually sent: the same share, so never
+/// more than billed (a payment beyond its real bills, ahead of them, is
+/// left out). Billed the same, it pays exactly what it paid.
+pub fn modeled_paid(real_billed: u64, real_paid: u64, cf_billed: u64) -> u64 {
+    (u128::from(cf_billed) * u128::from(real_paid.min(real_billed)))
+        .checked_div(u128::from(real_billed))
+        .unwrap_or(0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::modeled_paid;
+
+    #[test]
+    fn the_same_bills_pay_the_same_and_others_pay_their_share() {
+        assert_eq!(modeled_paid(100, 75, 100), 75);
+        assert_eq!(modeled_paid(100, 75, 140), 105);
+        assert_eq!(modeled_paid(100, 100, 60), 60);
+        assert_eq!(modeled_paid(0, 0, 60), 0);
+        assert_eq!(modeled_paid(100, 110, 50), 50);
+    }
+}

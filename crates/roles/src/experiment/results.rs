@@ -1,0 +1,318 @@
+//! What each variant did, kept tick by tick inside the grid tick's
+//! transaction: one row per consumer (its cohort, its real bills and payments,
+//! and its bill under every variant) and one row per tick (each variant's
+//! totals, for the charts).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::Experiment;
+use super::billing::{self, Billing};
+use powerplug_storage::{self as storage, Order, ReadTx, Store, WriteTx, key};
+use powerplug_strategy::PaymentRequest;
+
+/// (experiment, consumer) → [`ConsumerRow`].
+const CONSUMERS: &str = "experiment_consumers";
+/// (experiment, tick) → [`TickRow`].
+const TICKS: &str = "experiment_ticks";
+/// Open requests kept per consumer for the time to payment; older ones merge.
+const OPEN_REQUESTS: usize = 64;
+
+/// The time of an open request made before the experiment's start.
+const BEFORE: u64 = 0;
+
+/// A bill: energy and tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bill {
+    pub wh: u64,
+    pub owed: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerRow {
+    pub consumer: u32,
+    pub variant: u32,
+    pub usage_wh: u64,
+    /// Billed by its own variant (sent).
+    pub billed_wh: u64,
+    pub requested: u64,
+    pub collected: u64,
+    /// Tokens paid, times how long after their request (FIFO), in ms.
+    pub waited_token_ms: u128,
+    pub settled: u64,
+    /// Requests not yet paid: (time, tokens left).
+    pub open: VecDeque<(u64, u64)>,
+    /// Its bills under every variant, by variant.
+    pub bills: Vec<Bill>,
+    /// Its lifetime billing when the experiment first saw it (nothing
+    /// changes it in between): what it had used, been billed and paid
+    /// before the span the other figures count.
+    pub opening: Billing,
+    /// What it pays, by the payment model, under each variant that is not
+    /// its own ([`ConsumerRow::modeled_payment`]).
+    pub cf_paid: Vec<u64>,
+}
+
+impl ConsumerRow {
+    /// The payment model of the counterfactual books ([`billing::modeled_paid`]),
+    /// lifetime, opening balances included: in a tick in which the consumer
+    /// actually paid `paid_now`, what it pays under variant `v`.
+    pub fn modeled_payment(&self, v: usize, paid_now: u64) -> u64 {
+        let bill = self.bills.get(v).map_or(0, |b| b.owed);
+        let target = billing::modeled_paid(
+            self.opening.requested + self.requested,
+            self.opening.paid + self.collected + paid_now,
+            self.opening.requested + bill,
+        );
+        target.saturating_sub(self.opening.paid + self.cf_paid.get(v).copied().unwrap_or(0))
+    }
+
+    fn requested_at(&mut self, at_ms: u64, owed: u64) {
+        if self.open.len() == OPEN_REQUESTS {
+            // Merge the two oldest: keeps the older time (a conservative wait).
+            if let (Some(a), Some(b)) = (self.open.pop_front(), self.open.pop_front()) {
+                self.open.push_front((a.0, a.1 + b.1));
+            }
+        }
+        self.open.push_back((at_ms, owed));
+    }
+
+    fn paid(&mut self, at_ms: u64, mut amount: u64) {
+        self.collected += amount;
+        while amount > 0 {
+            let Some(front) = self.open.front_mut() else {
+                break; // paid ahead of any request
+            };
+            let take = amount.min(front.1);
+            if front.0 != BEFORE {
+                self.waited_token_ms +=
+                    u128::from(take) * u128::from(at_ms.saturating_sub(front.0));
+                self.settled += take;
+            }
+            front.1 -= take;
+            amount -= take;
+            if front.1 == 0 {
+                self.open.pop_front();
+            }
+        }
+    }
+}
+
+/// One variant's totals in one tick.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariantTick {
+    /// Its cohort's usage and real bills and payments.
+    pub usage_wh: u64,
+    pub billed_wh: u64,
+    pub requested: u64,
+    pub collected: u64,
+    /// Its bills over every consumer (its cohort and the counterfactuals).
+    pub all: Bill,
+    /// What its books took in: its cohort's payments and, by the payment
+    /// model, the other cohorts' on its bills.
+    pub all_income: u64,
+    /// Payouts its runs decided (carried out for the control only).
+    pub payouts_decided: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TickRow {
+    pub at_ms: u64,
+    pub paid_out: u64,
+    pub variants: Vec<VariantTick>,
+}
+
+/// What a grid tick hands over.
+pub struct TickFacts<'a> {
+    pub at_ms: u64,
+    /// The variant of every consumer the tick mentions.
+    pub variant_of: &'a dyn Fn(u32) -> usize,
+    pub usage: Vec<(u32, u64)>,
+    /// Payments from consumers: (consumer, amount).
+    pub incoming: Vec<(u32, u64)>,
+    /// The requests sent: the real bills.
+    pub sent: Vec<PaymentRequest>,
+    /// Every bill each variant decided (its cohort and the others), by variant.
+    pub bills: Vec<Vec<PaymentRequest>>,
+    /// The modeled payments each variant's counterfactual books took in.
+    pub modeled: Vec<Vec<(u32, u64)>>,
+    pub payouts_decided: Vec<u64>,
+    /// Payouts carried out.
+    pub paid_out: u64,
+}
+
+/// Adds one tick to `experiment`'s results.
+pub fn record(tx: &dyn WriteTx, experiment: &Experiment, facts: &TickFacts) -> anyhow::Result<()> {
+    let n = experiment.variants.len();
+    // Every consumer the tick touches, read once.
+    let touched = facts
+        .usage
+        .iter()
+        .map(|u| u.0)
+        .chain(facts.bills.iter().flatten().map(|b| b.consumer))
+        .chain(facts.sent.iter().map(|b| b.consumer))
+        .chain(facts.incoming.iter().map(|p| p.0));
+    let mut rows: BTreeMap<u32, ConsumerRow> = BTreeMap::new();
+    for consumer in touched {
+        if rows.contains_key(&consumer) {
+            continue;
+        }
+        let r = row(tx, experiment, consumer, (facts.variant_of)(consumer))?;
+        rows.insert(consumer, r);
+    }
+    let mut tick = TickRow {
+        at_ms: facts.at_ms,
+        paid_out: facts.paid_out,
+        variants: vec![VariantTick::default(); n],
+    };
+    for (consumer, wh) in &facts.usage {
+        let Some(r) = rows.get_mut(consumer) else {
+            continue;
+        };
+        r.usage_wh += wh;
+        tick.variants[r.variant as usize].usage_wh += wh;
+    }
+    for (v, bills) in facts.bills.iter().enumerate() {
+        tick.variants[v].payouts_decided = facts.payouts_decided.get(v).copied().unwrap_or(0);
+        for b in bills {
+            let Some(r) = rows.get_mut(&b.consumer) else {
+                continue;
+            };
+            r.bills[v].wh += b.wh;
+            r.bills[v].owed += b.owed;
+            let t = &mut tick.variants[v];
+            t.all.wh += b.wh;
+            t.all.owed += b.owed;
+        }
+    }
+    for b in &facts.sent {
+        let Some(r) = rows.get_mut(&b.consumer) else {
+            continue;
+        };
+        r.billed_wh += b.wh;
+        r.requested += b.owed;
+        r.requested_at(facts.at_ms, b.owed);
+        let t = &mut tick.variants[r.variant as usize];
+        t.billed_wh += b.wh;
+        t.requested += b.owed;
+    }
+    for (v, modeled) in facts.modeled.iter().enumerate() {
+        for (consumer, amount) in modeled {
+            if let (Some(r), Some(t)) = (rows.get_mut(consumer), tick.variants.get_mut(v)) {
+                r.cf_paid[v] += amount;
+                t.all_income += amount;
+            }
+        }
+    }
+    for (consumer, amount) in &facts.incoming {
+        let Some(r) = rows.get_mut(consumer) else {
+            continue;
+        };
+        r.paid(facts.at_ms, *amount);
+        let t = &mut tick.variants[r.variant as usize];
+        t.collected += amount;
+        t.all_income += amount;
+    }
+    for (consumer, r) in &rows {
+        tx.put(
+            CONSUMERS,
+            &key::of(&[&experiment.id, consumer]),
+            &postcard::to_allocvec(r)?,
+        )?;
+    }
+    let seq = match storage::last(tx, TICKS, &key::of(&[&experiment.id]))? {
+        Some((k, _)) => {
+            let mut r = key::Reader::new(&k);
+            r.str()?;
+            r.u64()? + 1
+        }
+        None => 1,
+    };
+    tx.put(
+        TICKS,
+        &key::of(&[&experiment.id, &seq]),
+        &postcard::to_allocvec(&tick)?,
+    )?;
+    Ok(())
+}
+
+/// A consumer's row, or a new one in cohort `variant` that opens with its
+/// lifetime billing so far (read before this tick's is added).
+pub fn row(
+    tx: &dyn ReadTx,
+    experiment: &Experiment,
+    consumer: u32,
+    variant: usize,
+) -> anyhow::Result<ConsumerRow> {
+    let n = experiment.variants.len();
+    let mut r = match tx.get(CONSUMERS, &key::of(&[&experiment.id, &consumer]))? {
+        Some(bytes) => postcard::from_bytes(&bytes)?,
+        None => {
+            let opening = billing::get(tx, consumer)?;
+            let mut r = ConsumerRow {
+                consumer,
+                variant: variant as u32,
+                opening,
+                ..ConsumerRow::default()
+            };
+            if opening.outstanding() > 0 {
+                // Requested before the start: paid first, not timed.
+                r.open.push_back((BEFORE, opening.outstanding() as u64));
+            }
+            r
+        }
+    };
+    r.bills.resize(n, Bill::default());
+    r.cf_paid.resize(n, 0);
+    Ok(r)
+}
+
+/// Every consumer row of an experiment.
+pub fn consumers(db: &dyn Store, experiment: &str) -> anyhow::Result<Vec<ConsumerRow>> {
+    storage::values(storage::prefixed(
+        &*db.read()?,
+        CONSUMERS,
+        &key::of(&[&experiment]),
+        Order::Ascending,
+        usize::MAX,
+    )?)
+}
+
+/// Every tick row of an experiment, oldest first.
+pub fn ticks(db: &dyn Store, experiment: &str) -> anyhow::Result<Vec<TickRow>> {
+    storage::values(storage::prefixed(
+        &*db.read()?,
+        TICKS,
+        &key::of(&[&experiment]),
+        Order::Ascending,
+        usize::MAX,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payments_settle_the_oldest_requests_first() {
+        let mut r = ConsumerRow::default();
+        r.requested_at(1_000, 10);
+        r.requested_at(2_000, 10);
+        r.paid(5_000, 15);
+        // 10 tokens waited 4 s, 5 tokens waited 3 s.
+        assert_eq!(r.waited_token_ms, 10 * 4_000 + 5 * 3_000);
+        assert_eq!((r.settled, r.collected), (15, 15));
+        assert_eq!(r.open, VecDeque::from([(2_000, 5)]));
+    }
+
+    #[test]
+    fn many_open_requests_merge_instead_of_growing() {
+        let mut r = ConsumerRow::default();
+        for i in 0..1_000 {
+            r.requested_at(i, 1);
+        }
+        assert_eq!(r.open.len(), OPEN_REQUESTS);
+        assert_eq!(r.open.iter().map(|o| o.1).sum::<u64>(), 1_000);
+    }
+}

@@ -1,0 +1,326 @@
+//! The inbox: commands read from registered channels (consumer usage and
+//! producer output at a grid, source output at a producer), kept once per
+//! (entity, start time) as the original did, and pending until a tick that
+//! commits consumes them. A failed tick consumes nothing.
+
+use serde::{Deserialize, Serialize};
+
+use std::collections::HashSet;
+
+use crate::registry::{self, Kind};
+use powerplug_channel::{Address, ChannelReader, MAX_PER_POLL, ReadError, Transport};
+use powerplug_storage::{self as storage, Order, Store, WriteTx, key};
+
+/// (entity index, start ms) → (end ms, Wh, price): every record ever received.
+const RECEIVED: &str = "inbox_received";
+/// The received records no tick has consumed yet.
+const PENDING: &str = "inbox_pending";
+
+fn encode(r: &Record) -> [u8; 24] {
+    let mut out = [0; 24];
+    out[..8].copy_from_slice(&r.end_ms.to_be_bytes());
+    out[8..16].copy_from_slice(&r.wh.to_be_bytes());
+    out[16..].copy_from_slice(&r.price.to_be_bytes());
+    out
+}
+
+fn decode(entity: u32, start_ms: u64, bytes: &[u8]) -> anyhow::Result<Record> {
+    anyhow::ensure!(bytes.len() == 24, "inbox record: {} bytes", bytes.len());
+    Ok(Record {
+        entity,
+        start_ms,
+        end_ms: key::u64_value(&bytes[..8])?,
+        wh: key::u64_value(&bytes[8..16])?,
+        price: key::u64_value(&bytes[16..])?,
+    })
+}
+
+pub use powerplug_strategy::{MAX_PRICE, MAX_WH};
+
+/// What a record may claim before the host refuses it: an entity is paid (or
+/// billed) for what it reports, so a reading far beyond what a meter can see,
+/// or dated far from now, is refused at the door (counted `commands-rejected`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Plausible {
+    /// Energy one record may claim, Wh (at most [`MAX_WH`]).
+    pub max_wh: u64,
+    /// The longest time one record may cover, ms.
+    pub max_span_ms: u64,
+    /// How long before the host's clock a record may start, ms; none by
+    /// default (meters catch up after an outage, replays bring old records).
+    pub max_age_ms: Option<u64>,
+    /// How far after the host's clock a record may end, ms (clock skew).
+    pub max_ahead_ms: u64,
+}
+
+impl Default for Plausible {
+    fn default() -> Self {
+        Self {
+            max_wh: 1_000_000,
+            max_span_ms: 3_600_000,
+            max_age_ms: None,
+            max_ahead_ms: 300_000,
+        }
+    }
+}
+
+impl Plausible {
+    fn allows(&self, r: &Record, now_ms: u64) -> bool {
+        r.start_ms < r.end_ms
+            && r.end_ms - r.start_ms <= self.max_span_ms
+            && r.wh <= self.max_wh.min(MAX_WH)
+            && r.price <= MAX_PRICE
+            && self
+                .max_age_ms
+                .is_none_or(|age| r.start_ms.saturating_add(age) >= now_ms)
+            && r.end_ms <= now_ms.saturating_add(self.max_ahead_ms)
+    }
+}
+
+/// What travels on channels, as JSON (the original's command payloads, integers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Command {
+    /// Source → producer (no price), producer → grid (with its asking price).
+    Output {
+        start_ms: u64,
+        end_ms: u64,
+        wh: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        price: Option<u64>,
+    },
+    /// Consumer → grid.
+    Usage { start_ms: u64, end_ms: u64, wh: u64 },
+    /// Grid → consumer, on its return channel: pay `owed` to `pay_to`.
+    PaymentRequest { owed: u64, wh: u64, pay_to: String },
+}
+
+impl Command {
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing a plain enum of integers and strings cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// A received record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    pub entity: u32,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub wh: u64,
+    pub price: u64,
+}
+
+/// The record a command from an entity of `kind` carries, if it is one this
+/// host takes from that kind and its numbers are plausible now.
+fn record(
+    kind: Kind,
+    entity: u32,
+    command: Command,
+    plausible: &Plausible,
+    now_ms: u64,
+) -> Option<Record> {
+    let (start_ms, end_ms, wh, price) = match (kind, command) {
+        (
+            Kind::Consumer,
+            Command::Usage {
+                start_ms,
+                end_ms,
+                wh,
+            },
+        ) => (start_ms, end_ms, wh, 0),
+        (
+            Kind::Producer,
+            Command::Output {
+                start_ms,
+                end_ms,
+                wh,
+                price: Some(price),
+            },
+        ) => (start_ms, end_ms, wh, price),
+        (
+            Kind::Source,
+            Command::Output {
+                start_ms,
+                end_ms,
+                wh,
+                price: None,
+            },
+        ) => (start_ms, end_ms, wh, 0),
+        _ => return None,
+    };
+    let r = Record {
+        entity,
+        start_ms,
+        end_ms,
+        wh,
+        price,
+    };
+    plausible.allows(&r, now_ms).then_some(r)
+}
+
+/// What one poll of the registered channels did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Polled {
+    pub records: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub dropped: u64,
+    pub closed: u64,
+    /// Next addresses of channels this poll did not finish (more than one
+    /// poll's worth, or the store failed): read them again next round.
+    pub unfinished: Vec<Address>,
+}
+
+/// Reads open registered channels from where they stopped and stores what is
+/// new, with the readers' new positions, in one transaction. With `moved`,
+/// only the channels whose next address is in it are read: a store that knows
+/// what was written spares the poll every quiet channel.
+pub fn poll(
+    db: &dyn Store,
+    transport: &dyn Transport,
+    moved: Option<&HashSet<Address>>,
+    plausible: &Plausible,
+    now_ms: u64,
+) -> anyhow::Result<Polled> {
+    let mut polled = Polled::default();
+    let mut changed = Vec::new();
+    let mut records = Vec::new();
+    for mut registration in registry::all(db)? {
+        if registration.closed {
+            continue;
+        }
+        let next = Address::of(&registration.channel.root, registration.read_index);
+        if moved.is_some_and(|moved| !moved.contains(&next)) {
+            continue;
+        }
+        let mut reader = ChannelReader::resume_at(
+            &registration.channel,
+            registration.read_index,
+            registration.examined as usize,
+        )?;
+        let poll = match reader.poll(transport) {
+            Ok(poll) => poll,
+            Err(ReadError::Transport(_)) => {
+                polled.unfinished.push(next);
+                continue;
+            }
+            // A channel that stopped making sense is skipped; the others go on.
+            Err(ReadError::NotOpened) | Err(ReadError::BadAuthor) => continue,
+        };
+        if poll.data.len() >= MAX_PER_POLL {
+            polled
+                .unfinished
+                .push(Address::of(&registration.channel.root, reader.next_index()));
+        }
+        if reader.next_index() == registration.read_index && poll.dropped == 0 {
+            continue;
+        }
+        for data in poll.data {
+            match Command::decode(&data)
+                .and_then(|c| record(registration.kind, registration.index, c, plausible, now_ms))
+            {
+                Some(r) => records.push(r),
+                None => {
+                    registration.rejected += 1;
+                    polled.rejected += 1;
+                }
+            }
+        }
+        registration.dropped += poll.dropped as u64;
+        registration.read_index = reader.next_index();
+        registration.examined = reader.examined() as u64;
+        polled.dropped += poll.dropped as u64;
+        if poll.closed {
+            polled.closed += 1;
+        }
+        changed.push((registration, poll.closed));
+    }
+    if changed.is_empty() {
+        return Ok(polled);
+    }
+    let tx = db.write()?;
+    for r in records {
+        let k = key::of(&[&r.entity, &r.start_ms]);
+        if tx.get(RECEIVED, &k)?.is_some() {
+            polled.duplicates += 1;
+            continue;
+        }
+        tx.put(RECEIVED, &k, &encode(&r))?;
+        tx.put(PENDING, &k, &[])?;
+        polled.records += 1;
+    }
+    for (polled_as, closed) in changed {
+        // The registration may have changed since it was read (a reset, a
+        // removal): then what was read of the old channel stays recorded above,
+        // but the new registration is not overwritten with the old one.
+        let Some(mut current) = registry::read(&*tx, &polled_as.id)? else {
+            continue;
+        };
+        if current.channel != polled_as.channel || current.closed {
+            continue;
+        }
+        current.read_index = polled_as.read_index;
+        current.examined = polled_as.examined;
+        current.dropped = polled_as.dropped;
+        current.rejected = polled_as.rejected;
+        if closed {
+            registry::close(&*tx, &mut current)?;
+        }
+        registry::put(&*tx, &current)?;
+    }
+    storage::count(&*tx, "records-received", polled.records)?;
+    storage::count(&*tx, "records-duplicate", polled.duplicates)?;
+    storage::count(&*tx, "messages-dropped", polled.dropped)?;
+    storage::count(&*tx, "commands-rejected", polled.rejected)?;
+    tx.commit()?;
+    Ok(polled)
+}
+
+/// Pending records, oldest entity-and-start first, at most `limit`.
+pub fn pending(db: &dyn Store, limit: usize) -> anyhow::Result<Vec<Record>> {
+    let tx = db.read()?;
+    let mut out = Vec::new();
+    for (k, _) in tx.range(PENDING, &[], None, Order::Ascending, limit)? {
+        let mut r = key::Reader::new(&k);
+        let (entity, start_ms) = (r.u32()?, r.u64()?);
+        if let Some(v) = tx.get(RECEIVED, &k)? {
+            out.push(decode(entity, start_ms, &v)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Marks records consumed, inside the tick's transaction.
+pub fn consume(tx: &dyn WriteTx, records: &[Record]) -> anyhow::Result<()> {
+    for r in records {
+        tx.delete(PENDING, &key::of(&[&r.entity, &r.start_ms]))?;
+    }
+    Ok(())
+}
+
+/// Wh per entity of every record a tick has consumed (received, not
+/// pending), in a transaction: what a grid that counted nothing yet had
+/// handed its strategies.
+pub fn consumed_wh(tx: &dyn powerplug_storage::ReadTx) -> anyhow::Result<Vec<(u32, u64)>> {
+    let mut out: Vec<(u32, u64)> = Vec::new();
+    for (k, v) in tx.range(RECEIVED, &[], None, Order::Ascending, usize::MAX)? {
+        if tx.get(PENDING, &k)?.is_some() {
+            continue;
+        }
+        let mut r = key::Reader::new(&k);
+        let (entity, start_ms) = (r.u32()?, r.u64()?);
+        let wh = decode(entity, start_ms, &v)?.wh;
+        match out.last_mut() {
+            Some((e, sum)) if *e == entity => *sum = sum.saturating_add(wh),
+            _ => out.push((entity, wh)),
+        }
+    }
+    Ok(out)
+}

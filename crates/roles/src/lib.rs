@@ -1,0 +1,29 @@
+//! Powerplug's services and roles, over storage, channels, the ledger and the
+//! strategy runtime.
+//!
+//! Services (each keeps its data in the host's [`powerplug_storage::Store`]):
+//! [`registry`] and [`admission`] (who may take part), [`inbox`] (readings
+//! taken from channels), [`outbox`] (messages to send, durable), [`books`]
+//! (a strategy's state), [`tick_log`] (every tick's input and decision),
+//! [`versions`] (strategy versions, for hot-swap), [`experiment`] (A/B tests
+//! and shadow runs), [`documents`] (entities' own storage), [`replay`]
+//! (a recording through other strategies).
+//!
+//! Roles ([`role`]): the grid, the producer and the meters (consumers and
+//! sources), each a scheduler repeating one step over those services. Their
+//! HTTP APIs are in `powerplug-http`, which depends on this crate, never the
+//! other way round.
+
+pub mod admission;
+pub mod api;
+pub mod books;
+pub mod chart;
+pub mod documents;
+pub mod experiment;
+pub mod inbox;
+pub mod outbox;
+pub mod registry;
+pub mod replay;
+pub mod role;
+pub mod tick_log;
+pub mod versions;

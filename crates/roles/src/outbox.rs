@@ -1,0 +1,303 @@
+//! The durable outbox: what a tick decided to send is written in the same redb
+//! transaction as the tick's state change, and sent afterwards.
+//!
+//! Each item is a sealed channel message with its address (see
+//! [`ChannelWriter::prepare`](powerplug_channel::ChannelWriter::prepare)). Sending
+//! is `put` then acknowledge; a crash in between sends the same bytes to the same
+//! address again, and readers keep only the first valid message at an address, so
+//! a command is neither lost nor repeated.
+
+use serde::{Deserialize, Serialize};
+
+use powerplug_channel::{Sealed, Transport};
+use powerplug_storage::{Order, Store, WriteTx, key};
+
+const OUTBOX: &str = "outbox";
+/// Items a destination refused for good (not the sender's channel any more,
+/// a conflicting message): kept for the operator to see, never sent again, so
+/// that they hold nothing up.
+const REFUSED: &str = "outbox_refused";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub seq: u64,
+    /// Which transport the item goes through (a peer, a channel store).
+    pub destination: String,
+    pub message: Sealed,
+}
+
+/// Adds an item inside the caller's transaction; it is sent only once that commits.
+pub fn enqueue(tx: &dyn WriteTx, destination: &str, message: Sealed) -> anyhow::Result<u64> {
+    // Numbers are never reused, even after the queue ran empty: the last one
+    // is kept under its own key.
+    let seq = powerplug_storage::meta_in::<u64>(tx, "outbox/last")?.unwrap_or(0) + 1;
+    powerplug_storage::set_meta(tx, "outbox/last", &seq)?;
+    let item = Item {
+        seq,
+        destination: destination.to_owned(),
+        message,
+    };
+    tx.put(OUTBOX, &key::of(&[&seq]), &postcard::to_allocvec(&item)?)
+        .map(|()| seq)
+}
+
+/// Items not yet acknowledged, oldest first.
+pub fn pending(db: &dyn Store, limit: usize) -> anyhow::Result<Vec<Item>> {
+    let entries = db
+        .read()?
+        .range(OUTBOX, &[], None, Order::Ascending, limit)?;
+    entries
+        .iter()
+        .map(|(_, v)| postcard::from_bytes(v).map_err(Into::into))
+        .collect()
+}
+
+pub fn acknowledge(db: &dyn Store, seqs: &[u64]) -> anyhow::Result<()> {
+    let tx = db.write()?;
+    for seq in seqs {
+        tx.delete(OUTBOX, &key::of(&[seq]))?;
+    }
+    tx.commit()
+}
+
+/// Moves items a destination will never take out of the queue, with why.
+fn set_aside(db: &dyn Store, refused: &[(&Item, &str)]) -> anyhow::Result<()> {
+    let tx = db.write()?;
+    for (item, reason) in refused {
+        tx.delete(OUTBOX, &key::of(&[&item.seq]))?;
+        let kept = (item, *reason);
+        tx.put(
+            REFUSED,
+            &key::of(&[&item.seq]),
+            &postcard::to_allocvec(&kept)?,
+        )?;
+    }
+    powerplug_storage::count(&*tx, "outbox_refused", refused.len() as u64)?;
+    tx.commit()
+}
+
+/// What one drain did.
+#[derive(Debug, Default)]
+pub struct Drained {
+    pub sent: usize,
+    /// Refused for good and set aside.
+    pub refused: usize,
+    /// Destinations that failed this time, with why (their items wait for
+    /// the next drain).
+    pub failed: Vec<(String, String)>,
+}
+
+impl Drained {
+    /// How many were sent, or why a destination failed (after every other
+    /// destination had its turn).
+    pub fn sent(self) -> anyhow::Result<usize> {
+        match self.failed.first() {
+            None => Ok(self.sent),
+            Some((destination, why)) => anyhow::bail!("sending to `{destination}`: {why}"),
+        }
+    }
+}
+
+/// Sends up to `limit` pending items through the transport `route` names for
+/// their destination, a run of items for the same destination at a time, and
+/// acknowledges each run after it is sent. A destination that fails, or
+/// refuses an item, holds up only its own items: the others go on.
+pub fn drain<'t>(
+    db: &dyn Store,
+    limit: usize,
+    route: impl Fn(&str) -> Option<&'t dyn Transport>,
+) -> anyhow::Result<Drained> {
+    let items = pending(db, limit)?;
+    let mut drained = Drained::default();
+    for run in items.chunk_by(|a, b| a.destination == b.destination) {
+        let destination = &run[0].destination;
+        if drained.failed.iter().any(|(d, _)| d == destination) {
+            continue;
+        }
+        let Some(transport) = route(destination) else {
+            drained
+                .failed
+                .push((destination.clone(), "no route".into()));
+            continue;
+        };
+        let messages: Vec<_> = run.iter().map(|i| i.message.clone()).collect();
+        let refused = match transport.put_many(&messages) {
+            Ok(refused) => refused,
+            Err(e) => {
+                drained.failed.push((destination.clone(), format!("{e:#}")));
+                continue;
+            }
+        };
+        let never: Vec<(&Item, &str)> = refused
+            .iter()
+            .filter(|r| !r.retry)
+            .filter_map(|r| run.get(r.position).map(|i| (i, r.reason.as_str())))
+            .collect();
+        set_aside(db, &never)?;
+        let done: Vec<u64> = run
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| !refused.iter().any(|r| r.position == *p))
+            .map(|(_, i)| i.seq)
+            .collect();
+        acknowledge(db, &done)?;
+        drained.sent += done.len();
+        drained.refused += never.len();
+    }
+    Ok(drained)
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+
+    use super::*;
+    use powerplug_channel::{
+        Address, ChannelReader, ChannelWriter, EmbeddedTransport, MemoryTransport, Message, Refused,
+    };
+    use powerplug_storage::RedbStore;
+
+    #[test]
+    fn a_crash_between_send_and_acknowledge_repeats_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RedbStore::open(&dir.path().join("host.redb")).unwrap();
+        let peer = EmbeddedTransport::open(&dir.path().join("peer.redb")).unwrap();
+        let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[3; 32]), true).unwrap();
+        let info = writer.info();
+
+        // One tick: the commands go into the outbox in the tick's transaction.
+        let tx = db.write().unwrap();
+        for message in [
+            Message::Hello,
+            Message::Data(b"owed 5".to_vec()),
+            Message::Data(b"owed 10".to_vec()),
+        ] {
+            enqueue(&*tx, "peer", writer.prepare(message).unwrap()).unwrap();
+        }
+        tx.commit().unwrap();
+
+        // Sending starts, and the process dies after the second put, before its acknowledgement.
+        let items = pending(&db, 10).unwrap();
+        assert_eq!(items.len(), 3);
+        peer.put(&items[0].message).unwrap();
+        acknowledge(&db, &[items[0].seq]).unwrap();
+        peer.put(&items[1].message).unwrap();
+
+        // After the restart the drain sends items 2 and 3; item 2 for the second time.
+        assert_eq!(
+            drain(&db, 10, |d| (d == "peer")
+                .then_some(&peer as &dyn Transport))
+            .unwrap()
+            .sent,
+            2
+        );
+        assert!(pending(&db, 10).unwrap().is_empty());
+        assert_eq!(
+            peer.get(&items[1].message.address).unwrap().len(),
+            1,
+            "the resend of the same bytes is kept once"
+        );
+
+        let poll = ChannelReader::new(&info).unwrap().poll(&peer).unwrap();
+        assert_eq!(
+            poll.data,
+            [b"owed 5".to_vec(), b"owed 10".to_vec()],
+            "each command once, in order"
+        );
+    }
+
+    #[test]
+    fn an_uncommitted_tick_sends_nothing_and_a_missing_route_keeps_the_item() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RedbStore::open(&dir.path().join("host.redb")).unwrap();
+        {
+            let tx = db.write().unwrap();
+            enqueue(&*tx, "peer", sealed(1)).unwrap();
+            // Dropped: the tick never committed.
+        }
+        assert!(pending(&db, 10).unwrap().is_empty());
+
+        let tx = db.write().unwrap();
+        enqueue(&*tx, "elsewhere", sealed(1)).unwrap();
+        tx.commit().unwrap();
+        let memory = MemoryTransport::default();
+        let drained = drain(&db, 10, |d| {
+            (d == "peer").then_some(&memory as &dyn Transport)
+        })
+        .unwrap();
+        assert_eq!(drained.failed, [("elsewhere".into(), "no route".into())]);
+        assert_eq!(pending(&db, 10).unwrap().len(), 1);
+    }
+
+    fn sealed(n: u8) -> Sealed {
+        Sealed {
+            author: [n; 32],
+            index: n.into(),
+            address: Address([n; 32]),
+            bytes: vec![n],
+        }
+    }
+
+    /// Refuses message 2 for good, asks for message 3 again later.
+    struct Picky(MemoryTransport);
+
+    impl Transport for Picky {
+        fn put_many(&self, messages: &[Sealed]) -> anyhow::Result<Vec<Refused>> {
+            let mut refused = Vec::new();
+            for (position, m) in messages.iter().enumerate() {
+                match m.index {
+                    2 | 3 => refused.push(Refused {
+                        position,
+                        reason: format!("not {}", m.index),
+                        retry: m.index == 3,
+                    }),
+                    _ => self.0.put(m)?,
+                }
+            }
+            Ok(refused)
+        }
+        fn get(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
+            self.0.get(address)
+        }
+    }
+
+    #[test]
+    fn a_failing_destination_or_a_refused_item_holds_up_nobody_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RedbStore::open(&dir.path().join("host.redb")).unwrap();
+        let tx = db.write().unwrap();
+        // The down destination's items come first and between the others'.
+        enqueue(&*tx, "down", sealed(9)).unwrap();
+        for n in 1..=4 {
+            enqueue(&*tx, "picky", sealed(n)).unwrap();
+        }
+        enqueue(&*tx, "down", sealed(8)).unwrap();
+        enqueue(&*tx, "picky", sealed(5)).unwrap();
+        tx.commit().unwrap();
+
+        let picky = Picky(MemoryTransport::default());
+        let down = powerplug_channel::HttpTransport::new("http://127.0.0.1:1");
+        let route = |d: &str| match d {
+            "picky" => Some(&picky as &dyn Transport),
+            "down" => Some(&down as &dyn Transport),
+            _ => None,
+        };
+        let drained = drain(&db, 100, route).unwrap();
+        assert_eq!((drained.sent, drained.refused), (3, 1), "{drained:?}");
+        assert_eq!(drained.failed.len(), 1);
+        for n in [1, 4, 5] {
+            assert_eq!(picky.0.get(&Address([n; 32])).unwrap(), [vec![n]]);
+        }
+        // Left: the down destination's two and the one to retry; 2 is set aside.
+        let left: Vec<u64> = pending(&db, 10)
+            .unwrap()
+            .iter()
+            .map(|i| i.message.index)
+            .collect();
+        assert_eq!(left, [9, 3, 8]);
+        assert_eq!(
+            powerplug_storage::counters(&db).unwrap()["outbox_refused"],
+            1
+        );
+    }
+}

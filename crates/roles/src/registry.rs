@@ -1,0 +1,545 @@
+//! Registrations: the entities that publish to this host (consumers and
+//! producers at a grid, sources at a producer) and the credential each one must
+//! present for every later change.
+//!
+//! A credential is an HMAC of the entity's id and channel root under the host's
+//! secret, written `id.mac`: registering the same channel again gives the same
+//! credential (a registrant that crashed before saving it just asks again), and
+//! the host stores no password. Changing the channel of a registered id (a
+//! reset) or removing it needs the current credential.
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::admission::{self, AdmissionError};
+use crate::outbox;
+use powerplug_channel::{Address, ChannelInfo, ChannelWriter, Message, envelope};
+use powerplug_storage as storage;
+use powerplug_storage::{Order, ReadTx, Store, WriteTx, key, last, valid_name};
+
+const REGISTRATIONS: &str = "registrations";
+const BY_INDEX: &str = "registration_index";
+/// Author key → the id whose channel it writes: how the channel store finds
+/// the channel an outside message claims to be on.
+const BY_AUTHOR: &str = "registration_authors";
+/// Ids that deregistered: who they were, so nobody else can take them over.
+const TOMBSTONES: &str = "registration_tombstones";
+/// Entities that joined or left since the last tick: (index, joined?) → ().
+const NEWS: &str = "registration_news";
+
+/// Where the host's own return channels are delivered: its own store.
+pub const LOCAL: &str = "local";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Consumer,
+    Producer,
+    Source,
+}
+
+impl From<Kind> for powerplug_strategy::EntityKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Consumer => Self::Consumer,
+            Kind::Producer => Self::Producer,
+            Kind::Source => Self::Source,
+        }
+    }
+}
+
+/// A channel this host writes: its key signs, so only root, side key and
+/// position are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriterState {
+    pub root: [u8; 32],
+    pub side_key: Option<[u8; 32]>,
+    pub next_index: u64,
+}
+
+impl WriterState {
+    pub fn of(writer: &ChannelWriter) -> Self {
+        let info = writer.info();
+        Self {
+            root: info.root,
+            side_key: info.side_key,
+            next_index: writer.next_index(),
+        }
+    }
+
+    pub fn writer(&self, key: &ed25519_dalek::SigningKey) -> ChannelWriter {
+        ChannelWriter::resume(key.clone(), self.root, self.side_key, self.next_index)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Registration {
+    pub id: String,
+    /// The entity's number in strategy inputs; kept across resets.
+    pub index: u32,
+    pub kind: Kind,
+    pub channel: ChannelInfo,
+    /// Where the reader of `channel` continues.
+    pub read_index: u64,
+    /// Invalid messages already counted at `read_index`.
+    pub examined: u64,
+    /// The entity said goodbye: nothing more is read.
+    pub closed: bool,
+    /// Messages at the channel's addresses that failed their checks.
+    pub dropped: u64,
+    /// Commands that were valid messages but not valid commands.
+    pub rejected: u64,
+    /// The channel this host writes back on (consumers: payment requests).
+    pub return_channel: Option<WriterState>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("id: 1 to 64 of A-Z a-z 0-9 _ - . , not starting with a dot")]
+    BadId,
+    #[error("id: `{0}` is this host's own")]
+    ReservedId(String),
+    #[error("kind: this host does not take {0:?} registrations")]
+    WrongKind(Kind),
+    #[error("kind: `{0}` is registered as {1:?}")]
+    KindChanged(String, Kind),
+    #[error("credential: missing or not valid for `{0}`")]
+    Unauthorized(String),
+    #[error("id: `{0}` is not registered")]
+    Unknown(String),
+    #[error(
+        "id: `{0}` left; only its last key (or a token the operator issued for it) brings it back"
+    )]
+    Tombstoned(String),
+    #[error("channel.author: the key already writes `{0}`'s channel")]
+    AuthorTaken(String),
+    #[error("hello: {0}")]
+    Hello(&'static str),
+    #[error("{0}")]
+    Admission(#[from] AdmissionError),
+    #[error("storage: {0:#}")]
+    Storage(#[from] anyhow::Error),
+}
+
+impl From<postcard::Error> for RegistryError {
+    fn from(e: postcard::Error) -> Self {
+        RegistryError::Storage(e.into())
+    }
+}
+
+/// What a host needs to run its registry.
+pub struct Registry {
+    secret: [u8; 32],
+    key: ed25519_dalek::SigningKey,
+    own_id: String,
+    accepts: Vec<Kind>,
+    admission: admission::Policy,
+}
+
+/// What an entity sends to register (`PUT /registrations/{id}`).
+pub struct Application<'a> {
+    pub kind: Kind,
+    pub channel: ChannelInfo,
+    /// The channel's first message, sealed: a new channel opens with it.
+    pub hello: Option<&'a [u8]>,
+    /// The id's current credential: needed to change its channel (a reset).
+    pub credential: Option<&'a str>,
+    /// A registration token from the operator, where admission needs one.
+    pub admission: Option<&'a str>,
+}
+
+/// What the registry keeps of an id that left.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Tombstone {
+    author: [u8; 32],
+    kind: Kind,
+    index: u32,
+}
+
+/// What a registration answers.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub registration: Registration,
+    pub credential: String,
+    /// False when the same channel was registered before (idempotent repeat).
+    pub changed: bool,
+}
+
+impl Registry {
+    pub fn new(
+        secret: [u8; 32],
+        key: ed25519_dalek::SigningKey,
+        own_id: &str,
+        accepts: &[Kind],
+        admission: admission::Policy,
+    ) -> Self {
+        Self {
+            secret,
+            key,
+            own_id: own_id.to_owned(),
+            accepts: accepts.to_vec(),
+            admission,
+        }
+    }
+
+    fn mac(&self, id: &str, root: &[u8; 32]) -> Hmac<Sha256> {
+        // The key is 32 bytes; HMAC takes any length, so this cannot fail.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(b"powerplug/credential/v1");
+        mac.update(&(id.len() as u64).to_be_bytes());
+        mac.update(id.as_bytes());
+        mac.update(root);
+        mac
+    }
+
+    fn credential(&self, id: &str, root: &[u8; 32]) -> String {
+        format!(
+            "{id}.{}",
+            hex::encode(self.mac(id, root).finalize().into_bytes())
+        )
+    }
+
+    /// The registration a credential belongs to, if it is valid now.
+    pub fn authenticate(
+        &self,
+        db: &dyn Store,
+        credential: &str,
+    ) -> Result<Registration, RegistryError> {
+        let unauthorized = || RegistryError::Unauthorized(String::new());
+        let (id, mac) = credential.rsplit_once('.').ok_or_else(unauthorized)?;
+        let mac = hex::decode(mac).map_err(|_| unauthorized())?;
+        let registration =
+            get(db, id)?.ok_or_else(|| RegistryError::Unauthorized(id.to_owned()))?;
+        self.mac(id, &registration.channel.root)
+            .verify_slice(&mac)
+            .map_err(|_| RegistryError::Unauthorized(id.to_owned()))?;
+        Ok(registration)
+    }
+
+    /// Registers `id` with the application's channel. The same channel again
+    /// is a no-op; a new channel for a known id is a reset and needs the id's
+    /// current credential: the old return channel says goodbye, a new one
+    /// opens, the index is kept. A new channel must come with its hello, which
+    /// is stored in the same transaction. A new id needs admission; an id that
+    /// left comes back only with its last key or a token issued for it.
+    pub fn register(
+        &self,
+        db: &dyn Store,
+        id: &str,
+        application: Application,
+    ) -> Result<Registered, RegistryError> {
+        let Application {
+            kind,
+            channel,
+            hello,
+            credential: presented,
+            admission: token,
+        } = application;
+        if !valid_name(id) {
+            return Err(RegistryError::BadId);
+        }
+        if id == self.own_id {
+            return Err(RegistryError::ReservedId(id.to_owned()));
+        }
+        if !self.accepts(kind) {
+            return Err(RegistryError::WrongKind(kind));
+        }
+        let tx = db.write()?;
+        let old = read(&*tx, id)?;
+        if let Some(old) = &old
+            && old.kind != kind
+        {
+            return Err(RegistryError::KindChanged(id.to_owned(), old.kind));
+        }
+        if let Some(old) = &old
+            && old.channel == channel
+            && !old.closed
+        {
+            let credential = self.credential(id, &old.channel.root);
+            return Ok(Registered {
+                registration: old.clone(),
+                credential,
+                changed: false,
+            });
+        }
+        if let Some(writer) = author_of(&*tx, &channel.author)?
+            && writer != id
+        {
+            return Err(RegistryError::AuthorTaken(writer));
+        }
+        let hello = hello.ok_or(RegistryError::Hello("a new channel needs its hello"))?;
+        check_hello(&channel, hello)?;
+        let registration = match old {
+            Some(old) => {
+                let valid = presented == Some(self.credential(id, &old.channel.root).as_str());
+                if !valid {
+                    return Err(RegistryError::Unauthorized(id.to_owned()));
+                }
+                if let Some(back) = &old.return_channel {
+                    self.say(&*tx, back, Message::Goodbye)?;
+                }
+                if !old.closed {
+                    news(&*tx, old.index, false)?;
+                }
+                tx.delete(BY_AUTHOR, &key::of(&[&old.channel.author]))?;
+                Registration {
+                    channel,
+                    read_index: 0,
+                    examined: 0,
+                    closed: false,
+                    return_channel: self.open_return(&*tx, kind)?,
+                    ..old
+                }
+            }
+            None => {
+                let index = match tombstone(&*tx, id)? {
+                    // Its last key proves it is the same entity; anyone else
+                    // needs a token the operator issued for this very id.
+                    Some(t) if t.kind != kind => {
+                        return Err(RegistryError::KindChanged(id.to_owned(), t.kind));
+                    }
+                    Some(t) if t.author == channel.author => t.index,
+                    Some(t) => match token {
+                        Some(_) => {
+                            self.admit(&*tx, token, kind, id, true)?;
+                            t.index
+                        }
+                        None => return Err(RegistryError::Tombstoned(id.to_owned())),
+                    },
+                    None => {
+                        self.admit(&*tx, token, kind, id, false)?;
+                        let index = match last(&*tx, BY_INDEX, &[])? {
+                            Some((k, _)) => key::Reader::new(&k).u32()? + 1,
+                            None => 0,
+                        };
+                        tx.put(BY_INDEX, &key::of(&[&index]), id.as_bytes())?;
+                        index
+                    }
+                };
+                tx.delete(TOMBSTONES, &key::of(&[&id]))?;
+                Registration {
+                    id: id.to_owned(),
+                    index,
+                    kind,
+                    channel,
+                    read_index: 0,
+                    examined: 0,
+                    closed: false,
+                    dropped: 0,
+                    rejected: 0,
+                    return_channel: self.open_return(&*tx, kind)?,
+                }
+            }
+        };
+        powerplug_channel::store_in(&*tx, &Address::of(&registration.channel.root, 0), hello)?;
+        tx.put(
+            BY_AUTHOR,
+            &key::of(&[&registration.channel.author]),
+            id.as_bytes(),
+        )?;
+        news(&*tx, registration.index, true)?;
+        put(&*tx, &registration)?;
+        storage::count(&*tx, "registrations", 1)?;
+        tx.commit()?;
+        let credential = self.credential(id, &registration.channel.root);
+        Ok(Registered {
+            registration,
+            credential,
+            changed: true,
+        })
+    }
+
+    /// Admits a new `id` by the host's rule for `kind`; `bound`: only a token
+    /// issued for this very id will do.
+    fn admit(
+        &self,
+        tx: &dyn WriteTx,
+        token: Option<&str>,
+        kind: Kind,
+        id: &str,
+        bound: bool,
+    ) -> Result<(), RegistryError> {
+        if !bound && self.admission.rule(kind) == admission::Rule::Open {
+            return Ok(());
+        }
+        admission::spend(tx, token, kind, id, bound)??;
+        Ok(())
+    }
+
+    /// Removes a registration (the original's DELETE): the entity leaves the
+    /// next tick and its return channel says goodbye. Its index stays
+    /// reserved, and a tombstone keeps its key: only that key, or the
+    /// operator, may bring the id back (with its balance and documents).
+    pub fn remove(&self, db: &dyn Store, credential: &str) -> Result<Registration, RegistryError> {
+        let registration = self.authenticate(db, credential)?;
+        let tx = db.write()?;
+        if let Some(back) = &registration.return_channel {
+            self.say(&*tx, back, Message::Goodbye)?;
+        }
+        if !registration.closed {
+            news(&*tx, registration.index, false)?;
+        }
+        tx.delete(REGISTRATIONS, &key::of(&[&registration.id]))?;
+        tx.delete(BY_AUTHOR, &key::of(&[&registration.channel.author]))?;
+        let stone = Tombstone {
+            author: registration.channel.author,
+            kind: registration.kind,
+            index: registration.index,
+        };
+        tx.put(
+            TOMBSTONES,
+            &key::of(&[&registration.id]),
+            &postcard::to_allocvec(&stone)?,
+        )?;
+        tx.commit()?;
+        Ok(registration)
+    }
+
+    /// Opens a return channel for a consumer: hello goes out through the outbox.
+    fn open_return(
+        &self,
+        tx: &dyn WriteTx,
+        kind: Kind,
+    ) -> Result<Option<WriterState>, RegistryError> {
+        if kind != Kind::Consumer {
+            return Ok(None);
+        }
+        let mut writer = ChannelWriter::new(self.key.clone(), true)?;
+        outbox::enqueue(tx, LOCAL, writer.prepare(Message::Hello)?)?;
+        Ok(Some(WriterState::of(&writer)))
+    }
+
+    fn say(
+        &self,
+        tx: &dyn WriteTx,
+        state: &WriterState,
+        message: Message,
+    ) -> Result<(), RegistryError> {
+        outbox::enqueue(tx, LOCAL, state.writer(&self.key).prepare(message)?)?;
+        Ok(())
+    }
+
+    pub fn accepts(&self, kind: Kind) -> bool {
+        self.accepts.contains(&kind)
+    }
+
+    pub fn key(&self) -> &ed25519_dalek::SigningKey {
+        &self.key
+    }
+}
+
+/// Checks that `hello` opens `channel`: its author signed it as message 0.
+fn check_hello(channel: &ChannelInfo, hello: &[u8]) -> Result<(), RegistryError> {
+    let author = ed25519_dalek::VerifyingKey::from_bytes(&channel.author)
+        .map_err(|_| RegistryError::Hello("the channel's author is not an Ed25519 key"))?;
+    let at = Address::of(&channel.root, 0);
+    let next = Address::of(&channel.root, 1);
+    match envelope::open(&author, channel.side_key.as_ref(), &at, &next, hello) {
+        Some(Message::Hello) => Ok(()),
+        Some(_) => Err(RegistryError::Hello("the channel does not open with hello")),
+        None => Err(RegistryError::Hello(
+            "not a message the channel's author sealed as its first",
+        )),
+    }
+}
+
+/// The id whose channel `author` writes, if any.
+pub fn author_of(tx: &dyn ReadTx, author: &[u8; 32]) -> Result<Option<String>, RegistryError> {
+    match tx.get(BY_AUTHOR, &key::of(&[author]))? {
+        Some(bytes) => Ok(Some(String::from_utf8(bytes).map_err(anyhow::Error::from)?)),
+        None => Ok(None),
+    }
+}
+
+fn tombstone(tx: &dyn ReadTx, id: &str) -> Result<Option<Tombstone>, RegistryError> {
+    Ok(match tx.get(TOMBSTONES, &key::of(&[&id]))? {
+        Some(bytes) => Some(postcard::from_bytes(&bytes)?),
+        None => None,
+    })
+}
+
+fn news(tx: &dyn WriteTx, index: u32, joined: bool) -> Result<(), RegistryError> {
+    tx.put(NEWS, &key::of(&[&index, &joined]), &[])?;
+    Ok(())
+}
+
+pub fn get(db: &dyn Store, id: &str) -> Result<Option<Registration>, RegistryError> {
+    read(&*db.read()?, id)
+}
+
+/// A registration as `tx` sees it (a write transaction sees its own changes).
+pub fn read(tx: &dyn ReadTx, id: &str) -> Result<Option<Registration>, RegistryError> {
+    Ok(match tx.get(REGISTRATIONS, &key::of(&[&id]))? {
+        Some(bytes) => Some(postcard::from_bytes(&bytes)?),
+        None => None,
+    })
+}
+
+pub fn put(tx: &dyn WriteTx, registration: &Registration) -> Result<(), RegistryError> {
+    tx.put(
+        REGISTRATIONS,
+        &key::of(&[&registration.id]),
+        &postcard::to_allocvec(registration)?,
+    )?;
+    Ok(())
+}
+
+/// Every registration, by id.
+pub fn all(db: &dyn Store) -> Result<Vec<Registration>, RegistryError> {
+    let entries = db
+        .read()?
+        .range(REGISTRATIONS, &[], None, Order::Ascending, usize::MAX)?;
+    let mut out = Vec::with_capacity(entries.len());
+    for (_, v) in entries {
+        out.push(postcard::from_bytes(&v)?);
+    }
+    Ok(out)
+}
+
+/// The id behind an index (also after the entity left).
+pub fn id_of(db: &dyn Store, index: u32) -> Result<Option<String>, RegistryError> {
+    match db.read()?.get(BY_INDEX, &key::of(&[&index]))? {
+        Some(bytes) => Ok(Some(String::from_utf8(bytes).map_err(anyhow::Error::from)?)),
+        None => Ok(None),
+    }
+}
+
+/// Marks a registration whose channel said goodbye; it leaves at the next tick.
+pub fn close(tx: &dyn WriteTx, registration: &mut Registration) -> Result<(), RegistryError> {
+    if !registration.closed {
+        registration.closed = true;
+        news(tx, registration.index, false)?;
+    }
+    Ok(())
+}
+
+/// Who joined and who left since the last tick: (joined, left) indexes.
+pub fn news_since_tick(db: &dyn Store) -> Result<(Vec<u32>, Vec<u32>), RegistryError> {
+    let (mut joined, mut left) = (Vec::new(), Vec::new());
+    for (k, _) in db
+        .read()?
+        .range(NEWS, &[], None, Order::Ascending, usize::MAX)?
+    {
+        let mut r = key::Reader::new(&k);
+        let index = r.u32()?;
+        if r.bool()? {
+            joined.push(index)
+        } else {
+            left.push(index)
+        }
+    }
+    Ok((joined, left))
+}
+
+/// Forgets the news a tick consumed, inside its transaction.
+pub fn consume_news(tx: &dyn WriteTx, joined: &[u32], left: &[u32]) -> Result<(), RegistryError> {
+    for &i in joined {
+        tx.delete(NEWS, &key::of(&[&i, &true]))?;
+    }
+    for &i in left {
+        tx.delete(NEWS, &key::of(&[&i, &false]))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,545 @@
+//! Role configuration: a TOML file, overridden by environment variables
+//! `POWERPLUG_<KEY>` (nested keys joined by `__`, such as
+//! `POWERPLUG_CLOCK__SCALE=60`), over the defaults below.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{Clock, SimulatedMeter};
+use powerplug_strategy::Setting;
+
+/// Loads a role's configuration: defaults, then the file (if given), then the
+/// environment. An unknown key or a wrong type is an error naming the key.
+pub fn load<T: Serialize + DeserializeOwned>(
+    defaults: T,
+    file: Option<&Path>,
+) -> anyhow::Result<T> {
+    let mut figment = Figment::from(Serialized::defaults(defaults));
+    if let Some(file) = file {
+        anyhow::ensure!(file.exists(), "config: {} does not exist", file.display());
+        figment = figment.merge(Toml::file(file));
+    }
+    figment = figment.merge(Env::prefixed("POWERPLUG_").split("__"));
+    figment.extract().map_err(|errors| {
+        // Name the key of each error, as every other bad input does.
+        let each: Vec<String> = errors
+            .into_iter()
+            .map(|e| match e.path.join(".") {
+                key if key.is_empty() => e.kind.to_string(),
+                key => format!("{key}: {}", e.kind),
+            })
+            .collect();
+        anyhow::anyhow!("config: {}", each.join("; "))
+    })
+}
+
+/// What every role has.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub id: String,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// How often the scheduler runs a round (polls channels, drains the outbox), real ms.
+    pub poll_ms: u64,
+    #[serde(default)]
+    pub clock: Clock,
+    /// Limits and checks of the HTTP API.
+    #[serde(default)]
+    pub http: HttpLimits,
+}
+
+impl Service {
+    fn new(id: &str, port: u16) -> Self {
+        Self {
+            id: id.to_owned(),
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            data_dir: PathBuf::from(format!("data/{id}")),
+            poll_ms: 1_000,
+            clock: Clock::default(),
+            http: HttpLimits::default(),
+        }
+    }
+}
+
+/// What the HTTP server allows a client: how long it may take to send a
+/// request, how many connections and requests it may hold, how fast it may
+/// ask, and which names the host answers to. Defaults fit a host on an open
+/// network serving meter hosts that batch their requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpLimits {
+    /// A request's headers must arrive within this (ms of real time); an idle
+    /// kept-alive connection is closed after it too. Above the 15 s our own
+    /// clients keep idle connections, so they never reuse a closed one.
+    pub header_timeout_ms: u64,
+    /// A request's whole body must arrive within this (ms) of its headers.
+    pub body_timeout_ms: u64,
+    /// Open connections at once; a connection beyond is closed at once.
+    pub max_connections: usize,
+    /// Open connections at once from one client address.
+    pub max_connections_per_client: usize,
+    /// Requests being answered at once; beyond, `503`.
+    pub max_requests_in_flight: usize,
+    /// Requests per second one client address may make on average…
+    pub rate_per_second: u32,
+    /// …and in a burst; beyond, `429`.
+    pub rate_burst: u32,
+    /// Client addresses without a rate or per-client connection limit: the
+    /// roles on this machine, or a TLS-terminating proxy in front (which then
+    /// has to limit its clients itself).
+    pub unlimited_clients: Vec<std::net::IpAddr>,
+    /// Names (`name` or `name:port`) this host answers to besides the listen
+    /// address, `localhost`, `127.0.0.1` and `[::1]` with its port; a request
+    /// with another `Host` is refused (DNS rebinding). `*` allows any.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout_ms: 20_000,
+            body_timeout_ms: 60_000,
+            max_connections: 512,
+            max_connections_per_client: 64,
+            max_requests_in_flight: 256,
+            rate_per_second: 50,
+            rate_burst: 100,
+            unlimited_clients: vec![
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ],
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+/// What an operator token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// Issue new money (`POST /wallet/issue`).
+    Mint,
+    /// Change what runs: strategy uploads, activations, deletions,
+    /// experiments, shadow runs, a producer's membership.
+    Deploy,
+    /// Read what the operator sees: strategy versions, experiments, reports,
+    /// the tick log export, the full `/status`, the admission tokens.
+    Read,
+    /// Let entities in: issue registration tokens (`POST /admissions`).
+    Admit,
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Scope::Mint => "mint",
+            Scope::Deploy => "deploy",
+            Scope::Read => "read",
+            Scope::Admit => "admit",
+        })
+    }
+}
+
+/// One operator token and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorToken {
+    pub token: String,
+    pub scopes: Vec<Scope>,
+}
+
+/// A grid's or producer's strategy and how often it ticks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategySlot {
+    /// The component file.
+    pub component: PathBuf,
+    /// Simulated ms between ticks (the original: grid 15 s, producer 60 s).
+    pub tick_ms: u64,
+    /// Settings handed to the strategy every tick.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    /// How many ticks the tick log keeps.
+    pub tick_log_keep: u64,
+    /// Where compiled components are cached (default: `<data_dir>/cache`).
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// A version that fails this many ticks in a row is replaced by the one
+    /// active before it.
+    #[serde(default = "rollback_after")]
+    pub rollback_after: u32,
+    /// How many recent recorded ticks an upload's or activation's dry run
+    /// replays (grid).
+    #[serde(default = "dry_run_ticks")]
+    pub dry_run_ticks: u32,
+    /// A new version whose dry-run bills exceed the live version's by more
+    /// than this percentage, in total or for a consumer, waits for `force`.
+    #[serde(default = "dry_run_bound_percent")]
+    pub dry_run_bound_percent: u32,
+}
+
+fn rollback_after() -> u32 {
+    3
+}
+
+fn dry_run_ticks() -> u32 {
+    20
+}
+
+fn dry_run_bound_percent() -> u32 {
+    50
+}
+
+impl StrategySlot {
+    pub fn settings(&self) -> Vec<Setting> {
+        self.settings
+            .iter()
+            .map(|(key, value)| Setting {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Why an operator token was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// This host has no operator token configured.
+    NoOperator,
+    /// No token, or not one of this host's.
+    Unknown,
+    /// A token of this host that may not do this.
+    OutOfScope(Scope),
+}
+
+/// The operator tokens of a host: the single `operator_token` may do
+/// everything, each of `operator_tokens` what its scopes say.
+#[derive(Debug, Clone, Default)]
+pub struct Operators {
+    tokens: Vec<(String, Vec<Scope>)>,
+}
+
+impl Operators {
+    pub fn new(all: Option<&str>, scoped: &[OperatorToken]) -> Self {
+        let mut tokens = Vec::new();
+        if let Some(all) = all.filter(|t| !t.is_empty()) {
+            tokens.push((
+                all.to_owned(),
+                vec![Scope::Mint, Scope::Deploy, Scope::Read, Scope::Admit],
+            ));
+        }
+        for t in scoped.iter().filter(|t| !t.token.is_empty()) {
+            tokens.push((t.token.clone(), t.scopes.clone()));
+        }
+        Self { tokens }
+    }
+
+    /// Whether `presented` may act in `scope`. Every configured token is
+    /// compared in full, in constant time, so timing tells nothing of them.
+    pub fn check(&self, presented: Option<&str>, scope: Scope) -> Result<(), Denied> {
+        if self.tokens.is_empty() {
+            return Err(Denied::NoOperator);
+        }
+        let presented = presented.unwrap_or("").as_bytes();
+        let mut found: Option<&[Scope]> = None;
+        for (token, scopes) in &self.tokens {
+            let token = token.as_bytes();
+            let differ = token.len() != presented.len()
+                || token
+                    .iter()
+                    .zip(presented)
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    != 0;
+            if !differ {
+                found = Some(scopes);
+            }
+        }
+        match found {
+            None => Err(Denied::Unknown),
+            Some(scopes) if scopes.contains(&scope) => Ok(()),
+            Some(_) => Err(Denied::OutOfScope(scope)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridConfig {
+    #[serde(flatten)]
+    pub service: Service,
+    pub strategy: StrategySlot,
+    /// Needed by operator routes (`POST /wallet/issue`); unset, they are refused.
+    /// It may do everything; `operator_tokens` may each do less.
+    #[serde(default)]
+    pub operator_token: Option<String>,
+    #[serde(default)]
+    pub operator_tokens: Vec<OperatorToken>,
+    /// Ed25519 public keys (hex): when set, an uploaded strategy must carry a
+    /// signature by one of them over its SHA-256.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+    /// Who may register: by default consumers freely, producers only with a
+    /// token the operator issued (`POST /admissions`).
+    #[serde(default)]
+    pub admission: crate::admission::Policy,
+    /// What a reading may claim before the grid refuses it.
+    #[serde(default)]
+    pub plausible: crate::inbox::Plausible,
+}
+
+impl Default for GridConfig {
+    fn default() -> Self {
+        Self {
+            service: Service::new("grid", 4000),
+            strategy: StrategySlot {
+                component: PathBuf::from("target/strategies/basic_grid_strategy.wasm"),
+                tick_ms: 15_000,
+                settings: BTreeMap::new(),
+                tick_log_keep: 10_000,
+                cache_dir: None,
+                rollback_after: rollback_after(),
+                dry_run_ticks: dry_run_ticks(),
+                dry_run_bound_percent: dry_run_bound_percent(),
+            },
+            operator_token: None,
+            operator_tokens: Vec::new(),
+            trusted_keys: Vec::new(),
+            admission: Default::default(),
+            plausible: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProducerConfig {
+    #[serde(flatten)]
+    pub service: Service,
+    pub strategy: StrategySlot,
+    /// The grid this producer reports to.
+    pub grid_url: String,
+    #[serde(default)]
+    pub operator_token: Option<String>,
+    #[serde(default)]
+    pub operator_tokens: Vec<OperatorToken>,
+    /// As the grid's: keys an uploaded strategy must be signed by.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+    /// The registration token the grid's operator issued for this producer.
+    #[serde(default)]
+    pub admission_token: Option<String>,
+    /// Who may register here: sources only with a token by default.
+    #[serde(default)]
+    pub admission: crate::admission::Policy,
+    /// What a source's reading may claim before the producer refuses it.
+    #[serde(default)]
+    pub plausible: crate::inbox::Plausible,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            service: Service::new("producer-0", 4001),
+            strategy: StrategySlot {
+                component: PathBuf::from("target/strategies/basic_producer_strategy.wasm"),
+                tick_ms: 60_000,
+                settings: BTreeMap::new(),
+                tick_log_keep: 10_000,
+                cache_dir: None,
+                rollback_after: rollback_after(),
+                dry_run_ticks: dry_run_ticks(),
+                dry_run_bound_percent: dry_run_bound_percent(),
+            },
+            grid_url: "http://127.0.0.1:4000".into(),
+            operator_token: None,
+            operator_tokens: Vec::new(),
+            trusted_keys: Vec::new(),
+            admission_token: None,
+            admission: Default::default(),
+            plausible: Default::default(),
+        }
+    }
+}
+
+/// Consumers or sources: `count` simulated meters named `<id>-<n>` (or just
+/// `<id>` when `count` is 1), each one an entity with its own channel and
+/// registration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetersConfig {
+    #[serde(flatten)]
+    pub service: Service,
+    /// The grid (consumers) or producer (sources) the meters register with.
+    pub upstream_url: String,
+    pub count: u32,
+    pub meter: SimulatedMeter,
+    /// Simulated ms per reading (the original: 30 s).
+    pub slice_ms: u64,
+    /// Consumers pay in multiples of this (the original: 25).
+    pub payment_step: u64,
+    /// Where the meters keep their state.
+    #[serde(default)]
+    pub state: StateKeeping,
+    /// The registration token the upstream operator issued (one use per meter),
+    /// where the upstream host needs one.
+    #[serde(default)]
+    pub admission_token: Option<String>,
+}
+
+/// A meter host keeps its state in its own database (`data_dir`), or — a
+/// meter without a disk, as in the original — in the `/storage` of the host it
+/// registers with. Then its keys and channels derive from `secret` (32 bytes,
+/// hex), so that after a restart it can register again, get its credential and
+/// read its state back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum StateKeeping {
+    #[default]
+    Local,
+    Remote {
+        secret: String,
+    },
+}
+
+impl MetersConfig {
+    pub fn consumers() -> Self {
+        Self {
+            service: Service::new("consumer", 4002),
+            upstream_url: "http://127.0.0.1:4000".into(),
+            count: 1,
+            meter: SimulatedMeter::CONSUMER,
+            slice_ms: 30_000,
+            payment_step: 25,
+            state: StateKeeping::Local,
+            admission_token: None,
+        }
+    }
+
+    pub fn sources() -> Self {
+        Self {
+            service: Service::new("source", 4003),
+            upstream_url: "http://127.0.0.1:4001".into(),
+            meter: SimulatedMeter::SOURCE,
+            ..Self::consumers()
+        }
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        if self.count == 1 {
+            vec![self.service.id.clone()]
+        } else {
+            (0..self.count)
+                .map(|n| format!("{}-{n}", self.service.id))
+                .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_overrides_defaults_and_the_environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("grid.toml");
+        std::fs::write(
+            &file,
+            "id = \"north\"\npoll_ms = 5\n[clock]\nepoch_ms = 10\nscale = 2\n[strategy]\ncomponent = \"g.wasm\"\ntick_ms = 1000\ntick_log_keep = 7\n",
+        )
+        .unwrap();
+        // SAFETY: no other test of this binary reads or writes these variables.
+        unsafe {
+            std::env::set_var("POWERPLUG_CLOCK__SCALE", "60");
+            std::env::set_var("POWERPLUG_STRATEGY__TICK_MS", "123");
+        }
+        let config = load(GridConfig::default(), Some(&file));
+        unsafe {
+            std::env::remove_var("POWERPLUG_CLOCK__SCALE");
+            std::env::remove_var("POWERPLUG_STRATEGY__TICK_MS");
+        }
+        let config = config.unwrap();
+        assert_eq!(config.service.id, "north");
+        assert_eq!(config.service.poll_ms, 5);
+        assert_eq!(config.service.listen, GridConfig::default().service.listen);
+        assert_eq!(
+            (config.service.clock.epoch_ms, config.service.clock.scale),
+            (10, 60)
+        );
+        assert_eq!(
+            (config.strategy.tick_ms, config.strategy.tick_log_keep),
+            (123, 7)
+        );
+
+        std::fs::write(&file, "id = \"x\"\npol_ms = 5\n").unwrap();
+        let err = load(GridConfig::default(), Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pol_ms"), "{err}");
+        std::fs::write(&file, "[strategy]\ntick_ms = \"soon\"\n").unwrap();
+        let err = load(GridConfig::default(), Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("strategy.tick_ms"), "{err}");
+        let err = load(GridConfig::default(), Some(&dir.path().join("none.toml"))).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn http_limits_and_scoped_tokens_come_from_the_file_and_scopes_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("grid.toml");
+        std::fs::write(
+            &file,
+            "operator_token = \"all\"\noperator_tokens = [{ token = \"r\", scopes = [\"read\"] }]\n[http]\nrate_per_second = 5\nallowed_hosts = [\"grid.example.org\"]\nunlimited_clients = [\"10.0.0.1\"]\n",
+        )
+        .unwrap();
+        let config = load(GridConfig::default(), Some(&file)).unwrap();
+        assert_eq!(config.service.http.rate_per_second, 5);
+        assert_eq!(
+            config.service.http.rate_burst,
+            HttpLimits::default().rate_burst
+        );
+        assert_eq!(config.service.http.allowed_hosts, ["grid.example.org"]);
+        assert_eq!(
+            config.service.http.unlimited_clients,
+            [std::net::IpAddr::from([10, 0, 0, 1])]
+        );
+        let ops = Operators::new(config.operator_token.as_deref(), &config.operator_tokens);
+        assert_eq!(ops.check(Some("all"), Scope::Mint), Ok(()));
+        assert_eq!(ops.check(Some("r"), Scope::Read), Ok(()));
+        assert_eq!(
+            ops.check(Some("r"), Scope::Deploy),
+            Err(Denied::OutOfScope(Scope::Deploy))
+        );
+        assert_eq!(ops.check(Some("x"), Scope::Read), Err(Denied::Unknown));
+        assert_eq!(ops.check(None, Scope::Read), Err(Denied::Unknown));
+        assert_eq!(
+            Operators::new(None, &[]).check(Some("all"), Scope::Read),
+            Err(Denied::NoOperator)
+        );
+
+        std::fs::write(&file, "[http]\nrate = 5\n").unwrap();
+        let err = load(GridConfig::default(), Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rate"), "{err}");
+        std::fs::write(
+            &file,
+            "operator_tokens = [{ token = \"r\", scopes = [\"root\"] }]\n",
+        )
+        .unwrap();
+        let err = load(GridConfig::default(), Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("operator_tokens"), "{err}");
+    }
+}

@@ -1,0 +1,291 @@
+//! Carrying out a tick: every run's books, the payouts, the payment requests
+//! (sealed on the consumers' return channels, into the outbox), the consumed
+//! news, the counters, an experiment's results and the tick log, in one
+//! transaction.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Context;
+
+use super::invariants;
+use super::runs::{self, Cohorts, Run};
+use super::{Grid, SLOT};
+use crate::books::store_decision;
+use crate::experiment::billing::{self, Billing};
+use crate::experiment::{results, shadow};
+use crate::inbox::{self, Command};
+use crate::outbox;
+use crate::registry::{self, Kind, LOCAL, Registration};
+use crate::tick_log::{self, Outcome};
+use powerplug_ledger as wallet;
+use powerplug_storage as storage;
+use powerplug_strategy::{GridDecision, GridInput, GridStrategy, Metric, PaymentRequest};
+
+impl Grid {
+    pub(super) fn record_failure(
+        &self,
+        strategy: &GridStrategy,
+        input: GridInput,
+        why: &str,
+    ) -> anyhow::Result<()> {
+        let tx = self.db().write()?;
+        tick_log::record_grid(
+            &*tx,
+            SLOT,
+            &strategy.info().sha256,
+            input,
+            Outcome::Failed(why.to_owned()),
+        )?;
+        storage::count(&*tx, "ticks-failed", 1)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Carries out every run's decision in one transaction.
+    pub(super) fn commit(
+        &self,
+        decided: Decided<'_>,
+        inputs: Vec<GridInput>,
+        registrations: &HashMap<u32, Registration>,
+        consumed: Consumed<'_>,
+    ) -> anyhow::Result<Sent> {
+        let Decided {
+            tick,
+            now,
+            runs,
+            decisions,
+            cohorts,
+            shadow,
+        } = decided;
+        let active = &decisions[0];
+        let tx = self.db().write()?;
+        for (run, decision) in runs.iter().zip(decisions) {
+            store_decision(&*tx, &run.slot, &decision.state, &decision.cells)?;
+        }
+        inbox::consume(&*tx, consumed.records)?;
+        registry::consume_news(&*tx, consumed.joined, consumed.left)?;
+        storage::set_meta(&*tx, "grid/transfer-cursor", &consumed.cursor)?;
+        for p in &active.payouts {
+            let producer = registrations
+                .get(&p.producer)
+                .filter(|r| r.kind == Kind::Producer)
+                .with_context(|| format!("payout to {}, not a producer", p.producer))?;
+            wallet::transfer(
+                &*tx,
+                self.account(),
+                &producer.id,
+                p.amount,
+                self.account(),
+                &wallet::host_key(&format!("payout/{tick}/{}", p.producer)),
+                now,
+            )?;
+        }
+        let mut sent = Sent::default();
+        let mut bills = invariants::Bills::new();
+        for (run, decision) in runs.iter().zip(decisions) {
+            for r in decision.payment_requests.iter() {
+                if runs::sends(run, cohorts, r.consumer) {
+                    self.request(&*tx, registrations, &r, &mut sent)?;
+                    let bill = bills.entry(r.consumer).or_default();
+                    bill.0 = bill.0.saturating_add(r.wh);
+                    bill.1 = bill.1.saturating_add(r.owed);
+                }
+            }
+        }
+        invariants::check_and_record(&*tx, &inputs[0].usage, &bills, registrations)?;
+        storage::set_meta(&*tx, "grid/metrics", &metrics(&active.metrics))?;
+        let paid_out: u64 = active.payouts.iter().map(|p| p.amount).sum();
+        storage::count(&*tx, "ticks", 1)?;
+        storage::count(&*tx, "usage-wh", inputs[0].usage.wh.iter().sum())?;
+        storage::count(
+            &*tx,
+            "output-wh",
+            inputs[0].output.iter().map(|o| o.wh).sum(),
+        )?;
+        storage::count(&*tx, "payment-requests", sent.requests)?;
+        storage::count(&*tx, "requests-undeliverable", sent.undeliverable)?;
+        storage::count(&*tx, "requested", sent.requested)?;
+        storage::count(&*tx, "billed-wh", sent.billed_wh)?;
+        storage::count(&*tx, "paid-out", paid_out)?;
+        storage::count(&*tx, "income", consumed.income)?;
+        if let Some(c) = cohorts {
+            let variant_of = |consumer| c.variant(consumer);
+            let facts =
+                experiment_facts(now, c, &variant_of, runs, decisions, &inputs[0], paid_out);
+            // Before this tick's billing is added: a new row's opening balances.
+            results::record(&*tx, c.experiment, &facts)?;
+        }
+        billing::add(
+            &*tx,
+            &tick_billing(&inputs[0], std::mem::take(&mut sent.billing)),
+        )?;
+        if let (Some(mut s), Some(candidate)) = (shadow, decisions.get(1)) {
+            s.stats.compare(now, active, candidate);
+            shadow::put(&*tx, &s)?;
+        }
+        for ((run, input), decision) in runs.iter().zip(inputs).zip(decisions) {
+            let outcome = Outcome::Decided(decision.clone());
+            tick_log::record_grid(&*tx, &run.slot, &run.strategy.info().sha256, input, outcome)?;
+        }
+        tx.commit()?;
+        Ok(sent)
+    }
+
+    /// Seals a payment request on the consumer's return channel, into the outbox.
+    fn request(
+        &self,
+        tx: &dyn storage::WriteTx,
+        registrations: &HashMap<u32, Registration>,
+        r: &PaymentRequest,
+        sent: &mut Sent,
+    ) -> anyhow::Result<()> {
+        sent.requests += 1;
+        sent.requested += r.owed;
+        sent.billed_wh += r.wh;
+        let b = sent.billing.entry(r.consumer).or_default();
+        b.billed_wh += r.wh;
+        b.requested += r.owed;
+        // A consumer that deregistered after its last readings arrived is
+        // billed for them, but there is no channel left to send it on.
+        let Some(consumer) = registrations.get(&r.consumer) else {
+            sent.undeliverable += 1;
+            return Ok(());
+        };
+        anyhow::ensure!(
+            consumer.kind == Kind::Consumer,
+            "payment request to {}, not a consumer",
+            r.consumer
+        );
+        // Read again inside the transaction: an earlier request of this tick
+        // moved the return channel on.
+        let Some(mut reg) = registry::read(tx, &consumer.id)? else {
+            sent.undeliverable += 1;
+            return Ok(());
+        };
+        let Some(back) = reg.return_channel.as_mut() else {
+            sent.undeliverable += 1;
+            return Ok(());
+        };
+        let pay_to = wallet::receive_address(tx, &self.wallet_seed, self.account())?;
+        let command = Command::PaymentRequest {
+            owed: r.owed,
+            wh: r.wh,
+            pay_to,
+        };
+        let mut writer = back.writer(self.hub.registry.key());
+        let sealed = writer.prepare(powerplug_channel::Message::Data(command.encode()))?;
+        outbox::enqueue(tx, LOCAL, sealed)?;
+        back.next_index = writer.next_index();
+        registry::put(tx, &reg)?;
+        Ok(())
+    }
+}
+
+/// What a tick's runs decided, to carry out.
+pub(super) struct Decided<'a> {
+    pub tick: u64,
+    pub now: u64,
+    pub runs: &'a [Run],
+    /// By run; the active version's first.
+    pub decisions: &'a [GridDecision],
+    pub cohorts: Option<&'a Cohorts<'a>>,
+    pub shadow: Option<shadow::Shadow>,
+}
+
+/// The payment requests a tick sent.
+#[derive(Default)]
+pub(super) struct Sent {
+    pub requests: u64,
+    pub requested: u64,
+    billed_wh: u64,
+    undeliverable: u64,
+    /// Per consumer: the Wh and tokens of the requests sent.
+    billing: BTreeMap<u32, Billing>,
+}
+
+/// Each consumer's usage, sent bills and payments in this tick.
+fn tick_billing(input: &GridInput, mut sent: BTreeMap<u32, Billing>) -> BTreeMap<u32, Billing> {
+    for (&c, &wh) in input.usage.consumer.iter().zip(&input.usage.wh) {
+        sent.entry(c).or_default().used_wh += wh;
+    }
+    for t in input.transfers.iter().filter(|t| t.incoming) {
+        if let Some(c) = t.entity {
+            sent.entry(c).or_default().paid += t.amount;
+        }
+    }
+    sent
+}
+
+/// One tick of an experiment, for its results.
+fn experiment_facts<'a>(
+    at_ms: u64,
+    cohorts: &'a Cohorts<'a>,
+    variant_of: &'a dyn Fn(u32) -> usize,
+    runs: &[Run],
+    decisions: &[GridDecision],
+    input: &GridInput,
+    paid_out: u64,
+) -> results::TickFacts<'a> {
+    let n = cohorts.experiment.variants.len();
+    let mut bills = vec![Vec::new(); n];
+    let mut payouts_decided = vec![0; n];
+    let mut sent = Vec::new();
+    for (run, decision) in runs.iter().zip(decisions) {
+        if let Some(v) = run.variant.filter(|&v| v < n) {
+            bills[v].extend(decision.payment_requests.iter());
+            payouts_decided[v] += decision.payouts.iter().map(|p| p.amount).sum::<u64>();
+        }
+        sent.extend(
+            decision
+                .payment_requests
+                .iter()
+                .filter(|r| runs::sends(run, Some(cohorts), r.consumer)),
+        );
+    }
+    let modeled = cohorts
+        .modeled
+        .iter()
+        .map(|ts| {
+            ts.iter()
+                .filter_map(|t| Some((t.entity?, t.amount)))
+                .collect()
+        })
+        .collect();
+    let usage = input
+        .usage
+        .consumer
+        .iter()
+        .zip(&input.usage.wh)
+        .map(|(&c, &wh)| (c, wh))
+        .collect::<Vec<_>>();
+    let incoming = input
+        .transfers
+        .iter()
+        .filter(|t| t.incoming)
+        .filter_map(|t| Some((t.entity?, t.amount)))
+        .collect::<Vec<_>>();
+    results::TickFacts {
+        at_ms,
+        variant_of,
+        usage,
+        incoming,
+        sent,
+        bills,
+        modeled,
+        payouts_decided,
+        paid_out,
+    }
+}
+
+/// What a tick consumes, committed with its decision.
+pub(super) struct Consumed<'a> {
+    pub records: &'a [inbox::Record],
+    pub joined: &'a [u32],
+    pub left: &'a [u32],
+    pub cursor: u64,
+    pub income: u64,
+}
+
+fn metrics(metrics: &[Metric]) -> Vec<(String, i64)> {
+    metrics.iter().map(|m| (m.name.clone(), m.value)).collect()
+}

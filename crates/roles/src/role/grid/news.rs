@@ -1,0 +1,147 @@
+//! What a grid tick reads: the pending inbox records, membership news and
+//! wallet transfers since the last tick, as the strategy's news.
+
+use std::collections::HashMap;
+
+use super::{Grid, MAX_RECORDS_PER_TICK};
+use crate::books::GridNews;
+use crate::inbox;
+use crate::registry::{self, Kind, Registration};
+use powerplug_ledger as wallet;
+use powerplug_storage as storage;
+use powerplug_strategy::{Entity, Output, Transfer, Usage};
+
+/// Most wallet transfers one tick takes; the rest wait for the next tick
+/// (the cursor stops at the last one taken).
+pub(super) const MAX_TRANSFERS_PER_TICK: usize = 50_000;
+/// Most entities whose joining or leaving one tick takes.
+pub(super) const MAX_MEMBERSHIP_PER_TICK: usize = 10_000;
+
+/// Keeps the news of at most `most` entities, the lowest indexes first; an
+/// entity's joining and leaving stay together, so the strategy never hears
+/// of a leaving before the joining it follows.
+fn cap_membership(joined: &mut Vec<u32>, left: &mut Vec<u32>, most: usize) {
+    let mut indexes: Vec<u32> = joined.iter().chain(left.iter()).copied().collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    if let Some(&last) = indexes.get(most.saturating_sub(1))
+        && indexes.len() > most
+    {
+        joined.retain(|&i| i <= last);
+        left.retain(|&i| i <= last);
+    }
+}
+
+/// What a tick consumes, with the news it makes.
+pub(super) struct Pending {
+    pub records: Vec<inbox::Record>,
+    pub joined: Vec<u32>,
+    pub left: Vec<u32>,
+    /// The wallet cursor after the transfers in the news.
+    pub next_cursor: u64,
+    pub registrations: HashMap<u32, Registration>,
+    pub news: GridNews,
+    pub usage_wh: u64,
+    pub output_wh: u64,
+    /// Payments that came in.
+    pub income: u64,
+}
+
+impl Grid {
+    pub(super) fn pending(&self) -> anyhow::Result<Pending> {
+        let db = self.db();
+        let records = inbox::pending(db, MAX_RECORDS_PER_TICK)?;
+        let (mut joined, mut left) = registry::news_since_tick(db)?;
+        cap_membership(&mut joined, &mut left, MAX_MEMBERSHIP_PER_TICK);
+        let cursor: u64 = storage::meta(db, "grid/transfer-cursor")?.unwrap_or(0);
+        let transfers = wallet::transfers_page(db, self.account(), cursor, MAX_TRANSFERS_PER_TICK)?;
+        let registrations: HashMap<u32, Registration> = registry::all(db)?
+            .into_iter()
+            .map(|r| (r.index, r))
+            .collect();
+        let index_of: HashMap<&str, u32> = registrations
+            .values()
+            .map(|r| (r.id.as_str(), r.index))
+            .collect();
+
+        let mut news = GridNews {
+            joined: joined
+                .iter()
+                .filter_map(|i| registrations.get(i))
+                .map(|r| Entity {
+                    index: r.index,
+                    kind: r.kind.into(),
+                    id: r.id.clone(),
+                })
+                .collect(),
+            left: left.clone(),
+            ..GridNews::default()
+        };
+        let (mut usage_wh, mut output_wh) = (0, 0);
+        for r in &records {
+            match registrations.get(&r.entity).map(|reg| reg.kind) {
+                Some(Kind::Producer) => {
+                    output_wh += r.wh;
+                    news.output.push(Output {
+                        producer: r.entity,
+                        start_ms: r.start_ms,
+                        end_ms: r.end_ms,
+                        wh: r.wh,
+                        price: r.price,
+                    });
+                }
+                // Usage of a consumer that since left still counts.
+                _ => {
+                    usage_wh += r.wh;
+                    news.usage.push(Usage {
+                        consumer: r.entity,
+                        start_ms: r.start_ms,
+                        end_ms: r.end_ms,
+                        wh: r.wh,
+                    });
+                }
+            }
+        }
+        let mut income = 0;
+        for t in &transfers {
+            let incoming = t.to == self.account();
+            if incoming {
+                income += t.amount;
+            }
+            let counterparty = if incoming { &t.reference } else { &t.to };
+            news.transfers.push(Transfer {
+                entity: index_of.get(counterparty.as_str()).copied(),
+                amount: t.amount,
+                at_ms: t.at_ms,
+                incoming,
+            });
+        }
+        let next_cursor = transfers.last().map_or(cursor, |t| t.seq);
+        Ok(Pending {
+            records,
+            joined,
+            left,
+            next_cursor,
+            registrations,
+            news,
+            usage_wh,
+            output_wh,
+            income,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cap_membership;
+
+    #[test]
+    fn a_capped_tick_takes_whole_entities_lowest_first() {
+        let (mut joined, mut left) = (vec![5, 1, 3, 2], vec![3, 9]);
+        cap_membership(&mut joined, &mut left, 3);
+        assert_eq!((joined, left), (vec![1, 3, 2], vec![3]));
+        let (mut joined, mut left) = (vec![1], vec![2]);
+        cap_membership(&mut joined, &mut left, 3);
+        assert_eq!((joined, left), (vec![1], vec![2]));
+    }
+}

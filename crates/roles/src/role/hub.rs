@@ -1,0 +1,197 @@
+//! What a grid and a producer share: a database, a registry of the entities
+//! that publish to them, and the channel store those entities write into.
+
+use ed25519_dalek::VerifyingKey;
+
+use crate::registry::{self, Kind, LOCAL, Registry};
+use crate::{admission, inbox, outbox};
+use powerplug_channel::{Address, EmbeddedTransport, Sealed, Transport, envelope};
+use powerplug_storage::ReadTx;
+
+/// How far ahead of where the host has read a channel an entity may write:
+/// what one entity can make the host keep unread is bounded by this many
+/// messages of at most [`powerplug_channel::MAX_MESSAGE_BYTES`].
+pub const WRITE_WINDOW: u64 = 256;
+
+/// Why the channel store did not take an outside message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub field: &'static str,
+    pub reason: String,
+    /// The store may take it later (it is ahead of the window).
+    pub retry: bool,
+}
+
+impl Refusal {
+    fn never(field: &'static str, reason: impl ToString) -> Self {
+        Self {
+            field,
+            reason: reason.to_string(),
+            retry: false,
+        }
+    }
+}
+
+pub struct Hub {
+    pub id: String,
+    pub db: powerplug_storage::Db,
+    pub registry: Registry,
+    /// The channel store this host serves at `/channels`.
+    pub store: EmbeddedTransport,
+    pub secret: [u8; 32],
+    pub operator_token: Option<String>,
+    /// What a reading may claim.
+    pub plausible: inbox::Plausible,
+    /// Every operator token with its scopes (`operator_token` among them).
+    pub operators: super::config::Operators,
+    unfinished: std::sync::Mutex<Vec<powerplug_channel::Address>>,
+    /// How the scheduler's rounds went, for `/status`.
+    pub scheduler: super::SchedulerHealth,
+}
+
+impl Hub {
+    pub fn new(
+        id: &str,
+        db: powerplug_storage::Db,
+        accepts: &[Kind],
+        admission: admission::Policy,
+        operator_token: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let secret = super::secret(&db)?;
+        let key = super::signing_key(&secret, id);
+        Ok(Self {
+            id: id.to_owned(),
+            registry: Registry::new(secret, key, id, accepts, admission),
+            store: EmbeddedTransport::new(db.clone()),
+            db,
+            secret,
+            operators: super::config::Operators::new(operator_token.as_deref(), &[]),
+            operator_token: operator_token.filter(|t| !t.is_empty()),
+            plausible: Default::default(),
+            unfinished: Default::default(),
+            scheduler: Default::default(),
+        })
+    }
+
+    /// Reads the registered channels that moved since the last round (all of
+    /// them on the first round after a start).
+    pub fn poll(&self, now_ms: u64) -> anyhow::Result<inbox::Polled> {
+        let mut unfinished = self.unfinished.lock().unwrap_or_else(|e| e.into_inner());
+        let moved = self.store.take_written().map(|mut moved| {
+            moved.extend(unfinished.drain(..));
+            moved
+        });
+        let polled = inbox::poll(
+            &self.db,
+            &self.store,
+            moved.as_ref(),
+            &self.plausible,
+            now_ms,
+        )?;
+        unfinished.extend(polled.unfinished.iter().copied());
+        Ok(polled)
+    }
+
+    /// Takes messages from outside into the channel store: only a registered
+    /// author's, signed for an index of its own channel that the host has not
+    /// read yet and that is within [`WRITE_WINDOW`] of it, one message per
+    /// address (the same bytes again are a harmless resend). So nobody can
+    /// fill another entity's addresses, the host's return channels, or the disk.
+    /// Answers, per message, why it was refused.
+    pub fn accept(&self, messages: &[Sealed]) -> anyhow::Result<Vec<Option<Refusal>>> {
+        // Checks that need no lock first: signatures cost tens of microseconds.
+        let mut verdicts = Vec::with_capacity(messages.len());
+        let mut fresh = Vec::new();
+        {
+            let tx = self.db.read()?;
+            for (position, m) in messages.iter().enumerate() {
+                match self.check(&*tx, m) {
+                    Ok(address) => {
+                        fresh.push((position, address));
+                        verdicts.push(None);
+                    }
+                    Err(refusal) => verdicts.push(Some(refusal)),
+                }
+            }
+        }
+        let tx = self.db.write()?;
+        let mut stored = Vec::with_capacity(fresh.len());
+        for (position, address) in fresh {
+            let bytes = &messages[position].bytes;
+            let there = powerplug_channel::messages_in(&*tx, &address)?;
+            if there.iter().any(|m| m == bytes) {
+                continue;
+            }
+            if !there.is_empty() {
+                verdicts[position] = Some(Refusal::never(
+                    "index",
+                    "another message is stored at this index already",
+                ));
+                continue;
+            }
+            powerplug_channel::store_in(&*tx, &address, bytes)?;
+            stored.push(address);
+        }
+        tx.commit()?;
+        self.store.written(stored);
+        Ok(verdicts)
+    }
+
+    /// Where an outside message goes, if the store may take it.
+    fn check(&self, tx: &dyn ReadTx, m: &Sealed) -> Result<Address, Refusal> {
+        if m.bytes.is_empty() || m.bytes.len() > powerplug_channel::MAX_MESSAGE_BYTES {
+            return Err(Refusal::never(
+                "message",
+                format!("1 to {} bytes", powerplug_channel::MAX_MESSAGE_BYTES),
+            ));
+        }
+        let storage = |e: registry::RegistryError| Refusal {
+            field: "",
+            reason: e.to_string(),
+            retry: true,
+        };
+        let id = registry::author_of(tx, &m.author)
+            .map_err(storage)?
+            .ok_or_else(|| Refusal::never("author", "no registered channel has this author"))?;
+        let r = registry::read(tx, &id)
+            .map_err(storage)?
+            .ok_or_else(|| Refusal::never("author", "no registered channel has this author"))?;
+        if r.closed {
+            return Err(Refusal::never("author", "the channel said goodbye"));
+        }
+        if m.index >= r.read_index.saturating_add(WRITE_WINDOW) {
+            return Err(Refusal {
+                field: "index",
+                reason: format!(
+                    "more than {WRITE_WINDOW} ahead of where this host has read ({})",
+                    r.read_index
+                ),
+                retry: true,
+            });
+        }
+        let address = Address::of(&r.channel.root, m.index);
+        let next = Address::of(&r.channel.root, m.index.saturating_add(1));
+        let signed = VerifyingKey::from_bytes(&m.author)
+            .map(|author| envelope::is_signed(&author, &address, &next, &m.bytes))
+            .unwrap_or(false);
+        if !signed {
+            return Err(Refusal::never(
+                "message",
+                "not signed by the channel's author for this index",
+            ));
+        }
+        Ok(address)
+    }
+
+    /// Sends what ticks and registrations left in the outbox: this host's own
+    /// return channels go to its own store, `upstream` to the host above.
+    pub fn drain(&self, upstream: Option<&dyn Transport>) -> anyhow::Result<usize> {
+        let local: &dyn Transport = &self.store;
+        outbox::drain(&self.db, 100_000, |destination| match destination {
+            LOCAL => Some(local),
+            super::member::UPSTREAM => upstream,
+            _ => None,
+        })?
+        .sent()
+    }
+}

@@ -1,0 +1,560 @@
+//! Consumers and sources: simulated meters, each one an entity with its own
+//! signed, encrypted channel in its upstream host's store and its own
+//! registration there. Every slice a meter publishes one reading (usage for a
+//! consumer, output for a source). Consumers also read payment requests from
+//! their return channel and pay them, in multiples of `payment_step`, from
+//! their account in the grid's ledger.
+//!
+//! Crash safety: a reading and the meter's new position commit together into
+//! the outbox; a payment is first recorded as pending with its idempotency key,
+//! then sent, then confirmed, so a restart sends it again under the same key and
+//! the ledger moves the money once.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ed25519_dalek::SigningKey;
+use serde::Serialize;
+
+use super::config::{MetersConfig, StateKeeping};
+use super::member::{MemberState, Payment};
+use super::{Clock, Meter, Step};
+use crate::inbox::Command;
+use crate::registry::Kind;
+use powerplug_channel::{Address, ChannelReader, HttpTransport, Transport};
+use powerplug_ledger::{BatchPayment, pay_batch};
+use powerplug_storage as storage;
+
+/// Readings one meter publishes per round at most (after a long outage the
+/// rest follow in later rounds).
+const MAX_SLICES_PER_ROUND: u64 = 100;
+/// Registrations in flight at once when a meter host starts.
+const REGISTRATION_THREADS: usize = 8;
+
+pub struct Meters {
+    pub config: MetersConfig,
+    pub db: powerplug_storage::Db,
+    kind: Kind,
+    ids: Vec<String>,
+    keys: BTreeMap<String, SigningKey>,
+    upstream: HttpTransport,
+    agent: ureq::Agent,
+    meter: Box<dyn Meter>,
+    clock: Clock,
+    /// Cleared to stop taking readings while payments go on (winding down).
+    reading: AtomicBool,
+    /// Set when the state is kept upstream.
+    remote: Option<Remote>,
+    /// How the scheduler's rounds went, for `/status`.
+    pub scheduler: super::SchedulerHealth,
+}
+
+/// What a meter host without a disk remembers in memory.
+#[derive(Default)]
+struct Remote {
+    restored: AtomicBool,
+    /// Each meter's state as last kept upstream.
+    kept: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+}
+
+/// The channel of a meter without a disk: root and side key from its secret.
+fn derived_channel(secret: &[u8; 32], id: &str) -> ([u8; 32], [u8; 32]) {
+    use sha2::{Digest, Sha256};
+    let derive = |what: &str| -> [u8; 32] {
+        Sha256::new()
+            .chain_update(b"powerplug/meter-channel/v1")
+            .chain_update(secret)
+            .chain_update(what)
+            .chain_update(id)
+            .finalize()
+            .into()
+    };
+    (derive("root"), derive("side-key"))
+}
+
+/// What a meter host knows, for `/status`.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct MetersStatus {
+    pub meters: usize,
+    pub registered: usize,
+    pub published_wh: u64,
+    pub requests: u64,
+    pub requested: u64,
+    pub paid: u64,
+    pub payments: u64,
+    pub outstanding: u64,
+    pub pending_payments: u64,
+    pub refused_payments: u64,
+}
+
+impl Meters {
+    pub fn open(
+        config: MetersConfig,
+        kind: Kind,
+        db: powerplug_storage::Db,
+        meter: Box<dyn Meter>,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            matches!(kind, Kind::Consumer | Kind::Source),
+            "meters are consumers or sources"
+        );
+        anyhow::ensure!(config.slice_ms > 0, "slice_ms: at least 1");
+        anyhow::ensure!(config.payment_step > 0, "payment_step: at least 1");
+        // Without a disk, the secret comes from the configuration: keys and
+        // channel roots derive from it, the same after every restart.
+        let remote = match &config.state {
+            StateKeeping::Local => None,
+            StateKeeping::Remote { secret } => {
+                let bytes: [u8; 32] = hex::decode(secret)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| anyhow::anyhow!("state.remote.secret: 32 bytes in hex"))?;
+                let tx = db.write()?;
+                powerplug_storage::set_meta(&*tx, "secret", &bytes)?;
+                tx.commit()?;
+                Some(Remote::default())
+            }
+        };
+        let secret = super::secret(&db)?;
+        let ids = config.ids();
+        let keys: BTreeMap<String, SigningKey> = ids
+            .iter()
+            .map(|id| {
+                (
+                    id.clone(),
+                    super::signing_key(&secret, &format!("member/{id}")),
+                )
+            })
+            .collect();
+        let clock = config.service.clock;
+        // New meters start with the current slice; a restarted one goes on where it was.
+        let first_slice = clock.now_ms() / config.slice_ms;
+        let tx = db.write()?;
+        for (id, key) in &keys {
+            if MemberState::load(&db, id)?.is_none() {
+                let channel = remote.as_ref().map(|_| derived_channel(&secret, id));
+                MemberState::create(&*tx, id, key, first_slice, channel)?;
+            }
+        }
+        tx.commit()?;
+        Ok(Self {
+            upstream: HttpTransport::new(&config.upstream_url),
+            agent: powerplug_channel::agent(),
+            config,
+            db,
+            kind,
+            ids,
+            keys,
+            meter,
+            clock,
+            reading: AtomicBool::new(true),
+            remote,
+            scheduler: Default::default(),
+        })
+    }
+
+    fn url(&self) -> &str {
+        self.config.upstream_url.trim_end_matches('/')
+    }
+
+    /// Remote state, after a start: each meter registers again with its
+    /// derived channel (same channel, same credential) and reads back the
+    /// state it kept upstream.
+    fn restore(&self, remote: &Remote) -> anyhow::Result<()> {
+        if remote.restored.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        // An unreachable host must not look like a first start (which would
+        // begin the channels again over the ones kept there): try again later.
+        let status = self
+            .agent
+            .get(&format!("{}/status", self.url()))
+            .call()?
+            .status();
+        anyhow::ensure!(
+            status.is_success(),
+            "{}: {status}, state not restored yet",
+            self.url()
+        );
+        let mut members = self.members()?;
+        let mut restored = Vec::new();
+        for m in members.iter_mut() {
+            // Not there yet (a first start): the normal round registers it.
+            let key = self.key(&m.id)?;
+            if m.register(&self.agent, self.url(), self.kind, key, self.admission())
+                .is_err()
+            {
+                continue;
+            }
+            let credential = m.credential.clone().unwrap_or_default();
+            if let Some(kept) = MemberState::fetch(&self.agent, self.url(), &m.id, &credential)? {
+                *m = MemberState {
+                    credential: Some(credential),
+                    ..kept
+                };
+            }
+            restored.push(m.clone());
+        }
+        self.save(&restored)?;
+        remote.restored.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Remote state: pushes every meter whose state changed since it was last
+    /// kept upstream. Called after the outbox drained (a kept channel position
+    /// never runs ahead of what was sent) and before payments are sent (a
+    /// pending payment is kept before it is made).
+    fn sync(&self) -> anyhow::Result<()> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        let mut kept = remote.kept.lock().unwrap_or_else(|e| e.into_inner());
+        for m in self.members()? {
+            if m.credential.is_none() {
+                continue;
+            }
+            let now = serde_json::to_vec(&m)?;
+            if kept.get(&m.id) != Some(&now) {
+                m.store(&self.agent, self.url())?;
+                kept.insert(m.id.clone(), now);
+            }
+        }
+        Ok(())
+    }
+
+    fn members(&self) -> anyhow::Result<Vec<MemberState>> {
+        let mut out = Vec::with_capacity(self.ids.len());
+        for id in &self.ids {
+            if let Some(m) = MemberState::load(&self.db, id)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    fn admission(&self) -> Option<&str> {
+        self.config.admission_token.as_deref()
+    }
+
+    fn key(&self, id: &str) -> anyhow::Result<&SigningKey> {
+        self.keys
+            .get(id)
+            .ok_or_else(|| anyhow::anyhow!("no key for {id}"))
+    }
+
+    fn drain(&self) -> anyhow::Result<usize> {
+        crate::outbox::drain(&self.db, 100_000, |d| {
+            (d == super::member::UPSTREAM).then_some(&self.upstream as &dyn Transport)
+        })?
+        .sent()
+    }
+
+    /// Registers the meters that are not yet (each with its hello), a
+    /// few at a time.
+    fn register(&self, members: &mut [MemberState]) -> anyhow::Result<()> {
+        let url = self.config.upstream_url.trim_end_matches('/');
+        let mut waiting: Vec<&mut MemberState> = members
+            .iter_mut()
+            .filter(|m| m.credential.is_none())
+            .collect();
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let per_thread = waiting.len().div_ceil(REGISTRATION_THREADS);
+        let results: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = waiting
+                .chunks_mut(per_thread)
+                .map(|chunk| {
+                    scope.spawn(move || -> anyhow::Result<()> {
+                        for m in chunk {
+                            let key = self.key(&m.id)?;
+                            m.register(&self.agent, url, self.kind, key, self.admission())?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a registration thread panicked")))
+                })
+                .collect()
+        });
+        let registered: Vec<MemberState> = waiting
+            .iter()
+            .filter(|m| m.credential.is_some())
+            .map(|m| (**m).clone())
+            .collect();
+        self.save(&registered)?;
+        results.into_iter().collect()
+    }
+
+    fn save(&self, members: &[MemberState]) -> anyhow::Result<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.write()?;
+        for m in members {
+            m.save(&*tx)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Seals a reading for every slice that ended, with the meters' new positions.
+    fn publish_readings(&self, members: &mut [MemberState]) -> anyhow::Result<u64> {
+        let now = self.clock.now_ms();
+        let slice_ms = self.config.slice_ms;
+        let tx = self.db.write()?;
+        let mut published = 0;
+        for m in members.iter_mut() {
+            let mut n = 0;
+            while (m.next_slice + 1) * slice_ms <= now && n < MAX_SLICES_PER_ROUND {
+                let wh = self.meter.read(&m.id, m.next_slice);
+                let (start_ms, end_ms) = (m.next_slice * slice_ms, (m.next_slice + 1) * slice_ms);
+                let command = match self.kind {
+                    Kind::Consumer => Command::Usage {
+                        start_ms,
+                        end_ms,
+                        wh,
+                    },
+                    _ => Command::Output {
+                        start_ms,
+                        end_ms,
+                        wh,
+                        price: None,
+                    },
+                };
+                m.publish(&*tx, &self.keys[&m.id], command.encode())?;
+                m.published_wh += wh;
+                m.next_slice += 1;
+                n += 1;
+            }
+            if n > 0 {
+                m.save(&*tx)?;
+                published += n;
+            }
+        }
+        storage::count(&*tx, "readings", published)?;
+        tx.commit()?;
+        Ok(published)
+    }
+
+    /// Reads payment requests and decides payments; records them as pending.
+    /// One batched read finds the return channels that moved; only those are
+    /// followed.
+    fn read_requests(&self, members: &mut [MemberState]) -> anyhow::Result<()> {
+        let step = self.config.payment_step;
+        let with_channel: Vec<usize> = (0..members.len())
+            .filter(|&i| members[i].return_channel.is_some())
+            .collect();
+        let next: Vec<Address> = with_channel
+            .iter()
+            .filter_map(|&i| {
+                let m = &members[i];
+                m.return_channel
+                    .as_ref()
+                    .map(|c| Address::of(&c.root, m.return_read))
+            })
+            .collect();
+        let found = self.upstream.get_many(&next)?;
+        let mut changed = Vec::new();
+        for (&i, messages) in with_channel.iter().zip(found) {
+            let m = &mut members[i];
+            let mut dirty = false;
+            if !messages.is_empty() {
+                let Some(info) = &m.return_channel else {
+                    continue;
+                };
+                let mut reader = ChannelReader::resume(info, m.return_read)?;
+                let Ok(poll) = reader.poll(&self.upstream) else {
+                    continue;
+                };
+                for data in poll.data {
+                    if let Some(Command::PaymentRequest { owed, pay_to, .. }) =
+                        Command::decode(&data)
+                    {
+                        m.requested += owed;
+                        m.requests += 1;
+                        m.outstanding += owed;
+                        m.pay_to = Some(pay_to);
+                    }
+                }
+                dirty = reader.next_index() != m.return_read;
+                m.return_read = reader.next_index();
+            }
+            if let Some(to) = m
+                .pay_to
+                .clone()
+                .filter(|_| m.pending.is_none() && m.outstanding >= step)
+            {
+                let amount = m.outstanding / step * step;
+                m.payments += 1;
+                m.outstanding -= amount;
+                m.pending = Some(Payment {
+                    key: format!("{}/pay/{}", m.id, m.payments),
+                    to,
+                    amount,
+                });
+                dirty = true;
+            }
+            if dirty {
+                changed.push(m.clone());
+            }
+        }
+        self.save(&changed)
+    }
+
+    /// Sends the pending payments, many consumers' in one request; confirms or
+    /// undoes each by what the ledger says.
+    fn pay(&self, members: &mut [MemberState]) -> anyhow::Result<()> {
+        let url = self.config.upstream_url.trim_end_matches('/');
+        let due: Vec<usize> = (0..members.len())
+            .filter(|&i| members[i].pending.is_some() && members[i].credential.is_some())
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let batch: Vec<BatchPayment> = due
+            .iter()
+            .filter_map(|&i| {
+                let m = &members[i];
+                let (p, credential) = (m.pending.as_ref()?, m.credential.clone()?);
+                Some(BatchPayment {
+                    credential,
+                    to: p.to.clone(),
+                    amount: p.amount,
+                    key: p.key.clone(),
+                })
+            })
+            .collect();
+        // Unreachable: every payment stays pending and goes again, same keys.
+        let outcomes = match pay_batch(&self.agent, url, &batch) {
+            Ok(outcomes) => outcomes,
+            Err(_) => return Ok(()),
+        };
+        let mut changed = Vec::new();
+        for (&i, outcome) in due.iter().zip(outcomes) {
+            let m = &mut members[i];
+            let Some(payment) = m.pending.take() else {
+                continue;
+            };
+            match outcome {
+                Ok(_) => m.paid += payment.amount,
+                Err(why) => {
+                    eprintln!("{}: payment {} refused: {why}", m.id, payment.key);
+                    m.outstanding += payment.amount;
+                    m.refused += 1;
+                }
+            }
+            changed.push(m.clone());
+        }
+        self.save(&changed)
+    }
+
+    pub fn status(&self) -> anyhow::Result<MetersStatus> {
+        let mut s = MetersStatus::default();
+        for m in self.members()? {
+            s.meters += 1;
+            s.registered += usize::from(m.credential.is_some());
+            s.published_wh += m.published_wh;
+            s.requests += m.requests;
+            s.requested += m.requested;
+            s.paid += m.paid;
+            s.payments += m.payments;
+            s.outstanding += m.outstanding;
+            s.pending_payments += u64::from(m.pending.is_some());
+            s.refused_payments += m.refused;
+        }
+        Ok(s)
+    }
+
+    /// Each meter as `/status` shows it (for hosts of up to `limit` meters):
+    /// its registration, channel positions, totals and, for consumers, its
+    /// balance in the grid's ledger (`null` when the ledger cannot be reached).
+    pub fn each(&self, limit: usize) -> anyhow::Result<Option<Vec<serde_json::Value>>> {
+        if self.ids.len() > limit {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for m in self.members()? {
+            let balance = match (&m.credential, self.kind) {
+                (Some(credential), Kind::Consumer) => {
+                    use powerplug_ledger::Ledger;
+                    powerplug_ledger::RemoteLedger::with_agent(
+                        self.agent.clone(),
+                        self.url(),
+                        credential,
+                    )
+                    .balance()
+                    .ok()
+                }
+                _ => None,
+            };
+            out.push(serde_json::json!({
+                "id": m.id,
+                "registered": m.credential.is_some(),
+                "index": m.index,
+                "channel_position": m.channel.next_index,
+                "return_position": m.return_read,
+                "next_slice": m.next_slice,
+                "published_wh": m.published_wh,
+                "requested": m.requested,
+                "paid": m.paid,
+                "outstanding": m.outstanding,
+                "pending_payment": m.pending.as_ref().map(|p| p.amount),
+                "balance": balance,
+            }));
+        }
+        Ok(Some(out))
+    }
+
+    /// Stops taking readings; registrations and payments go on.
+    pub fn stop_readings(&self) {
+        self.reading.store(false, Ordering::Relaxed);
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Every meter's state, by id.
+    pub fn members_state(&self) -> anyhow::Result<Vec<MemberState>> {
+        self.members()
+    }
+}
+
+impl Step for Meters {
+    fn scheduler(&self) -> &super::SchedulerHealth {
+        &self.scheduler
+    }
+
+    fn step(&self) -> anyhow::Result<()> {
+        if let Some(remote) = &self.remote {
+            self.restore(remote)?;
+        }
+        let mut members = self.members()?;
+        if self.reading.load(Ordering::Relaxed) {
+            self.publish_readings(&mut members)?;
+        }
+        // Registered first: the upstream store takes a channel's messages
+        // only once the channel is registered there.
+        self.register(&mut members)?;
+        self.drain()?;
+        self.sync()?;
+        if self.kind == Kind::Consumer {
+            self.read_requests(&mut members)?;
+            self.sync()?;
+            self.pay(&mut members)?;
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// What was read goes out before the meters stop.
+    fn finish(&self) -> anyhow::Result<()> {
+        self.drain().map(drop)
+    }
+}

@@ -1,0 +1,368 @@
+//! The four roles as long-running services. Each one owns a data directory
+//! with one redb database, and a scheduler thread that repeats one `step`
+//! (poll channels, tick, drain the outbox); its HTTP API and the start of a
+//! role live in the `powerplug-http` crate.
+//!
+//! - [`grid::Grid`]: takes registrations of consumers and producers, bills and pays.
+//! - [`producer::Producer`]: takes registrations of sources, prices their output
+//!   and reports it to its grid.
+//! - [`meters::Meters`]: consumers or sources, simulated meters that publish a
+//!   reading per slice (consumers also pay their payment requests).
+
+pub mod config;
+pub mod dry_run;
+pub mod grid;
+pub mod handover;
+mod hub;
+pub mod member;
+pub mod meters;
+pub mod producer;
+pub mod status;
+mod strategy_kind;
+pub mod swap;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use hub::{Hub, Refusal, WRITE_WINDOW};
+
+/// The time every role of a grid agrees on. `scale` > 1 runs simulated time
+/// faster than real time from `epoch_ms` on, so 30 s slices pass in a fraction
+/// of a second; roles in separate processes agree if they share both values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clock {
+    pub epoch_ms: u64,
+    pub scale: u64,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self {
+            epoch_ms: 0,
+            scale: 1,
+        }
+    }
+}
+
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Clock {
+    pub fn now_ms(&self) -> u64 {
+        let real = unix_ms();
+        self.epoch_ms
+            + real
+                .saturating_sub(self.epoch_ms)
+                .saturating_mul(self.scale.max(1))
+    }
+
+    /// How long `sim_ms` of simulated time takes in real time.
+    pub fn real(&self, sim_ms: u64) -> Duration {
+        Duration::from_millis(sim_ms / self.scale.max(1))
+    }
+}
+
+/// Opens (or creates) the role's database in its data directory: the
+/// directory 0700, the database 0600. A data directory that group or others
+/// can reach is refused: the database holds the host's secret.
+pub fn open_database(data_dir: &Path) -> anyhow::Result<powerplug_storage::Db> {
+    use powerplug_storage::private;
+    private::create_dir(data_dir)
+        .map_err(|e| anyhow::anyhow!("data_dir: cannot create {}: {e}", data_dir.display()))?;
+    private::check_dir(data_dir, "data_dir", private::Allow::Nothing)?;
+    let path = data_dir.join("powerplug.redb");
+    private::touch(&path)
+        .and_then(|()| private::restrict_file(&path))
+        .map_err(|e| anyhow::anyhow!("data_dir: {}: {e}", path.display()))?;
+    let store = powerplug_storage::RedbStore::open(&path)
+        .map_err(|e| anyhow::anyhow!("data_dir: {e:#}"))?;
+    Ok(Arc::new(store))
+}
+
+/// The host's secret (credentials, keys of its entities), made on first start.
+pub fn secret(db: &dyn powerplug_storage::Store) -> anyhow::Result<[u8; 32]> {
+    powerplug_storage::meta_or_init(db, "secret", powerplug_channel::random32)
+}
+
+/// A signing key derived from the host's secret, one per name: an entity's
+/// channels survive a restart without storing its key apart.
+pub fn signing_key(secret: &[u8; 32], name: &str) -> SigningKey {
+    let seed: [u8; 32] = Sha256::new()
+        .chain_update(b"powerplug/signing-key/v1")
+        .chain_update(secret)
+        .chain_update(name)
+        .finalize()
+        .into();
+    SigningKey::from_bytes(&seed)
+}
+
+/// The strategy runtime for components cached in `cache_dir`, one per process
+/// and directory: every role in a process (the demo runs a hundred producers)
+/// shares one engine and its pool instead of reserving one each.
+pub fn runtime(cache_dir: &Path) -> anyhow::Result<powerplug_strategy::Runtime> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static RUNTIMES: OnceLock<Mutex<HashMap<std::path::PathBuf, powerplug_strategy::Runtime>>> =
+        OnceLock::new();
+    let mut runtimes = RUNTIMES
+        .get_or_init(Default::default)
+        .lock()
+        .map_err(|_| anyhow::anyhow!("runtime registry lock poisoned"))?;
+    if let Some(runtime) = runtimes.get(cache_dir) {
+        return Ok(runtime.clone());
+    }
+    let runtime =
+        powerplug_strategy::Runtime::new(powerplug_strategy::Limits::default(), Some(cache_dir))?;
+    runtimes.insert(cache_dir.to_owned(), runtime.clone());
+    Ok(runtime)
+}
+
+/// Something a scheduler repeats.
+pub trait Step: Send + Sync + 'static {
+    fn step(&self) -> anyhow::Result<()>;
+
+    /// Where the scheduler reports how its rounds went (shown in `/status`).
+    fn scheduler(&self) -> &SchedulerHealth;
+
+    /// Runs once after the last round when the role is stopped gracefully.
+    fn finish(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// How a role's scheduler is doing, for `/status`: a round that panicked is
+/// caught, counted and shown here and in the log, and the next round runs as
+/// usual (a panic must not leave a role that serves but never ticks).
+#[derive(Debug, Default)]
+pub struct SchedulerHealth {
+    rounds: AtomicU64,
+    failed: AtomicU64,
+    panics: AtomicU64,
+    last_panic: std::sync::Mutex<Option<String>>,
+}
+
+impl SchedulerHealth {
+    pub fn panics(&self) -> u64 {
+        self.panics.load(Ordering::Relaxed)
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let last = self
+            .last_panic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        serde_json::json!({
+            "rounds": self.rounds.load(Ordering::Relaxed),
+            "rounds_failed": self.failed.load(Ordering::Relaxed),
+            "panics": self.panics(),
+            "last_panic": last,
+        })
+    }
+
+    /// Counts a panic; whether to log it (the first, and then each time the
+    /// count doubles, so that a panic in every round does not flood the log).
+    fn panicked(&self, message: String) -> (u64, bool) {
+        let n = self.panics.fetch_add(1, Ordering::Relaxed) + 1;
+        *self.last_panic.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+        (n, n.is_power_of_two())
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+/// Runs one round; a panic inside it is caught and reported.
+fn round<R: Step>(name: &str, role: &R) {
+    let health = role.scheduler();
+    health.rounds.fetch_add(1, Ordering::Relaxed);
+    // AssertUnwindSafe: what a round changes is committed in transactions
+    // (a panic before the commit changes nothing), and the locks it takes
+    // are taken poison-tolerantly.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| role.step())) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            health.failed.fetch_add(1, Ordering::Relaxed);
+            eprintln!(
+                "{name}: {}",
+                powerplug_strategy::text::for_log(&format!("{e:#}"))
+            );
+        }
+        Err(payload) => {
+            let message = powerplug_strategy::text::for_log(&panic_message(&*payload));
+            let (n, log) = health.panicked(message.clone());
+            if log {
+                eprintln!("{name}: a scheduler round panicked ({n} so far), going on: {message}");
+            }
+        }
+    }
+}
+
+/// Repeats `role.step()` every `every` on a thread of its own until `stop` is
+/// set. A failed step is logged and retried on the next round: the host keeps
+/// serving whatever one round hit. A panicking round is caught (see
+/// [`SchedulerHealth`]).
+pub fn schedule<R: Step>(
+    name: &str,
+    role: Arc<R>,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let name = name.to_owned();
+    let handle = std::thread::Builder::new()
+        .name(format!("{name}-scheduler"))
+        .spawn(move || {
+            // Rounds start every `every`, however long a round took (a late
+            // round starts at once), so a slow round does not slow the rhythm.
+            let mut next = std::time::Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                round(&name, &*role);
+                next = (next + every).max(std::time::Instant::now());
+                // Sleep in short pieces so that stopping is quick.
+                while !stop.load(Ordering::Relaxed) {
+                    let left = next.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    std::thread::sleep(left.min(Duration::from_millis(20)));
+                }
+            }
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| role.finish())) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    eprintln!(
+                        "{name}: stopping: {}",
+                        powerplug_strategy::text::for_log(&format!("{e:#}"))
+                    )
+                }
+                Err(payload) => eprintln!(
+                    "{name}: stopping: panicked: {}",
+                    powerplug_strategy::text::for_log(&panic_message(&*payload))
+                ),
+            }
+        })?;
+    Ok(handle)
+}
+
+/// When a strategy ticks: every `every` simulated ms on schedule (the next tick
+/// is due `every` after the last one was due, not after it ran); a host that
+/// fell more than a tick behind skips ahead rather than ticking in a burst.
+pub struct TickSchedule {
+    every: u64,
+    last_due: std::sync::atomic::AtomicU64,
+}
+
+impl TickSchedule {
+    pub fn new(every: u64) -> Self {
+        Self {
+            every: every.max(1),
+            last_due: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a tick is due at `now`; if so, it counts as taken.
+    pub fn due(&self, now: u64) -> bool {
+        let last = self.last_due.load(Ordering::Relaxed);
+        let next = last.saturating_add(self.every);
+        if last != 0 && now < next {
+            return false;
+        }
+        let on_time = last != 0 && now - next < self.every;
+        self.last_due
+            .store(if on_time { next } else { now }, Ordering::Relaxed);
+        true
+    }
+}
+
+/// A simulated meter: what a consumer used or a source generated in a slice.
+/// A trait so that a real meter feed can take its place.
+pub trait Meter: Send + Sync {
+    fn read(&self, entity: &str, slice: u64) -> u64;
+}
+
+/// The original's meters: a fixed value, or random within a range. Random
+/// readings are a hash of (seed, entity, slice), so they need no state and a
+/// restarted meter reads the same values again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SimulatedMeter {
+    Fixed { wh: u64 },
+    Random { seed: u64, min_wh: u64, max_wh: u64 },
+}
+
+impl SimulatedMeter {
+    /// Consumers: random 0–1 kWh a slice, as the original.
+    pub const CONSUMER: Self = Self::Random {
+        seed: 1,
+        min_wh: 0,
+        max_wh: 1_000,
+    };
+    /// Sources: random 2–10 kWh a slice, as the original.
+    pub const SOURCE: Self = Self::Random {
+        seed: 2,
+        min_wh: 2_000,
+        max_wh: 10_000,
+    };
+}
+
+impl Meter for SimulatedMeter {
+    fn read(&self, entity: &str, slice: u64) -> u64 {
+        match *self {
+            Self::Fixed { wh } => wh,
+            Self::Random {
+                seed,
+                min_wh,
+                max_wh,
+            } => {
+                let digest = Sha256::new()
+                    .chain_update(seed.to_be_bytes())
+                    .chain_update(entity)
+                    .chain_update(slice.to_be_bytes())
+                    .finalize();
+                let mut word = [0; 8];
+                word.copy_from_slice(&digest[..8]);
+                let span = max_wh.saturating_sub(min_wh).saturating_add(1);
+                min_wh + u64::from_be_bytes(word) % span
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TickSchedule;
+
+    #[test]
+    fn ticks_keep_to_their_schedule_and_skip_ahead_when_far_behind() {
+        let s = TickSchedule::new(100);
+        assert!(s.due(1_000), "the first round ticks");
+        assert!(!s.due(1_099));
+        // Late by 30: due again 100 after the last was due, not after it ran.
+        assert!(s.due(1_130));
+        assert!(!s.due(1_199));
+        assert!(s.due(1_200));
+        // Three ticks behind: one tick, then the schedule starts from now.
+        assert!(s.due(1_550));
+        assert!(!s.due(1_600));
+        assert!(s.due(1_650));
+    }
+}

@@ -1,0 +1,408 @@
+//! The producer: reads its sources' output, runs the producer strategy every
+//! `tick_ms`, and publishes the priced output commands it decides on its own
+//! channel in its grid's store. It registers with the grid like any entity;
+//! the grid's ledger holds its account, and payouts come back as transfers.
+//! A tick's books, sealed commands, consumed records, transfer cursor and
+//! tick-log entry commit in one transaction.
+
+use std::sync::Mutex;
+
+use super::config::ProducerConfig;
+use super::member::MemberState;
+use super::{Clock, Hub, Step};
+use crate::books::{ProducerNews, StoredBooks, producer_input, store_decision};
+use crate::inbox::{self, Command};
+use crate::registry::{self, Kind};
+use crate::tick_log::{self, Outcome};
+use powerplug_channel::HttpTransport;
+use powerplug_ledger::{Ledger, RemoteLedger};
+use powerplug_storage::{self as storage, Store};
+use powerplug_strategy::{Entity, ProducerStrategy, Setting, SourceOutput, Transfer};
+
+const SLOT: &str = "producer";
+const MAX_RECORDS_PER_TICK: usize = 500_000;
+
+pub struct Producer {
+    pub hub: Hub,
+    /// The strategy, and how it is replaced.
+    pub slot: super::swap::Slot<ProducerStrategy>,
+    settings: Vec<Setting>,
+    clock: Clock,
+    tick_log_keep: u64,
+    grid_url: String,
+    grid: HttpTransport,
+    agent: ureq::Agent,
+    /// The registration token the grid's operator issued, if the grid needs one.
+    admission: Option<String>,
+    key: ed25519_dalek::SigningKey,
+    /// The producer's membership at its grid; one scheduler uses it at a time.
+    member: Mutex<MemberState>,
+    schedule: super::TickSchedule,
+}
+
+impl Producer {
+    pub fn open(config: &ProducerConfig, db: powerplug_storage::Db) -> anyhow::Result<Self> {
+        let id = &config.service.id;
+        let mut hub = Hub::new(
+            id,
+            db,
+            &[Kind::Source],
+            config.admission.clone(),
+            config.operator_token.clone(),
+        )?;
+        hub.plausible = config.plausible;
+        hub.operators = super::config::Operators::new(
+            config.operator_token.as_deref(),
+            &config.operator_tokens,
+        );
+        let slot = super::swap::Slot::open(
+            &hub.db,
+            SLOT,
+            &config.strategy,
+            &config.service.data_dir,
+            &config.trusted_keys,
+        )?;
+        // The producer's own channel to the grid is signed with the key of its id.
+        let key = super::signing_key(&hub.secret, &format!("member/{id}"));
+        let member = match MemberState::load(&hub.db, id)? {
+            Some(m) => m,
+            None => {
+                let tx = hub.db.write()?;
+                let m = MemberState::create(&*tx, id, &key, 0, None)?;
+                tx.commit()?;
+                m
+            }
+        };
+        let grid_url = config.grid_url.trim_end_matches('/').to_owned();
+        Ok(Self {
+            hub,
+            slot,
+            settings: config.strategy.settings(),
+            clock: config.service.clock,
+            tick_log_keep: config.strategy.tick_log_keep,
+            grid: HttpTransport::new(&grid_url),
+            grid_url,
+            agent: powerplug_channel::agent(),
+            admission: config.admission_token.clone(),
+            key,
+            member: Mutex::new(member),
+            schedule: super::TickSchedule::new(config.strategy.tick_ms),
+        })
+    }
+
+    pub fn db(&self) -> &dyn Store {
+        &self.hub.db
+    }
+
+    /// The active version now.
+    pub fn strategy(&self) -> ProducerStrategy {
+        self.slot.current()
+    }
+
+    pub fn member(&self) -> anyhow::Result<MemberState> {
+        Ok(self.lock()?.clone())
+    }
+
+    fn lock(&self) -> anyhow::Result<std::sync::MutexGuard<'_, MemberState>> {
+        self.member
+            .lock()
+            .map_err(|_| anyhow::anyhow!("producer state lock poisoned"))
+    }
+
+    /// Registers (again) with the grid, with the operator's token if it has one.
+    fn register(&self, member: &mut MemberState) -> anyhow::Result<()> {
+        let admission = self.admission.as_deref();
+        member.register(
+            &self.agent,
+            &self.grid_url,
+            Kind::Producer,
+            &self.key,
+            admission,
+        )
+    }
+
+    /// Registers with the grid (the hello goes with the registration).
+    fn ensure_registered(&self) -> anyhow::Result<()> {
+        let mut member = self.lock()?;
+        if member.credential.is_some() || member.closed {
+            return Ok(());
+        }
+        self.register(&mut member)?;
+        let tx = self.db().write()?;
+        member.save(&*tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// One tick now. Returns the number of the tick and why it failed, if it did.
+    pub fn tick(&self) -> anyhow::Result<(u64, Option<String>)> {
+        let _turn = self.slot.turn();
+        let strategy = self.slot.current();
+        let db = self.db();
+        let now = self.clock.now_ms();
+        let records = inbox::pending(db, MAX_RECORDS_PER_TICK)?;
+        let (joined, left) = registry::news_since_tick(db)?;
+        let cursor: u64 = storage::meta(db, "producer/transfer-cursor")?.unwrap_or(0);
+        // Payouts arrive on the grid's ledger; unreachable, this tick sees none,
+        // and the next one reads them from the same cursor. (No lock is held
+        // across the call: `/status` reads the membership meanwhile.)
+        let credential = self.lock()?.credential.clone();
+        let transfers = match credential {
+            Some(credential) => {
+                RemoteLedger::with_agent(self.agent.clone(), &self.grid_url, &credential)
+                    .transfers_since(cursor)
+                    .unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
+        let mut member = self.lock()?;
+        let next_cursor = transfers.last().map_or(cursor, |t| t.seq);
+        let mut news = ProducerNews {
+            left: left.clone(),
+            ..ProducerNews::default()
+        };
+        for index in &joined {
+            if let Some(id) = registry::id_of(db, *index)? {
+                news.joined.push(Entity {
+                    index: *index,
+                    kind: Kind::Source.into(),
+                    id,
+                });
+            }
+        }
+        news.outputs = records
+            .iter()
+            .map(|r| SourceOutput {
+                source: r.entity,
+                start_ms: r.start_ms,
+                end_ms: r.end_ms,
+                wh: r.wh,
+            })
+            .collect();
+        news.transfers = transfers
+            .iter()
+            .map(|t| Transfer {
+                entity: None,
+                amount: t.amount,
+                at_ms: t.at_ms,
+                incoming: t.to == member.id,
+            })
+            .collect();
+        let income: u64 = transfers
+            .iter()
+            .filter(|t| t.to == member.id)
+            .map(|t| t.amount)
+            .sum();
+
+        let read = db.read()?;
+        let input = producer_input(
+            &StoredBooks {
+                slot: SLOT,
+                tx: &*read,
+            },
+            now,
+            &self.settings,
+            news,
+        )?;
+        drop(read);
+        let tick = storage::counters(db)?.get("ticks").copied().unwrap_or(0) + 1;
+        let sha = &strategy.info().sha256;
+        let decision = match strategy.tick(&input) {
+            Ok(outcome) => outcome.decision,
+            Err(failure) => {
+                let why = failure.to_string();
+                let tx = db.write()?;
+                tick_log::record_producer(&*tx, SLOT, sha, input, Outcome::Failed(why.clone()))?;
+                storage::count(&*tx, "ticks-failed", 1)?;
+                tx.commit()?;
+                return Ok((tick, Some(why)));
+            }
+        };
+
+        let tx = db.write()?;
+        store_decision(&*tx, SLOT, &decision.state, &decision.cells)?;
+        inbox::consume(&*tx, &records)?;
+        registry::consume_news(&*tx, &joined, &left)?;
+        storage::set_meta(&*tx, "producer/transfer-cursor", &next_cursor)?;
+        let mut next = member.clone();
+        for c in &decision.commands {
+            anyhow::ensure!(
+                c.start_ms < c.end_ms && c.wh <= inbox::MAX_WH && c.price <= inbox::MAX_PRICE,
+                "the strategy reported an impossible output: {c:?}"
+            );
+            let command = Command::Output {
+                start_ms: c.start_ms,
+                end_ms: c.end_ms,
+                wh: c.wh,
+                price: Some(c.price),
+            };
+            next.publish(&*tx, &self.key, command.encode())?;
+            next.published_wh += c.wh;
+        }
+        next.save(&*tx)?;
+        storage::set_meta(
+            &*tx,
+            "producer/metrics",
+            &decision
+                .metrics
+                .iter()
+                .map(|m| (m.name.clone(), m.value))
+                .collect::<Vec<_>>(),
+        )?;
+        storage::count(&*tx, "ticks", 1)?;
+        storage::count(&*tx, "source-wh", input.outputs.iter().map(|o| o.wh).sum())?;
+        storage::count(
+            &*tx,
+            "reported-wh",
+            decision.commands.iter().map(|c| c.wh).sum(),
+        )?;
+        storage::count(
+            &*tx,
+            "asked",
+            decision.commands.iter().map(|c| c.price).sum(),
+        )?;
+        storage::count(&*tx, "commands", decision.commands.len() as u64)?;
+        storage::count(&*tx, "received", income)?;
+        tick_log::record_producer(&*tx, SLOT, sha, input, Outcome::Decided(decision))?;
+        tx.commit()?;
+        *member = next;
+        drop(member);
+        if tick % 100 == 0 {
+            tick_log::prune(db, SLOT, self.tick_log_keep)?;
+        }
+        Ok((tick, None))
+    }
+
+    pub fn metrics(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        Ok(storage::meta(self.db(), "producer/metrics")?.unwrap_or_default())
+    }
+
+    /// Commits a change of the membership together with what it sends, then
+    /// sends it.
+    fn change(
+        &self,
+        member: &mut MemberState,
+        f: impl FnOnce(&mut MemberState, &dyn storage::WriteTx) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let tx = self.db().write()?;
+        f(member, &*tx)?;
+        member.save(&*tx)?;
+        tx.commit()?;
+        self.hub.drain(Some(&self.grid))?;
+        Ok(())
+    }
+
+    /// The original's closedown: goodbye on the channel to the grid, and the
+    /// registration removed; the producer stops reporting until `initialise`.
+    pub fn closedown(&self) -> anyhow::Result<MemberState> {
+        let mut member = self.lock()?;
+        if !member.closed {
+            self.change(&mut member, |m, tx| {
+                m.closed = true;
+                m.goodbye(tx, &self.key)
+            })?;
+        }
+        member.deregister(&self.agent, &self.grid_url)?;
+        self.change(&mut member, |_, _| Ok(()))?;
+        Ok(member.clone())
+    }
+
+    /// The original's reset: goodbye, a fresh channel, a new registration of
+    /// the same id (under the current credential, so the grid keeps its index).
+    pub fn reset(&self) -> anyhow::Result<MemberState> {
+        let mut member = self.lock()?;
+        self.change(&mut member, |m, tx| {
+            if !m.closed {
+                m.goodbye(tx, &self.key)?;
+            }
+            m.closed = false;
+            m.renew(&self.key)
+        })?;
+        self.register(&mut member)?;
+        self.change(&mut member, |_, _| Ok(()))?;
+        Ok(member.clone())
+    }
+
+    /// The original's initialise: after a closedown, a fresh channel and a new
+    /// registration; otherwise (already registered) nothing changes.
+    pub fn initialise(&self) -> anyhow::Result<MemberState> {
+        let mut member = self.lock()?;
+        if member.closed {
+            self.change(&mut member, |m, _| {
+                m.closed = false;
+                m.renew(&self.key)
+            })?;
+        }
+        if member.credential.is_none() {
+            self.register(&mut member)?;
+            self.change(&mut member, |_, _| Ok(()))?;
+        }
+        Ok(member.clone())
+    }
+
+    pub fn grid_url(&self) -> &str {
+        &self.grid_url
+    }
+
+    /// The producer's balance in its grid's ledger; `None` if unknown now.
+    pub fn balance(&self) -> Option<u64> {
+        let credential = self.lock().ok()?.credential.clone()?;
+        RemoteLedger::with_agent(self.agent.clone(), &self.grid_url, &credential)
+            .balance()
+            .ok()
+    }
+
+    pub fn closed(&self) -> anyhow::Result<bool> {
+        Ok(self.lock()?.closed)
+    }
+}
+
+impl super::swap::Runs for Producer {
+    type Strategy = ProducerStrategy;
+
+    fn slot(&self) -> &super::swap::Slot<ProducerStrategy> {
+        &self.slot
+    }
+
+    fn store(&self) -> &dyn Store {
+        self.db()
+    }
+
+    fn settings(&self) -> &[Setting] {
+        &self.settings
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+}
+
+impl Step for Producer {
+    fn scheduler(&self) -> &super::SchedulerHealth {
+        &self.hub.scheduler
+    }
+
+    fn step(&self) -> anyhow::Result<()> {
+        self.hub.poll(self.clock.now_ms())?;
+        let now = self.clock.now_ms();
+        let open = !self.closed()?;
+        if open && self.schedule.due(now) {
+            let (tick, failed) = self.tick()?;
+            if let Some(why) = &failed {
+                let why = powerplug_strategy::text::for_log(why);
+                eprintln!("producer tick {tick} failed: {why}");
+            }
+            let clock = || self.clock.now_ms();
+            self.slot
+                .watch(self.db(), &self.settings, &clock, failed.as_deref())?;
+        }
+        // Registered first: the grid's store takes the producer's output only
+        // once its channel is registered there.
+        self.ensure_registered()?;
+        self.hub.drain(Some(&self.grid)).map(drop)
+    }
+
+    fn finish(&self) -> anyhow::Result<()> {
+        self.hub.drain(Some(&self.grid)).map(drop)
+    }
+}

@@ -1,0 +1,111 @@
+//! What `GET /status` shows of a grid or producer: registrations, totals,
+//! balances, channel positions, the active strategy.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::grid::Grid;
+use super::producer::Producer;
+use crate::outbox;
+use crate::registry::{self, Kind};
+use powerplug_ledger as wallet;
+use powerplug_storage as storage;
+use powerplug_storage::Store;
+
+fn registrations(db: &dyn Store) -> anyhow::Result<Value> {
+    let mut by_kind: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    let (mut dropped, mut rejected, mut read) = (0, 0, 0);
+    for r in registry::all(db)? {
+        let kind = match r.kind {
+            Kind::Consumer => "consumers",
+            Kind::Producer => "producers",
+            Kind::Source => "sources",
+        };
+        let entry = by_kind.entry(kind).or_default();
+        if r.closed {
+            entry.1 += 1
+        } else {
+            entry.0 += 1
+        }
+        dropped += r.dropped;
+        rejected += r.rejected;
+        read += r.read_index;
+    }
+    let kinds: BTreeMap<&str, Value> = by_kind
+        .into_iter()
+        .map(|(k, (open, closed))| (k, json!({ "open": open, "closed": closed })))
+        .collect();
+    Ok(json!({
+        "by_kind": kinds,
+        "messages_read": read,
+        "messages_dropped": dropped,
+        "commands_rejected": rejected,
+    }))
+}
+
+fn metrics(list: Vec<(String, i64)>) -> BTreeMap<String, i64> {
+    list.into_iter().collect()
+}
+
+/// What anyone may read of a grid: a fixed number of reads, whatever its
+/// size (the counters are a handful of named totals).
+pub fn grid_public(grid: &Grid) -> anyhow::Result<Value> {
+    let db = grid.db();
+    Ok(json!({
+        "role": "grid",
+        "id": grid.account(),
+        "strategy": grid.slot.status(db)?,
+        "totals": storage::counters(db)?,
+        "metrics": metrics(grid.metrics()?),
+        "wallet": {
+            "balance": wallet::balance(db, grid.account())?,
+            "issued": wallet::issued(db)?,
+        },
+        "scheduler": grid.hub.scheduler.status(),
+    }))
+}
+
+/// Everything, for a read token: also every registration, the sum of every
+/// balance and the outbox, each a scan.
+pub fn grid(grid: &Grid) -> anyhow::Result<Value> {
+    let db = grid.db();
+    let mut status = grid_public(grid)?;
+    status["registrations"] = registrations(db)?;
+    status["wallet"]["held"] = json!(wallet::total_balances(db)?);
+    status["outbox_pending"] = json!(outbox::pending(db, 100_000)?.len());
+    Ok(status)
+}
+
+/// What anyone may read of a producer, without asking the grid anything.
+pub fn producer_public(producer: &Producer) -> anyhow::Result<Value> {
+    let db = producer.db();
+    let member = producer.member()?;
+    Ok(json!({
+        "role": "producer",
+        "id": member.id,
+        "strategy": producer.slot.status(db)?,
+        "totals": storage::counters(db)?,
+        "metrics": metrics(producer.metrics()?),
+        "grid": {
+            "url": producer.grid_url(),
+            "closed": member.closed,
+            "registered": member.credential.is_some(),
+            "index": member.index,
+            "channel_position": member.channel.next_index,
+            "reported_wh": member.published_wh,
+        },
+        "scheduler": producer.hub.scheduler.status(),
+    }))
+}
+
+/// Everything, for a read token: also its balance at the grid (a request to
+/// the grid), its registrations and outbox.
+pub fn producer(producer: &Producer) -> anyhow::Result<Value> {
+    let db = producer.db();
+    let mut status = producer_public(producer)?;
+    status["registrations"] = registrations(db)?;
+    status["grid"]["balance"] = json!(producer.balance());
+    status["outbox_pending"] = json!(outbox::pending(db, 100_000)?.len());
+    Ok(status)
+}

@@ -1,0 +1,251 @@
+//! The tick log: every tick's input and what came of it, append-only, written in
+//! the tick's own transaction. Dry runs, replays and audits read it: because a
+//! strategy decides from its input alone, running the recorded input through the
+//! recorded strategy version must give the recorded decision again.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use powerplug_strategy::{GridDecision, GridInput, ProducerDecision, ProducerInput};
+
+use powerplug_storage::{Order, Store, WriteTx, key, last};
+
+/// (slot, tick number) → record.
+const LOG: &str = "tick_log";
+/// Failures in a row of one version whose inputs are logged.
+pub const FAILURES_LOGGED: u64 = 10;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome<D> {
+    Decided(D),
+    /// The tick failed; the cause as `CallError` printed it.
+    Failed(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TickRecord<I, D> {
+    pub tick: u64,
+    /// SHA-256 of the strategy component that decided.
+    pub strategy: String,
+    /// SHA-256 of (strategy, encoded input): equal hashes must mean equal decisions.
+    pub hash: String,
+    pub input: I,
+    pub outcome: Outcome<D>,
+}
+
+pub type GridTickRecord = TickRecord<GridInput, GridDecision>;
+pub type ProducerTickRecord = TickRecord<ProducerInput, ProducerDecision>;
+
+/// Appends a grid tick to `slot`'s log inside the tick's transaction.
+pub fn record_grid(
+    tx: &dyn WriteTx,
+    slot: &str,
+    strategy_sha256: &str,
+    input: GridInput,
+    outcome: Outcome<GridDecision>,
+) -> anyhow::Result<u64> {
+    record(tx, slot, strategy_sha256, input, outcome)
+}
+
+/// Appends a producer tick to `slot`'s log inside the tick's transaction.
+pub fn record_producer(
+    tx: &dyn WriteTx,
+    slot: &str,
+    strategy_sha256: &str,
+    input: ProducerInput,
+    outcome: Outcome<ProducerDecision>,
+) -> anyhow::Result<u64> {
+    record(tx, slot, strategy_sha256, input, outcome)
+}
+
+fn record<I: Serialize, D: Serialize>(
+    tx: &dyn WriteTx,
+    slot: &str,
+    strategy_sha256: &str,
+    input: I,
+    outcome: Outcome<D>,
+) -> anyhow::Result<u64> {
+    let tick = match last(tx, LOG, &key::of(&[&slot]))? {
+        Some((k, _)) => {
+            let mut r = key::Reader::new(&k);
+            r.str()?;
+            r.u64()? + 1
+        }
+        None => 1,
+    };
+    // A version that fails tick after tick logs the first failures of its
+    // streak only (with their inputs): the rest would add a full input each
+    // time until the version is rolled back, or forever if none is left.
+    let streak_key = format!("tick-log/{slot}/failing");
+    let streak: Option<(String, u64)> = powerplug_storage::meta_in(tx, &streak_key)?;
+    match (&outcome, streak) {
+        (Outcome::Failed(_), Some((sha, n))) if sha == strategy_sha256 => {
+            if n >= FAILURES_LOGGED {
+                powerplug_storage::count(tx, "ticks-failed-unlogged", 1)?;
+                return Ok(tick - 1);
+            }
+            powerplug_storage::set_meta(tx, &streak_key, &(sha, n + 1))?;
+        }
+        (Outcome::Failed(_), _) => {
+            powerplug_storage::set_meta(tx, &streak_key, &(strategy_sha256.to_owned(), 1u64))?;
+        }
+        (Outcome::Decided(_), Some(_)) => powerplug_storage::delete_meta(tx, &streak_key)?,
+        (Outcome::Decided(_), None) => {}
+    }
+    let encoded_input = postcard::to_allocvec(&input)?;
+    let hash = hex::encode(
+        Sha256::new()
+            .chain_update(strategy_sha256)
+            .chain_update(&encoded_input)
+            .finalize(),
+    );
+    let record = TickRecord {
+        tick,
+        strategy: strategy_sha256.to_owned(),
+        hash,
+        input,
+        outcome,
+    };
+    tx.put(
+        LOG,
+        &key::of(&[&slot, &tick]),
+        &postcard::to_allocvec(&record)?,
+    )?;
+    Ok(tick)
+}
+
+/// `slot`'s grid ticks after `since`, oldest first, at most `limit`.
+pub fn grid_ticks(
+    db: &dyn Store,
+    slot: &str,
+    since: u64,
+    limit: usize,
+) -> anyhow::Result<Vec<GridTickRecord>> {
+    ticks(db, slot, since, limit)
+}
+
+/// The number of `slot`'s last recorded tick; 0 before the first.
+pub fn position(tx: &dyn powerplug_storage::ReadTx, slot: &str) -> anyhow::Result<u64> {
+    match last(tx, LOG, &key::of(&[&slot]))? {
+        Some((k, _)) => {
+            let mut r = key::Reader::new(&k);
+            r.str()?;
+            r.u64()
+        }
+        None => Ok(0),
+    }
+}
+
+/// `slot`'s most recent grid tick.
+pub fn last_grid(db: &dyn Store, slot: &str) -> anyhow::Result<Option<GridTickRecord>> {
+    match last(&*db.read()?, LOG, &key::of(&[&slot]))? {
+        Some((_, v)) => Ok(Some(postcard::from_bytes(&v)?)),
+        None => Ok(None),
+    }
+}
+
+/// `slot`'s most recent producer tick.
+pub fn last_producer(db: &dyn Store, slot: &str) -> anyhow::Result<Option<ProducerTickRecord>> {
+    match last(&*db.read()?, LOG, &key::of(&[&slot]))? {
+        Some((_, v)) => Ok(Some(postcard::from_bytes(&v)?)),
+        None => Ok(None),
+    }
+}
+
+/// `slot`'s producer ticks after `since`, oldest first, at most `limit`.
+pub fn producer_ticks(
+    db: &dyn Store,
+    slot: &str,
+    since: u64,
+    limit: usize,
+) -> anyhow::Result<Vec<ProducerTickRecord>> {
+    ticks(db, slot, since, limit)
+}
+
+fn ticks<R: serde::de::DeserializeOwned>(
+    db: &dyn Store,
+    slot: &str,
+    since: u64,
+    limit: usize,
+) -> anyhow::Result<Vec<R>> {
+    let start = key::of(&[&slot, &since.saturating_add(1)]);
+    let end = key::after_prefix(&key::of(&[&slot]));
+    let entries = db
+        .read()?
+        .range(LOG, &start, end.as_deref(), Order::Ascending, limit)?;
+    entries
+        .iter()
+        .map(|(_, v)| postcard::from_bytes(v).map_err(Into::into))
+        .collect()
+}
+
+/// Retention: keeps `slot`'s newest `keep` ticks and deletes the rest.
+pub fn prune(db: &dyn Store, slot: &str, keep: u64) -> anyhow::Result<u64> {
+    let tx = db.write()?;
+    let prefix = key::of(&[&slot]);
+    let Some((k, _)) = last(&*tx, LOG, &prefix)? else {
+        return Ok(0);
+    };
+    let mut r = key::Reader::new(&k);
+    r.str()?;
+    let cut = r.u64()?.saturating_sub(keep);
+    let doomed = tx.range(
+        LOG,
+        &prefix,
+        Some(&key::of(&[&slot, &cut.saturating_add(1)])),
+        Order::Ascending,
+        usize::MAX,
+    )?;
+    for (k, _) in &doomed {
+        tx.delete(LOG, k)?;
+    }
+    tx.commit()?;
+    Ok(doomed.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use powerplug_storage::RedbStore;
+
+    fn ticks(db: &RedbStore) -> Vec<(u64, bool)> {
+        let entries = db
+            .read()
+            .unwrap()
+            .range(LOG, &key::of(&[&"s"]), None, Order::Ascending, 100)
+            .unwrap();
+        entries
+            .iter()
+            .map(|(_, v)| {
+                let r: TickRecord<u32, u32> = postcard::from_bytes(v).unwrap();
+                (r.tick, matches!(r.outcome, Outcome::Failed(_)))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_failing_streak_logs_its_first_inputs_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RedbStore::open(&dir.path().join("log.redb")).unwrap();
+        let tx = db.write().unwrap();
+        let failed = || Outcome::Failed("trap".into());
+        record::<u32, u32>(&*tx, "s", "a", 1, Outcome::Decided(1)).unwrap();
+        for input in 0..FAILURES_LOGGED + 5 {
+            record::<u32, u32>(&*tx, "s", "a", input as u32, failed()).unwrap();
+        }
+        // Another version failing starts a streak of its own; a success ends one.
+        record::<u32, u32>(&*tx, "s", "b", 10, failed()).unwrap();
+        record::<u32, u32>(&*tx, "s", "b", 11, Outcome::Decided(11)).unwrap();
+        record::<u32, u32>(&*tx, "s", "b", 12, failed()).unwrap();
+        tx.commit().unwrap();
+        let n = FAILURES_LOGGED;
+        let mut expected = vec![(1, false)];
+        expected.extend((2..2 + n).map(|t| (t, true)));
+        expected.extend([(n + 2, true), (n + 3, false), (n + 4, true)]);
+        assert_eq!(ticks(&db), expected);
+        assert_eq!(
+            powerplug_storage::counters(&db).unwrap()["ticks-failed-unlogged"],
+            5
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! Storage: the one place that knows where a host's data lives.
+//!
+//! Every service (ledger, outbox, books, tick log, registry, inbox,
+//! documents, channel store) keeps its data in named tables of a [`Store`]:
+//! ordered byte keys (built with [`key`]) to byte values, read and written in
+//! transactions. A tick's state change and all its effects go through one
+//! [`WriteTx`], so they commit together or not at all. [`RedbStore`] is the
+//! embedded default; a shared backend (PostgreSQL, say) implements the same
+//! three traits — a table of (table, key, value) rows and serializable
+//! transactions are enough.
+
+pub mod key;
+pub mod private;
+mod redb;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub use self::redb::RedbStore;
+
+/// Which way a range is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Ascending,
+    Descending,
+}
+
+/// Entries of a table in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A consistent view of the store.
+pub trait ReadTx {
+    fn get(&self, table: &str, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>>;
+
+    /// The entries with `start <= key < end` (no end: to the last key), in
+    /// `order`, at most `limit`.
+    fn range(
+        &self,
+        table: &str,
+        start: &[u8],
+        end: Option<&[u8]>,
+        order: Order,
+        limit: usize,
+    ) -> anyhow::Result<Entries>;
+}
+
+/// A transaction that changes the store when, and only if, it commits.
+pub trait WriteTx: ReadTx {
+    fn put(&self, table: &str, key: &[u8], value: &[u8]) -> anyhow::Result<()>;
+    /// Whether there was an entry.
+    fn delete(&self, table: &str, key: &[u8]) -> anyhow::Result<bool>;
+    /// Durable once this returns. Dropping the transaction instead discards it.
+    fn commit(self: Box<Self>) -> anyhow::Result<()>;
+}
+
+pub trait Store: Send + Sync {
+    fn read(&self) -> anyhow::Result<Box<dyn ReadTx + '_>>;
+    /// Write transactions are serialized: one at a time.
+    fn write(&self) -> anyhow::Result<Box<dyn WriteTx + '_>>;
+}
+
+/// A host's store, shared by its services and threads.
+pub type Db = Arc<dyn Store>;
+
+impl<S: Store + ?Sized> Store for Arc<S> {
+    fn read(&self) -> anyhow::Result<Box<dyn ReadTx + '_>> {
+        (**self).read()
+    }
+
+    fn write(&self) -> anyhow::Result<Box<dyn WriteTx + '_>> {
+        (**self).write()
+    }
+}
+
+/// The entries whose keys start with `prefix`.
+pub fn prefixed(
+    tx: &dyn ReadTx,
+    table: &str,
+    prefix: &[u8],
+    order: Order,
+    limit: usize,
+) -> anyhow::Result<Entries> {
+    tx.range(
+        table,
+        prefix,
+        key::after_prefix(prefix).as_deref(),
+        order,
+        limit,
+    )
+}
+
+/// The values of `entries`, each decoded with postcard.
+pub fn values<T: serde::de::DeserializeOwned>(entries: Entries) -> anyhow::Result<Vec<T>> {
+    entries
+        .iter()
+        .map(|(_, v)| postcard::from_bytes(v).map_err(Into::into))
+        .collect()
+}
+
+/// The last entry under `prefix`, if any.
+pub fn last(
+    tx: &dyn ReadTx,
+    table: &str,
+    prefix: &[u8],
+) -> anyhow::Result<Option<(Vec<u8>, Vec<u8>)>> {
+    Ok(prefixed(tx, table, prefix, Order::Descending, 1)?.pop())
+}
+
+/// Small named values of a host: its keys, its channel positions, cursors.
+const META: &str = "meta";
+/// Named running totals a host reports in `/status`.
+const COUNTERS: &str = "counters";
+
+/// A named value, decoded with postcard; `None` if never written.
+pub fn meta<T: serde::de::DeserializeOwned>(
+    db: &dyn Store,
+    name: &str,
+) -> anyhow::Result<Option<T>> {
+    meta_in(&*db.read()?, name)
+}
+
+/// A named value inside a transaction.
+pub fn meta_in<T: serde::de::DeserializeOwned>(
+    tx: &dyn ReadTx,
+    name: &str,
+) -> anyhow::Result<Option<T>> {
+    match tx.get(META, &key::of(&[&name]))? {
+        Some(bytes) => Ok(Some(postcard::from_bytes(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
+pub fn set_meta<T: serde::Serialize>(
+    tx: &dyn WriteTx,
+    name: &str,
+    value: &T,
+) -> anyhow::Result<()> {
+    tx.put(META, &key::of(&[&name]), &postcard::to_allocvec(value)?)
+}
+
+pub fn delete_meta(tx: &dyn WriteTx, name: &str) -> anyhow::Result<()> {
+    tx.delete(META, &key::of(&[&name])).map(drop)
+}
+
+/// The named value, created (and committed) by `init` on first use.
+pub fn meta_or_init<T: serde::Serialize + serde::de::DeserializeOwned>(
+    db: &dyn Store,
+    name: &str,
+    init: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    if let Some(value) = meta(db, name)? {
+        return Ok(value);
+    }
+    let value = init()?;
+    let tx = db.write()?;
+    set_meta(&*tx, name, &value)?;
+    tx.commit()?;
+    Ok(value)
+}
+
+/// Adds `by` to a counter inside the caller's transaction.
+pub fn count(tx: &dyn WriteTx, name: &str, by: u64) -> anyhow::Result<()> {
+    if by == 0 {
+        return Ok(());
+    }
+    let k = key::of(&[&name]);
+    let now = match tx.get(COUNTERS, &k)? {
+        Some(bytes) => key::u64_value(&bytes)?,
+        None => 0,
+    };
+    tx.put(COUNTERS, &k, &now.saturating_add(by).to_be_bytes())
+}
+
+/// Every counter, by name.
+pub fn counters(db: &dyn Store) -> anyhow::Result<BTreeMap<String, u64>> {
+    let tx = db.read()?;
+    let mut out = BTreeMap::new();
+    for (k, v) in tx.range(COUNTERS, &[], None, Order::Ascending, usize::MAX)? {
+        out.insert(key::Reader::new(&k).str()?.to_owned(), key::u64_value(&v)?);
+    }
+    Ok(out)
+}
+
+/// A name that is safe as an id, a storage context or key: 1 to 64 of
+/// `A-Z a-z 0-9 _ - .`, not starting with a dot (so never `.` or `..`).
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}

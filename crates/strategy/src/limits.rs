@@ -1,0 +1,43 @@
+use std::time::Duration;
+
+/// What one strategy call may use. Every default is declared here, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// WebAssembly fuel (roughly, instructions) per tick. Deterministic: the same
+    /// input stops at the same point.
+    pub fuel: u64,
+    /// Wall-clock time per tick, enforced by epoch interruption.
+    pub deadline: Duration,
+    /// Linear memory a strategy instance may grow to, in bytes.
+    pub memory_bytes: usize,
+    /// Size of the returned decision, in bytes of payload.
+    pub decision_bytes: usize,
+    /// Log lines kept per tick (more are counted, not kept), and bytes per line.
+    pub log_lines: usize,
+    pub log_line_bytes: usize,
+}
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits {
+        // ~1 s of guest compute: the basic grid bills 100,000 consumers in ~5% of it.
+        fuel: 2_000_000_000,
+        deadline: Duration::from_secs(2),
+        memory_bytes: 256 << 20,
+        decision_bytes: 32 << 20,
+        log_lines: 100,
+        log_line_bytes: 1024,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// A record's energy is at most 1 GWh and its price at most 10^12 tokens: a
+/// strategy sums them, and an absurd value from one entity must be refused at
+/// the door (the inbox) rather than make every later tick overflow; a
+/// producer's decision is held to the same bounds.
+pub const MAX_WH: u64 = 1_000_000_000;
+pub const MAX_PRICE: u64 = 1_000_000_000_000;
