@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::counter::{self, Counter};
 use crate::http::run;
 use crate::registry::Kind;
 use crate::role::config::{GridConfig, MetersConfig, ProducerConfig, Service};
 use crate::role::{Clock, SimulatedMeter, unix_ms};
-use crate::{api, storage, wallet};
+use crate::{api, wallet};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -252,14 +253,11 @@ pub async fn run(
     };
     let everyone = u64::from(o.consumers) + u64::from(o.producers * o.sources_per_producer.max(1));
     wait(|| Ok(registered()? == everyone), &registered).await?;
-    let trading_from = storage::counters(grid_role.db())?
-        .get("ticks")
-        .copied()
-        .unwrap_or(0);
+    let trading_from = Counter::Ticks.read(grid_role.db())?;
     let started = Instant::now();
     let snapshot = |started: Instant| -> anyhow::Result<Progress> {
-        let counters = storage::counters(grid_role.db())?;
-        let c = |name: &str| counters.get(name).copied().unwrap_or(0);
+        let counters = counter::all(grid_role.db())?;
+        let c = |counter: Counter| counters.get(counter.name()).copied().unwrap_or(0);
         let consumer_status = consumer_role.status()?;
         let mut generated = 0;
         for s in &source_roles {
@@ -273,14 +271,14 @@ pub async fn run(
             grid_url: grid_url.clone(),
             elapsed_ms: started.elapsed().as_millis() as u64,
             simulated_s: clock.now_ms().saturating_sub(clock.epoch_ms) / 1000,
-            grid_ticks: c("ticks").saturating_sub(trading_from),
+            grid_ticks: c(Counter::Ticks).saturating_sub(trading_from),
             generated_wh: generated,
             reported_wh: reported,
             used_wh: consumer_status.published_wh,
-            billed_wh: c("billed-wh"),
-            requested: c("requested"),
+            billed_wh: c(Counter::BilledWh),
+            requested: c(Counter::Requested),
             paid_by_consumers: consumer_status.paid,
-            paid_to_producers: c("paid-out"),
+            paid_to_producers: c(Counter::PaidOut),
         })
     };
     loop {
@@ -297,12 +295,7 @@ pub async fn run(
 
     // Settle, so that every check below is exact: the entities wind down in
     // order, and each phase waits until what was sent has been taken in.
-    let grid_counter = |name: &str| -> anyhow::Result<u64> {
-        Ok(storage::counters(grid_role.db())?
-            .get(name)
-            .copied()
-            .unwrap_or(0))
-    };
+    let grid_counter = |counter: Counter| counter.read(grid_role.db());
     let sources_published =
         |roles: &[std::sync::Arc<crate::role::meters::Meters>]| -> anyhow::Result<u64> {
             roles.iter().map(|s| Ok(s.status()?.published_wh)).sum()
@@ -310,12 +303,7 @@ pub async fn run(
     let producers_took = || -> anyhow::Result<u64> {
         producer_roles
             .iter()
-            .map(|p| {
-                Ok(storage::counters(p.db())?
-                    .get("source-wh")
-                    .copied()
-                    .unwrap_or(0))
-            })
+            .map(|p| Counter::SourceWh.read(p.db()))
             .sum()
     };
     let producers_reported = || -> anyhow::Result<u64> {
@@ -336,20 +324,20 @@ pub async fn run(
         p.stop().await?;
     }
     wait(
-        || Ok(grid_counter("output-wh")? == producers_reported()?),
-        || grid_counter("output-wh"),
+        || Ok(grid_counter(Counter::OutputWh)? == producers_reported()?),
+        || grid_counter(Counter::OutputWh),
     )
     .await?;
     consumer_role.stop_readings();
     wait(
         || {
             let c = consumer_role.status()?;
-            Ok(grid_counter("usage-wh")? == c.published_wh
-                && grid_counter("payment-requests")? == c.requests
+            Ok(grid_counter(Counter::UsageWh)? == c.published_wh
+                && grid_counter(Counter::PaymentRequests)? == c.requests
                 && c.pending_payments == 0)
         },
         || {
-            Ok(grid_counter("usage-wh")?
+            Ok(grid_counter(Counter::UsageWh)?
                 + consumer_role.status()?.requests
                 + consumer_role.status()?.paid)
         },
@@ -358,8 +346,8 @@ pub async fn run(
     consumers.stop().await?;
     let consumer_status = consumer_role.status()?;
     wait(
-        || Ok(grid_counter("income")? == consumer_status.paid),
-        || grid_counter("income"),
+        || Ok(grid_counter(Counter::Income)? == consumer_status.paid),
+        || grid_counter(Counter::Income),
     )
     .await?;
     let last = snapshot(started)?;
@@ -369,13 +357,13 @@ pub async fn run(
     let reported = producers_reported()?;
 
     let db = grid_role.db();
-    let counters = storage::counters(db)?;
-    let c = |name: &str| counters.get(name).copied().unwrap_or(0);
+    let counters = counter::all(db)?;
+    let c = |counter: Counter| counters.get(counter.name()).copied().unwrap_or(0);
     let metrics = grid_role.metrics()?;
     let running_costs = metric(&metrics, "running-costs-received");
     let undistributed = metric(&metrics, "available");
-    let paid_out = c("paid-out");
-    let income = c("income");
+    let paid_out = c(Counter::PaidOut);
+    let income = c(Counter::Income);
     let grid_balance = wallet::balance(db, grid_role.account())?;
     let mut producer_balances = Vec::new();
     for p in &producer_roles {
@@ -393,29 +381,29 @@ pub async fn run(
         ),
         check(
             "every producer report reached the grid, once",
-            c("output-wh") == reported,
+            c(Counter::OutputWh) == reported,
             format!(
                 "producers reported {reported} Wh · the grid took {} Wh",
-                c("output-wh")
+                c(Counter::OutputWh)
             ),
         ),
         check(
             "every consumer reading reached the grid, once",
-            c("usage-wh") == consumer_status.published_wh,
+            c(Counter::UsageWh) == consumer_status.published_wh,
             format!(
                 "consumers sent {} Wh · the grid took {} Wh",
                 consumer_status.published_wh,
-                c("usage-wh")
+                c(Counter::UsageWh)
             ),
         ),
         check(
             "every payment request reached its consumer, once",
-            c("payment-requests") == consumer_status.requests
-                && c("requested") == consumer_status.requested,
+            c(Counter::PaymentRequests) == consumer_status.requests
+                && c(Counter::Requested) == consumer_status.requested,
             format!(
                 "grid sent {} asking {} · consumers read {} asking {}",
-                c("payment-requests"),
-                c("requested"),
+                c(Counter::PaymentRequests),
+                c(Counter::Requested),
                 consumer_status.requests,
                 consumer_status.requested
             ),
@@ -459,8 +447,8 @@ pub async fn run(
         producers: o.producers,
         sources: o.producers * o.sources_per_producer.max(1),
         consumers: o.consumers,
-        failed_ticks: c("ticks-failed"),
-        payment_requests: c("payment-requests"),
+        failed_ticks: c(Counter::TicksFailed),
+        payment_requests: c(Counter::PaymentRequests),
         requests_read_by_consumers: consumer_status.requests,
         consumer_payments: consumer_status.payments,
         running_costs,
@@ -468,7 +456,7 @@ pub async fn run(
         consumers_outstanding: consumer_status.outstanding,
         grid_balance,
         producer_balances,
-        messages_dropped: c("messages-dropped"),
+        messages_dropped: c(Counter::MessagesDropped),
         checks,
     })
 }

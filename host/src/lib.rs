@@ -21,8 +21,8 @@ pub use powerplug_channel as channel;
 pub use powerplug_http as http;
 pub use powerplug_ledger as wallet;
 pub use powerplug_roles::{
-    admission, api, books, chart, documents, experiment, inbox, outbox, registry, replay, role,
-    tick_log, versions,
+    admission, api, books, chart, counter, documents, experiment, inbox, outbox, registry, replay,
+    role, tick_log, versions,
 };
 pub use powerplug_storage as storage;
 pub use powerplug_strategy as strategy;
@@ -31,6 +31,7 @@ pub use powerplug_strategy::text;
 pub mod check;
 pub mod component;
 pub mod demo;
+pub mod logs;
 pub mod replay_cli;
 pub mod scaffold;
 pub mod simulate;

@@ -18,6 +18,16 @@ use powerplug::strategy::{Limits, Runtime, inspect};
     about = "Peer-to-peer energy grids with WebAssembly payment policies"
 )]
 struct Cli {
+    /// Logs on standard error as text or as JSON lines; `POWERPLUG_LOG` filters
+    /// them (default `info`; `debug` adds a line per tick).
+    #[arg(
+        long,
+        global = true,
+        env = "POWERPLUG_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: powerplug::logs::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -453,7 +463,12 @@ fn main() -> ExitCode {
             powerplug::text::for_log(&info.to_string())
         );
     }));
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Err(e) = powerplug::logs::init(cli.log_format) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

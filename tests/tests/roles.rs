@@ -74,3 +74,62 @@ fn sources_producers_grid_and_consumers_trade_and_money_adds_up() {
         );
     }
 }
+
+/// Every tick runs in a span naming the role, the books slot, the strategy
+/// version, the tick's number, the fuel its strategy used and how long it
+/// took; with `--log-format json` each event is one JSON line carrying it.
+#[test]
+fn a_tick_logs_its_role_slot_number_strategy_fuel_and_duration() {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, _) = strategy_files(dir.path());
+    let rt = powerplug_tests::runtime();
+    let grid = rt
+        .block_on(powerplug::http::run::grid(&powerplug_tests::grid_config(
+            dir.path(),
+            grid_wasm,
+            60_000,
+        )))
+        .unwrap();
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The scheduler ticks on threads of its own; this tick, on this thread,
+    // is the one captured.
+    let summary = tracing::subscriber::with_default(subscriber, || grid.role.tick()).unwrap();
+    assert_eq!(summary.failed, None);
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["fields"]["message"] == "tick")
+        .unwrap_or_else(|| panic!("a line for the tick: {text}"));
+    let span = &line["span"];
+    let sha = grid.role.strategy().info().sha256.clone();
+    assert_eq!(span["name"], "tick", "{line}");
+    assert_eq!(span["role"], "grid", "{line}");
+    assert_eq!(span["slot"], "grid", "{line}");
+    assert_eq!(span["strategy"], sha[..12], "{line}");
+    assert_eq!(span["tick"], summary.tick, "{line}");
+    assert!(span["fuel"].as_u64().is_some_and(|f| f > 0), "{line}");
+    assert!(span["duration_us"].as_u64().is_some(), "{line}");
+    rt.block_on(grid.stop()).unwrap();
+}

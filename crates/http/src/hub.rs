@@ -76,22 +76,12 @@ impl From<RegistryError> for ApiError {
             RegistryError::Unknown(_) => StatusCode::NOT_FOUND,
             RegistryError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let message = e.to_string();
-        let field = message.split(':').next().unwrap_or("").to_owned();
-        let field = if status == StatusCode::INTERNAL_SERVER_ERROR {
-            String::new()
-        } else {
-            field
+        let field = match e.field() {
+            // The credential comes in the `Authorization` header.
+            "credential" => "authorization",
+            field => field,
         };
-        ApiError::new(
-            status,
-            if field == "credential" {
-                "authorization"
-            } else {
-                &field
-            },
-            message,
-        )
+        ApiError::new(status, field, e.to_string())
     }
 }
 

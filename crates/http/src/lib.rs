@@ -322,34 +322,6 @@ pub async fn blocking<T: Send + 'static>(
     .map_err(ApiError::internal)?
 }
 
-/// Checks the single `operator_token` in constant time; routes take
-/// [`Authorized`] instead, which knows every token and its scopes.
-pub fn operator(configured: Option<&str>, bearer: &Bearer) -> ApiResult<()> {
-    let Some(configured) = configured else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "authorization",
-            "this host has no operator token configured",
-        ));
-    };
-    let presented = bearer.0.as_deref().unwrap_or("");
-    let same = presented.len() == configured.len()
-        && presented
-            .bytes()
-            .zip(configured.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "authorization",
-            "the operator token is missing or wrong",
-        ))
-    }
-}
-
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "path", "no such route")
 }

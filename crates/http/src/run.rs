@@ -3,7 +3,6 @@
 //! grid …`) and many in one (`powerplug demo`, tests).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,8 @@ use powerplug_roles::role::config::{
 use powerplug_roles::role::grid::Grid;
 use powerplug_roles::role::meters::Meters;
 use powerplug_roles::role::producer::Producer;
-use powerplug_roles::role::{Meter, Step, open_database, schedule};
+use powerplug_roles::role::{Meter, Step, finish, open_database, round};
+use tokio_util::sync::CancellationToken;
 
 /// How long [`Running::stop`] waits for requests in flight to let go of the
 /// role (an upload compiles for up to tens of seconds).
@@ -24,8 +24,9 @@ const RELEASE_WAIT: Duration = Duration::from_secs(120);
 pub struct Running<R> {
     pub role: Arc<R>,
     pub url: String,
-    stop: Arc<AtomicBool>,
-    scheduler: Option<std::thread::JoinHandle<()>>,
+    /// Cancelled to stop: wakes the scheduler and the server at once.
+    stop: CancellationToken,
+    scheduler: Option<tokio::task::JoinHandle<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     /// Cloned into the routes, each request in flight and the blocking work a
     /// request started: when only this one is left, nothing of the server
@@ -39,10 +40,10 @@ impl<R> Running<R> {
     /// caller holds (clones of `role`) uses its database: the same data
     /// directory can be opened again at once.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.cancel();
         let scheduler = match self.scheduler.take() {
-            Some(scheduler) => tokio::task::spawn_blocking(move || scheduler.join())
-                .await?
+            Some(scheduler) => scheduler
+                .await
                 .map_err(|_| anyhow::anyhow!("the scheduler panicked")),
             None => Ok(()),
         };
@@ -74,7 +75,7 @@ impl<R> Running<R> {
 
 impl<R> Drop for Running<R> {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.cancel();
     }
 }
 
@@ -87,7 +88,7 @@ async fn start<R: Step>(
         .await
         .map_err(|e| anyhow::anyhow!("listen: cannot bind {}: {e}", service.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = CancellationToken::new();
     let lease = Lease::default();
     let router = router.layer(LeaseLayer(lease.clone()));
     let server = tokio::spawn(crate::serve(
@@ -101,7 +102,7 @@ async fn start<R: Step>(
         role.clone(),
         Duration::from_millis(service.poll_ms.max(1)),
         stop.clone(),
-    )?;
+    );
     Ok(Running {
         role,
         url,
@@ -109,6 +110,40 @@ async fn start<R: Step>(
         scheduler: Some(scheduler),
         server: Some(server),
         lease,
+    })
+}
+
+/// Repeats `role.step()` every `every` until `stop` is cancelled, then
+/// finishes the role. Rounds start every `every` however long a round took (a
+/// late round starts at once), so a slow round does not slow the rhythm; a
+/// round blocks (the database, channels, the strategy), so it runs off the
+/// async workers.
+fn schedule<R: Step>(
+    name: &str,
+    role: Arc<R>,
+    every: Duration,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        let mut next = tokio::time::Instant::now();
+        loop {
+            let (r, n) = (role.clone(), name.clone());
+            // `round` catches a panic of the step; an error here is a
+            // runtime shutting down under us.
+            if tokio::task::spawn_blocking(move || round(&n, &*r))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            next = (next + every).max(tokio::time::Instant::now());
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep_until(next) => {}
+            }
+        }
+        let _ = tokio::task::spawn_blocking(move || finish(&name, &*role)).await;
     })
 }
 

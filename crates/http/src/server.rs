@@ -227,24 +227,23 @@ async fn screen(guard: &Guard, request: Request, next: Next, read: Arc<AtomicBoo
 
     if let (Some(rate), Some(ip)) = (&guard.rate, peer)
         && guard.limited(ip)
+        && let Err(wait) = rate.take(client_key(ip))
     {
-        if let Err(wait) = rate.take(client_key(ip)) {
-            let mut response = refuse(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate",
-                format!(
-                    "too many requests from {ip}: at most {} a second, {} at once; retry in {} ms",
-                    guard.limits.rate_per_second,
-                    guard.limits.rate_burst,
-                    wait.as_millis().max(1)
-                ),
-            );
-            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            if let Ok(v) = HeaderValue::from_str(&seconds.max(1).to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            return response;
+        let mut response = refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate",
+            format!(
+                "too many requests from {ip}: at most {} a second, {} at once; retry in {} ms",
+                guard.limits.rate_per_second,
+                guard.limits.rate_burst,
+                wait.as_millis().max(1)
+            ),
+        );
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        if let Ok(v) = HeaderValue::from_str(&seconds.max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
         }
+        return response;
     }
 
     let Ok(permit) = guard.in_flight.clone().try_acquire_owned() else {
@@ -371,7 +370,7 @@ impl Drop for Slot {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
-    stop: Arc<AtomicBool>,
+    stop: tokio_util::sync::CancellationToken,
     limits: HttpLimits,
 ) -> anyhow::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -387,11 +386,7 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(limits.header_timeout_ms.max(1)));
 
-    let stopped = async {
-        while !stop.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    };
+    let stopped = stop.cancelled();
     tokio::pin!(stopped);
     let mut open = tokio::task::JoinSet::new();
     loop {

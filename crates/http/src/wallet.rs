@@ -37,14 +37,12 @@ impl From<WalletError> for ApiError {
             WalletError::Storage(_) => return ApiError::internal(e),
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
-        let message = e.to_string();
-        let field = message.split(':').next().unwrap_or("").to_owned();
-        let field = if field == "account" {
-            "to".to_owned()
-        } else {
-            field
+        let field = match e.field() {
+            // A payment names the account it pays as `to`.
+            "account" => "to",
+            field => field,
         };
-        ApiError::new(status, &field, message)
+        ApiError::new(status, field, e.to_string())
     }
 }
 

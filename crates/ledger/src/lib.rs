@@ -85,6 +85,19 @@ pub enum WalletError {
     Storage(String),
 }
 
+impl WalletError {
+    /// The request field the error is about (`""`: none, a fault of ours).
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Reserved(_) | Self::BadAccount(_) => "account",
+            Self::ZeroAmount | Self::InsufficientFunds { .. } => "amount",
+            Self::SameAccount => "to",
+            Self::KeyReused { .. } => "key",
+            Self::Storage(_) => "",
+        }
+    }
+}
+
 impl From<anyhow::Error> for WalletError {
     fn from(e: anyhow::Error) -> Self {
         WalletError::Storage(format!("{e:#}"))

@@ -4,6 +4,7 @@
 //! documents (the HTTP layer checks the credential); names are checked here so
 //! no caller-chosen string becomes a path or escapes its owner's range.
 
+use crate::limits::{MAX_DOCUMENT_BYTES, MAX_DOCUMENTS, MAX_PAGE};
 use powerplug_storage::{Order, Store, key, prefixed, valid_name};
 
 /// (owner, context, key) → the document.
@@ -32,11 +33,6 @@ fn set_held(tx: &dyn powerplug_storage::WriteTx, owner: &str, n: u64) -> Result<
     tx.put(COUNTS, &key::of(&[&owner]), &n.to_be_bytes())?;
     Ok(())
 }
-
-/// Largest document, and most documents per owner.
-pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
-pub const MAX_DOCUMENTS: u64 = 10_000;
-pub const MAX_PAGE: usize = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentError {

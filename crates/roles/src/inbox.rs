@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::HashSet;
 
+use crate::counter::Counter;
 use crate::registry::{self, Kind};
 use powerplug_channel::{Address, ChannelReader, MAX_PER_POLL, ReadError, Transport};
-use powerplug_storage::{self as storage, Order, Store, WriteTx, key};
+use powerplug_storage::{Order, Store, WriteTx, key};
 
 /// (entity index, start ms) → (end ms, Wh, price): every record ever received.
 const RECEIVED: &str = "inbox_received";
@@ -275,10 +276,10 @@ pub fn poll(
         }
         registry::put(&*tx, &current)?;
     }
-    storage::count(&*tx, "records-received", polled.records)?;
-    storage::count(&*tx, "records-duplicate", polled.duplicates)?;
-    storage::count(&*tx, "messages-dropped", polled.dropped)?;
-    storage::count(&*tx, "commands-rejected", polled.rejected)?;
+    Counter::RecordsReceived.add(&*tx, polled.records)?;
+    Counter::RecordsDuplicate.add(&*tx, polled.duplicates)?;
+    Counter::MessagesDropped.add(&*tx, polled.dropped)?;
+    Counter::CommandsRejected.add(&*tx, polled.rejected)?;
     tx.commit()?;
     Ok(polled)
 }

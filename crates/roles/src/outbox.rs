@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::counter::Counter;
 use powerplug_channel::{Sealed, Transport};
 use powerplug_storage::{Order, Store, WriteTx, key};
 
@@ -72,7 +73,7 @@ fn set_aside(db: &dyn Store, refused: &[(&Item, &str)]) -> anyhow::Result<()> {
             &postcard::to_allocvec(&kept)?,
         )?;
     }
-    powerplug_storage::count(&*tx, "outbox_refused", refused.len() as u64)?;
+    Counter::OutboxRefused.add(&*tx, refused.len() as u64)?;
     tx.commit()
 }
 
@@ -295,9 +296,6 @@ mod tests {
             .map(|i| i.message.index)
             .collect();
         assert_eq!(left, [9, 3, 8]);
-        assert_eq!(
-            powerplug_storage::counters(&db).unwrap()["outbox_refused"],
-            1
-        );
+        assert_eq!(Counter::OutboxRefused.read(&db).unwrap(), 1);
     }
 }

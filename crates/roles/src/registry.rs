@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::admission::{self, AdmissionError};
+use crate::counter::Counter;
 use crate::outbox;
 use powerplug_channel::{Address, ChannelInfo, ChannelWriter, Message, envelope};
-use powerplug_storage as storage;
 use powerplug_storage::{Order, ReadTx, Store, WriteTx, key, last, valid_name};
 
 const REGISTRATIONS: &str = "registrations";
@@ -120,6 +120,21 @@ pub enum RegistryError {
     Admission(#[from] AdmissionError),
     #[error("storage: {0:#}")]
     Storage(#[from] anyhow::Error),
+}
+
+impl RegistryError {
+    /// The request field the error is about (`""`: none, a fault of ours).
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::BadId | Self::ReservedId(_) | Self::Unknown(_) | Self::Tombstoned(_) => "id",
+            Self::WrongKind(_) | Self::KindChanged(..) => "kind",
+            Self::Unauthorized(_) => "credential",
+            Self::AuthorTaken(_) => "channel.author",
+            Self::Hello(_) => "hello",
+            Self::Admission(_) => "admission",
+            Self::Storage(_) => "",
+        }
+    }
 }
 
 impl From<postcard::Error> for RegistryError {
@@ -341,7 +356,7 @@ impl Registry {
         )?;
         news(&*tx, registration.index, true)?;
         put(&*tx, &registration)?;
-        storage::count(&*tx, "registrations", 1)?;
+        Counter::Registrations.add(&*tx, 1)?;
         tx.commit()?;
         let credential = self.credential(id, &registration.channel.root);
         Ok(Registered {

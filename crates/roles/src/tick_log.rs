@@ -8,12 +8,37 @@ use sha2::{Digest, Sha256};
 
 use powerplug_strategy::{GridDecision, GridInput, ProducerDecision, ProducerInput};
 
+use crate::counter::Counter;
+use crate::limits::FAILURES_LOGGED;
 use powerplug_storage::{Order, Store, WriteTx, key, last};
 
 /// (slot, tick number) → record.
 const LOG: &str = "tick_log";
-/// Failures in a row of one version whose inputs are logged.
-pub const FAILURES_LOGGED: u64 = 10;
+
+/// The format records are written in. A record starts with a zero byte and
+/// its format number, then the record in postcard. Format 1 had neither
+/// byte; its first byte was the tick number (from 1, as a varint: never a
+/// zero byte), so the two cannot be mistaken for each other. Recorded types
+/// come from the WIT (the input, the decision): a change to them is a new
+/// format here, with a reader of the old one in `decode`.
+pub const FORMAT: u8 = 2;
+
+fn encode<R: Serialize>(record: &R) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = vec![0, FORMAT];
+    bytes.extend(postcard::to_allocvec(record)?);
+    Ok(bytes)
+}
+
+fn decode<R: serde::de::DeserializeOwned>(bytes: &[u8]) -> anyhow::Result<R> {
+    match bytes {
+        [0, FORMAT, record @ ..] => Ok(postcard::from_bytes(record)?),
+        [0, format, ..] => anyhow::bail!(
+            "tick log: a record of format {format}; this host reads formats 1 to {FORMAT}"
+        ),
+        // Format 1: the same record, without the two bytes.
+        record => Ok(postcard::from_bytes(record)?),
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome<D> {
@@ -81,7 +106,7 @@ fn record<I: Serialize, D: Serialize>(
     match (&outcome, streak) {
         (Outcome::Failed(_), Some((sha, n))) if sha == strategy_sha256 => {
             if n >= FAILURES_LOGGED {
-                powerplug_storage::count(tx, "ticks-failed-unlogged", 1)?;
+                Counter::TicksFailedUnlogged.add(tx, 1)?;
                 return Ok(tick - 1);
             }
             powerplug_storage::set_meta(tx, &streak_key, &(sha, n + 1))?;
@@ -106,11 +131,7 @@ fn record<I: Serialize, D: Serialize>(
         input,
         outcome,
     };
-    tx.put(
-        LOG,
-        &key::of(&[&slot, &tick]),
-        &postcard::to_allocvec(&record)?,
-    )?;
+    tx.put(LOG, &key::of(&[&slot, &tick]), &encode(&record)?)?;
     Ok(tick)
 }
 
@@ -139,7 +160,7 @@ pub fn position(tx: &dyn powerplug_storage::ReadTx, slot: &str) -> anyhow::Resul
 /// `slot`'s most recent grid tick.
 pub fn last_grid(db: &dyn Store, slot: &str) -> anyhow::Result<Option<GridTickRecord>> {
     match last(&*db.read()?, LOG, &key::of(&[&slot]))? {
-        Some((_, v)) => Ok(Some(postcard::from_bytes(&v)?)),
+        Some((_, v)) => Ok(Some(decode(&v)?)),
         None => Ok(None),
     }
 }
@@ -147,7 +168,7 @@ pub fn last_grid(db: &dyn Store, slot: &str) -> anyhow::Result<Option<GridTickRe
 /// `slot`'s most recent producer tick.
 pub fn last_producer(db: &dyn Store, slot: &str) -> anyhow::Result<Option<ProducerTickRecord>> {
     match last(&*db.read()?, LOG, &key::of(&[&slot]))? {
-        Some((_, v)) => Ok(Some(postcard::from_bytes(&v)?)),
+        Some((_, v)) => Ok(Some(decode(&v)?)),
         None => Ok(None),
     }
 }
@@ -173,10 +194,7 @@ fn ticks<R: serde::de::DeserializeOwned>(
     let entries = db
         .read()?
         .range(LOG, &start, end.as_deref(), Order::Ascending, limit)?;
-    entries
-        .iter()
-        .map(|(_, v)| postcard::from_bytes(v).map_err(Into::into))
-        .collect()
+    entries.iter().map(|(_, v)| decode(v)).collect()
 }
 
 /// Retention: keeps `slot`'s newest `keep` ticks and deletes the rest.
@@ -217,7 +235,7 @@ mod tests {
         entries
             .iter()
             .map(|(_, v)| {
-                let r: TickRecord<u32, u32> = postcard::from_bytes(v).unwrap();
+                let r: TickRecord<u32, u32> = decode(v).unwrap();
                 (r.tick, matches!(r.outcome, Outcome::Failed(_)))
             })
             .collect()
@@ -243,9 +261,51 @@ mod tests {
         expected.extend((2..2 + n).map(|t| (t, true)));
         expected.extend([(n + 2, true), (n + 3, false), (n + 4, true)]);
         assert_eq!(ticks(&db), expected);
-        assert_eq!(
-            powerplug_storage::counters(&db).unwrap()["ticks-failed-unlogged"],
-            5
+        assert_eq!(Counter::TicksFailedUnlogged.read(&db).unwrap(), 5);
+    }
+
+    /// Records written before records carried their format still read, as
+    /// they were; a record of a newer format is refused by name, not misread.
+    #[test]
+    fn a_record_of_the_first_format_reads_as_it_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RedbStore::open(&dir.path().join("log.redb")).unwrap();
+        let input = |now| crate::books::Books::default().grid_input(now, &[], Default::default());
+        let first_format = GridTickRecord {
+            tick: 1,
+            strategy: "a".repeat(64),
+            hash: "b".repeat(64),
+            input: input(7),
+            outcome: Outcome::Failed("trap".into()),
+        };
+        let tx = db.write().unwrap();
+        // Format 1: the record's postcard, nothing before it.
+        let old = postcard::to_allocvec(&first_format).unwrap();
+        tx.put(LOG, &key::of(&[&"grid", &1u64]), &old).unwrap();
+        let tick = record_grid(
+            &*tx,
+            "grid",
+            &"c".repeat(64),
+            input(8),
+            Outcome::Failed("x".into()),
+        );
+        assert_eq!(tick.unwrap(), 2);
+        tx.commit().unwrap();
+
+        let read = grid_ticks(&db, "grid", 0, 10).unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!(read[0], first_format);
+        assert_eq!((read[1].tick, read[1].input.now_ms), (2, 8));
+
+        let tx = db.write().unwrap();
+        let mut newer = vec![0, FORMAT + 1];
+        newer.extend(&old);
+        tx.put(LOG, &key::of(&[&"grid", &3u64]), &newer).unwrap();
+        tx.commit().unwrap();
+        let refused = grid_ticks(&db, "grid", 0, 10).unwrap_err().to_string();
+        assert!(
+            refused.contains(&format!("format {}", FORMAT + 1)),
+            "{refused}"
         );
     }
 }

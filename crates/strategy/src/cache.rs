@@ -10,7 +10,7 @@
 //! under a key of this cache (`cache.key`, 0600, made on first use), entries are
 //! 0600 in a directory that group and others cannot write, and an entry whose
 //! MAC does not verify is deleted and compiled again from the component. The
-//! cache keeps the most recently used entries only ([`MAX_ENTRIES`]).
+//! cache keeps the most recently used entries only ([`crate::limits::CACHE_ENTRIES`]).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::os::unix::fs::MetadataExt;
@@ -22,11 +22,9 @@ use sha2::Sha256;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use crate::limits::CACHE_ENTRIES;
 use powerplug_storage::private;
 
-/// Entries kept; the least recently used beyond this are deleted. Versions
-/// that are no longer used (deleted, or of another engine) age out.
-pub(crate) const MAX_ENTRIES: usize = 64;
 const KEY_FILE: &str = "cache.key";
 const TAG_BYTES: usize = 32;
 const DOMAIN: &[u8] = b"powerplug/compiled-cache/v1\0";
@@ -93,9 +91,9 @@ impl CompiledCache {
             .filter(|(artifact, tag)| self.tag(&name, artifact).verify_slice(tag).is_ok());
         let Some((artifact, _)) = verified else {
             self.rejected.fetch_add(1, Ordering::Relaxed);
-            eprintln!(
-                "compiled-component cache: {} does not carry this cache's MAC (tampered or damaged); compiling again",
-                path.display()
+            tracing::warn!(
+                path = %path.display(),
+                "a compiled component does not carry this cache's MAC (tampered or damaged); compiling again"
             );
             let _ = std::fs::remove_file(&path);
             return None;
@@ -113,7 +111,7 @@ impl CompiledCache {
     }
 
     /// Stores an artifact; written to a temporary file first so that a reader
-    /// never sees half of one. Then keeps the cache within [`MAX_ENTRIES`].
+    /// never sees half of one. Then keeps the cache within [`crate::limits::CACHE_ENTRIES`].
     pub(crate) fn put(&self, sha256: &str, component: &Component) -> anyhow::Result<()> {
         let name = self.name(sha256);
         let mut bytes = component.serialize()?;
@@ -127,7 +125,7 @@ impl CompiledCache {
         let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
         private::write_new(&tmp, &bytes)?;
         std::fs::rename(&tmp, &path)?;
-        self.prune(MAX_ENTRIES)?;
+        self.prune(CACHE_ENTRIES)?;
         Ok(())
     }
 
@@ -267,7 +265,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = CompiledCache::new(dir.path(), &engine).unwrap();
         let component = empty(&engine);
-        for n in 0..MAX_ENTRIES + 5 {
+        for n in 0..CACHE_ENTRIES + 5 {
             cache.put(&format!("v{n}"), &component).unwrap();
             // v0 is used all along: it stays.
             assert!(cache.get(&engine, "v0").is_some(), "v0 after {n}");
@@ -282,7 +280,7 @@ mod tests {
                     .is_some_and(|x| x == "cwasm")
             })
             .count();
-        assert_eq!(entries, MAX_ENTRIES);
+        assert_eq!(entries, CACHE_ENTRIES);
         assert!(cache.get(&engine, "v0").is_some());
         assert!(cache.get(&engine, "v1").is_none(), "the oldest unused went");
     }

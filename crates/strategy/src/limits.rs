@@ -1,6 +1,7 @@
 use std::time::Duration;
 
-/// What one strategy call may use. Every default is declared here, once.
+/// What one strategy call may use. Every default of this crate is declared
+/// in this file, once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// WebAssembly fuel (roughly, instructions) per tick. Deterministic: the same
@@ -41,3 +42,36 @@ impl Default for Limits {
 /// producer's decision is held to the same bounds.
 pub const MAX_WH: u64 = 1_000_000_000;
 pub const MAX_PRICE: u64 = 1_000_000_000_000;
+
+/// How often the runtime's ticker advances the engine's epoch: the resolution of
+/// the wall-clock deadline.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Entries kept; the least recently used beyond this are deleted. Versions
+/// that are no longer used (deleted, or of another engine) age out.
+pub const CACHE_ENTRIES: usize = 64;
+
+/// The instance pool every strategy call of a host shares (wasmtime's pooling
+/// allocator): how many instances, memories and tables can be alive at once.
+pub struct Pool {
+    pub component_instances: u32,
+    pub core_instances: u32,
+    pub memories: u32,
+    pub tables: u32,
+    pub core_instances_per_component: u32,
+    pub memories_per_component: u32,
+    pub tables_per_component: u32,
+    /// Memory kept mapped between instances, so that the next one starts warm.
+    pub keep_resident_bytes: usize,
+}
+
+pub const POOL: Pool = Pool {
+    component_instances: 128,
+    core_instances: 1_024,
+    memories: 128,
+    tables: 128,
+    core_instances_per_component: 128,
+    memories_per_component: 32,
+    tables_per_component: 32,
+    keep_resident_bytes: 64 << 20,
+};

@@ -10,7 +10,8 @@ use super::bindings::producer_world::ProducerStrategyPre;
 use super::bindings::{Decision, grid, log, producer};
 use super::cache::CompiledCache;
 use super::inspect::{ComponentInfo, Kind, inspect};
-use super::sandbox::{self, EPOCH_TICK, Guest, TickFailure, TickOutcome};
+use super::limits::{EPOCH_TICK, POOL};
+use super::sandbox::{self, Guest, TickFailure, TickOutcome};
 use super::{CallError, Limits, LoadError};
 
 /// Loads and runs strategies. Cheap to clone; one per process is enough.
@@ -77,14 +78,14 @@ impl Runtime {
         // The pool's own ceiling sits above the per-store limit, so that the
         // limiter, which knows it refused, is what says no.
         pool.max_memory_size(limits.memory_bytes.next_multiple_of(65536) + 65536)
-            .total_component_instances(128)
-            .total_core_instances(1_024)
-            .total_memories(128)
-            .total_tables(128)
-            .max_core_instances_per_component(128)
-            .max_memories_per_component(32)
-            .max_tables_per_component(32)
-            .linear_memory_keep_resident(64 << 20);
+            .total_component_instances(POOL.component_instances)
+            .total_core_instances(POOL.core_instances)
+            .total_memories(POOL.memories)
+            .total_tables(POOL.tables)
+            .max_core_instances_per_component(POOL.core_instances_per_component)
+            .max_memories_per_component(POOL.memories_per_component)
+            .max_tables_per_component(POOL.tables_per_component)
+            .linear_memory_keep_resident(POOL.keep_resident_bytes);
 
         let mut config = Config::new();
         config

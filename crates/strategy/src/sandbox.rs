@@ -8,10 +8,6 @@ use wasmtime::{ResourceLimiter, Store, Trap};
 use super::bindings::{Decision, LogLevel, log};
 use super::{CallError, Limits};
 
-/// How often the runtime's ticker advances the engine's epoch: the resolution of
-/// the wall-clock deadline.
-pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
     pub level: LogLevel,
@@ -139,7 +135,10 @@ pub(crate) fn new_store(engine: &wasmtime::Engine, limits: &Limits) -> Store<Gue
     store.limiter(|g| g);
     // Fuel is only enabled on the engine, so this cannot fail.
     let _ = store.set_fuel(limits.fuel);
-    let ticks = limits.deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
+    let ticks = limits
+        .deadline
+        .as_nanos()
+        .div_ceil(crate::limits::EPOCH_TICK.as_nanos()) as u64;
     // One extra tick: the deadline is "at least", never shorter than asked.
     store.set_epoch_deadline(ticks.max(1) + 1);
     store.epoch_deadline_trap();

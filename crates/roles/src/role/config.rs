@@ -10,6 +10,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 
 use super::{Clock, SimulatedMeter};
 use powerplug_strategy::Setting;
@@ -251,14 +252,7 @@ impl Operators {
         let presented = presented.unwrap_or("").as_bytes();
         let mut found: Option<&[Scope]> = None;
         for (token, scopes) in &self.tokens {
-            let token = token.as_bytes();
-            let differ = token.len() != presented.len()
-                || token
-                    .iter()
-                    .zip(presented)
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    != 0;
-            if !differ {
+            if bool::from(token.as_bytes().ct_eq(presented)) {
                 found = Some(scopes);
             }
         }

@@ -3,15 +3,11 @@
 
 use ed25519_dalek::VerifyingKey;
 
+use crate::limits::WRITE_WINDOW;
 use crate::registry::{self, Kind, LOCAL, Registry};
 use crate::{admission, inbox, outbox};
 use powerplug_channel::{Address, EmbeddedTransport, Sealed, Transport, envelope};
 use powerplug_storage::ReadTx;
-
-/// How far ahead of where the host has read a channel an entity may write:
-/// what one entity can make the host keep unread is bounded by this many
-/// messages of at most [`powerplug_channel::MAX_MESSAGE_BYTES`].
-pub const WRITE_WINDOW: u64 = 256;
 
 /// Why the channel store did not take an outside message.
 #[derive(Debug, Clone, PartialEq, Eq)]

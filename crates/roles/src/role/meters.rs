@@ -19,17 +19,12 @@ use serde::Serialize;
 use super::config::{MetersConfig, StateKeeping};
 use super::member::{MemberState, Payment};
 use super::{Clock, Meter, Step};
+use crate::counter::Counter;
 use crate::inbox::Command;
+use crate::limits::{MAX_SLICES_PER_ROUND, REGISTRATION_THREADS};
 use crate::registry::Kind;
 use powerplug_channel::{Address, ChannelReader, HttpTransport, Transport};
 use powerplug_ledger::{BatchPayment, pay_batch};
-use powerplug_storage as storage;
-
-/// Readings one meter publishes per round at most (after a long outage the
-/// rest follow in later rounds).
-const MAX_SLICES_PER_ROUND: u64 = 100;
-/// Registrations in flight at once when a meter host starts.
-const REGISTRATION_THREADS: usize = 8;
 
 pub struct Meters {
     pub config: MetersConfig,
@@ -337,7 +332,7 @@ impl Meters {
                 published += n;
             }
         }
-        storage::count(&*tx, "readings", published)?;
+        Counter::Readings.add(&*tx, published)?;
         tx.commit()?;
         Ok(published)
     }
@@ -444,7 +439,7 @@ impl Meters {
             match outcome {
                 Ok(_) => m.paid += payment.amount,
                 Err(why) => {
-                    eprintln!("{}: payment {} refused: {why}", m.id, payment.key);
+                    tracing::warn!(entity = %m.id, key = %payment.key, why = %powerplug_strategy::text::for_log(&why.to_string()), "payment refused");
                     m.outstanding += payment.amount;
                     m.refused += 1;
                 }

@@ -10,27 +10,25 @@
 //!   reading per slice (consumers also pay their payment requests).
 
 pub mod config;
-pub mod dry_run;
 pub mod grid;
-pub mod handover;
 mod hub;
 pub mod member;
 pub mod meters;
 pub mod producer;
 pub mod status;
-mod strategy_kind;
 pub mod swap;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use hub::{Hub, Refusal, WRITE_WINDOW};
+pub use crate::limits::WRITE_WINDOW;
+pub use hub::{Hub, Refusal};
 
 /// The time every role of a grid agrees on. `scale` > 1 runs simulated time
 /// faster than real time from `epoch_ms` on, so 30 s slices pass in a fraction
@@ -191,8 +189,10 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Runs one round; a panic inside it is caught and reported.
-fn round<R: Step>(name: &str, role: &R) {
+/// Runs one round; a panic inside it is caught and reported (see
+/// [`SchedulerHealth`]). A failed round is logged and the next one tries
+/// again: the host keeps serving whatever one round hit.
+pub fn round<R: Step>(name: &str, role: &R) {
     let health = role.scheduler();
     health.rounds.fetch_add(1, Ordering::Relaxed);
     // AssertUnwindSafe: what a round changes is committed in transactions
@@ -202,65 +202,65 @@ fn round<R: Step>(name: &str, role: &R) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             health.failed.fetch_add(1, Ordering::Relaxed);
-            eprintln!(
-                "{name}: {}",
-                powerplug_strategy::text::for_log(&format!("{e:#}"))
+            tracing::error!(
+                role = name,
+                error = %powerplug_strategy::text::for_log(&format!("{e:#}")),
+                "round failed"
             );
         }
         Err(payload) => {
             let message = powerplug_strategy::text::for_log(&panic_message(&*payload));
             let (n, log) = health.panicked(message.clone());
             if log {
-                eprintln!("{name}: a scheduler round panicked ({n} so far), going on: {message}");
+                tracing::error!(role = name, panics = n, panic = %message, "a round panicked; going on");
             }
         }
     }
 }
 
-/// Repeats `role.step()` every `every` on a thread of its own until `stop` is
-/// set. A failed step is logged and retried on the next round: the host keeps
-/// serving whatever one round hit. A panicking round is caught (see
-/// [`SchedulerHealth`]).
-pub fn schedule<R: Step>(
-    name: &str,
-    role: Arc<R>,
-    every: Duration,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let name = name.to_owned();
-    let handle = std::thread::Builder::new()
-        .name(format!("{name}-scheduler"))
-        .spawn(move || {
-            // Rounds start every `every`, however long a round took (a late
-            // round starts at once), so a slow round does not slow the rhythm.
-            let mut next = std::time::Instant::now();
-            while !stop.load(Ordering::Relaxed) {
-                round(&name, &*role);
-                next = (next + every).max(std::time::Instant::now());
-                // Sleep in short pieces so that stopping is quick.
-                while !stop.load(Ordering::Relaxed) {
-                    let left = next.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    std::thread::sleep(left.min(Duration::from_millis(20)));
-                }
-            }
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| role.finish())) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    eprintln!(
-                        "{name}: stopping: {}",
-                        powerplug_strategy::text::for_log(&format!("{e:#}"))
-                    )
-                }
-                Err(payload) => eprintln!(
-                    "{name}: stopping: panicked: {}",
-                    powerplug_strategy::text::for_log(&panic_message(&*payload))
-                ),
-            }
-        })?;
-    Ok(handle)
+/// The span a tick runs in: the role, the books slot and the strategy
+/// version; the tick's number, the fuel its strategy used and how long it
+/// took are recorded as they become known, so every event of the tick
+/// carries them.
+pub(crate) fn tick_span(role: &'static str, slot: &str, sha256: &str) -> tracing::Span {
+    let empty = tracing::field::Empty;
+    tracing::info_span!(
+        "tick",
+        role,
+        slot,
+        strategy = sha256.get(..12).unwrap_or(sha256),
+        tick = empty,
+        fuel = empty,
+        duration_us = empty,
+    )
+}
+
+/// Closes a tick's span: how long it took, and a line for the tick (a
+/// warning with the reason if it failed).
+pub(crate) fn tick_done(span: &tracing::Span, started: std::time::Instant, failed: Option<&str>) {
+    span.record("duration_us", started.elapsed().as_micros() as u64);
+    match failed {
+        Some(why) => tracing::warn!(why = %powerplug_strategy::text::for_log(why), "tick failed"),
+        None => tracing::debug!("tick"),
+    }
+}
+
+/// Runs after the last round when a role stops gracefully; a failure or a
+/// panic is logged, not raised (the role is stopping anyway).
+pub fn finish<R: Step>(name: &str, role: &R) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| role.finish())) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(
+            role = name,
+            error = %powerplug_strategy::text::for_log(&format!("{e:#}")),
+            "stopping failed"
+        ),
+        Err(payload) => tracing::error!(
+            role = name,
+            panic = %powerplug_strategy::text::for_log(&panic_message(&*payload)),
+            "stopping panicked"
+        ),
+    }
 }
 
 /// When a strategy ticks: every `every` simulated ms on schedule (the next tick

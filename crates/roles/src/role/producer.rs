@@ -11,22 +11,24 @@ use super::config::ProducerConfig;
 use super::member::MemberState;
 use super::{Clock, Hub, Step};
 use crate::books::{ProducerNews, StoredBooks, producer_input, store_decision};
+use crate::counter::Counter;
 use crate::inbox::{self, Command};
+use crate::limits::MAX_RECORDS_PER_TICK;
 use crate::registry::{self, Kind};
 use crate::tick_log::{self, Outcome};
 use powerplug_channel::HttpTransport;
 use powerplug_ledger::{Ledger, RemoteLedger};
 use powerplug_storage::{self as storage, Store};
-use powerplug_strategy::{Entity, ProducerStrategy, Setting, SourceOutput, Transfer};
+use powerplug_strategy::{Entity, ProducerStrategy, SourceOutput, Transfer};
 
 const SLOT: &str = "producer";
-const MAX_RECORDS_PER_TICK: usize = 500_000;
+/// The last payout on the grid's ledger a tick took (its `seq`).
+const CURSOR: &str = "producer/transfer-cursor";
 
 pub struct Producer {
     pub hub: Hub,
     /// The strategy, and how it is replaced.
     pub slot: super::swap::Slot<ProducerStrategy>,
-    settings: Vec<Setting>,
     clock: Clock,
     tick_log_keep: u64,
     grid_url: String,
@@ -61,6 +63,7 @@ impl Producer {
             &config.strategy,
             &config.service.data_dir,
             &config.trusted_keys,
+            config.service.clock,
         )?;
         // The producer's own channel to the grid is signed with the key of its id.
         let key = super::signing_key(&hub.secret, &format!("member/{id}"));
@@ -77,7 +80,6 @@ impl Producer {
         Ok(Self {
             hub,
             slot,
-            settings: config.strategy.settings(),
             clock: config.service.clock,
             tick_log_keep: config.strategy.tick_log_keep,
             grid: HttpTransport::new(&grid_url),
@@ -136,25 +138,45 @@ impl Producer {
 
     /// One tick now. Returns the number of the tick and why it failed, if it did.
     pub fn tick(&self) -> anyhow::Result<(u64, Option<String>)> {
+        // The grid is asked before the turn is taken, so that an activation
+        // never waits on the network.
+        let fetched = self.payouts_since(storage::meta(self.db(), CURSOR)?.unwrap_or(0))?;
         let _turn = self.slot.turn();
-        let strategy = self.slot.current();
-        let db = self.db();
-        let now = self.clock.now_ms();
-        let records = inbox::pending(db, MAX_RECORDS_PER_TICK)?;
-        let (joined, left) = registry::news_since_tick(db)?;
-        let cursor: u64 = storage::meta(db, "producer/transfer-cursor")?.unwrap_or(0);
-        // Payouts arrive on the grid's ledger; unreachable, this tick sees none,
-        // and the next one reads them from the same cursor. (No lock is held
-        // across the call: `/status` reads the membership meanwhile.)
+        let span = super::tick_span("producer", SLOT, &self.slot.current().info().sha256);
+        let _in = span.enter();
+        let started = std::time::Instant::now();
+        let (tick, failed) = self.tick_in_turn(fetched)?;
+        super::tick_done(&span, started, failed.as_deref());
+        Ok((tick, failed))
+    }
+
+    /// Payouts on the grid's ledger after `cursor`; unreachable, none (the
+    /// next tick asks again from the same cursor). No lock is held across the
+    /// call: `/status` reads the membership meanwhile.
+    fn payouts_since(&self, cursor: u64) -> anyhow::Result<Vec<powerplug_ledger::Transfer>> {
         let credential = self.lock()?.credential.clone();
-        let transfers = match credential {
+        Ok(match credential {
             Some(credential) => {
                 RemoteLedger::with_agent(self.agent.clone(), &self.grid_url, &credential)
                     .transfers_since(cursor)
                     .unwrap_or_default()
             }
             None => Vec::new(),
-        };
+        })
+    }
+
+    fn tick_in_turn(
+        &self,
+        fetched: Vec<powerplug_ledger::Transfer>,
+    ) -> anyhow::Result<(u64, Option<String>)> {
+        let strategy = self.slot.current();
+        let db = self.db();
+        let now = self.clock.now_ms();
+        let records = inbox::pending(db, MAX_RECORDS_PER_TICK)?;
+        let (joined, left) = registry::news_since_tick(db)?;
+        // A tick that ran since the payouts were fetched took some of them.
+        let cursor: u64 = storage::meta(db, CURSOR)?.unwrap_or(0);
+        let transfers: Vec<_> = fetched.into_iter().filter(|t| t.seq > cursor).collect();
         let mut member = self.lock()?;
         let next_cursor = transfers.last().map_or(cursor, |t| t.seq);
         let mut news = ProducerNews {
@@ -201,19 +223,23 @@ impl Producer {
                 tx: &*read,
             },
             now,
-            &self.settings,
+            self.slot.settings(),
             news,
         )?;
         drop(read);
-        let tick = storage::counters(db)?.get("ticks").copied().unwrap_or(0) + 1;
+        let tick = Counter::Ticks.read(db)? + 1;
+        tracing::Span::current().record("tick", tick);
         let sha = &strategy.info().sha256;
         let decision = match strategy.tick(&input) {
-            Ok(outcome) => outcome.decision,
+            Ok(outcome) => {
+                tracing::Span::current().record("fuel", outcome.fuel_used);
+                outcome.decision
+            }
             Err(failure) => {
                 let why = failure.to_string();
                 let tx = db.write()?;
                 tick_log::record_producer(&*tx, SLOT, sha, input, Outcome::Failed(why.clone()))?;
-                storage::count(&*tx, "ticks-failed", 1)?;
+                Counter::TicksFailed.add(&*tx, 1)?;
                 tx.commit()?;
                 return Ok((tick, Some(why)));
             }
@@ -223,7 +249,7 @@ impl Producer {
         store_decision(&*tx, SLOT, &decision.state, &decision.cells)?;
         inbox::consume(&*tx, &records)?;
         registry::consume_news(&*tx, &joined, &left)?;
-        storage::set_meta(&*tx, "producer/transfer-cursor", &next_cursor)?;
+        storage::set_meta(&*tx, CURSOR, &next_cursor)?;
         let mut next = member.clone();
         for c in &decision.commands {
             anyhow::ensure!(
@@ -249,20 +275,12 @@ impl Producer {
                 .map(|m| (m.name.clone(), m.value))
                 .collect::<Vec<_>>(),
         )?;
-        storage::count(&*tx, "ticks", 1)?;
-        storage::count(&*tx, "source-wh", input.outputs.iter().map(|o| o.wh).sum())?;
-        storage::count(
-            &*tx,
-            "reported-wh",
-            decision.commands.iter().map(|c| c.wh).sum(),
-        )?;
-        storage::count(
-            &*tx,
-            "asked",
-            decision.commands.iter().map(|c| c.price).sum(),
-        )?;
-        storage::count(&*tx, "commands", decision.commands.len() as u64)?;
-        storage::count(&*tx, "received", income)?;
+        Counter::Ticks.add(&*tx, 1)?;
+        Counter::SourceWh.add(&*tx, input.outputs.iter().map(|o| o.wh).sum())?;
+        Counter::ReportedWh.add(&*tx, decision.commands.iter().map(|c| c.wh).sum())?;
+        Counter::Asked.add(&*tx, decision.commands.iter().map(|c| c.price).sum())?;
+        Counter::Commands.add(&*tx, decision.commands.len() as u64)?;
+        Counter::Received.add(&*tx, income)?;
         tick_log::record_producer(&*tx, SLOT, sha, input, Outcome::Decided(decision))?;
         tx.commit()?;
         *member = next;
@@ -363,18 +381,6 @@ impl super::swap::Runs for Producer {
     fn slot(&self) -> &super::swap::Slot<ProducerStrategy> {
         &self.slot
     }
-
-    fn store(&self) -> &dyn Store {
-        self.db()
-    }
-
-    fn settings(&self) -> &[Setting] {
-        &self.settings
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.clock.now_ms()
-    }
 }
 
 impl Step for Producer {
@@ -387,14 +393,8 @@ impl Step for Producer {
         let now = self.clock.now_ms();
         let open = !self.closed()?;
         if open && self.schedule.due(now) {
-            let (tick, failed) = self.tick()?;
-            if let Some(why) = &failed {
-                let why = powerplug_strategy::text::for_log(why);
-                eprintln!("producer tick {tick} failed: {why}");
-            }
-            let clock = || self.clock.now_ms();
-            self.slot
-                .watch(self.db(), &self.settings, &clock, failed.as_deref())?;
+            let (_, failed) = self.tick()?;
+            self.slot.watch(failed.as_deref())?;
         }
         // Registered first: the grid's store takes the producer's output only
         // once its channel is registered there.

@@ -10,7 +10,6 @@ use super::producer::Producer;
 use crate::outbox;
 use crate::registry::{self, Kind};
 use powerplug_ledger as wallet;
-use powerplug_storage as storage;
 use powerplug_storage::Store;
 
 fn registrations(db: &dyn Store) -> anyhow::Result<Value> {
@@ -55,8 +54,8 @@ pub fn grid_public(grid: &Grid) -> anyhow::Result<Value> {
     Ok(json!({
         "role": "grid",
         "id": grid.account(),
-        "strategy": grid.slot.status(db)?,
-        "totals": storage::counters(db)?,
+        "strategy": grid.slot.status()?,
+        "totals": crate::counter::all(db)?,
         "metrics": metrics(grid.metrics()?),
         "wallet": {
             "balance": wallet::balance(db, grid.account())?,
@@ -84,8 +83,8 @@ pub fn producer_public(producer: &Producer) -> anyhow::Result<Value> {
     Ok(json!({
         "role": "producer",
         "id": member.id,
-        "strategy": producer.slot.status(db)?,
-        "totals": storage::counters(db)?,
+        "strategy": producer.slot.status()?,
+        "totals": crate::counter::all(db)?,
         "metrics": metrics(producer.metrics()?),
         "grid": {
             "url": producer.grid_url(),

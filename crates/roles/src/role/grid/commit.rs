@@ -11,6 +11,7 @@ use super::invariants;
 use super::runs::{self, Cohorts, Run};
 use super::{Grid, SLOT};
 use crate::books::store_decision;
+use crate::counter::Counter;
 use crate::experiment::billing::{self, Billing};
 use crate::experiment::{results, shadow};
 use crate::inbox::{self, Command};
@@ -36,7 +37,7 @@ impl Grid {
             input,
             Outcome::Failed(why.to_owned()),
         )?;
-        storage::count(&*tx, "ticks-failed", 1)?;
+        Counter::TicksFailed.add(&*tx, 1)?;
         tx.commit()?;
         Ok(())
     }
@@ -95,19 +96,15 @@ impl Grid {
         invariants::check_and_record(&*tx, &inputs[0].usage, &bills, registrations)?;
         storage::set_meta(&*tx, "grid/metrics", &metrics(&active.metrics))?;
         let paid_out: u64 = active.payouts.iter().map(|p| p.amount).sum();
-        storage::count(&*tx, "ticks", 1)?;
-        storage::count(&*tx, "usage-wh", inputs[0].usage.wh.iter().sum())?;
-        storage::count(
-            &*tx,
-            "output-wh",
-            inputs[0].output.iter().map(|o| o.wh).sum(),
-        )?;
-        storage::count(&*tx, "payment-requests", sent.requests)?;
-        storage::count(&*tx, "requests-undeliverable", sent.undeliverable)?;
-        storage::count(&*tx, "requested", sent.requested)?;
-        storage::count(&*tx, "billed-wh", sent.billed_wh)?;
-        storage::count(&*tx, "paid-out", paid_out)?;
-        storage::count(&*tx, "income", consumed.income)?;
+        Counter::Ticks.add(&*tx, 1)?;
+        Counter::UsageWh.add(&*tx, inputs[0].usage.wh.iter().sum())?;
+        Counter::OutputWh.add(&*tx, inputs[0].output.iter().map(|o| o.wh).sum())?;
+        Counter::PaymentRequests.add(&*tx, sent.requests)?;
+        Counter::RequestsUndeliverable.add(&*tx, sent.undeliverable)?;
+        Counter::Requested.add(&*tx, sent.requested)?;
+        Counter::BilledWh.add(&*tx, sent.billed_wh)?;
+        Counter::PaidOut.add(&*tx, paid_out)?;
+        Counter::Income.add(&*tx, consumed.income)?;
         if let Some(c) = cohorts {
             let variant_of = |consumer| c.variant(consumer);
             let facts =

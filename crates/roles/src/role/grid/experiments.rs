@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use crate::books::{Books, GridNews, StoredBooks, copy_books, copy_cell, grid_input, replace};
 use crate::experiment::shadow::{self, Shadow};
 use crate::experiment::{self, Experiment, Status, Variant, results};
-use crate::role::handover::same_format;
+use crate::role::swap::handover::same_format;
 use crate::versions;
 use powerplug_storage::{self as storage, Store};
 use powerplug_strategy::{GridStrategy, Transfer};
@@ -188,9 +188,6 @@ impl Grid {
         let sha = e.variants[v].version.clone();
         self.slot
             .activate_then(
-                self.db(),
-                &self.settings,
-                &|| self.clock.now_ms(),
                 &sha,
                 false,
                 // The experiment was the dry run: the operator chose it.
@@ -257,7 +254,7 @@ impl Grid {
         let Some(mut s) = shadow::running(self.db())? else {
             return Ok(None);
         };
-        eprintln!("grid: shadow {} stopped: {why}", s.version);
+        tracing::warn!(version = %s.version, why = %powerplug_strategy::text::for_log(why), "shadow stopped");
         s.stopped = Some(why.to_owned());
         let tx = self.db().write()?;
         shadow::put(&*tx, &s)?;
@@ -318,10 +315,7 @@ impl Grid {
         if let Some(s) = loaded.get(sha256) {
             return Ok(s.clone());
         }
-        let strategy = self
-            .slot
-            .load_version(self.db(), sha256)
-            .map_err(|e| e.to_string())?;
+        let strategy = self.slot.load_version(sha256).map_err(|e| e.to_string())?;
         loaded.insert(sha256.to_owned(), strategy.clone());
         Ok(strategy)
     }
@@ -347,7 +341,7 @@ impl Grid {
         let input = grid_input(
             &books,
             self.clock.now_ms(),
-            &self.settings,
+            self.slot.settings(),
             Default::default(),
         )
         .map_err(|e| e.to_string())?;
@@ -364,7 +358,7 @@ impl Grid {
         e: &Experiment,
         why: String,
     ) -> anyhow::Result<TickSummary> {
-        eprintln!("grid: experiment {} stopped: {why}", e.id);
+        tracing::warn!(experiment = %e.id, why = %powerplug_strategy::text::for_log(&why), "experiment stopped");
         let mut e = e.clone();
         let was = e.status.clone();
         e.status = Status::Stopped {

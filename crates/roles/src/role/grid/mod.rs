@@ -29,21 +29,20 @@ use self::runs::{Acts, Cohorts, Part, Run};
 use super::config::GridConfig;
 use super::{Clock, Hub, Step};
 use crate::books::{StoredBooks, grid_input};
+use crate::counter::Counter;
 use crate::experiment::shadow;
+use crate::limits::MAX_RECORDS_PER_TICK;
 use crate::registry::Kind;
 use crate::tick_log;
 use powerplug_storage::{self as storage, Store};
-use powerplug_strategy::{GridStrategy, Setting};
+use powerplug_strategy::GridStrategy;
 
 pub const SLOT: &str = "grid";
-/// Records one tick takes at most; the rest wait for the next.
-const MAX_RECORDS_PER_TICK: usize = 500_000;
 
 pub struct Grid {
     pub hub: Hub,
     /// The strategy, and how it is replaced.
     pub slot: super::swap::Slot<GridStrategy>,
-    settings: Vec<Setting>,
     clock: Clock,
     tick_log_keep: u64,
     wallet_seed: [u8; 32],
@@ -85,6 +84,7 @@ impl Grid {
             &config.strategy,
             &config.service.data_dir,
             &config.trusted_keys,
+            config.service.clock,
         )?;
         let wallet_seed =
             storage::meta_or_init(&hub.db, "wallet-seed", powerplug_channel::random32)?;
@@ -92,7 +92,6 @@ impl Grid {
         Ok(Self {
             hub,
             slot,
-            settings: config.strategy.settings(),
             clock: config.service.clock,
             tick_log_keep: config.strategy.tick_log_keep,
             wallet_seed,
@@ -118,7 +117,12 @@ impl Grid {
     /// One tick now: reads what is pending, decides, commits.
     pub fn tick(&self) -> anyhow::Result<TickSummary> {
         let _turn = self.slot.turn();
-        self.tick_in_turn()
+        let span = super::tick_span("grid", SLOT, &self.slot.current().info().sha256);
+        let _in = span.enter();
+        let started = std::time::Instant::now();
+        let summary = self.tick_in_turn()?;
+        super::tick_done(&span, started, summary.failed.as_deref());
+        Ok(summary)
     }
 
     fn tick_in_turn(&self) -> anyhow::Result<TickSummary> {
@@ -207,11 +211,12 @@ impl Grid {
                 slot: &run.slot,
                 tx: &*read,
             };
-            inputs.push(grid_input(&books, now, &self.settings, part_news)?);
+            inputs.push(grid_input(&books, now, self.slot.settings(), part_news)?);
         }
         drop(read);
-        let tick = storage::counters(db)?.get("ticks").copied().unwrap_or(0) + 1;
+        let tick = Counter::Ticks.read(db)? + 1;
         summary.tick = tick;
+        tracing::Span::current().record("tick", tick);
 
         let mut outcomes = runs::decide(&runs, &inputs).into_iter();
         let decision = match outcomes.next() {
@@ -275,7 +280,7 @@ impl Grid {
                         tx: &*db.read()?,
                     },
                     now,
-                    &self.settings,
+                    self.slot.settings(),
                     news,
                 )?;
                 self.record_failure(&active, input, &why)?;
@@ -308,18 +313,6 @@ impl super::swap::Runs for Grid {
         &self.slot
     }
 
-    fn store(&self) -> &dyn Store {
-        self.db()
-    }
-
-    fn settings(&self) -> &[Setting] {
-        &self.settings
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.clock.now_ms()
-    }
-
     fn swaps_allowed(&self) -> anyhow::Result<Result<(), String>> {
         experiments::swaps_allowed(self.db())
     }
@@ -335,13 +328,8 @@ impl Step for Grid {
         let now = self.clock.now_ms();
         if self.schedule.due(now) {
             let summary = self.tick()?;
-            if let Some(why) = &summary.failed {
-                let why = powerplug_strategy::text::for_log(why);
-                eprintln!("grid tick {} failed: {why}", summary.tick);
-            }
             let failed = summary.failed.as_deref();
-            self.slot
-                .watch(self.db(), &self.settings, &|| self.clock.now_ms(), failed)?;
+            self.slot.watch(failed)?;
         }
         self.hub.drain(None)?;
         Ok(())

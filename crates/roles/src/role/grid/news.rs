@@ -6,16 +6,11 @@ use std::collections::HashMap;
 use super::{Grid, MAX_RECORDS_PER_TICK};
 use crate::books::GridNews;
 use crate::inbox;
+use crate::limits::{MAX_MEMBERSHIP_PER_TICK, MAX_TRANSFERS_PER_TICK};
 use crate::registry::{self, Kind, Registration};
 use powerplug_ledger as wallet;
 use powerplug_storage as storage;
 use powerplug_strategy::{Entity, Output, Transfer, Usage};
-
-/// Most wallet transfers one tick takes; the rest wait for the next tick
-/// (the cursor stops at the last one taken).
-pub(super) const MAX_TRANSFERS_PER_TICK: usize = 50_000;
-/// Most entities whose joining or leaving one tick takes.
-pub(super) const MAX_MEMBERSHIP_PER_TICK: usize = 10_000;
 
 /// Keeps the news of at most `most` entities, the lowest indexes first; an
 /// entity's joining and leaving stay together, so the strategy never hears

@@ -168,7 +168,12 @@ pub fn decide(runs: &[Run], inputs: &[GridInput]) -> Vec<Result<GridDecision, St
     let one = |run: &Run, input: &GridInput| {
         run.strategy
             .tick(input)
-            .map(|o| o.decision)
+            .map(|o| {
+                // The tick's span is this thread's: it records the active
+                // run's fuel (the others run on threads of their own).
+                tracing::Span::current().record("fuel", o.fuel_used);
+                o.decision
+            })
             .map_err(|f| f.to_string())
     };
     std::thread::scope(|scope| {

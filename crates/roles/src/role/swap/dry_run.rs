@@ -11,7 +11,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::grid::invariants;
+use super::answer::{DryRun, SwapError};
+use super::{Slot, Strategy, handover};
+use crate::books::Books;
+use crate::role::grid::invariants;
+use crate::tick_log;
 use powerplug_storage::Store;
 
 /// A consumer's bills over the window: the live version's, the candidate's,
@@ -123,4 +127,77 @@ pub fn judge(
     }
     history.consumers = rows;
     Ok(history)
+}
+
+fn add_bills(bills: &mut Bills, decided: Vec<(u32, u64, u64)>) {
+    for (consumer, wh, owed) in decided {
+        let b = bills.entry(consumer).or_default();
+        b.0 = b.0.saturating_add(wh);
+        b.1 = b.1.saturating_add(owed);
+    }
+}
+
+impl<S: Strategy> Slot<S> {
+    /// The candidate on the last `window` recorded ticks: on the live books
+    /// of each tick if it gets them, else carried from empty books through
+    /// them, as it will start. Fails if the candidate fails on one; the last
+    /// tick's effects are compared as before, the window's bills per
+    /// consumer in `history`.
+    pub(super) fn dry_run(
+        &self,
+        candidate: &S,
+        fresh: bool,
+        window: u32,
+    ) -> Result<Option<DryRun>, SwapError> {
+        let db = self.db();
+        let position = tick_log::position(&*db.read()?, self.name)?;
+        let since = position.saturating_sub(u64::from(window.max(1)));
+        let records = S::recorded_since(db, self.name, since, usize::MAX)?;
+        let live_books = !fresh && handover::same_format(self.current().info(), candidate.info());
+        let mut history = History {
+            books: if live_books { "live" } else { "empty" },
+            bound_percent: self.dry_run_bound_percent,
+            ..History::default()
+        };
+        let (mut live_bills, mut candidate_bills) = (Bills::new(), Bills::new());
+        let mut books = Books::default();
+        let mut last = None;
+        for (tick, input, recorded) in records {
+            let decided = if live_books {
+                candidate
+                    .tick(&input)
+                    .map(|o| (o.decision, o.fuel_used, o.elapsed))
+                    .map_err(|f| f.to_string())
+            } else {
+                let started = std::time::Instant::now();
+                candidate
+                    .carry(&mut books, &input)
+                    .map(|(d, fuel)| (d, fuel, started.elapsed()))
+            };
+            let (decision, fuel, elapsed) =
+                decided.map_err(|why| SwapError::DryRun { tick, why })?;
+            // A tick the live version failed decided nothing to compare with.
+            if let Some(live) = &recorded {
+                if history.ticks == 0 {
+                    history.from_tick = tick;
+                }
+                history.ticks += 1;
+                add_bills(&mut live_bills, S::bills(live));
+                add_bills(&mut candidate_bills, S::bills(&decision));
+            }
+            last = Some(DryRun {
+                tick,
+                live: recorded.as_ref().map(S::effect),
+                candidate: S::effect(&decision),
+                fuel,
+                elapsed_us: elapsed.as_micros() as u64,
+                history: None,
+            });
+        }
+        let Some(mut last) = last else {
+            return Ok(None);
+        };
+        last.history = Some(judge(db, history, &live_bills, &candidate_bills)?);
+        Ok(Some(last))
+    }
 }

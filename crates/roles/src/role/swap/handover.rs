@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use super::swap::Strategy;
+use super::Strategy;
 use crate::books::{self, Books};
 use crate::tick_log;
 use powerplug_storage::{self as storage, ReadTx, Store, WriteTx};
