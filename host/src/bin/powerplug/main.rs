@@ -1,0 +1,127 @@
+//! `powerplug`: the host's command line, one module per group of commands.
+//!
+//! - `roles`: run a grid, a producer, consumers or sources as a service;
+//! - `offline`: `simulate`, `demo`, `replay`;
+//! - `strategy`: components and the versions of a running host;
+//! - `operator`: admissions and experiments on a running host;
+//! - `client`: the operator's HTTP requests they share.
+
+mod client;
+mod offline;
+mod operator;
+mod roles;
+mod strategy;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "powerplug",
+    version,
+    about = "Peer-to-peer energy grids with WebAssembly payment policies"
+)]
+struct Cli {
+    /// Logs on standard error as text or as JSON lines; `POWERPLUG_LOG` filters
+    /// them (default `info`; `debug` adds a line per tick).
+    #[arg(
+        long,
+        global = true,
+        env = "POWERPLUG_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: powerplug::logs::LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a deterministic grid (sources → producers → grid ← consumers) on the
+    /// basic strategies and print what each decided, tick by tick.
+    Simulate(offline::SimulateArgs),
+    /// Run a grid, producers with their sources, and consumers, each a service
+    /// with its own database and HTTP API, trading over channels; print
+    /// progress and a summary whose money checks must hold.
+    Demo(offline::DemoArgs),
+    /// Run a grid: takes consumer and producer registrations, bills and pays.
+    Grid(roles::RoleArgs),
+    /// Run a producer: takes source registrations, reports priced output to its grid.
+    Producer(roles::RoleArgs),
+    /// Run consumers: simulated meters that report usage to their grid and pay.
+    Consumer(roles::RoleArgs),
+    /// Run sources: simulated meters that report output to their producer.
+    Source(roles::RoleArgs),
+    /// Work with strategy components.
+    Strategy {
+        #[command(subcommand)]
+        command: strategy::StrategyCommand,
+    },
+    /// Replay recorded grid ticks through one or two strategies, offline,
+    /// and compare what they bill per consumer and in total.
+    Replay(offline::ReplayArgs),
+    /// Let an entity register with a running grid or producer: prints a
+    /// registration token for its `admission_token` (operator token:
+    /// POWERPLUG_OPERATOR_TOKEN). `--list` shows the tokens not used up.
+    Admit(operator::AdmitArgs),
+    /// A/B experiments on a running grid's payment policy (operator token:
+    /// POWERPLUG_OPERATOR_TOKEN).
+    Experiment {
+        #[command(subcommand)]
+        command: operator::ExperimentCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    // A panic's message may carry outside text (a meter feed's, a strategy's
+    // via the host): no terminal control on its way to stderr.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("a thread");
+        eprintln!(
+            "{name} panicked: {}",
+            powerplug::text::for_log(&info.to_string())
+        );
+    }));
+    let cli = Cli::parse();
+    if let Err(e) = powerplug::logs::init(cli.log_format) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Simulate(args) => offline::simulate(args),
+        Command::Demo(args) => offline::demo(args),
+        Command::Replay(args) => offline::replay(args),
+        Command::Grid(args) => roles::grid(args),
+        Command::Producer(args) => roles::producer(args),
+        Command::Consumer(args) => roles::consumers(args),
+        Command::Source(args) => roles::sources(args),
+        Command::Strategy { command } => strategy::run(command),
+        Command::Admit(args) => operator::admit(args),
+        Command::Experiment { command } => operator::experiment(command),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
