@@ -15,18 +15,32 @@ use subtle::ConstantTimeEq;
 use super::{Clock, SimulatedMeter};
 use powerplug_strategy::Setting;
 
+/// `POWERPLUG_*` variables the command reads for itself (logs, signing).
+const NOT_CONFIGURATION: &[&str] = &["log", "log_format", "signing_key", "checkout", "kits"];
+
 /// Loads a role's configuration: defaults, then the file (if given), then the
 /// environment. An unknown key or a wrong type is an error naming the key.
 pub fn load<T: Serialize + DeserializeOwned>(
     defaults: T,
     file: Option<&Path>,
 ) -> anyhow::Result<T> {
+    // POWERPLUG_OPERATOR_TOKEN is the command's credential too: a role with
+    // no operator routes (a meter host) ignores it rather than refuse to start.
+    let mut ignored = NOT_CONFIGURATION.to_vec();
+    if serde_json::to_value(&defaults)?
+        .get("operator_token")
+        .is_none()
+    {
+        ignored.push("operator_token");
+    }
     let mut figment = Figment::from(Serialized::defaults(defaults));
     if let Some(file) = file {
         anyhow::ensure!(file.exists(), "config: {} does not exist", file.display());
         figment = figment.merge(Toml::file(file));
     }
-    figment = figment.merge(Env::prefixed("POWERPLUG_").split("__"));
+    // The command's own variables are not configuration: a role started with
+    // `POWERPLUG_LOG=debug` must not be refused for an unknown field `log`.
+    figment = figment.merge(Env::prefixed("POWERPLUG_").ignore(&ignored).split("__"));
     figment.extract().map_err(|errors| {
         // Name the key of each error, as every other bad input does.
         let each: Vec<String> = errors
@@ -451,16 +465,33 @@ mod tests {
         )
         .unwrap();
         // SAFETY: no other test of this binary reads or writes these variables.
+        // The command's own variables (logs, signing) are not configuration.
+        let vars = [
+            ("POWERPLUG_CLOCK__SCALE", "60"),
+            ("POWERPLUG_STRATEGY__TICK_MS", "123"),
+            ("POWERPLUG_LOG", "debug"),
+            ("POWERPLUG_LOG_FORMAT", "json"),
+            ("POWERPLUG_SIGNING_KEY", "00"),
+            ("POWERPLUG_OPERATOR_TOKEN", "change-me"),
+        ];
         unsafe {
-            std::env::set_var("POWERPLUG_CLOCK__SCALE", "60");
-            std::env::set_var("POWERPLUG_STRATEGY__TICK_MS", "123");
+            for (k, v) in vars {
+                std::env::set_var(k, v);
+            }
         }
         let config = load(GridConfig::default(), Some(&file));
+        // A meter host has no strategy (its variable goes), and no operator
+        // token of its own: it ignores the command's.
+        unsafe { std::env::remove_var("POWERPLUG_STRATEGY__TICK_MS") };
+        let meters = load(MetersConfig::consumers(), None);
         unsafe {
-            std::env::remove_var("POWERPLUG_CLOCK__SCALE");
-            std::env::remove_var("POWERPLUG_STRATEGY__TICK_MS");
+            for (k, _) in vars {
+                std::env::remove_var(k);
+            }
         }
         let config = config.unwrap();
+        assert_eq!(config.operator_token.as_deref(), Some("change-me"));
+        assert!(meters.is_ok(), "{:?}", meters.err());
         assert_eq!(config.service.id, "north");
         assert_eq!(config.service.poll_ms, 5);
         assert_eq!(config.service.listen, GridConfig::default().service.listen);
