@@ -455,8 +455,17 @@ impl MetersConfig {
 mod tests {
     use super::*;
 
+    /// Loading a configuration reads the process's environment, which the
+    /// first test changes: the tests that load one take turns.
+    static ENVIRONMENT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn environment() -> std::sync::MutexGuard<'static, ()> {
+        ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     #[test]
     fn the_file_overrides_defaults_and_the_environment_overrides_the_file() {
+        let _environment = environment();
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("grid.toml");
         std::fs::write(
@@ -464,7 +473,8 @@ mod tests {
             "id = \"north\"\npoll_ms = 5\n[clock]\nepoch_ms = 10\nscale = 2\n[strategy]\ncomponent = \"g.wasm\"\ntick_ms = 1000\ntick_log_keep = 7\n",
         )
         .unwrap();
-        // SAFETY: no other test of this binary reads or writes these variables.
+        // SAFETY: no other test of this binary reads or writes these variables
+        // except through `load`, and those take turns (`environment`).
         // The command's own variables (logs, signing) are not configuration.
         let vars = [
             ("POWERPLUG_CLOCK__SCALE", "60"),
@@ -520,6 +530,7 @@ mod tests {
 
     #[test]
     fn http_limits_and_scoped_tokens_come_from_the_file_and_scopes_are_kept() {
+        let _environment = environment();
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("grid.toml");
         std::fs::write(
