@@ -82,7 +82,7 @@ impl Counter {
 
     /// The count now (0 if never counted).
     pub fn read(self, db: &dyn Store) -> anyhow::Result<u64> {
-        Ok(all(db)?.get(self.name()).copied().unwrap_or(0))
+        powerplug_storage::counter(db, self.name())
     }
 }
 

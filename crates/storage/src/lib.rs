@@ -172,6 +172,14 @@ pub fn count(tx: &dyn WriteTx, name: &str, by: u64) -> anyhow::Result<()> {
 }
 
 /// Every counter, by name.
+/// One counter (0 if never counted): one key read, not every counter.
+pub fn counter(db: &dyn Store, name: &str) -> anyhow::Result<u64> {
+    match db.read()?.get(COUNTERS, &key::of(&[&name]))? {
+        Some(bytes) => key::u64_value(&bytes),
+        None => Ok(0),
+    }
+}
+
 pub fn counters(db: &dyn Store) -> anyhow::Result<BTreeMap<String, u64>> {
     let tx = db.read()?;
     let mut out = BTreeMap::new();
