@@ -20,6 +20,7 @@
 //!
 //! `cargo bench -p powerplug --bench experiment` (a few minutes once built).
 
+use powerplug::domain::EntityKind;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +32,6 @@ use powerplug::channel::{ChannelWriter, Message, Transport};
 use powerplug::component::{Build, build};
 use powerplug::http::run;
 use powerplug::inbox::{self, Command};
-use powerplug::registry::Kind;
 use powerplug::replay::{Decide, recording, replay};
 use powerplug::role::grid::Grid;
 use powerplug::storage::{RedbStore, Store};
@@ -242,7 +242,7 @@ impl Consumers {
                 let mut seed = [0u8; 32];
                 seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
                 let mut writer = ChannelWriter::new(SigningKey::from_bytes(&seed), true).unwrap();
-                let body = api::Register::open(Kind::Consumer, &mut writer, None).unwrap();
+                let body = api::Register::open(EntityKind::Consumer, &mut writer, None).unwrap();
                 let body = serde_json::to_value(body).unwrap();
                 http(url, "PUT", &format!("/registrations/c{i}"), &body);
                 writer

@@ -30,6 +30,7 @@
 //!
 //! `cargo bench -p powerplug --bench swap` (about 30–60 s once built).
 
+use powerplug::domain::EntityKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,7 +42,6 @@ use powerplug::channel::{ChannelWriter, Message, Transport};
 use powerplug::component::{Build, build};
 use powerplug::http::run;
 use powerplug::inbox::{self, Command};
-use powerplug::registry::Kind;
 use powerplug::role::grid::Grid;
 use powerplug::role::swap::{SwapOptions, Swappable};
 
@@ -160,7 +160,7 @@ impl Consumers {
                 let mut seed = [0u8; 32];
                 seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
                 let mut writer = ChannelWriter::new(SigningKey::from_bytes(&seed), true).unwrap();
-                let body = api::Register::open(Kind::Consumer, &mut writer, None).unwrap();
+                let body = api::Register::open(EntityKind::Consumer, &mut writer, None).unwrap();
                 let body = serde_json::to_value(body).unwrap();
                 let (status, answer) = http.call(
                     "PUT",

@@ -4,6 +4,7 @@
 //! runs `time_scale` times faster than real time. It ends with a summary whose
 //! money checks are computed, not assumed.
 
+use crate::domain::EntityKind;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -12,7 +13,6 @@ use serde::Serialize;
 
 use crate::counter::{self, Counter};
 use crate::http::run;
-use crate::registry::Kind;
 use crate::role::config::{GridConfig, MetersConfig, ProducerConfig, Service};
 use crate::role::{Clock, SimulatedMeter, unix_ms};
 use crate::{api, wallet};
@@ -76,8 +76,8 @@ pub struct Summary {
     pub running_costs: u64,
     pub undistributed: u64,
     pub consumers_outstanding: u64,
-    pub grid_balance: u64,
-    pub producer_balances: Vec<(String, u64)>,
+    pub grid_balance: wallet::Tokens,
+    pub producer_balances: Vec<(String, wallet::Tokens)>,
     pub messages_dropped: u64,
     pub checks: Vec<Check>,
 }
@@ -182,7 +182,7 @@ pub async fn run(
         for id in ids {
             let body = api::Issue {
                 to: id.clone(),
-                amount: funds,
+                amount: wallet::Tokens(funds),
                 key: format!("demo-funds-{id}"),
                 // Funded before the meters start and register.
                 unregistered: true,
@@ -216,10 +216,10 @@ pub async fn run(
         // The grid takes producers only with a token its operator issued, and
         // each producer its sources likewise: the demo is both operators.
         config.admission_token =
-            Some(admit(&grid.url, &token, Kind::Producer, Some(&id), 1).await?);
+            Some(admit(&grid.url, &token, EntityKind::Producer, Some(&id), 1).await?);
         let producer = run::producer(&config).await?;
         let count = o.sources_per_producer.max(1);
-        let source_token = admit(&producer.url, &token, Kind::Source, None, count).await?;
+        let source_token = admit(&producer.url, &token, EntityKind::Source, None, count).await?;
         let sources_config = MetersConfig {
             service: service(&format!("source-{p}"), any_port),
             upstream_url: producer.url.clone(),
@@ -232,10 +232,10 @@ pub async fn run(
             admission_token: Some(source_token),
             ..MetersConfig::sources()
         };
-        sources.push(run::meters(&sources_config, Kind::Source).await?);
+        sources.push(run::meters(&sources_config, EntityKind::Source).await?);
         producers.push(producer);
     }
-    let consumers = run::meters(&consumers_config, Kind::Consumer).await?;
+    let consumers = run::meters(&consumers_config, EntityKind::Consumer).await?;
 
     let grid_role = grid.role.clone();
     let grid_url = grid.url.clone();
@@ -370,7 +370,7 @@ pub async fn run(
         let id = p.member()?.id;
         producer_balances.push((id.clone(), wallet::balance(db, &id)?));
     }
-    let producers_hold: u64 = producer_balances.iter().map(|(_, b)| b).sum();
+    let producers_hold: wallet::Tokens = producer_balances.iter().map(|(_, b)| *b).sum();
     let issued = wallet::issued(db)?;
     let held = wallet::total_balances(db)?;
     let checks = vec![
@@ -420,18 +420,18 @@ pub async fn run(
         ),
         check(
             "the grid's wallet holds what came in less what went out",
-            grid_balance == income - paid_out.min(income),
-            format!("{grid_balance} = {income} - {paid_out}"),
+            grid_balance.get() == income - paid_out.min(income),
+            format!("{} = {income} - {paid_out}", grid_balance.get()),
         ),
         check(
             "producers hold exactly their payouts",
-            producers_hold == paid_out,
-            format!("{producers_hold} = {paid_out}"),
+            producers_hold.get() == paid_out,
+            format!("{} = {paid_out}", producers_hold.get()),
         ),
         check(
             "the ledger holds exactly what was issued",
             issued == held,
-            format!("issued {issued} · held {held}"),
+            format!("issued {} · held {}", issued.get(), held.get()),
         ),
         check(
             "no consumer paid more than it was asked",
@@ -514,7 +514,7 @@ impl std::fmt::Display for Summary {
             self.consumer_payments,
             self.consumers_outstanding
         )?;
-        let balances: Vec<u64> = self.producer_balances.iter().map(|(_, b)| *b).collect();
+        let balances: Vec<u64> = self.producer_balances.iter().map(|(_, b)| b.get()).collect();
         let each = if balances.len() <= 8 {
             format!("{balances:?}")
         } else {
@@ -529,7 +529,7 @@ impl std::fmt::Display for Summary {
         writeln!(
             f,
             "         running costs {} · paid to producers {} ({each}) · undistributed {} · grid wallet {}",
-            self.running_costs, p.paid_to_producers, self.undistributed, self.grid_balance
+            self.running_costs, p.paid_to_producers, self.undistributed, self.grid_balance.get()
         )?;
         writeln!(
             f,
@@ -553,7 +553,7 @@ impl std::fmt::Display for Summary {
 pub async fn admit(
     url: &str,
     operator_token: &str,
-    kind: Kind,
+    kind: EntityKind,
     id: Option<&str>,
     uses: u32,
 ) -> anyhow::Result<String> {

@@ -18,6 +18,7 @@
 //! payment request through it.
 
 pub use powerplug_channel as channel;
+pub use powerplug_domain as domain;
 pub use powerplug_http as http;
 pub use powerplug_ledger as wallet;
 pub use powerplug_roles::{

@@ -110,9 +110,6 @@ pub struct Report {
     pub grid_books: Books,
 }
 
-fn entity(index: u32, kind: EntityKind, id: String) -> Entity {
-    Entity { index, kind, id }
-}
 
 /// Runs the scenario; errors if a strategy fails or money is not conserved.
 pub fn run(scenario: &Scenario, deciders: &mut dyn Deciders) -> anyhow::Result<Report> {
@@ -125,9 +122,9 @@ pub fn run(scenario: &Scenario, deciders: &mut dyn Deciders) -> anyhow::Result<R
     let mut producer_books = vec![Books::default(); s.producers.len()];
     let mut grid_news = GridNews {
         joined: (0..consumers)
-            .map(|c| entity(c, EntityKind::Consumer, format!("consumer-{c}")))
+            .map(|c| Entity::new(c, EntityKind::Consumer, format!("consumer-{c}")))
             .chain((0..s.producers.len()).map(|p| {
-                entity(
+                Entity::new(
                     producer_index(p),
                     EntityKind::Producer,
                     format!("producer-{p}"),
@@ -141,7 +138,7 @@ pub fn run(scenario: &Scenario, deciders: &mut dyn Deciders) -> anyhow::Result<R
         .iter()
         .map(|&sources| ProducerNews {
             joined: (0..sources)
-                .map(|i| entity(i, EntityKind::Source, format!("source-{i}")))
+                .map(|i| Entity::new(i, EntityKind::Source, format!("source-{i}")))
                 .collect(),
             ..ProducerNews::default()
         })

@@ -370,7 +370,7 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
         let out: Vec<_> = wallet::transfers_since(&db, &m.id, 0)
             .unwrap()
             .into_iter()
-            .filter(|t| t.from == m.id)
+            .filter(|t| t.from.as_str() == m.id)
             .collect();
         assert_eq!(
             out.len() as u64,
@@ -379,7 +379,7 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
             m.id
         );
         assert_eq!(
-            out.iter().map(|t| t.amount).sum::<u64>(),
+            out.iter().map(|t| t.amount.get()).sum::<u64>(),
             m.paid,
             "{}",
             m.id
@@ -392,13 +392,13 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
     }
     let income = n("income");
     assert_eq!(income, paid);
-    let grid_balance = wallet::balance(&db, "grid").unwrap();
-    let producer_balance = wallet::balance(&db, "producer-0").unwrap();
+    let grid_balance = wallet::balance(&db, "grid").unwrap().get();
+    let producer_balance = wallet::balance(&db, "producer-0").unwrap().get();
     assert_eq!(producer_balance, n("paid-out"), "payouts once");
     assert_eq!(grid_balance, income - n("paid-out"));
     assert_eq!(
-        wallet::issued(&db).unwrap(),
-        wallet::total_balances(&db).unwrap()
+        wallet::issued(&db).unwrap().get(),
+        wallet::total_balances(&db).unwrap().get()
     );
     let metrics: Vec<(String, i64)> = storage::meta(&db, "grid/metrics").unwrap().unwrap();
     let metric = |name: &str| {

@@ -2,6 +2,7 @@
 //! sources (once per test process), and conversions between the host's and the
 //! SDK's generated types, which are the same WIT records in two crates.
 
+use powerplug::domain::EntityKind;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -343,11 +344,10 @@ impl Meter {
     /// Opens its channel (keys from `seed`) and registers it as consumer `id`.
     pub fn register(grid_url: &str, id: &str, seed: u8) -> Self {
         use powerplug::channel::{ChannelWriter, HttpTransport};
-        use powerplug::registry::Kind;
         let store = HttpTransport::new(grid_url);
         let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
         let mut writer = ChannelWriter::new(key, true).expect("a channel");
-        let body = powerplug::api::Register::open(Kind::Consumer, &mut writer, None).unwrap();
+        let body = powerplug::api::Register::open(EntityKind::Consumer, &mut writer, None).unwrap();
         let body = serde_json::to_value(body).unwrap();
         let (status, answer) =
             Client::new(grid_url).put(&format!("/registrations/{id}"), None, &body);

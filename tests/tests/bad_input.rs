@@ -5,8 +5,8 @@
 use ed25519_dalek::SigningKey;
 use powerplug::api;
 use powerplug::channel::ChannelWriter;
+use powerplug::domain::EntityKind;
 use powerplug::http::run;
-use powerplug::registry::Kind;
 use powerplug_tests::{Client, OPERATOR, grid_config, strategy_files};
 use serde_json::{Value, json};
 
@@ -36,7 +36,7 @@ fn every_route_refuses_bad_input_with_a_json_error_naming_the_field_and_changes_
     let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[1; 32]), true).unwrap();
     let address = powerplug::channel::Address::of(&writer.info().root, 0).to_string();
     let channel = serde_json::to_value(api::Channel::from(&writer.info())).unwrap();
-    let register = api::Register::open(Kind::Consumer, &mut writer, None).unwrap();
+    let register = api::Register::open(EntityKind::Consumer, &mut writer, None).unwrap();
     let (status, body) = client.put(
         "/registrations/alice",
         None,
@@ -70,7 +70,7 @@ fn every_route_refuses_bad_input_with_a_json_error_naming_the_field_and_changes_
     let good_channel = json!({ "root": hex32, "author": author });
     let mut dave = ChannelWriter::new(SigningKey::from_bytes(&[3; 32]), false).unwrap();
     let producer =
-        serde_json::to_value(api::Register::open(Kind::Producer, &mut dave, None).unwrap())
+        serde_json::to_value(api::Register::open(EntityKind::Producer, &mut dave, None).unwrap())
             .unwrap();
     let with_token = |body: &Value, token: &str| {
         let mut body = body.clone();

@@ -1,11 +1,11 @@
 //! Issue 11, finding 9: what a host writes is readable by its own user alone,
 //! whatever the umask. Its own test binary: it sets the process's umask to 0.
 
+use powerplug::domain::EntityKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use powerplug::http::run;
-use powerplug::registry::Kind;
 use powerplug::role::config::MetersConfig;
 use powerplug_tests::{Client, eventually, grid_config, strategy_files};
 
@@ -48,7 +48,7 @@ fn files_and_directories_a_host_writes_are_its_users_alone_whatever_the_umask() 
     consumers.service.clock = clock;
     consumers.meter = powerplug::role::SimulatedMeter::Fixed { wh: 1_000 };
     let meters = rt
-        .block_on(run::meters(&consumers, Kind::Consumer))
+        .block_on(run::meters(&consumers, EntityKind::Consumer))
         .unwrap();
     let client = Client::new(&grid.url);
     eventually("the consumers are billed", || {

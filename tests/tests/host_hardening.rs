@@ -4,12 +4,12 @@
 //! database, so the same data directory opens again at once; a panicking
 //! scheduler round is caught and shown in `/status` while the role goes on.
 
+use powerplug::domain::EntityKind;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use powerplug::http::run;
-use powerplug::registry::Kind;
 use powerplug::role::config::MetersConfig;
 use powerplug::storage::RedbStore;
 use powerplug_tests::{
@@ -231,7 +231,7 @@ fn a_panicking_round_is_caught_shown_in_status_and_the_role_goes_on() {
         calls: AtomicU64::new(0),
     });
     let meters = rt
-        .block_on(run::meters_reading(&consumers, Kind::Consumer, feed))
+        .block_on(run::meters_reading(&consumers, EntityKind::Consumer, feed))
         .unwrap();
     let client = Client::new(&meters.url);
     let status = || client.get("/status", None).1;

@@ -7,6 +7,7 @@
 //! scopes and are never taken from a URL; the anonymous `/status` reads a
 //! fixed amount.
 
+use powerplug::domain::EntityKind;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -123,8 +124,8 @@ fn register(
     seed: u8,
 ) -> (ChannelWriter, String, u64) {
     let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[seed; 32]), true).unwrap();
-    let kind: powerplug::registry::Kind = serde_json::from_value(json!(kind)).unwrap();
-    let admission = (kind == powerplug::registry::Kind::Producer)
+    let kind: EntityKind = serde_json::from_value(json!(kind)).unwrap();
+    let admission = (kind == EntityKind::Producer)
         .then(|| powerplug_tests::admit(url, "producer", Some(id), 1));
     let body = api::Register::open(kind, &mut writer, admission.as_deref()).unwrap();
     let (status, body) = client.put(

@@ -7,9 +7,9 @@ use powerplug::api;
 use powerplug::channel::{
     Address, ChannelReader, ChannelWriter, HttpTransport, Message, READ_BATCH, Sealed, Transport,
 };
+use powerplug::domain::EntityKind;
 use powerplug::http::run;
 use powerplug::inbox::Command;
-use powerplug::registry::Kind;
 use powerplug_tests::{Client, Meter, OPERATOR, eventually, grid_config, runtime, strategy_files};
 use serde_json::json;
 
@@ -42,7 +42,7 @@ fn a_consumer_cannot_block_the_grids_payment_requests() {
     let mut victim = Meter::register(&grid.url, "victim", 1);
     let key = SigningKey::from_bytes(&[66; 32]);
     let mut writer = ChannelWriter::new(key.clone(), true).unwrap();
-    let body = api::Register::open(Kind::Consumer, &mut writer, None).unwrap();
+    let body = api::Register::open(EntityKind::Consumer, &mut writer, None).unwrap();
     let (status, answer) = client.put(
         "/registrations/mallory",
         None,
@@ -111,7 +111,7 @@ fn reads_registrations_and_writes_cost_the_host_little() {
     let key = SigningKey::from_bytes(&[3; 32]);
     let mut writer = ChannelWriter::new(key.clone(), true).unwrap();
     let body =
-        serde_json::to_value(api::Register::open(Kind::Consumer, &mut writer, None).unwrap())
+        serde_json::to_value(api::Register::open(EntityKind::Consumer, &mut writer, None).unwrap())
             .unwrap();
     assert_eq!(client.put("/registrations/big", None, &body).0, 201);
     for slice in 0..200u64 {
@@ -192,7 +192,7 @@ fn producers_need_admission_and_implausible_output_is_refused() {
 
     let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[9; 32]), false).unwrap();
     let mut body =
-        serde_json::to_value(api::Register::open(Kind::Producer, &mut writer, None).unwrap())
+        serde_json::to_value(api::Register::open(EntityKind::Producer, &mut writer, None).unwrap())
             .unwrap();
     let (status, answer) = client.put("/registrations/rogue", None, &body);
     assert_eq!((status, answer["field"].as_str()), (403, Some("admission")));
@@ -213,7 +213,7 @@ fn producers_need_admission_and_implausible_output_is_refused() {
     assert_eq!(status, 201, "{answer}");
     let mut other = ChannelWriter::new(SigningKey::from_bytes(&[10; 32]), false).unwrap();
     let mut again =
-        serde_json::to_value(api::Register::open(Kind::Producer, &mut other, None).unwrap())
+        serde_json::to_value(api::Register::open(EntityKind::Producer, &mut other, None).unwrap())
             .unwrap();
     again["admission"] = json!(token);
     assert_eq!(

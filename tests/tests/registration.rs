@@ -8,14 +8,14 @@
 use ed25519_dalek::SigningKey;
 use powerplug::api;
 use powerplug::channel::{ChannelReader, ChannelWriter, HttpTransport, Message, Transport};
+use powerplug::domain::EntityKind;
 use powerplug::http::run;
 use powerplug::inbox::Command;
-use powerplug::registry::Kind;
 use powerplug_tests::{Client, OPERATOR, admit, eventually, grid_config, runtime, strategy_files};
 use serde_json::{Value, json};
 
 /// The registration of the channel `writer` opens (with its hello).
-fn register_body(writer: &mut ChannelWriter, kind: Kind) -> Value {
+fn register_body(writer: &mut ChannelWriter, kind: EntityKind) -> Value {
     serde_json::to_value(api::Register::open(kind, writer, None).unwrap()).unwrap()
 }
 
@@ -41,7 +41,7 @@ fn registration_is_idempotent_a_reset_needs_the_credential_and_storage_is_privat
 
     // A new channel without its hello, or with a hello another key sealed, is refused.
     let mut a = ChannelWriter::new(SigningKey::from_bytes(&[1; 32]), true).unwrap();
-    let alice = register_body(&mut a, Kind::Consumer);
+    let alice = register_body(&mut a, EntityKind::Consumer);
     let mut without = alice.clone();
     without.as_object_mut().unwrap().remove("hello");
     let (status, body) = client.put("/registrations/alice", None, &without);
@@ -52,7 +52,7 @@ fn registration_is_idempotent_a_reset_needs_the_credential_and_storage_is_privat
     );
     let mut other = ChannelWriter::new(SigningKey::from_bytes(&[5; 32]), true).unwrap();
     let mut forged = alice.clone();
-    forged["hello"] = register_body(&mut other, Kind::Consumer)["hello"].clone();
+    forged["hello"] = register_body(&mut other, EntityKind::Consumer)["hello"].clone();
     let (status, body) = client.put("/registrations/alice", None, &forged);
     assert_eq!(
         (status, body["field"].as_str()),
@@ -79,7 +79,7 @@ fn registration_is_idempotent_a_reset_needs_the_credential_and_storage_is_privat
 
     // A reset (a fresh channel for the same id) needs the current credential.
     let mut fresh = ChannelWriter::new(SigningKey::from_bytes(&[1; 32]), true).unwrap();
-    let fresh = register_body(&mut fresh, Kind::Consumer);
+    let fresh = register_body(&mut fresh, EntityKind::Consumer);
     let (status, body) = client.put("/registrations/alice", None, &fresh);
     assert_eq!(
         (status, body["field"].as_str()),
@@ -119,7 +119,7 @@ fn registration_is_idempotent_a_reset_needs_the_credential_and_storage_is_privat
     // Another entity cannot read or change Alice's registration or storage.
     // Bob is a producer: the grid admits him only with the operator's token.
     let mut b = ChannelWriter::new(SigningKey::from_bytes(&[2; 32]), false).unwrap();
-    let mut bob = register_body(&mut b, Kind::Producer);
+    let mut bob = register_body(&mut b, EntityKind::Producer);
     let (status, body) = client.put("/registrations/bob", None, &bob);
     assert_eq!(
         (status, body["field"].as_str()),
@@ -140,7 +140,7 @@ fn registration_is_idempotent_a_reset_needs_the_credential_and_storage_is_privat
     let (status, body) = client.put(
         "/registrations/alice",
         Some(&bob),
-        &register_body(&mut b2, Kind::Producer),
+        &register_body(&mut b2, EntityKind::Producer),
     );
     assert!(status == 401 || status == 409, "{status} {body}");
 
@@ -241,7 +241,7 @@ fn the_store_takes_only_the_authors_own_messages_and_refused_ones_change_nothing
     let mut early = ChannelWriter::resume(key.clone(), info.root, info.side_key, 1);
     let err = early.publish(&store, usage(0, 5)).unwrap_err();
     assert!(err.to_string().contains("author"), "{err}");
-    let body = register_body(&mut writer, Kind::Consumer);
+    let body = register_body(&mut writer, EntityKind::Consumer);
     let (status, body) = client.put("/registrations/carol", None, &body);
     assert_eq!(status, 201, "{body}");
     let credential = body["credential"].as_str().unwrap().to_owned();
@@ -331,7 +331,7 @@ fn an_id_that_left_comes_back_only_with_its_own_key() {
     let (status, body) = client.put(
         "/registrations/erin",
         None,
-        &register_body(&mut first, Kind::Consumer),
+        &register_body(&mut first, EntityKind::Consumer),
     );
     assert_eq!(status, 201, "{body}");
     let (index, credential) = (body["index"].clone(), body["credential"].clone());
@@ -349,7 +349,7 @@ fn an_id_that_left_comes_back_only_with_its_own_key() {
 
     // A stranger's key: refused, however often, even as another kind.
     let mut stranger = ChannelWriter::new(SigningKey::from_bytes(&[12; 32]), true).unwrap();
-    let body = register_body(&mut stranger, Kind::Consumer);
+    let body = register_body(&mut stranger, EntityKind::Consumer);
     let (status, answer) = client.put("/registrations/erin", None, &body);
     assert_eq!(
         (status, answer["field"].as_str()),
@@ -366,7 +366,7 @@ fn an_id_that_left_comes_back_only_with_its_own_key() {
     let (status, answer) = client.put(
         "/registrations/erin",
         None,
-        &register_body(&mut back, Kind::Consumer),
+        &register_body(&mut back, EntityKind::Consumer),
     );
     assert_eq!(status, 201, "{answer}");
     assert_eq!(answer["index"], index);
@@ -406,7 +406,7 @@ fn a_consumer_that_leaves_before_its_usage_is_billed_does_not_stall_the_grid() {
     let (code, answer) = client.put(
         "/registrations/leaver",
         None,
-        &register_body(&mut writer, Kind::Consumer),
+        &register_body(&mut writer, EntityKind::Consumer),
     );
     assert_eq!(code, 201, "{answer}");
     let credential = answer["credential"].as_str().unwrap().to_owned();

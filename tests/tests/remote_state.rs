@@ -4,8 +4,8 @@
 //! nothing local, it registers again, reads its state back and goes on:
 //! every reading arrives once, with no gap and no junk in its channel.
 
+use powerplug::domain::EntityKind;
 use powerplug::http::run;
-use powerplug::registry::Kind;
 use powerplug::role::SimulatedMeter;
 use powerplug::role::config::{MetersConfig, StateKeeping};
 use powerplug_tests::{Client, OPERATOR, eventually, grid_config, strategy_files};
@@ -47,13 +47,17 @@ fn meters_without_a_disk_keep_their_state_upstream_across_a_restart() {
             .as_u64()
             .unwrap_or(0)
     };
-    let meters = rt.block_on(run::meters(&sources, Kind::Source)).unwrap();
+    let meters = rt
+        .block_on(run::meters(&sources, EntityKind::Source))
+        .unwrap();
     eventually("readings arrive", || read() >= 10);
     rt.block_on(meters.stop()).unwrap();
     let before = read();
     // Down for a few slices; then up again with nothing local.
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let meters = rt.block_on(run::meters(&sources, Kind::Source)).unwrap();
+    let meters = rt
+        .block_on(run::meters(&sources, EntityKind::Source))
+        .unwrap();
     eventually("readings go on after the restart", || read() >= before + 20);
     let (_, status) = Client::new(&meters.url).get("/status", None);
     let each = status["each"].as_array().unwrap();

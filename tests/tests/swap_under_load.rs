@@ -3,10 +3,10 @@
 //! once, by one version, and bills by that version's rules from the first tick
 //! after its activation; the money adds up to the token.
 
+use powerplug::domain::EntityKind;
 use std::collections::BTreeMap;
 
 use powerplug::http::run;
-use powerplug::registry::Kind;
 use powerplug::role::SimulatedMeter;
 use powerplug::role::config::MetersConfig;
 use powerplug::tick_log::{self, Outcome};
@@ -48,7 +48,7 @@ fn fifty_swaps_under_traffic_lose_repeat_and_split_no_tick() {
         assert_eq!(client.post("/wallet/issue", Some(OPERATOR), &body).0, 201);
     }
     let meters = rt
-        .block_on(run::meters(&consumers, Kind::Consumer))
+        .block_on(run::meters(&consumers, EntityKind::Consumer))
         .unwrap();
     let requested = || {
         client.get("/status", None).1["totals"]["requested"]
@@ -144,10 +144,10 @@ fn fifty_swaps_under_traffic_lose_repeat_and_split_no_tick() {
     assert_eq!(counters.get("requested").copied(), Some(owed_total));
     assert_eq!(consumer_status.requested, owed_total);
     assert_eq!(
-        wallet::issued(&db).unwrap(),
-        wallet::total_balances(&db).unwrap()
+        wallet::issued(&db).unwrap().get(),
+        wallet::total_balances(&db).unwrap().get()
     );
-    let grid_balance = wallet::balance(&db, "grid").unwrap();
+    let grid_balance = wallet::balance(&db, "grid").unwrap().get();
     assert_eq!(
         grid_balance, consumer_status.paid,
         "no producer here: the grid holds all it was paid"

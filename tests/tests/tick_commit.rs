@@ -73,10 +73,10 @@ fn tick(
             &*tx,
             "grid",
             &format!("producer-{}", p.producer),
-            p.amount,
+            wallet::Tokens(p.amount),
             "grid",
             &key,
-            NOW,
+            wallet::UnixMs(NOW),
         )
         .unwrap();
     }
@@ -101,15 +101,15 @@ fn a_tick_and_all_its_effects_commit_together_or_not_at_all() {
 
     // Money in the system: the consumer paid 100 into the grid's account.
     let tx = db.write().unwrap();
-    wallet::issue(&*tx, "consumer-0", 1_000, "fund", 0).unwrap();
+    wallet::issue(&*tx, "consumer-0", wallet::Tokens(1_000), "fund", wallet::UnixMs(0)).unwrap();
     wallet::transfer(
         &*tx,
         "consumer-0",
         "grid",
-        100,
+        wallet::Tokens(100),
         "consumer-0",
         "pay-1",
-        5_000,
+        wallet::UnixMs(5_000),
     )
     .unwrap();
     tx.commit().unwrap();
@@ -127,8 +127,8 @@ fn a_tick_and_all_its_effects_commit_together_or_not_at_all() {
     assert_eq!(lost.payouts.len(), 1);
     assert!(outbox::pending(&db, 10).unwrap().is_empty());
     assert!(tick_log::grid_ticks(&db, "grid", 0, 10).unwrap().is_empty());
-    assert_eq!(wallet::balance(&db, "grid").unwrap(), 100);
-    assert_eq!(wallet::balance(&db, "producer-1").unwrap(), 0);
+    assert_eq!(wallet::balance(&db, "grid").unwrap().get(), 100);
+    assert_eq!(wallet::balance(&db, "producer-1").unwrap().get(), 0);
 
     // Restart: the writer resumes from its saved position and the tick runs again
     // on the same books, so it decides the same.
@@ -136,11 +136,11 @@ fn a_tick_and_all_its_effects_commit_together_or_not_at_all() {
     let decision = tick(&db, &grid, &mut writer, true);
     assert_eq!(decision, lost);
     // 100 in → 80 for producers → one payout round of 80 to the only producer.
-    assert_eq!(wallet::balance(&db, "producer-1").unwrap(), 80);
-    assert_eq!(wallet::balance(&db, "grid").unwrap(), 20);
+    assert_eq!(wallet::balance(&db, "producer-1").unwrap().get(), 80);
+    assert_eq!(wallet::balance(&db, "grid").unwrap().get(), 20);
     assert_eq!(
-        wallet::total_balances(&db).unwrap(),
-        wallet::issued(&db).unwrap()
+        wallet::total_balances(&db).unwrap().get(),
+        wallet::issued(&db).unwrap().get()
     );
 
     // The outbox delivers once, even when drained twice.

@@ -1,6 +1,7 @@
 //! Routes of a host that entities register with (grid, producer):
 //! registrations, the channel store, `/storage` documents, `/status`.
 
+use powerplug_domain::EntityKind;
 use std::sync::Arc;
 
 use axum::Json;
@@ -19,7 +20,7 @@ use powerplug_channel::{
 use powerplug_roles::admission::{self as admission, AdmissionError};
 use powerplug_roles::api;
 use powerplug_roles::documents::{self as documents, DocumentError};
-use powerplug_roles::registry::{Application, Kind, Registration, RegistryError};
+use powerplug_roles::registry::{Application, Registration, RegistryError};
 use powerplug_roles::role::Hub;
 use powerplug_roles::role::grid::Grid;
 use powerplug_roles::role::producer::Producer;
@@ -185,7 +186,7 @@ async fn register<R: HasHub>(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Admit {
-    kind: Kind,
+    kind: EntityKind,
     #[serde(default)]
     id: Option<String>,
     #[serde(default = "one")]

@@ -2,11 +2,11 @@
 //! scheduler thread. The same code runs one role per process (`powerplug
 //! grid …`) and many in one (`powerplug demo`, tests).
 
+use powerplug_domain::EntityKind;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use powerplug_roles::registry::Kind;
 use powerplug_roles::role::config::{
     GridConfig, MetersConfig, ProducerConfig, Service, StateKeeping,
 };
@@ -224,7 +224,7 @@ pub async fn producer(config: &ProducerConfig) -> anyhow::Result<Running<Produce
     .await
 }
 
-pub async fn meters(config: &MetersConfig, kind: Kind) -> anyhow::Result<Running<Meters>> {
+pub async fn meters(config: &MetersConfig, kind: EntityKind) -> anyhow::Result<Running<Meters>> {
     meters_reading(config, kind, Box::new(config.meter)).await
 }
 
@@ -232,7 +232,7 @@ pub async fn meters(config: &MetersConfig, kind: Kind) -> anyhow::Result<Running
 /// configured simulation.
 pub async fn meters_reading(
     config: &MetersConfig,
-    kind: Kind,
+    kind: EntityKind,
     meter: Box<dyn Meter>,
 ) -> anyhow::Result<Running<Meters>> {
     let db: powerplug_storage::Db = match config.state {

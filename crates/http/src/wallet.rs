@@ -88,7 +88,7 @@ fn pay_one(
         body.amount,
         &payer.id,
         &key,
-        powerplug_roles::role::unix_ms(),
+        wallet::UnixMs::now(),
     )?)
 }
 
@@ -215,7 +215,7 @@ async fn issue(
             &body.to,
             body.amount,
             &wallet::host_key(&format!("issue/{}", body.key)),
-            powerplug_roles::role::unix_ms(),
+            wallet::UnixMs::now(),
         )?;
         tx.commit()?;
         Ok((StatusCode::CREATED, Json(transfer)))

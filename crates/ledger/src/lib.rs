@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use powerplug_domain::{AccountId, Tokens, UnixMs};
+
 use powerplug_storage::{Order, ReadTx, Store, WriteTx, key, prefixed};
 
 const BALANCES: &str = "wallet_balances";
@@ -54,13 +56,13 @@ fn number(tx: &dyn ReadTx, table: &str, k: &[u8]) -> Result<u64, WalletError> {
 pub struct Transfer {
     /// Position in the ledger, from 1: "transfers since N" is `seq > N`.
     pub seq: u64,
-    pub from: String,
-    pub to: String,
-    pub amount: u64,
+    pub from: AccountId,
+    pub to: AccountId,
+    pub amount: Tokens,
     /// Who the payment is for (the payer's id, as in the original).
     pub reference: String,
     pub key: String,
-    pub at_ms: u64,
+    pub at_ms: UnixMs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,8 +78,8 @@ pub enum WalletError {
     #[error("amount: {account} holds {balance}, cannot pay {amount}")]
     InsufficientFunds {
         account: String,
-        balance: u64,
-        amount: u64,
+        balance: Tokens,
+        amount: Tokens,
     },
     #[error("key: `{key}` was already used for a different transfer")]
     KeyReused { key: String },
@@ -119,10 +121,10 @@ pub fn transfer(
     tx: &dyn WriteTx,
     from: &str,
     to: &str,
-    amount: u64,
+    amount: Tokens,
     reference: &str,
     key: &str,
-    at_ms: u64,
+    at_ms: UnixMs,
 ) -> Result<Transfer, WalletError> {
     if let Some(reserved) = [from, to].into_iter().find(|a| a.starts_with('$')) {
         return Err(WalletError::Reserved(reserved.to_owned()));
@@ -134,9 +136,9 @@ pub fn transfer(
 pub fn issue(
     tx: &dyn WriteTx,
     to: &str,
-    amount: u64,
+    amount: Tokens,
     key: &str,
-    at_ms: u64,
+    at_ms: UnixMs,
 ) -> Result<Transfer, WalletError> {
     if to.starts_with('$') {
         return Err(WalletError::Reserved(to.to_owned()));
@@ -148,17 +150,17 @@ fn post(
     tx: &dyn WriteTx,
     from: &str,
     to: &str,
-    amount: u64,
+    amount: Tokens,
     reference: &str,
     key: &str,
-    at_ms: u64,
+    at_ms: UnixMs,
 ) -> Result<Transfer, WalletError> {
     check_account(from)?;
     check_account(to)?;
     if key.contains('\0') {
         return Err(WalletError::BadAccount(key.escape_default().to_string()));
     }
-    if amount == 0 {
+    if amount == Tokens::ZERO {
         return Err(WalletError::ZeroAmount);
     }
     if from == to {
@@ -174,8 +176,8 @@ fn post(
                 )));
             }
         };
-        let same = first.from == from
-            && first.to == to
+        let same = first.from.as_str() == from
+            && first.to.as_str() == to
             && first.amount == amount
             && first.reference == reference;
         return if same {
@@ -190,24 +192,24 @@ fn post(
     if from == ISSUER {
         let k = key::of(&[&ISSUER]);
         let total = number(tx, ISSUED, &k)?
-            .checked_add(amount)
+            .checked_add(amount.get())
             .ok_or_else(|| WalletError::Storage("issued total overflows".into()))?;
         tx.put(ISSUED, &k, &total.to_be_bytes())?;
     } else {
         let k = key::of(&[&from]);
         let balance = number(tx, BALANCES, &k)?;
-        if balance < amount {
+        let Some(left) = balance.checked_sub(amount.get()) else {
             return Err(WalletError::InsufficientFunds {
                 account: from.to_owned(),
-                balance,
+                balance: Tokens(balance),
                 amount,
             });
-        }
-        tx.put(BALANCES, &k, &(balance - amount).to_be_bytes())?;
+        };
+        tx.put(BALANCES, &k, &left.to_be_bytes())?;
     }
     let k = key::of(&[&to]);
     // Cannot overflow: every balance is at most the issued total, a u64.
-    let to_balance = number(tx, BALANCES, &k)? + amount;
+    let to_balance = number(tx, BALANCES, &k)? + amount.get();
     tx.put(BALANCES, &k, &to_balance.to_be_bytes())?;
 
     let seq = match powerplug_storage::last(tx, TRANSFERS, &[])? {
@@ -216,8 +218,8 @@ fn post(
     };
     let record = Transfer {
         seq,
-        from: from.to_owned(),
-        to: to.to_owned(),
+        from: from.into(),
+        to: to.into(),
         amount,
         reference: reference.to_owned(),
         key: key.to_owned(),
@@ -269,13 +271,13 @@ pub fn resolve(db: &dyn Store, address: &str) -> Result<Option<String>, WalletEr
     }
 }
 
-pub fn balance(db: &dyn Store, account: &str) -> Result<u64, WalletError> {
-    number(&*db.read()?, BALANCES, &key::of(&[&account]))
+pub fn balance(db: &dyn Store, account: &str) -> Result<Tokens, WalletError> {
+    Ok(Tokens(number(&*db.read()?, BALANCES, &key::of(&[&account]))?))
 }
 
 /// Everything issued so far; the balances add up to it.
-pub fn issued(db: &dyn Store) -> Result<u64, WalletError> {
-    number(&*db.read()?, ISSUED, &key::of(&[&ISSUER]))
+pub fn issued(db: &dyn Store) -> Result<Tokens, WalletError> {
+    Ok(Tokens(number(&*db.read()?, ISSUED, &key::of(&[&ISSUER]))?))
 }
 
 /// The transfers `account` took part in (incoming and outgoing) after `since`,
@@ -311,12 +313,12 @@ pub fn transfers_page(
 }
 
 /// Sum of all balances: equals [`issued`] in a consistent ledger.
-pub fn total_balances(db: &dyn Store) -> Result<u64, WalletError> {
+pub fn total_balances(db: &dyn Store) -> Result<Tokens, WalletError> {
     let mut sum = 0u64;
     for (_, v) in prefixed(&*db.read()?, BALANCES, &[], Order::Ascending, usize::MAX)? {
-        sum += key::u64_value(&v)?;
+        sum = sum.saturating_add(key::u64_value(&v)?);
     }
-    Ok(sum)
+    Ok(Tokens(sum))
 }
 
 mod remote;

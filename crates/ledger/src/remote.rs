@@ -4,16 +4,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Transfer;
+use super::{Tokens, Transfer};
 
 /// An entity's view of its account.
 pub trait Ledger: Send + Sync {
     /// Pays `amount` from the entity's account to a receive address or account.
     /// The same `key` again returns the first transfer and moves nothing.
-    fn pay(&self, to: &str, amount: u64, key: &str) -> Result<Transfer, PayError>;
+    fn pay(&self, to: &str, amount: Tokens, key: &str) -> Result<Transfer, PayError>;
     /// The account's transfers after ledger position `since`.
     fn transfers_since(&self, since: u64) -> anyhow::Result<Vec<Transfer>>;
-    fn balance(&self) -> anyhow::Result<u64>;
+    fn balance(&self) -> anyhow::Result<Tokens>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +32,7 @@ pub enum PayError {
 #[serde(deny_unknown_fields)]
 pub struct PayRequest {
     pub to: String,
-    pub amount: u64,
+    pub amount: Tokens,
     pub key: String,
 }
 
@@ -42,7 +42,7 @@ pub struct PayRequest {
 pub struct BatchPayment {
     pub credential: String,
     pub to: String,
-    pub amount: u64,
+    pub amount: Tokens,
     pub key: String,
 }
 
@@ -113,7 +113,7 @@ pub fn pay_batch(
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Account {
     pub account: String,
-    pub balance: u64,
+    pub balance: Tokens,
     pub transfers: Vec<Transfer>,
 }
 
@@ -154,7 +154,7 @@ impl RemoteLedger {
 }
 
 impl Ledger for RemoteLedger {
-    fn pay(&self, to: &str, amount: u64, key: &str) -> Result<Transfer, PayError> {
+    fn pay(&self, to: &str, amount: Tokens, key: &str) -> Result<Transfer, PayError> {
         let body = PayRequest {
             to: to.to_owned(),
             amount,
@@ -185,7 +185,7 @@ impl Ledger for RemoteLedger {
         Ok(self.account(since)?.transfers)
     }
 
-    fn balance(&self) -> anyhow::Result<u64> {
+    fn balance(&self) -> anyhow::Result<Tokens> {
         Ok(self.account(u64::MAX)?.balance)
     }
 }

@@ -19,33 +19,33 @@ fn commit<T>(
 #[test]
 fn transfers_move_money_and_balances_add_up_to_what_was_issued() {
     let (_dir, db) = db();
-    commit(&db, |tx| issue(tx, "consumer-1", 100, "fund-1", 0)).unwrap();
+    commit(&db, |tx| issue(tx, "consumer-1", Tokens(100), "fund-1", UnixMs(0))).unwrap();
     let t = commit(&db, |tx| {
-        transfer(tx, "consumer-1", "grid", 25, "consumer-1", "pay-1", 5)
+        transfer(tx, "consumer-1", "grid", Tokens(25), "consumer-1", "pay-1", UnixMs(5))
     })
     .unwrap();
     assert_eq!(
-        (t.seq, t.amount, t.reference.as_str()),
+        (t.seq, t.amount.get(), t.reference.as_str()),
         (2, 25, "consumer-1")
     );
-    assert_eq!(balance(&db, "consumer-1").unwrap(), 75);
-    assert_eq!(balance(&db, "grid").unwrap(), 25);
-    assert_eq!(balance(&db, "nobody").unwrap(), 0);
-    assert_eq!(issued(&db).unwrap(), 100);
-    assert_eq!(total_balances(&db).unwrap(), 100);
+    assert_eq!(balance(&db, "consumer-1").unwrap().get(), 75);
+    assert_eq!(balance(&db, "grid").unwrap().get(), 25);
+    assert_eq!(balance(&db, "nobody").unwrap().get(), 0);
+    assert_eq!(issued(&db).unwrap().get(), 100);
+    assert_eq!(total_balances(&db).unwrap().get(), 100);
 }
 
 #[test]
 fn a_balance_never_goes_negative_and_a_refused_transfer_changes_nothing() {
     let (_dir, db) = db();
-    commit(&db, |tx| issue(tx, "a", 10, "fund", 0)).unwrap();
-    let err = commit(&db, |tx| transfer(tx, "a", "b", 11, "a", "k", 0)).unwrap_err();
+    commit(&db, |tx| issue(tx, "a", Tokens(10), "fund", UnixMs(0))).unwrap();
+    let err = commit(&db, |tx| transfer(tx, "a", "b", Tokens(11), "a", "k", UnixMs(0))).unwrap_err();
     assert!(
         matches!(
             err,
             WalletError::InsufficientFunds {
-                balance: 10,
-                amount: 11,
+                balance: Tokens(10),
+                amount: Tokens(11),
                 ..
             }
         ),
@@ -53,72 +53,72 @@ fn a_balance_never_goes_negative_and_a_refused_transfer_changes_nothing() {
     );
     assert_eq!(err.to_string(), "amount: a holds 10, cannot pay 11");
     assert_eq!(
-        (balance(&db, "a").unwrap(), balance(&db, "b").unwrap()),
+        (balance(&db, "a").unwrap().get(), balance(&db, "b").unwrap().get()),
         (10, 0)
     );
     assert!(matches!(
-        commit(&db, |tx| transfer(tx, "a", "b", 0, "a", "z", 0)),
+        commit(&db, |tx| transfer(tx, "a", "b", Tokens(0), "a", "z", UnixMs(0))),
         Err(WalletError::ZeroAmount)
     ));
     assert!(matches!(
-        commit(&db, |tx| transfer(tx, "a", "a", 1, "a", "s", 0)),
+        commit(&db, |tx| transfer(tx, "a", "a", Tokens(1), "a", "s", UnixMs(0))),
         Err(WalletError::SameAccount)
     ));
     // The key of a refused transfer is still free.
-    commit(&db, |tx| transfer(tx, "a", "b", 10, "a", "k", 0)).unwrap();
-    assert_eq!(balance(&db, "b").unwrap(), 10);
+    commit(&db, |tx| transfer(tx, "a", "b", Tokens(10), "a", "k", UnixMs(0))).unwrap();
+    assert_eq!(balance(&db, "b").unwrap().get(), 10);
 }
 
 #[test]
 fn repeating_a_transfer_with_its_key_moves_money_once() {
     let (_dir, db) = db();
-    commit(&db, |tx| issue(tx, "a", 100, "fund", 0)).unwrap();
-    let first = commit(&db, |tx| transfer(tx, "a", "b", 40, "a", "payout-7", 1)).unwrap();
-    let again = commit(&db, |tx| transfer(tx, "a", "b", 40, "a", "payout-7", 2)).unwrap();
+    commit(&db, |tx| issue(tx, "a", Tokens(100), "fund", UnixMs(0))).unwrap();
+    let first = commit(&db, |tx| transfer(tx, "a", "b", Tokens(40), "a", "payout-7", UnixMs(1))).unwrap();
+    let again = commit(&db, |tx| transfer(tx, "a", "b", Tokens(40), "a", "payout-7", UnixMs(2))).unwrap();
     assert_eq!(first, again);
-    assert_eq!(balance(&db, "a").unwrap(), 60);
-    let err = commit(&db, |tx| transfer(tx, "a", "b", 41, "a", "payout-7", 3)).unwrap_err();
+    assert_eq!(balance(&db, "a").unwrap().get(), 60);
+    let err = commit(&db, |tx| transfer(tx, "a", "b", Tokens(41), "a", "payout-7", UnixMs(3))).unwrap_err();
     assert!(matches!(err, WalletError::KeyReused { .. }), "{err}");
 }
 
 #[test]
 fn an_uncommitted_transaction_leaves_no_trace() {
     let (_dir, db) = db();
-    commit(&db, |tx| issue(tx, "a", 100, "fund", 0)).unwrap();
+    commit(&db, |tx| issue(tx, "a", Tokens(100), "fund", UnixMs(0))).unwrap();
     {
         // A crash between deciding and committing: the transaction is dropped.
         let tx = db.write().unwrap();
-        transfer(&*tx, "a", "b", 30, "a", "lost", 0).unwrap();
+        transfer(&*tx, "a", "b", Tokens(30), "a", "lost", UnixMs(0)).unwrap();
     }
     assert_eq!(
-        (balance(&db, "a").unwrap(), balance(&db, "b").unwrap()),
+        (balance(&db, "a").unwrap().get(), balance(&db, "b").unwrap().get()),
         (100, 0)
     );
     // The same key can now be used: nothing was recorded.
-    commit(&db, |tx| transfer(tx, "a", "b", 30, "a", "lost", 0)).unwrap();
-    assert_eq!(balance(&db, "b").unwrap(), 30);
+    commit(&db, |tx| transfer(tx, "a", "b", Tokens(30), "a", "lost", UnixMs(0))).unwrap();
+    assert_eq!(balance(&db, "b").unwrap().get(), 30);
 }
 
 #[test]
 fn transfers_since_gives_an_accounts_incoming_and_outgoing_in_order() {
     let (_dir, db) = db();
-    commit(&db, |tx| issue(tx, "c1", 100, "f1", 0)).unwrap();
-    commit(&db, |tx| issue(tx, "c2", 100, "f2", 0)).unwrap();
-    commit(&db, |tx| transfer(tx, "c1", "grid", 25, "c1", "p1", 1)).unwrap();
-    commit(&db, |tx| transfer(tx, "c2", "grid", 50, "c2", "p2", 2)).unwrap();
+    commit(&db, |tx| issue(tx, "c1", Tokens(100), "f1", UnixMs(0))).unwrap();
+    commit(&db, |tx| issue(tx, "c2", Tokens(100), "f2", UnixMs(0))).unwrap();
+    commit(&db, |tx| transfer(tx, "c1", "grid", Tokens(25), "c1", "p1", UnixMs(1))).unwrap();
+    commit(&db, |tx| transfer(tx, "c2", "grid", Tokens(50), "c2", "p2", UnixMs(2))).unwrap();
     commit(&db, |tx| {
-        transfer(tx, "grid", "producer", 40, "grid", "o1", 3)
+        transfer(tx, "grid", "producer", Tokens(40), "grid", "o1", UnixMs(3))
     })
     .unwrap();
     let all = transfers_since(&db, "grid", 0).unwrap();
     let seen: Vec<_> = all
         .iter()
-        .map(|t| (t.seq, t.from.as_str(), t.amount))
+        .map(|t| (t.seq, t.from.as_str(), t.amount.get()))
         .collect();
     assert_eq!(seen, [(3, "c1", 25), (4, "c2", 50), (5, "grid", 40)]);
     let newer = transfers_since(&db, "grid", 4).unwrap();
     assert_eq!(newer.len(), 1);
-    assert_eq!(newer[0].to, "producer");
+    assert_eq!(newer[0].to.as_str(), "producer");
     assert!(transfers_since(&db, "grid", 5).unwrap().is_empty());
 }
 
@@ -134,7 +134,7 @@ fn random_traffic_never_creates_or_loses_money() {
         state
     };
     for (i, account) in accounts.iter().enumerate() {
-        commit(&db, |tx| issue(tx, account, 1_000, &format!("fund-{i}"), 0)).unwrap();
+        commit(&db, |tx| issue(tx, account, Tokens(1_000), &format!("fund-{i}"), UnixMs(0))).unwrap();
     }
     let tx = db.write().unwrap();
     for i in 0..2_000 {
@@ -146,35 +146,35 @@ fn random_traffic_never_creates_or_loses_money() {
             &*tx,
             from,
             to,
-            amount,
+            Tokens(amount),
             from,
             &format!("t-{}", next() % 1_500),
-            i,
+            UnixMs(i),
         );
     }
     tx.commit().unwrap();
-    assert_eq!(total_balances(&db).unwrap(), 5_000);
-    assert_eq!(issued(&db).unwrap(), 5_000);
+    assert_eq!(total_balances(&db).unwrap().get(), 5_000);
+    assert_eq!(issued(&db).unwrap().get(), 5_000);
 }
 
 #[test]
 fn an_account_or_key_with_a_zero_byte_is_refused_not_merged_into_another() {
     let (_dir, db) = db();
-    commit(&db, |tx| issue(tx, "bob", 10, "fund", 0)).unwrap();
+    commit(&db, |tx| issue(tx, "bob", Tokens(10), "fund", UnixMs(0))).unwrap();
     assert!(matches!(
-        commit(&db, |tx| issue(tx, "bob\0", 10, "fund-2", 0)),
+        commit(&db, |tx| issue(tx, "bob\0", Tokens(10), "fund-2", UnixMs(0))),
         Err(WalletError::BadAccount(_))
     ));
     assert!(matches!(
-        commit(&db, |tx| transfer(tx, "bob", "grid\0", 1, "bob", "k", 0)),
+        commit(&db, |tx| transfer(tx, "bob", "grid\0", Tokens(1), "bob", "k", UnixMs(0))),
         Err(WalletError::BadAccount(_))
     ));
     assert!(matches!(
-        commit(&db, |tx| transfer(tx, "bob", "grid", 1, "bob", "k\0", 0)),
+        commit(&db, |tx| transfer(tx, "bob", "grid", Tokens(1), "bob", "k\0", UnixMs(0))),
         Err(WalletError::BadAccount(_))
     ));
     assert_eq!(
-        (balance(&db, "bob").unwrap(), issued(&db).unwrap()),
+        (balance(&db, "bob").unwrap().get(), issued(&db).unwrap().get()),
         (10, 10)
     );
 }
@@ -182,10 +182,10 @@ fn an_account_or_key_with_a_zero_byte_is_refused_not_merged_into_another() {
 #[test]
 fn a_page_of_transfers_reads_only_the_page() {
     let (_dir, db) = db();
-    commit(&db, |tx| issue(tx, "a", 100, "fund", 0)).unwrap();
+    commit(&db, |tx| issue(tx, "a", Tokens(100), "fund", UnixMs(0))).unwrap();
     for n in 0..10 {
         commit(&db, |tx| {
-            transfer(tx, "a", "grid", 1, "a", &format!("a/{n}"), 0)
+            transfer(tx, "a", "grid", Tokens(1), "a", &format!("a/{n}"), UnixMs(0))
         })
         .unwrap();
     }

@@ -8,10 +8,10 @@
 //! it has left. Registering again with the same channel, or a reset with the
 //! entity's credential, needs no token: only a new entity does.
 
+use powerplug_domain::EntityKind;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::registry::Kind;
 use powerplug_storage::{Order, Store, WriteTx, key};
 
 const TOKENS: &str = "admission_tokens";
@@ -58,11 +58,11 @@ impl Default for Policy {
 }
 
 impl Policy {
-    pub fn rule(&self, kind: Kind) -> Rule {
+    pub fn rule(&self, kind: EntityKind) -> Rule {
         match kind {
-            Kind::Consumer => self.consumer,
-            Kind::Producer => self.producer,
-            Kind::Source => self.source,
+            EntityKind::Consumer => self.consumer,
+            EntityKind::Producer => self.producer,
+            EntityKind::Source => self.source,
         }
     }
 }
@@ -70,7 +70,7 @@ impl Policy {
 /// What a token admits, as stored (under the token's hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
-    pub kind: Kind,
+    pub kind: EntityKind,
     /// Only this id may use it; any id when `None`.
     pub id: Option<String>,
     /// Registrations left.
@@ -81,11 +81,11 @@ pub struct Grant {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AdmissionError {
     #[error("admission: a {0:?} needs a registration token from the operator")]
-    Missing(Kind),
+    Missing(EntityKind),
     #[error("admission: the token is unknown or used up")]
     Unknown,
     #[error("admission: the token admits a {0:?}, not a {1:?}")]
-    WrongKind(Kind, Kind),
+    WrongKind(EntityKind, EntityKind),
     #[error("admission: the token is for `{0}`")]
     WrongId(String),
     #[error("admission: `{0}` left; only a token issued for it brings it back under a new key")]
@@ -135,7 +135,7 @@ pub fn list(db: &dyn Store) -> anyhow::Result<Vec<(String, Grant)>> {
 pub fn spend(
     tx: &dyn WriteTx,
     token: Option<&str>,
-    kind: Kind,
+    kind: EntityKind,
     id: &str,
     bound: bool,
 ) -> anyhow::Result<Result<(), AdmissionError>> {

@@ -1,9 +1,9 @@
 //! The JSON bodies of the roles' HTTP APIs, shared by the servers and the
 //! clients (an entity registering with its grid, the demo, tests).
 
+use powerplug_domain::EntityKind;
 use serde::{Deserialize, Serialize};
 
-use crate::registry::Kind;
 use powerplug_channel::ChannelInfo;
 
 /// A channel as JSON: keys in hex.
@@ -49,7 +49,7 @@ impl From<&ChannelInfo> for Channel {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Register {
-    pub kind: Kind,
+    pub kind: EntityKind,
     pub channel: Channel,
     /// The channel's first message (hello), sealed, in hex: a new channel
     /// opens with it (a repeat of a registered channel may leave it out).
@@ -64,7 +64,7 @@ impl Register {
     /// A registration of the channel `writer` is about to open: seals its
     /// hello (so `writer` must be at message 0) to go with it.
     pub fn open(
-        kind: Kind,
+        kind: EntityKind,
         writer: &mut powerplug_channel::ChannelWriter,
         admission: Option<&str>,
     ) -> anyhow::Result<Self> {
@@ -84,7 +84,7 @@ impl Register {
 pub struct Registered {
     pub id: String,
     pub index: u32,
-    pub kind: Kind,
+    pub kind: EntityKind,
     /// Present every later change by this entity; only in answers to `PUT`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
@@ -126,7 +126,7 @@ impl Registered {
 #[serde(deny_unknown_fields)]
 pub struct Issue {
     pub to: String,
-    pub amount: u64,
+    pub amount: powerplug_domain::Tokens,
     pub key: String,
     /// `to` is not registered (yet): the operator opens its account on
     /// purpose. Without it, money goes only to registered entities and the

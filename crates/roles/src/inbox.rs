@@ -3,12 +3,13 @@
 //! (entity, start time) as the original did, and pending until a tick that
 //! commits consumes them. A failed tick consumes nothing.
 
+use powerplug_domain::EntityKind;
 use serde::{Deserialize, Serialize};
 
 use std::collections::HashSet;
 
 use crate::counter::Counter;
-use crate::registry::{self, Kind};
+use crate::registry;
 use powerplug_channel::{Address, ChannelReader, MAX_PER_POLL, ReadError, Transport};
 use powerplug_storage::{Order, Store, WriteTx, key};
 
@@ -121,7 +122,7 @@ pub struct Record {
 /// The record a command from an entity of `kind` carries, if it is one this
 /// host takes from that kind and its numbers are plausible now.
 fn record(
-    kind: Kind,
+    kind: EntityKind,
     entity: u32,
     command: Command,
     plausible: &Plausible,
@@ -129,7 +130,7 @@ fn record(
 ) -> Option<Record> {
     let (start_ms, end_ms, wh, price) = match (kind, command) {
         (
-            Kind::Consumer,
+            EntityKind::Consumer,
             Command::Usage {
                 start_ms,
                 end_ms,
@@ -137,7 +138,7 @@ fn record(
             },
         ) => (start_ms, end_ms, wh, 0),
         (
-            Kind::Producer,
+            EntityKind::Producer,
             Command::Output {
                 start_ms,
                 end_ms,
@@ -146,7 +147,7 @@ fn record(
             },
         ) => (start_ms, end_ms, wh, price),
         (
-            Kind::Source,
+            EntityKind::Source,
             Command::Output {
                 start_ms,
                 end_ms,

@@ -9,6 +9,7 @@
 //! reset) or removing it needs the current credential.
 
 use hmac::{Hmac, Mac};
+pub use powerplug_domain::EntityKind;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -30,24 +31,6 @@ const NEWS: &str = "registration_news";
 
 /// Where the host's own return channels are delivered: its own store.
 pub const LOCAL: &str = "local";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Consumer,
-    Producer,
-    Source,
-}
-
-impl From<Kind> for powerplug_strategy::EntityKind {
-    fn from(kind: Kind) -> Self {
-        match kind {
-            Kind::Consumer => Self::Consumer,
-            Kind::Producer => Self::Producer,
-            Kind::Source => Self::Source,
-        }
-    }
-}
 
 /// A channel this host writes: its key signs, so only root, side key and
 /// position are kept.
@@ -78,7 +61,7 @@ pub struct Registration {
     pub id: String,
     /// The entity's number in strategy inputs; kept across resets.
     pub index: u32,
-    pub kind: Kind,
+    pub kind: EntityKind,
     pub channel: ChannelInfo,
     /// Where the reader of `channel` continues.
     pub read_index: u64,
@@ -101,9 +84,9 @@ pub enum RegistryError {
     #[error("id: `{0}` is this host's own")]
     ReservedId(String),
     #[error("kind: this host does not take {0:?} registrations")]
-    WrongKind(Kind),
+    WrongKind(EntityKind),
     #[error("kind: `{0}` is registered as {1:?}")]
-    KindChanged(String, Kind),
+    KindChanged(String, EntityKind),
     #[error("credential: missing or not valid for `{0}`")]
     Unauthorized(String),
     #[error("id: `{0}` is not registered")]
@@ -148,13 +131,13 @@ pub struct Registry {
     secret: [u8; 32],
     key: ed25519_dalek::SigningKey,
     own_id: String,
-    accepts: Vec<Kind>,
+    accepts: Vec<EntityKind>,
     admission: admission::Policy,
 }
 
 /// What an entity sends to register (`PUT /registrations/{id}`).
 pub struct Application<'a> {
-    pub kind: Kind,
+    pub kind: EntityKind,
     pub channel: ChannelInfo,
     /// The channel's first message, sealed: a new channel opens with it.
     pub hello: Option<&'a [u8]>,
@@ -168,7 +151,7 @@ pub struct Application<'a> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Tombstone {
     author: [u8; 32],
-    kind: Kind,
+    kind: EntityKind,
     index: u32,
 }
 
@@ -186,7 +169,7 @@ impl Registry {
         secret: [u8; 32],
         key: ed25519_dalek::SigningKey,
         own_id: &str,
-        accepts: &[Kind],
+        accepts: &[EntityKind],
         admission: admission::Policy,
     ) -> Self {
         Self {
@@ -372,7 +355,7 @@ impl Registry {
         &self,
         tx: &dyn WriteTx,
         token: Option<&str>,
-        kind: Kind,
+        kind: EntityKind,
         id: &str,
         bound: bool,
     ) -> Result<(), RegistryError> {
@@ -416,9 +399,9 @@ impl Registry {
     fn open_return(
         &self,
         tx: &dyn WriteTx,
-        kind: Kind,
+        kind: EntityKind,
     ) -> Result<Option<WriterState>, RegistryError> {
-        if kind != Kind::Consumer {
+        if kind != EntityKind::Consumer {
             return Ok(None);
         }
         let mut writer = ChannelWriter::new(self.key.clone(), true)?;
@@ -436,7 +419,7 @@ impl Registry {
         Ok(())
     }
 
-    pub fn accepts(&self, kind: Kind) -> bool {
+    pub fn accepts(&self, kind: EntityKind) -> bool {
         self.accepts.contains(&kind)
     }
 

@@ -74,6 +74,45 @@ impl grid::PaymentRequestBatch {
     }
 }
 
+/// The WIT's `entity-kind` is the host's [`powerplug_domain::EntityKind`]
+/// on the wire: they convert here, where a tick crosses into the sandbox.
+impl From<powerplug_domain::EntityKind> for types::EntityKind {
+    fn from(kind: powerplug_domain::EntityKind) -> Self {
+        use powerplug_domain::EntityKind as K;
+        match kind {
+            K::Consumer => Self::Consumer,
+            K::Producer => Self::Producer,
+            K::Source => Self::Source,
+        }
+    }
+}
+
+impl From<types::EntityKind> for powerplug_domain::EntityKind {
+    fn from(kind: types::EntityKind) -> Self {
+        use types::EntityKind as K;
+        match kind {
+            K::Consumer => Self::Consumer,
+            K::Producer => Self::Producer,
+            K::Source => Self::Source,
+        }
+    }
+}
+
+impl types::Entity {
+    pub fn new(index: u32, kind: powerplug_domain::EntityKind, id: String) -> Self {
+        Self {
+            index,
+            kind: kind.into(),
+            id,
+        }
+    }
+
+    /// The entity's kind, in the host's words.
+    pub fn kind(&self) -> powerplug_domain::EntityKind {
+        self.kind.into()
+    }
+}
+
 impl types::CellBatch {
     pub fn from_entries(entries: impl IntoIterator<Item = (u32, [u64; 4])>) -> Self {
         let mut batch = Self {

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use super::Kind;
+use powerplug_domain::StrategyKind;
 
 /// Why a component was refused. Nothing about it was kept.
 #[derive(Debug, thiserror::Error)]
@@ -18,7 +18,10 @@ pub enum LoadError {
     #[error("forbidden import `{0}`: a strategy may import only `powerplug:strategy/log@{version}`", version = super::WORLD_VERSION)]
     ForbiddenImport(String),
     #[error("expected a {expected} strategy, this component is a {found} strategy")]
-    WrongKind { expected: Kind, found: Kind },
+    WrongKind {
+        expected: StrategyKind,
+        found: StrategyKind,
+    },
     #[error("compiled-component cache at {path}: {message}")]
     Cache { path: String, message: String },
 }

@@ -1,38 +1,19 @@
 //! What a component is, read from its bytes before anything is compiled: a
 //! refused component costs a parse, not a compile.
 
-use std::fmt;
-
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use wasmparser::{Parser, Payload};
 
 use super::LoadError;
+use powerplug_domain::StrategyKind;
 
 /// The version of the `powerplug:strategy` package this host implements.
 pub const WORLD_VERSION: &str = "0.1.0";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Grid,
-    Producer,
-}
-
-impl Kind {
-    /// The interface a component of this kind exports.
-    pub fn export_name(self) -> String {
-        format!("powerplug:strategy/{self}@{WORLD_VERSION}")
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Kind::Grid => "grid",
-            Kind::Producer => "producer",
-        })
-    }
+/// The interface a component of this kind exports.
+pub fn export_name(kind: StrategyKind) -> String {
+    format!("powerplug:strategy/{kind}@{WORLD_VERSION}")
 }
 
 /// What a strategy may import: `log`, and `types`, which holds only types
@@ -46,7 +27,7 @@ fn allowed_import(name: &str) -> bool {
 /// A component's identity and interface, as `powerplug strategy inspect` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ComponentInfo {
-    pub kind: Kind,
+    pub kind: StrategyKind,
     pub world: String,
     pub imports: Vec<String>,
     pub exports: Vec<String>,
@@ -139,9 +120,9 @@ pub fn inspect(bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
     if let Some(bad) = imports.iter().find(|i| !allowed_import(i)) {
         return Err(LoadError::ForbiddenImport(bad.clone()));
     }
-    let kind = [Kind::Grid, Kind::Producer]
+    let kind = [StrategyKind::Grid, StrategyKind::Producer]
         .into_iter()
-        .find(|k| exports.contains(&k.export_name()))
+        .find(|&k| exports.contains(&export_name(k)))
         .ok_or_else(|| LoadError::UnsupportedWorld {
             exports: exports.clone(),
         })?;

@@ -20,12 +20,14 @@ pub use bindings::grid::{
     GridDecision, GridInput, Output, PaymentRequestBatch, Payout, UsageBatch,
 };
 pub use bindings::producer::{OutputCommand, ProducerDecision, ProducerInput, SourceOutput};
-pub use bindings::types::{CellBatch, Entity, EntityKind, Metric, Setting, Transfer};
+pub use bindings::types::{CellBatch, Entity, Metric, Setting, Transfer};
 pub use bindings::{AMOUNTS_OVERFLOW, Decision, LogLevel, PaymentRequest, Usage};
 pub use error::{CallError, LoadError};
 pub use inspect::{
-    BOOKS_SECTION, ComponentInfo, Kind, WORLD_VERSION, declare_books, inspect, valid_books_format,
+    BOOKS_SECTION, ComponentInfo, WORLD_VERSION, declare_books, export_name, inspect,
+    valid_books_format,
 };
 pub use limits::{Limits, MAX_PRICE, MAX_WH};
+pub use powerplug_domain::{EntityKind, StrategyKind};
 pub use runtime::{CacheStats, GridStrategy, Loaded, ProducerStrategy, Runtime};
 pub use sandbox::{LogLine, TickFailure, TickOutcome, validate};

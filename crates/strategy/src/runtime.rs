@@ -9,10 +9,11 @@ use super::bindings::grid_world::GridStrategyPre;
 use super::bindings::producer_world::ProducerStrategyPre;
 use super::bindings::{Decision, grid, log, producer};
 use super::cache::CompiledCache;
-use super::inspect::{ComponentInfo, Kind, inspect};
+use super::inspect::{ComponentInfo, export_name, inspect};
 use super::limits::{EPOCH_TICK, POOL};
 use super::sandbox::{self, Guest, TickFailure, TickOutcome};
 use super::{CallError, Limits, LoadError};
+use powerplug_domain::StrategyKind;
 
 /// Loads and runs strategies. Cheap to clone; one per process is enough.
 #[derive(Clone)]
@@ -143,14 +144,14 @@ impl Runtime {
         let shape = |e: wasmtime::Error| {
             LoadError::Invalid(format!(
                 "`{}` does not match the contract: {e:#}",
-                info.kind.export_name()
+                export_name(info.kind)
             ))
         };
         // Export types are checked when instantiating, so instantiate once now:
         // a mismatch is refused at load, not found at the first tick.
         let mut store = sandbox::new_store(&self.inner.engine, &self.inner.limits);
         Ok(match info.kind {
-            Kind::Grid => {
+            StrategyKind::Grid => {
                 let pre = GridStrategyPre::new(pre).map_err(shape)?;
                 pre.instantiate(&mut store).map_err(shape)?;
                 Loaded::Grid(GridStrategy {
@@ -159,7 +160,7 @@ impl Runtime {
                     info,
                 })
             }
-            Kind::Producer => {
+            StrategyKind::Producer => {
                 let pre = ProducerStrategyPre::new(pre).map_err(shape)?;
                 pre.instantiate(&mut store).map_err(shape)?;
                 Loaded::Producer(ProducerStrategy {
@@ -175,8 +176,8 @@ impl Runtime {
         match self.load(bytes)? {
             Loaded::Grid(s) => Ok(s),
             Loaded::Producer(_) => Err(LoadError::WrongKind {
-                expected: Kind::Grid,
-                found: Kind::Producer,
+                expected: StrategyKind::Grid,
+                found: StrategyKind::Producer,
             }),
         }
     }
@@ -185,8 +186,8 @@ impl Runtime {
         match self.load(bytes)? {
             Loaded::Producer(s) => Ok(s),
             Loaded::Grid(_) => Err(LoadError::WrongKind {
-                expected: Kind::Producer,
-                found: Kind::Grid,
+                expected: StrategyKind::Producer,
+                found: StrategyKind::Grid,
             }),
         }
     }

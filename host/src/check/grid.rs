@@ -120,7 +120,7 @@ fn run_scenario(strategy: &GridStrategy, s: &Scenario, seed: u64, tally: &mut Ta
         ..GridNews::default()
     };
     for e in &news.joined {
-        model.kinds.insert(e.index, e.kind);
+        model.kinds.insert(e.index, e.kind());
     }
 
     for tick in 1..=s.ticks {
@@ -194,11 +194,7 @@ fn run_scenario(strategy: &GridStrategy, s: &Scenario, seed: u64, tally: &mut Ta
 }
 
 fn entity(index: u32, kind: EntityKind, prefix: &str) -> Entity {
-    Entity {
-        index,
-        kind,
-        id: format!("{prefix}-{index}"),
-    }
+    Entity::new(index, kind, format!("{prefix}-{index}"))
 }
 
 impl Model {

@@ -83,7 +83,7 @@ fn run_scenario(strategy: &ProducerStrategy, s: &Scenario, seed: u64, tally: &mu
         joined: (0..s.sources)
             .map(|i| Entity {
                 index: i,
-                kind: EntityKind::Source,
+                kind: EntityKind::Source.into(),
                 id: format!("source-{i}"),
             })
             .collect(),

@@ -2,9 +2,10 @@
 //! that publish to them, and the channel store those entities write into.
 
 use ed25519_dalek::VerifyingKey;
+use powerplug_domain::EntityKind;
 
 use crate::limits::WRITE_WINDOW;
-use crate::registry::{self, Kind, LOCAL, Registry};
+use crate::registry::{self, LOCAL, Registry};
 use crate::{admission, inbox, outbox};
 use powerplug_channel::{Address, EmbeddedTransport, Sealed, Transport, envelope};
 use powerplug_storage::ReadTx;
@@ -49,7 +50,7 @@ impl Hub {
     pub fn new(
         id: &str,
         db: powerplug_storage::Db,
-        accepts: &[Kind],
+        accepts: &[EntityKind],
         admission: admission::Policy,
         operator_token: Option<String>,
     ) -> anyhow::Result<Self> {

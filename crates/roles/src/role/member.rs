@@ -3,12 +3,13 @@
 //! registration and credential, and the return channel it reads.
 
 use ed25519_dalek::SigningKey;
+use powerplug_domain::EntityKind;
 use powerplug_storage::{Store, WriteTx};
 use serde::{Deserialize, Serialize};
 
 use crate::api;
 use crate::outbox;
-use crate::registry::{Kind, WriterState};
+use crate::registry::WriterState;
 use powerplug_channel::{Address, ChannelInfo, ChannelWriter, Message};
 use powerplug_storage as storage;
 
@@ -215,7 +216,7 @@ impl MemberState {
         &mut self,
         agent: &ureq::Agent,
         url: &str,
-        kind: Kind,
+        kind: EntityKind,
         key: &SigningKey,
         admission: Option<&str>,
     ) -> anyhow::Result<()> {

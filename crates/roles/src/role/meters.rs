@@ -10,6 +10,7 @@
 //! then sent, then confirmed, so a restart sends it again under the same key and
 //! the ledger moves the money once.
 
+use powerplug_domain::EntityKind;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -22,14 +23,13 @@ use super::{Clock, Meter, Step};
 use crate::counter::Counter;
 use crate::inbox::Command;
 use crate::limits::{MAX_SLICES_PER_ROUND, REGISTRATION_THREADS};
-use crate::registry::Kind;
 use powerplug_channel::{Address, ChannelReader, HttpTransport, Transport};
 use powerplug_ledger::{BatchPayment, pay_batch};
 
 pub struct Meters {
     pub config: MetersConfig,
     pub db: powerplug_storage::Db,
-    kind: Kind,
+    kind: EntityKind,
     ids: Vec<String>,
     keys: BTreeMap<String, SigningKey>,
     upstream: HttpTransport,
@@ -85,12 +85,12 @@ pub struct MetersStatus {
 impl Meters {
     pub fn open(
         config: MetersConfig,
-        kind: Kind,
+        kind: EntityKind,
         db: powerplug_storage::Db,
         meter: Box<dyn Meter>,
     ) -> anyhow::Result<Self> {
         anyhow::ensure!(
-            matches!(kind, Kind::Consumer | Kind::Source),
+            matches!(kind, EntityKind::Consumer | EntityKind::Source),
             "meters are consumers or sources"
         );
         anyhow::ensure!(config.slice_ms > 0, "slice_ms: at least 1");
@@ -310,7 +310,7 @@ impl Meters {
                 let wh = self.meter.read(&m.id, m.next_slice);
                 let (start_ms, end_ms) = (m.next_slice * slice_ms, (m.next_slice + 1) * slice_ms);
                 let command = match self.kind {
-                    Kind::Consumer => Command::Usage {
+                    EntityKind::Consumer => Command::Usage {
                         start_ms,
                         end_ms,
                         wh,
@@ -420,7 +420,7 @@ impl Meters {
                 Some(BatchPayment {
                     credential,
                     to: p.to.clone(),
-                    amount: p.amount,
+                    amount: powerplug_ledger::Tokens(p.amount),
                     key: p.key.clone(),
                 })
             })
@@ -476,7 +476,7 @@ impl Meters {
         let mut out = Vec::new();
         for m in self.members()? {
             let balance = match (&m.credential, self.kind) {
-                (Some(credential), Kind::Consumer) => {
+                (Some(credential), EntityKind::Consumer) => {
                     use powerplug_ledger::Ledger;
                     powerplug_ledger::RemoteLedger::with_agent(
                         self.agent.clone(),
@@ -511,7 +511,7 @@ impl Meters {
         self.reading.store(false, Ordering::Relaxed);
     }
 
-    pub fn kind(&self) -> Kind {
+    pub fn kind(&self) -> EntityKind {
         self.kind
     }
 
@@ -539,7 +539,7 @@ impl Step for Meters {
         self.register(&mut members)?;
         self.drain()?;
         self.sync()?;
-        if self.kind == Kind::Consumer {
+        if self.kind == EntityKind::Consumer {
             self.read_requests(&mut members)?;
             self.sync()?;
             self.pay(&mut members)?;

@@ -5,6 +5,7 @@
 //! A tick's books, sealed commands, consumed records, transfer cursor and
 //! tick-log entry commit in one transaction.
 
+use powerplug_domain::EntityKind;
 use std::sync::Mutex;
 
 use super::config::ProducerConfig;
@@ -14,7 +15,7 @@ use crate::books::{ProducerNews, StoredBooks, producer_input, store_decision};
 use crate::counter::Counter;
 use crate::inbox::{self, Command};
 use crate::limits::MAX_RECORDS_PER_TICK;
-use crate::registry::{self, Kind};
+use crate::registry;
 use crate::tick_log::{self, Outcome};
 use powerplug_channel::HttpTransport;
 use powerplug_ledger::{Ledger, RemoteLedger};
@@ -48,7 +49,7 @@ impl Producer {
         let mut hub = Hub::new(
             id,
             db,
-            &[Kind::Source],
+            &[EntityKind::Source],
             config.admission.clone(),
             config.operator_token.clone(),
         )?;
@@ -117,7 +118,7 @@ impl Producer {
         member.register(
             &self.agent,
             &self.grid_url,
-            Kind::Producer,
+            EntityKind::Producer,
             &self.key,
             admission,
         )
@@ -187,7 +188,7 @@ impl Producer {
             if let Some(id) = registry::id_of(db, *index)? {
                 news.joined.push(Entity {
                     index: *index,
-                    kind: Kind::Source.into(),
+                    kind: EntityKind::Source.into(),
                     id,
                 });
             }
@@ -205,15 +206,15 @@ impl Producer {
             .iter()
             .map(|t| Transfer {
                 entity: None,
-                amount: t.amount,
-                at_ms: t.at_ms,
-                incoming: t.to == member.id,
+                amount: t.amount.get(),
+                at_ms: t.at_ms.get(),
+                incoming: t.to.as_str() == member.id,
             })
             .collect();
         let income: u64 = transfers
             .iter()
-            .filter(|t| t.to == member.id)
-            .map(|t| t.amount)
+            .filter(|t| t.to.as_str() == member.id)
+            .map(|t| t.amount.get())
             .sum();
 
         let read = db.read()?;
@@ -363,7 +364,7 @@ impl Producer {
     }
 
     /// The producer's balance in its grid's ledger; `None` if unknown now.
-    pub fn balance(&self) -> Option<u64> {
+    pub fn balance(&self) -> Option<powerplug_ledger::Tokens> {
         let credential = self.lock().ok()?.credential.clone()?;
         RemoteLedger::with_agent(self.agent.clone(), &self.grid_url, &credential)
             .balance()

@@ -1,6 +1,7 @@
 //! What `GET /status` shows of a grid or producer: registrations, totals,
 //! balances, channel positions, the active strategy.
 
+use powerplug_domain::EntityKind;
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
@@ -8,7 +9,7 @@ use serde_json::{Value, json};
 use super::grid::Grid;
 use super::producer::Producer;
 use crate::outbox;
-use crate::registry::{self, Kind};
+use crate::registry;
 use powerplug_ledger as wallet;
 use powerplug_storage::Store;
 
@@ -17,9 +18,9 @@ fn registrations(db: &dyn Store) -> anyhow::Result<Value> {
     let (mut dropped, mut rejected, mut read) = (0, 0, 0);
     for r in registry::all(db)? {
         let kind = match r.kind {
-            Kind::Consumer => "consumers",
-            Kind::Producer => "producers",
-            Kind::Source => "sources",
+            EntityKind::Consumer => "consumers",
+            EntityKind::Producer => "producers",
+            EntityKind::Source => "sources",
         };
         let entry = by_kind.entry(kind).or_default();
         if r.closed {

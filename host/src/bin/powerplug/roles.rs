@@ -1,10 +1,10 @@
 //! Running one role as a service until Ctrl-C: `grid`, `producer`,
 //! `consumer`, `source`.
 
+use powerplug::domain::EntityKind;
 use std::path::PathBuf;
 
 use powerplug::http::run;
-use powerplug::registry::Kind;
 use powerplug::role::config::{self, GridConfig, MetersConfig, ProducerConfig};
 
 use crate::runtime;
@@ -35,14 +35,14 @@ pub fn producer(args: RoleArgs) -> anyhow::Result<()> {
 }
 
 pub fn consumers(args: RoleArgs) -> anyhow::Result<()> {
-    meters(args, MetersConfig::consumers(), Kind::Consumer)
+    meters(args, MetersConfig::consumers(), EntityKind::Consumer)
 }
 
 pub fn sources(args: RoleArgs) -> anyhow::Result<()> {
-    meters(args, MetersConfig::sources(), Kind::Source)
+    meters(args, MetersConfig::sources(), EntityKind::Source)
 }
 
-fn meters(args: RoleArgs, defaults: MetersConfig, kind: Kind) -> anyhow::Result<()> {
+fn meters(args: RoleArgs, defaults: MetersConfig, kind: EntityKind) -> anyhow::Result<()> {
     let config = config::load(defaults, args.config.as_deref())?;
     runtime()?.block_on(async {
         let running = run::meters(&config, kind).await?;

@@ -3,6 +3,7 @@
 //! news, the counters, an experiment's results and the tick log, in one
 //! transaction.
 
+use powerplug_domain::EntityKind;
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
@@ -16,7 +17,7 @@ use crate::experiment::billing::{self, Billing};
 use crate::experiment::{results, shadow};
 use crate::inbox::{self, Command};
 use crate::outbox;
-use crate::registry::{self, Kind, LOCAL, Registration};
+use crate::registry::{self, LOCAL, Registration};
 use crate::tick_log::{self, Outcome};
 use powerplug_ledger as wallet;
 use powerplug_storage as storage;
@@ -69,16 +70,16 @@ impl Grid {
         for p in &active.payouts {
             let producer = registrations
                 .get(&p.producer)
-                .filter(|r| r.kind == Kind::Producer)
+                .filter(|r| r.kind == EntityKind::Producer)
                 .with_context(|| format!("payout to {}, not a producer", p.producer))?;
             wallet::transfer(
                 &*tx,
                 self.account(),
                 &producer.id,
-                p.amount,
+                wallet::Tokens(p.amount),
                 self.account(),
                 &wallet::host_key(&format!("payout/{tick}/{}", p.producer)),
-                now,
+                wallet::UnixMs(now),
             )?;
         }
         let mut sent = Sent::default();
@@ -149,7 +150,7 @@ impl Grid {
             return Ok(());
         };
         anyhow::ensure!(
-            consumer.kind == Kind::Consumer,
+            consumer.kind == EntityKind::Consumer,
             "payment request to {}, not a consumer",
             r.consumer
         );

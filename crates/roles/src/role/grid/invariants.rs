@@ -5,10 +5,11 @@
 //! and may be wrong — a version that reads another's cells, a bug — so the
 //! host keeps its own two numbers per consumer, in the tick's transaction.
 
+use powerplug_domain::EntityKind;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
-use crate::registry::{Kind, Registration};
+use crate::registry::Registration;
 use powerplug_storage::{ReadTx, Store, WriteTx, key};
 use powerplug_strategy::UsageBatch;
 
@@ -42,7 +43,7 @@ pub fn start_counting(db: &dyn Store) -> anyhow::Result<()> {
     for (entity, wh) in crate::inbox::consumed_wh(&*tx)? {
         let consumer = registrations
             .iter()
-            .any(|r| r.index == entity && r.kind == Kind::Consumer);
+            .any(|r| r.index == entity && r.kind == EntityKind::Consumer);
         if consumer && tx.get(ENERGY, &key::of(&[&entity]))?.is_none() {
             put(&*tx, entity, (wh, 0))?;
         }
@@ -92,7 +93,7 @@ pub fn check_and_record(
         let t = totals_of(tx, &mut totals, consumer)?;
         let name = registrations.get(&consumer);
         let is_consumer = match name {
-            Some(r) => r.kind == Kind::Consumer,
+            Some(r) => r.kind == EntityKind::Consumer,
             // One that left: a consumer if it ever reported usage.
             None => t.0 > 0,
         };

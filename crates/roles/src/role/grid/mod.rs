@@ -18,6 +18,7 @@ pub mod runs;
 
 pub use experiments::{NewExperiment, Refused};
 
+use powerplug_domain::EntityKind;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -32,7 +33,6 @@ use crate::books::{StoredBooks, grid_input};
 use crate::counter::Counter;
 use crate::experiment::shadow;
 use crate::limits::MAX_RECORDS_PER_TICK;
-use crate::registry::Kind;
 use crate::tick_log;
 use powerplug_storage::{self as storage, Store};
 use powerplug_strategy::GridStrategy;
@@ -69,7 +69,7 @@ impl Grid {
         let mut hub = Hub::new(
             &config.service.id,
             db,
-            &[Kind::Consumer, Kind::Producer],
+            &[EntityKind::Consumer, EntityKind::Producer],
             config.admission.clone(),
             config.operator_token.clone(),
         )?;
@@ -191,7 +191,7 @@ impl Grid {
                 .map(|u| u.consumer)
                 .chain(news.transfers.iter().filter_map(|t| t.entity))
                 .filter_map(|c| registrations.get(&c))
-                .filter(|r| r.kind == Kind::Consumer)
+                .filter(|r| r.kind == EntityKind::Consumer)
                 .map(|r| (r.index, e.cohort(&r.id)))
                 .collect(),
             modeled: Vec::new(),

@@ -1,13 +1,14 @@
 //! What a grid tick reads: the pending inbox records, membership news and
 //! wallet transfers since the last tick, as the strategy's news.
 
+use powerplug_domain::EntityKind;
 use std::collections::HashMap;
 
 use super::{Grid, MAX_RECORDS_PER_TICK};
 use crate::books::GridNews;
 use crate::inbox;
 use crate::limits::{MAX_MEMBERSHIP_PER_TICK, MAX_TRANSFERS_PER_TICK};
-use crate::registry::{self, Kind, Registration};
+use crate::registry::{self, Registration};
 use powerplug_ledger as wallet;
 use powerplug_storage as storage;
 use powerplug_strategy::{Entity, Output, Transfer, Usage};
@@ -75,7 +76,7 @@ impl Grid {
         let (mut usage_wh, mut output_wh) = (0, 0);
         for r in &records {
             match registrations.get(&r.entity).map(|reg| reg.kind) {
-                Some(Kind::Producer) => {
+                Some(EntityKind::Producer) => {
                     output_wh += r.wh;
                     news.output.push(Output {
                         producer: r.entity,
@@ -99,15 +100,15 @@ impl Grid {
         }
         let mut income = 0;
         for t in &transfers {
-            let incoming = t.to == self.account();
+            let incoming = t.to.as_str() == self.account();
             if incoming {
-                income += t.amount;
+                income += t.amount.get();
             }
-            let counterparty = if incoming { &t.reference } else { &t.to };
+            let counterparty = if incoming { &t.reference } else { t.to.as_str() };
             news.transfers.push(Transfer {
-                entity: index_of.get(counterparty.as_str()).copied(),
-                amount: t.amount,
-                at_ms: t.at_ms,
+                entity: index_of.get(counterparty).copied(),
+                amount: t.amount.get(),
+                at_ms: t.at_ms.get(),
                 incoming,
             });
         }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::dry_run::History;
 use super::handover::Handover;
 use crate::versions::Version;
-use powerplug_strategy::{Kind, LoadError};
+use powerplug_strategy::{LoadError, StrategyKind};
 
 pub use super::strategy_kind::Effect;
 
@@ -76,7 +76,7 @@ pub enum SwapError {
     #[error("component: {0}")]
     Load(#[from] LoadError),
     #[error("kind: this host runs {0} strategies")]
-    WrongKind(Kind),
+    WrongKind(StrategyKind),
     #[error("dry run: the new version failed on tick {tick}'s input: {why}")]
     DryRun { tick: u64, why: String },
     #[error(

@@ -8,8 +8,8 @@ use crate::books::{Books, StoredBooks};
 use crate::tick_log::{self, Outcome};
 use powerplug_storage::Store;
 use powerplug_strategy::{
-    CellBatch, ComponentInfo, GridDecision, GridInput, GridStrategy, Kind, Loaded,
-    ProducerDecision, ProducerInput, ProducerStrategy, Setting, TickFailure, TickOutcome,
+    CellBatch, ComponentInfo, GridDecision, GridInput, GridStrategy, Loaded, ProducerDecision,
+    ProducerInput, ProducerStrategy, Setting, StrategyKind, TickFailure, TickOutcome,
 };
 
 /// What a decision would do, in brief: named totals.
@@ -22,7 +22,7 @@ pub type LastTick<I, D> = Option<(u64, I, Option<D>)>;
 pub trait Strategy: Clone + Send + Sync + 'static {
     type Input: Clone;
     type Decision;
-    const KIND: Kind;
+    const KIND: StrategyKind;
     fn from_loaded(loaded: Loaded) -> Option<Self>;
     fn info(&self) -> &ComponentInfo;
     fn tick(&self, input: &Self::Input) -> Result<TickOutcome<Self::Decision>, TickFailure>;
@@ -60,7 +60,7 @@ pub trait Strategy: Clone + Send + Sync + 'static {
 impl Strategy for GridStrategy {
     type Input = GridInput;
     type Decision = GridDecision;
-    const KIND: Kind = Kind::Grid;
+    const KIND: StrategyKind = StrategyKind::Grid;
 
     fn from_loaded(loaded: Loaded) -> Option<Self> {
         match loaded {
@@ -146,7 +146,7 @@ impl Strategy for GridStrategy {
 impl Strategy for ProducerStrategy {
     type Input = ProducerInput;
     type Decision = ProducerDecision;
-    const KIND: Kind = Kind::Producer;
+    const KIND: StrategyKind = StrategyKind::Producer;
 
     fn from_loaded(loaded: Loaded) -> Option<Self> {
         match loaded {

@@ -3,7 +3,7 @@
 use super::answer::{SwapError, SwapOptions, Swapped};
 use super::{Offered, Slot, Strategy};
 use powerplug_storage::Store;
-use powerplug_strategy::Kind;
+use powerplug_strategy::StrategyKind;
 
 /// A role that runs a strategy in a [`Slot`].
 pub trait Runs: Send + Sync + 'static {
@@ -17,7 +17,7 @@ pub trait Runs: Send + Sync + 'static {
 
 /// A role whose strategy can be replaced over HTTP.
 pub trait Swappable: Send + Sync + 'static {
-    fn kind(&self) -> Kind;
+    fn kind(&self) -> StrategyKind;
     fn store(&self) -> &dyn Store;
     fn trusted_keys(&self) -> &[ed25519_dalek::VerifyingKey];
     fn upload(&self, offered: Offered, options: SwapOptions) -> Result<Swapped, SwapError>;
@@ -25,7 +25,7 @@ pub trait Swappable: Send + Sync + 'static {
 }
 
 impl<R: Runs> Swappable for R {
-    fn kind(&self) -> Kind {
+    fn kind(&self) -> StrategyKind {
         <R::Strategy as Strategy>::KIND
     }
 
