@@ -93,8 +93,10 @@ fn stats(samples: &[f64]) -> Value {
 struct Nothing;
 
 impl Decide for Nothing {
-    fn sha256(&self) -> &str {
-        "nothing"
+    fn sha256(&self) -> &powerplug::domain::Sha256 {
+        // No component: a hash no recorded tick carries.
+        const NOTHING: powerplug::domain::Sha256 = powerplug::domain::Sha256([0; 32]);
+        &NOTHING
     }
 
     fn decide(&self, input: &GridInput) -> Result<GridDecision, String> {
@@ -316,7 +318,7 @@ fn tick_overhead(basic: &[u8], premium: &[u8], n: usize, ticks: usize) -> Value 
     let grid: Arc<Grid> = running.role.clone();
     let url = running.url.clone();
     let mut consumers = Consumers::register(&url, n);
-    let control = grid.strategy().info().sha256.clone();
+    let control = grid.strategy().info().sha256.hex();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()

@@ -79,9 +79,8 @@ fn component(dir: &str, features: &[&str]) -> Vec<u8> {
     .expect("building the guest")
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(bytes))
+fn sha256(bytes: &[u8]) -> powerplug::domain::Sha256 {
+    powerplug::domain::Sha256::of(bytes)
 }
 
 /// Milliseconds, with microsecond resolution.
@@ -511,7 +510,7 @@ fn main() {
     let mut with_ticks = std::collections::BTreeSet::new();
     // Per tick with swaps: its number, and the activations that ended between
     // its call and its return (ms after the call, version activated), in order.
-    let mut overlaps: Vec<(u64, Vec<(f64, String)>)> = Vec::new();
+    let mut overlaps: Vec<(u64, Vec<(f64, powerplug::domain::Sha256)>)> = Vec::new();
     while with.len() < TICKS {
         for _ in 0..BLOCK {
             consumers.feed(&grid);
@@ -524,7 +523,7 @@ fn main() {
         let stop = Arc::new(AtomicBool::new(false));
         let swapper = {
             let (grid, stop) = (grid.clone(), stop.clone());
-            let shas = [premium_sha.clone(), basic_sha.clone()];
+            let shas = [premium_sha, basic_sha];
             std::thread::spawn(move || {
                 let mut spans = Vec::new();
                 let mut i = 0;
@@ -557,7 +556,7 @@ fn main() {
             let inside = spans
                 .iter()
                 .filter(|&&(_, e, _)| e > start && e < end)
-                .map(|&(_, e, v)| (ms(e - start), shas[v].clone()))
+                .map(|&(_, e, v)| (ms(e - start), *shas[v]))
                 .collect();
             overlaps.push((n, inside));
         }
@@ -567,7 +566,7 @@ fn main() {
     // Every tick ran on one version and billed by its rules.
     let mut by_version = std::collections::BTreeMap::<u64, usize>::new();
     let mut with_by_version = std::collections::BTreeMap::<u64, usize>::new();
-    let mut ran_on = std::collections::HashMap::<u64, String>::new();
+    let mut ran_on = std::collections::HashMap::<u64, powerplug::domain::Sha256>::new();
     for record in tick_log::grid_ticks(grid.db(), "grid", first_tick - 1, usize::MAX).unwrap() {
         if record.tick < first_tick {
             continue;
@@ -581,7 +580,7 @@ fn main() {
             assert_eq!(r.owed, r.wh / 1000 * price, "tick {}", record.tick);
         }
         *by_version.entry(price).or_default() += 1;
-        ran_on.insert(record.tick, record.strategy.clone());
+        ran_on.insert(record.tick, record.strategy);
         if with_ticks.contains(&record.tick) {
             *with_by_version.entry(price).or_default() += 1;
         }

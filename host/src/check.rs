@@ -291,7 +291,7 @@ impl fmt::Display for Report {
                 "strategy  {} ({} bytes, sha256 {}), loaded in {}",
                 info.world,
                 grouped(info.size as u64),
-                &info.sha256[..12],
+                &info.sha256.short(),
                 ms(self.load_time)
             )?;
         }

@@ -514,7 +514,11 @@ impl std::fmt::Display for Summary {
             self.consumer_payments,
             self.consumers_outstanding
         )?;
-        let balances: Vec<u64> = self.producer_balances.iter().map(|(_, b)| b.get()).collect();
+        let balances: Vec<u64> = self
+            .producer_balances
+            .iter()
+            .map(|(_, b)| b.get())
+            .collect();
         let each = if balances.len() <= 8 {
             format!("{balances:?}")
         } else {
@@ -529,7 +533,10 @@ impl std::fmt::Display for Summary {
         writeln!(
             f,
             "         running costs {} · paid to producers {} ({each}) · undistributed {} · grid wallet {}",
-            self.running_costs, p.paid_to_producers, self.undistributed, self.grid_balance.get()
+            self.running_costs,
+            p.paid_to_producers,
+            self.undistributed,
+            self.grid_balance.get()
         )?;
         writeln!(
             f,

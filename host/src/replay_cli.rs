@@ -104,13 +104,13 @@ pub fn run(options: &Options, runtime: &Runtime) -> anyhow::Result<()> {
     println!(
         "A = {} ({}…){}",
         o.strategy.display(),
-        &ra.sha256[..12],
+        &ra.sha256.short(),
         rb.as_ref().map_or(String::new(), |r| format!(
             "\nB = {} ({}…)",
             o.against
                 .as_ref()
                 .map_or(String::new(), |p| p.display().to_string()),
-            &r.sha256[..12]
+            &r.sha256.short()
         ))
     );
     let mut names = compare::names(&records);

@@ -110,7 +110,6 @@ pub struct Report {
     pub grid_books: Books,
 }
 
-
 /// Runs the scenario; errors if a strategy fails or money is not conserved.
 pub fn run(scenario: &Scenario, deciders: &mut dyn Deciders) -> anyhow::Result<Report> {
     let s = scenario;

@@ -63,7 +63,7 @@ fn basic_to_premium_to_basic_keeps_the_books() {
         .unwrap();
     let client = Client::new(&grid.url);
     let mut meter = Meter::register(&grid.url, "c", 31);
-    let basic = grid.role.strategy().info().sha256.clone();
+    let basic = grid.role.strategy().info().sha256.hex();
 
     // 1,500 Wh: 1 kWh billed at 5, 500 Wh carried in the basic books.
     meter.read_wh(1_500);
@@ -111,7 +111,7 @@ fn a_version_billing_more_than_was_used_waits_for_force_then_is_refused_and_roll
     let grid = rt.block_on(run::grid(&config)).unwrap();
     let client = Client::new(&grid.url);
     let mut meter = Meter::register(&grid.url, "c", 32);
-    let basic = grid.role.strategy().info().sha256.clone();
+    let basic = grid.role.strategy().info().sha256.hex();
     meter.read();
     eventually("billed", || total(&client, "requested") == 5);
 
@@ -141,7 +141,11 @@ fn a_version_billing_more_than_was_used_waits_for_force_then_is_refused_and_roll
         (Some("c"), Some(1_000), Some(2_000)),
         "{history}"
     );
-    assert_eq!(grid.role.strategy().info().sha256, basic, "still basic");
+    assert_eq!(
+        grid.role.strategy().info().sha256.hex(),
+        basic,
+        "still basic"
+    );
     let sha = kept["version"]["sha256"].as_str().unwrap().to_owned();
 
     let (status, forced) = client.call(
@@ -158,11 +162,11 @@ fn a_version_billing_more_than_was_used_waits_for_force_then_is_refused_and_roll
     eventually("basic is back and bills the reading once", || {
         total(&client, "requested") == 10
     });
-    assert_eq!(grid.role.strategy().info().sha256, basic);
+    assert_eq!(grid.role.strategy().info().sha256.hex(), basic);
     let failures: Vec<String> = tick_log::grid_ticks(grid.role.db(), "grid", 0, usize::MAX)
         .unwrap()
         .into_iter()
-        .filter(|r| r.strategy == sha)
+        .filter(|r| r.strategy.hex() == sha)
         .filter_map(|r| match r.outcome {
             Outcome::Failed(why) => Some(why),
             Outcome::Decided(d) => {

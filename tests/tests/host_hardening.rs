@@ -65,7 +65,7 @@ fn a_cache_entry_the_host_did_not_write_is_compiled_again_not_run() {
     let runtime = powerplug::role::runtime(&cache).unwrap();
     runtime.load(&basic).unwrap();
     runtime.load(&premium).unwrap();
-    let sha = |bytes: &[u8]| powerplug::strategy::inspect(bytes).unwrap().sha256;
+    let sha = |bytes: &[u8]| powerplug::strategy::inspect(bytes).unwrap().sha256.hex();
     let entry = |sha: &str| {
         std::fs::read_dir(&cache)
             .unwrap()

@@ -204,7 +204,11 @@ fn a_running_grid_swaps_versions_between_ticks_and_refuses_hostile_ones() {
         let Outcome::Decided(decision) = &record.outcome else {
             continue;
         };
-        let price = if record.strategy == premium_sha { 7 } else { 5 };
+        let price = if record.strategy.hex() == premium_sha {
+            7
+        } else {
+            5
+        };
         for r in decision.payment_requests.iter() {
             assert_eq!(
                 r.owed,
@@ -235,7 +239,7 @@ fn a_running_grid_swaps_versions_between_ticks_and_refuses_hostile_ones() {
         .compiles;
     rt.block_on(grid.stop()).unwrap();
     let grid = rt.block_on(run::grid(&config)).unwrap();
-    assert_eq!(grid.role.strategy().info().sha256, basic);
+    assert_eq!(grid.role.strategy().info().sha256.hex(), basic);
     assert_eq!(
         powerplug::role::runtime(&cache)
             .unwrap()
@@ -307,7 +311,7 @@ fn a_version_that_starts_failing_after_it_went_live_is_rolled_back() {
     let failed = tick_log::grid_ticks(grid.role.db(), "grid", 0, usize::MAX)
         .unwrap()
         .into_iter()
-        .filter(|r| r.strategy == flaky_sha && matches!(r.outcome, Outcome::Failed(_)))
+        .filter(|r| r.strategy.hex() == flaky_sha && matches!(r.outcome, Outcome::Failed(_)))
         .count();
     assert_eq!(
         failed, 3,
@@ -327,7 +331,7 @@ fn a_host_with_trusted_keys_takes_only_signed_uploads() {
     config.trusted_keys = vec![hex::encode(trusted.verifying_key().to_bytes())];
     let rt = powerplug_tests::runtime();
     let grid = rt.block_on(run::grid(&config)).unwrap();
-    let basic = grid.role.strategy().info().sha256.clone();
+    let basic = grid.role.strategy().info().sha256.hex();
 
     let upload = |signature: Option<String>| {
         let mut request = ureq::http::Request::builder()
@@ -366,10 +370,14 @@ fn a_host_with_trusted_keys_takes_only_signed_uploads() {
             "{what}: {body}"
         );
     }
-    assert_eq!(grid.role.strategy().info().sha256, basic, "nothing changed");
+    assert_eq!(
+        grid.role.strategy().info().sha256.hex(),
+        basic,
+        "nothing changed"
+    );
     let (status, body) = upload(Some(powerplug::versions::sign(&trusted, &premium)));
     assert_eq!(status, 201, "{body}");
-    assert_ne!(grid.role.strategy().info().sha256, basic);
+    assert_ne!(grid.role.strategy().info().sha256.hex(), basic);
     rt.block_on(grid.stop()).unwrap();
 }
 
@@ -397,7 +405,7 @@ fn a_host_with_trusted_keys_runs_no_stored_version_without_a_signature() {
     );
     assert_eq!(kept.0, 201, "{}", kept.1);
     let premium_sha = kept.1["version"]["sha256"].as_str().unwrap().to_owned();
-    let basic = grid.role.strategy().info().sha256.clone();
+    let basic = grid.role.strategy().info().sha256.hex();
     rt.block_on(grid.stop()).unwrap();
 
     config.trusted_keys = vec![hex::encode(trusted.verifying_key().to_bytes())];
@@ -442,7 +450,11 @@ fn a_host_with_trusted_keys_runs_no_stored_version_without_a_signature() {
         "{}",
         refused.1
     );
-    assert_eq!(grid.role.strategy().info().sha256, basic, "nothing changed");
+    assert_eq!(
+        grid.role.strategy().info().sha256.hex(),
+        basic,
+        "nothing changed"
+    );
     assert_eq!(
         client.get("/experiments", Some(OPERATOR)).1,
         serde_json::json!([])
@@ -463,10 +475,10 @@ fn a_host_with_trusted_keys_runs_no_stored_version_without_a_signature() {
     assert_eq!(agent.run(signed).unwrap().status(), 201);
     let activated = activate(&premium_sha);
     assert_eq!(activated.0, 200, "{}", activated.1);
-    assert_eq!(grid.role.strategy().info().sha256, premium_sha);
+    assert_eq!(grid.role.strategy().info().sha256.hex(), premium_sha);
     let back = activate(&basic);
     assert_eq!(back.0, 200, "the configured version: {}", back.1);
-    assert_eq!(grid.role.strategy().info().sha256, basic);
+    assert_eq!(grid.role.strategy().info().sha256.hex(), basic);
     rt.block_on(grid.stop()).unwrap();
 }
 

@@ -255,7 +255,7 @@ fn both_examples_go_live_in_a_running_grid_and_bill_by_their_rules() {
         assert_eq!(status, 201, "{name}: {answer}");
         assert_eq!(answer["books"]["books"], "empty", "{name}: {answer}");
         let sha = answer["version"]["sha256"].as_str().unwrap().to_owned();
-        assert_eq!(grid.role.strategy().info().sha256, sha);
+        assert_eq!(grid.role.strategy().info().sha256.hex(), sha);
         bill(&mut meter);
         bill(&mut meter);
         versions.push(sha);
@@ -275,7 +275,7 @@ fn both_examples_go_live_in_a_running_grid_and_bill_by_their_rules() {
         let Outcome::Decided(decision) = &record.outcome else {
             panic!("tick {} failed: {:?}", record.tick, record.outcome);
         };
-        let (slot, price) = match versions.iter().position(|v| *v == record.strategy) {
+        let (slot, price) = match versions.iter().position(|v| *v == record.strategy.hex()) {
             Some(0) => (1, prices[(record.input.now_ms / HOUR_MS % 24) as usize]),
             Some(_) => (2, 4), // the first tier: far below 100 kWh this month
             None => (0, 5),

@@ -135,7 +135,7 @@ fn a_running_producer_takes_a_new_pricing_version_between_ticks() {
     let records =
         powerplug::tick_log::producer_ticks(producer.role.db(), "producer", after, usize::MAX)
             .unwrap();
-    assert!(!records.is_empty() && records.iter().all(|r| r.strategy == sha));
+    assert!(!records.is_empty() && records.iter().all(|r| r.strategy.hex() == sha));
 
     rt.block_on(producer.stop()).unwrap();
     rt.block_on(grid.stop()).unwrap();

@@ -123,11 +123,11 @@ fn a_tick_logs_its_role_slot_number_strategy_fuel_and_duration() {
         .find(|l| l["fields"]["message"] == "tick")
         .unwrap_or_else(|| panic!("a line for the tick: {text}"));
     let span = &line["span"];
-    let sha = grid.role.strategy().info().sha256.clone();
+    let sha = grid.role.strategy().info().sha256.short();
     assert_eq!(span["name"], "tick", "{line}");
     assert_eq!(span["role"], "grid", "{line}");
     assert_eq!(span["slot"], "grid", "{line}");
-    assert_eq!(span["strategy"], sha[..12], "{line}");
+    assert_eq!(span["strategy"], sha, "{line}");
     assert_eq!(span["tick"], summary.tick, "{line}");
     assert!(span["fuel"].as_u64().is_some_and(|f| f > 0), "{line}");
     assert!(span["duration_us"].as_u64().is_some(), "{line}");

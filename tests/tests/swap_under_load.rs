@@ -62,9 +62,10 @@ fn fifty_swaps_under_traffic_lose_repeat_and_split_no_tick() {
     let premium_sha = swapped["version"]["sha256"].as_str().unwrap().to_owned();
     let before = requested();
     eventually("a bill under the uploaded version", || requested() > before);
-    let basic_sha = versions::history(grid.role.db(), "grid").unwrap()[0]
+    let basic_sha = versions::history(grid.role.db(), powerplug::strategy::StrategyKind::Grid)
+        .unwrap()[0]
         .sha256
-        .clone();
+        .hex();
     for i in 0..50 {
         let target = if i % 2 == 0 { &basic_sha } else { &premium_sha };
         let (status, answer) = client.call(
@@ -100,7 +101,7 @@ fn fifty_swaps_under_traffic_lose_repeat_and_split_no_tick() {
     // Every tick once: numbered without gap, each with one version.
     for (i, record) in log.iter().enumerate() {
         assert_eq!(record.tick, i as u64 + 1, "tick numbers are contiguous");
-        assert!(record.strategy == basic_sha || record.strategy == premium_sha);
+        assert!(record.strategy.hex() == basic_sha || record.strategy.hex() == premium_sha);
     }
     let counters = storage::counters(&db).unwrap();
     let decided = log
@@ -117,7 +118,11 @@ fn fifty_swaps_under_traffic_lose_repeat_and_split_no_tick() {
         let Outcome::Decided(decision) = &record.outcome else {
             continue;
         };
-        let price = if record.strategy == premium_sha { 7 } else { 5 };
+        let price = if record.strategy.hex() == premium_sha {
+            7
+        } else {
+            5
+        };
         for r in decision.payment_requests.iter() {
             assert_eq!(r.owed, r.wh / 1000 * price, "tick {}", record.tick);
             *requests.entry(price).or_insert(0u64) += 1;
@@ -125,7 +130,7 @@ fn fifty_swaps_under_traffic_lose_repeat_and_split_no_tick() {
         }
     }
     assert!(requests[&5] > 0 && requests[&7] > 0, "{requests:?}");
-    let history = versions::history(&db, "grid").unwrap();
+    let history = versions::history(&db, powerplug::strategy::StrategyKind::Grid).unwrap();
     assert_eq!(
         history.len(),
         52,

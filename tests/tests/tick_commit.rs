@@ -101,7 +101,14 @@ fn a_tick_and_all_its_effects_commit_together_or_not_at_all() {
 
     // Money in the system: the consumer paid 100 into the grid's account.
     let tx = db.write().unwrap();
-    wallet::issue(&*tx, "consumer-0", wallet::Tokens(1_000), "fund", wallet::UnixMs(0)).unwrap();
+    wallet::issue(
+        &*tx,
+        "consumer-0",
+        wallet::Tokens(1_000),
+        "fund",
+        wallet::UnixMs(0),
+    )
+    .unwrap();
     wallet::transfer(
         &*tx,
         "consumer-0",

@@ -19,6 +19,11 @@ impl Sha256 {
     pub fn hex(&self) -> String {
         hex::encode(self.0)
     }
+
+    /// The first 12 hex digits: enough to tell versions apart in a line.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..6])
+    }
 }
 
 impl fmt::Display for Sha256 {

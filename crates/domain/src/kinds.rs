@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// An entity that publishes to a host: consumers and producers at a grid,
 /// sources at a producer.
@@ -17,9 +17,9 @@ pub enum EntityKind {
     Source,
 }
 
-/// A kind of strategy, named for the role that runs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// A kind of strategy, named for the role that runs it. Stored records
+/// (versions) keep it as its name, as they did before this type existed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum StrategyKind {
     Grid,
     Producer,
@@ -85,6 +85,19 @@ impl FromStr for StrategyKind {
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| UnknownKind(s.to_owned()))
+    }
+}
+
+impl Serialize for StrategyKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for StrategyKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 

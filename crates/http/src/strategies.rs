@@ -15,6 +15,8 @@ use super::hub::HasHub;
 use super::{ApiError, ApiResult, Authorized, DEPLOY, Params, READ, RawBody, blocking};
 use powerplug_roles::role::swap::{Offered, SwapError, SwapOptions, Swappable, Swapped};
 use powerplug_roles::versions::{self as versions, RemoveError, Version};
+use powerplug_strategy::text::for_log;
+use powerplug_strategy::{Sha256, StrategyKind};
 
 /// The header of an upload's detached signature (hex), over its SHA-256.
 pub const SIGNATURE: &str = "x-powerplug-signature";
@@ -51,15 +53,26 @@ impl From<SwapError> for ApiError {
 }
 
 /// The path's kind must be the one this host runs.
-fn own_kind<R: Swappable>(role: &R, kind: &str) -> ApiResult<()> {
-    match kind {
-        _ if kind == role.kind().to_string() => Ok(()),
-        "grid" | "producer" => Err(ApiError::unprocessable(
+fn own_kind<R: Swappable>(role: &R, kind: &str) -> ApiResult<StrategyKind> {
+    match kind.parse::<StrategyKind>() {
+        Ok(k) if k == role.kind() => Ok(k),
+        Ok(_) => Err(ApiError::unprocessable(
             "kind",
             format!("this host runs {} strategies", role.kind()),
         )),
-        _ => Err(ApiError::bad("kind", "`grid` or `producer`")),
+        Err(_) => Err(ApiError::bad("kind", "`grid` or `producer`")),
     }
+}
+
+/// A version in a path: a SHA-256. Anything else names no stored version.
+fn parse_version(text: &str) -> ApiResult<Sha256> {
+    text.parse().map_err(|e| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "version",
+            format!("version: no such version `{}` ({e})", for_log(text)),
+        )
+    })
 }
 
 #[derive(Deserialize)]
@@ -95,20 +108,18 @@ async fn upload<R: HasHub + Swappable>(
         .and_then(|v| v.to_str().ok())
         .filter(|_| !role.trusted_keys().is_empty())
         .map(str::to_owned);
-    if !role.trusted_keys().is_empty() {
-        use sha2::{Digest, Sha256};
-        let sha = hex::encode(Sha256::digest(&body));
-        if !versions::verify(
+    if !role.trusted_keys().is_empty()
+        && !versions::verify(
             role.trusted_keys(),
-            &sha,
+            &Sha256::of(&body),
             signature.as_deref().unwrap_or_default(),
-        ) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                SIGNATURE,
-                "this host takes only components signed by a trusted key: a missing or wrong signature",
-            ));
-        }
+        )
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            SIGNATURE,
+            "this host takes only components signed by a trusted key: a missing or wrong signature",
+        ));
     }
     for (field, text) in [("name", &query.name), ("notes", &query.notes)] {
         if text.as_ref().is_some_and(|t| t.len() > 1_000) {
@@ -149,6 +160,7 @@ async fn activate<R: HasHub + Swappable>(
     Params(query): Params<Fresh>,
 ) -> ApiResult<Json<Swapped>> {
     own_kind(&*role, &kind)?;
+    let version = parse_version(&version)?;
     let options = SwapOptions {
         fresh: query.fresh,
         activate: true,
@@ -162,11 +174,11 @@ async fn list<R: HasHub + Swappable>(
     _: Authorized<READ>,
 ) -> ApiResult<Json<serde_json::Value>> {
     blocking(move || {
-        let (db, kind) = (role.store(), role.kind().to_string());
+        let (db, kind) = (role.store(), role.kind());
         Ok(Json(serde_json::json!({
-            "active": { kind.as_str(): versions::active(db, &kind)? },
-            "versions": versions::list(db, &kind)?,
-            "history": versions::history(db, &kind)?,
+            "active": { kind.as_str(): versions::active(db, kind)? },
+            "versions": versions::list(db, kind)?,
+            "history": versions::history(db, kind)?,
         })))
     })
     .await
@@ -177,9 +189,10 @@ async fn remove<R: HasHub + Swappable>(
     Path((kind, version)): Path<(String, String)>,
     _: Authorized<DEPLOY>,
 ) -> ApiResult<Json<Version>> {
-    own_kind(&*role, &kind)?;
+    let kind = own_kind(&*role, &kind)?;
+    let version = parse_version(&version)?;
     blocking(
-        move || match versions::remove(role.store(), &kind, &version) {
+        move || match versions::remove(role.store(), kind, &version) {
             Ok(v) => Ok(Json(v)),
             Err(e @ RemoveError::Active(_)) => {
                 Err(ApiError::new(StatusCode::CONFLICT, "version", e))

@@ -272,7 +272,11 @@ pub fn resolve(db: &dyn Store, address: &str) -> Result<Option<String>, WalletEr
 }
 
 pub fn balance(db: &dyn Store, account: &str) -> Result<Tokens, WalletError> {
-    Ok(Tokens(number(&*db.read()?, BALANCES, &key::of(&[&account]))?))
+    Ok(Tokens(number(
+        &*db.read()?,
+        BALANCES,
+        &key::of(&[&account]),
+    )?))
 }
 
 /// Everything issued so far; the balances add up to it.

@@ -19,9 +19,20 @@ fn commit<T>(
 #[test]
 fn transfers_move_money_and_balances_add_up_to_what_was_issued() {
     let (_dir, db) = db();
-    commit(&db, |tx| issue(tx, "consumer-1", Tokens(100), "fund-1", UnixMs(0))).unwrap();
+    commit(&db, |tx| {
+        issue(tx, "consumer-1", Tokens(100), "fund-1", UnixMs(0))
+    })
+    .unwrap();
     let t = commit(&db, |tx| {
-        transfer(tx, "consumer-1", "grid", Tokens(25), "consumer-1", "pay-1", UnixMs(5))
+        transfer(
+            tx,
+            "consumer-1",
+            "grid",
+            Tokens(25),
+            "consumer-1",
+            "pay-1",
+            UnixMs(5),
+        )
     })
     .unwrap();
     assert_eq!(
@@ -39,7 +50,10 @@ fn transfers_move_money_and_balances_add_up_to_what_was_issued() {
 fn a_balance_never_goes_negative_and_a_refused_transfer_changes_nothing() {
     let (_dir, db) = db();
     commit(&db, |tx| issue(tx, "a", Tokens(10), "fund", UnixMs(0))).unwrap();
-    let err = commit(&db, |tx| transfer(tx, "a", "b", Tokens(11), "a", "k", UnixMs(0))).unwrap_err();
+    let err = commit(&db, |tx| {
+        transfer(tx, "a", "b", Tokens(11), "a", "k", UnixMs(0))
+    })
+    .unwrap_err();
     assert!(
         matches!(
             err,
@@ -53,19 +67,41 @@ fn a_balance_never_goes_negative_and_a_refused_transfer_changes_nothing() {
     );
     assert_eq!(err.to_string(), "amount: a holds 10, cannot pay 11");
     assert_eq!(
-        (balance(&db, "a").unwrap().get(), balance(&db, "b").unwrap().get()),
+        (
+            balance(&db, "a").unwrap().get(),
+            balance(&db, "b").unwrap().get()
+        ),
         (10, 0)
     );
     assert!(matches!(
-        commit(&db, |tx| transfer(tx, "a", "b", Tokens(0), "a", "z", UnixMs(0))),
+        commit(&db, |tx| transfer(
+            tx,
+            "a",
+            "b",
+            Tokens(0),
+            "a",
+            "z",
+            UnixMs(0)
+        )),
         Err(WalletError::ZeroAmount)
     ));
     assert!(matches!(
-        commit(&db, |tx| transfer(tx, "a", "a", Tokens(1), "a", "s", UnixMs(0))),
+        commit(&db, |tx| transfer(
+            tx,
+            "a",
+            "a",
+            Tokens(1),
+            "a",
+            "s",
+            UnixMs(0)
+        )),
         Err(WalletError::SameAccount)
     ));
     // The key of a refused transfer is still free.
-    commit(&db, |tx| transfer(tx, "a", "b", Tokens(10), "a", "k", UnixMs(0))).unwrap();
+    commit(&db, |tx| {
+        transfer(tx, "a", "b", Tokens(10), "a", "k", UnixMs(0))
+    })
+    .unwrap();
     assert_eq!(balance(&db, "b").unwrap().get(), 10);
 }
 
@@ -73,11 +109,20 @@ fn a_balance_never_goes_negative_and_a_refused_transfer_changes_nothing() {
 fn repeating_a_transfer_with_its_key_moves_money_once() {
     let (_dir, db) = db();
     commit(&db, |tx| issue(tx, "a", Tokens(100), "fund", UnixMs(0))).unwrap();
-    let first = commit(&db, |tx| transfer(tx, "a", "b", Tokens(40), "a", "payout-7", UnixMs(1))).unwrap();
-    let again = commit(&db, |tx| transfer(tx, "a", "b", Tokens(40), "a", "payout-7", UnixMs(2))).unwrap();
+    let first = commit(&db, |tx| {
+        transfer(tx, "a", "b", Tokens(40), "a", "payout-7", UnixMs(1))
+    })
+    .unwrap();
+    let again = commit(&db, |tx| {
+        transfer(tx, "a", "b", Tokens(40), "a", "payout-7", UnixMs(2))
+    })
+    .unwrap();
     assert_eq!(first, again);
     assert_eq!(balance(&db, "a").unwrap().get(), 60);
-    let err = commit(&db, |tx| transfer(tx, "a", "b", Tokens(41), "a", "payout-7", UnixMs(3))).unwrap_err();
+    let err = commit(&db, |tx| {
+        transfer(tx, "a", "b", Tokens(41), "a", "payout-7", UnixMs(3))
+    })
+    .unwrap_err();
     assert!(matches!(err, WalletError::KeyReused { .. }), "{err}");
 }
 
@@ -91,11 +136,17 @@ fn an_uncommitted_transaction_leaves_no_trace() {
         transfer(&*tx, "a", "b", Tokens(30), "a", "lost", UnixMs(0)).unwrap();
     }
     assert_eq!(
-        (balance(&db, "a").unwrap().get(), balance(&db, "b").unwrap().get()),
+        (
+            balance(&db, "a").unwrap().get(),
+            balance(&db, "b").unwrap().get()
+        ),
         (100, 0)
     );
     // The same key can now be used: nothing was recorded.
-    commit(&db, |tx| transfer(tx, "a", "b", Tokens(30), "a", "lost", UnixMs(0))).unwrap();
+    commit(&db, |tx| {
+        transfer(tx, "a", "b", Tokens(30), "a", "lost", UnixMs(0))
+    })
+    .unwrap();
     assert_eq!(balance(&db, "b").unwrap().get(), 30);
 }
 
@@ -104,8 +155,14 @@ fn transfers_since_gives_an_accounts_incoming_and_outgoing_in_order() {
     let (_dir, db) = db();
     commit(&db, |tx| issue(tx, "c1", Tokens(100), "f1", UnixMs(0))).unwrap();
     commit(&db, |tx| issue(tx, "c2", Tokens(100), "f2", UnixMs(0))).unwrap();
-    commit(&db, |tx| transfer(tx, "c1", "grid", Tokens(25), "c1", "p1", UnixMs(1))).unwrap();
-    commit(&db, |tx| transfer(tx, "c2", "grid", Tokens(50), "c2", "p2", UnixMs(2))).unwrap();
+    commit(&db, |tx| {
+        transfer(tx, "c1", "grid", Tokens(25), "c1", "p1", UnixMs(1))
+    })
+    .unwrap();
+    commit(&db, |tx| {
+        transfer(tx, "c2", "grid", Tokens(50), "c2", "p2", UnixMs(2))
+    })
+    .unwrap();
     commit(&db, |tx| {
         transfer(tx, "grid", "producer", Tokens(40), "grid", "o1", UnixMs(3))
     })
@@ -134,7 +191,10 @@ fn random_traffic_never_creates_or_loses_money() {
         state
     };
     for (i, account) in accounts.iter().enumerate() {
-        commit(&db, |tx| issue(tx, account, Tokens(1_000), &format!("fund-{i}"), UnixMs(0))).unwrap();
+        commit(&db, |tx| {
+            issue(tx, account, Tokens(1_000), &format!("fund-{i}"), UnixMs(0))
+        })
+        .unwrap();
     }
     let tx = db.write().unwrap();
     for i in 0..2_000 {
@@ -162,19 +222,44 @@ fn an_account_or_key_with_a_zero_byte_is_refused_not_merged_into_another() {
     let (_dir, db) = db();
     commit(&db, |tx| issue(tx, "bob", Tokens(10), "fund", UnixMs(0))).unwrap();
     assert!(matches!(
-        commit(&db, |tx| issue(tx, "bob\0", Tokens(10), "fund-2", UnixMs(0))),
+        commit(&db, |tx| issue(
+            tx,
+            "bob\0",
+            Tokens(10),
+            "fund-2",
+            UnixMs(0)
+        )),
         Err(WalletError::BadAccount(_))
     ));
     assert!(matches!(
-        commit(&db, |tx| transfer(tx, "bob", "grid\0", Tokens(1), "bob", "k", UnixMs(0))),
+        commit(&db, |tx| transfer(
+            tx,
+            "bob",
+            "grid\0",
+            Tokens(1),
+            "bob",
+            "k",
+            UnixMs(0)
+        )),
         Err(WalletError::BadAccount(_))
     ));
     assert!(matches!(
-        commit(&db, |tx| transfer(tx, "bob", "grid", Tokens(1), "bob", "k\0", UnixMs(0))),
+        commit(&db, |tx| transfer(
+            tx,
+            "bob",
+            "grid",
+            Tokens(1),
+            "bob",
+            "k\0",
+            UnixMs(0)
+        )),
         Err(WalletError::BadAccount(_))
     ));
     assert_eq!(
-        (balance(&db, "bob").unwrap().get(), issued(&db).unwrap().get()),
+        (
+            balance(&db, "bob").unwrap().get(),
+            issued(&db).unwrap().get()
+        ),
         (10, 10)
     );
 }
@@ -185,7 +270,15 @@ fn a_page_of_transfers_reads_only_the_page() {
     commit(&db, |tx| issue(tx, "a", Tokens(100), "fund", UnixMs(0))).unwrap();
     for n in 0..10 {
         commit(&db, |tx| {
-            transfer(tx, "a", "grid", Tokens(1), "a", &format!("a/{n}"), UnixMs(0))
+            transfer(
+                tx,
+                "a",
+                "grid",
+                Tokens(1),
+                "a",
+                &format!("a/{n}"),
+                UnixMs(0),
+            )
         })
         .unwrap();
     }

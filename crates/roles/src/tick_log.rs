@@ -51,9 +51,9 @@ pub enum Outcome<D> {
 pub struct TickRecord<I, D> {
     pub tick: u64,
     /// SHA-256 of the strategy component that decided.
-    pub strategy: String,
+    pub strategy: powerplug_strategy::Sha256,
     /// SHA-256 of (strategy, encoded input): equal hashes must mean equal decisions.
-    pub hash: String,
+    pub hash: powerplug_strategy::Sha256,
     pub input: I,
     pub outcome: Outcome<D>,
 }
@@ -65,7 +65,7 @@ pub type ProducerTickRecord = TickRecord<ProducerInput, ProducerDecision>;
 pub fn record_grid(
     tx: &dyn WriteTx,
     slot: &str,
-    strategy_sha256: &str,
+    strategy_sha256: &powerplug_strategy::Sha256,
     input: GridInput,
     outcome: Outcome<GridDecision>,
 ) -> anyhow::Result<u64> {
@@ -76,7 +76,7 @@ pub fn record_grid(
 pub fn record_producer(
     tx: &dyn WriteTx,
     slot: &str,
-    strategy_sha256: &str,
+    strategy_sha256: &powerplug_strategy::Sha256,
     input: ProducerInput,
     outcome: Outcome<ProducerDecision>,
 ) -> anyhow::Result<u64> {
@@ -86,7 +86,7 @@ pub fn record_producer(
 fn record<I: Serialize, D: Serialize>(
     tx: &dyn WriteTx,
     slot: &str,
-    strategy_sha256: &str,
+    strategy_sha256: &powerplug_strategy::Sha256,
     input: I,
     outcome: Outcome<D>,
 ) -> anyhow::Result<u64> {
@@ -102,9 +102,10 @@ fn record<I: Serialize, D: Serialize>(
     // streak only (with their inputs): the rest would add a full input each
     // time until the version is rolled back, or forever if none is left.
     let streak_key = format!("tick-log/{slot}/failing");
-    let streak: Option<(String, u64)> = powerplug_storage::meta_in(tx, &streak_key)?;
+    let streak: Option<(powerplug_strategy::Sha256, u64)> =
+        powerplug_storage::meta_in(tx, &streak_key)?;
     match (&outcome, streak) {
-        (Outcome::Failed(_), Some((sha, n))) if sha == strategy_sha256 => {
+        (Outcome::Failed(_), Some((sha, n))) if &sha == strategy_sha256 => {
             if n >= FAILURES_LOGGED {
                 Counter::TicksFailedUnlogged.add(tx, 1)?;
                 return Ok(tick - 1);
@@ -112,21 +113,22 @@ fn record<I: Serialize, D: Serialize>(
             powerplug_storage::set_meta(tx, &streak_key, &(sha, n + 1))?;
         }
         (Outcome::Failed(_), _) => {
-            powerplug_storage::set_meta(tx, &streak_key, &(strategy_sha256.to_owned(), 1u64))?;
+            powerplug_storage::set_meta(tx, &streak_key, &(*strategy_sha256, 1u64))?;
         }
         (Outcome::Decided(_), Some(_)) => powerplug_storage::delete_meta(tx, &streak_key)?,
         (Outcome::Decided(_), None) => {}
     }
     let encoded_input = postcard::to_allocvec(&input)?;
-    let hash = hex::encode(
+    let hash = powerplug_strategy::Sha256(
         Sha256::new()
-            .chain_update(strategy_sha256)
+            .chain_update(strategy_sha256.hex())
             .chain_update(&encoded_input)
-            .finalize(),
+            .finalize()
+            .into(),
     );
     let record = TickRecord {
         tick,
-        strategy: strategy_sha256.to_owned(),
+        strategy: *strategy_sha256,
         hash,
         input,
         outcome,
@@ -241,20 +243,24 @@ mod tests {
             .collect()
     }
 
+    fn sha(name: &str) -> powerplug_strategy::Sha256 {
+        powerplug_strategy::Sha256::of(name.as_bytes())
+    }
+
     #[test]
     fn a_failing_streak_logs_its_first_inputs_only() {
         let dir = tempfile::tempdir().unwrap();
         let db = RedbStore::open(&dir.path().join("log.redb")).unwrap();
         let tx = db.write().unwrap();
         let failed = || Outcome::Failed("trap".into());
-        record::<u32, u32>(&*tx, "s", "a", 1, Outcome::Decided(1)).unwrap();
+        record::<u32, u32>(&*tx, "s", &sha("a"), 1, Outcome::Decided(1)).unwrap();
         for input in 0..FAILURES_LOGGED + 5 {
-            record::<u32, u32>(&*tx, "s", "a", input as u32, failed()).unwrap();
+            record::<u32, u32>(&*tx, "s", &sha("a"), input as u32, failed()).unwrap();
         }
         // Another version failing starts a streak of its own; a success ends one.
-        record::<u32, u32>(&*tx, "s", "b", 10, failed()).unwrap();
-        record::<u32, u32>(&*tx, "s", "b", 11, Outcome::Decided(11)).unwrap();
-        record::<u32, u32>(&*tx, "s", "b", 12, failed()).unwrap();
+        record::<u32, u32>(&*tx, "s", &sha("b"), 10, failed()).unwrap();
+        record::<u32, u32>(&*tx, "s", &sha("b"), 11, Outcome::Decided(11)).unwrap();
+        record::<u32, u32>(&*tx, "s", &sha("b"), 12, failed()).unwrap();
         tx.commit().unwrap();
         let n = FAILURES_LOGGED;
         let mut expected = vec![(1, false)];
@@ -271,21 +277,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = RedbStore::open(&dir.path().join("log.redb")).unwrap();
         let input = |now| crate::books::Books::default().grid_input(now, &[], Default::default());
-        let first_format = GridTickRecord {
+        // Format 1 as it was written: hashes as strings, and the record's
+        // postcard with nothing before it.
+        #[derive(Serialize)]
+        struct FirstFormat<I, D> {
+            tick: u64,
+            strategy: String,
+            hash: String,
+            input: I,
+            outcome: Outcome<D>,
+        }
+        let old = FirstFormat::<_, powerplug_strategy::GridDecision> {
             tick: 1,
             strategy: "a".repeat(64),
             hash: "b".repeat(64),
             input: input(7),
             outcome: Outcome::Failed("trap".into()),
         };
+        let first_format = GridTickRecord {
+            tick: 1,
+            strategy: "a".repeat(64).parse().unwrap(),
+            hash: "b".repeat(64).parse().unwrap(),
+            input: input(7),
+            outcome: Outcome::Failed("trap".into()),
+        };
         let tx = db.write().unwrap();
-        // Format 1: the record's postcard, nothing before it.
-        let old = postcard::to_allocvec(&first_format).unwrap();
+        let old = postcard::to_allocvec(&old).unwrap();
         tx.put(LOG, &key::of(&[&"grid", &1u64]), &old).unwrap();
         let tick = record_grid(
             &*tx,
             "grid",
-            &"c".repeat(64),
+            &sha("c"),
             input(8),
             Outcome::Failed("x".into()),
         );

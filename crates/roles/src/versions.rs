@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use powerplug_storage::{self as storage, Order, ReadTx, Store, WriteTx, key, last, prefixed};
-use powerplug_strategy::ComponentInfo;
+use powerplug_strategy::{ComponentInfo, Sha256, StrategyKind};
 
 const COMPONENTS: &str = "strategy_components";
 /// (kind, sha256) → [`Version`].
@@ -29,8 +29,8 @@ pub enum Provenance {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Version {
-    pub sha256: String,
-    pub kind: String,
+    pub sha256: Sha256,
+    pub kind: StrategyKind,
     pub world: String,
     pub size: u64,
     pub added_ms: u64,
@@ -41,13 +41,13 @@ pub struct Version {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Activation {
     pub number: u64,
-    pub sha256: String,
+    pub sha256: Sha256,
     pub at_ms: u64,
     /// Why: `configured`, `uploaded`, `activated`, a rollback's cause.
     pub reason: String,
 }
 
-fn active_name(kind: &str) -> String {
+fn active_name(kind: StrategyKind) -> String {
     format!("strategy/active/{kind}")
 }
 
@@ -60,13 +60,13 @@ pub fn add(
     notes: Option<String>,
     now_ms: u64,
 ) -> anyhow::Result<Version> {
-    let kind = info.kind.to_string();
+    let kind = info.kind;
     let k = key::of(&[&kind, &info.sha256]);
     if let Some(existing) = tx.get(VERSIONS, &k)? {
         return Ok(postcard::from_bytes(&existing)?);
     }
     let version = Version {
-        sha256: info.sha256.clone(),
+        sha256: info.sha256,
         kind,
         world: info.world.clone(),
         size: info.size as u64,
@@ -82,8 +82,8 @@ pub fn add(
 /// Makes `sha256` the active version of `kind`, and records why.
 pub fn activate(
     tx: &dyn WriteTx,
-    kind: &str,
-    sha256: &str,
+    kind: StrategyKind,
+    sha256: &Sha256,
     reason: &str,
     now_ms: u64,
 ) -> anyhow::Result<Activation> {
@@ -101,7 +101,7 @@ pub fn activate(
     };
     let activation = Activation {
         number,
-        sha256: sha256.to_owned(),
+        sha256: *sha256,
         at_ms: now_ms,
         reason: reason.to_owned(),
     };
@@ -110,20 +110,20 @@ pub fn activate(
         &key::of(&[&kind, &number]),
         &postcard::to_allocvec(&activation)?,
     )?;
-    storage::set_meta(tx, &active_name(kind), &sha256.to_owned())?;
+    storage::set_meta(tx, &active_name(kind), sha256)?;
     Ok(activation)
 }
 
-pub fn active(db: &dyn Store, kind: &str) -> anyhow::Result<Option<String>> {
+pub fn active(db: &dyn Store, kind: StrategyKind) -> anyhow::Result<Option<Sha256>> {
     storage::meta(db, &active_name(kind))
 }
 
-pub fn component(db: &dyn Store, sha256: &str) -> anyhow::Result<Option<Vec<u8>>> {
+pub fn component(db: &dyn Store, sha256: &Sha256) -> anyhow::Result<Option<Vec<u8>>> {
     db.read()?.get(COMPONENTS, &key::of(&[&sha256]))
 }
 
 /// Every version of `kind`, by hash.
-pub fn list(db: &dyn Store, kind: &str) -> anyhow::Result<Vec<Version>> {
+pub fn list(db: &dyn Store, kind: StrategyKind) -> anyhow::Result<Vec<Version>> {
     storage::values(prefixed(
         &*db.read()?,
         VERSIONS,
@@ -134,7 +134,7 @@ pub fn list(db: &dyn Store, kind: &str) -> anyhow::Result<Vec<Version>> {
 }
 
 /// The activations of `kind`, oldest first.
-pub fn history(db: &dyn Store, kind: &str) -> anyhow::Result<Vec<Activation>> {
+pub fn history(db: &dyn Store, kind: StrategyKind) -> anyhow::Result<Vec<Activation>> {
     storage::values(prefixed(
         &*db.read()?,
         ACTIVATIONS,
@@ -148,7 +148,7 @@ pub fn history(db: &dyn Store, kind: &str) -> anyhow::Result<Vec<Activation>> {
 #[derive(Debug, thiserror::Error)]
 pub enum RemoveError {
     #[error("version: {0} is active; activate another first")]
-    Active(String),
+    Active(Sha256),
     #[error("version: no such version")]
     Unknown,
     #[error("storage: {0:#}")]
@@ -156,10 +156,10 @@ pub enum RemoveError {
 }
 
 /// Deletes an inactive version and its component.
-pub fn remove(db: &dyn Store, kind: &str, sha256: &str) -> Result<Version, RemoveError> {
+pub fn remove(db: &dyn Store, kind: StrategyKind, sha256: &Sha256) -> Result<Version, RemoveError> {
     let tx = db.write()?;
-    if storage::meta_in::<String>(&*tx, &active_name(kind))?.as_deref() == Some(sha256) {
-        return Err(RemoveError::Active(sha256.to_owned()));
+    if storage::meta_in::<Sha256>(&*tx, &active_name(kind))?.as_ref() == Some(sha256) {
+        return Err(RemoveError::Active(*sha256));
     }
     let k = key::of(&[&kind, &sha256]);
     let Some(bytes) = tx.get(VERSIONS, &k)? else {
@@ -174,7 +174,7 @@ pub fn remove(db: &dyn Store, kind: &str, sha256: &str) -> Result<Version, Remov
 }
 
 /// Whether `tx` knows the version.
-pub fn exists(tx: &dyn ReadTx, kind: &str, sha256: &str) -> anyhow::Result<bool> {
+pub fn exists(tx: &dyn ReadTx, kind: StrategyKind, sha256: &Sha256) -> anyhow::Result<bool> {
     Ok(tx.get(VERSIONS, &key::of(&[&kind, &sha256]))?.is_some())
 }
 
@@ -182,7 +182,7 @@ pub fn exists(tx: &dyn ReadTx, kind: &str, sha256: &str) -> anyhow::Result<bool>
 /// (an unsigned upload signed later becomes runnable where keys are trusted).
 pub fn set_provenance(
     tx: &dyn WriteTx,
-    sha256: &str,
+    sha256: &Sha256,
     provenance: &Provenance,
 ) -> anyhow::Result<()> {
     tx.put(
@@ -198,7 +198,7 @@ pub fn set_provenance(
 pub fn may_run(
     tx: &dyn ReadTx,
     trusted: &[ed25519_dalek::VerifyingKey],
-    sha256: &str,
+    sha256: &Sha256,
 ) -> anyhow::Result<bool> {
     if trusted.is_empty() {
         return Ok(true);
@@ -215,22 +215,20 @@ pub fn may_run(
 
 /// What a strategy signature signs: the component's SHA-256, in a domain of
 /// its own so that no other Ed25519 signature of the key can pass for one.
-fn signed_message(sha256_hex: &str) -> Vec<u8> {
+fn signed_message(sha256: &Sha256) -> Vec<u8> {
     let mut message = b"powerplug/strategy-signature/v1".to_vec();
-    message.extend_from_slice(sha256_hex.as_bytes());
+    message.extend_from_slice(sha256.hex().as_bytes());
     message
 }
 
 /// A detached signature (hex) over a component's hash.
 pub fn sign(key: &ed25519_dalek::SigningKey, bytes: &[u8]) -> String {
     use ed25519_dalek::Signer;
-    use sha2::{Digest, Sha256};
-    let sha = hex::encode(Sha256::digest(bytes));
-    hex::encode(key.sign(&signed_message(&sha)).to_bytes())
+    hex::encode(key.sign(&signed_message(&Sha256::of(bytes))).to_bytes())
 }
 
 /// Whether `signature` (hex) is one of `trusted`'s over the component's hash.
-pub fn verify(trusted: &[ed25519_dalek::VerifyingKey], sha256_hex: &str, signature: &str) -> bool {
+pub fn verify(trusted: &[ed25519_dalek::VerifyingKey], sha256: &Sha256, signature: &str) -> bool {
     let Some(bytes) = hex::decode(signature)
         .ok()
         .and_then(|b| <[u8; 64]>::try_from(b).ok())
@@ -238,7 +236,7 @@ pub fn verify(trusted: &[ed25519_dalek::VerifyingKey], sha256_hex: &str, signatu
         return false;
     };
     let signature = ed25519_dalek::Signature::from_bytes(&bytes);
-    let message = signed_message(sha256_hex);
+    let message = signed_message(sha256);
     trusted
         .iter()
         .any(|key| key.verify_strict(&message, &signature).is_ok())

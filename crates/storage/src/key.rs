@@ -46,6 +46,19 @@ impl Part for [u8; 32] {
     }
 }
 
+/// As its hex digits: the keys versions were first stored under.
+impl Part for powerplug_domain::Sha256 {
+    fn put(&self, out: &mut Vec<u8>) {
+        self.hex().put(out);
+    }
+}
+
+impl Part for powerplug_domain::StrategyKind {
+    fn put(&self, out: &mut Vec<u8>) {
+        self.as_str().put(out);
+    }
+}
+
 impl<T: Part + ?Sized> Part for &T {
     fn put(&self, out: &mut Vec<u8>) {
         (**self).put(out);

@@ -62,7 +62,7 @@ impl CompiledCache {
         self.rejected.load(Ordering::Relaxed)
     }
 
-    fn name(&self, sha256: &str) -> String {
+    fn name(&self, sha256: &powerplug_domain::Sha256) -> String {
         format!("{sha256}-{}.cwasm", self.engine_key)
     }
 
@@ -78,7 +78,11 @@ impl CompiledCache {
 
     /// The cached artifact, if there is one that this engine accepts and that
     /// this cache wrote.
-    pub(crate) fn get(&self, engine: &Engine, sha256: &str) -> Option<Component> {
+    pub(crate) fn get(
+        &self,
+        engine: &Engine,
+        sha256: &powerplug_domain::Sha256,
+    ) -> Option<Component> {
         let name = self.name(sha256);
         let path = self.dir.join(&name);
         // Read once and check what was read: checking the file and then
@@ -112,7 +116,11 @@ impl CompiledCache {
 
     /// Stores an artifact; written to a temporary file first so that a reader
     /// never sees half of one. Then keeps the cache within [`crate::limits::CACHE_ENTRIES`].
-    pub(crate) fn put(&self, sha256: &str, component: &Component) -> anyhow::Result<()> {
+    pub(crate) fn put(
+        &self,
+        sha256: &powerplug_domain::Sha256,
+        component: &Component,
+    ) -> anyhow::Result<()> {
         let name = self.name(sha256);
         let mut bytes = component.serialize()?;
         let tag = self.tag(&name, &bytes).finalize().into_bytes();
@@ -199,6 +207,11 @@ mod tests {
         CompiledCache::new(dir.path(), &engine).unwrap().engine_key
     }
 
+    /// A component id for a test name.
+    fn id(name: &str) -> powerplug_domain::Sha256 {
+        powerplug_domain::Sha256::of(name.as_bytes())
+    }
+
     fn empty(engine: &Engine) -> Component {
         Component::new(engine, wat::parse_str("(component)").unwrap()).unwrap()
     }
@@ -213,12 +226,12 @@ mod tests {
             for _ in 0..8 {
                 scope.spawn(|| {
                     for _ in 0..20 {
-                        cache.put("same", &component).unwrap();
+                        cache.put(&id("same"), &component).unwrap();
                     }
                 });
             }
         });
-        assert!(cache.get(&engine, "same").is_some());
+        assert!(cache.get(&engine, &id("same")).is_some());
     }
 
     #[test]
@@ -232,31 +245,31 @@ mod tests {
         let engine = Engine::default();
         let dir = tempfile::tempdir().unwrap();
         let cache = CompiledCache::new(dir.path(), &engine).unwrap();
-        cache.put("a", &empty(&engine)).unwrap();
-        let path = dir.path().join(cache.name("a"));
+        cache.put(&id("a"), &empty(&engine)).unwrap();
+        let path = dir.path().join(cache.name(&id("a")));
         let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let good = std::fs::read(&path).unwrap();
 
         // The same bytes under another name: the MAC binds the name.
-        std::fs::copy(&path, dir.path().join(cache.name("b"))).unwrap();
-        assert!(cache.get(&engine, "b").is_none());
+        std::fs::copy(&path, dir.path().join(cache.name(&id("b")))).unwrap();
+        assert!(cache.get(&engine, &id("b")).is_none());
         // A raw artifact, as wasmtime serialises it, without a MAC.
         std::fs::write(&path, empty(&engine).serialize().unwrap()).unwrap();
-        assert!(cache.get(&engine, "a").is_none());
+        assert!(cache.get(&engine, &id("a")).is_none());
         assert!(!path.exists(), "a refused entry is deleted");
         // One flipped byte of the artifact.
         let mut flipped = good.clone();
         flipped[good.len() / 2] ^= 1;
         std::fs::write(&path, &flipped).unwrap();
-        assert!(cache.get(&engine, "a").is_none());
+        assert!(cache.get(&engine, &id("a")).is_none());
         assert_eq!(cache.rejected(), 3);
         // Another cache (another key) does not accept this one's entries.
         std::fs::write(&path, &good).unwrap();
-        assert!(cache.get(&engine, "a").is_some());
+        assert!(cache.get(&engine, &id("a")).is_some());
         std::fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
         let other = CompiledCache::new(dir.path(), &engine).unwrap();
-        assert!(other.get(&engine, "a").is_none());
+        assert!(other.get(&engine, &id("a")).is_none());
     }
 
     #[test]
@@ -266,9 +279,9 @@ mod tests {
         let cache = CompiledCache::new(dir.path(), &engine).unwrap();
         let component = empty(&engine);
         for n in 0..CACHE_ENTRIES + 5 {
-            cache.put(&format!("v{n}"), &component).unwrap();
+            cache.put(&id(&format!("v{n}")), &component).unwrap();
             // v0 is used all along: it stays.
-            assert!(cache.get(&engine, "v0").is_some(), "v0 after {n}");
+            assert!(cache.get(&engine, &id("v0")).is_some(), "v0 after {n}");
         }
         let entries = std::fs::read_dir(dir.path())
             .unwrap()
@@ -281,7 +294,10 @@ mod tests {
             })
             .count();
         assert_eq!(entries, CACHE_ENTRIES);
-        assert!(cache.get(&engine, "v0").is_some());
-        assert!(cache.get(&engine, "v1").is_none(), "the oldest unused went");
+        assert!(cache.get(&engine, &id("v0")).is_some());
+        assert!(
+            cache.get(&engine, &id("v1")).is_none(),
+            "the oldest unused went"
+        );
     }
 }

@@ -2,11 +2,10 @@
 //! refused component costs a parse, not a compile.
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use wasmparser::{Parser, Payload};
 
 use super::LoadError;
-use powerplug_domain::StrategyKind;
+use powerplug_domain::{Sha256, StrategyKind};
 
 /// The version of the `powerplug:strategy` package this host implements.
 pub const WORLD_VERSION: &str = "0.1.0";
@@ -33,7 +32,7 @@ pub struct ComponentInfo {
     pub exports: Vec<String>,
     pub size: usize,
     /// SHA-256 of the bytes, hex: the component's identity everywhere.
-    pub sha256: String,
+    pub sha256: Sha256,
     /// The format of its state and cells, as its `powerplug:books` custom
     /// section declares it (`name@version`); `None` for a component that
     /// declares none (every 0.1.0 component built before formats existed).
@@ -133,7 +132,7 @@ pub fn inspect(bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
         imports,
         exports,
         size: bytes.len(),
-        sha256: hex::encode(Sha256::digest(bytes)),
+        sha256: Sha256::of(bytes),
         books,
     })
 }

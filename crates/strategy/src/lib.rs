@@ -28,6 +28,6 @@ pub use inspect::{
     valid_books_format,
 };
 pub use limits::{Limits, MAX_PRICE, MAX_WH};
-pub use powerplug_domain::{EntityKind, StrategyKind};
+pub use powerplug_domain::{EntityKind, Sha256, StrategyKind};
 pub use runtime::{CacheStats, GridStrategy, Loaded, ProducerStrategy, Runtime};
 pub use sandbox::{LogLine, TickFailure, TickOutcome, validate};

@@ -192,7 +192,11 @@ impl Runtime {
         }
     }
 
-    fn compile(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
+    fn compile(
+        &self,
+        bytes: &[u8],
+        sha256: &powerplug_domain::Sha256,
+    ) -> Result<Component, LoadError> {
         let inner = &self.inner;
         if let Some(component) = inner
             .cache

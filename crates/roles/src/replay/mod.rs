@@ -27,12 +27,12 @@ use powerplug_strategy::{GridDecision, GridInput, GridStrategy, PaymentRequest, 
 /// What decides in a replay: a grid strategy component, or (in benchmarks)
 /// anything else that maps an input to a decision.
 pub trait Decide {
-    fn sha256(&self) -> &str;
+    fn sha256(&self) -> &powerplug_strategy::Sha256;
     fn decide(&self, input: &GridInput) -> Result<GridDecision, String>;
 }
 
 impl Decide for GridStrategy {
-    fn sha256(&self) -> &str {
+    fn sha256(&self) -> &powerplug_strategy::Sha256 {
         &self.info().sha256
     }
 
@@ -44,9 +44,9 @@ impl Decide for GridStrategy {
 }
 
 /// What one strategy decided over a recording.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Replayed {
-    pub sha256: String,
+    pub sha256: powerplug_strategy::Sha256,
     /// Ticks replayed (recorded failures are skipped: their news came again).
     pub ticks: u64,
     pub usage_records: u64,
@@ -172,10 +172,16 @@ pub fn replay(
     only: Option<&BTreeSet<u32>>,
     progress: &mut dyn FnMut(usize),
 ) -> anyhow::Result<Replayed> {
-    let sha = strategy.sha256().to_owned();
+    let sha = *strategy.sha256();
     let mut out = Replayed {
-        sha256: sha.clone(),
-        ..Replayed::default()
+        sha256: sha,
+        ticks: 0,
+        usage_records: 0,
+        comparable: 0,
+        reproduced: 0,
+        first_mismatch: None,
+        consumers: BTreeMap::new(),
+        series: Vec::new(),
     };
     let mut books = Books::default();
     for (i, record) in records.iter().enumerate() {

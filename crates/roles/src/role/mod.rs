@@ -222,13 +222,17 @@ pub fn round<R: Step>(name: &str, role: &R) {
 /// version; the tick's number, the fuel its strategy used and how long it
 /// took are recorded as they become known, so every event of the tick
 /// carries them.
-pub(crate) fn tick_span(role: &'static str, slot: &str, sha256: &str) -> tracing::Span {
+pub(crate) fn tick_span(
+    role: &'static str,
+    slot: &str,
+    sha256: &powerplug_strategy::Sha256,
+) -> tracing::Span {
     let empty = tracing::field::Empty;
     tracing::info_span!(
         "tick",
         role,
         slot,
-        strategy = sha256.get(..12).unwrap_or(sha256),
+        strategy = sha256.short(),
         tick = empty,
         fuel = empty,
         duration_us = empty,

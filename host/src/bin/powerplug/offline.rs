@@ -154,13 +154,13 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
         "grid strategy      {} ({} bytes, sha256 {})",
         grid.info().world,
         grid.info().size,
-        &grid.info().sha256[..12]
+        &grid.info().sha256.short()
     );
     println!(
         "producer strategy  {} ({} bytes, sha256 {})",
         producer.info().world,
         producer.info().size,
-        &producer.info().sha256[..12]
+        &producer.info().sha256.short()
     );
     let stats = runtime.cache_stats();
     println!(

@@ -82,7 +82,7 @@ impl Grid {
             return Err(conflict("variants", "a shadow run is on; stop it first"));
         }
         let active = self.slot.current();
-        let known = versions::list(db, "grid")?;
+        let known = versions::list(db, powerplug_strategy::StrategyKind::Grid)?;
         let mut new = new;
         for (i, v) in new.variants.iter_mut().enumerate() {
             v.version = resolve(&known, active.info(), &v.version)
@@ -100,7 +100,7 @@ impl Grid {
             if v.weight == 0 || v.weight > 1_000_000 {
                 return Err(invalid(field("weight"), "1 to 1,000,000"));
             }
-            if v.version == active.info().sha256 {
+            if v.version == active.info().sha256.hex() {
                 if control.is_some() {
                     return Err(invalid(field("version"), "only one variant is the control"));
                 }
@@ -185,7 +185,10 @@ impl Grid {
             return Ok(e);
         }
         let reason = format!("promoted from experiment `{id}`");
-        let sha = e.variants[v].version.clone();
+        let sha: powerplug_strategy::Sha256 = e.variants[v]
+            .version
+            .parse()
+            .map_err(|e| anyhow::anyhow!("the variant's version: {e}"))?;
         self.slot
             .activate_then(
                 &sha,
@@ -223,7 +226,7 @@ impl Grid {
                 format!("experiment `{}` is on; stop it first", e.id),
             ));
         }
-        let known = versions::list(db, "grid")?;
+        let known = versions::list(db, powerplug_strategy::StrategyKind::Grid)?;
         let version = resolve(&known, self.slot.current().info(), version)
             .map_err(|why| invalid("version", why))?;
         let version = version.as_str();
@@ -310,13 +313,16 @@ impl Grid {
     }
 
     /// A stored version, compiled once per process.
-    pub(super) fn loaded(&self, sha256: &str) -> Result<GridStrategy, String> {
+    pub(super) fn loaded(&self, version: &str) -> Result<GridStrategy, String> {
+        let sha256: powerplug_strategy::Sha256 = version
+            .parse()
+            .map_err(|e| format!("version `{version}`: {e}"))?;
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = loaded.get(sha256) {
+        if let Some(s) = loaded.get(&sha256) {
             return Ok(s.clone());
         }
-        let strategy = self.slot.load_version(sha256).map_err(|e| e.to_string())?;
-        loaded.insert(sha256.to_owned(), strategy.clone());
+        let strategy = self.slot.load_version(&sha256).map_err(|e| e.to_string())?;
+        loaded.insert(sha256, strategy.clone());
         Ok(strategy)
     }
 
@@ -462,9 +468,9 @@ fn resolve(
     wanted: &str,
 ) -> Result<String, String> {
     if wanted == "active" {
-        return Ok(active.sha256.clone());
+        return Ok(active.sha256.hex());
     }
-    if known.iter().any(|k| k.sha256 == wanted) {
+    if known.iter().any(|k| k.sha256.hex() == wanted) {
         return Ok(wanted.to_owned());
     }
     let named: Vec<_> = known
@@ -472,7 +478,7 @@ fn resolve(
         .filter(|k| k.name.as_deref() == Some(wanted))
         .collect();
     match named.as_slice() {
-        [one] => Ok(one.sha256.clone()),
+        [one] => Ok(one.sha256.hex()),
         [] => Err(format!(
             "no grid version `{wanted}` here (a SHA-256, an upload's name, or `active`): upload it first with `?activate=false`"
         )),

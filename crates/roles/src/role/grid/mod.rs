@@ -48,7 +48,7 @@ pub struct Grid {
     wallet_seed: [u8; 32],
     schedule: super::TickSchedule,
     /// Versions an experiment or a shadow runs, loaded once, by SHA-256.
-    loaded: Mutex<HashMap<String, GridStrategy>>,
+    loaded: Mutex<HashMap<powerplug_strategy::Sha256, GridStrategy>>,
 }
 
 /// What one tick did.

@@ -104,7 +104,11 @@ impl Grid {
             if incoming {
                 income += t.amount.get();
             }
-            let counterparty = if incoming { &t.reference } else { t.to.as_str() };
+            let counterparty = if incoming {
+                &t.reference
+            } else {
+                t.to.as_str()
+            };
             news.transfers.push(Transfer {
                 entity: index_of.get(counterparty).copied(),
                 amount: t.amount.get(),

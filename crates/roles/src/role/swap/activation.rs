@@ -4,8 +4,9 @@
 use super::answer::{DryRun, SwapError, Swapped};
 use super::{Offered, Slot, Strategy};
 use powerplug_storage::WriteTx;
+use powerplug_strategy::Sha256;
 
-fn waiting(why: &str, sha256: &str) -> String {
+fn waiting(why: &str, sha256: &Sha256) -> String {
     format!(
         "stored, not activated: over the recent ticks {why} (dry_run.history.consumers shows each consumer); to activate it anyway: `powerplug strategy activate {sha256} --force` (?force=true)"
     )
@@ -53,7 +54,12 @@ impl<S: Strategy> Slot<S> {
 
     /// Activates a stored version again (a rollback, or forward); one whose
     /// dry run is refused stays inactive, unless `force`.
-    pub fn activate(&self, sha256: &str, fresh: bool, force: bool) -> Result<Swapped, SwapError> {
+    pub fn activate(
+        &self,
+        sha256: &Sha256,
+        fresh: bool,
+        force: bool,
+    ) -> Result<Swapped, SwapError> {
         self.activate_then(sha256, fresh, force, "activated", &|_| Ok(()))
     }
 
@@ -61,7 +67,7 @@ impl<S: Strategy> Slot<S> {
     /// `also` writes (an experiment's end, when its winner takes over).
     pub fn activate_then(
         &self,
-        sha256: &str,
+        sha256: &Sha256,
         fresh: bool,
         force: bool,
         reason: &str,

@@ -84,13 +84,13 @@ pub enum SwapError {
     )]
     State(String),
     #[error("version: no such version {0}")]
-    Unknown(String),
+    Unknown(powerplug_strategy::Sha256),
     #[error("version: {0}")]
     Busy(String),
     #[error(
         "version: {0} is not signed by a key this host trusts; upload it again with a signature (`powerplug strategy sign`)"
     )]
-    Untrusted(String),
+    Untrusted(powerplug_strategy::Sha256),
     #[error("storage: {0:#}")]
     Storage(#[from] anyhow::Error),
 }

@@ -35,6 +35,7 @@ use super::config::StrategySlot;
 use crate::books::StoredBooks;
 use crate::versions::{self, Provenance, Version};
 use powerplug_storage::{self as storage, Db, Store};
+use powerplug_strategy::Sha256;
 use powerplug_strategy::{CallError, ComponentInfo, Runtime, Setting};
 
 pub use self::answer::{DryRun, SwapError, SwapOptions, Swapped};
@@ -110,12 +111,12 @@ impl<S: Strategy> Slot<S> {
             .unwrap_or_else(|| data_dir.join("cache"));
         let runtime = super::runtime(&cache)?;
         let trusted_keys = versions::trusted_keys(trusted_keys)?;
-        let kind = S::KIND.to_string();
+        let kind = S::KIND;
         let load = |bytes: &[u8]| -> anyhow::Result<S> {
             S::from_loaded(runtime.load(bytes)?)
                 .ok_or_else(|| anyhow::anyhow!("not a {kind} strategy"))
         };
-        let active = match versions::active(&**db, &kind)? {
+        let active = match versions::active(&**db, kind)? {
             Some(sha) => {
                 let bytes = versions::component(&**db, &sha)?
                     .with_context(|| format!("the active {kind} version {sha} is missing"))?;
@@ -143,7 +144,7 @@ impl<S: Strategy> Slot<S> {
                 let notes = Some("configured".into());
                 versions::add(&*tx, active.info(), &bytes, None, notes, now)?;
                 versions::set_provenance(&*tx, sha, &Provenance::Configured)?;
-                versions::activate(&*tx, &kind, sha, "configured", now)?;
+                versions::activate(&*tx, kind, sha, "configured", now)?;
                 tx.commit()?;
                 active
             }
@@ -211,11 +212,11 @@ impl<S: Strategy> Slot<S> {
     /// A stored version, loaded (from the compiled cache if it is there):
     /// every path that runs a stored version (activation, rollback,
     /// experiment, shadow) comes here, so `trusted_keys` is checked here.
-    pub fn load_version(&self, sha256: &str) -> Result<S, SwapError> {
-        let bytes = versions::component(self.db(), sha256)?
-            .ok_or_else(|| SwapError::Unknown(sha256.to_owned()))?;
+    pub fn load_version(&self, sha256: &Sha256) -> Result<S, SwapError> {
+        let bytes =
+            versions::component(self.db(), sha256)?.ok_or_else(|| SwapError::Unknown(*sha256))?;
         if !versions::may_run(&*self.db.read()?, &self.trusted_keys, sha256)? {
-            return Err(SwapError::Untrusted(sha256.to_owned()));
+            return Err(SwapError::Untrusted(*sha256));
         }
         S::from_loaded(self.runtime.load(&bytes)?).ok_or(SwapError::WrongKind(S::KIND))
     }
@@ -239,7 +240,7 @@ impl<S: Strategy> Slot<S> {
         let _turn = self.turn_for_swap();
         // The time of the activation: now, after the tick in flight.
         let now_ms = self.clock.now_ms();
-        let kind = S::KIND.to_string();
+        let kind = S::KIND;
         let live = self.current().info().clone();
         let (handover, books) = handover::plan(self.db(), self.name, &live, &candidate, fresh)?;
         if handover.is_live() {
@@ -267,7 +268,7 @@ impl<S: Strategy> Slot<S> {
             "live" => reason.to_owned(),
             other => format!("{reason}, {other} books"),
         };
-        versions::activate(&*tx, &kind, &info.sha256, &reason, now_ms)?;
+        versions::activate(&*tx, kind, &info.sha256, &reason, now_ms)?;
         if let Some(books) = &books {
             handover::archive(&*tx, self.name, &live)?;
             crate::books::replace(&*tx, self.name, books)?;
@@ -280,11 +281,11 @@ impl<S: Strategy> Slot<S> {
     }
 
     /// The stored metadata of a version.
-    fn stored(&self, sha256: &str) -> Result<Version, SwapError> {
-        versions::list(self.db(), &S::KIND.to_string())?
+    fn stored(&self, sha256: &Sha256) -> Result<Version, SwapError> {
+        versions::list(self.db(), S::KIND)?
             .into_iter()
-            .find(|v| v.sha256 == sha256)
-            .ok_or_else(|| SwapError::Unknown(sha256.to_owned()))
+            .find(|v| v.sha256 == *sha256)
+            .ok_or_else(|| SwapError::Unknown(*sha256))
     }
 
     /// What `/status` shows of the active version.

@@ -21,9 +21,9 @@ impl<S: Strategy> Slot<S> {
         if failures < self.rollback_after {
             return Ok(());
         }
-        let kind = S::KIND.to_string();
-        let current = self.current().info().sha256.clone();
-        let history = versions::history(self.db(), &kind)?;
+        let kind = S::KIND;
+        let current = self.current().info().sha256;
+        let history = versions::history(self.db(), kind)?;
         let Some(previous) = history.iter().rev().find(|a| a.sha256 != current) else {
             return Ok(()); // nothing to go back to: keep trying
         };
@@ -44,13 +44,8 @@ impl<S: Strategy> Slot<S> {
                     "rolled back"
                 );
                 let tx = self.db.write()?;
-                let record = (
-                    current,
-                    previous.sha256.clone(),
-                    self.clock.now_ms(),
-                    reason,
-                );
-                storage::set_meta(&*tx, &last_rollback_name(&kind), &record)?;
+                let record = (current, previous.sha256, self.clock.now_ms(), reason);
+                storage::set_meta(&*tx, &last_rollback_name(kind), &record)?;
                 tx.commit()?;
             }
             Err(e) => tracing::error!(%kind, error = %e, "rolling back failed"),
@@ -61,13 +56,13 @@ impl<S: Strategy> Slot<S> {
     /// The last automatic rollback, for `/status`.
     pub fn last_rollback(&self) -> anyhow::Result<Option<serde_json::Value>> {
         let record: Option<(String, String, u64, String)> =
-            storage::meta(self.db(), &last_rollback_name(&S::KIND.to_string()))?;
+            storage::meta(self.db(), &last_rollback_name(S::KIND))?;
         Ok(record.map(|(from, to, at_ms, why)| {
             serde_json::json!({ "from": from, "to": to, "at_ms": at_ms, "why": why })
         }))
     }
 }
 
-fn last_rollback_name(kind: &str) -> String {
+fn last_rollback_name(kind: powerplug_strategy::StrategyKind) -> String {
     format!("{kind}/last-rollback")
 }

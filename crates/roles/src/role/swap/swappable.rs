@@ -3,7 +3,7 @@
 use super::answer::{SwapError, SwapOptions, Swapped};
 use super::{Offered, Slot, Strategy};
 use powerplug_storage::Store;
-use powerplug_strategy::StrategyKind;
+use powerplug_strategy::{Sha256, StrategyKind};
 
 /// A role that runs a strategy in a [`Slot`].
 pub trait Runs: Send + Sync + 'static {
@@ -21,7 +21,7 @@ pub trait Swappable: Send + Sync + 'static {
     fn store(&self) -> &dyn Store;
     fn trusted_keys(&self) -> &[ed25519_dalek::VerifyingKey];
     fn upload(&self, offered: Offered, options: SwapOptions) -> Result<Swapped, SwapError>;
-    fn activate(&self, sha256: &str, options: SwapOptions) -> Result<Swapped, SwapError>;
+    fn activate(&self, sha256: &Sha256, options: SwapOptions) -> Result<Swapped, SwapError>;
 }
 
 impl<R: Runs> Swappable for R {
@@ -45,7 +45,7 @@ impl<R: Runs> Swappable for R {
         self.slot().upload(offered, options.fresh, options.force)
     }
 
-    fn activate(&self, sha256: &str, options: SwapOptions) -> Result<Swapped, SwapError> {
+    fn activate(&self, sha256: &Sha256, options: SwapOptions) -> Result<Swapped, SwapError> {
         self.swaps_allowed()?.map_err(SwapError::Busy)?;
         self.slot().activate(sha256, options.fresh, options.force)
     }
