@@ -16,6 +16,7 @@ use crate::http::run;
 use crate::role::config::{GridConfig, MetersConfig, ProducerConfig, Service};
 use crate::role::{Clock, SimulatedMeter, unix_ms};
 use crate::{api, wallet};
+use powerplug_client::Client;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -174,28 +175,18 @@ pub async fn run(
     };
     // Every consumer starts with money, issued by the operator.
     let ids = consumers_config.ids();
-    let url = grid.url.clone();
-    let funds = o.consumer_funds;
-    let token2 = token.clone();
+    let grid_api = Client::new(&grid.url).with_token(&token);
+    let funds = wallet::Tokens(o.consumer_funds);
+    let operator = grid_api.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let agent = crate::channel::agent();
         for id in ids {
-            let body = api::Issue {
-                to: id.clone(),
-                amount: wallet::Tokens(funds),
+            operator.issue(&api::Issue {
                 key: format!("demo-funds-{id}"),
+                to: id,
+                amount: funds,
                 // Funded before the meters start and register.
                 unregistered: true,
-            };
-            let mut response = agent
-                .post(&format!("{url}/wallet/issue"))
-                .header("authorization", &format!("Bearer {token2}"))
-                .send_json(&body)?;
-            anyhow::ensure!(
-                response.status().is_success(),
-                "funding {id}: {}",
-                response.body_mut().read_to_string().unwrap_or_default()
-            );
+            })?;
         }
         Ok(())
     })
@@ -215,11 +206,11 @@ pub async fn run(
         config.operator_token = Some(token.clone());
         // The grid takes producers only with a token its operator issued, and
         // each producer its sources likewise: the demo is both operators.
-        config.admission_token =
-            Some(admit(&grid.url, &token, EntityKind::Producer, Some(&id), 1).await?);
+        config.admission_token = Some(admit(&grid_api, EntityKind::Producer, Some(&id), 1).await?);
         let producer = run::producer(&config).await?;
         let count = o.sources_per_producer.max(1);
-        let source_token = admit(&producer.url, &token, EntityKind::Source, None, count).await?;
+        let producer_api = Client::new(&producer.url).with_token(&token);
+        let source_token = admit(&producer_api, EntityKind::Source, None, count).await?;
         let sources_config = MetersConfig {
             service: service(&format!("source-{p}"), any_port),
             upstream_url: producer.url.clone(),
@@ -556,31 +547,13 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// A registration token from the host at `url` (`POST /admissions`), as its operator.
-pub async fn admit(
-    url: &str,
-    operator_token: &str,
+/// A registration token from a host (`POST /admissions`), as its operator.
+async fn admit(
+    host: &Client,
     kind: EntityKind,
     id: Option<&str>,
     uses: u32,
 ) -> anyhow::Result<String> {
-    let (url, operator_token) = (url.to_owned(), operator_token.to_owned());
-    let body = serde_json::json!({ "kind": kind, "id": id, "uses": uses });
-    tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
-        let mut response = crate::channel::agent()
-            .post(&format!("{url}/admissions"))
-            .header("authorization", &format!("Bearer {operator_token}"))
-            .send_json(&body)?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "admission at {url}: {}",
-            response.body_mut().read_to_string().unwrap_or_default()
-        );
-        let answer: serde_json::Value = response.body_mut().read_json()?;
-        answer["token"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow::anyhow!("admission at {url}: no token in the answer"))
-    })
-    .await?
+    let (host, id) = (host.clone(), id.map(str::to_owned));
+    tokio::task::spawn_blocking(move || host.admit(kind, id.as_deref(), uses)).await?
 }

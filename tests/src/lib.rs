@@ -76,21 +76,26 @@ pub fn convert<T: serde::Serialize, U: serde::de::DeserializeOwned>(value: &T) -
         .expect("both crates generate the same shape from the same WIT")
 }
 
-/// A plain HTTP client for the roles' APIs: every answer as (status, JSON).
+/// The roles' API as the tests call it: the shared typed client
+/// ([`powerplug_client::Client`]), every answer as (status, JSON), and
+/// bodies above the hosts' limit sent raw.
 pub struct Client {
-    agent: ureq::Agent,
+    api: powerplug_client::Client,
     pub base: String,
 }
 
 impl Client {
     pub fn new(base: &str) -> Self {
+        let api = powerplug_client::Client::new(base);
         Self {
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .build()
-                .into(),
-            base: base.trim_end_matches('/').to_owned(),
+            base: api.base().to_owned(),
+            api,
         }
+    }
+
+    /// The shared client, as the holder of `token`.
+    pub fn api(&self, token: &str) -> powerplug_client::Client {
+        self.api.with_token(token)
     }
 
     /// Any method, an optional bearer token, an optional raw body.
@@ -104,28 +109,13 @@ impl Client {
         if body.is_some_and(|b| b.len() > 1 << 20) {
             return self.oversized(method, path, body.map_or(0, <[u8]>::len));
         }
-        let uri = format!("{}{path}", self.base);
-        let mut request = ureq::http::Request::builder().method(method).uri(&uri);
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        if body.is_some() {
-            request = request.header("content-type", "application/json");
-        }
-        // A host refuses an upload without the right token before it reads the
-        // body, and closes: a client that waits for `100 Continue` gets that
-        // answer instead of a reset while it is still sending.
-        if body.is_some_and(|b| b.len() > 1 << 10) {
-            request = request.header("expect", "100-continue");
-        }
-        let request = request
-            .body(body.map(<[u8]>::to_vec).unwrap_or_default())
-            .expect("a valid request");
-        let mut response = self.agent.run(request).expect("the host answers");
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-        (status, json)
+        let api = match token {
+            Some(token) => self.api.with_token(token),
+            None => self.api.clone(),
+        };
+        let body = body.map_or(powerplug_client::Body::Empty, powerplug_client::Body::Json);
+        let answer = api.send(method, path, body).expect("the host answers");
+        (answer.status, answer.body)
     }
 
     /// A request with a body above the hosts' limit, sent raw: the host
@@ -266,10 +256,11 @@ pub fn producer_config(
 /// A registration token from the host at `url`, issued with the tests'
 /// operator token: for `uses` registrations of `kind` (bound to `id` if given).
 pub fn admit(url: &str, kind: &str, id: Option<&str>, uses: u32) -> String {
-    let body = serde_json::json!({ "kind": kind, "id": id, "uses": uses });
-    let (status, answer) = Client::new(url).post("/admissions", Some(OPERATOR), &body);
-    assert_eq!(status, 201, "admission at {url}: {answer}");
-    answer["token"].as_str().expect("a token").to_owned()
+    let kind = kind.parse().expect("an entity kind");
+    Client::new(url)
+        .api(OPERATOR)
+        .admit(kind, id, uses)
+        .unwrap_or_else(|e| panic!("admission at {url}: {e:#}"))
 }
 
 /// A strategy component built by its project's own `build.sh` (the Python and

@@ -172,11 +172,11 @@ async fn register<R: HasHub>(
         let key = hub.registry.key().verifying_key().to_bytes();
         Ok((
             status,
-            Json(api::Registered::of(
-                &registered.registration,
-                Some(registered.credential),
-                &key,
-            )),
+            Json(
+                registered
+                    .registration
+                    .answer(Some(registered.credential), &key),
+            ),
         ))
     })
     .await
@@ -269,7 +269,7 @@ async fn registration<R: HasHub>(
         let hub = role.hub();
         let registration = authenticate(hub, &bearer, &id)?;
         let key = hub.registry.key().verifying_key().to_bytes();
-        Ok(Json(api::Registered::of(&registration, None, &key)))
+        Ok(Json(registration.answer(None, &key)))
     })
     .await
 }
@@ -285,7 +285,7 @@ async fn deregister<R: HasHub>(
         let credential = bearer.0.unwrap_or_default();
         let removed = hub.registry.remove(&hub.db, &credential)?;
         let key = hub.registry.key().verifying_key().to_bytes();
-        Ok(Json(api::Registered::of(&removed, None, &key)))
+        Ok(Json(removed.answer(None, &key)))
     })
     .await
 }

@@ -15,7 +15,8 @@
 //! other way round.
 
 pub mod admission;
-pub mod api;
+/// The HTTP API's JSON bodies live with the client that sends them.
+pub use powerplug_client::api;
 pub mod books;
 pub mod chart;
 pub mod counter;

@@ -32,6 +32,32 @@ const NEWS: &str = "registration_news";
 /// Where the host's own return channels are delivered: its own store.
 pub const LOCAL: &str = "local";
 
+impl Registration {
+    /// What a registration answers (and `GET /registrations/{id}`): the
+    /// credential only to a `PUT`, the return channel under the host's key.
+    pub fn answer(
+        &self,
+        credential: Option<String>,
+        host_key: &[u8; 32],
+    ) -> crate::api::Registered {
+        crate::api::Registered {
+            id: self.id.clone(),
+            index: self.index,
+            kind: self.kind,
+            credential,
+            return_channel: self.return_channel.as_ref().map(|w| crate::api::Channel {
+                root: hex::encode(w.root),
+                author: hex::encode(host_key),
+                side_key: w.side_key.map(hex::encode),
+            }),
+            read_index: self.read_index,
+            closed: self.closed,
+            dropped: self.dropped,
+            rejected: self.rejected,
+        }
+    }
+}
+
 /// A channel this host writes: its key signs, so only root, side key and
 /// position are kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,7 +20,9 @@ use crate::tick_log::{self, Outcome};
 use powerplug_channel::HttpTransport;
 use powerplug_ledger::{Ledger, RemoteLedger};
 use powerplug_storage::{self as storage, Store};
-use powerplug_strategy::{Entity, ProducerStrategy, SourceOutput, Transfer};
+use powerplug_strategy::{
+    Entity, ProducerDecision, ProducerInput, ProducerStrategy, SourceOutput, Transfer,
+};
 
 const SLOT: &str = "producer";
 /// The last payout on the grid's ledger a tick took (its `seq`).
@@ -41,6 +43,15 @@ pub struct Producer {
     /// The producer's membership at its grid; one scheduler uses it at a time.
     member: Mutex<MemberState>,
     schedule: super::TickSchedule,
+}
+
+/// What a tick took in, to be marked as taken when it commits.
+struct Gathered {
+    records: Vec<inbox::Record>,
+    joined: Vec<u32>,
+    left: Vec<u32>,
+    next_cursor: u64,
+    income: u64,
 }
 
 impl Producer {
@@ -166,6 +177,7 @@ impl Producer {
         })
     }
 
+    /// A tick in three steps: gather the news, decide, commit.
     fn tick_in_turn(
         &self,
         fetched: Vec<powerplug_ledger::Transfer>,
@@ -173,60 +185,14 @@ impl Producer {
         let strategy = self.slot.current();
         let db = self.db();
         let now = self.clock.now_ms();
-        let records = inbox::pending(db, MAX_RECORDS_PER_TICK)?;
-        let (joined, left) = registry::news_since_tick(db)?;
-        // A tick that ran since the payouts were fetched took some of them.
-        let cursor: u64 = storage::meta(db, CURSOR)?.unwrap_or(0);
-        let transfers: Vec<_> = fetched.into_iter().filter(|t| t.seq > cursor).collect();
         let mut member = self.lock()?;
-        let next_cursor = transfers.last().map_or(cursor, |t| t.seq);
-        let mut news = ProducerNews {
-            left: left.clone(),
-            ..ProducerNews::default()
-        };
-        for index in &joined {
-            if let Some(id) = registry::id_of(db, *index)? {
-                news.joined.push(Entity {
-                    index: *index,
-                    kind: EntityKind::Source.into(),
-                    id,
-                });
-            }
-        }
-        news.outputs = records
-            .iter()
-            .map(|r| SourceOutput {
-                source: r.entity,
-                start_ms: r.start_ms,
-                end_ms: r.end_ms,
-                wh: r.wh,
-            })
-            .collect();
-        news.transfers = transfers
-            .iter()
-            .map(|t| Transfer {
-                entity: None,
-                amount: t.amount.get(),
-                at_ms: t.at_ms.get(),
-                incoming: t.to.as_str() == member.id,
-            })
-            .collect();
-        let income: u64 = transfers
-            .iter()
-            .filter(|t| t.to.as_str() == member.id)
-            .map(|t| t.amount.get())
-            .sum();
-
+        let (gathered, news) = self.gather(fetched, &member.id)?;
         let read = db.read()?;
-        let input = producer_input(
-            &StoredBooks {
-                slot: SLOT,
-                tx: &*read,
-            },
-            now,
-            self.slot.settings(),
-            news,
-        )?;
+        let books = StoredBooks {
+            slot: SLOT,
+            tx: &*read,
+        };
+        let input = producer_input(&books, now, self.slot.settings(), news)?;
         drop(read);
         let tick = Counter::Ticks.read(db)? + 1;
         tracing::Span::current().record("tick", tick);
@@ -245,12 +211,85 @@ impl Producer {
                 return Ok((tick, Some(why)));
             }
         };
+        *member = self.commit(&member, gathered, sha, input, decision)?;
+        drop(member);
+        if tick % 100 == 0 {
+            tick_log::prune(db, SLOT, self.tick_log_keep)?;
+        }
+        Ok((tick, None))
+    }
 
-        let tx = db.write()?;
+    /// What the tick takes in: its sources' readings, who joined and left,
+    /// and the grid's payouts to `me` fetched before the turn.
+    fn gather(
+        &self,
+        fetched: Vec<powerplug_ledger::Transfer>,
+        me: &str,
+    ) -> anyhow::Result<(Gathered, ProducerNews)> {
+        let db = self.db();
+        let records = inbox::pending(db, MAX_RECORDS_PER_TICK)?;
+        let (joined, left) = registry::news_since_tick(db)?;
+        // A tick that ran since the payouts were fetched took some of them.
+        let cursor: u64 = storage::meta(db, CURSOR)?.unwrap_or(0);
+        let transfers: Vec<_> = fetched.into_iter().filter(|t| t.seq > cursor).collect();
+        let mut news = ProducerNews {
+            left: left.clone(),
+            ..ProducerNews::default()
+        };
+        for &index in &joined {
+            if let Some(id) = registry::id_of(db, index)? {
+                news.joined.push(Entity::new(index, EntityKind::Source, id));
+            }
+        }
+        news.outputs = records
+            .iter()
+            .map(|r| SourceOutput {
+                source: r.entity,
+                start_ms: r.start_ms,
+                end_ms: r.end_ms,
+                wh: r.wh,
+            })
+            .collect();
+        news.transfers = transfers
+            .iter()
+            .map(|t| Transfer {
+                entity: None,
+                amount: t.amount.get(),
+                at_ms: t.at_ms.get(),
+                incoming: t.to.as_str() == me,
+            })
+            .collect();
+        let income = transfers
+            .iter()
+            .filter(|t| t.to.as_str() == me)
+            .map(|t| t.amount.get())
+            .sum();
+        let gathered = Gathered {
+            next_cursor: transfers.last().map_or(cursor, |t| t.seq),
+            records,
+            joined,
+            left,
+            income,
+        };
+        Ok((gathered, news))
+    }
+
+    /// Carries out a decision in one transaction: the books, the news taken,
+    /// the outputs it reports to the grid (sealed into the outbox), counters
+    /// and the tick log. Returns the membership as it is after the commit.
+    fn commit(
+        &self,
+        member: &MemberState,
+        gathered: Gathered,
+        sha: &powerplug_strategy::Sha256,
+        input: ProducerInput,
+        decision: ProducerDecision,
+    ) -> anyhow::Result<MemberState> {
+        let tx = self.db().write()?;
         store_decision(&*tx, SLOT, &decision.state, &decision.cells)?;
-        inbox::consume(&*tx, &records)?;
-        registry::consume_news(&*tx, &joined, &left)?;
-        storage::set_meta(&*tx, CURSOR, &next_cursor)?;
+        inbox::consume(&*tx, &gathered.records)?;
+        registry::consume_news(&*tx, &gathered.joined, &gathered.left)?;
+        storage::set_meta(&*tx, CURSOR, &gathered.next_cursor)?;
         let mut next = member.clone();
         for c in &decision.commands {
             anyhow::ensure!(
@@ -281,15 +320,10 @@ impl Producer {
         Counter::ReportedWh.add(&*tx, decision.commands.iter().map(|c| c.wh).sum())?;
         Counter::Asked.add(&*tx, decision.commands.iter().map(|c| c.price).sum())?;
         Counter::Commands.add(&*tx, decision.commands.len() as u64)?;
-        Counter::Received.add(&*tx, income)?;
+        Counter::Received.add(&*tx, gathered.income)?;
         tick_log::record_producer(&*tx, SLOT, sha, input, Outcome::Decided(decision))?;
         tx.commit()?;
-        *member = next;
-        drop(member);
-        if tick % 100 == 0 {
-            tick_log::prune(db, SLOT, self.tick_log_keep)?;
-        }
-        Ok((tick, None))
+        Ok(next)
     }
 
     pub fn metrics(&self) -> anyhow::Result<Vec<(String, i64)>> {

@@ -107,17 +107,13 @@ pub fn admit(a: AdmitArgs) -> anyhow::Result<()> {
         list,
         url,
     } = a;
-    let host = HostArgs {
-        url,
-        kind: String::new(),
-    };
+    let host = crate::client::operator(&url)?;
     if list {
-        host.call("GET", "/admissions", None)?;
+        crate::client::print(host.get("/admissions"))
     } else {
         let body = serde_json::json!({ "kind": kind, "id": id, "uses": uses });
-        host.call("POST", "/admissions", Some(serde_json::to_vec(&body)?))?;
+        crate::client::print(host.post("/admissions", &body))
     }
-    Ok(())
 }
 
 pub fn experiment(command: ExperimentCommand) -> anyhow::Result<()> {

@@ -7,8 +7,9 @@ use anyhow::Context;
 use clap::Subcommand;
 use powerplug::strategy::inspect;
 
-use crate::client::{HostArgs, query};
+use crate::client::{HostArgs, print};
 use crate::read;
+use powerplug_client::Swap;
 
 #[derive(Subcommand)]
 pub enum StrategyCommand {
@@ -154,15 +155,18 @@ pub fn run(command: StrategyCommand) -> anyhow::Result<()> {
             signature,
             keep,
         } => {
-            let q = query(&[
-                ("name", name.as_deref()),
-                ("notes", notes.as_deref()),
-                ("fresh", fresh.then_some("true")),
-                ("force", force.then_some("true")),
-                ("activate", keep.then_some("false")),
-            ]);
-            let path = format!("/strategies/{}{q}", host.kind);
-            host.call_with("PUT", &path, Some(read(&file)?), signature.as_deref())?;
+            let swap = Swap {
+                name,
+                notes,
+                fresh,
+                force,
+                activate: keep.then_some(false),
+            };
+            let bytes = read(&file)?;
+            print(
+                host.client()?
+                    .upload(host.kind, &bytes, signature.as_deref(), &swap),
+            )?;
         }
         StrategyCommand::Sign { file } => {
             let secret = std::env::var("POWERPLUG_SIGNING_KEY")
@@ -188,21 +192,16 @@ pub fn run(command: StrategyCommand) -> anyhow::Result<()> {
             fresh,
             force,
         } => {
-            let q = query(&[
-                ("fresh", fresh.then_some("true")),
-                ("force", force.then_some("true")),
-            ]);
-            host.call(
-                "POST",
-                &format!("/strategies/{}/activate/{version}{q}", host.kind),
-                None,
-            )?;
+            let swap = Swap {
+                fresh,
+                force,
+                ..Swap::default()
+            };
+            print(host.client()?.activate(host.kind, &version, &swap))?;
         }
-        StrategyCommand::Delete { version, host } => host.call(
-            "DELETE",
-            &format!("/strategies/{}/{version}", host.kind),
-            None,
-        )?,
+        StrategyCommand::Delete { version, host } => {
+            print(host.client()?.remove(host.kind, &version))?
+        }
     }
     Ok(())
 }

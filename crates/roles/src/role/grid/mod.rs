@@ -29,13 +29,14 @@ use self::news::Pending;
 use self::runs::{Acts, Cohorts, Part, Run};
 use super::config::GridConfig;
 use super::{Clock, Hub, Step};
-use crate::books::{StoredBooks, grid_input};
+use crate::books::{GridNews, StoredBooks, grid_input};
 use crate::counter::Counter;
-use crate::experiment::shadow;
+use crate::experiment::Experiment;
+use crate::experiment::shadow::{self, Shadow};
 use crate::limits::MAX_RECORDS_PER_TICK;
 use crate::tick_log;
 use powerplug_storage::{self as storage, Store};
-use powerplug_strategy::GridStrategy;
+use powerplug_strategy::{GridDecision, GridInput, GridStrategy};
 
 pub const SLOT: &str = "grid";
 
@@ -125,10 +126,47 @@ impl Grid {
         Ok(summary)
     }
 
+    /// A tick in four steps: gather what is pending, choose who decides,
+    /// decide, commit.
     fn tick_in_turn(&self) -> anyhow::Result<TickSummary> {
         let active = self.slot.current();
         let db = self.db();
         let now = self.clock.now_ms();
+        let pending = self.pending()?;
+        let mut summary = TickSummary {
+            usage_wh: pending.usage_wh,
+            output_wh: pending.output_wh,
+            ..TickSummary::default()
+        };
+
+        let experiment = self.experiment_due(now)?;
+        let (mut runs, shadow) = match self.choose_runs(&active, experiment.as_ref())? {
+            Chosen::Runs(runs, shadow) => (runs, shadow),
+            Chosen::EndExperiment(e, why) => return self.end_experiment_and_tick(e, why),
+        };
+        let cohorts = self.cohorts(experiment.as_ref(), &pending)?;
+        let mut inputs = self.inputs(&runs, cohorts.as_ref(), &pending.news, now)?;
+        let tick = Counter::Ticks.read(db)? + 1;
+        summary.tick = tick;
+        tracing::Span::current().record("tick", tick);
+
+        let (decisions, shadow) =
+            match decide(&runs, &inputs, cohorts.as_ref(), experiment.as_ref()) {
+                Verdict::Decided(decisions) => (decisions, shadow),
+                Verdict::ActiveFailed(why) => {
+                    self.record_failure(&active, inputs.swap_remove(0), &why)?;
+                    summary.failed = Some(why);
+                    return Ok(summary);
+                }
+                Verdict::VariantFailed(e, why) => return self.end_experiment_and_tick(e, why),
+                Verdict::ShadowFailed(decisions, why) => {
+                    self.stop_shadow(&why)?;
+                    runs.truncate(1);
+                    inputs.truncate(1);
+                    (decisions, None)
+                }
+            };
+
         let Pending {
             records,
             joined,
@@ -136,122 +174,9 @@ impl Grid {
             next_cursor,
             registrations,
             news,
-            usage_wh,
-            output_wh,
             income,
-        } = self.pending()?;
-        let mut summary = TickSummary {
-            usage_wh,
-            output_wh,
-            ..TickSummary::default()
-        };
-
-        // Who decides this tick.
-        let experiment = self.experiment_due(now)?;
-        let mut shadow = match experiment {
-            Some(_) => None,
-            None => shadow::running(db)?,
-        };
-        let active_run = Run {
-            slot: SLOT.to_owned(),
-            strategy: active.clone(),
-            variant: experiment.as_ref().map(|e| e.control),
-            part: Part::Everyone,
-            acts: Acts::Active,
-        };
-        let mut runs = match (&experiment, &shadow) {
-            (Some(e), _) => match self.variant_strategies(&active, e) {
-                Ok(variants) => runs::experiment_runs(&active, e, variants),
-                Err(why) => return self.end_experiment_and_tick(e, why),
-            },
-            (None, Some(s)) => match self.loaded(&s.version) {
-                Ok(candidate) => vec![
-                    active_run,
-                    Run {
-                        slot: shadow::SLOT.to_owned(),
-                        strategy: candidate,
-                        variant: None,
-                        part: Part::Everyone,
-                        acts: Acts::Nothing,
-                    },
-                ],
-                Err(why) => {
-                    self.stop_shadow(&format!("cannot load: {why}"))?;
-                    shadow = None;
-                    vec![active_run]
-                }
-            },
-            (None, None) => vec![active_run],
-        };
-        let mut cohorts = experiment.as_ref().map(|e| Cohorts {
-            experiment: e,
-            of: news
-                .usage
-                .iter()
-                .map(|u| u.consumer)
-                .chain(news.transfers.iter().filter_map(|t| t.entity))
-                .filter_map(|c| registrations.get(&c))
-                .filter(|r| r.kind == EntityKind::Consumer)
-                .map(|r| (r.index, e.cohort(&r.id)))
-                .collect(),
-            modeled: Vec::new(),
-        });
-        if let Some(c) = cohorts.as_mut() {
-            c.modeled = experiments::modeled_payments(db, c, &news)?;
-        }
-
-        let read = db.read()?;
-        let mut inputs = Vec::with_capacity(runs.len());
-        for run in &runs {
-            let part_news = match &cohorts {
-                Some(c) => c.news(run.part, &news),
-                None => news.clone(),
-            };
-            let books = StoredBooks {
-                slot: &run.slot,
-                tx: &*read,
-            };
-            inputs.push(grid_input(&books, now, self.slot.settings(), part_news)?);
-        }
-        drop(read);
-        let tick = Counter::Ticks.read(db)? + 1;
-        summary.tick = tick;
-        tracing::Span::current().record("tick", tick);
-
-        let mut outcomes = runs::decide(&runs, &inputs).into_iter();
-        let decision = match outcomes.next() {
-            Some(Ok(decision)) => decision,
-            failed => {
-                let why = match failed {
-                    Some(Err(why)) => why,
-                    _ => "no decision".to_owned(),
-                };
-                self.record_failure(&active, inputs.swap_remove(0), &why)?;
-                summary.failed = Some(why);
-                return Ok(summary);
-            }
-        };
-        let mut decisions = vec![decision];
-        for (run, outcome) in runs.iter().skip(1).zip(outcomes) {
-            let checked = outcome.and_then(|d| match &cohorts {
-                Some(c) => c.check(run, &d).map(|()| d),
-                None => Ok(d),
-            });
-            match (checked, &experiment) {
-                (Ok(d), _) => decisions.push(d),
-                (Err(why), Some(e)) => {
-                    let name = run.variant.map_or("", |v| e.variants[v].name.as_str());
-                    return self.end_experiment_and_tick(e, format!("variant `{name}`: {why}"));
-                }
-                (Err(why), None) => {
-                    self.stop_shadow(&why)?;
-                    shadow = None;
-                    runs.truncate(1);
-                    inputs.truncate(1);
-                    break;
-                }
-            }
-        }
+            ..
+        } = pending;
         let consumed = Consumed {
             records: &records,
             joined: &joined,
@@ -300,10 +225,155 @@ impl Grid {
         Ok(summary)
     }
 
+    /// Who decides this tick: the active version alone; with the variants of
+    /// a running experiment; or with a shadow candidate that acts on nothing.
+    fn choose_runs<'e>(
+        &self,
+        active: &GridStrategy,
+        experiment: Option<&'e Experiment>,
+    ) -> anyhow::Result<Chosen<'e>> {
+        let active_run = Run {
+            slot: SLOT.to_owned(),
+            strategy: active.clone(),
+            variant: experiment.map(|e| e.control),
+            part: Part::Everyone,
+            acts: Acts::Active,
+        };
+        if let Some(e) = experiment {
+            return Ok(match self.variant_strategies(active, e) {
+                Ok(variants) => Chosen::Runs(runs::experiment_runs(active, e, variants), None),
+                Err(why) => Chosen::EndExperiment(e, why),
+            });
+        }
+        let Some(shadow) = shadow::running(self.db())? else {
+            return Ok(Chosen::Runs(vec![active_run], None));
+        };
+        Ok(match self.loaded(&shadow.version) {
+            Ok(candidate) => {
+                let candidate = Run {
+                    slot: shadow::SLOT.to_owned(),
+                    strategy: candidate,
+                    variant: None,
+                    part: Part::Everyone,
+                    acts: Acts::Nothing,
+                };
+                Chosen::Runs(vec![active_run, candidate], Some(shadow))
+            }
+            Err(why) => {
+                self.stop_shadow(&format!("cannot load: {why}"))?;
+                Chosen::Runs(vec![active_run], None)
+            }
+        })
+    }
+
+    /// During an experiment: the cohort of every consumer the news mentions,
+    /// and the payments each cohort's model says they made.
+    fn cohorts<'e>(
+        &self,
+        experiment: Option<&'e Experiment>,
+        pending: &Pending,
+    ) -> anyhow::Result<Option<Cohorts<'e>>> {
+        let Some(e) = experiment else {
+            return Ok(None);
+        };
+        let news = &pending.news;
+        let mut cohorts = Cohorts {
+            experiment: e,
+            of: news
+                .usage
+                .iter()
+                .map(|u| u.consumer)
+                .chain(news.transfers.iter().filter_map(|t| t.entity))
+                .filter_map(|c| pending.registrations.get(&c))
+                .filter(|r| r.kind == EntityKind::Consumer)
+                .map(|r| (r.index, e.cohort(&r.id)))
+                .collect(),
+            modeled: Vec::new(),
+        };
+        cohorts.modeled = experiments::modeled_payments(self.db(), &cohorts, news)?;
+        Ok(Some(cohorts))
+    }
+
+    /// Each run's input: its own books, and the news of its part of the grid.
+    fn inputs(
+        &self,
+        runs: &[Run],
+        cohorts: Option<&Cohorts>,
+        news: &GridNews,
+        now: u64,
+    ) -> anyhow::Result<Vec<GridInput>> {
+        let read = self.db().read()?;
+        runs.iter()
+            .map(|run| {
+                let part_news = match cohorts {
+                    Some(c) => c.news(run.part, news),
+                    None => news.clone(),
+                };
+                let books = StoredBooks {
+                    slot: &run.slot,
+                    tx: &*read,
+                };
+                grid_input(&books, now, self.slot.settings(), part_news)
+            })
+            .collect()
+    }
+
     /// The strategy's metrics of its last successful tick.
     pub fn metrics(&self) -> anyhow::Result<Vec<(String, i64)>> {
         Ok(storage::meta(self.db(), "grid/metrics")?.unwrap_or_default())
     }
+}
+
+/// Who decides a tick.
+enum Chosen<'e> {
+    /// These runs, the active version's first; and the shadow they include.
+    Runs(Vec<Run>, Option<Shadow>),
+    /// A variant of the experiment cannot be loaded: the experiment ends.
+    EndExperiment(&'e Experiment, String),
+}
+
+/// How the runs of a tick decided.
+enum Verdict<'e> {
+    /// Every run decided: the active version's decision first.
+    Decided(Vec<GridDecision>),
+    /// The active version failed: the tick fails.
+    ActiveFailed(String),
+    /// A variant failed or broke its cohort's bounds: the experiment ends.
+    VariantFailed(&'e Experiment, String),
+    /// The shadow candidate failed: it stops; the active decision stands.
+    ShadowFailed(Vec<GridDecision>, String),
+}
+
+/// Runs every strategy of the tick on its input (in parallel) and checks each
+/// variant's decision against its cohort.
+fn decide<'e>(
+    runs: &[Run],
+    inputs: &[GridInput],
+    cohorts: Option<&Cohorts>,
+    experiment: Option<&'e Experiment>,
+) -> Verdict<'e> {
+    let mut outcomes = runs::decide(runs, inputs).into_iter();
+    let decision = match outcomes.next() {
+        Some(Ok(decision)) => decision,
+        Some(Err(why)) => return Verdict::ActiveFailed(why),
+        None => return Verdict::ActiveFailed("no decision".to_owned()),
+    };
+    let mut decisions = vec![decision];
+    for (run, outcome) in runs.iter().skip(1).zip(outcomes) {
+        let checked = outcome.and_then(|d| match cohorts {
+            Some(c) => c.check(run, &d).map(|()| d),
+            None => Ok(d),
+        });
+        match (checked, experiment) {
+            (Ok(d), _) => decisions.push(d),
+            (Err(why), Some(e)) => {
+                let name = run.variant.map_or("", |v| e.variants[v].name.as_str());
+                return Verdict::VariantFailed(e, format!("variant `{name}`: {why}"));
+            }
+            (Err(why), None) => return Verdict::ShadowFailed(decisions, why),
+        }
+    }
+    Verdict::Decided(decisions)
 }
 
 impl super::swap::Runs for Grid {

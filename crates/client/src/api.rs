@@ -1,5 +1,5 @@
 //! The JSON bodies of the roles' HTTP APIs, shared by the servers and the
-//! clients (an entity registering with its grid, the demo, tests).
+//! clients (an entity registering with its grid, the CLI, the demo, tests).
 
 use powerplug_domain::EntityKind;
 use serde::{Deserialize, Serialize};
@@ -95,30 +95,6 @@ pub struct Registered {
     pub closed: bool,
     pub dropped: u64,
     pub rejected: u64,
-}
-
-impl Registered {
-    pub fn of(
-        r: &crate::registry::Registration,
-        credential: Option<String>,
-        host_key: &[u8; 32],
-    ) -> Self {
-        Self {
-            id: r.id.clone(),
-            index: r.index,
-            kind: r.kind,
-            credential,
-            return_channel: r.return_channel.as_ref().map(|w| Channel {
-                root: hex::encode(w.root),
-                author: hex::encode(host_key),
-                side_key: w.side_key.map(hex::encode),
-            }),
-            read_index: r.read_index,
-            closed: r.closed,
-            dropped: r.dropped,
-            rejected: r.rejected,
-        }
-    }
 }
 
 /// `POST /wallet/issue` (operator).
