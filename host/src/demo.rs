@@ -13,10 +13,16 @@ use serde::Serialize;
 
 use crate::counter::{self, Counter};
 use crate::http::run;
+use crate::http::run::Running;
 use crate::role::config::{GridConfig, MetersConfig, ProducerConfig, Service};
+use crate::role::grid::Grid;
+use crate::role::meters::Meters;
+use crate::role::producer::Producer;
 use crate::role::{Clock, SimulatedMeter, unix_ms};
 use crate::{api, wallet};
 use powerplug_client::Client;
+use powerplug_domain::Tokens;
+use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -77,8 +83,8 @@ pub struct Summary {
     pub running_costs: u64,
     pub undistributed: u64,
     pub consumers_outstanding: u64,
-    pub grid_balance: wallet::Tokens,
-    pub producer_balances: Vec<(String, wallet::Tokens)>,
+    pub grid_balance: Tokens,
+    pub producer_balances: Vec<(String, Tokens)>,
     pub messages_dropped: u64,
     pub checks: Vec<Check>,
 }
@@ -122,7 +128,17 @@ async fn wait(
     Ok(())
 }
 
-/// Runs the demo; `progress` is called about twice a second.
+/// The running roles of a demo, each with its own database and HTTP API.
+struct Network {
+    clock: Clock,
+    grid: Running<Grid>,
+    producers: Vec<Running<Producer>>,
+    sources: Vec<Running<Meters>>,
+    consumers: Running<Meters>,
+}
+
+/// Runs the demo: start every role, trade until the ticks or the time are
+/// up, settle, check the money. `progress` is called about twice a second.
 pub async fn run(
     options: &Options,
     mut progress: impl FnMut(&Progress),
@@ -133,6 +149,38 @@ pub async fn run(
         o.producers >= 1 && o.consumers >= 1,
         "--producers and --consumers: at least 1"
     );
+    let network = start(o).await?;
+    let watch = Watch::of(&network);
+    let everyone = u64::from(o.consumers) + u64::from(o.producers * o.sources_per_producer.max(1));
+    // Ticks count from when every entity is registered: at 10,000 consumers
+    // registering takes a while, and ticks before it bill nobody.
+    wait(
+        || Ok(watch.registered()? == everyone),
+        || watch.registered(),
+    )
+    .await?;
+    let trading_from = Counter::Ticks.read(watch.grid.db())?;
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = watch.progress(started, trading_from)?;
+        progress(&now);
+        let by_ticks = o.ticks.is_some_and(|t| now.grid_ticks >= t);
+        let by_time = o.duration.is_some_and(|d| started.elapsed() >= d);
+        let neither = o.ticks.is_none() && o.duration.is_none();
+        if by_ticks || by_time || (neither && started.elapsed() >= Duration::from_secs(60)) {
+            break;
+        }
+    }
+    settle(network, &watch).await?;
+    let last = watch.progress(started, trading_from)?;
+    summarise(o, &watch, last)
+}
+
+/// Starts the grid, funds the consumers, then starts each producer with its
+/// sources, and the consumers. The demo is every host's operator: it issues
+/// the admission tokens the grid and the producers ask for.
+async fn start(o: &Options) -> anyhow::Result<Network> {
     let clock = Clock {
         epoch_ms: unix_ms(),
         scale: o.time_scale,
@@ -161,6 +209,7 @@ pub async fn run(
     grid_config.operator_token = Some(token.clone());
     grid_config.strategy.cache_dir = Some(o.data_dir.join("cache"));
     let grid = run::grid(&grid_config).await?;
+    let grid_api = Client::new(&grid.url).with_token(&token);
 
     let consumers_config = MetersConfig {
         service: service("consumer", any_port),
@@ -173,24 +222,7 @@ pub async fn run(
         },
         ..MetersConfig::consumers()
     };
-    // Every consumer starts with money, issued by the operator.
-    let ids = consumers_config.ids();
-    let grid_api = Client::new(&grid.url).with_token(&token);
-    let funds = wallet::Tokens(o.consumer_funds);
-    let operator = grid_api.clone();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        for id in ids {
-            operator.issue(&api::Issue {
-                key: format!("demo-funds-{id}"),
-                to: id,
-                amount: funds,
-                // Funded before the meters start and register.
-                unregistered: true,
-            })?;
-        }
-        Ok(())
-    })
-    .await??;
+    fund(&grid_api, consumers_config.ids(), Tokens(o.consumer_funds)).await?;
 
     let mut producers = Vec::new();
     let mut sources = Vec::new();
@@ -204,13 +236,10 @@ pub async fn run(
         config.grid_url = grid.url.clone();
         config.strategy.cache_dir = Some(o.data_dir.join("cache"));
         config.operator_token = Some(token.clone());
-        // The grid takes producers only with a token its operator issued, and
-        // each producer its sources likewise: the demo is both operators.
         config.admission_token = Some(admit(&grid_api, EntityKind::Producer, Some(&id), 1).await?);
         let producer = run::producer(&config).await?;
-        let count = o.sources_per_producer.max(1);
         let producer_api = Client::new(&producer.url).with_token(&token);
-        let source_token = admit(&producer_api, EntityKind::Source, None, count).await?;
+        let count = o.sources_per_producer.max(1);
         let sources_config = MetersConfig {
             service: service(&format!("source-{p}"), any_port),
             upstream_url: producer.url.clone(),
@@ -220,148 +249,185 @@ pub async fn run(
                 min_wh: 2_000,
                 max_wh: 10_000,
             },
-            admission_token: Some(source_token),
+            admission_token: Some(admit(&producer_api, EntityKind::Source, None, count).await?),
             ..MetersConfig::sources()
         };
         sources.push(run::meters(&sources_config, EntityKind::Source).await?);
         producers.push(producer);
     }
     let consumers = run::meters(&consumers_config, EntityKind::Consumer).await?;
+    Ok(Network {
+        clock,
+        grid,
+        producers,
+        sources,
+        consumers,
+    })
+}
 
-    let grid_role = grid.role.clone();
-    let grid_url = grid.url.clone();
-    let consumer_role = consumers.role.clone();
-    let source_roles: Vec<_> = sources.iter().map(|s| s.role.clone()).collect();
-    let producer_roles: Vec<_> = producers.iter().map(|p| p.role.clone()).collect();
-    // Ticks count from when every entity is registered: at 10,000 consumers
-    // registering takes a while, and ticks before it bill nobody.
-    let registered = || -> anyhow::Result<u64> {
-        let mut n = consumer_role.status()?.registered as u64;
-        for s in &source_roles {
+/// Every consumer starts with money, issued by the grid's operator before
+/// the meters start and register.
+async fn fund(grid: &Client, ids: Vec<String>, funds: Tokens) -> anyhow::Result<()> {
+    let operator = grid.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        for id in ids {
+            operator.issue(&api::Issue {
+                key: format!("demo-funds-{id}"),
+                to: id,
+                amount: funds,
+                unregistered: true,
+            })?;
+        }
+        Ok(())
+    })
+    .await?
+}
+
+/// What the demo reads of its roles, in process: they outlive their servers.
+struct Watch {
+    clock: Clock,
+    grid_url: String,
+    grid: Arc<Grid>,
+    producers: Vec<Arc<Producer>>,
+    sources: Vec<Arc<Meters>>,
+    consumers: Arc<Meters>,
+}
+
+impl Watch {
+    fn of(n: &Network) -> Self {
+        Self {
+            clock: n.clock,
+            grid_url: n.grid.url.clone(),
+            grid: n.grid.role.clone(),
+            producers: n.producers.iter().map(|p| p.role.clone()).collect(),
+            sources: n.sources.iter().map(|s| s.role.clone()).collect(),
+            consumers: n.consumers.role.clone(),
+        }
+    }
+
+    /// Consumers and sources registered so far.
+    fn registered(&self) -> anyhow::Result<u64> {
+        let mut n = self.consumers.status()?.registered as u64;
+        for s in &self.sources {
             n += s.status()?.registered as u64;
         }
         Ok(n)
-    };
-    let everyone = u64::from(o.consumers) + u64::from(o.producers * o.sources_per_producer.max(1));
-    wait(|| Ok(registered()? == everyone), &registered).await?;
-    let trading_from = Counter::Ticks.read(grid_role.db())?;
-    let started = Instant::now();
-    let snapshot = |started: Instant| -> anyhow::Result<Progress> {
-        let counters = counter::all(grid_role.db())?;
-        let c = |counter: Counter| counters.get(counter.name()).copied().unwrap_or(0);
-        let consumer_status = consumer_role.status()?;
-        let mut generated = 0;
-        for s in &source_roles {
-            generated += s.status()?.published_wh;
-        }
-        let mut reported = 0;
-        for p in &producer_roles {
-            reported += p.member()?.published_wh;
-        }
-        Ok(Progress {
-            grid_url: grid_url.clone(),
-            elapsed_ms: started.elapsed().as_millis() as u64,
-            simulated_s: clock.now_ms().saturating_sub(clock.epoch_ms) / 1000,
-            grid_ticks: c(Counter::Ticks).saturating_sub(trading_from),
-            generated_wh: generated,
-            reported_wh: reported,
-            used_wh: consumer_status.published_wh,
-            billed_wh: c(Counter::BilledWh),
-            requested: c(Counter::Requested),
-            paid_by_consumers: consumer_status.paid,
-            paid_to_producers: c(Counter::PaidOut),
-        })
-    };
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = snapshot(started)?;
-        progress(&now);
-        let by_ticks = o.ticks.is_some_and(|t| now.grid_ticks >= t);
-        let by_time = o.duration.is_some_and(|d| started.elapsed() >= d);
-        let neither = o.ticks.is_none() && o.duration.is_none();
-        if by_ticks || by_time || (neither && started.elapsed() >= Duration::from_secs(60)) {
-            break;
-        }
     }
 
-    // Settle, so that every check below is exact: the entities wind down in
-    // order, and each phase waits until what was sent has been taken in.
-    let grid_counter = |counter: Counter| counter.read(grid_role.db());
-    let sources_published =
-        |roles: &[std::sync::Arc<crate::role::meters::Meters>]| -> anyhow::Result<u64> {
-            roles.iter().map(|s| Ok(s.status()?.published_wh)).sum()
-        };
-    let producers_took = || -> anyhow::Result<u64> {
-        producer_roles
+    fn grid_counter(&self, counter: Counter) -> anyhow::Result<u64> {
+        counter.read(self.grid.db())
+    }
+
+    /// Wh the sources published.
+    fn generated(&self) -> anyhow::Result<u64> {
+        self.sources
+            .iter()
+            .map(|s| Ok(s.status()?.published_wh))
+            .sum()
+    }
+
+    /// Wh the producers took from their sources.
+    fn producers_took(&self) -> anyhow::Result<u64> {
+        self.producers
             .iter()
             .map(|p| Counter::SourceWh.read(p.db()))
             .sum()
-    };
-    let producers_reported = || -> anyhow::Result<u64> {
-        producer_roles
+    }
+
+    /// Wh the producers reported to the grid.
+    fn producers_reported(&self) -> anyhow::Result<u64> {
+        self.producers
             .iter()
             .map(|p| Ok(p.member()?.published_wh))
             .sum()
-    };
-    for s in sources {
+    }
+
+    fn progress(&self, started: Instant, trading_from: u64) -> anyhow::Result<Progress> {
+        let counters = counter::all(self.grid.db())?;
+        let c = |counter: Counter| counters.get(counter.name()).copied().unwrap_or(0);
+        let consumers = self.consumers.status()?;
+        Ok(Progress {
+            grid_url: self.grid_url.clone(),
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            simulated_s: self.clock.now_ms().saturating_sub(self.clock.epoch_ms) / 1000,
+            grid_ticks: c(Counter::Ticks).saturating_sub(trading_from),
+            generated_wh: self.generated()?,
+            reported_wh: self.producers_reported()?,
+            used_wh: consumers.published_wh,
+            billed_wh: c(Counter::BilledWh),
+            requested: c(Counter::Requested),
+            paid_by_consumers: consumers.paid,
+            paid_to_producers: c(Counter::PaidOut),
+        })
+    }
+}
+
+/// Winds the entities down in order, each phase waiting until what was sent
+/// has been taken in, so that every check after it is exact.
+async fn settle(n: Network, w: &Watch) -> anyhow::Result<()> {
+    for s in n.sources {
         s.stop().await?;
     }
     wait(
-        || Ok(producers_took()? == sources_published(&source_roles)?),
-        &producers_took,
+        || Ok(w.producers_took()? == w.generated()?),
+        || w.producers_took(),
     )
     .await?;
-    for p in producers {
+    for p in n.producers {
         p.stop().await?;
     }
     wait(
-        || Ok(grid_counter(Counter::OutputWh)? == producers_reported()?),
-        || grid_counter(Counter::OutputWh),
+        || Ok(w.grid_counter(Counter::OutputWh)? == w.producers_reported()?),
+        || w.grid_counter(Counter::OutputWh),
     )
     .await?;
-    consumer_role.stop_readings();
+    w.consumers.stop_readings();
     wait(
         || {
-            let c = consumer_role.status()?;
-            Ok(grid_counter(Counter::UsageWh)? == c.published_wh
-                && grid_counter(Counter::PaymentRequests)? == c.requests
+            let c = w.consumers.status()?;
+            Ok(w.grid_counter(Counter::UsageWh)? == c.published_wh
+                && w.grid_counter(Counter::PaymentRequests)? == c.requests
                 && c.pending_payments == 0)
         },
         || {
-            Ok(grid_counter(Counter::UsageWh)?
-                + consumer_role.status()?.requests
-                + consumer_role.status()?.paid)
+            let c = w.consumers.status()?;
+            Ok(w.grid_counter(Counter::UsageWh)? + c.requests + c.paid)
         },
     )
     .await?;
-    consumers.stop().await?;
-    let consumer_status = consumer_role.status()?;
+    n.consumers.stop().await?;
+    let paid = w.consumers.status()?.paid;
     wait(
-        || Ok(grid_counter(Counter::Income)? == consumer_status.paid),
-        || grid_counter(Counter::Income),
+        || Ok(w.grid_counter(Counter::Income)? == paid),
+        || w.grid_counter(Counter::Income),
     )
     .await?;
-    let last = snapshot(started)?;
-    grid.stop().await?;
-    let generated = sources_published(&source_roles)?;
-    let source_wh_taken = producers_took()?;
-    let reported = producers_reported()?;
+    n.grid.stop().await
+}
 
-    let db = grid_role.db();
+/// The summary of a settled demo, with its money checks computed from what
+/// each role recorded.
+fn summarise(o: &Options, w: &Watch, last: Progress) -> anyhow::Result<Summary> {
+    let consumer_status = w.consumers.status()?;
+    let generated = w.generated()?;
+    let source_wh_taken = w.producers_took()?;
+    let reported = w.producers_reported()?;
+
+    let db = w.grid.db();
     let counters = counter::all(db)?;
     let c = |counter: Counter| counters.get(counter.name()).copied().unwrap_or(0);
-    let metrics = grid_role.metrics()?;
+    let metrics = w.grid.metrics()?;
     let running_costs = metric(&metrics, "running-costs-received");
     let undistributed = metric(&metrics, "available");
     let paid_out = c(Counter::PaidOut);
     let income = c(Counter::Income);
-    let grid_balance = wallet::balance(db, grid_role.account())?;
+    let grid_balance = wallet::balance(db, w.grid.account())?;
     let mut producer_balances = Vec::new();
-    for p in &producer_roles {
+    for p in &w.producers {
         let id = p.member()?.id;
         producer_balances.push((id.clone(), wallet::balance(db, &id)?));
     }
-    let producers_hold: wallet::Tokens = producer_balances.iter().map(|(_, b)| *b).sum();
+    let producers_hold: Tokens = producer_balances.iter().map(|(_, b)| *b).sum();
     let issued = wallet::issued(db)?;
     let held = wallet::total_balances(db)?;
     let checks = vec![

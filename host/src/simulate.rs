@@ -111,49 +111,12 @@ pub struct Report {
 }
 
 /// Runs the scenario; errors if a strategy fails or money is not conserved.
+/// Each tick: the meters report, the producers decide, the grid decides,
+/// the consumers pay.
 pub fn run(scenario: &Scenario, deciders: &mut dyn Deciders) -> anyhow::Result<Report> {
     let s = scenario;
-    let mut rng = Rng(s.seed);
-    let consumers = s.consumers;
-    let producer_index = |p: usize| consumers + p as u32;
-
-    let mut grid_books = Books::default();
-    let mut producer_books = vec![Books::default(); s.producers.len()];
-    let mut grid_news = GridNews {
-        joined: (0..consumers)
-            .map(|c| Entity::new(c, EntityKind::Consumer, format!("consumer-{c}")))
-            .chain((0..s.producers.len()).map(|p| {
-                Entity::new(
-                    producer_index(p),
-                    EntityKind::Producer,
-                    format!("producer-{p}"),
-                )
-            }))
-            .collect(),
-        ..GridNews::default()
-    };
-    let mut producer_news: Vec<ProducerNews> = s
-        .producers
-        .iter()
-        .map(|&sources| ProducerNews {
-            joined: (0..sources)
-                .map(|i| Entity::new(i, EntityKind::Source, format!("source-{i}")))
-                .collect(),
-            ..ProducerNews::default()
-        })
-        .collect();
-
-    // The wallet: balances, and what each consumer still owes.
-    let mut consumer_wallets = vec![s.consumer_funds; consumers as usize];
-    let mut outstanding = vec![0u64; consumers as usize];
-    let mut grid_wallet = 0u64;
-    let mut producer_wallets = vec![0u64; s.producers.len()];
-    let total_money = s.consumer_funds * u64::from(consumers);
-
-    let mut report = Report::default();
-    let mut totals = Totals::default();
-    let mut next_slice = s.start_ms / s.slice_ms;
-
+    let mut world = World::new(s);
+    let mut ticks = Vec::with_capacity(s.ticks as usize);
     for tick in 1..=s.ticks {
         let now = s.start_ms + u64::from(tick) * s.tick_ms;
         let mut line = TickReport {
@@ -161,15 +124,93 @@ pub fn run(scenario: &Scenario, deciders: &mut dyn Deciders) -> anyhow::Result<R
             elapsed_s: (now - s.start_ms) / 1000,
             ..TickReport::default()
         };
+        world.meters_report(now);
+        world.producers_decide(tick, now, deciders, &mut line)?;
+        world.grid_decides(tick, now, deciders, &mut line)?;
+        world.consumers_pay(now, &mut line);
+        ticks.push(line);
+    }
+    world.finish(ticks)
+}
 
-        // Meters report every slice that ended.
-        while (next_slice + 1) * s.slice_ms <= now {
-            let (start, end) = (next_slice * s.slice_ms, (next_slice + 1) * s.slice_ms);
+/// Everything a simulated grid holds between ticks: books, the news each
+/// strategy gets next, and the in-memory wallet.
+struct World<'s> {
+    s: &'s Scenario,
+    rng: Rng,
+    grid_books: Books,
+    producer_books: Vec<Books>,
+    grid_news: GridNews,
+    producer_news: Vec<ProducerNews>,
+    consumer_wallets: Vec<u64>,
+    /// What each consumer still owes.
+    outstanding: Vec<u64>,
+    grid_wallet: u64,
+    producer_wallets: Vec<u64>,
+    totals: Totals,
+    next_slice: u64,
+}
+
+impl<'s> World<'s> {
+    fn new(s: &'s Scenario) -> Self {
+        let consumers = s.consumers;
+        let grid_news = GridNews {
+            joined: (0..consumers)
+                .map(|c| Entity::new(c, EntityKind::Consumer, format!("consumer-{c}")))
+                .chain((0..s.producers.len()).map(|p| {
+                    Entity::new(
+                        consumers + p as u32,
+                        EntityKind::Producer,
+                        format!("producer-{p}"),
+                    )
+                }))
+                .collect(),
+            ..GridNews::default()
+        };
+        let producer_news = s
+            .producers
+            .iter()
+            .map(|&sources| ProducerNews {
+                joined: (0..sources)
+                    .map(|i| Entity::new(i, EntityKind::Source, format!("source-{i}")))
+                    .collect(),
+                ..ProducerNews::default()
+            })
+            .collect();
+        Self {
+            s,
+            rng: Rng(s.seed),
+            grid_books: Books::default(),
+            producer_books: vec![Books::default(); s.producers.len()],
+            grid_news,
+            producer_news,
+            consumer_wallets: vec![s.consumer_funds; consumers as usize],
+            outstanding: vec![0; consumers as usize],
+            grid_wallet: 0,
+            producer_wallets: vec![0; s.producers.len()],
+            totals: Totals::default(),
+            next_slice: s.start_ms / s.slice_ms,
+        }
+    }
+
+    /// A producer's entity index at the grid: after the consumers'.
+    fn producer_index(&self, p: usize) -> u32 {
+        self.s.consumers + p as u32
+    }
+
+    /// Sources and consumers report every slice that ended by `now`.
+    fn meters_report(&mut self, now: u64) {
+        let s = self.s;
+        while (self.next_slice + 1) * s.slice_ms <= now {
+            let (start, end) = (
+                self.next_slice * s.slice_ms,
+                (self.next_slice + 1) * s.slice_ms,
+            );
             for (p, &sources) in s.producers.iter().enumerate() {
                 for source in 0..sources {
-                    let wh = rng.between(2_000, 10_000);
-                    totals.generated_wh += wh;
-                    producer_news[p].outputs.push(SourceOutput {
+                    let wh = self.rng.between(2_000, 10_000);
+                    self.totals.generated_wh += wh;
+                    self.producer_news[p].outputs.push(SourceOutput {
                         source,
                         start_ms: start,
                         end_ms: end,
@@ -177,50 +218,74 @@ pub fn run(scenario: &Scenario, deciders: &mut dyn Deciders) -> anyhow::Result<R
                     });
                 }
             }
-            for consumer in 0..consumers {
-                let wh = rng.between(0, 1_000);
-                totals.used_wh += wh;
-                grid_news.usage.push(Usage {
+            for consumer in 0..s.consumers {
+                let wh = self.rng.between(0, 1_000);
+                self.totals.used_wh += wh;
+                self.grid_news.usage.push(Usage {
                     consumer,
                     start_ms: start,
                     end_ms: end,
                     wh,
                 });
             }
-            next_slice += 1;
+            self.next_slice += 1;
         }
+    }
 
-        for (p, books) in producer_books.iter_mut().enumerate() {
-            let input = books.producer_input(now, &[], std::mem::take(&mut producer_news[p]));
+    /// Each producer decides on its news; what it reports is the grid's news.
+    fn producers_decide(
+        &mut self,
+        tick: u32,
+        now: u64,
+        deciders: &mut dyn Deciders,
+        line: &mut TickReport,
+    ) -> anyhow::Result<()> {
+        for p in 0..self.producer_books.len() {
+            let news = std::mem::take(&mut self.producer_news[p]);
+            let input = self.producer_books[p].producer_input(now, &[], news);
             let (decision, fuel) = deciders
                 .producer(p, &input)
                 .with_context(|| format!("producer {p}, tick {tick}"))?;
-            books.apply_producer(&decision);
+            self.producer_books[p].apply_producer(&decision);
             line.producer_fuel += fuel;
             let (mut wh, mut price) = (0, 0);
             for c in &decision.commands {
                 wh += c.wh;
                 price += c.price;
-                grid_news.output.push(Output {
-                    producer: producer_index(p),
+                self.grid_news.output.push(Output {
+                    producer: self.producer_index(p),
                     start_ms: c.start_ms,
                     end_ms: c.end_ms,
                     wh: c.wh,
                     price: c.price,
                 });
             }
-            totals.reported_wh += wh;
+            self.totals.reported_wh += wh;
             if !decision.commands.is_empty() {
                 line.producer_reports
                     .push((decision.commands.len(), wh, price));
             }
         }
+        Ok(())
+    }
 
-        let input = grid_books.grid_input(now, &[], std::mem::take(&mut grid_news));
+    /// The grid decides; its requests are owed, its payouts paid from its
+    /// wallet (refused above its balance), and both sides of a payout see it
+    /// on their next tick.
+    fn grid_decides(
+        &mut self,
+        tick: u32,
+        now: u64,
+        deciders: &mut dyn Deciders,
+        line: &mut TickReport,
+    ) -> anyhow::Result<()> {
+        let (consumers, producers) = (self.s.consumers, self.s.producers.len());
+        let news = std::mem::take(&mut self.grid_news);
+        let input = self.grid_books.grid_input(now, &[], news);
         let (decision, fuel) = deciders
             .grid(&input)
             .with_context(|| format!("grid, tick {tick}"))?;
-        grid_books.apply_grid(&decision);
+        self.grid_books.apply_grid(&decision);
         line.grid_fuel = fuel;
 
         for r in decision.payment_requests.iter() {
@@ -229,50 +294,53 @@ pub fn run(scenario: &Scenario, deciders: &mut dyn Deciders) -> anyhow::Result<R
                 "payment request for unknown consumer {}",
                 r.consumer
             );
-            totals.billed_wh += r.wh;
-            totals.requested += r.owed;
-            outstanding[r.consumer as usize] += r.owed;
+            self.totals.billed_wh += r.wh;
+            self.totals.requested += r.owed;
+            self.outstanding[r.consumer as usize] += r.owed;
             line.requests.push((r.consumer, r.wh, r.owed));
         }
         for p in &decision.payouts {
             let index = p.producer.checked_sub(consumers).map(|i| i as usize);
-            let Some(i) = index.filter(|&i| i < s.producers.len()) else {
+            let Some(i) = index.filter(|&i| i < producers) else {
                 anyhow::bail!("payout to unknown producer {}", p.producer);
             };
             ensure!(
-                p.amount <= grid_wallet,
-                "payout of {} exceeds the grid's balance {grid_wallet}",
-                p.amount
+                p.amount <= self.grid_wallet,
+                "payout of {} exceeds the grid's balance {}",
+                p.amount,
+                self.grid_wallet
             );
-            grid_wallet -= p.amount;
-            producer_wallets[i] += p.amount;
-            totals.paid_to_producers += p.amount;
+            self.grid_wallet -= p.amount;
+            self.producer_wallets[i] += p.amount;
+            self.totals.paid_to_producers += p.amount;
             line.payouts.push((p.producer, p.amount));
-            // Both sides see the confirmed transfer on their next tick.
             let transfer = |entity, incoming| Transfer {
                 entity: Some(entity),
                 amount: p.amount,
                 at_ms: now,
                 incoming,
             };
-            grid_news.transfers.push(transfer(p.producer, false));
-            producer_news[i].transfers.push(Transfer {
+            self.grid_news.transfers.push(transfer(p.producer, false));
+            self.producer_news[i].transfers.push(Transfer {
                 entity: None,
                 ..transfer(0, true)
             });
         }
+        Ok(())
+    }
 
-        // Consumers pay what they owe, in whole steps, from their own wallets.
-        for c in 0..consumers as usize {
-            let amount =
-                (outstanding[c] / s.payment_step * s.payment_step).min(consumer_wallets[c]);
+    /// Consumers pay what they owe, in whole steps, from their own wallets.
+    fn consumers_pay(&mut self, now: u64, line: &mut TickReport) {
+        let step = self.s.payment_step;
+        for c in 0..self.outstanding.len() {
+            let amount = (self.outstanding[c] / step * step).min(self.consumer_wallets[c]);
             if amount > 0 {
-                consumer_wallets[c] -= amount;
-                outstanding[c] -= amount;
-                grid_wallet += amount;
-                totals.paid_by_consumers += amount;
+                self.consumer_wallets[c] -= amount;
+                self.outstanding[c] -= amount;
+                self.grid_wallet += amount;
+                self.totals.paid_by_consumers += amount;
                 line.consumer_payments.push((c as u32, amount));
-                grid_news.transfers.push(Transfer {
+                self.grid_news.transfers.push(Transfer {
                     entity: Some(c as u32),
                     amount,
                     at_ms: now,
@@ -280,22 +348,28 @@ pub fn run(scenario: &Scenario, deciders: &mut dyn Deciders) -> anyhow::Result<R
                 });
             }
         }
-        report.ticks.push(line);
     }
 
-    totals.grid_balance = grid_wallet;
-    totals.producer_balances = producer_wallets;
-    totals.consumer_outstanding = outstanding;
-    let held = grid_wallet
-        + totals.producer_balances.iter().sum::<u64>()
-        + consumer_wallets.iter().sum::<u64>();
-    ensure!(
-        held == total_money,
-        "money not conserved: {held} held, {total_money} issued"
-    );
-    report.totals = totals;
-    report.grid_books = grid_books;
-    Ok(report)
+    /// The report, once money is shown to be conserved.
+    fn finish(self, ticks: Vec<TickReport>) -> anyhow::Result<Report> {
+        let total_money = self.s.consumer_funds * u64::from(self.s.consumers);
+        let mut totals = self.totals;
+        totals.grid_balance = self.grid_wallet;
+        totals.producer_balances = self.producer_wallets;
+        totals.consumer_outstanding = self.outstanding;
+        let held = self.grid_wallet
+            + totals.producer_balances.iter().sum::<u64>()
+            + self.consumer_wallets.iter().sum::<u64>();
+        ensure!(
+            held == total_money,
+            "money not conserved: {held} held, {total_money} issued"
+        );
+        Ok(Report {
+            ticks,
+            totals,
+            grid_books: self.grid_books,
+        })
+    }
 }
 
 fn fmt_group(n: u64) -> String {
