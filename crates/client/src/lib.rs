@@ -86,15 +86,24 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client for people's tools: it waits up to ten minutes for an
+    /// answer, since an upload compiles the component before it answers
+    /// (tens of seconds for an interpreter inside: a Python component is 19 MB).
     pub fn new(base: &str) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(600)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Self::with_agent(agent, base)
+    }
+
+    /// A client over `agent`: a role calling the host above it passes its
+    /// own, with short timeouts, so an unreachable host never holds a round
+    /// for long. The agent must not turn statuses into errors.
+    pub fn with_agent(agent: ureq::Agent, base: &str) -> Self {
         Self {
-            // An upload compiles the component before it answers: tens of
-            // seconds for an interpreter inside (a Python component is 19 MB).
-            agent: ureq::Agent::config_builder()
-                .timeout_global(Some(Duration::from_secs(600)))
-                .http_status_as_error(false)
-                .build()
-                .into(),
+            agent,
             base: base.trim_end_matches('/').to_owned(),
             token: None,
         }
@@ -225,6 +234,34 @@ impl Client {
         self.send("POST", &path, Body::Empty)
     }
 
+    /// `PUT /registrations/{id}`: registers, or registers the same channel
+    /// again (idempotent); a reset to a new channel needs the current
+    /// credential as the token.
+    pub fn register(&self, id: &str, body: &api::Register) -> anyhow::Result<Answer> {
+        self.put(&format!("/registrations/{}", segment(id)), body)
+    }
+
+    /// `DELETE /registrations/{id}` (the entity's credential).
+    pub fn deregister(&self, id: &str) -> anyhow::Result<Answer> {
+        self.delete(&format!("/registrations/{}", segment(id)))
+    }
+
+    /// `GET /storage/{id}/{context}/{key}` (the entity's credential).
+    pub fn document(&self, id: &str, context: &str, key: &str) -> anyhow::Result<Answer> {
+        self.get(&document_path(id, context, key))
+    }
+
+    /// `PUT /storage/{id}/{context}/{key}` (the entity's credential).
+    pub fn put_document<T: Serialize + ?Sized>(
+        &self,
+        id: &str,
+        context: &str,
+        key: &str,
+        document: &T,
+    ) -> anyhow::Result<Answer> {
+        self.put(&document_path(id, context, key), document)
+    }
+
     /// `DELETE /strategies/{kind}/{version}` (operator).
     pub fn remove(&self, kind: StrategyKind, version: &str) -> anyhow::Result<Answer> {
         self.delete(&format!("/strategies/{kind}/{}", segment(version)))
@@ -250,6 +287,15 @@ pub fn query<T: Serialize>(fields: &T) -> anyhow::Result<String> {
     }
     let q = q.finish();
     Ok(if q.is_empty() { q } else { format!("?{q}") })
+}
+
+fn document_path(id: &str, context: &str, key: &str) -> String {
+    format!(
+        "/storage/{}/{}/{}",
+        segment(id),
+        segment(context),
+        segment(key)
+    )
 }
 
 /// A path segment from user input, percent-encoded so that it stays one.

@@ -7,6 +7,9 @@ use powerplug_domain::EntityKind;
 use powerplug_storage::{Store, WriteTx};
 use serde::{Deserialize, Serialize};
 
+use anyhow::Context;
+use powerplug_client::Client;
+
 use crate::api;
 use crate::outbox;
 use crate::registry::WriterState;
@@ -141,21 +144,19 @@ impl MemberState {
     }
 
     /// Removes the registration at the host (`DELETE /registrations/{id}`).
-    pub fn deregister(&mut self, agent: &ureq::Agent, url: &str) -> anyhow::Result<()> {
+    pub fn deregister(&mut self, upstream: &Client) -> anyhow::Result<()> {
         let Some(credential) = &self.credential else {
             return Ok(());
         };
-        let mut response = agent
-            .delete(&format!("{url}/registrations/{}", self.id))
-            .header("authorization", &format!("Bearer {credential}"))
-            .call()?;
-        let status = response.status();
+        let answer = upstream.with_token(credential).deregister(&self.id)?;
         // Already gone (401: the credential no longer matches anything) is done too.
         anyhow::ensure!(
-            status.is_success() || status.as_u16() == 401,
-            "deregistering {} at {url}: {status} {}",
+            (200..300).contains(&answer.status) || answer.status == 401,
+            "deregistering {} at {}: {} {}",
             self.id,
-            response.body_mut().read_to_string().unwrap_or_default()
+            upstream.base(),
+            answer.status,
+            answer.body
         );
         self.credential = None;
         self.index = None;
@@ -163,44 +164,39 @@ impl MemberState {
     }
 
     /// The state kept in the upstream host's `/storage`, if any.
-    pub fn fetch(
-        agent: &ureq::Agent,
-        url: &str,
-        id: &str,
-        credential: &str,
-    ) -> anyhow::Result<Option<Self>> {
-        let mut response = agent
-            .get(&format!("{url}/storage/{id}/{REMOTE_CONTEXT}/{REMOTE_KEY}"))
-            .header("authorization", &format!("Bearer {credential}"))
-            .call()?;
-        match response.status().as_u16() {
-            200 => Ok(Some(response.body_mut().read_json()?)),
+    pub fn fetch(upstream: &Client, id: &str, credential: &str) -> anyhow::Result<Option<Self>> {
+        let answer = upstream
+            .with_token(credential)
+            .document(id, REMOTE_CONTEXT, REMOTE_KEY)?;
+        match answer.status {
+            200 => Ok(Some(serde_json::from_value(answer.body)?)),
             404 => Ok(None),
             status => anyhow::bail!(
-                "reading {id}'s state at {url}: {status} {}",
-                response.body_mut().read_to_string().unwrap_or_default()
+                "reading {id}'s state at {}: {status} {}",
+                upstream.base(),
+                answer.body
             ),
         }
     }
 
     /// Keeps the state in the upstream host's `/storage`.
-    pub fn store(&self, agent: &ureq::Agent, url: &str) -> anyhow::Result<()> {
+    pub fn store(&self, upstream: &Client) -> anyhow::Result<()> {
         let credential = self.credential.as_deref().ok_or_else(|| {
             anyhow::anyhow!("{}: not registered, nowhere to keep its state", self.id)
         })?;
-        let mut response = agent
-            .put(&format!(
-                "{url}/storage/{}/{REMOTE_CONTEXT}/{REMOTE_KEY}",
-                self.id
-            ))
-            .header("authorization", &format!("Bearer {credential}"))
-            .send_json(self)?;
-        let status = response.status();
+        let answer = upstream.with_token(credential).put_document(
+            &self.id,
+            REMOTE_CONTEXT,
+            REMOTE_KEY,
+            self,
+        )?;
         anyhow::ensure!(
-            status.is_success(),
-            "keeping {}'s state at {url}: {status} {}",
+            (200..300).contains(&answer.status),
+            "keeping {}'s state at {}: {} {}",
             self.id,
-            response.body_mut().read_to_string().unwrap_or_default()
+            upstream.base(),
+            answer.status,
+            answer.body
         );
         Ok(())
     }
@@ -209,13 +205,12 @@ impl MemberState {
         self.channel.writer(key).info()
     }
 
-    /// Registers (or registers again: idempotent) with the host at `url`,
-    /// with the channel's hello and, where the host needs one, an admission
-    /// token from its operator.
+    /// Registers (or registers again: idempotent) with the host above, with
+    /// the channel's hello and, where the host needs one, an admission token
+    /// from its operator.
     pub fn register(
         &mut self,
-        agent: &ureq::Agent,
-        url: &str,
+        upstream: &Client,
         kind: EntityKind,
         key: &SigningKey,
         admission: Option<&str>,
@@ -223,19 +218,13 @@ impl MemberState {
         let channel = &self.channel;
         let mut first = ChannelWriter::resume(key.clone(), channel.root, channel.side_key, 0);
         let body = api::Register::open(kind, &mut first, admission)?;
-        let mut request = agent.put(&format!("{url}/registrations/{}", self.id));
-        if let Some(credential) = &self.credential {
-            request = request.header("authorization", &format!("Bearer {credential}"));
-        }
-        let mut response = request.send_json(&body)?;
-        let status = response.status();
-        anyhow::ensure!(
-            status.is_success(),
-            "registering {} at {url}: {status} {}",
-            self.id,
-            response.body_mut().read_to_string().unwrap_or_default()
-        );
-        let registered: api::Registered = response.body_mut().read_json()?;
+        let answer = match &self.credential {
+            Some(credential) => upstream.with_token(credential).register(&self.id, &body)?,
+            None => upstream.register(&self.id, &body)?,
+        };
+        let registered: api::Registered = answer
+            .json()
+            .with_context(|| format!("registering {} at {}", self.id, upstream.base()))?;
         let return_channel = match &registered.return_channel {
             Some(c) => Some(
                 c.info()

@@ -24,6 +24,7 @@ use crate::counter::Counter;
 use crate::inbox::Command;
 use crate::limits::{MAX_SLICES_PER_ROUND, REGISTRATION_THREADS};
 use powerplug_channel::{Address, ChannelReader, HttpTransport, Transport};
+use powerplug_client::Client;
 use powerplug_ledger::{BatchPayment, pay_batch};
 
 pub struct Meters {
@@ -33,6 +34,9 @@ pub struct Meters {
     ids: Vec<String>,
     keys: BTreeMap<String, SigningKey>,
     upstream: HttpTransport,
+    /// The host above's API (registrations, kept state), and the agent
+    /// under it (payments).
+    api: Client,
     agent: ureq::Agent,
     meter: Box<dyn Meter>,
     clock: Clock,
@@ -134,6 +138,7 @@ impl Meters {
         tx.commit()?;
         Ok(Self {
             upstream: HttpTransport::new(&config.upstream_url),
+            api: Client::with_agent(powerplug_channel::agent(), &config.upstream_url),
             agent: powerplug_channel::agent(),
             config,
             db,
@@ -161,13 +166,9 @@ impl Meters {
         }
         // An unreachable host must not look like a first start (which would
         // begin the channels again over the ones kept there): try again later.
-        let status = self
-            .agent
-            .get(&format!("{}/status", self.url()))
-            .call()?
-            .status();
+        let status = self.api.get("/status")?.status;
         anyhow::ensure!(
-            status.is_success(),
+            (200..300).contains(&status),
             "{}: {status}, state not restored yet",
             self.url()
         );
@@ -176,13 +177,13 @@ impl Meters {
         for m in members.iter_mut() {
             // Not there yet (a first start): the normal round registers it.
             let key = self.key(&m.id)?;
-            if m.register(&self.agent, self.url(), self.kind, key, self.admission())
+            if m.register(&self.api, self.kind, key, self.admission())
                 .is_err()
             {
                 continue;
             }
             let credential = m.credential.clone().unwrap_or_default();
-            if let Some(kept) = MemberState::fetch(&self.agent, self.url(), &m.id, &credential)? {
+            if let Some(kept) = MemberState::fetch(&self.api, &m.id, &credential)? {
                 *m = MemberState {
                     credential: Some(credential),
                     ..kept
@@ -210,7 +211,7 @@ impl Meters {
             }
             let now = serde_json::to_vec(&m)?;
             if kept.get(&m.id) != Some(&now) {
-                m.store(&self.agent, self.url())?;
+                m.store(&self.api)?;
                 kept.insert(m.id.clone(), now);
             }
         }
@@ -247,7 +248,6 @@ impl Meters {
     /// Registers the meters that are not yet (each with its hello), a
     /// few at a time.
     fn register(&self, members: &mut [MemberState]) -> anyhow::Result<()> {
-        let url = self.config.upstream_url.trim_end_matches('/');
         let mut waiting: Vec<&mut MemberState> = members
             .iter_mut()
             .filter(|m| m.credential.is_none())
@@ -263,7 +263,7 @@ impl Meters {
                     scope.spawn(move || -> anyhow::Result<()> {
                         for m in chunk {
                             let key = self.key(&m.id)?;
-                            m.register(&self.agent, url, self.kind, key, self.admission())?;
+                            m.register(&self.api, self.kind, key, self.admission())?;
                         }
                         Ok(())
                     })

@@ -18,6 +18,7 @@ use crate::limits::MAX_RECORDS_PER_TICK;
 use crate::registry;
 use crate::tick_log::{self, Outcome};
 use powerplug_channel::HttpTransport;
+use powerplug_client::Client;
 use powerplug_ledger::{Ledger, RemoteLedger};
 use powerplug_storage::{self as storage, Store};
 use powerplug_strategy::{
@@ -36,6 +37,8 @@ pub struct Producer {
     tick_log_keep: u64,
     grid_url: String,
     grid: HttpTransport,
+    /// The grid's API (registration), and the agent under it (its ledger).
+    api: Client,
     agent: ureq::Agent,
     /// The registration token the grid's operator issued, if the grid needs one.
     admission: Option<String>,
@@ -95,6 +98,7 @@ impl Producer {
             clock: config.service.clock,
             tick_log_keep: config.strategy.tick_log_keep,
             grid: HttpTransport::new(&grid_url),
+            api: Client::with_agent(powerplug_channel::agent(), &grid_url),
             grid_url,
             agent: powerplug_channel::agent(),
             admission: config.admission_token.clone(),
@@ -126,13 +130,7 @@ impl Producer {
     /// Registers (again) with the grid, with the operator's token if it has one.
     fn register(&self, member: &mut MemberState) -> anyhow::Result<()> {
         let admission = self.admission.as_deref();
-        member.register(
-            &self.agent,
-            &self.grid_url,
-            EntityKind::Producer,
-            &self.key,
-            admission,
-        )
+        member.register(&self.api, EntityKind::Producer, &self.key, admission)
     }
 
     /// Registers with the grid (the hello goes with the registration).
@@ -355,7 +353,7 @@ impl Producer {
                 m.goodbye(tx, &self.key)
             })?;
         }
-        member.deregister(&self.agent, &self.grid_url)?;
+        member.deregister(&self.api)?;
         self.change(&mut member, |_, _| Ok(()))?;
         Ok(member.clone())
     }
