@@ -287,7 +287,7 @@ fn main() {
         base: running.url.clone(),
     };
     let compiles = || {
-        powerplug::role::runtime(&cache)
+        powerplug::role::runtime(&cache, powerplug::strategy::Limits::DEFAULT)
             .unwrap()
             .cache_stats()
             .compiles

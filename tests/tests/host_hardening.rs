@@ -62,7 +62,7 @@ fn a_cache_entry_the_host_did_not_write_is_compiled_again_not_run() {
     let premium = component("plugins/basic-grid-strategy", &["premium"]);
     let basic = basic_grid();
     let cache = dir.path().join("cache");
-    let runtime = powerplug::role::runtime(&cache).unwrap();
+    let runtime = powerplug::role::runtime(&cache, powerplug::strategy::Limits::DEFAULT).unwrap();
     runtime.load(&basic).unwrap();
     runtime.load(&premium).unwrap();
     let sha = |bytes: &[u8]| powerplug::strategy::inspect(bytes).unwrap().sha256.hex();

@@ -233,7 +233,7 @@ fn a_running_grid_swaps_versions_between_ticks_and_refuses_hostile_ones() {
 
     // A restart keeps the active version and compiles nothing.
     let cache = config.strategy.cache_dir.clone().unwrap();
-    let compiles = powerplug::role::runtime(&cache)
+    let compiles = powerplug::role::runtime(&cache, powerplug::strategy::Limits::DEFAULT)
         .unwrap()
         .cache_stats()
         .compiles;
@@ -241,7 +241,7 @@ fn a_running_grid_swaps_versions_between_ticks_and_refuses_hostile_ones() {
     let grid = rt.block_on(run::grid(&config)).unwrap();
     assert_eq!(grid.role.strategy().info().sha256.hex(), basic);
     assert_eq!(
-        powerplug::role::runtime(&cache)
+        powerplug::role::runtime(&cache, powerplug::strategy::Limits::DEFAULT)
             .unwrap()
             .cache_stats()
             .compiles,

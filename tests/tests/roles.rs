@@ -133,3 +133,26 @@ fn a_tick_logs_its_role_slot_number_strategy_fuel_and_duration() {
     assert!(span["duration_us"].as_u64().is_some(), "{line}");
     rt.block_on(grid.stop()).unwrap();
 }
+
+/// `[strategy.limits]`: an operator who lowers a role's fuel gets ticks that
+/// stop for fuel (the same strategy decides under the defaults, above).
+#[test]
+fn a_role_runs_its_strategy_under_the_limits_its_operator_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, _) = strategy_files(dir.path());
+    let rt = powerplug_tests::runtime();
+    let mut config = powerplug_tests::grid_config(dir.path(), grid_wasm, 60_000);
+    config.strategy.limits.fuel = 1_000;
+    let grid = rt.block_on(powerplug::http::run::grid(&config)).unwrap();
+    let summary = grid.role.tick().unwrap();
+    let failed = summary.failed.unwrap_or_default();
+    assert!(failed.contains("fuel"), "{failed}");
+    rt.block_on(grid.stop()).unwrap();
+
+    config.strategy.limits.memory_mib = 0;
+    let refused = match rt.block_on(powerplug::http::run::grid(&config)) {
+        Ok(_) => panic!("a role started with no memory for its strategy"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(refused.contains("strategy.limits.memory_mib"), "{refused}");
+}

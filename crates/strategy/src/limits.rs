@@ -1,8 +1,8 @@
 use std::time::Duration;
 
 /// What one strategy call may use. Every default of this crate is declared
-/// in this file, once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// in this file, once; a role may set the first four (`[strategy.limits]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Limits {
     /// WebAssembly fuel (roughly, instructions) per tick. Deterministic: the same
     /// input stops at the same point.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::{Clock, SimulatedMeter};
-use powerplug_strategy::Setting;
+use powerplug_strategy::{Limits, Setting};
 
 /// `POWERPLUG_*` variables the command reads for itself (logs, signing).
 const NOT_CONFIGURATION: &[&str] = &["log", "log_format", "signing_key", "checkout", "kits"];
@@ -198,6 +198,65 @@ pub struct StrategySlot {
     /// than this percentage, in total or for a consumer, waits for `force`.
     #[serde(default = "dry_run_bound_percent")]
     pub dry_run_bound_percent: u32,
+    /// What one tick may use.
+    #[serde(default)]
+    pub limits: TickLimits,
+}
+
+/// What one strategy tick may use (`[strategy.limits]`); the defaults are
+/// the runtime's (`powerplug_strategy::Limits::DEFAULT`). A Python or
+/// JavaScript strategy carries its interpreter and may need more; a host
+/// running untrusted uploads may want less.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TickLimits {
+    /// WebAssembly fuel (roughly, instructions) per tick.
+    pub fuel: u64,
+    /// Wall-clock time per tick.
+    pub deadline_ms: u64,
+    /// Linear memory a strategy instance may grow to.
+    pub memory_mib: u64,
+    /// Size of a decision.
+    pub decision_mib: u64,
+}
+
+impl Default for TickLimits {
+    fn default() -> Self {
+        let d = Limits::DEFAULT;
+        Self {
+            fuel: d.fuel,
+            deadline_ms: d.deadline.as_millis() as u64,
+            memory_mib: (d.memory_bytes >> 20) as u64,
+            decision_mib: (d.decision_bytes >> 20) as u64,
+        }
+    }
+}
+
+impl TickLimits {
+    /// The runtime's limits, or the key that is out of its range.
+    pub fn limits(&self) -> anyhow::Result<Limits> {
+        let within = |key: &str, value: u64, range: std::ops::RangeInclusive<u64>| {
+            anyhow::ensure!(
+                range.contains(&value),
+                "strategy.limits.{key}: {value} is outside {} to {}",
+                range.start(),
+                range.end()
+            );
+            Ok(())
+        };
+        within("fuel", self.fuel, 1..=1_000_000_000_000)?;
+        within("deadline_ms", self.deadline_ms, 10..=60_000)?;
+        // The pool reserves address space for this much per instance.
+        within("memory_mib", self.memory_mib, 1..=4_096)?;
+        within("decision_mib", self.decision_mib, 1..=1_024)?;
+        Ok(Limits {
+            fuel: self.fuel,
+            deadline: std::time::Duration::from_millis(self.deadline_ms),
+            memory_bytes: (self.memory_mib as usize) << 20,
+            decision_bytes: (self.decision_mib as usize) << 20,
+            ..Limits::DEFAULT
+        })
+    }
 }
 
 fn rollback_after() -> u32 {
@@ -316,6 +375,7 @@ impl Default for GridConfig {
                 rollback_after: rollback_after(),
                 dry_run_ticks: dry_run_ticks(),
                 dry_run_bound_percent: dry_run_bound_percent(),
+                limits: TickLimits::default(),
             },
             operator_token: None,
             operator_tokens: Vec::new(),
@@ -365,6 +425,7 @@ impl Default for ProducerConfig {
                 rollback_after: rollback_after(),
                 dry_run_ticks: dry_run_ticks(),
                 dry_run_bound_percent: dry_run_bound_percent(),
+                limits: TickLimits::default(),
             },
             grid_url: "http://127.0.0.1:4000".into(),
             operator_token: None,
@@ -526,6 +587,38 @@ mod tests {
         assert!(err.contains("strategy.tick_ms"), "{err}");
         let err = load(GridConfig::default(), Some(&dir.path().join("none.toml"))).unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn a_roles_tick_limits_come_from_the_file_and_out_of_range_ones_name_their_key() {
+        let _environment = environment();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("grid.toml");
+        std::fs::write(
+            &file,
+            "[strategy]\ncomponent = \"g.wasm\"\ntick_ms = 1000\ntick_log_keep = 7\n[strategy.limits]\nfuel = 5000\nmemory_mib = 64\n",
+        )
+        .unwrap();
+        let config = load(GridConfig::default(), Some(&file)).unwrap();
+        let limits = config.strategy.limits.limits().unwrap();
+        assert_eq!((limits.fuel, limits.memory_bytes), (5_000, 64 << 20));
+        // What the file leaves out stays the runtime's default.
+        assert_eq!(limits.deadline, Limits::DEFAULT.deadline);
+        assert_eq!(limits.log_lines, Limits::DEFAULT.log_lines);
+        assert_eq!(
+            GridConfig::default().strategy.limits.limits().unwrap(),
+            Limits::DEFAULT
+        );
+
+        std::fs::write(&file, "[strategy.limits]\ndeadline_ms = 0\n").unwrap();
+        let config = load(GridConfig::default(), Some(&file)).unwrap();
+        let err = config.strategy.limits.limits().unwrap_err().to_string();
+        assert!(err.contains("strategy.limits.deadline_ms"), "{err}");
+        std::fs::write(&file, "[strategy.limits]\nfule = 1\n").unwrap();
+        let err = load(GridConfig::default(), Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fule"), "{err}");
     }
 
     #[test]

@@ -105,24 +105,28 @@ pub fn signing_key(secret: &[u8; 32], name: &str) -> SigningKey {
     SigningKey::from_bytes(&seed)
 }
 
-/// The strategy runtime for components cached in `cache_dir`, one per process
-/// and directory: every role in a process (the demo runs a hundred producers)
-/// shares one engine and its pool instead of reserving one each.
-pub fn runtime(cache_dir: &Path) -> anyhow::Result<powerplug_strategy::Runtime> {
+/// The strategy runtime for components cached in `cache_dir` under `limits`,
+/// one per process, directory and limits: every role in a process (the demo
+/// runs a hundred producers) shares one engine and its pool instead of
+/// reserving one each.
+pub fn runtime(
+    cache_dir: &Path,
+    limits: powerplug_strategy::Limits,
+) -> anyhow::Result<powerplug_strategy::Runtime> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    static RUNTIMES: OnceLock<Mutex<HashMap<std::path::PathBuf, powerplug_strategy::Runtime>>> =
-        OnceLock::new();
+    type Key = (std::path::PathBuf, powerplug_strategy::Limits);
+    static RUNTIMES: OnceLock<Mutex<HashMap<Key, powerplug_strategy::Runtime>>> = OnceLock::new();
     let mut runtimes = RUNTIMES
         .get_or_init(Default::default)
         .lock()
         .map_err(|_| anyhow::anyhow!("runtime registry lock poisoned"))?;
-    if let Some(runtime) = runtimes.get(cache_dir) {
+    let key = (cache_dir.to_owned(), limits);
+    if let Some(runtime) = runtimes.get(&key) {
         return Ok(runtime.clone());
     }
-    let runtime =
-        powerplug_strategy::Runtime::new(powerplug_strategy::Limits::default(), Some(cache_dir))?;
-    runtimes.insert(cache_dir.to_owned(), runtime.clone());
+    let runtime = powerplug_strategy::Runtime::new(limits, Some(cache_dir))?;
+    runtimes.insert(key, runtime.clone());
     Ok(runtime)
 }
 

@@ -109,7 +109,7 @@ impl<S: Strategy> Slot<S> {
             .cache_dir
             .clone()
             .unwrap_or_else(|| data_dir.join("cache"));
-        let runtime = super::runtime(&cache)?;
+        let runtime = super::runtime(&cache, strategy.limits.limits()?)?;
         let trusted_keys = versions::trusted_keys(trusted_keys)?;
         let kind = S::KIND;
         let load = |bytes: &[u8]| -> anyhow::Result<S> {
