@@ -43,9 +43,9 @@ const BATCH: usize = 256;
 fn payload(i: u64) -> Vec<u8> {
     let start_ms = 1_795_000_000_000 + i * 30_000;
     Command::Usage {
-        start_ms,
-        end_ms: start_ms + 30_000,
-        wh: 100 + i % 900,
+        start_ms: powerplug::domain::UnixMs(start_ms),
+        end_ms: powerplug::domain::UnixMs(start_ms + 30_000),
+        wh: powerplug::domain::Wh(100 + i % 900),
     }
     .encode()
 }

@@ -177,9 +177,9 @@ impl Consumers {
         let start_ms = self.round * 30_000;
         self.round += 1;
         let usage = Command::Usage {
-            start_ms,
-            end_ms: start_ms + 30_000,
-            wh: 1_000,
+            start_ms: powerplug::domain::UnixMs(start_ms),
+            end_ms: powerplug::domain::UnixMs(start_ms + 30_000),
+            wh: powerplug::domain::Wh(1_000),
         }
         .encode();
         let messages: Vec<_> = self

@@ -353,7 +353,7 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
                 panic!("not a payment request")
             };
             requests += 1;
-            asked += owed;
+            asked += owed.get();
         }
         assert!(
             m.requests <= requests,

@@ -360,9 +360,9 @@ impl Meter {
     /// Publishes `wh` for the next 30 s slice.
     pub fn read_wh(&mut self, wh: u64) {
         let usage = powerplug::inbox::Command::Usage {
-            start_ms: self.slice * 30_000,
-            end_ms: (self.slice + 1) * 30_000,
-            wh,
+            start_ms: powerplug::domain::UnixMs(self.slice * 30_000),
+            end_ms: powerplug::domain::UnixMs((self.slice + 1) * 30_000),
+            wh: powerplug::domain::Wh(wh),
         };
         self.writer
             .publish(&self.store, usage.encode())

@@ -628,10 +628,10 @@ fn an_entity_named_payout_cannot_take_the_grids_payout_keys() {
         register(&client, &grid.url, "sun", "producer", 7);
     let store = HttpTransport::new(&grid.url);
     let output = powerplug::inbox::Command::Output {
-        start_ms: 0,
-        end_ms: 30_000,
-        wh: 5_000,
-        price: Some(1),
+        start_ms: powerplug::domain::UnixMs(0),
+        end_ms: powerplug::domain::UnixMs(30_000),
+        wh: powerplug::domain::Wh(5_000),
+        price: Some(powerplug::domain::Tokens(1)),
     };
     producer.publish(&store, output.encode()).unwrap();
     eventually("the grid took the output", || {

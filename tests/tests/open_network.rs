@@ -79,9 +79,9 @@ fn a_consumer_cannot_block_the_grids_payment_requests() {
     // Both report 1 kWh; both are billed, and the outbox empties.
     victim.read();
     let usage = Command::Usage {
-        start_ms: 0,
-        end_ms: 30_000,
-        wh: 1_000,
+        start_ms: powerplug::domain::UnixMs(0),
+        end_ms: powerplug::domain::UnixMs(30_000),
+        wh: powerplug::domain::Wh(1_000),
     };
     writer.publish(&store, usage.encode()).unwrap();
     eventually("both are billed", || {
@@ -116,9 +116,9 @@ fn reads_registrations_and_writes_cost_the_host_little() {
     assert_eq!(client.put("/registrations/big", None, &body).0, 201);
     for slice in 0..200u64 {
         let usage = Command::Usage {
-            start_ms: slice * 30_000,
-            end_ms: (slice + 1) * 30_000,
-            wh: 10,
+            start_ms: powerplug::domain::UnixMs(slice * 30_000),
+            end_ms: powerplug::domain::UnixMs((slice + 1) * 30_000),
+            wh: powerplug::domain::Wh(10),
         };
         writer.publish(&store, usage.encode()).unwrap();
     }
@@ -224,10 +224,10 @@ fn producers_need_admission_and_implausible_output_is_refused() {
 
     for (slice, wh) in [(0, 1_000_000_000), (1, 40_000)] {
         let output = Command::Output {
-            start_ms: slice * 30_000,
-            end_ms: (slice + 1) * 30_000,
-            wh,
-            price: Some(wh / 1000 * 4),
+            start_ms: powerplug::domain::UnixMs(slice * 30_000),
+            end_ms: powerplug::domain::UnixMs((slice + 1) * 30_000),
+            wh: powerplug::domain::Wh(wh),
+            price: Some(powerplug::domain::Tokens(wh / 1000 * 4)),
         };
         writer.publish(&store, output.encode()).unwrap();
     }

@@ -21,9 +21,9 @@ fn register_body(writer: &mut ChannelWriter, kind: EntityKind) -> Value {
 
 fn usage(start_ms: u64, wh: u64) -> Vec<u8> {
     Command::Usage {
-        start_ms,
-        end_ms: start_ms + 30_000,
-        wh,
+        start_ms: powerplug::domain::UnixMs(start_ms),
+        end_ms: powerplug::domain::UnixMs(start_ms + 30_000),
+        wh: powerplug::domain::Wh(wh),
     }
     .encode()
 }
@@ -283,10 +283,10 @@ fn the_store_takes_only_the_authors_own_messages_and_refused_ones_change_nothing
     assert!(refused[0].retry, "{refused:?}");
     // Message 3: valid, but a consumer has no output to report.
     let wrong = Command::Output {
-        start_ms: 60_000,
-        end_ms: 90_000,
-        wh: 5,
-        price: Some(1),
+        start_ms: powerplug::domain::UnixMs(60_000),
+        end_ms: powerplug::domain::UnixMs(90_000),
+        wh: powerplug::domain::Wh(5),
+        price: Some(powerplug::domain::Tokens(1)),
     }
     .encode();
     ChannelWriter::resume(key, info.root, info.side_key, 3)

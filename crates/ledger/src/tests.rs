@@ -65,7 +65,10 @@ fn a_balance_never_goes_negative_and_a_refused_transfer_changes_nothing() {
         ),
         "{err}"
     );
-    assert_eq!(err.to_string(), "amount: a holds 10, cannot pay 11");
+    assert_eq!(
+        err.to_string(),
+        "amount: a holds 10 tokens, cannot pay 11 tokens"
+    );
     assert_eq!(
         (
             balance(&db, "a").unwrap().get(),

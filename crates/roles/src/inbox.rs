@@ -4,6 +4,7 @@
 //! commits consumes them. A failed tick consumes nothing.
 
 use powerplug_domain::EntityKind;
+use powerplug_domain::{Tokens, UnixMs, Wh};
 use serde::{Deserialize, Serialize};
 
 use std::collections::HashSet;
@@ -80,22 +81,31 @@ impl Plausible {
     }
 }
 
-/// What travels on channels, as JSON (the original's command payloads, integers).
+/// What travels on channels, as JSON (the original's command payloads,
+/// integers: the domain types are written as the bare numbers they wrap).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Command {
     /// Source → producer (no price), producer → grid (with its asking price).
     Output {
-        start_ms: u64,
-        end_ms: u64,
-        wh: u64,
+        start_ms: UnixMs,
+        end_ms: UnixMs,
+        wh: Wh,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        price: Option<u64>,
+        price: Option<Tokens>,
     },
     /// Consumer → grid.
-    Usage { start_ms: u64, end_ms: u64, wh: u64 },
+    Usage {
+        start_ms: UnixMs,
+        end_ms: UnixMs,
+        wh: Wh,
+    },
     /// Grid → consumer, on its return channel: pay `owed` to `pay_to`.
-    PaymentRequest { owed: u64, wh: u64, pay_to: String },
+    PaymentRequest {
+        owed: Tokens,
+        wh: Wh,
+        pay_to: String,
+    },
 }
 
 impl Command {
@@ -136,7 +146,7 @@ fn record(
                 end_ms,
                 wh,
             },
-        ) => (start_ms, end_ms, wh, 0),
+        ) => (start_ms, end_ms, wh, Tokens::ZERO),
         (
             EntityKind::Producer,
             Command::Output {
@@ -154,15 +164,16 @@ fn record(
                 wh,
                 price: None,
             },
-        ) => (start_ms, end_ms, wh, 0),
+        ) => (start_ms, end_ms, wh, Tokens::ZERO),
         _ => return None,
     };
+    // Inside the host a record is plain integers, as the strategies see it.
     let r = Record {
         entity,
-        start_ms,
-        end_ms,
-        wh,
-        price,
+        start_ms: start_ms.get(),
+        end_ms: end_ms.get(),
+        wh: wh.get(),
+        price: price.get(),
     };
     plausible.allows(&r, now_ms).then_some(r)
 }

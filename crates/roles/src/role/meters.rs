@@ -11,6 +11,7 @@
 //! the ledger moves the money once.
 
 use powerplug_domain::EntityKind;
+use powerplug_domain::{UnixMs, Wh};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -311,14 +312,14 @@ impl Meters {
                 let (start_ms, end_ms) = (m.next_slice * slice_ms, (m.next_slice + 1) * slice_ms);
                 let command = match self.kind {
                     EntityKind::Consumer => Command::Usage {
-                        start_ms,
-                        end_ms,
-                        wh,
+                        start_ms: UnixMs(start_ms),
+                        end_ms: UnixMs(end_ms),
+                        wh: Wh(wh),
                     },
                     _ => Command::Output {
-                        start_ms,
-                        end_ms,
-                        wh,
+                        start_ms: UnixMs(start_ms),
+                        end_ms: UnixMs(end_ms),
+                        wh: Wh(wh),
                         price: None,
                     },
                 };
@@ -371,9 +372,9 @@ impl Meters {
                     if let Some(Command::PaymentRequest { owed, pay_to, .. }) =
                         Command::decode(&data)
                     {
-                        m.requested += owed;
+                        m.requested += owed.get();
                         m.requests += 1;
-                        m.outstanding += owed;
+                        m.outstanding += owed.get();
                         m.pay_to = Some(pay_to);
                     }
                 }

@@ -6,6 +6,7 @@
 //! tick-log entry commit in one transaction.
 
 use powerplug_domain::EntityKind;
+use powerplug_domain::{Tokens, UnixMs, Wh};
 use std::sync::Mutex;
 
 use super::config::ProducerConfig;
@@ -295,10 +296,10 @@ impl Producer {
                 "the strategy reported an impossible output: {c:?}"
             );
             let command = Command::Output {
-                start_ms: c.start_ms,
-                end_ms: c.end_ms,
-                wh: c.wh,
-                price: Some(c.price),
+                start_ms: UnixMs(c.start_ms),
+                end_ms: UnixMs(c.end_ms),
+                wh: Wh(c.wh),
+                price: Some(Tokens(c.price)),
             };
             next.publish(&*tx, &self.key, command.encode())?;
             next.published_wh += c.wh;

@@ -4,6 +4,7 @@
 //! transaction.
 
 use powerplug_domain::EntityKind;
+use powerplug_domain::{Tokens, Wh};
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
@@ -166,8 +167,8 @@ impl Grid {
         };
         let pay_to = wallet::receive_address(tx, &self.wallet_seed, self.account())?;
         let command = Command::PaymentRequest {
-            owed: r.owed,
-            wh: r.wh,
+            owed: Tokens(r.owed),
+            wh: Wh(r.wh),
             pay_to,
         };
         let mut writer = back.writer(self.hub.registry.key());
