@@ -296,66 +296,8 @@ impl Registry {
         let hello = hello.ok_or(RegistryError::Hello("a new channel needs its hello"))?;
         check_hello(&channel, hello)?;
         let registration = match old {
-            Some(old) => {
-                let valid = presented == Some(self.credential(id, &old.channel.root).as_str());
-                if !valid {
-                    return Err(RegistryError::Unauthorized(id.to_owned()));
-                }
-                if let Some(back) = &old.return_channel {
-                    self.say(&*tx, back, Message::Goodbye)?;
-                }
-                if !old.closed {
-                    news(&*tx, old.index, false)?;
-                }
-                tx.delete(BY_AUTHOR, &key::of(&[&old.channel.author]))?;
-                Registration {
-                    channel,
-                    read_index: 0,
-                    examined: 0,
-                    closed: false,
-                    return_channel: self.open_return(&*tx, kind)?,
-                    ..old
-                }
-            }
-            None => {
-                let index = match tombstone(&*tx, id)? {
-                    // Its last key proves it is the same entity; anyone else
-                    // needs a token the operator issued for this very id.
-                    Some(t) if t.kind != kind => {
-                        return Err(RegistryError::KindChanged(id.to_owned(), t.kind));
-                    }
-                    Some(t) if t.author == channel.author => t.index,
-                    Some(t) => match token {
-                        Some(_) => {
-                            self.admit(&*tx, token, kind, id, true)?;
-                            t.index
-                        }
-                        None => return Err(RegistryError::Tombstoned(id.to_owned())),
-                    },
-                    None => {
-                        self.admit(&*tx, token, kind, id, false)?;
-                        let index = match last(&*tx, BY_INDEX, &[])? {
-                            Some((k, _)) => key::Reader::new(&k).u32()? + 1,
-                            None => 0,
-                        };
-                        tx.put(BY_INDEX, &key::of(&[&index]), id.as_bytes())?;
-                        index
-                    }
-                };
-                tx.delete(TOMBSTONES, &key::of(&[&id]))?;
-                Registration {
-                    id: id.to_owned(),
-                    index,
-                    kind,
-                    channel,
-                    read_index: 0,
-                    examined: 0,
-                    closed: false,
-                    dropped: 0,
-                    rejected: 0,
-                    return_channel: self.open_return(&*tx, kind)?,
-                }
-            }
+            Some(old) => self.reset(&*tx, old, channel, presented)?,
+            None => self.newcomer(&*tx, id, kind, channel, token)?,
         };
         powerplug_channel::store_in(&*tx, &Address::of(&registration.channel.root, 0), hello)?;
         tx.put(
@@ -372,6 +314,86 @@ impl Registry {
             registration,
             credential,
             changed: true,
+        })
+    }
+
+    /// A registered entity moves to a new channel: only with its current
+    /// credential. Its old return channel says goodbye; it keeps its index.
+    fn reset(
+        &self,
+        tx: &dyn WriteTx,
+        old: Registration,
+        channel: ChannelInfo,
+        presented: Option<&str>,
+    ) -> Result<Registration, RegistryError> {
+        let valid = presented == Some(self.credential(&old.id, &old.channel.root).as_str());
+        if !valid {
+            return Err(RegistryError::Unauthorized(old.id.clone()));
+        }
+        if let Some(back) = &old.return_channel {
+            self.say(tx, back, Message::Goodbye)?;
+        }
+        if !old.closed {
+            news(tx, old.index, false)?;
+        }
+        tx.delete(BY_AUTHOR, &key::of(&[&old.channel.author]))?;
+        Ok(Registration {
+            channel,
+            read_index: 0,
+            examined: 0,
+            closed: false,
+            return_channel: self.open_return(tx, old.kind)?,
+            ..old
+        })
+    }
+
+    /// An id this host holds no registration of: new (admitted by the
+    /// host's rule), or one that deregistered (its index back, to its last
+    /// key or to a token issued for that very id).
+    fn newcomer(
+        &self,
+        tx: &dyn WriteTx,
+        id: &str,
+        kind: EntityKind,
+        channel: ChannelInfo,
+        token: Option<&str>,
+    ) -> Result<Registration, RegistryError> {
+        let index = match tombstone(tx, id)? {
+            // Its last key proves it is the same entity; anyone else
+            // needs a token the operator issued for this very id.
+            Some(t) if t.kind != kind => {
+                return Err(RegistryError::KindChanged(id.to_owned(), t.kind));
+            }
+            Some(t) if t.author == channel.author => t.index,
+            Some(t) => match token {
+                Some(_) => {
+                    self.admit(tx, token, kind, id, true)?;
+                    t.index
+                }
+                None => return Err(RegistryError::Tombstoned(id.to_owned())),
+            },
+            None => {
+                self.admit(tx, token, kind, id, false)?;
+                let index = match last(tx, BY_INDEX, &[])? {
+                    Some((k, _)) => key::Reader::new(&k).u32()? + 1,
+                    None => 0,
+                };
+                tx.put(BY_INDEX, &key::of(&[&index]), id.as_bytes())?;
+                index
+            }
+        };
+        tx.delete(TOMBSTONES, &key::of(&[&id]))?;
+        Ok(Registration {
+            id: id.to_owned(),
+            index,
+            kind,
+            channel,
+            read_index: 0,
+            examined: 0,
+            closed: false,
+            dropped: 0,
+            rejected: 0,
+            return_channel: self.open_return(tx, kind)?,
         })
     }
 
