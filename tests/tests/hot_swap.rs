@@ -166,6 +166,30 @@ fn a_running_grid_swaps_versions_between_ticks_and_refuses_hostile_ones() {
     );
     assert_eq!(status, 200, "{back}");
     assert_eq!(billed_at(&mut meter), 5);
+
+    // A version is found by the name it was uploaded with too, and by its
+    // SHA-256 in either case; an unknown one is 404 `version`.
+    let activate = |version: &str| {
+        client.call(
+            "POST",
+            &format!("/strategies/grid/activate/{version}"),
+            Some(OPERATOR),
+            None,
+        )
+    };
+    let (status, by_name) = activate("premium");
+    assert_eq!(status, 200, "{by_name}");
+    assert_eq!(by_name["version"]["sha256"], premium_sha.as_str());
+    assert_eq!(billed_at(&mut meter), 7);
+    let (status, unknown) = activate("deluxe");
+    assert_eq!(
+        (status, unknown["field"].as_str()),
+        (404, Some("version")),
+        "{unknown}"
+    );
+    let (status, back) = activate(&basic.to_uppercase());
+    assert_eq!(status, 200, "{back}");
+    assert_eq!(billed_at(&mut meter), 5);
     assert_eq!(
         client
             .delete(&format!("/strategies/grid/{basic}"), Some(OPERATOR))

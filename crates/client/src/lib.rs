@@ -298,9 +298,13 @@ fn document_path(id: &str, context: &str, key: &str) -> String {
     )
 }
 
-/// A path segment from user input, percent-encoded so that it stays one.
+/// A path segment from user input, percent-encoded so that it stays one
+/// (form encoding writes a space as `+`, which a path keeps as a `+`; a `+`
+/// of the text itself is already `%2B`).
 fn segment(text: &str) -> String {
-    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+    form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }
 
 #[cfg(test)]
@@ -320,7 +324,7 @@ mod tests {
             query(&swap).unwrap(),
             "?activate=false&force=true&name=time+of+use"
         );
-        assert_eq!(segment("a/b c"), "a%2Fb+c");
+        assert_eq!(segment("a/b c+d"), "a%2Fb%20c%2Bd");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::hub::HasHub;
 use super::{ApiError, ApiResult, Authorized, DEPLOY, Params, READ, RawBody, blocking};
 use powerplug_roles::role::swap::{Offered, SwapError, SwapOptions, Swappable, Swapped};
-use powerplug_roles::versions::{self as versions, RemoveError, Version};
+use powerplug_roles::versions::{self as versions, Lookup, RemoveError, Version};
 use powerplug_strategy::text::for_log;
 use powerplug_strategy::{Sha256, StrategyKind};
 
@@ -64,15 +64,27 @@ fn own_kind<R: Swappable>(role: &R, kind: &str) -> ApiResult<StrategyKind> {
     }
 }
 
-/// A version in a path: a SHA-256. Anything else names no stored version.
-fn parse_version(text: &str) -> ApiResult<Sha256> {
-    text.parse().map_err(|e| {
-        ApiError::new(
+/// A version in a path: its SHA-256, or the name it was uploaded with.
+fn find_version<R: Swappable>(role: &R, wanted: &str) -> ApiResult<Sha256> {
+    let known = versions::list(role.store(), role.kind())?;
+    match versions::lookup(&known, wanted) {
+        Lookup::Found(sha) => Ok(sha),
+        Lookup::Unknown => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "version",
-            format!("version: no such version `{}` ({e})", for_log(text)),
-        )
-    })
+            format!(
+                "version: no such version `{}` (a SHA-256, or the name it was uploaded with)",
+                for_log(wanted)
+            ),
+        )),
+        Lookup::Ambiguous => Err(ApiError::unprocessable(
+            "version",
+            format!(
+                "version: `{}` names more than one upload: use its SHA-256",
+                for_log(wanted)
+            ),
+        )),
+    }
 }
 
 #[derive(Deserialize)]
@@ -160,13 +172,16 @@ async fn activate<R: HasHub + Swappable>(
     Params(query): Params<Fresh>,
 ) -> ApiResult<Json<Swapped>> {
     own_kind(&*role, &kind)?;
-    let version = parse_version(&version)?;
     let options = SwapOptions {
         fresh: query.fresh,
         activate: true,
         force: query.force,
     };
-    blocking(move || Ok(Json(role.activate(&version, options)?))).await
+    blocking(move || {
+        let version = find_version(&*role, &version)?;
+        Ok(Json(role.activate(&version, options)?))
+    })
+    .await
 }
 
 async fn list<R: HasHub + Swappable>(
@@ -190,9 +205,9 @@ async fn remove<R: HasHub + Swappable>(
     _: Authorized<DEPLOY>,
 ) -> ApiResult<Json<Version>> {
     let kind = own_kind(&*role, &kind)?;
-    let version = parse_version(&version)?;
-    blocking(
-        move || match versions::remove(role.store(), kind, &version) {
+    blocking(move || {
+        let version = find_version(&*role, &version)?;
+        match versions::remove(role.store(), kind, &version) {
             Ok(v) => Ok(Json(v)),
             Err(e @ RemoveError::Active(_)) => {
                 Err(ApiError::new(StatusCode::CONFLICT, "version", e))
@@ -201,7 +216,7 @@ async fn remove<R: HasHub + Swappable>(
                 Err(ApiError::new(StatusCode::NOT_FOUND, "version", e))
             }
             Err(RemoveError::Storage(e)) => Err(ApiError::internal(format!("{e:#}"))),
-        },
-    )
+        }
+    })
     .await
 }

@@ -144,6 +144,30 @@ pub fn history(db: &dyn Store, kind: StrategyKind) -> anyhow::Result<Vec<Activat
     )?)
 }
 
+/// A version asked for by SHA-256 or by the name it was uploaded with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    Found(Sha256),
+    Unknown,
+    /// The name was given to more than one upload.
+    Ambiguous,
+}
+
+/// Finds `wanted` among `known`: a SHA-256 (any case) or an upload's name.
+pub fn lookup(known: &[Version], wanted: &str) -> Lookup {
+    if let Ok(sha) = wanted.parse::<Sha256>()
+        && known.iter().any(|k| k.sha256 == sha)
+    {
+        return Lookup::Found(sha);
+    }
+    let mut named = known.iter().filter(|k| k.name.as_deref() == Some(wanted));
+    match (named.next(), named.next()) {
+        (Some(one), None) => Lookup::Found(one.sha256),
+        (None, _) => Lookup::Unknown,
+        (Some(_), Some(_)) => Lookup::Ambiguous,
+    }
+}
+
 /// Why a version cannot be deleted.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoveError {
@@ -257,4 +281,37 @@ pub fn trusted_keys(hex_keys: &[String]) -> anyhow::Result<Vec<ed25519_dalek::Ve
                 })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(bytes: &[u8], name: Option<&str>) -> Version {
+        Version {
+            sha256: Sha256::of(bytes),
+            kind: StrategyKind::Grid,
+            world: "grid-strategy".into(),
+            size: bytes.len() as u64,
+            added_ms: 0,
+            name: name.map(str::to_owned),
+            notes: None,
+        }
+    }
+
+    #[test]
+    fn a_version_is_found_by_its_sha256_or_by_a_name_only_one_upload_has() {
+        let known = [
+            version(b"a", Some("tariff")),
+            version(b"b", Some("peak")),
+            version(b"c", Some("peak")),
+        ];
+        let a = Sha256::of(b"a");
+        assert_eq!(lookup(&known, &a.hex()), Lookup::Found(a));
+        assert_eq!(lookup(&known, &a.hex().to_uppercase()), Lookup::Found(a));
+        assert_eq!(lookup(&known, "tariff"), Lookup::Found(a));
+        assert_eq!(lookup(&known, "peak"), Lookup::Ambiguous);
+        assert_eq!(lookup(&known, "flat"), Lookup::Unknown);
+        assert_eq!(lookup(&known, &Sha256::of(b"d").hex()), Lookup::Unknown);
+    }
 }

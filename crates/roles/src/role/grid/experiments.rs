@@ -470,19 +470,12 @@ fn resolve(
     if wanted == "active" {
         return Ok(active.sha256.hex());
     }
-    if known.iter().any(|k| k.sha256.hex() == wanted) {
-        return Ok(wanted.to_owned());
-    }
-    let named: Vec<_> = known
-        .iter()
-        .filter(|k| k.name.as_deref() == Some(wanted))
-        .collect();
-    match named.as_slice() {
-        [one] => Ok(one.sha256.hex()),
-        [] => Err(format!(
+    match versions::lookup(known, wanted) {
+        versions::Lookup::Found(sha) => Ok(sha.hex()),
+        versions::Lookup::Unknown => Err(format!(
             "no grid version `{wanted}` here (a SHA-256, an upload's name, or `active`): upload it first with `?activate=false`"
         )),
-        _ => Err(format!(
+        versions::Lookup::Ambiguous => Err(format!(
             "`{wanted}` names more than one version: use its SHA-256"
         )),
     }
