@@ -223,6 +223,24 @@ fn a_departed_producer_gets_no_further_share() {
         },
     );
     assert_eq!(payouts(&d), []);
+    // Its payout's confirmation arrives after it left: it stays gone (no
+    // ghost with no output and money received).
+    tick(
+        &grid,
+        &mut books,
+        13_000,
+        GridNews {
+            transfers: vec![confirmed(P2, 40), confirmed(P3, 40)],
+            ..GridNews::default()
+        },
+    );
+    let state: basic_grid_strategy::GridState = powerplug_sdk::state::decode(&books.state).unwrap();
+    let producers: Vec<_> = state
+        .producers
+        .iter()
+        .map(|p| (p.index, p.output_wh, p.received))
+        .collect();
+    assert_eq!(producers, [(P2, 1_000, 40)]);
     let d = tick(&grid, &mut books, 22_000, GridNews::default());
     assert_eq!(payouts(&d), [(P2, 40)]);
 }

@@ -62,8 +62,10 @@ fn reports_slices_three_behind_prices_at_4_per_kwh_and_restarts_when_idle() {
     let producer = runtime.load_producer(&basic_producer()).unwrap();
     let mut books = Books::default();
 
-    // Slice 100: the clock starts. Slices 98 and 99 wait their turn; slice 96's
-    // turn (100 − 3 = 97 and before) has passed, so it is late.
+    // Slice 100 begins: the clock starts. An entry belongs to the slice its
+    // end falls in (as in the original): slice 98's entries to 99, slice 99's
+    // to 100; they wait their turn. Slice 95's entry (its end in 96) is late:
+    // the last finished slice is 99, and 99 − 3 = 96 has had its turn.
     let d = tick(
         &producer,
         &mut books,
@@ -73,7 +75,7 @@ fn reports_slices_three_behind_prices_at_4_per_kwh_and_restarts_when_idle() {
                 out(7, 98, 1_500),
                 out(8, 98, 2_250),
                 out(7, 99, 1_000),
-                out(8, 96, 400),
+                out(8, 95, 400),
             ],
             ..ProducerNews::default()
         },
@@ -81,12 +83,13 @@ fn reports_slices_three_behind_prices_at_4_per_kwh_and_restarts_when_idle() {
     assert_eq!(commands(&d), []);
     assert_eq!(metric(&d, "late-wh"), 400);
 
-    // 102.17 slices: slices 101 and 102 have passed → report 98 (both sources:
-    // 3,750 Wh → 15 tokens) and 99 (1,000 Wh → 4 tokens).
+    // 104.17 slices: slices 100 to 103 have finished → the turns of 97 to 100:
+    // 99 (both sources: 3,750 Wh → 15 tokens) and 100 (1,000 Wh → 4 tokens).
+    // Nothing was reported before slice 103 finished: the original's window.
     let d = tick(
         &producer,
         &mut books,
-        102 * SLICE + 5_000,
+        104 * SLICE + 5_000,
         ProducerNews {
             outputs: vec![out(7, 100, 2_001), out(7, 101, 500)],
             ..ProducerNews::default()
@@ -95,16 +98,16 @@ fn reports_slices_three_behind_prices_at_4_per_kwh_and_restarts_when_idle() {
     assert_eq!(
         commands(&d),
         [
-            (98 * SLICE, 99 * SLICE, 3_750, 15),
-            (99 * SLICE, 100 * SLICE, 1_000, 4)
+            (99 * SLICE, 100 * SLICE, 3_750, 15),
+            (100 * SLICE, 101 * SLICE, 1_000, 4)
         ]
     );
 
-    // Slice 103 → report 100: 2,001 Wh is 8.004 tokens → 8, and 0.004 carries over.
+    // Slice 104 finished → 101: 2,001 Wh is 8.004 tokens → 8, and 0.004 carries over.
     let d = tick(
         &producer,
         &mut books,
-        103 * SLICE + 5_000,
+        105 * SLICE + 5_000,
         ProducerNews {
             transfers: vec![Transfer {
                 entity: None,
@@ -115,36 +118,66 @@ fn reports_slices_three_behind_prices_at_4_per_kwh_and_restarts_when_idle() {
             ..ProducerNews::default()
         },
     );
-    assert_eq!(commands(&d), [(100 * SLICE, 101 * SLICE, 2_001, 8)]);
+    assert_eq!(commands(&d), [(101 * SLICE, 102 * SLICE, 2_001, 8)]);
     assert_eq!(metric(&d, "received"), 23);
 
-    // Six slices without a tick (more than 5): the clock restarts at 109 and
-    // reports nothing; slice 101's 500 Wh can no longer be reported.
+    // Six slices without a tick (more than 5): the clock restarts at 111 and
+    // reports nothing; the 500 Wh of slice 102 can no longer be reported.
     let d = tick(
         &producer,
         &mut books,
-        109 * SLICE + 5_000,
+        111 * SLICE + 5_000,
         ProducerNews::default(),
     );
     assert_eq!(commands(&d), []);
     assert_eq!(metric(&d, "late-wh"), 500);
 
-    // Slice 110 → report 107: 250 Wh is 1 token, plus the carried 0.004 → 1.004 → 1.
+    // Slice 111 finished → 108: 250 Wh is 1 token, plus the carried 0.004 → 1.004 → 1.
     let d = tick(
         &producer,
         &mut books,
-        110 * SLICE,
+        112 * SLICE,
         ProducerNews {
             outputs: vec![out(8, 107, 250)],
             ..ProducerNews::default()
         },
     );
-    assert_eq!(commands(&d), [(107 * SLICE, 108 * SLICE, 250, 1)]);
+    assert_eq!(commands(&d), [(108 * SLICE, 109 * SLICE, 250, 1)]);
 
     let state: ProducerState = powerplug_sdk::state::decode(&books.state).unwrap();
-    assert_eq!(state.last_slice, Some(110));
+    assert_eq!(state.last_slice, Some(112));
     assert_eq!(state.price_remainder, 4);
     assert!(state.pending.is_empty());
+}
+
+/// Data up to about 90 s late still counts, as in the original: an entry of
+/// slice 10 (it ends at 330 s) sent at 420 s is reported when slice 14 ends.
+#[test]
+fn an_entry_that_arrives_ninety_seconds_after_its_slice_still_counts() {
+    let runtime = Runtime::new(Limits::default(), None).unwrap();
+    let producer = runtime.load_producer(&basic_producer()).unwrap();
+    let mut books = Books::default();
+    tick(&producer, &mut books, 10 * SLICE, ProducerNews::default());
+    for now in 11..14 {
+        let d = tick(&producer, &mut books, now * SLICE, ProducerNews::default());
+        assert_eq!(commands(&d), []);
+    }
+    let d = tick(
+        &producer,
+        &mut books,
+        14 * SLICE,
+        ProducerNews {
+            outputs: vec![out(3, 10, 7_000), out(4, 11, 0)],
+            ..ProducerNews::default()
+        },
+    );
+    assert_eq!(commands(&d), []);
+    assert_eq!(metric(&d, "late-wh"), 0);
+    let d = tick(&producer, &mut books, 15 * SLICE, ProducerNews::default());
+    assert_eq!(commands(&d), [(11 * SLICE, 12 * SLICE, 7_000, 28)]);
+    // A slice whose sources produced nothing sends no command.
+    let d = tick(&producer, &mut books, 16 * SLICE, ProducerNews::default());
+    assert_eq!(commands(&d), []);
 }
 
 #[test]
@@ -158,16 +191,17 @@ fn five_idle_slices_are_still_caught_up() {
         10 * SLICE,
         ProducerNews {
             outputs: vec![
-                out(0, 8, 1_000),
-                out(0, 9, 2_000),
-                out(0, 10, 3_000),
-                out(0, 11, 4_000),
-                out(0, 12, 5_000),
+                out(0, 6, 1_000),
+                out(0, 7, 2_000),
+                out(0, 8, 3_000),
+                out(0, 9, 4_000),
+                out(0, 10, 5_000),
             ],
             ..ProducerNews::default()
         },
     );
-    // Exactly 5 slices later: not idle *more* than 5, so slices 8..=12 are reported.
+    // Exactly 5 slices later: not idle *more* than 5, so the slices that
+    // finished (10 to 14) report the turns of 6 to 10: every entry.
     let d = tick(&producer, &mut books, 15 * SLICE, ProducerNews::default());
     let wh: Vec<u64> = d.commands.iter().map(|c| c.wh).collect();
     assert_eq!(wh, [1_000, 2_000, 3_000, 4_000, 5_000]);

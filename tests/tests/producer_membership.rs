@@ -140,3 +140,53 @@ fn a_running_producer_takes_a_new_pricing_version_between_ticks() {
     rt.block_on(producer.stop()).unwrap();
     rt.block_on(grid.stop()).unwrap();
 }
+
+/// Source output that comes after its slice's turn is energy produced and
+/// never sold: the producer host adds up what its strategy dropped as late
+/// (`late-wh`) in `/status`, for the operator to see.
+#[test]
+fn the_producer_shows_the_source_output_its_strategy_dropped_as_late() {
+    use ed25519_dalek::SigningKey;
+    use powerplug::channel::{ChannelWriter, HttpTransport};
+    use powerplug::domain::{EntityKind, UnixMs, Wh};
+    use powerplug::inbox::Command;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, producer_wasm) = strategy_files(dir.path());
+    let rt = powerplug_tests::runtime();
+    let grid = rt
+        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 1_000)))
+        .unwrap();
+    let config = powerplug_tests::producer_config(dir.path(), producer_wasm, &grid.url);
+    let producer = rt.block_on(run::producer(&config)).unwrap();
+    let api = Client::new(&producer.url);
+
+    // A source registers, with a token from the producer's operator, and
+    // reports a slice from long ago (the producer's clock is real time).
+    let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[4; 32]), true).unwrap();
+    let token = powerplug_tests::admit(&producer.url, "source", Some("panel"), 1);
+    let body =
+        powerplug::api::Register::open(EntityKind::Source, &mut writer, Some(&token)).unwrap();
+    let (status, answer) = api.put(
+        "/registrations/panel",
+        None,
+        &serde_json::to_value(body).unwrap(),
+    );
+    assert_eq!(status, 201, "{answer}");
+    let old = Command::Output {
+        start_ms: UnixMs(0),
+        end_ms: UnixMs(30_000),
+        wh: Wh(700),
+        price: None,
+    };
+    writer
+        .publish(&HttpTransport::new(&producer.url), old.encode())
+        .unwrap();
+    let totals = || api.get("/status", None).1["totals"].clone();
+    eventually("the producer takes the reading", || {
+        totals()["records-received"] == 1
+    });
+    producer.role.tick().unwrap();
+    eventually("the late output is counted", || totals()["late-wh"] == 700);
+    assert_eq!(totals()["reported-wh"].as_u64().unwrap_or(0), 0);
+}

@@ -43,6 +43,9 @@ pub enum Counter {
     Asked,
     Commands,
     Received,
+    /// Producer: source Wh its strategy dropped as too late to report (the
+    /// sum of the strategy's `late-wh` metric, where it reports one).
+    LateWh,
 }
 
 impl Counter {
@@ -72,6 +75,7 @@ impl Counter {
             Self::Asked => "asked",
             Self::Commands => "commands",
             Self::Received => "received",
+            Self::LateWh => "late-wh",
         }
     }
 

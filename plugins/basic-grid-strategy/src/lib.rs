@@ -195,7 +195,14 @@ impl GridStrategy for BasicGrid {
                         out.cells.update(consumer, |w| w[3] += t.amount);
                     }
                 }
-                (false, Some(producer)) => state.producer(producer).received += t.amount,
+                // A producer that left has no totals any more: its payout was
+                // counted when it was decided, and a confirmation arriving
+                // after it left must not bring it back as a ghost.
+                (false, Some(producer)) => {
+                    if let Ok(pos) = state.producers.binary_search_by_key(&producer, |p| p.index) {
+                        state.producers[pos].received += t.amount;
+                    }
+                }
                 (false, None) => {}
             }
         }

@@ -1,12 +1,14 @@
 //! The original proof of concept's producer strategy, with integer energy and money.
 //!
-//! Time runs in slices of `slice-ms` (30 s). Each tick, for every whole slice that
-//! has passed since the last one, the producer reports the sources' output of the
-//! slice `delay-slices` (3) earlier, so late source data can still arrive, priced
-//! at `price-per-kwh` (4) tokens; the fraction of a token carries over. A producer
-//! idle for more than `idle-slices` (5) restarts its clock instead of reporting the
-//! gap. Source output that arrives after its slice was reported is dropped and
-//! counted as `late-wh`.
+//! Time runs in slices of `slice-ms` (30 s). A source's entry belongs to the
+//! slice its *end* falls in, as in the original. Each tick, for every slice that
+//! has finished since the last tick, the producer reports the entries of the
+//! slice `delay-slices` (3) before it, so late source data can still arrive (up
+//! to about 90–120 s after its slice ended), priced at `price-per-kwh` (4)
+//! tokens; the fraction of a token carries over. A producer idle for more than
+//! `idle-slices` (5) restarts its clock instead of reporting the gap. Source
+//! output that arrives after its slice was reported is dropped and counted as
+//! `late-wh` (the producer host adds it up in `/status`).
 
 use powerplug_sdk::producer::{ProducerOut, ProducerStrategy, ProducerTick};
 use powerplug_sdk::{Config, Error};
@@ -60,7 +62,7 @@ impl ProducerStrategy for BasicProducer {
         out: &mut ProducerOut,
     ) -> Result<(), Error> {
         for o in tick.outputs {
-            let slice = o.start_ms / self.slice_ms;
+            let slice = o.end_ms / self.slice_ms;
             match state.pending.binary_search_by_key(&slice, |p| p.0) {
                 Ok(pos) => state.pending[pos].1 += o.wh,
                 Err(pos) => state.pending.insert(pos, (slice, o.wh)),
@@ -71,18 +73,26 @@ impl ProducerStrategy for BasicProducer {
         let (mut reported_wh, mut asked) = (0u64, 0u64);
         match state.last_slice {
             Some(last) if now >= last && now - last <= self.idle_slices => {
+                // `slice` has begun, so the one before it has finished; its
+                // turn is `delay_slices` slices back.
                 for slice in last + 1..=now {
-                    let Some(target) = slice.checked_sub(self.delay_slices) else {
+                    let Some(target) = slice.checked_sub(1 + self.delay_slices) else {
                         continue;
                     };
                     let Ok(pos) = state.pending.binary_search_by_key(&target, |p| p.0) else {
                         continue;
                     };
                     let (_, wh) = state.pending.remove(pos);
+                    // Sources that produced nothing: no command (the original sent one).
+                    if wh == 0 {
+                        continue;
+                    }
                     let milli = u128::from(wh) * u128::from(self.price_per_kwh)
                         + u128::from(state.price_remainder);
                     let price = u64::try_from(milli / 1000).map_err(|_| "price overflows u64")?;
                     state.price_remainder = (milli % 1000) as u64;
+                    // The report names the slice, as the original's did: the
+                    // one its entries' ends fell in.
                     let start = target * self.slice_ms;
                     out.report_output(start, start + self.slice_ms, wh, price);
                     reported_wh += wh;
@@ -96,7 +106,7 @@ impl ProducerStrategy for BasicProducer {
 
         // Slices whose turn has come and gone will never be reported.
         let mut late_wh = 0;
-        if let Some(done) = now.checked_sub(self.delay_slices) {
+        if let Some(done) = now.checked_sub(1 + self.delay_slices) {
             state.pending.retain(|&(slice, wh)| {
                 let keep = slice > done;
                 if !keep {

@@ -320,6 +320,10 @@ impl Producer {
         Counter::Asked.add(&*tx, decision.commands.iter().map(|c| c.price).sum())?;
         Counter::Commands.add(&*tx, decision.commands.len() as u64)?;
         Counter::Received.add(&*tx, gathered.income)?;
+        // Data the strategy says came too late is energy that was produced
+        // and never sold: the operator sees it in `/status`.
+        let late = decision.metrics.iter().find(|m| m.name == "late-wh");
+        Counter::LateWh.add(&*tx, late.map_or(0, |m| m.value.max(0) as u64))?;
         tick_log::record_producer(&*tx, SLOT, sha, input, Outcome::Decided(decision))?;
         tx.commit()?;
         Ok(next)
