@@ -10,6 +10,7 @@
 //! money and energy the scenario put in. The first failure of each property is
 //! kept with the scenario and tick where it happened.
 
+pub mod fuzz;
 mod grid;
 mod producer;
 
@@ -17,7 +18,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::strategy::{
-    AMOUNTS_OVERFLOW, CallError, ComponentInfo, Limits, Loaded, Runtime, TickFailure, TickOutcome,
+    AMOUNTS_OVERFLOW, CallError, ComponentInfo, Limits, Loaded, Runtime, StrategyKind, TickFailure,
+    TickOutcome,
 };
 
 /// What `check` verifies, in the order the report lists it.
@@ -98,11 +100,14 @@ pub struct Report {
     pub limits: Limits,
     pub verdicts: Vec<Verdict>,
     pub scenarios: Vec<ScenarioStats>,
+    /// Random traces, when asked for (`--fuzz`).
+    pub fuzz: Option<fuzz::FuzzReport>,
 }
 
 impl Report {
     pub fn passed(&self) -> bool {
         self.verdicts.iter().all(|v| v.run && v.failure.is_none())
+            && self.fuzz.as_ref().is_none_or(|f| f.failure.is_none())
     }
 
     pub fn failed(&self) -> impl Iterator<Item = &Verdict> {
@@ -117,13 +122,25 @@ impl Report {
 /// Runs the conformance check of `bytes` on `runtime`, whose limits should be
 /// [`Limits::DEFAULT`] (the report says which it used).
 pub fn check(runtime: &Runtime, bytes: &[u8]) -> Report {
+    check_fuzzed(runtime, bytes, 0)
+}
+
+/// [`check`], then `traces` random traces through a grid strategy (see
+/// [`fuzz`]); none with 0.
+pub fn check_fuzzed(runtime: &Runtime, bytes: &[u8], traces: u32) -> Report {
     let mut tally = Tally::default();
     let start = Instant::now();
     let loaded = runtime.load(bytes);
     let load_time = start.elapsed();
     let info = loaded.as_ref().ok().map(|l| l.info().clone());
+    let mut fuzzed = None;
     match loaded {
-        Ok(Loaded::Grid(strategy)) => grid::run(&strategy, &mut tally),
+        Ok(Loaded::Grid(strategy)) => {
+            grid::run(&strategy, &mut tally);
+            if traces > 0 {
+                fuzzed = Some(fuzz::run(&strategy, traces, 1));
+            }
+        }
         Ok(Loaded::Producer(strategy)) => producer::run(&strategy, &mut tally),
         Err(e) => tally.fail(Property::Loads, e.to_string()),
     }
@@ -146,6 +163,7 @@ pub fn check(runtime: &Runtime, bytes: &[u8]) -> Report {
         limits: *runtime.limits(),
         verdicts,
         scenarios: tally.scenarios,
+        fuzz: fuzzed,
     }
 }
 
@@ -170,6 +188,11 @@ impl Tally {
             Some(f) => f.2 += 1,
             None => self.failures.push((property, why, 0)),
         }
+    }
+
+    /// The first failure filed, if any.
+    pub(crate) fn first_failure(&self) -> Option<(Property, String)> {
+        self.failures.first().map(|f| (f.0, f.1.clone()))
     }
 
     pub(crate) fn start(&mut self, name: &str, planned: u32) {
@@ -343,6 +366,21 @@ impl fmt::Display for Report {
                 )?;
             }
         }
+        if let Some(fz) = &self.fuzz {
+            let what = format!(
+                "\nfuzz      {} random traces, {} ticks",
+                grouped(u64::from(fz.traces)),
+                grouped(fz.ticks)
+            );
+            match &fz.failure {
+                None => writeln!(f, "{what}: pass")?,
+                Some((property, why, trace)) => writeln!(
+                    f,
+                    "{what}: FAIL  {}: {why}\nthe shortest trace that shows it:\n{trace}",
+                    property.name()
+                )?,
+            }
+        }
         let failed = self.failed().count();
         if failed == 0 && self.passed() {
             write!(f, "\nall {} checks passed", self.verdicts.len())
@@ -352,14 +390,26 @@ impl fmt::Display for Report {
     }
 }
 
-/// `powerplug strategy check FILE`: prints the report; an error if a check failed.
-pub fn cli(file: &std::path::Path, cache: &std::path::Path) -> anyhow::Result<()> {
+/// `powerplug strategy check FILE [--fuzz N]`: prints the report; an error
+/// if a check failed.
+pub fn cli(file: &std::path::Path, cache: &std::path::Path, fuzz: u32) -> anyhow::Result<()> {
     use anyhow::Context;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let runtime = Runtime::new(Limits::DEFAULT, Some(cache))?;
-    let report = check(&runtime, &bytes);
+    let report = check_fuzzed(&runtime, &bytes, fuzz);
     println!("{report}");
-    let failed: Vec<&str> = report.failed().map(|v| v.property.name()).collect();
+    if fuzz > 0
+        && report
+            .info
+            .as_ref()
+            .is_some_and(|i| i.kind != StrategyKind::Grid)
+    {
+        println!("(--fuzz runs grid strategies; producer strategies get the scenarios only)");
+    }
+    let mut failed: Vec<&str> = report.failed().map(|v| v.property.name()).collect();
+    if report.fuzz.as_ref().is_some_and(|f| f.failure.is_some()) {
+        failed.push("fuzz");
+    }
     anyhow::ensure!(
         failed.is_empty(),
         "{} failed the conformance check: {}",

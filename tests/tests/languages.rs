@@ -9,14 +9,14 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use powerplug::books::{Books, GridNews};
-use powerplug::check::{Property, Report, check};
+use powerplug::check::{Property, Report, check, check_fuzzed};
 use powerplug::http::run;
 use powerplug::scaffold::{Lang, create};
 use powerplug::strategy::{GridDecision, GridStrategy, Output, Transfer, Usage};
 use powerplug::tick_log::{self, Outcome};
 use powerplug_tests::{
-    Client, Meter, OPERATOR, basic_producer, cached_runtime, eventually, grid_config, hostile,
-    scripted_component, strategy_files, workspace_root,
+    Client, Meter, OPERATOR, basic_grid, basic_producer, cached_runtime, eventually, grid_config,
+    hostile, scripted_component, strategy_files, workspace_root,
 };
 
 fn example(dir: &str) -> PathBuf {
@@ -110,7 +110,7 @@ fn payouts(d: &GridDecision) -> Vec<(u32, u64)> {
 
 #[test]
 fn python_time_of_use_passes_the_check_and_bills_by_the_hour() {
-    let report = check(cached_runtime(), &time_of_use());
+    let report = check_fuzzed(cached_runtime(), &time_of_use(), 10);
     assert_passes("the time-of-use example", &report);
 
     // Through the component, the scenario of the example's own test.
@@ -161,7 +161,7 @@ fn python_time_of_use_passes_the_check_and_bills_by_the_hour() {
 
 #[test]
 fn js_tiered_price_passes_the_check_and_bills_by_tier() {
-    let report = check(cached_runtime(), &tiered());
+    let report = check_fuzzed(cached_runtime(), &tiered(), 10);
     assert_passes("the tiered-price example", &report);
 
     let tiered = loaded("tiered");
@@ -425,6 +425,42 @@ fn strategy_new_projects_build_pass_their_first_test_and_the_check() {
     assert!(
         !build.contains(&*workspace_root().to_string_lossy()),
         "the build script names no checkout"
+    );
+}
+
+/// `--fuzz`: random traces find a bug the canned scenarios cannot (their
+/// consumers never leave), and the report shows the shortest trace that
+/// fails; the basic grid passes 200 traces.
+#[test]
+fn fuzzing_finds_a_money_bug_the_scenarios_miss_and_shows_the_shortest_trace() {
+    let basic = check_fuzzed(cached_runtime(), &basic_grid(), 200);
+    assert_passes("the basic grid under --fuzz", &basic);
+    let fuzzed = basic.fuzz.as_ref().unwrap();
+    assert_eq!(fuzzed.traces, 200);
+    assert!(fuzzed.ticks > 1_000, "{basic}");
+
+    let bytes = hostile("bill-departed");
+    assert_passes(
+        "bill-departed, scenarios only",
+        &check(cached_runtime(), &bytes),
+    );
+    let report = check_fuzzed(cached_runtime(), &bytes, 200);
+    assert!(!report.passed(), "{report}");
+    let (property, why, trace) = report.fuzz.as_ref().unwrap().failure.clone().unwrap();
+    assert_eq!(property, Property::EnergyAccountedFor, "{report}");
+    assert!(why.contains("left before this tick"), "{why}");
+    // Shrunk to what it takes: a consumer that used energy, left, and a tick
+    // after (no producer, no payment, no other consumer).
+    let text = trace.to_string();
+    assert!(text.lines().count() <= 3, "{text}");
+    assert!(text.contains("leaves") && text.contains("uses"), "{text}");
+    assert!(
+        !text.contains("producer") && !text.contains("pays"),
+        "{text}"
+    );
+    assert!(
+        report.to_string().contains("the shortest trace"),
+        "{report}"
     );
 }
 

@@ -96,14 +96,17 @@ pub(super) fn run(strategy: &GridStrategy, tally: &mut Tally) {
 
 /// What the scenario has put in so far, to check decisions against.
 #[derive(Default)]
-struct Model {
-    kinds: BTreeMap<u32, EntityKind>,
-    left: Vec<u32>,
-    used_wh: BTreeMap<u32, u128>,
+pub(super) struct Model {
+    pub(super) kinds: BTreeMap<u32, EntityKind>,
+    pub(super) left: Vec<u32>,
+    /// Entities that left before the tick being checked: no request may go
+    /// to one of them.
+    pub(super) left_before: Vec<u32>,
+    pub(super) used_wh: BTreeMap<u32, u128>,
     billed_wh: BTreeMap<u32, u128>,
     owed: BTreeMap<u32, u128>,
     /// The grid's wallet: everything received minus everything paid out.
-    balance: u128,
+    pub(super) balance: u128,
 }
 
 fn run_scenario(strategy: &GridStrategy, s: &Scenario, seed: u64, tally: &mut Tally) {
@@ -198,7 +201,7 @@ fn entity(index: u32, kind: EntityKind, prefix: &str) -> Entity {
 }
 
 impl Model {
-    fn check(&mut self, d: &GridDecision, at: &str, tally: &mut Tally) {
+    pub(super) fn check(&mut self, d: &GridDecision, at: &str, tally: &mut Tally) {
         let r = &d.payment_requests;
         tally.in_range(at, "a payment request's Wh", r.wh.iter().copied());
         tally.in_range(at, "a payment request", r.owed.iter().copied());
@@ -206,6 +209,13 @@ impl Model {
 
         for request in r.iter() {
             let c = request.consumer;
+            if self.left_before.contains(&c) {
+                tally.fail(
+                    Property::EnergyAccountedFor,
+                    format!("{at}: a payment request to consumer {c}, which left before this tick"),
+                );
+                continue;
+            }
             if self.kinds.get(&c) != Some(&EntityKind::Consumer) {
                 let what = self.describe(c);
                 tally.fail(

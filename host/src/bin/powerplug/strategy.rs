@@ -47,6 +47,12 @@ pub enum StrategyCommand {
         /// Where compiled components are cached between runs.
         #[arg(long, default_value = "target/powerplug-cache")]
         cache: PathBuf,
+        /// Then run this many random traces through a grid strategy (joins,
+        /// leaves, payers early, late, partial or absent, zero and huge
+        /// amounts), checking money and energy after every tick; a failure
+        /// prints the shortest trace that shows it.
+        #[arg(long, value_name = "TRACES", num_args = 0..=1, default_missing_value = "200")]
+        fuzz: Option<u32>,
     },
     /// Upload a component to a running grid: checked, dry-run on the recent
     /// ticks, and activated between ticks (with the live books only if it
@@ -139,7 +145,9 @@ pub fn run(command: StrategyCommand) -> anyhow::Result<()> {
             let info = inspect(&read(&file)?)?;
             println!("{}", serde_json::to_string_pretty(&info)?);
         }
-        StrategyCommand::Check { file, cache } => powerplug::check::cli(&file, &cache)?,
+        StrategyCommand::Check { file, cache, fuzz } => {
+            powerplug::check::cli(&file, &cache, fuzz.unwrap_or(0))?
+        }
         StrategyCommand::New {
             name,
             lang,

@@ -1,0 +1,333 @@
+//! `powerplug strategy check --fuzz`: random traces of a grid's life —
+//! consumers and producers joining and leaving, usage from nothing to the
+//! largest a host finds plausible, output that is sometimes zero, consumers
+//! paying early, late, in part, too much or never — run through a grid
+//! strategy and checked after every tick against the same model as the
+//! scenarios, plus two rules only traces reach: no payment request to a
+//! consumer that has left, and (for a strategy that reports them) money in =
+//! running costs + payouts + what is still undistributed. A failing trace is
+//! shrunk to the shortest one that still fails the same way.
+
+use std::fmt;
+
+use super::grid::{Model, START_MS};
+use super::{Property, Rng, Tally};
+use crate::books::{Books, GridNews};
+use crate::strategy::{Entity, EntityKind, GridStrategy, Output, Transfer, Usage};
+
+const TICK_MS: u64 = 15_000;
+const SLICE_MS: u64 = 15_000;
+/// The most one reading may claim on a host with default plausibility.
+const PLAUSIBLE_WH: u64 = 1_000_000;
+
+/// One thing that happens during a tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    Join(u32, EntityKind),
+    Leave(u32),
+    Usage(u32, u64),
+    Output(u32, u64),
+    /// A consumer pays this much, whatever it was asked.
+    Pay(u32, u64),
+}
+
+impl Event {
+    fn entity(self) -> u32 {
+        match self {
+            Event::Join(e, _)
+            | Event::Leave(e)
+            | Event::Usage(e, _)
+            | Event::Output(e, _)
+            | Event::Pay(e, _) => e,
+        }
+    }
+}
+
+/// Events per tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trace(Vec<Vec<Event>>);
+
+/// What the fuzzing found.
+#[derive(Debug, Clone)]
+pub struct FuzzReport {
+    pub traces: u32,
+    pub ticks: u64,
+    /// The first failure: the property, what happened, the shortest trace.
+    pub failure: Option<(Property, String, Trace)>,
+}
+
+/// Runs `traces` random traces from `seed` on; stops at the first failure
+/// and shrinks it.
+pub fn run(strategy: &GridStrategy, traces: u32, seed: u64) -> FuzzReport {
+    let mut report = FuzzReport {
+        traces: 0,
+        ticks: 0,
+        failure: None,
+    };
+    for n in 0..traces {
+        let trace = generate(seed.wrapping_add(u64::from(n)));
+        report.traces += 1;
+        report.ticks += trace.0.len() as u64;
+        if let Some((property, _)) = replay(strategy, &trace) {
+            let shortest = shrink(strategy, trace, property);
+            let (property, why) = replay(strategy, &shortest).unwrap_or((property, String::new()));
+            report.failure = Some((property, why, shortest));
+            break;
+        }
+    }
+    report
+}
+
+fn chance(rng: &mut Rng, percent: u64) -> bool {
+    rng.between((1, 100)) <= percent
+}
+
+fn generate(seed: u64) -> Trace {
+    let mut rng = Rng(seed);
+    let consumers = rng.between((1, 5)) as u32;
+    let producers = rng.between((1, 3)) as u32;
+    let ticks = rng.between((3, 30)) as usize;
+    let mut trace = vec![Vec::new(); ticks];
+    let mut joined_at = Vec::new();
+    for e in 0..consumers + producers {
+        let kind = if e < consumers {
+            EntityKind::Consumer
+        } else {
+            EntityKind::Producer
+        };
+        let at = rng.between((0, (ticks as u64 - 1).min(3))) as usize;
+        trace[at].push(Event::Join(e, kind));
+        joined_at.push((e, kind, at));
+    }
+    for (e, kind, at) in joined_at {
+        let leaves =
+            chance(&mut rng, 25).then(|| rng.between((at as u64 + 1, ticks as u64)) as usize);
+        for (t, events) in trace.iter_mut().enumerate().skip(at) {
+            if leaves == Some(t) {
+                events.push(Event::Leave(e));
+                break;
+            }
+            match kind {
+                EntityKind::Consumer => {
+                    if chance(&mut rng, 70) {
+                        let wh = match rng.between((0, 9)) {
+                            0 => 0,
+                            1 => PLAUSIBLE_WH,
+                            _ => rng.between((1, 2_500)),
+                        };
+                        events.push(Event::Usage(e, wh));
+                    }
+                    if chance(&mut rng, 30) {
+                        let amount = match rng.between((0, 4)) {
+                            0 => rng.between((1, 4)),
+                            1 => rng.between((1_000, 10_000_000)),
+                            _ => rng.between((5, 60)),
+                        };
+                        events.push(Event::Pay(e, amount));
+                    }
+                }
+                _ => {
+                    if chance(&mut rng, 70) {
+                        let wh = match rng.between((0, 4)) {
+                            0 => 0,
+                            1 => PLAUSIBLE_WH,
+                            _ => rng.between((1, 200_000)),
+                        };
+                        events.push(Event::Output(e, wh));
+                    }
+                }
+            }
+        }
+    }
+    Trace(trace)
+}
+
+/// Runs a trace; the first failure, if any.
+fn replay(strategy: &GridStrategy, trace: &Trace) -> Option<(Property, String)> {
+    let mut tally = Tally::default();
+    tally.start("fuzz", trace.0.len() as u32);
+    let mut model = Model::default();
+    let mut books = Books::default();
+    let mut confirmations = Vec::new();
+    let (mut income, mut paid_out) = (0u128, 0u128);
+    for (t, events) in trace.0.iter().enumerate() {
+        let now = START_MS + (t as u64 + 1) * TICK_MS;
+        model.left_before = model.left.clone();
+        let mut news = GridNews {
+            transfers: std::mem::take(&mut confirmations),
+            ..GridNews::default()
+        };
+        for &event in events {
+            match event {
+                Event::Join(e, kind) => {
+                    news.joined
+                        .push(Entity::new(e, kind, format!("{kind}-{e}")));
+                    model.kinds.insert(e, kind);
+                }
+                Event::Leave(e) => {
+                    news.left.push(e);
+                    model.left.push(e);
+                }
+                Event::Usage(c, wh) => {
+                    news.usage.push(Usage {
+                        consumer: c,
+                        start_ms: now - SLICE_MS,
+                        end_ms: now,
+                        wh,
+                    });
+                    *model.used_wh.entry(c).or_default() += u128::from(wh);
+                }
+                Event::Output(p, wh) => news.output.push(Output {
+                    producer: p,
+                    start_ms: now - SLICE_MS,
+                    end_ms: now,
+                    wh,
+                    price: wh * 4 / 1000,
+                }),
+                Event::Pay(c, amount) => {
+                    model.balance += u128::from(amount);
+                    income += u128::from(amount);
+                    news.transfers.push(Transfer {
+                        entity: Some(c),
+                        amount,
+                        at_ms: now,
+                        incoming: true,
+                    });
+                }
+            }
+        }
+        let at = format!("tick {}", t + 1);
+        let input = books.grid_input(now, &[], news);
+        let decision = tally.tick(&at, false, || strategy.tick(&input))?;
+        model.check(&decision, &at, &mut tally);
+        paid_out += decision
+            .payouts
+            .iter()
+            .map(|p| u128::from(p.amount))
+            .sum::<u128>();
+        conserved(&decision.metrics, income, paid_out, &at, &mut tally);
+        if let Some(failure) = tally.first_failure() {
+            return Some(failure);
+        }
+        // The wallet confirms the payouts; both sides see them next tick.
+        confirmations = decision
+            .payouts
+            .iter()
+            .map(|p| Transfer {
+                entity: Some(p.producer),
+                amount: p.amount,
+                at_ms: now,
+                incoming: false,
+            })
+            .collect();
+        books.apply_grid(&decision);
+    }
+    tally.first_failure()
+}
+
+/// Money in = running costs + payouts + undistributed, for a strategy that
+/// reports the two it keeps (`running-costs-received`, `available`).
+fn conserved(
+    metrics: &[crate::strategy::Metric],
+    income: u128,
+    paid_out: u128,
+    at: &str,
+    tally: &mut Tally,
+) {
+    let metric = |name: &str| metrics.iter().find(|m| m.name == name).map(|m| m.value);
+    let (Some(costs), Some(available)) = (metric("running-costs-received"), metric("available"))
+    else {
+        return;
+    };
+    let kept = i128::from(costs) + i128::from(available) + paid_out as i128;
+    if kept != income as i128 {
+        tally.fail(
+            Property::MoneyConserved,
+            format!(
+                "{at}: {income} tokens paid in, but running costs {costs} + payouts {paid_out} + undistributed {available} = {kept}"
+            ),
+        );
+    }
+}
+
+/// The smallest trace that still fails with `property`: whole entities,
+/// then whole ticks, then single events are left out while it does.
+fn shrink(strategy: &GridStrategy, mut trace: Trace, property: Property) -> Trace {
+    let fails = |t: &Trace| replay(strategy, t).is_some_and(|(p, _)| p == property);
+    loop {
+        let better = candidates(&trace).into_iter().find(|c| fails(c));
+        match better {
+            Some(c) => trace = c,
+            None => return trace,
+        }
+    }
+}
+
+/// Traces one step smaller than `trace`, entities first.
+fn candidates(trace: &Trace) -> Vec<Trace> {
+    let mut out = Vec::new();
+    let mut entities: Vec<u32> = trace.0.iter().flatten().map(|e| e.entity()).collect();
+    entities.sort_unstable();
+    entities.dedup();
+    for e in entities {
+        let t = trace.0.iter().map(|events| {
+            events
+                .iter()
+                .copied()
+                .filter(|ev| ev.entity() != e)
+                .collect()
+        });
+        out.push(Trace(t.collect()));
+    }
+    // A tick left out: its joins move to the tick after it, or before the end.
+    for t in 0..trace.0.len() {
+        let mut ticks = trace.0.clone();
+        let removed = ticks.remove(t);
+        let joins: Vec<Event> = removed
+            .into_iter()
+            .filter(|e| matches!(e, Event::Join(..)))
+            .collect();
+        if !joins.is_empty() {
+            let Some(last) = ticks.len().checked_sub(1) else {
+                continue;
+            };
+            ticks[t.min(last)].splice(0..0, joins);
+        }
+        out.push(Trace(ticks));
+    }
+    for t in 0..trace.0.len() {
+        for i in 0..trace.0[t].len() {
+            if matches!(trace.0[t][i], Event::Join(..)) {
+                continue;
+            }
+            let mut ticks = trace.0.clone();
+            ticks[t].remove(i);
+            out.push(Trace(ticks));
+        }
+    }
+    out
+}
+
+impl fmt::Display for Trace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (t, events) in self.0.iter().enumerate() {
+            let said: Vec<String> = events
+                .iter()
+                .map(|e| match *e {
+                    Event::Join(e, kind) => format!("{kind} {e} joins"),
+                    Event::Leave(e) => format!("{e} leaves"),
+                    Event::Usage(c, wh) => format!("consumer {c} uses {wh} Wh"),
+                    Event::Output(p, wh) => format!("producer {p} reports {wh} Wh"),
+                    Event::Pay(c, amount) => format!("consumer {c} pays {amount}"),
+                })
+                .collect();
+            let said = if said.is_empty() {
+                "nothing happens".to_owned()
+            } else {
+                said.join("; ")
+            };
+            writeln!(f, "  tick {}: {said}", t + 1)?;
+        }
+        Ok(())
+    }
+}
