@@ -18,8 +18,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::strategy::{
-    AMOUNTS_OVERFLOW, CallError, ComponentInfo, Limits, Loaded, Runtime, StrategyKind, TickFailure,
-    TickOutcome,
+    AMOUNTS_OVERFLOW, CallError, ComponentInfo, Limits, Loaded, Runtime, TickFailure, TickOutcome,
 };
 
 /// What `check` verifies, in the order the report lists it.
@@ -125,7 +124,7 @@ pub fn check(runtime: &Runtime, bytes: &[u8]) -> Report {
     check_fuzzed(runtime, bytes, 0)
 }
 
-/// [`check`], then `traces` random traces through a grid strategy (see
+/// [`check`], then `traces` random traces of the strategy's world (see
 /// [`fuzz`]); none with 0.
 pub fn check_fuzzed(runtime: &Runtime, bytes: &[u8], traces: u32) -> Report {
     let mut tally = Tally::default();
@@ -137,11 +136,12 @@ pub fn check_fuzzed(runtime: &Runtime, bytes: &[u8], traces: u32) -> Report {
     match loaded {
         Ok(Loaded::Grid(strategy)) => {
             grid::run(&strategy, &mut tally);
-            if traces > 0 {
-                fuzzed = Some(fuzz::run(&strategy, traces, 1));
-            }
+            fuzzed = (traces > 0).then(|| fuzz::grid(&strategy, traces, 1));
         }
-        Ok(Loaded::Producer(strategy)) => producer::run(&strategy, &mut tally),
+        Ok(Loaded::Producer(strategy)) => {
+            producer::run(&strategy, &mut tally);
+            fuzzed = (traces > 0).then(|| fuzz::producer(&strategy, traces, 1));
+        }
         Err(e) => tally.fail(Property::Loads, e.to_string()),
     }
     let loaded = info.is_some();
@@ -374,7 +374,7 @@ impl fmt::Display for Report {
             );
             match &fz.failure {
                 None => writeln!(f, "{what}: pass")?,
-                Some((property, why, trace)) => writeln!(
+                Some((property, why, trace)) => write!(
                     f,
                     "{what}: FAIL  {}: {why}\nthe shortest trace that shows it:\n{trace}",
                     property.name()
@@ -398,14 +398,6 @@ pub fn cli(file: &std::path::Path, cache: &std::path::Path, fuzz: u32) -> anyhow
     let runtime = Runtime::new(Limits::DEFAULT, Some(cache))?;
     let report = check_fuzzed(&runtime, &bytes, fuzz);
     println!("{report}");
-    if fuzz > 0
-        && report
-            .info
-            .as_ref()
-            .is_some_and(|i| i.kind != StrategyKind::Grid)
-    {
-        println!("(--fuzz runs grid strategies; producer strategies get the scenarios only)");
-    }
     let mut failed: Vec<&str> = report.failed().map(|v| v.property.name()).collect();
     if report.fuzz.as_ref().is_some_and(|f| f.failure.is_some()) {
         failed.push("fuzz");

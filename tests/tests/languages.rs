@@ -467,8 +467,9 @@ fn fuzzing_finds_a_money_bug_the_scenarios_miss_and_shows_the_shortest_trace() {
 #[test]
 fn the_check_passes_the_basic_producer_and_fails_strategies_that_break_the_contract() {
     // The producer world is detected from the component, as `inspect` does.
-    let report = check(cached_runtime(), &basic_producer());
+    let report = check_fuzzed(cached_runtime(), &basic_producer(), 200);
     assert_passes("the basic producer", &report);
+    assert_eq!(report.fuzz.as_ref().map(|f| f.traces), Some(200));
     assert!(report.scenarios.len() >= 4, "{report}");
 
     let cases = [

@@ -1,22 +1,34 @@
-//! `powerplug strategy check --fuzz`: random traces of a grid's life —
-//! consumers and producers joining and leaving, usage from nothing to the
-//! largest a host finds plausible, output that is sometimes zero, consumers
-//! paying early, late, in part, too much or never — run through a grid
-//! strategy and checked after every tick against the same model as the
-//! scenarios, plus two rules only traces reach: no payment request to a
-//! consumer that has left, and (for a strategy that reports them) money in =
-//! running costs + payouts + what is still undistributed. A failing trace is
-//! shrunk to the shortest one that still fails the same way.
+//! `powerplug strategy check --fuzz`: random traces run through a strategy
+//! and checked after every tick against the same model as the scenarios.
+//!
+//! - A grid's traces: consumers and producers joining and leaving, usage from
+//!   nothing to the largest a host finds plausible, output that is sometimes
+//!   zero, consumers paying early, late, in part, too much or never. Two rules
+//!   only traces reach are added: no payment request to a consumer that has
+//!   left, and (for a strategy that reports them) money in = running costs +
+//!   payouts + what is still undistributed.
+//! - A producer's traces: sources joining and leaving, readings on time, late
+//!   (up to ten slices) or of nothing, the largest amounts, payments now and
+//!   then; it may never report more than its sources delivered.
+//!
+//! A failing trace is shrunk to the shortest one that still fails the same way.
 
 use std::fmt;
 
 use super::grid::{Model, START_MS};
 use super::{Property, Rng, Tally};
-use crate::books::{Books, GridNews};
-use crate::strategy::{Entity, EntityKind, GridStrategy, Output, Transfer, Usage};
+use crate::books::{Books, GridNews, ProducerNews};
+use crate::strategy::{
+    Entity, EntityKind, GridStrategy, Output, ProducerStrategy, SourceOutput, Transfer, Usage,
+};
 
 const TICK_MS: u64 = 15_000;
 const SLICE_MS: u64 = 15_000;
+/// A producer ticks every minute and its sources read every 30 s, as the roles' defaults.
+const PRODUCER_TICK_MS: u64 = 60_000;
+const SOURCE_SLICE_MS: u64 = 30_000;
+/// Payments to a producer have no entity of their own: shrinking drops them together.
+const GRID: u32 = u32::MAX;
 /// The most one reading may claim on a host with default plausibility.
 const PLAUSIBLE_WH: u64 = 1_000_000;
 
@@ -29,6 +41,11 @@ enum Event {
     Output(u32, u64),
     /// A consumer pays this much, whatever it was asked.
     Pay(u32, u64),
+    /// A source's reading of the slice that ended this many slices before
+    /// the tick's (0: the last one), arriving now.
+    Reading(u32, u64, u64),
+    /// The grid pays the producer.
+    Paid(u64),
 }
 
 impl Event {
@@ -38,7 +55,9 @@ impl Event {
             | Event::Leave(e)
             | Event::Usage(e, _)
             | Event::Output(e, _)
-            | Event::Pay(e, _) => e,
+            | Event::Pay(e, _)
+            | Event::Reading(e, _, _) => e,
+            Event::Paid(_) => GRID,
         }
     }
 }
@@ -56,9 +75,27 @@ pub struct FuzzReport {
     pub failure: Option<(Property, String, Trace)>,
 }
 
-/// Runs `traces` random traces from `seed` on; stops at the first failure
-/// and shrinks it.
-pub fn run(strategy: &GridStrategy, traces: u32, seed: u64) -> FuzzReport {
+/// Runs `traces` random traces of a grid from `seed` on; stops at the first
+/// failure and shrinks it.
+pub fn grid(strategy: &GridStrategy, traces: u32, seed: u64) -> FuzzReport {
+    run(traces, seed, generate, |t| replay(strategy, t))
+}
+
+/// The same for a producer.
+pub fn producer(strategy: &ProducerStrategy, traces: u32, seed: u64) -> FuzzReport {
+    run(traces, seed, generate_producer, |t| {
+        replay_producer(strategy, t)
+    })
+}
+
+type Found = Option<(Property, String)>;
+
+fn run(
+    traces: u32,
+    seed: u64,
+    generate: fn(u64) -> Trace,
+    replay: impl Fn(&Trace) -> Found,
+) -> FuzzReport {
     let mut report = FuzzReport {
         traces: 0,
         ticks: 0,
@@ -68,9 +105,9 @@ pub fn run(strategy: &GridStrategy, traces: u32, seed: u64) -> FuzzReport {
         let trace = generate(seed.wrapping_add(u64::from(n)));
         report.traces += 1;
         report.ticks += trace.0.len() as u64;
-        if let Some((property, _)) = replay(strategy, &trace) {
-            let shortest = shrink(strategy, trace, property);
-            let (property, why) = replay(strategy, &shortest).unwrap_or((property, String::new()));
+        if let Some((property, _)) = replay(&trace) {
+            let shortest = shrink(&replay, trace, property);
+            let (property, why) = replay(&shortest).unwrap_or((property, String::new()));
             report.failure = Some((property, why, shortest));
             break;
         }
@@ -142,8 +179,104 @@ fn generate(seed: u64) -> Trace {
     Trace(trace)
 }
 
-/// Runs a trace; the first failure, if any.
-fn replay(strategy: &GridStrategy, trace: &Trace) -> Option<(Property, String)> {
+fn generate_producer(seed: u64) -> Trace {
+    let mut rng = Rng(seed);
+    let sources = rng.between((1, 4)) as u32;
+    let ticks = rng.between((3, 30)) as usize;
+    let mut trace = vec![Vec::new(); ticks];
+    for s in 0..sources {
+        let at = rng.between((0, (ticks as u64 - 1).min(3))) as usize;
+        let leaves =
+            chance(&mut rng, 25).then(|| rng.between((at as u64 + 1, ticks as u64)) as usize);
+        trace[at].push(Event::Join(s, EntityKind::Source));
+        for (t, events) in trace.iter_mut().enumerate().skip(at) {
+            if leaves == Some(t) {
+                events.push(Event::Leave(s));
+                break;
+            }
+            // Two slices a tick, now and then late, once in a while nothing.
+            for slice in 0..2 {
+                if chance(&mut rng, 85) {
+                    let late = if chance(&mut rng, 15) {
+                        rng.between((1, 10))
+                    } else {
+                        0
+                    };
+                    let wh = match rng.between((0, 9)) {
+                        0 => 0,
+                        1 => PLAUSIBLE_WH,
+                        _ => rng.between((1, 10_000)),
+                    };
+                    events.push(Event::Reading(s, slice + late, wh));
+                }
+            }
+        }
+    }
+    for events in trace.iter_mut() {
+        if chance(&mut rng, 20) {
+            events.push(Event::Paid(rng.between((1, 500))));
+        }
+    }
+    Trace(trace)
+}
+
+/// Runs a producer's trace; the first failure, if any.
+fn replay_producer(strategy: &ProducerStrategy, trace: &Trace) -> Found {
+    let mut tally = Tally::default();
+    tally.start("fuzz", trace.0.len() as u32);
+    let mut books = Books::default();
+    let (mut delivered, mut reported) = (0u128, 0u128);
+    for (t, events) in trace.0.iter().enumerate() {
+        let now = START_MS + (t as u64 + 1) * PRODUCER_TICK_MS;
+        let mut news = ProducerNews::default();
+        for &event in events {
+            match event {
+                Event::Join(e, kind) => {
+                    news.joined
+                        .push(Entity::new(e, kind, format!("{kind}-{e}")))
+                }
+                Event::Leave(e) => news.left.push(e),
+                Event::Reading(s, ago, wh) => {
+                    let end = (now / SOURCE_SLICE_MS).saturating_sub(ago) * SOURCE_SLICE_MS;
+                    news.outputs.push(SourceOutput {
+                        source: s,
+                        start_ms: end - SOURCE_SLICE_MS,
+                        end_ms: end,
+                        wh,
+                    });
+                    delivered += u128::from(wh);
+                }
+                Event::Paid(amount) => news.transfers.push(Transfer {
+                    entity: None,
+                    amount,
+                    at_ms: now,
+                    incoming: true,
+                }),
+                _ => {}
+            }
+        }
+        let at = format!("tick {}", t + 1);
+        let input = books.producer_input(now, &[], news);
+        let decision = tally.tick(&at, false, || strategy.tick(&input))?;
+        reported += super::producer::check(&decision, now, &at, &mut tally);
+        if reported > delivered {
+            tally.fail(
+                Property::EnergyAccountedFor,
+                format!(
+                    "{at}: {reported} Wh reported in all, but the sources delivered {delivered}"
+                ),
+            );
+        }
+        if let Some(failure) = tally.first_failure() {
+            return Some(failure);
+        }
+        books.apply_producer(&decision);
+    }
+    tally.first_failure()
+}
+
+/// Runs a grid's trace; the first failure, if any.
+fn replay(strategy: &GridStrategy, trace: &Trace) -> Found {
     let mut tally = Tally::default();
     tally.start("fuzz", trace.0.len() as u32);
     let mut model = Model::default();
@@ -184,6 +317,7 @@ fn replay(strategy: &GridStrategy, trace: &Trace) -> Option<(Property, String)> 
                     wh,
                     price: wh * 4 / 1000,
                 }),
+                Event::Reading(..) | Event::Paid(_) => {}
                 Event::Pay(c, amount) => {
                     model.balance += u128::from(amount);
                     income += u128::from(amount);
@@ -252,8 +386,8 @@ fn conserved(
 
 /// The smallest trace that still fails with `property`: whole entities,
 /// then whole ticks, then single events are left out while it does.
-fn shrink(strategy: &GridStrategy, mut trace: Trace, property: Property) -> Trace {
-    let fails = |t: &Trace| replay(strategy, t).is_some_and(|(p, _)| p == property);
+fn shrink(replay: &impl Fn(&Trace) -> Found, mut trace: Trace, property: Property) -> Trace {
+    let fails = |t: &Trace| replay(t).is_some_and(|(p, _)| p == property);
     loop {
         let better = candidates(&trace).into_iter().find(|c| fails(c));
         match better {
@@ -319,6 +453,11 @@ impl fmt::Display for Trace {
                     Event::Usage(c, wh) => format!("consumer {c} uses {wh} Wh"),
                     Event::Output(p, wh) => format!("producer {p} reports {wh} Wh"),
                     Event::Pay(c, amount) => format!("consumer {c} pays {amount}"),
+                    Event::Reading(s, 0, wh) => format!("source {s} reads {wh} Wh"),
+                    Event::Reading(s, ago, wh) => {
+                        format!("source {s} reads {wh} Wh for {ago} slices before")
+                    }
+                    Event::Paid(amount) => format!("the grid pays {amount}"),
                 })
                 .collect();
             let said = if said.is_empty() {

@@ -141,7 +141,7 @@ fn run_scenario(strategy: &ProducerStrategy, s: &Scenario, seed: u64, tally: &mu
 }
 
 /// Checks each output command; returns the Wh they report.
-fn check(d: &ProducerDecision, now: u64, at: &str, tally: &mut Tally) -> u128 {
+pub(super) fn check(d: &ProducerDecision, now: u64, at: &str, tally: &mut Tally) -> u128 {
     tally.in_range(
         at,
         "an output command's Wh",

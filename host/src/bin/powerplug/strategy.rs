@@ -47,10 +47,10 @@ pub enum StrategyCommand {
         /// Where compiled components are cached between runs.
         #[arg(long, default_value = "target/powerplug-cache")]
         cache: PathBuf,
-        /// Then run this many random traces through a grid strategy (joins,
-        /// leaves, payers early, late, partial or absent, zero and huge
-        /// amounts), checking money and energy after every tick; a failure
-        /// prints the shortest trace that shows it.
+        /// Then run this many random traces through the strategy (joins,
+        /// leaves, payers early, late, partial or absent, readings late or of
+        /// nothing, zero and huge amounts), checking money and energy after
+        /// every tick; a failure prints the shortest trace that shows it.
         #[arg(long, value_name = "TRACES", num_args = 0..=1, default_missing_value = "200")]
         fuzz: Option<u32>,
     },
