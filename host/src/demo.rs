@@ -86,6 +86,8 @@ pub struct Summary {
     pub grid_balance: Tokens,
     pub producer_balances: Vec<(String, Tokens)>,
     pub messages_dropped: u64,
+    /// Source Wh the producers' strategies dropped as too late to report.
+    pub late_wh: u64,
     pub checks: Vec<Check>,
 }
 
@@ -514,6 +516,11 @@ fn summarise(o: &Options, w: &Watch, last: Progress) -> anyhow::Result<Summary> 
         grid_balance,
         producer_balances,
         messages_dropped: c(Counter::MessagesDropped),
+        late_wh: w
+            .producers
+            .iter()
+            .map(|p| Counter::LateWh.read(p.db()))
+            .sum::<anyhow::Result<u64>>()?,
         checks,
     })
 }
@@ -553,8 +560,13 @@ impl std::fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "energy   generated {} Wh · reported to the grid {} Wh",
-            p.generated_wh, p.reported_wh
+            "energy   generated {} Wh · reported to the grid {} Wh · dropped as late {} Wh · not yet reported {} Wh",
+            p.generated_wh,
+            p.reported_wh,
+            self.late_wh,
+            p.generated_wh
+                .saturating_sub(p.reported_wh)
+                .saturating_sub(self.late_wh)
         )?;
         writeln!(
             f,
