@@ -148,6 +148,15 @@ fn a_running_grid_swaps_versions_between_ticks_and_refuses_hostile_ones() {
             "{what} says why: {answer}"
         );
     }
+    // A component of the other world is named for what it is.
+    let (_, answer) = client.call("PUT", "/strategies/grid", Some(OPERATOR), Some(&producer));
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the component is a producer strategy; this host runs grid strategies"),
+        "{answer}"
+    );
     let (_, list) = client.get("/strategies", Some(OPERATOR));
     assert_eq!(list["active"]["grid"], premium_sha.as_str());
     assert_eq!(

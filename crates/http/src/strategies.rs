@@ -40,7 +40,7 @@ impl From<SwapError> for ApiError {
     fn from(e: SwapError) -> Self {
         let (status, field) = match &e {
             SwapError::Load(_) => (StatusCode::UNPROCESSABLE_ENTITY, "component"),
-            SwapError::WrongKind(_) => (StatusCode::UNPROCESSABLE_ENTITY, "kind"),
+            SwapError::WrongKind { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "kind"),
             SwapError::DryRun { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "component"),
             SwapError::State(_) => (StatusCode::CONFLICT, "fresh"),
             SwapError::Unknown(_) => (StatusCode::NOT_FOUND, "version"),

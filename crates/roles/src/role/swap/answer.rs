@@ -75,8 +75,11 @@ impl Swapped {
 pub enum SwapError {
     #[error("component: {0}")]
     Load(#[from] LoadError),
-    #[error("kind: this host runs {0} strategies")]
-    WrongKind(StrategyKind),
+    #[error("kind: the component is a {component} strategy; this host runs {runs} strategies")]
+    WrongKind {
+        runs: StrategyKind,
+        component: StrategyKind,
+    },
     #[error("dry run: the new version failed on tick {tick}'s input: {why}")]
     DryRun { tick: u64, why: String },
     #[error(

@@ -218,12 +218,12 @@ impl<S: Strategy> Slot<S> {
         if !versions::may_run(&*self.db.read()?, &self.trusted_keys, sha256)? {
             return Err(SwapError::Untrusted(*sha256));
         }
-        S::from_loaded(self.runtime.load(&bytes)?).ok_or(SwapError::WrongKind(S::KIND))
+        of_kind(self.runtime.load(&bytes)?)
     }
 
     /// A new component, checked and loaded (not stored).
     fn load_offered(&self, offered: &Offered) -> Result<S, SwapError> {
-        S::from_loaded(self.runtime.load(offered.bytes)?).ok_or(SwapError::WrongKind(S::KIND))
+        of_kind(self.runtime.load(offered.bytes)?)
     }
 
     /// Gives the candidate its books (see [`handover`]) and makes it active,
@@ -300,4 +300,13 @@ impl<S: Strategy> Slot<S> {
             "last_rollback": self.last_rollback()?,
         }))
     }
+}
+
+/// The loaded component as this slot's kind, or an error that names both kinds.
+fn of_kind<S: Strategy>(loaded: powerplug_strategy::Loaded) -> Result<S, SwapError> {
+    let component = loaded.info().kind;
+    S::from_loaded(loaded).ok_or(SwapError::WrongKind {
+        runs: S::KIND,
+        component,
+    })
 }
