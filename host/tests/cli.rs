@@ -48,6 +48,30 @@ fn build_inspect_and_simulate() {
         "{stdout}"
     );
 
+    // A variant built without `--out` goes beside the default components,
+    // not over them.
+    let (ok, stdout, stderr) = powerplug(
+        &[
+            "strategy",
+            "build",
+            plugins.join("basic-producer-strategy").to_str().unwrap(),
+            "--features",
+            "premium",
+        ],
+        work.path(),
+    );
+    assert!(ok, "{stderr}");
+    let variant = work
+        .path()
+        .join("target/strategies/premium/basic_producer_strategy.wasm");
+    assert!(variant.exists(), "{stdout}");
+    assert!(
+        !work
+            .path()
+            .join("target/strategies/basic_producer_strategy.wasm")
+            .exists()
+    );
+
     let grid = out.join("basic_grid_strategy.wasm");
     let (ok, stdout, stderr) = powerplug(
         &["strategy", "inspect", grid.to_str().unwrap()],

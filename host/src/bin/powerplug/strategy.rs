@@ -18,8 +18,11 @@ pub enum StrategyCommand {
         /// Crate directories.
         #[arg(required = true)]
         crates: Vec<PathBuf>,
-        #[arg(long, default_value = "target/strategies")]
-        out: PathBuf,
+        /// Where the components go (default: `target/strategies`, or with
+        /// features `target/strategies/<features>`, so that a variant never
+        /// replaces the default component the demo and the roles run).
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// Cargo features of the crates (comma-separated).
         #[arg(long, value_delimiter = ',')]
         features: Vec<String>,
@@ -116,6 +119,10 @@ pub fn run(command: StrategyCommand) -> anyhow::Result<()> {
             features,
         } => {
             let features: Vec<&str> = features.iter().map(String::as_str).collect();
+            let out = out.unwrap_or_else(|| match features.as_slice() {
+                [] => PathBuf::from("target/strategies"),
+                some => PathBuf::from("target/strategies").join(some.join("-")),
+            });
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             for dir in crates {
                 let bytes = powerplug::component::build(&powerplug::component::Build {
