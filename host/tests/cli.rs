@@ -116,6 +116,23 @@ fn build_inspect_and_simulate() {
     let body = |s: &str| s.lines().skip(3).collect::<Vec<_>>().join("\n");
     assert_eq!(body(&first), body(&second));
 
+    // Piped into a reader that stops early, it ends quietly, as Unix tools
+    // do: 3,000 ticks print well over a pipe's 64 KiB, so the writes after
+    // `head` has gone meet a closed pipe.
+    let long = [&args[..args.len() - 1], &["3000"]].concat();
+    let piped = Command::new("sh")
+        .arg("-c")
+        .arg(format!("\"$0\" {} | head -c 1 >/dev/null", long.join(" ")))
+        .arg(env!("CARGO_BIN_EXE_powerplug"))
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+
     // The main job: every role as a service, trading; the summary's checks hold.
     let (ok, stdout, stderr) = powerplug(
         &[

@@ -102,6 +102,14 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
+    let offline = match &command {
+        Command::Simulate(_) | Command::Replay(_) => true,
+        Command::Strategy { command } => !command.talks_to_a_host(),
+        _ => false,
+    };
+    if offline {
+        quiet_on_closed_stdout();
+    }
     match command {
         Command::Simulate(args) => offline::simulate(args),
         Command::Demo(args) => offline::demo(args),
@@ -113,6 +121,18 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Strategy { command } => strategy::run(command),
         Command::Admit(args) => operator::admit(args),
         Command::Experiment { command } => operator::experiment(command),
+    }
+}
+
+/// `powerplug simulate | head`: a command that only prints ends quietly when
+/// its reader goes, as other Unix tools do, instead of panicking on the
+/// broken pipe. Not for commands with sockets: there an ignored SIGPIPE turns
+/// a peer's close into an error to report, which is what they need.
+fn quiet_on_closed_stdout() {
+    // SAFETY: called before any thread of ours starts; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

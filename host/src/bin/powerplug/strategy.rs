@@ -111,6 +111,16 @@ pub enum StrategyCommand {
     },
 }
 
+impl StrategyCommand {
+    /// Whether it calls a running host (upload, list, activate, delete).
+    pub fn talks_to_a_host(&self) -> bool {
+        matches!(
+            self,
+            Self::Upload { .. } | Self::List { .. } | Self::Activate { .. } | Self::Delete { .. }
+        )
+    }
+}
+
 pub fn run(command: StrategyCommand) -> anyhow::Result<()> {
     match command {
         StrategyCommand::Build {
