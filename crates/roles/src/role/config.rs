@@ -42,16 +42,43 @@ pub fn load<T: Serialize + DeserializeOwned>(
     // `POWERPLUG_LOG=debug` must not be refused for an unknown field `log`.
     figment = figment.merge(Env::prefixed("POWERPLUG_").ignore(&ignored).split("__"));
     figment.extract().map_err(|errors| {
-        // Name the key of each error, as every other bad input does.
-        let each: Vec<String> = errors
+        // Name the key of each error, as every other bad input does. Keys of
+        // the flattened `Service` lose their name in serde's flatten: ask for
+        // each of them by name to find it.
+        let mut each: Vec<String> = errors
             .into_iter()
             .map(|e| match e.path.join(".") {
-                key if key.is_empty() => e.kind.to_string(),
+                key if key.is_empty() => service_error(&figment).unwrap_or(e.kind.to_string()),
                 key => format!("{key}: {}", e.kind),
             })
             .collect();
+        each.dedup();
         anyhow::anyhow!("config: {}", each.join("; "))
     })
+}
+
+/// The first key of [`Service`] whose value is not of its type, named.
+fn service_error(figment: &Figment) -> Option<String> {
+    fn bad<T: DeserializeOwned>(figment: &Figment, key: &str) -> Option<String> {
+        let e = figment.extract_inner::<T>(key).err()?;
+        // The error's path holds the inner key and `key`, not in order.
+        let inner: Vec<&str> = e
+            .path
+            .iter()
+            .map(String::as_str)
+            .filter(|p| *p != key)
+            .collect();
+        Some(match inner.as_slice() {
+            [] => format!("{key}: {}", e.kind),
+            inner => format!("{key}.{}: {}", inner.join("."), e.kind),
+        })
+    }
+    bad::<String>(figment, "id")
+        .or_else(|| bad::<SocketAddr>(figment, "listen"))
+        .or_else(|| bad::<PathBuf>(figment, "data_dir"))
+        .or_else(|| bad::<u64>(figment, "poll_ms"))
+        .or_else(|| bad::<Clock>(figment, "clock"))
+        .or_else(|| bad::<HttpLimits>(figment, "http"))
 }
 
 /// What every role has.
@@ -585,6 +612,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("strategy.tick_ms"), "{err}");
+        // A key of the part every role has (flattened) is named too.
+        std::fs::write(&file, "poll_ms = \"fast\"\n").unwrap();
+        let err = load(GridConfig::default(), Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("poll_ms") && err.contains("\"fast\""), "{err}");
+        std::fs::write(&file, "[clock]\nscale = \"fast\"\n").unwrap();
+        let err = load(GridConfig::default(), Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("clock.scale"), "{err}");
         let err = load(GridConfig::default(), Some(&dir.path().join("none.toml"))).unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
     }
