@@ -78,22 +78,42 @@ fn sources_producers_grid_and_consumers_trade_and_money_adds_up() {
 /// Every tick runs in a span naming the role, the books slot, the strategy
 /// version, the tick's number, the fuel its strategy used and how long it
 /// took; with `--log-format json` each event is one JSON line carrying it.
+/// Every event of this test binary, as JSON lines with their thread: the
+/// subscriber is the global default, installed once. (A scoped subscriber,
+/// `with_default`, lost the tick's line about once in eight runs: tracing
+/// caches per call site whether anyone listens, and a site first reached
+/// while only a scoped subscriber is alive is cached by what the global
+/// default, here none, wants.)
+fn captured() -> &'static std::sync::Mutex<Vec<u8>> {
+    use std::sync::{Mutex, OnceLock};
+    static LINES: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
+    LINES.get_or_init(|| {
+        let lines: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
+        struct Writer(&'static Mutex<Vec<u8>>);
+        impl std::io::Write for Writer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_thread_ids(true)
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || Writer(lines))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        lines
+    })
+}
+
 #[test]
 fn a_tick_logs_its_role_slot_number_strategy_fuel_and_duration() {
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
+    let lines = captured();
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, _) = strategy_files(dir.path());
     let rt = powerplug_tests::runtime();
@@ -104,24 +124,16 @@ fn a_tick_logs_its_role_slot_number_strategy_fuel_and_duration() {
             60_000,
         )))
         .unwrap();
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .finish();
-    // The scheduler ticks on threads of its own; this tick, on this thread,
-    // is the one captured.
-    let summary = tracing::subscriber::with_default(subscriber, || grid.role.tick()).unwrap();
+    // Other tests and the scheduler log too: this tick is the one on this thread.
+    let summary = grid.role.tick().unwrap();
     assert_eq!(summary.failed, None);
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let thread = format!("{:?}", std::thread::current().id());
+    let text = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
     let line = text
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|l| l["fields"]["message"] == "tick")
-        .unwrap_or_else(|| panic!("a line for the tick: {text}"));
+        .find(|l| l["fields"]["message"] == "tick" && l["threadId"] == thread.as_str())
+        .unwrap_or_else(|| panic!("a line for the tick on {thread}: {text}"));
     let span = &line["span"];
     let sha = grid.role.strategy().info().sha256.short();
     assert_eq!(span["name"], "tick", "{line}");
