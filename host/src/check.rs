@@ -121,12 +121,17 @@ impl Report {
 /// Runs the conformance check of `bytes` on `runtime`, whose limits should be
 /// [`Limits::DEFAULT`] (the report says which it used).
 pub fn check(runtime: &Runtime, bytes: &[u8]) -> Report {
-    check_fuzzed(runtime, bytes, 0)
+    check_fuzzed(runtime, bytes, 0, &mut |_| {})
 }
 
 /// [`check`], then `traces` random traces of the strategy's world (see
-/// [`fuzz`]); none with 0.
-pub fn check_fuzzed(runtime: &Runtime, bytes: &[u8], traces: u32) -> Report {
+/// [`fuzz`]); none with 0. `progress` hears how many traces have run.
+pub fn check_fuzzed(
+    runtime: &Runtime,
+    bytes: &[u8],
+    traces: u32,
+    progress: &mut dyn FnMut(u32),
+) -> Report {
     let mut tally = Tally::default();
     let start = Instant::now();
     let loaded = runtime.load(bytes);
@@ -136,11 +141,11 @@ pub fn check_fuzzed(runtime: &Runtime, bytes: &[u8], traces: u32) -> Report {
     match loaded {
         Ok(Loaded::Grid(strategy)) => {
             grid::run(&strategy, &mut tally);
-            fuzzed = (traces > 0).then(|| fuzz::grid(&strategy, traces, 1));
+            fuzzed = (traces > 0).then(|| fuzz::grid(&strategy, traces, 1, progress));
         }
         Ok(Loaded::Producer(strategy)) => {
             producer::run(&strategy, &mut tally);
-            fuzzed = (traces > 0).then(|| fuzz::producer(&strategy, traces, 1));
+            fuzzed = (traces > 0).then(|| fuzz::producer(&strategy, traces, 1, progress));
         }
         Err(e) => tally.fail(Property::Loads, e.to_string()),
     }
@@ -396,7 +401,18 @@ pub fn cli(file: &std::path::Path, cache: &std::path::Path, fuzz: u32) -> anyhow
     use anyhow::Context;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let runtime = Runtime::new(Limits::DEFAULT, Some(cache))?;
-    let report = check_fuzzed(&runtime, &bytes, fuzz);
+    // A trace of a Python strategy takes a second or so: say how far it is.
+    let started = Instant::now();
+    let mut last = Instant::now();
+    let report = check_fuzzed(&runtime, &bytes, fuzz, &mut |done| {
+        if last.elapsed() >= Duration::from_secs(2) || done == fuzz {
+            last = Instant::now();
+            eprintln!(
+                "fuzz: {done} of {fuzz} traces, {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    });
     println!("{report}");
     let mut failed: Vec<&str> = report.failed().map(|v| v.property.name()).collect();
     if report.fuzz.as_ref().is_some_and(|f| f.failure.is_some()) {

@@ -110,7 +110,7 @@ fn payouts(d: &GridDecision) -> Vec<(u32, u64)> {
 
 #[test]
 fn python_time_of_use_passes_the_check_and_bills_by_the_hour() {
-    let report = check_fuzzed(cached_runtime(), &time_of_use(), 10);
+    let report = check_fuzzed(cached_runtime(), &time_of_use(), 10, &mut |_| {});
     assert_passes("the time-of-use example", &report);
 
     // Through the component, the scenario of the example's own test.
@@ -161,7 +161,7 @@ fn python_time_of_use_passes_the_check_and_bills_by_the_hour() {
 
 #[test]
 fn js_tiered_price_passes_the_check_and_bills_by_tier() {
-    let report = check_fuzzed(cached_runtime(), &tiered(), 10);
+    let report = check_fuzzed(cached_runtime(), &tiered(), 10, &mut |_| {});
     assert_passes("the tiered-price example", &report);
 
     let tiered = loaded("tiered");
@@ -433,7 +433,13 @@ fn strategy_new_projects_build_pass_their_first_test_and_the_check() {
 /// fails; the basic grid passes 200 traces.
 #[test]
 fn fuzzing_finds_a_money_bug_the_scenarios_miss_and_shows_the_shortest_trace() {
-    let basic = check_fuzzed(cached_runtime(), &basic_grid(), 200);
+    let mut heard = Vec::new();
+    let basic = check_fuzzed(cached_runtime(), &basic_grid(), 200, &mut |n| heard.push(n));
+    assert_eq!(
+        heard,
+        (1..=200).collect::<Vec<u32>>(),
+        "progress after every trace"
+    );
     assert_passes("the basic grid under --fuzz", &basic);
     let fuzzed = basic.fuzz.as_ref().unwrap();
     assert_eq!(fuzzed.traces, 200);
@@ -444,7 +450,7 @@ fn fuzzing_finds_a_money_bug_the_scenarios_miss_and_shows_the_shortest_trace() {
         "bill-departed, scenarios only",
         &check(cached_runtime(), &bytes),
     );
-    let report = check_fuzzed(cached_runtime(), &bytes, 200);
+    let report = check_fuzzed(cached_runtime(), &bytes, 200, &mut |_| {});
     assert!(!report.passed(), "{report}");
     let (property, why, trace) = report.fuzz.as_ref().unwrap().failure.clone().unwrap();
     assert_eq!(property, Property::EnergyAccountedFor, "{report}");
@@ -467,7 +473,7 @@ fn fuzzing_finds_a_money_bug_the_scenarios_miss_and_shows_the_shortest_trace() {
 #[test]
 fn the_check_passes_the_basic_producer_and_fails_strategies_that_break_the_contract() {
     // The producer world is detected from the component, as `inspect` does.
-    let report = check_fuzzed(cached_runtime(), &basic_producer(), 200);
+    let report = check_fuzzed(cached_runtime(), &basic_producer(), 200, &mut |_| {});
     assert_passes("the basic producer", &report);
     assert_eq!(report.fuzz.as_ref().map(|f| f.traces), Some(200));
     assert!(report.scenarios.len() >= 4, "{report}");

@@ -76,16 +76,30 @@ pub struct FuzzReport {
 }
 
 /// Runs `traces` random traces of a grid from `seed` on; stops at the first
-/// failure and shrinks it.
-pub fn grid(strategy: &GridStrategy, traces: u32, seed: u64) -> FuzzReport {
-    run(traces, seed, generate, |t| replay(strategy, t))
+/// failure and shrinks it. `progress` hears how many traces have run.
+pub fn grid(
+    strategy: &GridStrategy,
+    traces: u32,
+    seed: u64,
+    progress: &mut dyn FnMut(u32),
+) -> FuzzReport {
+    run(traces, seed, generate, |t| replay(strategy, t), progress)
 }
 
 /// The same for a producer.
-pub fn producer(strategy: &ProducerStrategy, traces: u32, seed: u64) -> FuzzReport {
-    run(traces, seed, generate_producer, |t| {
-        replay_producer(strategy, t)
-    })
+pub fn producer(
+    strategy: &ProducerStrategy,
+    traces: u32,
+    seed: u64,
+    progress: &mut dyn FnMut(u32),
+) -> FuzzReport {
+    run(
+        traces,
+        seed,
+        generate_producer,
+        |t| replay_producer(strategy, t),
+        progress,
+    )
 }
 
 type Found = Option<(Property, String)>;
@@ -95,6 +109,7 @@ fn run(
     seed: u64,
     generate: fn(u64) -> Trace,
     replay: impl Fn(&Trace) -> Found,
+    progress: &mut dyn FnMut(u32),
 ) -> FuzzReport {
     let mut report = FuzzReport {
         traces: 0,
@@ -105,6 +120,7 @@ fn run(
         let trace = generate(seed.wrapping_add(u64::from(n)));
         report.traces += 1;
         report.ticks += trace.0.len() as u64;
+        progress(report.traces);
         if let Some((property, _)) = replay(&trace) {
             let shortest = shrink(&replay, trace, property);
             let (property, why) = replay(&shortest).unwrap_or((property, String::new()));
