@@ -29,6 +29,9 @@ impl Refusal {
     }
 }
 
+/// How often a hub reads every registered channel, not only those written to.
+const FULL_POLL_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct Hub {
     pub id: String,
     pub db: powerplug_storage::Db,
@@ -42,6 +45,8 @@ pub struct Hub {
     /// Every operator token with its scopes (`operator_token` among them).
     pub operators: super::config::Operators,
     unfinished: std::sync::Mutex<Vec<powerplug_channel::Address>>,
+    /// When every channel was last read, whatever moved.
+    full_poll: std::sync::Mutex<std::time::Instant>,
     /// How the scheduler's rounds went, for `/status`.
     pub scheduler: super::SchedulerHealth,
 }
@@ -66,6 +71,7 @@ impl Hub {
             operator_token: operator_token.filter(|t| !t.is_empty()),
             plausible: Default::default(),
             unfinished: Default::default(),
+            full_poll: std::sync::Mutex::new(std::time::Instant::now()),
             scheduler: Default::default(),
         })
     }
@@ -74,10 +80,20 @@ impl Hub {
     /// them on the first round after a start).
     pub fn poll(&self, now_ms: u64) -> anyhow::Result<inbox::Polled> {
         let mut unfinished = self.unfinished.lock().unwrap_or_else(|e| e.into_inner());
-        let moved = self.store.take_written().map(|mut moved| {
+        let mut moved = self.store.take_written().map(|mut moved| {
             moved.extend(unfinished.drain(..));
             moved
         });
+        // Now and then every channel, whatever moved: a write whose notice
+        // was missed (an A/B demo once waited 30 s for one consumer host's
+        // last slice) then waits one period, not forever.
+        let mut full_poll = self.full_poll.lock().unwrap_or_else(|e| e.into_inner());
+        if full_poll.elapsed() >= FULL_POLL_EVERY {
+            *full_poll = std::time::Instant::now();
+            unfinished.clear();
+            moved = None;
+        }
+        drop(full_poll);
         let polled = inbox::poll(
             &self.db,
             &self.store,
