@@ -10,16 +10,28 @@ fn producers(grid: &Client) -> Value {
     grid.get("/status", Some(OPERATOR)).1["registrations"]["by_kind"]["producers"].clone()
 }
 
+/// A grid and a producer registered with it, their data in `dir`.
+fn grid_and_producer(
+    dir: &std::path::Path,
+) -> (
+    tokio::runtime::Runtime,
+    run::Running<powerplug::role::grid::Grid>,
+    run::Running<powerplug::role::producer::Producer>,
+) {
+    let (grid_wasm, producer_wasm) = strategy_files(dir);
+    let rt = powerplug_tests::runtime();
+    let grid = rt
+        .block_on(run::grid(&grid_config(dir, grid_wasm, 1_000)))
+        .unwrap();
+    let config = powerplug_tests::producer_config(dir, producer_wasm, &grid.url);
+    let producer = rt.block_on(run::producer(&config)).unwrap();
+    (rt, grid, producer)
+}
+
 #[test]
 fn closedown_initialise_and_reset_change_the_producers_registration() {
     let dir = tempfile::tempdir().unwrap();
-    let (grid_wasm, producer_wasm) = strategy_files(dir.path());
-    let rt = powerplug_tests::runtime();
-    let grid = rt
-        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 1_000)))
-        .unwrap();
-    let config = powerplug_tests::producer_config(dir.path(), producer_wasm, &grid.url);
-    let producer = rt.block_on(run::producer(&config)).unwrap();
+    let (rt, grid, producer) = grid_and_producer(dir.path());
     let (grid_api, api) = (Client::new(&grid.url), Client::new(&producer.url));
 
     eventually("the producer registers", || {
@@ -152,13 +164,7 @@ fn the_producer_shows_the_source_output_its_strategy_dropped_as_late() {
     use powerplug::inbox::Command;
 
     let dir = tempfile::tempdir().unwrap();
-    let (grid_wasm, producer_wasm) = strategy_files(dir.path());
-    let rt = powerplug_tests::runtime();
-    let grid = rt
-        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 1_000)))
-        .unwrap();
-    let config = powerplug_tests::producer_config(dir.path(), producer_wasm, &grid.url);
-    let producer = rt.block_on(run::producer(&config)).unwrap();
+    let (_rt, _grid, producer) = grid_and_producer(dir.path());
     let api = Client::new(&producer.url);
 
     // A source registers, with a token from the producer's operator, and

@@ -83,7 +83,13 @@ pub fn grid(
     seed: u64,
     progress: &mut dyn FnMut(u32),
 ) -> FuzzReport {
-    run(traces, seed, generate, |t| replay(strategy, t), progress)
+    run(
+        traces,
+        seed,
+        generate_grid,
+        |t| replay_grid(strategy, t),
+        progress,
+    )
 }
 
 /// The same for a producer.
@@ -135,7 +141,7 @@ fn chance(rng: &mut Rng, percent: u64) -> bool {
     rng.between((1, 100)) <= percent
 }
 
-fn generate(seed: u64) -> Trace {
+fn generate_grid(seed: u64) -> Trace {
     let mut rng = Rng(seed);
     let consumers = rng.between((1, 5)) as u32;
     let producers = rng.between((1, 3)) as u32;
@@ -292,7 +298,7 @@ fn replay_producer(strategy: &ProducerStrategy, trace: &Trace) -> Found {
 }
 
 /// Runs a grid's trace; the first failure, if any.
-fn replay(strategy: &GridStrategy, trace: &Trace) -> Found {
+fn replay_grid(strategy: &GridStrategy, trace: &Trace) -> Found {
     let mut tally = Tally::default();
     tally.start("fuzz", trace.0.len() as u32);
     let mut model = Model::default();
