@@ -4,9 +4,12 @@
 #
 #   python  componentize-py (kits/python/requirements.txt) in a virtualenv
 #   js      componentize-qjs, QuickJS (kits/js/package.json + package-lock.json) with npm ci
+#   c       wit-bindgen's C generator and wasm-tools (kits/c/tools.txt) with
+#           cargo install, beside Debian's clang-19, lld-19 and wasi-libc (installed
+#           with apt-get when missing and this runs as root; else it says how)
 #
 #   kits/install.sh             # python and js
-#   kits/install.sh python      # only these
+#   kits/install.sh python c    # only these
 #
 # Idempotent and quick: a kit whose pins (and interpreter) have not changed since
 # it was installed is left alone, so every build script calls this first. Only an
@@ -18,9 +21,12 @@ here="$(cd "$(dirname "$0")" && pwd)"
 dest="${POWERPLUG_KITS:-$(dirname "$here")/target/kits}"
 mkdir -p "$dest"
 
-# One install at a time: parallel test threads and builds may all call this.
-exec 9>"$dest/.lock"
-flock 9
+# One install of a kit at a time: parallel test threads and builds may all
+# call this. Each kit has its own lock, so that a build waits only for its own.
+lock() {
+    exec 9>"$dest/.lock-$1"
+    flock 9
+}
 
 # What an installed kit was installed from: if this changes, it is reinstalled.
 fingerprint() {
@@ -56,12 +62,51 @@ install_js() {
     echo "$want" >"$dir/.installed"
 }
 
+# Debian's packages the C kit compiles and links with: clang for the wasm32-wasi
+# target, its builtins, wasm-ld and wasi-libc (malloc and string.h, no I/O: the
+# component imports nothing from WASI).
+C_PACKAGES=(clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32)
+
+c_toolchain_ready() {
+    command -v clang-19 >/dev/null && [[ -x /usr/lib/llvm-19/bin/wasm-ld ]] &&
+        [[ -f /usr/lib/wasm32-wasi/libc.a ]] &&
+        compgen -G "/usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a" >/dev/null
+}
+
+install_c() {
+    local dir="$dest/c" want crate version features
+    if ! c_toolchain_ready; then
+        if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+            echo "kits: installing ${C_PACKAGES[*]} from Debian" >&2
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${C_PACKAGES[@]}" >&2 ||
+                { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${C_PACKAGES[@]}" >&2; }
+        fi
+        c_toolchain_ready || { echo "kits: the C kit needs Debian's ${C_PACKAGES[*]}: sudo apt-get install ${C_PACKAGES[*]}" >&2; return 1; }
+    fi
+    command -v cargo >/dev/null || { echo "kits: cargo (rustup.rs) is needed to install the C kit's wit-bindgen and wasm-tools" >&2; return 1; }
+    SHELL_TOOL_VERSION="$(clang-19 --version | head -1)"
+    want="$(fingerprint "$here/c/tools.txt")"
+    if installed "$dir" "$want" && [[ -x "$dir/bin/wit-bindgen" && -x "$dir/bin/wasm-tools" ]]; then return 0; fi
+    echo "kits: installing the C kit into $dir (cargo install: a few minutes, once)" >&2
+    rm -rf "$dir"
+    # One target directory for both: they share most of their crates.
+    while read -r crate version features; do
+        [[ -z "$crate" || "$crate" == \#* ]] && continue
+        CARGO_TARGET_DIR="$dir/build" cargo install --quiet --locked "$crate@$version" \
+            --no-default-features --features "$features" --root "$dir" >&2
+    done <"$here/c/tools.txt"
+    rm -rf "$dir/build"
+    echo "$want" >"$dir/.installed"
+}
+
 kits=("$@")
 [[ ${#kits[@]} -gt 0 ]] || kits=(python js)
 for kit in "${kits[@]}"; do
+    [[ "$kit" =~ ^(python|js|c)$ ]] && lock "$kit"
     case "$kit" in
         python) install_python ;;
         js) install_js ;;
-        *) echo "kits: unknown kit '$kit' (python, js)" >&2; exit 2 ;;
+        c) install_c ;;
+        *) echo "kits: unknown kit '$kit' (python, js, c)" >&2; exit 2 ;;
     esac
 done

@@ -65,6 +65,7 @@ fn subjects(templates: &Path) -> Vec<Subject> {
         (Lang::Rust, "flat-rust"),
         (Lang::Python, "flat-python"),
         (Lang::Js, "flat-js"),
+        (Lang::C, "flat-c"),
     ] {
         create(lang, &templates.join(name), &root()).expect("writing the template");
     }
@@ -90,6 +91,7 @@ fn subjects(templates: &Path) -> Vec<Subject> {
             "JavaScript",
             scripted(&templates.join("flat-js")),
         ),
+        subject("c-flat-template", "C", scripted(&templates.join("flat-c"))),
         subject(
             "python-time-of-use",
             "Python",
@@ -99,6 +101,11 @@ fn subjects(templates: &Path) -> Vec<Subject> {
             "js-tiered-price",
             "JavaScript",
             scripted(&root().join("examples/tiered-price-js")),
+        ),
+        subject(
+            "c-weekend-rate",
+            "C",
+            scripted(&root().join("examples/weekend-rate-c")),
         ),
     ]
 }
@@ -236,7 +243,7 @@ fn main() {
         });
         loaded.push((s.label, strategy));
     }
-    // The three flat templates are the same rules in three languages.
+    // The four flat templates are the same rules in four languages.
     for input in &inputs {
         let decide = |label: &str| {
             let (_, s) = loaded.iter().find(|(l, _)| *l == label).expect("loaded");
@@ -253,6 +260,7 @@ fn main() {
             decide("js-flat-template"),
             "JavaScript decided otherwise"
         );
+        assert_eq!(rust, decide("c-flat-template"), "C decided otherwise");
     }
     let json = serde_json::to_string_pretty(&measured).expect("JSON");
     let path = root().join("host/benches/results/languages.json");

@@ -1,10 +1,10 @@
-//! `powerplug strategy new --lang rust|python|js NAME`: a buildable grid
+//! `powerplug strategy new --lang rust|python|js|c NAME`: a buildable grid
 //! strategy project from a template (`templates/` in the checkout, built into
 //! the binary): the strategy, its first test, a build script and the WIT.
 //!
 //! The templates bill a flat price per whole kWh, the same rules in every
-//! language, and declare their books format (`<name>@1`). A Python or
-//! JavaScript project carries its kit's installer and pins in `kit/` (they
+//! language, and declare their books format (`<name>@1`). A Python,
+//! JavaScript or C project carries its kit's installer and pins in `kit/` (they
 //! travel in this binary), so it builds wherever it is; the kit installs once
 //! into a user cache. A Rust project needs the SDK and builder of a Powerplug
 //! checkout, whose path is written into it; `POWERPLUG_CHECKOUT` overrides it.
@@ -19,6 +19,7 @@ pub enum Lang {
     Rust,
     Python,
     Js,
+    C,
 }
 
 struct File {
@@ -101,17 +102,27 @@ const JS: &[File] = &[
     WIT,
 ];
 
+const C: &[File] = &[
+    KIT_INSTALL,
+    file("kit/c/tools.txt", include_str!("../../kits/c/tools.txt")),
+    file("strategy.c", include_str!("../../templates/c/strategy.c")),
+    file("test.c", include_str!("../../templates/c/test.c")),
+    script("build.sh", include_str!("../../templates/c/build.sh")),
+    file(".gitignore", "build/\n"),
+    WIT,
+];
+
 /// What the templates need from a Powerplug checkout.
 const CHECKOUT_MARKERS: [&str; 2] = ["sdk/Cargo.toml", "wit/strategy.wit"];
 
 /// Writes a new project into `dir` (which must not exist, or be empty) and
 /// returns the files written. `checkout` is the Powerplug checkout a Rust
-/// project's build script uses (Python and JavaScript projects need none).
+/// project's build script uses (the other languages' projects need none).
 pub fn create(lang: Lang, dir: &Path, checkout: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let name = project_name(dir)?;
     let checkout = match lang {
         Lang::Rust => rust_checkout(checkout)?,
-        Lang::Python | Lang::Js => String::new(),
+        Lang::Python | Lang::Js | Lang::C => String::new(),
     };
     let checkout = checkout.as_str();
     if dir.exists() {
@@ -127,6 +138,7 @@ pub fn create(lang: Lang, dir: &Path, checkout: &Path) -> anyhow::Result<Vec<Pat
         Lang::Rust => RUST,
         Lang::Python => PYTHON,
         Lang::Js => JS,
+        Lang::C => C,
     };
     let mut written = Vec::new();
     for f in files {
@@ -236,9 +248,9 @@ pub fn cli(lang: Lang, dir: &Path, checkout: Option<&Path>) -> anyhow::Result<()
     let name = project_name(dir)?;
     let wasm = match lang {
         Lang::Rust => format!("build/{}.wasm", name.replace('-', "_")),
-        Lang::Python | Lang::Js => format!("build/{name}.wasm"),
+        Lang::Python | Lang::Js | Lang::C => format!("build/{name}.wasm"),
     };
-    // A Python or JavaScript project needs no checkout; the guide may not be here.
+    // A Python, JavaScript or C project needs no checkout; the guide may not be here.
     let guide = checkout.join("docs/strategy-guide.md");
     let guide = match guide.exists() {
         true => guide.display().to_string(),

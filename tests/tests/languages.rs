@@ -1,5 +1,5 @@
-//! Strategies in other languages (issue 6). The Python and JavaScript examples
-//! build from source with the pinned kits (their build scripts run their own
+//! Strategies in other languages (issues 6 and 17). The Python, JavaScript and
+//! C examples build from source with the pinned kits (their build scripts run their own
 //! tests first), pass `strategy check`, decide what their rules say on a
 //! hand-computed scenario through the component, and go live in a running
 //! grid; `strategy new` projects in every language build and pass the check;
@@ -31,12 +31,18 @@ fn tiered() -> std::sync::Arc<Vec<u8>> {
     scripted_component(&example("tiered-price-js"))
 }
 
+fn weekend_rate() -> std::sync::Arc<Vec<u8>> {
+    scripted_component(&example("weekend-rate-c"))
+}
+
 /// Each example loaded once (a Python component takes seconds to compile).
 fn loaded(which: &str) -> &'static GridStrategy {
     static TOU: OnceLock<GridStrategy> = OnceLock::new();
     static TIERED: OnceLock<GridStrategy> = OnceLock::new();
+    static WEEKEND: OnceLock<GridStrategy> = OnceLock::new();
     let (cell, bytes): (_, fn() -> _) = match which {
         "time-of-use" => (&TOU, time_of_use),
+        "weekend-rate" => (&WEEKEND, weekend_rate),
         _ => (&TIERED, tiered),
     };
     cell.get_or_init(|| cached_runtime().load_grid(&bytes()).unwrap())
@@ -59,6 +65,27 @@ fn tick(
     usage: &[(u32, u64)],
     output: &[(u32, u64)],
     paid: &[(u32, u64)],
+) -> GridDecision {
+    tick_with(
+        strategy,
+        books,
+        now_ms,
+        usage,
+        output,
+        paid,
+        GridNews::default(),
+    )
+}
+
+/// `tick` on top of `news` (who joined or left).
+fn tick_with(
+    strategy: &GridStrategy,
+    books: &mut Books,
+    now_ms: u64,
+    usage: &[(u32, u64)],
+    output: &[(u32, u64)],
+    paid: &[(u32, u64)],
+    news: GridNews,
 ) -> GridDecision {
     let news = GridNews {
         usage: usage
@@ -89,7 +116,7 @@ fn tick(
                 incoming: true,
             })
             .collect(),
-        ..GridNews::default()
+        ..news
     };
     let input = books.grid_input(now_ms, &[], news);
     let decision = strategy.tick(&input).unwrap().decision;
@@ -205,6 +232,64 @@ fn js_tiered_price_passes_the_check_and_bills_by_tier() {
     assert_eq!(metric("available"), Some(1));
 }
 
+#[test]
+fn c_weekend_rate_passes_the_check_and_bills_by_the_day() {
+    // C is fast enough to fuzz as long as the basic strategies are.
+    let report = check_fuzzed(cached_runtime(), &weekend_rate(), 200, &mut |_| {});
+    assert_passes("the weekend-rate example", &report);
+
+    // Through the component, the scenario of the example's own test.
+    let weekend = loaded("weekend-rate");
+    let mut books = Books::default();
+    let metric =
+        |d: &GridDecision, name: &str| d.metrics.iter().find(|m| m.name == name).map(|m| m.value);
+    // Thursday 18:30, a weekday (5 a kWh).
+    let first = tick(
+        weekend,
+        &mut books,
+        DAY + 18 * HOUR_MS + HOUR_MS / 2,
+        &[(0, 2_500), (1, 800)],
+        &[(5, 3_000), (6, 1_000)],
+        &[],
+    );
+    assert_eq!(requests(&first), [(0, 2_000, 10)]);
+    assert_eq!(books.cells[&0], [2_500, 2_000, 10, 0]);
+    assert_eq!(books.cells[&1], [800, 0, 0, 0]);
+    assert!(first.payouts.is_empty(), "nothing came in yet");
+    // Saturday 03:00 (3 a kWh); consumer 0 paid 10: 80% is 8, producer 5
+    // made 3/4 of the output: 6, producer 6: 2.
+    let saturday = DAY + 51 * HOUR_MS;
+    let second = tick(
+        weekend,
+        &mut books,
+        saturday,
+        &[(0, 600), (1, 300)],
+        &[],
+        &[(0, 10)],
+    );
+    assert_eq!(requests(&second), [(0, 1_000, 3), (1, 1_000, 3)]);
+    assert_eq!(books.cells[&0], [3_100, 3_000, 13, 10]);
+    assert_eq!(payouts(&second), [(5, 6), (6, 2)]);
+    // Consumer 1 pays 3: 80% of 13 is 10, 8 paid, so 2 due: 1 to producer 5,
+    // none to producer 6 (half a token): 1 waits.
+    let third = tick(weekend, &mut books, saturday + HOUR_MS, &[], &[], &[(1, 3)]);
+    assert_eq!(payouts(&third), [(5, 1)]);
+    assert_eq!(metric(&third, "price-per-kwh"), Some(3));
+    assert_eq!(metric(&third, "running-costs-received"), Some(3));
+    assert_eq!(metric(&third, "available"), Some(1));
+    // Producer 5 leaves; on Monday consumer 0 pays 3: 80% of 16 is 12, 9
+    // paid, so 3 due, all to producer 6, the only one left.
+    let left = GridNews {
+        left: vec![5],
+        ..GridNews::default()
+    };
+    let monday = DAY + 4 * 24 * HOUR_MS;
+    let fourth = tick_with(weekend, &mut books, monday, &[], &[], &[(0, 3)], left);
+    assert_eq!(payouts(&fourth), [(6, 3)]);
+    assert_eq!(metric(&fourth, "price-per-kwh"), Some(5));
+    assert_eq!(metric(&fourth, "available"), Some(0));
+}
+
 /// `PUT /strategies/grid` of a component of any size (the test client sends
 /// bodies above the API's usual 1 MiB limit raw, to see them refused).
 fn upload(url: &str, name: &str, bytes: &[u8]) -> (u16, serde_json::Value) {
@@ -225,12 +310,15 @@ fn upload(url: &str, name: &str, bytes: &[u8]) -> (u16, serde_json::Value) {
 
 #[test]
 fn both_examples_go_live_in_a_running_grid_and_bill_by_their_rules() {
+    // Built before the grid starts: a kit's first install takes minutes.
+    let examples = [("time-of-use", time_of_use()), ("tiered", tiered())];
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, _) = strategy_files(dir.path());
+    let mut config = grid_config(dir.path(), grid_wasm, 20);
+    // The test reads back every tick of this fast grid, however long it runs.
+    config.strategy.tick_log_keep = u64::MAX;
     let rt = powerplug_tests::runtime();
-    let grid = rt
-        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 20)))
-        .unwrap();
+    let grid = rt.block_on(run::grid(&config)).unwrap();
     let client = Client::new(&grid.url);
     let mut meter = Meter::register(&grid.url, "c", 61);
     let requested = || {
@@ -246,7 +334,7 @@ fn both_examples_go_live_in_a_running_grid_and_bill_by_their_rules() {
     bill(&mut meter);
 
     let mut versions = Vec::new();
-    for (name, bytes) in [("time-of-use", time_of_use()), ("tiered", tiered())] {
+    for (name, bytes) in examples {
         // The examples declare books formats of their own: they start on
         // empty books. Their prices differ from basic's by design (time of
         // use asks 9 a kWh at peak, 80% above), which the dry run's bound
@@ -368,7 +456,11 @@ fn uploaded_onto_the_basic_grid(dir: &std::path::Path, name: &str, bytes: &[u8])
 #[test]
 fn strategy_new_projects_build_pass_their_first_test_and_the_check() {
     let dir = tempfile::tempdir().unwrap();
-    for (lang, name) in [(Lang::Python, "my-python"), (Lang::Js, "my-js")] {
+    for (lang, name) in [
+        (Lang::Python, "my-python"),
+        (Lang::Js, "my-js"),
+        (Lang::C, "my-c"),
+    ] {
         let project = dir.path().join(name);
         let written = create(lang, &project, &workspace_root()).unwrap();
         assert!(written.iter().any(|p| p.ends_with("wit/strategy.wit")));
@@ -412,20 +504,22 @@ fn strategy_new_projects_build_pass_their_first_test_and_the_check() {
         create(Lang::Rust, &dir.path().join("ok"), dir.path()).is_err(),
         "a Rust project needs a checkout's SDK"
     );
-    // Python and JavaScript projects carry their kit: no checkout needed.
-    let project = dir.path().join("anywhere");
-    let written = create(Lang::Python, &project, dir.path()).unwrap();
-    assert!(written.iter().any(|p| p.ends_with("kit/install.sh")));
-    assert!(
-        written
-            .iter()
-            .any(|p| p.ends_with("kit/python/requirements.txt"))
-    );
-    let build = std::fs::read_to_string(project.join("build.sh")).unwrap();
-    assert!(
-        !build.contains(&*workspace_root().to_string_lossy()),
-        "the build script names no checkout"
-    );
+    // Python, JavaScript and C projects carry their kit: no checkout needed.
+    for (lang, pins) in [
+        (Lang::Python, "kit/python/requirements.txt"),
+        (Lang::Js, "kit/js/package-lock.json"),
+        (Lang::C, "kit/c/tools.txt"),
+    ] {
+        let project = dir.path().join(format!("anywhere-{}", pins.len()));
+        let written = create(lang, &project, dir.path()).unwrap();
+        assert!(written.iter().any(|p| p.ends_with("kit/install.sh")));
+        assert!(written.iter().any(|p| p.ends_with(pins)), "{pins}");
+        let build = std::fs::read_to_string(project.join("build.sh")).unwrap();
+        assert!(
+            !build.contains(&*workspace_root().to_string_lossy()),
+            "the build script names no checkout"
+        );
+    }
 }
 
 /// `--fuzz`: random traces find a bug the canned scenarios cannot (their
