@@ -10,6 +10,8 @@
 //! - At most every `payout-interval-ms` (10 s), `floor(available / 40) * 40` is
 //!   distributed, each producer getting `floor(distribution * its output / all
 //!   output)` by lifetime output; what the floors leave stays available.
+//!   Producers' asking prices are ignored, as the original ignored them: a
+//!   producer's pay is its share of the output, whatever it asked.
 
 use powerplug_sdk::grid::{GridOut, GridStrategy, GridTick, PaymentRequest};
 use powerplug_sdk::{Config, Error, Words};
