@@ -37,9 +37,22 @@ impl<'a> Build<'a> {
 
 /// Builds the crate and returns its component's bytes.
 pub fn build(build: &Build<'_>) -> anyhow::Result<Vec<u8>> {
+    Ok(build_named(build)?.1)
+}
+
+/// Builds the crate and returns its library's name (as cargo names the
+/// `.wasm`: `my_tariff` for the crate `my-tariff`, whatever its directory) and
+/// its component's bytes.
+pub fn build_named(build: &Build<'_>) -> anyhow::Result<(String, Vec<u8>)> {
     let core = build_core(build)?;
+    let name = core
+        .file_stem()
+        .map(|n| n.to_string_lossy().into_owned())
+        .with_context(|| format!("{} has no file name", core.display()))?;
     let module = std::fs::read(&core).with_context(|| format!("reading {}", core.display()))?;
-    wrap(&module).with_context(|| format!("wrapping {} into a component", core.display()))
+    let bytes =
+        wrap(&module).with_context(|| format!("wrapping {} into a component", core.display()))?;
+    Ok((name, bytes))
 }
 
 /// Wraps a core module built with wit-bindgen into a component.

@@ -158,6 +158,33 @@ fn build_inspect_and_simulate() {
     assert!(summary["payment_requests"].as_u64() > Some(0), "{stdout}");
 }
 
+/// `strategy build` names the component after the crate, as cargo names its
+/// library, not after the directory it was built from (issue 20).
+#[test]
+fn a_built_component_is_named_after_its_crate() {
+    let work = tempfile::tempdir().unwrap();
+    let root_dir = root();
+    let (ok, _, stderr) = powerplug(
+        &[
+            "strategy",
+            "new",
+            "--lang",
+            "rust",
+            "my-tariff",
+            "--checkout",
+            root_dir.to_str().unwrap(),
+        ],
+        work.path(),
+    );
+    assert!(ok, "{stderr}");
+    std::fs::rename(work.path().join("my-tariff"), work.path().join("v2")).unwrap();
+    let (ok, stdout, stderr) = powerplug(&["strategy", "build", "v2", "--out", "out"], work.path());
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("my_tariff.wasm (grid strategy"), "{stdout}");
+    assert!(work.path().join("out/my_tariff.wasm").exists());
+    assert!(!work.path().join("out/v2.wasm").exists());
+}
+
 #[test]
 fn a_missing_or_bad_file_is_a_clear_error() {
     let work = tempfile::tempdir().unwrap();

@@ -13,7 +13,8 @@ use powerplug_client::Swap;
 
 #[derive(Subcommand)]
 pub enum StrategyCommand {
-    /// Build Rust strategy crates into components (`<out>/<crate>.wasm`).
+    /// Build Rust strategy crates into components (`<out>/<crate>.wasm`, named
+    /// after the crate's library as cargo names it, whatever its directory).
     Build {
         /// Crate directories.
         #[arg(required = true)]
@@ -135,18 +136,14 @@ pub fn run(command: StrategyCommand) -> anyhow::Result<()> {
             });
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             for dir in crates {
-                let bytes = powerplug::component::build(&powerplug::component::Build {
-                    features: &features,
-                    ..powerplug::component::Build::new(&dir)
-                })?;
+                let (name, bytes) =
+                    powerplug::component::build_named(&powerplug::component::Build {
+                        features: &features,
+                        ..powerplug::component::Build::new(&dir)
+                    })?;
                 let info = inspect(&bytes).with_context(|| {
                     format!("checking the component built from {}", dir.display())
                 })?;
-                let name = dir
-                    .canonicalize()?
-                    .file_name()
-                    .map(|n| n.to_string_lossy().replace('-', "_"))
-                    .context("crate directory has no name")?;
                 let path = out.join(format!("{name}.wasm"));
                 std::fs::write(&path, &bytes)
                     .with_context(|| format!("writing {}", path.display()))?;
