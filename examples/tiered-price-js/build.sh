@@ -15,6 +15,7 @@ world=grid-strategy
 
 "$checkout/kits/install.sh" js
 mkdir -p build "$(dirname "$out")"
+node "$checkout/kits/js/exports.mjs" strategy.js "$world"
 node test.mjs >build/test.log 2>&1 || { cat build/test.log >&2; exit 1; }
 "$kit/node_modules/.bin/componentize-qjs" --wit "$wit" --world "$world" --js strategy.js \
     --sync --stub-wasi -o "$out"

@@ -21,7 +21,6 @@ decision traps the tick instead of wrapping.
 """
 
 import json
-import traceback
 
 from componentize_py_types import Err
 from wit_world import exports
@@ -154,13 +153,27 @@ def decide(input: GridInput) -> GridDecision:
     )
 
 
+def where(error: BaseException) -> str:
+    """The error and the innermost frames it came through, e.g. "KeyError: 13
+    in decide (strategy.py:40) < tick (strategy.py:60)". Not traceback.format_exc():
+    it reads the source files to quote their lines, and the sandbox has no files,
+    so it traps and hides the error."""
+    frames = []
+    tb = error.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        frames.append(f"{code.co_name} ({code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno})")
+        tb = tb.tb_next
+    return f"{type(error).__name__}: {error} in " + " < ".join(reversed(frames[-3:]))
+
+
 class Grid(exports.Grid):
     def tick(self, input: GridInput) -> GridDecision:
         try:
             return decide(input)
         except Err:
             raise  # a refusal: the host applies nothing and says why
-        except Exception:
-            # A bug: say where (stderr goes nowhere in the sandbox), then trap.
-            log.log(log.Level.ERROR, traceback.format_exc(limit=-3))
+        except Exception as e:
+            # A bug: say what and where (stderr goes nowhere in the sandbox), then trap.
+            log.log(log.Level.ERROR, where(e))
             raise

@@ -97,6 +97,10 @@ const JS: &[File] = &[
         include_str!("../../templates/js/strategy.js"),
     ),
     file("test.mjs", include_str!("../../templates/js/test.mjs")),
+    file(
+        "kit/js/exports.mjs",
+        include_str!("../../kits/js/exports.mjs"),
+    ),
     script("build.sh", include_str!("../../templates/js/build.sh")),
     file(".gitignore", "build/\n"),
     WIT,

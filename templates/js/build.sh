@@ -1,7 +1,8 @@
 #!/bin/sh
-# Builds {{name}} into a component: the first test runs natively in Node.js,
-# then componentize-qjs (QuickJS) makes a synchronous component with every
-# WASI import stubbed out. The tools come from Powerplug's JavaScript kit: its
+# Builds {{name}} into a component: a check that the module exports what the
+# world needs, the first test natively in Node.js, then componentize-qjs
+# (QuickJS) makes a synchronous component with every WASI import stubbed out.
+# The tools come from Powerplug's JavaScript kit: its
 # installer and pins are in kit/ (written by `powerplug strategy new`), and it
 # installs once, on first use, into a user cache shared by your projects
 # (POWERPLUG_KITS to put it elsewhere).
@@ -21,6 +22,7 @@ books="{{name}}@1"
 
 kit/install.sh js
 mkdir -p build "$(dirname "$out")"
+node kit/js/exports.mjs strategy.js "$world"
 node test.mjs >build/test.log 2>&1 || { cat build/test.log >&2; exit 1; }
 "$kit/node_modules/.bin/componentize-qjs" --wit wit --world "$world" --js strategy.js \
     --sync --stub-wasi -o "$out"
