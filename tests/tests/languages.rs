@@ -12,7 +12,7 @@ use powerplug::books::{Books, GridNews};
 use powerplug::check::{Property, Report, check, check_fuzzed};
 use powerplug::http::run;
 use powerplug::scaffold::{Lang, create};
-use powerplug::strategy::{GridDecision, GridStrategy, Output, Transfer, Usage};
+use powerplug::strategy::{GridDecision, GridStrategy, Output, Setting, Transfer, Usage};
 use powerplug::tick_log::{self, Outcome};
 use powerplug_tests::{
     Client, Meter, OPERATOR, basic_grid, basic_producer, cached_runtime, eventually, grid_config,
@@ -522,6 +522,61 @@ fn strategy_new_projects_build_pass_their_first_test_and_the_check() {
     }
 }
 
+/// Errors that name their cause (issue 20): a Python bug's tick failure says
+/// which exception, in which function and line (the template's `where`, since
+/// `traceback.format_exc()` traps in the sandbox), and a JavaScript module
+/// that exports the other world's interface fails its build instead of
+/// building a component whose every tick traps.
+#[test]
+fn a_python_bug_names_its_exception_and_a_wrong_javascript_export_fails_the_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("buggy");
+    create(Lang::Python, &project, &workspace_root()).unwrap();
+    let source = project.join("strategy.py");
+    let text = std::fs::read_to_string(&source).unwrap();
+    let bug = "    price = int(price)\n    if price == 13:\n        price = price // 0\n";
+    let text = text.replacen("    price = int(price)\n", bug, 1);
+    assert!(
+        text.contains("// 0"),
+        "the template changed: inject the bug elsewhere"
+    );
+    std::fs::write(&source, text).unwrap();
+    let bytes = scripted_component(&project);
+    let strategy = cached_runtime().load_grid(&bytes).unwrap();
+    let config = [Setting {
+        key: "price-per-kwh".into(),
+        value: "13".into(),
+    }];
+    let input = Books::default().grid_input(DAY, &config, GridNews::default());
+    let failure = strategy.tick(&input).unwrap_err().to_string();
+    assert!(
+        failure.contains("ZeroDivisionError") && failure.contains("in decide (strategy.py:"),
+        "{failure}"
+    );
+
+    let project = dir.path().join("evening");
+    create(Lang::Js, &project, &workspace_root()).unwrap();
+    let source = project.join("strategy.js");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(
+        &source,
+        text.replace("export const grid = {", "export const producer = {"),
+    )
+    .unwrap();
+    let build = std::process::Command::new("sh")
+        .arg(project.join("build.sh"))
+        .env("POWERPLUG_KITS", workspace_root().join("target/kits"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&build.stderr);
+    assert!(!build.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("exports no `grid`") && stderr.contains("It exports `producer`"),
+        "{stderr}"
+    );
+    assert!(!project.join("build/evening.wasm").exists());
+}
+
 /// `--fuzz`: random traces find a bug the canned scenarios cannot (their
 /// consumers never leave), and the report shows the shortest trace that
 /// fails; the basic grid passes 200 traces.
@@ -562,6 +617,18 @@ fn fuzzing_finds_a_money_bug_the_scenarios_miss_and_shows_the_shortest_trace() {
         report.to_string().contains("the shortest trace"),
         "{report}"
     );
+
+    // A trap in a trace is a failure too, not a trace that found nothing.
+    let bytes = hostile("panic-on-leave");
+    assert_passes(
+        "panic-on-leave, scenarios only",
+        &check(cached_runtime(), &bytes),
+    );
+    let report = check_fuzzed(cached_runtime(), &bytes, 200, &mut |_| {});
+    let (property, why, trace) = report.fuzz.as_ref().unwrap().failure.clone().unwrap();
+    assert_eq!(property, Property::Decides, "{report}");
+    assert!(why.contains("trap"), "{why}");
+    assert!(trace.to_string().contains("leaves"), "{trace}");
 }
 
 #[test]

@@ -279,7 +279,11 @@ fn replay_producer(strategy: &ProducerStrategy, trace: &Trace) -> Found {
         }
         let at = format!("tick {}", t + 1);
         let input = books.producer_input(now, &[], news);
-        let decision = tally.tick(&at, false, || strategy.tick(&input))?;
+        // A tick that did not decide is a failure the tally holds (`?` here
+        // would say the trace found nothing).
+        let Some(decision) = tally.tick(&at, false, || strategy.tick(&input)) else {
+            return tally.first_failure();
+        };
         reported += super::producer::check(&decision, now, &at, &mut tally);
         if reported > delivered {
             tally.fail(
@@ -354,7 +358,11 @@ fn replay_grid(strategy: &GridStrategy, trace: &Trace) -> Found {
         }
         let at = format!("tick {}", t + 1);
         let input = books.grid_input(now, &[], news);
-        let decision = tally.tick(&at, false, || strategy.tick(&input))?;
+        // A tick that did not decide is a failure the tally holds (`?` here
+        // would say the trace found nothing).
+        let Some(decision) = tally.tick(&at, false, || strategy.tick(&input)) else {
+            return tally.first_failure();
+        };
         model.check(&decision, &at, &mut tally);
         paid_out += decision
             .payouts
