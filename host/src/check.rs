@@ -13,6 +13,7 @@
 pub mod fuzz;
 mod grid;
 mod producer;
+pub mod run;
 
 use std::fmt;
 use std::time::{Duration, Instant};

@@ -185,6 +185,59 @@ fn a_built_component_is_named_after_its_crate() {
     assert!(!work.path().join("out/v2.wasm").exists());
 }
 
+/// `strategy run` as the guide shows it: a ticks file of one's own, each
+/// tick printed; a mistake in the file named (issue 20).
+#[test]
+fn strategy_run_prints_each_tick_of_a_ticks_file() {
+    let work = tempfile::tempdir().unwrap();
+    let (basic, _) = basic_and_premium(work.path());
+    let grid = basic.join("basic_grid_strategy.wasm");
+    let ticks = work.path().join("ticks.json");
+    std::fs::write(
+        &ticks,
+        r#"[{"now_ms": 1767292200000, "usage": [{"consumer": 4, "wh": 2600}]},
+            {"config": {"price-per-kwh": "6"}, "usage": [{"consumer": 4, "wh": 400}]}]"#,
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "strategy",
+            "run",
+            grid.to_str().unwrap(),
+            "--ticks",
+            ticks.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        powerplug(&args, work.path())
+    };
+    let (ok, stdout, stderr) = run(&[]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("tick 1  2026-01-01 18:30:00 UTC (Thu)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("request     consumer 4: 2,000 Wh for 10 tokens"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("request     consumer 4: 1,000 Wh for 6 tokens"),
+        "{stdout}"
+    );
+    let (ok, stdout, stderr) = run(&["--json"]);
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        json[1]["decision"]["payment_requests"]["owed"][0], 6,
+        "{json}"
+    );
+
+    std::fs::write(&ticks, r#"[{"usage": [{"consumer": 4, "kwh": 2}]}]"#).unwrap();
+    let (ok, _, stderr) = run(&[]);
+    assert!(!ok);
+    assert!(stderr.contains("unknown field `kwh`"), "{stderr}");
+}
+
 #[test]
 fn a_missing_or_bad_file_is_a_clear_error() {
     let work = tempfile::tempdir().unwrap();

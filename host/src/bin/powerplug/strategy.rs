@@ -58,6 +58,22 @@ pub enum StrategyCommand {
         #[arg(long, value_name = "TRACES", num_args = 0..=1, default_missing_value = "200")]
         fuzz: Option<u32>,
     },
+    /// Run your own ticks (a JSON array; see docs/strategy-guide.md) through a
+    /// component as a host would: books carried from tick to tick, payouts
+    /// confirmed, the host's validation and the check's money and energy
+    /// rules on every decision. Prints each tick; exits non-zero if one would
+    /// fail live or break a rule.
+    Run {
+        file: PathBuf,
+        #[arg(long)]
+        ticks: PathBuf,
+        /// Where compiled components are cached between runs.
+        #[arg(long, default_value = "target/powerplug-cache")]
+        cache: PathBuf,
+        /// Print the ticks as JSON (decisions, failures, problems, fuel, logs).
+        #[arg(long)]
+        json: bool,
+    },
     /// Upload a component to a running grid: checked, dry-run on the recent
     /// ticks, and activated between ticks (with the live books only if it
     /// declares their format). Token: POWERPLUG_OPERATOR_TOKEN.
@@ -162,6 +178,12 @@ pub fn run(command: StrategyCommand) -> anyhow::Result<()> {
         StrategyCommand::Check { file, cache, fuzz } => {
             powerplug::check::cli(&file, &cache, fuzz.unwrap_or(0))?
         }
+        StrategyCommand::Run {
+            file,
+            ticks,
+            cache,
+            json,
+        } => powerplug::check::run::cli(&file, &ticks, &cache, json)?,
         StrategyCommand::New {
             name,
             lang,
