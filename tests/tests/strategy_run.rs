@@ -50,8 +50,9 @@ fn the_books_carry_from_tick_to_tick_and_payouts_come_back_confirmed() {
 }
 
 #[test]
-fn a_report_above_one_gwh_fails_live_and_a_broken_rule_is_named() {
-    // Each source is within the host's limit; their sum in one slice is not.
+fn a_report_above_one_gwh_is_capped_a_failure_shows_live_and_a_broken_rule_is_named() {
+    // Each source is within the host's limit; their sum in one slice is not:
+    // the basic producer reports the 1 GWh a command may claim, and counts the rest.
     let ran = run(
         cached_runtime(),
         &basic_producer(),
@@ -70,17 +71,36 @@ fn a_report_above_one_gwh_fails_live_and_a_broken_rule_is_named() {
     let Ran::Producer(reports) = &ran else {
         panic!("the basic producer is a producer strategy")
     };
-    let failures: Vec<&str> = reports
+    assert_eq!(ran.failed(), 0, "{reports:#?}");
+    let reported: Vec<(u64, i64)> = reports
         .iter()
-        .filter_map(|t| t.failure.as_deref())
+        .filter_map(|t| t.decision.as_ref())
+        .filter(|d| !d.commands.is_empty())
+        .map(|d| {
+            let over = d.metrics.iter().find(|m| m.name == "over-limit-wh");
+            (d.commands[0].wh, over.map_or(0, |m| m.value))
+        })
         .collect();
+    assert_eq!(reported, [(1_000_000_000, 200_000_000)], "{reports:#?}");
+
+    // A decision the host refuses fails live: nothing of it applies.
+    let ran = run(
+        cached_runtime(),
+        &hostile("ragged-batch"),
+        &ticks(r#"[{}, {"usage": [{"consumer": 0, "wh": 5}]}]"#),
+    )
+    .unwrap();
+    let Ran::Grid(reports) = &ran else { panic!() };
+    assert_eq!(ran.failed(), 2, "{reports:#?}");
+    assert!(reports[0].decision.is_none());
     assert!(
-        failures
-            .iter()
-            .any(|f| f.contains("an output the grid refuses")),
+        reports[0]
+            .failure
+            .as_deref()
+            .unwrap_or_default()
+            .contains("malformed"),
         "{reports:#?}"
     );
-    assert!(ran.failed() > 0);
 
     // A decision the host would carry out but `check` flags: billing more Wh than used.
     let ran = run(

@@ -53,9 +53,11 @@ const SCENARIOS: [Scenario; 4] = [
         payment: 1_000,
         extreme: false,
     },
+    // Several sources at the limit: their sum in one slice is above what
+    // one command may claim, which the strategy must cap or split.
     Scenario {
-        name: "largest amounts the host accepts",
-        sources: 1,
+        name: "largest amounts, 3 sources",
+        sources: 3,
         ticks: 8,
         output_wh: (MAX_WH, MAX_WH),
         late_source: false,

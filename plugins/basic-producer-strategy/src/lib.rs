@@ -8,7 +8,11 @@
 //! tokens; the fraction of a token carries over. A producer idle for more than
 //! `idle-slices` (5) restarts its clock instead of reporting the gap. Source
 //! output that arrives after its slice was reported is dropped and counted as
-//! `late-wh` (the producer host adds it up in `/status`).
+//! `late-wh` (the producer host adds it up in `/status`). A slice's report is
+//! capped at the 1 GWh the host lets a command claim, the rest counted as
+//! `over-limit-wh`: a larger command would fail the tick, and every tick after
+//! it (its news waits), so sources reading at their limit together would
+//! block their producer.
 
 use powerplug_sdk::producer::{ProducerOut, ProducerStrategy, ProducerTick};
 use powerplug_sdk::{Config, Error};
@@ -20,6 +24,9 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_PRICE_PER_KWH: u64 = 4;
 #[cfg(feature = "premium")]
 pub const DEFAULT_PRICE_PER_KWH: u64 = 6;
+
+/// The most one output command may claim: the host refuses more.
+pub const MAX_REPORT_WH: u64 = 1_000_000_000;
 
 pub struct BasicProducer {
     slice_ms: u64,
@@ -70,7 +77,7 @@ impl ProducerStrategy for BasicProducer {
         }
 
         let now = tick.now_ms / self.slice_ms;
-        let (mut reported_wh, mut asked) = (0u64, 0u64);
+        let (mut reported_wh, mut asked, mut over_limit_wh) = (0u64, 0u64, 0u64);
         match state.last_slice {
             Some(last) if now >= last && now - last <= self.idle_slices => {
                 // `slice` has begun, so the one before it has finished; its
@@ -83,6 +90,9 @@ impl ProducerStrategy for BasicProducer {
                         continue;
                     };
                     let (_, wh) = state.pending.remove(pos);
+                    let over = wh.saturating_sub(MAX_REPORT_WH);
+                    over_limit_wh += over;
+                    let wh = wh - over;
                     // Sources that produced nothing: no command (the original sent one).
                     if wh == 0 {
                         continue;
@@ -123,6 +133,7 @@ impl ProducerStrategy for BasicProducer {
         out.metric("reported-wh", reported_wh as i64);
         out.metric("asked", asked as i64);
         out.metric("late-wh", late_wh as i64);
+        out.metric("over-limit-wh", over_limit_wh as i64);
         out.metric("received", state.received as i64);
         Ok(())
     }
