@@ -4,7 +4,7 @@
 //! runs `time_scale` times faster than real time. It ends with a summary whose
 //! money checks are computed, not assumed.
 
-use crate::domain::EntityKind;
+use crate::domain::{EntityKind, UnixMs};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -53,6 +53,8 @@ pub struct Progress {
     pub grid_url: String,
     pub elapsed_ms: u64,
     pub simulated_s: u64,
+    /// The simulated clock's time: what the strategies see.
+    pub simulated_ms: u64,
     pub grid_ticks: u64,
     pub generated_wh: u64,
     pub reported_wh: u64,
@@ -88,6 +90,8 @@ pub struct Summary {
     pub messages_dropped: u64,
     /// Source Wh the producers' strategies dropped as too late to report.
     pub late_wh: u64,
+    /// Per producer: tokens its reports asked, and the Wh they reported.
+    pub producer_asks: Vec<(Tokens, u64)>,
     pub checks: Vec<Check>,
 }
 
@@ -352,6 +356,7 @@ impl Watch {
             grid_url: self.grid_url.clone(),
             elapsed_ms: started.elapsed().as_millis() as u64,
             simulated_s: self.clock.now_ms().saturating_sub(self.clock.epoch_ms) / 1000,
+            simulated_ms: self.clock.now_ms(),
             grid_ticks: c(Counter::Ticks).saturating_sub(trading_from),
             generated_wh: self.generated()?,
             reported_wh: self.producers_reported()?,
@@ -516,6 +521,16 @@ fn summarise(o: &Options, w: &Watch, last: Progress) -> anyhow::Result<Summary> 
         grid_balance,
         producer_balances,
         messages_dropped: c(Counter::MessagesDropped),
+        producer_asks: w
+            .producers
+            .iter()
+            .map(|p| {
+                Ok((
+                    Tokens(Counter::Asked.read(p.db())?),
+                    Counter::ReportedWh.read(p.db())?,
+                ))
+            })
+            .collect::<anyhow::Result<_>>()?,
         late_wh: w
             .producers
             .iter()
@@ -529,9 +544,10 @@ impl std::fmt::Display for Progress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:>5.1}s real {:>6}s sim | grid ticks {:>4} | Wh generated {:>9} reported {:>9} used {:>7} billed {:>7} | tokens asked {:>6} paid {:>6} to producers {:>6}",
+            "{:>5.1}s real {:>6}s sim, {} | grid ticks {:>4} | Wh generated {:>9} reported {:>9} used {:>7} billed {:>7} | tokens asked {:>6} paid {:>6} to producers {:>6}",
             self.elapsed_ms as f64 / 1000.0,
             self.simulated_s,
+            UnixMs(self.simulated_ms).utc(),
             self.grid_ticks,
             self.generated_wh,
             self.reported_wh,
@@ -549,14 +565,15 @@ impl std::fmt::Display for Summary {
         let p = &self.progress;
         writeln!(
             f,
-            "\n{} producers with {} sources, {} consumers; {} grid ticks ({} failed) in {:.1} s, {} s simulated",
+            "\n{} producers with {} sources, {} consumers; {} grid ticks ({} failed) in {:.1} s, {} s simulated (to {}: the strategies' clock runs faster than real time)",
             self.producers,
             self.sources,
             self.consumers,
             p.grid_ticks,
             self.failed_ticks,
             p.elapsed_ms as f64 / 1000.0,
-            p.simulated_s
+            p.simulated_s,
+            UnixMs(p.simulated_ms).utc()
         )?;
         writeln!(
             f,
@@ -606,6 +623,20 @@ impl std::fmt::Display for Summary {
             p.paid_to_producers,
             self.undistributed,
             self.grid_balance.get()
+        )?;
+        let asks: Vec<String> = self
+            .producer_asks
+            .iter()
+            .take(8)
+            .map(|(asked, wh)| match *wh {
+                0 => "-".to_owned(),
+                wh => format!("{:.2}", asked.get() as f64 * 1000.0 / wh as f64),
+            })
+            .collect();
+        writeln!(
+            f,
+            "         producers asked [{}] tokens per kWh reported (what the grid pays is its strategy's choice)",
+            asks.join(", ")
         )?;
         writeln!(
             f,

@@ -18,6 +18,7 @@ pub mod grid;
 pub mod log;
 pub mod producer;
 pub mod state;
+pub mod time;
 
 pub use bindings::grid::powerplug::strategy::types::{
     CellBatch, Entity, EntityKind, Metric, Setting, Transfer,

@@ -168,3 +168,34 @@ fn a_role_runs_its_strategy_under_the_limits_its_operator_set() {
     };
     assert!(refused.contains("strategy.limits.memory_mib"), "{refused}");
 }
+
+/// A grid on a demo's fast clock says in `/status` what time its strategy
+/// sees, which is not the wall clock's (issue 20).
+#[test]
+fn status_shows_the_clock_the_strategy_sees() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, _) = strategy_files(dir.path());
+    let rt = powerplug_tests::runtime();
+    let mut config = powerplug_tests::grid_config(dir.path(), grid_wasm, 60_000);
+    let real = powerplug::domain::UnixMs::now().get();
+    // Started an hour ago at 60× real time: the grid is 59 hours ahead.
+    config.service.clock = powerplug::role::Clock {
+        epoch_ms: real - 3_600_000,
+        scale: 60,
+    };
+    let grid = rt.block_on(powerplug::http::run::grid(&config)).unwrap();
+    let status = powerplug_tests::Client::new(&grid.url)
+        .get("/status", None)
+        .1;
+    let clock = &status["clock"];
+    assert_eq!(clock["scale"], 60, "{status}");
+    let now = clock["now_ms"].as_u64().unwrap();
+    assert!(now >= real + 59 * 3_600_000, "{clock}");
+    assert!(now < real + 60 * 3_600_000, "{clock}");
+    assert_eq!(
+        clock["utc"],
+        powerplug::domain::UnixMs(now).utc(),
+        "{clock}"
+    );
+    rt.block_on(grid.stop()).unwrap();
+}

@@ -97,6 +97,30 @@ impl UnixMs {
     pub fn since(self, earlier: Self) -> u64 {
         self.0.saturating_sub(earlier.0)
     }
+
+    /// `2026-01-01 18:30:00 UTC (Thu)`: the calendar time, for people (a
+    /// strategy's hour-of-day rules read the same UTC clock).
+    pub fn utc(self) -> String {
+        let (days, secs) = (self.0 / 86_400_000, self.0 / 1000 % 86_400);
+        // Howard Hinnant's civil_from_days, for days since 1970-01-01.
+        let z = days as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        // 1970-01-01 was a Thursday.
+        let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+        format!(
+            "{year}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC ({weekday})",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        )
+    }
 }
 
 #[cfg(test)]
@@ -119,5 +143,23 @@ mod tests {
         assert_eq!(Tokens(3).to_string(), "3 tokens");
         assert_eq!(UnixMs(10).since(UnixMs(4)), 6);
         assert_eq!(UnixMs(4).since(UnixMs(10)), 0);
+    }
+
+    #[test]
+    fn a_moment_reads_as_a_utc_calendar_time() {
+        assert_eq!(UnixMs(0).utc(), "1970-01-01 00:00:00 UTC (Thu)");
+        assert_eq!(
+            UnixMs(1_767_292_200_000).utc(),
+            "2026-01-01 18:30:00 UTC (Thu)"
+        );
+        // A leap day, and the day after a century that is not a leap year.
+        assert_eq!(
+            UnixMs(1_709_251_199_000).utc(),
+            "2024-02-29 23:59:59 UTC (Thu)"
+        );
+        assert_eq!(
+            UnixMs(4_107_542_400_000).utc(),
+            "2100-03-01 00:00:00 UTC (Mon)"
+        );
     }
 }

@@ -401,26 +401,8 @@ fn run_producer(
     Ok(reports)
 }
 
-/// `2026-01-01 18:30:00 UTC (Thu)`.
 fn when(ms: u64) -> String {
-    let (days, secs) = (ms / 86_400_000, ms / 1000 % 86_400);
-    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
-    format!(
-        "{year}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC ({weekday})",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    crate::domain::UnixMs(ms).utc()
 }
 
 fn print_tick<D>(t: &TickReport<D>, body: impl Fn(&D, &mut String)) -> String {

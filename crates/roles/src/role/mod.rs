@@ -69,6 +69,18 @@ impl Clock {
     pub fn real(&self, sim_ms: u64) -> Duration {
         Duration::from_millis(sim_ms / self.scale.max(1))
     }
+
+    /// The time the role's strategy sees, for `/status`: a demo's clock runs
+    /// `scale` times faster than real time from `epoch_ms`, so its hours are
+    /// not the wall clock's.
+    pub fn status(&self) -> serde_json::Value {
+        let now = self.now_ms();
+        serde_json::json!({
+            "now_ms": now,
+            "utc": powerplug_domain::UnixMs(now).utc(),
+            "scale": self.scale.max(1),
+        })
+    }
 }
 
 /// Opens (or creates) the role's database in its data directory: the

@@ -333,6 +333,11 @@ impl Producer {
         Ok(storage::meta(self.db(), "producer/metrics")?.unwrap_or_default())
     }
 
+    /// The clock its ticks run on.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
     /// Commits a change of the membership together with what it sends, then
     /// sends it.
     fn change(

@@ -55,6 +55,7 @@ pub fn grid_public(grid: &Grid) -> anyhow::Result<Value> {
     Ok(json!({
         "role": "grid",
         "id": grid.account(),
+        "clock": grid.clock().status(),
         "strategy": grid.slot.status()?,
         "totals": crate::counter::all(db)?,
         "metrics": metrics(grid.metrics()?),
@@ -84,6 +85,7 @@ pub fn producer_public(producer: &Producer) -> anyhow::Result<Value> {
     Ok(json!({
         "role": "producer",
         "id": member.id,
+        "clock": producer.clock().status(),
         "strategy": producer.slot.status()?,
         "totals": crate::counter::all(db)?,
         "metrics": metrics(producer.metrics()?),

@@ -110,6 +110,11 @@ impl Grid {
         &self.hub.id
     }
 
+    /// The clock its ticks run on.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
     /// The active version now.
     pub fn strategy(&self) -> GridStrategy {
         self.slot.current()
