@@ -1,5 +1,5 @@
-//! `powerplug strategy new --lang rust|python|js|c NAME`: a buildable grid
-//! strategy project from a template (`templates/` in the checkout, built into
+//! `powerplug strategy new --lang rust|python|js|c [--world producer] NAME`: a
+//! buildable strategy project from a template (`templates/` in the checkout, built into
 //! the binary): the strategy, its first test, a build script and the WIT.
 //!
 //! The templates bill a flat price per whole kWh, the same rules in every
@@ -12,6 +12,25 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail, ensure};
+
+/// The world a project's strategy lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum World {
+    /// Bills consumers and pays producers.
+    #[default]
+    Grid,
+    /// Reports its sources' output to the grid, with a price.
+    Producer,
+}
+
+impl World {
+    fn wit_name(self) -> &'static str {
+        match self {
+            World::Grid => "grid-strategy",
+            World::Producer => "producer-strategy",
+        }
+    }
+}
 
 /// A strategy's language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -116,6 +135,37 @@ const C: &[File] = &[
     WIT,
 ];
 
+/// The producer world's strategy and first test in each language: they
+/// replace the grid's files of the same path. (One rule in every language:
+/// report what came in since the last report, at a flat price per kWh.)
+const PRODUCER: &[File] = &[
+    file(
+        "src/lib.rs",
+        include_str!("../../templates/producer/lib.rs"),
+    ),
+    file(
+        "strategy.py",
+        include_str!("../../templates/producer/strategy.py"),
+    ),
+    file(
+        "test_strategy.py",
+        include_str!("../../templates/producer/test_strategy.py"),
+    ),
+    file(
+        "strategy.js",
+        include_str!("../../templates/producer/strategy.js"),
+    ),
+    file(
+        "test.mjs",
+        include_str!("../../templates/producer/test.mjs"),
+    ),
+    file(
+        "strategy.c",
+        include_str!("../../templates/producer/strategy.c"),
+    ),
+    file("test.c", include_str!("../../templates/producer/test.c")),
+];
+
 /// What the templates need from a Powerplug checkout.
 const CHECKOUT_MARKERS: [&str; 2] = ["sdk/Cargo.toml", "wit/strategy.wit"];
 
@@ -123,6 +173,16 @@ const CHECKOUT_MARKERS: [&str; 2] = ["sdk/Cargo.toml", "wit/strategy.wit"];
 /// returns the files written. `checkout` is the Powerplug checkout a Rust
 /// project's build script uses (the other languages' projects need none).
 pub fn create(lang: Lang, dir: &Path, checkout: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    create_world(lang, World::Grid, dir, checkout)
+}
+
+/// [`create`], for a strategy of `world`.
+pub fn create_world(
+    lang: Lang,
+    world: World,
+    dir: &Path,
+    checkout: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
     let name = project_name(dir)?;
     let checkout = match lang {
         Lang::Rust => rust_checkout(checkout)?,
@@ -146,6 +206,10 @@ pub fn create(lang: Lang, dir: &Path, checkout: &Path) -> anyhow::Result<Vec<Pat
     };
     let mut written = Vec::new();
     for f in files {
+        let f = match world {
+            World::Producer => PRODUCER.iter().find(|p| p.path == f.path).unwrap_or(f),
+            World::Grid => f,
+        };
         let path = dir.join(f.path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -155,7 +219,8 @@ pub fn create(lang: Lang, dir: &Path, checkout: &Path) -> anyhow::Result<Vec<Pat
             .text
             .replace("{{name}}", &name)
             .replace("{{crate}}", &name.replace('-', "_"))
-            .replace("{{checkout}}", checkout);
+            .replace("{{checkout}}", checkout)
+            .replace("{{world}}", world.wit_name());
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         if f.executable {
             make_executable(&path)?;
@@ -243,9 +308,9 @@ pub fn find_checkout(given: Option<&Path>) -> PathBuf {
 }
 
 /// `powerplug strategy new`: writes the project and says what to do next.
-pub fn cli(lang: Lang, dir: &Path, checkout: Option<&Path>) -> anyhow::Result<()> {
+pub fn cli(lang: Lang, world: World, dir: &Path, checkout: Option<&Path>) -> anyhow::Result<()> {
     let checkout = find_checkout(checkout);
-    let written = create(lang, dir, &checkout)?;
+    let written = create_world(lang, world, dir, &checkout)?;
     for path in &written {
         println!("wrote {}", path.display());
     }

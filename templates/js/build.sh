@@ -14,7 +14,7 @@ out="$(realpath -m "${1:-$(dirname "$0")/build/{{name}}.wasm}")"
 cd "$(dirname "$0")"
 export POWERPLUG_KITS="${POWERPLUG_KITS:-${XDG_CACHE_HOME:-$HOME/.cache}/powerplug/kits}"
 kit="$POWERPLUG_KITS/js"
-world=grid-strategy
+world={{world}}
 # What the strategy's state and cell words mean, by name and version: the host
 # hands it only books of the same format. Change the version when you change
 # their meaning (also in strategy.js's header).

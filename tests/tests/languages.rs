@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use powerplug::books::{Books, GridNews};
 use powerplug::check::{Property, Report, check, check_fuzzed};
 use powerplug::http::run;
-use powerplug::scaffold::{Lang, create};
+use powerplug::scaffold::{Lang, World, create, create_world};
 use powerplug::strategy::{GridDecision, GridStrategy, Output, Setting, Transfer, Usage};
 use powerplug::tick_log::{self, Outcome};
 use powerplug_tests::{
@@ -454,7 +454,7 @@ fn uploaded_onto_the_basic_grid(dir: &std::path::Path, name: &str, bytes: &[u8])
 }
 
 #[test]
-fn strategy_new_projects_build_pass_their_first_test_and_the_check() {
+fn strategy_new_projects_of_both_worlds_build_pass_their_first_test_and_the_check() {
     let dir = tempfile::tempdir().unwrap();
     for (lang, name) in [
         (Lang::Python, "my-python"),
@@ -498,6 +498,44 @@ fn strategy_new_projects_build_pass_their_first_test_and_the_check() {
     .unwrap();
     assert_passes("my-rust", &check(cached_runtime(), &bytes));
     uploaded_onto_the_basic_grid(dir.path(), "my-rust", &bytes);
+
+    // The producer world in every language: the first test, the build, the
+    // check with its traces (three sources at the host's limit among them).
+    for (lang, name) in [
+        (Lang::Python, "sun-python"),
+        (Lang::Js, "sun-js"),
+        (Lang::C, "sun-c"),
+        (Lang::Rust, "sun-rust"),
+    ] {
+        let project = dir.path().join(name);
+        create_world(lang, World::Producer, &project, &workspace_root()).unwrap();
+        let bytes = match lang {
+            Lang::Rust => {
+                let test = std::process::Command::new(env!("CARGO"))
+                    .args(["test", "--quiet", "--manifest-path"])
+                    .arg(project.join("Cargo.toml"))
+                    .env("CARGO_TARGET_DIR", &target)
+                    .output()
+                    .unwrap();
+                assert!(test.status.success(), "{name}: {test:?}");
+                let build = powerplug::component::Build {
+                    target_dir: Some(&target),
+                    ..powerplug::component::Build::new(&project)
+                };
+                std::sync::Arc::new(powerplug::component::build(&build).unwrap())
+            }
+            _ => scripted_component(&project),
+        };
+        let report = check_fuzzed(cached_runtime(), &bytes, 50, &mut |_| {});
+        assert_passes(name, &report);
+        let info = powerplug::strategy::inspect(&bytes).unwrap();
+        assert_eq!(
+            info.kind,
+            powerplug::domain::StrategyKind::Producer,
+            "{name}"
+        );
+        assert_eq!(info.books, Some(format!("{name}@1")), "{name}");
+    }
 
     assert!(create(Lang::Js, &dir.path().join("Bad Name"), &workspace_root()).is_err());
     assert!(

@@ -30,13 +30,17 @@ pub enum StrategyCommand {
     },
     /// Print a component's kind, world, imports, exports, size and hash.
     Inspect { file: PathBuf },
-    /// Write a new grid strategy project into NAME: the strategy (a flat price
-    /// per kWh), its first test, a build script and the WIT.
+    /// Write a new strategy project into NAME: the strategy (a flat price per
+    /// kWh: billed by a grid, or asked by a producer), its first test, a build
+    /// script and the WIT.
     New {
         /// The project's directory; its last part names the strategy.
         name: PathBuf,
         #[arg(long, value_enum)]
         lang: powerplug::scaffold::Lang,
+        /// The strategy's world: a grid's payment policy, or a producer's pricing.
+        #[arg(long, value_enum, default_value = "grid")]
+        world: powerplug::scaffold::World,
         /// The Powerplug checkout whose SDK and kits the build script uses
         /// (default: the one around the working directory, else this binary's).
         #[arg(long)]
@@ -187,8 +191,9 @@ pub fn run(command: StrategyCommand) -> anyhow::Result<()> {
         StrategyCommand::New {
             name,
             lang,
+            world,
             checkout,
-        } => powerplug::scaffold::cli(lang, &name, checkout.as_deref())?,
+        } => powerplug::scaffold::cli(lang, world, &name, checkout.as_deref())?,
         StrategyCommand::Upload {
             file,
             host,
