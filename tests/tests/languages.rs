@@ -560,37 +560,97 @@ fn strategy_new_projects_of_both_worlds_build_pass_their_first_test_and_the_chec
     }
 }
 
-/// Errors that name their cause (issue 20): a Python bug's tick failure says
-/// which exception, in which function and line (the template's `where`, since
-/// `traceback.format_exc()` traps in the sandbox), and a JavaScript module
-/// that exports the other world's interface fails its build instead of
-/// building a component whose every tick traps.
+/// Each example's language, as `inspect` finds it in the toolchain's custom
+/// sections (the Python and JavaScript runtimes are C and Rust inside).
 #[test]
-fn a_python_bug_names_its_exception_and_a_wrong_javascript_export_fails_the_build() {
+fn inspect_names_each_guests_language() {
+    use powerplug::strategy::Language;
+    for (bytes, language) in [
+        (basic_grid(), Language::Rust),
+        (time_of_use(), Language::Python),
+        (tiered(), Language::JavaScript),
+        (weekend_rate(), Language::C),
+    ] {
+        let info = powerplug::strategy::inspect(&bytes).unwrap();
+        assert_eq!(info.language, Some(language));
+    }
+}
+
+/// Errors that name their cause (issue 20): a guest's trap says what it
+/// means in the guest's language, and a Python bug's failure says which
+/// exception, in which function and line (the template's `where`, since
+/// `traceback.format_exc()` traps in the sandbox); a JavaScript module that
+/// exports the other world's interface fails its build instead of building a
+/// component whose every tick traps.
+#[test]
+fn a_guests_bug_names_its_language_and_cause_and_a_wrong_javascript_export_fails_the_build() {
     let dir = tempfile::tempdir().unwrap();
-    let project = dir.path().join("buggy");
-    create(Lang::Python, &project, &workspace_root()).unwrap();
-    let source = project.join("strategy.py");
-    let text = std::fs::read_to_string(&source).unwrap();
-    let bug = "    price = int(price)\n    if price == 13:\n        price = price // 0\n";
-    let text = text.replacen("    price = int(price)\n", bug, 1);
-    assert!(
-        text.contains("// 0"),
-        "the template changed: inject the bug elsewhere"
+    // A project of `lang` whose `file` gets `bug` after `after`; its failure
+    // on a tick at price 13.
+    let fails = |lang: Lang, name: &str, file: &str, after: &str, bug: &str| -> String {
+        let project = dir.path().join(name);
+        create(lang, &project, &workspace_root()).unwrap();
+        let source = project.join(file);
+        let text = std::fs::read_to_string(&source).unwrap();
+        assert!(
+            text.contains(after),
+            "{name}: the template changed: inject the bug elsewhere"
+        );
+        std::fs::write(&source, text.replacen(after, &format!("{after}{bug}"), 1)).unwrap();
+        let bytes = scripted_component(&project);
+        let strategy = cached_runtime().load_grid(&bytes).unwrap();
+        let config = [Setting {
+            key: "price-per-kwh".into(),
+            value: "13".into(),
+        }];
+        let news = GridNews {
+            usage: vec![Usage {
+                consumer: 0,
+                start_ms: DAY - 60_000,
+                end_ms: DAY,
+                wh: 2_000,
+            }],
+            ..GridNews::default()
+        };
+        let input = Books::default().grid_input(DAY, &config, news);
+        strategy.tick(&input).unwrap_err().to_string()
+    };
+
+    let python = fails(
+        Lang::Python,
+        "buggy-python",
+        "strategy.py",
+        "    price = int(price)\n",
+        "    if price == 13:\n        price = price // 0\n",
     );
-    std::fs::write(&source, text).unwrap();
-    let bytes = scripted_component(&project);
-    let strategy = cached_runtime().load_grid(&bytes).unwrap();
-    let config = [Setting {
-        key: "price-per-kwh".into(),
-        value: "13".into(),
-    }];
-    let input = Books::default().grid_input(DAY, &config, GridNews::default());
-    let failure = strategy.tick(&input).unwrap_err().to_string();
-    assert!(
-        failure.contains("ZeroDivisionError") && failure.contains("in decide (strategy.py:"),
-        "{failure}"
+    for says in [
+        "a Python exception other than Err",
+        "ZeroDivisionError",
+        "in decide (strategy.py:",
+    ] {
+        assert!(python.contains(says), "{python}");
+    }
+    let c = fails(
+        Lang::C,
+        "buggy-c",
+        "strategy.c",
+        "expected an unsigned integer\");\n",
+        "    if (price == 13) abort();\n",
     );
+    assert!(c.contains("a C abort()"), "{c}");
+    // A negative amount the QuickJS bindings cannot hand over as a u64.
+    let js = fails(
+        Lang::Js,
+        "buggy-js",
+        "strategy.js",
+        "  const price = Number(setting);\n",
+        "  if (price === 13) return { state: new Uint8Array(), cells: { entity: [], words: [] }, paymentRequests: { consumer: [0], wh: [1000], owed: [-13] }, payouts: [], metrics: [] };\n",
+    );
+    assert!(js.contains("QuickJS"), "{js}");
+    let rust = cached_runtime().load_grid(&hostile("panic")).unwrap();
+    let input = Books::default().grid_input(DAY, &[], GridNews::default());
+    let failure = rust.tick(&input).unwrap_err().to_string();
+    assert!(failure.contains("a Rust panic"), "{failure}");
 
     let project = dir.path().join("evening");
     create(Lang::Js, &project, &workspace_root()).unwrap();

@@ -2,7 +2,7 @@
 //! refused component costs a parse, not a compile.
 
 use serde::Serialize;
-use wasmparser::{Parser, Payload};
+use wasmparser::{KnownCustom, Parser, Payload};
 
 use super::LoadError;
 use powerplug_domain::{Sha256, StrategyKind};
@@ -37,6 +37,66 @@ pub struct ComponentInfo {
     /// section declares it (`name@version`); `None` for a component that
     /// declares none (every 0.1.0 component built before formats existed).
     pub books: Option<String>,
+    /// The language it was written in, as far as its toolchain says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<Language>,
+}
+
+/// A guest's source language, from what its toolchain leaves in custom
+/// sections: the name of the runtime a Python or JavaScript kit links in, or
+/// the `producers` section's `language` and `processed-by` fields. The
+/// interpreters are written in C and Rust, so those are named last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    Python,
+    JavaScript,
+    Rust,
+    C,
+}
+
+impl Language {
+    /// What a wasm `unreachable` trap means in a guest of this language.
+    pub fn unreachable_means(language: Option<Self>) -> &'static str {
+        match language {
+            Some(Language::Rust) => "a Rust panic or abort",
+            Some(Language::C) => "a C abort() or __builtin_trap()",
+            Some(Language::Python) => {
+                "a Python exception other than Err, or an abort in the interpreter"
+            }
+            Some(Language::JavaScript) => {
+                "a value the bindings could not convert (a negative, fractional or too large u64, say) or an abort in QuickJS"
+            }
+            None => "the guest panicked or aborted",
+        }
+    }
+
+    /// The languages `section` names.
+    fn named_in(section: &wasmparser::CustomSectionReader<'_>, found: &mut Vec<Language>) {
+        if let KnownCustom::Producers(fields) = section.as_known() {
+            for field in fields.into_iter().flatten() {
+                for value in field.values.into_iter().flatten() {
+                    match (field.name, value.name) {
+                        ("language", "Rust") | ("processed-by", "wit-bindgen-rust") => {
+                            found.push(Language::Rust)
+                        }
+                        ("language", "C89" | "C99" | "C11" | "C17" | "C23")
+                        | ("processed-by", "wit-bindgen-c") => found.push(Language::C),
+                        _ => {}
+                    }
+                }
+            }
+            return;
+        }
+        for (runtime, language) in [
+            (&b"componentize_py_runtime"[..], Language::Python),
+            (&b"componentize_qjs_runtime"[..], Language::JavaScript),
+        ] {
+            if memchr::memmem::find(section.data(), runtime).is_some() {
+                found.push(language);
+            }
+        }
+    }
 }
 
 /// The custom section that declares a strategy's books format: UTF-8
@@ -76,6 +136,7 @@ pub fn inspect(bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
 
     let (mut imports, mut exports) = (Vec::new(), Vec::new());
     let mut books: Option<String> = None;
+    let mut languages = Vec::new();
     // Nested modules and components come inline; only the outermost level's
     // imports and exports are the component's own.
     let mut depth = 0usize;
@@ -112,6 +173,7 @@ pub fn inspect(bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
                 }
                 books = Some(declared.to_owned());
             }
+            Payload::CustomSection(section) => Language::named_in(&section, &mut languages),
             _ => {}
         }
     }
@@ -134,6 +196,7 @@ pub fn inspect(bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
         size: bytes.len(),
         sha256: Sha256::of(bytes),
         books,
+        language: languages.into_iter().min(),
     })
 }
 

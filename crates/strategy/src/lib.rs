@@ -24,7 +24,7 @@ pub use bindings::types::{CellBatch, Entity, Metric, Setting, Transfer};
 pub use bindings::{AMOUNTS_OVERFLOW, Decision, LogLevel, PaymentRequest, Usage};
 pub use error::{CallError, LoadError};
 pub use inspect::{
-    BOOKS_SECTION, ComponentInfo, WORLD_VERSION, declare_books, export_name, inspect,
+    BOOKS_SECTION, ComponentInfo, Language, WORLD_VERSION, declare_books, export_name, inspect,
     valid_books_format,
 };
 pub use limits::{Limits, MAX_PRICE, MAX_WH};

@@ -241,6 +241,7 @@ impl Runtime {
     /// One tick on a fresh instance, under this runtime's limits.
     fn tick<I, D: Decision>(
         &self,
+        info: &ComponentInfo,
         instantiate: impl FnOnce(&mut Store<Guest>) -> wasmtime::Result<I>,
         call: impl FnOnce(&I, &mut Store<Guest>) -> wasmtime::Result<Result<D, String>>,
     ) -> Result<TickOutcome<D>, TickFailure> {
@@ -248,7 +249,9 @@ impl Runtime {
         let mut store = sandbox::new_store(&self.inner.engine, &limits);
         let instance = instantiate(&mut store)
             .map_err(|e| CallError::Instantiate(crate::text::clean(&format!("{e:#}"))))?;
-        sandbox::run(store, &limits, |store| call(&instance, store))
+        sandbox::run(store, &limits, info.language, |store| {
+            call(&instance, store)
+        })
     }
 }
 
@@ -263,6 +266,7 @@ impl GridStrategy {
         input: &grid::GridInput,
     ) -> Result<TickOutcome<grid::GridDecision>, TickFailure> {
         self.runtime.tick(
+            &self.info,
             |store| self.pre.instantiate(store),
             |instance, store| instance.powerplug_strategy_grid().call_tick(store, input),
         )
@@ -280,6 +284,7 @@ impl ProducerStrategy {
         input: &producer::ProducerInput,
     ) -> Result<TickOutcome<producer::ProducerDecision>, TickFailure> {
         self.runtime.tick(
+            &self.info,
             |store| self.pre.instantiate(store),
             |instance, store| {
                 instance

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{ResourceLimiter, Store, Trap};
 
 use super::bindings::{Decision, LogLevel, log};
-use super::{CallError, Limits};
+use super::{CallError, Language, Limits};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
@@ -149,6 +149,7 @@ pub(crate) fn new_store(engine: &wasmtime::Engine, limits: &Limits) -> Store<Gue
 pub(crate) fn run<D: Decision>(
     mut store: Store<Guest>,
     limits: &Limits,
+    language: Option<Language>,
     call: impl FnOnce(&mut Store<Guest>) -> wasmtime::Result<Result<D, String>>,
 ) -> Result<TickOutcome<D>, TickFailure> {
     let start = Instant::now();
@@ -173,7 +174,7 @@ pub(crate) fn run<D: Decision>(
         }
         // The strategy's own words: capped and without terminal control.
         Ok(Err(reason)) => return Err(fail(CallError::Refused(crate::text::for_log(&reason)))),
-        Err(error) => return Err(fail(classify(error, limits))),
+        Err(error) => return Err(fail(classify(error, limits, language))),
     };
     validate(&decision, limits).map_err(fail)?;
     Ok(TickOutcome {
@@ -198,7 +199,7 @@ pub fn validate<D: Decision>(decision: &D, limits: &Limits) -> Result<(), CallEr
     decision.check().map_err(CallError::Malformed)
 }
 
-fn classify(error: wasmtime::Error, limits: &Limits) -> CallError {
+fn classify(error: wasmtime::Error, limits: &Limits, language: Option<Language>) -> CallError {
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => CallError::OutOfFuel {
             budget: limits.fuel,
@@ -207,7 +208,10 @@ fn classify(error: wasmtime::Error, limits: &Limits) -> CallError {
             limit: limits.deadline,
         },
         Some(Trap::UnreachableCodeReached) => CallError::Trap {
-            message: "wasm `unreachable` executed (a Rust panic or abort)".into(),
+            message: format!(
+                "wasm `unreachable` executed ({})",
+                Language::unreachable_means(language)
+            ),
         },
         Some(trap) => CallError::Trap {
             message: trap.to_string(),
