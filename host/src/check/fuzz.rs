@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use super::grid::{Model, START_MS};
+use super::grid::{Model, START_MS, confirmed};
 use super::{Property, Rng, Tally};
 use crate::books::{Books, GridNews, ProducerNews};
 use crate::strategy::{
@@ -374,16 +374,7 @@ fn replay_grid(strategy: &GridStrategy, trace: &Trace) -> Found {
             return Some(failure);
         }
         // The wallet confirms the payouts; both sides see them next tick.
-        confirmations = decision
-            .payouts
-            .iter()
-            .map(|p| Transfer {
-                entity: Some(p.producer),
-                amount: p.amount,
-                at_ms: now,
-                incoming: false,
-            })
-            .collect();
+        confirmations = confirmed(&decision, now);
         books.apply_grid(&decision);
     }
     tally.first_failure()

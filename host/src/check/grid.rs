@@ -183,17 +183,23 @@ fn run_scenario(strategy: &GridStrategy, s: &Scenario, seed: u64, tally: &mut Ta
             return;
         };
         model.check(&decision, &at, tally);
-        // The wallet confirms the payouts; the producers see them next tick.
-        for p in &decision.payouts {
-            news.transfers.push(Transfer {
-                entity: Some(p.producer),
-                amount: p.amount,
-                at_ms: now,
-                incoming: false,
-            });
-        }
+        news.transfers.extend(confirmed(&decision, now));
         books.apply_grid(&decision);
     }
+}
+
+/// The wallet's confirmations of a decision's payouts, which the strategy
+/// sees the tick after.
+pub(super) fn confirmed(d: &GridDecision, now: u64) -> Vec<Transfer> {
+    d.payouts
+        .iter()
+        .map(|p| Transfer {
+            entity: Some(p.producer),
+            amount: p.amount,
+            at_ms: now,
+            incoming: false,
+        })
+        .collect()
 }
 
 fn entity(index: u32, kind: EntityKind, prefix: &str) -> Entity {

@@ -30,12 +30,13 @@ use std::fmt::Write as _;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::grid::Model;
+use super::grid::{Model, confirmed};
 use super::{Tally, grouped};
 use crate::books::{Books, GridNews, ProducerNews};
 use crate::strategy::{
     Entity, EntityKind, GridDecision, GridStrategy, Limits, Loaded, LogLine, Output,
-    ProducerDecision, ProducerStrategy, Runtime, Setting, SourceOutput, Transfer, Usage,
+    ProducerDecision, ProducerStrategy, Runtime, Setting, SourceOutput, TickFailure, TickOutcome,
+    Transfer, Usage,
 };
 
 /// 2026-01-01T00:00Z.
@@ -226,6 +227,36 @@ fn problems(tally: Tally) -> Vec<String> {
     tally.failures.into_iter().map(|(_, why, _)| why).collect()
 }
 
+/// Tick `tick`'s report; `decided` checks and applies a decision and returns
+/// the rules it breaks. A failed tick has no decision: its news must wait.
+fn report<D>(
+    tick: usize,
+    now_ms: u64,
+    outcome: Result<TickOutcome<D>, TickFailure>,
+    decided: impl FnOnce(&D) -> Vec<String>,
+) -> TickReport<D> {
+    match outcome {
+        Ok(o) => TickReport {
+            tick,
+            now_ms,
+            problems: decided(&o.decision),
+            fuel: o.fuel_used,
+            logs: logs(&o.logs),
+            failure: None,
+            decision: Some(o.decision),
+        },
+        Err(f) => TickReport {
+            tick,
+            now_ms,
+            decision: None,
+            failure: Some(f.to_string()),
+            problems: Vec::new(),
+            fuel: 0,
+            logs: logs(&f.logs),
+        },
+    }
+}
+
 fn run_grid(
     strategy: &GridStrategy,
     ticks: &[Tick],
@@ -286,43 +317,16 @@ fn run_grid(
             });
         }
         let input = books.grid_input(now, &settings, news.clone());
-        let mut report = TickReport {
-            tick: n + 1,
-            now_ms: now,
-            decision: None,
-            failure: None,
-            problems: Vec::new(),
-            fuel: 0,
-            logs: Vec::new(),
-        };
-        match strategy.tick(&input) {
-            Ok(outcome) => {
-                let mut tally = Tally::default();
-                model.check(&outcome.decision, &format!("tick {}", n + 1), &mut tally);
-                books.apply_grid(&outcome.decision);
-                // The wallet confirms the payouts: the strategy sees them next tick.
-                carried.transfers = outcome
-                    .decision
-                    .payouts
-                    .iter()
-                    .map(|p| Transfer {
-                        entity: Some(p.producer),
-                        amount: p.amount,
-                        at_ms: now,
-                        incoming: false,
-                    })
-                    .collect();
-                report.problems = problems(tally);
-                report.fuel = outcome.fuel_used;
-                report.logs = logs(&outcome.logs);
-                report.decision = Some(outcome.decision);
-            }
-            // As live: nothing applies, the news waits for the next tick.
-            Err(failure) => {
-                report.logs = logs(&failure.logs);
-                report.failure = Some(failure.to_string());
-                carried = news;
-            }
+        let report = report(n + 1, now, strategy.tick(&input), |d| {
+            let mut tally = Tally::default();
+            model.check(d, &format!("tick {}", n + 1), &mut tally);
+            books.apply_grid(d);
+            carried.transfers = confirmed(d, now);
+            problems(tally)
+        });
+        // As live: nothing of a failed tick applies; its news waits.
+        if report.decision.is_none() {
+            carried = news;
         }
         reports.push(report);
     }
@@ -366,35 +370,20 @@ fn run_producer(
             incoming: true,
         }));
         let input = books.producer_input(now, &settings, news.clone());
-        let mut report = TickReport {
-            tick: n + 1,
-            now_ms: now,
-            decision: None,
-            failure: None,
-            problems: Vec::new(),
-            fuel: 0,
-            logs: Vec::new(),
-        };
-        match strategy.tick(&input) {
-            Ok(outcome) => {
-                let mut tally = Tally::default();
-                reported += super::producer::check(&outcome.decision, now, &at, &mut tally);
-                report.problems = problems(tally);
-                if reported > delivered {
-                    report.problems.push(format!(
-                        "{at}: {reported} Wh reported in all, but the sources delivered {delivered}"
-                    ));
-                }
-                books.apply_producer(&outcome.decision);
-                report.fuel = outcome.fuel_used;
-                report.logs = logs(&outcome.logs);
-                report.decision = Some(outcome.decision);
+        let report = report(n + 1, now, strategy.tick(&input), |d| {
+            let mut tally = Tally::default();
+            reported += super::producer::check(d, now, &at, &mut tally);
+            let mut problems = problems(tally);
+            if reported > delivered {
+                problems.push(format!(
+                    "{at}: {reported} Wh reported in all, but the sources delivered {delivered}"
+                ));
             }
-            Err(failure) => {
-                report.logs = logs(&failure.logs);
-                report.failure = Some(failure.to_string());
-                carried = news;
-            }
+            books.apply_producer(d);
+            problems
+        });
+        if report.decision.is_none() {
+            carried = news;
         }
         reports.push(report);
     }
