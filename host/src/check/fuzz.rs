@@ -285,14 +285,7 @@ fn replay_producer(strategy: &ProducerStrategy, trace: &Trace) -> Found {
             return tally.first_failure();
         };
         reported += super::producer::check(&decision, now, &at, &mut tally);
-        if reported > delivered {
-            tally.fail(
-                Property::EnergyAccountedFor,
-                format!(
-                    "{at}: {reported} Wh reported in all, but the sources delivered {delivered}"
-                ),
-            );
-        }
+        super::producer::within_delivered(reported, delivered, &at, &mut tally);
         if let Some(failure) = tally.first_failure() {
             return Some(failure);
         }

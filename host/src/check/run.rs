@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use super::grid::{Model, confirmed};
 use super::{Tally, grouped};
 use crate::books::{Books, GridNews, ProducerNews};
+use crate::domain::UnixMs;
 use crate::strategy::{
     Entity, EntityKind, GridDecision, GridStrategy, Limits, Loaded, LogLine, Output,
     ProducerDecision, ProducerStrategy, Runtime, Setting, SourceOutput, TickFailure, TickOutcome,
@@ -373,14 +374,9 @@ fn run_producer(
         let report = report(n + 1, now, strategy.tick(&input), |d| {
             let mut tally = Tally::default();
             reported += super::producer::check(d, now, &at, &mut tally);
-            let mut problems = problems(tally);
-            if reported > delivered {
-                problems.push(format!(
-                    "{at}: {reported} Wh reported in all, but the sources delivered {delivered}"
-                ));
-            }
+            super::producer::within_delivered(reported, delivered, &at, &mut tally);
             books.apply_producer(d);
-            problems
+            problems(tally)
         });
         if report.decision.is_none() {
             carried = news;
@@ -390,12 +386,8 @@ fn run_producer(
     Ok(reports)
 }
 
-fn when(ms: u64) -> String {
-    crate::domain::UnixMs(ms).utc()
-}
-
 fn print_tick<D>(t: &TickReport<D>, body: impl Fn(&D, &mut String)) -> String {
-    let mut out = format!("tick {}  {}", t.tick, when(t.now_ms));
+    let mut out = format!("tick {}  {}", t.tick, UnixMs(t.now_ms).utc());
     match (&t.decision, &t.failure) {
         (Some(d), _) => {
             let _ = writeln!(out, "  {} fuel", grouped(t.fuel));
@@ -418,7 +410,17 @@ fn print_tick<D>(t: &TickReport<D>, body: impl Fn(&D, &mut String)) -> String {
     out
 }
 
-fn metrics(metrics: &[crate::strategy::Metric], out: &mut String) {
+/// What every decision carries: the cells that changed, the state, metrics.
+fn print_books(
+    cells: &crate::strategy::CellBatch,
+    state: &[u8],
+    metrics: &[crate::strategy::Metric],
+    out: &mut String,
+) {
+    for (e, words) in cells.entity.iter().zip(cells.words.chunks(4)) {
+        let _ = writeln!(out, "  cell        {e}: {words:?}");
+    }
+    let _ = writeln!(out, "  state       {} bytes", state.len());
     if !metrics.is_empty() {
         let all: Vec<String> = metrics
             .iter()
@@ -446,11 +448,7 @@ fn grid_body(d: &GridDecision, out: &mut String) {
             grouped(p.amount)
         );
     }
-    for (e, words) in d.cells.entity.iter().zip(d.cells.words.chunks(4)) {
-        let _ = writeln!(out, "  cell        {e}: {words:?}");
-    }
-    let _ = writeln!(out, "  state       {} bytes", d.state.len());
-    metrics(&d.metrics, out);
+    print_books(&d.cells, &d.state, &d.metrics, out);
 }
 
 fn producer_body(d: &ProducerDecision, out: &mut String) {
@@ -458,17 +456,13 @@ fn producer_body(d: &ProducerDecision, out: &mut String) {
         let _ = writeln!(
             out,
             "  report      [{}, {}): {} Wh for {} tokens",
-            when(c.start_ms),
-            when(c.end_ms),
+            UnixMs(c.start_ms).utc(),
+            UnixMs(c.end_ms).utc(),
             grouped(c.wh),
             grouped(c.price)
         );
     }
-    for (e, words) in d.cells.entity.iter().zip(d.cells.words.chunks(4)) {
-        let _ = writeln!(out, "  cell        {e}: {words:?}");
-    }
-    let _ = writeln!(out, "  state       {} bytes", d.state.len());
-    metrics(&d.metrics, out);
+    print_books(&d.cells, &d.state, &d.metrics, out);
 }
 
 /// `powerplug strategy run FILE --ticks TICKS [--json]`: prints each tick; an
