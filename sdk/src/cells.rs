@@ -1,4 +1,4 @@
-use crate::CellBatch;
+use crate::{Cell, CellBatch};
 
 /// The four words of a cell.
 pub type Words = [u64; 4];
@@ -91,6 +91,31 @@ impl Cells {
         let mut words = self.get(entity);
         f(&mut words);
         self.set(entity, words);
+    }
+
+    /// The entity's cell as a typed [`Cell`]; all zeros if it has none yet.
+    pub fn get_as<C: Cell>(&mut self, entity: u32) -> C {
+        C::from_words(self.get(entity))
+    }
+
+    pub fn set_as<C: Cell>(&mut self, entity: u32, cell: &C) {
+        self.set(entity, cell.to_words());
+    }
+
+    /// Read-modify-write of one typed cell.
+    pub fn update_as<C: Cell>(&mut self, entity: u32, f: impl FnOnce(&mut C)) {
+        let mut cell = self.get_as::<C>(entity);
+        f(&mut cell);
+        self.set_as(entity, &cell);
+    }
+
+    /// [`Cells::for_each_changed`], with each cell as a typed [`Cell`].
+    pub fn for_each_changed_as<C: Cell>(&mut self, mut f: impl FnMut(u32, &mut C)) {
+        self.for_each_changed(|entity, words| {
+            let mut cell = C::from_words(*words);
+            f(entity, &mut cell);
+            *words = cell.to_words();
+        });
     }
 
     /// Visits every changed cell, in entity order; `f` may change it further.

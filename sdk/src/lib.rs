@@ -10,21 +10,30 @@
 //! The types are the ones the WIT contract defines (`wit/strategy.wit`), generated
 //! by wit-bindgen, so what a test builds is exactly what the host sends.
 
+// The derive names `::powerplug_sdk`; this lets the SDK's own tests use it.
+extern crate self as powerplug_sdk;
+
 #[doc(hidden)]
 pub mod bindings;
+pub mod cell;
 mod cells;
 mod config;
 pub mod grid;
 pub mod log;
+pub mod payout;
 pub mod producer;
 pub mod state;
+pub mod testing;
 pub mod time;
 
 pub use bindings::grid::powerplug::strategy::types::{
     CellBatch, Entity, EntityKind, Metric, Setting, Transfer,
 };
+pub use cell::{Cell, CellField};
 pub use cells::{Cells, Words};
 pub use config::Config;
+/// `#[derive(Cell)]`: see [`cell`].
+pub use powerplug_sdk_derive::Cell;
 
 /// What a strategy returns when it refuses a tick; the host applies nothing.
 pub type Error = String;
