@@ -5,7 +5,8 @@
 //! The templates bill a flat price per whole kWh, the same rules in every
 //! language, and declare their books format (`<name>@1`). A Python,
 //! JavaScript or C project carries its kit's installer and pins in `kit/` (they
-//! travel in this binary), so it builds wherever it is; the kit installs once
+//! travel in this binary), with the Python and JavaScript kits' library of
+//! helpers and test harness, so it builds wherever it is; the kit installs once
 //! into a user cache. A Rust project needs the SDK and builder of a Powerplug
 //! checkout, whose path is written into it; `POWERPLUG_CHECKOUT` overrides it.
 
@@ -89,6 +90,10 @@ const PYTHON: &[File] = &[
         include_str!("../../kits/python/requirements.txt"),
     ),
     file(
+        "kit/python/powerplug.py",
+        include_str!("../../kits/python/powerplug.py"),
+    ),
+    file(
         "strategy.py",
         include_str!("../../templates/python/strategy.py"),
     ),
@@ -119,6 +124,10 @@ const JS: &[File] = &[
     file(
         "kit/js/exports.mjs",
         include_str!("../../kits/js/exports.mjs"),
+    ),
+    file(
+        "kit/js/powerplug.mjs",
+        include_str!("../../kits/js/powerplug.mjs"),
     ),
     script("build.sh", include_str!("../../templates/js/build.sh")),
     file(".gitignore", "build/\n"),

@@ -515,3 +515,107 @@ impl<S: ProducerStrategy> ProducerHarness<S> {
         self.books.now_ms
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::{GridOut, GridTick};
+    use crate::producer::{ProducerOut, ProducerTick};
+    use crate::{Config, Words};
+
+    /// Does what its `bug` setting says, to show what the harness refuses;
+    /// otherwise bills each reading at a token per Wh and counts its ticks.
+    struct Buggy;
+
+    impl GridStrategy for Buggy {
+        type State = u64;
+
+        fn new(_: &Config<'_>) -> Result<Self, Error> {
+            Ok(Buggy)
+        }
+
+        fn tick(
+            &self,
+            ticks: &mut u64,
+            tick: &GridTick<'_>,
+            out: &mut GridOut,
+        ) -> Result<(), Error> {
+            let bug = tick.usage.get(0).map_or(0, |u| u.wh);
+            *ticks += 1;
+            for u in tick.usage {
+                out.cells.update(u.consumer, |w| w[0] += u.wh);
+                match bug {
+                    // Bills one Wh more than the consumer ever reported.
+                    7 => out.request_payment(u.consumer, u.wh + 1, 1),
+                    // Bills an entity that is a producer.
+                    8 => out.request_payment(1, 1, 1),
+                    // Pays more than the wallet holds.
+                    9 => out.pay(1, 1_000),
+                    // Pays a consumer.
+                    10 => out.pay(u.consumer, 1),
+                    _ => out.request_payment(u.consumer, u.wh, u.wh),
+                }
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_decision_the_host_would_refuse_fails_and_applies_nothing() {
+        let mut grid = GridHarness::<Buggy>::new();
+        let (alice, _solar) = (grid.consumer(), grid.producer());
+        grid.usage(alice, 5);
+        grid.tick().unwrap();
+        for (bug, says) in [
+            (7, "billed 13 Wh in all, more than the 12 Wh"),
+            (8, "entity 1, which is not a registered consumer"),
+            (9, "payouts of 1000 tokens, but the grid's wallet holds 5"),
+            (10, "payout to 0, not a producer"),
+        ] {
+            grid.usage(alice, bug);
+            let error = grid.tick().unwrap_err();
+            assert!(error.contains(says), "bug {bug}: {error}");
+            // Nothing applied: the state, the cells and the news are as before.
+            assert_eq!(grid.state().unwrap(), 1, "bug {bug}");
+            assert_eq!(grid.cell::<Words>(alice)[0], 5, "bug {bug}");
+            grid.usage = grid.usage.iter().filter(|u| u.3 != bug).copied().collect();
+        }
+        grid.usage(alice, 3);
+        let d = grid.tick().unwrap();
+        assert_eq!(d.payment_requests.owed, [3]);
+        assert_eq!(grid.state().unwrap(), 2);
+    }
+
+    struct Greedy;
+
+    impl ProducerStrategy for Greedy {
+        type State = ();
+
+        fn new(_: &Config<'_>) -> Result<Self, Error> {
+            Ok(Greedy)
+        }
+
+        fn tick(
+            &self,
+            _: &mut (),
+            tick: &ProducerTick<'_>,
+            out: &mut ProducerOut,
+        ) -> Result<(), Error> {
+            let wh: u64 = tick.outputs.iter().map(|o| o.wh).sum();
+            out.report_output(tick.now_ms - 60_000, tick.now_ms, wh, 1);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_report_above_one_gwh_fails_the_tick() {
+        let mut producer = ProducerHarness::<Greedy>::new();
+        let (a, b) = (producer.source(), producer.source());
+        producer.output(a, MAX_WH);
+        producer.tick().unwrap();
+        producer.output(a, MAX_WH);
+        producer.output(b, 1);
+        let error = producer.tick().unwrap_err();
+        assert!(error.contains("an output the grid refuses"), "{error}");
+    }
+}

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Builds {{name}} into a component: a check that the module exports what the
-# world needs, the first test natively in Node.js, then componentize-qjs
-# (QuickJS) makes a synchronous component with every WASI import stubbed out.
+# world needs, the first tests natively in Node.js, then componentize-qjs
+# (QuickJS) makes a synchronous component with every WASI import stubbed out
+# (it resolves the import of the kit's library, kit/js/powerplug.mjs).
 # The tools come from Powerplug's JavaScript kit: its
 # installer and pins are in kit/ (written by `powerplug strategy new`), and it
 # installs once, on first use, into a user cache shared by your projects

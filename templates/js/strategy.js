@@ -1,76 +1,75 @@
 // {{name}}: a grid strategy. It bills each consumer `price-per-kwh` tokens (5
 // unless configured) for every whole kWh it used; the fraction carries over.
+// Of what consumers pay, `producer-tokens-per-kwh` (4) of every
+// `price-per-kwh` goes to the producers, paid out by their share of the output
+// (kit: Books).
 //
-// Cells, four words per consumer: [billed Wh, Wh not billed yet, -, -]: the
-// books format `{{name}}@1` that build.sh declares (the host hands this
-// strategy only books of that format; change the version there if you change
-// what a word means). All money and energy are integers (tokens, Wh). The
-// strategy keeps no state of its own and pays no producer: see
-// examples/tiered-price-js in the Powerplug checkout for both, and
-// docs/strategy-guide.md for the contract.
+// Cells: a Consumer per consumer (below), the books format `{{name}}@1` that
+// build.sh declares (the host hands this strategy only books of that format;
+// change the version there if you change a field). State: the money books,
+// JSON. All money and energy are integers (tokens, Wh). The kit
+// (kit/js/powerplug.mjs) holds the settings, cells, time, money and test
+// helpers; docs/strategy-guide.md in the Powerplug checkout, the contract.
 //
 // componentize-qjs (QuickJS) hands records over with camelCase keys and WIT
-// u64 as JS numbers, exact up to 2^53 - 1: every amount leaves through
-// `exact`, which refuses the tick rather than send a rounded number.
+// u64 as JS numbers, exact up to 2^53 - 1: amounts go through `exact`, which
+// refuses the tick rather than send a rounded number.
 
 import log from 'powerplug:strategy/log@0.1.0';
+import { Books, Cell, Cells, Config, Rules, exact } from './kit/js/powerplug.mjs';
 
-/** The amount, if a JS number holds it exactly; otherwise the tick is refused. */
-function exact(n, what) {
-  if (!Number.isSafeInteger(n) || n < 0) throw `${what}: ${n} is not an integer from 0 to 2^53 - 1`;
-  return n;
+export class Consumer extends Cell {
+  static fields = { billedWh: 'u53', carriedWh: 'u53', owed: 'u53', paid: 'u53' };
 }
 
 function decide(input) {
-  const config = {};
-  for (const { key, value } of input.config) config[key] = value; // the last entry wins
-  const setting = config['price-per-kwh'] ?? '5';
-  if (!/^\s*\d+\s*$/.test(setting)) throw 'config `price-per-kwh`: expected an unsigned integer';
-  const price = Number(setting);
+  const config = new Config(input.config);
+  const price = config.uint('price-per-kwh', 5);
+  const rules = Rules.fromConfig(config, config.uint('producer-tokens-per-kwh', 4), price);
+  const books = new Books(input.state.length ? JSON.parse(String.fromCharCode(...input.state)) : {});
 
-  // The host sends the cells of every entity this tick mentions, sorted by
-  // entity. (Plain objects and index loops: a Map, a Set or a spread costs
-  // QuickJS several times the fuel.)
-  const { entity, words } = input.cells;
-  const at = {}; // entity -> its cell's position in `entity`
-  for (let i = 0; i < entity.length; i++) at[entity[i]] = i;
-  const cells = words.slice();
+  // The host sends the cells of every entity this tick mentions. (Plain
+  // objects and index loops: a Map, a Set or a spread costs QuickJS several
+  // times the fuel.)
+  const cells = new Cells(input.cells);
   const used = {}; // consumer -> Wh used this tick
   const { consumer, wh } = input.usage;
   for (let i = 0; i < consumer.length; i++) used[consumer[i]] = exact((used[consumer[i]] ?? 0) + wh[i], 'Wh');
 
-  const out = { entity: [], words: [] };
   const requests = { consumer: [], wh: [], owed: [] };
   let [billedWh, requested] = [0, 0];
   for (const key of Object.keys(used)) { // integer keys come in ascending order
     const c = Number(key);
-    const p = at[c];
-    const cell = p === undefined ? [0, 0, 0, 0] : cells.slice(4 * p, 4 * p + 4);
-    const carried = exact(cell[1] + used[c], 'Wh');
+    const cell = cells.get(c, Consumer);
+    const carried = exact(cell.carriedWh + used[c], 'Wh');
     const kwh = Math.floor(carried / 1000);
-    cell[1] = carried - kwh * 1000;
-    cell[0] = exact(cell[0] + kwh * 1000, 'billed Wh');
+    cell.carriedWh = carried - kwh * 1000;
     if (kwh > 0) {
       const owed = exact(kwh * price, 'owed');
+      cell.billedWh = exact(cell.billedWh + kwh * 1000, 'billed Wh');
+      cell.owed = exact(cell.owed + owed, 'owed');
       requests.consumer.push(c);
       requests.wh.push(kwh * 1000);
       requests.owed.push(owed);
       billedWh += kwh * 1000;
       requested += owed;
     }
-    out.entity.push(c);
-    out.words.push(cell[0], cell[1], cell[2], cell[3]);
+    cells.put(c, cell);
   }
+  books.requested(rules, requested);
+  const { payouts, metrics } = books.settle(rules, input, (c, amount) => {
+    const cell = cells.get(c, Consumer);
+    cell.paid = exact(cell.paid + amount, 'paid');
+    cells.put(c, cell);
+  });
 
+  const state = JSON.stringify(books.dump());
   return {
-    state: new Uint8Array(),
-    cells: out,
+    state: Uint8Array.from(state, (ch) => ch.charCodeAt(0)), // ASCII
+    cells: cells.batch(),
     paymentRequests: requests,
-    payouts: [],
-    metrics: [
-      { name: 'billed-wh', value: billedWh },
-      { name: 'requested', value: requested },
-    ],
+    payouts,
+    metrics: [{ name: 'billed-wh', value: billedWh }, { name: 'requested', value: requested }, ...metrics],
   };
 }
 

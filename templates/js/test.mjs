@@ -1,6 +1,9 @@
-// The strategy's first test, run natively in Node.js by build.sh before it
-// builds the component: `node test.mjs`. The input is what componentize-qjs
-// hands the strategy: camelCase records, u64 as numbers.
+// The strategy's first tests, run natively in Node.js by build.sh before it
+// builds the component: `node test.mjs`. GridHarness (kit/js/powerplug.mjs)
+// runs the strategy tick after tick as the host would, carrying its state and
+// cells, and throws HostRefused where the host would refuse a decision (a
+// fraction of a token, a bill for more than a consumer used, a payout the
+// wallet cannot make); consumers pay their bills at the next tick.
 import assert from 'node:assert/strict';
 import { register } from 'node:module';
 import test from 'node:test';
@@ -17,37 +20,42 @@ register(
       return next(specifier, context);
     }`),
 );
-const { grid } = await import('./strategy.js');
-
-/** A tick at 2026-01-01T00:15Z: `usage` is [consumer, Wh], `cells` [consumer, words]. */
-function tick(usage, { cells = [], config = [] } = {}) {
-  const nowMs = Date.UTC(2026, 0, 1, 0, 15);
-  return grid.tick({
-    nowMs,
-    config: config.map(([key, value]) => ({ key, value })),
-    state: new Uint8Array(),
-    joined: [],
-    left: [],
-    cells: { entity: cells.map((c) => c[0]), words: cells.flatMap((c) => c[1]) },
-    usage: {
-      consumer: usage.map((u) => u[0]),
-      startMs: usage.map(() => nowMs - 900_000),
-      endMs: usage.map(() => nowMs),
-      wh: usage.map((u) => u[1]),
-    },
-    output: [],
-    transfers: [],
-  });
-}
+const { grid, Consumer } = await import('./strategy.js');
+const { GridHarness } = await import('./kit/js/powerplug.mjs');
 
 test('bills whole kWh and carries the rest', () => {
-  // Consumer 1 had 600 Wh carried over and uses 1,900: 2 kWh billed, 500 Wh carried.
-  const decision = tick([[1, 1_900], [2, 300]], { cells: [[1, [4_000, 600, 0, 0]]] });
-  assert.deepEqual(decision.paymentRequests, { consumer: [1], wh: [2_000], owed: [10] });
-  assert.deepEqual(decision.cells, { entity: [1, 2], words: [6_000, 500, 0, 0, 0, 300, 0, 0] });
+  const h = new GridHarness(grid);
+  const [alice, bob] = [h.consumer(), h.consumer()];
+  h.usage(alice, 1_600);
+  h.usage(bob, 300);
+  assert.deepEqual(h.tick().paymentRequests, { consumer: [alice], wh: [1_000], owed: [5] });
+  h.usage(alice, 1_900); // 600 carried + 1,900: 2 kWh billed, 500 carried
+  assert.deepEqual(h.tick().paymentRequests, { consumer: [alice], wh: [2_000], owed: [10] });
+  const cell = h.cell(alice, Consumer);
+  assert.deepEqual([cell.billedWh, cell.carriedWh, cell.owed, cell.paid], [3_000, 500, 15, 5]);
+});
+
+test('producers are paid their share of what consumers paid', () => {
+  const h = new GridHarness(grid);
+  const [alice, sun, wind] = [h.consumer(), h.producer(), h.producer()];
+  let paidOut = 0;
+  for (let i = 0; i < 30; i++) {
+    h.usage(alice, 4_000);
+    h.output(sun, 100, 6);
+    h.output(wind, 300, 6);
+    for (const p of h.tick().payouts) paidOut += p.amount;
+  }
+  const books = JSON.parse(new TextDecoder().decode(h.state));
+  // Money is neither lost nor created: the producers' part = paid out + available.
+  assert.equal(books.producersReceived, paidOut + books.available);
+  assert.equal(books.producersReceived, Math.floor((books.income * 4) / 5));
+  assert.ok(paidOut > 0);
 });
 
 test('the price is a setting', () => {
-  assert.deepEqual(tick([[0, 3_000]], { config: [['price-per-kwh', '7']] }).paymentRequests.owed, [21]);
-  assert.throws(() => tick([[0, 3_000]], { config: [['price-per-kwh', 'seven']] }), /price-per-kwh/);
+  const h = new GridHarness(grid, { 'price-per-kwh': '7' });
+  h.usage(h.consumer(), 3_000);
+  assert.deepEqual(h.tick().paymentRequests.owed, [21]);
+  const bad = new GridHarness(grid, { 'price-per-kwh': 'seven' });
+  assert.throws(() => bad.tick(), /price-per-kwh/);
 });

@@ -1,6 +1,7 @@
 #!/bin/sh
-# Builds {{name}} into a component: bindings for the WIT world, the first test
-# run natively, then componentize-py with every WASI import stubbed out. The
+# Builds {{name}} into a component: bindings for the WIT world, the first tests
+# run natively, then componentize-py with every WASI import stubbed out (the
+# kit's library, kit/python/powerplug.py, goes into the component with it). The
 # tools come from Powerplug's Python kit: its installer and pins are in kit/
 # (written by `powerplug strategy new`), and it installs once, on first use,
 # into a user cache shared by your projects (POWERPLUG_KITS to put it elsewhere).
@@ -22,8 +23,9 @@ kit/install.sh python
 rm -rf build/bindings
 mkdir -p build "$(dirname "$out")"
 "$kit/bin/componentize-py" -d wit -w "$world" bindings build/bindings
-PYTHONPATH=build/bindings "$kit/bin/python" -m unittest -q test_strategy
-"$kit/bin/componentize-py" -d wit -w "$world" componentize strategy --stub-wasi -o "$out"
+PYTHONPATH=build/bindings:kit/python "$kit/bin/python" -m unittest -q test_strategy
+"$kit/bin/componentize-py" -d wit -w "$world" componentize strategy -p . -p kit/python \
+    --stub-wasi -o "$out"
 # The declaration: a `powerplug:books` custom section appended to the component
 # (section id 0, size, name length 15, name, format; every size fits one byte).
 printf "\\000\\$(printf %03o $((16 + ${#books})))\\017powerplug:books%s" "$books" >>"$out"

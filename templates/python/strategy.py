@@ -1,54 +1,70 @@
 """{{name}}: a grid strategy. It bills each consumer `price-per-kwh` tokens (5
-unless configured) for every whole kWh it used; the fraction carries over.
+unless configured) for every whole kWh it used; the fraction carries over. Of
+what consumers pay, `producer-tokens-per-kwh` (4) of every `price-per-kwh`
+goes to the producers, paid out by their share of the output (kit: Books).
 
-Cells, four words per consumer: [billed Wh, Wh not billed yet, -, -]: the books
-format `{{name}}@1` that build.sh declares (the host hands this strategy only
-books of that format; change the version there if you change what a word
-means). All money and energy are integers (tokens, Wh). The strategy keeps no
-state of its own and pays no producer: see examples/time-of-use-python in the
-Powerplug checkout for both, and docs/strategy-guide.md for the contract.
+Cells: a Consumer per consumer (below), the books format `{{name}}@1` that
+build.sh declares (the host hands this strategy only books of that format;
+change the version there if you change a field). State: the money books, JSON.
+All money and energy are integers (tokens, Wh). The kit (kit/python/powerplug.py)
+holds the settings, cells, time, money and test helpers; docs/strategy-guide.md
+in the Powerplug checkout, the contract.
 """
 
+import json
 
 from componentize_py_types import Err
+from powerplug import Books, Cell, Cells, Config, Rules
 from wit_world import exports
 from wit_world.exports.grid import GridDecision, GridInput, PaymentRequestBatch
 from wit_world.imports import log
-from wit_world.imports.types import CellBatch, Metric
+from wit_world.imports.types import Metric
+
+
+class Consumer(Cell):
+    fields = {"billed_wh": "u64", "carried_wh": "u64", "owed": "u64", "paid": "u64"}
 
 
 def decide(input: GridInput) -> GridDecision:
-    config = {s.key: s.value for s in input.config}  # the last entry wins
-    price = config.get("price-per-kwh", "5").strip()
-    if not price.isdigit():
-        raise Err("config `price-per-kwh`: expected an unsigned integer")
-    price = int(price)
+    config = Config(input.config)
+    price = config.uint("price-per-kwh", 5)
+    rules = Rules.from_config(config, config.uint("producer-tokens-per-kwh", 4), price)
+    # Ours is ASCII JSON (json.loads(bytes) may need a codec the sandbox lacks).
+    books = Books(json.loads(input.state.decode("ascii")) if input.state else None)
 
     # The host sends the cells of every entity this tick mentions.
-    words = input.cells.words
-    cells = {e: words[4 * i : 4 * i + 4] for i, e in enumerate(input.cells.entity)}
-    requests = PaymentRequestBatch(consumer=[], wh=[], owed=[])
+    cells = Cells(input.cells)
+    used = {}
     for consumer, wh in zip(input.usage.consumer, input.usage.wh):
-        cell = cells.setdefault(consumer, [0, 0, 0, 0])
-        cell[1] += wh
-    changed = sorted(set(input.usage.consumer))
-    for consumer in changed:
-        cell = cells[consumer]
-        kwh, cell[1] = divmod(cell[1], 1000)
-        cell[0] += kwh * 1000
+        used[consumer] = used.get(consumer, 0) + wh
+    requests = PaymentRequestBatch(consumer=[], wh=[], owed=[])
+    for consumer in sorted(used):
+        cell = cells.get(consumer, Consumer)
+        kwh, cell.carried_wh = divmod(cell.carried_wh + used[consumer], 1000)
         if kwh > 0:
+            cell.billed_wh += kwh * 1000
+            cell.owed += kwh * price
             requests.consumer.append(consumer)
             requests.wh.append(kwh * 1000)
             requests.owed.append(kwh * price)
+        cells.put(consumer, cell)
+    books.requested(rules, sum(requests.owed))
 
+    def paid(consumer, amount):
+        cell = cells.get(consumer, Consumer)
+        cell.paid += amount
+        cells.put(consumer, cell)
+
+    payouts, metrics = books.settle(rules, input, paid)
     return GridDecision(
-        state=b"",
-        cells=CellBatch(entity=changed, words=[w for c in changed for w in cells[c]]),
+        state=json.dumps(books.dump(), sort_keys=True).encode(),
+        cells=cells.batch(),
         payment_requests=requests,
-        payouts=[],
+        payouts=payouts,
         metrics=[
             Metric(name="billed-wh", value=sum(requests.wh)),
             Metric(name="requested", value=sum(requests.owed)),
+            *metrics,
         ],
     )
 

@@ -1,54 +1,56 @@
-"""The strategy's first test, run natively by build.sh before it builds the
-component (the WIT types come from bindings generated into build/bindings).
-Run it alone: PYTHONPATH=build/bindings python3 -m unittest test_strategy"""
+"""The strategy's first tests, run natively by build.sh before it builds the
+component (the WIT types come from bindings generated into build/bindings, the
+kit from kit/python). Run them alone:
+PYTHONPATH=build/bindings:kit/python python3 -m unittest test_strategy
 
+GridHarness runs the strategy tick after tick as the host would, carrying its
+state and cells, and raises HostRefused where the host would refuse a decision
+(a negative amount, a bill for more than a consumer used, a payout the wallet
+cannot make); consumers pay their bills at the next tick."""
+
+import json
 import unittest
 
 from componentize_py_types import Err
-from wit_world.exports.grid import GridInput, UsageBatch
-from wit_world.imports.types import CellBatch, Setting
+from powerplug import GridHarness
 
 import strategy
-
-
-def tick(usage, cells=(), config=()):
-    """A tick at 2026-01-01T00:15Z: `usage` is (consumer, Wh), `cells` (consumer, words)."""
-    now = 1_767_226_500_000
-    return strategy.Grid().tick(
-        GridInput(
-            now_ms=now,
-            config=[Setting(key=k, value=v) for k, v in config],
-            state=b"",
-            joined=[],
-            left=[],
-            cells=CellBatch(entity=[c for c, _ in cells], words=[w for _, ws in cells for w in ws]),
-            usage=UsageBatch(
-                consumer=[c for c, _ in usage],
-                start_ms=[now - 900_000] * len(usage),
-                end_ms=[now] * len(usage),
-                wh=[wh for _, wh in usage],
-            ),
-            output=[],
-            transfers=[],
-        )
-    )
+from strategy import Consumer
 
 
 class FirstTest(unittest.TestCase):
     def test_bills_whole_kwh_and_carries_the_rest(self):
-        # Consumer 1 had 600 Wh carried over and uses 1,900: 2 kWh billed, 500 Wh carried.
-        decision = tick([(1, 1_900), (2, 300)], cells=[(1, [4_000, 600, 0, 0])])
-        r = decision.payment_requests
-        self.assertEqual((r.consumer, r.wh, r.owed), ([1], [2_000], [10]))
-        self.assertEqual(decision.cells.entity, [1, 2])
-        self.assertEqual(decision.cells.words, [6_000, 500, 0, 0, 0, 300, 0, 0])
+        grid = GridHarness(strategy.Grid())
+        alice, bob = grid.consumer(), grid.consumer()
+        grid.usage(alice, 1_600)
+        grid.usage(bob, 300)
+        r = grid.tick().payment_requests
+        self.assertEqual((r.consumer, r.wh, r.owed), ([alice], [1_000], [5]))
+        grid.usage(alice, 1_900)  # 600 carried + 1,900: 2 kWh billed, 500 carried
+        r = grid.tick().payment_requests
+        self.assertEqual((r.consumer, r.wh, r.owed), ([alice], [2_000], [10]))
+        cell = grid.cell(alice, Consumer)
+        self.assertEqual((cell.billed_wh, cell.carried_wh, cell.owed, cell.paid), (3_000, 500, 15, 5))
+
+    def test_producers_are_paid_their_share_of_what_consumers_paid(self):
+        grid = GridHarness(strategy.Grid())
+        alice, sun, wind = grid.consumer(), grid.producer(), grid.producer()
+        paid_out = 0
+        for _ in range(30):
+            grid.usage(alice, 4_000)
+            grid.output(sun, 100, 6)
+            grid.output(wind, 300, 6)
+            paid_out += sum(p.amount for p in grid.tick().payouts)
+        books = json.loads(grid.state)
+        # Money is neither lost nor created: paid = running costs + paid out + available.
+        self.assertEqual(books["producers_received"], paid_out + books["available"])
+        self.assertEqual(books["producers_received"], books["income"] * 4 // 5)
+        self.assertGreater(paid_out, 0)
 
     def test_the_price_is_a_setting(self):
-        decision = tick([(0, 3_000)], config=[("price-per-kwh", "7")])
-        self.assertEqual(decision.payment_requests.owed, [21])
+        grid = GridHarness(strategy.Grid(), {"price-per-kwh": "7"})
+        grid.usage(grid.consumer(), 3_000)
+        self.assertEqual(grid.tick().payment_requests.owed, [21])
+        grid = GridHarness(strategy.Grid(), {"price-per-kwh": "seven"})
         with self.assertRaises(Err):
-            tick([(0, 3_000)], config=[("price-per-kwh", "seven")])
-
-
-if __name__ == "__main__":
-    unittest.main()
+            grid.tick()

@@ -620,7 +620,7 @@ fn a_guests_bug_names_its_language_and_cause_and_a_wrong_javascript_export_fails
         Lang::Python,
         "buggy-python",
         "strategy.py",
-        "    price = int(price)\n",
+        "    price = config.uint(\"price-per-kwh\", 5)\n",
         "    if price == 13:\n        price = price // 0\n",
     );
     for says in [
@@ -643,7 +643,7 @@ fn a_guests_bug_names_its_language_and_cause_and_a_wrong_javascript_export_fails
         Lang::Js,
         "buggy-js",
         "strategy.js",
-        "  const price = Number(setting);\n",
+        "  const price = config.uint('price-per-kwh', 5);\n",
         "  if (price === 13) return { state: new Uint8Array(), cells: { entity: [], words: [] }, paymentRequests: { consumer: [0], wh: [1000], owed: [-13] }, payouts: [], metrics: [] };\n",
     );
     assert!(js.contains("QuickJS"), "{js}");
@@ -776,4 +776,50 @@ fn the_check_passes_the_basic_producer_and_fails_strategies_that_break_the_contr
             .contains("not WebAssembly")
     );
     assert!(!report.verdict(Property::Decides).unwrap().run);
+}
+
+/// The Python and JavaScript kits' library (typed cells, settings, local
+/// time, the money books, the harnesses that refuse what the host refuses)
+/// passes its own tests, natively, with the kits' pinned interpreters.
+#[test]
+fn the_kits_libraries_pass_their_own_tests() {
+    let root = workspace_root();
+    let kits = root.join("target/kits");
+    let run = |command: &mut std::process::Command, what: &str| {
+        let out = command.env("POWERPLUG_KITS", &kits).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{what}:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(
+        std::process::Command::new(root.join("kits/install.sh")).args(["python", "js"]),
+        "the kits install",
+    );
+    let bindings = tempfile::tempdir().unwrap();
+    run(
+        std::process::Command::new(kits.join("python/bin/componentize-py"))
+            .arg("-d")
+            .arg(root.join("wit"))
+            .args(["-w", "grid-strategy", "bindings"])
+            .arg(bindings.path()),
+        "the Python bindings",
+    );
+    let path = format!(
+        "{}:{}",
+        bindings.path().display(),
+        root.join("kits/python").display()
+    );
+    run(
+        std::process::Command::new(kits.join("python/bin/python"))
+            .args(["-m", "unittest", "-q", "test_powerplug"])
+            .env("PYTHONPATH", path),
+        "the Python kit's tests",
+    );
+    run(
+        std::process::Command::new("node").arg(root.join("kits/js/test_powerplug.mjs")),
+        "the JavaScript kit's tests",
+    );
 }
