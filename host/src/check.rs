@@ -396,9 +396,14 @@ impl fmt::Display for Report {
     }
 }
 
-/// `powerplug strategy check FILE [--fuzz N]`: prints the report; an error
-/// if a check failed.
-pub fn cli(file: &std::path::Path, cache: &std::path::Path, fuzz: u32) -> anyhow::Result<()> {
+/// `powerplug strategy check FILE [--fuzz N] [--ticks TICKS …]`: prints the
+/// report, then each ticks file's; an error if a check failed.
+pub fn cli(
+    file: &std::path::Path,
+    cache: &std::path::Path,
+    fuzz: u32,
+    ticks: &[std::path::PathBuf],
+) -> anyhow::Result<()> {
     use anyhow::Context;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let runtime = Runtime::new(Limits::DEFAULT, Some(cache))?;
@@ -415,9 +420,23 @@ pub fn cli(file: &std::path::Path, cache: &std::path::Path, fuzz: u32) -> anyhow
         }
     });
     println!("{report}");
-    let mut failed: Vec<&str> = report.failed().map(|v| v.property.name()).collect();
+    let mut failed: Vec<String> = report
+        .failed()
+        .map(|v| v.property.name().to_owned())
+        .collect();
     if report.fuzz.as_ref().is_some_and(|f| f.failure.is_some()) {
-        failed.push("fuzz");
+        failed.push("fuzz".into());
+    }
+    // Scenarios of one's own, as `strategy run` runs them.
+    if !ticks.is_empty() {
+        println!("\nyour scenarios");
+    }
+    for path in ticks {
+        let (text, broke) = run::scenario(&runtime, &bytes, path)?;
+        println!("{text}");
+        if broke > 0 {
+            failed.push(path.display().to_string());
+        }
     }
     anyhow::ensure!(
         failed.is_empty(),

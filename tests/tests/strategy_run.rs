@@ -132,3 +132,37 @@ fn a_ticks_file_with_a_mistake_names_it() {
     .to_string();
     assert!(err.contains("tick 2: now_ms 1000000"), "{err}");
 }
+
+/// `strategy check FILE --ticks T.json`: a ticks file is a scenario of one's
+/// own, after the canned ones, and the check fails on a tick that breaks a rule.
+#[test]
+fn a_ticks_file_is_a_scenario_of_ones_own_for_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("evening.json");
+    std::fs::write(
+        &file,
+        r#"[{"usage": [{"consumer": 3, "wh": 2200}]}, {"paid": [{"consumer": 3, "amount": 10}]}]"#,
+    )
+    .unwrap();
+    let (text, failed) =
+        powerplug::check::run::scenario(cached_runtime(), &basic_grid(), &file).unwrap();
+    assert_eq!(failed, 0, "{text}");
+    assert!(
+        text.ends_with("2 ticks, every one kept the rules"),
+        "{text}"
+    );
+
+    let (text, failed) =
+        powerplug::check::run::scenario(cached_runtime(), &hostile("overbill"), &file).unwrap();
+    assert_eq!(failed, 1, "{text}");
+    assert!(text.contains("1 would fail live or break a rule"), "{text}");
+    assert!(text.contains("billed for"), "{text}");
+
+    // Through the command line: the check fails and names the scenario.
+    let wasm = dir.path().join("overbill.wasm");
+    std::fs::write(&wasm, hostile("overbill").as_slice()).unwrap();
+    let err = powerplug::check::cli(&wasm, &dir.path().join("cache"), 0, &[file.clone()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("evening.json"), "{err}");
+}

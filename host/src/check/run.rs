@@ -465,6 +465,47 @@ fn producer_body(d: &ProducerDecision, out: &mut String) {
     print_books(&d.cells, &d.state, &d.metrics, out);
 }
 
+/// A ticks file, with the file named in its errors.
+pub fn read_ticks(path: &std::path::Path) -> anyhow::Result<Vec<Tick>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}", path.display()))
+}
+
+/// `strategy check FILE --ticks TICKS`: a ticks file as a scenario of one's
+/// own, after the canned ones. Returns its report line, with every tick that
+/// would fail live or break a rule printed in full, and how many did.
+pub fn scenario(
+    runtime: &Runtime,
+    bytes: &[u8],
+    path: &std::path::Path,
+) -> anyhow::Result<(String, usize)> {
+    let ticks = read_ticks(path)?;
+    let ran = run(runtime, bytes, &ticks)?;
+    let failed = ran.failed();
+    let mut text = format!("{}: {} ticks, ", path.display(), ticks.len());
+    if failed == 0 {
+        text.push_str("every one kept the rules");
+    } else {
+        let _ = write!(text, "{failed} would fail live or break a rule:");
+        fn failing<D>(r: &[TickReport<D>], body: impl Fn(&D, &mut String) + Copy) -> Vec<String> {
+            r.iter()
+                .filter(|t| t.failure.is_some() || !t.problems.is_empty())
+                .map(|t| print_tick(t, body))
+                .collect()
+        }
+        let printed = match &ran {
+            Ran::Grid(r) => failing(r, grid_body),
+            Ran::Producer(r) => failing(r, producer_body),
+        };
+        for tick in printed {
+            text.push('\n');
+            text.push_str(&tick);
+        }
+    }
+    Ok((text, failed))
+}
+
 /// `powerplug strategy run FILE --ticks TICKS [--json]`: prints each tick; an
 /// error if one would fail live or break a rule.
 pub fn cli(
@@ -474,10 +515,7 @@ pub fn cli(
     json: bool,
 ) -> anyhow::Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let text =
-        std::fs::read_to_string(ticks).with_context(|| format!("reading {}", ticks.display()))?;
-    let ticks: Vec<Tick> =
-        serde_json::from_str(&text).with_context(|| format!("{}", ticks.display()))?;
+    let ticks = read_ticks(ticks)?;
     let runtime = Runtime::new(Limits::DEFAULT, Some(cache))?;
     let ran = run(&runtime, &bytes, &ticks)?;
     if json {

@@ -61,6 +61,10 @@ pub enum StrategyCommand {
         /// every tick; a failure prints the shortest trace that shows it.
         #[arg(long, value_name = "TRACES", num_args = 0..=1, default_missing_value = "200")]
         fuzz: Option<u32>,
+        /// Then your own scenarios: ticks files as `strategy run` takes them,
+        /// held to the same rules (repeat for several).
+        #[arg(long, value_name = "TICKS")]
+        ticks: Vec<PathBuf>,
     },
     /// Run your own ticks (a JSON array; see docs/strategy-guide.md) through a
     /// component as a host would: books carried from tick to tick, payouts
@@ -179,9 +183,12 @@ pub fn run(command: StrategyCommand) -> anyhow::Result<()> {
             let info = inspect(&read(&file)?)?;
             println!("{}", serde_json::to_string_pretty(&info)?);
         }
-        StrategyCommand::Check { file, cache, fuzz } => {
-            powerplug::check::cli(&file, &cache, fuzz.unwrap_or(0))?
-        }
+        StrategyCommand::Check {
+            file,
+            cache,
+            fuzz,
+            ticks,
+        } => powerplug::check::cli(&file, &cache, fuzz.unwrap_or(0), &ticks)?,
         StrategyCommand::Run {
             file,
             ticks,
