@@ -161,8 +161,13 @@ fn a_ticks_file_is_a_scenario_of_ones_own_for_check() {
     // Through the command line: the check fails and names the scenario.
     let wasm = dir.path().join("overbill.wasm");
     std::fs::write(&wasm, hostile("overbill").as_slice()).unwrap();
-    let err = powerplug::check::cli(&wasm, &dir.path().join("cache"), 0, &[file.clone()])
-        .unwrap_err()
-        .to_string();
+    let err = powerplug::check::cli(
+        &wasm,
+        &dir.path().join("cache"),
+        0,
+        std::slice::from_ref(&file),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("evening.json"), "{err}");
 }
