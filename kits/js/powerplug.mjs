@@ -103,30 +103,42 @@ export function layout(fields) {
 export class Cell {
   static fields = {};
 
-  constructor(words = [0, 0, 0, 0]) {
-    for (const [name, word, shift, bits, signed, kind] of this.constructor.layout()) {
-      let value = Math.floor(words[word] / 2 ** shift) % 2 ** bits;
-      if (signed && value >= 2 ** (bits - 1)) value -= 2 ** bits;
-      this[name] = kind === 'bool' ? value === 1 : value;
+  /** Per field, what reading and writing it takes, worked out once per class.
+   * (Index loops over plain objects: QuickJS spends several times the fuel on
+   * destructuring and `for … of`.) */
+  static plan() {
+    if (!Object.hasOwn(this, 'planned')) {
+      this.planned = layout(this.fields).map(([name, word, shift, bits, signed, kind]) => ({
+        name, word, kind, mul: 2 ** shift, mod: 2 ** bits, bool: kind === 'bool',
+        half: signed ? 2 ** (bits - 1) : 0,
+        low: signed ? -(2 ** (bits - 1)) : 0, high: signed ? 2 ** (bits - 1) - 1 : 2 ** bits - 1,
+      }));
     }
+    return this.planned;
   }
 
-  static layout() {
-    if (!Object.hasOwn(this, 'cached')) this.cached = layout(this.fields);
-    return this.cached;
+  constructor(words = [0, 0, 0, 0]) {
+    const plan = this.constructor.plan();
+    for (let i = 0; i < plan.length; i++) {
+      const f = plan[i];
+      let value = Math.floor(words[f.word] / f.mul) % f.mod;
+      if (f.half && value >= f.half) value -= f.mod;
+      this[f.name] = f.bool ? value === 1 : value;
+    }
   }
 
   /** The four words; a value out of its field's range refuses the tick. */
   words() {
     const words = [0, 0, 0, 0];
-    for (const [name, word, shift, bits, signed, kind] of this.constructor.layout()) {
-      let value = this[name];
-      if (kind === 'bool') value = value === true ? 1 : value === false ? 0 : NaN;
-      const [low, high] = signed ? [-(2 ** (bits - 1)), 2 ** (bits - 1) - 1] : [0, 2 ** bits - 1];
-      if (!Number.isInteger(value) || value < low || value > high) {
-        throw `cell field \`${name}\` (${kind}): ${this[name]} is out of range`;
+    const plan = this.constructor.plan();
+    for (let i = 0; i < plan.length; i++) {
+      const f = plan[i];
+      let value = this[f.name];
+      if (f.bool) value = value === true ? 1 : value === false ? 0 : NaN;
+      if (!Number.isInteger(value) || value < f.low || value > f.high) {
+        throw `cell field \`${f.name}\` (${f.kind}): ${this[f.name]} is out of range`;
       }
-      words[word] += (value < 0 ? value + 2 ** bits : value) * 2 ** shift;
+      words[f.word] += (value < 0 ? value + f.mod : value) * f.mul;
     }
     return words;
   }
@@ -153,7 +165,7 @@ export class Cells {
   put(entity, cell) {
     const words = cell instanceof Cell ? cell.words() : cell.map((w) => exact(w, 'cell word'));
     const old = this.cells[entity];
-    if (!old || old.some((w, i) => w !== words[i])) {
+    if (!old || old[0] !== words[0] || old[1] !== words[1] || old[2] !== words[2] || old[3] !== words[3]) {
       this.cells[entity] = words;
       this.changed[entity] = true;
     }

@@ -69,8 +69,8 @@ _WIDTHS.update({f"i{b}": (b, True) for b in (8, 16, 32, 64)})
 
 
 def layout(fields):
-    """(name, word, shift, bits, signed) of each field: fields fill a word in
-    order; one that does not fit in the rest of a word starts the next."""
+    """(name, word, shift, bits, signed, kind) of each field: fields fill a
+    word in order; one that does not fit in the rest of a word starts the next."""
     at, word, used = [], 0, 0
     for name, kind in fields.items():
         if kind not in _WIDTHS:
@@ -95,30 +95,37 @@ class Cell:
     what the words mean (bump the version in build.sh)."""
 
     fields = {}
-    _layouts = {}
-
-    def __init__(self, words=(0, 0, 0, 0)):
-        for name, word, shift, bits, signed, kind in self._layout():
-            value = words[word] >> shift & ((1 << bits) - 1)
-            if signed and value >> (bits - 1):
-                value -= 1 << bits
-            setattr(self, name, bool(value) if kind == "bool" else value)
 
     @classmethod
-    def _layout(cls):
-        if cls not in Cell._layouts:
-            Cell._layouts[cls] = layout(cls.fields)
-        return Cell._layouts[cls]
+    def _plan(cls):
+        """Per field, what reading and writing it takes, worked out once per
+        class: (name, word, shift, mask, sign bit, low, high, bool?)."""
+        plan = cls.__dict__.get("_planned")
+        if plan is None:
+            plan = []
+            for name, word, shift, bits, signed, kind in layout(cls.fields):
+                mask = (1 << bits) - 1
+                low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, mask)
+                plan.append((name, word, shift, mask, (1 << (bits - 1)) if signed else 0, low, high, kind == "bool"))
+            cls._planned = plan
+        return plan
+
+    def __init__(self, words=(0, 0, 0, 0)):
+        for name, word, shift, mask, sign, _, _, is_bool in self._plan():
+            value = words[word] >> shift & mask
+            if sign and value & sign:
+                value -= sign << 1
+            setattr(self, name, value == 1 if is_bool else value)
 
     def words(self):
         """The four words; a value out of its field's range refuses the tick."""
         words = [0, 0, 0, 0]
-        for name, word, shift, bits, signed, kind in self._layout():
+        for name, word, shift, mask, _, low, high, _ in self._plan():
             value = getattr(self, name)
-            low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
             if type(value) not in (int, bool) or not low <= value <= high:
+                kind = type(self).fields[name]
                 raise Err(f"cell field `{name}` ({kind}): {value!r} is out of range")
-            words[word] |= (value & ((1 << bits) - 1)) << shift
+            words[word] |= (value & mask) << shift
         return words
 
     def __eq__(self, other):

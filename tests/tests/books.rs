@@ -342,8 +342,8 @@ fn an_experiment_with_variants_of_two_formats_runs_each_on_its_own_books() {
             .index;
         assert_eq!(
             flat_books.cells.get(&index),
-            Some(&[1_000, 500, 0, 0]),
-            "{id}: [billed, carried] in the variant's own books"
+            Some(&[1_000, 500, 5, 0]),
+            "{id}: [billed, carried, owed, paid] in the variant's own books"
         );
         indexes.push(index);
     }
