@@ -465,11 +465,18 @@ fn summarise(o: &Options, w: &Watch, last: Progress) -> anyhow::Result<Summary> 
             c(Counter::PaymentRequests) == consumer_status.requests
                 && c(Counter::Requested) == consumer_status.requested,
             format!(
-                "grid sent {} asking {} · consumers read {} asking {}",
+                "grid sent {} asking {} · consumers read {} asking {}{}",
                 c(Counter::PaymentRequests),
                 c(Counter::Requested),
                 consumer_status.requests,
-                consumer_status.requested
+                consumer_status.requested,
+                // Where the difference went, when there is one.
+                match (c(Counter::RequestsUndeliverable), c(Counter::OutboxRefused)) {
+                    (0, 0) => String::new(),
+                    (lost, refused) => format!(
+                        " · {lost} without a channel to a consumer · {refused} set aside by the grid's outbox"
+                    ),
+                }
             ),
         ),
         check(
