@@ -134,4 +134,21 @@ mod tests {
         let refused = run::<FlatPrice>(tick(NOW, &[(1, 3_000)], vec![], Some("seven")));
         assert!(refused.unwrap_err().contains("price-per-kwh"));
     }
+
+    #[test]
+    fn three_sources_at_the_limit_are_reported_within_it_the_rest_later() {
+        // The harness runs tick after tick as the host would, state carried
+        // over, and fails a tick whose report the grid would refuse.
+        use powerplug_sdk::testing::{MAX_WH, ProducerHarness};
+        let mut producer = ProducerHarness::<FlatPrice>::new();
+        for _ in 0..3 {
+            let source = producer.source();
+            producer.output(source, MAX_WH);
+        }
+        let reported: Vec<u64> = (0..4)
+            .flat_map(|_| producer.tick().unwrap().commands)
+            .map(|c| c.wh)
+            .collect();
+        assert_eq!(reported, [MAX_WH; 3]);
+    }
 }

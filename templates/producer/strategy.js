@@ -15,15 +15,10 @@
 // `exact`, which refuses the tick rather than send a rounded number.
 
 import log from 'powerplug:strategy/log@0.1.0';
+import { Config, exact } from './kit/js/powerplug.mjs';
 
 const MAX_REPORT_WH = 1_000_000_000;
 const MAX_SPAN_MS = 3_600_000; // the grid drops a report that covers more
-
-/** The amount, if a JS number holds it exactly; otherwise the tick is refused. */
-function exact(n, what) {
-  if (!Number.isSafeInteger(n) || n < 0) throw `${what}: ${n} is not an integer from 0 to 2^53 - 1`;
-  return n;
-}
 
 /** Three u64 words, little-endian; each below 2^53. */
 function load(bytes) {
@@ -44,11 +39,7 @@ function save(words) {
 }
 
 function decide(input) {
-  const config = {};
-  for (const { key, value } of input.config) config[key] = value; // the last entry wins
-  const setting = config['price-per-kwh'] ?? '4';
-  if (!/^\s*\d+\s*$/.test(setting)) throw 'config `price-per-kwh`: expected an unsigned integer';
-  const price = Number(setting);
+  const price = new Config(input.config).uint('price-per-kwh', 4);
   let [lastEnd, carried, waiting] = load(input.state);
 
   let total = waiting;

@@ -14,6 +14,7 @@ starts where the last one ended. See docs/strategy-guide.md for the contract.
 import struct
 
 from componentize_py_types import Err
+from powerplug import Config
 from wit_world import exports
 from wit_world.exports.producer import OutputCommand, ProducerDecision, ProducerInput
 from wit_world.imports import log
@@ -24,11 +25,7 @@ MAX_SPAN_MS = 3_600_000  # the grid drops a report that covers more
 
 
 def decide(input: ProducerInput) -> ProducerDecision:
-    config = {s.key: s.value for s in input.config}  # the last entry wins
-    price = config.get("price-per-kwh", "4").strip()
-    if not price.isdigit():
-        raise Err("config `price-per-kwh`: expected an unsigned integer")
-    price = int(price)
+    price = Config(input.config).uint("price-per-kwh", 4)
     if not input.state:
         last_end, carried, waiting = 0, 0, 0
     elif len(input.state) == 24:

@@ -18,6 +18,7 @@ register(
     }`),
 );
 const { producer } = await import('./strategy.js');
+const { MAX_WH, ProducerHarness } = await import('./kit/js/powerplug.mjs');
 
 const NOW = Date.UTC(2026, 0, 1, 0, 15);
 
@@ -47,4 +48,14 @@ test('reports what came in since the last report and carries the fraction', () =
 test('the price is a setting', () => {
   assert.equal(tick(NOW, [[1, 3_000]], { config: [['price-per-kwh', '7']] }).commands[0].price, 21);
   assert.throws(() => tick(NOW, [[1, 3_000]], { config: [['price-per-kwh', 'seven']] }), /price-per-kwh/);
+});
+
+test('three sources at the limit are reported within it, the rest later', () => {
+  // ProducerHarness runs tick after tick as the host would, state carried
+  // over, and throws HostRefused on a report the grid would refuse.
+  const h = new ProducerHarness(producer);
+  for (const s of [h.source(), h.source(), h.source()]) h.output(s, MAX_WH);
+  const reported = [];
+  for (let i = 0; i < 4; i++) for (const c of h.tick().commands) reported.push(c.wh);
+  assert.deepEqual(reported, [MAX_WH, MAX_WH, MAX_WH]);
 });

@@ -1,10 +1,12 @@
 """The strategy's first test, run natively by build.sh before it builds the
-component (the WIT types come from bindings generated into build/bindings).
-Run it alone: PYTHONPATH=build/bindings python3 -m unittest test_strategy"""
+component (the WIT types come from bindings generated into build/bindings, the
+kit from kit/python). Run it alone:
+PYTHONPATH=build/bindings:kit/python python3 -m unittest test_strategy"""
 
 import unittest
 
 from componentize_py_types import Err
+from powerplug import MAX_WH, ProducerHarness
 from wit_world.exports.producer import ProducerInput, SourceOutput
 from wit_world.imports.types import CellBatch, Setting
 
@@ -43,6 +45,16 @@ class FirstTest(unittest.TestCase):
         self.assertEqual(tick(NOW, [(1, 3_000)], config=[("price-per-kwh", "7")]).commands[0].price, 21)
         with self.assertRaises(Err):
             tick(NOW, [(1, 3_000)], config=[("price-per-kwh", "seven")])
+
+    def test_three_sources_at_the_limit_are_reported_within_it_the_rest_later(self):
+        # ProducerHarness runs tick after tick as the host would, state carried
+        # over, and raises HostRefused on a report the grid would refuse.
+        producer = ProducerHarness(strategy.Producer())
+        sources = [producer.source() for _ in range(3)]
+        for s in sources:
+            producer.output(s, MAX_WH)
+        reported = [c.wh for _ in range(4) for c in producer.tick().commands]
+        self.assertEqual(reported, [MAX_WH] * 3)
 
 
 if __name__ == "__main__":
