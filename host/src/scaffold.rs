@@ -5,8 +5,8 @@
 //! The templates bill a flat price per whole kWh, the same rules in every
 //! language, and declare their books format (`<name>@1`). A Python,
 //! JavaScript or C project carries its kit's installer and pins in `kit/` (they
-//! travel in this binary), with the Python and JavaScript kits' library of
-//! helpers and test harness, so it builds wherever it is; the kit installs once
+//! travel in this binary), with the kit's library of helpers (and, in Python
+//! and JavaScript, a test harness), so it builds wherever it is; the kit installs once
 //! into a user cache. A Rust project needs the SDK and builder of a Powerplug
 //! checkout, whose path is written into it; `POWERPLUG_CHECKOUT` overrides it.
 
@@ -137,6 +137,10 @@ const JS: &[File] = &[
 const C: &[File] = &[
     KIT_INSTALL,
     file("kit/c/tools.txt", include_str!("../../kits/c/tools.txt")),
+    file(
+        "kit/c/powerplug.h",
+        include_str!("../../kits/c/powerplug.h"),
+    ),
     file("strategy.c", include_str!("../../templates/c/strategy.c")),
     file("test.c", include_str!("../../templates/c/test.c")),
     script("build.sh", include_str!("../../templates/c/build.sh")),

@@ -26,11 +26,11 @@ rm -rf "$bindings"
 mkdir -p build "$(dirname "$out")"
 "$kit/bin/wit-bindgen" c wit --world "$world" --out-dir "$bindings" >/dev/null
 warnings="-std=c11 -Wall -Wextra -Werror -Wno-unknown-attributes"
-clang-19 $warnings -g -fsanitize=address,undefined -I"$bindings" \
+clang-19 $warnings -g -fsanitize=address,undefined -I"$bindings" -Ikit/c \
     "$bindings"/*.c strategy.c test.c -o build/test
 # Leaks are not bugs here: each tick's instance is thrown away after it.
 ASAN_OPTIONS=detect_leaks=0 build/test
-clang-19 --target=wasm32-wasi -mexec-model=reactor -O2 $warnings -I"$bindings" \
+clang-19 --target=wasm32-wasi -mexec-model=reactor -O2 $warnings -I"$bindings" -Ikit/c \
     -fuse-ld=lld -Wl,--strip-debug "$bindings"/*.c "$bindings"/*_component_type.o strategy.c \
     -o build/core.wasm
 "$kit/bin/wasm-tools" component new build/core.wasm -o "$out"

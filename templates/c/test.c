@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "grid_strategy.h"
+#include "powerplug.h"
 
 typedef exports_powerplug_strategy_grid_grid_input_t input_t;
 typedef exports_powerplug_strategy_grid_grid_decision_t decision_t;
@@ -59,7 +60,7 @@ int main(void) {
     CHECK(tick(2, consumers, wh, 1, known, cells, NULL, &d, &err));
     CHECK(d.payment_requests.consumer.len == 1 && d.payment_requests.consumer.ptr[0] == 1);
     CHECK(d.payment_requests.wh.ptr[0] == 2000 && d.payment_requests.owed.ptr[0] == 10);
-    uint64_t want[] = {6000, 500, 0, 0, 0, 300, 0, 0};
+    uint64_t want[] = {6000, 500, 10, 0, 0, 300, 0, 0}; // [billed, carried, owed, paid]
     CHECK(d.cells.entity.len == 2 && d.cells.entity.ptr[0] == 1 && d.cells.entity.ptr[1] == 2);
     CHECK(d.cells.words.len == 8 && memcmp(d.cells.words.ptr, want, sizeof want) == 0);
     exports_powerplug_strategy_grid_grid_decision_free(&d);
@@ -73,6 +74,29 @@ int main(void) {
     CHECK(!tick(1, zero, three_kwh, 0, NULL, NULL, "seven", &d, &err));
     CHECK(err.len > 0 && memmem(err.ptr, err.len, "price-per-kwh", 13) != NULL);
     grid_strategy_string_free(&err);
+
+    // Producers get 4 of every 5 tokens paid, in whole 40s, by output: consumer
+    // 1 pays 50, producer 7 made all the output, so 40 go to it at once.
+    {
+        uint64_t now = 1767226500000ull;
+        exports_powerplug_strategy_grid_output_t output = {7, now - 60000, now, 1000, 4};
+        powerplug_strategy_types_transfer_t paid = {{true, 1}, 50, now - 1000, true};
+        input_t input = {0};
+        input.now_ms = now;
+        input.output = (exports_powerplug_strategy_grid_list_output_t){&output, 1};
+        input.transfers = (exports_powerplug_strategy_grid_list_transfer_t){&paid, 1};
+        CHECK(exports_powerplug_strategy_grid_tick(&input, &d, &err));
+        CHECK(d.payouts.len == 1 && d.payouts.ptr[0].producer == 7 && d.payouts.ptr[0].amount == 40);
+        uint64_t paid_cell[] = {0, 0, 0, 50};
+        CHECK(d.cells.entity.len == 1 && memcmp(d.cells.words.ptr, paid_cell, sizeof paid_cell) == 0);
+        // The books in the state read back: 50 in, 40 paid out, 10 running costs.
+        pp_books books;
+        CHECK(pp_books_load(&books, d.state.ptr, d.state.len));
+        CHECK(books.income == 50 && books.available == 0 && books.producers_received == 40);
+        CHECK(books.producers_len == 1 && books.producers[0].owed == 40);
+        pp_books_free(&books);
+        exports_powerplug_strategy_grid_grid_decision_free(&d);
+    }
 
     if (failures) return 1;
     printf("ok\n");

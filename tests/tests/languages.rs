@@ -456,6 +456,7 @@ fn uploaded_onto_the_basic_grid(dir: &std::path::Path, name: &str, bytes: &[u8])
 #[test]
 fn strategy_new_projects_of_both_worlds_build_pass_their_first_test_and_the_check() {
     let dir = tempfile::tempdir().unwrap();
+    let mut grids = Vec::new();
     for (lang, name) in [
         (Lang::Python, "my-python"),
         (Lang::Js, "my-js"),
@@ -473,6 +474,7 @@ fn strategy_new_projects_of_both_worlds_build_pass_their_first_test_and_the_chec
         let report = check(cached_runtime(), &bytes);
         assert_passes(name, &report);
         uploaded_onto_the_basic_grid(dir.path(), name, &bytes);
+        grids.push((name, bytes));
     }
 
     // Rust: the first test natively, then the component as `strategy build` makes it.
@@ -498,6 +500,8 @@ fn strategy_new_projects_of_both_worlds_build_pass_their_first_test_and_the_chec
     .unwrap();
     assert_passes("my-rust", &check(cached_runtime(), &bytes));
     uploaded_onto_the_basic_grid(dir.path(), "my-rust", &bytes);
+    grids.push(("my-rust", std::sync::Arc::new(bytes)));
+    the_grid_templates_decide_alike(&grids);
 
     // The producer world in every language: the first test, the build, the
     // check with its traces (three sources at the host's limit among them).
@@ -558,6 +562,48 @@ fn strategy_new_projects_of_both_worlds_build_pass_their_first_test_and_the_chec
             "the build script names no checkout"
         );
     }
+}
+
+/// The grid templates are one policy in four languages, each on its SDK's or
+/// kit's money books: over ticks of bills, output, payments and payouts they
+/// decide the same. Rust and C keep the books in the same bytes (postcard);
+/// Python and JavaScript in JSON, so their state is left out.
+fn the_grid_templates_decide_alike(grids: &[(&str, std::sync::Arc<Vec<u8>>)]) {
+    let loaded: Vec<(&str, GridStrategy)> = grids
+        .iter()
+        .map(|(name, bytes)| (*name, cached_runtime().load_grid(bytes).unwrap()))
+        .collect();
+    let mut books: Vec<Books> = loaded.iter().map(|_| Books::default()).collect();
+    let (mut paid, mut paid_out): (Vec<(u32, u64)>, u64) = (Vec::new(), 0);
+    for t in 1..=8u64 {
+        let usage: Vec<(u32, u64)> = (0..4).map(|c| (c, 700 + 450 * u64::from(c) * t)).collect();
+        let output = [(10, 300 * t), (11, 900)];
+        let decisions: Vec<GridDecision> = loaded
+            .iter()
+            .zip(&mut books)
+            .map(|((_, s), b)| tick(s, b, DAY + t * 20_000, &usage, &output, &paid))
+            .collect();
+        let rust = &decisions[loaded.iter().position(|(n, _)| *n == "my-rust").unwrap()];
+        for ((name, _), d) in loaded.iter().zip(&decisions) {
+            let same = if *name == "my-c" {
+                d == rust
+            } else {
+                GridDecision {
+                    state: rust.state.clone(),
+                    ..d.clone()
+                } == *rust
+            };
+            assert!(same, "tick {t}: {name} decided\n{d:?}\nRust\n{rust:?}");
+        }
+        paid_out += rust.payouts.iter().map(|p| p.amount).sum::<u64>();
+        // Each consumer pays its bill at the next tick.
+        paid = rust
+            .payment_requests
+            .iter()
+            .map(|r| (r.consumer, r.owed))
+            .collect();
+    }
+    assert!(paid_out > 0, "the producers were paid");
 }
 
 /// Each example's language, as `inspect` finds it in the toolchain's custom
@@ -778,9 +824,10 @@ fn the_check_passes_the_basic_producer_and_fails_strategies_that_break_the_contr
     assert!(!report.verdict(Property::Decides).unwrap().run);
 }
 
-/// The Python and JavaScript kits' library (typed cells, settings, local
-/// time, the money books, the harnesses that refuse what the host refuses)
-/// passes its own tests, natively, with the kits' pinned interpreters.
+/// The kits' libraries (typed cells, settings, local time, the money books;
+/// in Python and JavaScript the harnesses that refuse what the host refuses)
+/// pass their own tests, natively: with the kits' pinned interpreters, and
+/// C under the sanitizers.
 #[test]
 fn the_kits_libraries_pass_their_own_tests() {
     let root = workspace_root();
@@ -795,7 +842,7 @@ fn the_kits_libraries_pass_their_own_tests() {
         );
     };
     run(
-        std::process::Command::new(root.join("kits/install.sh")).args(["python", "js"]),
+        std::process::Command::new(root.join("kits/install.sh")).args(["python", "js", "c"]),
         "the kits install",
     );
     let bindings = tempfile::tempdir().unwrap();
@@ -821,5 +868,21 @@ fn the_kits_libraries_pass_their_own_tests() {
     run(
         std::process::Command::new("node").arg(root.join("kits/js/test_powerplug.mjs")),
         "the JavaScript kit's tests",
+    );
+    let test = bindings.path().join("test_powerplug");
+    run(
+        std::process::Command::new("clang-19")
+            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-g"])
+            .arg("-fsanitize=address,undefined")
+            .arg("-I")
+            .arg(root.join("kits/c"))
+            .arg(root.join("kits/c/test_powerplug.c"))
+            .arg("-o")
+            .arg(&test),
+        "the C kit's tests build",
+    );
+    run(
+        std::process::Command::new(&test).env("ASAN_OPTIONS", "detect_leaks=0"),
+        "the C kit's tests",
     );
 }
