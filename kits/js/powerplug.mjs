@@ -373,10 +373,15 @@ class Host {
     this.transfers.push({ entity, amount, atMs: this.nowMs, incoming });
   }
 
-  cellsOf(mentioned) {
+  /** The next tick's input but its readings: the cells are those of the
+   * `mentioned` entities and of the transfers' counterparties. */
+  input(mentioned) {
+    this.nowMs += this.stepMs;
     for (const t of this.transfers) if (t.entity !== undefined) mentioned.push(t.entity);
     const entity = [...new Set(mentioned)].sort((a, b) => a - b);
-    return { entity, words: entity.flatMap((e) => this.cells.get(e) ?? [0, 0, 0, 0]) };
+    const cells = { entity, words: entity.flatMap((e) => this.cells.get(e) ?? [0, 0, 0, 0]) };
+    const { nowMs, config, state, joined, left, transfers } = this;
+    return { nowMs, config, state, joined, left, cells, transfers };
   }
 
   check(decision) {
@@ -438,16 +443,10 @@ export class GridHarness extends Host {
   }
 
   tick() {
-    this.nowMs += this.stepMs;
     const usage = this.usages.slice().sort((a, b) => a.consumer - b.consumer || a.startMs - b.startMs);
     const output = this.outputs.slice().sort((a, b) => a.producer - b.producer || a.startMs - b.startMs);
     const decision = this.strategy.tick({
-      nowMs: this.nowMs,
-      config: this.config,
-      state: this.state,
-      joined: this.joined,
-      left: this.left,
-      cells: this.cellsOf([...usage.map((u) => u.consumer), ...output.map((o) => o.producer)]),
+      ...this.input([...usage.map((u) => u.consumer), ...output.map((o) => o.producer)]),
       usage: {
         consumer: usage.map((u) => u.consumer),
         startMs: usage.map((u) => u.startMs),
@@ -455,7 +454,6 @@ export class GridHarness extends Host {
         wh: usage.map((u) => u.wh),
       },
       output,
-      transfers: this.transfers,
     });
     const energy = this.#check(usage, decision);
     for (const [c, e] of energy) this.energy.set(c, e);
@@ -531,18 +529,8 @@ export class ProducerHarness extends Host {
   }
 
   tick() {
-    this.nowMs += this.stepMs;
     const outputs = this.outputs.slice().sort((a, b) => a.source - b.source || a.startMs - b.startMs);
-    const decision = this.strategy.tick({
-      nowMs: this.nowMs,
-      config: this.config,
-      state: this.state,
-      joined: this.joined,
-      left: this.left,
-      cells: this.cellsOf(outputs.map((o) => o.source)),
-      outputs,
-      transfers: this.transfers,
-    });
+    const decision = this.strategy.tick({ ...this.input(outputs.map((o) => o.source)), outputs });
     this.check(decision);
     decision.commands.forEach((c, i) => {
       if (!(c.startMs < c.endMs && c.wh <= MAX_WH && c.price <= MAX_PRICE)) {

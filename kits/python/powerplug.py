@@ -354,11 +354,18 @@ class _Host:
 
         self.transfers.append(Transfer(entity=entity, amount=amount, at_ms=self.now_ms, incoming=incoming))
 
-    def cells_of(self, mentioned):
+    def input(self, mentioned):
+        """The next tick's input but its readings: the cells are those of the
+        `mentioned` entities and of the transfers' counterparties."""
         from wit_world.imports.types import CellBatch
 
+        self.now_ms += self.step_ms
         entity = sorted(set(mentioned) | {t.entity for t in self.transfers if t.entity is not None})
-        return CellBatch(entity=entity, words=[w for e in entity for w in self.cells.get(e, [0, 0, 0, 0])])
+        cells = CellBatch(entity=entity, words=[w for e in entity for w in self.cells.get(e, [0, 0, 0, 0])])
+        return dict(
+            now_ms=self.now_ms, config=self.config, state=self.state, joined=self.joined, left=self.left,
+            cells=cells, transfers=self.transfers,
+        )
 
     def check(self, decision):
         check_types(decision)
@@ -413,20 +420,13 @@ class GridHarness(_Host):
     def tick(self):
         from wit_world.exports.grid import GridInput, UsageBatch
 
-        self.now_ms += self.step_ms
         usage = sorted(self._usage, key=lambda u: (u[0], u[1]))
         output = sorted(self._output, key=lambda o: (o.producer, o.start_ms))
         decision = self.strategy.tick(
             GridInput(
-                now_ms=self.now_ms,
-                config=self.config,
-                state=self.state,
-                joined=self.joined,
-                left=self.left,
-                cells=self.cells_of([u[0] for u in usage] + [o.producer for o in output]),
+                **self.input([u[0] for u in usage] + [o.producer for o in output]),
                 usage=UsageBatch(*([u[i] for u in usage] for i in range(4))),
                 output=output,
-                transfers=self.transfers,
             )
         )
         energy = self._check(usage, decision)
@@ -495,20 +495,8 @@ class ProducerHarness(_Host):
     def tick(self):
         from wit_world.exports.producer import ProducerInput
 
-        self.now_ms += self.step_ms
         outputs = sorted(self._outputs, key=lambda o: (o.source, o.start_ms))
-        decision = self.strategy.tick(
-            ProducerInput(
-                now_ms=self.now_ms,
-                config=self.config,
-                state=self.state,
-                joined=self.joined,
-                left=self.left,
-                cells=self.cells_of([o.source for o in outputs]),
-                outputs=outputs,
-                transfers=self.transfers,
-            )
-        )
+        decision = self.strategy.tick(ProducerInput(**self.input([o.source for o in outputs]), outputs=outputs))
         self.check(decision)
         for i, c in enumerate(decision.commands):
             if not (c.start_ms < c.end_ms and c.wh <= MAX_WH and c.price <= MAX_PRICE):

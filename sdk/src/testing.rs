@@ -160,6 +160,48 @@ fn total(mut values: impl Iterator<Item = u64>, what: &str) -> Result<u64, Error
         .ok_or_else(|| format!("host: {what} add up to more than {}", u64::MAX))
 }
 
+/// The methods both harnesses have, over their `books`.
+macro_rules! shared {
+    () => {
+        /// A setting, as in the role's config file.
+        pub fn setting(mut self, key: &str, value: &str) -> Self {
+            self.books.configure(key, value);
+            self
+        }
+
+        /// Ticks `step_ms` apart from now on.
+        pub fn every(mut self, step_ms: u64) -> Self {
+            self.books.step_ms = step_ms;
+            self
+        }
+
+        /// The operator changes a setting, from the next tick on.
+        pub fn configure(&mut self, key: &str, value: &str) {
+            self.books.configure(key, value);
+        }
+
+        /// The entity says goodbye (in the next tick's `left`).
+        pub fn leave(&mut self, index: u32) {
+            self.books.leave(index);
+        }
+
+        /// The entity's stored cell, as `C` (`Words` for the raw words).
+        pub fn cell<C: Cell>(&self, entity: u32) -> C {
+            self.books.cell(entity)
+        }
+
+        /// The strategy's state as the last applied tick left it.
+        pub fn state(&self) -> Result<S::State, Error> {
+            crate::state::decode(&self.books.state)
+        }
+
+        /// The time of the last tick.
+        pub fn now_ms(&self) -> u64 {
+            self.books.now_ms
+        }
+    };
+}
+
 /// Runs a grid strategy `S` tick by tick, as the host would.
 #[derive(Debug)]
 pub struct GridHarness<S> {
@@ -194,22 +236,7 @@ impl<S: GridStrategy> GridHarness<S> {
         }
     }
 
-    /// A setting, as in the grid's config file.
-    pub fn setting(mut self, key: &str, value: &str) -> Self {
-        self.books.configure(key, value);
-        self
-    }
-
-    /// Ticks `step_ms` apart from now on.
-    pub fn every(mut self, step_ms: u64) -> Self {
-        self.books.step_ms = step_ms;
-        self
-    }
-
-    /// The operator changes a setting, from the next tick on.
-    pub fn configure(&mut self, key: &str, value: &str) {
-        self.books.configure(key, value);
-    }
+    shared!();
 
     /// A consumer joins; its index.
     pub fn consumer(&mut self) -> u32 {
@@ -219,11 +246,6 @@ impl<S: GridStrategy> GridHarness<S> {
     /// A producer joins; its index.
     pub fn producer(&mut self) -> u32 {
         self.books.join(EntityKind::Producer)
-    }
-
-    /// The entity says goodbye (in the next tick's `left`).
-    pub fn leave(&mut self, index: u32) {
-        self.books.leave(index);
     }
 
     /// `consumer` used `wh` in the step before the next tick.
@@ -375,24 +397,9 @@ impl<S: GridStrategy> GridHarness<S> {
         self.energy.get(&consumer).copied().unwrap_or_default()
     }
 
-    /// The entity's stored cell, as `C` (`Words` for the raw words).
-    pub fn cell<C: Cell>(&self, entity: u32) -> C {
-        self.books.cell(entity)
-    }
-
-    /// The strategy's state as the last applied tick left it.
-    pub fn state(&self) -> Result<S::State, Error> {
-        crate::state::decode(&self.books.state)
-    }
-
     /// Tokens in the grid's wallet: what consumers paid, less what was paid out.
     pub fn funds(&self) -> u64 {
         self.funds
-    }
-
-    /// The time of the last tick.
-    pub fn now_ms(&self) -> u64 {
-        self.books.now_ms
     }
 }
 
@@ -420,27 +427,11 @@ impl<S: ProducerStrategy> ProducerHarness<S> {
         }
     }
 
-    pub fn setting(mut self, key: &str, value: &str) -> Self {
-        self.books.configure(key, value);
-        self
-    }
-
-    pub fn every(mut self, step_ms: u64) -> Self {
-        self.books.step_ms = step_ms;
-        self
-    }
-
-    pub fn configure(&mut self, key: &str, value: &str) {
-        self.books.configure(key, value);
-    }
+    shared!();
 
     /// A source joins; its index.
     pub fn source(&mut self) -> u32 {
         self.books.join(EntityKind::Source)
-    }
-
-    pub fn leave(&mut self, index: u32) {
-        self.books.leave(index);
     }
 
     /// `source` generated `wh` in the step before the next tick.
@@ -501,18 +492,6 @@ impl<S: ProducerStrategy> ProducerHarness<S> {
         self.books.apply(decision.state.clone(), &decision.cells);
         self.outputs.clear();
         Ok(decision)
-    }
-
-    pub fn cell<C: Cell>(&self, entity: u32) -> C {
-        self.books.cell(entity)
-    }
-
-    pub fn state(&self) -> Result<S::State, Error> {
-        crate::state::decode(&self.books.state)
-    }
-
-    pub fn now_ms(&self) -> u64 {
-        self.books.now_ms
     }
 }
 
