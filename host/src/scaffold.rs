@@ -141,6 +141,10 @@ const C: &[File] = &[
         "kit/c/powerplug.h",
         include_str!("../../kits/c/powerplug.h"),
     ),
+    file(
+        "kit/c/powerplug_grid_test.h",
+        include_str!("../../kits/c/powerplug_grid_test.h"),
+    ),
     file("strategy.c", include_str!("../../templates/c/strategy.c")),
     file("test.c", include_str!("../../templates/c/test.c")),
     script("build.sh", include_str!("../../templates/c/build.sh")),

@@ -8,6 +8,7 @@
 
 #include "grid_strategy.h"
 #include "powerplug.h"
+#include "powerplug_grid_test.h"
 
 typedef exports_powerplug_strategy_grid_grid_input_t input_t;
 typedef exports_powerplug_strategy_grid_grid_decision_t decision_t;
@@ -96,6 +97,34 @@ int main(void) {
         CHECK(books.producers_len == 1 && books.producers[0].owed == 40);
         pp_books_free(&books);
         exports_powerplug_strategy_grid_grid_decision_free(&d);
+    }
+
+    // Many ticks as the host runs them (kit/c/powerplug_grid_test.h): state and
+    // cells carried over, consumers paying at the next tick, and every decision
+    // held to the host's rules (false, with `why`, where the host would refuse).
+    {
+        pp_grid_harness h;
+        pp_gh_init(&h);
+        uint32_t alice = pp_gh_consumer(&h), sun = pp_gh_producer(&h), wind = pp_gh_producer(&h);
+        uint64_t paid_out = 0;
+        for (int i = 0; i < 30; i++) {
+            pp_gh_usage(&h, alice, 4000);
+            pp_gh_output(&h, sun, 100, 6);
+            pp_gh_output(&h, wind, 300, 6);
+            CHECK(pp_gh_tick(&h, &d));
+            for (size_t p = 0; p < d.payouts.len; p++) paid_out += d.payouts.ptr[p].amount;
+            exports_powerplug_strategy_grid_grid_decision_free(&d);
+        }
+        // Money is neither lost nor created: the producers' part = paid out + available.
+        pp_books books;
+        CHECK(pp_books_load(&books, h.state, h.state_len));
+        CHECK(books.producers_received == paid_out + books.available);
+        CHECK(books.producers_received == books.income * 4 / 5 && paid_out > 0);
+        CHECK(pp_gh_cell(&h, alice)[0] == 120000); // billed Wh
+        pp_books_free(&books);
+        pp_gh_setting(&h, "price-per-kwh", "seven");
+        CHECK(!pp_gh_tick(&h, &d) && strstr(h.why, "price-per-kwh") != NULL);
+        pp_gh_free(&h);
     }
 
     if (failures) return 1;
