@@ -11,11 +11,21 @@ time, payout, testing}):
 - GridHarness and ProducerHarness: run the strategy natively tick after tick
   as the host would, and refuse what the host would refuse.
 
-Importing it costs a strategy nothing it does not use. The WIT types come from
-the bindings of the world being built (`wit_world`), imported where needed.
+The WIT types come from the bindings of the world being built (`wit_world`).
 """
 
 from componentize_py_types import Err
+
+# The WIT types the tick path needs, imported with the module so that they are
+# in the component's snapshot: a module first imported during a tick needs
+# files, which the sandbox does not have. (The harnesses import theirs lazily:
+# they run natively.)
+from wit_world.imports.types import CellBatch, Metric
+
+try:
+    from wit_world.exports.grid import Payout
+except ImportError:  # the producer world's bindings
+    Payout = None
 
 U64_MAX = 2**64 - 1
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
@@ -159,8 +169,6 @@ class Cells:
             self.changed.add(entity)
 
     def batch(self):
-        from wit_world.imports.types import CellBatch
-
         changed = sorted(self.changed)
         return CellBatch(entity=changed, words=[w for e in changed for w in self.cells[e]])
 
@@ -237,9 +245,6 @@ class Books:
         for each consumer's payment), splits the new income, pays out when due.
         Returns (payouts, metrics): the metrics `income`, `paid-out`,
         `available`, `running-costs-received`."""
-        from wit_world.exports.grid import Payout
-        from wit_world.imports.types import Metric
-
         for index in input.left:
             self.producers.pop(index, None)
         for o in input.output:
@@ -357,8 +362,6 @@ class _Host:
     def input(self, mentioned):
         """The next tick's input but its readings: the cells are those of the
         `mentioned` entities and of the transfers' counterparties."""
-        from wit_world.imports.types import CellBatch
-
         self.now_ms += self.step_ms
         entity = sorted(set(mentioned) | {t.entity for t in self.transfers if t.entity is not None})
         cells = CellBatch(entity=entity, words=[w for e in entity for w in self.cells.get(e, [0, 0, 0, 0])])
