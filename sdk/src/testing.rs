@@ -250,9 +250,9 @@ impl<S: GridStrategy> GridHarness<S> {
 
     /// `consumer` used `wh` in the step before the next tick.
     pub fn usage(&mut self, consumer: u32, wh: u64) {
-        let end = self.books.now_ms + self.books.step_ms;
-        let start = end - self.books.step_ms;
-        self.usage.push((consumer, start, end, wh));
+        let start = self.books.now_ms;
+        self.usage
+            .push((consumer, start, start + self.books.step_ms, wh));
     }
 
     /// `producer` delivered `wh` in the step before the next tick, asking `price`.
@@ -269,7 +269,8 @@ impl<S: GridStrategy> GridHarness<S> {
 
     /// `consumer` pays `amount` into the grid's wallet (confirmed at the next tick).
     pub fn pays(&mut self, consumer: u32, amount: u64) {
-        self.funds += amount;
+        // The ledger holds far less than 2^64; a test of huge amounts saturates.
+        self.funds = self.funds.saturating_add(amount);
         self.books.transfers.push(Transfer {
             entity: Some(consumer),
             amount,
