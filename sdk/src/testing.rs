@@ -48,6 +48,17 @@ pub const MAX_PRICE: u64 = 1_000_000_000_000;
 /// 2026-01-01T00:00:00Z: where a harness's clock starts.
 pub const START_MS: u64 = 1_767_225_600_000;
 
+/// The part of a tick's input both worlds share.
+struct Next {
+    now_ms: u64,
+    config: Vec<Setting>,
+    state: Vec<u8>,
+    joined: Vec<Entity>,
+    left: Vec<u32>,
+    cells: CellBatch,
+    transfers: Vec<Transfer>,
+}
+
 /// What both harnesses keep: the clock, settings, entities, state and cells.
 #[derive(Debug)]
 struct Books {
@@ -122,8 +133,21 @@ impl Books {
         CellBatch { entity, words }
     }
 
-    fn mentioned_by_transfers(&self) -> impl Iterator<Item = u32> + '_ {
-        self.transfers.iter().filter_map(|t| t.entity)
+    /// The next tick, `step_ms` later: what its input holds in either world,
+    /// with the cells of the `mentioned` entities and of the transfers'
+    /// counterparties.
+    fn next(&mut self, mentioned: impl Iterator<Item = u32>) -> Next {
+        self.now_ms += self.step_ms;
+        let counterparties = self.transfers.iter().filter_map(|t| t.entity);
+        Next {
+            now_ms: self.now_ms,
+            config: self.config.clone(),
+            state: self.state.clone(),
+            joined: self.joined.clone(),
+            left: self.left.clone(),
+            cells: self.cells_of(mentioned.chain(counterparties)),
+            transfers: self.transfers.clone(),
+        }
     }
 
     /// Stores what a decision returns, after it passed the checks.
@@ -283,22 +307,27 @@ impl<S: GridStrategy> GridHarness<S> {
     /// an `Err` naming why (starting "host:"), and, as on the host, nothing of
     /// it is applied: the news waits for the next tick.
     pub fn tick(&mut self) -> Result<GridDecision, Error> {
-        self.books.now_ms += self.books.step_ms;
         let mut usage = self.usage.clone();
         usage.sort_unstable_by_key(|u| (u.0, u.1));
         let mut output = self.output.clone();
         output.sort_unstable_by_key(|o| (o.producer, o.start_ms));
         let mentioned = usage.iter().map(|u| u.0);
-        let mentioned = mentioned.chain(output.iter().map(|o| o.producer));
+        let Next {
+            now_ms,
+            config,
+            state,
+            joined,
+            left,
+            cells,
+            transfers,
+        } = (self.books).next(mentioned.chain(output.iter().map(|o| o.producer)));
         let input = GridInput {
-            now_ms: self.books.now_ms,
-            config: self.books.config.clone(),
-            state: self.books.state.clone(),
-            joined: self.books.joined.clone(),
-            left: self.books.left.clone(),
-            cells: self
-                .books
-                .cells_of(mentioned.chain(self.books.mentioned_by_transfers())),
+            now_ms,
+            config,
+            state,
+            joined,
+            left,
+            cells,
             usage: UsageBatch {
                 consumer: usage.iter().map(|u| u.0).collect(),
                 start_ms: usage.iter().map(|u| u.1).collect(),
@@ -306,7 +335,7 @@ impl<S: GridStrategy> GridHarness<S> {
                 wh: usage.iter().map(|u| u.3).collect(),
             },
             output,
-            transfers: self.books.transfers.clone(),
+            transfers,
         };
         let decision = crate::grid::run::<S>(input)?;
         let energy = self.check(&usage, &decision)?;
@@ -459,21 +488,26 @@ impl<S: ProducerStrategy> ProducerHarness<S> {
     /// Runs the next tick; a decision the host would refuse is an `Err`
     /// starting "host:", and nothing of it is applied.
     pub fn tick(&mut self) -> Result<ProducerDecision, Error> {
-        self.books.now_ms += self.books.step_ms;
         let mut outputs = self.outputs.clone();
         outputs.sort_unstable_by_key(|o| (o.source, o.start_ms));
-        let mentioned = outputs.iter().map(|o| o.source);
+        let Next {
+            now_ms,
+            config,
+            state,
+            joined,
+            left,
+            cells,
+            transfers,
+        } = (self.books).next(outputs.iter().map(|o| o.source));
         let input = ProducerInput {
-            now_ms: self.books.now_ms,
-            config: self.books.config.clone(),
-            state: self.books.state.clone(),
-            joined: self.books.joined.clone(),
-            left: self.books.left.clone(),
-            cells: self
-                .books
-                .cells_of(mentioned.chain(self.books.mentioned_by_transfers())),
+            now_ms,
+            config,
+            state,
+            joined,
+            left,
+            cells,
             outputs,
-            transfers: self.books.transfers.clone(),
+            transfers,
         };
         let decision = crate::producer::run::<S>(input)?;
         check_cells(&decision.cells)?;

@@ -126,6 +126,13 @@ pub struct TickReport<D> {
     pub logs: Vec<String>,
 }
 
+impl<D> TickReport<D> {
+    /// The tick would fail live or broke a rule.
+    pub fn broke(&self) -> bool {
+        self.failure.is_some() || !self.problems.is_empty()
+    }
+}
+
 /// Runs `ticks` through a grid or producer component.
 pub fn run(runtime: &Runtime, bytes: &[u8], ticks: &[Tick]) -> anyhow::Result<Ran> {
     Ok(match runtime.load(bytes)? {
@@ -145,14 +152,28 @@ pub enum Ran {
 impl Ran {
     /// Ticks that failed or broke a rule.
     pub fn failed(&self) -> usize {
-        fn count<D>(r: &[TickReport<D>]) -> usize {
+        match self {
+            Ran::Grid(r) => r.iter().filter(|t| t.broke()).count(),
+            Ran::Producer(r) => r.iter().filter(|t| t.broke()).count(),
+        }
+    }
+
+    /// Each tick as `strategy run` prints it; with `broken_only`, only those
+    /// that would fail live or broke a rule.
+    fn printed(&self, broken_only: bool) -> Vec<String> {
+        fn print<D>(
+            r: &[TickReport<D>],
+            broken_only: bool,
+            body: fn(&D, &mut String),
+        ) -> Vec<String> {
             r.iter()
-                .filter(|t| t.failure.is_some() || !t.problems.is_empty())
-                .count()
+                .filter(|t| !broken_only || t.broke())
+                .map(|t| print_tick(t, body))
+                .collect()
         }
         match self {
-            Ran::Grid(r) => count(r),
-            Ran::Producer(r) => count(r),
+            Ran::Grid(r) => print(r, broken_only, grid_body),
+            Ran::Producer(r) => print(r, broken_only, producer_body),
         }
     }
 }
@@ -488,17 +509,7 @@ pub fn scenario(
         text.push_str("every one kept the rules");
     } else {
         let _ = write!(text, "{failed} would fail live or break a rule:");
-        fn failing<D>(r: &[TickReport<D>], body: impl Fn(&D, &mut String) + Copy) -> Vec<String> {
-            r.iter()
-                .filter(|t| t.failure.is_some() || !t.problems.is_empty())
-                .map(|t| print_tick(t, body))
-                .collect()
-        }
-        let printed = match &ran {
-            Ran::Grid(r) => failing(r, grid_body),
-            Ran::Producer(r) => failing(r, producer_body),
-        };
-        for tick in printed {
+        for tick in ran.printed(true) {
             text.push('\n');
             text.push_str(&tick);
         }
@@ -521,11 +532,7 @@ pub fn cli(
     if json {
         println!("{}", serde_json::to_string_pretty(&ran)?);
     } else {
-        let printed: Vec<String> = match &ran {
-            Ran::Grid(r) => r.iter().map(|t| print_tick(t, grid_body)).collect(),
-            Ran::Producer(r) => r.iter().map(|t| print_tick(t, producer_body)).collect(),
-        };
-        println!("{}", printed.join("\n"));
+        println!("{}", ran.printed(false).join("\n"));
     }
     let failed = ran.failed();
     anyhow::ensure!(
