@@ -14,9 +14,10 @@ pub mod private;
 mod redb;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
-pub use self::redb::RedbStore;
+pub use self::redb::{InUse, RedbStore, check_store_file};
 
 /// Which way a range is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +58,45 @@ pub trait Store: Send + Sync {
     fn read(&self) -> anyhow::Result<Box<dyn ReadTx + '_>>;
     /// Write transactions are serialized: one at a time.
     fn write(&self) -> anyhow::Result<Box<dyn WriteTx + '_>>;
+
+    /// How the store's file is used. Waits for the write in progress.
+    fn stats(&self) -> anyhow::Result<StoreStats>;
+
+    /// Gives the file's free pages back to the file system. Writes wait
+    /// while it runs; it refuses (and the caller retries later) while any
+    /// transaction is open, rather than wait for it.
+    fn compact(&self) -> anyhow::Result<Compacted>;
+
+    /// Writes a consistent copy of every table to a new file at `path`
+    /// (0600; it must not exist) and returns its size. The copy is one read
+    /// transaction's view: the store keeps serving reads and writes meanwhile.
+    fn backup_to(&self, path: &Path) -> anyhow::Result<u64>;
+}
+
+/// How a store's file is used, in bytes (`/status`, `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreStats {
+    /// The file's length (in memory: what is allocated).
+    pub file_bytes: u64,
+    /// Keys and values.
+    pub stored_bytes: u64,
+    /// The trees' branches and the store's own tables.
+    pub metadata_bytes: u64,
+    /// Unused room in allocated pages, and free pages.
+    pub fragmented_bytes: u64,
+    /// Room in the file not allocated to any page: what compaction can give back.
+    pub free_bytes: u64,
+    /// Pages in use.
+    pub allocated_bytes: u64,
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Compacted {
+    pub before_bytes: u64,
+    pub after_bytes: u64,
+    /// How long writes waited for it.
+    pub millis: u64,
 }
 
 /// A host's store, shared by its services and threads.
@@ -69,6 +109,18 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 
     fn write(&self) -> anyhow::Result<Box<dyn WriteTx + '_>> {
         (**self).write()
+    }
+
+    fn stats(&self) -> anyhow::Result<StoreStats> {
+        (**self).stats()
+    }
+
+    fn compact(&self) -> anyhow::Result<Compacted> {
+        (**self).compact()
+    }
+
+    fn backup_to(&self, path: &Path) -> anyhow::Result<u64> {
+        (**self).backup_to(path)
     }
 }
 
@@ -171,7 +223,6 @@ pub fn count(tx: &dyn WriteTx, name: &str, by: u64) -> anyhow::Result<()> {
     tx.put(COUNTERS, &k, &now.saturating_add(by).to_be_bytes())
 }
 
-/// Every counter, by name.
 /// One counter (0 if never counted): one key read, not every counter.
 pub fn counter(db: &dyn Store, name: &str) -> anyhow::Result<u64> {
     match db.read()?.get(COUNTERS, &key::of(&[&name]))? {
@@ -180,6 +231,7 @@ pub fn counter(db: &dyn Store, name: &str) -> anyhow::Result<u64> {
     }
 }
 
+/// Every counter, by name.
 pub fn counters(db: &dyn Store) -> anyhow::Result<BTreeMap<String, u64>> {
     let tx = db.read()?;
     let mut out = BTreeMap::new();

@@ -1,0 +1,133 @@
+//! Keeping a [`RedbStore`]'s file: its use, compaction, backups, and the
+//! check a restore makes of a file before putting it in place.
+
+use std::path::Path;
+use std::sync::{Arc, PoisonError};
+use std::time::Instant;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableHandle};
+
+use super::RedbStore;
+use super::tx::table;
+use crate::{Compacted, StoreStats};
+
+pub(super) fn stats(store: &RedbStore) -> anyhow::Result<StoreStats> {
+    let db = store.current()?;
+    // redb counts pages in a write transaction only; it is aborted unchanged.
+    let tx = store.check(db.begin_write())?;
+    let s = store.check(tx.stats())?;
+    store.check(tx.abort())?;
+    let allocated = s.allocated_pages().saturating_mul(s.page_size() as u64);
+    let file_bytes = match &store.path {
+        Some(path) => std::fs::metadata(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            .len(),
+        None => allocated,
+    };
+    Ok(StoreStats {
+        file_bytes,
+        stored_bytes: s.stored_bytes(),
+        metadata_bytes: s.metadata_bytes(),
+        fragmented_bytes: s.fragmented_bytes(),
+        free_bytes: file_bytes.saturating_sub(allocated),
+        allocated_bytes: allocated,
+    })
+}
+
+pub(super) fn compact(store: &RedbStore) -> anyhow::Result<Compacted> {
+    let before = stats(store)?.file_bytes;
+    let started = Instant::now();
+    {
+        // The write lock stops new transactions from beginning; the ones
+        // already open hold clones of the `Arc`, and waiting for them could
+        // be forever (a reader that never ends), so refuse instead.
+        let mut slot = store.db.write().unwrap_or_else(PoisonError::into_inner);
+        let db = slot
+            .as_mut()
+            .and_then(Arc::get_mut)
+            .ok_or_else(|| anyhow::anyhow!("cannot compact while a transaction is open (a tick, a request or a backup); try again"))?;
+        store.check(db.compact())?;
+    }
+    let millis = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
+    Ok(Compacted {
+        before_bytes: before,
+        after_bytes: stats(store)?.file_bytes,
+        millis,
+    })
+}
+
+/// Entries copied per transaction of the copy: bounds the memory it takes.
+const BATCH: usize = 10_000;
+
+pub(super) fn backup_to(store: &RedbStore, path: &Path) -> anyhow::Result<u64> {
+    // 0600 and new: a backup holds the host's secret, and never replaces a file.
+    crate::private::write_new(path, &[])
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    let copied = copy_into(store, path);
+    if copied.is_err() {
+        // Ours to remove: half a copy is no backup.
+        let _ = std::fs::remove_file(path);
+    }
+    copied
+}
+
+fn copy_into(store: &RedbStore, path: &Path) -> anyhow::Result<u64> {
+    let into = |e: redb::Error| anyhow::anyhow!("writing the backup {}: {e}", path.display());
+    let out = Database::builder()
+        .set_cache_size(super::CACHE_BYTES)
+        .create(path)
+        .map_err(|e| into(e.into()))?;
+    // One read transaction is the copy's view, whatever commits meanwhile.
+    let db = store.current()?;
+    let tx = store.check(db.begin_read())?;
+    for handle in store.check(tx.list_tables())? {
+        let name = handle.name().to_owned();
+        let from = store.check(tx.open_table(table(&name)))?;
+        let mut entries = store.check(from.iter())?.peekable();
+        // Batches commit without syncing; the last commit below syncs them all.
+        loop {
+            let mut batch = out.begin_write().map_err(|e| into(e.into()))?;
+            batch
+                .set_durability(Durability::None)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            {
+                let mut to = batch.open_table(table(&name)).map_err(|e| into(e.into()))?;
+                for entry in entries.by_ref().take(BATCH) {
+                    let (k, v) = store.check(entry)?;
+                    to.insert(k.value(), v.value())
+                        .map_err(|e| into(e.into()))?;
+                }
+            }
+            batch.commit().map_err(|e| into(e.into()))?;
+            if entries.peek().is_none() {
+                break;
+            }
+        }
+    }
+    drop(tx);
+    // Durable from here: an empty commit that syncs everything before it.
+    let last = out.begin_write().map_err(|e| into(e.into()))?;
+    last.commit().map_err(|e| into(e.into()))?;
+    out.close().map_err(|e| into(e.into()))?;
+    Ok(std::fs::metadata(path)?.len())
+}
+
+/// Whether the file at `path` is a whole store: it opens, and every page's
+/// checksum holds. It may write to the file (redb's open), so a restore
+/// checks its own copy, not the operator's backup.
+pub fn check_store_file(path: &Path) -> anyhow::Result<()> {
+    let db = Database::builder()
+        .set_cache_size(super::CACHE_BYTES)
+        .set_check_integrity_on_open(true)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("{} is not a store: {e}", path.display()))?;
+    // Every table must read as ours (bytes → bytes).
+    let tx = db.begin_read()?;
+    for handle in tx.list_tables()? {
+        tx.open_table(table(handle.name()))
+            .map_err(|e| anyhow::anyhow!("{} is not a store: {e}", path.display()))?;
+    }
+    drop(tx);
+    db.close()?;
+    Ok(())
+}
