@@ -46,6 +46,7 @@ fn payload(i: u64) -> Vec<u8> {
         start_ms: powerplug::domain::UnixMs(start_ms),
         end_ms: powerplug::domain::UnixMs(start_ms + 30_000),
         wh: powerplug::domain::Wh(100 + i % 900),
+        read: None,
     }
     .encode()
 }

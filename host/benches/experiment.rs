@@ -260,6 +260,7 @@ impl Consumers {
             start_ms: powerplug::domain::UnixMs(start_ms),
             end_ms: powerplug::domain::UnixMs(start_ms + 30_000),
             wh: powerplug::domain::Wh(1_000),
+            read: None,
         }
         .encode();
         let messages: Vec<_> = self

@@ -44,6 +44,8 @@ pub struct Options {
     pub seed: u64,
     /// The grid's operator token (strategy uploads); random if `None`.
     pub operator_token: Option<String>,
+    /// What the grid and the producers keep of what they finished with.
+    pub retention: powerplug_roles::retention::Retention,
 }
 
 /// What the demo shows while it runs.
@@ -214,6 +216,7 @@ async fn start(o: &Options) -> anyhow::Result<Network> {
     grid_config.strategy.component = o.grid_component.clone();
     grid_config.operator_token = Some(token.clone());
     grid_config.strategy.cache_dir = Some(o.data_dir.join("cache"));
+    grid_config.retention = o.retention;
     let grid = run::grid(&grid_config).await?;
     let grid_api = Client::new(&grid.url).with_token(&token);
 
@@ -242,6 +245,7 @@ async fn start(o: &Options) -> anyhow::Result<Network> {
         config.grid_url = grid.url.clone();
         config.strategy.cache_dir = Some(o.data_dir.join("cache"));
         config.operator_token = Some(token.clone());
+        config.retention = o.retention;
         config.admission_token = Some(admit(&grid_api, EntityKind::Producer, Some(&id), 1).await?);
         let producer = run::producer(&config).await?;
         let producer_api = Client::new(&producer.url).with_token(&token);

@@ -23,7 +23,7 @@ pub use powerplug_http as http;
 pub use powerplug_ledger as wallet;
 pub use powerplug_roles::{
     admission, api, books, chart, counter, documents, experiment, inbox, outbox, registry, replay,
-    role, tick_log, versions,
+    retention, role, tick_log, versions,
 };
 pub use powerplug_storage as storage;
 pub use powerplug_strategy as strategy;

@@ -363,6 +363,7 @@ impl Meter {
             start_ms: powerplug::domain::UnixMs(self.slice * 30_000),
             end_ms: powerplug::domain::UnixMs((self.slice + 1) * 30_000),
             wh: powerplug::domain::Wh(wh),
+            read: None,
         };
         self.writer
             .publish(&self.store, usage.encode())

@@ -91,6 +91,7 @@ fn each_cohort_is_billed_by_its_variant_and_counterfactual_bills_equal_replays()
         consumer_funds: 100_000,
         seed: 5,
         operator_token: Some(OPERATOR.into()),
+        retention: Default::default(),
     };
     let started: Arc<Mutex<Option<std::thread::JoinHandle<()>>>> = Arc::default();
     let rt = powerplug_tests::runtime();

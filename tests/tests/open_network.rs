@@ -82,6 +82,7 @@ fn a_consumer_cannot_block_the_grids_payment_requests() {
         start_ms: powerplug::domain::UnixMs(0),
         end_ms: powerplug::domain::UnixMs(30_000),
         wh: powerplug::domain::Wh(1_000),
+        read: None,
     };
     writer.publish(&store, usage.encode()).unwrap();
     eventually("both are billed", || {
@@ -119,6 +120,7 @@ fn reads_registrations_and_writes_cost_the_host_little() {
             start_ms: powerplug::domain::UnixMs(slice * 30_000),
             end_ms: powerplug::domain::UnixMs((slice + 1) * 30_000),
             wh: powerplug::domain::Wh(10),
+            read: None,
         };
         writer.publish(&store, usage.encode()).unwrap();
     }

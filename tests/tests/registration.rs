@@ -24,6 +24,7 @@ fn usage(start_ms: u64, wh: u64) -> Vec<u8> {
         start_ms: powerplug::domain::UnixMs(start_ms),
         end_ms: powerplug::domain::UnixMs(start_ms + 30_000),
         wh: powerplug::domain::Wh(wh),
+        read: None,
     }
     .encode()
 }

@@ -24,6 +24,7 @@ fn sources_producers_grid_and_consumers_trade_and_money_adds_up() {
         consumer_funds: 10_000,
         seed: 3,
         operator_token: None,
+        retention: Default::default(),
     };
     let rt = powerplug_tests::runtime();
     let summary = rt.block_on(demo::run(&options, |_| {})).unwrap();

@@ -246,11 +246,51 @@ fn the_tick_log_replays_to_the_same_decisions_and_prunes_old_ticks() {
     }
     assert_eq!(tick_log::grid_ticks(&db, "grid", 4, 100).unwrap().len(), 2);
 
-    assert_eq!(tick_log::prune(&db, "grid", 2).unwrap(), 4);
-    let kept: Vec<u64> = tick_log::grid_ticks(&db, "grid", 0, 100)
-        .unwrap()
-        .iter()
-        .map(|r| r.tick)
-        .collect();
-    assert_eq!(kept, [5, 6]);
+    // Retention: ticks at 0, 15, …, 75 s. Each bound cuts the oldest
+    // first; the newest `at_least` stay whatever the bounds say.
+    let kept = || -> Vec<u64> {
+        tick_log::grid_ticks(&db, "grid", 0, 100)
+            .unwrap()
+            .iter()
+            .map(|r| r.tick)
+            .collect()
+    };
+    let loose = tick_log::Bounds {
+        ticks: 100,
+        age_ms: u64::MAX,
+        bytes: u64::MAX,
+        at_least: 1,
+    };
+    let held = tick_log::held(&db, "grid").unwrap();
+    assert_eq!((held.ticks, held.oldest_ms), (6, Some(0)));
+    assert_eq!(tick_log::prune(&db, "grid", loose, 75_000).unwrap(), (0, 0));
+    // By age: older than 40 s at 75 s goes (ticks at 0, 15, 30 s).
+    let by_age = tick_log::Bounds {
+        age_ms: 40_000,
+        ..loose
+    };
+    assert_eq!(tick_log::prune(&db, "grid", by_age, 75_000).unwrap().0, 3);
+    assert_eq!(kept(), [4, 5, 6]);
+    // By bytes: room for a little more than two of what is left.
+    let held = tick_log::held(&db, "grid").unwrap();
+    assert_eq!((held.ticks, held.oldest_ms), (3, Some(45_000)));
+    let by_bytes = tick_log::Bounds {
+        bytes: held.bytes * 2 / 3 + 1,
+        ..loose
+    };
+    let (gone, freed) = tick_log::prune(&db, "grid", by_bytes, 75_000).unwrap();
+    assert_eq!(gone, 1);
+    assert_eq!(
+        tick_log::held(&db, "grid").unwrap().bytes,
+        held.bytes - freed
+    );
+    // By count, but never below `at_least`; the next tick numbers on.
+    let all_gone = tick_log::Bounds {
+        ticks: 0,
+        at_least: 1,
+        ..loose
+    };
+    assert_eq!(tick_log::prune(&db, "grid", all_gone, 75_000).unwrap().0, 1);
+    assert_eq!(kept(), [6]);
+    assert_eq!(tick_log::slots(&db).unwrap(), ["grid"]);
 }

@@ -72,6 +72,17 @@ pub fn store_in(tx: &dyn WriteTx, address: &Address, bytes: &[u8]) -> anyhow::Re
     tx.put(MESSAGES, &key::of(&[&address.0, &next]), bytes)
 }
 
+/// Deletes every message at `address` (retention: its reader has read past
+/// it); the bytes freed.
+pub fn forget_in(tx: &dyn WriteTx, address: &Address) -> anyhow::Result<u64> {
+    let mut freed = 0;
+    for (k, v) in prefixed(tx, MESSAGES, &address.0, Order::Ascending, usize::MAX)? {
+        tx.delete(MESSAGES, &k)?;
+        freed += (k.len() + v.len()) as u64;
+    }
+    Ok(freed)
+}
+
 /// The messages at `address` as `tx` sees them, in arrival order.
 pub fn messages_in(tx: &dyn ReadTx, address: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
     let entries = prefixed(tx, MESSAGES, &address.0, Order::Ascending, usize::MAX)?;

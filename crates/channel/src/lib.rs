@@ -29,7 +29,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use embedded::{EmbeddedTransport, MAX_MESSAGE_BYTES, messages_in, store_in};
+pub use embedded::{EmbeddedTransport, MAX_MESSAGE_BYTES, forget_in, messages_in, store_in};
 pub use http::{
     Addressed, BATCH, Batch, HttpTransport, ManyMessages, Messages, READ_BATCH, READ_BYTES,
     ReadMany, RefusedMessage, Stored, agent,

@@ -98,6 +98,16 @@ struct PageNumber {
 
 fn build(grid: &Grid, id: &str) -> ApiResult<report::Report> {
     let e = find(grid, id)?;
+    if let Some(at) = experiment::rows_deleted_at(grid.db(), id)? {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "id",
+            format!(
+                "the experiment's rows were deleted by retention at {} (retention.experiments_ms after it ended)",
+                powerplug_domain::UnixMs(at).utc()
+            ),
+        ));
+    }
     let consumers = results::consumers(grid.db(), id)?;
     let ticks = results::ticks(grid.db(), id)?;
     let id_of = |index| {

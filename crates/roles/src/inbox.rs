@@ -18,6 +18,9 @@ use powerplug_storage::{Order, Store, WriteTx, key};
 const RECEIVED: &str = "inbox_received";
 /// The received records no tick has consumed yet.
 const PENDING: &str = "inbox_pending";
+/// entity index → start ms: retention deleted the received records below
+/// it, so a record starting below it is refused as already received.
+const FLOOR: &str = "inbox_floor";
 
 fn encode(r: &Record) -> [u8; 24] {
     let mut out = [0; 24];
@@ -94,11 +97,14 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         price: Option<Tokens>,
     },
-    /// Consumer → grid.
+    /// Consumer → grid. `read`: where the consumer has read its return
+    /// channel, so that the grid may let go of what was read.
     Usage {
         start_ms: UnixMs,
         end_ms: UnixMs,
         wh: Wh,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        read: Option<u64>,
     },
     /// Grid → consumer, on its return channel: pay `owed` to `pay_to`.
     PaymentRequest {
@@ -145,6 +151,7 @@ fn record(
                 start_ms,
                 end_ms,
                 wh,
+                ..
             },
         ) => (start_ms, end_ms, wh, Tokens::ZERO),
         (
@@ -205,6 +212,7 @@ pub fn poll(
     let mut polled = Polled::default();
     let mut changed = Vec::new();
     let mut records = Vec::new();
+    let mut acks = std::collections::BTreeMap::new();
     for mut registration in registry::all(db)? {
         if registration.closed {
             continue;
@@ -236,7 +244,15 @@ pub fn poll(
             continue;
         }
         for data in poll.data {
-            match Command::decode(&data)
+            let command = Command::decode(&data);
+            if let Some(Command::Usage {
+                read: Some(read), ..
+            }) = &command
+            {
+                let ack = acks.entry(registration.id.clone()).or_insert(0);
+                *ack = (*ack).max(*read);
+            }
+            match command
                 .and_then(|c| record(registration.kind, registration.index, c, plausible, now_ms))
             {
                 Some(r) => records.push(r),
@@ -259,9 +275,15 @@ pub fn poll(
         return Ok(polled);
     }
     let tx = db.write()?;
+    crate::retention::acknowledge(&*tx, &acks)?;
+    let mut floors = std::collections::HashMap::new();
     for r in records {
         let k = key::of(&[&r.entity, &r.start_ms]);
-        if tx.get(RECEIVED, &k)?.is_some() {
+        let floor = match floors.get(&r.entity) {
+            Some(&floor) => floor,
+            None => *floors.entry(r.entity).or_insert(floor_in(&*tx, r.entity)?),
+        };
+        if r.start_ms < floor || tx.get(RECEIVED, &k)?.is_some() {
             polled.duplicates += 1;
             continue;
         }
@@ -294,6 +316,69 @@ pub fn poll(
     Counter::CommandsRejected.add(&*tx, polled.rejected)?;
     tx.commit()?;
     Ok(polled)
+}
+
+fn floor_in(tx: &dyn powerplug_storage::ReadTx, entity: u32) -> anyhow::Result<u64> {
+    match tx.get(FLOOR, &key::of(&[&entity]))? {
+        Some(bytes) => key::u64_value(&bytes),
+        None => Ok(0),
+    }
+}
+
+/// Retention: deletes the received records that ended before `before_ms`
+/// and that a tick consumed, entity by entity (the oldest first, so each
+/// entity's scan stops at its first record to keep), and raises each
+/// entity's floor past them. Meters send their slices in order, so a
+/// reading that is new always starts above the floor. The records deleted.
+pub fn forget_received(db: &dyn Store, before_ms: u64) -> anyhow::Result<u64> {
+    let mut deleted = 0;
+    let mut from = Some(Vec::new());
+    while from.is_some() {
+        // A thousand entities per transaction: few disk syncs, short holds.
+        let tx = db.write()?;
+        for _ in 0..1_000 {
+            let Some(start) = from.take() else { break };
+            let Some((first, _)) = tx.range(RECEIVED, &start, None, Order::Ascending, 1)?.pop()
+            else {
+                break;
+            };
+            let prefix = key::of(&[&key::Reader::new(&first).u32()?]);
+            deleted += forget_entity(&*tx, &prefix, before_ms)?;
+            from = key::after_prefix(&prefix);
+        }
+        tx.commit()?;
+    }
+    Ok(deleted)
+}
+
+/// One entity's part of [`forget_received`]: pages of its oldest records
+/// until the first to keep, so a pass reads little more than it deletes.
+fn forget_entity(tx: &dyn WriteTx, prefix: &[u8], before_ms: u64) -> anyhow::Result<u64> {
+    const PAGE: usize = 64;
+    let mut floor = None;
+    let mut deleted = 0;
+    let end = key::after_prefix(prefix);
+    'pages: loop {
+        let page = tx.range(RECEIVED, prefix, end.as_deref(), Order::Ascending, PAGE)?;
+        let full = page.len() == PAGE;
+        for (k, v) in page {
+            let mut r = key::Reader::new(&k);
+            let (entity, start_ms) = (r.u32()?, r.u64()?);
+            if decode(entity, start_ms, &v)?.end_ms >= before_ms || tx.get(PENDING, &k)?.is_some() {
+                break 'pages;
+            }
+            tx.delete(RECEIVED, &k)?;
+            floor = Some(start_ms + 1);
+            deleted += 1;
+        }
+        if !full {
+            break;
+        }
+    }
+    if let Some(floor) = floor {
+        tx.put(FLOOR, prefix, &floor.to_be_bytes())?;
+    }
+    Ok(deleted)
 }
 
 /// Pending records, oldest entity-and-start first, at most `limit`.
@@ -336,4 +421,53 @@ pub fn consumed_wh(tx: &dyn powerplug_storage::ReadTx) -> anyhow::Result<Vec<(u3
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+
+    fn receive(tx: &dyn WriteTx, r: &Record) {
+        let k = key::of(&[&r.entity, &r.start_ms]);
+        tx.put(RECEIVED, &k, &encode(r)).unwrap();
+        tx.put(PENDING, &k, &[]).unwrap();
+    }
+
+    /// What a tick consumed and what ended long enough ago goes; what no tick
+    /// consumed stays however old; the floor then refuses a resend of what
+    /// went, so it cannot be billed twice.
+    #[test]
+    fn received_records_go_once_consumed_and_old_and_the_floor_refuses_them_after() {
+        let db = powerplug_storage::RedbStore::in_memory().unwrap();
+        let record = |entity, slice: u64| Record {
+            entity,
+            start_ms: slice * 30_000,
+            end_ms: (slice + 1) * 30_000,
+            wh: 10,
+            price: 0,
+        };
+        let tx = db.write().unwrap();
+        for slice in 0..10 {
+            receive(&*tx, &record(1, slice));
+            receive(&*tx, &record(2, slice));
+        }
+        // Entity 1's first 6 and entity 2's first 3 were ticked.
+        let consumed: Vec<Record> = (0..6)
+            .map(|s| record(1, s))
+            .chain((0..3).map(|s| record(2, s)))
+            .collect();
+        consume(&*tx, &consumed).unwrap();
+        tx.commit().unwrap();
+
+        // Ended before slice 5's end: entity 1's slices 0–4, entity 2's 0–2.
+        assert_eq!(forget_received(&db, 5 * 30_000 + 1).unwrap(), 8);
+        let read = db.read().unwrap();
+        assert_eq!(floor_in(&*read, 1).unwrap(), 4 * 30_000 + 1);
+        assert_eq!(floor_in(&*read, 2).unwrap(), 2 * 30_000 + 1);
+        assert_eq!(floor_in(&*read, 3).unwrap(), 0);
+        drop(read);
+        assert_eq!(pending(&db, 100).unwrap().len(), 4 + 7);
+        // Nothing more is old enough: a second pass deletes nothing.
+        assert_eq!(forget_received(&db, 5 * 30_000 + 1).unwrap(), 0);
+    }
 }

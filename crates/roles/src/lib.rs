@@ -27,6 +27,7 @@ pub mod limits;
 pub mod outbox;
 pub mod registry;
 pub mod replay;
+pub mod retention;
 pub mod role;
 pub mod tick_log;
 pub mod versions;

@@ -10,10 +10,13 @@ use powerplug_strategy::{GridDecision, GridInput, ProducerDecision, ProducerInpu
 
 use crate::counter::Counter;
 use crate::limits::FAILURES_LOGGED;
-use powerplug_storage::{Order, Store, WriteTx, key, last};
+use powerplug_storage::{Order, ReadTx, Store, WriteTx, key, last};
 
 /// (slot, tick number) → record.
 const LOG: &str = "tick_log";
+/// (slot, tick number) → (the tick's time ms, the record's bytes): what
+/// retention weighs without reading the records.
+const INDEX: &str = "tick_log_index";
 
 /// The format records are written in. A record starts with a zero byte and
 /// its format number, then the record in postcard. Format 1 had neither
@@ -69,7 +72,8 @@ pub fn record_grid(
     input: GridInput,
     outcome: Outcome<GridDecision>,
 ) -> anyhow::Result<u64> {
-    record(tx, slot, strategy_sha256, input, outcome)
+    let now_ms = input.now_ms;
+    record(tx, slot, strategy_sha256, now_ms, input, outcome)
 }
 
 /// Appends a producer tick to `slot`'s log inside the tick's transaction.
@@ -80,13 +84,15 @@ pub fn record_producer(
     input: ProducerInput,
     outcome: Outcome<ProducerDecision>,
 ) -> anyhow::Result<u64> {
-    record(tx, slot, strategy_sha256, input, outcome)
+    let now_ms = input.now_ms;
+    record(tx, slot, strategy_sha256, now_ms, input, outcome)
 }
 
 fn record<I: Serialize, D: Serialize>(
     tx: &dyn WriteTx,
     slot: &str,
     strategy_sha256: &powerplug_strategy::Sha256,
+    now_ms: u64,
     input: I,
     outcome: Outcome<D>,
 ) -> anyhow::Result<u64> {
@@ -133,7 +139,10 @@ fn record<I: Serialize, D: Serialize>(
         input,
         outcome,
     };
-    tx.put(LOG, &key::of(&[&slot, &tick]), &encode(&record)?)?;
+    let bytes = encode(&record)?;
+    let k = key::of(&[&slot, &tick]);
+    tx.put(INDEX, &k, &index_value(now_ms, bytes.len() as u64))?;
+    tx.put(LOG, &k, &bytes)?;
     Ok(tick)
 }
 
@@ -199,28 +208,155 @@ fn ticks<R: serde::de::DeserializeOwned>(
     entries.iter().map(|(_, v)| decode(v)).collect()
 }
 
-/// Retention: keeps `slot`'s newest `keep` ticks and deletes the rest.
-pub fn prune(db: &dyn Store, slot: &str, keep: u64) -> anyhow::Result<u64> {
-    let tx = db.write()?;
-    let prefix = key::of(&[&slot]);
-    let Some((k, _)) = last(&*tx, LOG, &prefix)? else {
-        return Ok(0);
-    };
-    let mut r = key::Reader::new(&k);
-    r.str()?;
-    let cut = r.u64()?.saturating_sub(keep);
-    let doomed = tx.range(
-        LOG,
-        &prefix,
-        Some(&key::of(&[&slot, &cut.saturating_add(1)])),
+fn index_value(at_ms: u64, bytes: u64) -> [u8; 16] {
+    let mut v = [0; 16];
+    v[..8].copy_from_slice(&at_ms.to_be_bytes());
+    v[8..].copy_from_slice(&bytes.to_be_bytes());
+    v
+}
+
+/// How much of the log retention keeps: a tick goes when any bound is
+/// passed, oldest first, except the newest `at_least` (what a dry run
+/// replays, and the last tick, from which the next one is numbered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub ticks: u64,
+    pub age_ms: u64,
+    pub bytes: u64,
+    pub at_least: u64,
+}
+
+/// What one slot's log holds.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Held {
+    pub ticks: u64,
+    pub bytes: u64,
+    /// Time of the oldest tick held (0: a tick logged before ticks had
+    /// times in the index).
+    pub oldest_ms: Option<u64>,
+}
+
+/// Every slot that has ticks in the log (the grid's, a shadow's, each
+/// experiment variant's): one entry read per slot.
+pub fn slots(db: &dyn Store) -> anyhow::Result<Vec<String>> {
+    let tx = db.read()?;
+    let mut out = Vec::new();
+    let mut from = Vec::new();
+    while let Some((k, _)) = tx.range(LOG, &from, None, Order::Ascending, 1)?.pop() {
+        let slot = key::Reader::new(&k).str()?.to_owned();
+        let Some(next) = key::after_prefix(&key::of(&[&slot])) else {
+            break;
+        };
+        out.push(slot);
+        from = next;
+    }
+    Ok(out)
+}
+
+/// The ticks of `slot` as the index has them: (tick, time, bytes), oldest
+/// first. Ticks logged before the index existed are not in it.
+fn indexed(tx: &dyn ReadTx, slot: &str) -> anyhow::Result<Vec<(u64, u64, u64)>> {
+    let entries = tx.range(
+        INDEX,
+        &key::of(&[&slot]),
+        key::after_prefix(&key::of(&[&slot])).as_deref(),
         Order::Ascending,
         usize::MAX,
     )?;
-    for (k, _) in &doomed {
-        tx.delete(LOG, k)?;
+    entries
+        .iter()
+        .map(|(k, v)| {
+            let mut r = key::Reader::new(k);
+            r.str()?;
+            anyhow::ensure!(v.len() == 16, "tick log index: {} bytes", v.len());
+            Ok((r.u64()?, key::u64_value(&v[..8])?, key::u64_value(&v[8..])?))
+        })
+        .collect()
+}
+
+/// The first tick of `slot` the log holds.
+fn first(tx: &dyn ReadTx, slot: &str) -> anyhow::Result<Option<u64>> {
+    let prefix = key::of(&[&slot]);
+    let entries = powerplug_storage::prefixed(tx, LOG, &prefix, Order::Ascending, 1)?;
+    match entries.first() {
+        Some((k, _)) => {
+            let mut r = key::Reader::new(k);
+            r.str()?;
+            Ok(Some(r.u64()?))
+        }
+        None => Ok(None),
     }
-    tx.commit()?;
-    Ok(doomed.len() as u64)
+}
+
+/// What `slot`'s log holds now.
+pub fn held(db: &dyn Store, slot: &str) -> anyhow::Result<Held> {
+    let tx = db.read()?;
+    let Some(first) = first(&*tx, slot)? else {
+        return Ok(Held::default());
+    };
+    let index = indexed(&*tx, slot)?;
+    let oldest_ms = match index.first() {
+        Some(&(t, at, _)) if t == first => Some(at),
+        Some(_) => Some(0),
+        None => None,
+    };
+    Ok(Held {
+        ticks: position(&*tx, slot)?.saturating_sub(first) + 1,
+        bytes: index.iter().map(|&(_, _, b)| b).sum(),
+        oldest_ms,
+    })
+}
+
+/// Deletes `slot`'s oldest ticks while any bound is passed (the newest
+/// `at_least` always stay); the ticks and bytes deleted. Tick numbers are
+/// dense (a tick that is not logged takes no number), so the count held is
+/// last − first + 1. A tick logged before the index had one counts as
+/// infinitely old and of no known size.
+pub fn prune(
+    db: &dyn Store,
+    slot: &str,
+    bounds: Bounds,
+    now_ms: u64,
+) -> anyhow::Result<(u64, u64)> {
+    let (first, last, index) = {
+        let tx = db.read()?;
+        let Some(first) = first(&*tx, slot)? else {
+            return Ok((0, 0));
+        };
+        (first, position(&*tx, slot)?, indexed(&*tx, slot)?)
+    };
+    let sizes: std::collections::BTreeMap<u64, (u64, u64)> =
+        index.iter().map(|&(t, at, b)| (t, (at, b))).collect();
+    let mut count = last.saturating_sub(first) + 1;
+    let mut bytes: u64 = sizes.values().map(|&(_, b)| b).sum();
+    let keep_from = last.saturating_sub(bounds.at_least.max(1)) + 1;
+    let mut cut = first;
+    while cut < keep_from {
+        let (at, size) = sizes.get(&cut).copied().unwrap_or((0, 0));
+        let over = count > bounds.ticks
+            || now_ms.saturating_sub(at) > bounds.age_ms
+            || bytes > bounds.bytes;
+        if !over {
+            break;
+        }
+        count -= 1;
+        bytes -= size;
+        cut += 1;
+    }
+    let mut freed = 0;
+    // A tick's records can be large: a bounded number per transaction, so
+    // that a big first pass does not hold the writer (and the next tick) long.
+    for chunk_start in (first..cut).step_by(256) {
+        let tx = db.write()?;
+        for t in chunk_start..cut.min(chunk_start + 256) {
+            let k = key::of(&[&slot, &t]);
+            tx.delete(LOG, &k)?;
+            tx.delete(INDEX, &k)?;
+            freed += sizes.get(&t).map_or(0, |&(_, b)| b);
+        }
+        tx.commit()?;
+    }
+    Ok((cut - first, freed))
 }
 
 #[cfg(test)]
@@ -253,14 +389,14 @@ mod tests {
         let db = RedbStore::open(&dir.path().join("log.redb")).unwrap();
         let tx = db.write().unwrap();
         let failed = || Outcome::Failed("trap".into());
-        record::<u32, u32>(&*tx, "s", &sha("a"), 1, Outcome::Decided(1)).unwrap();
+        record::<u32, u32>(&*tx, "s", &sha("a"), 0, 1, Outcome::Decided(1)).unwrap();
         for input in 0..FAILURES_LOGGED + 5 {
-            record::<u32, u32>(&*tx, "s", &sha("a"), input as u32, failed()).unwrap();
+            record::<u32, u32>(&*tx, "s", &sha("a"), 0, input as u32, failed()).unwrap();
         }
         // Another version failing starts a streak of its own; a success ends one.
-        record::<u32, u32>(&*tx, "s", &sha("b"), 10, failed()).unwrap();
-        record::<u32, u32>(&*tx, "s", &sha("b"), 11, Outcome::Decided(11)).unwrap();
-        record::<u32, u32>(&*tx, "s", &sha("b"), 12, failed()).unwrap();
+        record::<u32, u32>(&*tx, "s", &sha("b"), 0, 10, failed()).unwrap();
+        record::<u32, u32>(&*tx, "s", &sha("b"), 0, 11, Outcome::Decided(11)).unwrap();
+        record::<u32, u32>(&*tx, "s", &sha("b"), 0, 12, failed()).unwrap();
         tx.commit().unwrap();
         let n = FAILURES_LOGGED;
         let mut expected = vec![(1, false)];

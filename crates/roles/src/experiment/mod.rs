@@ -152,6 +152,36 @@ pub fn list(db: &dyn Store) -> anyhow::Result<Vec<Experiment>> {
     )?)
 }
 
+/// When retention deleted an experiment's rows (its report with them).
+pub fn rows_deleted_at(db: &dyn Store, id: &str) -> anyhow::Result<Option<u64>> {
+    storage::meta(db, &format!("experiment/{id}/rows-deleted"))
+}
+
+/// Retention: deletes the rows of experiments that ended before
+/// `before_ms`, one experiment per transaction; how many experiments.
+pub fn forget_ended(db: &dyn Store, before_ms: u64) -> anyhow::Result<u64> {
+    let mut forgotten = 0;
+    for e in list(db)? {
+        let ended = match e.status {
+            Status::Stopped { at_ms, .. } | Status::Promoted { at_ms, .. } => at_ms,
+            Status::Scheduled | Status::Running { .. } => continue,
+        };
+        if ended >= before_ms || rows_deleted_at(db, &e.id)?.is_some() {
+            continue;
+        }
+        let tx = db.write()?;
+        results::forget(&*tx, &e.id)?;
+        storage::set_meta(
+            &*tx,
+            &format!("experiment/{}/rows-deleted", e.id),
+            &before_ms,
+        )?;
+        tx.commit()?;
+        forgotten += 1;
+    }
+    Ok(forgotten)
+}
+
 /// The experiment scheduled or running, if any.
 pub fn current(db: &dyn Store) -> anyhow::Result<Option<Experiment>> {
     let id: Option<Option<String>> = storage::meta(db, CURRENT)?;

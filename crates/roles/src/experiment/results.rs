@@ -268,6 +268,25 @@ pub fn row(
     Ok(r)
 }
 
+/// Deletes an experiment's rows (retention); how many.
+pub fn forget(tx: &dyn WriteTx, experiment: &str) -> anyhow::Result<u64> {
+    let mut deleted = 0;
+    for table in [CONSUMERS, TICKS] {
+        let rows = storage::prefixed(
+            tx,
+            table,
+            &key::of(&[&experiment]),
+            Order::Ascending,
+            usize::MAX,
+        )?;
+        for (k, _) in rows {
+            tx.delete(table, &k)?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
 /// Every consumer row of an experiment.
 pub fn consumers(db: &dyn Store, experiment: &str) -> anyhow::Result<Vec<ConsumerRow>> {
     storage::values(storage::prefixed(

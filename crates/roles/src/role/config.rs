@@ -176,6 +176,9 @@ pub enum Scope {
     Read,
     /// Let entities in: issue registration tokens (`POST /admissions`).
     Admit,
+    /// Take a copy of the whole store (`GET /backup`): the host's secret
+    /// and every entity's money with it.
+    Backup,
 }
 
 impl std::fmt::Display for Scope {
@@ -185,6 +188,7 @@ impl std::fmt::Display for Scope {
             Scope::Deploy => "deploy",
             Scope::Read => "read",
             Scope::Admit => "admit",
+            Scope::Backup => "back up the store",
         })
     }
 }
@@ -334,7 +338,13 @@ impl Operators {
         if let Some(all) = all.filter(|t| !t.is_empty()) {
             tokens.push((
                 all.to_owned(),
-                vec![Scope::Mint, Scope::Deploy, Scope::Read, Scope::Admit],
+                vec![
+                    Scope::Mint,
+                    Scope::Deploy,
+                    Scope::Read,
+                    Scope::Admit,
+                    Scope::Backup,
+                ],
             ));
         }
         for t in scoped.iter().filter(|t| !t.token.is_empty()) {
@@ -387,6 +397,9 @@ pub struct GridConfig {
     /// What a reading may claim before the grid refuses it.
     #[serde(default)]
     pub plausible: crate::inbox::Plausible,
+    /// How long what the grid has finished with is kept.
+    #[serde(default)]
+    pub retention: crate::retention::Retention,
 }
 
 impl Default for GridConfig {
@@ -409,6 +422,7 @@ impl Default for GridConfig {
             trusted_keys: Vec::new(),
             admission: Default::default(),
             plausible: Default::default(),
+            retention: Default::default(),
         }
     }
 }
@@ -437,6 +451,9 @@ pub struct ProducerConfig {
     /// What a source's reading may claim before the producer refuses it.
     #[serde(default)]
     pub plausible: crate::inbox::Plausible,
+    /// How long what the producer has finished with is kept.
+    #[serde(default)]
+    pub retention: crate::retention::Retention,
 }
 
 impl Default for ProducerConfig {
@@ -461,6 +478,7 @@ impl Default for ProducerConfig {
             admission_token: None,
             admission: Default::default(),
             plausible: Default::default(),
+            retention: Default::default(),
         }
     }
 }

@@ -49,6 +49,8 @@ pub struct Hub {
     full_poll: std::sync::Mutex<std::time::Instant>,
     /// How the scheduler's rounds went, for `/status`.
     pub scheduler: super::SchedulerHealth,
+    /// What goes once read and old enough (set by the role from its config).
+    pub retention: crate::retention::Keeper,
 }
 
 impl Hub {
@@ -73,6 +75,7 @@ impl Hub {
             unfinished: Default::default(),
             full_poll: std::sync::Mutex::new(std::time::Instant::now()),
             scheduler: Default::default(),
+            retention: crate::retention::Keeper::new(Default::default(), 10_000, 1),
         })
     }
 
@@ -120,7 +123,7 @@ impl Hub {
             for (position, m) in messages.iter().enumerate() {
                 match self.check(&*tx, m) {
                     Ok(address) => {
-                        fresh.push((position, address));
+                        fresh.extend(address.map(|a| (position, a)));
                         verdicts.push(None);
                     }
                     Err(refusal) => verdicts.push(Some(refusal)),
@@ -150,8 +153,9 @@ impl Hub {
         Ok(verdicts)
     }
 
-    /// Where an outside message goes, if the store may take it.
-    fn check(&self, tx: &dyn ReadTx, m: &Sealed) -> Result<Address, Refusal> {
+    /// Where an outside message goes, if the store may take it (`None`: it
+    /// takes it by keeping nothing).
+    fn check(&self, tx: &dyn ReadTx, m: &Sealed) -> Result<Option<Address>, Refusal> {
         if m.bytes.is_empty() || m.bytes.len() > powerplug_channel::MAX_MESSAGE_BYTES {
             return Err(Refusal::never(
                 "message",
@@ -184,6 +188,7 @@ impl Hub {
         }
         let address = Address::of(&r.channel.root, m.index);
         let next = Address::of(&r.channel.root, m.index.saturating_add(1));
+
         let signed = VerifyingKey::from_bytes(&m.author)
             .map(|author| envelope::is_signed(&author, &address, &next, &m.bytes))
             .unwrap_or(false);
@@ -193,7 +198,9 @@ impl Hub {
                 "not signed by the channel's author for this index",
             ));
         }
-        Ok(address)
+        // Read already (a resend after a crash): taken, but not stored
+        // again; nothing needs it, and retention may have let it go.
+        Ok((m.index >= r.read_index).then_some(address))
     }
 
     /// Sends what ticks and registrations left in the outbox: this host's own

@@ -311,10 +311,14 @@ impl Meters {
                 let wh = self.meter.read(&m.id, m.next_slice);
                 let (start_ms, end_ms) = (m.next_slice * slice_ms, (m.next_slice + 1) * slice_ms);
                 let command = match self.kind {
+                    // Where it has read its return channel, as stored (the
+                    // members were loaded at the round's start): the grid
+                    // lets go of nothing the meter could still need.
                     EntityKind::Consumer => Command::Usage {
                         start_ms: UnixMs(start_ms),
                         end_ms: UnixMs(end_ms),
                         wh: Wh(wh),
+                        read: m.return_channel.is_some().then_some(m.return_read),
                     },
                     _ => Command::Output {
                         start_ms: UnixMs(start_ms),

@@ -164,6 +164,8 @@ pub struct SchedulerHealth {
     failed: AtomicU64,
     panics: AtomicU64,
     last_panic: std::sync::Mutex<Option<String>>,
+    /// Why the last round failed, until one succeeds (a full disk, say).
+    last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl SchedulerHealth {
@@ -177,9 +179,15 @@ impl SchedulerHealth {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let error = self
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         serde_json::json!({
             "rounds": self.rounds.load(Ordering::Relaxed),
             "rounds_failed": self.failed.load(Ordering::Relaxed),
+            "failing": error,
             "panics": self.panics(),
             "last_panic": last,
         })
@@ -214,15 +222,16 @@ pub fn round<R: Step>(name: &str, role: &R) {
     // AssertUnwindSafe: what a round changes is committed in transactions
     // (a panic before the commit changes nothing), and the locks it takes
     // are taken poison-tolerantly.
+    let failing = |why: Option<String>| {
+        *health.last_error.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| role.step())) {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => failing(None),
         Ok(Err(e)) => {
             health.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(
-                role = name,
-                error = %powerplug_strategy::text::for_log(&format!("{e:#}")),
-                "round failed"
-            );
+            let why = powerplug_strategy::text::for_log(&format!("{e:#}"));
+            tracing::error!(role = name, error = %why, "round failed");
+            failing(Some(why));
         }
         Err(payload) => {
             let message = powerplug_strategy::text::for_log(&panic_message(&*payload));

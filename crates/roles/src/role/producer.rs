@@ -35,7 +35,6 @@ pub struct Producer {
     /// The strategy, and how it is replaced.
     pub slot: super::swap::Slot<ProducerStrategy>,
     clock: Clock,
-    tick_log_keep: u64,
     grid_url: String,
     grid: HttpTransport,
     /// The grid's API (registration), and the agent under it (its ledger).
@@ -69,6 +68,11 @@ impl Producer {
             config.operator_token.clone(),
         )?;
         hub.plausible = config.plausible;
+        hub.retention = crate::retention::Keeper::new(
+            config.retention,
+            config.strategy.tick_log_keep,
+            u64::from(config.strategy.dry_run_ticks),
+        );
         hub.operators = super::config::Operators::new(
             config.operator_token.as_deref(),
             &config.operator_tokens,
@@ -97,7 +101,6 @@ impl Producer {
             hub,
             slot,
             clock: config.service.clock,
-            tick_log_keep: config.strategy.tick_log_keep,
             grid: HttpTransport::new(&grid_url),
             api: Client::with_agent(powerplug_channel::agent(), &grid_url),
             grid_url,
@@ -212,9 +215,6 @@ impl Producer {
         };
         *member = self.commit(&member, gathered, sha, input, decision)?;
         drop(member);
-        if tick % 100 == 0 {
-            tick_log::prune(db, SLOT, self.tick_log_keep)?;
-        }
         Ok((tick, None))
     }
 
@@ -442,7 +442,9 @@ impl Step for Producer {
         // Registered first: the grid's store takes the producer's output only
         // once its channel is registered there.
         self.ensure_registered()?;
-        self.hub.drain(Some(&self.grid)).map(drop)
+        self.hub.drain(Some(&self.grid))?;
+        self.hub.retention.maybe_run(self.db(), now);
+        Ok(())
     }
 
     fn finish(&self) -> anyhow::Result<()> {

@@ -44,6 +44,26 @@ fn registrations(db: &dyn Store) -> anyhow::Result<Value> {
     }))
 }
 
+/// The store's size and free pages, what the tick log holds per slot
+/// (slot names name experiments: for a read token), and what retention did.
+fn store(hub: &super::Hub) -> anyhow::Result<Value> {
+    let db = &*hub.db;
+    let mut tick_log = BTreeMap::new();
+    for slot in crate::tick_log::slots(db)? {
+        tick_log.insert(slot.clone(), crate::tick_log::held(db, &slot)?);
+    }
+    Ok(json!({
+        "size": db.stats()?,
+        "tick_log": tick_log,
+        "retention": {
+            "config": hub.retention.config,
+            "tick_log_ticks": hub.retention.tick_log_ticks,
+            "tick_log_at_least": hub.retention.tick_log_at_least,
+            "done": hub.retention.report(),
+        },
+    }))
+}
+
 fn metrics(list: Vec<(String, i64)>) -> BTreeMap<String, i64> {
     list.into_iter().collect()
 }
@@ -75,6 +95,7 @@ pub fn grid(grid: &Grid) -> anyhow::Result<Value> {
     status["registrations"] = registrations(db)?;
     status["wallet"]["held"] = json!(wallet::total_balances(db)?);
     status["outbox_pending"] = json!(outbox::pending(db, 100_000)?.len());
+    status["store"] = store(&grid.hub)?;
     Ok(status)
 }
 
@@ -109,5 +130,6 @@ pub fn producer(producer: &Producer) -> anyhow::Result<Value> {
     status["registrations"] = registrations(db)?;
     status["grid"]["balance"] = json!(producer.balance());
     status["outbox_pending"] = json!(outbox::pending(db, 100_000)?.len());
+    status["store"] = store(&producer.hub)?;
     Ok(status)
 }

@@ -66,6 +66,11 @@ pub struct DemoArgs {
     /// runs (default: random, printed at the start).
     #[arg(long, env = "POWERPLUG_OPERATOR_TOKEN")]
     operator_token: Option<String>,
+    /// How long (simulated ms) the grid and producers keep read channel
+    /// messages and received records; the tick log keeps 7 times as long.
+    /// Default: a day, as a grid's `[retention]`.
+    #[arg(long)]
+    keep_ms: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -194,7 +199,13 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
         seed,
         json,
         operator_token,
+        keep_ms,
     } = a;
+    let mut retention = powerplug::retention::Retention::default();
+    if let Some(keep) = keep_ms {
+        retention.messages_ms = keep;
+        retention.tick_log_ms = keep.saturating_mul(7);
+    }
     let temp = tempfile_dir(data_dir.is_none())?;
     let options = powerplug::demo::Options {
         producers,
@@ -211,6 +222,7 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
         seed,
         operator_token: operator_token
             .or_else(|| Some(hex::encode(powerplug::channel::random32().ok()?))),
+        retention,
     };
     let token = options.operator_token.clone().unwrap_or_default();
     let mut announced = false;

@@ -34,7 +34,6 @@ use crate::counter::Counter;
 use crate::experiment::Experiment;
 use crate::experiment::shadow::{self, Shadow};
 use crate::limits::MAX_RECORDS_PER_TICK;
-use crate::tick_log;
 use powerplug_storage::{self as storage, Store};
 use powerplug_strategy::{GridDecision, GridInput, GridStrategy};
 
@@ -45,7 +44,6 @@ pub struct Grid {
     /// The strategy, and how it is replaced.
     pub slot: super::swap::Slot<GridStrategy>,
     clock: Clock,
-    tick_log_keep: u64,
     wallet_seed: [u8; 32],
     schedule: super::TickSchedule,
     /// Versions an experiment or a shadow runs, loaded once, by SHA-256.
@@ -75,6 +73,11 @@ impl Grid {
             config.operator_token.clone(),
         )?;
         hub.plausible = config.plausible;
+        hub.retention = crate::retention::Keeper::new(
+            config.retention,
+            config.strategy.tick_log_keep,
+            u64::from(config.strategy.dry_run_ticks),
+        );
         hub.operators = super::config::Operators::new(
             config.operator_token.as_deref(),
             &config.operator_tokens,
@@ -94,7 +97,6 @@ impl Grid {
             hub,
             slot,
             clock: config.service.clock,
-            tick_log_keep: config.strategy.tick_log_keep,
             wallet_seed,
             schedule: super::TickSchedule::new(config.strategy.tick_ms),
             loaded: Mutex::new(HashMap::new()),
@@ -222,11 +224,6 @@ impl Grid {
         summary.requested = summed.requested;
         summary.payouts = decisions[0].payouts.len() as u64;
         summary.paid_out = decisions[0].payouts.iter().map(|p| p.amount).sum();
-        if tick % 100 == 0 {
-            for run in &runs {
-                tick_log::prune(db, &run.slot, self.tick_log_keep)?;
-            }
-        }
         Ok(summary)
     }
 
@@ -407,6 +404,7 @@ impl Step for Grid {
             self.slot.watch(failed)?;
         }
         self.hub.drain(None)?;
+        self.hub.retention.maybe_run(self.db(), now);
         Ok(())
     }
 }

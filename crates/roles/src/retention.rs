@@ -1,0 +1,358 @@
+//! Retention: what a grid or producer has finished with goes, so that its
+//! disk stays bounded however long it runs.
+//!
+//! - Channel messages once their reader has read past them and at least
+//!   `messages_ms` ago: the inbound channels this host reads itself, and a
+//!   consumer's return channel up to where the consumer says (in its usage
+//!   records) it has read. A consumer that never says keeps its requests.
+//! - Received records (the keys that make a resent reading a duplicate),
+//!   once they ended `messages_ms` ago and a tick consumed them; a floor per
+//!   entity then refuses anything that starts before what was deleted.
+//! - The tick log by count, age and bytes, keeping a dry run's worth.
+//! - The per-consumer and per-tick rows of experiments that ended
+//!   `experiments_ms` ago (their reports go with them).
+//!
+//! Ages are on the role's clock (a demo's runs faster than the wall's);
+//! passes run every `every_ms` of real time, in short transactions, between
+//! ticks. The compiled-component cache bounds itself (its newest entries).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::registry::{self, Registration};
+use crate::tick_log;
+use powerplug_channel::{Address, forget_in};
+use powerplug_storage::{Store, WriteTx, key};
+
+/// Which bounds a host keeps (`[retention]` in a grid's or producer's
+/// config; docs/roles.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// How long read channel messages and received records are kept, ms of
+    /// the role's clock (at least this; at most about twice).
+    pub messages_ms: u64,
+    /// The tick log's oldest tick, ms of the role's clock.
+    pub tick_log_ms: u64,
+    /// The tick log's size per slot (the grid's, each experiment
+    /// variant's, a shadow's), bytes.
+    pub tick_log_bytes: u64,
+    /// How long an ended experiment's rows stay, ms of the role's clock.
+    pub experiments_ms: u64,
+    /// Real ms between passes; 0 turns retention off.
+    pub every_ms: u64,
+    /// Compact the store when this share of its file (percent) is free
+    /// pages; 0 never.
+    pub compact_free_percent: u64,
+    /// ... and the free pages are at least this many bytes.
+    pub compact_min_bytes: u64,
+}
+
+const DAY_MS: u64 = 24 * 3_600_000;
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            messages_ms: DAY_MS,
+            tick_log_ms: 7 * DAY_MS,
+            tick_log_bytes: 256 << 20,
+            experiments_ms: 90 * DAY_MS,
+            every_ms: 60_000,
+            compact_free_percent: 50,
+            compact_min_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What retention did and holds, for `/status` and `/metrics`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Report {
+    pub passes: u64,
+    pub last_pass_ms: u64,
+    pub messages_deleted: u64,
+    pub message_bytes_freed: u64,
+    pub records_deleted: u64,
+    pub ticks_deleted: u64,
+    pub tick_bytes_freed: u64,
+    pub experiments_pruned: u64,
+    pub compactions: u64,
+    pub last_compaction: Option<powerplug_storage::Compacted>,
+    pub last_error: Option<String>,
+}
+
+/// Runs retention for one host.
+pub struct Keeper {
+    pub config: Retention,
+    /// The tick log's count bound, and what a dry run needs.
+    pub tick_log_ticks: u64,
+    pub tick_log_at_least: u64,
+    last: Mutex<Option<Instant>>,
+    report: Mutex<Report>,
+}
+
+/// Per registration: how far its channels are deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Marks {
+    inbound: Mark,
+    outbound: Mark,
+    /// Where the consumer says it has read its return channel.
+    acked: u64,
+}
+
+/// A channel's deletion: messages below `pruned` are gone; those below
+/// `candidate` had been read at `candidate_ms` and go once that is
+/// `messages_ms` ago. The root tells a reset channel from the old one.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Mark {
+    root: [u8; 32],
+    pruned: u64,
+    candidate: u64,
+    candidate_ms: u64,
+}
+
+/// registration id → [`Marks`].
+const MARKS: &str = "retention_marks";
+
+/// Registrations per write transaction: a pass never holds the writer long.
+const CHUNK: usize = 1_000;
+
+impl Mark {
+    /// Moves the mark for a reader at `read`; the indices to delete now.
+    fn advance(
+        &mut self,
+        root: [u8; 32],
+        read: u64,
+        now_ms: u64,
+        keep_ms: u64,
+    ) -> std::ops::Range<u64> {
+        if self.root != root {
+            *self = Mark {
+                root,
+                ..Mark::default()
+            };
+        }
+        let mut doomed = self.pruned..self.pruned;
+        if self.candidate > self.pruned && self.candidate_ms.saturating_add(keep_ms) <= now_ms {
+            doomed = self.pruned..self.candidate;
+            self.pruned = self.candidate;
+        }
+        if self.candidate == self.pruned && read > self.candidate {
+            self.candidate = read;
+            self.candidate_ms = now_ms;
+        }
+        doomed
+    }
+}
+
+impl Keeper {
+    pub fn new(config: Retention, tick_log_ticks: u64, tick_log_at_least: u64) -> Self {
+        Self {
+            config,
+            tick_log_ticks,
+            tick_log_at_least,
+            last: Mutex::new(None),
+            report: Mutex::new(Report::default()),
+        }
+    }
+
+    pub fn report(&self) -> Report {
+        self.report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Runs a pass if one is due; a failed pass is reported, and the next
+    /// one tries again (nothing of a failed transaction is applied).
+    pub fn maybe_run(&self, db: &dyn Store, now_ms: u64) {
+        if self.config.every_ms == 0 {
+            return;
+        }
+        {
+            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            let every = Duration::from_millis(self.config.every_ms);
+            if last.is_some_and(|at| at.elapsed() < every) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let started = Instant::now();
+        let result = self.run(db, now_ms);
+        let mut report = self.report.lock().unwrap_or_else(|e| e.into_inner());
+        report.passes += 1;
+        report.last_pass_ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(done) => {
+                report.messages_deleted += done.messages_deleted;
+                report.message_bytes_freed += done.message_bytes_freed;
+                report.records_deleted += done.records_deleted;
+                report.ticks_deleted += done.ticks_deleted;
+                report.tick_bytes_freed += done.tick_bytes_freed;
+                report.experiments_pruned += done.experiments_pruned;
+                if let Some(c) = done.last_compaction {
+                    report.compactions += 1;
+                    report.last_compaction = Some(c);
+                }
+                report.last_error = done.last_error;
+            }
+            Err(e) => {
+                let why = format!("{e:#}");
+                tracing::warn!(error = %powerplug_strategy::text::for_log(&why), "retention pass failed");
+                report.last_error = Some(why);
+            }
+        }
+    }
+
+    /// One whole pass, now.
+    pub fn run(&self, db: &dyn Store, now_ms: u64) -> anyhow::Result<Report> {
+        let mut done = Report::default();
+        self.channels(db, now_ms, &mut done)?;
+        done.records_deleted +=
+            crate::inbox::forget_received(db, now_ms.saturating_sub(self.config.messages_ms))?;
+        let bounds = tick_log::Bounds {
+            ticks: self.tick_log_ticks,
+            age_ms: self.config.tick_log_ms,
+            bytes: self.config.tick_log_bytes,
+            at_least: self.tick_log_at_least,
+        };
+        for slot in tick_log::slots(db)? {
+            let (ticks, bytes) = tick_log::prune(db, &slot, bounds, now_ms)?;
+            done.ticks_deleted += ticks;
+            done.tick_bytes_freed += bytes;
+        }
+        done.experiments_pruned +=
+            crate::experiment::forget_ended(db, now_ms.saturating_sub(self.config.experiments_ms))?;
+        // A compaction that cannot run now (a reader holds a transaction)
+        // runs at a later pass; what this pass deleted stays deleted.
+        match self.compact_if_worth(db) {
+            Ok(compacted) => done.last_compaction = compacted,
+            Err(e) => done.last_error = Some(format!("compaction: {e:#}")),
+        }
+        Ok(done)
+    }
+
+    fn compact_if_worth(
+        &self,
+        db: &dyn Store,
+    ) -> anyhow::Result<Option<powerplug_storage::Compacted>> {
+        let percent = self.config.compact_free_percent;
+        if percent == 0 {
+            return Ok(None);
+        }
+        let stats = db.stats()?;
+        let worth = stats.free_bytes >= self.config.compact_min_bytes
+            && stats.free_bytes.saturating_mul(100) >= stats.file_bytes.saturating_mul(percent);
+        if !worth {
+            return Ok(None);
+        }
+        Ok(Some(db.compact()?))
+    }
+
+    /// Deletes what the readers of every registered channel have read.
+    fn channels(&self, db: &dyn Store, now_ms: u64, done: &mut Report) -> anyhow::Result<()> {
+        let keep = self.config.messages_ms;
+        for chunk in registry::all(db)?.chunks(CHUNK) {
+            let tx = db.write()?;
+            for r in chunk {
+                let mut marks = marks_in(&*tx, &r.id)?;
+                let before = marks;
+                let doomed = marks
+                    .inbound
+                    .advance(r.channel.root, r.read_index, now_ms, keep);
+                forget(&*tx, &r.channel.root, doomed, done)?;
+                if let Some(w) = &r.return_channel {
+                    let read = marks.acked.min(w.next_index);
+                    let doomed = marks.outbound.advance(w.root, read, now_ms, keep);
+                    forget(&*tx, &w.root, doomed, done)?;
+                }
+                if marks != before {
+                    put_marks(&*tx, &r.id, &marks)?;
+                }
+            }
+            tx.commit()?;
+        }
+        Ok(())
+    }
+}
+
+fn forget(
+    tx: &dyn WriteTx,
+    root: &[u8; 32],
+    doomed: std::ops::Range<u64>,
+    done: &mut Report,
+) -> anyhow::Result<()> {
+    for i in doomed {
+        let freed = forget_in(tx, &Address::of(root, i))?;
+        if freed > 0 {
+            done.messages_deleted += 1;
+            done.message_bytes_freed += freed;
+        }
+    }
+    Ok(())
+}
+
+fn marks_in(tx: &dyn powerplug_storage::ReadTx, id: &str) -> anyhow::Result<Marks> {
+    Ok(match tx.get(MARKS, &key::of(&[&id]))? {
+        Some(bytes) => postcard::from_bytes(&bytes)?,
+        None => Marks::default(),
+    })
+}
+
+fn put_marks(tx: &dyn WriteTx, id: &str, marks: &Marks) -> anyhow::Result<()> {
+    tx.put(MARKS, &key::of(&[&id]), &postcard::to_allocvec(marks)?)
+}
+
+/// Records, inside the inbox's transaction, where consumers say they have
+/// read their return channels (the highest each says; a claim beyond what
+/// was written only lets its own requests go sooner, to where they were
+/// written).
+pub fn acknowledge(tx: &dyn WriteTx, acks: &BTreeMap<String, u64>) -> anyhow::Result<()> {
+    for (id, &read) in acks {
+        let mut marks = marks_in(tx, id)?;
+        if read > marks.acked {
+            marks.acked = read;
+            put_marks(tx, id, &marks)?;
+        }
+    }
+    Ok(())
+}
+
+/// Where a registration's return channel is read, as its consumer said.
+pub fn acknowledged(db: &dyn Store, r: &Registration) -> anyhow::Result<u64> {
+    Ok(marks_in(&*db.read()?, &r.id)?.acked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mark;
+
+    #[test]
+    fn a_mark_deletes_what_was_read_once_it_is_old_enough() {
+        let root = [1; 32];
+        let mut m = Mark::default();
+        // Read to 5 at t=100: nothing goes yet.
+        assert_eq!(m.advance(root, 5, 100, 50), 0..0);
+        // Read on to 9 at t=120: 0..5 still younger than 50 ms.
+        assert_eq!(m.advance(root, 9, 120, 50), 0..0);
+        // At t=150 what was read by t=100 goes; 9 becomes the next candidate.
+        assert_eq!(m.advance(root, 9, 150, 50), 0..5);
+        assert_eq!(m.advance(root, 9, 199, 50), 5..5);
+        assert_eq!(m.advance(root, 12, 200, 50), 5..9);
+        // A reset channel starts over, whatever the old one had.
+        assert_eq!(m.advance([2; 32], 3, 300, 50), 0..0);
+        assert_eq!(m.advance([2; 32], 3, 350, 50), 0..3);
+    }
+
+    #[test]
+    fn nothing_unread_goes_however_old() {
+        let root = [1; 32];
+        let mut m = Mark::default();
+        assert_eq!(m.advance(root, 0, 0, 10), 0..0);
+        assert_eq!(m.advance(root, 0, 1_000_000, 10), 0..0);
+        assert_eq!(m.advance(root, 4, 1_000_000, 10), 0..0);
+        assert_eq!(m.advance(root, 4, 2_000_000, 10), 0..4);
+    }
+}
