@@ -170,6 +170,23 @@ fn return_channels_are_let_go_only_as_far_as_their_consumer_says_it_read() {
         report.messages_deleted >= 2 && report.last_error.is_none(),
         "{report:?}"
     );
+    // The same figures for a scraper, and the store's size.
+    let metrics = ureq::get(format!("{}/metrics", grid.url))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    let metric = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert!(metric("powerplug_retention_messages_deleted_total") >= 2);
+    assert!(metric("powerplug_store_file_bytes") > 0);
+    assert!(metric("powerplug_tick_log_ticks") >= 4);
+    assert_eq!(metric("powerplug_scheduler_rounds_failing"), 0);
 
     // A resend of a reading the grid read and let go of: taken, not stored.
     eventually("the grid read the reading that said so", || {

@@ -1,5 +1,8 @@
 //! Routes of a host that entities register with (grid, producer):
-//! registrations, the channel store, `/storage` documents, `/status`.
+//! registrations, the channel store, `/storage` documents, `/status`,
+//! `/metrics`.
+
+mod metrics;
 
 use powerplug_domain::EntityKind;
 use std::sync::Arc;
@@ -55,6 +58,7 @@ pub fn routes<R: HasHub>() -> Router<Arc<R>> {
                 .put(put_document::<R>)
                 .delete(delete_document::<R>),
         )
+        .merge(metrics::routes::<R>())
 }
 
 pub async fn status<R: HasHub>(State(role): State<Arc<R>>) -> ApiResult<Json<serde_json::Value>> {

@@ -226,23 +226,25 @@ pub struct Bounds {
     pub at_least: u64,
 }
 
-/// What one slot's log holds.
+/// What one slot's log holds (ticks logged before the index existed are
+/// not counted).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Held {
     pub ticks: u64,
     pub bytes: u64,
-    /// Time of the oldest tick held (0: a tick logged before ticks had
-    /// times in the index).
+    /// Time of the oldest tick held.
     pub oldest_ms: Option<u64>,
 }
 
 /// Every slot that has ticks in the log (the grid's, a shadow's, each
-/// experiment variant's): one entry read per slot.
+/// experiment variant's): one index entry read per slot. (A slot whose
+/// every tick was logged before the index existed, and which never ticks
+/// again, is not listed: its ticks stay.)
 pub fn slots(db: &dyn Store) -> anyhow::Result<Vec<String>> {
     let tx = db.read()?;
     let mut out = Vec::new();
     let mut from = Vec::new();
-    while let Some((k, _)) = tx.range(LOG, &from, None, Order::Ascending, 1)?.pop() {
+    while let Some((k, _)) = tx.range(INDEX, &from, None, Order::Ascending, 1)?.pop() {
         let slot = key::Reader::new(&k).str()?.to_owned();
         let Some(next) = key::after_prefix(&key::of(&[&slot])) else {
             break;
@@ -288,22 +290,14 @@ fn first(tx: &dyn ReadTx, slot: &str) -> anyhow::Result<Option<u64>> {
     }
 }
 
-/// What `slot`'s log holds now.
+/// What `slot`'s log holds now, by its index alone (cheap enough for
+/// `/status` and `/metrics`: no record is read).
 pub fn held(db: &dyn Store, slot: &str) -> anyhow::Result<Held> {
-    let tx = db.read()?;
-    let Some(first) = first(&*tx, slot)? else {
-        return Ok(Held::default());
-    };
-    let index = indexed(&*tx, slot)?;
-    let oldest_ms = match index.first() {
-        Some(&(t, at, _)) if t == first => Some(at),
-        Some(_) => Some(0),
-        None => None,
-    };
+    let index = indexed(&*db.read()?, slot)?;
     Ok(Held {
-        ticks: position(&*tx, slot)?.saturating_sub(first) + 1,
+        ticks: index.len() as u64,
         bytes: index.iter().map(|&(_, _, b)| b).sum(),
-        oldest_ms,
+        oldest_ms: index.first().map(|&(_, at, _)| at),
     })
 }
 

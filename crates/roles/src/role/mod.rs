@@ -169,6 +169,14 @@ pub struct SchedulerHealth {
 }
 
 impl SchedulerHealth {
+    /// Whether the last round failed.
+    pub fn failing(&self) -> bool {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
     pub fn panics(&self) -> u64 {
         self.panics.load(Ordering::Relaxed)
     }
