@@ -7,6 +7,7 @@
 //! from headers alone, before its body is read; a JSON body is read only as
 //! `application/json`.
 
+mod admin;
 mod experiments;
 mod hub;
 pub mod run;
@@ -243,12 +244,14 @@ pub const MINT: u8 = 0;
 pub const DEPLOY: u8 = 1;
 pub const READ: u8 = 2;
 pub const ADMIT: u8 = 3;
+pub const BACKUP: u8 = 4;
 
 fn scope(s: u8) -> Scope {
     match s {
         MINT => Scope::Mint,
         DEPLOY => Scope::Deploy,
         ADMIT => Scope::Admit,
+        BACKUP => Scope::Backup,
         _ => Scope::Read,
     }
 }
@@ -274,9 +277,10 @@ fn denied(why: Denied) -> ApiError {
     }
 }
 
-/// An operator token with scope `S` ([`MINT`], [`DEPLOY`], [`READ`], [`ADMIT`]). As an
-/// extractor it reads only headers, and axum runs it before the body is
-/// read: an upload without it is refused before a byte of its body is taken.
+/// An operator token with scope `S` ([`MINT`], [`DEPLOY`], [`READ`], [`ADMIT`],
+/// [`BACKUP`]). As an extractor it reads only headers, and axum runs it before
+/// the body is read: an upload without it is refused before a byte of its
+/// body is taken.
 pub struct Authorized<const S: u8>;
 
 impl<R: HasHub, const S: u8> FromRequestParts<Arc<R>> for Authorized<S> {
@@ -381,6 +385,7 @@ pub fn grid_router(grid: Arc<Grid>) -> Router {
             .merge(wallet::routes())
             .merge(strategies::routes::<Grid>())
             .merge(experiments::routes())
+            .merge(admin::routes::<Grid>())
             .route("/status", get(status::<Grid>)),
         grid,
     )
@@ -427,6 +432,7 @@ pub fn producer_router(producer: Arc<Producer>) -> Router {
     finish(
         hub::routes::<Producer>()
             .merge(strategies::routes::<Producer>())
+            .merge(admin::routes::<Producer>())
             .route("/status", get(status::<Producer>))
             .route("/initialise", post(initialise))
             .route("/closedown", post(closedown))
