@@ -386,3 +386,47 @@ impl Meter {
         assert_eq!(status, 201, "{} paying: {answer}", self.id);
     }
 }
+
+/// A small tmpfs mounted on a temporary directory (a disk a test can fill),
+/// unmounted on drop. Never skipped: the suite runs as root, where mounting
+/// works, and without the mount the test would prove nothing.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `size` as mount takes it: `8m`.
+    pub fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Self { dir },
+            Ok(out) => panic!(
+                "this test mounts a tmpfs (run as root): {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => panic!("this test mounts a tmpfs (run as root): {e}"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}

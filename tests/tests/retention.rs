@@ -186,7 +186,7 @@ fn return_channels_are_let_go_only_as_far_as_their_consumer_says_it_read() {
     assert!(metric("powerplug_retention_messages_deleted_total") >= 2);
     assert!(metric("powerplug_store_file_bytes") > 0);
     assert!(metric("powerplug_tick_log_ticks") >= 4);
-    assert_eq!(metric("powerplug_scheduler_rounds_failing"), 0);
+    assert_eq!(metric("powerplug_scheduler_rounds_failed_total"), 0);
 
     // A resend of a reading the grid read and let go of: taken, not stored.
     eventually("the grid read the reading that said so", || {

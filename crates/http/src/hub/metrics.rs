@@ -129,10 +129,10 @@ fn render(hub: &powerplug_roles::role::Hub) -> anyhow::Result<String> {
         done.compactions,
     );
     put(
-        "powerplug_scheduler_rounds_failing",
-        "gauge",
-        "1 while the scheduler's rounds fail (a full disk, say).",
-        u64::from(hub.scheduler.failing()),
+        "powerplug_scheduler_rounds_failed_total",
+        "counter",
+        "Scheduler rounds that failed (a full disk, say): alert on its rate.",
+        hub.scheduler.rounds_failed(),
     );
     Ok(out)
 }

@@ -164,17 +164,16 @@ pub struct SchedulerHealth {
     failed: AtomicU64,
     panics: AtomicU64,
     last_panic: std::sync::Mutex<Option<String>>,
-    /// Why the last round failed, until one succeeds (a full disk, say).
-    last_error: std::sync::Mutex<Option<String>>,
+    /// Why the last failed round failed, and when (unix ms): a full disk
+    /// fails the rounds that write while those that only read go on, so
+    /// whether "the last round" failed would flicker.
+    last_failure: std::sync::Mutex<Option<(String, u64)>>,
 }
 
 impl SchedulerHealth {
-    /// Whether the last round failed.
-    pub fn failing(&self) -> bool {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+    /// Rounds that failed (not panicked) since the start.
+    pub fn rounds_failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
     }
 
     pub fn panics(&self) -> u64 {
@@ -187,15 +186,18 @@ impl SchedulerHealth {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let error = self
-            .last_error
+        let failure = self
+            .last_failure
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
+            .clone()
+            .map(|(why, at)| {
+                serde_json::json!({ "why": why, "at_ms": at, "utc": powerplug_domain::UnixMs(at).utc() })
+            });
         serde_json::json!({
             "rounds": self.rounds.load(Ordering::Relaxed),
-            "rounds_failed": self.failed.load(Ordering::Relaxed),
-            "failing": error,
+            "rounds_failed": self.rounds_failed(),
+            "last_failure": failure,
             "panics": self.panics(),
             "last_panic": last,
         })
@@ -230,16 +232,16 @@ pub fn round<R: Step>(name: &str, role: &R) {
     // AssertUnwindSafe: what a round changes is committed in transactions
     // (a panic before the commit changes nothing), and the locks it takes
     // are taken poison-tolerantly.
-    let failing = |why: Option<String>| {
-        *health.last_error.lock().unwrap_or_else(|e| e.into_inner()) = why;
-    };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| role.step())) {
-        Ok(Ok(())) => failing(None),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => {
             health.failed.fetch_add(1, Ordering::Relaxed);
             let why = powerplug_strategy::text::for_log(&format!("{e:#}"));
             tracing::error!(role = name, error = %why, "round failed");
-            failing(Some(why));
+            *health
+                .last_failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some((why, unix_ms()));
         }
         Err(payload) => {
             let message = powerplug_strategy::text::for_log(&panic_message(&*payload));
