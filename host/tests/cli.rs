@@ -1,30 +1,12 @@
 //! The `powerplug` binary as a user runs it: build both basic strategies into
 //! components, inspect one, run the simulation on them, and run the demo.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn powerplug(args: &[&str], dir: &Path) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_powerplug"))
-        .args(args)
-        .current_dir(dir)
-        // Guests build in their own target dir: the outer `cargo test` may hold the main one.
-        .env("CARGO_TARGET_DIR", root().join("target/guests"))
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use support::{free_port, powerplug, root};
 
 #[test]
 fn build_inspect_and_simulate() {
@@ -273,15 +255,6 @@ fn basic_and_premium(work: &Path) -> (PathBuf, PathBuf) {
         assert!(ok, "{stderr}");
     }
     (basic_dir, premium_dir)
-}
-
-/// A free loopback port for a demo's grid.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// README's "Replace the payment policy of a running grid", step by step.

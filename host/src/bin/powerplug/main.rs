@@ -4,12 +4,14 @@
 //! - `offline`: `simulate`, `demo`, `replay`;
 //! - `strategy`: components and the versions of a running host;
 //! - `operator`: admissions and experiments on a running host;
+//! - `store`: a role's store: backup, restore, compaction;
 //! - `client`: the operator's HTTP requests they share.
 
 mod client;
 mod offline;
 mod operator;
 mod roles;
+mod store;
 mod strategy;
 
 use std::path::Path;
@@ -74,6 +76,15 @@ enum Command {
         #[command(subcommand)]
         command: operator::ExperimentCommand,
     },
+    /// Copy a grid's or producer's store to a file: from the running host
+    /// (`--url`; operator token with the backup scope:
+    /// POWERPLUG_OPERATOR_TOKEN) or from a stopped role's `--data-dir`. The
+    /// copy holds the host's secret: keep it as safe as the host.
+    Backup(store::BackupArgs),
+    /// Put a backup in place as a stopped role's store.
+    Restore(store::RestoreArgs),
+    /// Give the free pages of a stopped role's store back to the file system.
+    Compact(store::CompactArgs),
 }
 
 fn main() -> ExitCode {
@@ -121,6 +132,9 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Strategy { command } => strategy::run(command),
         Command::Admit(args) => operator::admit(args),
         Command::Experiment { command } => operator::experiment(command),
+        Command::Backup(args) => store::backup(args),
+        Command::Restore(args) => store::restore(args),
+        Command::Compact(args) => store::compact(args),
     }
 }
 
