@@ -430,3 +430,26 @@ impl Drop for Tmpfs {
             .status();
     }
 }
+
+/// A host's `GET /metrics`, read once.
+pub struct Metrics(String);
+
+impl Metrics {
+    pub fn of(url: &str) -> Self {
+        let text = ureq::get(format!("{url}/metrics"))
+            .call()
+            .expect("the host answers /metrics")
+            .into_body()
+            .read_to_string()
+            .expect("a text body");
+        Self(text)
+    }
+
+    /// The value of the sample named `name` (without labels).
+    pub fn get(&self, name: &str) -> u64 {
+        self.0
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {}", self.0))
+    }
+}

@@ -171,18 +171,8 @@ fn return_channels_are_let_go_only_as_far_as_their_consumer_says_it_read() {
         "{report:?}"
     );
     // The same figures for a scraper, and the store's size.
-    let metrics = ureq::get(format!("{}/metrics", grid.url))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
-    let metric = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("{name} in {metrics}"))
-    };
+    let metrics = powerplug_tests::Metrics::of(&grid.url);
+    let metric = |name: &str| metrics.get(name);
     assert!(metric("powerplug_retention_messages_deleted_total") >= 2);
     assert!(metric("powerplug_store_file_bytes") > 0);
     assert!(metric("powerplug_tick_log_ticks") >= 4);

@@ -34,19 +34,30 @@ pub(super) fn stats(store: &RedbStore) -> anyhow::Result<StoreStats> {
     })
 }
 
+/// How long compaction waits for the transactions open when it starts.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub(super) fn compact(store: &RedbStore) -> anyhow::Result<Compacted> {
     let before = stats(store)?.file_bytes;
     let started = Instant::now();
     {
         // The write lock stops new transactions from beginning; the ones
-        // already open hold clones of the `Arc`, and waiting for them could
-        // be forever (a reader that never ends), so refuse instead.
+        // already open hold clones of the `Arc`. A busy host always has a
+        // few, each short: wait a little for them to end (new ones wait
+        // meanwhile), but not for a reader that never ends: then refuse.
+        let deadline = Instant::now() + DRAIN_WAIT;
         let mut slot = store.db.write().unwrap_or_else(PoisonError::into_inner);
-        let db = slot
-            .as_mut()
-            .and_then(Arc::get_mut)
-            .ok_or_else(|| anyhow::anyhow!("cannot compact while a transaction is open (a tick, a request or a backup); try again"))?;
-        store.check(db.compact())?;
+        loop {
+            if let Some(db) = slot.as_mut().and_then(Arc::get_mut) {
+                store.check(db.compact())?;
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "cannot compact while a transaction is open (a tick, a request or a backup); try again"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
     }
     let millis = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
     Ok(Compacted {

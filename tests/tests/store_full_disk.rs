@@ -3,45 +3,8 @@
 //! before stays readable while the disk is full, and once there is room again
 //! the same store writes again (it reopens its file by itself).
 
-use std::path::Path;
-use std::process::Command;
-
-use powerplug_storage::{RedbStore, Store};
-
-/// A tmpfs mounted on a temporary directory, unmounted on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        // Never skipped: without the mount this test proves nothing, and the
-        // suite runs as root where it works.
-        match out {
-            Ok(out) if out.status.success() => Self { dir },
-            Ok(out) => panic!(
-                "this test needs to mount a tmpfs (run as root): mount failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            Err(e) => panic!("this test needs to mount a tmpfs (run as root): {e}"),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
+use powerplug::storage::{RedbStore, Store};
+use powerplug_tests::Tmpfs;
 
 const TABLE: &str = "t";
 const PER_BATCH: u32 = 16;
@@ -101,10 +64,7 @@ fn a_full_disk_fails_one_commit_whole_and_the_store_recovers_on_its_own() {
     let error = loop {
         match write_batch(&store, committed) {
             Ok(()) => committed += 1,
-            Err(e) => {
-                eprintln!("DEBUG {committed}: {e:#} / {e:?}");
-                break format!("{e:#}");
-            }
+            Err(e) => break format!("{e:#}"),
         }
         assert!(committed < 1_000, "4 MiB never filled up");
     };
