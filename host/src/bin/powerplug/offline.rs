@@ -68,7 +68,7 @@ pub struct DemoArgs {
     operator_token: Option<String>,
     /// How long (simulated ms) the grid and producers keep read channel
     /// messages and received records; the tick log keeps 7 times as long.
-    /// Default: a day, as a grid's `[retention]`.
+    /// Default: an hour, as a grid's `[retention]`.
     #[arg(long)]
     keep_ms: Option<u64>,
 }
