@@ -443,11 +443,12 @@ impl Step for Producer {
         // once its channel is registered there.
         self.ensure_registered()?;
         self.hub.drain(Some(&self.grid))?;
-        self.hub.retention.maybe_run(self.db(), now);
+        self.hub.retention.maybe_run(&self.hub.db, now);
         Ok(())
     }
 
     fn finish(&self) -> anyhow::Result<()> {
+        self.hub.retention.wait();
         self.hub.drain(Some(&self.grid)).map(drop)
     }
 }

@@ -404,7 +404,12 @@ impl Step for Grid {
             self.slot.watch(failed)?;
         }
         self.hub.drain(None)?;
-        self.hub.retention.maybe_run(self.db(), now);
+        self.hub.retention.maybe_run(&self.hub.db, now);
+        Ok(())
+    }
+
+    fn finish(&self) -> anyhow::Result<()> {
+        self.hub.retention.wait();
         Ok(())
     }
 }
