@@ -35,7 +35,7 @@ def main():
     line = lambda i: " ".join(f"{x(r[0]):.1f},{y(r[i]):.1f}" for r in rows)
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
            f'<rect width="{w}" height="{h}" fill="white"/>',
-           f'<text x="{pad}" y="20">Soak: RSS and data dir (MiB) against minutes; dashed: baseline minute {base[0]:.0f}</text>',
+           f'<text x="{pad}" y="20">Soak: RSS (red), data dir (blue), grid stored (green), MiB against minutes; dashed: baseline minute {base[0]:.0f}</text>',
            f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="black"/>',
            f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="black"/>',
            f'<line x1="{x(base[0]):.1f}" y1="{pad}" x2="{x(base[0]):.1f}" y2="{h - pad}" stroke="gray" stroke-dasharray="4"/>']
