@@ -110,7 +110,8 @@ fn return_channels_are_let_go_only_as_far_as_their_consumer_says_it_read() {
         let (status, answer) =
             Client::new(&grid.url).put(&format!("/registrations/{id}"), None, &body);
         assert_eq!(status, 201, "{answer}");
-        writers.push((id, writer));
+        let credential = answer["credential"].as_str().unwrap().to_owned();
+        writers.push((id, writer, credential));
     }
     let usage = |slice: u64, read: Option<u64>| {
         Command::Usage {
@@ -133,7 +134,7 @@ fn return_channels_are_let_go_only_as_far_as_their_consumer_says_it_read() {
     };
     // A kWh each per tick: hello and a request a tick on each return channel.
     for slice in 0..4 {
-        for (_, writer) in &mut writers {
+        for (_, writer, _) in &mut writers {
             writer.publish(&store, usage(slice, None)).unwrap();
         }
         eventually("both return channels carry the next request", || {
@@ -146,7 +147,7 @@ fn return_channels_are_let_go_only_as_far_as_their_consumer_says_it_read() {
     }
     // "saying" says it read hello and the first request.
     let resend = {
-        let (_, writer) = &mut writers[1];
+        let (_, writer, _) = &mut writers[1];
         writer.publish(&store, usage(4, Some(2))).unwrap();
         writer.next_index() - 1
     };
@@ -182,7 +183,7 @@ fn return_channels_are_let_go_only_as_far_as_their_consumer_says_it_read() {
     eventually("the grid read the reading that said so", || {
         registration("saying").read_index > resend
     });
-    let (_, writer) = &writers[1];
+    let (_, writer, _) = &writers[1];
     let info = writer.info();
     eventually("the first reading went", || !held(&info.root, 1));
     // The same reading sealed again for index 1: what a meter that lost its
@@ -195,5 +196,19 @@ fn return_channels_are_let_go_only_as_far_as_their_consumer_says_it_read() {
     let refused = store.put_many(&[first]).unwrap();
     assert!(refused.is_empty(), "{refused:?}");
     assert!(!held(&info.root, 1), "a read message is not stored again");
+
+    // `silent` leaves: once its channels have been retired a while, all of
+    // both go, unread requests and goodbye included (nobody will read them).
+    let before = registration("silent");
+    let (inbound, back) = (before.channel.root, before.return_channel.unwrap());
+    // Its requests were never said read: all there until it leaves.
+    assert!((0..back.next_index).all(|i| held(&back.root, i)));
+    let (_, _, credential) = &writers[0];
+    let (status, answer) = Client::new(&grid.url).delete("/registrations/silent", Some(credential));
+    assert_eq!(status, 200, "{answer}");
+    eventually("a retired channel's messages go", || {
+        (0..=back.next_index).all(|i| !held(&back.root, i))
+            && (0..before.read_index).all(|i| !held(&inbound, i))
+    });
     rt.block_on(grid.stop()).unwrap();
 }

@@ -337,6 +337,7 @@ impl Registry {
             news(tx, old.index, false)?;
         }
         tx.delete(BY_AUTHOR, &key::of(&[&old.channel.author]))?;
+        crate::retention::retire(tx, &old)?;
         Ok(Registration {
             channel,
             read_index: 0,
@@ -429,6 +430,7 @@ impl Registry {
         }
         tx.delete(REGISTRATIONS, &key::of(&[&registration.id]))?;
         tx.delete(BY_AUTHOR, &key::of(&[&registration.channel.author]))?;
+        crate::retention::retire(&*tx, &registration)?;
         let stone = Tombstone {
             author: registration.channel.author,
             kind: registration.kind,

@@ -130,6 +130,19 @@ struct Mark {
 
 /// registration id → [`Marks`].
 const MARKS: &str = "retention_marks";
+/// channel root → [`Retired`]: a channel its entity left (removed, or
+/// replaced by a reset), whose messages go once it has been retired for
+/// `messages_ms`.
+const RETIRED: &str = "retention_retired";
+
+/// What is left of a retired channel: its messages at `from..end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Retired {
+    from: u64,
+    end: u64,
+    /// When a pass first saw it (role clock); 0 until then.
+    seen_ms: u64,
+}
 
 /// Registrations per write transaction: a pass never holds the writer long.
 const CHUNK: usize = 1_000;
@@ -298,10 +311,13 @@ impl Plan {
         Ok(Some(db.compact()?))
     }
 
-    /// Deletes what the readers of every registered channel have read.
+    /// Deletes what the readers of every registered channel have read, and
+    /// retired channels once they have been retired long enough.
     fn channels(&self, db: &dyn Store, now_ms: u64, done: &mut Report) -> anyhow::Result<()> {
         let keep = self.config.messages_ms;
-        for chunk in registry::all(db)?.chunks(CHUNK) {
+        let registrations = registry::all(db)?;
+        self.retired(db, &registrations, now_ms, done)?;
+        for chunk in registrations.chunks(CHUNK) {
             let tx = db.write()?;
             for r in chunk {
                 let mut marks = marks_in(&*tx, &r.id)?;
@@ -323,6 +339,80 @@ impl Plan {
         }
         Ok(())
     }
+}
+
+impl Plan {
+    fn retired(
+        &self,
+        db: &dyn Store,
+        registrations: &[Registration],
+        now_ms: u64,
+        done: &mut Report,
+    ) -> anyhow::Result<()> {
+        // A root in use again (a re-registration of the same channel) is no
+        // longer retired: its messages are a live reader's.
+        let live: std::collections::HashSet<[u8; 32]> = registrations
+            .iter()
+            .flat_map(|r| {
+                [
+                    Some(r.channel.root),
+                    r.return_channel.as_ref().map(|w| w.root),
+                ]
+            })
+            .flatten()
+            .collect();
+        let rows = db.read()?.range(
+            RETIRED,
+            &[],
+            None,
+            powerplug_storage::Order::Ascending,
+            usize::MAX,
+        )?;
+        for chunk in rows.chunks(CHUNK) {
+            let tx = db.write()?;
+            for (k, v) in chunk {
+                let root: [u8; 32] = k.as_slice().try_into()?;
+                let mut retired: Retired = postcard::from_bytes(v)?;
+                if live.contains(&root) {
+                    tx.delete(RETIRED, k)?;
+                } else if retired.seen_ms == 0 {
+                    retired.seen_ms = now_ms.max(1);
+                    tx.put(RETIRED, k, &postcard::to_allocvec(&retired)?)?;
+                } else if retired.seen_ms.saturating_add(self.config.messages_ms) <= now_ms {
+                    forget(&*tx, &root, retired.from..retired.end, done)?;
+                    tx.delete(RETIRED, k)?;
+                }
+            }
+            tx.commit()?;
+        }
+        Ok(())
+    }
+}
+
+/// Inside the transaction that removes a registration or replaces its
+/// channel: its channels (inbound, and the return channel whose goodbye
+/// was just sent) are retired, from where retention had got to up to past
+/// anything written to them, and its marks start over.
+pub fn retire(tx: &dyn WriteTx, old: &Registration) -> anyhow::Result<()> {
+    let marks = marks_in(tx, &old.id)?;
+    let from = |mark: &Mark, root: &[u8; 32]| if &mark.root == root { mark.pruned } else { 0 };
+    let mut channels = vec![(
+        old.channel.root,
+        from(&marks.inbound, &old.channel.root),
+        old.read_index.saturating_add(crate::limits::WRITE_WINDOW),
+    )];
+    if let Some(w) = &old.return_channel {
+        channels.push((w.root, from(&marks.outbound, &w.root), w.next_index + 1));
+    }
+    for (root, from, end) in channels {
+        let retired = Retired {
+            from,
+            end,
+            seen_ms: 0,
+        };
+        tx.put(RETIRED, &root, &postcard::to_allocvec(&retired)?)?;
+    }
+    tx.delete(MARKS, &key::of(&[&old.id])).map(drop)
 }
 
 fn forget(
