@@ -9,12 +9,15 @@
 //!   once they ended `messages_ms` ago and a tick consumed them; a floor per
 //!   entity then refuses anything that starts before what was deleted.
 //! - The tick log by count, age and bytes, keeping a dry run's worth.
+//! - The channels an entity left behind (removed, or replaced by a reset),
+//!   whole, once retired for `messages_ms`.
 //! - The per-consumer and per-tick rows of experiments that ended
 //!   `experiments_ms` ago (their reports go with them).
 //!
 //! Ages are on the role's clock (a demo's runs faster than the wall's);
-//! passes run every `every_ms` of real time, in short transactions, between
-//! ticks. The compiled-component cache bounds itself (its newest entries).
+//! passes run every `every_ms` of real time on a thread of their own, in
+//! short transactions that interleave with the ticks'. The compiled-component
+//! cache bounds itself (its newest entries).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -311,13 +314,53 @@ impl Plan {
         Ok(Some(db.compact()?))
     }
 
+    fn retired(&self, db: &dyn Store, now_ms: u64, done: &mut Report) -> anyhow::Result<()> {
+        let rows = db.read()?.range(
+            RETIRED,
+            &[],
+            None,
+            powerplug_storage::Order::Ascending,
+            usize::MAX,
+        )?;
+        // A root in use again (a re-registration of the same channel) is no
+        // longer retired: its messages are a live reader's. Read after the
+        // rows, so a channel retired since is not taken for live.
+        let live: std::collections::HashSet<[u8; 32]> = registry::all(db)?
+            .iter()
+            .flat_map(|r| {
+                [
+                    Some(r.channel.root),
+                    r.return_channel.as_ref().map(|w| w.root),
+                ]
+            })
+            .flatten()
+            .collect();
+        for chunk in rows.chunks(CHUNK) {
+            let tx = db.write()?;
+            for (k, v) in chunk {
+                let root: [u8; 32] = k.as_slice().try_into()?;
+                let mut retired: Retired = postcard::from_bytes(v)?;
+                if live.contains(&root) {
+                    tx.delete(RETIRED, k)?;
+                } else if retired.seen_ms == 0 {
+                    retired.seen_ms = now_ms.max(1);
+                    tx.put(RETIRED, k, &postcard::to_allocvec(&retired)?)?;
+                } else if retired.seen_ms.saturating_add(self.config.messages_ms) <= now_ms {
+                    forget(&*tx, &root, retired.from..retired.end, done)?;
+                    tx.delete(RETIRED, k)?;
+                }
+            }
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
     /// Deletes what the readers of every registered channel have read, and
     /// retired channels once they have been retired long enough.
     fn channels(&self, db: &dyn Store, now_ms: u64, done: &mut Report) -> anyhow::Result<()> {
         let keep = self.config.messages_ms;
-        let registrations = registry::all(db)?;
-        self.retired(db, &registrations, now_ms, done)?;
-        for chunk in registrations.chunks(CHUNK) {
+        self.retired(db, now_ms, done)?;
+        for chunk in registry::all(db)?.chunks(CHUNK) {
             let tx = db.write()?;
             for r in chunk {
                 let mut marks = marks_in(&*tx, &r.id)?;
@@ -333,54 +376,6 @@ impl Plan {
                 }
                 if marks != before {
                     put_marks(&*tx, &r.id, &marks)?;
-                }
-            }
-            tx.commit()?;
-        }
-        Ok(())
-    }
-}
-
-impl Plan {
-    fn retired(
-        &self,
-        db: &dyn Store,
-        registrations: &[Registration],
-        now_ms: u64,
-        done: &mut Report,
-    ) -> anyhow::Result<()> {
-        // A root in use again (a re-registration of the same channel) is no
-        // longer retired: its messages are a live reader's.
-        let live: std::collections::HashSet<[u8; 32]> = registrations
-            .iter()
-            .flat_map(|r| {
-                [
-                    Some(r.channel.root),
-                    r.return_channel.as_ref().map(|w| w.root),
-                ]
-            })
-            .flatten()
-            .collect();
-        let rows = db.read()?.range(
-            RETIRED,
-            &[],
-            None,
-            powerplug_storage::Order::Ascending,
-            usize::MAX,
-        )?;
-        for chunk in rows.chunks(CHUNK) {
-            let tx = db.write()?;
-            for (k, v) in chunk {
-                let root: [u8; 32] = k.as_slice().try_into()?;
-                let mut retired: Retired = postcard::from_bytes(v)?;
-                if live.contains(&root) {
-                    tx.delete(RETIRED, k)?;
-                } else if retired.seen_ms == 0 {
-                    retired.seen_ms = now_ms.max(1);
-                    tx.put(RETIRED, k, &postcard::to_allocvec(&retired)?)?;
-                } else if retired.seen_ms.saturating_add(self.config.messages_ms) <= now_ms {
-                    forget(&*tx, &root, retired.from..retired.end, done)?;
-                    tx.delete(RETIRED, k)?;
                 }
             }
             tx.commit()?;
@@ -455,11 +450,6 @@ pub fn acknowledge(tx: &dyn WriteTx, acks: &BTreeMap<String, u64>) -> anyhow::Re
         }
     }
     Ok(())
-}
-
-/// Where a registration's return channel is read, as its consumer said.
-pub fn acknowledged(db: &dyn Store, r: &Registration) -> anyhow::Result<u64> {
-    Ok(marks_in(&*db.read()?, &r.id)?.acked)
 }
 
 #[cfg(test)]
