@@ -92,7 +92,7 @@ pub struct Report {
 /// Runs retention for one host, on a thread of its own: a pass deletes
 /// about as much as the host wrote since the last one, and on the tick's
 /// thread it held ticks back (a soak's grid, 1,000 consumers at ×60, ticked
-/// 88 % of its nominal ticks). Its transactions interleave with the ticks'.
+/// 85 % of its nominal ticks). Its transactions interleave with the ticks'.
 pub struct Keeper {
     pub config: Retention,
     /// The tick log's count bound, and what a dry run needs.
@@ -101,7 +101,22 @@ pub struct Keeper {
     last: Mutex<Option<Instant>>,
     report: Arc<Mutex<Report>>,
     pass: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The last [`Figures`] taken, and when.
+    figures: Mutex<Option<(Instant, Arc<Figures>)>>,
 }
+
+/// What the store holds, for `/status` and `/metrics`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    pub size: powerplug_storage::StoreStats,
+    /// Per slot.
+    pub tick_log: BTreeMap<String, tick_log::Held>,
+}
+
+/// How long [`Figures`] serve: the store's figures take a write
+/// transaction (it waits for, and holds up, a tick's), so however often
+/// anyone asks, they are taken at most this often.
+const FIGURES_FOR: Duration = Duration::from_secs(5);
 
 /// What a pass needs to know.
 #[derive(Debug, Clone, Copy)]
@@ -187,7 +202,30 @@ impl Keeper {
             last: Mutex::new(None),
             report: Default::default(),
             pass: Mutex::new(None),
+            figures: Mutex::new(None),
         }
+    }
+
+    /// The store's figures, at most [`FIGURES_FOR`] old; askers at the same
+    /// moment wait for one taking.
+    pub fn figures(&self, db: &dyn Store) -> anyhow::Result<Arc<Figures>> {
+        let mut cached = self.figures.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, figures)) = cached.as_ref()
+            && at.elapsed() < FIGURES_FOR
+        {
+            return Ok(figures.clone());
+        }
+        let mut tick_log = BTreeMap::new();
+        for slot in tick_log::slots(db)? {
+            let held = tick_log::held(db, &slot)?;
+            tick_log.insert(slot, held);
+        }
+        let figures = Arc::new(Figures {
+            size: db.stats()?,
+            tick_log,
+        });
+        *cached = Some((Instant::now(), figures.clone()));
+        Ok(figures)
     }
 
     pub fn report(&self) -> Report {

@@ -62,9 +62,10 @@ pub trait Store: Send + Sync {
     /// How the store's file is used. Waits for the write in progress.
     fn stats(&self) -> anyhow::Result<StoreStats>;
 
-    /// Gives the file's free pages back to the file system. Writes wait
-    /// while it runs; it refuses (and the caller retries later) while any
-    /// transaction is open, rather than wait for it.
+    /// Gives the file's free pages back to the file system. Every new
+    /// transaction waits while it runs; the ones open when it starts get a
+    /// moment to end, and if one does not, it refuses (the caller retries
+    /// later).
     fn compact(&self) -> anyhow::Result<Compacted>;
 
     /// Writes a consistent copy of every table to a new file at `path`

@@ -1,9 +1,10 @@
 //! `GET /metrics`: a grid's or producer's store and retention in
 //! Prometheus' text format, for whoever watches its disk. Names follow
 //! Prometheus' conventions (`powerplug_` prefix, base units, `_total` for
-//! counters); no per-entity or per-slot labels, nothing secret, a fixed
-//! number of reads whatever the host's size, so it is open like the public
-//! `/status`.
+//! counters); no per-entity or per-slot labels, nothing secret, and the
+//! store's figures taken at most every few seconds however often anyone
+//! asks ([`powerplug_roles::retention::Keeper::figures`]), so it is open
+//! like the public `/status`.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -33,14 +34,10 @@ async fn metrics<R: HasHub>(State(role): State<Arc<R>>) -> ApiResult<impl IntoRe
 }
 
 fn render(hub: &powerplug_roles::role::Hub) -> anyhow::Result<String> {
-    let db = &*hub.db;
-    let size = db.stats()?;
-    let (mut ticks, mut tick_bytes) = (0, 0);
-    for slot in powerplug_roles::tick_log::slots(db)? {
-        let held = powerplug_roles::tick_log::held(db, &slot)?;
-        ticks += held.ticks;
-        tick_bytes += held.bytes;
-    }
+    let figures = hub.retention.figures(&*hub.db)?;
+    let size = figures.size;
+    let ticks = figures.tick_log.values().map(|h| h.ticks).sum();
+    let tick_bytes = figures.tick_log.values().map(|h| h.bytes).sum();
     let done = hub.retention.report();
     let mut out = String::new();
     let mut put = |name: &str, kind: &str, help: &str, value: u64| {

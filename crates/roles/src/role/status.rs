@@ -47,14 +47,10 @@ fn registrations(db: &dyn Store) -> anyhow::Result<Value> {
 /// The store's size and free pages, what the tick log holds per slot
 /// (slot names name experiments: for a read token), and what retention did.
 fn store(hub: &super::Hub) -> anyhow::Result<Value> {
-    let db = &*hub.db;
-    let mut tick_log = BTreeMap::new();
-    for slot in crate::tick_log::slots(db)? {
-        tick_log.insert(slot.clone(), crate::tick_log::held(db, &slot)?);
-    }
+    let figures = hub.retention.figures(&*hub.db)?;
     Ok(json!({
-        "size": db.stats()?,
-        "tick_log": tick_log,
+        "size": figures.size,
+        "tick_log": figures.tick_log,
         "retention": {
             "config": hub.retention.config,
             "tick_log_ticks": hub.retention.tick_log_ticks,
