@@ -206,7 +206,7 @@ impl Keeper {
         }
     }
 
-    /// The store's figures, at most [`FIGURES_FOR`] old; askers at the same
+    /// The store's figures, at most five seconds old; askers at the same
     /// moment wait for one taking.
     pub fn figures(&self, db: &dyn Store) -> anyhow::Result<Arc<Figures>> {
         let mut cached = self.figures.lock().unwrap_or_else(|e| e.into_inner());
