@@ -1,7 +1,8 @@
 //! Each role as its own `powerplug` process, configured by TOML files, killed
-//! hard (SIGKILL) mid-run and started again on the same data directory. In the
-//! end no reading, payment request, payment or payout is lost or repeated:
-//! every total is compared with what the other side recorded.
+//! hard (SIGKILL) mid-run and started again on the same data directory, or
+//! the grid restored from a backup taken mid-run. In the end no reading,
+//! payment request, payment or payout is lost or repeated: every total is
+//! compared with what the other side recorded.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -145,10 +146,36 @@ fn members(db: &dyn Store, prefix: &str, count: u32) -> Vec<MemberState> {
         .collect()
 }
 
-#[test]
-fn killing_any_role_mid_run_loses_and_repeats_nothing() {
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path();
+/// The four roles on one data directory, running.
+struct Cluster {
+    dir: PathBuf,
+    roles: Vec<Role>,
+    grid_url: String,
+    producer_url: String,
+    consumer_url: String,
+    agent: ureq::Agent,
+}
+
+impl Cluster {
+    fn status(&self) -> Option<Value> {
+        get(&self.agent, &format!("{}/status", self.grid_url))
+    }
+
+    fn ticks(&self) -> u64 {
+        counter(&self.status(), "ticks")
+    }
+
+    fn run_ticks(&self, n: u64) {
+        let from = self.ticks();
+        wait_for(&format!("{n} more grid ticks"), || self.ticks() >= from + n);
+    }
+
+    fn role(&mut self, name: &str) -> &mut Role {
+        self.roles.iter_mut().find(|r| r.name == name).unwrap()
+    }
+}
+
+fn start(dir: &Path) -> Cluster {
     LOGS.with(|logs| *logs.borrow_mut() = dir.to_path_buf());
     let strategies = dir.join("strategies");
     let built = Command::new(env!("CARGO_BIN_EXE_powerplug"))
@@ -166,7 +193,7 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
         String::from_utf8_lossy(&built.stderr)
     );
 
-    let (grid_port, producer_port) = (free_port(), free_port());
+    let (grid_port, producer_port, consumer_port) = (free_port(), free_port(), free_port());
     let grid_url = format!("http://127.0.0.1:{grid_port}");
     let producer_url = format!("http://127.0.0.1:{producer_port}");
     let epoch = powerplug::role::unix_ms();
@@ -208,7 +235,7 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
             "consumer",
             format!(
                 "{}upstream_url = \"{grid_url}\"\ncount = {CONSUMERS}\nslice_ms = 30000\npayment_step = 25\n[meter.fixed]\nwh = 1000\n",
-                common("consumer", free_port())
+                common("consumer", consumer_port)
             ),
         ),
     ];
@@ -252,42 +279,131 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
     producer.start();
     sources.start();
     consumers.start();
-
-    let status = || get(&agent, &format!("{grid_url}/status"));
-    let ticks = || counter(&status(), "ticks");
-    let run_ticks = |n: u64| {
-        let from = ticks();
-        wait_for(&format!("{n} more grid ticks"), || ticks() >= from + n);
+    let cluster = Cluster {
+        dir: dir.to_path_buf(),
+        roles,
+        grid_url,
+        producer_url,
+        consumer_url: format!("http://127.0.0.1:{consumer_port}"),
+        agent,
     };
-    run_ticks(12);
+    cluster.run_ticks(12);
     wait_for("a consumer paid and a producer reported", || {
-        let s = status();
+        let s = cluster.status();
         counter(&s, "income") > 0 && counter(&s, "output-wh") > 0
     });
+    cluster
+}
 
+#[test]
+fn killing_any_role_mid_run_loses_and_repeats_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let mut c = start(work.path());
     // Kill each role hard in turn, and start it again on the same data.
-    for victim in [0usize, 3, 1, 2, 0] {
-        match victim {
-            0 => grid.kill(),
-            1 => producer.kill(),
-            2 => sources.kill(),
-            _ => consumers.kill(),
-        }
+    for victim in ["grid", "consumer", "producer", "source", "grid"] {
+        c.role(victim).kill();
         std::thread::sleep(Duration::from_millis(300));
-        match victim {
-            0 => {
-                grid.start();
-                wait_for("the grid answers again", || status().is_some());
-            }
-            1 => producer.start(),
-            2 => sources.start(),
-            _ => consumers.start(),
+        c.role(victim).start();
+        if victim == "grid" {
+            wait_for("the grid answers again", || c.status().is_some());
         }
-        run_ticks(8);
+        c.run_ticks(8);
     }
-    wait_for("payouts happened", || counter(&status(), "paid-out") > 0);
+    wait_for("payouts happened", || counter(&c.status(), "paid-out") > 0);
+    let summary = settle(c);
+    println!("after 5 hard kills: {summary}");
+}
 
-    // Wind down in order, each side taking in what the other sent.
+#[test]
+fn a_grid_restored_from_a_backup_taken_mid_run_keeps_the_books() {
+    let work = tempfile::tempdir().unwrap();
+    let mut c = start(work.path());
+    let backup = c.dir.join("grid-backup.redb");
+    let out = Command::new(env!("CARGO_BIN_EXE_powerplug"))
+        .args(["backup", "--url", &c.grid_url])
+        .arg(&backup)
+        .env("POWERPLUG_OPERATOR_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let at_backup = c.status();
+
+    // Readings, reports, requests and payments go on after the backup.
+    let moved_on = |s: &Option<Value>| {
+        ["usage-wh", "output-wh", "payment-requests", "income"]
+            .iter()
+            .all(|name| counter(s, name) > counter(&at_backup, name))
+    };
+    wait_for("the grid moved on after the backup", || {
+        moved_on(&c.status())
+    });
+    c.run_ticks(4);
+    c.role("grid").kill();
+    let before_restore = {
+        let db = RedbStore::open(&c.dir.join("grid/powerplug.redb")).unwrap();
+        storage::counters(&db).unwrap()
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_powerplug"))
+        .arg("restore")
+        .arg(&backup)
+        .arg("--data-dir")
+        .arg(c.dir.join("grid"))
+        .arg("--force")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.role("grid").start();
+    wait_for("the restored grid answers", || c.status().is_some());
+    let restored = c.status();
+    assert!(
+        counter(&restored, "income") < before_restore["income"],
+        "the grid went back to the backup: {restored:?}"
+    );
+
+    // The meters and the producer see the new timeline and catch up.
+    let consumers = || get(&c.agent, &format!("{}/status", c.consumer_url));
+    wait_for("the consumers caught up", || {
+        consumers().is_some_and(|s| !s["caught_up"].is_null())
+    });
+    let caught = consumers().unwrap()["caught_up"].clone();
+    for what in ["resent", "requests_void", "payments_lost"] {
+        assert!(caught[what].as_u64() > Some(0), "{what}: {caught}");
+    }
+    assert_eq!(caught["not_kept"], 0, "{caught}");
+    c.run_ticks(12);
+    wait_for("the grid is past where it was", || {
+        let s = c.status();
+        counter(&s, "income") > before_restore["income"]
+            && counter(&s, "usage-wh") > before_restore["usage-wh"]
+    });
+    let summary = settle(c);
+    println!("restored from a backup mid-run: {summary}; consumers caught up: {caught}");
+}
+
+/// Winds the roles down in order, each side taking in what the other sent,
+/// and checks the books: every total against what the other side recorded.
+fn settle(mut c: Cluster) -> String {
+    let dir = c.dir.clone();
+    let (agent, grid_url, producer_url) =
+        (c.agent.clone(), c.grid_url.clone(), c.producer_url.clone());
+    let status = || get(&agent, &format!("{grid_url}/status"));
+    let run_ticks = |n: u64| {
+        let from = counter(&status(), "ticks");
+        wait_for(&format!("{n} more grid ticks"), || {
+            counter(&status(), "ticks") >= from + n
+        });
+    };
+    let [grid, producer, sources, consumers] = c.roles.as_mut_slice() else {
+        unreachable!()
+    };
     sources.stop();
     let source_db = RedbStore::open(&dir.join("source/powerplug.redb")).unwrap();
     let sent_by_sources: u64 = members(&source_db, "source", SOURCES)
@@ -412,11 +528,11 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
         metric("running-costs-received") + n("paid-out") + metric("available"),
         "paid by consumers = running costs + payouts + undistributed"
     );
-    println!(
-        "after 5 hard kills: {used} Wh used and billed, {requests} requests asking {asked}, {} payments of {paid}, {} paid out",
-        consumer_states.iter().map(|m| m.payments).sum::<u64>(),
-        n("paid-out")
-    );
     let log = grid.log_text();
     assert!(!log.contains("panicked"), "{log}");
+    format!(
+        "{used} Wh used and billed, {requests} requests asking {asked}, {} payments of {paid}, {} paid out",
+        consumer_states.iter().map(|m| m.payments).sum::<u64>(),
+        n("paid-out")
+    )
 }

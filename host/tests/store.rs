@@ -122,6 +122,16 @@ fn cli(args: &[&str], token: &str, dir: &Path) -> (bool, String, String) {
     )
 }
 
+fn timeline(url: &str) -> String {
+    let answer: Value = ureq::get(format!("{url}/timeline"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    answer["timeline"].as_str().unwrap().to_owned()
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -150,6 +160,7 @@ fn a_running_grid_is_backed_up_and_restored_into_a_grid_with_the_same_state() {
     grid.issue("consumer-0", 100_000);
     wait_for("a few ticks", || grid.ticks() >= 3);
     let before = grid.status().unwrap();
+    let first_timeline = timeline(&grid.url);
 
     // Refused: a wrong token, a token without the scope, the data dir of a
     // running role.
@@ -196,7 +207,7 @@ fn a_running_grid_is_backed_up_and_restored_into_a_grid_with_the_same_state() {
 
     // Restored into a fresh directory, a grid starts with the backup's state.
     let second_dir = w.join("second");
-    let (ok, _, err) = cli(
+    let (ok, out, err) = cli(
         &[
             "restore",
             backup.to_str().unwrap(),
@@ -210,6 +221,37 @@ fn a_running_grid_is_backed_up_and_restored_into_a_grid_with_the_same_state() {
     let store = second_dir.join("powerplug.redb");
     assert_eq!((mode(&second_dir), mode(&store)), (0o700, 0o600));
     let grid = Grid::start(w, &second_dir, &component);
+    // A restored store is a new history: requests meant for the old one are
+    // refused before they change anything, and say so.
+    let restored: Value = serde_json::from_str(&out).unwrap();
+    let new_timeline = timeline(&grid.url);
+    assert_eq!(restored["timeline"], new_timeline.as_str());
+    assert_ne!(new_timeline, first_timeline);
+    let stale = |named: &str| {
+        let mut response = ureq::get(format!("{}/wallet", grid.url))
+            .header("powerplug-timeline", named)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.body_mut().read_json::<Value>().unwrap_or_default(),
+        )
+    };
+    let (status, body) = stale(&first_timeline);
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (409, Some("timeline")),
+        "{body}"
+    );
+    assert_eq!(
+        stale(&new_timeline).0,
+        401,
+        "the right timeline goes on to the route's own checks"
+    );
     let after = grid.status().unwrap();
     assert_eq!(after["id"], before["id"]);
     assert_eq!(

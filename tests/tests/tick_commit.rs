@@ -152,8 +152,8 @@ fn a_tick_and_all_its_effects_commit_together_or_not_at_all() {
 
     // The outbox delivers once, even when drained twice.
     let route = |d: &str| (d == "consumer-0").then_some(&consumer_store as &dyn Transport);
-    assert_eq!(outbox::drain(&db, 10, route).unwrap().sent, 1);
-    assert_eq!(outbox::drain(&db, 10, route).unwrap().sent, 0);
+    assert_eq!(outbox::drain(&db, 10, 0, route).unwrap().sent, 1);
+    assert_eq!(outbox::drain(&db, 10, 0, route).unwrap().sent, 0);
     let poll = ChannelReader::new(&info)
         .unwrap()
         .poll(&consumer_store)

@@ -2,6 +2,7 @@
 //! machine publishes to, and reads from, the store of the grid or producer it
 //! registered with (`PUT`/`GET /channels/{address}`).
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -87,11 +88,63 @@ impl HttpTransport {
     }
 }
 
+impl HttpTransport {
+    /// Through `agent` (one that names a [`Timeline`], say).
+    pub fn with_agent(base: &str, agent: ureq::Agent) -> Self {
+        Self {
+            agent,
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+}
+
 /// A blocking client with timeouts, shared by the roles' HTTP clients.
 pub fn agent() -> ureq::Agent {
+    config().build().into()
+}
+
+fn config() -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
     ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(10)))
         .http_status_as_error(false)
+}
+
+/// The header that names the timeline of the host's store a request is for.
+pub const TIMELINE_HEADER: &str = "powerplug-timeline";
+
+/// Which history of the host above a client acts on (its `GET /timeline`).
+/// Once set, every request of an [`agent_on`] it names it, and a host that
+/// was restored from a backup since refuses the request (`409`) instead of
+/// taking what was meant for the history it lost.
+#[derive(Clone, Default)]
+pub struct Timeline(Arc<RwLock<Option<String>>>);
+
+impl Timeline {
+    pub fn get(&self) -> Option<String> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set(&self, timeline: String) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(timeline);
+    }
+}
+
+/// Like [`agent`], naming `timeline` in every request once it is known.
+pub fn agent_on(timeline: &Timeline) -> ureq::Agent {
+    let timeline = timeline.clone();
+    config()
+        .middleware(
+            move |mut request: ureq::http::Request<ureq::SendBody>,
+                  next: ureq::middleware::MiddlewareNext| {
+                if let Some(value) = timeline
+                    .get()
+                    .and_then(|t| ureq::http::HeaderValue::from_str(&t).ok())
+                {
+                    request.headers_mut().insert(TIMELINE_HEADER, value);
+                }
+                next.handle(request)
+            },
+        )
         .build()
         .into()
 }

@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 pub use embedded::{EmbeddedTransport, MAX_MESSAGE_BYTES, forget_in, messages_in, store_in};
 pub use http::{
     Addressed, BATCH, Batch, HttpTransport, ManyMessages, Messages, READ_BATCH, READ_BYTES,
-    ReadMany, RefusedMessage, Stored, agent,
+    ReadMany, RefusedMessage, Stored, TIMELINE_HEADER, Timeline, agent, agent_on,
 };
 pub use reader::{ChannelReader, MAX_PER_POLL, Poll, ReadError};
 pub use transport::{MemoryTransport, Refused, Transport};

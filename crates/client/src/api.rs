@@ -91,6 +91,13 @@ pub struct Registered {
     /// The channel the host writes back on (consumers: payment requests).
     #[serde(default)]
     pub return_channel: Option<Channel>,
+    /// Where the host writes its next message on the return channel. A
+    /// reader past it read messages of a history the host no longer has
+    /// (it was restored from a backup).
+    #[serde(default)]
+    pub return_next: Option<u64>,
+    /// Where the host reads the entity's channel next: all before it is
+    /// taken; a restored host may need what came after sent again.
     pub read_index: u64,
     pub closed: bool,
     pub dropped: u64,

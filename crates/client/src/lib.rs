@@ -241,6 +241,21 @@ impl Client {
         self.put(&format!("/registrations/{}", segment(id)), body)
     }
 
+    /// `GET /registrations/{id}` (the entity's credential): what the host
+    /// holds of the registration, with where it reads and writes.
+    pub fn registration(&self, id: &str) -> anyhow::Result<Answer> {
+        self.get(&format!("/registrations/{}", segment(id)))
+    }
+
+    /// `GET /timeline`: which history of its store the host is in.
+    pub fn timeline(&self) -> anyhow::Result<String> {
+        let answer = self.get("/timeline")?.ok()?;
+        answer["timeline"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("{}: no timeline in {answer}", self.base))
+    }
+
     /// `DELETE /registrations/{id}` (the entity's credential).
     pub fn deregister(&self, id: &str) -> anyhow::Result<Answer> {
         self.delete(&format!("/registrations/{}", segment(id)))

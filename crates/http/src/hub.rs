@@ -3,6 +3,9 @@
 //! `/metrics`.
 
 mod metrics;
+mod timeline;
+
+pub use timeline::fence;
 
 use powerplug_domain::EntityKind;
 use std::sync::Arc;
@@ -59,6 +62,7 @@ pub fn routes<R: HasHub>() -> Router<Arc<R>> {
                 .delete(delete_document::<R>),
         )
         .merge(metrics::routes::<R>())
+        .merge(timeline::routes::<R>())
 }
 
 pub async fn status<R: HasHub>(State(role): State<Arc<R>>) -> ApiResult<Json<serde_json::Value>> {

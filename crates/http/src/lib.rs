@@ -386,7 +386,11 @@ pub fn grid_router(grid: Arc<Grid>) -> Router {
             .merge(strategies::routes::<Grid>())
             .merge(experiments::routes())
             .merge(admin::routes::<Grid>())
-            .route("/status", get(status::<Grid>)),
+            .route("/status", get(status::<Grid>))
+            .layer(axum::middleware::from_fn_with_state(
+                grid.clone(),
+                hub::fence::<Grid>,
+            )),
         grid,
     )
 }
@@ -436,7 +440,11 @@ pub fn producer_router(producer: Arc<Producer>) -> Router {
             .route("/status", get(status::<Producer>))
             .route("/initialise", post(initialise))
             .route("/closedown", post(closedown))
-            .route("/reset", post(reset)),
+            .route("/reset", post(reset))
+            .layer(axum::middleware::from_fn_with_state(
+                producer.clone(),
+                hub::fence::<Producer>,
+            )),
         producer,
     )
 }
@@ -455,6 +463,8 @@ pub fn meters_router(meters: Arc<Meters>) -> Router {
                 // Per meter only for small hosts: a balance is a ledger call each.
                 "each": meters.each(100)?,
                 "scheduler": meters.scheduler.status(),
+                // What the last catching up with a restored host above changed.
+                "caught_up": meters.caught_up(),
             })))
         })
         .await

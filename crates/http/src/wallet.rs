@@ -155,6 +155,10 @@ async fn pay_batch(
 #[serde(deny_unknown_fields)]
 struct Since {
     since: Option<u64>,
+    /// Only the payment made under this key (the caller's own keys), if
+    /// the ledger holds it: how a meter finds which of its payments a
+    /// restored ledger lost.
+    key: Option<String>,
 }
 
 async fn account(
@@ -171,12 +175,22 @@ async fn account(
             ));
         };
         let me = grid.hub().registry.authenticate(grid.db(), credential)?;
-        let transfers =
-            wallet::transfers_page(grid.db(), &me.id, query.since.unwrap_or(0), MAX_TRANSFERS)?;
+        let transfers = match &query.key {
+            Some(key) => {
+                check_key(key)?;
+                wallet::by_key(grid.db(), &format!("{}/{key}", me.id))?
+                    .into_iter()
+                    .collect()
+            }
+            None => {
+                wallet::transfers_page(grid.db(), &me.id, query.since.unwrap_or(0), MAX_TRANSFERS)?
+            }
+        };
         Ok(Json(Account {
             balance: wallet::balance(grid.db(), &me.id)?,
             account: me.id,
             transfers,
+            last_seq: wallet::last_seq(grid.db())?,
         }))
     })
     .await

@@ -271,6 +271,29 @@ pub fn resolve(db: &dyn Store, address: &str) -> Result<Option<String>, WalletEr
     }
 }
 
+/// Where the ledger is: the newest transfer's `seq` (0: none yet).
+pub fn last_seq(db: &dyn Store) -> Result<u64, WalletError> {
+    match powerplug_storage::last(&*db.read()?, TRANSFERS, &[])? {
+        Some((k, _)) => Ok(key::Reader::new(&k).u64()?),
+        None => Ok(0),
+    }
+}
+
+/// The transfer made under idempotency key `key`, if there is one.
+pub fn by_key(db: &dyn Store, key: &str) -> Result<Option<Transfer>, WalletError> {
+    let tx = db.read()?;
+    let Some(seq) = tx.get(BY_KEY, &key::of(&[&key]))? else {
+        return Ok(None);
+    };
+    let seq = key::u64_value(&seq)?;
+    match tx.get(TRANSFERS, &key::of(&[&seq]))? {
+        Some(bytes) => Ok(Some(postcard::from_bytes(&bytes)?)),
+        None => Err(WalletError::Storage(format!(
+            "transfer {seq} of key {key} is missing"
+        ))),
+    }
+}
+
 pub fn balance(db: &dyn Store, account: &str) -> Result<Tokens, WalletError> {
     Ok(Tokens(number(
         &*db.read()?,

@@ -14,6 +14,12 @@ use powerplug_channel::{Sealed, Transport};
 use powerplug_storage::{Order, Store, WriteTx, key};
 
 const OUTBOX: &str = "outbox";
+/// The destination of everything an entity publishes to the host above it.
+pub const UPSTREAM: &str = "upstream";
+/// What went upstream, kept after it was taken: (author, index) → item. A
+/// host above that is restored from a backup lost what came after the
+/// backup; these go again ([`resend_from`]).
+const SENT: &str = "outbox_sent";
 /// Items a destination refused for good (not the sender's channel any more,
 /// a conflicting message): kept for the operator to see, never sent again, so
 /// that they hold nothing up.
@@ -61,6 +67,59 @@ pub fn acknowledge(db: &dyn Store, seqs: &[u64]) -> anyhow::Result<()> {
     tx.commit()
 }
 
+/// Acknowledges `items`, keeping the last `keep` of each channel that went
+/// upstream for a resend.
+fn acknowledge_keeping(db: &dyn Store, items: &[&Item], keep: u64) -> anyhow::Result<()> {
+    let tx = db.write()?;
+    for item in items {
+        tx.delete(OUTBOX, &key::of(&[&item.seq]))?;
+        if keep == 0 || item.destination != UPSTREAM {
+            continue;
+        }
+        let m = &item.message;
+        tx.put(
+            SENT,
+            &key::of(&[&m.author, &m.index]),
+            &postcard::to_allocvec(item)?,
+        )?;
+        if let Some(gone) = m.index.checked_sub(keep) {
+            tx.delete(SENT, &key::of(&[&m.author, &gone]))?;
+        }
+    }
+    tx.commit()
+}
+
+/// Per channel author, the first message still waiting to go upstream.
+pub fn unsent(db: &dyn Store) -> anyhow::Result<std::collections::HashMap<[u8; 32], u64>> {
+    let mut first = std::collections::HashMap::new();
+    for item in pending(db, usize::MAX)? {
+        if item.destination == UPSTREAM {
+            let m = item.message;
+            first
+                .entry(m.author)
+                .and_modify(|i: &mut u64| *i = (*i).min(m.index))
+                .or_insert(m.index);
+        }
+    }
+    Ok(first)
+}
+
+/// Puts back into the outbox, in the caller's transaction, what channel
+/// `author` sent upstream from message `from` on, as far as it was kept.
+/// Returns the first index that was kept (`None`: nothing from `from` on).
+pub fn resend_from(tx: &dyn WriteTx, author: &[u8; 32], from: u64) -> anyhow::Result<Option<u64>> {
+    let end = key::after_prefix(&key::of(&[author]));
+    let start = key::of(&[author, &from]);
+    let kept = tx.range(SENT, &start, end.as_deref(), Order::Ascending, usize::MAX)?;
+    let mut first = None;
+    for (_, bytes) in kept {
+        let item: Item = postcard::from_bytes(&bytes)?;
+        first.get_or_insert(item.message.index);
+        enqueue(tx, &item.destination, item.message)?;
+    }
+    Ok(first)
+}
+
 /// Moves items a destination will never take out of the queue, with why.
 fn set_aside(db: &dyn Store, refused: &[(&Item, &str)]) -> anyhow::Result<()> {
     let tx = db.write()?;
@@ -103,9 +162,12 @@ impl Drained {
 /// their destination, a run of items for the same destination at a time, and
 /// acknowledges each run after it is sent. A destination that fails, or
 /// refuses an item, holds up only its own items: the others go on.
+/// Of what went [`UPSTREAM`], the last `keep_sent` messages of each channel
+/// are kept for a resend.
 pub fn drain<'t>(
     db: &dyn Store,
     limit: usize,
+    keep_sent: u64,
     route: impl Fn(&str) -> Option<&'t dyn Transport>,
 ) -> anyhow::Result<Drained> {
     let items = pending(db, limit)?;
@@ -135,13 +197,13 @@ pub fn drain<'t>(
             .filter_map(|r| run.get(r.position).map(|i| (i, r.reason.as_str())))
             .collect();
         set_aside(db, &never)?;
-        let done: Vec<u64> = run
+        let done: Vec<&Item> = run
             .iter()
             .enumerate()
             .filter(|(p, _)| !refused.iter().any(|r| r.position == *p))
-            .map(|(_, i)| i.seq)
+            .map(|(_, i)| i)
             .collect();
-        acknowledge(db, &done)?;
+        acknowledge_keeping(db, &done, keep_sent)?;
         drained.sent += done.len();
         drained.refused += never.len();
     }
@@ -186,7 +248,7 @@ mod tests {
 
         // After the restart the drain sends items 2 and 3; item 2 for the second time.
         assert_eq!(
-            drain(&db, 10, |d| (d == "peer")
+            drain(&db, 10, 0, |d| (d == "peer")
                 .then_some(&peer as &dyn Transport))
             .unwrap()
             .sent,
@@ -222,12 +284,59 @@ mod tests {
         enqueue(&*tx, "elsewhere", sealed(1)).unwrap();
         tx.commit().unwrap();
         let memory = MemoryTransport::default();
-        let drained = drain(&db, 10, |d| {
+        let drained = drain(&db, 10, 0, |d| {
             (d == "peer").then_some(&memory as &dyn Transport)
         })
         .unwrap();
         assert_eq!(drained.failed, [("elsewhere".into(), "no route".into())]);
         assert_eq!(pending(&db, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn what_went_upstream_is_kept_for_a_resend_the_last_few_per_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RedbStore::open(&dir.path().join("host.redb")).unwrap();
+        let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[5; 32]), true).unwrap();
+        let author = writer.info().author;
+        let tx = db.write().unwrap();
+        enqueue(&*tx, UPSTREAM, writer.prepare(Message::Hello).unwrap()).unwrap();
+        for n in 1..=5u8 {
+            let m = writer.prepare(Message::Data(vec![n])).unwrap();
+            enqueue(&*tx, UPSTREAM, m).unwrap();
+        }
+        enqueue(&*tx, "elsewhere", sealed(9)).unwrap();
+        tx.commit().unwrap();
+        let upstream = MemoryTransport::default();
+        let route = |d: &str| (d != "nowhere").then_some(&upstream as &dyn Transport);
+        assert_eq!(drain(&db, 100, 3, route).unwrap().sent, 7);
+        assert!(unsent(&db).unwrap().is_empty());
+
+        // The host above lost everything from message 2 on: 3 to 5 are kept.
+        let tx = db.write().unwrap();
+        assert_eq!(resend_from(&*tx, &author, 2).unwrap(), Some(3));
+        tx.commit().unwrap();
+        let again: Vec<u64> = pending(&db, 10)
+            .unwrap()
+            .iter()
+            .map(|i| i.message.index)
+            .collect();
+        assert_eq!(again, [3, 4, 5], "only what went upstream, in order");
+        assert_eq!(unsent(&db).unwrap().get(&author), Some(&3));
+        // The same bytes again: the host above keeps one of each.
+        drain(&db, 100, 3, route).unwrap();
+        assert_eq!(
+            upstream
+                .get(&Address::of(&writer.info().root, 4))
+                .unwrap()
+                .len(),
+            1
+        );
+        let tx = db.write().unwrap();
+        assert_eq!(
+            resend_from(&*tx, &author, 6).unwrap(),
+            None,
+            "nothing from 6 on"
+        );
     }
 
     fn sealed(n: u8) -> Sealed {
@@ -283,7 +392,7 @@ mod tests {
             "down" => Some(&down as &dyn Transport),
             _ => None,
         };
-        let drained = drain(&db, 100, route).unwrap();
+        let drained = drain(&db, 100, 0, route).unwrap();
         assert_eq!((drained.sent, drained.refused), (3, 1), "{drained:?}");
         assert_eq!(drained.failed.len(), 1);
         for n in [1, 4, 5] {

@@ -50,6 +50,7 @@ impl Registration {
                 author: hex::encode(host_key),
                 side_key: w.side_key.map(hex::encode),
             }),
+            return_next: self.return_channel.as_ref().map(|w| w.next_index),
             read_index: self.read_index,
             closed: self.closed,
             dropped: self.dropped,

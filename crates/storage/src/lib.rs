@@ -211,6 +211,31 @@ pub fn meta_or_init<T: serde::Serialize + serde::de::DeserializeOwned>(
     Ok(value)
 }
 
+const TIMELINE: &str = "timeline";
+
+/// Which history of the store this is. A restored copy starts a new one
+/// ([`begin_timeline`]), so that the hosts that talk to this one learn that
+/// it went back in time and send again what the copy does not hold (see
+/// docs/operations.md).
+pub fn timeline(db: &dyn Store) -> anyhow::Result<String> {
+    meta_or_init(db, TIMELINE, random_timeline)
+}
+
+/// Gives the store a new timeline: done to a restored copy before it is used.
+pub fn begin_timeline(db: &dyn Store) -> anyhow::Result<String> {
+    let timeline = random_timeline()?;
+    let tx = db.write()?;
+    set_meta(&*tx, TIMELINE, &timeline)?;
+    tx.commit()?;
+    Ok(timeline)
+}
+
+fn random_timeline() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Adds `by` to a counter inside the caller's transaction.
 pub fn count(tx: &dyn WriteTx, name: &str, by: u64) -> anyhow::Result<()> {
     if by == 0 {

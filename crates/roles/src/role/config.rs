@@ -294,6 +294,12 @@ fn rollback_after() -> u32 {
     3
 }
 
+/// Messages per channel kept after the host above took them, to send again
+/// if it is restored from an older backup: a day of one reading a minute.
+pub fn resend_window() -> u64 {
+    1_440
+}
+
 fn dry_run_ticks() -> u32 {
     20
 }
@@ -454,6 +460,9 @@ pub struct ProducerConfig {
     /// How long what the producer has finished with is kept.
     #[serde(default)]
     pub retention: crate::retention::Retention,
+    /// Reports kept after the grid took them, for a grid restored from a backup.
+    #[serde(default = "resend_window")]
+    pub resend_window: u64,
 }
 
 impl Default for ProducerConfig {
@@ -479,6 +488,7 @@ impl Default for ProducerConfig {
             admission: Default::default(),
             plausible: Default::default(),
             retention: Default::default(),
+            resend_window: resend_window(),
         }
     }
 }
@@ -506,6 +516,10 @@ pub struct MetersConfig {
     /// where the upstream host needs one.
     #[serde(default)]
     pub admission_token: Option<String>,
+    /// Readings kept per meter after the host above took them, for a host
+    /// restored from a backup.
+    #[serde(default = "resend_window")]
+    pub resend_window: u64,
 }
 
 /// A meter host keeps its state in its own database (`data_dir`), or — a
@@ -534,6 +548,7 @@ impl MetersConfig {
             payment_step: 25,
             state: StateKeeping::Local,
             admission_token: None,
+            resend_window: resend_window(),
         }
     }
 

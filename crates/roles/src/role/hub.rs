@@ -51,6 +51,12 @@ pub struct Hub {
     pub scheduler: super::SchedulerHealth,
     /// What goes once read and old enough (set by the role from its config).
     pub retention: crate::retention::Keeper,
+    /// The store's history (see [`powerplug_storage::timeline`]); a request
+    /// that names another one is refused.
+    pub timeline: String,
+    /// Messages per channel kept after the host above took them (a
+    /// producer's reports), for a resend to a restored grid.
+    pub keep_sent: u64,
 }
 
 impl Hub {
@@ -63,7 +69,10 @@ impl Hub {
     ) -> anyhow::Result<Self> {
         let secret = super::secret(&db)?;
         let key = super::signing_key(&secret, id);
+        let timeline = powerplug_storage::timeline(&*db)?;
         Ok(Self {
+            timeline,
+            keep_sent: 0,
             id: id.to_owned(),
             registry: Registry::new(secret, key, id, accepts, admission),
             store: EmbeddedTransport::new(db.clone()),
@@ -207,11 +216,16 @@ impl Hub {
     /// return channels go to its own store, `upstream` to the host above.
     pub fn drain(&self, upstream: Option<&dyn Transport>) -> anyhow::Result<usize> {
         let local: &dyn Transport = &self.store;
-        outbox::drain(&self.db, 100_000, |destination| match destination {
-            LOCAL => Some(local),
-            super::member::UPSTREAM => upstream,
-            _ => None,
-        })?
+        outbox::drain(
+            &self.db,
+            100_000,
+            self.keep_sent,
+            |destination| match destination {
+                LOCAL => Some(local),
+                outbox::UPSTREAM => upstream,
+                _ => None,
+            },
+        )?
         .sent()
     }
 }

@@ -16,8 +16,7 @@ use crate::registry::WriterState;
 use powerplug_channel::{Address, ChannelInfo, ChannelWriter, Message};
 use powerplug_storage as storage;
 
-/// The outbox destination of everything an entity publishes.
-pub const UPSTREAM: &str = "upstream";
+pub use crate::outbox::UPSTREAM;
 
 /// Where an entity without a disk keeps its state upstream: `/storage/{id}/powerplug/member`.
 const REMOTE_CONTEXT: &str = "powerplug";

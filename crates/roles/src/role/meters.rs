@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ed25519_dalek::SigningKey;
 use serde::Serialize;
 
+use super::catch_up::{self, CaughtUp};
 use super::config::{MetersConfig, StateKeeping};
 use super::member::{MemberState, Payment};
 use super::{Clock, Meter, Step};
@@ -47,6 +48,10 @@ pub struct Meters {
     remote: Option<Remote>,
     /// How the scheduler's rounds went, for `/status`.
     pub scheduler: super::SchedulerHealth,
+    /// The timeline of the host above that every request names.
+    timeline: powerplug_channel::Timeline,
+    /// The last catching up with a host above that was restored, for `/status`.
+    caught_up: std::sync::Mutex<Option<CaughtUp>>,
 }
 
 /// What a meter host without a disk remembers in memory.
@@ -137,10 +142,15 @@ impl Meters {
             }
         }
         tx.commit()?;
+        let timeline = powerplug_channel::Timeline::default();
+        catch_up::remember(&db, &timeline)?;
+        let agent = powerplug_channel::agent_on(&timeline);
         Ok(Self {
-            upstream: HttpTransport::new(&config.upstream_url),
-            api: Client::with_agent(powerplug_channel::agent(), &config.upstream_url),
-            agent: powerplug_channel::agent(),
+            upstream: HttpTransport::with_agent(&config.upstream_url, agent.clone()),
+            api: Client::with_agent(agent.clone(), &config.upstream_url),
+            agent,
+            timeline,
+            caught_up: Default::default(),
             config,
             db,
             kind,
@@ -239,8 +249,41 @@ impl Meters {
             .ok_or_else(|| anyhow::anyhow!("no key for {id}"))
     }
 
+    /// Catches up if the host above went back in time (see [`catch_up`]);
+    /// says whether it did.
+    fn follow_timeline(&self) -> anyhow::Result<bool> {
+        let Some(theirs) = catch_up::check(&self.api, &self.timeline, &self.db)? else {
+            return Ok(false);
+        };
+        if let Some(remote) = &self.remote {
+            // What the restored host holds of their state is older: the
+            // caught-up state goes there again (`sync`).
+            remote
+                .kept
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
+        let unsent = crate::outbox::unsent(&self.db)?;
+        let ledger = self.kind == EntityKind::Consumer;
+        let mut total = CaughtUp::default();
+        for mut m in self.members()? {
+            let key = self.key(&m.id)?;
+            let mut up = catch_up::ask(&self.api, &self.agent, &*self.db.read()?, &m, ledger)?;
+            up.unsent_from = unsent.get(&key.verifying_key().to_bytes()).copied();
+            let tx = self.db.write()?;
+            total.add(m.catch_up(&*tx, key, &up, self.config.resend_window)?);
+            m.save(&*tx)?;
+            tx.commit()?;
+        }
+        catch_up::seen(&self.db, &theirs)?;
+        tracing::warn!(timeline = %theirs, ?total, "the host above was restored from a backup: caught up with it");
+        *self.caught_up.lock().unwrap_or_else(|e| e.into_inner()) = Some(total);
+        Ok(true)
+    }
+
     fn drain(&self) -> anyhow::Result<usize> {
-        crate::outbox::drain(&self.db, 100_000, |d| {
+        crate::outbox::drain(&self.db, 100_000, self.config.resend_window, |d| {
             (d == super::member::UPSTREAM).then_some(&self.upstream as &dyn Transport)
         })?
         .sent()
@@ -361,6 +404,7 @@ impl Meters {
             .collect();
         let found = self.upstream.get_many(&next)?;
         let mut changed = Vec::new();
+        let mut read = Vec::new();
         for (&i, messages) in with_channel.iter().zip(found) {
             let m = &mut members[i];
             let mut dirty = false;
@@ -372,10 +416,14 @@ impl Meters {
                 let Ok(poll) = reader.poll(&self.upstream) else {
                     continue;
                 };
-                for data in poll.data {
+                // Only the host writes the channel: one message an index, a
+                // hello at 0.
+                let first = m.return_read.max(1);
+                for (index, data) in (first..).zip(poll.data) {
                     if let Some(Command::PaymentRequest { owed, pay_to, .. }) =
                         Command::decode(&data)
                     {
+                        read.push((m.id.clone(), index, owed.get()));
                         m.requested += owed.get();
                         m.requests += 1;
                         m.outstanding += owed.get();
@@ -394,7 +442,7 @@ impl Meters {
                 m.payments += 1;
                 m.outstanding -= amount;
                 m.pending = Some(Payment {
-                    key: format!("{}/pay/{}", m.id, m.payments),
+                    key: catch_up::payment_key(&m.id, m.payments),
                     to,
                     amount,
                 });
@@ -404,7 +452,14 @@ impl Meters {
                 changed.push(m.clone());
             }
         }
-        self.save(&changed)
+        let tx = self.db.write()?;
+        for (id, index, owed) in &read {
+            catch_up::log_request(&*tx, id, *index, *owed, self.config.resend_window)?;
+        }
+        for m in &changed {
+            m.save(&*tx)?;
+        }
+        tx.commit()
     }
 
     /// Sends the pending payments, many consumers' in one request; confirms or
@@ -435,23 +490,34 @@ impl Meters {
             Ok(outcomes) => outcomes,
             Err(_) => return Ok(()),
         };
-        let mut changed = Vec::new();
+        let tx = self.db.write()?;
+        let window = self.config.resend_window;
         for (&i, outcome) in due.iter().zip(outcomes) {
             let m = &mut members[i];
             let Some(payment) = m.pending.take() else {
                 continue;
             };
             match outcome {
-                Ok(_) => m.paid += payment.amount,
+                Ok(_) => {
+                    m.paid += payment.amount;
+                    catch_up::log_payment(&*tx, &m.id, m.payments, payment.amount, window)?;
+                }
                 Err(why) => {
                     tracing::warn!(entity = %m.id, key = %payment.key, why = %powerplug_strategy::text::for_log(&why.to_string()), "payment refused");
                     m.outstanding += payment.amount;
                     m.refused += 1;
+                    // Nothing moved under its key: logged as nothing paid.
+                    catch_up::log_payment(&*tx, &m.id, m.payments, 0, window)?;
                 }
             }
-            changed.push(m.clone());
+            m.save(&*tx)?;
         }
-        self.save(&changed)
+        tx.commit()
+    }
+
+    /// The last catching up with a host above that was restored, if any.
+    pub fn caught_up(&self) -> Option<CaughtUp> {
+        *self.caught_up.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn status(&self) -> anyhow::Result<MetersStatus> {
@@ -538,6 +604,11 @@ impl Step for Meters {
         let mut members = self.members()?;
         if self.reading.load(Ordering::Relaxed) {
             self.publish_readings(&mut members)?;
+        }
+        // Nothing goes up before catching up with a host above that went
+        // back in time.
+        if self.follow_timeline()? {
+            members = self.members()?;
         }
         // Registered first: the upstream store takes a channel's messages
         // only once the channel is registered there.

@@ -9,6 +9,7 @@
 //! - [`meters::Meters`]: consumers or sources, simulated meters that publish a
 //!   reading per slice (consumers also pay their payment requests).
 
+pub mod catch_up;
 pub mod config;
 pub mod grid;
 mod hub;

@@ -46,6 +46,9 @@ pub struct Producer {
     /// The producer's membership at its grid; one scheduler uses it at a time.
     member: Mutex<MemberState>,
     schedule: super::TickSchedule,
+    /// The grid's timeline that every request to it names.
+    timeline: powerplug_channel::Timeline,
+    resend_window: u64,
 }
 
 /// What a tick took in, to be marked as taken when it commits.
@@ -68,6 +71,7 @@ impl Producer {
             config.operator_token.clone(),
         )?;
         hub.plausible = config.plausible;
+        hub.keep_sent = config.resend_window;
         hub.retention = crate::retention::Keeper::new(
             config.retention,
             config.strategy.tick_log_keep,
@@ -97,14 +101,19 @@ impl Producer {
             }
         };
         let grid_url = config.grid_url.trim_end_matches('/').to_owned();
+        let timeline = powerplug_channel::Timeline::default();
+        super::catch_up::remember(&hub.db, &timeline)?;
+        let agent = powerplug_channel::agent_on(&timeline);
         Ok(Self {
             hub,
             slot,
             clock: config.service.clock,
-            grid: HttpTransport::new(&grid_url),
-            api: Client::with_agent(powerplug_channel::agent(), &grid_url),
+            grid: HttpTransport::with_agent(&grid_url, agent.clone()),
+            api: Client::with_agent(agent.clone(), &grid_url),
             grid_url,
-            agent: powerplug_channel::agent(),
+            agent,
+            timeline,
+            resend_window: config.resend_window,
             admission: config.admission_token.clone(),
             key,
             member: Mutex::new(member),
@@ -147,6 +156,39 @@ impl Producer {
         let tx = self.db().write()?;
         member.save(&*tx)?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Catches up if the grid went back in time (see [`super::catch_up`]):
+    /// the reports it lost go again, and the payouts cursor goes back to
+    /// where its ledger is.
+    fn follow_timeline(&self) -> anyhow::Result<()> {
+        let db = self.db();
+        let Some(theirs) = super::catch_up::check(&self.api, &self.timeline, db)? else {
+            return Ok(());
+        };
+        let mut member = self.lock()?;
+        let mut up = super::catch_up::ask(&self.api, &self.agent, &*db.read()?, &member, false)?;
+        up.unsent_from = crate::outbox::unsent(db)?
+            .get(&self.key.verifying_key().to_bytes())
+            .copied();
+        let last_seq = match &member.credential {
+            Some(c) => {
+                RemoteLedger::with_agent(self.agent.clone(), &self.grid_url, c).last_seq()?
+            }
+            None => 0,
+        };
+        let tx = db.write()?;
+        let mut next = member.clone();
+        let caught = next.catch_up(&*tx, &self.key, &up, self.resend_window)?;
+        next.save(&*tx)?;
+        let cursor: u64 = storage::meta_in(&*tx, CURSOR)?.unwrap_or(0);
+        storage::set_meta(&*tx, CURSOR, &cursor.min(last_seq))?;
+        tx.commit()?;
+        *member = next;
+        drop(member);
+        super::catch_up::seen(db, &theirs)?;
+        tracing::warn!(timeline = %theirs, ?caught, "the grid was restored from a backup: caught up with it");
         Ok(())
     }
 
@@ -439,6 +481,7 @@ impl Step for Producer {
             let (_, failed) = self.tick()?;
             self.slot.watch(failed.as_deref())?;
         }
+        self.follow_timeline()?;
         // Registered first: the grid's store takes the producer's output only
         // once its channel is registered there.
         self.ensure_registered()?;

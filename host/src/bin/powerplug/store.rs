@@ -140,19 +140,23 @@ pub fn restore(a: RestoreArgs) -> anyhow::Result<()> {
     let restoring = with_suffix(&target, ".restoring");
     remove_if_there(&restoring)?;
     let placed = copy_checked(&a.backup, &restoring).and_then(|bytes| {
+        // The copy goes back in time: the entities that report to this role
+        // see its new timeline and send again what it lacks.
+        let timeline = storage::begin_timeline(&RedbStore::open_existing(&restoring)?)?;
+        File::open(&restoring)?.sync_all()?;
         std::fs::rename(&restoring, &target)
             .with_context(|| format!("renaming {} to {}", restoring.display(), target.display()))?;
-        Ok(bytes)
+        Ok((bytes, timeline))
     });
     if placed.is_err() {
         let _ = std::fs::remove_file(&restoring);
     }
-    let bytes = placed?;
+    let (bytes, timeline) = placed?;
     drop(old);
     sync_dir(&target)?;
     println!(
         "{}",
-        serde_json::json!({ "restored": target.display().to_string(), "bytes": bytes })
+        serde_json::json!({ "restored": target.display().to_string(), "bytes": bytes, "timeline": timeline })
     );
     Ok(())
 }
