@@ -43,7 +43,9 @@ pub struct Meters {
     meter: Box<dyn Meter>,
     clock: Clock,
     /// Cleared to stop taking readings while payments go on (winding down).
-    reading: AtomicBool,
+    /// Held while readings are taken, so that once `stop_readings` returns
+    /// no reading is being published any more.
+    reading: std::sync::Mutex<bool>,
     /// Set when the state is kept upstream.
     remote: Option<Remote>,
     /// How the scheduler's rounds went, for `/status`.
@@ -158,7 +160,7 @@ impl Meters {
             keys,
             meter,
             clock,
-            reading: AtomicBool::new(true),
+            reading: std::sync::Mutex::new(true),
             remote,
             scheduler: Default::default(),
         })
@@ -577,9 +579,11 @@ impl Meters {
         Ok(Some(out))
     }
 
-    /// Stops taking readings; registrations and payments go on.
+    /// Stops taking readings, after the ones being taken now; registrations
+    /// and payments go on. (Without the wait, a demo winding down compared
+    /// totals while a last reading was still being published.)
     pub fn stop_readings(&self) {
-        self.reading.store(false, Ordering::Relaxed);
+        *self.reading.lock().unwrap_or_else(|e| e.into_inner()) = false;
     }
 
     pub fn kind(&self) -> EntityKind {
@@ -602,8 +606,11 @@ impl Step for Meters {
             self.restore(remote)?;
         }
         let mut members = self.members()?;
-        if self.reading.load(Ordering::Relaxed) {
-            self.publish_readings(&mut members)?;
+        {
+            let reading = self.reading.lock().unwrap_or_else(|e| e.into_inner());
+            if *reading {
+                self.publish_readings(&mut members)?;
+            }
         }
         // Nothing goes up before catching up with a host above that went
         // back in time.
