@@ -384,6 +384,11 @@ fn a_grid_restored_from_a_backup_taken_mid_run_keeps_the_books() {
         counter(&s, "income") > before_restore["income"]
             && counter(&s, "usage-wh") > before_restore["usage-wh"]
     });
+    let meters = consumers().unwrap()["meters"].clone();
+    assert_eq!(
+        meters["refused_payments"], 0,
+        "no payment to an address the restored ledger does not know: {meters}"
+    );
     let summary = settle(c);
     println!("restored from a backup mid-run: {summary}; consumers caught up: {caught}");
 }

@@ -276,6 +276,10 @@ impl MemberState {
             self.requests = self.requests.saturating_sub(n);
             self.requested = self.requested.saturating_sub(void);
             self.return_read = return_next;
+            // Where to pay came with a request that may be void: its
+            // receive address may be unknown to the restored ledger. The
+            // next request says again.
+            self.pay_to = None;
         }
 
         // Payments the ledger lost are owed again; their numbers are used
