@@ -96,6 +96,21 @@ impl Drop for Role {
     }
 }
 
+/// Runs `powerplug` with the operator's token to completion; it must succeed.
+fn cli(args: &[&std::ffi::OsStr]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_powerplug"))
+        .args(args)
+        .env("POWERPLUG_OPERATOR_TOKEN", TOKEN)
+        .env("CARGO_TARGET_DIR", root().join("target/guests"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "powerplug {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn get(agent: &ureq::Agent, url: &str) -> Option<Value> {
     let mut response = agent.get(url).call().ok()?;
     response.body_mut().read_json().ok()
@@ -178,20 +193,14 @@ impl Cluster {
 fn start(dir: &Path) -> Cluster {
     LOGS.with(|logs| *logs.borrow_mut() = dir.to_path_buf());
     let strategies = dir.join("strategies");
-    let built = Command::new(env!("CARGO_BIN_EXE_powerplug"))
-        .args(["strategy", "build"])
-        .arg(root().join("plugins/basic-grid-strategy"))
-        .arg(root().join("plugins/basic-producer-strategy"))
-        .arg("--out")
-        .arg(&strategies)
-        .env("CARGO_TARGET_DIR", root().join("target/guests"))
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    cli(&[
+        "strategy".as_ref(),
+        "build".as_ref(),
+        root().join("plugins/basic-grid-strategy").as_os_str(),
+        root().join("plugins/basic-producer-strategy").as_os_str(),
+        "--out".as_ref(),
+        strategies.as_os_str(),
+    ]);
 
     let (grid_port, producer_port, consumer_port) = (free_port(), free_port(), free_port());
     let grid_url = format!("http://127.0.0.1:{grid_port}");
@@ -319,17 +328,12 @@ fn a_grid_restored_from_a_backup_taken_mid_run_keeps_the_books() {
     let work = tempfile::tempdir().unwrap();
     let mut c = start(work.path());
     let backup = c.dir.join("grid-backup.redb");
-    let out = Command::new(env!("CARGO_BIN_EXE_powerplug"))
-        .args(["backup", "--url", &c.grid_url])
-        .arg(&backup)
-        .env("POWERPLUG_OPERATOR_TOKEN", TOKEN)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli(&[
+        "backup".as_ref(),
+        "--url".as_ref(),
+        c.grid_url.as_ref(),
+        backup.as_os_str(),
+    ]);
     let at_backup = c.status();
 
     // Readings, reports, requests and payments go on after the backup.
@@ -347,19 +351,14 @@ fn a_grid_restored_from_a_backup_taken_mid_run_keeps_the_books() {
         let db = RedbStore::open(&c.dir.join("grid/powerplug.redb")).unwrap();
         storage::counters(&db).unwrap()
     };
-    let out = Command::new(env!("CARGO_BIN_EXE_powerplug"))
-        .arg("restore")
-        .arg(&backup)
-        .arg("--data-dir")
-        .arg(c.dir.join("grid"))
-        .arg("--force")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let grid_dir = c.dir.join("grid");
+    cli(&[
+        "restore".as_ref(),
+        backup.as_os_str(),
+        "--data-dir".as_ref(),
+        grid_dir.as_os_str(),
+        "--force".as_ref(),
+    ]);
     c.role("grid").start();
     wait_for("the restored grid answers", || c.status().is_some());
     let restored = c.status();
