@@ -59,17 +59,9 @@ pub fn pending(db: &dyn Store, limit: usize) -> anyhow::Result<Vec<Item>> {
         .collect()
 }
 
-pub fn acknowledge(db: &dyn Store, seqs: &[u64]) -> anyhow::Result<()> {
-    let tx = db.write()?;
-    for seq in seqs {
-        tx.delete(OUTBOX, &key::of(&[seq]))?;
-    }
-    tx.commit()
-}
-
 /// Acknowledges `items`, keeping the last `keep` of each channel that went
 /// upstream for a resend.
-fn acknowledge_keeping(db: &dyn Store, items: &[&Item], keep: u64) -> anyhow::Result<()> {
+pub fn acknowledge(db: &dyn Store, items: &[&Item], keep: u64) -> anyhow::Result<()> {
     let tx = db.write()?;
     for item in items {
         tx.delete(OUTBOX, &key::of(&[&item.seq]))?;
@@ -203,7 +195,7 @@ pub fn drain<'t>(
             .filter(|(p, _)| !refused.iter().any(|r| r.position == *p))
             .map(|(_, i)| i)
             .collect();
-        acknowledge_keeping(db, &done, keep_sent)?;
+        acknowledge(db, &done, keep_sent)?;
         drained.sent += done.len();
         drained.refused += never.len();
     }
@@ -243,7 +235,7 @@ mod tests {
         let items = pending(&db, 10).unwrap();
         assert_eq!(items.len(), 3);
         peer.put(&items[0].message).unwrap();
-        acknowledge(&db, &[items[0].seq]).unwrap();
+        acknowledge(&db, &[&items[0]], 0).unwrap();
         peer.put(&items[1].message).unwrap();
 
         // After the restart the drain sends items 2 and 3; item 2 for the second time.
