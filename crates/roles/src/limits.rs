@@ -30,7 +30,7 @@ pub const MAX_PAGE: usize = 1_000;
 
 /// Readings one meter publishes per round at most (after a long outage the
 /// rest follow in later rounds).
-pub const MAX_SLICES_PER_ROUND: u64 = 100;
+pub const MAX_READINGS_PER_ROUND: u64 = 100;
 
 /// Registrations in flight at once when a meter host starts.
 pub const REGISTRATION_THREADS: usize = 8;

@@ -300,6 +300,20 @@ pub fn resend_window() -> u64 {
     1_440
 }
 
+fn backlog() -> u64 {
+    10
+}
+
+/// The grid's and producer's default `plausible.max_span_ms`.
+fn max_reading_ms() -> u64 {
+    crate::inbox::Plausible::default().max_span_ms
+}
+
+/// The grid's and producer's default `plausible.max_wh`.
+fn max_reading_wh() -> u64 {
+    crate::inbox::Plausible::default().max_wh
+}
+
 fn dry_run_ticks() -> u32 {
     20
 }
@@ -520,6 +534,18 @@ pub struct MetersConfig {
     /// restored from a backup.
     #[serde(default = "resend_window")]
     pub resend_window: u64,
+    /// Readings per meter that may wait to go up. With more waiting (the
+    /// host above is away, or takes less than the meters read), the meters
+    /// take no new readings until it caught up; then they read the time they
+    /// missed in fewer, longer readings. What waits stays bounded.
+    #[serde(default = "backlog")]
+    pub backlog: u64,
+    /// The longest time and the most energy one reading covers: at most the
+    /// host above's `plausible.max_span_ms` and `plausible.max_wh`.
+    #[serde(default = "max_reading_ms")]
+    pub max_reading_ms: u64,
+    #[serde(default = "max_reading_wh")]
+    pub max_reading_wh: u64,
 }
 
 /// A meter host keeps its state in its own database (`data_dir`), or — a
@@ -549,6 +575,9 @@ impl MetersConfig {
             state: StateKeeping::Local,
             admission_token: None,
             resend_window: resend_window(),
+            backlog: backlog(),
+            max_reading_ms: max_reading_ms(),
+            max_reading_wh: max_reading_wh(),
         }
     }
 

@@ -24,7 +24,7 @@ use super::member::{MemberState, Payment};
 use super::{Clock, Meter, Step};
 use crate::counter::Counter;
 use crate::inbox::Command;
-use crate::limits::{MAX_SLICES_PER_ROUND, REGISTRATION_THREADS};
+use crate::limits::{MAX_READINGS_PER_ROUND, REGISTRATION_THREADS};
 use powerplug_channel::{Address, ChannelReader, HttpTransport, Transport};
 use powerplug_client::Client;
 use powerplug_ledger::{BatchPayment, pay_batch};
@@ -46,6 +46,8 @@ pub struct Meters {
     /// Held while readings are taken, so that once `stop_readings` returns
     /// no reading is being published any more.
     reading: std::sync::Mutex<bool>,
+    /// Set while the meters take no readings because too many wait to go up.
+    holding: AtomicBool,
     /// Set when the state is kept upstream.
     remote: Option<Remote>,
     /// How the scheduler's rounds went, for `/status`.
@@ -92,6 +94,10 @@ pub struct MetersStatus {
     pub outstanding: u64,
     pub pending_payments: u64,
     pub refused_payments: u64,
+    /// Messages waiting to go up (at most: see [`crate::outbox::backlog`]).
+    pub waiting: u64,
+    /// Whether the meters take no readings because too many wait (`backlog`).
+    pub holding: bool,
 }
 
 impl Meters {
@@ -107,6 +113,13 @@ impl Meters {
         );
         anyhow::ensure!(config.slice_ms > 0, "slice_ms: at least 1");
         anyhow::ensure!(config.payment_step > 0, "payment_step: at least 1");
+        anyhow::ensure!(config.backlog > 0, "backlog: at least 1");
+        anyhow::ensure!(
+            config.max_reading_ms >= config.slice_ms,
+            "max_reading_ms: at least slice_ms ({})",
+            config.slice_ms
+        );
+        anyhow::ensure!(config.max_reading_wh > 0, "max_reading_wh: at least 1");
         // Without a disk, the secret comes from the configuration: keys and
         // channel roots derive from it, the same after every restart.
         let remote = match &config.state {
@@ -161,6 +174,7 @@ impl Meters {
             meter,
             clock,
             reading: std::sync::Mutex::new(true),
+            holding: AtomicBool::new(false),
             remote,
             scheduler: Default::default(),
         })
@@ -344,17 +358,36 @@ impl Meters {
         Ok(())
     }
 
-    /// Seals a reading for every slice that ended, with the meters' new positions.
+    /// Seals, for each meter, readings of the slices that ended since its
+    /// last: one reading for all of them, unless that is longer or more than
+    /// a reading may be (`max_reading_ms`, `max_reading_wh`). A host that
+    /// keeps up reads one slice at a time; one that fell behind, fewer and
+    /// longer readings. None while too many wait to go up (`backlog`).
     fn publish_readings(&self, members: &mut [MemberState]) -> anyhow::Result<u64> {
+        let waiting = crate::outbox::backlog(&self.db)?;
+        let holding = waiting > self.config.backlog.saturating_mul(members.len() as u64);
+        self.holding.store(holding, Ordering::Relaxed);
+        if holding {
+            return Ok(0);
+        }
         let now = self.clock.now_ms();
         let slice_ms = self.config.slice_ms;
+        let most_slices = self.config.max_reading_ms / slice_ms;
         let tx = self.db.write()?;
         let mut published = 0;
         for m in members.iter_mut() {
+            let ended = now / slice_ms;
             let mut n = 0;
-            while (m.next_slice + 1) * slice_ms <= now && n < MAX_SLICES_PER_ROUND {
-                let wh = self.meter.read(&m.id, m.next_slice);
-                let (start_ms, end_ms) = (m.next_slice * slice_ms, (m.next_slice + 1) * slice_ms);
+            while m.next_slice < ended && n < MAX_READINGS_PER_ROUND {
+                let (first, mut slices, mut wh) = (m.next_slice, 0, 0);
+                while first + slices < ended && slices < most_slices {
+                    let more = self.meter.read(&m.id, first + slices);
+                    if slices > 0 && wh + more > self.config.max_reading_wh {
+                        break;
+                    }
+                    (wh, slices) = (wh + more, slices + 1);
+                }
+                let (start_ms, end_ms) = (first * slice_ms, (first + slices) * slice_ms);
                 let command = match self.kind {
                     // Where it has read its return channel, as stored (the
                     // members were loaded at the round's start): the grid
@@ -374,7 +407,7 @@ impl Meters {
                 };
                 m.publish(&*tx, &self.keys[&m.id], command.encode())?;
                 m.published_wh += wh;
-                m.next_slice += 1;
+                m.next_slice += slices;
                 n += 1;
             }
             if n > 0 {
@@ -536,6 +569,8 @@ impl Meters {
             s.pending_payments += u64::from(m.pending.is_some());
             s.refused_payments += m.refused;
         }
+        s.waiting = crate::outbox::backlog(&self.db)?;
+        s.holding = self.holding.load(Ordering::Relaxed);
         Ok(s)
     }
 
