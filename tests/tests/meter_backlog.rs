@@ -16,6 +16,8 @@ const SCALE: u64 = 600;
 const WH: u64 = 100;
 const COUNT: u64 = 3;
 const BACKLOG: u64 = 2;
+/// Slices one reading covers at most (by `max_reading_wh`).
+const MOST_SLICES: u64 = 8;
 
 #[test]
 fn meters_hold_their_backlog_while_the_grid_is_away_and_lose_no_energy() {
@@ -42,6 +44,7 @@ fn meters_hold_their_backlog_while_the_grid_is_away_and_lose_no_energy() {
     consumers.count = COUNT as u32;
     consumers.meter = SimulatedMeter::Fixed { wh: WH };
     consumers.backlog = BACKLOG;
+    consumers.max_reading_wh = MOST_SLICES * WH;
     let started = Instant::now();
     let meters = rt
         .block_on(run::meters(&consumers, EntityKind::Consumer))
@@ -82,15 +85,16 @@ fn meters_hold_their_backlog_while_the_grid_is_away_and_lose_no_energy() {
     let read_wh = meters_db_total(&meters_db);
     let readings = powerplug::storage::counter(&meters_db, "readings").unwrap();
     // Every slice up to the last round was read (a few at the end may not
-    // have been yet), in fewer readings than slices.
+    // have been yet), in fewer readings than slices, none of more than
+    // `max_reading_wh`.
+    let slices = read_wh / WH;
     assert!(
-        read_wh >= (elapsed_slices - 10) * WH * COUNT,
-        "read {read_wh} Wh in {elapsed_slices} slices"
+        slices >= (elapsed_slices - 10) * COUNT,
+        "{COUNT} meters read {slices} slices in {elapsed_slices}"
     );
     assert!(
-        readings < read_wh / WH,
-        "{readings} readings for {} slices",
-        read_wh / WH
+        readings < slices && readings * MOST_SLICES >= slices,
+        "{readings} readings for {slices} slices"
     );
 
     // The grid bills what was read, to the Wh.

@@ -372,20 +372,20 @@ impl Meters {
         }
         let now = self.clock.now_ms();
         let slice_ms = self.config.slice_ms;
-        let most_slices = self.config.max_reading_ms / slice_ms;
+        let (ended, most_slices) = (now / slice_ms, self.config.max_reading_ms / slice_ms);
         let tx = self.db.write()?;
         let mut published = 0;
         for m in members.iter_mut() {
-            let ended = now / slice_ms;
             let mut n = 0;
             while m.next_slice < ended && n < MAX_READINGS_PER_ROUND {
-                let (first, mut slices, mut wh) = (m.next_slice, 0, 0);
+                let (first, mut slices, mut wh) = (m.next_slice, 0, 0u64);
                 while first + slices < ended && slices < most_slices {
                     let more = self.meter.read(&m.id, first + slices);
-                    if slices > 0 && wh + more > self.config.max_reading_wh {
+                    let total = wh.saturating_add(more);
+                    if slices > 0 && total > self.config.max_reading_wh {
                         break;
                     }
-                    (wh, slices) = (wh + more, slices + 1);
+                    (wh, slices) = (total, slices + 1);
                 }
                 let (start_ms, end_ms) = (first * slice_ms, (first + slices) * slice_ms);
                 let command = match self.kind {
