@@ -14,6 +14,8 @@ use powerplug_channel::{Sealed, Transport};
 use powerplug_storage::{Order, Store, WriteTx, key};
 
 const OUTBOX: &str = "outbox";
+/// Items sent and acknowledged together, at most.
+const SEND_PART: usize = 4_096;
 /// The destination of everything an entity publishes to the host above it.
 pub const UPSTREAM: &str = "upstream";
 /// What went upstream, kept after it was taken: (author, index) → item. A
@@ -177,7 +179,13 @@ pub fn drain<'t>(
 ) -> anyhow::Result<Drained> {
     let items = pending(db, limit)?;
     let mut drained = Drained::default();
-    for run in items.chunk_by(|a, b| a.destination == b.destination) {
+    // A run goes in parts, each acknowledged once sent: a part that fails
+    // (a timeout) leaves what went before it acknowledged, so the next drain
+    // does not send a whole run again.
+    let parts = items
+        .chunk_by(|a, b| a.destination == b.destination)
+        .flat_map(|run| run.chunks(SEND_PART));
+    for run in parts {
         let destination = &run[0].destination;
         if drained.failed.iter().any(|(d, _)| d == destination) {
             continue;
@@ -414,5 +422,38 @@ mod tests {
             .collect();
         assert_eq!(left, [9, 3, 8]);
         assert_eq!(Counter::OutboxRefused.read(&db).unwrap(), 1);
+    }
+
+    /// Takes one request, then times out.
+    #[derive(Default)]
+    struct Tired(MemoryTransport, std::sync::atomic::AtomicBool);
+
+    impl Transport for Tired {
+        fn put_many(&self, messages: &[Sealed]) -> anyhow::Result<Vec<Refused>> {
+            anyhow::ensure!(
+                !self.1.swap(true, std::sync::atomic::Ordering::Relaxed),
+                "timeout: global"
+            );
+            messages.iter().try_for_each(|m| self.0.put(m))?;
+            Ok(Vec::new())
+        }
+        fn get(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
+            self.0.get(address)
+        }
+    }
+
+    #[test]
+    fn what_went_before_a_timeout_is_not_sent_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RedbStore::open(&dir.path().join("host.redb")).unwrap();
+        let tx = db.write().unwrap();
+        for n in 0..SEND_PART + 5 {
+            enqueue(&*tx, "tired", sealed(n as u8)).unwrap();
+        }
+        tx.commit().unwrap();
+        let tired = Tired::default();
+        let drained = drain(&db, usize::MAX, 0, |_| Some(&tired as &dyn Transport)).unwrap();
+        assert_eq!((drained.sent, drained.failed.len()), (SEND_PART, 1));
+        assert_eq!(backlog(&db).unwrap(), 5);
     }
 }
