@@ -46,8 +46,6 @@ pub struct Meters {
     /// Held while readings are taken, so that once `stop_readings` returns
     /// no reading is being published any more.
     reading: std::sync::Mutex<bool>,
-    /// Set while the meters take no readings because too many wait to go up.
-    holding: AtomicBool,
     /// Set when the state is kept upstream.
     remote: Option<Remote>,
     /// How the scheduler's rounds went, for `/status`.
@@ -174,7 +172,6 @@ impl Meters {
             meter,
             clock,
             reading: std::sync::Mutex::new(true),
-            holding: AtomicBool::new(false),
             remote,
             scheduler: Default::default(),
         })
@@ -364,10 +361,7 @@ impl Meters {
     /// keeps up reads one slice at a time; one that fell behind, fewer and
     /// longer readings. None while too many wait to go up (`backlog`).
     fn publish_readings(&self, members: &mut [MemberState]) -> anyhow::Result<u64> {
-        let waiting = crate::outbox::backlog(&self.db)?;
-        let holding = waiting > self.config.backlog.saturating_mul(members.len() as u64);
-        self.holding.store(holding, Ordering::Relaxed);
-        if holding {
+        if self.holding(crate::outbox::backlog(&self.db)?, members.len()) {
             return Ok(0);
         }
         let now = self.clock.now_ms();
@@ -570,8 +564,13 @@ impl Meters {
             s.refused_payments += m.refused;
         }
         s.waiting = crate::outbox::backlog(&self.db)?;
-        s.holding = self.holding.load(Ordering::Relaxed);
+        s.holding = self.holding(s.waiting, s.meters);
         Ok(s)
+    }
+
+    /// Whether so many readings wait to go up that the meters take none.
+    fn holding(&self, waiting: u64, meters: usize) -> bool {
+        waiting > self.config.backlog.saturating_mul(meters as u64)
     }
 
     /// Each meter as `/status` shows it (for hosts of up to `limit` meters):
