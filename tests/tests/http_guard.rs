@@ -759,3 +759,64 @@ fn money_is_issued_only_to_known_valid_accounts_and_the_ledger_pages() {
     );
     rt.block_on(grid.stop()).unwrap();
 }
+
+/// Retention lets a receive address go: a new payment to it is refused and
+/// names the account to pay instead, while the retry of a payment that went
+/// through before is answered with that payment, moving nothing again.
+#[test]
+fn a_payment_retried_after_its_address_was_let_go_moves_money_once() {
+    use powerplug::wallet;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = powerplug_tests::runtime();
+    let grid = grid(dir.path(), &rt, |_| {});
+    let client = Client::new(&grid.url);
+    let (_, bob, _) = register(&client, &grid.url, "bob", "consumer", 3);
+    let (code, answer) = client.post(
+        "/wallet/issue",
+        Some(OPERATOR),
+        &json!({ "to": "bob", "amount": 100, "key": "fund" }),
+    );
+    assert_eq!(code, 201, "{answer}");
+    // An address as a payment request hands out, in the grid's store.
+    let db = grid.role.db();
+    let address = {
+        let tx = db.write().unwrap();
+        let a = wallet::receive_address(&*tx, &[1; 32], "grid").unwrap();
+        tx.commit().unwrap();
+        a
+    };
+    let pay = |key: &str| {
+        client.post(
+            "/wallet/transfers",
+            Some(&bob),
+            &json!({ "to": address, "amount": 30, "key": key }),
+        )
+    };
+    let (code, first) = pay("p-1");
+    assert_eq!(code, 201, "{first}");
+
+    wallet::prune_addresses(db, wallet::addresses_issued(db).unwrap() + 1).unwrap();
+    assert_eq!(wallet::resolve(db, &address).unwrap(), None);
+    let (code, again) = pay("p-1");
+    assert_eq!(
+        (code, &again),
+        (201, &first),
+        "the retry is the payment made"
+    );
+    let (code, refused) = pay("p-2");
+    assert_eq!(
+        (code, refused["field"].as_str()),
+        (422, Some("to")),
+        "{refused}"
+    );
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("pay `grid`"),
+        "{refused}"
+    );
+    let (_, wallet) = client.get("/wallet", Some(&bob));
+    assert_eq!(wallet["balance"], 70, "{wallet}");
+    rt.block_on(grid.stop()).unwrap();
+}

@@ -16,6 +16,7 @@ fn a_grid_keeps_only_what_its_readers_may_still_need_and_the_money_adds_up() {
     let mut retention = powerplug::retention::Retention {
         messages_ms: 30_000,
         tick_log_ms: 10 * 60_000,
+        ledger_ms: 30_000,
         every_ms: 50,
         ..Default::default()
     };
@@ -70,6 +71,20 @@ fn a_grid_keeps_only_what_its_readers_may_still_need_and_the_money_adds_up() {
     assert!(
         ticks.ticks < 240 && ticks.ticks >= 20,
         "the tick log holds {ticks:?}: 10 minutes' worth, at least a dry run's 20"
+    );
+    // The ledger's history goes too (balances stay: the checks above
+    // read them), but each payer's latest payment.
+    let transfers = powerplug::wallet::last_seq(&db).unwrap();
+    let transfers_held = rows("wallet_transfers");
+    assert!(
+        transfers_held * 3 < transfers && transfers_held >= 5,
+        "{transfers_held} of {transfers} transfers held (at least the 4 consumers' latest and the grid's)"
+    );
+    let addresses = powerplug::wallet::addresses_issued(&db).unwrap();
+    let addresses_held = rows("wallet_addresses");
+    assert!(
+        addresses_held * 3 < addresses,
+        "{addresses_held} of {addresses} receive addresses held"
     );
     let received = rows("inbox_received");
     let readings: u64 = registrations.iter().map(|r| r.read_index).sum();

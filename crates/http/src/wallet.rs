@@ -59,14 +59,13 @@ fn check_key(key: &str) -> ApiResult<()> {
     }
 }
 
-/// Where a payment goes: a receive address of this ledger, or the grid itself.
-fn payee(grid: &Grid, to: &str) -> ApiResult<String> {
+/// Where a payment goes: a receive address of this ledger, or the grid
+/// itself; `None`: neither (or an address retention let go).
+fn payee(grid: &Grid, to: &str) -> ApiResult<Option<String>> {
     if to == grid.account() {
-        return Ok(to.to_owned());
+        return Ok(Some(to.to_owned()));
     }
-    wallet::resolve(grid.db(), to)?.ok_or_else(|| {
-        ApiError::unprocessable("to", format!("`{to}` is no receive address of this ledger"))
-    })
+    Ok(wallet::resolve(grid.db(), to)?)
 }
 
 /// One payment inside the caller's transaction; keys are per payer, so one
@@ -79,8 +78,25 @@ fn pay_one(
 ) -> ApiResult<Transfer> {
     check_key(&body.key)?;
     let payer = grid.hub().registry.authenticate(grid.db(), credential)?;
-    let to = payee(grid, &body.to)?;
     let key = format!("{}/{}", payer.id, body.key);
+    let Some(to) = payee(grid, &body.to)? else {
+        // A payment made before its address was let go is still answered
+        // as made: its payer may only be asking again after a lost answer.
+        if let Some(first) = wallet::by_key_in(tx, &key)?
+            && first.from.as_str() == payer.id
+            && first.amount == body.amount
+        {
+            return Ok(first);
+        }
+        return Err(ApiError::unprocessable(
+            "to",
+            format!(
+                "`{}` is no receive address of this ledger (or one so old it was let go: pay `{}` instead)",
+                body.to,
+                grid.account()
+            ),
+        ));
+    };
     Ok(wallet::transfer(
         tx,
         &payer.id,
@@ -191,6 +207,7 @@ async fn account(
             account: me.id,
             transfers,
             last_seq: wallet::last_seq(grid.db())?,
+            pruned_below: wallet::transfers_floor(grid.db())?,
         }))
     })
     .await

@@ -6,6 +6,8 @@
 //! (after a crash, a retry) returns the first transfer instead of moving money
 //! twice. Writes take the caller's transaction, so a tick's transfers commit
 //! together with the rest of its effects, or not at all.
+//!
+//! Old history goes ([`prune_transfers`], [`prune_addresses`]); balances stay.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +25,8 @@ const ISSUED: &str = "wallet_issued";
 const ADDRESSES: &str = "wallet_addresses";
 /// Account → how many receive addresses it has handed out.
 const ADDRESS_INDEX: &str = "wallet_address_index";
+/// Payer → the `seq` of its latest payment (kept through pruning).
+const LAST_PAID: &str = "wallet_last_paid";
 
 /// The account money is issued from; it has no balance, only a total issued.
 pub const ISSUER: &str = "$issuer";
@@ -166,16 +170,7 @@ fn post(
     if from == to {
         return Err(WalletError::SameAccount);
     }
-    if let Some(seq) = tx.get(BY_KEY, &key::of(&[&key]))? {
-        let seq = key::u64_value(&seq)?;
-        let first: Transfer = match tx.get(TRANSFERS, &key::of(&[&seq]))? {
-            Some(bytes) => postcard::from_bytes(&bytes)?,
-            None => {
-                return Err(WalletError::Storage(format!(
-                    "transfer {seq} of key {key} is missing"
-                )));
-            }
-        };
+    if let Some(first) = by_key_in(tx, key)? {
         let same = first.from.as_str() == from
             && first.to.as_str() == to
             && first.amount == amount
@@ -233,6 +228,7 @@ fn post(
     tx.put(BY_KEY, &key::of(&[&key]), &seq.to_be_bytes())?;
     tx.put(BY_ACCOUNT, &key::of(&[&from, &seq]), &[])?;
     tx.put(BY_ACCOUNT, &key::of(&[&to, &seq]), &[])?;
+    prune::paid(tx, from, seq)?;
     Ok(record)
 }
 
@@ -258,6 +254,9 @@ pub fn receive_address(
         .finalize();
     let address = format!("pp1{}", hex::encode(&digest[..20]));
     tx.put(ADDRESSES, &key::of(&[&address]), account.as_bytes())?;
+    // In the order handed out, for pruning.
+    let number = prune::next_address(tx)?;
+    tx.put(prune::ADDRESS_LOG, &key::of(&[&number]), address.as_bytes())?;
     Ok(address)
 }
 
@@ -281,7 +280,11 @@ pub fn last_seq(db: &dyn Store) -> Result<u64, WalletError> {
 
 /// The transfer made under idempotency key `key`, if there is one.
 pub fn by_key(db: &dyn Store, key: &str) -> Result<Option<Transfer>, WalletError> {
-    let tx = db.read()?;
+    by_key_in(&*db.read()?, key)
+}
+
+/// [`by_key`] inside a transaction.
+pub fn by_key_in(tx: &dyn ReadTx, key: &str) -> Result<Option<Transfer>, WalletError> {
     let Some(seq) = tx.get(BY_KEY, &key::of(&[&key]))? else {
         return Ok(None);
     };
@@ -347,6 +350,9 @@ pub fn total_balances(db: &dyn Store) -> Result<Tokens, WalletError> {
     }
     Ok(Tokens(sum))
 }
+
+mod prune;
+pub use prune::{Pruned, addresses_issued, prune_addresses, prune_transfers, transfers_floor};
 
 mod remote;
 pub use remote::{

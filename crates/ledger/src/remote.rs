@@ -119,6 +119,10 @@ pub struct Account {
     /// restored from a backup may be behind a cursor kept before.
     #[serde(default)]
     pub last_seq: u64,
+    /// Transfers before this `seq` are no longer held (retention), but for
+    /// each payer's latest payment: a reader further behind has missed some.
+    #[serde(default)]
+    pub pruned_below: u64,
 }
 
 pub struct RemoteLedger {

@@ -291,3 +291,100 @@ fn a_page_of_transfers_reads_only_the_page() {
     assert_eq!(next.len(), 7);
     assert_eq!(host_key("payout/1/0"), "$payout/1/0");
 }
+
+/// Pays `amount` from `from` to `grid` under `from`'s key `key`.
+fn pay(db: &powerplug_storage::RedbStore, from: &str, amount: u64, key: &str) -> Transfer {
+    commit(db, |tx| {
+        transfer(tx, from, "grid", Tokens(amount), from, key, UnixMs(0))
+    })
+    .unwrap()
+}
+
+#[test]
+fn pruning_keeps_balances_and_each_payers_latest_payment() {
+    let (_dir, db) = db();
+    for who in ["a", "b"] {
+        commit(&db, |tx| {
+            issue(tx, who, Tokens(100), &format!("fund-{who}"), UnixMs(0))
+        })
+        .unwrap();
+    }
+    let a1 = pay(&db, "a", 5, "a/1");
+    let a2 = pay(&db, "a", 6, "a/2");
+    let b1 = pay(&db, "b", 7, "b/1");
+    let a3 = pay(&db, "a", 8, "a/3");
+    let balances = |db: &powerplug_storage::RedbStore| {
+        ["a", "b", "grid"].map(|w| balance(db, w).unwrap().get())
+    };
+    let before = balances(&db);
+
+    // Up to, not including, a3: a1 and a2 go; b1 is b's latest, the
+    // issues the issuer's older ones.
+    let pruned = prune_transfers(&db, a3.seq).unwrap();
+    assert_eq!(pruned.deleted, 3, "fund-a, a/1, a/2");
+    assert!(pruned.bytes > 0);
+    assert_eq!(transfers_floor(&db).unwrap(), a3.seq);
+    assert_eq!(balances(&db), before, "balances stay");
+    assert_eq!(total_balances(&db).unwrap(), issued(&db).unwrap());
+    for gone in [&a1, &a2] {
+        assert_eq!(by_key(&db, &gone.key).unwrap(), None);
+    }
+    assert_eq!(by_key(&db, "b/1").unwrap(), Some(b1.clone()));
+    let seen: Vec<u64> = transfers_since(&db, "grid", 0)
+        .unwrap()
+        .iter()
+        .map(|t| t.seq)
+        .collect();
+    assert_eq!(seen, vec![b1.seq, a3.seq]);
+
+    // b's latest, retried, is still recognised: no money moves twice.
+    assert_eq!(pay(&db, "b", 7, "b/1"), b1);
+    assert_eq!(balances(&db), before);
+
+    // b pays again: its kept payment, below the floor, goes with that.
+    let b2 = pay(&db, "b", 1, "b/2");
+    assert_eq!(by_key(&db, "b/1").unwrap(), None);
+    assert_eq!(by_key(&db, "b/2").unwrap(), Some(b2));
+
+    // The floor never goes down.
+    assert_eq!(prune_transfers(&db, 1).unwrap(), Pruned::default());
+    assert_eq!(transfers_floor(&db).unwrap(), a3.seq);
+}
+
+#[test]
+fn pruned_addresses_no_longer_resolve_newer_ones_do() {
+    let (_dir, db) = db();
+    let seed = [7u8; 32];
+    let addresses: Vec<String> = (0..5)
+        .map(|_| commit(&db, |tx| receive_address(tx, &seed, "grid")).unwrap())
+        .collect();
+    assert_eq!(addresses_issued(&db).unwrap(), 5);
+    let pruned = prune_addresses(&db, 4).unwrap();
+    assert_eq!(pruned.deleted, 3);
+    for (i, address) in addresses.iter().enumerate() {
+        let expected = (i >= 3).then(|| "grid".to_owned());
+        assert_eq!(resolve(&db, address).unwrap(), expected, "address {i}");
+    }
+    // Numbering goes on past the pruned ones, even when all went.
+    prune_addresses(&db, 6).unwrap();
+    assert_eq!(addresses_issued(&db).unwrap(), 5);
+    let newer = commit(&db, |tx| receive_address(tx, &seed, "grid")).unwrap();
+    assert_eq!(addresses_issued(&db).unwrap(), 6);
+    prune_addresses(&db, 7).unwrap();
+    assert_eq!(resolve(&db, &newer).unwrap(), None);
+}
+
+#[test]
+fn pruning_in_many_chunks_reaches_the_floor() {
+    let (_dir, db) = db();
+    commit(&db, |tx| issue(tx, "a", Tokens(10_000), "fund", UnixMs(0))).unwrap();
+    for i in 0..2_500 {
+        pay(&db, "a", 1, &format!("a/{i}"));
+    }
+    let last = last_seq(&db).unwrap();
+    let pruned = prune_transfers(&db, last + 1).unwrap();
+    // All but a's latest and the issue (the issuer's latest).
+    assert_eq!(pruned.deleted, 2_499);
+    assert_eq!(transfers_since(&db, "a", 0).unwrap().len(), 2);
+    assert_eq!(balance(&db, "grid").unwrap().get(), 2_500);
+}

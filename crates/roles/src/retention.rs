@@ -13,6 +13,9 @@
 //!   whole, once retired for `messages_ms`.
 //! - The per-consumer and per-tick rows of experiments that ended
 //!   `experiments_ms` ago (their reports go with them).
+//! - The grid's ledger history: transfers its ticks have taken in and
+//!   receive addresses, `ledger_ms` after they were made (each payer's
+//!   latest payment stays, so a retry is always recognised; balances stay).
 //!
 //! Ages are on the role's clock (a demo's runs faster than the wall's);
 //! passes run every `every_ms` of real time on a thread of their own, in
@@ -45,6 +48,9 @@ pub struct Retention {
     pub tick_log_bytes: u64,
     /// How long an ended experiment's rows stay, ms of the role's clock.
     pub experiments_ms: u64,
+    /// How long the ledger keeps a transfer (and its idempotency key) and a
+    /// receive address, ms of the role's clock.
+    pub ledger_ms: u64,
     /// Real ms between passes; 0 turns retention off.
     pub every_ms: u64,
     /// Compact the store when this share of its file (percent) is free
@@ -66,6 +72,9 @@ impl Default for Retention {
             tick_log_ms: 7 * DAY_MS,
             tick_log_bytes: 256 << 20,
             experiments_ms: 90 * DAY_MS,
+            // Entities read their transfers as they come (a producer every
+            // tick); the detail of a day at 10,000 consumers is ~100 MB.
+            ledger_ms: DAY_MS,
             every_ms: 60_000,
             compact_free_percent: 50,
             compact_min_bytes: 64 << 20,
@@ -84,6 +93,9 @@ pub struct Report {
     pub ticks_deleted: u64,
     pub tick_bytes_freed: u64,
     pub experiments_pruned: u64,
+    pub transfers_deleted: u64,
+    pub addresses_deleted: u64,
+    pub ledger_bytes_freed: u64,
     pub compactions: u64,
     pub last_compaction: Option<powerplug_storage::Compacted>,
     pub last_error: Option<String>,
@@ -148,6 +160,9 @@ struct Mark {
 
 /// registration id → [`Marks`].
 const MARKS: &str = "retention_marks";
+/// The ledger's marks in [`MARKS`] (transfers inbound, addresses
+/// outbound); no registration id starts with `$`.
+const LEDGER: &str = "$ledger";
 /// channel root → [`Retired`]: a channel its entity left (removed, or
 /// replaced by a reset), whose messages go once it has been retired for
 /// `messages_ms`.
@@ -293,6 +308,9 @@ impl Plan {
                 report.ticks_deleted += done.ticks_deleted;
                 report.tick_bytes_freed += done.tick_bytes_freed;
                 report.experiments_pruned += done.experiments_pruned;
+                report.transfers_deleted += done.transfers_deleted;
+                report.addresses_deleted += done.addresses_deleted;
+                report.ledger_bytes_freed += done.ledger_bytes_freed;
                 if let Some(c) = done.last_compaction {
                     report.compactions += 1;
                     report.last_compaction = Some(c);
@@ -326,6 +344,7 @@ impl Plan {
         }
         done.experiments_pruned +=
             crate::experiment::forget_ended(db, now_ms.saturating_sub(self.config.experiments_ms))?;
+        self.ledger(db, now_ms, &mut done)?;
         // A compaction that cannot run now (a reader holds a transaction)
         // runs at a later pass; what this pass deleted stays deleted.
         match self.compact_if_worth(db) {
@@ -333,6 +352,37 @@ impl Plan {
             Err(e) => done.last_error = Some(format!("compaction: {e:#}")),
         }
         Ok(done)
+    }
+
+    /// The ledger's history, two-phase like a channel's: what the grid had
+    /// taken in (transfers) or handed out (addresses) at one pass goes at
+    /// the first pass `ledger_ms` later.
+    fn ledger(&self, db: &dyn Store, now_ms: u64, done: &mut Report) -> anyhow::Result<()> {
+        use powerplug_ledger as wallet;
+        let taken_in: u64 =
+            powerplug_storage::meta(db, crate::role::grid::TRANSFER_CURSOR)?.unwrap_or(0);
+        let handed_out = wallet::addresses_issued(db)?;
+        let tx = db.write()?;
+        let mut marks = marks_in(&*tx, LEDGER)?;
+        let before = marks;
+        // Positions are "next to read", as for channels.
+        let transfers = marks
+            .inbound
+            .advance([0; 32], taken_in + 1, now_ms, self.config.ledger_ms);
+        let addresses =
+            marks
+                .outbound
+                .advance([0; 32], handed_out + 1, now_ms, self.config.ledger_ms);
+        if marks != before {
+            put_marks(&*tx, LEDGER, &marks)?;
+        }
+        tx.commit()?;
+        let t = wallet::prune_transfers(db, transfers.end)?;
+        let a = wallet::prune_addresses(db, addresses.end)?;
+        done.transfers_deleted += t.deleted;
+        done.addresses_deleted += a.deleted;
+        done.ledger_bytes_freed += t.bytes + a.bytes;
+        Ok(())
     }
 
     fn compact_if_worth(

@@ -67,7 +67,7 @@ impl Grid {
         }
         inbox::consume(&*tx, consumed.records)?;
         registry::consume_news(&*tx, consumed.joined, consumed.left)?;
-        storage::set_meta(&*tx, "grid/transfer-cursor", &consumed.cursor)?;
+        storage::set_meta(&*tx, super::TRANSFER_CURSOR, &consumed.cursor)?;
         for p in &active.payouts {
             let producer = registrations
                 .get(&p.producer)

@@ -38,6 +38,8 @@ use powerplug_storage::{self as storage, Store};
 use powerplug_strategy::{GridDecision, GridInput, GridStrategy};
 
 pub const SLOT: &str = "grid";
+/// Meta: the ledger position up to which ticks have taken transfers in.
+pub const TRANSFER_CURSOR: &str = "grid/transfer-cursor";
 
 pub struct Grid {
     pub hub: Hub,

@@ -49,7 +49,7 @@ impl Grid {
         let records = inbox::pending(db, MAX_RECORDS_PER_TICK)?;
         let (mut joined, mut left) = registry::news_since_tick(db)?;
         cap_membership(&mut joined, &mut left, MAX_MEMBERSHIP_PER_TICK);
-        let cursor: u64 = storage::meta(db, "grid/transfer-cursor")?.unwrap_or(0);
+        let cursor: u64 = storage::meta(db, super::TRANSFER_CURSOR)?.unwrap_or(0);
         let transfers = wallet::transfers_page(db, self.account(), cursor, MAX_TRANSFERS_PER_TICK)?;
         let registrations: HashMap<u32, Registration> = registry::all(db)?
             .into_iter()

@@ -1,0 +1,167 @@
+//! Letting go of the ledger's history, so that a grid's disk stays bounded.
+//!
+//! Balances and the issued total are kept for ever; what goes is the detail
+//! behind them: transfers below a floor (with their idempotency keys and
+//! account index entries), and receive addresses below another. The caller
+//! (retention) decides how far, by age and by what the grid has read.
+//!
+//! One transfer of each payer stays whatever its age: its latest payment.
+//! A payer that retries, or asks after, a payment whose answer it lost does
+//! so for its latest (a meter makes its next payment only once it knows how
+//! the last ended), so a retry is always recognised and never moves money
+//! twice. When a payer pays again, its kept payment goes, if below the floor.
+
+use super::{ADDRESSES, BY_ACCOUNT, BY_KEY, LAST_PAID, TRANSFERS, Transfer, WalletError, number};
+use powerplug_storage::{Order, ReadTx, Store, WriteTx, key};
+
+/// name → floor: below it, what the name says is gone.
+const FLOORS: &str = "wallet_pruned";
+const TRANSFERS_FLOOR: &str = "transfers";
+const ADDRESSES_FLOOR: &str = "addresses";
+/// Address number (from 1, in the order handed out) → the address.
+pub(super) const ADDRESS_LOG: &str = "wallet_address_log";
+
+/// Transfers (or addresses) per write transaction.
+const CHUNK: u64 = 1_000;
+
+/// What a pruning deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub deleted: u64,
+    /// Keys and values deleted, bytes.
+    pub bytes: u64,
+}
+
+fn floor(tx: &dyn ReadTx, name: &str) -> Result<u64, WalletError> {
+    number(tx, FLOORS, &key::of(&[&name]))
+}
+
+/// Transfers with a `seq` below this are no longer held, but for each
+/// payer's latest payment (0: nothing pruned yet).
+pub fn transfers_floor(db: &dyn Store) -> Result<u64, WalletError> {
+    floor(&*db.read()?, TRANSFERS_FLOOR)
+}
+
+/// Deletes transfer `seq` with its key and index entries; what it freed.
+fn forget_transfer(tx: &dyn WriteTx, seq: u64) -> Result<u64, WalletError> {
+    let k = key::of(&[&seq]);
+    let Some(bytes) = tx.get(TRANSFERS, &k)? else {
+        return Ok(0);
+    };
+    let t: Transfer = postcard::from_bytes(&bytes)?;
+    let mut freed = (k.len() + bytes.len()) as u64;
+    tx.delete(TRANSFERS, &k)?;
+    let by_key = key::of(&[&t.key]);
+    // A key names one transfer; checked all the same, so that pruning can
+    // never take a key from the transfer it names.
+    if tx
+        .get(BY_KEY, &by_key)?
+        .is_some_and(|v| v == seq.to_be_bytes())
+    {
+        tx.delete(BY_KEY, &by_key)?;
+        freed += by_key.len() as u64 + 8;
+    }
+    for account in [&t.from, &t.to] {
+        let entry = key::of(&[&account.as_str(), &seq]);
+        tx.delete(BY_ACCOUNT, &entry)?;
+        freed += entry.len() as u64;
+    }
+    Ok(freed)
+}
+
+/// Inside a new transfer's transaction: `payer`'s latest payment is now
+/// `seq`; the one it replaces goes if it is below the floor.
+pub(super) fn paid(tx: &dyn WriteTx, payer: &str, seq: u64) -> Result<(), WalletError> {
+    let k = key::of(&[&payer]);
+    let previous = number(tx, LAST_PAID, &k)?;
+    tx.put(LAST_PAID, &k, &seq.to_be_bytes())?;
+    if previous != 0 && previous < floor(tx, TRANSFERS_FLOOR)? {
+        forget_transfer(tx, previous)?;
+    }
+    Ok(())
+}
+
+/// Raises the transfers' floor to `below` (never lowers it): every
+/// transfer under it goes, but each payer's latest payment. In
+/// transactions of a thousand transfers, so that ticks interleave.
+pub fn prune_transfers(db: &dyn Store, below: u64) -> Result<Pruned, WalletError> {
+    prune(db, TRANSFERS_FLOOR, below, |tx, k, v| {
+        let t: Transfer = postcard::from_bytes(v)?;
+        let latest = number(tx, LAST_PAID, &key::of(&[&t.from.as_str()]))? == t.seq;
+        Ok(if latest {
+            0
+        } else {
+            forget_transfer(tx, key::Reader::new(k).u64()?)?
+        })
+    })
+}
+
+/// Raises the addresses' floor to `below`: the receive addresses handed
+/// out before it no longer resolve (a payment to one is refused, and says
+/// to pay the grid's account instead).
+pub fn prune_addresses(db: &dyn Store, below: u64) -> Result<Pruned, WalletError> {
+    prune(db, ADDRESSES_FLOOR, below, |tx, k, address| {
+        let entry = key::of(&[
+            &std::str::from_utf8(address).map_err(|e| WalletError::Storage(e.to_string()))?
+        ]);
+        tx.delete(ADDRESSES, &entry)?;
+        tx.delete(ADDRESS_LOG, k)?;
+        Ok((k.len() + address.len() + entry.len()) as u64)
+    })
+}
+
+/// How many receive addresses were ever handed out.
+pub fn addresses_issued(db: &dyn Store) -> Result<u64, WalletError> {
+    Ok(next_address(&*db.read()?)? - 1)
+}
+
+/// The next address number, inside the transaction that hands it out:
+/// after the last logged, and never below the floor (the log may have been
+/// pruned empty; a number below it would never be pruned).
+pub(super) fn next_address(tx: &dyn ReadTx) -> Result<u64, WalletError> {
+    let after_last = match powerplug_storage::last(tx, ADDRESS_LOG, &[])? {
+        Some((k, _)) => key::Reader::new(&k).u64()? + 1,
+        None => 1,
+    };
+    Ok(after_last.max(floor(tx, ADDRESSES_FLOOR)?))
+}
+
+/// Moves floor `name` up to `below` a chunk at a time, calling `forget` on
+/// each entry of the table it guards (transfers or the address log).
+fn prune(
+    db: &dyn Store,
+    name: &str,
+    below: u64,
+    forget: impl Fn(&dyn WriteTx, &[u8], &[u8]) -> Result<u64, WalletError>,
+) -> Result<Pruned, WalletError> {
+    let table = if name == TRANSFERS_FLOOR {
+        TRANSFERS
+    } else {
+        ADDRESS_LOG
+    };
+    let mut done = Pruned::default();
+    loop {
+        let tx = db.write()?;
+        let from = floor(&*tx, name)?;
+        if from >= below {
+            return Ok(done);
+        }
+        let to = below.min(from.saturating_add(CHUNK));
+        let entries = tx.range(
+            table,
+            &key::of(&[&from]),
+            Some(&key::of(&[&to])),
+            Order::Ascending,
+            usize::MAX,
+        )?;
+        for (k, v) in &entries {
+            let freed = forget(&*tx, k, v)?;
+            if freed > 0 {
+                done.deleted += 1;
+                done.bytes += freed;
+            }
+        }
+        tx.put(FLOORS, &key::of(&[&name]), &to.to_be_bytes())?;
+        tx.commit()?;
+    }
+}
