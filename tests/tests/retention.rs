@@ -17,6 +17,7 @@ fn a_grid_keeps_only_what_its_readers_may_still_need_and_the_money_adds_up() {
         messages_ms: 30_000,
         tick_log_ms: 10 * 60_000,
         ledger_ms: 30_000,
+        ledger_archive: true,
         every_ms: 50,
         ..Default::default()
     };
@@ -79,6 +80,32 @@ fn a_grid_keeps_only_what_its_readers_may_still_need_and_the_money_adds_up() {
     assert!(
         transfers_held * 3 < transfers && transfers_held >= 5,
         "{transfers_held} of {transfers} transfers held (at least the 4 consumers' latest and the grid's)"
+    );
+    // What went is in the archive: with what is held, every transfer
+    // once (a line archived twice, after a crash, would be the same seq).
+    let archive =
+        std::fs::read_to_string(options.data_dir.join("grid/ledger-archive.jsonl")).unwrap();
+    let mut seqs: Vec<u64> = archive
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<powerplug::wallet::Transfer>(l)
+                .unwrap()
+                .seq
+        })
+        .collect();
+    for (k, _) in db
+        .read()
+        .unwrap()
+        .range("wallet_transfers", &[], None, Order::Ascending, usize::MAX)
+        .unwrap()
+    {
+        seqs.push(powerplug::storage::key::Reader::new(&k).u64().unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=transfers).collect::<Vec<_>>(),
+        "archived and held"
     );
     let addresses = powerplug::wallet::addresses_issued(&db).unwrap();
     let addresses_held = rows("wallet_addresses");

@@ -9,7 +9,11 @@
 //! A payer that retries, or asks after, a payment whose answer it lost does
 //! so for its latest (a meter makes its next payment only once it knows how
 //! the last ended), so a retry is always recognised and never moves money
-//! twice. When a payer pays again, its kept payment goes, if below the floor.
+//! twice. When a payer pays again, its kept payment goes at the next
+//! pruning, if below the floor.
+//!
+//! What goes can be handed to an archive first (retention's
+//! `ledger_archive`): the deletion commits only once the archive has it.
 
 use super::{ADDRESSES, BY_ACCOUNT, BY_KEY, LAST_PAID, TRANSFERS, Transfer, WalletError, number};
 use powerplug_storage::{Order, ReadTx, Store, WriteTx, key};
@@ -18,6 +22,9 @@ use powerplug_storage::{Order, ReadTx, Store, WriteTx, key};
 const FLOORS: &str = "wallet_pruned";
 const TRANSFERS_FLOOR: &str = "transfers";
 const ADDRESSES_FLOOR: &str = "addresses";
+/// Payments a newer one of their payer replaced, below the floor: the next
+/// pruning takes them.
+const SUPERSEDED: &str = "wallet_superseded";
 /// Address number (from 1, in the order handed out) → the address.
 pub(super) const ADDRESS_LOG: &str = "wallet_address_log";
 
@@ -36,17 +43,22 @@ fn floor(tx: &dyn ReadTx, name: &str) -> Result<u64, WalletError> {
     number(tx, FLOORS, &key::of(&[&name]))
 }
 
+fn set_floor(tx: &dyn WriteTx, name: &str, to: u64) -> Result<(), WalletError> {
+    Ok(tx.put(FLOORS, &key::of(&[&name]), &to.to_be_bytes())?)
+}
+
 /// Transfers with a `seq` below this are no longer held, but for each
 /// payer's latest payment (0: nothing pruned yet).
 pub fn transfers_floor(db: &dyn Store) -> Result<u64, WalletError> {
     floor(&*db.read()?, TRANSFERS_FLOOR)
 }
 
-/// Deletes transfer `seq` with its key and index entries; what it freed.
-fn forget_transfer(tx: &dyn WriteTx, seq: u64) -> Result<u64, WalletError> {
+/// Deletes transfer `seq` with its key and index entries: the transfer,
+/// and the bytes it freed.
+fn forget_transfer(tx: &dyn WriteTx, seq: u64) -> Result<Option<(Transfer, u64)>, WalletError> {
     let k = key::of(&[&seq]);
     let Some(bytes) = tx.get(TRANSFERS, &k)? else {
-        return Ok(0);
+        return Ok(None);
     };
     let t: Transfer = postcard::from_bytes(&bytes)?;
     let mut freed = (k.len() + bytes.len()) as u64;
@@ -66,48 +78,96 @@ fn forget_transfer(tx: &dyn WriteTx, seq: u64) -> Result<u64, WalletError> {
         tx.delete(BY_ACCOUNT, &entry)?;
         freed += entry.len() as u64;
     }
-    Ok(freed)
+    Ok(Some((t, freed)))
 }
 
 /// Inside a new transfer's transaction: `payer`'s latest payment is now
-/// `seq`; the one it replaces goes if it is below the floor.
+/// `seq`; the one it replaces is doomed if it is below the floor.
 pub(super) fn paid(tx: &dyn WriteTx, payer: &str, seq: u64) -> Result<(), WalletError> {
     let k = key::of(&[&payer]);
     let previous = number(tx, LAST_PAID, &k)?;
     tx.put(LAST_PAID, &k, &seq.to_be_bytes())?;
     if previous != 0 && previous < floor(tx, TRANSFERS_FLOOR)? {
-        forget_transfer(tx, previous)?;
+        tx.put(SUPERSEDED, &key::of(&[&previous]), &[])?;
     }
     Ok(())
 }
 
 /// Raises the transfers' floor to `below` (never lowers it): every
-/// transfer under it goes, but each payer's latest payment. In
-/// transactions of a thousand transfers, so that ticks interleave.
-pub fn prune_transfers(db: &dyn Store, below: u64) -> Result<Pruned, WalletError> {
-    prune(db, TRANSFERS_FLOOR, below, |tx, k, v| {
-        let t: Transfer = postcard::from_bytes(v)?;
-        let latest = number(tx, LAST_PAID, &key::of(&[&t.from.as_str()]))? == t.seq;
-        Ok(if latest {
-            0
-        } else {
-            forget_transfer(tx, key::Reader::new(k).u64()?)?
-        })
-    })
+/// transfer under it goes, but each payer's latest payment, and so do the
+/// kept ones that newer payments replaced since. Each transaction's
+/// transfers go to `archive` before it commits; if that fails, they stay.
+/// In transactions of a thousand transfers, so that ticks interleave.
+pub fn prune_transfers(
+    db: &dyn Store,
+    below: u64,
+    archive: &mut dyn FnMut(&[Transfer]) -> anyhow::Result<()>,
+) -> Result<Pruned, WalletError> {
+    let mut done = Pruned::default();
+    loop {
+        let tx = db.write()?;
+        let from = floor(&*tx, TRANSFERS_FLOOR)?;
+        let mut doomed = Vec::new();
+        for (k, _) in tx.range(SUPERSEDED, &[], None, Order::Ascending, CHUNK as usize)? {
+            tx.delete(SUPERSEDED, &k)?;
+            doomed.push(key::Reader::new(&k).u64()?);
+        }
+        if doomed.is_empty() && from >= below {
+            return Ok(done);
+        }
+        let to = below.min(from.saturating_add(CHUNK)).max(from);
+        let (start, end) = (key::of(&[&from]), key::of(&[&to]));
+        for (_, v) in tx.range(TRANSFERS, &start, Some(&end), Order::Ascending, usize::MAX)? {
+            let t: Transfer = postcard::from_bytes(&v)?;
+            if number(&*tx, LAST_PAID, &key::of(&[&t.from.as_str()]))? != t.seq {
+                doomed.push(t.seq);
+            }
+        }
+        let mut gone = Vec::with_capacity(doomed.len());
+        for seq in doomed {
+            if let Some((t, bytes)) = forget_transfer(&*tx, seq)? {
+                done.bytes += bytes;
+                gone.push(t);
+            }
+        }
+        archive(&gone)?;
+        done.deleted += gone.len() as u64;
+        set_floor(&*tx, TRANSFERS_FLOOR, to)?;
+        tx.commit()?;
+    }
 }
 
 /// Raises the addresses' floor to `below`: the receive addresses handed
 /// out before it no longer resolve (a payment to one is refused, and says
-/// to pay the grid's account instead).
+/// to pay the grid's account instead). In transactions of a thousand.
 pub fn prune_addresses(db: &dyn Store, below: u64) -> Result<Pruned, WalletError> {
-    prune(db, ADDRESSES_FLOOR, below, |tx, k, address| {
-        let entry = key::of(&[
-            &std::str::from_utf8(address).map_err(|e| WalletError::Storage(e.to_string()))?
-        ]);
-        tx.delete(ADDRESSES, &entry)?;
-        tx.delete(ADDRESS_LOG, k)?;
-        Ok((k.len() + address.len() + entry.len()) as u64)
-    })
+    let mut done = Pruned::default();
+    loop {
+        let tx = db.write()?;
+        let from = floor(&*tx, ADDRESSES_FLOOR)?;
+        if from >= below {
+            return Ok(done);
+        }
+        let to = below.min(from.saturating_add(CHUNK));
+        let (start, end) = (key::of(&[&from]), key::of(&[&to]));
+        for (k, address) in tx.range(
+            ADDRESS_LOG,
+            &start,
+            Some(&end),
+            Order::Ascending,
+            usize::MAX,
+        )? {
+            let text =
+                String::from_utf8(address).map_err(|e| WalletError::Storage(e.to_string()))?;
+            let entry = key::of(&[&text]);
+            tx.delete(ADDRESSES, &entry)?;
+            tx.delete(ADDRESS_LOG, &k)?;
+            done.deleted += 1;
+            done.bytes += (k.len() + text.len() + entry.len()) as u64;
+        }
+        set_floor(&*tx, ADDRESSES_FLOOR, to)?;
+        tx.commit()?;
+    }
 }
 
 /// How many receive addresses were ever handed out.
@@ -124,44 +184,4 @@ pub(super) fn next_address(tx: &dyn ReadTx) -> Result<u64, WalletError> {
         None => 1,
     };
     Ok(after_last.max(floor(tx, ADDRESSES_FLOOR)?))
-}
-
-/// Moves floor `name` up to `below` a chunk at a time, calling `forget` on
-/// each entry of the table it guards (transfers or the address log).
-fn prune(
-    db: &dyn Store,
-    name: &str,
-    below: u64,
-    forget: impl Fn(&dyn WriteTx, &[u8], &[u8]) -> Result<u64, WalletError>,
-) -> Result<Pruned, WalletError> {
-    let table = if name == TRANSFERS_FLOOR {
-        TRANSFERS
-    } else {
-        ADDRESS_LOG
-    };
-    let mut done = Pruned::default();
-    loop {
-        let tx = db.write()?;
-        let from = floor(&*tx, name)?;
-        if from >= below {
-            return Ok(done);
-        }
-        let to = below.min(from.saturating_add(CHUNK));
-        let entries = tx.range(
-            table,
-            &key::of(&[&from]),
-            Some(&key::of(&[&to])),
-            Order::Ascending,
-            usize::MAX,
-        )?;
-        for (k, v) in &entries {
-            let freed = forget(&*tx, k, v)?;
-            if freed > 0 {
-                done.deleted += 1;
-                done.bytes += freed;
-            }
-        }
-        tx.put(FLOORS, &key::of(&[&name]), &to.to_be_bytes())?;
-        tx.commit()?;
-    }
 }

@@ -318,10 +318,23 @@ fn pruning_keeps_balances_and_each_payers_latest_payment() {
     };
     let before = balances(&db);
 
-    // Up to, not including, a3: a1 and a2 go; b1 is b's latest, the
-    // issues the issuer's older ones.
-    let pruned = prune_transfers(&db, a3.seq).unwrap();
+    // An archive that fails keeps everything where it was.
+    let refused = prune_transfers(&db, a3.seq, &mut |_| anyhow::bail!("disk full"));
+    assert!(refused.is_err());
+    assert_eq!(transfers_floor(&db).unwrap(), 0);
+    assert_eq!(by_key(&db, "a/1").unwrap(), Some(a1.clone()));
+
+    // Up to, not including, a3: a1 and a2 go; b1 is b's latest, fund-b the
+    // issuer's. What goes, goes to the archive.
+    let mut archived = Vec::new();
+    let pruned = prune_transfers(&db, a3.seq, &mut |t| {
+        archived.extend_from_slice(t);
+        Ok(())
+    })
+    .unwrap();
     assert_eq!(pruned.deleted, 3, "fund-a, a/1, a/2");
+    let keys: Vec<&str> = archived.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(keys, ["fund-a", "a/1", "a/2"]);
     assert!(pruned.bytes > 0);
     assert_eq!(transfers_floor(&db).unwrap(), a3.seq);
     assert_eq!(balances(&db), before, "balances stay");
@@ -341,13 +354,25 @@ fn pruning_keeps_balances_and_each_payers_latest_payment() {
     assert_eq!(pay(&db, "b", 7, "b/1"), b1);
     assert_eq!(balances(&db), before);
 
-    // b pays again: its kept payment, below the floor, goes with that.
+    // b pays again: its kept payment, below the floor, goes at the next
+    // pruning, even one that does not raise the floor.
     let b2 = pay(&db, "b", 1, "b/2");
+    assert_eq!(by_key(&db, "b/1").unwrap(), Some(b1));
+    let mut archived = Vec::new();
+    let pruned = prune_transfers(&db, 1, &mut |t| {
+        archived.extend_from_slice(t);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!((pruned.deleted, archived[0].key.as_str()), (1, "b/1"));
     assert_eq!(by_key(&db, "b/1").unwrap(), None);
     assert_eq!(by_key(&db, "b/2").unwrap(), Some(b2));
 
     // The floor never goes down.
-    assert_eq!(prune_transfers(&db, 1).unwrap(), Pruned::default());
+    assert_eq!(
+        prune_transfers(&db, 1, &mut |_| Ok(())).unwrap(),
+        Pruned::default()
+    );
     assert_eq!(transfers_floor(&db).unwrap(), a3.seq);
 }
 
@@ -382,7 +407,7 @@ fn pruning_in_many_chunks_reaches_the_floor() {
         pay(&db, "a", 1, &format!("a/{i}"));
     }
     let last = last_seq(&db).unwrap();
-    let pruned = prune_transfers(&db, last + 1).unwrap();
+    let pruned = prune_transfers(&db, last + 1, &mut |_| Ok(())).unwrap();
     // All but a's latest and the issue (the issuer's latest).
     assert_eq!(pruned.deleted, 2_499);
     assert_eq!(transfers_since(&db, "a", 0).unwrap().len(), 2);

@@ -23,6 +23,9 @@
 //! cache bounds itself (its newest entries).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +54,9 @@ pub struct Retention {
     /// How long the ledger keeps a transfer (and its idempotency key) and a
     /// receive address, ms of the role's clock.
     pub ledger_ms: u64,
+    /// Appends what the ledger lets go to `<data_dir>/ledger-archive.jsonl`
+    /// first (one transfer a line), for an audit trail kept elsewhere.
+    pub ledger_archive: bool,
     /// Real ms between passes; 0 turns retention off.
     pub every_ms: u64,
     /// Compact the store when this share of its file (percent) is free
@@ -75,6 +81,7 @@ impl Default for Retention {
             // Entities read their transfers as they come (a producer every
             // tick); the detail of a day at 10,000 consumers is ~100 MB.
             ledger_ms: DAY_MS,
+            ledger_archive: false,
             every_ms: 60_000,
             compact_free_percent: 50,
             compact_min_bytes: 64 << 20,
@@ -110,6 +117,8 @@ pub struct Keeper {
     /// The tick log's count bound, and what a dry run needs.
     pub tick_log_ticks: u64,
     pub tick_log_at_least: u64,
+    /// Where `ledger_archive` appends (the role sets it).
+    pub archive: Option<PathBuf>,
     last: Mutex<Option<Instant>>,
     report: Arc<Mutex<Report>>,
     pass: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -131,11 +140,12 @@ pub struct Figures {
 const FIGURES_FOR: Duration = Duration::from_secs(5);
 
 /// What a pass needs to know.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Plan {
     config: Retention,
     tick_log_ticks: u64,
     tick_log_at_least: u64,
+    archive: Option<PathBuf>,
 }
 
 /// Per registration: how far its channels are deleted.
@@ -214,6 +224,7 @@ impl Keeper {
             config,
             tick_log_ticks,
             tick_log_at_least,
+            archive: None,
             last: Mutex::new(None),
             report: Default::default(),
             pass: Mutex::new(None),
@@ -273,6 +284,7 @@ impl Keeper {
             config: self.config,
             tick_log_ticks: self.tick_log_ticks,
             tick_log_at_least: self.tick_log_at_least,
+            archive: self.archive.clone().filter(|_| self.config.ledger_archive),
         };
         let (db, report) = (db.clone(), self.report.clone());
         let spawned = std::thread::Builder::new()
@@ -377,7 +389,10 @@ impl Plan {
             put_marks(&*tx, LEDGER, &marks)?;
         }
         tx.commit()?;
-        let t = wallet::prune_transfers(db, transfers.end)?;
+        let t = match &self.archive {
+            Some(path) => wallet::prune_transfers(db, transfers.end, &mut |t| append(path, t))?,
+            None => wallet::prune_transfers(db, transfers.end, &mut |_| Ok(()))?,
+        };
         let a = wallet::prune_addresses(db, addresses.end)?;
         done.transfers_deleted += t.deleted;
         done.addresses_deleted += a.deleted;
@@ -470,6 +485,31 @@ impl Plan {
         }
         Ok(())
     }
+}
+
+/// Appends `transfers` to the archive at `path`, one JSON line each, synced
+/// before the deletion commits: a crash between the two archives them
+/// again at the next pass (same `seq`, same line).
+fn append(path: &Path, transfers: &[powerplug_ledger::Transfer]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if transfers.is_empty() {
+        return Ok(());
+    }
+    let mut lines = Vec::new();
+    for t in transfers {
+        serde_json::to_writer(&mut lines, t)?;
+        lines.push(b'\n');
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("ledger archive {}", path.display()))?;
+    file.write_all(&lines)?;
+    file.sync_data()?;
+    Ok(())
 }
 
 /// Inside the transaction that removes a registration or replaces its

@@ -120,6 +120,24 @@ fn render(hub: &powerplug_roles::role::Hub) -> anyhow::Result<String> {
         done.tick_bytes_freed,
     );
     put(
+        "powerplug_retention_transfers_deleted_total",
+        "counter",
+        "Ledger transfers (with their keys) retention deleted.",
+        done.transfers_deleted,
+    );
+    put(
+        "powerplug_retention_addresses_deleted_total",
+        "counter",
+        "Receive addresses retention deleted.",
+        done.addresses_deleted,
+    );
+    put(
+        "powerplug_retention_ledger_bytes_total",
+        "counter",
+        "Bytes of the ledger history retention deleted.",
+        done.ledger_bytes_freed,
+    );
+    put(
         "powerplug_store_compactions_total",
         "counter",
         "Compactions the host ran.",
