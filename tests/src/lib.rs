@@ -253,6 +253,23 @@ pub fn producer_config(
     config
 }
 
+/// `config` (`MetersConfig::consumers()` or `::sources()`) on a free
+/// loopback port, its data in `data_dir`, polling every 10 ms on `clock`,
+/// publishing to `upstream_url`.
+pub fn meters_config(
+    mut config: powerplug::role::config::MetersConfig,
+    data_dir: PathBuf,
+    upstream_url: &str,
+    clock: powerplug::role::Clock,
+) -> powerplug::role::config::MetersConfig {
+    config.service.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.service.data_dir = data_dir;
+    config.service.poll_ms = 10;
+    config.service.clock = clock;
+    config.upstream_url = upstream_url.to_owned();
+    config
+}
+
 /// A registration token from the host at `url`, issued with the tests'
 /// operator token: for `uses` registrations of `kind` (bound to `id` if given).
 pub fn admit(url: &str, kind: &str, id: Option<&str>, uses: u32) -> String {

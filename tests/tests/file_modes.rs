@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use powerplug::http::run;
 use powerplug::role::config::MetersConfig;
-use powerplug_tests::{Client, eventually, grid_config, strategy_files};
+use powerplug_tests::{Client, eventually, grid_config, meters_config, strategy_files};
 
 fn everything_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![dir.to_owned()];
@@ -39,13 +39,13 @@ fn files_and_directories_a_host_writes_are_its_users_alone_whatever_the_umask() 
     config.service.clock = clock;
     let grid = rt.block_on(run::grid(&config)).unwrap();
 
-    let mut consumers = MetersConfig::consumers();
-    consumers.service.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    consumers.service.data_dir = dir.path().join("deep/er/consumers");
-    consumers.service.poll_ms = 10;
-    consumers.upstream_url = grid.url.clone();
+    let mut consumers = meters_config(
+        MetersConfig::consumers(),
+        dir.path().join("deep/er/consumers"),
+        &grid.url,
+        clock,
+    );
     consumers.count = 2;
-    consumers.service.clock = clock;
     consumers.meter = powerplug::role::SimulatedMeter::Fixed { wh: 1_000 };
     let meters = rt
         .block_on(run::meters(&consumers, EntityKind::Consumer))

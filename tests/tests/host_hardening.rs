@@ -13,7 +13,8 @@ use powerplug::http::run;
 use powerplug::role::config::MetersConfig;
 use powerplug::storage::RedbStore;
 use powerplug_tests::{
-    Client, Meter, OPERATOR, basic_grid, component, eventually, grid_config, strategy_files,
+    Client, Meter, OPERATOR, basic_grid, component, eventually, grid_config, meters_config,
+    strategy_files,
 };
 
 #[test]
@@ -221,12 +222,12 @@ fn a_panicking_round_is_caught_shown_in_status_and_the_role_goes_on() {
     let mut config = grid_config(dir.path(), grid_wasm, 20);
     config.service.clock = clock;
     let grid = rt.block_on(run::grid(&config)).unwrap();
-    let mut consumers = MetersConfig::consumers();
-    consumers.service.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    consumers.service.data_dir = dir.path().join("consumers");
-    consumers.service.poll_ms = 10;
-    consumers.service.clock = clock;
-    consumers.upstream_url = grid.url.clone();
+    let consumers = meters_config(
+        MetersConfig::consumers(),
+        dir.path().join("consumers"),
+        &grid.url,
+        clock,
+    );
     let feed = Box::new(Flaky {
         calls: AtomicU64::new(0),
     });

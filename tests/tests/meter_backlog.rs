@@ -9,7 +9,7 @@ use powerplug::domain::EntityKind;
 use powerplug::http::run;
 use powerplug::role::SimulatedMeter;
 use powerplug::role::config::MetersConfig;
-use powerplug_tests::{Client, OPERATOR, eventually, grid_config, strategy_files};
+use powerplug_tests::{Client, OPERATOR, eventually, grid_config, meters_config, strategy_files};
 
 const SLICE_MS: u64 = 30_000;
 const SCALE: u64 = 600;
@@ -35,12 +35,12 @@ fn meters_hold_their_backlog_while_the_grid_is_away_and_lose_no_energy() {
         .unwrap()
         .port();
 
-    let mut consumers = MetersConfig::consumers();
-    consumers.service.listen = "127.0.0.1:0".parse().unwrap();
-    consumers.service.data_dir = dir.path().join("consumers");
-    consumers.service.poll_ms = 10;
-    consumers.service.clock = clock;
-    consumers.upstream_url = format!("http://127.0.0.1:{port}");
+    let mut consumers = meters_config(
+        MetersConfig::consumers(),
+        dir.path().join("consumers"),
+        &format!("http://127.0.0.1:{port}"),
+        clock,
+    );
     consumers.count = COUNT as u32;
     consumers.meter = SimulatedMeter::Fixed { wh: WH };
     consumers.backlog = BACKLOG;

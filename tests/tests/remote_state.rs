@@ -8,7 +8,7 @@ use powerplug::domain::EntityKind;
 use powerplug::http::run;
 use powerplug::role::SimulatedMeter;
 use powerplug::role::config::{MetersConfig, StateKeeping};
-use powerplug_tests::{Client, OPERATOR, eventually, grid_config, strategy_files};
+use powerplug_tests::{Client, OPERATOR, eventually, grid_config, meters_config, strategy_files};
 
 #[test]
 fn meters_without_a_disk_keep_their_state_upstream_across_a_restart() {
@@ -28,12 +28,12 @@ fn meters_without_a_disk_keep_their_state_upstream_across_a_restart() {
     config.service.clock = clock;
     let producer = rt.block_on(run::producer(&config)).unwrap();
 
-    let mut sources = MetersConfig::sources();
-    sources.service.listen = "127.0.0.1:0".parse().unwrap();
-    sources.service.data_dir = dir.path().join("must-not-be-used");
-    sources.service.poll_ms = 10;
-    sources.service.clock = clock;
-    sources.upstream_url = producer.url.clone();
+    let mut sources = meters_config(
+        MetersConfig::sources(),
+        dir.path().join("must-not-be-used"),
+        &producer.url,
+        clock,
+    );
     sources.count = 2;
     sources.admission_token = Some(powerplug_tests::admit(&producer.url, "source", None, 2));
     sources.meter = SimulatedMeter::Fixed { wh: 4_000 };

@@ -11,7 +11,9 @@ use powerplug::role::SimulatedMeter;
 use powerplug::role::config::MetersConfig;
 use powerplug::tick_log::{self, Outcome};
 use powerplug::{storage, versions, wallet};
-use powerplug_tests::{Client, OPERATOR, component, eventually, grid_config, strategy_files};
+use powerplug_tests::{
+    Client, OPERATOR, component, eventually, grid_config, meters_config, strategy_files,
+};
 use serde_json::json;
 
 #[test]
@@ -30,12 +32,12 @@ fn fifty_swaps_under_traffic_lose_repeat_and_split_no_tick() {
     let grid = rt.block_on(run::grid(&config)).unwrap();
     let client = Client::new(&grid.url);
 
-    let mut consumers = MetersConfig::consumers();
-    consumers.service.listen = "127.0.0.1:0".parse().unwrap();
-    consumers.service.data_dir = dir.path().join("consumers");
-    consumers.service.poll_ms = 10;
-    consumers.service.clock = clock;
-    consumers.upstream_url = grid.url.clone();
+    let mut consumers = meters_config(
+        MetersConfig::consumers(),
+        dir.path().join("consumers"),
+        &grid.url,
+        clock,
+    );
     consumers.count = 8;
     consumers.meter = SimulatedMeter::Random {
         seed: 9,
