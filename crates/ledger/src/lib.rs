@@ -352,7 +352,9 @@ pub fn total_balances(db: &dyn Store) -> Result<Tokens, WalletError> {
 }
 
 mod prune;
-pub use prune::{Pruned, addresses_issued, prune_addresses, prune_transfers, transfers_floor};
+pub use prune::{
+    Pruned, addresses_floor, addresses_issued, prune_addresses, prune_transfers, transfers_floor,
+};
 
 mod remote;
 pub use remote::{

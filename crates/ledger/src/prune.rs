@@ -53,6 +53,11 @@ pub fn transfers_floor(db: &dyn Store) -> Result<u64, WalletError> {
     floor(&*db.read()?, TRANSFERS_FLOOR)
 }
 
+/// Receive addresses numbered below this no longer resolve.
+pub fn addresses_floor(db: &dyn Store) -> Result<u64, WalletError> {
+    floor(&*db.read()?, ADDRESSES_FLOOR)
+}
+
 /// Deletes transfer `seq` with its key and index entries: the transfer,
 /// and the bytes it freed.
 fn forget_transfer(tx: &dyn WriteTx, seq: u64) -> Result<Option<(Transfer, u64)>, WalletError> {

@@ -132,6 +132,39 @@ pub struct Figures {
     pub size: powerplug_storage::StoreStats,
     /// Per slot.
     pub tick_log: BTreeMap<String, tick_log::Held>,
+    pub ledger: LedgerHeld,
+}
+
+/// The span of the ledger's history still held: transfers `transfers_from`
+/// to `last_seq` (and each payer's latest before), addresses numbered
+/// `addresses_from` to `addresses_issued`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LedgerHeld {
+    pub transfers_from: u64,
+    pub last_seq: u64,
+    pub addresses_from: u64,
+    pub addresses_issued: u64,
+}
+
+impl LedgerHeld {
+    fn of(db: &dyn Store) -> anyhow::Result<Self> {
+        use powerplug_ledger as wallet;
+        Ok(Self {
+            transfers_from: wallet::transfers_floor(db)?.max(1),
+            last_seq: wallet::last_seq(db)?,
+            addresses_from: wallet::addresses_floor(db)?.max(1),
+            addresses_issued: wallet::addresses_issued(db)?,
+        })
+    }
+
+    /// At most this many transfers (and payers' latest) are held.
+    pub fn transfers(&self) -> u64 {
+        (self.last_seq + 1).saturating_sub(self.transfers_from)
+    }
+
+    pub fn addresses(&self) -> u64 {
+        (self.addresses_issued + 1).saturating_sub(self.addresses_from)
+    }
 }
 
 /// How long [`Figures`] serve: the store's figures take a write
@@ -249,6 +282,7 @@ impl Keeper {
         let figures = Arc::new(Figures {
             size: db.stats()?,
             tick_log,
+            ledger: LedgerHeld::of(db)?,
         });
         *cached = Some((Instant::now(), figures.clone()));
         Ok(figures)

@@ -78,6 +78,18 @@ fn render(hub: &powerplug_roles::role::Hub) -> anyhow::Result<String> {
         tick_bytes,
     );
     put(
+        "powerplug_ledger_transfers_held",
+        "gauge",
+        "Transfers the ledger holds in detail, at most (besides each payer's latest).",
+        figures.ledger.transfers(),
+    );
+    put(
+        "powerplug_ledger_addresses_held",
+        "gauge",
+        "Receive addresses that still resolve.",
+        figures.ledger.addresses(),
+    );
+    put(
         "powerplug_retention_passes_total",
         "counter",
         "Retention passes run.",

@@ -45,12 +45,14 @@ fn registrations(db: &dyn Store) -> anyhow::Result<Value> {
 }
 
 /// The store's size and free pages, what the tick log holds per slot
-/// (slot names name experiments: for a read token), and what retention did.
+/// (slot names name experiments: for a read token) and the ledger's
+/// history, and what retention did.
 fn store(hub: &super::Hub) -> anyhow::Result<Value> {
     let figures = hub.retention.figures(&*hub.db)?;
     Ok(json!({
         "size": figures.size,
         "tick_log": figures.tick_log,
+        "ledger": figures.ledger,
         "retention": {
             "config": hub.retention.config,
             "tick_log_ticks": hub.retention.tick_log_ticks,
