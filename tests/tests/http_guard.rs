@@ -799,7 +799,11 @@ fn a_payment_retried_after_its_address_was_let_go_moves_money_once() {
     assert_eq!(wallet::resolve(db, &address).unwrap(), None);
     let metrics = powerplug_tests::Metrics::of(&grid.url);
     assert_eq!(metrics.get("powerplug_ledger_addresses_held"), 0);
-    assert_eq!(metrics.get("powerplug_ledger_transfers_held"), 2, "fund, p-1");
+    assert_eq!(
+        metrics.get("powerplug_ledger_transfers_held"),
+        2,
+        "fund, p-1"
+    );
     let (code, again) = pay("p-1");
     assert_eq!(
         (code, &again),

@@ -24,11 +24,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-use anyhow::Context;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::registry::{self, Registration};
