@@ -202,9 +202,15 @@ struct Mark {
 
 /// registration id → [`Marks`].
 const MARKS: &str = "retention_marks";
-/// The ledger's marks in [`MARKS`] (transfers inbound, addresses
-/// outbound); no registration id starts with `$`.
-const LEDGER: &str = "$ledger";
+/// role-clock ms → [`LedgerNote`]: where the ledger was at each pass
+/// within the last `ledger_ms`.
+const LEDGER_NOTES: &str = "retention_ledger_notes";
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct LedgerNote {
+    transfers: u64,
+    addresses: u64,
+}
 /// channel root → [`Retired`]: a channel its entity left (removed, or
 /// replaced by a reset), whose messages go once it has been retired for
 /// `messages_ms`.
@@ -399,34 +405,48 @@ impl Plan {
         Ok(done)
     }
 
-    /// The ledger's history, two-phase like a channel's: what the grid had
-    /// taken in (transfers) or handed out (addresses) at one pass goes at
-    /// the first pass `ledger_ms` later.
+    /// The ledger's history, continuously: each pass notes where the
+    /// ledger is (what the grid's ticks took in, the addresses handed out)
+    /// and lets go of what it was at the last note `ledger_ms` old, so that
+    /// between `ledger_ms` and a pass more is held, steadily (a two-phase
+    /// mark, as for channels, would hold one to two periods: a sawtooth of
+    /// a day's ledger).
     fn ledger(&self, db: &dyn Store, now_ms: u64, done: &mut Report) -> anyhow::Result<()> {
         use powerplug_ledger as wallet;
         let taken_in: u64 =
             powerplug_storage::meta(db, crate::role::grid::TRANSFER_CURSOR)?.unwrap_or(0);
-        let handed_out = wallet::addresses_issued(db)?;
+        // Positions are "next": what lies below them may go.
+        let here = LedgerNote {
+            transfers: taken_in + 1,
+            addresses: wallet::addresses_issued(db)? + 1,
+        };
         let tx = db.write()?;
-        let mut marks = marks_in(&*tx, LEDGER)?;
-        let before = marks;
-        // Positions are "next to read", as for channels.
-        let transfers = marks
-            .inbound
-            .advance([0; 32], taken_in + 1, now_ms, self.config.ledger_ms);
-        let addresses =
-            marks
-                .outbound
-                .advance([0; 32], handed_out + 1, now_ms, self.config.ledger_ms);
-        if marks != before {
-            put_marks(&*tx, LEDGER, &marks)?;
+        tx.put(
+            LEDGER_NOTES,
+            &key::of(&[&now_ms]),
+            &postcard::to_allocvec(&here)?,
+        )?;
+        let cutoff = now_ms.saturating_sub(self.config.ledger_ms);
+        let old = tx.range(
+            LEDGER_NOTES,
+            &[],
+            Some(&key::of(&[&cutoff.saturating_add(1)])),
+            powerplug_storage::Order::Ascending,
+            usize::MAX,
+        )?;
+        let Some((_, newest_old)) = old.last() else {
+            return tx.commit();
+        };
+        let then: LedgerNote = postcard::from_bytes(newest_old)?;
+        for (k, _) in &old {
+            tx.delete(LEDGER_NOTES, k)?;
         }
         tx.commit()?;
         let t = match &self.archive {
-            Some(path) => wallet::prune_transfers(db, transfers.end, &mut |t| append(path, t))?,
-            None => wallet::prune_transfers(db, transfers.end, &mut |_| Ok(()))?,
+            Some(path) => wallet::prune_transfers(db, then.transfers, &mut |t| append(path, t))?,
+            None => wallet::prune_transfers(db, then.transfers, &mut |_| Ok(()))?,
         };
-        let a = wallet::prune_addresses(db, addresses.end)?;
+        let a = wallet::prune_addresses(db, then.addresses)?;
         done.transfers_deleted += t.deleted;
         done.addresses_deleted += a.deleted;
         done.ledger_bytes_freed += t.bytes + a.bytes;
