@@ -78,7 +78,8 @@ impl Default for Retention {
             tick_log_bytes: 256 << 20,
             experiments_ms: 90 * DAY_MS,
             // Entities read their transfers as they come (a producer every
-            // tick); the detail of a day at 10,000 consumers is ~100 MB.
+            // tick); a day's detail at 10,000 consumers is ~0.7 GB
+            // (BENCHMARKS.md, the soak with a bounded ledger).
             ledger_ms: DAY_MS,
             ledger_archive: false,
             every_ms: 60_000,
