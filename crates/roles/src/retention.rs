@@ -117,7 +117,8 @@ pub struct Keeper {
     /// The tick log's count bound, and what a dry run needs.
     pub tick_log_ticks: u64,
     pub tick_log_at_least: u64,
-    /// Where `ledger_archive` appends (the role sets it).
+    /// Where the ledger's history is archived before it goes, if it is
+    /// (the grid sets it when `ledger_archive` is on).
     pub archive: Option<PathBuf>,
     last: Mutex<Option<Instant>>,
     report: Arc<Mutex<Report>>,
@@ -206,12 +207,14 @@ const MARKS: &str = "retention_marks";
 /// role-clock ms → [`LedgerNote`]: where the ledger was at each pass
 /// within the last `ledger_ms`.
 const LEDGER_NOTES: &str = "retention_ledger_notes";
-
+/// The ledger's next transfer the grid has not taken in, and its next
+/// receive address number: what lies below them may go, once old enough.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct LedgerNote {
     transfers: u64,
     addresses: u64,
 }
+
 /// channel root → [`Retired`]: a channel its entity left (removed, or
 /// replaced by a reset), whose messages go once it has been retired for
 /// `messages_ms`.
@@ -324,7 +327,7 @@ impl Keeper {
             config: self.config,
             tick_log_ticks: self.tick_log_ticks,
             tick_log_at_least: self.tick_log_at_least,
-            archive: self.archive.clone().filter(|_| self.config.ledger_archive),
+            archive: self.archive.clone(),
         };
         let (db, report) = (db.clone(), self.report.clone());
         let spawned = std::thread::Builder::new()
@@ -416,7 +419,6 @@ impl Plan {
         use powerplug_ledger as wallet;
         let taken_in: u64 =
             powerplug_storage::meta(db, crate::role::grid::TRANSFER_CURSOR)?.unwrap_or(0);
-        // Positions are "next": what lies below them may go.
         let here = LedgerNote {
             transfers: taken_in + 1,
             addresses: wallet::addresses_issued(db)? + 1,
@@ -443,10 +445,11 @@ impl Plan {
             tx.delete(LEDGER_NOTES, k)?;
         }
         tx.commit()?;
-        let t = match &self.archive {
-            Some(path) => wallet::prune_transfers(db, then.transfers, &mut |t| append(path, t))?,
-            None => wallet::prune_transfers(db, then.transfers, &mut |_| Ok(()))?,
+        let mut archive = |t: &[wallet::Transfer]| match &self.archive {
+            Some(path) => append(path, t),
+            None => Ok(()),
         };
+        let t = wallet::prune_transfers(db, then.transfers, &mut archive)?;
         let a = wallet::prune_addresses(db, then.addresses)?;
         done.transfers_deleted += t.deleted;
         done.addresses_deleted += a.deleted;

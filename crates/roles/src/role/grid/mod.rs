@@ -80,7 +80,10 @@ impl Grid {
             config.strategy.tick_log_keep,
             u64::from(config.strategy.dry_run_ticks),
         );
-        hub.retention.archive = Some(config.service.data_dir.join("ledger-archive.jsonl"));
+        hub.retention.archive = config
+            .retention
+            .ledger_archive
+            .then(|| config.service.data_dir.join("ledger-archive.jsonl"));
         hub.operators = super::config::Operators::new(
             config.operator_token.as_deref(),
             &config.operator_tokens,
