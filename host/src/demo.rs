@@ -48,11 +48,20 @@ pub struct Options {
     pub retention: powerplug_roles::retention::Retention,
 }
 
-/// Readings each demo meter keeps for a host above restored from a backup:
-/// an hour of 30 s slices. The default (a day of one a minute) suits a real
-/// meter, one to a device; the demo's thousands of meters in one store kept
-/// 1.3 GB of it at 2,000 consumers (BENCHMARKS.md, the hour-long soak).
-const DEMO_RESEND_WINDOW: u64 = 120;
+/// Readings a demo meter host keeps, all its meters together, for a host
+/// above restored from a backup (~300 B each). The default window (a day of
+/// one reading a minute) suits a real meter, one to a device; the demo's
+/// thousands of meters in one store kept 1.3 GB of it at 2,000 consumers,
+/// and 100,000 meters would keep 12 M readings (BENCHMARKS.md, the soaks).
+const DEMO_RESEND_COPIES: u64 = 500_000;
+
+/// Readings each of a host's `meters` keeps: an hour of 30 s slices, fewer
+/// where the host has so many meters that it would keep more than
+/// [`DEMO_RESEND_COPIES`] (at 100,000 meters, 5: a round over that many
+/// meters takes minutes, so each reading covers several slices).
+fn demo_resend_window(meters: u32) -> u64 {
+    (DEMO_RESEND_COPIES / u64::from(meters.max(1))).clamp(4, 120)
+}
 
 /// What the demo shows while it runs.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -235,7 +244,7 @@ async fn start(o: &Options) -> anyhow::Result<Network> {
             min_wh: 0,
             max_wh: 1_000,
         },
-        resend_window: DEMO_RESEND_WINDOW,
+        resend_window: demo_resend_window(o.consumers),
         ..MetersConfig::consumers()
     };
     fund(&grid_api, consumers_config.ids(), Tokens(o.consumer_funds)).await?;
@@ -267,7 +276,7 @@ async fn start(o: &Options) -> anyhow::Result<Network> {
                 max_wh: 10_000,
             },
             admission_token: Some(admit(&producer_api, EntityKind::Source, None, count).await?),
-            resend_window: DEMO_RESEND_WINDOW,
+            resend_window: demo_resend_window(count),
             ..MetersConfig::sources()
         };
         sources.push(run::meters(&sources_config, EntityKind::Source).await?);

@@ -5,11 +5,11 @@
 //! ordered byte keys (built with [`key`]) to byte values, read and written in
 //! transactions. A tick's state change and all its effects go through one
 //! [`WriteTx`], so they commit together or not at all. [`RedbStore`] is the
-//! embedded default; a shared backend (PostgreSQL, say) implements the same
-//! three traits — a table of (table, key, value) rows and serializable
-//! transactions are enough.
+//! embedded default; [`PgStore`] keeps a namespace of a PostgreSQL database
+//! that several hosts can share.
 
 pub mod key;
+mod pg;
 pub mod private;
 mod redb;
 
@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use self::pg::PgStore;
 pub use self::redb::{InUse, RedbStore, check_store_file};
 
 /// Which way a range is read.

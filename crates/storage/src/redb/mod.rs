@@ -22,6 +22,7 @@ use redb::{Database, DatabaseError, ReadableDatabase};
 use super::{Compacted, ReadTx, Store, StoreStats, WriteTx};
 
 pub use upkeep::check_store_file;
+pub(crate) use upkeep::copy_from;
 
 const CACHE_BYTES: usize = 32 << 20;
 

@@ -5,11 +5,11 @@ use std::path::Path;
 use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableHandle};
+use redb::{Database, Durability, ReadableDatabase, TableHandle};
 
 use super::RedbStore;
 use super::tx::table;
-use crate::{Compacted, StoreStats};
+use crate::{Compacted, Order, ReadTx, StoreStats};
 
 pub(super) fn stats(store: &RedbStore) -> anyhow::Result<StoreStats> {
     let db = store.current()?;
@@ -71,10 +71,23 @@ pub(super) fn compact(store: &RedbStore) -> anyhow::Result<Compacted> {
 const BATCH: usize = 10_000;
 
 pub(super) fn backup_to(store: &RedbStore, path: &Path) -> anyhow::Result<u64> {
-    // 0600 and new: a backup holds the host's secret, and never replaces a file.
+    // One read transaction is the copy's view, whatever commits meanwhile.
+    let db = store.current()?;
+    let tx = store.check(db.begin_read())?;
+    let tables: Vec<String> = store
+        .check(tx.list_tables())?
+        .map(|t| t.name().to_owned())
+        .collect();
+    copy_from(&super::tx::Read::new(store, tx, db), &tables, path)
+}
+
+/// Writes `tables` as `from` sees them to a new store file at `path` (0600;
+/// it must not exist: a backup holds the host's secret, and never replaces
+/// a file) and returns its size. Any store's snapshot can be copied so.
+pub(crate) fn copy_from(from: &dyn ReadTx, tables: &[String], path: &Path) -> anyhow::Result<u64> {
     crate::private::write_new(path, &[])
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
-    let copied = copy_into(store, path);
+    let copied = copy_into(from, tables, path);
     if copied.is_err() {
         // Ours to remove: half a copy is no backup.
         let _ = std::fs::remove_file(path);
@@ -82,40 +95,40 @@ pub(super) fn backup_to(store: &RedbStore, path: &Path) -> anyhow::Result<u64> {
     copied
 }
 
-fn copy_into(store: &RedbStore, path: &Path) -> anyhow::Result<u64> {
+fn copy_into(from: &dyn ReadTx, tables: &[String], path: &Path) -> anyhow::Result<u64> {
     let into = |e: redb::Error| anyhow::anyhow!("writing the backup {}: {e}", path.display());
     let out = Database::builder()
         .set_cache_size(super::CACHE_BYTES)
         .create(path)
         .map_err(|e| into(e.into()))?;
-    // One read transaction is the copy's view, whatever commits meanwhile.
-    let db = store.current()?;
-    let tx = store.check(db.begin_read())?;
-    for handle in store.check(tx.list_tables())? {
-        let name = handle.name().to_owned();
-        let from = store.check(tx.open_table(table(&name)))?;
-        let mut entries = store.check(from.iter())?.peekable();
-        // Batches commit without syncing; the last commit below syncs them all.
+    for name in tables {
+        // A batch at a time, each from just past the last key copied.
+        let mut start = Vec::new();
         loop {
+            let entries = from.range(name, &start, None, Order::Ascending, BATCH)?;
+            let Some((last, _)) = entries.last() else {
+                break;
+            };
+            start.clone_from(last);
+            start.push(0);
+            // Batches commit without syncing; the last commit below syncs them all.
             let mut batch = out.begin_write().map_err(|e| into(e.into()))?;
             batch
                 .set_durability(Durability::None)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             {
-                let mut to = batch.open_table(table(&name)).map_err(|e| into(e.into()))?;
-                for entry in entries.by_ref().take(BATCH) {
-                    let (k, v) = store.check(entry)?;
-                    to.insert(k.value(), v.value())
+                let mut to = batch.open_table(table(name)).map_err(|e| into(e.into()))?;
+                for (k, v) in &entries {
+                    to.insert(k.as_slice(), v.as_slice())
                         .map_err(|e| into(e.into()))?;
                 }
             }
             batch.commit().map_err(|e| into(e.into()))?;
-            if entries.peek().is_none() {
+            if entries.len() < BATCH {
                 break;
             }
         }
     }
-    drop(tx);
     // Durable from here: an empty commit that syncs everything before it.
     let last = out.begin_write().map_err(|e| into(e.into()))?;
     last.commit().map_err(|e| into(e.into()))?;
