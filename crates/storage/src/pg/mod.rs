@@ -16,10 +16,10 @@
 //!   first statement.
 
 mod pool;
+mod session;
 mod tx;
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -70,8 +70,7 @@ impl PgStore {
             "storage.namespace: `{namespace}` is not 1 to {MAX_NAMESPACE} of A-Z a-z 0-9 _ - . \
              (not starting with a dot)"
         );
-        let mut config = postgres::Config::from_str(url)
-            .map_err(|e| anyhow::anyhow!("storage.url: not a PostgreSQL URL: {e}"))?;
+        let mut config = crate::config::postgres_config(url)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
@@ -108,24 +107,31 @@ impl PgStore {
                PRIMARY KEY (tbl, key)); \
              COMMIT;"
         );
-        // Not a pooled connection: those prepare statements on the table.
-        let mut client = self
-            .pool
-            .config()
-            .connect(postgres::NoTls)
-            .map_err(|e| anyhow::anyhow!("storage.url: cannot connect to PostgreSQL: {e}"))?;
-        client
-            .batch_execute(&sql)
-            .map_err(|e| anyhow::anyhow!("cannot create the store's schema {s}: {e}"))
+        // Not through the pool: its connections prepare statements on the table.
+        let config = self.pool.config().clone();
+        let created = std::thread::spawn(move || -> anyhow::Result<()> {
+            let mut client = config
+                .connect(postgres::NoTls)
+                .map_err(|e| anyhow::anyhow!("storage.url: cannot connect to PostgreSQL: {e}"))?;
+            Ok(client.batch_execute(&sql)?)
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("creating the store's schema {s} failed"))?;
+        created.map_err(|e| anyhow::anyhow!("cannot create the store's schema {s}: {e:#}"))
+    }
+
+    /// Runs `sql` (no parameters, no rows) outside any transaction.
+    fn execute(&self, sql: String) -> anyhow::Result<()> {
+        self.pool
+            .get()?
+            .conn()
+            .call(move |s| s.client.batch_execute(&sql))??;
+        Ok(())
     }
 
     /// Removes the namespace and everything in it.
     pub fn drop_namespace(self) -> anyhow::Result<()> {
-        let mut conn = self.pool.get()?;
-        conn.conn()
-            .client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))?;
-        Ok(())
+        self.execute(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
     }
 }
 
@@ -155,36 +161,28 @@ impl Store for PgStore {
     }
 
     fn stats(&self) -> anyhow::Result<StoreStats> {
-        let mut conn = self.pool.get()?;
-        let client = &mut conn.conn().client;
         let name = format!("pp_{}", self.namespace);
-        let sizes = client.query_one(
-            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint, \
-                    coalesce(sum(pg_indexes_size(c.oid)), 0)::bigint \
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = $1 AND c.relkind = 'r'",
-            &[&name],
-        )?;
-        let stored = client.query_one(
-            &format!(
-                "SELECT coalesce(sum(octet_length(key) + octet_length(value)), 0)::bigint \
-                 FROM {}.kv",
-                self.schema
-            ),
-            &[],
-        )?;
+        // From the catalog, not a scan of every row: `/metrics` asks often.
+        // The table's size (rows, large values, dead rows until vacuumed)
+        // stands for what is stored.
+        let sizes = self.pool.get()?.conn().call(move |s| {
+            s.client.query_one(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint, \
+                        coalesce(sum(pg_table_size(c.oid)), 0)::bigint \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relkind = 'r'",
+                &[&name],
+            )
+        })??;
         let bytes = |v: i64| u64::try_from(v).unwrap_or(0);
-        let (total, indexes, stored) = (
-            bytes(sizes.get(0)),
-            bytes(sizes.get(1)),
-            bytes(stored.get(0)),
-        );
+        let (total, stored) = (bytes(sizes.get(0)), bytes(sizes.get(1)));
         Ok(StoreStats {
             file_bytes: total,
             allocated_bytes: total,
             stored_bytes: stored,
-            metadata_bytes: indexes,
-            fragmented_bytes: total.saturating_sub(stored + indexes),
+            // The indexes.
+            metadata_bytes: total.saturating_sub(stored),
+            fragmented_bytes: 0,
             // PostgreSQL reuses its free space itself: nothing for
             // compaction to give back.
             free_bytes: 0,
@@ -196,11 +194,7 @@ impl Store for PgStore {
     fn compact(&self) -> anyhow::Result<Compacted> {
         let before = self.stats()?.file_bytes;
         let started = std::time::Instant::now();
-        let mut conn = self.pool.get()?;
-        conn.conn()
-            .client
-            .batch_execute(&format!("VACUUM (ANALYZE) {}.kv", self.schema))?;
-        drop(conn);
+        self.execute(format!("VACUUM (ANALYZE) {}.kv", self.schema))?;
         Ok(Compacted {
             before_bytes: before,
             after_bytes: self.stats()?.file_bytes,

@@ -1,79 +1,12 @@
 //! A small pool of PostgreSQL connections, each with its statements
-//! prepared.
-//!
-//! The sync `postgres` client runs a tokio runtime of its own per
-//! connection, so a connection may be used and dropped only off async
-//! threads (on `spawn_blocking` threads, plain threads). The store is used
-//! there, but its last `Arc` may be dropped anywhere: connections that go
-//! are therefore dropped on a thread of their own.
+//! prepared, each on a thread of its own ([`Conn`]).
 
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use postgres::{Client, Config, NoTls, Statement};
+use postgres::Config;
 
-/// A connection and the statements the store runs on it, on its schema.
-pub(super) struct Conn {
-    pub client: Client,
-    /// The namespace's table, schema-qualified.
-    pub kv: String,
-    pub get: Statement,
-    pub put: Statement,
-    pub delete: Statement,
-    /// Ranges: [ascending, descending] × [with an end, to the last key].
-    pub range: [[Statement; 2]; 2],
-}
-
-impl Conn {
-    fn open(config: &Config, schema: &str) -> anyhow::Result<Self> {
-        let mut client = config.connect(NoTls)?;
-        let kv = format!("{schema}.kv");
-        let range = |order: &str, bounded: bool| {
-            let (end, limit) = if bounded {
-                (" AND key < $3", "$4")
-            } else {
-                ("", "$3")
-            };
-            format!(
-                "SELECT key, value FROM {kv} WHERE tbl = $1 AND key >= $2{end} \
-                 ORDER BY key {order} LIMIT {limit}"
-            )
-        };
-        Ok(Self {
-            get: client.prepare(&format!(
-                "SELECT value FROM {kv} WHERE tbl = $1 AND key = $2"
-            ))?,
-            put: client.prepare(&format!(
-                "INSERT INTO {kv} (tbl, key, value) VALUES ($1, $2, $3) \
-                 ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value"
-            ))?,
-            delete: client.prepare(&format!("DELETE FROM {kv} WHERE tbl = $1 AND key = $2"))?,
-            range: [
-                [
-                    client.prepare(&range("ASC", true))?,
-                    client.prepare(&range("ASC", false))?,
-                ],
-                [
-                    client.prepare(&range("DESC", true))?,
-                    client.prepare(&range("DESC", false))?,
-                ],
-            ],
-            client,
-            kv,
-        })
-    }
-}
-
-/// Drops connections where their runtimes may be dropped.
-fn discard(conns: Vec<Conn>) {
-    if conns.is_empty() {
-        return;
-    }
-    // If no thread can be started, the process is going down anyway.
-    let _ = std::thread::Builder::new()
-        .name("powerplug-pg-close".into())
-        .spawn(move || drop(conns));
-}
+pub(super) use super::session::Conn;
 
 pub(super) struct Pool {
     config: Config,
@@ -108,11 +41,10 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if let Some(conn) = idle.0.pop() {
-                if !conn.client.is_closed() {
+                if !conn.is_closed() {
                     return Ok(Pooled::new(self, conn));
                 }
                 idle.1 -= 1;
-                discard(vec![conn]);
                 continue;
             }
             if idle.1 < self.max {
@@ -121,7 +53,7 @@ impl Pool {
                 return match Conn::open(&self.config, &self.schema) {
                     Ok(conn) => Ok(Pooled::new(self, conn)),
                     Err(e) => {
-                        self.forget(None);
+                        self.forget();
                         Err(e.context("cannot connect to PostgreSQL (storage.url)"))
                     }
                 };
@@ -147,14 +79,12 @@ impl Pool {
         idle.1 -= gone.len();
         drop(idle);
         self.returned.notify_all();
-        discard(gone);
     }
 
     /// A connection that is no use any more leaves the pool's count.
-    fn forget(&self, conn: Option<Conn>) {
+    fn forget(&self) {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner).1 -= 1;
         self.returned.notify_one();
-        discard(conn.into_iter().collect());
     }
 
     fn put_back(&self, conn: Conn) {
@@ -164,13 +94,6 @@ impl Pool {
             .0
             .push(conn);
         self.returned.notify_one();
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        let idle = self.idle.get_mut().unwrap_or_else(PoisonError::into_inner);
-        discard(std::mem::take(&mut idle.0));
     }
 }
 
@@ -190,17 +113,19 @@ impl<'a> Pooled<'a> {
         }
     }
 
-    pub fn conn(&mut self) -> &mut Conn {
+    pub fn conn(&self) -> &Conn {
         // Present from `new` until `drop`.
-        self.conn.as_mut().unwrap_or_else(|| unreachable!())
+        self.conn.as_ref().unwrap_or_else(|| unreachable!())
     }
 }
 
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
-        if self.broken || conn.client.is_closed() {
-            self.pool.forget(Some(conn));
+        if self.broken || conn.is_closed() {
+            // Dropping it ends its thread, which closes the connection.
+            drop(conn);
+            self.pool.forget();
         } else {
             self.pool.put_back(conn);
         }

@@ -1,12 +1,13 @@
 //! Transactions of a [`PgStore`](super::PgStore): a pooled connection inside
 //! `BEGIN`, until `COMMIT`, or `ROLLBACK` when dropped.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::sync::MutexGuard;
 
 use postgres::types::ToSql;
 
-use super::pool::{Conn, Pooled};
+use super::pool::Pooled;
+use super::session::Session;
 use crate::{Entries, Order, ReadTx, WriteTx};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -19,7 +20,7 @@ enum State {
 }
 
 pub(super) struct Tx<'a> {
-    conn: RefCell<Pooled<'a>>,
+    conn: Pooled<'a>,
     state: Cell<State>,
     /// Held by a writer until it ends: this process's next writer waits
     /// here. Dropped after the transaction (fields drop after `drop`).
@@ -30,13 +31,20 @@ impl<'a> Tx<'a> {
     /// Runs `begin` (one round trip) on `conn`. On failure, whether the
     /// connection turned out to be lost (the server restarted, say).
     pub fn begin(mut conn: Pooled<'a>, begin: &str) -> Result<Self, (anyhow::Error, bool)> {
-        if let Err(e) = conn.conn().client.batch_execute(begin) {
+        let sql = begin.to_owned();
+        let begun = conn.conn().call(move |s| s.client.batch_execute(&sql));
+        let failed = match begun {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some((e.is_closed(), anyhow::Error::new(e))),
+            Err(e) => Some((true, e)),
+        };
+        if let Some((lost, e)) = failed {
             conn.broken = true;
-            let lost = e.is_closed() || conn.conn().client.is_closed();
-            return Err((anyhow::Error::new(e).context("PostgreSQL store"), lost));
+            let lost = lost || conn.conn().is_closed();
+            return Err((e.context("PostgreSQL store"), lost));
         }
         Ok(Self {
-            conn: RefCell::new(conn),
+            conn,
             state: Cell::new(State::Open),
             _queued: None,
         })
@@ -48,24 +56,29 @@ impl<'a> Tx<'a> {
         self
     }
 
-    /// Runs `f` on the connection; a failure marks the transaction failed.
-    fn on<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, postgres::Error>) -> anyhow::Result<T> {
+    /// Runs `job` on the connection; a failure marks the transaction failed.
+    fn on<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Session) -> Result<T, postgres::Error> + Send + 'static,
+    ) -> anyhow::Result<T> {
         anyhow::ensure!(
             self.state.get() == State::Open,
             "the transaction failed or ended earlier; begin a new one"
         );
-        let mut pooled = self.conn.borrow_mut();
-        f(pooled.conn()).map_err(|e| {
-            self.state.set(State::Failed);
-            anyhow::Error::new(e).context("PostgreSQL store")
-        })
+        let done = match self.conn.conn().call(job) {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(e)) => anyhow::Error::new(e),
+            Err(e) => e,
+        };
+        self.state.set(State::Failed);
+        Err(done.context("PostgreSQL store"))
     }
 
     /// The names of the tables that hold anything.
     pub fn tables(&self) -> anyhow::Result<Vec<String>> {
-        let rows = self.on(|c| {
-            let sql = format!("SELECT DISTINCT tbl FROM {} ORDER BY tbl", c.kv);
-            c.client.query(&sql, &[])
+        let rows = self.on(|s| {
+            let sql = format!("SELECT DISTINCT tbl FROM {} ORDER BY tbl", s.kv);
+            s.client.query(&sql, &[])
         })?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
@@ -73,8 +86,11 @@ impl<'a> Tx<'a> {
 
 impl ReadTx for Tx<'_> {
     fn get(&self, table: &str, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
-        let params: [&(dyn ToSql + Sync); 2] = [&table, &key];
-        let row = self.on(|c| c.client.query_opt(&c.get, &params))?;
+        let (table, key) = (table.to_owned(), key.to_vec());
+        let row = self.on(move |s| {
+            let params: [&(dyn ToSql + Sync); 2] = [&table, &key];
+            s.client.query_opt(&s.get, &params)
+        })?;
         Ok(row.map(|r| r.get(0)))
     }
 
@@ -90,16 +106,17 @@ impl ReadTx for Tx<'_> {
             return Ok(Vec::new());
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self.on(|c| {
-            let by = &c.range[usize::from(order == Order::Descending)];
-            match end {
+        let (table, start, end) = (table.to_owned(), start.to_vec(), end.map(<[u8]>::to_vec));
+        let rows = self.on(move |s| {
+            let by = &s.range[usize::from(order == Order::Descending)];
+            match &end {
                 Some(end) => {
-                    let params: [&(dyn ToSql + Sync); 4] = [&table, &start, &end, &limit];
-                    c.client.query(&by[0], &params)
+                    let params: [&(dyn ToSql + Sync); 4] = [&table, &start, end, &limit];
+                    s.client.query(&by[0], &params)
                 }
                 None => {
                     let params: [&(dyn ToSql + Sync); 3] = [&table, &start, &limit];
-                    c.client.query(&by[1], &params)
+                    s.client.query(&by[1], &params)
                 }
             }
         })?;
@@ -109,18 +126,25 @@ impl ReadTx for Tx<'_> {
 
 impl WriteTx for Tx<'_> {
     fn put(&self, table: &str, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
-        let params: [&(dyn ToSql + Sync); 3] = [&table, &key, &value];
-        self.on(|c| c.client.execute(&c.put, &params)).map(drop)
+        let (table, key, value) = (table.to_owned(), key.to_vec(), value.to_vec());
+        self.on(move |s| {
+            let params: [&(dyn ToSql + Sync); 3] = [&table, &key, &value];
+            s.client.execute(&s.put, &params)
+        })
+        .map(drop)
     }
 
     fn delete(&self, table: &str, key: &[u8]) -> anyhow::Result<bool> {
-        let params: [&(dyn ToSql + Sync); 2] = [&table, &key];
-        let n = self.on(|c| c.client.execute(&c.delete, &params))?;
+        let (table, key) = (table.to_owned(), key.to_vec());
+        let n = self.on(move |s| {
+            let params: [&(dyn ToSql + Sync); 2] = [&table, &key];
+            s.client.execute(&s.delete, &params)
+        })?;
         Ok(n > 0)
     }
 
     fn commit(self: Box<Self>) -> anyhow::Result<()> {
-        self.on(|c| c.client.batch_execute("COMMIT"))?;
+        self.on(|s| s.client.batch_execute("COMMIT"))?;
         self.state.set(State::Committed);
         Ok(())
     }
@@ -133,9 +157,12 @@ impl Drop for Tx<'_> {
         }
         // Not committed, or aborted by a failed statement (which ROLLBACK
         // still has to end). A connection it cannot end is not put back.
-        let pooled = self.conn.get_mut();
-        if pooled.conn().client.batch_execute("ROLLBACK").is_err() {
-            pooled.broken = true;
+        let ended = self
+            .conn
+            .conn()
+            .call(|s| s.client.batch_execute("ROLLBACK"));
+        if !matches!(ended, Ok(Ok(()))) {
+            self.conn.broken = true;
         }
     }
 }

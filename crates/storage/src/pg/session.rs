@@ -1,0 +1,127 @@
+//! A PostgreSQL connection on a thread of its own.
+//!
+//! The sync `postgres` client drives a tokio runtime of its own per
+//! connection, and tokio refuses to start one on a thread that is driving
+//! async tasks (it panics). Hosts call the store from async code too (a
+//! handler's quick read, the demo's watch), so each connection lives on its
+//! own thread, and a call hands it a job and waits for the answer: from any
+//! thread, as a redb read waits for the disk. The thread ends, and closes
+//! the connection, when its [`Conn`] is dropped.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+
+use postgres::{Client, Config, NoTls, Statement};
+
+/// A connection and the statements the store runs on it, on its schema.
+pub(super) struct Session {
+    pub client: Client,
+    /// The namespace's table, schema-qualified.
+    pub kv: String,
+    pub get: Statement,
+    pub put: Statement,
+    pub delete: Statement,
+    /// Ranges: [ascending, descending] × [with an end, to the last key].
+    pub range: [[Statement; 2]; 2],
+}
+
+impl Session {
+    fn open(config: &Config, schema: &str) -> anyhow::Result<Self> {
+        let mut client = config.connect(NoTls)?;
+        let kv = format!("{schema}.kv");
+        let range = |order: &str, bounded: bool| {
+            let (end, limit) = if bounded {
+                (" AND key < $3", "$4")
+            } else {
+                ("", "$3")
+            };
+            format!(
+                "SELECT key, value FROM {kv} WHERE tbl = $1 AND key >= $2{end} \
+                 ORDER BY key {order} LIMIT {limit}"
+            )
+        };
+        Ok(Self {
+            get: client.prepare(&format!(
+                "SELECT value FROM {kv} WHERE tbl = $1 AND key = $2"
+            ))?,
+            put: client.prepare(&format!(
+                "INSERT INTO {kv} (tbl, key, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value"
+            ))?,
+            delete: client.prepare(&format!("DELETE FROM {kv} WHERE tbl = $1 AND key = $2"))?,
+            range: [
+                [
+                    client.prepare(&range("ASC", true))?,
+                    client.prepare(&range("ASC", false))?,
+                ],
+                [
+                    client.prepare(&range("DESC", true))?,
+                    client.prepare(&range("DESC", false))?,
+                ],
+            ],
+            client,
+            kv,
+        })
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Session) + Send>;
+
+/// The handle of a connection's thread.
+pub(super) struct Conn {
+    jobs: mpsc::Sender<Job>,
+    /// The server ended the session (seen after the last job).
+    closed: Arc<AtomicBool>,
+}
+
+fn lost() -> anyhow::Error {
+    anyhow::anyhow!("the PostgreSQL connection's thread ended")
+}
+
+impl Conn {
+    /// Connects on a new thread and prepares the store's statements.
+    pub fn open(config: &Config, schema: &str) -> anyhow::Result<Self> {
+        let (config, schema) = (config.clone(), schema.to_owned());
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        let (opened, ready) = mpsc::sync_channel(1);
+        let closed = Arc::new(AtomicBool::new(false));
+        let seen = Arc::clone(&closed);
+        std::thread::Builder::new()
+            .name("powerplug-pg".into())
+            .spawn(move || {
+                let mut session = match Session::open(&config, &schema) {
+                    Ok(session) => session,
+                    Err(e) => {
+                        let _ = opened.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = opened.send(Ok(()));
+                for job in inbox {
+                    job(&mut session);
+                    seen.store(session.client.is_closed(), Ordering::Release);
+                }
+            })?;
+        ready.recv().map_err(|_| lost())??;
+        Ok(Self { jobs, closed })
+    }
+
+    /// Runs `job` on the connection's thread and waits for its answer.
+    pub fn call<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Session) -> R + Send + 'static,
+    ) -> anyhow::Result<R> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.jobs
+            .send(Box::new(move |session| {
+                let _ = reply.send(job(session));
+            }))
+            .map_err(|_| lost())?;
+        answer.recv().map_err(|_| lost())
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
