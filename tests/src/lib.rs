@@ -227,6 +227,23 @@ pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// The async runtime the roles of a test run on.
+/// The PostgreSQL server the tests use (`POWERPLUG_TEST_POSTGRES`; by
+/// default the local one). `.ci/run` makes sure it runs.
+pub fn postgres_url() -> String {
+    std::env::var("POWERPLUG_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A namespace (prefix) no other test or earlier run uses.
+pub fn fresh_namespace(what: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("t_{what}_{}_{nanos}_{n}", std::process::id())
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -92,6 +92,7 @@ fn each_cohort_is_billed_by_its_variant_and_counterfactual_bills_equal_replays()
         seed: 5,
         operator_token: Some(OPERATOR.into()),
         retention: Default::default(),
+        storage: Default::default(),
     };
     let started: Arc<Mutex<Option<std::thread::JoinHandle<()>>>> = Arc::default();
     let rt = powerplug_tests::runtime();

@@ -37,6 +37,7 @@ fn a_grid_keeps_only_what_its_readers_may_still_need_and_the_money_adds_up() {
         seed: 11,
         operator_token: None,
         retention,
+        storage: Default::default(),
     };
     let rt = powerplug_tests::runtime();
     let summary = rt.block_on(demo::run(&options, |_| {})).unwrap();

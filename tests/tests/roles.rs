@@ -3,11 +3,24 @@
 //! grid usage, payment requests on return channels, payments, payouts; and the
 //! money adds up to the token.
 
-use powerplug::demo::{self, Options};
+use powerplug::demo::{self, DemoStorage, Options};
 use powerplug_tests::strategy_files;
 
 #[test]
 fn sources_producers_grid_and_consumers_trade_and_money_adds_up() {
+    trade_and_add_up(DemoStorage::Redb);
+}
+
+/// The same on PostgreSQL: every role's store a namespace of one database.
+#[test]
+fn on_postgres_they_trade_and_money_adds_up() {
+    trade_and_add_up(DemoStorage::Postgres {
+        url: powerplug_tests::postgres_url(),
+        prefix: powerplug_tests::fresh_namespace("roles"),
+    });
+}
+
+fn trade_and_add_up(storage: DemoStorage) {
     let dir = tempfile::tempdir().unwrap();
     let (grid, producer) = strategy_files(dir.path());
     let options = Options {
@@ -25,6 +38,7 @@ fn sources_producers_grid_and_consumers_trade_and_money_adds_up() {
         seed: 3,
         operator_token: None,
         retention: Default::default(),
+        storage,
     };
     let rt = powerplug_tests::runtime();
     let summary = rt.block_on(demo::run(&options, |_| {})).unwrap();
@@ -60,10 +74,9 @@ fn sources_producers_grid_and_consumers_trade_and_money_adds_up() {
 
     // Each producer saw its payouts arrive as transfers (up to its last tick).
     for (id, balance) in &summary.producer_balances {
-        let db =
-            powerplug::storage::RedbStore::open(&options.data_dir.join(id).join("powerplug.redb"))
-                .unwrap();
-        let counters = powerplug::storage::counters(&db).unwrap();
+        let at = options.storage.config(id);
+        let db = powerplug::storage::open(&at, &options.data_dir.join(id)).unwrap();
+        let counters = powerplug::storage::counters(&*db).unwrap();
         let received = counters.get("received").copied().unwrap_or(0);
         assert!(
             received > 0 && received <= balance.get(),
@@ -74,6 +87,7 @@ fn sources_producers_grid_and_consumers_trade_and_money_adds_up() {
             "{id} took source output"
         );
     }
+    options.storage.remove(&options).unwrap();
 }
 
 /// Every tick runs in a span naming the role, the books slot, the strategy

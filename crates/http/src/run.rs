@@ -204,18 +204,26 @@ where
     }
 }
 
+// Stores open on blocking threads: a PostgreSQL connection runs a runtime of
+// its own, which may not start on an async one.
+
 pub async fn grid(config: &GridConfig) -> anyhow::Result<Running<Grid>> {
-    let db = open_database(&config.service.data_dir)?;
     let config2 = config.clone();
-    let grid = Arc::new(tokio::task::spawn_blocking(move || Grid::open(&config2, db)).await??);
+    let grid = tokio::task::spawn_blocking(move || {
+        let db = open_database(&config2.service)?;
+        Grid::open(&config2, db)
+    });
+    let grid = Arc::new(grid.await??);
     start(&config.service, grid.clone(), crate::grid_router(grid)).await
 }
 
 pub async fn producer(config: &ProducerConfig) -> anyhow::Result<Running<Producer>> {
-    let db = open_database(&config.service.data_dir)?;
     let config2 = config.clone();
-    let producer =
-        Arc::new(tokio::task::spawn_blocking(move || Producer::open(&config2, db)).await??);
+    let producer = tokio::task::spawn_blocking(move || {
+        let db = open_database(&config2.service)?;
+        Producer::open(&config2, db)
+    });
+    let producer = Arc::new(producer.await??);
     start(
         &config.service,
         producer.clone(),
@@ -235,15 +243,16 @@ pub async fn meters_reading(
     kind: EntityKind,
     meter: Box<dyn Meter>,
 ) -> anyhow::Result<Running<Meters>> {
-    let db: powerplug_storage::Db = match config.state {
-        StateKeeping::Local => open_database(&config.service.data_dir)?,
-        // No disk: what must survive lives upstream; the rest in memory.
-        StateKeeping::Remote { .. } => Arc::new(powerplug_storage::RedbStore::in_memory()?),
-    };
     let config2 = config.clone();
-    let meters = Arc::new(
-        tokio::task::spawn_blocking(move || Meters::open(config2, kind, db, meter)).await??,
-    );
+    let meters = tokio::task::spawn_blocking(move || {
+        let db: powerplug_storage::Db = match config2.state {
+            StateKeeping::Local => open_database(&config2.service)?,
+            // No disk: what must survive lives upstream; the rest in memory.
+            StateKeeping::Remote { .. } => Arc::new(powerplug_storage::RedbStore::in_memory()?),
+        };
+        Meters::open(config2, kind, db, meter)
+    });
+    let meters = Arc::new(meters.await??);
     start(
         &config.service,
         meters.clone(),

@@ -8,6 +8,7 @@
 //! embedded default; [`PgStore`] keeps a namespace of a PostgreSQL database
 //! that several hosts can share.
 
+mod config;
 pub mod key;
 mod pg;
 pub mod private;
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use self::config::{StorageConfig, open};
 pub use self::pg::PgStore;
 pub use self::redb::{InUse, RedbStore, check_store_file};
 

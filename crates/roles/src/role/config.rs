@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use powerplug_storage::StorageConfig;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -79,6 +80,7 @@ fn service_error(figment: &Figment) -> Option<String> {
         .or_else(|| bad::<u64>(figment, "poll_ms"))
         .or_else(|| bad::<Clock>(figment, "clock"))
         .or_else(|| bad::<HttpLimits>(figment, "http"))
+        .or_else(|| bad::<StorageConfig>(figment, "storage"))
 }
 
 /// What every role has.
@@ -95,6 +97,10 @@ pub struct Service {
     /// Limits and checks of the HTTP API.
     #[serde(default)]
     pub http: HttpLimits,
+    /// Where the role's store is: a redb file in `data_dir` (the default) or
+    /// a namespace of a PostgreSQL database.
+    #[serde(default)]
+    pub storage: StorageConfig,
 }
 
 impl Service {
@@ -106,6 +112,7 @@ impl Service {
             poll_ms: 1_000,
             clock: Clock::default(),
             http: HttpLimits::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -719,6 +726,45 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("fule"), "{err}");
+    }
+
+    #[test]
+    fn the_store_is_chosen_in_the_file_and_mixed_keys_are_refused() {
+        let _environment = environment();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("grid.toml");
+        let load_storage = |toml: &str| {
+            std::fs::write(&file, toml).unwrap();
+            load(GridConfig::default(), Some(&file)).map(|c| c.service.storage)
+        };
+        assert_eq!(
+            load_storage("").unwrap(),
+            StorageConfig::Redb { path: None }
+        );
+        assert_eq!(
+            load_storage("[storage]\ntype = \"postgres\"\nurl = \"postgres://db/grid\"\nnamespace = \"north\"\n")
+                .unwrap(),
+            StorageConfig::Postgres {
+                url: "postgres://db/grid".into(),
+                namespace: "north".into()
+            }
+        );
+        assert_eq!(
+            load_storage("[storage]\ntype = \"redb\"\npath = \"/srv/grid.redb\"\n").unwrap(),
+            StorageConfig::Redb {
+                path: Some("/srv/grid.redb".into())
+            }
+        );
+        // A redb path and a postgres url both given; an unknown type; a
+        // postgres store without its namespace: each names `storage`.
+        for bad in [
+            "[storage]\ntype = \"postgres\"\nurl = \"postgres://db/grid\"\nnamespace = \"n\"\npath = \"x\"\n",
+            "[storage]\ntype = \"dynamodb\"\n",
+            "[storage]\ntype = \"postgres\"\nurl = \"postgres://db/grid\"\n",
+        ] {
+            let err = load_storage(bad).unwrap_err().to_string();
+            assert!(err.contains("storage"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -20,7 +20,6 @@ pub mod status;
 pub mod swap;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -84,21 +83,17 @@ impl Clock {
     }
 }
 
-/// Opens (or creates) the role's database in its data directory: the
-/// directory 0700, the database 0600. A data directory that group or others
-/// can reach is refused: the database holds the host's secret.
-pub fn open_database(data_dir: &Path) -> anyhow::Result<powerplug_storage::Db> {
+/// Opens (or creates) the role's store, as its `storage` says. Its data
+/// directory (0700) holds the redb file (0600) by default, and the cache and
+/// archives whatever the store: one that group or others can reach is
+/// refused, since the store holds the host's secret. Blocking.
+pub fn open_database(service: &config::Service) -> anyhow::Result<powerplug_storage::Db> {
     use powerplug_storage::private;
+    let data_dir = &service.data_dir;
     private::create_dir(data_dir)
         .map_err(|e| anyhow::anyhow!("data_dir: cannot create {}: {e}", data_dir.display()))?;
     private::check_dir(data_dir, "data_dir", private::Allow::Nothing)?;
-    let path = data_dir.join("powerplug.redb");
-    private::touch(&path)
-        .and_then(|()| private::restrict_file(&path))
-        .map_err(|e| anyhow::anyhow!("data_dir: {}: {e}", path.display()))?;
-    let store = powerplug_storage::RedbStore::open(&path)
-        .map_err(|e| anyhow::anyhow!("data_dir: {e:#}"))?;
-    Ok(Arc::new(store))
+    powerplug_storage::open(&service.storage, data_dir)
 }
 
 /// The host's secret (credentials, keys of its entities), made on first start.

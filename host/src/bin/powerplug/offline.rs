@@ -48,6 +48,14 @@ pub struct DemoArgs {
     /// Where the roles keep their databases (default: a fresh temporary directory).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Keep every role's store in this PostgreSQL database
+    /// (`postgres://user@host/db`), a namespace each, instead of redb files.
+    #[arg(long, value_name = "URL")]
+    storage: Option<String>,
+    /// With --storage: the namespaces' prefix (default: a fresh one, whose
+    /// namespaces are removed at the end, as a temporary data directory is).
+    #[arg(long, requires = "storage")]
+    namespace: Option<String>,
     /// Where the grid's HTTP API listens.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: std::net::SocketAddr,
@@ -200,6 +208,8 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
         json,
         operator_token,
         keep_ms,
+        storage,
+        namespace,
     } = a;
     let mut retention = powerplug::retention::Retention::default();
     if let Some(keep) = keep_ms {
@@ -207,6 +217,24 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
         retention.tick_log_ms = keep.saturating_mul(7);
     }
     let temp = tempfile_dir(data_dir.is_none())?;
+    let fresh_namespace = namespace.is_none();
+    let storage = match storage {
+        None => powerplug::demo::DemoStorage::Redb,
+        Some(url) => {
+            anyhow::ensure!(
+                url.starts_with("postgres://") || url.starts_with("postgresql://"),
+                "--storage: `{url}` is not a postgres:// URL"
+            );
+            let prefix = match namespace {
+                Some(prefix) => prefix,
+                None => format!(
+                    "demo_{}",
+                    &hex::encode(powerplug::channel::random32()?)[..8]
+                ),
+            };
+            powerplug::demo::DemoStorage::Postgres { url, prefix }
+        }
+    };
     let options = powerplug::demo::Options {
         producers,
         sources_per_producer,
@@ -223,6 +251,7 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
         operator_token: operator_token
             .or_else(|| Some(hex::encode(powerplug::channel::random32().ok()?))),
         retention,
+        storage,
     };
     let token = options.operator_token.clone().unwrap_or_default();
     let mut announced = false;
@@ -243,6 +272,9 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
     }))?;
     if let Some(temp) = temp {
         let _ = std::fs::remove_dir_all(temp);
+    }
+    if fresh_namespace {
+        options.storage.remove(&options)?;
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
