@@ -19,6 +19,7 @@ use crate::role::grid::Grid;
 use crate::role::meters::Meters;
 use crate::role::producer::Producer;
 use crate::role::{Clock, SimulatedMeter, unix_ms};
+use crate::storage::StorageConfig;
 use crate::{api, wallet};
 use powerplug_client::Client;
 use powerplug_domain::Tokens;
@@ -46,6 +47,54 @@ pub struct Options {
     pub operator_token: Option<String>,
     /// What the grid and the producers keep of what they finished with.
     pub retention: powerplug_roles::retention::Retention,
+    /// Where every role keeps its store.
+    pub storage: DemoStorage,
+}
+
+/// Where the demo's roles keep their stores.
+#[derive(Debug, Clone, Default)]
+pub enum DemoStorage {
+    /// Each in a redb file in its data directory.
+    #[default]
+    Redb,
+    /// Each in a namespace `<prefix>_<role id>` of one PostgreSQL database.
+    Postgres { url: String, prefix: String },
+}
+
+impl DemoStorage {
+    /// The ids of the roles the demo runs, as their stores are named.
+    pub fn role_ids(o: &Options) -> Vec<String> {
+        let mut ids = vec!["grid".to_owned(), "consumer".to_owned()];
+        for p in 0..o.producers {
+            ids.push(format!("producer-{p}"));
+            ids.push(format!("source-{p}"));
+        }
+        ids
+    }
+
+    /// Removes what the demo's roles stored (a PostgreSQL namespace each).
+    /// Blocking.
+    pub fn remove(&self, o: &Options) -> anyhow::Result<()> {
+        if let Self::Postgres { url, .. } = self {
+            for id in Self::role_ids(o) {
+                if let StorageConfig::Postgres { namespace, .. } = self.config(&id) {
+                    crate::storage::PgStore::connect(url, &namespace)?.drop_namespace()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The store of the role `id`.
+    pub fn config(&self, id: &str) -> StorageConfig {
+        match self {
+            Self::Redb => StorageConfig::default(),
+            Self::Postgres { url, prefix } => StorageConfig::Postgres {
+                url: url.clone(),
+                namespace: format!("{prefix}_{id}"),
+            },
+        }
+    }
 }
 
 /// Readings a demo meter host keeps, all its meters together, for a host
@@ -132,20 +181,30 @@ fn check(name: &str, holds: bool, detail: String) -> Check {
     }
 }
 
-/// Waits until `done` holds, as long as `moving` keeps changing: after 30 s
-/// without change it gives up (and a check below says what is off).
+/// How long the demo waits for a host of `meters` meters to move on before
+/// it gives up: two of its rounds. A round over many meters (sign, store and
+/// send a reading each, read their payment requests, pay) takes ~2 ms a
+/// meter on a 2-core machine, and moves nothing the others can see until it
+/// commits: 30 s was less than one round of 100,000 meters (3.5 minutes).
+fn patience(meters: u32) -> Duration {
+    Duration::from_secs(30) + Duration::from_millis(4 * u64::from(meters))
+}
+
+/// Waits until `done` holds, as long as `moving` keeps changing: after
+/// `patience` without change it gives up (and a check below says what is off).
 async fn wait(
+    patience: Duration,
     mut done: impl FnMut() -> anyhow::Result<bool>,
     mut moving: impl FnMut() -> anyhow::Result<u64>,
 ) -> anyhow::Result<()> {
     let mut last = moving()?;
-    let mut deadline = Instant::now() + Duration::from_secs(30);
+    let mut deadline = Instant::now() + patience;
     while !done()? && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let now = moving()?;
         if now != last {
             last = now;
-            deadline = Instant::now() + Duration::from_secs(30);
+            deadline = Instant::now() + patience;
         }
     }
     Ok(())
@@ -178,6 +237,7 @@ pub async fn run(
     // Ticks count from when every entity is registered: at 10,000 consumers
     // registering takes a while, and ticks before it bill nobody.
     wait(
+        patience(o.consumers),
         || Ok(watch.registered()? == everyone),
         || watch.registered(),
     )
@@ -195,7 +255,7 @@ pub async fn run(
             break;
         }
     }
-    settle(network, &watch).await?;
+    settle(network, &watch, o).await?;
     let last = watch.progress(started, trading_from)?;
     summarise(o, &watch, last)
 }
@@ -221,6 +281,7 @@ async fn start(o: &Options) -> anyhow::Result<Network> {
         poll_ms,
         clock,
         http: Default::default(),
+        storage: o.storage.config(id),
     };
     let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
 
@@ -392,11 +453,12 @@ impl Watch {
 
 /// Winds the entities down in order, each phase waiting until what was sent
 /// has been taken in, so that every check after it is exact.
-async fn settle(n: Network, w: &Watch) -> anyhow::Result<()> {
+async fn settle(n: Network, w: &Watch, o: &Options) -> anyhow::Result<()> {
     for s in n.sources {
         s.stop().await?;
     }
     wait(
+        patience(o.sources_per_producer),
         || Ok(w.producers_took()? == w.generated()?),
         || w.producers_took(),
     )
@@ -405,12 +467,14 @@ async fn settle(n: Network, w: &Watch) -> anyhow::Result<()> {
         p.stop().await?;
     }
     wait(
+        patience(o.producers),
         || Ok(w.grid_counter(Counter::OutputWh)? == w.producers_reported()?),
         || w.grid_counter(Counter::OutputWh),
     )
     .await?;
     w.consumers.stop_readings();
     wait(
+        patience(o.consumers),
         || {
             let c = w.consumers.status()?;
             Ok(w.grid_counter(Counter::UsageWh)? == c.published_wh
@@ -426,6 +490,7 @@ async fn settle(n: Network, w: &Watch) -> anyhow::Result<()> {
     n.consumers.stop().await?;
     let paid = w.consumers.status()?.paid;
     wait(
+        patience(o.consumers),
         || Ok(w.grid_counter(Counter::Income)? == paid),
         || w.grid_counter(Counter::Income),
     )
