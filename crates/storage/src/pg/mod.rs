@@ -23,6 +23,8 @@ use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use anyhow::Context;
+
 use self::pool::Pool;
 use super::{Compacted, ReadTx, Store, StoreStats, WriteTx};
 
@@ -109,15 +111,17 @@ impl PgStore {
         );
         // Not through the pool: its connections prepare statements on the table.
         let config = self.pool.config().clone();
-        let created = std::thread::spawn(move || -> anyhow::Result<()> {
+        let schema = s.clone();
+        std::thread::spawn(move || -> anyhow::Result<()> {
             let mut client = config
                 .connect(postgres::NoTls)
-                .map_err(|e| anyhow::anyhow!("storage.url: cannot connect to PostgreSQL: {e}"))?;
-            Ok(client.batch_execute(&sql)?)
+                .context("storage.url: cannot connect to PostgreSQL")?;
+            client.batch_execute(&sql).with_context(|| {
+                format!("storage.namespace: cannot create the store's schema {schema}")
+            })
         })
         .join()
-        .map_err(|_| anyhow::anyhow!("creating the store's schema {s} failed"))?;
-        created.map_err(|e| anyhow::anyhow!("cannot create the store's schema {s}: {e:#}"))
+        .map_err(|_| anyhow::anyhow!("creating the store's schema {s} failed"))?
     }
 
     /// Runs `sql` (no parameters, no rows) outside any transaction.
