@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use powerplug::channel::{ChannelReader, EmbeddedTransport};
 use powerplug::inbox::Command as ChannelCommand;
 use powerplug::role::member::MemberState;
-use powerplug::storage::{RedbStore, Store};
+use powerplug::storage::{Db, RedbStore, StorageConfig, Store};
 use powerplug::{storage, wallet};
 use serde_json::{Value, json};
 
@@ -161,9 +161,71 @@ fn members(db: &dyn Store, prefix: &str, count: u32) -> Vec<MemberState> {
         .collect()
 }
 
+/// Where the roles keep their stores: redb files in their data
+/// directories, or namespaces `<prefix>_<id>` of the test's PostgreSQL server
+/// (`POWERPLUG_TEST_POSTGRES`, by default the local one).
+#[derive(Clone)]
+enum Stores {
+    Redb,
+    Postgres { url: String, prefix: String },
+}
+
+impl Stores {
+    fn postgres() -> Self {
+        let url = std::env::var("POWERPLUG_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let prefix = format!("t_crash_{}_{nanos}", std::process::id());
+        Stores::Postgres { url, prefix }
+    }
+
+    fn config(&self, id: &str) -> StorageConfig {
+        match self {
+            Stores::Redb => StorageConfig::default(),
+            Stores::Postgres { url, prefix } => StorageConfig::Postgres {
+                url: url.clone(),
+                namespace: format!("{prefix}_{id}"),
+            },
+        }
+    }
+
+    /// The role's `storage` line of its TOML.
+    fn toml(&self, id: &str) -> String {
+        match self.config(id) {
+            StorageConfig::Postgres { url, namespace } => {
+                format!(
+                    "storage = {{ type = \"postgres\", url = \"{url}\", namespace = \"{namespace}\" }}\n"
+                )
+            }
+            StorageConfig::Redb { .. } => String::new(),
+        }
+    }
+
+    /// The store of role `id` (stopped), as the role opens it.
+    fn open(&self, dir: &Path, id: &str) -> Db {
+        storage::open(&self.config(id), &dir.join(id)).unwrap()
+    }
+}
+
+impl Drop for Stores {
+    fn drop(&mut self) {
+        for id in ["grid", "producer-0", "source", "consumer"] {
+            if let StorageConfig::Postgres { url, namespace } = self.config(id)
+                && let Ok(store) = storage::PgStore::connect(&url, &namespace)
+            {
+                let _ = store.drop_namespace();
+            }
+        }
+    }
+}
+
 /// The four roles on one data directory, running.
 struct Cluster {
     dir: PathBuf,
+    stores: Stores,
     roles: Vec<Role>,
     grid_url: String,
     producer_url: String,
@@ -190,7 +252,7 @@ impl Cluster {
     }
 }
 
-fn start(dir: &Path) -> Cluster {
+fn start(dir: &Path, stores: Stores) -> Cluster {
     LOGS.with(|logs| *logs.borrow_mut() = dir.to_path_buf());
     let strategies = dir.join("strategies");
     cli(&[
@@ -209,8 +271,9 @@ fn start(dir: &Path) -> Cluster {
     // Simulated time ×120: a 30 s slice every 250 ms, a grid tick every 125 ms.
     let common = |id: &str, port: u16| {
         format!(
-            "id = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npoll_ms = 20\nclock = {{ epoch_ms = {epoch}, scale = 120 }}\n",
-            dir.join(id).display()
+            "id = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npoll_ms = 20\nclock = {{ epoch_ms = {epoch}, scale = 120 }}\n{}",
+            dir.join(id).display(),
+            stores.toml(id)
         )
     };
     let cache = dir.join("cache");
@@ -290,6 +353,7 @@ fn start(dir: &Path) -> Cluster {
     consumers.start();
     let cluster = Cluster {
         dir: dir.to_path_buf(),
+        stores,
         roles,
         grid_url,
         producer_url,
@@ -306,8 +370,19 @@ fn start(dir: &Path) -> Cluster {
 
 #[test]
 fn killing_any_role_mid_run_loses_and_repeats_nothing() {
+    kill_each_role_and_keep_the_books(Stores::Redb);
+}
+
+/// The same with every role's store a namespace of one PostgreSQL database:
+/// a role killed mid-transaction leaves nothing of it on the server.
+#[test]
+fn killing_any_role_mid_run_on_postgres_loses_and_repeats_nothing() {
+    kill_each_role_and_keep_the_books(Stores::postgres());
+}
+
+fn kill_each_role_and_keep_the_books(stores: Stores) {
     let work = tempfile::tempdir().unwrap();
-    let mut c = start(work.path());
+    let mut c = start(work.path(), stores);
     // Kill each role hard in turn, and start it again on the same data.
     for victim in ["grid", "consumer", "producer", "source", "grid"] {
         c.role(victim).kill();
@@ -326,7 +401,7 @@ fn killing_any_role_mid_run_loses_and_repeats_nothing() {
 #[test]
 fn a_grid_restored_from_a_backup_taken_mid_run_keeps_the_books() {
     let work = tempfile::tempdir().unwrap();
-    let mut c = start(work.path());
+    let mut c = start(work.path(), Stores::Redb);
     let backup = c.dir.join("grid-backup.redb");
     cli(&[
         "backup".as_ref(),
@@ -396,6 +471,7 @@ fn a_grid_restored_from_a_backup_taken_mid_run_keeps_the_books() {
 /// and checks the books: every total against what the other side recorded.
 fn settle(mut c: Cluster) -> String {
     let dir = c.dir.clone();
+    let stores = c.stores.clone();
     let (agent, grid_url, producer_url) =
         (c.agent.clone(), c.grid_url.clone(), c.producer_url.clone());
     let status = || get(&agent, &format!("{grid_url}/status"));
@@ -409,8 +485,8 @@ fn settle(mut c: Cluster) -> String {
         unreachable!()
     };
     sources.stop();
-    let source_db = RedbStore::open(&dir.join("source/powerplug.redb")).unwrap();
-    let sent_by_sources: u64 = members(&source_db, "source", SOURCES)
+    let source_db = stores.open(&dir, "source");
+    let sent_by_sources: u64 = members(&*source_db, "source", SOURCES)
         .iter()
         .map(|m| m.published_wh)
         .sum();
@@ -419,18 +495,18 @@ fn settle(mut c: Cluster) -> String {
         counter(&get(&agent, &format!("{producer_url}/status")), "source-wh") == sent_by_sources
     });
     producer.stop();
-    let producer_db = RedbStore::open(&dir.join("producer-0/powerplug.redb")).unwrap();
-    let producer_state = MemberState::load(&producer_db, "producer-0")
+    let producer_db = stores.open(&dir, "producer-0");
+    let producer_state = MemberState::load(&*producer_db, "producer-0")
         .unwrap()
         .unwrap();
-    let producer_counters = storage::counters(&producer_db).unwrap();
+    let producer_counters = storage::counters(&*producer_db).unwrap();
     drop(producer_db);
     wait_for("the grid took every producer report", || {
         counter(&status(), "output-wh") == producer_state.published_wh
     });
     consumers.stop();
-    let consumer_db = RedbStore::open(&dir.join("consumer/powerplug.redb")).unwrap();
-    let consumer_states = members(&consumer_db, "consumer", CONSUMERS);
+    let consumer_db = stores.open(&dir, "consumer");
+    let consumer_states = members(&*consumer_db, "consumer", CONSUMERS);
     drop(consumer_db);
     let used: u64 = consumer_states.iter().map(|m| m.published_wh).sum();
     let paid: u64 = consumer_states.iter().map(|m| m.paid).sum();
@@ -444,8 +520,8 @@ fn settle(mut c: Cluster) -> String {
     run_ticks(2);
     grid.stop();
 
-    let db = RedbStore::open(&dir.join("grid/powerplug.redb")).unwrap();
-    let c = storage::counters(&db).unwrap();
+    let db = stores.open(&dir, "grid");
+    let c = storage::counters(&*db).unwrap();
     let n = |name: &str| c.get(name).copied().unwrap_or(0);
     assert_eq!(
         producer_counters.get("source-wh").copied().unwrap_or(0),
@@ -463,7 +539,7 @@ fn settle(mut c: Cluster) -> String {
     assert_eq!(n("ticks-failed"), 0);
 
     // The return channels in the grid's store hold each request once.
-    let store = EmbeddedTransport::new(std::sync::Arc::new(db));
+    let store = EmbeddedTransport::new(db);
     let (mut requests, mut asked) = (0, 0);
     for m in &consumer_states {
         let mut reader = ChannelReader::new(m.return_channel.as_ref().unwrap()).unwrap();
@@ -485,9 +561,10 @@ fn settle(mut c: Cluster) -> String {
     drop(store);
 
     // Each payment in the ledger once: as many transfers as the consumer made payments.
-    let db = RedbStore::open(&dir.join("grid/powerplug.redb")).unwrap();
+    let db = stores.open(&dir, "grid");
+    let db = &*db;
     for m in &consumer_states {
-        let out: Vec<_> = wallet::transfers_since(&db, &m.id, 0)
+        let out: Vec<_> = wallet::transfers_since(db, &m.id, 0)
             .unwrap()
             .into_iter()
             .filter(|t| t.from.as_str() == m.id)
@@ -512,15 +589,15 @@ fn settle(mut c: Cluster) -> String {
     }
     let income = n("income");
     assert_eq!(income, paid);
-    let grid_balance = wallet::balance(&db, "grid").unwrap().get();
-    let producer_balance = wallet::balance(&db, "producer-0").unwrap().get();
+    let grid_balance = wallet::balance(db, "grid").unwrap().get();
+    let producer_balance = wallet::balance(db, "producer-0").unwrap().get();
     assert_eq!(producer_balance, n("paid-out"), "payouts once");
     assert_eq!(grid_balance, income - n("paid-out"));
     assert_eq!(
-        wallet::issued(&db).unwrap().get(),
-        wallet::total_balances(&db).unwrap().get()
+        wallet::issued(db).unwrap().get(),
+        wallet::total_balances(db).unwrap().get()
     );
-    let metrics: Vec<(String, i64)> = storage::meta(&db, "grid/metrics").unwrap().unwrap();
+    let metrics: Vec<(String, i64)> = storage::meta(db, "grid/metrics").unwrap().unwrap();
     let metric = |name: &str| {
         metrics
             .iter()
