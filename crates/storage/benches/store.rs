@@ -20,7 +20,10 @@ fn postgres() -> PgStore {
 fn stores() -> (tempfile::TempDir, Vec<(&'static str, Db)>) {
     let dir = tempfile::tempdir().unwrap();
     let redb: Db = Arc::new(RedbStore::open(&dir.path().join("bench.redb")).unwrap());
-    (dir, vec![("redb", redb), ("postgres", Arc::new(postgres()))])
+    (
+        dir,
+        vec![("redb", redb), ("postgres", Arc::new(postgres()))],
+    )
 }
 
 fn key(c: u64) -> [u8; 8] {
