@@ -33,42 +33,6 @@ impl Default for StorageConfig {
     }
 }
 
-impl StorageConfig {
-    /// A `--storage` argument: `redb` (the default, in the data directory),
-    /// or a `postgres://` URL whose namespace each role names.
-    pub fn from_arg(arg: &str, namespace: &str) -> anyhow::Result<Self> {
-        match arg {
-            "redb" => Ok(Self::default()),
-            url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Ok(Self::Postgres {
-                    url: url.to_owned(),
-                    namespace: namespace.to_owned(),
-                })
-            }
-            other => anyhow::bail!("--storage: `{other}` is neither `redb` nor a postgres:// URL"),
-        }
-    }
-
-    /// Where the store is, for logs and errors (a URL without its password).
-    pub fn describe(&self, data_dir: &Path) -> String {
-        match self {
-            Self::Redb { path } => redb_path(path, data_dir).display().to_string(),
-            Self::Postgres { url, namespace } => {
-                let shown = match postgres_config(url) {
-                    Ok(c) => format!(
-                        "{}@{:?}/{}",
-                        c.get_user().unwrap_or("?"),
-                        c.get_hosts(),
-                        c.get_dbname().unwrap_or("?")
-                    ),
-                    Err(_) => "?".into(),
-                };
-                format!("postgres {shown}, namespace {namespace}")
-            }
-        }
-    }
-}
-
 fn redb_path(path: &Option<PathBuf>, data_dir: &Path) -> PathBuf {
     path.clone()
         .unwrap_or_else(|| data_dir.join("powerplug.redb"))

@@ -93,10 +93,6 @@ impl PgStore {
         Ok(store)
     }
 
-    pub fn namespace(&self) -> &str {
-        &self.namespace
-    }
-
     /// Creates the namespace's schema and table if they are not there.
     /// Concurrent `CREATE … IF NOT EXISTS` can still collide: one at a time.
     fn migrate(&self) -> anyhow::Result<()> {
