@@ -24,7 +24,7 @@ for group in ["tick", "read"]:
 print("| work | consumers | redb | PostgreSQL | PostgreSQL ÷ redb | PostgreSQL per consumer |")
 print("| --- | ---: | ---: | ---: | ---: | ---: |")
 for group, n, r, p in rows:
-    print(f"| {group} | {n:,} | {r:,.2f} ms | {p:,.1f} ms | {p / r:,.0f}× | {p * 1000 / n:,.0f} µs |")
+    print(f"| {group} | {n:,} | {r:,.2f} ms | {p:,.1f} ms | {p / r:,.1f}× | {p * 1000 / n:,.0f} µs |")
 
 width, left, bar_h, top = 820, 170, 26, 40
 height = top + bar_h * 2 * len(rows) + 50
@@ -41,7 +41,7 @@ for group, n, r, p in rows:
     for store, v, colour in [("redb", r, "#4c78a8"), ("PostgreSQL", p, "#e45756")]:
         svg.append(f'<rect x="{x(lo):.1f}" y="{y + 3}" width="{x(v) - x(lo):.1f}" height="{bar_h - 6}" fill="{colour}"/>')
         svg.append(f'<text x="{left - 8}" y="{y + bar_h / 2 + 4}" text-anchor="end">{group} {n:,}: {store}</text>')
-        label = f"{v:,.2f} ms" + (f" ({p / r:,.0f}×)" if store != "redb" else "")
+        label = f"{v:,.2f} ms" + (f" ({p / r:,.1f}×)" if store != "redb" else "")
         svg.append(f'<text x="{x(v) + 4:.1f}" y="{y + bar_h / 2 + 4}">{label}</text>')
         y += bar_h
 svg.append("</svg>")

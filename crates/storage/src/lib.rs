@@ -46,6 +46,14 @@ pub trait ReadTx {
         order: Order,
         limit: usize,
     ) -> anyhow::Result<Entries>;
+
+    /// Says that `keys` of `table` are about to be read one by one. A store
+    /// whose every read is a round trip (PostgreSQL) fetches them all at
+    /// once; an embedded one has nothing to gain and ignores it.
+    fn prefetch(&self, table: &str, keys: &[Vec<u8>]) -> anyhow::Result<()> {
+        let _ = (table, keys);
+        Ok(())
+    }
 }
 
 /// A transaction that changes the store when, and only if, it commits.
@@ -53,6 +61,11 @@ pub trait WriteTx: ReadTx {
     fn put(&self, table: &str, key: &[u8], value: &[u8]) -> anyhow::Result<()>;
     /// Whether there was an entry.
     fn delete(&self, table: &str, key: &[u8]) -> anyhow::Result<bool>;
+    /// [`delete`](Self::delete) without the answer, which a networked store
+    /// would have to ask the server for.
+    fn remove(&self, table: &str, key: &[u8]) -> anyhow::Result<()> {
+        self.delete(table, key).map(drop)
+    }
     /// Durable once this returns. Dropping the transaction instead discards it.
     fn commit(self: Box<Self>) -> anyhow::Result<()>;
 }
@@ -195,7 +208,7 @@ pub fn set_meta<T: serde::Serialize>(
 }
 
 pub fn delete_meta(tx: &dyn WriteTx, name: &str) -> anyhow::Result<()> {
-    tx.delete(META, &key::of(&[&name])).map(drop)
+    tx.remove(META, &key::of(&[&name]))
 }
 
 /// The named value, created (and committed) by `init` on first use.

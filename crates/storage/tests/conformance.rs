@@ -269,6 +269,104 @@ fn a_transaction_commits_all_or_nothing(f: &Fixture) {
     assert_eq!(all(&*f.db, "t", Order::Ascending).len(), 100);
 }
 
+/// A writer's reads see the store as its writes left it, before commit:
+/// overwritten, deleted and new keys, ranges in both orders and under a
+/// limit, keys asked for ahead with `prefetch`.
+fn a_writer_sees_its_writes_over_the_stored_rows(f: &Fixture) {
+    let stored: Vec<(Vec<u8>, Vec<u8>)> = (0..10).map(|n| (be(n * 10), b"old".to_vec())).collect();
+    let refs: Vec<(&[u8], &[u8])> = stored.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+    put(&*f.db, "t", &refs);
+    put(&*f.db, "log", &[(&be(1), b""), (&be(2), b"")]);
+    let w = f.db.write().unwrap();
+    w.prefetch("t", &[be(0), be(5), be(10), be(10)]).unwrap();
+    assert_eq!(w.get("t", &be(5)).unwrap(), None, "prefetched: absent");
+    assert!(w.delete("t", &be(0)).unwrap());
+    assert!(w.delete("t", &be(10)).unwrap());
+    assert!(
+        !w.delete("t", &be(10)).unwrap(),
+        "deleted in this transaction"
+    );
+    w.put("t", &be(20), b"new").unwrap();
+    w.put("t", &be(25), b"new").unwrap();
+    w.put("t", &be(95), b"new").unwrap();
+    assert!(
+        w.delete("t", &be(95)).unwrap(),
+        "written in this transaction"
+    );
+    let expected = [20, 25, 30, 40, 50, 60, 70, 80, 90].map(be).to_vec();
+    for limit in [1, 2, 3, 5, 9, 100] {
+        let up = w.range("t", &[], None, Order::Ascending, limit).unwrap();
+        assert_eq!(
+            keys(up),
+            expected[..limit.min(9)],
+            "ascending, limit {limit}"
+        );
+        let down = w.range("t", &[], None, Order::Descending, limit).unwrap();
+        let mut want = expected.clone();
+        want.reverse();
+        assert_eq!(
+            keys(down),
+            want[..limit.min(9)],
+            "descending, limit {limit}"
+        );
+    }
+    let some = w
+        .range("t", &be(10), Some(&be(30)), Order::Ascending, 10)
+        .unwrap();
+    assert_eq!(
+        some,
+        vec![(be(20), b"new".to_vec()), (be(25), b"new".to_vec())],
+        "bounded, the end excluded, new values"
+    );
+    // A log appended to after its last key, over and over, its newest
+    // entry taken back now and then.
+    let newest = |w: &dyn powerplug_storage::WriteTx| {
+        let last = w.range("log", &[], None, Order::Descending, 1).unwrap();
+        u64::from_be_bytes(last[0].0[..8].try_into().unwrap())
+    };
+    for n in 3..40u64 {
+        assert_eq!(newest(&*w), n - 1);
+        w.put("log", &be(n), b"").unwrap();
+        if n % 7 == 0 {
+            w.remove("log", &be(n)).unwrap();
+            assert_eq!(newest(&*w), n - 1, "the newest taken back");
+            w.put("log", &be(n), b"").unwrap();
+        }
+    }
+    let two = w.range("log", &[], None, Order::Descending, 2).unwrap();
+    assert_eq!(keys(two), [be(39), be(38)]);
+    w.commit().unwrap();
+    assert_eq!(all(&*f.db, "t", Order::Ascending), expected, "as committed");
+    assert_eq!(all(&*f.db, "log", Order::Ascending).len(), 39);
+}
+
+/// A transaction of many megabytes commits whole.
+fn a_large_transaction_commits_whole(f: &Fixture) {
+    let value = vec![7u8; 512 << 10];
+    let w = f.db.write().unwrap();
+    for n in 0..40 {
+        w.put("big", &be(n), &value).unwrap();
+    }
+    for n in 0..5_000 {
+        w.put("small", &be(n), b"v").unwrap();
+    }
+    w.commit().unwrap();
+    let r = f.db.read().unwrap();
+    let big = r
+        .range("big", &[], None, Order::Ascending, usize::MAX)
+        .unwrap();
+    assert_eq!(big.len(), 40);
+    assert!(big.iter().all(|(_, v)| *v == value));
+    assert_eq!(all(&*f.db, "small", Order::Ascending).len(), 5_000);
+    drop(r);
+    let w = f.db.write().unwrap();
+    for n in 0..5_000 {
+        assert!(w.delete("small", &be(n)).unwrap());
+    }
+    w.commit().unwrap();
+    assert!(all(&*f.db, "small", Order::Ascending).is_empty());
+}
+
 fn readers_keep_their_snapshot(f: &Fixture) {
     put(&*f.db, "t", &[(b"k", b"old")]);
     let r = f.db.read().unwrap();
@@ -444,6 +542,14 @@ macro_rules! suite {
             #[test]
             fn a_transaction_commits_all_or_nothing() {
                 super::a_transaction_commits_all_or_nothing(&$fixture)
+            }
+            #[test]
+            fn a_writer_sees_its_writes_over_the_stored_rows() {
+                super::a_writer_sees_its_writes_over_the_stored_rows(&$fixture)
+            }
+            #[test]
+            fn a_large_transaction_commits_whole() {
+                super::a_large_transaction_commits_whole(&$fixture)
             }
             #[test]
             fn readers_keep_their_snapshot() {

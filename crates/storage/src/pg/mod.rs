@@ -15,6 +15,7 @@
 //! - Readers see one snapshot: `REPEATABLE READ, READ ONLY`, taken at their
 //!   first statement.
 
+mod overlay;
 mod pool;
 mod session;
 mod tx;

@@ -20,8 +20,12 @@ pub(super) struct Session {
     /// The namespace's table, schema-qualified.
     pub kv: String,
     pub get: Statement,
-    pub put: Statement,
-    pub delete: Statement,
+    /// Keys `= ANY($2)` of one table.
+    pub get_many: Statement,
+    /// Upserts from three arrays (tables, keys, values) without duplicates.
+    pub put_many: Statement,
+    /// Deletes from two arrays (tables, keys).
+    pub delete_many: Statement,
     /// Ranges: [ascending, descending] × [with an end, to the last key].
     pub range: [[Statement; 2]; 2],
 }
@@ -45,11 +49,18 @@ impl Session {
             get: client.prepare(&format!(
                 "SELECT value FROM {kv} WHERE tbl = $1 AND key = $2"
             ))?,
-            put: client.prepare(&format!(
-                "INSERT INTO {kv} (tbl, key, value) VALUES ($1, $2, $3) \
+            get_many: client.prepare(&format!(
+                "SELECT key, value FROM {kv} WHERE tbl = $1 AND key = ANY($2)"
+            ))?,
+            put_many: client.prepare(&format!(
+                "INSERT INTO {kv} (tbl, key, value) \
+                 SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[]) \
                  ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value"
             ))?,
-            delete: client.prepare(&format!("DELETE FROM {kv} WHERE tbl = $1 AND key = $2"))?,
+            delete_many: client.prepare(&format!(
+                "DELETE FROM {kv} k USING unnest($1::text[], $2::bytea[]) AS d (tbl, key) \
+                 WHERE k.tbl = d.tbl AND k.key = d.key"
+            ))?,
             range: [
                 [
                     client.prepare(&range("ASC", true))?,

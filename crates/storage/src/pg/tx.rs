@@ -1,11 +1,13 @@
 //! Transactions of a [`PgStore`](super::PgStore): a pooled connection inside
 //! `BEGIN`, until `COMMIT`, or `ROLLBACK` when dropped.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::sync::MutexGuard;
 
 use postgres::types::ToSql;
 
+use super::overlay::{Overlay, Writes};
 use super::pool::Pooled;
 use super::session::Session;
 use crate::{Entries, Order, ReadTx, WriteTx};
@@ -22,6 +24,14 @@ enum State {
 pub(super) struct Tx<'a> {
     conn: Pooled<'a>,
     state: Cell<State>,
+    /// Its writes until commit, and what it read (see [`Overlay`]).
+    overlay: RefCell<Overlay>,
+    writer: bool,
+    /// Statements sent, and since when: reported at the end (debug level).
+    trips: Cell<u32>,
+    /// Of its time, how much went to waiting for the server.
+    on_server: Cell<std::time::Duration>,
+    began: std::time::Instant,
     /// Held by a writer until it ends: this process's next writer waits
     /// here. Dropped after the transaction (fields drop after `drop`).
     _queued: Option<MutexGuard<'a, ()>>,
@@ -46,14 +56,28 @@ impl<'a> Tx<'a> {
         Ok(Self {
             conn,
             state: Cell::new(State::Open),
+            overlay: RefCell::default(),
+            writer: false,
+            trips: Cell::new(1),
+            on_server: Cell::default(),
+            began: std::time::Instant::now(),
             _queued: None,
         })
     }
 
-    /// Holds `queued` until the transaction ends.
+    /// A writer, which holds `queued` until it ends.
     pub fn queued(mut self, queued: MutexGuard<'a, ()>) -> Self {
         self._queued = Some(queued);
+        self.writer = true;
         self
+    }
+
+    fn open(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.state.get() == State::Open,
+            "the transaction failed or ended earlier; begin a new one"
+        );
+        Ok(())
     }
 
     /// Runs `job` on the connection; a failure marks the transaction failed.
@@ -61,11 +85,12 @@ impl<'a> Tx<'a> {
         &self,
         job: impl FnOnce(&mut Session) -> Result<T, postgres::Error> + Send + 'static,
     ) -> anyhow::Result<T> {
-        anyhow::ensure!(
-            self.state.get() == State::Open,
-            "the transaction failed or ended earlier; begin a new one"
-        );
-        let done = match self.conn.conn().call(job) {
+        self.open()?;
+        self.trips.set(self.trips.get().saturating_add(1));
+        let asked = std::time::Instant::now();
+        let answer = self.conn.conn().call(job);
+        self.on_server.set(self.on_server.get() + asked.elapsed());
+        let done = match answer {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(e)) => anyhow::Error::new(e),
             Err(e) => e,
@@ -86,12 +111,19 @@ impl<'a> Tx<'a> {
 
 impl ReadTx for Tx<'_> {
     fn get(&self, table: &str, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
-        let (table, key) = (table.to_owned(), key.to_vec());
+        if let Some(known) = self.overlay.borrow().get(table, key) {
+            return Ok(known);
+        }
+        let (t, k) = (table.to_owned(), key.to_vec());
         let row = self.on(move |s| {
-            let params: [&(dyn ToSql + Sync); 2] = [&table, &key];
+            let params: [&(dyn ToSql + Sync); 2] = [&t, &k];
             s.client.query_opt(&s.get, &params)
         })?;
-        Ok(row.map(|r| r.get(0)))
+        let value: Option<Vec<u8>> = row.map(|r| r.get(0));
+        self.overlay
+            .borrow_mut()
+            .learn(table, key.to_vec(), value.clone());
+        Ok(value)
     }
 
     fn range(
@@ -105,49 +137,160 @@ impl ReadTx for Tx<'_> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let (table, start, end) = (table.to_owned(), start.to_vec(), end.map(<[u8]>::to_vec));
+        if self.writer
+            && let Some((server, complete)) = self.overlay.borrow().asked(table, start, end, order)
+            && let Some(merged) = self
+                .overlay
+                .borrow()
+                .merge(table, start, end, order, limit, server, *complete)
+        {
+            return Ok(merged);
+        }
+        // Ask for as many more as this transaction's writes may hide: then
+        // the merge is sure of `limit` entries.
+        let shadowing = self.overlay.borrow().shadowing(table, start, end);
+        let wanted = limit.saturating_add(shadowing);
+        let asked = i64::try_from(wanted).unwrap_or(i64::MAX);
+        let (t, s0, e) = (table.to_owned(), start.to_vec(), end.map(<[u8]>::to_vec));
         let rows = self.on(move |s| {
             let by = &s.range[usize::from(order == Order::Descending)];
-            match &end {
-                Some(end) => {
-                    let params: [&(dyn ToSql + Sync); 4] = [&table, &start, end, &limit];
+            match &e {
+                Some(e) => {
+                    let params: [&(dyn ToSql + Sync); 4] = [&t, &s0, e, &asked];
                     s.client.query(&by[0], &params)
                 }
                 None => {
-                    let params: [&(dyn ToSql + Sync); 3] = [&table, &start, &limit];
+                    let params: [&(dyn ToSql + Sync); 3] = [&t, &s0, &asked];
                     s.client.query(&by[1], &params)
                 }
             }
         })?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        let server: Entries = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let complete = server.len() < wanted;
+        if !self.writer {
+            return Ok(server);
+        }
+        // The server's side stays as it is while this writer holds the
+        // namespace's lock: remember what it said.
+        let mut overlay = self.overlay.borrow_mut();
+        for (k, v) in &server {
+            overlay.learn(table, k.clone(), Some(v.clone()));
+        }
+        overlay.answered(table, start, end, order, &server, complete);
+        if shadowing == 0 {
+            return Ok(server);
+        }
+        overlay
+            .merge(table, start, end, order, limit, &server, complete)
+            .ok_or_else(|| anyhow::anyhow!("PostgreSQL store: a range merge fell short"))
+    }
+
+    fn prefetch(&self, table: &str, keys: &[Vec<u8>]) -> anyhow::Result<()> {
+        let unknown = self.overlay.borrow().unknown(table, keys);
+        for chunk in unknown.chunks(PREFETCH_CHUNK) {
+            let (t, ks) = (table.to_owned(), chunk.to_vec());
+            let rows = self.on(move |s| {
+                let params: [&(dyn ToSql + Sync); 2] = [&t, &ks];
+                s.client.query(&s.get_many, &params)
+            })?;
+            let found: HashMap<Vec<u8>, Vec<u8>> =
+                rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            let mut overlay = self.overlay.borrow_mut();
+            for k in chunk {
+                let value = found.get(k).cloned();
+                overlay.learn(table, k.clone(), value);
+            }
+        }
+        Ok(())
     }
 }
 
 impl WriteTx for Tx<'_> {
     fn put(&self, table: &str, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
-        let (table, key, value) = (table.to_owned(), key.to_vec(), value.to_vec());
-        self.on(move |s| {
-            let params: [&(dyn ToSql + Sync); 3] = [&table, &key, &value];
-            s.client.execute(&s.put, &params)
-        })
-        .map(drop)
+        self.open()?;
+        self.overlay
+            .borrow_mut()
+            .write(table, key, Some(value.to_vec()));
+        Ok(())
     }
 
     fn delete(&self, table: &str, key: &[u8]) -> anyhow::Result<bool> {
-        let (table, key) = (table.to_owned(), key.to_vec());
-        let n = self.on(move |s| {
-            let params: [&(dyn ToSql + Sync); 2] = [&table, &key];
-            s.client.execute(&s.delete, &params)
-        })?;
-        Ok(n > 0)
+        let existed = self.get(table, key)?.is_some();
+        self.overlay.borrow_mut().write(table, key, None);
+        Ok(existed)
     }
 
-    fn commit(self: Box<Self>) -> anyhow::Result<()> {
-        self.on(|s| s.client.batch_execute("COMMIT"))?;
-        self.state.set(State::Committed);
+    fn remove(&self, table: &str, key: &[u8]) -> anyhow::Result<()> {
+        self.open()?;
+        self.overlay.borrow_mut().write(table, key, None);
         Ok(())
     }
+
+    /// Sends the writes (a few statements, however many there are) and
+    /// commits, in one hop to the connection's thread.
+    fn commit(self: Box<Self>) -> anyhow::Result<()> {
+        let writes = self.overlay.borrow_mut().take_writes();
+        let written = writes.put_keys.len() + writes.delete_keys.len();
+        self.on(move |s| {
+            send(s, &writes)?;
+            s.client.batch_execute("COMMIT")
+        })?;
+        self.state.set(State::Committed);
+        tracing::debug!(
+            round_trips = self.trips.get(),
+            written,
+            ms = self.began.elapsed().as_millis(),
+            server_ms = self.on_server.get().as_millis(),
+            "PostgreSQL transaction committed"
+        );
+        Ok(())
+    }
+}
+
+/// Keys a prefetch asks for in one statement.
+const PREFETCH_CHUNK: usize = 10_000;
+/// Bytes of keys and values one write statement carries at most (a
+/// message may not pass 1 GiB; smaller ones keep memory use even).
+const WRITE_CHUNK_BYTES: usize = 8 << 20;
+
+/// Upserts then deletes `writes` in statements of at most
+/// [`WRITE_CHUNK_BYTES`]. A key is in one of the two lists at most once.
+fn send(s: &mut Session, w: &Writes) -> Result<(), postgres::Error> {
+    let mut from = 0;
+    while from < w.put_keys.len() {
+        let to = chunk_end(from, w.put_keys.len(), |i| {
+            w.put_keys[i].len() + w.put_values[i].len()
+        });
+        let (t, k, v) = (
+            &w.put_tables[from..to],
+            &w.put_keys[from..to],
+            &w.put_values[from..to],
+        );
+        let params: [&(dyn ToSql + Sync); 3] = [&t, &k, &v];
+        s.client.execute(&s.put_many, &params)?;
+        from = to;
+    }
+    let mut from = 0;
+    while from < w.delete_keys.len() {
+        let to = chunk_end(from, w.delete_keys.len(), |i| w.delete_keys[i].len());
+        let (t, k) = (&w.delete_tables[from..to], &w.delete_keys[from..to]);
+        let params: [&(dyn ToSql + Sync); 2] = [&t, &k];
+        s.client.execute(&s.delete_many, &params)?;
+        from = to;
+    }
+    Ok(())
+}
+
+/// The end of the chunk that starts at `from`: at least one item, then as
+/// many as fit in [`WRITE_CHUNK_BYTES`].
+fn chunk_end(from: usize, len: usize, size: impl Fn(usize) -> usize) -> usize {
+    let mut bytes = 0;
+    let mut to = from;
+    while to < len && (to == from || bytes + size(to) <= WRITE_CHUNK_BYTES) {
+        bytes += size(to);
+        to += 1;
+    }
+    to
 }
 
 impl Drop for Tx<'_> {
