@@ -6,8 +6,9 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::{Address, Refused, Sealed, Transport};
-use powerplug_storage::{Db, Order, ReadTx, RedbStore, WriteTx, key, last, prefixed};
+use super::feed::{Cursor, note_written};
+use super::{Address, Refused, Sealed, Source, Transport};
+use powerplug_storage::{Db, Order, ReadTx, RedbStore, WriteTx, key, prefixed};
 
 const MESSAGES: &str = "channel_messages";
 
@@ -17,9 +18,8 @@ pub const MAX_MESSAGE_BYTES: usize = 4 * 1024;
 
 pub struct EmbeddedTransport {
     db: Db,
-    /// Addresses written since the last [`Self::take_written`]; `None` until
-    /// the first call, when anything may be there.
-    written: Mutex<Option<HashSet<Address>>>,
+    /// This poller's place in the store's feed of written addresses.
+    feed: Mutex<Cursor>,
 }
 
 impl EmbeddedTransport {
@@ -27,24 +27,25 @@ impl EmbeddedTransport {
     pub fn new(db: Db) -> Self {
         Self {
             db,
-            written: Mutex::new(None),
+            feed: Mutex::default(),
         }
     }
 
-    /// Marks an address as written, so the next poll reads the channel that
-    /// expects it (a channel registered after its first messages arrived).
-    pub fn touch(&self, address: Address) {
-        self.written([address]);
+    /// The addresses written to the store since the last call, through this
+    /// host or any other that shares the store, so a poller reads only the
+    /// channels that moved; `None` when it must read them all: on the first
+    /// call after a start, when the feed was trimmed past its place, or when
+    /// the store went back in time (restored from a backup).
+    pub fn take_written(&self) -> anyhow::Result<Option<HashSet<Address>>> {
+        let mut feed = self.feed.lock().unwrap_or_else(|e| e.into_inner());
+        feed.take(&*self.db.read()?)
     }
 
-    /// The addresses written through this transport since the last call, so a
-    /// poller reads only the channels that moved; `None` on the first call
-    /// (after a start, every channel may have news).
-    pub fn take_written(&self) -> Option<HashSet<Address>> {
-        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        let taken = written.take();
-        *written = Some(HashSet::new());
-        taken
+    /// One consistent view of the store to read many channels from: one
+    /// read transaction for all, not one per address (a round trip each on
+    /// a networked store).
+    pub fn snapshot(&self) -> anyhow::Result<Snapshot<'_>> {
+        Ok(Snapshot(self.db.read()?))
     }
 
     /// Opens or creates a database file for the channels alone.
@@ -58,17 +59,23 @@ impl EmbeddedTransport {
 /// this is the host's own write path, or an outside one the caller checked.
 pub fn store_in(tx: &dyn WriteTx, address: &Address, bytes: &[u8]) -> anyhow::Result<()> {
     let there = messages_in(tx, address)?;
+    store_after(tx, address, bytes, &there)
+}
+
+/// [`store_in`] for a caller that has read `there`, the messages at
+/// `address` in `tx`: one read fewer (a round trip on a networked store).
+/// An address's messages are numbered from 0 without gaps (they are only
+/// ever deleted all together), so the next one is `there.len()`.
+pub fn store_after(
+    tx: &dyn WriteTx,
+    address: &Address,
+    bytes: &[u8],
+    there: &[Vec<u8>],
+) -> anyhow::Result<()> {
     if there.iter().any(|m| m == bytes) {
         return Ok(());
     }
-    let next = match last(tx, MESSAGES, &address.0)? {
-        Some((k, _)) => {
-            let mut r = key::Reader::new(&k);
-            r.bytes32()?;
-            r.u64()? + 1
-        }
-        None => 0,
-    };
+    let next = there.len() as u64;
     tx.put(MESSAGES, &key::of(&[&address.0, &next]), bytes)
 }
 
@@ -77,7 +84,7 @@ pub fn store_in(tx: &dyn WriteTx, address: &Address, bytes: &[u8]) -> anyhow::Re
 pub fn forget_in(tx: &dyn WriteTx, address: &Address) -> anyhow::Result<u64> {
     let mut freed = 0;
     for (k, v) in prefixed(tx, MESSAGES, &address.0, Order::Ascending, usize::MAX)? {
-        tx.delete(MESSAGES, &k)?;
+        tx.remove(MESSAGES, &k)?;
         freed += (k.len() + v.len()) as u64;
     }
     Ok(freed)
@@ -90,20 +97,12 @@ pub fn messages_in(tx: &dyn ReadTx, address: &Address) -> anyhow::Result<Vec<Vec
 }
 
 impl EmbeddedTransport {
-    /// Marks addresses as written after a transaction that stored them committed.
-    pub fn written(&self, addresses: impl IntoIterator<Item = Address>) {
-        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(set) = written.as_mut() {
-            set.extend(addresses);
-        }
-    }
-
     /// Bytes at an address, unchecked: for tests that need junk in a store.
     pub fn put_raw(&self, address: Address, bytes: Vec<u8>) -> anyhow::Result<()> {
         let tx = self.db.write()?;
         store_in(&*tx, &address, &bytes)?;
+        note_written(&*tx, &[address])?;
         tx.commit()?;
-        self.written([address]);
         Ok(())
     }
 }
@@ -116,8 +115,9 @@ impl Transport for EmbeddedTransport {
         for m in messages {
             store_in(&*tx, &m.address, &m.bytes)?;
         }
+        let addresses: Vec<Address> = messages.iter().map(|m| m.address).collect();
+        note_written(&*tx, &addresses)?;
         tx.commit()?;
-        self.written(messages.iter().map(|m| m.address));
         Ok(Vec::new())
     }
 
@@ -129,5 +129,14 @@ impl Transport for EmbeddedTransport {
     fn get_many(&self, addresses: &[Address]) -> anyhow::Result<Vec<Vec<Vec<u8>>>> {
         let tx = self.db.read()?;
         addresses.iter().map(|a| messages_in(&*tx, a)).collect()
+    }
+}
+
+/// A read transaction of the channel store, for a reader.
+pub struct Snapshot<'a>(Box<dyn ReadTx + 'a>);
+
+impl Source for Snapshot<'_> {
+    fn messages(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
+        messages_in(&*self.0, address)
     }
 }

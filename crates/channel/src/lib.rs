@@ -19,6 +19,7 @@
 
 mod embedded;
 pub mod envelope;
+mod feed;
 mod http;
 mod reader;
 mod transport;
@@ -29,13 +30,16 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use embedded::{EmbeddedTransport, MAX_MESSAGE_BYTES, forget_in, messages_in, store_in};
+pub use embedded::{
+    EmbeddedTransport, MAX_MESSAGE_BYTES, Snapshot, forget_in, messages_in, store_after, store_in,
+};
+pub use feed::note_written;
 pub use http::{
     Addressed, BATCH, Batch, HttpTransport, ManyMessages, Messages, READ_BATCH, READ_BYTES,
     ReadMany, RefusedMessage, Stored, TIMELINE_HEADER, Timeline, agent, agent_on,
 };
 pub use reader::{ChannelReader, MAX_PER_POLL, Poll, ReadError};
-pub use transport::{MemoryTransport, Refused, Transport};
+pub use transport::{MemoryTransport, Refused, Source, Transport};
 pub use writer::ChannelWriter;
 
 /// Where one message of a channel is stored.

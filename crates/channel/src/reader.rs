@@ -1,6 +1,6 @@
 use ed25519_dalek::VerifyingKey;
 
-use super::{Address, ChannelInfo, Message, Transport, envelope};
+use super::{Address, ChannelInfo, Message, Source, envelope};
 
 /// How many messages one poll reads at most, so that a long chain cannot hold a
 /// poller forever; the next poll continues.
@@ -79,12 +79,12 @@ impl ChannelReader {
     }
 
     /// Reads every new message up to the end of the chain (or a goodbye).
-    pub fn poll(&mut self, transport: &dyn Transport) -> Result<Poll, ReadError> {
+    pub fn poll<S: Source + ?Sized>(&mut self, source: &S) -> Result<Poll, ReadError> {
         let mut poll = Poll::default();
         while !self.closed && poll.data.len() < MAX_PER_POLL {
             let address = Address::of(&self.root, self.next_index);
             let next = Address::of(&self.root, self.next_index + 1);
-            let candidates = transport.get(&address).map_err(ReadError::Transport)?;
+            let candidates = source.messages(&address).map_err(ReadError::Transport)?;
             let mut found = None;
             for bytes in candidates.iter().skip(self.examined) {
                 match envelope::open(&self.author, self.side_key.as_ref(), &address, &next, bytes) {

@@ -15,6 +15,19 @@ pub struct Refused {
 
 /// Where channel messages are stored and found. Append-only: `put` adds a
 /// message at an address, `get` returns what is there in the order it came.
+/// Where a reader finds the messages at an address: any [`Transport`], or
+/// one consistent view of a store ([`Snapshot`](super::Snapshot)).
+pub trait Source {
+    /// The messages at `address`, in arrival order.
+    fn messages(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>>;
+}
+
+impl<T: Transport + ?Sized> Source for T {
+    fn messages(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
+        self.get(address)
+    }
+}
+
 pub trait Transport: Send + Sync {
     /// Several messages at once; a store may take them in one write. Answers
     /// the messages it refused; the others are stored. On error some may have

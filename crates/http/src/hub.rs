@@ -169,9 +169,6 @@ async fn register<R: HasHub>(
                 admission: body.admission.as_deref(),
             },
         )?;
-        // Its hello is in the store now: read the channel next round.
-        let r = &registered.registration;
-        hub.store.touch(Address::of(&r.channel.root, r.read_index));
         let status = if registered.changed {
             StatusCode::CREATED
         } else {

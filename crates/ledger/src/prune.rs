@@ -67,7 +67,7 @@ fn forget_transfer(tx: &dyn WriteTx, seq: u64) -> Result<Option<(Transfer, u64)>
     };
     let t: Transfer = postcard::from_bytes(&bytes)?;
     let mut freed = (k.len() + bytes.len()) as u64;
-    tx.delete(TRANSFERS, &k)?;
+    tx.remove(TRANSFERS, &k)?;
     let by_key = key::of(&[&t.key]);
     // A key names one transfer; checked all the same, so that pruning can
     // never take a key from the transfer it names.
@@ -75,12 +75,12 @@ fn forget_transfer(tx: &dyn WriteTx, seq: u64) -> Result<Option<(Transfer, u64)>
         .get(BY_KEY, &by_key)?
         .is_some_and(|v| v == seq.to_be_bytes())
     {
-        tx.delete(BY_KEY, &by_key)?;
+        tx.remove(BY_KEY, &by_key)?;
         freed += by_key.len() as u64 + 8;
     }
     for account in [&t.from, &t.to] {
         let entry = key::of(&[&account.as_str(), &seq]);
-        tx.delete(BY_ACCOUNT, &entry)?;
+        tx.remove(BY_ACCOUNT, &entry)?;
         freed += entry.len() as u64;
     }
     Ok(Some((t, freed)))
@@ -114,7 +114,7 @@ pub fn prune_transfers(
         let from = floor(&*tx, TRANSFERS_FLOOR)?;
         let mut doomed = Vec::new();
         for (k, _) in tx.range(SUPERSEDED, &[], None, Order::Ascending, CHUNK as usize)? {
-            tx.delete(SUPERSEDED, &k)?;
+            tx.remove(SUPERSEDED, &k)?;
             doomed.push(key::Reader::new(&k).u64()?);
         }
         if doomed.is_empty() && from >= below {
@@ -165,8 +165,8 @@ pub fn prune_addresses(db: &dyn Store, below: u64) -> Result<Pruned, WalletError
             let text =
                 String::from_utf8(address).map_err(|e| WalletError::Storage(e.to_string()))?;
             let entry = key::of(&[&text]);
-            tx.delete(ADDRESSES, &entry)?;
-            tx.delete(ADDRESS_LOG, &k)?;
+            tx.remove(ADDRESSES, &entry)?;
+            tx.remove(ADDRESS_LOG, &k)?;
             done.deleted += 1;
             done.bytes += (k.len() + text.len() + entry.len()) as u64;
         }

@@ -48,6 +48,12 @@ pub trait BookSource {
     fn state(&self) -> Result<Vec<u8>, Self::Error>;
     /// The entity's cell; all zeros if it has none.
     fn cell(&self, entity: u32) -> Result<[u64; 4], Self::Error>;
+    /// Says which cells are about to be read: a store whose reads are round
+    /// trips fetches them at once.
+    fn prefetch(&self, entities: &[u32]) -> Result<(), Self::Error> {
+        let _ = entities;
+        Ok(())
+    }
 }
 
 /// The cells of `entities`, sorted and once each.
@@ -58,6 +64,7 @@ fn cells_for<B: BookSource>(
     let mut wanted: Vec<u32> = entities.collect();
     wanted.sort_unstable();
     wanted.dedup();
+    books.prefetch(&wanted)?;
     let mut cells = Vec::with_capacity(wanted.len());
     for entity in wanted {
         cells.push((entity, books.cell(entity)?));
@@ -194,6 +201,14 @@ impl BookSource for StoredBooks<'_> {
             None => Ok([0; 4]),
         }
     }
+
+    fn prefetch(&self, entities: &[u32]) -> anyhow::Result<()> {
+        let keys: Vec<Vec<u8>> = entities
+            .iter()
+            .map(|entity| key::of(&[&self.slot, entity]))
+            .collect();
+        self.tx.prefetch(CELLS, &keys)
+    }
 }
 
 fn decode_cell(entity: u32, bytes: &[u8]) -> anyhow::Result<[u64; 4]> {
@@ -270,7 +285,7 @@ pub fn copy_cell(tx: &dyn WriteTx, from: &str, to: &str, entity: u32) -> anyhow:
 
 /// Removes `entity`'s cell from `slot`: the strategy meets it as new.
 pub fn clear_cell(tx: &dyn WriteTx, slot: &str, entity: u32) -> anyhow::Result<()> {
-    tx.delete(CELLS, &key::of(&[&slot, &entity])).map(drop)
+    tx.remove(CELLS, &key::of(&[&slot, &entity]))
 }
 
 /// Every cell of `slot`, with its state: a whole set of books in memory

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use crate::counter::Counter;
 use crate::registry;
-use powerplug_channel::{Address, ChannelReader, MAX_PER_POLL, ReadError, Transport};
+use powerplug_channel::{Address, ChannelReader, MAX_PER_POLL, ReadError, Source};
 use powerplug_storage::{Order, Store, WriteTx, key};
 
 /// (entity index, start ms) → (end ms, Wh, price): every record ever received.
@@ -204,7 +204,7 @@ pub struct Polled {
 /// what was written spares the poll every quiet channel.
 pub fn poll(
     db: &dyn Store,
-    transport: &dyn Transport,
+    source: &dyn Source,
     moved: Option<&HashSet<Address>>,
     plausible: &Plausible,
     now_ms: u64,
@@ -226,7 +226,7 @@ pub fn poll(
             registration.read_index,
             registration.examined as usize,
         )?;
-        let poll = match reader.poll(transport) {
+        let poll = match reader.poll(source) {
             Ok(poll) => poll,
             Err(ReadError::Transport(_)) => {
                 polled.unfinished.push(next);
@@ -276,6 +276,15 @@ pub fn poll(
     }
     let tx = db.write()?;
     crate::retention::acknowledge(&*tx, &acks)?;
+    // One round trip for all of them on a networked store.
+    let floor_keys: Vec<Vec<u8>> = records.iter().map(|r| key::of(&[&r.entity])).collect();
+    tx.prefetch(FLOOR, &floor_keys)?;
+    let received: Vec<Vec<u8>> = records
+        .iter()
+        .map(|r| key::of(&[&r.entity, &r.start_ms]))
+        .collect();
+    tx.prefetch(RECEIVED, &received)?;
+    registry::prefetch(&*tx, changed.iter().map(|(r, _)| r.id.as_str()))?;
     let mut floors = std::collections::HashMap::new();
     for r in records {
         let k = key::of(&[&r.entity, &r.start_ms]);
@@ -385,7 +394,10 @@ fn forget_entity(tx: &dyn WriteTx, prefix: &[u8], before_ms: u64) -> anyhow::Res
 pub fn pending(db: &dyn Store, limit: usize) -> anyhow::Result<Vec<Record>> {
     let tx = db.read()?;
     let mut out = Vec::new();
-    for (k, _) in tx.range(PENDING, &[], None, Order::Ascending, limit)? {
+    let pending = tx.range(PENDING, &[], None, Order::Ascending, limit)?;
+    let keys: Vec<Vec<u8>> = pending.into_iter().map(|(k, _)| k).collect();
+    tx.prefetch(RECEIVED, &keys)?;
+    for k in keys {
         let mut r = key::Reader::new(&k);
         let (entity, start_ms) = (r.u32()?, r.u64()?);
         if let Some(v) = tx.get(RECEIVED, &k)? {
@@ -398,7 +410,7 @@ pub fn pending(db: &dyn Store, limit: usize) -> anyhow::Result<Vec<Record>> {
 /// Marks records consumed, inside the tick's transaction.
 pub fn consume(tx: &dyn WriteTx, records: &[Record]) -> anyhow::Result<()> {
     for r in records {
-        tx.delete(PENDING, &key::of(&[&r.entity, &r.start_ms]))?;
+        tx.remove(PENDING, &key::of(&[&r.entity, &r.start_ms]))?;
     }
     Ok(())
 }

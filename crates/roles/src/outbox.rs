@@ -79,7 +79,7 @@ pub fn backlog(db: &dyn Store) -> anyhow::Result<u64> {
 pub fn acknowledge(db: &dyn Store, items: &[&Item], keep: u64) -> anyhow::Result<()> {
     let tx = db.write()?;
     for item in items {
-        tx.delete(OUTBOX, &key::of(&[&item.seq]))?;
+        tx.remove(OUTBOX, &key::of(&[&item.seq]))?;
         if keep == 0 || item.destination != UPSTREAM {
             continue;
         }
@@ -90,7 +90,7 @@ pub fn acknowledge(db: &dyn Store, items: &[&Item], keep: u64) -> anyhow::Result
             &postcard::to_allocvec(item)?,
         )?;
         if let Some(gone) = m.index.checked_sub(keep) {
-            tx.delete(SENT, &key::of(&[&m.author, &gone]))?;
+            tx.remove(SENT, &key::of(&[&m.author, &gone]))?;
         }
     }
     tx.commit()
@@ -131,7 +131,7 @@ pub fn resend_from(tx: &dyn WriteTx, author: &[u8; 32], from: u64) -> anyhow::Re
 fn set_aside(db: &dyn Store, refused: &[(&Item, &str)]) -> anyhow::Result<()> {
     let tx = db.write()?;
     for (item, reason) in refused {
-        tx.delete(OUTBOX, &key::of(&[&item.seq]))?;
+        tx.remove(OUTBOX, &key::of(&[&item.seq]))?;
         let kept = (item, *reason);
         tx.put(
             REFUSED,

@@ -301,6 +301,9 @@ impl Registry {
             None => self.newcomer(&*tx, id, kind, channel, token)?,
         };
         powerplug_channel::store_in(&*tx, &Address::of(&registration.channel.root, 0), hello)?;
+        // The hello is in the store: every host's next poll reads the channel.
+        let next = Address::of(&registration.channel.root, registration.read_index);
+        powerplug_channel::note_written(&*tx, &[next])?;
         tx.put(
             BY_AUTHOR,
             &key::of(&[&registration.channel.author]),
@@ -337,7 +340,7 @@ impl Registry {
         if !old.closed {
             news(tx, old.index, false)?;
         }
-        tx.delete(BY_AUTHOR, &key::of(&[&old.channel.author]))?;
+        tx.remove(BY_AUTHOR, &key::of(&[&old.channel.author]))?;
         crate::retention::retire(tx, &old)?;
         Ok(Registration {
             channel,
@@ -384,7 +387,7 @@ impl Registry {
                 index
             }
         };
-        tx.delete(TOMBSTONES, &key::of(&[&id]))?;
+        tx.remove(TOMBSTONES, &key::of(&[&id]))?;
         Ok(Registration {
             id: id.to_owned(),
             index,
@@ -429,8 +432,8 @@ impl Registry {
         if !registration.closed {
             news(&*tx, registration.index, false)?;
         }
-        tx.delete(REGISTRATIONS, &key::of(&[&registration.id]))?;
-        tx.delete(BY_AUTHOR, &key::of(&[&registration.channel.author]))?;
+        tx.remove(REGISTRATIONS, &key::of(&[&registration.id]))?;
+        tx.remove(BY_AUTHOR, &key::of(&[&registration.channel.author]))?;
         crate::retention::retire(&*tx, &registration)?;
         let stone = Tombstone {
             author: registration.channel.author,
@@ -519,6 +522,16 @@ pub fn get(db: &dyn Store, id: &str) -> Result<Option<Registration>, RegistryErr
 }
 
 /// A registration as `tx` sees it (a write transaction sees its own changes).
+/// Says that the registrations of `ids` are about to be read (see
+/// [`ReadTx::prefetch`]).
+pub fn prefetch<'a>(
+    tx: &dyn ReadTx,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<(), RegistryError> {
+    let keys: Vec<Vec<u8>> = ids.into_iter().map(|id| key::of(&[&id])).collect();
+    Ok(tx.prefetch(REGISTRATIONS, &keys)?)
+}
+
 pub fn read(tx: &dyn ReadTx, id: &str) -> Result<Option<Registration>, RegistryError> {
     Ok(match tx.get(REGISTRATIONS, &key::of(&[&id]))? {
         Some(bytes) => Some(postcard::from_bytes(&bytes)?),
@@ -585,10 +598,10 @@ pub fn news_since_tick(db: &dyn Store) -> Result<(Vec<u32>, Vec<u32>), RegistryE
 /// Forgets the news a tick consumed, inside its transaction.
 pub fn consume_news(tx: &dyn WriteTx, joined: &[u32], left: &[u32]) -> Result<(), RegistryError> {
     for &i in joined {
-        tx.delete(NEWS, &key::of(&[&i, &true]))?;
+        tx.remove(NEWS, &key::of(&[&i, &true]))?;
     }
     for &i in left {
-        tx.delete(NEWS, &key::of(&[&i, &false]))?;
+        tx.remove(NEWS, &key::of(&[&i, &false]))?;
     }
     Ok(())
 }

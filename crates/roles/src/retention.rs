@@ -442,7 +442,7 @@ impl Plan {
         };
         let then: LedgerNote = postcard::from_bytes(newest_old)?;
         for (k, _) in &old {
-            tx.delete(LEDGER_NOTES, k)?;
+            tx.remove(LEDGER_NOTES, k)?;
         }
         tx.commit()?;
         let mut archive = |t: &[wallet::Transfer]| match &self.archive {
@@ -501,7 +501,7 @@ impl Plan {
                 let root: [u8; 32] = k.as_slice().try_into()?;
                 let mut retired: Retired = postcard::from_bytes(v)?;
                 if live.contains(&root) {
-                    tx.delete(RETIRED, k)?;
+                    tx.remove(RETIRED, k)?;
                 } else if retired.seen_ms == 0 {
                     retired.seen_ms = now_ms.max(1);
                     tx.put(RETIRED, k, &postcard::to_allocvec(&retired)?)?;
@@ -627,6 +627,8 @@ fn put_marks(tx: &dyn WriteTx, id: &str, marks: &Marks) -> anyhow::Result<()> {
 /// was written only lets its own requests go sooner, to where they were
 /// written).
 pub fn acknowledge(tx: &dyn WriteTx, acks: &BTreeMap<String, u64>) -> anyhow::Result<()> {
+    let keys: Vec<Vec<u8>> = acks.keys().map(|id| key::of(&[id])).collect();
+    tx.prefetch(MARKS, &keys)?;
     for (id, &read) in acks {
         let mut marks = marks_in(tx, id)?;
         if read > marks.acked {

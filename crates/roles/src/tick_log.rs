@@ -344,8 +344,8 @@ pub fn prune(
         let tx = db.write()?;
         for t in chunk_start..cut.min(chunk_start + 256) {
             let k = key::of(&[&slot, &t]);
-            tx.delete(LOG, &k)?;
-            tx.delete(INDEX, &k)?;
+            tx.remove(LOG, &k)?;
+            tx.remove(INDEX, &k)?;
             freed += sizes.get(&t).map_or(0, |&(_, b)| b);
         }
         tx.commit()?;

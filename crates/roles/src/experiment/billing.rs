@@ -50,6 +50,8 @@ pub fn get(tx: &dyn ReadTx, consumer: u32) -> anyhow::Result<Billing> {
 
 /// Adds one tick's usage, sent requests and payments.
 pub fn add(tx: &dyn WriteTx, tick: &BTreeMap<u32, Billing>) -> anyhow::Result<()> {
+    let keys: Vec<Vec<u8>> = tick.keys().map(|c| key::of(&[c])).collect();
+    tx.prefetch(TABLE, &keys)?;
     for (consumer, change) in tick {
         let mut b = get(tx, *consumer)?;
         b.add(change);

@@ -280,7 +280,7 @@ pub fn forget(tx: &dyn WriteTx, experiment: &str) -> anyhow::Result<u64> {
             usize::MAX,
         )?;
         for (k, _) in rows {
-            tx.delete(table, &k)?;
+            tx.remove(table, &k)?;
             deleted += 1;
         }
     }

@@ -92,7 +92,7 @@ impl Hub {
     /// them on the first round after a start).
     pub fn poll(&self, now_ms: u64) -> anyhow::Result<inbox::Polled> {
         let mut unfinished = self.unfinished.lock().unwrap_or_else(|e| e.into_inner());
-        let mut moved = self.store.take_written().map(|mut moved| {
+        let mut moved = self.store.take_written()?.map(|mut moved| {
             moved.extend(unfinished.drain(..));
             moved
         });
@@ -108,7 +108,7 @@ impl Hub {
         drop(full_poll);
         let polled = inbox::poll(
             &self.db,
-            &self.store,
+            &self.store.snapshot()?,
             moved.as_ref(),
             &self.plausible,
             now_ms,
@@ -154,11 +154,11 @@ impl Hub {
                 ));
                 continue;
             }
-            powerplug_channel::store_in(&*tx, &address, bytes)?;
+            powerplug_channel::store_after(&*tx, &address, bytes, &there)?;
             stored.push(address);
         }
+        powerplug_channel::note_written(&*tx, &stored)?;
         tx.commit()?;
-        self.store.written(stored);
         Ok(verdicts)
     }
 

@@ -83,6 +83,9 @@ impl Grid {
                 wallet::UnixMs(now),
             )?;
         }
+        let billed = decisions.iter().flat_map(|d| d.payment_requests.iter());
+        let billed = billed.filter_map(|r| registrations.get(&r.consumer));
+        registry::prefetch(&*tx, billed.map(|r| r.id.as_str()))?;
         let mut sent = Sent::default();
         let mut bills = invariants::Bills::new();
         for (run, decision) in runs.iter().zip(decisions) {

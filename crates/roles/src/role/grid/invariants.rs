@@ -84,6 +84,10 @@ pub fn check_and_record(
     bills: &Bills,
     registrations: &HashMap<u32, Registration>,
 ) -> anyhow::Result<()> {
+    let keys: Vec<Vec<u8>> = (usage.consumer.iter().chain(bills.keys()))
+        .map(|c| key::of(&[c]))
+        .collect();
+    tx.prefetch(ENERGY, &keys)?;
     let mut totals: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
     for (&consumer, &wh) in usage.consumer.iter().zip(&usage.wh) {
         let t = totals_of(tx, &mut totals, consumer)?;
