@@ -20,18 +20,15 @@
 //!
 //! `cargo bench -p powerplug --bench experiment` (a few minutes once built).
 
-use powerplug::domain::EntityKind;
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use ed25519_dalek::SigningKey;
-use powerplug::api;
+use common::{Consumers, OPERATOR, component, http, ms, stats};
 use powerplug::books::{Books, GridNews};
-use powerplug::channel::{ChannelWriter, Message, Transport};
-use powerplug::component::{Build, build};
 use powerplug::http::run;
-use powerplug::inbox::{self, Command};
 use powerplug::replay::{Decide, recording, replay};
 use powerplug::role::grid::Grid;
 use powerplug::storage::{RedbStore, Store};
@@ -42,51 +39,17 @@ use powerplug::strategy::{
 use powerplug::tick_log::{self, Outcome};
 use serde_json::{Value, json};
 
-const OPERATOR: &str = "operator-token-for-the-experiment-bench";
 const REPLAY_TICKS: u32 = 100;
 const REPLAY_CONSUMERS: u32 = 10_000;
 const RUNS: usize = 5;
 /// Rounds of the tick set-ups (each a block of ticks).
 const ROUNDS: usize = 4;
 
-fn component(dir: &str, features: &[&str]) -> Vec<u8> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let (crate_dir, target) = (root.join(dir), root.join("target/guests"));
-    build(&Build {
-        target_dir: Some(&target),
-        features,
-        ..Build::new(&crate_dir)
-    })
-    .expect("building the guest")
-}
-
 fn load(runtime: &Runtime, bytes: &[u8]) -> GridStrategy {
     match runtime.load(bytes).unwrap() {
         Loaded::Grid(g) => g,
         Loaded::Producer(_) => panic!("a grid strategy"),
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn stats(samples: &[f64]) -> Value {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    json!({
-        "n": sorted.len(),
-        "p50_ms": pct(&sorted, 50.0),
-        "p90_ms": pct(&sorted, 90.0),
-        "min_ms": sorted[0],
-        "max_ms": sorted[sorted.len() - 1],
-        "samples_ms": samples,
-    })
 }
 
 /// Decides nothing: what a replay costs without a strategy.
@@ -229,72 +192,6 @@ fn replay_throughput(runtime: &Runtime, basic: &[u8], premium: &[u8]) -> Value {
         );
     }
     result
-}
-
-/// Consumers writing one 1 kWh reading each per tick into the grid's store.
-struct Consumers {
-    writers: Vec<ChannelWriter>,
-    round: u64,
-}
-
-impl Consumers {
-    fn register(url: &str, n: usize) -> Self {
-        let writers = (0..n)
-            .map(|i| {
-                let mut seed = [0u8; 32];
-                seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
-                let mut writer = ChannelWriter::new(SigningKey::from_bytes(&seed), true).unwrap();
-                let body = api::Register::open(EntityKind::Consumer, &mut writer, None).unwrap();
-                let body = serde_json::to_value(body).unwrap();
-                http(url, "PUT", &format!("/registrations/c{i}"), &body);
-                writer
-            })
-            .collect();
-        Self { writers, round: 0 }
-    }
-
-    fn feed(&mut self, grid: &Grid) {
-        let start_ms = self.round * 30_000;
-        self.round += 1;
-        let usage = Command::Usage {
-            start_ms: powerplug::domain::UnixMs(start_ms),
-            end_ms: powerplug::domain::UnixMs(start_ms + 30_000),
-            wh: powerplug::domain::Wh(1_000),
-            read: None,
-        }
-        .encode();
-        let messages: Vec<_> = self
-            .writers
-            .iter_mut()
-            .map(|w| w.prepare(Message::Data(usage.clone())).unwrap())
-            .collect();
-        grid.hub.store.put_many(&messages).unwrap();
-        let n = self.writers.len();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while inbox::pending(grid.db(), n + 1).unwrap().len() < n {
-            assert!(Instant::now() < deadline, "the readings reach the inbox");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-}
-
-fn http(url: &str, method: &str, path: &str, body: &Value) -> Value {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let request = ureq::http::Request::builder()
-        .method(method)
-        .uri(format!("{url}{path}"))
-        .header("authorization", format!("Bearer {OPERATOR}"))
-        .header("content-type", "application/json")
-        .body(body.to_string().into_bytes())
-        .unwrap();
-    let mut response = agent.run(request).unwrap();
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap();
-    assert!(status < 300, "{method} {path}: {status} {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
 fn tick_overhead(basic: &[u8], premium: &[u8], n: usize, ticks: usize) -> Value {
