@@ -90,6 +90,16 @@ pub fn forget_in(tx: &dyn WriteTx, address: &Address) -> anyhow::Result<u64> {
     Ok(freed)
 }
 
+/// Says that the messages at `addresses` are about to be read in `tx` (see
+/// [`ReadTx::prefetch_ranges`]): the ranges exactly as [`messages_in`] reads them.
+pub fn prefetch_in(tx: &dyn ReadTx, addresses: &[Address]) -> anyhow::Result<()> {
+    let ranges: Vec<(Vec<u8>, Vec<u8>)> = addresses
+        .iter()
+        .filter_map(|a| Some((a.0.to_vec(), key::after_prefix(&a.0)?)))
+        .collect();
+    tx.prefetch_ranges(MESSAGES, &ranges)
+}
+
 /// The messages at `address` as `tx` sees them, in arrival order.
 pub fn messages_in(tx: &dyn ReadTx, address: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
     let entries = prefixed(tx, MESSAGES, &address.0, Order::Ascending, usize::MAX)?;
@@ -112,10 +122,11 @@ impl EmbeddedTransport {
 impl Transport for EmbeddedTransport {
     fn put_many(&self, messages: &[Sealed]) -> anyhow::Result<Vec<Refused>> {
         let tx = self.db.write()?;
+        let addresses: Vec<Address> = messages.iter().map(|m| m.address).collect();
+        prefetch_in(&*tx, &addresses)?;
         for m in messages {
             store_in(&*tx, &m.address, &m.bytes)?;
         }
-        let addresses: Vec<Address> = messages.iter().map(|m| m.address).collect();
         note_written(&*tx, &addresses)?;
         tx.commit()?;
         Ok(Vec::new())
@@ -138,5 +149,9 @@ pub struct Snapshot<'a>(Box<dyn ReadTx + 'a>);
 impl Source for Snapshot<'_> {
     fn messages(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
         messages_in(&*self.0, address)
+    }
+
+    fn prefetch(&self, addresses: &[Address]) -> anyhow::Result<()> {
+        prefetch_in(&*self.0, addresses)
     }
 }

@@ -31,7 +31,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use embedded::{
-    EmbeddedTransport, MAX_MESSAGE_BYTES, Snapshot, forget_in, messages_in, store_after, store_in,
+    EmbeddedTransport, MAX_MESSAGE_BYTES, Snapshot, forget_in, messages_in, prefetch_in,
+    store_after, store_in,
 };
 pub use feed::note_written;
 pub use http::{

@@ -20,6 +20,13 @@ pub struct Refused {
 pub trait Source {
     /// The messages at `address`, in arrival order.
     fn messages(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>>;
+
+    /// Says that the messages at `addresses` are about to be read: a source
+    /// whose every read is a round trip fetches them at once.
+    fn prefetch(&self, addresses: &[Address]) -> anyhow::Result<()> {
+        let _ = addresses;
+        Ok(())
+    }
 }
 
 impl<T: Transport + ?Sized> Source for T {

@@ -498,6 +498,19 @@ fn check_hello(channel: &ChannelInfo, hello: &[u8]) -> Result<(), RegistryError>
 }
 
 /// The id whose channel `author` writes, if any.
+/// Says that the registrations of these channel authors are about to be
+/// read (see [`ReadTx::prefetch`]): who they are, then the registrations.
+pub fn prefetch_authors(tx: &dyn ReadTx, authors: &[[u8; 32]]) -> Result<(), RegistryError> {
+    let keys: Vec<Vec<u8>> = authors.iter().map(|a| key::of(&[a])).collect();
+    tx.prefetch(BY_AUTHOR, &keys)?;
+    // An id that does not decode is the reader's to report, not this hint's.
+    let ids: Vec<String> = authors
+        .iter()
+        .filter_map(|author| author_of(tx, author).ok().flatten())
+        .collect();
+    prefetch(tx, ids.iter().map(String::as_str))
+}
+
 pub fn author_of(tx: &dyn ReadTx, author: &[u8; 32]) -> Result<Option<String>, RegistryError> {
     match tx.get(BY_AUTHOR, &key::of(&[author]))? {
         Some(bytes) => Ok(Some(String::from_utf8(bytes).map_err(anyhow::Error::from)?)),

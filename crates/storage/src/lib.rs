@@ -54,6 +54,14 @@ pub trait ReadTx {
         let _ = (table, keys);
         Ok(())
     }
+
+    /// [`prefetch`](Self::prefetch) for ranges `start <= key < end` about to
+    /// be read whole in ascending order (each holding a few entries: the
+    /// messages at a channel address).
+    fn prefetch_ranges(&self, table: &str, ranges: &[(Vec<u8>, Vec<u8>)]) -> anyhow::Result<()> {
+        let _ = (table, ranges);
+        Ok(())
+    }
 }
 
 /// A transaction that changes the store when, and only if, it commits.

@@ -340,6 +340,53 @@ fn a_writer_sees_its_writes_over_the_stored_rows(f: &Fixture) {
     assert_eq!(all(&*f.db, "log", Order::Ascending).len(), 39);
 }
 
+/// Ranges named ahead read as they would have without: in a reader, and in
+/// a writer whose own writes fall in them; a range too big to be fetched
+/// ahead whole still reads whole.
+fn prefetched_ranges_read_as_asked(f: &Fixture) {
+    let mut stored: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for prefix in 0..4u8 {
+        let count = [0, 1, 3, 40][usize::from(prefix)];
+        for n in 0..count {
+            stored.push((vec![prefix, n], vec![n]));
+        }
+    }
+    let refs: Vec<(&[u8], &[u8])> = stored.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+    put(&*f.db, "m", &refs);
+    let ranges: Vec<(Vec<u8>, Vec<u8>)> = (0..5u8).map(|p| (vec![p], vec![p + 1])).collect();
+    let expect = |prefix: u8| -> Vec<Vec<u8>> {
+        stored
+            .iter()
+            .filter(|(k, _)| k[0] == prefix)
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    let r = f.db.read().unwrap();
+    r.prefetch_ranges("m", &ranges).unwrap();
+    for (p, (start, end)) in ranges.iter().enumerate() {
+        let read = r
+            .range("m", start, Some(end), Order::Ascending, usize::MAX)
+            .unwrap();
+        assert_eq!(keys(read), expect(p as u8), "prefix {p} in a reader");
+    }
+    drop(r);
+    let w = f.db.write().unwrap();
+    w.put("m", &[1, 9], b"new").unwrap();
+    w.remove("m", &[2, 0]).unwrap();
+    w.prefetch_ranges("m", &ranges).unwrap();
+    w.put("m", &[4, 0], b"new").unwrap();
+    let read = |p: u8| {
+        keys(
+            w.range("m", &[p], Some(&[p + 1]), Order::Ascending, usize::MAX)
+                .unwrap(),
+        )
+    };
+    assert_eq!(read(1), [vec![1, 0], vec![1, 9]]);
+    assert_eq!(read(2), [vec![2, 1], vec![2, 2]]);
+    assert_eq!(read(3).len(), 40, "too big to be fetched ahead");
+    assert_eq!(read(4), [vec![4, 0]]);
+}
+
 /// A transaction of many megabytes commits whole.
 fn a_large_transaction_commits_whole(f: &Fixture) {
     let value = vec![7u8; 512 << 10];
@@ -546,6 +593,10 @@ macro_rules! suite {
             #[test]
             fn a_writer_sees_its_writes_over_the_stored_rows() {
                 super::a_writer_sees_its_writes_over_the_stored_rows(&$fixture)
+            }
+            #[test]
+            fn prefetched_ranges_read_as_asked() {
+                super::prefetched_ranges_read_as_asked(&$fixture)
             }
             #[test]
             fn a_large_transaction_commits_whole() {

@@ -129,6 +129,8 @@ impl Hub {
         let mut fresh = Vec::new();
         {
             let tx = self.db.read()?;
+            let authors: Vec<[u8; 32]> = messages.iter().map(|m| m.author).collect();
+            registry::prefetch_authors(&*tx, &authors)?;
             for (position, m) in messages.iter().enumerate() {
                 match self.check(&*tx, m) {
                     Ok(address) => {
@@ -140,6 +142,8 @@ impl Hub {
             }
         }
         let tx = self.db.write()?;
+        let addresses: Vec<Address> = fresh.iter().map(|&(_, a)| a).collect();
+        powerplug_channel::prefetch_in(&*tx, &addresses)?;
         let mut stored = Vec::with_capacity(fresh.len());
         for (position, address) in fresh {
             let bytes = &messages[position].bytes;

@@ -33,7 +33,7 @@ pub(super) struct Overlay {
 type Range = (String, Vec<u8>, Option<Vec<u8>>, bool);
 
 /// Ranges of at most this many entries are remembered.
-const SMALL_RANGE: usize = 16;
+pub const SMALL_RANGE: usize = 16;
 
 /// A transaction's writes as the columns of the statements that send them.
 #[derive(Default)]

@@ -22,6 +22,9 @@ pub(super) struct Session {
     pub get: Statement,
     /// Keys `= ANY($2)` of one table.
     pub get_many: Statement,
+    /// The first `$4` entries of each range from two arrays (starts, ends),
+    /// with the range's number (from 1).
+    pub range_many: Statement,
     /// Upserts from three arrays (tables, keys, values) without duplicates.
     pub put_many: Statement,
     /// Deletes from two arrays (tables, keys).
@@ -51,6 +54,12 @@ impl Session {
             ))?,
             get_many: client.prepare(&format!(
                 "SELECT key, value FROM {kv} WHERE tbl = $1 AND key = ANY($2)"
+            ))?,
+            range_many: client.prepare(&format!(
+                "SELECT r.i, k.key, k.value \
+                 FROM unnest($2::bytea[], $3::bytea[]) WITH ORDINALITY AS r (s, e, i) \
+                 CROSS JOIN LATERAL (SELECT key, value FROM {kv} \
+                   WHERE tbl = $1 AND key >= r.s AND key < r.e ORDER BY key LIMIT $4) k"
             ))?,
             put_many: client.prepare(&format!(
                 "INSERT INTO {kv} (tbl, key, value) \

@@ -7,7 +7,9 @@ use std::sync::MutexGuard;
 
 use postgres::types::ToSql;
 
-use super::overlay::{Overlay, Writes};
+use anyhow::Context;
+
+use super::overlay::{Overlay, SMALL_RANGE, Writes};
 use super::pool::Pooled;
 use super::session::Session;
 use crate::{Entries, Order, ReadTx, WriteTx};
@@ -137,8 +139,7 @@ impl ReadTx for Tx<'_> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        if self.writer
-            && let Some((server, complete)) = self.overlay.borrow().asked(table, start, end, order)
+        if let Some((server, complete)) = self.overlay.borrow().asked(table, start, end, order)
             && let Some(merged) = self
                 .overlay
                 .borrow()
@@ -167,22 +168,59 @@ impl ReadTx for Tx<'_> {
         })?;
         let server: Entries = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         let complete = server.len() < wanted;
-        if !self.writer {
-            return Ok(server);
-        }
-        // The server's side stays as it is while this writer holds the
-        // namespace's lock: remember what it said.
+        // The server's side stays as it is while this transaction lasts (a
+        // writer holds the namespace's lock, a reader its snapshot):
+        // remember what it said.
         let mut overlay = self.overlay.borrow_mut();
-        for (k, v) in &server {
-            overlay.learn(table, k.clone(), Some(v.clone()));
-        }
         overlay.answered(table, start, end, order, &server, complete);
+        if self.writer {
+            // A writer often deletes what it just listed (an outbox drained).
+            for (k, v) in &server {
+                overlay.learn(table, k.clone(), Some(v.clone()));
+            }
+        }
         if shadowing == 0 {
             return Ok(server);
         }
         overlay
             .merge(table, start, end, order, limit, &server, complete)
             .ok_or_else(|| anyhow::anyhow!("PostgreSQL store: a range merge fell short"))
+    }
+
+    fn prefetch_ranges(&self, table: &str, ranges: &[(Vec<u8>, Vec<u8>)]) -> anyhow::Result<()> {
+        let unknown: Vec<&(Vec<u8>, Vec<u8>)> = {
+            let overlay = self.overlay.borrow();
+            let asked = |(s, e): &&(Vec<u8>, Vec<u8>)| {
+                overlay.asked(table, s, Some(e), Order::Ascending).is_none()
+            };
+            ranges.iter().filter(asked).collect()
+        };
+        // One more than a small range holds: a range that returns that many
+        // is not small, and is left to be read when asked for.
+        let most = i64::try_from(SMALL_RANGE + 1).unwrap_or(i64::MAX);
+        for chunk in unknown.chunks(PREFETCH_CHUNK) {
+            let t = table.to_owned();
+            let starts: Vec<Vec<u8>> = chunk.iter().map(|(s, _)| s.clone()).collect();
+            let ends: Vec<Vec<u8>> = chunk.iter().map(|(_, e)| e.clone()).collect();
+            let rows = self.on(move |s| {
+                let params: [&(dyn ToSql + Sync); 4] = [&t, &starts, &ends, &most];
+                s.client.query(&s.range_many, &params)
+            })?;
+            let mut found: Vec<Entries> = vec![Vec::new(); chunk.len()];
+            for row in &rows {
+                let i: i64 = row.get(0);
+                let slot = usize::try_from(i - 1).ok().and_then(|i| found.get_mut(i));
+                let slot = slot.context("PostgreSQL store: a range's number out of bounds")?;
+                slot.push((row.get(1), row.get(2)));
+            }
+            let mut overlay = self.overlay.borrow_mut();
+            for ((s, e), entries) in chunk.iter().zip(found) {
+                if entries.len() <= SMALL_RANGE {
+                    overlay.answered(table, s, Some(e), Order::Ascending, &entries, true);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn prefetch(&self, table: &str, keys: &[Vec<u8>]) -> anyhow::Result<()> {
