@@ -198,16 +198,7 @@ fn tick_overhead(basic: &[u8], premium: &[u8], n: usize, ticks: usize) -> Value 
     let dir = tempfile::tempdir().unwrap();
     let wasm = dir.path().join("basic.wasm");
     std::fs::write(&wasm, basic).unwrap();
-    let mut config = powerplug::role::config::GridConfig::default();
-    config.service.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    config.service.data_dir = dir.path().join("grid");
-    config.service.poll_ms = 5;
-    config.strategy.component = wasm;
-    config.strategy.tick_ms = 86_400_000;
-    config.strategy.cache_dir = Some(dir.path().join("cache"));
-    config.operator_token = Some(OPERATOR.into());
-    // Benches start their own producers: no admission tokens to hand out.
-    config.admission.producer = powerplug::admission::Rule::Open;
+    let config = common::grid_config(dir.path(), wasm, 5);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

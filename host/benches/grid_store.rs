@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::{Consumers, OPERATOR, component, ms, stats};
+use common::{Consumers, component, grid_config, ms, stats};
 use powerplug::http::run;
 use powerplug::role::grid::Grid;
 use powerplug::storage::StorageConfig;
@@ -42,17 +42,8 @@ fn start(basic: &[u8], storage: StorageConfig, n: usize) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let wasm = dir.path().join("basic.wasm");
     std::fs::write(&wasm, basic).unwrap();
-    let mut config = powerplug::role::config::GridConfig::default();
-    config.service.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    config.service.data_dir = dir.path().join("grid");
-    config.service.poll_ms = 5;
+    let mut config = grid_config(dir.path(), wasm, 5);
     config.service.storage = storage;
-    config.strategy.component = wasm;
-    // Ticks only when the bench says.
-    config.strategy.tick_ms = 86_400_000;
-    config.strategy.cache_dir = Some(dir.path().join("cache"));
-    config.operator_token = Some(OPERATOR.into());
-    config.admission.producer = powerplug::admission::Rule::Open;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -30,18 +30,15 @@
 //!
 //! `cargo bench -p powerplug --bench swap` (about 30–60 s once built).
 
-use powerplug::domain::EntityKind;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::SigningKey;
-use powerplug::api;
-use powerplug::channel::{ChannelWriter, Message, Transport};
-use powerplug::component::{Build, build};
+use common::{Consumers, OPERATOR, component, ms, stats};
 use powerplug::http::run;
-use powerplug::inbox::{self, Command};
 use powerplug::role::grid::Grid;
 use powerplug::role::swap::{SwapOptions, Swappable};
 
@@ -54,7 +51,6 @@ const ACTIVATE: SwapOptions = SwapOptions {
 use powerplug::tick_log::{self, Outcome};
 use serde_json::{Value, json};
 
-const OPERATOR: &str = "operator-token-for-the-swap-bench";
 /// Consumers registered with the grid, each with a reading in every tick.
 const CONSUMERS: usize = 100;
 /// Cold uploads per version (each compiles: ~0.1 s).
@@ -66,47 +62,8 @@ const TICKS: usize = 500;
 /// Ticks per block; blocks without and with swaps alternate.
 const BLOCK: usize = 50;
 
-/// Builds the guest crate at `dir` (from the workspace root) the way the tests
-/// do, in its own target directory.
-fn component(dir: &str, features: &[&str]) -> Vec<u8> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let (crate_dir, target) = (root.join(dir), root.join("target/guests"));
-    build(&Build {
-        target_dir: Some(&target),
-        features,
-        ..Build::new(&crate_dir)
-    })
-    .expect("building the guest")
-}
-
 fn sha256(bytes: &[u8]) -> powerplug::domain::Sha256 {
     powerplug::domain::Sha256::of(bytes)
-}
-
-/// Milliseconds, with microsecond resolution.
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// Nearest-rank percentile of sorted samples.
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn stats(samples: &[f64]) -> Value {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    json!({
-        "n": sorted.len(),
-        "p50_ms": pct(&sorted, 50.0),
-        "p90_ms": pct(&sorted, 90.0),
-        "p99_ms": pct(&sorted, 99.0),
-        "max_ms": sorted[sorted.len() - 1],
-        "min_ms": sorted[0],
-        "mean_ms": sorted.iter().sum::<f64>() / sorted.len() as f64,
-        "samples_ms": samples,
-    })
 }
 
 fn show(label: &str, s: &Value) {
@@ -141,59 +98,6 @@ impl Http {
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
-    }
-}
-
-/// The consumers' channel writers; each round publishes one 1 kWh reading per
-/// consumer straight into the grid's channel store (one `put_many`), and waits
-/// until the grid's scheduler has polled them into its inbox.
-struct Consumers {
-    writers: Vec<ChannelWriter>,
-    round: u64,
-}
-
-impl Consumers {
-    fn register(http: &Http) -> Self {
-        let writers = (0..CONSUMERS)
-            .map(|i| {
-                let mut seed = [0u8; 32];
-                seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
-                let mut writer = ChannelWriter::new(SigningKey::from_bytes(&seed), true).unwrap();
-                let body = api::Register::open(EntityKind::Consumer, &mut writer, None).unwrap();
-                let body = serde_json::to_value(body).unwrap();
-                let (status, answer) = http.call(
-                    "PUT",
-                    &format!("/registrations/c{i}"),
-                    body.to_string().as_bytes(),
-                );
-                assert_eq!(status, 201, "registering c{i}: {answer}");
-                writer
-            })
-            .collect();
-        Self { writers, round: 0 }
-    }
-
-    fn feed(&mut self, grid: &Grid) {
-        let start_ms = self.round * 30_000;
-        self.round += 1;
-        let usage = Command::Usage {
-            start_ms: powerplug::domain::UnixMs(start_ms),
-            end_ms: powerplug::domain::UnixMs(start_ms + 30_000),
-            wh: powerplug::domain::Wh(1_000),
-            read: None,
-        }
-        .encode();
-        let messages: Vec<_> = self
-            .writers
-            .iter_mut()
-            .map(|w| w.prepare(Message::Data(usage.clone())).unwrap())
-            .collect();
-        grid.hub.store.put_many(&messages).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while inbox::pending(grid.db(), CONSUMERS + 1).unwrap().len() < CONSUMERS {
-            assert!(Instant::now() < deadline, "the readings reach the inbox");
-            std::thread::sleep(Duration::from_micros(500));
-        }
     }
 }
 
@@ -262,18 +166,7 @@ fn main() {
     let cache: PathBuf = dir.path().join("cache");
     let wasm = dir.path().join("basic_grid_strategy.wasm");
     std::fs::write(&wasm, &basic).unwrap();
-    let mut config = powerplug::role::config::GridConfig::default();
-    config.service.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    config.service.data_dir = dir.path().join("grid");
-    config.service.poll_ms = 10;
-    config.strategy.component = wasm;
-    // The scheduler ticks once at start, then not for a day: we tick.
-    config.strategy.tick_ms = 86_400_000;
-    config.strategy.cache_dir = Some(cache.clone());
-    config.operator_token = Some(OPERATOR.into());
-    // Benches start their own producers: no admission tokens to hand out.
-    config.admission.producer = powerplug::admission::Rule::Open;
-
+    let config = common::grid_config(dir.path(), wasm, 10);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -294,7 +187,7 @@ fn main() {
             .compiles
     };
 
-    let mut consumers = Consumers::register(&http);
+    let mut consumers = Consumers::register(&running.url, CONSUMERS);
     // Recorded ticks, the last of which the dry runs replay (100 usage records).
     for _ in 0..5 {
         consumers.feed(&grid);

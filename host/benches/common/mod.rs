@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each bench uses its part
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
@@ -12,10 +12,27 @@ use powerplug::channel::{ChannelWriter, Message, Transport};
 use powerplug::component::{Build, build};
 use powerplug::domain::EntityKind;
 use powerplug::inbox::{self, Command};
+use powerplug::role::config::GridConfig;
 use powerplug::role::grid::Grid;
 use serde_json::{Value, json};
 
 pub const OPERATOR: &str = "operator-token-for-the-grid-benches";
+
+/// A bench's grid in `dir`: on a free port, its operator token [`OPERATOR`],
+/// open to producers (benches start their own), and ticking once at start,
+/// then not for a day: the bench ticks.
+pub fn grid_config(dir: &Path, component: PathBuf, poll_ms: u64) -> GridConfig {
+    let mut config = GridConfig::default();
+    config.service.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.service.data_dir = dir.join("grid");
+    config.service.poll_ms = poll_ms;
+    config.strategy.component = component;
+    config.strategy.tick_ms = 86_400_000;
+    config.strategy.cache_dir = Some(dir.join("cache"));
+    config.operator_token = Some(OPERATOR.into());
+    config.admission.producer = powerplug::admission::Rule::Open;
+    config
+}
 
 pub fn component(dir: &str, features: &[&str]) -> Vec<u8> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -44,8 +61,10 @@ pub fn stats(samples: &[f64]) -> Value {
         "n": sorted.len(),
         "p50_ms": pct(&sorted, 50.0),
         "p90_ms": pct(&sorted, 90.0),
+        "p99_ms": pct(&sorted, 99.0),
         "min_ms": sorted[0],
         "max_ms": sorted[sorted.len() - 1],
+        "mean_ms": sorted.iter().sum::<f64>() / sorted.len() as f64,
         "samples_ms": samples,
     })
 }

@@ -297,26 +297,19 @@ mod tests {
         let all = o.merge("t", &[], None, Order::Descending, 2, &entries(&[5]), true);
         assert_eq!(keys(&all.unwrap()), [8]);
         // Ascending from 1, 2: 8 lies past 2, where the server may hold more.
-        let up = o.merge(
-            "t",
-            &[],
-            None,
-            Order::Ascending,
-            3,
-            &entries(&[1, 2]),
-            false,
-        );
-        assert_eq!(up, None);
-        let up = o.merge(
-            "t",
-            &[],
-            None,
-            Order::Ascending,
-            2,
-            &entries(&[1, 2]),
-            false,
-        );
-        assert_eq!(keys(&up.unwrap()), [1, 2]);
+        let up = |limit| {
+            o.merge(
+                "t",
+                &[],
+                None,
+                Order::Ascending,
+                limit,
+                &entries(&[1, 2]),
+                false,
+            )
+        };
+        assert_eq!(up(3), None);
+        assert_eq!(keys(&up(2).unwrap()), [1, 2]);
     }
 
     #[test]
