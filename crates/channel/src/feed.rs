@@ -16,7 +16,9 @@ use super::Address;
 
 const FEED: &str = "channel_feed";
 /// Entries kept: a poller further behind than this reads every channel.
-const KEEP: u64 = 50_000;
+/// Pollers come every few milliseconds; what bounds this is disk, since an
+/// entry can hold a whole drained outbox (100,000 addresses, 3.2 MB).
+const KEEP: u64 = 2_048;
 /// Old entries a write takes out: more than the one it adds, so the feed
 /// shrinks back to [`KEEP`].
 const TRIM: usize = 8;
@@ -63,6 +65,10 @@ impl Cursor {
         let Some(seen) = seen.filter(|&seen| seen <= newest) else {
             return Ok(None);
         };
+        if seen == newest {
+            // Nothing new: no second read (a round trip on a networked store).
+            return Ok(Some(HashSet::new()));
+        }
         let entries = tx.range(
             FEED,
             &(seen + 1).to_be_bytes(),
@@ -70,9 +76,10 @@ impl Cursor {
             Order::Ascending,
             usize::MAX,
         )?;
+        // Trimmed past this poller's place (or gone: a restored store).
         let missed = match entries.first() {
             Some((k, _)) => key::u64_value(k)? != seen + 1,
-            None => newest != seen,
+            None => true,
         };
         if missed {
             return Ok(None);

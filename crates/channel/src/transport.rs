@@ -13,8 +13,6 @@ pub struct Refused {
     pub retry: bool,
 }
 
-/// Where channel messages are stored and found. Append-only: `put` adds a
-/// message at an address, `get` returns what is there in the order it came.
 /// Where a reader finds the messages at an address: any [`Transport`], or
 /// one consistent view of a store ([`Snapshot`](super::Snapshot)).
 pub trait Source {
@@ -35,6 +33,8 @@ impl<T: Transport + ?Sized> Source for T {
     }
 }
 
+/// Where channel messages are stored and found. Append-only: `put` adds a
+/// message at an address, `get` returns what is there in the order it came.
 pub trait Transport: Send + Sync {
     /// Several messages at once; a store may take them in one write. Answers
     /// the messages it refused; the others are stored. On error some may have

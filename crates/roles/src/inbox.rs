@@ -213,22 +213,25 @@ pub fn poll(
     let mut changed = Vec::new();
     let mut records = Vec::new();
     let mut acks = std::collections::BTreeMap::new();
-    let mut registrations = registry::all(db)?;
-    registrations.retain(|r| {
-        let next = Address::of(&r.channel.root, r.read_index);
-        !r.closed && moved.is_none_or(|moved| moved.contains(&next))
-    });
-    // The next address of each channel and the one after, where most
-    // channels' news ends: read at once, not one round trip each.
-    let ahead: Vec<Address> = registrations
-        .iter()
-        .flat_map(|r| {
-            [r.read_index, r.read_index.saturating_add(1)].map(|i| Address::of(&r.channel.root, i))
+    // The open channels to read, with their next address.
+    let due: Vec<(registry::Registration, Address)> = registry::all(db)?
+        .into_iter()
+        .filter(|r| !r.closed)
+        .map(|r| {
+            let next = Address::of(&r.channel.root, r.read_index);
+            (r, next)
         })
+        .filter(|(_, next)| moved.is_none_or(|moved| moved.contains(next)))
         .collect();
+    // The next address of each and the one after, where most channels' news
+    // ends: read at once, not one round trip each.
+    let mut ahead = Vec::with_capacity(due.len() * 2);
+    for (r, next) in &due {
+        ahead.push(*next);
+        ahead.push(Address::of(&r.channel.root, r.read_index.saturating_add(1)));
+    }
     source.prefetch(&ahead)?;
-    for mut registration in registrations {
-        let next = Address::of(&registration.channel.root, registration.read_index);
+    for (mut registration, next) in due {
         let mut reader = ChannelReader::resume_at(
             &registration.channel,
             registration.read_index,

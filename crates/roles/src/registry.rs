@@ -497,7 +497,6 @@ fn check_hello(channel: &ChannelInfo, hello: &[u8]) -> Result<(), RegistryError>
     }
 }
 
-/// The id whose channel `author` writes, if any.
 /// Says that the registrations of these channel authors are about to be
 /// read (see [`ReadTx::prefetch`]): who they are, then the registrations.
 pub fn prefetch_authors(tx: &dyn ReadTx, authors: &[[u8; 32]]) -> Result<(), RegistryError> {
@@ -511,6 +510,7 @@ pub fn prefetch_authors(tx: &dyn ReadTx, authors: &[[u8; 32]]) -> Result<(), Reg
     prefetch(tx, ids.iter().map(String::as_str))
 }
 
+/// The id whose channel `author` writes, if any.
 pub fn author_of(tx: &dyn ReadTx, author: &[u8; 32]) -> Result<Option<String>, RegistryError> {
     match tx.get(BY_AUTHOR, &key::of(&[author]))? {
         Some(bytes) => Ok(Some(String::from_utf8(bytes).map_err(anyhow::Error::from)?)),
@@ -534,7 +534,6 @@ pub fn get(db: &dyn Store, id: &str) -> Result<Option<Registration>, RegistryErr
     read(&*db.read()?, id)
 }
 
-/// A registration as `tx` sees it (a write transaction sees its own changes).
 /// Says that the registrations of `ids` are about to be read (see
 /// [`ReadTx::prefetch`]).
 pub fn prefetch<'a>(
@@ -545,6 +544,7 @@ pub fn prefetch<'a>(
     Ok(tx.prefetch(REGISTRATIONS, &keys)?)
 }
 
+/// A registration as `tx` sees it (a write transaction sees its own changes).
 pub fn read(tx: &dyn ReadTx, id: &str) -> Result<Option<Registration>, RegistryError> {
     Ok(match tx.get(REGISTRATIONS, &key::of(&[&id]))? {
         Some(bytes) => Some(postcard::from_bytes(&bytes)?),
