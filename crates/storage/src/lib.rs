@@ -10,6 +10,7 @@
 
 mod config;
 pub mod key;
+pub mod lease;
 mod pg;
 pub mod private;
 mod redb;
@@ -19,6 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use self::config::{StorageConfig, open};
+pub use self::lease::{Fenced, Lease};
 pub use self::pg::PgStore;
 pub use self::redb::{InUse, RedbStore, check_store_file};
 
@@ -74,6 +76,13 @@ pub trait WriteTx: ReadTx {
     fn remove(&self, table: &str, key: &[u8]) -> anyhow::Result<()> {
         self.delete(table, key).map(drop)
     }
+    /// Makes the commit fail with [`Fenced`] unless the store still holds
+    /// the lease `name` in `epoch` (unexpired) when it commits; a store that
+    /// holds every lease (redb) ignores it.
+    fn fence(&self, name: &str, epoch: u64) -> anyhow::Result<()> {
+        let _ = (name, epoch);
+        Ok(())
+    }
     /// Durable once this returns. Dropping the transaction instead discards it.
     fn commit(self: Box<Self>) -> anyhow::Result<()>;
 }
@@ -96,6 +105,22 @@ pub trait Store: Send + Sync {
     /// (0600; it must not exist) and returns its size. The copy is one read
     /// transaction's view: the store keeps serving reads and writes meanwhile.
     fn backup_to(&self, path: &Path) -> anyhow::Result<u64>;
+
+    /// Renews the lease `name` for `period` if this store holds it, or takes
+    /// it if nobody does or its holder let it run out (cutting that holder's
+    /// sessions off first, so nothing it began can still commit); else says
+    /// who holds it. A store only one process can open holds every lease.
+    fn lease(&self, name: &str, period: std::time::Duration) -> anyhow::Result<Lease> {
+        let _ = (name, period);
+        Ok(Lease::Me { epoch: 1 })
+    }
+
+    /// Lets go of the lease `name` if this store holds it, so that another
+    /// host takes it at once (a graceful stop).
+    fn release(&self, name: &str) -> anyhow::Result<()> {
+        let _ = name;
+        Ok(())
+    }
 }
 
 /// How a store's file is used, in bytes (`/status`, `/metrics`).
@@ -146,6 +171,14 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 
     fn backup_to(&self, path: &Path) -> anyhow::Result<u64> {
         (**self).backup_to(path)
+    }
+
+    fn lease(&self, name: &str, period: std::time::Duration) -> anyhow::Result<Lease> {
+        (**self).lease(name, period)
+    }
+
+    fn release(&self, name: &str) -> anyhow::Result<()> {
+        (**self).release(name)
     }
 }
 

@@ -7,8 +7,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use powerplug_storage::{Db, Order, PgStore, RedbStore, Store, check_store_file, prefixed};
+use powerplug_storage::{
+    Db, Fenced, Lease, Order, PgStore, RedbStore, Store, check_store_file, prefixed,
+};
 
 fn postgres_url() -> String {
     std::env::var("POWERPLUG_TEST_POSTGRES")
@@ -691,8 +694,9 @@ fn terminate_sessions(ns: &str) -> u64 {
     let mut admin = postgres::Client::connect(&postgres_url(), postgres::NoTls).unwrap();
     let rows = admin
         .query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-            &[&format!("powerplug/{ns}")],
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name LIKE 'powerplug % ' || $1",
+            &[&ns],
         )
         .unwrap();
     rows.len() as u64
@@ -721,4 +725,94 @@ fn postgres_a_lost_connection_fails_the_transaction_and_the_store_reconnects() {
     put(&*f.db, "t", &[(b"after", b"yes")]);
     let keys = all(&*f.db, "t", Order::Ascending);
     assert_eq!(keys, vec![b"after".to_vec(), b"before".to_vec()]);
+}
+
+// ---- Leases: one holder at a time, and the one before cannot commit ----
+
+fn epoch_of(lease: Lease) -> Option<u64> {
+    match lease {
+        Lease::Me { epoch } => Some(epoch),
+        Lease::Other { .. } => None,
+    }
+}
+
+/// A store one process opens holds every lease; fencing changes nothing.
+#[test]
+fn redb_holds_every_lease() {
+    let f = Fixture::redb();
+    assert_eq!(
+        f.db.lease("grid", Duration::from_secs(1)).unwrap(),
+        Lease::Me { epoch: 1 }
+    );
+    let tx = f.db.write().unwrap();
+    tx.put("t", b"k", b"v").unwrap();
+    tx.fence("grid", 7).unwrap();
+    tx.commit().unwrap();
+    assert!(f.db.read().unwrap().get("t", b"k").unwrap().is_some());
+}
+
+/// Two hosts on one namespace: the first takes the lease and renews it,
+/// the second waits; once the first lets it run out, the second takes it
+/// in the next epoch, and a transaction the first began before (paused,
+/// say) cannot commit, nor can a new one fenced by the old epoch. The
+/// first host's store reconnects and writes unfenced as before.
+#[test]
+fn postgres_a_lease_has_one_holder_and_fences_the_one_before() {
+    let f = Fixture::postgres();
+    let (a, b) = (f.db.clone(), f.at.open());
+    let long = Duration::from_secs(30);
+    assert_eq!(a.lease("grid", long).unwrap(), Lease::Me { epoch: 1 });
+    match b.lease("grid", long).unwrap() {
+        Lease::Other { epoch, left_ms, .. } => {
+            assert_eq!(epoch, 1);
+            assert!(left_ms > 0 && left_ms <= 30_000, "{left_ms}");
+        }
+        held => panic!("two holders: {held:?}"),
+    }
+    assert_eq!(
+        a.lease("grid", long).unwrap(),
+        Lease::Me { epoch: 1 },
+        "renewed"
+    );
+    let tx = a.write().unwrap();
+    tx.put("t", b"while-held", b"1").unwrap();
+    tx.fence("grid", 1).unwrap();
+    tx.commit().unwrap();
+
+    // A short lease, held by `a` with a transaction open when it runs out.
+    let short = Duration::from_millis(300);
+    assert_eq!(epoch_of(a.lease("tick", short).unwrap()), Some(1));
+    let paused = a.write().unwrap();
+    paused.put("t", b"paused", b"1").unwrap();
+    paused.fence("tick", 1).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        epoch_of(b.lease("tick", long).unwrap()),
+        Some(2),
+        "taken over"
+    );
+    assert!(
+        paused.commit().is_err(),
+        "the paused holder's commit is refused"
+    );
+    match a.lease("tick", short).unwrap() {
+        Lease::Other { epoch: 2, .. } => {}
+        seen => panic!("{seen:?}"),
+    }
+    let late = a.write().unwrap();
+    late.put("t", b"late", b"1").unwrap();
+    late.fence("tick", 1).unwrap();
+    let refused = late.commit().unwrap_err();
+    assert!(Fenced::is(&refused), "{refused:#}");
+    let read = a.read().unwrap();
+    assert!(read.get("t", b"paused").unwrap().is_none());
+    assert!(read.get("t", b"late").unwrap().is_none());
+    assert!(read.get("t", b"while-held").unwrap().is_some());
+    drop(read);
+    put(&*a, "t", &[(b"unfenced", b"1")]);
+
+    // A graceful stop hands the lease on at once.
+    a.release("grid").unwrap();
+    assert_eq!(epoch_of(b.lease("grid", long).unwrap()), Some(2));
+    assert_eq!(epoch_of(a.lease("grid", long).unwrap()), None);
 }

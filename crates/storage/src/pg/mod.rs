@@ -15,6 +15,7 @@
 //! - Readers see one snapshot: `REPEATABLE READ, READ ONLY`, taken at their
 //!   first statement.
 
+mod lease;
 mod overlay;
 mod pool;
 mod session;
@@ -48,6 +49,10 @@ pub struct PgStore {
     write_lock: i64,
     /// This process's writers queue here, not on pooled connections.
     writer: Mutex<()>,
+    /// Who this store is when it holds a lease: random per store, and in
+    /// the `application_name` of every session it opens, so that a host
+    /// taking the lease over can end them (see [`lease`]).
+    holder: String,
 }
 
 impl PgStore {
@@ -64,6 +69,25 @@ impl PgStore {
         }
     }
 
+    /// Runs `job` outside a transaction, again once on a new connection if
+    /// the one it got turned out to be lost (as [`begin`](Self::begin)).
+    fn autocommit<T: Send + 'static>(
+        &self,
+        job: impl Fn(&mut session::Session) -> Result<T, postgres::Error> + Send + Clone + 'static,
+    ) -> anyhow::Result<T> {
+        let mut conn = self.pool.get()?;
+        match conn.conn().call(job.clone()) {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(e)) if !e.is_closed() && !conn.conn().is_closed() => {
+                return Err(e.into());
+            }
+            _ => conn.broken = true,
+        }
+        drop(conn);
+        self.pool.clear_idle();
+        Ok(self.pool.get()?.conn().call(job)??)
+    }
+
     /// Connects to the database at `url` (a `postgres://` URL or a
     /// `key=value` string) and uses `namespace`, creating it if needed.
     /// Errors name the configuration key at fault.
@@ -78,10 +102,17 @@ impl PgStore {
             config.connect_timeout(Duration::from_secs(5));
         }
         config.keepalives(true);
-        if config.get_application_name().is_none() {
-            // Which namespace a session serves, in `pg_stat_activity`.
-            config.application_name(&format!("powerplug/{namespace}"));
-        }
+        let holder = {
+            let bytes = crate::private::random32()?;
+            bytes[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        // Who holds a session, then which namespace it serves, in
+        // `pg_stat_activity` (a takeover ends the sessions of the holder
+        // before it by this name, so it is always ours).
+        config.application_name(&format!("powerplug {holder} {namespace}"));
         let schema = format!("\"pp_{namespace}\"");
         let store = Self {
             pool: Pool::new(config, schema.clone(), MAX_CONNECTIONS, CONNECTION_WAIT),
@@ -89,6 +120,7 @@ impl PgStore {
             namespace: namespace.to_owned(),
             schema,
             writer: Mutex::new(()),
+            holder,
         };
         store.migrate()?;
         Ok(store)
@@ -104,6 +136,9 @@ impl PgStore {
              CREATE TABLE IF NOT EXISTS {s}.kv (\
                tbl text COLLATE \"C\" NOT NULL, key bytea NOT NULL, value bytea NOT NULL, \
                PRIMARY KEY (tbl, key)); \
+             CREATE TABLE IF NOT EXISTS {s}.lease (\
+               name text COLLATE \"C\" PRIMARY KEY, holder text NOT NULL, \
+               epoch bigint NOT NULL, expires timestamptz NOT NULL); \
              COMMIT;"
         );
         // Not through the pool: its connections prepare statements on the table.
@@ -158,7 +193,15 @@ impl Store for PgStore {
             "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({})",
             self.write_lock
         );
-        Ok(Box::new(self.begin(&begin)?.queued(queued)))
+        Ok(Box::new(self.begin(&begin)?.queued(queued, &self.holder)))
+    }
+
+    fn lease(&self, name: &str, period: Duration) -> anyhow::Result<super::Lease> {
+        self.lease_now(name, period)
+    }
+
+    fn release(&self, name: &str) -> anyhow::Result<()> {
+        self.release_now(name)
     }
 
     fn stats(&self) -> anyhow::Result<StoreStats> {

@@ -31,6 +31,9 @@ pub(super) struct Session {
     pub delete_many: Statement,
     /// Ranges: [ascending, descending] × [with an end, to the last key].
     pub range: [[Statement; 2]; 2],
+    /// Whether a holder ($2) holds a lease ($1) in an epoch ($3), unexpired;
+    /// the row stays locked until the transaction ends.
+    pub fence: Statement,
 }
 
 impl Session {
@@ -80,6 +83,10 @@ impl Session {
                     client.prepare(&range("DESC", false))?,
                 ],
             ],
+            fence: client.prepare(&format!(
+                "SELECT 1 FROM {schema}.lease WHERE name = $1 AND holder = $2 AND epoch = $3 \
+                 AND expires > clock_timestamp() FOR SHARE"
+            ))?,
             client,
             kv,
         })

@@ -37,6 +37,10 @@ pub(super) struct Tx<'a> {
     /// Held by a writer until it ends: this process's next writer waits
     /// here. Dropped after the transaction (fields drop after `drop`).
     _queued: Option<MutexGuard<'a, ()>>,
+    /// A writer's store, as a lease holder.
+    holder: &'a str,
+    /// The lease its commit must still hold (see [`WriteTx::fence`]).
+    fence: RefCell<Option<(String, u64)>>,
 }
 
 impl<'a> Tx<'a> {
@@ -64,13 +68,16 @@ impl<'a> Tx<'a> {
             on_server: Cell::default(),
             began: std::time::Instant::now(),
             _queued: None,
+            holder: "",
+            fence: RefCell::default(),
         })
     }
 
-    /// A writer, which holds `queued` until it ends.
-    pub fn queued(mut self, queued: MutexGuard<'a, ()>) -> Self {
+    /// A writer of the store `holder`, which holds `queued` until it ends.
+    pub fn queued(mut self, queued: MutexGuard<'a, ()>, holder: &'a str) -> Self {
         self._queued = Some(queued);
         self.writer = true;
+        self.holder = holder;
         self
     }
 
@@ -264,15 +271,36 @@ impl WriteTx for Tx<'_> {
         Ok(())
     }
 
-    /// Sends the writes (a few statements, however many there are) and
-    /// commits, in one hop to the connection's thread.
+    fn fence(&self, name: &str, epoch: u64) -> anyhow::Result<()> {
+        self.open()?;
+        *self.fence.borrow_mut() = Some((name.to_owned(), epoch));
+        Ok(())
+    }
+
+    /// Checks its fence, sends the writes (a few statements, however many
+    /// there are) and commits, in one hop to the connection's thread.
     fn commit(self: Box<Self>) -> anyhow::Result<()> {
         let writes = self.overlay.borrow_mut().take_writes();
         let written = writes.put_keys.len() + writes.delete_keys.len();
-        self.on(move |s| {
+        let fence = self.fence.borrow_mut().take();
+        let holder = self.holder.to_owned();
+        let checked = fence.clone();
+        let held = self.on(move |s| {
+            if let Some((name, epoch)) = &checked {
+                let epoch = i64::try_from(*epoch).unwrap_or(i64::MAX);
+                let params: [&(dyn ToSql + Sync); 3] = [name, &holder, &epoch];
+                if s.client.query_opt(&s.fence, &params)?.is_none() {
+                    // Dropping the transaction rolls it back.
+                    return Ok(false);
+                }
+            }
             send(s, &writes)?;
-            s.client.batch_execute("COMMIT")
+            s.client.batch_execute("COMMIT").map(|()| true)
         })?;
+        if !held {
+            let (lease, epoch) = fence.unwrap_or_default();
+            return Err(crate::Fenced { lease, epoch }.into());
+        }
         self.state.set(State::Committed);
         tracing::debug!(
             round_trips = self.trips.get(),
