@@ -12,10 +12,13 @@ use powerplug::channel::{ChannelReader, EmbeddedTransport};
 use powerplug::inbox::Command as ChannelCommand;
 use powerplug::role::member::MemberState;
 use powerplug::storage::{Db, RedbStore, StorageConfig, Store};
-use powerplug::{storage, wallet};
+use powerplug::{storage, tick_log, wallet};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "crash-test-operator";
+/// How long the grid keeps what consumers read: the books are checked
+/// against every payment request on the return channels at the end.
+const DAY_MS: u64 = 86_400_000;
 const CONSUMERS: u32 = 3;
 const SOURCES: u32 = 2;
 
@@ -35,7 +38,10 @@ fn free_port() -> u16 {
 }
 
 struct Role {
+    /// The subcommand that runs it.
     name: &'static str,
+    /// Which one it is (a grid and its standby are both `grid`).
+    label: String,
     config: PathBuf,
     child: Option<Child>,
     log: PathBuf,
@@ -56,6 +62,13 @@ impl Role {
             .spawn()
             .unwrap();
         self.child = Some(child);
+    }
+
+    /// SIGSTOP or SIGCONT: paused, or going on as if nothing happened.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        let ok = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(ok.success());
     }
 
     /// SIGKILL: no chance to finish anything.
@@ -123,7 +136,7 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
             // The roles' logs say why.
             let logs: String = LOGS.with(|dir| {
                 let dir = dir.borrow();
-                ["grid", "producer", "source", "consumer"]
+                ["grid", "grid-b", "producer", "source", "consumer"]
                     .iter()
                     .map(|n| {
                         format!(
@@ -222,20 +235,43 @@ impl Drop for Stores {
     }
 }
 
-/// The four roles on one data directory, running.
+/// The four roles on one data directory, running; with a standby grid
+/// (`grid-b`) on the grid's store if asked for.
 struct Cluster {
     dir: PathBuf,
     stores: Stores,
     roles: Vec<Role>,
+    /// The grid's: where the meters and the producer send.
     grid_url: String,
+    /// Every grid host's (the standby's after the grid's).
+    grid_urls: Vec<String>,
     producer_url: String,
     consumer_url: String,
     agent: ureq::Agent,
 }
 
 impl Cluster {
+    /// The grid's status from any grid host that answers: they share a store.
     fn status(&self) -> Option<Value> {
-        get(&self.agent, &format!("{}/status", self.grid_url))
+        self.grid_urls
+            .iter()
+            .find_map(|url| get(&self.agent, &format!("{url}/status")))
+    }
+
+    /// The grid host that leads, once exactly one does.
+    fn leader(&self) -> String {
+        let mut leader = None;
+        wait_for("one grid host leads", || {
+            let leading: Vec<usize> = (0..self.grid_urls.len())
+                .filter(|&i| {
+                    get(&self.agent, &format!("{}/status", self.grid_urls[i]))
+                        .is_some_and(|s| s["lease"]["leading"] == true)
+                })
+                .collect();
+            leader = (leading.len() == 1).then(|| leading[0]);
+            leader.is_some()
+        });
+        ["grid", "grid-b"][leader.unwrap()].to_owned()
     }
 
     fn ticks(&self) -> u64 {
@@ -247,12 +283,18 @@ impl Cluster {
         wait_for(&format!("{n} more grid ticks"), || self.ticks() >= from + n);
     }
 
-    fn role(&mut self, name: &str) -> &mut Role {
-        self.roles.iter_mut().find(|r| r.name == name).unwrap()
+    fn role(&mut self, label: &str) -> &mut Role {
+        self.roles.iter_mut().find(|r| r.label == label).unwrap()
     }
 }
 
 fn start(dir: &Path, stores: Stores) -> Cluster {
+    start_with(dir, stores, None)
+}
+
+/// With `standby`, a second grid host on the grid's store, both with a
+/// lease of that many ms.
+fn start_with(dir: &Path, stores: Stores, standby: Option<u64>) -> Cluster {
     LOGS.with(|logs| *logs.borrow_mut() = dir.to_path_buf());
     let strategies = dir.join("strategies");
     cli(&[
@@ -277,17 +319,19 @@ fn start(dir: &Path, stores: Stores) -> Cluster {
         )
     };
     let cache = dir.join("cache");
-    let files = [
+    let lease = standby.map_or(String::new(), |ms| format!("lease_ms = {ms}\n"));
+    let grid = |common: String| {
+        format!(
+            "{common}{lease}operator_token = \"{TOKEN}\"\n[strategy]\ncomponent = \"{}\"\ntick_ms = 15000\ntick_log_keep = 100000\ncache_dir = \"{}\"\n[admission]\nproducer = \"open\"\n[retention]\nmessages_ms = {DAY_MS}\n",
+            strategies.join("basic_grid_strategy.wasm").display(),
+            cache.display()
+        )
+    };
+    let standby_port = free_port();
+    let mut files = vec![
+        ("grid", "grid", grid(common("grid", grid_port))),
         (
-            "grid",
-            format!(
-                "{}operator_token = \"{TOKEN}\"\n[strategy]\ncomponent = \"{}\"\ntick_ms = 15000\ntick_log_keep = 100000\ncache_dir = \"{}\"\n[admission]\nproducer = \"open\"\n",
-                common("grid", grid_port),
-                strategies.join("basic_grid_strategy.wasm").display(),
-                cache.display()
-            ),
-        ),
-        (
+            "producer",
             "producer",
             format!(
                 "{}grid_url = \"{grid_url}\"\n[strategy]\ncomponent = \"{}\"\ntick_ms = 60000\ntick_log_keep = 100000\ncache_dir = \"{}\"\n[admission]\nsource = \"open\"\n",
@@ -298,6 +342,7 @@ fn start(dir: &Path, stores: Stores) -> Cluster {
         ),
         (
             "source",
+            "source",
             format!(
                 "{}upstream_url = \"{producer_url}\"\ncount = {SOURCES}\nslice_ms = 30000\npayment_step = 25\n[meter.fixed]\nwh = 4000\n",
                 common("source", free_port())
@@ -305,31 +350,43 @@ fn start(dir: &Path, stores: Stores) -> Cluster {
         ),
         (
             "consumer",
+            "consumer",
             format!(
                 "{}upstream_url = \"{grid_url}\"\ncount = {CONSUMERS}\nslice_ms = 30000\npayment_step = 25\n[meter.fixed]\nwh = 1000\n",
                 common("consumer", consumer_port)
             ),
         ),
     ];
+    if standby.is_some() {
+        // Its own data directory and port; the grid's store and id.
+        let own = common("grid-b", standby_port);
+        let shared = own
+            .replace(&stores.toml("grid-b"), &stores.toml("grid"))
+            .replace("id = \"grid-b\"", "id = \"grid\"");
+        files.push(("grid", "grid-b", grid(shared)));
+    }
     let mut roles: Vec<Role> = files
         .iter()
-        .map(|(name, text)| {
-            let config = dir.join(format!("{name}.toml"));
+        .map(|(name, label, text)| {
+            let config = dir.join(format!("{label}.toml"));
             std::fs::write(&config, text).unwrap();
             Role {
                 name,
+                label: label.to_string(),
                 config,
                 child: None,
-                log: dir.join(format!("{name}.log")),
+                log: dir.join(format!("{label}.log")),
             }
         })
         .collect();
-    let [grid, producer, sources, consumers] = roles.as_mut_slice() else {
+    let [grid, producer, sources, consumers, standbys @ ..] = roles.as_mut_slice() else {
         unreachable!()
     };
     grid.start();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
+        // A paused host takes the connection and never answers.
+        .timeout_global(Some(Duration::from_secs(2)))
         .build()
         .into();
     wait_for("the grid answers", || {
@@ -348,13 +405,19 @@ fn start(dir: &Path, stores: Stores) -> Cluster {
             response.body_mut().read_to_string().unwrap()
         );
     }
+    for standby in standbys {
+        standby.start();
+    }
     producer.start();
     sources.start();
     consumers.start();
+    let mut grid_urls = vec![grid_url.clone()];
+    grid_urls.extend(standby.map(|_| format!("http://127.0.0.1:{standby_port}")));
     let cluster = Cluster {
         dir: dir.to_path_buf(),
         stores,
         roles,
+        grid_urls,
         grid_url,
         producer_url,
         consumer_url: format!("http://127.0.0.1:{consumer_port}"),
@@ -396,6 +459,67 @@ fn kill_each_role_and_keep_the_books(stores: Stores) {
     wait_for("payouts happened", || counter(&c.status(), "paid-out") > 0);
     let summary = settle(c);
     println!("after 5 hard kills: {summary}");
+}
+
+/// How long the grid's lease lasts in the failover test.
+const LEASE_MS: u64 = 1_000;
+
+/// Two grid hosts on one PostgreSQL namespace, meters and a producer
+/// running: the one that leads is killed hard 20 times at random moments
+/// (and started again, as the standby); then it is paused past its lease
+/// and let go on. The other takes over each time, nothing the paused one
+/// decided commits, each tick number is committed once, and the books
+/// hold exactly.
+#[test]
+fn a_standby_grid_takes_over_from_a_killed_or_paused_leader() {
+    let work = tempfile::tempdir().unwrap();
+    let mut c = start_with(work.path(), Stores::postgres(), Some(LEASE_MS));
+    let mut seed = powerplug::role::unix_ms();
+    println!("seed {seed}");
+    let mut random_ms = |below: u64| {
+        // xorshift: the moments differ from run to run; the seed is printed.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    for kill in 0..20 {
+        let leader = c.leader();
+        let ticks = c.ticks();
+        std::thread::sleep(Duration::from_millis(random_ms(2 * LEASE_MS)));
+        c.role(&leader).kill();
+        c.role(&leader).start();
+        let from = ticks.max(c.ticks());
+        wait_for(&format!("a tick after kill {kill} of {leader}"), || {
+            c.ticks() > from
+        });
+    }
+
+    // Paused past its lease: the other takes over and ticks; woken up, the
+    // paused one commits nothing and stands by.
+    let paused = c.leader();
+    c.role(&paused).signal("-STOP");
+    let ticks = c.ticks();
+    wait_for("the standby took over and ticked", || {
+        c.ticks() >= ticks + 4
+    });
+    let taken_over = c.leader();
+    assert_ne!(taken_over, paused);
+    c.role(&paused).signal("-CONT");
+    let woken = c.role(&paused).log.clone();
+    wait_for("the woken host sees it lost the lease", || {
+        std::fs::read_to_string(&woken).is_ok_and(|log| log.contains("lost the lease"))
+    });
+    c.run_ticks(4);
+    assert_eq!(c.leader(), taken_over, "the woken host stands by");
+    let refused = std::fs::read_to_string(&woken)
+        .unwrap()
+        .matches("commit refused")
+        .count();
+    let summary = settle(c);
+    println!(
+        "20 kills and a pause of the leading grid: {summary}; commits refused after the pause: {refused}"
+    );
 }
 
 #[test]
@@ -481,7 +605,7 @@ fn settle(mut c: Cluster) -> String {
             counter(&status(), "ticks") >= from + n
         });
     };
-    let [grid, producer, sources, consumers] = c.roles.as_mut_slice() else {
+    let [grid, producer, sources, consumers, standbys @ ..] = c.roles.as_mut_slice() else {
         unreachable!()
     };
     sources.stop();
@@ -518,6 +642,9 @@ fn settle(mut c: Cluster) -> String {
         },
     );
     run_ticks(2);
+    for standby in standbys.iter_mut() {
+        standby.stop();
+    }
     grid.stop();
 
     let db = stores.open(&dir, "grid");
@@ -537,6 +664,19 @@ fn settle(mut c: Cluster) -> String {
     assert_eq!(n("billed-wh"), used, "1 kWh a slice: everything billed");
     assert_eq!(n("requested"), used / 1000 * 5);
     assert_eq!(n("ticks-failed"), 0);
+    // Each tick number committed once, in order of time.
+    let log = tick_log::grid_ticks(&*db, "grid", 0, usize::MAX).unwrap();
+    assert_eq!(log.len() as u64, n("ticks"), "a record per tick");
+    for (i, pair) in log.windows(2).enumerate() {
+        assert_eq!(pair[0].tick, i as u64 + 1);
+        assert!(pair[1].tick == pair[0].tick + 1, "tick numbers in a row");
+        assert!(
+            pair[1].input.now_ms >= pair[0].input.now_ms,
+            "tick {} ran before tick {}",
+            pair[1].tick,
+            pair[0].tick
+        );
+    }
 
     // The return channels in the grid's store hold each request once.
     let store = EmbeddedTransport::new(db);
@@ -609,8 +749,10 @@ fn settle(mut c: Cluster) -> String {
         metric("running-costs-received") + n("paid-out") + metric("available"),
         "paid by consumers = running costs + payouts + undistributed"
     );
-    let log = grid.log_text();
-    assert!(!log.contains("panicked"), "{log}");
+    for role in std::iter::once(&*grid).chain(standbys.iter()) {
+        let log = role.log_text();
+        assert!(!log.contains("panicked"), "{log}");
+    }
     format!(
         "{used} Wh used and billed, {requests} requests asking {asked}, {} payments of {paid}, {} paid out",
         consumer_states.iter().map(|m| m.payments).sum::<u64>(),

@@ -3,8 +3,10 @@
 //! `/metrics`.
 
 mod metrics;
+mod standby;
 mod timeline;
 
+pub use standby::leader_only;
 pub use timeline::fence;
 
 use powerplug_domain::EntityKind;
@@ -36,6 +38,10 @@ pub trait HasHub: Send + Sync + 'static {
     fn hub(&self) -> &Hub;
     /// What `GET /status` answers.
     fn status(&self) -> anyhow::Result<serde_json::Value>;
+    /// Whether this host ticks (not a standby).
+    fn leading(&self) -> bool {
+        true
+    }
 }
 
 pub fn routes<R: HasHub>() -> Router<Arc<R>> {
@@ -612,6 +618,10 @@ impl HasHub for Grid {
     fn status(&self) -> anyhow::Result<serde_json::Value> {
         powerplug_roles::role::status::grid(self)
     }
+
+    fn leading(&self) -> bool {
+        self.leader.epoch().is_some()
+    }
 }
 
 impl HasHub for Producer {
@@ -621,5 +631,9 @@ impl HasHub for Producer {
 
     fn status(&self) -> anyhow::Result<serde_json::Value> {
         powerplug_roles::role::status::producer(self)
+    }
+
+    fn leading(&self) -> bool {
+        self.leader.epoch().is_some()
     }
 }

@@ -383,8 +383,14 @@ pub fn grid_router(grid: Arc<Grid>) -> Router {
     finish(
         hub::routes::<Grid>()
             .merge(wallet::routes())
-            .merge(strategies::routes::<Grid>())
-            .merge(experiments::routes())
+            .merge(
+                strategies::routes::<Grid>()
+                    .merge(experiments::routes())
+                    .layer(axum::middleware::from_fn_with_state(
+                        grid.clone(),
+                        hub::leader_only::<Grid>,
+                    )),
+            )
             .merge(admin::routes::<Grid>())
             .route("/status", get(status::<Grid>))
             .layer(axum::middleware::from_fn_with_state(
@@ -435,12 +441,18 @@ pub fn producer_router(producer: Arc<Producer>) -> Router {
     }
     finish(
         hub::routes::<Producer>()
-            .merge(strategies::routes::<Producer>())
+            .merge(
+                strategies::routes::<Producer>()
+                    .route("/initialise", post(initialise))
+                    .route("/closedown", post(closedown))
+                    .route("/reset", post(reset))
+                    .layer(axum::middleware::from_fn_with_state(
+                        producer.clone(),
+                        hub::leader_only::<Producer>,
+                    )),
+            )
             .merge(admin::routes::<Producer>())
             .route("/status", get(status::<Producer>))
-            .route("/initialise", post(initialise))
-            .route("/closedown", post(closedown))
-            .route("/reset", post(reset))
             .layer(axum::middleware::from_fn_with_state(
                 producer.clone(),
                 hub::fence::<Producer>,

@@ -263,6 +263,11 @@ pub fn meta_or_init<T: serde::Serialize + serde::de::DeserializeOwned>(
     }
     let value = init()?;
     let tx = db.write()?;
+    // Hosts sharing a store may start together: the first one's value
+    // stands (a second secret would sign with keys nobody else knows).
+    if let Some(first) = meta_in(&*tx, name)? {
+        return Ok(first);
+    }
     set_meta(&*tx, name, &value)?;
     tx.commit()?;
     Ok(value)

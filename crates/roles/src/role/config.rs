@@ -81,6 +81,7 @@ fn service_error(figment: &Figment) -> Option<String> {
         .or_else(|| bad::<Clock>(figment, "clock"))
         .or_else(|| bad::<HttpLimits>(figment, "http"))
         .or_else(|| bad::<StorageConfig>(figment, "storage"))
+        .or_else(|| bad::<u64>(figment, "lease_ms"))
 }
 
 /// What every role has.
@@ -101,9 +102,20 @@ pub struct Service {
     /// a namespace of a PostgreSQL database.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Grid and producer: how long the lease of the host that ticks lasts
+    /// without a renewal, real ms. Hosts sharing a PostgreSQL namespace
+    /// take over from a lost leader within about this (see `leader`).
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+}
+
+fn default_lease_ms() -> u64 {
+    Service::DEFAULT_LEASE_MS
 }
 
 impl Service {
+    pub const DEFAULT_LEASE_MS: u64 = 5_000;
+
     fn new(id: &str, port: u16) -> Self {
         Self {
             id: id.to_owned(),
@@ -113,6 +125,7 @@ impl Service {
             clock: Clock::default(),
             http: HttpLimits::default(),
             storage: StorageConfig::default(),
+            lease_ms: Self::DEFAULT_LEASE_MS,
         }
     }
 }

@@ -67,6 +67,13 @@ impl Hub {
         admission: admission::Policy,
         operator_token: Option<String>,
     ) -> anyhow::Result<Self> {
+        // Hosts that share a store are one entity: the id names its account
+        // and derives its keys, so another id would sign with another key.
+        let owner: String = powerplug_storage::meta_or_init(&*db, "id", || Ok(id.to_owned()))?;
+        anyhow::ensure!(
+            owner == id,
+            "id: the store is `{owner}`'s; a host that shares it (a standby) has the same id, and `{id}` needs a store of its own"
+        );
         let secret = super::secret(&db)?;
         let key = super::signing_key(&secret, id);
         let timeline = powerplug_storage::timeline(&*db)?;

@@ -13,6 +13,7 @@ pub mod catch_up;
 pub mod config;
 pub mod grid;
 mod hub;
+pub mod leader;
 pub mod member;
 pub mod meters;
 pub mod producer;

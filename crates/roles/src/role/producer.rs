@@ -49,6 +49,10 @@ pub struct Producer {
     /// The grid's timeline that every request to it names.
     timeline: powerplug_channel::Timeline,
     resend_window: u64,
+    /// Whether this host ticks and reports, or stands by.
+    pub leader: super::leader::Leadership,
+    /// The epoch the tick in progress began in: its writes are fenced by it.
+    tick_epoch: std::sync::atomic::AtomicU64,
 }
 
 /// What a tick took in, to be marked as taken when it commits.
@@ -104,7 +108,14 @@ impl Producer {
         let timeline = powerplug_channel::Timeline::default();
         super::catch_up::remember(&hub.db, &timeline)?;
         let agent = powerplug_channel::agent_on(&timeline);
+        let leader = super::leader::Leadership::start(
+            hub.db.clone(),
+            SLOT,
+            std::time::Duration::from_millis(config.service.lease_ms),
+        )?;
         Ok(Self {
+            leader,
+            tick_epoch: Default::default(),
             hub,
             slot,
             clock: config.service.clock,
@@ -123,6 +134,26 @@ impl Producer {
 
     pub fn db(&self) -> &dyn Store {
         &self.hub.db
+    }
+
+    /// A transaction of the tick in progress: it commits only while this
+    /// host still holds the lease of the epoch the tick began in.
+    fn tick_tx(&self) -> anyhow::Result<Box<dyn storage::WriteTx + '_>> {
+        let tx = self.db().write()?;
+        let epoch = self.tick_epoch.load(std::sync::atomic::Ordering::Acquire);
+        tx.fence(self.leader.name(), epoch)?;
+        Ok(tx)
+    }
+
+    /// Takes over from another leader: the active version and the
+    /// membership (its channel's next index) are read again from the store.
+    fn take_over(&self) -> anyhow::Result<()> {
+        self.slot.reload()?;
+        let mut member = self.lock()?;
+        if let Some(stored) = MemberState::load(self.db(), &member.id)? {
+            *member = stored;
+        }
+        Ok(())
     }
 
     /// The active version now.
@@ -198,6 +229,9 @@ impl Producer {
         // never waits on the network.
         let fetched = self.payouts_since(storage::meta(self.db(), CURSOR)?.unwrap_or(0))?;
         let _turn = self.slot.turn();
+        let epoch = self.leader.fence()?;
+        self.tick_epoch
+            .store(epoch, std::sync::atomic::Ordering::Release);
         let span = super::tick_span("producer", SLOT, &self.slot.current().info().sha256);
         let _in = span.enter();
         let started = std::time::Instant::now();
@@ -248,7 +282,7 @@ impl Producer {
             }
             Err(failure) => {
                 let why = failure.to_string();
-                let tx = db.write()?;
+                let tx = self.tick_tx()?;
                 tick_log::record_producer(&*tx, SLOT, sha, input, Outcome::Failed(why.clone()))?;
                 Counter::TicksFailed.add(&*tx, 1)?;
                 tx.commit()?;
@@ -326,7 +360,7 @@ impl Producer {
         input: ProducerInput,
         decision: ProducerDecision,
     ) -> anyhow::Result<MemberState> {
-        let tx = self.db().write()?;
+        let tx = self.tick_tx()?;
         store_decision(&*tx, SLOT, &decision.state, &decision.cells)?;
         inbox::consume(&*tx, &gathered.records)?;
         registry::consume_news(&*tx, &gathered.joined, &gathered.left)?;
@@ -473,7 +507,14 @@ impl Step for Producer {
         &self.hub.scheduler
     }
 
+    /// A standby only serves HTTP (see the grid's).
     fn step(&self) -> anyhow::Result<()> {
+        let Some(turn) = self.leader.turn() else {
+            return Ok(());
+        };
+        if turn.new {
+            self.take_over()?;
+        }
         self.hub.poll(self.clock.now_ms())?;
         let now = self.clock.now_ms();
         let open = !self.closed()?;
@@ -492,6 +533,10 @@ impl Step for Producer {
 
     fn finish(&self) -> anyhow::Result<()> {
         self.hub.retention.wait();
-        self.hub.drain(Some(&self.grid)).map(drop)
+        if self.leader.epoch().is_some() {
+            self.hub.drain(Some(&self.grid))?;
+        }
+        self.leader.stop();
+        Ok(())
     }
 }

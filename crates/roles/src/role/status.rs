@@ -82,6 +82,9 @@ pub fn grid_public(grid: &Grid) -> anyhow::Result<Value> {
             "issued": wallet::issued(db)?,
         },
         "scheduler": grid.hub.scheduler.status(),
+        // Whether this host ticks: a load balancer sends operators' changes
+        // of strategies and experiments to the one that does.
+        "lease": grid.leader.status(),
     }))
 }
 
@@ -117,6 +120,7 @@ pub fn producer_public(producer: &Producer) -> anyhow::Result<Value> {
             "reported_wh": member.published_wh,
         },
         "scheduler": producer.hub.scheduler.status(),
+        "lease": producer.leader.status(),
     }))
 }
 

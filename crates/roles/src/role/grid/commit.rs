@@ -31,7 +31,7 @@ impl Grid {
         input: GridInput,
         why: &str,
     ) -> anyhow::Result<()> {
-        let tx = self.db().write()?;
+        let tx = self.tick_tx()?;
         tick_log::record_grid(
             &*tx,
             SLOT,
@@ -61,7 +61,7 @@ impl Grid {
             shadow,
         } = decided;
         let active = &decisions[0];
-        let tx = self.db().write()?;
+        let tx = self.tick_tx()?;
         for (run, decision) in runs.iter().zip(decisions) {
             store_decision(&*tx, &run.slot, &decision.state, &decision.cells)?;
         }

@@ -50,6 +50,10 @@ pub struct Grid {
     schedule: super::TickSchedule,
     /// Versions an experiment or a shadow runs, loaded once, by SHA-256.
     loaded: Mutex<HashMap<powerplug_strategy::Sha256, GridStrategy>>,
+    /// Whether this host ticks, or stands by (hosts sharing a store).
+    pub leader: super::leader::Leadership,
+    /// The epoch the tick in progress began in: its writes are fenced by it.
+    tick_epoch: std::sync::atomic::AtomicU64,
 }
 
 /// What one tick did.
@@ -99,7 +103,14 @@ impl Grid {
         let wallet_seed =
             storage::meta_or_init(&hub.db, "wallet-seed", powerplug_channel::random32)?;
         invariants::start_counting(&hub.db)?;
+        let leader = super::leader::Leadership::start(
+            hub.db.clone(),
+            SLOT,
+            std::time::Duration::from_millis(config.service.lease_ms),
+        )?;
         Ok(Self {
+            leader,
+            tick_epoch: Default::default(),
             hub,
             slot,
             clock: config.service.clock,
@@ -111,6 +122,15 @@ impl Grid {
 
     pub fn db(&self) -> &dyn Store {
         &self.hub.db
+    }
+
+    /// A transaction of the tick in progress: it commits only while this
+    /// host still holds the lease of the epoch the tick began in.
+    fn tick_tx(&self) -> anyhow::Result<Box<dyn storage::WriteTx + '_>> {
+        let tx = self.db().write()?;
+        let epoch = self.tick_epoch.load(std::sync::atomic::Ordering::Acquire);
+        tx.fence(self.leader.name(), epoch)?;
+        Ok(tx)
     }
 
     /// The grid's own wallet account.
@@ -128,9 +148,13 @@ impl Grid {
         self.slot.current()
     }
 
-    /// One tick now: reads what is pending, decides, commits.
+    /// One tick now: reads what is pending, decides, commits. Only the
+    /// host that leads ticks.
     pub fn tick(&self) -> anyhow::Result<TickSummary> {
         let _turn = self.slot.turn();
+        let epoch = self.leader.fence()?;
+        self.tick_epoch
+            .store(epoch, std::sync::atomic::Ordering::Release);
         let span = super::tick_span("grid", SLOT, &self.slot.current().info().sha256);
         let _in = span.enter();
         let started = std::time::Instant::now();
@@ -207,6 +231,7 @@ impl Grid {
         };
         let summed = match self.commit(decided, inputs, &registrations, consumed) {
             Ok(summed) => summed,
+            Err(e) if storage::Fenced::is(&e) => return Err(e),
             Err(e) => {
                 // The decision could not be carried out (a payout above the
                 // balance, a request to a producer): nothing of it was applied,
@@ -401,7 +426,16 @@ impl Step for Grid {
         &self.hub.scheduler
     }
 
+    /// A standby only serves HTTP; the host that leads polls, ticks and
+    /// sends, and on its first round in an epoch reads again the active
+    /// version, which another leader may have swapped.
     fn step(&self) -> anyhow::Result<()> {
+        let Some(turn) = self.leader.turn() else {
+            return Ok(());
+        };
+        if turn.new {
+            self.slot.reload()?;
+        }
         self.hub.poll(self.clock.now_ms())?;
         let now = self.clock.now_ms();
         if self.schedule.due(now) {
@@ -416,6 +450,7 @@ impl Step for Grid {
 
     fn finish(&self) -> anyhow::Result<()> {
         self.hub.retention.wait();
+        self.leader.stop();
         Ok(())
     }
 }

@@ -205,6 +205,32 @@ impl<S: Strategy> Slot<S> {
         self.turn.lock()
     }
 
+    /// Reads the active version again (a host that takes over from
+    /// another leader: that one may have swapped it) and loads it if it
+    /// is not the one running here.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let _turn = self.turn_for_swap();
+        let Some(active) = versions::active(self.db(), S::KIND)? else {
+            return Ok(());
+        };
+        if active == self.current().info().sha256 {
+            return Ok(());
+        }
+        // What the leader before ran, trusted or not (as at a start).
+        let bytes = versions::component(self.db(), &active)?
+            .with_context(|| format!("the active {} version {active} is missing", S::KIND))?;
+        let loaded = self
+            .runtime
+            .load(&bytes)
+            .map_err(SwapError::from)
+            .and_then(of_kind)
+            .map_err(|e| anyhow::anyhow!("the active version {active}: {e}"))?;
+        tracing::info!(kind = %S::KIND, version = %active, "the active version changed under another leader; running it");
+        *self.active.write().unwrap_or_else(|e| e.into_inner()) = loaded;
+        self.failures.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
     pub fn failures_in_a_row(&self) -> u32 {
         self.failures.load(Ordering::Relaxed)
     }

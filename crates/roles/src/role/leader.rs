@@ -1,0 +1,179 @@
+//! Which of the hosts that share a store leads: polls, ticks and sends for
+//! the role. The others stand by: they serve the HTTP API (registrations,
+//! channel writes, the wallet, status) on the same store, and one of them
+//! takes over within about a lease period of the leader's last renewal.
+//!
+//! A thread of its own renews the lease three times a period, beside the
+//! ticks (a tick at 10,000 consumers takes longer than that). A tick
+//! captures the epoch it began in and fences its commit with it, so a
+//! leader paused past its lease cannot commit what it decided before
+//! (see [`powerplug_storage::lease`]). On redb every host leads: only one
+//! process can open the file.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use powerplug_storage::{Db, Lease, lease::MIN_PERIOD};
+
+pub struct Leadership {
+    name: &'static str,
+    period: Duration,
+    shared: Arc<Shared>,
+    /// Stops the renewing thread; it releases the lease as it ends.
+    stop: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
+    /// The epoch of the scheduler's last round (see [`turn`](Self::turn)).
+    stepped: AtomicU64,
+}
+
+/// A round of a leading host's scheduler.
+#[derive(Debug, Clone, Copy)]
+pub struct Turn {
+    pub epoch: u64,
+    /// The first round in this epoch: what the host holds in memory of the
+    /// store (the active strategy, a membership) may have moved on under
+    /// another leader, and is read again.
+    pub new: bool,
+}
+
+struct Shared {
+    /// The epoch this host leads in; 0 while it stands by.
+    epoch: AtomicU64,
+    /// When the lease was last taken or renewed.
+    renewed: Mutex<Instant>,
+    /// Who held it at the last look, for `/status`.
+    seen: Mutex<Option<Lease>>,
+}
+
+impl Leadership {
+    /// Looks at the lease `name` once (taking it if it is free) and starts
+    /// the thread that keeps it.
+    pub fn start(db: Db, name: &'static str, period: Duration) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            period >= MIN_PERIOD,
+            "lease_ms: at least {} ms",
+            MIN_PERIOD.as_millis()
+        );
+        let shared = Arc::new(Shared {
+            epoch: AtomicU64::new(0),
+            renewed: Mutex::new(Instant::now() - period),
+            seen: Mutex::new(None),
+        });
+        shared.look(&*db, name, period);
+        let (stop, stopped) = mpsc::channel::<()>();
+        let keeper = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name(format!("powerplug-lease-{name}"))
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(period / 3) {
+                    keeper.look(&*db, name, period);
+                }
+                if keeper.epoch.swap(0, Ordering::AcqRel) != 0
+                    && let Err(e) = db.release(name)
+                {
+                    tracing::warn!(lease = name, error = %format!("{e:#}"), "could not hand the lease on");
+                }
+            })?;
+        Ok(Self {
+            name,
+            period,
+            shared,
+            stop: Mutex::new(Some((stop, thread))),
+            stepped: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether the scheduler's round leads, and in which epoch.
+    pub fn turn(&self) -> Option<Turn> {
+        let epoch = self.epoch()?;
+        let new = self.stepped.swap(epoch, Ordering::AcqRel) != epoch;
+        Some(Turn { epoch, new })
+    }
+
+    /// The epoch to fence a tick's commits with; refused (as a fenced
+    /// commit would be) if this host does not lead.
+    pub fn fence(&self) -> anyhow::Result<u64> {
+        self.epoch().ok_or_else(|| {
+            powerplug_storage::Fenced {
+                lease: self.name.to_owned(),
+                epoch: self.stepped.load(Ordering::Acquire),
+            }
+            .into()
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The epoch this host leads in, if it does: it holds the lease and
+    /// renewed it less than a period ago.
+    pub fn epoch(&self) -> Option<u64> {
+        let epoch = self.shared.epoch.load(Ordering::Acquire);
+        let renewed = *self
+            .shared
+            .renewed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        (epoch != 0 && renewed.elapsed() < self.period).then_some(epoch)
+    }
+
+    /// Stops renewing and hands the lease on (a graceful stop). Waits for
+    /// the thread.
+    pub fn stop(&self) {
+        let stop = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((sender, thread)) = stop {
+            drop(sender);
+            let _ = thread.join();
+        }
+    }
+
+    /// For `/status`.
+    pub fn status(&self) -> serde_json::Value {
+        let seen = self
+            .shared
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        serde_json::json!({
+            "name": self.name,
+            "leading": self.epoch().is_some(),
+            "period_ms": self.period.as_millis() as u64,
+            "seen": seen,
+        })
+    }
+}
+
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Shared {
+    /// Takes or renews the lease, or learns who holds it.
+    fn look(&self, db: &dyn powerplug_storage::Store, name: &str, period: Duration) {
+        let asked = Instant::now();
+        let answer = db.lease(name, period);
+        match &answer {
+            Ok(Lease::Me { epoch }) => {
+                *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = asked;
+                if self.epoch.swap(*epoch, Ordering::AcqRel) != *epoch {
+                    tracing::info!(lease = name, epoch, "leading");
+                }
+            }
+            Ok(Lease::Other { holder, epoch, .. }) => {
+                if self.epoch.swap(0, Ordering::AcqRel) != 0 {
+                    tracing::warn!(lease = name, %holder, epoch, "lost the lease; standing by");
+                }
+            }
+            // The lease runs out a period after the last renewal: past
+            // that, another host may lead.
+            Err(e) => {
+                tracing::warn!(lease = name, error = %format!("{e:#}"), "cannot renew the lease")
+            }
+        }
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = answer.ok();
+    }
+}
