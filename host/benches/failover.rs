@@ -135,7 +135,11 @@ fn run(dir: &Path, url: &str, lease_ms: u64, wasm: &Path, seed: &mut u64) -> Val
         .build()
         .into();
     hosts[0].start();
-    wait_for("the first host leads", || hosts[0].status(&agent).filter(|s| s["lease"]["leading"] == true));
+    wait_for("the first host leads", || {
+        hosts[0]
+            .status(&agent)
+            .filter(|s| s["lease"]["leading"] == true)
+    });
     hosts[1].start();
     wait_for("the second host answers", || hosts[1].status(&agent));
 
@@ -155,7 +159,11 @@ fn run(dir: &Path, url: &str, lease_ms: u64, wasm: &Path, seed: &mut u64) -> Val
     for kill in 0..KILLS {
         let leader = wait_for("one host leads", || {
             let leading: Vec<usize> = (0..2)
-                .filter(|&i| hosts[i].status(&agent).is_some_and(|s| s["lease"]["leading"] == true))
+                .filter(|&i| {
+                    hosts[i]
+                        .status(&agent)
+                        .is_some_and(|s| s["lease"]["leading"] == true)
+                })
                 .collect();
             (leading.len() == 1).then(|| leading[0])
         });
@@ -174,7 +182,9 @@ fn run(dir: &Path, url: &str, lease_ms: u64, wasm: &Path, seed: &mut u64) -> Val
         println!("lease {lease_ms} ms, kill {kill}: next tick after {took:.0} ms");
         failovers.push(took);
         hosts[leader].start();
-        wait_for("the killed host answers again", || hosts[leader].status(&agent));
+        wait_for("the killed host answers again", || {
+            hosts[leader].status(&agent)
+        });
     }
     drop(hosts);
     if let Ok(store) = PgStore::connect(url, &namespace) {

@@ -136,16 +136,22 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
             // The roles' logs say why.
             let logs: String = LOGS.with(|dir| {
                 let dir = dir.borrow();
-                ["grid", "grid-b", "producer", "source", "consumer"]
-                    .iter()
-                    .map(|n| {
-                        format!(
-                            "--- {n}\n{}",
-                            std::fs::read_to_string(dir.join(format!("{n}.log")))
-                                .unwrap_or_default()
-                        )
-                    })
-                    .collect()
+                [
+                    "grid",
+                    "grid-b",
+                    "producer",
+                    "producer-b",
+                    "source",
+                    "consumer",
+                ]
+                .iter()
+                .map(|n| {
+                    format!(
+                        "--- {n}\n{}",
+                        std::fs::read_to_string(dir.join(format!("{n}.log"))).unwrap_or_default()
+                    )
+                })
+                .collect()
             });
             panic!("timed out waiting until {what}\n{logs}");
         }
@@ -245,7 +251,8 @@ struct Cluster {
     grid_url: String,
     /// Every grid host's (the standby's after the grid's).
     grid_urls: Vec<String>,
-    producer_url: String,
+    /// Every producer host's, likewise.
+    producer_urls: Vec<String>,
     consumer_url: String,
     agent: ureq::Agent,
 }
@@ -260,18 +267,32 @@ impl Cluster {
 
     /// The grid host that leads, once exactly one does.
     fn leader(&self) -> String {
+        self.leading(&self.grid_urls, ["grid", "grid-b"])
+    }
+
+    /// Of the hosts at `urls`, the one that leads, once exactly one does.
+    fn leading(&self, urls: &[String], labels: [&str; 2]) -> String {
         let mut leader = None;
-        wait_for("one grid host leads", || {
-            let leading: Vec<usize> = (0..self.grid_urls.len())
+        wait_for(&format!("one of {labels:?} leads"), || {
+            let leading: Vec<usize> = (0..urls.len())
                 .filter(|&i| {
-                    get(&self.agent, &format!("{}/status", self.grid_urls[i]))
+                    get(&self.agent, &format!("{}/status", urls[i]))
                         .is_some_and(|s| s["lease"]["leading"] == true)
                 })
                 .collect();
             leader = (leading.len() == 1).then(|| leading[0]);
             leader.is_some()
         });
-        ["grid", "grid-b"][leader.unwrap()].to_owned()
+        labels[leader.unwrap()].to_owned()
+    }
+
+    /// The producer's totals from any of its hosts.
+    fn producer_ticks(&self) -> u64 {
+        let status = self
+            .producer_urls
+            .iter()
+            .find_map(|url| get(&self.agent, &format!("{url}/status")));
+        counter(&status, "ticks")
     }
 
     fn ticks(&self) -> u64 {
@@ -320,6 +341,13 @@ fn start_with(dir: &Path, stores: Stores, standby: Option<u64>) -> Cluster {
     };
     let cache = dir.join("cache");
     let lease = standby.map_or(String::new(), |ms| format!("lease_ms = {ms}\n"));
+    let producer = |common: String| {
+        format!(
+            "{common}{lease}grid_url = \"{grid_url}\"\n[strategy]\ncomponent = \"{}\"\ntick_ms = 60000\ntick_log_keep = 100000\ncache_dir = \"{}\"\n[admission]\nsource = \"open\"\n",
+            strategies.join("basic_producer_strategy.wasm").display(),
+            cache.display()
+        )
+    };
     let grid = |common: String| {
         format!(
             "{common}{lease}operator_token = \"{TOKEN}\"\n[strategy]\ncomponent = \"{}\"\ntick_ms = 15000\ntick_log_keep = 100000\ncache_dir = \"{}\"\n[admission]\nproducer = \"open\"\n[retention]\nmessages_ms = {DAY_MS}\n",
@@ -333,12 +361,7 @@ fn start_with(dir: &Path, stores: Stores, standby: Option<u64>) -> Cluster {
         (
             "producer",
             "producer",
-            format!(
-                "{}grid_url = \"{grid_url}\"\n[strategy]\ncomponent = \"{}\"\ntick_ms = 60000\ntick_log_keep = 100000\ncache_dir = \"{}\"\n[admission]\nsource = \"open\"\n",
-                common("producer-0", producer_port),
-                strategies.join("basic_producer_strategy.wasm").display(),
-                cache.display()
-            ),
+            producer(common("producer-0", producer_port)),
         ),
         (
             "source",
@@ -357,13 +380,25 @@ fn start_with(dir: &Path, stores: Stores, standby: Option<u64>) -> Cluster {
             ),
         ),
     ];
+    let producer_standby_port = free_port();
     if standby.is_some() {
-        // Its own data directory and port; the grid's store and id.
-        let own = common("grid-b", standby_port);
-        let shared = own
-            .replace(&stores.toml("grid-b"), &stores.toml("grid"))
-            .replace("id = \"grid-b\"", "id = \"grid\"");
-        files.push(("grid", "grid-b", grid(shared)));
+        // Each its own data directory and port; the store and id of the
+        // host it stands by for.
+        let shared = |id: &str, of: &str, port: u16| {
+            common(id, port)
+                .replace(&stores.toml(id), &stores.toml(of))
+                .replace(&format!("id = \"{id}\""), &format!("id = \"{of}\""))
+        };
+        files.push((
+            "grid",
+            "grid-b",
+            grid(shared("grid-b", "grid", standby_port)),
+        ));
+        files.push((
+            "producer",
+            "producer-b",
+            producer(shared("producer-b", "producer-0", producer_standby_port)),
+        ));
     }
     let mut roles: Vec<Role> = files
         .iter()
@@ -413,11 +448,14 @@ fn start_with(dir: &Path, stores: Stores, standby: Option<u64>) -> Cluster {
     consumers.start();
     let mut grid_urls = vec![grid_url.clone()];
     grid_urls.extend(standby.map(|_| format!("http://127.0.0.1:{standby_port}")));
+    let mut producer_urls = vec![producer_url.clone()];
+    producer_urls.extend(standby.map(|_| format!("http://127.0.0.1:{producer_standby_port}")));
     let cluster = Cluster {
         dir: dir.to_path_buf(),
         stores,
         roles,
         grid_urls,
+        producer_urls,
         grid_url,
         producer_url,
         consumer_url: format!("http://127.0.0.1:{consumer_port}"),
@@ -464,14 +502,15 @@ fn kill_each_role_and_keep_the_books(stores: Stores) {
 /// How long the grid's lease lasts in the failover test.
 const LEASE_MS: u64 = 1_000;
 
-/// Two grid hosts on one PostgreSQL namespace, meters and a producer
-/// running: the one that leads is killed hard 20 times at random moments
-/// (and started again, as the standby); then it is paused past its lease
-/// and let go on. The other takes over each time, nothing the paused one
+/// Two grid hosts on one PostgreSQL namespace, two producer hosts on
+/// another, meters running: the grid host that leads is killed hard 20
+/// times at random moments (and started again, as the standby), the
+/// producer host that leads 5 times; then the leading grid host is paused
+/// past its lease and let go on. The other takes over each time, nothing the paused one
 /// decided commits, each tick number is committed once, and the books
 /// hold exactly.
 #[test]
-fn a_standby_grid_takes_over_from_a_killed_or_paused_leader() {
+fn standby_grids_and_producers_take_over_from_a_killed_or_paused_leader() {
     let work = tempfile::tempdir().unwrap();
     let mut c = start_with(work.path(), Stores::postgres(), Some(LEASE_MS));
     let mut seed = powerplug::role::unix_ms();
@@ -493,6 +532,20 @@ fn a_standby_grid_takes_over_from_a_killed_or_paused_leader() {
         wait_for(&format!("a tick after kill {kill} of {leader}"), || {
             c.ticks() > from
         });
+    }
+
+    // The producer likewise, 5 times.
+    let producers = c.producer_urls.clone();
+    for kill in 0..5 {
+        let leader = c.leading(&producers, ["producer", "producer-b"]);
+        std::thread::sleep(Duration::from_millis(random_ms(2 * LEASE_MS)));
+        c.role(&leader).kill();
+        c.role(&leader).start();
+        let from = c.producer_ticks();
+        wait_for(
+            &format!("a producer tick after kill {kill} of {leader}"),
+            || c.producer_ticks() > from,
+        );
     }
 
     // Paused past its lease: the other takes over and ticks; woken up, the
@@ -518,7 +571,7 @@ fn a_standby_grid_takes_over_from_a_killed_or_paused_leader() {
         .count();
     let summary = settle(c);
     println!(
-        "20 kills and a pause of the leading grid: {summary}; commits refused after the pause: {refused}"
+        "20 kills and a pause of the leading grid, 5 kills of the leading producer: {summary}; commits refused after the pause: {refused}"
     );
 }
 
@@ -596,9 +649,14 @@ fn a_grid_restored_from_a_backup_taken_mid_run_keeps_the_books() {
 fn settle(mut c: Cluster) -> String {
     let dir = c.dir.clone();
     let stores = c.stores.clone();
-    let (agent, grid_url, producer_url) =
-        (c.agent.clone(), c.grid_url.clone(), c.producer_url.clone());
+    let (agent, grid_url, producer_urls) =
+        (c.agent.clone(), c.grid_url.clone(), c.producer_urls.clone());
     let status = || get(&agent, &format!("{grid_url}/status"));
+    let producer_status = || {
+        producer_urls
+            .iter()
+            .find_map(|url| get(&agent, &format!("{url}/status")))
+    };
     let run_ticks = |n: u64| {
         let from = counter(&status(), "ticks");
         wait_for(&format!("{n} more grid ticks"), || {
@@ -616,9 +674,12 @@ fn settle(mut c: Cluster) -> String {
         .sum();
     drop(source_db);
     wait_for("the producer took every source reading", || {
-        counter(&get(&agent, &format!("{producer_url}/status")), "source-wh") == sent_by_sources
+        counter(&producer_status(), "source-wh") == sent_by_sources
     });
     producer.stop();
+    for standby in standbys.iter_mut().filter(|r| r.name == "producer") {
+        standby.stop();
+    }
     let producer_db = stores.open(&dir, "producer-0");
     let producer_state = MemberState::load(&*producer_db, "producer-0")
         .unwrap()
@@ -642,7 +703,7 @@ fn settle(mut c: Cluster) -> String {
         },
     );
     run_ticks(2);
-    for standby in standbys.iter_mut() {
+    for standby in standbys.iter_mut().filter(|r| r.name == "grid") {
         standby.stop();
     }
     grid.stop();
