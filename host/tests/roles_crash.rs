@@ -457,7 +457,6 @@ fn start_with(dir: &Path, stores: Stores, standby: Option<u64>) -> Cluster {
         grid_urls,
         producer_urls,
         grid_url,
-        producer_url,
         consumer_url: format!("http://127.0.0.1:{consumer_port}"),
         agent,
     };
