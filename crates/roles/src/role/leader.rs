@@ -56,7 +56,8 @@ impl Leadership {
         );
         let shared = Arc::new(Shared {
             epoch: AtomicU64::new(0),
-            renewed: Mutex::new(Instant::now() - period),
+            // Read only while the epoch is set, which a renewal does.
+            renewed: Mutex::new(Instant::now()),
             seen: Mutex::new(None),
         });
         shared.look(&*db, name, period);
