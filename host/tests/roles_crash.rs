@@ -547,10 +547,12 @@ fn standby_grids_and_producers_take_over_from_a_killed_or_paused_leader() {
         );
     }
 
-    // Paused past its lease: the other takes over and ticks; woken up, the
-    // paused one commits nothing and stands by.
+    // Paused in the middle of a write transaction (holding the namespace's
+    // writer lock) and past its lease: the other ends its sessions, takes
+    // over and ticks; woken up, the paused one commits nothing of what it
+    // began and stands by.
     let paused = c.leader();
-    c.role(&paused).signal("-STOP");
+    let paused_at = pause_mid_transaction(&mut c, &paused);
     let ticks = c.ticks();
     wait_for("the standby took over and ticked", || {
         c.ticks() >= ticks + 4
@@ -564,14 +566,52 @@ fn standby_grids_and_producers_take_over_from_a_killed_or_paused_leader() {
     });
     c.run_ticks(4);
     assert_eq!(c.leader(), taken_over, "the woken host stands by");
-    let refused = std::fs::read_to_string(&woken)
-        .unwrap()
-        .matches("commit refused")
-        .count();
+    let after_pause = std::fs::read_to_string(&woken).unwrap()[paused_at..].to_owned();
+    let refused = after_pause.matches("commit refused").count();
+    let cut_off = after_pause.matches("round failed").count();
     let summary = settle(c);
     println!(
-        "20 kills and a pause of the leading grid, 5 kills of the leading producer: {summary}; commits refused after the pause: {refused}"
+        "20 kills and a pause of the leading grid, 5 kills of the leading producer: {summary}; after the pause: {cut_off} rounds failed, {refused} commits refused"
     );
+}
+
+/// Stops the grid host `label` (SIGSTOP) while one of its write
+/// transactions holds the namespace's writer lock, as PostgreSQL shows
+/// it; returns how long its log was then.
+fn pause_mid_transaction(c: &mut Cluster, label: &str) -> usize {
+    let Stores::Postgres { url, .. } = &c.stores else {
+        panic!("a standby needs PostgreSQL")
+    };
+    let standby = &c.grid_urls[usize::from(label == "grid")];
+    let status = get(&c.agent, &format!("{standby}/status")).unwrap();
+    let holder = status["lease"]["seen"]["holder"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut admin = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let mut writing = || {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+                 WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE $1",
+                &[&format!("powerplug {holder} %")],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            > 0
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "{label} never seen writing");
+        if writing() {
+            let log_len = c.role(label).log_text().len();
+            c.role(label).signal("-STOP");
+            if writing() {
+                return log_len;
+            }
+            c.role(label).signal("-CONT");
+        }
+    }
 }
 
 #[test]
