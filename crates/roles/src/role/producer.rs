@@ -145,8 +145,8 @@ impl Producer {
         Ok(tx)
     }
 
-    /// Takes over from another leader: the active version and the
-    /// membership (its channel's next index) are read again from the store.
+    /// Reads the active version and the membership (its channel's next
+    /// index) again from the store: another leader may have moved them on.
     fn take_over(&self) -> anyhow::Result<()> {
         self.slot.reload()?;
         let mut member = self.lock()?;
@@ -507,10 +507,10 @@ impl Step for Producer {
         &self.hub.scheduler
     }
 
-    /// A standby only serves HTTP (see the grid's).
+    /// As the grid's: a standby serves HTTP and follows the store.
     fn step(&self) -> anyhow::Result<()> {
         let Some(turn) = self.leader.turn() else {
-            return Ok(());
+            return self.take_over();
         };
         if turn.new {
             self.take_over()?;

@@ -426,12 +426,14 @@ impl Step for Grid {
         &self.hub.scheduler
     }
 
-    /// A standby only serves HTTP; the host that leads polls, ticks and
-    /// sends, and on its first round in an epoch reads again the active
-    /// version, which another leader may have swapped.
+    /// The host that leads polls, ticks and sends, and on its first round
+    /// in an epoch reads again the active version, which another leader
+    /// may have swapped. A standby serves HTTP and keeps running what the
+    /// leader activated (so its `/status` says so, and a takeover compiles
+    /// nothing).
     fn step(&self) -> anyhow::Result<()> {
         let Some(turn) = self.leader.turn() else {
-            return Ok(());
+            return self.slot.reload();
         };
         if turn.new {
             self.slot.reload()?;
