@@ -15,6 +15,7 @@ fn a_standby_serves_entities_refuses_operators_changes_and_takes_over_on_a_grace
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, _) = strategy_files(dir.path());
     let namespace = powerplug_tests::fresh_namespace("standby");
+    let _removed = Removed(namespace.clone());
     let config = |host: &str| {
         let mut config = grid_config(&dir.path().join(host), grid_wasm.clone(), 20);
         config.service.storage = StorageConfig::Postgres {
@@ -78,8 +79,15 @@ fn a_standby_serves_entities_refuses_operators_changes_and_takes_over_on_a_grace
     eventually("it ticks", || ticks(&b) > ticked);
     assert_eq!(active(&b), premium_sha);
     rt.block_on(standby.stop()).unwrap();
-    PgStore::connect(&postgres_url(), &namespace)
-        .unwrap()
-        .drop_namespace()
-        .unwrap();
+}
+
+/// A test's namespace, removed when the test ends, passed or not.
+struct Removed(String);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        if let Ok(store) = PgStore::connect(&postgres_url(), &self.0) {
+            let _ = store.drop_namespace();
+        }
+    }
 }
