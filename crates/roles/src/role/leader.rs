@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use powerplug_storage::{Db, Lease, lease::MIN_PERIOD};
+use powerplug_storage::{Db, Lease, Store, WriteTx, lease::MIN_PERIOD};
 
 pub struct Leadership {
     name: &'static str,
@@ -24,6 +24,8 @@ pub struct Leadership {
     stop: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
     /// The epoch of the scheduler's last round (see [`turn`](Self::turn)).
     stepped: AtomicU64,
+    /// The epoch the tick in progress began in (see [`begin_tick`](Self::begin_tick)).
+    ticking: AtomicU64,
 }
 
 /// A round of a leading host's scheduler.
@@ -81,6 +83,7 @@ impl Leadership {
             shared,
             stop: Mutex::new(Some((stop, thread))),
             stepped: AtomicU64::new(0),
+            ticking: AtomicU64::new(0),
         })
     }
 
@@ -91,20 +94,24 @@ impl Leadership {
         Some(Turn { epoch, new })
     }
 
-    /// The epoch to fence a tick's commits with; refused (as a fenced
-    /// commit would be) if this host does not lead.
-    pub fn fence(&self) -> anyhow::Result<u64> {
-        self.epoch().ok_or_else(|| {
-            powerplug_storage::Fenced {
-                lease: self.name.to_owned(),
-                epoch: self.stepped.load(Ordering::Acquire),
-            }
-            .into()
-        })
+    /// A tick begins (its caller holds the role's tick turn): the epoch it
+    /// begins in fences all its transactions. Refused, as a fenced commit
+    /// would be, if this host does not lead.
+    pub fn begin_tick(&self) -> anyhow::Result<()> {
+        let epoch = self.epoch().ok_or_else(|| powerplug_storage::Fenced {
+            lease: self.name.to_owned(),
+            epoch: self.stepped.load(Ordering::Acquire),
+        })?;
+        self.ticking.store(epoch, Ordering::Release);
+        Ok(())
     }
 
-    pub fn name(&self) -> &'static str {
-        self.name
+    /// A transaction of the tick in progress: it commits only while this
+    /// host still holds the lease in the epoch the tick began in.
+    pub fn tick_tx<'a>(&self, db: &'a dyn Store) -> anyhow::Result<Box<dyn WriteTx + 'a>> {
+        let tx = db.write()?;
+        tx.fence(self.name, self.ticking.load(Ordering::Acquire))?;
+        Ok(tx)
     }
 
     /// The epoch this host leads in, if it does: it holds the lease and
@@ -154,7 +161,7 @@ impl Drop for Leadership {
 
 impl Shared {
     /// Takes or renews the lease, or learns who holds it.
-    fn look(&self, db: &dyn powerplug_storage::Store, name: &str, period: Duration) {
+    fn look(&self, db: &dyn Store, name: &str, period: Duration) {
         let asked = Instant::now();
         let answer = db.lease(name, period);
         match &answer {

@@ -51,8 +51,6 @@ pub struct Producer {
     resend_window: u64,
     /// Whether this host ticks and reports, or stands by.
     pub leader: super::leader::Leadership,
-    /// The epoch the tick in progress began in: its writes are fenced by it.
-    tick_epoch: std::sync::atomic::AtomicU64,
 }
 
 /// What a tick took in, to be marked as taken when it commits.
@@ -115,7 +113,6 @@ impl Producer {
         )?;
         Ok(Self {
             leader,
-            tick_epoch: Default::default(),
             hub,
             slot,
             clock: config.service.clock,
@@ -136,13 +133,11 @@ impl Producer {
         &self.hub.db
     }
 
-    /// A transaction of the tick in progress: it commits only while this
-    /// host still holds the lease of the epoch the tick began in.
+    /// A transaction of the tick in progress (see [`Leadership::tick_tx`]).
+    ///
+    /// [`Leadership::tick_tx`]: super::leader::Leadership::tick_tx
     fn tick_tx(&self) -> anyhow::Result<Box<dyn storage::WriteTx + '_>> {
-        let tx = self.db().write()?;
-        let epoch = self.tick_epoch.load(std::sync::atomic::Ordering::Acquire);
-        tx.fence(self.leader.name(), epoch)?;
-        Ok(tx)
+        self.leader.tick_tx(self.db())
     }
 
     /// Reads the active version and the membership (its channel's next
@@ -229,9 +224,7 @@ impl Producer {
         // never waits on the network.
         let fetched = self.payouts_since(storage::meta(self.db(), CURSOR)?.unwrap_or(0))?;
         let _turn = self.slot.turn();
-        let epoch = self.leader.fence()?;
-        self.tick_epoch
-            .store(epoch, std::sync::atomic::Ordering::Release);
+        self.leader.begin_tick()?;
         let span = super::tick_span("producer", SLOT, &self.slot.current().info().sha256);
         let _in = span.enter();
         let started = std::time::Instant::now();

@@ -52,8 +52,6 @@ pub struct Grid {
     loaded: Mutex<HashMap<powerplug_strategy::Sha256, GridStrategy>>,
     /// Whether this host ticks, or stands by (hosts sharing a store).
     pub leader: super::leader::Leadership,
-    /// The epoch the tick in progress began in: its writes are fenced by it.
-    tick_epoch: std::sync::atomic::AtomicU64,
 }
 
 /// What one tick did.
@@ -110,7 +108,6 @@ impl Grid {
         )?;
         Ok(Self {
             leader,
-            tick_epoch: Default::default(),
             hub,
             slot,
             clock: config.service.clock,
@@ -124,13 +121,11 @@ impl Grid {
         &self.hub.db
     }
 
-    /// A transaction of the tick in progress: it commits only while this
-    /// host still holds the lease of the epoch the tick began in.
+    /// A transaction of the tick in progress (see [`Leadership::tick_tx`]).
+    ///
+    /// [`Leadership::tick_tx`]: super::leader::Leadership::tick_tx
     fn tick_tx(&self) -> anyhow::Result<Box<dyn storage::WriteTx + '_>> {
-        let tx = self.db().write()?;
-        let epoch = self.tick_epoch.load(std::sync::atomic::Ordering::Acquire);
-        tx.fence(self.leader.name(), epoch)?;
-        Ok(tx)
+        self.leader.tick_tx(self.db())
     }
 
     /// The grid's own wallet account.
@@ -152,9 +147,7 @@ impl Grid {
     /// host that leads ticks.
     pub fn tick(&self) -> anyhow::Result<TickSummary> {
         let _turn = self.slot.turn();
-        let epoch = self.leader.fence()?;
-        self.tick_epoch
-            .store(epoch, std::sync::atomic::Ordering::Release);
+        self.leader.begin_tick()?;
         let span = super::tick_span("grid", SLOT, &self.slot.current().info().sha256);
         let _in = span.enter();
         let started = std::time::Instant::now();

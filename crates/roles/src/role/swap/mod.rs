@@ -209,13 +209,21 @@ impl<S: Strategy> Slot<S> {
     /// another leader: that one may have swapped it) and loads it if it
     /// is not the one running here.
     pub fn reload(&self) -> anyhow::Result<()> {
-        let _turn = self.turn_for_swap();
-        let Some(active) = versions::active(self.db(), S::KIND)? else {
-            return Ok(());
+        let stored = || versions::active(self.db(), S::KIND);
+        let news = |stored: &Option<Sha256>| {
+            stored
+                .as_ref()
+                .is_some_and(|s| *s != self.current().info().sha256)
         };
-        if active == self.current().info().sha256 {
+        // A standby asks every round: the turn is taken only for news.
+        if !news(&stored()?) {
             return Ok(());
         }
+        let _turn = self.turn_for_swap();
+        let active = match stored()? {
+            Some(active) if news(&Some(active)) => active,
+            _ => return Ok(()),
+        };
         // What the leader before ran, trusted or not (as at a start).
         let bytes = versions::component(self.db(), &active)?
             .with_context(|| format!("the active {} version {active} is missing", S::KIND))?;
