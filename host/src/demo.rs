@@ -282,6 +282,7 @@ async fn start(o: &Options) -> anyhow::Result<Network> {
         clock,
         http: Default::default(),
         storage: o.storage.config(id),
+        objects: None,
         lease_ms: Service::DEFAULT_LEASE_MS,
     };
     let any_port = SocketAddr::from(([127, 0, 0, 1], 0));

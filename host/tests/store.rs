@@ -260,6 +260,15 @@ fn a_running_grid_is_backed_up_and_restored_into_a_grid_with_the_same_state() {
     );
     assert!(after["strategy"]["sha256"].is_string());
     assert_eq!(after["strategy"]["sha256"], before["strategy"]["sha256"]);
+    // The component came in the backup and is back among the objects.
+    let sha = after["strategy"]["sha256"].as_str().unwrap();
+    let id = after["id"].as_str().unwrap();
+    let kept = second_dir
+        .join("objects")
+        .join(id)
+        .join("components")
+        .join(sha);
+    assert!(kept.is_file(), "{} is missing", kept.display());
     assert!(after["totals"]["ticks"].as_u64() >= before["totals"]["ticks"].as_u64());
     // Over a running grid's store: refused, even with --force.
     let (ok, _, err) = cli(
@@ -293,6 +302,8 @@ fn a_running_grid_is_backed_up_and_restored_into_a_grid_with_the_same_state() {
     assert!(!ok && err.contains("--force"), "{err}");
     let (ok, _, err) = restore_cold(true);
     assert!(ok, "{err}");
+    // As on a new machine: the backup alone brings the component back.
+    std::fs::remove_dir_all(second_dir.join("objects")).unwrap();
     let grid = Grid::start(w, &second_dir, &component);
     let cold_status = grid.status().unwrap();
     assert_eq!(

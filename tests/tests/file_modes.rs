@@ -69,7 +69,14 @@ fn files_and_directories_a_host_writes_are_its_users_alone_whatever_the_umask() 
         .filter_map(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .collect();
-    for expected in ["powerplug.redb", "cache", "cache.key"] {
+    // The objects: the configured component, by its hash.
+    for expected in [
+        "powerplug.redb",
+        "cache",
+        "cache.key",
+        "objects",
+        "components",
+    ] {
         assert!(
             names.iter().any(|n| n == expected),
             "{expected} in {names:?}"

@@ -77,9 +77,10 @@ fn meters_without_a_disk_keep_their_state_upstream_across_a_restart() {
     let db = producer.role.db();
     let mut published_wh = 0;
     for id in ["source-0", "source-1"] {
-        let kept = powerplug::documents::get(db, id, "powerplug", "member")
-            .unwrap()
-            .expect("state kept upstream");
+        let kept =
+            powerplug::documents::get(db, &producer.role.hub.objects, id, "powerplug", "member")
+                .unwrap()
+                .expect("state kept upstream");
         let kept: serde_json::Value = serde_json::from_slice(&kept).unwrap();
         published_wh += kept["published_wh"].as_u64().unwrap();
         let registration = powerplug::registry::get(db, id).unwrap().unwrap();

@@ -58,7 +58,7 @@ async fn backup<R: HasHub>(
     State(role): State<Arc<R>>,
     _: Authorized<BACKUP>,
 ) -> ApiResult<Response> {
-    let db = role.hub().db.clone();
+    let (db, objects) = (role.hub().db.clone(), role.hub().objects.clone());
     let under_way = UnderWay::start(&db).ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -72,7 +72,7 @@ async fn backup<R: HasHub>(
             "powerplug-backup-{}.redb",
             hex::encode(&random[..8])
         ));
-        let size = db.backup_to(&path)?;
+        let size = powerplug_roles::backup::write(&*db, &objects, &path)?;
         let file = std::fs::File::open(&path);
         // The open file streams on without its name.
         let _ = std::fs::remove_file(&path);
@@ -188,6 +188,7 @@ mod tests {
         let mut hub = Hub::new(
             "grid",
             db.clone(),
+            powerplug_storage::Objects::in_store(&db),
             &[EntityKind::Consumer],
             Default::default(),
             None,

@@ -521,7 +521,14 @@ async fn list_documents<R: HasHub>(
         let hub = role.hub();
         authenticate(hub, &bearer, &id)?;
         let limit = query.limit.unwrap_or(100);
-        let (items, next) = documents::list(&hub.db, &id, &context, query.after.as_deref(), limit)?;
+        let (items, next) = documents::list(
+            &*hub.db,
+            &hub.objects,
+            &id,
+            &context,
+            query.after.as_deref(),
+            limit,
+        )?;
         Ok(Json(Page {
             items: items
                 .into_iter()
@@ -544,7 +551,7 @@ async fn get_document<R: HasHub>(
     blocking(move || {
         let hub = role.hub();
         authenticate(hub, &bearer, &id)?;
-        match documents::get(&hub.db, &id, &context, &key)? {
+        match documents::get(&*hub.db, &hub.objects, &id, &context, &key)? {
             Some(bytes) => Ok(Json(json(&bytes))),
             None => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -566,7 +573,7 @@ async fn put_document<R: HasHub>(
         let hub = role.hub();
         authenticate(hub, &bearer, &id)?;
         let bytes = serde_json::to_vec(&value).map_err(ApiError::internal)?;
-        let new = documents::put(&hub.db, &id, &context, &key, &bytes)?;
+        let new = documents::put(&*hub.db, &hub.objects, &id, &context, &key, &bytes)?;
         Ok(if new {
             StatusCode::CREATED
         } else {
@@ -584,7 +591,7 @@ async fn delete_document<R: HasHub>(
     blocking(move || {
         let hub = role.hub();
         authenticate(hub, &bearer, &id)?;
-        match documents::delete(&hub.db, &id, &context, Some(&key))? {
+        match documents::delete(&*hub.db, &id, &context, Some(&key))? {
             0 => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "key",
@@ -604,7 +611,7 @@ async fn delete_context<R: HasHub>(
     blocking(move || {
         let hub = role.hub();
         authenticate(hub, &bearer, &id)?;
-        let removed = documents::delete(&hub.db, &id, &context, None)?;
+        let removed = documents::delete(&*hub.db, &id, &context, None)?;
         Ok(Json(serde_json::json!({ "removed": removed })))
     })
     .await

@@ -3,25 +3,86 @@
 //! original, under (its id, a context, a key). Only the owner reaches its
 //! documents (the HTTP layer checks the credential); names are checked here so
 //! no caller-chosen string becomes a path or escapes its owner's range.
+//!
+//! A document's body is an object (see [`Objects`]) under a fresh name; the
+//! store keeps the index, (owner, context, key) → that name, and the quotas.
+//! A put writes the object, then commits the index; the object it replaces,
+//! like a deleted one, is noted as garbage in the same transaction and goes
+//! [`GRACE_MS`] later ([`sweep`]), so that a backup of the store and a copy of
+//! the objects taken within that time agree. A put that crashes between
+//! object and index leaves an object already noted as garbage.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::limits::{MAX_DOCUMENT_BYTES, MAX_DOCUMENTS, MAX_PAGE};
-use powerplug_storage::{Order, Store, key, prefixed, valid_name};
+use powerplug_storage::{Objects, Order, ReadTx, Store, WriteTx, key, prefixed, valid_name};
 
-/// (owner, context, key) → the document.
-const DOCUMENTS: &str = "documents";
+/// (owner, context, key) → [`Entry`].
+const INDEX: &str = "document_index";
+/// (owner, context, key) → the body: where documents were kept before
+/// objects; [`migrate`] moves them.
+const LEGACY: &str = "documents";
 /// owner → how many documents it keeps, so that a put checks the quota in
 /// one read instead of reading every document of the owner.
 const COUNTS: &str = "document_counts";
+/// (since ms, object name) → nothing: objects no index names (any more).
+const GARBAGE: &str = "document_garbage";
+
+/// How long an object nobody names is kept before it goes: a day.
+pub const GRACE_MS: u64 = 24 * 3_600_000;
+
+/// Where a document's body is, and what it must be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Entry {
+    object: String,
+    sha256: [u8; 32],
+}
+
+impl Entry {
+    fn read(bytes: &[u8]) -> anyhow::Result<Self> {
+        Ok(postcard::from_bytes(bytes)?)
+    }
+
+    /// The body, checked against the index: storage that hands back other
+    /// bytes (a shared bucket someone wrote to) is an error, not a document.
+    fn check(&self, body: Option<Vec<u8>>) -> Result<Vec<u8>, DocumentError> {
+        let body = body.ok_or_else(|| {
+            anyhow::anyhow!(
+                "object storage: document object `{}` is missing",
+                self.object
+            )
+        })?;
+        if <[u8; 32]>::from(Sha256::digest(&body)) != self.sha256 {
+            return Err(anyhow::anyhow!(
+                "object storage: document object `{}` is not what was stored",
+                self.object
+            )
+            .into());
+        }
+        Ok(body)
+    }
+}
+
+/// A fresh object name, `documents/ab/ab…` (a directory of files stays small).
+fn fresh_object() -> anyhow::Result<String> {
+    let name = hex::encode(&powerplug_storage::private::random32()?[..16]);
+    Ok(format!("documents/{}/{name}", &name[..2]))
+}
+
+fn note_garbage(tx: &dyn WriteTx, since_ms: u64, object: &str) -> anyhow::Result<()> {
+    tx.put(GARBAGE, &key::of(&[&since_ms, &object]), &[])
+}
 
 /// How many documents `owner` keeps. A database from before the counts has
 /// none: counted once (a scan of at most the quota), then kept.
-fn held(tx: &dyn powerplug_storage::ReadTx, owner: &str) -> Result<u64, DocumentError> {
+fn held(tx: &dyn ReadTx, owner: &str) -> Result<u64, DocumentError> {
     if let Some(bytes) = tx.get(COUNTS, &key::of(&[&owner]))? {
         return Ok(key::u64_value(&bytes)?);
     }
     let entries = prefixed(
         tx,
-        DOCUMENTS,
+        INDEX,
         &key::of(&[&owner]),
         Order::Ascending,
         MAX_DOCUMENTS as usize,
@@ -29,7 +90,7 @@ fn held(tx: &dyn powerplug_storage::ReadTx, owner: &str) -> Result<u64, Document
     Ok(entries.len() as u64)
 }
 
-fn set_held(tx: &dyn powerplug_storage::WriteTx, owner: &str, n: u64) -> Result<(), DocumentError> {
+fn set_held(tx: &dyn WriteTx, owner: &str, n: u64) -> Result<(), DocumentError> {
     tx.put(COUNTS, &key::of(&[&owner]), &n.to_be_bytes())?;
     Ok(())
 }
@@ -58,19 +119,26 @@ fn check(context: &str, key: Option<&str>) -> Result<(), DocumentError> {
 
 pub fn get(
     db: &dyn Store,
+    objects: &Objects,
     owner: &str,
     context: &str,
     name: &str,
 ) -> Result<Option<Vec<u8>>, DocumentError> {
     check(context, Some(name))?;
-    Ok(db
+    let Some(entry) = db
         .read()?
-        .get(DOCUMENTS, &key::of(&[&owner, &context, &name]))?)
+        .get(INDEX, &key::of(&[&owner, &context, &name]))?
+    else {
+        return Ok(None);
+    };
+    let entry = Entry::read(&entry)?;
+    Ok(Some(entry.check(objects.get(&entry.object)?)?))
 }
 
 /// Stores a document; true if it is new.
 pub fn put(
     db: &dyn Store,
+    objects: &Objects,
     owner: &str,
     context: &str,
     name: &str,
@@ -80,19 +148,45 @@ pub fn put(
     if body.len() > MAX_DOCUMENT_BYTES {
         return Err(DocumentError::TooLarge(body.len()));
     }
-    let tx = db.write()?;
     let k = key::of(&[&owner, &context, &name]);
-    let new = tx.get(DOCUMENTS, &k)?.is_none();
-    if new {
+    // A full owner is refused before it costs an object.
+    let tx = db.read()?;
+    if tx.get(INDEX, &k)?.is_none() && held(&*tx, owner)? >= MAX_DOCUMENTS {
+        return Err(DocumentError::Full);
+    }
+    drop(tx);
+    let object = fresh_object()?;
+    let now = crate::role::unix_ms();
+    let tx = db.write()?;
+    note_garbage(&*tx, now, &object)?;
+    tx.commit()?;
+    objects.put(&object, body)?;
+
+    let tx = db.write()?;
+    let old = tx.get(INDEX, &k)?.map(|b| Entry::read(&b)).transpose()?;
+    if old.is_none() {
         let n = held(&*tx, owner)?;
         if n >= MAX_DOCUMENTS {
+            // Filled meanwhile: the object stays noted as garbage.
             return Err(DocumentError::Full);
         }
         set_held(&*tx, owner, n + 1)?;
     }
-    tx.put(DOCUMENTS, &k, body)?;
+    let entry = Entry {
+        object: object.clone(),
+        sha256: Sha256::digest(body).into(),
+    };
+    tx.put(
+        INDEX,
+        &k,
+        &postcard::to_allocvec(&entry).map_err(anyhow::Error::from)?,
+    )?;
+    tx.delete(GARBAGE, &key::of(&[&now, &object]))?;
+    if let Some(old) = &old {
+        note_garbage(&*tx, now, &old.object)?;
+    }
     tx.commit()?;
-    Ok(new)
+    Ok(old.is_none())
 }
 
 /// Deletes one document (`Some(name)`) or a whole context; how many went.
@@ -105,22 +199,25 @@ pub fn delete(
     check(context, name)?;
     let tx = db.write()?;
     let before = held(&*tx, owner)?;
-    let removed = match name {
-        Some(name) => u64::from(tx.delete(DOCUMENTS, &key::of(&[&owner, &context, &name]))?),
-        None => {
-            let doomed = prefixed(
-                &*tx,
-                DOCUMENTS,
-                &key::of(&[&owner, &context]),
-                Order::Ascending,
-                usize::MAX,
-            )?;
-            for (k, _) in &doomed {
-                tx.delete(DOCUMENTS, k)?;
-            }
-            doomed.len() as u64
+    let doomed = match name {
+        Some(name) => {
+            let k = key::of(&[&owner, &context, &name]);
+            tx.get(INDEX, &k)?.map(|v| (k, v)).into_iter().collect()
         }
+        None => prefixed(
+            &*tx,
+            INDEX,
+            &key::of(&[&owner, &context]),
+            Order::Ascending,
+            usize::MAX,
+        )?,
     };
+    let now = crate::role::unix_ms();
+    for (k, v) in &doomed {
+        tx.delete(INDEX, k)?;
+        note_garbage(&*tx, now, &Entry::read(v)?.object)?;
+    }
+    let removed = doomed.len() as u64;
     if removed > 0 {
         set_held(&*tx, owner, before.saturating_sub(removed))?;
     }
@@ -134,6 +231,7 @@ pub type Page = (Vec<(String, Vec<u8>)>, Option<String>);
 
 pub fn list(
     db: &dyn Store,
+    objects: &Objects,
     owner: &str,
     context: &str,
     after: Option<&str>,
@@ -152,20 +250,24 @@ pub fn list(
         None => prefix.clone(),
     };
     let end = key::after_prefix(&prefix);
-    let entries = db.read()?.range(
-        DOCUMENTS,
-        &start,
-        end.as_deref(),
-        Order::Ascending,
-        limit + 1,
-    )?;
+    let entries = db
+        .read()?
+        .range(INDEX, &start, end.as_deref(), Order::Ascending, limit + 1)?;
     let more = entries.len() > limit;
-    let mut items = Vec::with_capacity(limit);
+    let mut keys = Vec::with_capacity(limit);
+    let mut index = Vec::with_capacity(limit);
     for (k, v) in entries.into_iter().take(limit) {
         let mut r = key::Reader::new(&k);
         r.str()?;
         r.str()?;
-        items.push((r.str()?.to_owned(), v));
+        keys.push(r.str()?.to_owned());
+        index.push(Entry::read(&v)?);
+    }
+    let names: Vec<&str> = index.iter().map(|e| e.object.as_str()).collect();
+    let bodies = objects.get_many(&names)?;
+    let mut items = Vec::with_capacity(keys.len());
+    for ((k, entry), body) in keys.into_iter().zip(&index).zip(bodies) {
+        items.push((k, entry.check(body)?));
     }
     let next = if more {
         items.last().map(|(k, _)| k.clone())
@@ -175,24 +277,121 @@ pub fn list(
     Ok((items, next))
 }
 
+/// The objects the index names (what a backup must hold).
+pub fn object_names(tx: &dyn ReadTx) -> anyhow::Result<Vec<String>> {
+    tx.range(INDEX, &[], None, Order::Ascending, usize::MAX)?
+        .iter()
+        .map(|(_, v)| Ok(Entry::read(v)?.object))
+        .collect()
+}
+
+/// How many noted objects one [`sweep`] deletes at most.
+const SWEEP_BATCH: usize = 1_000;
+
+/// Deletes the objects noted as garbage before `now_ms - GRACE_MS` (real
+/// time), a batch at a time; how many went.
+pub fn sweep(db: &dyn Store, objects: &Objects, now_ms: u64) -> anyhow::Result<u64> {
+    let end = key::of(&[&now_ms.saturating_sub(GRACE_MS)]);
+    let mut swept = 0;
+    loop {
+        let due = db
+            .read()?
+            .range(GARBAGE, &[], Some(&end), Order::Ascending, SWEEP_BATCH)?;
+        for (k, _) in &due {
+            let mut r = key::Reader::new(k);
+            r.u64()?;
+            objects.delete(r.str()?)?;
+        }
+        let tx = db.write()?;
+        for (k, _) in &due {
+            tx.delete(GARBAGE, k)?;
+        }
+        tx.commit()?;
+        swept += due.len() as u64;
+        if due.len() < SWEEP_BATCH {
+            return Ok(swept);
+        }
+    }
+}
+
+/// Moves documents kept in the store before objects into objects, a batch
+/// at a time (a host opening an older database calls it once).
+pub fn migrate(db: &dyn Store, objects: &Objects) -> anyhow::Result<u64> {
+    let mut moved = 0;
+    loop {
+        let batch = db
+            .read()?
+            .range(LEGACY, &[], None, Order::Ascending, SWEEP_BATCH)?;
+        if batch.is_empty() {
+            return Ok(moved);
+        }
+        let now = crate::role::unix_ms();
+        let names = batch
+            .iter()
+            .map(|_| fresh_object())
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let tx = db.write()?;
+        for name in &names {
+            note_garbage(&*tx, now, name)?;
+        }
+        tx.commit()?;
+        for ((_, body), name) in batch.iter().zip(&names) {
+            objects.put(name, body)?;
+        }
+        let tx = db.write()?;
+        for ((k, body), name) in batch.iter().zip(&names) {
+            // Another host that shares the store may have moved it first.
+            if tx.get(INDEX, k)?.is_none() {
+                let entry = Entry {
+                    object: name.clone(),
+                    sha256: Sha256::digest(body).into(),
+                };
+                tx.put(INDEX, k, &postcard::to_allocvec(&entry)?)?;
+                tx.delete(GARBAGE, &key::of(&[&now, name]))?;
+            }
+            tx.delete(LEGACY, k)?;
+        }
+        tx.commit()?;
+        moved += batch.len() as u64;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use powerplug_storage::{Db, RedbStore};
+    use std::sync::Arc;
+
+    fn store() -> (Db, Objects) {
+        let db: Db = Arc::new(RedbStore::in_memory().unwrap());
+        let objects = Objects::in_store(&db);
+        (db, objects)
+    }
+
+    fn garbage(db: &Db) -> usize {
+        let tx = db.read().unwrap();
+        tx.range(GARBAGE, &[], None, Order::Ascending, usize::MAX)
+            .unwrap()
+            .len()
+    }
 
     #[test]
     fn the_quota_is_counted_across_puts_replacements_and_deletes() {
-        let db = powerplug_storage::RedbStore::in_memory().unwrap();
+        let (db, o) = store();
         let count = |owner: &str| held(&*db.read().unwrap(), owner).unwrap();
-        assert!(put(&db, "a", "c", "k1", b"1").unwrap());
-        assert!(!put(&db, "a", "c", "k1", b"2").unwrap(), "a replacement");
-        assert!(put(&db, "a", "c", "k2", b"1").unwrap());
-        assert!(put(&db, "a", "d", "k1", b"1").unwrap());
-        assert!(put(&db, "b", "c", "k1", b"1").unwrap());
+        assert!(put(&*db, &o, "a", "c", "k1", b"1").unwrap());
+        assert!(
+            !put(&*db, &o, "a", "c", "k1", b"2").unwrap(),
+            "a replacement"
+        );
+        assert!(put(&*db, &o, "a", "c", "k2", b"1").unwrap());
+        assert!(put(&*db, &o, "a", "d", "k1", b"1").unwrap());
+        assert!(put(&*db, &o, "b", "c", "k1", b"1").unwrap());
         assert_eq!((count("a"), count("b")), (3, 1));
-        assert_eq!(delete(&db, "a", "c", Some("k1")).unwrap(), 1);
-        assert_eq!(delete(&db, "a", "c", Some("k1")).unwrap(), 0);
+        assert_eq!(delete(&*db, "a", "c", Some("k1")).unwrap(), 1);
+        assert_eq!(delete(&*db, "a", "c", Some("k1")).unwrap(), 0);
         assert_eq!(count("a"), 2);
-        assert_eq!(delete(&db, "a", "d", None).unwrap(), 1);
+        assert_eq!(delete(&*db, "a", "d", None).unwrap(), 1);
         assert_eq!(count("a"), 1);
 
         // At the quota a new key is refused, a replacement is not.
@@ -200,9 +399,91 @@ mod tests {
         set_held(&*tx, "b", MAX_DOCUMENTS).unwrap();
         tx.commit().unwrap();
         assert!(matches!(
-            put(&db, "b", "c", "k2", b"1"),
+            put(&*db, &o, "b", "c", "k2", b"1"),
             Err(DocumentError::Full)
         ));
-        assert!(!put(&db, "b", "c", "k1", b"2").unwrap());
+        assert!(!put(&*db, &o, "b", "c", "k1", b"2").unwrap());
+    }
+
+    #[test]
+    fn replaced_and_deleted_bodies_go_a_grace_period_later() {
+        let (db, o) = store();
+        put(&*db, &o, "a", "c", "k", b"first").unwrap();
+        let first = Entry::read(
+            &db.read()
+                .unwrap()
+                .get(INDEX, &key::of(&[&"a", &"c", &"k"]))
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
+        put(&*db, &o, "a", "c", "k", b"second").unwrap();
+        assert_eq!(
+            garbage(&db),
+            1,
+            "the replaced body is noted, the new one is not"
+        );
+        let now = crate::role::unix_ms();
+        assert_eq!(sweep(&*db, &o, now).unwrap(), 0, "within the grace period");
+        assert!(
+            o.get(&first.object).unwrap().is_some(),
+            "a backup may still name it"
+        );
+        assert_eq!(sweep(&*db, &o, now + GRACE_MS + 1).unwrap(), 1);
+        assert!(o.get(&first.object).unwrap().is_none());
+        assert_eq!(get(&*db, &o, "a", "c", "k").unwrap().unwrap(), b"second");
+
+        delete(&*db, "a", "c", None).unwrap();
+        assert_eq!(get(&*db, &o, "a", "c", "k").unwrap(), None);
+        let later = crate::role::unix_ms() + GRACE_MS + 1;
+        assert_eq!(sweep(&*db, &o, later).unwrap(), 1);
+        assert_eq!(garbage(&db), 0);
+    }
+
+    #[test]
+    fn a_body_that_is_not_what_was_stored_is_an_error() {
+        let (db, o) = store();
+        put(&*db, &o, "a", "c", "k", b"mine").unwrap();
+        let entry = Entry::read(
+            &db.read()
+                .unwrap()
+                .get(INDEX, &key::of(&[&"a", &"c", &"k"]))
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
+        o.put(&entry.object, b"theirs").unwrap();
+        assert!(matches!(
+            get(&*db, &o, "a", "c", "k"),
+            Err(DocumentError::Storage(_))
+        ));
+        assert!(matches!(
+            list(&*db, &o, "a", "c", None, 10),
+            Err(DocumentError::Storage(_))
+        ));
+    }
+
+    #[test]
+    fn documents_kept_in_the_store_before_objects_are_moved_once() {
+        let (db, o) = store();
+        let tx = db.write().unwrap();
+        for i in 0..2_500u32 {
+            let k = key::of(&[&"a", &"c", &format!("k{i:05}")]);
+            tx.put(LEGACY, &k, &i.to_be_bytes()).unwrap();
+        }
+        tx.commit().unwrap();
+        assert_eq!(migrate(&*db, &o).unwrap(), 2_500);
+        assert_eq!(migrate(&*db, &o).unwrap(), 0);
+        assert_eq!(garbage(&db), 0);
+        assert_eq!(held(&*db.read().unwrap(), "a").unwrap(), 2_500);
+        let (page, next) = list(&*db, &o, "a", "c", Some("k01998"), 2).unwrap();
+        assert_eq!(
+            page,
+            vec![
+                ("k01999".into(), 1_999u32.to_be_bytes().to_vec()),
+                ("k02000".into(), 2_000u32.to_be_bytes().to_vec())
+            ]
+        );
+        assert_eq!(next.as_deref(), Some("k02000"));
     }
 }

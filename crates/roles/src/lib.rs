@@ -7,7 +7,7 @@
 //! (a strategy's state), [`tick_log`] (every tick's input and decision),
 //! [`versions`] (strategy versions, for hot-swap), [`experiment`] (A/B tests
 //! and shadow runs), [`documents`] (entities' own storage), [`replay`]
-//! (a recording through other strategies).
+//! (a recording through other strategies), [`backup`] (a store with its objects).
 //!
 //! Roles ([`role`]): the grid, the producer and the meters (consumers and
 //! sources), each a scheduler repeating one step over those services. Their
@@ -17,6 +17,7 @@
 pub mod admission;
 /// The HTTP API's JSON bodies live with the client that sends them.
 pub use powerplug_client::api;
+pub mod backup;
 pub mod books;
 pub mod chart;
 pub mod counter;

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::registry::{self, Registration};
 use crate::tick_log;
 use powerplug_channel::{Address, forget_in};
+use powerplug_storage::Objects;
 use powerplug_storage::{Store, WriteTx, key};
 
 /// Which bounds a host keeps (`[retention]` in a grid's or producer's
@@ -103,6 +104,8 @@ pub struct Report {
     pub transfers_deleted: u64,
     pub addresses_deleted: u64,
     pub ledger_bytes_freed: u64,
+    /// Document bodies replaced or deleted a grace period ago.
+    pub objects_deleted: u64,
     pub compactions: u64,
     pub last_compaction: Option<powerplug_storage::Compacted>,
     pub last_error: Option<String>,
@@ -307,7 +310,7 @@ impl Keeper {
     /// Starts a pass if one is due and none runs; a failed pass is
     /// reported, and the next one tries again (nothing of a failed
     /// transaction is applied).
-    pub fn maybe_run(&self, db: &powerplug_storage::Db, now_ms: u64) {
+    pub fn maybe_run(&self, db: &powerplug_storage::Db, objects: &Objects, now_ms: u64) {
         if self.config.every_ms == 0 {
             return;
         }
@@ -329,10 +332,10 @@ impl Keeper {
             tick_log_at_least: self.tick_log_at_least,
             archive: self.archive.clone(),
         };
-        let (db, report) = (db.clone(), self.report.clone());
+        let (db, objects, report) = (db.clone(), objects.clone(), self.report.clone());
         let spawned = std::thread::Builder::new()
             .name("retention".into())
-            .spawn(move || plan.record(&*db, now_ms, &report));
+            .spawn(move || plan.record(&*db, &objects, now_ms, &report));
         match spawned {
             Ok(handle) => *pass = Some(handle),
             Err(e) => tracing::warn!(error = %e, "retention: no thread for a pass"),
@@ -349,9 +352,9 @@ impl Keeper {
 }
 
 impl Plan {
-    fn record(&self, db: &dyn Store, now_ms: u64, report: &Mutex<Report>) {
+    fn record(&self, db: &dyn Store, objects: &Objects, now_ms: u64, report: &Mutex<Report>) {
         let started = Instant::now();
-        let result = self.run(db, now_ms);
+        let result = self.run(db, objects, now_ms);
         let mut report = report.lock().unwrap_or_else(|e| e.into_inner());
         report.passes += 1;
         report.last_pass_ms = started.elapsed().as_millis() as u64;
@@ -366,6 +369,7 @@ impl Plan {
                 report.transfers_deleted += done.transfers_deleted;
                 report.addresses_deleted += done.addresses_deleted;
                 report.ledger_bytes_freed += done.ledger_bytes_freed;
+                report.objects_deleted += done.objects_deleted;
                 if let Some(c) = done.last_compaction {
                     report.compactions += 1;
                     report.last_compaction = Some(c);
@@ -381,8 +385,10 @@ impl Plan {
     }
 
     /// One whole pass, now.
-    fn run(&self, db: &dyn Store, now_ms: u64) -> anyhow::Result<Report> {
+    fn run(&self, db: &dyn Store, objects: &Objects, now_ms: u64) -> anyhow::Result<Report> {
         let mut done = Report::default();
+        // Real time, as the objects were noted (a demo's clock runs faster).
+        done.objects_deleted += crate::documents::sweep(db, objects, crate::role::unix_ms())?;
         self.channels(db, now_ms, &mut done)?;
         done.records_deleted +=
             crate::inbox::forget_received(db, now_ms.saturating_sub(self.config.messages_ms))?;

@@ -5,9 +5,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use powerplug_storage::{self as storage, Order, ReadTx, Store, WriteTx, key, last, prefixed};
+use powerplug_storage::{
+    self as storage, Objects, Order, ReadTx, Store, WriteTx, key, last, prefixed,
+};
 use powerplug_strategy::{ComponentInfo, Sha256, StrategyKind};
 
+/// (sha256) → the component: where components were kept before objects;
+/// still read, never written.
 const COMPONENTS: &str = "strategy_components";
 /// (kind, sha256) → [`Version`].
 const VERSIONS: &str = "strategy_versions";
@@ -51,11 +55,21 @@ fn active_name(kind: StrategyKind) -> String {
     format!("strategy/active/{kind}")
 }
 
-/// Stores a component and its metadata (again: keeps the first metadata).
+fn object_name(sha256: &Sha256) -> String {
+    format!("components/{sha256}")
+}
+
+/// Stores a component's bytes, before [`add`] commits its metadata: named
+/// by their hash, so a second store of them changes nothing.
+pub fn put_component(objects: &Objects, info: &ComponentInfo, bytes: &[u8]) -> anyhow::Result<()> {
+    objects.put(&object_name(&info.sha256), bytes)
+}
+
+/// Stores a component's metadata (again: keeps the first metadata); its
+/// bytes went to [`put_component`] first.
 pub fn add(
     tx: &dyn WriteTx,
     info: &ComponentInfo,
-    bytes: &[u8],
     name: Option<String>,
     notes: Option<String>,
     now_ms: u64,
@@ -74,7 +88,6 @@ pub fn add(
         name,
         notes,
     };
-    tx.put(COMPONENTS, &key::of(&[&info.sha256]), bytes)?;
     tx.put(VERSIONS, &k, &postcard::to_allocvec(&version)?)?;
     Ok(version)
 }
@@ -118,8 +131,32 @@ pub fn active(db: &dyn Store, kind: StrategyKind) -> anyhow::Result<Option<Sha25
     storage::meta(db, &active_name(kind))
 }
 
-pub fn component(db: &dyn Store, sha256: &Sha256) -> anyhow::Result<Option<Vec<u8>>> {
-    db.read()?.get(COMPONENTS, &key::of(&[&sha256]))
+/// The objects of every stored version (what a backup must hold).
+pub fn object_names(tx: &dyn ReadTx) -> anyhow::Result<Vec<String>> {
+    tx.range(VERSIONS, &[], None, Order::Ascending, usize::MAX)?
+        .iter()
+        .map(|(_, v)| Ok(object_name(&postcard::from_bytes::<Version>(v)?.sha256)))
+        .collect()
+}
+
+/// A stored component's bytes, checked against its hash.
+pub fn component(
+    db: &dyn Store,
+    objects: &Objects,
+    sha256: &Sha256,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    let bytes = match objects.get(&object_name(sha256))? {
+        Some(bytes) => bytes,
+        None => match db.read()?.get(COMPONENTS, &key::of(&[&sha256]))? {
+            Some(bytes) => bytes,
+            None => return Ok(None),
+        },
+    };
+    anyhow::ensure!(
+        Sha256::of(&bytes) == *sha256,
+        "object storage: component {sha256} is not what was stored"
+    );
+    Ok(Some(bytes))
 }
 
 /// Every version of `kind`, by hash.

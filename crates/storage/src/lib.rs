@@ -11,6 +11,7 @@
 mod config;
 pub mod key;
 pub mod lease;
+pub mod objects;
 mod pg;
 pub mod private;
 mod redb;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 pub use self::config::{StorageConfig, open};
 pub use self::lease::{Fenced, Lease};
+pub use self::objects::{Objects, ObjectsConfig};
 pub use self::pg::PgStore;
 pub use self::redb::{InUse, RedbStore, check_store_file};
 

@@ -75,6 +75,16 @@ pub fn restrict_file(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Makes an existing directory of ours 0700 (one a library created with the
+/// umask's mode).
+pub fn restrict_dir(path: &Path) -> std::io::Result<()> {
+    let meta = std::fs::metadata(path)?;
+    if meta.mode() & OTHERS != 0 {
+        std::fs::set_permissions(path, Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 /// Creates `path` as an empty 0600 file unless it exists (redb then opens it
 /// and keeps its mode).
 pub fn touch(path: &Path) -> std::io::Result<()> {

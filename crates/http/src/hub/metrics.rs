@@ -114,6 +114,12 @@ fn render(hub: &powerplug_roles::role::Hub) -> anyhow::Result<String> {
         done.message_bytes_freed,
     );
     put(
+        "powerplug_retention_objects_deleted_total",
+        "counter",
+        "Replaced or deleted document bodies deleted from object storage.",
+        done.objects_deleted,
+    );
+    put(
         "powerplug_retention_records_deleted_total",
         "counter",
         "Received records retention deleted.",

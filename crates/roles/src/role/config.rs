@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use powerplug_storage::StorageConfig;
+use powerplug_storage::{ObjectsConfig, StorageConfig};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -81,6 +81,12 @@ fn service_error(figment: &Figment) -> Option<String> {
         .or_else(|| bad::<Clock>(figment, "clock"))
         .or_else(|| bad::<HttpLimits>(figment, "http"))
         .or_else(|| bad::<StorageConfig>(figment, "storage"))
+        .or_else(|| {
+            figment
+                .contains("objects")
+                .then(|| bad::<ObjectsConfig>(figment, "objects"))
+                .flatten()
+        })
         .or_else(|| bad::<u64>(figment, "lease_ms"))
 }
 
@@ -102,6 +108,11 @@ pub struct Service {
     /// a namespace of a PostgreSQL database.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Where `/storage` documents and strategy components are: files in
+    /// `data_dir/objects`, the store itself, or an S3 bucket. Unset: files
+    /// beside redb, the store beside PostgreSQL (which a standby shares).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<ObjectsConfig>,
     /// Grid and producer: how long the lease of the host that ticks lasts
     /// without a renewal, real ms. Hosts sharing a PostgreSQL namespace
     /// take over from a lost leader within about this (see `leader`).
@@ -116,6 +127,13 @@ fn default_lease_ms() -> u64 {
 impl Service {
     pub const DEFAULT_LEASE_MS: u64 = 5_000;
 
+    /// `objects`, or what it means when unset.
+    pub fn objects(&self) -> ObjectsConfig {
+        self.objects
+            .clone()
+            .unwrap_or_else(|| ObjectsConfig::default_for(&self.storage))
+    }
+
     fn new(id: &str, port: u16) -> Self {
         Self {
             id: id.to_owned(),
@@ -125,6 +143,7 @@ impl Service {
             clock: Clock::default(),
             http: HttpLimits::default(),
             storage: StorageConfig::default(),
+            objects: None,
             lease_ms: Self::DEFAULT_LEASE_MS,
         }
     }
@@ -777,6 +796,40 @@ mod tests {
         ] {
             let err = load_storage(bad).unwrap_err().to_string();
             assert!(err.contains("storage"), "{bad}: {err}");
+        }
+
+        let load_objects = |toml: &str| {
+            std::fs::write(&file, toml).unwrap();
+            load(GridConfig::default(), Some(&file)).map(|c| c.service.objects())
+        };
+        assert_eq!(
+            load_objects("").unwrap(),
+            ObjectsConfig::Files { path: None }
+        );
+        assert_eq!(
+            load_objects("[storage]\ntype = \"postgres\"\nurl = \"postgres://db/grid\"\nnamespace = \"north\"\n")
+                .unwrap(),
+            ObjectsConfig::Store,
+            "a standby on another machine reads what the leader stored"
+        );
+        assert_eq!(
+            load_objects("[objects]\ntype = \"s3\"\nbucket = \"grid\"\nendpoint = \"http://127.0.0.1:9000\"\n").unwrap(),
+            ObjectsConfig::S3 {
+                bucket: "grid".into(),
+                endpoint: Some("http://127.0.0.1:9000".into()),
+                region: None,
+                prefix: String::new(),
+                access_key_id: None,
+                secret_access_key: None,
+            }
+        );
+        for bad in [
+            "[objects]\ntype = \"s3\"\n",
+            "[objects]\ntype = \"dynamodb\"\n",
+            "[objects]\ntype = \"files\"\nbucket = \"b\"\n",
+        ] {
+            let err = load_objects(bad).unwrap_err().to_string();
+            assert!(err.contains("objects"), "{bad}: {err}");
         }
     }
 

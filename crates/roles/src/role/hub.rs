@@ -35,6 +35,8 @@ const FULL_POLL_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 pub struct Hub {
     pub id: String,
     pub db: powerplug_storage::Db,
+    /// Where `/storage` documents' bodies and components' bytes are.
+    pub objects: powerplug_storage::Objects,
     pub registry: Registry,
     /// The channel store this host serves at `/channels`.
     pub store: EmbeddedTransport,
@@ -63,6 +65,7 @@ impl Hub {
     pub fn new(
         id: &str,
         db: powerplug_storage::Db,
+        objects: powerplug_storage::Objects,
         accepts: &[EntityKind],
         admission: admission::Policy,
         operator_token: Option<String>,
@@ -77,6 +80,14 @@ impl Hub {
         let secret = super::secret(&db)?;
         let key = super::signing_key(&secret, id);
         let timeline = powerplug_storage::timeline(&*db)?;
+        let adopted = objects.adopt(&*db)?;
+        if adopted > 0 {
+            tracing::info!(objects = adopted, to = %objects.place(), "moved objects out of the store (a restored backup's)");
+        }
+        let moved = crate::documents::migrate(&*db, &objects)?;
+        if moved > 0 {
+            tracing::info!(documents = moved, objects = %objects.place(), "moved documents from the store to objects");
+        }
         Ok(Self {
             timeline,
             keep_sent: 0,
@@ -84,6 +95,7 @@ impl Hub {
             registry: Registry::new(secret, key, id, accepts, admission),
             store: EmbeddedTransport::new(db.clone()),
             db,
+            objects,
             secret,
             operators: super::config::Operators::new(operator_token.as_deref(), &[]),
             operator_token: operator_token.filter(|t| !t.is_empty()),

@@ -97,6 +97,14 @@ pub fn open_database(service: &config::Service) -> anyhow::Result<powerplug_stor
     powerplug_storage::open(&service.storage, data_dir)
 }
 
+/// Opens the role's object storage (`objects`), for its host id. Blocking.
+pub fn open_objects(
+    service: &config::Service,
+    db: &powerplug_storage::Db,
+) -> anyhow::Result<powerplug_storage::Objects> {
+    powerplug_storage::Objects::open(&service.objects(), &service.data_dir, db, &service.id)
+}
+
 /// The host's secret (credentials, keys of its entities), made on first start.
 pub fn secret(db: &dyn powerplug_storage::Store) -> anyhow::Result<[u8; 32]> {
     powerplug_storage::meta_or_init(db, "secret", powerplug_channel::random32)

@@ -65,9 +65,11 @@ struct Gathered {
 impl Producer {
     pub fn open(config: &ProducerConfig, db: powerplug_storage::Db) -> anyhow::Result<Self> {
         let id = &config.service.id;
+        let objects = super::open_objects(&config.service, &db)?;
         let mut hub = Hub::new(
             id,
             db,
+            objects,
             &[EntityKind::Source],
             config.admission.clone(),
             config.operator_token.clone(),
@@ -85,6 +87,7 @@ impl Producer {
         );
         let slot = super::swap::Slot::open(
             &hub.db,
+            &hub.objects,
             SLOT,
             &config.strategy,
             &config.service.data_dir,
@@ -520,7 +523,9 @@ impl Step for Producer {
         // once its channel is registered there.
         self.ensure_registered()?;
         self.hub.drain(Some(&self.grid))?;
-        self.hub.retention.maybe_run(&self.hub.db, now);
+        self.hub
+            .retention
+            .maybe_run(&self.hub.db, &self.hub.objects, now);
         Ok(())
     }
 

@@ -53,6 +53,9 @@ fn store(hub: &super::Hub) -> anyhow::Result<Value> {
         "size": figures.size,
         "tick_log": figures.tick_log,
         "ledger": figures.ledger,
+        // Where document bodies and components are (read token only: a
+        // bucket's name is the operator's business).
+        "objects": hub.objects.place(),
         "retention": {
             "config": hub.retention.config,
             "tick_log_ticks": hub.retention.tick_log_ticks,

@@ -55,9 +55,9 @@ pub fn backup(a: BackupArgs) -> anyhow::Result<()> {
     remove_if_there(&partial)?;
     let bytes = match (&a.url, &a.data_dir) {
         (Some(url), _) => download(url, &partial),
-        (None, Some(dir)) => open_stopped(dir, "back up")
-            .and_then(|store| store.backup_to(&partial))
-            .with_context(|| format!("backing up {}", dir.display())),
+        (None, Some(dir)) => {
+            back_up_stopped(dir, &partial).with_context(|| format!("backing up {}", dir.display()))
+        }
         (None, None) => anyhow::bail!("say where from: --url or --data-dir"),
     };
     let bytes = bytes.inspect_err(|_| {
@@ -184,6 +184,20 @@ pub fn compact(a: CompactArgs) -> anyhow::Result<()> {
 }
 
 /// A stopped role's store; a running role's is refused with what to do.
+/// A stopped role's store with the objects in `<dir>/objects` it names (a
+/// role whose `objects` are elsewhere is backed up with `--url`).
+fn back_up_stopped(dir: &Path, out: &Path) -> anyhow::Result<u64> {
+    let db: storage::Db = std::sync::Arc::new(open_stopped(dir, "back up")?);
+    let objects = match storage::meta::<String>(&*db, "id")? {
+        Some(id) if dir.join("objects").is_dir() => {
+            let files = storage::ObjectsConfig::Files { path: None };
+            storage::Objects::open(&files, dir, &db, &id)?
+        }
+        _ => storage::Objects::in_store(&db),
+    };
+    powerplug::backup::write(&*db, &objects, out)
+}
+
 fn open_stopped(dir: &Path, what: &str) -> anyhow::Result<RedbStore> {
     RedbStore::open_existing(&dir.join(STORE)).map_err(|e| {
         if e.downcast_ref::<InUse>().is_none() {

@@ -69,9 +69,11 @@ pub struct TickSummary {
 
 impl Grid {
     pub fn open(config: &GridConfig, db: powerplug_storage::Db) -> anyhow::Result<Self> {
+        let objects = super::open_objects(&config.service, &db)?;
         let mut hub = Hub::new(
             &config.service.id,
             db,
+            objects,
             &[EntityKind::Consumer, EntityKind::Producer],
             config.admission.clone(),
             config.operator_token.clone(),
@@ -92,6 +94,7 @@ impl Grid {
         );
         let slot = super::swap::Slot::open(
             &hub.db,
+            &hub.objects,
             SLOT,
             &config.strategy,
             &config.service.data_dir,
@@ -439,7 +442,9 @@ impl Step for Grid {
             self.slot.watch(failed)?;
         }
         self.hub.drain(None)?;
-        self.hub.retention.maybe_run(&self.hub.db, now);
+        self.hub
+            .retention
+            .maybe_run(&self.hub.db, &self.hub.objects, now);
         Ok(())
     }
 

@@ -27,6 +27,7 @@ impl<S: Strategy> Slot<S> {
         let candidate = self.load_offered(&offered)?;
         let dry_run = self.dry_run(&candidate, fresh, self.dry_run_ticks)?;
         if let Some(why) = refused(&dry_run, force) {
+            offered.put(&self.objects, candidate.info())?;
             let tx = self.db.write()?;
             let version = offered.store(&*tx, candidate.info(), self.clock.now_ms())?;
             tx.commit()?;
@@ -46,6 +47,7 @@ impl<S: Strategy> Slot<S> {
         // Kept, not activated: checked on the last tick, as it always was;
         // its activation replays the recent ticks.
         let dry_run = self.dry_run(&candidate, false, 1)?;
+        offered.put(&self.objects, candidate.info())?;
         let tx = self.db.write()?;
         let version = offered.store(&*tx, candidate.info(), self.clock.now_ms())?;
         tx.commit()?;

@@ -34,7 +34,7 @@ use super::Clock;
 use super::config::StrategySlot;
 use crate::books::StoredBooks;
 use crate::versions::{self, Provenance, Version};
-use powerplug_storage::{self as storage, Db, Store};
+use powerplug_storage::{self as storage, Db, Objects, Store};
 use powerplug_strategy::Sha256;
 use powerplug_strategy::{CallError, ComponentInfo, Runtime, Setting};
 
@@ -52,14 +52,22 @@ pub struct Offered<'a> {
 }
 
 impl Offered<'_> {
-    /// Stores the component with its metadata and how it came.
+    /// Stores the component's bytes: before the transaction that [`store`]s
+    /// its metadata, which they must not wait in.
+    ///
+    /// [`store`]: Self::store
+    fn put(&self, objects: &Objects, info: &ComponentInfo) -> anyhow::Result<()> {
+        versions::put_component(objects, info, self.bytes)
+    }
+
+    /// Stores the component's metadata and how it came.
     fn store(
         self,
         tx: &dyn storage::WriteTx,
         info: &ComponentInfo,
         now_ms: u64,
     ) -> anyhow::Result<Version> {
-        let version = versions::add(tx, info, self.bytes, self.name, self.notes, now_ms)?;
+        let version = versions::add(tx, info, self.name, self.notes, now_ms)?;
         if let Some(signature) = self.signature {
             versions::set_provenance(tx, &info.sha256, &Provenance::Signed(signature))?;
         }
@@ -74,6 +82,8 @@ pub struct Slot<S: Strategy> {
     /// The books and tick-log slot (`grid`, `producer`).
     pub name: &'static str,
     db: Db,
+    /// Where components' bytes are.
+    objects: Objects,
     settings: Vec<Setting>,
     clock: Clock,
     active: RwLock<S>,
@@ -99,6 +109,7 @@ impl<S: Strategy> Slot<S> {
     /// components are cached in `strategy.cache_dir`, or `<data_dir>/cache`.
     pub fn open(
         db: &Db,
+        objects: &Objects,
         name: &'static str,
         strategy: &StrategySlot,
         data_dir: &std::path::Path,
@@ -118,7 +129,7 @@ impl<S: Strategy> Slot<S> {
         };
         let active = match versions::active(&**db, kind)? {
             Some(sha) => {
-                let bytes = versions::component(&**db, &sha)?
+                let bytes = versions::component(&**db, objects, &sha)?
                     .with_context(|| format!("the active {kind} version {sha} is missing"))?;
                 if !versions::may_run(&*db.read()?, &trusted_keys, &sha)? {
                     // Chosen before these keys were trusted: it keeps running,
@@ -139,10 +150,11 @@ impl<S: Strategy> Slot<S> {
                 let active = load(&bytes)
                     .with_context(|| format!("strategy.component: {}", configured.display()))?;
                 let sha = &active.info().sha256;
+                versions::put_component(objects, active.info(), &bytes)?;
                 let tx = db.write()?;
                 let now = super::unix_ms();
                 let notes = Some("configured".into());
-                versions::add(&*tx, active.info(), &bytes, None, notes, now)?;
+                versions::add(&*tx, active.info(), None, notes, now)?;
                 versions::set_provenance(&*tx, sha, &Provenance::Configured)?;
                 versions::activate(&*tx, kind, sha, "configured", now)?;
                 tx.commit()?;
@@ -152,6 +164,7 @@ impl<S: Strategy> Slot<S> {
         Ok(Self {
             name,
             db: db.clone(),
+            objects: objects.clone(),
             settings: strategy.settings(),
             clock,
             active: RwLock::new(active),
@@ -225,7 +238,7 @@ impl<S: Strategy> Slot<S> {
             _ => return Ok(()),
         };
         // What the leader before ran, trusted or not (as at a start).
-        let bytes = versions::component(self.db(), &active)?
+        let bytes = versions::component(self.db(), &self.objects, &active)?
             .with_context(|| format!("the active {} version {active} is missing", S::KIND))?;
         let loaded = self
             .runtime
@@ -247,8 +260,8 @@ impl<S: Strategy> Slot<S> {
     /// every path that runs a stored version (activation, rollback,
     /// experiment, shadow) comes here, so `trusted_keys` is checked here.
     pub fn load_version(&self, sha256: &Sha256) -> Result<S, SwapError> {
-        let bytes =
-            versions::component(self.db(), sha256)?.ok_or_else(|| SwapError::Unknown(*sha256))?;
+        let bytes = versions::component(self.db(), &self.objects, sha256)?
+            .ok_or_else(|| SwapError::Unknown(*sha256))?;
         if !versions::may_run(&*self.db.read()?, &self.trusted_keys, sha256)? {
             return Err(SwapError::Untrusted(*sha256));
         }
@@ -293,6 +306,9 @@ impl<S: Strategy> Slot<S> {
             }
         }
         let info = candidate.info().clone();
+        if let Some(offered) = &upload {
+            offered.put(&self.objects, &info)?;
+        }
         let tx = self.db.write()?;
         let version = match upload {
             Some(offered) => offered.store(&*tx, &info, now_ms)?,
