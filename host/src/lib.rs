@@ -22,8 +22,8 @@ pub use powerplug_domain as domain;
 pub use powerplug_http as http;
 pub use powerplug_ledger as wallet;
 pub use powerplug_roles::{
-    admission, api, backup, books, chart, counter, documents, experiment, inbox, outbox, registry,
-    replay, retention, role, tick_log, versions,
+    admission, api, backup, books, chart, counter, documents, experiment, garbage, inbox, outbox,
+    registry, replay, retention, role, tick_log, versions,
 };
 pub use powerplug_storage as storage;
 pub use powerplug_strategy as strategy;

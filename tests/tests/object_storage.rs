@@ -172,9 +172,9 @@ fn documents_and_components_live_in_an_s3_bucket() {
     );
     // A grace period later, the sweep takes every body no index names.
     let hub = &grid.role.hub;
-    let later = powerplug::role::unix_ms() + powerplug::documents::GRACE_MS + 1;
+    let later = powerplug::role::unix_ms() + powerplug::garbage::GRACE_MS + 1;
     assert_eq!(
-        powerplug::documents::sweep(&*hub.db, &hub.objects, later).unwrap(),
+        powerplug::garbage::sweep(&*hub.db, &hub.objects, later).unwrap(),
         6
     );
     assert_eq!(files(&ours.join("documents")), Vec::new());
@@ -188,8 +188,41 @@ fn documents_and_components_live_in_an_s3_bucket() {
     assert!(ours.join("components").join(&premium_sha).is_file());
     rt.block_on(grid.stop()).unwrap();
     let grid = rt.block_on(run::grid(&config)).unwrap();
-    let status = Client::new(&grid.url).get("/status", None).1;
+    let client = Client::new(&grid.url);
+    let status = client.get("/status", None).1;
     assert_eq!(status["strategy"]["sha256"], json!(premium_sha));
+
+    // A removed version's component goes a grace period later; one that
+    // was uploaded again meanwhile stays.
+    let basic_path = format!("/strategies/grid/activate/{basic}");
+    assert_eq!(
+        client.call("POST", &basic_path, Some(OPERATOR), None).0,
+        200
+    );
+    let removed = format!("/strategies/grid/{premium_sha}");
+    assert_eq!(client.call("DELETE", &removed, Some(OPERATOR), None).0, 200);
+    let sweep = || {
+        let later = powerplug::role::unix_ms() + powerplug::garbage::GRACE_MS + 1;
+        let hub = &grid.role.hub;
+        powerplug::garbage::sweep(&*hub.db, &hub.objects, later).unwrap()
+    };
+    let (status, body) = client.call(
+        "PUT",
+        "/strategies/grid?activate=false",
+        Some(OPERATOR),
+        Some(&premium),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(sweep(), 0, "stored again: still named");
+    assert!(ours.join("components").join(&premium_sha).is_file());
+    assert_eq!(client.call("DELETE", &removed, Some(OPERATOR), None).0, 200);
+    assert_eq!(sweep(), 1);
+    assert!(!ours.join("components").join(&premium_sha).exists());
+    assert!(ours.join("components").join(&basic).is_file());
+
+    // Uploaded again and activated, for the check below.
+    let (status, body) = client.call("PUT", "/strategies/grid", Some(OPERATOR), Some(&premium));
+    assert_eq!(status, 201, "{body}");
     rt.block_on(grid.stop()).unwrap();
 
     // Objects that are not what was stored are not run.

@@ -7,14 +7,14 @@
 //! A document's body is an object (see [`Objects`]) under a fresh name; the
 //! store keeps the index, (owner, context, key) → that name, and the quotas.
 //! A put writes the object, then commits the index; the object it replaces,
-//! like a deleted one, is noted as garbage in the same transaction and goes
-//! [`GRACE_MS`] later ([`sweep`]), so that a backup of the store and a copy of
-//! the objects taken within that time agree. A put that crashes between
-//! object and index leaves an object already noted as garbage.
+//! like a deleted one, is noted as [`garbage`](crate::garbage) in the same
+//! transaction. A put that crashes between object and index leaves an object
+//! already noted as garbage.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::garbage;
 use crate::limits::{MAX_DOCUMENT_BYTES, MAX_DOCUMENTS, MAX_PAGE};
 use powerplug_storage::{Objects, Order, ReadTx, Store, WriteTx, key, prefixed, valid_name};
 
@@ -26,11 +26,6 @@ const LEGACY: &str = "documents";
 /// owner → how many documents it keeps, so that a put checks the quota in
 /// one read instead of reading every document of the owner.
 const COUNTS: &str = "document_counts";
-/// (since ms, object name) → nothing: objects no index names (any more).
-const GARBAGE: &str = "document_garbage";
-
-/// How long an object nobody names is kept before it goes: a day.
-pub const GRACE_MS: u64 = 24 * 3_600_000;
 
 /// Where a document's body is, and what it must be.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,10 +63,6 @@ impl Entry {
 fn fresh_object() -> anyhow::Result<String> {
     let name = hex::encode(&powerplug_storage::private::random32()?[..16]);
     Ok(format!("documents/{}/{name}", &name[..2]))
-}
-
-fn note_garbage(tx: &dyn WriteTx, since_ms: u64, object: &str) -> anyhow::Result<()> {
-    tx.put(GARBAGE, &key::of(&[&since_ms, &object]), &[])
 }
 
 /// How many documents `owner` keeps. A database from before the counts has
@@ -158,7 +149,7 @@ pub fn put(
     let object = fresh_object()?;
     let now = crate::role::unix_ms();
     let tx = db.write()?;
-    note_garbage(&*tx, now, &object)?;
+    garbage::note(&*tx, now, &object)?;
     tx.commit()?;
     objects.put(&object, body)?;
 
@@ -181,9 +172,9 @@ pub fn put(
         &k,
         &postcard::to_allocvec(&entry).map_err(anyhow::Error::from)?,
     )?;
-    tx.delete(GARBAGE, &key::of(&[&now, &object]))?;
+    garbage::unnote(&*tx, now, &object)?;
     if let Some(old) = &old {
-        note_garbage(&*tx, now, &old.object)?;
+        garbage::note(&*tx, now, &old.object)?;
     }
     tx.commit()?;
     Ok(old.is_none())
@@ -215,7 +206,7 @@ pub fn delete(
     let now = crate::role::unix_ms();
     for (k, v) in &doomed {
         tx.delete(INDEX, k)?;
-        note_garbage(&*tx, now, &Entry::read(v)?.object)?;
+        garbage::note(&*tx, now, &Entry::read(v)?.object)?;
     }
     let removed = doomed.len() as u64;
     if removed > 0 {
@@ -285,34 +276,7 @@ pub fn object_names(tx: &dyn ReadTx) -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
-/// How many noted objects one [`sweep`] deletes at most.
-const SWEEP_BATCH: usize = 1_000;
-
-/// Deletes the objects noted as garbage before `now_ms - GRACE_MS` (real
-/// time), a batch at a time; how many went.
-pub fn sweep(db: &dyn Store, objects: &Objects, now_ms: u64) -> anyhow::Result<u64> {
-    let end = key::of(&[&now_ms.saturating_sub(GRACE_MS)]);
-    let mut swept = 0;
-    loop {
-        let due = db
-            .read()?
-            .range(GARBAGE, &[], Some(&end), Order::Ascending, SWEEP_BATCH)?;
-        for (k, _) in &due {
-            let mut r = key::Reader::new(k);
-            r.u64()?;
-            objects.delete(r.str()?)?;
-        }
-        let tx = db.write()?;
-        for (k, _) in &due {
-            tx.delete(GARBAGE, k)?;
-        }
-        tx.commit()?;
-        swept += due.len() as u64;
-        if due.len() < SWEEP_BATCH {
-            return Ok(swept);
-        }
-    }
-}
+const MIGRATE_BATCH: usize = 1_000;
 
 /// Moves documents kept in the store before objects into objects, a batch
 /// at a time (a host opening an older database calls it once).
@@ -321,7 +285,7 @@ pub fn migrate(db: &dyn Store, objects: &Objects) -> anyhow::Result<u64> {
     loop {
         let batch = db
             .read()?
-            .range(LEGACY, &[], None, Order::Ascending, SWEEP_BATCH)?;
+            .range(LEGACY, &[], None, Order::Ascending, MIGRATE_BATCH)?;
         if batch.is_empty() {
             return Ok(moved);
         }
@@ -332,7 +296,7 @@ pub fn migrate(db: &dyn Store, objects: &Objects) -> anyhow::Result<u64> {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let tx = db.write()?;
         for name in &names {
-            note_garbage(&*tx, now, name)?;
+            garbage::note(&*tx, now, name)?;
         }
         tx.commit()?;
         for ((_, body), name) in batch.iter().zip(&names) {
@@ -347,7 +311,7 @@ pub fn migrate(db: &dyn Store, objects: &Objects) -> anyhow::Result<u64> {
                     sha256: Sha256::digest(body).into(),
                 };
                 tx.put(INDEX, k, &postcard::to_allocvec(&entry)?)?;
-                tx.delete(GARBAGE, &key::of(&[&now, name]))?;
+                garbage::unnote(&*tx, now, name)?;
             }
             tx.delete(LEGACY, k)?;
         }
@@ -368,11 +332,8 @@ mod tests {
         (db, objects)
     }
 
-    fn garbage(db: &Db) -> usize {
-        let tx = db.read().unwrap();
-        tx.range(GARBAGE, &[], None, Order::Ascending, usize::MAX)
-            .unwrap()
-            .len()
+    fn noted(db: &Db) -> usize {
+        garbage::noted(&*db.read().unwrap()).unwrap()
     }
 
     #[test]
@@ -419,25 +380,32 @@ mod tests {
         .unwrap();
         put(&*db, &o, "a", "c", "k", b"second").unwrap();
         assert_eq!(
-            garbage(&db),
+            noted(&db),
             1,
             "the replaced body is noted, the new one is not"
         );
         let now = crate::role::unix_ms();
-        assert_eq!(sweep(&*db, &o, now).unwrap(), 0, "within the grace period");
+        assert_eq!(
+            garbage::sweep(&*db, &o, now).unwrap(),
+            0,
+            "within the grace period"
+        );
         assert!(
             o.get(&first.object).unwrap().is_some(),
             "a backup may still name it"
         );
-        assert_eq!(sweep(&*db, &o, now + GRACE_MS + 1).unwrap(), 1);
+        assert_eq!(
+            garbage::sweep(&*db, &o, now + garbage::GRACE_MS + 1).unwrap(),
+            1
+        );
         assert!(o.get(&first.object).unwrap().is_none());
         assert_eq!(get(&*db, &o, "a", "c", "k").unwrap().unwrap(), b"second");
 
         delete(&*db, "a", "c", None).unwrap();
         assert_eq!(get(&*db, &o, "a", "c", "k").unwrap(), None);
-        let later = crate::role::unix_ms() + GRACE_MS + 1;
-        assert_eq!(sweep(&*db, &o, later).unwrap(), 1);
-        assert_eq!(garbage(&db), 0);
+        let later = crate::role::unix_ms() + garbage::GRACE_MS + 1;
+        assert_eq!(garbage::sweep(&*db, &o, later).unwrap(), 1);
+        assert_eq!(noted(&db), 0);
     }
 
     #[test]
@@ -474,7 +442,7 @@ mod tests {
         tx.commit().unwrap();
         assert_eq!(migrate(&*db, &o).unwrap(), 2_500);
         assert_eq!(migrate(&*db, &o).unwrap(), 0);
-        assert_eq!(garbage(&db), 0);
+        assert_eq!(noted(&db), 0);
         assert_eq!(held(&*db.read().unwrap(), "a").unwrap(), 2_500);
         let (page, next) = list(&*db, &o, "a", "c", Some("k01998"), 2).unwrap();
         assert_eq!(

@@ -7,7 +7,8 @@
 //! (a strategy's state), [`tick_log`] (every tick's input and decision),
 //! [`versions`] (strategy versions, for hot-swap), [`experiment`] (A/B tests
 //! and shadow runs), [`documents`] (entities' own storage), [`replay`]
-//! (a recording through other strategies), [`backup`] (a store with its objects).
+//! (a recording through other strategies), [`garbage`] (objects nobody names),
+//! [`backup`] (a store with its objects).
 //!
 //! Roles ([`role`]): the grid, the producer and the meters (consumers and
 //! sources), each a scheduler repeating one step over those services. Their
@@ -23,6 +24,7 @@ pub mod chart;
 pub mod counter;
 pub mod documents;
 pub mod experiment;
+pub mod garbage;
 pub mod inbox;
 pub mod limits;
 pub mod outbox;

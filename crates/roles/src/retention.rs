@@ -388,7 +388,7 @@ impl Plan {
     fn run(&self, db: &dyn Store, objects: &Objects, now_ms: u64) -> anyhow::Result<Report> {
         let mut done = Report::default();
         // Real time, as the objects were noted (a demo's clock runs faster).
-        done.objects_deleted += crate::documents::sweep(db, objects, crate::role::unix_ms())?;
+        done.objects_deleted += crate::garbage::sweep(db, objects, crate::role::unix_ms())?;
         self.channels(db, now_ms, &mut done)?;
         done.records_deleted +=
             crate::inbox::forget_received(db, now_ms.saturating_sub(self.config.messages_ms))?;

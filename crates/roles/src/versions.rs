@@ -131,6 +131,22 @@ pub fn active(db: &dyn Store, kind: StrategyKind) -> anyhow::Result<Option<Sha25
     storage::meta(db, &active_name(kind))
 }
 
+/// Whether a stored version (of any kind) is the object `name`.
+pub fn names(tx: &dyn ReadTx, name: &str) -> anyhow::Result<bool> {
+    let Some(sha) = name.strip_prefix("components/") else {
+        return Ok(false);
+    };
+    let Ok(sha) = sha.parse::<Sha256>() else {
+        return Ok(false);
+    };
+    for kind in [StrategyKind::Grid, StrategyKind::Producer] {
+        if tx.get(VERSIONS, &key::of(&[&kind, &sha]))?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// The objects of every stored version (what a backup must hold).
 pub fn object_names(tx: &dyn ReadTx) -> anyhow::Result<Vec<String>> {
     tx.range(VERSIONS, &[], None, Order::Ascending, usize::MAX)?
@@ -230,6 +246,7 @@ pub fn remove(db: &dyn Store, kind: StrategyKind, sha256: &Sha256) -> Result<Ver
     tx.delete(VERSIONS, &k)?;
     tx.delete(COMPONENTS, &key::of(&[&sha256]))?;
     tx.delete(PROVENANCE, &key::of(&[&sha256]))?;
+    crate::garbage::note(&*tx, crate::role::unix_ms(), &object_name(sha256))?;
     tx.commit()?;
     Ok(version)
 }
