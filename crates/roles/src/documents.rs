@@ -7,7 +7,7 @@
 //! A document's body is an object (see [`Objects`]) under a fresh name; the
 //! store keeps the index, (owner, context, key) → that name, and the quotas.
 //! A put writes the object, then commits the index; the object it replaces,
-//! like a deleted one, is noted as [`garbage`](crate::garbage) in the same
+//! like a deleted one, is noted as [`garbage`] in the same
 //! transaction. A put that crashes between object and index leaves an object
 //! already noted as garbage.
 
@@ -332,6 +332,13 @@ mod tests {
         (db, objects)
     }
 
+    /// The index entry of ("a", "c", "k").
+    fn indexed(db: &Db) -> Entry {
+        let tx = db.read().unwrap();
+        let bytes = tx.get(INDEX, &key::of(&[&"a", &"c", &"k"])).unwrap();
+        Entry::read(&bytes.unwrap()).unwrap()
+    }
+
     fn noted(db: &Db) -> usize {
         garbage::noted(&*db.read().unwrap()).unwrap()
     }
@@ -370,14 +377,7 @@ mod tests {
     fn replaced_and_deleted_bodies_go_a_grace_period_later() {
         let (db, o) = store();
         put(&*db, &o, "a", "c", "k", b"first").unwrap();
-        let first = Entry::read(
-            &db.read()
-                .unwrap()
-                .get(INDEX, &key::of(&[&"a", &"c", &"k"]))
-                .unwrap()
-                .unwrap(),
-        )
-        .unwrap();
+        let first = indexed(&db);
         put(&*db, &o, "a", "c", "k", b"second").unwrap();
         assert_eq!(
             noted(&db),
@@ -412,14 +412,7 @@ mod tests {
     fn a_body_that_is_not_what_was_stored_is_an_error() {
         let (db, o) = store();
         put(&*db, &o, "a", "c", "k", b"mine").unwrap();
-        let entry = Entry::read(
-            &db.read()
-                .unwrap()
-                .get(INDEX, &key::of(&[&"a", &"c", &"k"]))
-                .unwrap()
-                .unwrap(),
-        )
-        .unwrap();
+        let entry = indexed(&db);
         o.put(&entry.object, b"theirs").unwrap();
         assert!(matches!(
             get(&*db, &o, "a", "c", "k"),
