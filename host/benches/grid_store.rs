@@ -31,6 +31,20 @@ use serde_json::{Value, json};
 /// Rounds per store after the warm-up, by consumers.
 const ROUNDS: [(usize, usize); 2] = [(1_000, 12), (10_000, 5)];
 
+/// `POWERPLUG_BENCH_ROUNDS=1000:3,10000:1` instead of [`ROUNDS`], for a
+/// quick look (then nothing is written to the results).
+fn rounds() -> Option<Vec<(usize, usize)>> {
+    let spec = std::env::var("POWERPLUG_BENCH_ROUNDS").ok()?;
+    let parsed = spec
+        .split(',')
+        .map(|pair| {
+            let (n, rounds) = pair.split_once(':')?;
+            Some((n.trim().parse().ok()?, rounds.trim().parse().ok()?))
+        })
+        .collect::<Option<Vec<_>>>();
+    Some(parsed.unwrap_or_else(|| panic!("POWERPLUG_BENCH_ROUNDS: `{spec}` is not N:ROUNDS,…")))
+}
+
 struct Running {
     _dir: tempfile::TempDir,
     rt: tokio::runtime::Runtime,
@@ -74,11 +88,17 @@ impl Running {
 }
 
 fn main() {
+    // `POWERPLUG_LOG=powerplug_storage=debug`: every PostgreSQL commit with
+    // its round trips and time on the server.
+    if std::env::var_os("POWERPLUG_LOG").is_some() {
+        powerplug::logs::init(Default::default()).unwrap();
+    }
     let basic = component("plugins/basic-grid-strategy", &[]);
     let url = std::env::var("POWERPLUG_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let mut out = serde_json::Map::new();
-    for (n, rounds) in ROUNDS {
+    let quick = rounds();
+    for (n, rounds) in quick.clone().unwrap_or(ROUNDS.to_vec()) {
         let namespace = format!("bench_grid_{}_{n}", std::process::id());
         let stores = [
             ("redb", StorageConfig::default()),
@@ -131,6 +151,9 @@ fn main() {
         powerplug::storage::PgStore::connect(&url, &namespace)
             .and_then(|s| s.drop_namespace())
             .unwrap();
+    }
+    if quick.is_some() {
+        return;
     }
     let machine = std::thread::available_parallelism().map_or(0, |n| n.get());
     let result = json!({ "cores": machine, "consumers": out });

@@ -282,6 +282,19 @@ impl WriteTx for Tx<'_> {
     fn commit(self: Box<Self>) -> anyhow::Result<()> {
         let writes = self.overlay.borrow_mut().take_writes();
         let written = writes.put_keys.len() + writes.delete_keys.len();
+        // Which tables the rows went to, for the debug line (rows are what
+        // the server's time goes with).
+        let tables = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+            let mut by_table = std::collections::BTreeMap::<&str, usize>::new();
+            for t in writes.put_tables.iter().chain(&writes.delete_tables) {
+                *by_table.entry(t.as_str()).or_default() += 1;
+            }
+            by_table
+                .iter()
+                .map(|(t, n)| format!("{t}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
         let fence = self.fence.borrow_mut().take();
         let holder = self.holder.to_owned();
         let checked = fence.clone();
@@ -307,6 +320,7 @@ impl WriteTx for Tx<'_> {
             written,
             ms = self.began.elapsed().as_millis(),
             server_ms = self.on_server.get().as_millis(),
+            tables = tables.as_deref().unwrap_or(""),
             "PostgreSQL transaction committed"
         );
         Ok(())
