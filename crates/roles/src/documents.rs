@@ -4,12 +4,14 @@
 //! documents (the HTTP layer checks the credential); names are checked here so
 //! no caller-chosen string becomes a path or escapes its owner's range.
 //!
-//! A document's body is an object (see [`Objects`]) under a fresh name; the
-//! store keeps the index, (owner, context, key) → that name, and the quotas.
-//! A put writes the object, then commits the index; the object it replaces,
-//! like a deleted one, is noted as [`garbage`] in the same
-//! transaction. A put that crashes between object and index leaves an object
-//! already noted as garbage.
+//! The store keeps the index, (owner, context, key) → the body, and the
+//! quotas. A body up to [`INLINE_MAX`] is kept in the index itself: a
+//! meter's state, rewritten at every reading, costs no object and leaves no
+//! garbage. A larger one is an object (see [`Objects`]) under a fresh name:
+//! a put writes the object, then commits the index; the object it replaces,
+//! like a deleted one, is noted as [`garbage`] in the same transaction. A put
+//! that crashes between object and index leaves an object already noted as
+//! garbage.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -27,11 +29,14 @@ const LEGACY: &str = "documents";
 /// one read instead of reading every document of the owner.
 const COUNTS: &str = "document_counts";
 
-/// Where a document's body is, and what it must be.
+/// The largest body kept in the index rather than as an object.
+pub const INLINE_MAX: usize = 4 * 1024;
+
+/// A document's body, or where it is and what it must be.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Entry {
-    object: String,
-    sha256: [u8; 32],
+enum Entry {
+    Inline(Vec<u8>),
+    Object { object: String, sha256: [u8; 32] },
 }
 
 impl Entry {
@@ -39,19 +44,27 @@ impl Entry {
         Ok(postcard::from_bytes(bytes)?)
     }
 
+    fn object(&self) -> Option<&str> {
+        match self {
+            Self::Inline(_) => None,
+            Self::Object { object, .. } => Some(object),
+        }
+    }
+
     /// The body, checked against the index: storage that hands back other
     /// bytes (a shared bucket someone wrote to) is an error, not a document.
-    fn check(&self, body: Option<Vec<u8>>) -> Result<Vec<u8>, DocumentError> {
-        let body = body.ok_or_else(|| {
-            anyhow::anyhow!(
-                "object storage: document object `{}` is missing",
-                self.object
-            )
+    /// `fetched`: the object's bytes, if it is one.
+    fn body(self, fetched: Option<Vec<u8>>) -> Result<Vec<u8>, DocumentError> {
+        let (object, sha256) = match self {
+            Self::Inline(body) => return Ok(body),
+            Self::Object { object, sha256 } => (object, sha256),
+        };
+        let body = fetched.ok_or_else(|| {
+            anyhow::anyhow!("object storage: document object `{object}` is missing")
         })?;
-        if <[u8; 32]>::from(Sha256::digest(&body)) != self.sha256 {
+        if <[u8; 32]>::from(Sha256::digest(&body)) != sha256 {
             return Err(anyhow::anyhow!(
-                "object storage: document object `{}` is not what was stored",
-                self.object
+                "object storage: document object `{object}` is not what was stored"
             )
             .into());
         }
@@ -123,7 +136,11 @@ pub fn get(
         return Ok(None);
     };
     let entry = Entry::read(&entry)?;
-    Ok(Some(entry.check(objects.get(&entry.object)?)?))
+    let fetched = match entry.object() {
+        Some(object) => objects.get(object)?,
+        None => None,
+    };
+    Ok(Some(entry.body(fetched)?))
 }
 
 /// Stores a document; true if it is new.
@@ -140,6 +157,10 @@ pub fn put(
         return Err(DocumentError::TooLarge(body.len()));
     }
     let k = key::of(&[&owner, &context, &name]);
+    let now = crate::role::unix_ms();
+    if body.len() <= INLINE_MAX {
+        return index(db, owner, &k, Entry::Inline(body.to_vec()), now);
+    }
     // A full owner is refused before it costs an object.
     let tx = db.read()?;
     if tx.get(INDEX, &k)?.is_none() && held(&*tx, owner)? >= MAX_DOCUMENTS {
@@ -147,35 +168,41 @@ pub fn put(
     }
     drop(tx);
     let object = fresh_object()?;
-    let now = crate::role::unix_ms();
     let tx = db.write()?;
     garbage::note(&*tx, now, &object)?;
     tx.commit()?;
     objects.put(&object, body)?;
+    let sha256 = Sha256::digest(body).into();
+    index(db, owner, &k, Entry::Object { object, sha256 }, now)
+}
 
+/// Commits `entry` under `k`, with the quota; the object it replaces is
+/// noted as garbage, its own (written first) is not any more. True if new.
+fn index(
+    db: &dyn Store,
+    owner: &str,
+    k: &[u8],
+    entry: Entry,
+    now: u64,
+) -> Result<bool, DocumentError> {
     let tx = db.write()?;
-    let old = tx.get(INDEX, &k)?.map(|b| Entry::read(&b)).transpose()?;
+    let old = tx.get(INDEX, k)?.map(|b| Entry::read(&b)).transpose()?;
     if old.is_none() {
         let n = held(&*tx, owner)?;
         if n >= MAX_DOCUMENTS {
-            // Filled meanwhile: the object stays noted as garbage.
+            // Filled meanwhile: an object stays noted as garbage.
             return Err(DocumentError::Full);
         }
         set_held(&*tx, owner, n + 1)?;
     }
-    let entry = Entry {
-        object: object.clone(),
-        sha256: Sha256::digest(body).into(),
-    };
-    tx.put(
-        INDEX,
-        &k,
-        &postcard::to_allocvec(&entry).map_err(anyhow::Error::from)?,
-    )?;
-    garbage::unnote(&*tx, now, &object)?;
-    if let Some(old) = &old {
-        garbage::note(&*tx, now, &old.object)?;
+    if let Some(object) = entry.object() {
+        garbage::unnote(&*tx, now, object)?;
     }
+    if let Some(object) = old.as_ref().and_then(Entry::object) {
+        garbage::note(&*tx, now, object)?;
+    }
+    let bytes = postcard::to_allocvec(&entry).map_err(anyhow::Error::from)?;
+    tx.put(INDEX, k, &bytes)?;
     tx.commit()?;
     Ok(old.is_none())
 }
@@ -206,7 +233,9 @@ pub fn delete(
     let now = crate::role::unix_ms();
     for (k, v) in &doomed {
         tx.delete(INDEX, k)?;
-        garbage::note(&*tx, now, &Entry::read(v)?.object)?;
+        if let Some(object) = Entry::read(v)?.object() {
+            garbage::note(&*tx, now, object)?;
+        }
     }
     let removed = doomed.len() as u64;
     if removed > 0 {
@@ -254,11 +283,15 @@ pub fn list(
         keys.push(r.str()?.to_owned());
         index.push(Entry::read(&v)?);
     }
-    let names: Vec<&str> = index.iter().map(|e| e.object.as_str()).collect();
-    let bodies = objects.get_many(&names)?;
+    let names: Vec<&str> = index.iter().filter_map(Entry::object).collect();
+    let mut fetched = objects.get_many(&names)?.into_iter();
     let mut items = Vec::with_capacity(keys.len());
-    for ((k, entry), body) in keys.into_iter().zip(&index).zip(bodies) {
-        items.push((k, entry.check(body)?));
+    for (k, entry) in keys.into_iter().zip(index) {
+        let body = match entry.object() {
+            Some(_) => fetched.next().flatten(),
+            None => None,
+        };
+        items.push((k, entry.body(body)?));
     }
     let next = if more {
         items.last().map(|(k, _)| k.clone())
@@ -272,7 +305,10 @@ pub fn list(
 pub fn object_names(tx: &dyn ReadTx) -> anyhow::Result<Vec<String>> {
     tx.range(INDEX, &[], None, Order::Ascending, usize::MAX)?
         .iter()
-        .map(|(_, v)| Ok(Entry::read(v)?.object))
+        .filter_map(|(_, v)| match Entry::read(v) {
+            Ok(entry) => entry.object().map(|o| Ok(o.to_owned())),
+            Err(e) => Some(Err(e)),
+        })
         .collect()
 }
 
@@ -290,28 +326,34 @@ pub fn migrate(db: &dyn Store, objects: &Objects) -> anyhow::Result<u64> {
             return Ok(moved);
         }
         let now = crate::role::unix_ms();
-        let names = batch
-            .iter()
-            .map(|_| fresh_object())
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut entries = Vec::with_capacity(batch.len());
+        for (_, body) in &batch {
+            entries.push(if body.len() <= INLINE_MAX {
+                Entry::Inline(body.clone())
+            } else {
+                let object = fresh_object()?;
+                let sha256 = Sha256::digest(body).into();
+                Entry::Object { object, sha256 }
+            });
+        }
         let tx = db.write()?;
-        for name in &names {
-            garbage::note(&*tx, now, name)?;
+        for object in entries.iter().filter_map(Entry::object) {
+            garbage::note(&*tx, now, object)?;
         }
         tx.commit()?;
-        for ((_, body), name) in batch.iter().zip(&names) {
-            objects.put(name, body)?;
+        for ((_, body), entry) in batch.iter().zip(&entries) {
+            if let Some(object) = entry.object() {
+                objects.put(object, body)?;
+            }
         }
         let tx = db.write()?;
-        for ((k, body), name) in batch.iter().zip(&names) {
+        for ((k, _), entry) in batch.iter().zip(&entries) {
             // Another host that shares the store may have moved it first.
             if tx.get(INDEX, k)?.is_none() {
-                let entry = Entry {
-                    object: name.clone(),
-                    sha256: Sha256::digest(body).into(),
-                };
-                tx.put(INDEX, k, &postcard::to_allocvec(&entry)?)?;
-                garbage::unnote(&*tx, now, name)?;
+                tx.put(INDEX, k, &postcard::to_allocvec(entry)?)?;
+                if let Some(object) = entry.object() {
+                    garbage::unnote(&*tx, now, object)?;
+                }
             }
             tx.delete(LEGACY, k)?;
         }
@@ -337,6 +379,16 @@ mod tests {
         let tx = db.read().unwrap();
         let bytes = tx.get(INDEX, &key::of(&[&"a", &"c", &"k"])).unwrap();
         Entry::read(&bytes.unwrap()).unwrap()
+    }
+
+    /// The object of ("a", "c", "k").
+    fn object(db: &Db) -> String {
+        indexed(db).object().expect("an object").to_owned()
+    }
+
+    /// A body too large to keep inline.
+    fn big(fill: u8) -> Vec<u8> {
+        vec![fill; INLINE_MAX + 1]
     }
 
     fn noted(db: &Db) -> usize {
@@ -374,11 +426,30 @@ mod tests {
     }
 
     #[test]
+    fn small_bodies_stay_in_the_index_and_leave_no_garbage() {
+        let (db, o) = store();
+        for i in 0..10u8 {
+            put(&*db, &o, "a", "c", "k", &vec![i; INLINE_MAX]).unwrap();
+        }
+        assert_eq!(indexed(&db), Entry::Inline(vec![9; INLINE_MAX]));
+        assert_eq!(noted(&db), 0);
+        // Growing into an object and shrinking back: the object is garbage.
+        put(&*db, &o, "a", "c", "k", &big(1)).unwrap();
+        let grown = object(&db);
+        put(&*db, &o, "a", "c", "k", b"small").unwrap();
+        assert_eq!(get(&*db, &o, "a", "c", "k").unwrap().unwrap(), b"small");
+        assert_eq!(noted(&db), 1);
+        let later = crate::role::unix_ms() + garbage::GRACE_MS + 1;
+        assert_eq!(garbage::sweep(&*db, &o, later).unwrap(), 1);
+        assert!(o.get(&grown).unwrap().is_none());
+    }
+
+    #[test]
     fn replaced_and_deleted_bodies_go_a_grace_period_later() {
         let (db, o) = store();
-        put(&*db, &o, "a", "c", "k", b"first").unwrap();
-        let first = indexed(&db);
-        put(&*db, &o, "a", "c", "k", b"second").unwrap();
+        put(&*db, &o, "a", "c", "k", &big(1)).unwrap();
+        let first = object(&db);
+        put(&*db, &o, "a", "c", "k", &big(2)).unwrap();
         assert_eq!(
             noted(&db),
             1,
@@ -391,15 +462,15 @@ mod tests {
             "within the grace period"
         );
         assert!(
-            o.get(&first.object).unwrap().is_some(),
+            o.get(&first).unwrap().is_some(),
             "a backup may still name it"
         );
         assert_eq!(
             garbage::sweep(&*db, &o, now + garbage::GRACE_MS + 1).unwrap(),
             1
         );
-        assert!(o.get(&first.object).unwrap().is_none());
-        assert_eq!(get(&*db, &o, "a", "c", "k").unwrap().unwrap(), b"second");
+        assert!(o.get(&first).unwrap().is_none());
+        assert_eq!(get(&*db, &o, "a", "c", "k").unwrap().unwrap(), big(2));
 
         delete(&*db, "a", "c", None).unwrap();
         assert_eq!(get(&*db, &o, "a", "c", "k").unwrap(), None);
@@ -411,9 +482,8 @@ mod tests {
     #[test]
     fn a_body_that_is_not_what_was_stored_is_an_error() {
         let (db, o) = store();
-        put(&*db, &o, "a", "c", "k", b"mine").unwrap();
-        let entry = indexed(&db);
-        o.put(&entry.object, b"theirs").unwrap();
+        put(&*db, &o, "a", "c", "k", &big(1)).unwrap();
+        o.put(&object(&db), &big(2)).unwrap();
         assert!(matches!(
             get(&*db, &o, "a", "c", "k"),
             Err(DocumentError::Storage(_))
@@ -432,11 +502,14 @@ mod tests {
             let k = key::of(&[&"a", &"c", &format!("k{i:05}")]);
             tx.put(LEGACY, &k, &i.to_be_bytes()).unwrap();
         }
+        tx.put(LEGACY, &key::of(&[&"a", &"c", &"k"]), &big(7))
+            .unwrap();
         tx.commit().unwrap();
-        assert_eq!(migrate(&*db, &o).unwrap(), 2_500);
+        assert_eq!(migrate(&*db, &o).unwrap(), 2_501);
         assert_eq!(migrate(&*db, &o).unwrap(), 0);
         assert_eq!(noted(&db), 0);
-        assert_eq!(held(&*db.read().unwrap(), "a").unwrap(), 2_500);
+        assert_eq!(held(&*db.read().unwrap(), "a").unwrap(), 2_501);
+        assert_eq!(o.get(&object(&db)).unwrap(), Some(big(7)));
         let (page, next) = list(&*db, &o, "a", "c", Some("k01998"), 2).unwrap();
         assert_eq!(
             page,

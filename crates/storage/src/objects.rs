@@ -99,16 +99,19 @@ enum Backend {
 /// The runtime `object_store`'s futures run on, one per process and never
 /// dropped (dropping a runtime inside an async task panics).
 fn runtime() -> anyhow::Result<&'static tokio::runtime::Runtime> {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    if let Some(rt) = RUNTIME.get() {
-        return Ok(rt);
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("powerplug-objects")
-        .enable_all()
-        .build()?;
-    Ok(RUNTIME.get_or_init(|| rt))
+    // Built once, however many roles open their objects at once.
+    static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("powerplug-objects")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("objects: no runtime: {e}"))
 }
 
 impl Objects {
