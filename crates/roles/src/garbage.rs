@@ -5,7 +5,7 @@
 //! backup of the store and a copy of the objects taken within that time
 //! agree.
 
-use powerplug_storage::{Objects, Order, ReadTx, Store, WriteTx, key};
+use powerplug_storage::{Objects, Order, Store, WriteTx, key};
 
 /// (since ms, object name) → nothing.
 const GARBAGE: &str = "object_garbage";
@@ -27,8 +27,9 @@ pub fn unnote(tx: &dyn WriteTx, since_ms: u64, object: &str) -> anyhow::Result<(
     Ok(())
 }
 
-/// How many objects are noted.
-pub fn noted(tx: &dyn ReadTx) -> anyhow::Result<usize> {
+/// How many objects are noted (a scan of them all: for tests).
+#[cfg(test)]
+pub(crate) fn noted(tx: &dyn powerplug_storage::ReadTx) -> anyhow::Result<usize> {
     Ok(tx
         .range(GARBAGE, &[], None, Order::Ascending, usize::MAX)?
         .len())
