@@ -110,6 +110,9 @@ impl From<DocumentError> for ApiError {
             DocumentError::Full => {
                 ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "key", e.to_string())
             }
+            DocumentError::Waiting => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "body", e.to_string())
+            }
             DocumentError::Storage(_) => ApiError::internal(e),
         }
     }

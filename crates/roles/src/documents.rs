@@ -11,7 +11,8 @@
 //! a put writes the object, then commits the index; the object it replaces,
 //! like a deleted one, is noted as [`garbage`] in the same transaction. A put
 //! that crashes between object and index leaves an object already noted as
-//! garbage.
+//! garbage. An owner with [`garbage::MAX_WAITING`] bodies waiting to go puts
+//! no large body until they went: rewriting a body cannot fill the disk.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -107,6 +108,11 @@ pub enum DocumentError {
     TooLarge(usize),
     #[error("key: the owner already keeps {MAX_DOCUMENTS} documents")]
     Full,
+    #[error(
+        "body: the owner replaced or deleted {} large documents in the last day, which are kept until then; bodies up to {INLINE_MAX} bytes are still taken",
+        garbage::MAX_WAITING
+    )]
+    Waiting,
     #[error("storage: {0:#}")]
     Storage(#[from] anyhow::Error),
 }
@@ -166,10 +172,13 @@ pub fn put(
     if tx.get(INDEX, &k)?.is_none() && held(&*tx, owner)? >= MAX_DOCUMENTS {
         return Err(DocumentError::Full);
     }
+    if garbage::waiting(&*tx, owner)? >= garbage::MAX_WAITING {
+        return Err(DocumentError::Waiting);
+    }
     drop(tx);
     let object = fresh_object()?;
     let tx = db.write()?;
-    garbage::note(&*tx, now, &object)?;
+    garbage::note_owned(&*tx, now, &object, owner)?;
     tx.commit()?;
     objects.put(&object, body)?;
     let sha256 = Sha256::digest(body).into();
@@ -199,7 +208,7 @@ fn index(
         garbage::unnote(&*tx, now, object)?;
     }
     if let Some(object) = old.as_ref().and_then(Entry::object) {
-        garbage::note(&*tx, now, object)?;
+        garbage::note_owned(&*tx, now, object, owner)?;
     }
     let bytes = postcard::to_allocvec(&entry).map_err(anyhow::Error::from)?;
     tx.put(INDEX, k, &bytes)?;
@@ -234,7 +243,7 @@ pub fn delete(
     for (k, v) in &doomed {
         tx.delete(INDEX, k)?;
         if let Some(object) = Entry::read(v)?.object() {
-            garbage::note(&*tx, now, object)?;
+            garbage::note_owned(&*tx, now, object, owner)?;
         }
     }
     let removed = doomed.len() as u64;
@@ -477,6 +486,41 @@ mod tests {
         let later = crate::role::unix_ms() + garbage::GRACE_MS + 1;
         assert_eq!(garbage::sweep(&*db, &o, later).unwrap(), 1);
         assert_eq!(noted(&db), 0);
+    }
+
+    #[test]
+    fn an_owner_with_too_many_bodies_waiting_puts_no_large_one() {
+        let (db, o) = store();
+        let waiting = |owner: &str| garbage::waiting(&*db.read().unwrap(), owner).unwrap();
+        let now = crate::role::unix_ms();
+        // All but one of the owner's allowance already waits.
+        let tx = db.write().unwrap();
+        for n in 1..garbage::MAX_WAITING {
+            garbage::note_owned(&*tx, now, &format!("documents/00/{n}"), "a").unwrap();
+        }
+        tx.commit().unwrap();
+        put(&*db, &o, "a", "c", "k", &big(1)).unwrap();
+        assert_eq!(
+            waiting("a"),
+            garbage::MAX_WAITING - 1,
+            "a new body waits for nothing"
+        );
+        put(&*db, &o, "a", "c", "k", &big(2)).unwrap();
+        assert_eq!(waiting("a"), garbage::MAX_WAITING);
+        assert!(matches!(
+            put(&*db, &o, "a", "c", "k", &big(3)),
+            Err(DocumentError::Waiting)
+        ));
+        assert_eq!(get(&*db, &o, "a", "c", "k").unwrap().unwrap(), big(2));
+        // Small bodies, and other owners, are not held up.
+        put(&*db, &o, "a", "c", "small", b"1").unwrap();
+        put(&*db, &o, "b", "c", "k", &big(1)).unwrap();
+        // Once they went, the owner puts large bodies again.
+        let later = crate::role::unix_ms() + garbage::GRACE_MS + 1;
+        garbage::sweep(&*db, &o, later).unwrap();
+        assert_eq!(waiting("a"), 0);
+        put(&*db, &o, "a", "c", "k", &big(3)).unwrap();
+        assert_eq!(waiting("a"), 1);
     }
 
     #[test]
