@@ -18,7 +18,7 @@ use crate::role::config::{GridConfig, MetersConfig, ProducerConfig, Service};
 use crate::role::grid::Grid;
 use crate::role::meters::Meters;
 use crate::role::producer::Producer;
-use crate::role::{Clock, SimulatedMeter, unix_ms};
+use crate::role::{Clock, MeterConfig, unix_ms};
 use crate::storage::StorageConfig;
 use crate::{api, wallet};
 use powerplug_client::Client;
@@ -302,7 +302,7 @@ async fn start(o: &Options) -> anyhow::Result<Network> {
         service: service("consumer", any_port),
         upstream_url: grid.url.clone(),
         count: o.consumers,
-        meter: SimulatedMeter::Random {
+        meter: MeterConfig::Random {
             seed: o.seed,
             min_wh: 0,
             max_wh: 1_000,
@@ -333,7 +333,7 @@ async fn start(o: &Options) -> anyhow::Result<Network> {
             service: service(&format!("source-{p}"), any_port),
             upstream_url: producer.url.clone(),
             count,
-            meter: SimulatedMeter::Random {
+            meter: MeterConfig::Random {
                 seed: o.seed.wrapping_add(1),
                 min_wh: 2_000,
                 max_wh: 10_000,

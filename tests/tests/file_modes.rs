@@ -46,7 +46,7 @@ fn files_and_directories_a_host_writes_are_its_users_alone_whatever_the_umask() 
         clock,
     );
     consumers.count = 2;
-    consumers.meter = powerplug::role::SimulatedMeter::Fixed { wh: 1_000 };
+    consumers.meter = powerplug::role::MeterConfig::Fixed { wh: 1_000 };
     let meters = rt
         .block_on(run::meters(&consumers, EntityKind::Consumer))
         .unwrap();

@@ -202,11 +202,17 @@ struct Flaky {
 }
 
 impl powerplug::role::Meter for Flaky {
-    fn read(&self, _entity: &str, _slice: u64) -> u64 {
+    fn take(
+        &self,
+        _: &dyn powerplug::storage::WriteTx,
+        _entity: &str,
+        _slice: u64,
+        _slice_ms: u64,
+    ) -> anyhow::Result<u64> {
         if self.calls.fetch_add(1, Ordering::Relaxed) < 3 {
             panic!("\u{1b}[2Jmeter feed\nlost");
         }
-        1_000
+        Ok(1_000)
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use powerplug::domain::EntityKind;
 use powerplug::http::run;
-use powerplug::role::SimulatedMeter;
+use powerplug::role::MeterConfig;
 use powerplug::role::config::MetersConfig;
 use powerplug_tests::{Client, OPERATOR, eventually, grid_config, meters_config, strategy_files};
 
@@ -42,7 +42,7 @@ fn meters_hold_their_backlog_while_the_grid_is_away_and_lose_no_energy() {
         clock,
     );
     consumers.count = COUNT as u32;
-    consumers.meter = SimulatedMeter::Fixed { wh: WH };
+    consumers.meter = MeterConfig::Fixed { wh: WH };
     consumers.backlog = BACKLOG;
     consumers.max_reading_wh = MOST_SLICES * WH;
     let started = Instant::now();

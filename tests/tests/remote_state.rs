@@ -6,7 +6,7 @@
 
 use powerplug::domain::EntityKind;
 use powerplug::http::run;
-use powerplug::role::SimulatedMeter;
+use powerplug::role::MeterConfig;
 use powerplug::role::config::{MetersConfig, StateKeeping};
 use powerplug_tests::{Client, OPERATOR, eventually, grid_config, meters_config, strategy_files};
 
@@ -36,7 +36,7 @@ fn meters_without_a_disk_keep_their_state_upstream_across_a_restart() {
     );
     sources.count = 2;
     sources.admission_token = Some(powerplug_tests::admit(&producer.url, "source", None, 2));
-    sources.meter = SimulatedMeter::Fixed { wh: 4_000 };
+    sources.meter = MeterConfig::Fixed { wh: 4_000 };
     sources.state = StateKeeping::Remote {
         secret: "ab".repeat(32),
     };

@@ -7,7 +7,7 @@ use powerplug::domain::EntityKind;
 use std::collections::BTreeMap;
 
 use powerplug::http::run;
-use powerplug::role::SimulatedMeter;
+use powerplug::role::MeterConfig;
 use powerplug::role::config::MetersConfig;
 use powerplug::tick_log::{self, Outcome};
 use powerplug::{storage, versions, wallet};
@@ -39,7 +39,7 @@ fn fifty_swaps_under_traffic_lose_repeat_and_split_no_tick() {
         clock,
     );
     consumers.count = 8;
-    consumers.meter = SimulatedMeter::Random {
+    consumers.meter = MeterConfig::Random {
         seed: 9,
         min_wh: 0,
         max_wh: 2_000,

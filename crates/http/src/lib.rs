@@ -472,6 +472,8 @@ pub fn meters_router(meters: Arc<Meters>) -> Router {
                 "id": meters.config.service.id,
                 "upstream": meters.config.upstream_url,
                 "meters": s,
+                // Devices over MQTT: connected, messages, resets, gaps, refusals.
+                "feed": meters.feed(),
                 // Per meter only for small hosts: a balance is a ledger call each.
                 "each": meters.each(100)?,
                 "scheduler": meters.scheduler.status(),

@@ -233,15 +233,38 @@ pub async fn producer(config: &ProducerConfig) -> anyhow::Result<Running<Produce
 }
 
 pub async fn meters(config: &MetersConfig, kind: EntityKind) -> anyhow::Result<Running<Meters>> {
-    meters_reading(config, kind, Box::new(config.meter)).await
+    let meter = config.meter.clone();
+    meters_with(config, kind, move |config, db| {
+        let clock = config.service.clock;
+        meter.open(powerplug_meter::Context {
+            host: config.service.id.clone(),
+            ids: config.ids(),
+            db: db.clone(),
+            now_ms: Arc::new(move || clock.now_ms()),
+            max_reading_wh: config.max_reading_wh,
+            max_reading_ms: config.max_reading_ms,
+        })
+    })
+    .await
 }
 
-/// Meters whose readings come from `meter` (a real feed) rather than the
-/// configured simulation.
+/// Meters whose readings come from `meter` (a feed of the caller's) rather
+/// than the configured one.
 pub async fn meters_reading(
     config: &MetersConfig,
     kind: EntityKind,
     meter: Box<dyn Meter>,
+) -> anyhow::Result<Running<Meters>> {
+    meters_with(config, kind, move |_, _| Ok(meter)).await
+}
+
+/// Meters whose meter `open` makes once their store is open.
+async fn meters_with(
+    config: &MetersConfig,
+    kind: EntityKind,
+    open: impl FnOnce(&MetersConfig, &powerplug_storage::Db) -> anyhow::Result<Box<dyn Meter>>
+    + Send
+    + 'static,
 ) -> anyhow::Result<Running<Meters>> {
     let config2 = config.clone();
     let meters = tokio::task::spawn_blocking(move || {
@@ -250,6 +273,7 @@ pub async fn meters_reading(
             // No disk: what must survive lives upstream; the rest in memory.
             StateKeeping::Remote { .. } => Arc::new(powerplug_storage::RedbStore::in_memory()?),
         };
+        let meter = open(&config2, &db)?;
         Meters::open(config2, kind, db, meter)
     });
     let meters = Arc::new(meters.await??);

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use super::{Clock, SimulatedMeter};
+use super::{Clock, MeterConfig};
 use powerplug_strategy::{Limits, Setting};
 
 /// `POWERPLUG_*` variables the command reads for itself (logs, signing).
@@ -546,9 +546,10 @@ impl Default for ProducerConfig {
     }
 }
 
-/// Consumers or sources: `count` simulated meters named `<id>-<n>` (or just
-/// `<id>` when `count` is 1), each one an entity with its own channel and
-/// registration.
+/// Consumers or sources: `count` meters named `<id>-<n>` (or just `<id>`
+/// when `count` is 1), each one an entity with its own channel and
+/// registration, read from `meter` (simulated, a recorded profile, or
+/// devices over MQTT).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetersConfig {
@@ -557,7 +558,7 @@ pub struct MetersConfig {
     /// The grid (consumers) or producer (sources) the meters register with.
     pub upstream_url: String,
     pub count: u32,
-    pub meter: SimulatedMeter,
+    pub meter: MeterConfig,
     /// Simulated ms per reading (the original: 30 s).
     pub slice_ms: u64,
     /// Consumers pay in multiples of this (the original: 25).
@@ -608,7 +609,7 @@ impl MetersConfig {
             service: Service::new("consumer", 4002),
             upstream_url: "http://127.0.0.1:4000".into(),
             count: 1,
-            meter: SimulatedMeter::CONSUMER,
+            meter: MeterConfig::CONSUMER,
             slice_ms: 30_000,
             payment_step: 25,
             state: StateKeeping::Local,
@@ -624,7 +625,7 @@ impl MetersConfig {
         Self {
             service: Service::new("source", 4003),
             upstream_url: "http://127.0.0.1:4001".into(),
-            meter: SimulatedMeter::SOURCE,
+            meter: MeterConfig::SOURCE,
             ..Self::consumers()
         }
     }

@@ -1,7 +1,7 @@
-//! Consumers and sources: simulated meters, each one an entity with its own
-//! signed, encrypted channel in its upstream host's store and its own
-//! registration there. Every slice a meter publishes one reading (usage for a
-//! consumer, output for a source). Consumers also read payment requests from
+//! Consumers and sources: meters, each one an entity with its own signed,
+//! encrypted channel in its upstream host's store and its own registration
+//! there. Every slice a meter publishes one reading (usage for a consumer,
+//! output for a source) of what its [`Meter`] says, once the meter knows it. Consumers also read payment requests from
 //! their return channel and pay them, in multiples of `payment_step`, from
 //! their account in the grid's ledger.
 //!
@@ -118,6 +118,13 @@ impl Meters {
             config.slice_ms
         );
         anyhow::ensure!(config.max_reading_wh > 0, "max_reading_wh: at least 1");
+        // A device's counter is state: without a disk, a restart would
+        // forget the last one and the energy since.
+        anyhow::ensure!(
+            !matches!(config.meter, super::MeterConfig::Mqtt(_))
+                || config.state == StateKeeping::Local,
+            "meter.mqtt: needs state = \"local\" (a device's last counter is kept on disk)"
+        );
         // Without a disk, the secret comes from the configuration: keys and
         // channel roots derive from it, the same after every restart.
         let remote = match &config.state {
@@ -355,11 +362,13 @@ impl Meters {
         Ok(())
     }
 
-    /// Seals, for each meter, readings of the slices that ended since its
+    /// Seals, for each meter, readings of the slices that ended (and that
+    /// its [`Meter`] knows: a device may not have reported yet) since its
     /// last: one reading for all of them, unless that is longer or more than
     /// a reading may be (`max_reading_ms`, `max_reading_wh`). A host that
     /// keeps up reads one slice at a time; one that fell behind, fewer and
-    /// longer readings. None while too many wait to go up (`backlog`).
+    /// longer readings. None while too many wait to go up (`backlog`). What a
+    /// meter gives for a slice is taken in the transaction that publishes it.
     fn publish_readings(&self, members: &mut [MemberState]) -> anyhow::Result<u64> {
         if self.holding(crate::outbox::backlog(&self.db)?, members.len()) {
             return Ok(0);
@@ -370,13 +379,21 @@ impl Meters {
         let tx = self.db.write()?;
         let mut published = 0;
         for m in members.iter_mut() {
+            let settled = self.meter.settled(&*tx, &m.id, now)? / slice_ms;
+            let ended = ended.min(settled);
             let mut n = 0;
-            while m.next_slice < ended && n < MAX_READINGS_PER_ROUND {
+            // A slice taken from the meter that did not fit the last reading.
+            let mut carried = None;
+            while carried.is_some() || (m.next_slice < ended && n < MAX_READINGS_PER_ROUND) {
                 let (first, mut slices, mut wh) = (m.next_slice, 0, 0u64);
                 while first + slices < ended && slices < most_slices {
-                    let more = self.meter.read(&m.id, first + slices);
+                    let more = match carried.take() {
+                        Some(more) => more,
+                        None => self.meter.take(&*tx, &m.id, first + slices, slice_ms)?,
+                    };
                     let total = wh.saturating_add(more);
                     if slices > 0 && total > self.config.max_reading_wh {
+                        carried = Some(more);
                         break;
                     }
                     (wh, slices) = (total, slices + 1);
@@ -542,6 +559,11 @@ impl Meters {
             m.save(&*tx)?;
         }
         tx.commit()
+    }
+
+    /// What `/status` shows of a device feed (MQTT), if the meters read one.
+    pub fn feed(&self) -> Option<serde_json::Value> {
+        self.meter.status()
     }
 
     /// The last catching up with a host above that was restored, if any.

@@ -337,59 +337,8 @@ impl TickSchedule {
     }
 }
 
-/// A simulated meter: what a consumer used or a source generated in a slice.
-/// A trait so that a real meter feed can take its place.
-pub trait Meter: Send + Sync {
-    fn read(&self, entity: &str, slice: u64) -> u64;
-}
-
-/// The original's meters: a fixed value, or random within a range. Random
-/// readings are a hash of (seed, entity, slice), so they need no state and a
-/// restarted meter reads the same values again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub enum SimulatedMeter {
-    Fixed { wh: u64 },
-    Random { seed: u64, min_wh: u64, max_wh: u64 },
-}
-
-impl SimulatedMeter {
-    /// Consumers: random 0–1 kWh a slice, as the original.
-    pub const CONSUMER: Self = Self::Random {
-        seed: 1,
-        min_wh: 0,
-        max_wh: 1_000,
-    };
-    /// Sources: random 2–10 kWh a slice, as the original.
-    pub const SOURCE: Self = Self::Random {
-        seed: 2,
-        min_wh: 2_000,
-        max_wh: 10_000,
-    };
-}
-
-impl Meter for SimulatedMeter {
-    fn read(&self, entity: &str, slice: u64) -> u64 {
-        match *self {
-            Self::Fixed { wh } => wh,
-            Self::Random {
-                seed,
-                min_wh,
-                max_wh,
-            } => {
-                let digest = Sha256::new()
-                    .chain_update(seed.to_be_bytes())
-                    .chain_update(entity)
-                    .chain_update(slice.to_be_bytes())
-                    .finalize();
-                let mut word = [0; 8];
-                word.copy_from_slice(&digest[..8]);
-                let span = max_wh.saturating_sub(min_wh).saturating_add(1);
-                min_wh + u64::from_be_bytes(word) % span
-            }
-        }
-    }
-}
+// Meters live in their own crate; the roles' users name them from here.
+pub use powerplug_meter::{Meter, MeterConfig};
 
 #[cfg(test)]
 mod tests {

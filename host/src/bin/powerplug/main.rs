@@ -54,9 +54,11 @@ enum Command {
     Grid(roles::RoleArgs),
     /// Run a producer: takes source registrations, reports priced output to its grid.
     Producer(roles::RoleArgs),
-    /// Run consumers: simulated meters that report usage to their grid and pay.
+    /// Run consumers: meters (simulated, a CSV profile or devices over MQTT)
+    /// that report usage to their grid and pay.
     Consumer(roles::RoleArgs),
-    /// Run sources: simulated meters that report output to their producer.
+    /// Run sources: meters (simulated, a CSV profile or devices over MQTT)
+    /// that report output to their producer.
     Source(roles::RoleArgs),
     /// Work with strategy components.
     Strategy {
