@@ -298,6 +298,9 @@ impl Writer {
         let mut tracks: HashMap<&str, Track> = HashMap::new();
         let mut counts: HashMap<&'static str, u64> = HashMap::new();
         let mut count = |name: &'static str, by: u64| *counts.entry(name).or_default() += by;
+        // One line per batch and kind: a device flooding the broker with
+        // junk does not flood the log (the counts have every one).
+        let (mut unreadable, mut implausible) = (None, None);
         for m in batch {
             count("feed-messages", 1);
             let Some(id) = self.topics.get(&m.topic) else {
@@ -307,7 +310,7 @@ impl Writer {
             let total = match payload::total_wh(self.format, &m.payload) {
                 Ok(total) => total,
                 Err(why) => {
-                    tracing::warn!(entity = %id, why, "meter feed: a payload without a counter");
+                    unreadable.get_or_insert((id, why));
                     count("feed-unreadable", 1);
                     continue;
                 }
@@ -324,11 +327,17 @@ impl Writer {
                     count("feed-gaps", u64::from(gap));
                 }
                 Outcome::Implausible { wh } => {
-                    tracing::warn!(entity = %id, wh, max_w = self.max_w, "meter feed: a counter grew faster than the device can; not counted");
+                    implausible.get_or_insert((id, wh));
                     count("feed-implausible", 1);
                     count("feed-implausible-wh", wh);
                 }
             }
+        }
+        if let Some((id, why)) = unreadable {
+            tracing::warn!(entity = %id, why, "meter feed: a payload without a counter");
+        }
+        if let Some((id, wh)) = implausible {
+            tracing::warn!(entity = %id, wh, max_w = self.max_w, "meter feed: a counter grew faster than the device can; not counted");
         }
         for (id, track) in &tracks {
             save(&*tx, id, track)?;

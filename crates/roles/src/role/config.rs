@@ -654,6 +654,44 @@ mod tests {
     }
 
     #[test]
+    fn a_meter_host_names_its_meter_feed_and_a_bad_one_is_named() {
+        let _environment = environment();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("consumers.toml");
+        std::fs::write(
+            &file,
+            "count = 3\n[meter.mqtt]\nurl = \"mqtt://127.0.0.1\"\ntopic = \"tele/{id}/SENSOR\"\nformat = \"shelly\"\n",
+        )
+        .unwrap();
+        let config = load(MetersConfig::consumers(), Some(&file)).unwrap();
+        let MeterConfig::Mqtt(mqtt) = &config.meter else {
+            panic!("{:?}", config.meter)
+        };
+        assert_eq!(mqtt.format, powerplug_meter::Format::Shelly);
+        assert_eq!(mqtt.max_delay_ms, 300_000);
+        std::fs::write(
+            &file,
+            "meter = { csv = { path = \"load.csv\", interval_ms = 900000 } }\n",
+        )
+        .unwrap();
+        let config = load(MetersConfig::consumers(), Some(&file)).unwrap();
+        assert!(
+            matches!(config.meter, MeterConfig::Csv(_)),
+            "{:?}",
+            config.meter
+        );
+        std::fs::write(
+            &file,
+            "meter = { mqtt = { url = \"mqtt://x\", topic = \"t\", format = \"modbus\" } }\n",
+        )
+        .unwrap();
+        let err = load(MetersConfig::consumers(), Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("meter") && err.contains("modbus"), "{err}");
+    }
+
+    #[test]
     fn the_file_overrides_defaults_and_the_environment_overrides_the_file() {
         let _environment = environment();
         let dir = tempfile::tempdir().unwrap();
