@@ -8,14 +8,13 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
-use support::{free_port, powerplug, root};
+use support::{Role, free_port, powerplug, root};
 
 const TOKEN: &str = "feed-test-operator";
 
@@ -24,47 +23,6 @@ fn broker() -> (String, u16) {
     let rest = url.trim_start_matches("mqtt://");
     let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "1883"));
     (host.to_owned(), port.parse().unwrap())
-}
-
-/// A `powerplug` role as its own process.
-struct Role {
-    args: Vec<String>,
-    log: std::path::PathBuf,
-    child: Option<Child>,
-}
-
-impl Role {
-    fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        self.child = Some(
-            Command::new(env!("CARGO_BIN_EXE_powerplug"))
-                .args(&self.args)
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .stdin(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-    }
-
-    fn kill(&mut self) {
-        let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-}
-
-impl Drop for Role {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// The devices: one MQTT client publishing each meter's counter, QoS 1.
@@ -202,10 +160,12 @@ fn devices_over_mqtt_are_billed_exactly_through_a_reset_a_glitch_and_a_hard_rest
             common(&id, consumer_port)
         ),
     );
-    let role = |name: &str, config: &Path| Role {
-        args: vec![name.into(), "--config".into(), config.display().to_string()],
-        log: dir.join(format!("{name}.log")),
+    let role = |name: &'static str, config: &Path| Role {
+        name,
+        label: name.into(),
+        config: config.to_path_buf(),
         child: None,
+        log: dir.join(format!("{name}.log")),
     };
     let (mut grid, mut consumer) = (role("grid", &grid_toml), role("consumer", &consumer_toml));
     let agent: ureq::Agent = ureq::Agent::config_builder()

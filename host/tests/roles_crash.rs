@@ -4,8 +4,10 @@
 //! payment request, payment or payout is lost or repeated: every total is
 //! compared with what the other side recorded.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use powerplug::channel::{ChannelReader, EmbeddedTransport};
@@ -14,6 +16,7 @@ use powerplug::role::member::MemberState;
 use powerplug::storage::{Db, RedbStore, StorageConfig, Store};
 use powerplug::{storage, tick_log, wallet};
 use serde_json::{Value, json};
+use support::{Role, free_port, root};
 
 const TOKEN: &str = "crash-test-operator";
 /// How long the grid keeps what consumers read: the books are checked
@@ -21,93 +24,6 @@ const TOKEN: &str = "crash-test-operator";
 const DAY_MS: u64 = 86_400_000;
 const CONSUMERS: u32 = 3;
 const SOURCES: u32 = 2;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Role {
-    /// The subcommand that runs it.
-    name: &'static str,
-    /// Which one it is (a grid and its standby are both `grid`).
-    label: String,
-    config: PathBuf,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Role {
-    fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_powerplug"))
-            .args([self.name, "--config", self.config.to_str().unwrap()])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    /// SIGSTOP or SIGCONT: paused, or going on as if nothing happened.
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().unwrap().id().to_string();
-        let ok = Command::new("kill").args([signal, &pid]).status().unwrap();
-        assert!(ok.success());
-    }
-
-    /// SIGKILL: no chance to finish anything.
-    fn kill(&mut self) {
-        let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    /// Ctrl-C: the scheduler finishes its round and drains the outbox.
-    fn stop(&mut self) {
-        let mut child = self.child.take().unwrap();
-        let ok = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let status = child.wait().unwrap();
-        assert!(
-            status.success(),
-            "{} exited with {status}: {}",
-            self.name,
-            self.log_text()
-        );
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Role {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// Runs `powerplug` with the operator's token to completion; it must succeed.
 fn cli(args: &[&std::ffi::OsStr]) {
