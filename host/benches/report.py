@@ -360,19 +360,21 @@ def fmt_ns(ns):
 sizes = [10, 1000, 100000]
 rows = []
 for n in sizes:
-    wasm, native, js = (est("grid_tick", v, str(n))[0] for v in ("wasm", "native", "json"))
-    rows.append((n, wasm, native, js))
+    wasm, native, js, epoch = (est("grid_tick", v, str(n))[0] for v in ("wasm", "native", "json", "wasm-epoch"))
+    rows.append((n, wasm, native, js, epoch))
 
-print("| consumers | native | wasm (all limits) | json core module | wasm / native | json / wasm | wasm ns per consumer |")
-print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-for n, wasm, native, js in rows:
-    print(f"| {n:,} | {fmt_ns(native)} | {fmt_ns(wasm)} | {fmt_ns(js)} | {wasm / native:.2f}× | {js / wasm:.1f}× | {wasm / n:.0f} |")
+print("| consumers | native | wasm, fuel (all limits) | wasm, epoch only | json core module | fuel / native | epoch / native | json / native | wasm ns per consumer (fuel / epoch) |")
+print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for n, wasm, native, js, epoch in rows:
+    print(f"| {n:,} | {fmt_ns(native)} | {fmt_ns(wasm)} | {fmt_ns(epoch)} | {fmt_ns(js)} | {wasm / native:.2f}× | {epoch / native:.2f}× | {js / native:.1f}× | {wasm / n:.0f} / {epoch / n:.0f} |")
 print()
 
-fixed = est("fixed_cost_empty_tick")
 print("| fixed cost | mean | 95% CI |")
 print("| --- | ---: | ---: |")
-print(f"| empty tick (instantiate + call) | {fmt_ns(fixed[0])} | {fmt_ns(fixed[1])} – {fmt_ns(fixed[2])} |")
+for label, name in (("empty tick, fuel (instantiate + call)", "fixed_cost_empty_tick"),
+                    ("empty tick, epoch only", "fixed_cost_empty_tick_epoch")):
+    fixed = est(name)
+    print(f"| {label} | {fmt_ns(fixed[0])} | {fmt_ns(fixed[1])} – {fmt_ns(fixed[2])} |")
 print()
 
 print("| plugin | compile | load from cache | compile / cached |")
@@ -384,7 +386,7 @@ for name in ("basic-grid-strategy", "basic-producer-strategy"):
 # Chart: ns per consumer, log scale, one group of bars per grid size.
 width, height, left, top, bottom = 640, 300, 70, 40, 50
 plot_h = height - top - bottom
-series = [("native", "#4c78a8", 2), ("wasm", "#f58518", 1), ("json", "#e45756", 3)]
+series = [("native", "#4c78a8", 2), ("wasm, epoch only", "#54a24b", 4), ("wasm, fuel", "#f58518", 1), ("json", "#e45756", 3)]
 import math
 
 values = [r[i] / r[0] for r in rows for _, _, i in series]

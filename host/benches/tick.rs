@@ -3,9 +3,12 @@
 //! - `grid_tick/{wasm,native}/N`: one basic-grid tick for N consumers, through a
 //!   component with every limit on (fuel, epoch deadline, memory cap, fresh
 //!   pooled instance) vs the same strategy code called natively via the SDK;
+//! - `grid_tick/wasm-epoch/N`: the same component with the deadline alone
+//!   (`metering = "epoch"`: no fuel counted per basic block);
 //! - `grid_tick/json/N`: the same tick through a JSON-in/JSON-out core-module call
 //!   (how Extism-style plugin hosts pass data);
-//! - `fixed_cost`: an empty tick (instantiate + call set-up);
+//! - `fixed_cost`: an empty tick (instantiate + call set-up), with fuel and
+//!   epoch-only;
 //! - `load`: compiling a component vs loading it from the on-disk cache.
 
 use std::path::Path;
@@ -15,7 +18,9 @@ use basic_grid_strategy::BasicGrid;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use powerplug::books::{Books, GridNews};
 use powerplug::component::{Build, build, build_core};
-use powerplug::strategy::{GridDecision, GridInput, Limits, Output, Runtime, Transfer, Usage};
+use powerplug::strategy::{
+    GridDecision, GridInput, Limits, Metering, Output, Runtime, Transfer, Usage,
+};
 use wasmtime::{Linker, Memory, Module, Store, TypedFunc};
 
 /// Builds the guest crate at `dir` (from the workspace root) the way the tests
@@ -129,11 +134,20 @@ impl JsonGuest {
     }
 }
 
+/// A runtime that bounds ticks by the deadline alone.
+fn epoch_only() -> Runtime {
+    let limits = Limits {
+        metering: Metering::Epoch,
+        ..Limits::default()
+    };
+    Runtime::new(limits, None).unwrap()
+}
+
 fn grid_tick(c: &mut Criterion) {
     let runtime = Runtime::new(Limits::default(), None).unwrap();
-    let grid = runtime
-        .load_grid(&component("plugins/basic-grid-strategy"))
-        .unwrap();
+    let basic = component("plugins/basic-grid-strategy");
+    let grid = runtime.load_grid(&basic).unwrap();
+    let epoch_grid = epoch_only().load_grid(&basic).unwrap();
     let json_module = {
         let path = guest("tests/fixtures/json-grid-guest", build_core);
         Module::from_file(runtime.engine(), path).unwrap()
@@ -156,6 +170,7 @@ fn grid_tick(c: &mut Criterion) {
             expected,
             JsonGuest::new(runtime.engine(), &json_module, runtime.limits()).tick(&input)
         );
+        assert_eq!(expected, epoch_grid.tick(&input).unwrap().decision);
 
         group.throughput(Throughput::Elements(u64::from(n)));
         if n == 100_000 {
@@ -163,6 +178,9 @@ fn grid_tick(c: &mut Criterion) {
         }
         group.bench_with_input(BenchmarkId::new("wasm", n), &input, |b, input| {
             b.iter(|| grid.tick(input).unwrap())
+        });
+        group.bench_with_input(BenchmarkId::new("wasm-epoch", n), &input, |b, input| {
+            b.iter(|| epoch_grid.tick(input).unwrap())
         });
         group.bench_with_input(BenchmarkId::new("native", n), &sdk_input, |b, input| {
             b.iter_batched(
@@ -187,9 +205,15 @@ fn fixed_cost(c: &mut Criterion) {
     let grid = runtime
         .load_grid(&component("plugins/basic-grid-strategy"))
         .unwrap();
+    let epoch_grid = epoch_only()
+        .load_grid(&component("plugins/basic-grid-strategy"))
+        .unwrap();
     let empty = Books::default().grid_input(60_000, &[], GridNews::default());
     c.bench_function("fixed_cost/empty_tick", |b| {
         b.iter(|| grid.tick(&empty).unwrap())
+    });
+    c.bench_function("fixed_cost/empty_tick_epoch", |b| {
+        b.iter(|| epoch_grid.tick(&empty).unwrap())
     });
 }
 

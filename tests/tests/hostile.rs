@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use powerplug::books::{Books, GridNews};
-use powerplug::strategy::{CallError, GridInput, GridStrategy, Limits, LoadError, Runtime, Usage};
+use powerplug::strategy::{
+    CallError, GridInput, GridStrategy, Limits, LoadError, Metering, Runtime, Usage,
+};
 use powerplug_tests::{basic_grid, hostile};
 
 fn input() -> GridInput {
@@ -81,6 +83,41 @@ fn an_infinite_loop_hits_the_wall_clock_deadline() {
         started.elapsed()
     );
     assert_good_strategy_works(&runtime);
+}
+
+#[test]
+fn without_fuel_the_deadline_stops_a_loop_and_a_good_tick_decides_the_same() {
+    let deadline = Duration::from_millis(100);
+    let epoch_only = Runtime::new(
+        Limits {
+            metering: Metering::Epoch,
+            deadline,
+            ..Limits::default()
+        },
+        None,
+    )
+    .unwrap();
+    let guest = hostile_grid(&epoch_only, "infinite-loop");
+    assert_eq!(
+        guest.tick(&input()).unwrap_err().error,
+        CallError::Deadline { limit: deadline }
+    );
+    let metered = Runtime::new(Limits::default(), None).unwrap();
+    let (with_fuel, without) = (
+        metered
+            .load_grid(&basic_grid())
+            .unwrap()
+            .tick(&input())
+            .unwrap(),
+        epoch_only
+            .load_grid(&basic_grid())
+            .unwrap()
+            .tick(&input())
+            .unwrap(),
+    );
+    assert_eq!(with_fuel.decision, without.decision);
+    assert!(with_fuel.fuel_used > 0);
+    assert_eq!(without.fuel_used, 0, "not counted");
 }
 
 #[test]

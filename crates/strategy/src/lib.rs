@@ -27,7 +27,7 @@ pub use inspect::{
     BOOKS_SECTION, ComponentInfo, Language, WORLD_VERSION, declare_books, export_name, inspect,
     valid_books_format,
 };
-pub use limits::{Limits, MAX_PRICE, MAX_WH};
+pub use limits::{Limits, MAX_PRICE, MAX_WH, Metering};
 pub use powerplug_domain::{EntityKind, Sha256, StrategyKind};
 pub use runtime::{CacheStats, GridStrategy, Loaded, ProducerStrategy, Runtime};
 pub use sandbox::{LogLine, TickFailure, TickOutcome, validate};

@@ -5,8 +5,11 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Limits {
     /// WebAssembly fuel (roughly, instructions) per tick. Deterministic: the same
-    /// input stops at the same point.
+    /// input stops at the same point. Counted only with [`Metering::Fuel`].
     pub fuel: u64,
+    /// How a runaway tick is stopped: by fuel and the deadline, or by the
+    /// deadline alone.
+    pub metering: Metering,
     /// Wall-clock time per tick, enforced by epoch interruption.
     pub deadline: Duration,
     /// Linear memory a strategy instance may grow to, in bytes.
@@ -22,12 +25,34 @@ impl Limits {
     pub const DEFAULT: Limits = Limits {
         // ~1 s of guest compute: the basic grid bills 100,000 consumers in ~5% of it.
         fuel: 2_000_000_000,
+        metering: Metering::Fuel,
         deadline: Duration::from_secs(2),
         memory_bytes: 256 << 20,
         decision_bytes: 32 << 20,
         log_lines: 100,
         log_line_bytes: 1024,
     };
+}
+
+/// How a tick's compute is bounded.
+///
+/// - `Fuel`: every basic block counts down a budget, and the deadline stands
+///   behind it. The same input stops at the same point, so a tick that ran
+///   out of fuel fails the same way in a replay, a dry run or a counterfactual.
+/// - `Epoch`: the deadline alone (the engine checks a clock-driven epoch at
+///   loop heads and calls). Guest code runs without the per-block counting
+///   (see BENCHMARKS.md for what that saves); what it gives up is that a tick
+///   stopped by time depends on the machine and its load, so a replay may
+///   stop it elsewhere, or not at all. A tick that succeeds decides the same
+///   either way: metering never changes what the code computes.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metering {
+    #[default]
+    Fuel,
+    Epoch,
 }
 
 impl Default for Limits {

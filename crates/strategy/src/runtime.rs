@@ -12,7 +12,7 @@ use super::cache::CompiledCache;
 use super::inspect::{ComponentInfo, export_name, inspect};
 use super::limits::{EPOCH_TICK, POOL};
 use super::sandbox::{self, Guest, TickFailure, TickOutcome};
-use super::{CallError, Limits, LoadError};
+use super::{CallError, Limits, LoadError, Metering};
 use powerplug_domain::StrategyKind;
 
 /// Loads and runs strategies. Cheap to clone; one per process is enough.
@@ -90,7 +90,7 @@ impl Runtime {
 
         let mut config = Config::new();
         config
-            .consume_fuel(true)
+            .consume_fuel(limits.metering == Metering::Fuel)
             .epoch_interruption(true)
             .wasm_component_model(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

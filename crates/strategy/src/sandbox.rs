@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{ResourceLimiter, Store, Trap};
 
 use super::bindings::{Decision, LogLevel, log};
-use super::{CallError, Language, Limits};
+use super::{CallError, Language, Limits, Metering};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
@@ -133,8 +133,10 @@ pub(crate) fn new_store(engine: &wasmtime::Engine, limits: &Limits) -> Store<Gue
     };
     let mut store = Store::new(engine, guest);
     store.limiter(|g| g);
-    // Fuel is only enabled on the engine, so this cannot fail.
-    let _ = store.set_fuel(limits.fuel);
+    if limits.metering == Metering::Fuel {
+        // Fuel is enabled on the engine with this metering: this cannot fail.
+        let _ = store.set_fuel(limits.fuel);
+    }
     let ticks = limits
         .deadline
         .as_nanos()
@@ -155,7 +157,11 @@ pub(crate) fn run<D: Decision>(
     let start = Instant::now();
     let result = call(&mut store);
     let elapsed = start.elapsed();
-    let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
+    let fuel_used = match limits.metering {
+        Metering::Fuel => limits.fuel - store.get_fuel().unwrap_or(0),
+        // Not counted.
+        Metering::Epoch => 0,
+    };
     let memory_refused = store.data().memory_refused;
     let guest = store.into_data();
     let fail = |error| TickFailure {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::{Clock, MeterConfig};
-use powerplug_strategy::{Limits, Setting};
+use powerplug_strategy::{Limits, Metering, Setting};
 
 /// `POWERPLUG_*` variables the command reads for itself (logs, signing).
 const NOT_CONFIGURATION: &[&str] = &["log", "log_format", "signing_key", "checkout", "kits"];
@@ -282,6 +282,10 @@ pub struct StrategySlot {
 pub struct TickLimits {
     /// WebAssembly fuel (roughly, instructions) per tick.
     pub fuel: u64,
+    /// `fuel` (the default: deterministic) or `epoch` (the deadline alone:
+    /// faster guest code, but a tick stopped by time may stop elsewhere in
+    /// a replay). See [`Metering`].
+    pub metering: Metering,
     /// Wall-clock time per tick.
     pub deadline_ms: u64,
     /// Linear memory a strategy instance may grow to.
@@ -295,6 +299,7 @@ impl Default for TickLimits {
         let d = Limits::DEFAULT;
         Self {
             fuel: d.fuel,
+            metering: d.metering,
             deadline_ms: d.deadline.as_millis() as u64,
             memory_mib: (d.memory_bytes >> 20) as u64,
             decision_mib: (d.decision_bytes >> 20) as u64,
@@ -321,6 +326,7 @@ impl TickLimits {
         within("decision_mib", self.decision_mib, 1..=1_024)?;
         Ok(Limits {
             fuel: self.fuel,
+            metering: self.metering,
             deadline: std::time::Duration::from_millis(self.deadline_ms),
             memory_bytes: (self.memory_mib as usize) << 20,
             decision_bytes: (self.decision_mib as usize) << 20,
@@ -774,12 +780,13 @@ mod tests {
         let file = dir.path().join("grid.toml");
         std::fs::write(
             &file,
-            "[strategy]\ncomponent = \"g.wasm\"\ntick_ms = 1000\ntick_log_keep = 7\n[strategy.limits]\nfuel = 5000\nmemory_mib = 64\n",
+            "[strategy]\ncomponent = \"g.wasm\"\ntick_ms = 1000\ntick_log_keep = 7\n[strategy.limits]\nfuel = 5000\nmemory_mib = 64\nmetering = \"epoch\"\n",
         )
         .unwrap();
         let config = load(GridConfig::default(), Some(&file)).unwrap();
         let limits = config.strategy.limits.limits().unwrap();
         assert_eq!((limits.fuel, limits.memory_bytes), (5_000, 64 << 20));
+        assert_eq!(limits.metering, Metering::Epoch);
         // What the file leaves out stays the runtime's default.
         assert_eq!(limits.deadline, Limits::DEFAULT.deadline);
         assert_eq!(limits.log_lines, Limits::DEFAULT.log_lines);
