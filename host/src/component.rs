@@ -63,6 +63,14 @@ pub fn wrap(module: &[u8]) -> anyhow::Result<Vec<u8>> {
         .encode()
 }
 
+/// The stack a Rust strategy built here gets, unless its author's flags say
+/// otherwise (64 KiB; a deeper recursion traps, and is reported as such).
+pub const GUEST_STACK_BYTES: u32 = 64 * 1024;
+
+/// Where cargo takes flags for the WebAssembly target alone (the host's own
+/// build, if any, is not changed by them).
+const TARGET_RUSTFLAGS: &str = "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS";
+
 /// Builds the crate for the WebAssembly target and returns the core module's path.
 pub fn build_core(build: &Build<'_>) -> anyhow::Result<PathBuf> {
     let manifest = build.crate_dir.join("Cargo.toml");
@@ -78,6 +86,19 @@ pub fn build_core(build: &Build<'_>) -> anyhow::Result<PathBuf> {
     }
     if let Some(dir) = build.target_dir {
         cmd.env("CARGO_TARGET_DIR", dir);
+    }
+    // A smaller stack than Rust's 1 MiB: every tick runs a fresh instance,
+    // whose memory is reset after it, and the stack is most of what an empty
+    // tick touches (the fixed cost per tick halves: BENCHMARKS.md). Flags of
+    // the user's own win: they say what their strategy needs.
+    let own_flags = ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", TARGET_RUSTFLAGS]
+        .iter()
+        .any(|var| std::env::var_os(var).is_some());
+    if !own_flags {
+        cmd.env(
+            TARGET_RUSTFLAGS,
+            format!("-C link-arg=-zstack-size={GUEST_STACK_BYTES}"),
+        );
     }
     let out = cmd
         .output()
