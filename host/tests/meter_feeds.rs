@@ -2,8 +2,8 @@
 //! the machine's Mosquitto (`POWERPLUG_TEST_MQTT`, by default
 //! mqtt://127.0.0.1:1883); a consumer host subscribes, and the grid bills
 //! exactly the energy the counters describe — through a counter reset, a
-//! refused glitch, and the consumer host killed (SIGKILL) and started again
-//! while its devices went on publishing.
+//! refused glitch, a payload of junk, and the consumer host killed (SIGKILL)
+//! and started again while its devices went on publishing.
 
 mod support;
 
@@ -36,7 +36,9 @@ struct Devices {
 impl Devices {
     fn connect(id: &str, topic: &str) -> Self {
         let (host, port) = broker();
-        let (client, mut connection) = Client::new(MqttOptions::new(id, host, port), 64);
+        let mut options = MqttOptions::new(id, host, port);
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut connection) = Client::new(options, 64);
         let acknowledged = Arc::new(AtomicU64::new(0));
         let acks = acknowledged.clone();
         std::thread::spawn(move || {
@@ -67,13 +69,13 @@ impl Devices {
             wh / 1_000,
             wh % 1_000
         );
+        self.publish_raw(id, payload.into_bytes());
+    }
+
+    fn publish_raw(&mut self, id: &str, payload: Vec<u8>) {
+        let topic = self.topic.replace("{id}", id);
         self.client
-            .publish(
-                self.topic.replace("{id}", id),
-                QoS::AtLeastOnce,
-                false,
-                payload,
-            )
+            .publish(topic, QoS::AtLeastOnce, false, payload)
             .unwrap();
         self.published += 1;
     }
@@ -231,6 +233,8 @@ fn devices_over_mqtt_are_billed_exactly_through_a_reset_a_glitch_and_a_hard_rest
         used_a += 400;
         pause();
     }
+    // 20 KiB of junk: not a counter, and no harm to the connection.
+    devices.publish_raw(&a, vec![b'x'; 20 * 1024]);
     // Rebooted and counting from zero.
     devices.publish(&b, 20);
     devices.publish(&b, 95);
@@ -270,6 +274,7 @@ fn devices_over_mqtt_are_billed_exactly_through_a_reset_a_glitch_and_a_hard_rest
     assert_eq!(counts["baselines"], 2, "{s}");
     assert_eq!(counts["resets"], 1, "{s}");
     assert_eq!(counts["implausible"], 1, "{s}");
+    assert_eq!(counts["unreadable"], 1, "{s}");
     assert_eq!(counts["implausible-wh"], 5_080_500 - 81_040, "{s}");
     assert_eq!(counts["wh"], expected, "{s}");
     // A message the broker hands over again (its acknowledgement lost

@@ -33,6 +33,11 @@ const QUEUE: usize = 4_096;
 const BATCH: usize = 1_000;
 /// Topics one subscribe request names.
 const SUBSCRIBE_CHUNK: usize = 100;
+/// The largest packet the client reads. A bigger one drops the connection
+/// (MQTT 3.1.1 cannot tell the broker), and a broker keeping it for this
+/// session delivers it again: the broker's own limit must be at most this
+/// (mosquitto: `message_size_limit 1048576`, see docs/meters.md).
+pub const MAX_PACKET: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,7 +151,7 @@ impl MqttFeed {
         options
             .set_keep_alive(Duration::from_secs(30))
             .set_clean_session(false)
-            .set_max_packet_size(payload::MAX_PAYLOAD + 1_024, 64 * 1024)
+            .set_max_packet_size(MAX_PACKET, 64 * 1024)
             .set_request_channel_capacity(topics.len() / SUBSCRIBE_CHUNK + 16);
         if let Some(user) = &config.username {
             options.set_credentials(user, config.password.clone().unwrap_or_default());
@@ -229,9 +234,17 @@ async fn run_client(
                 });
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
+                // What waits is bounded in bytes as well as in messages: a
+                // payload too large to be a counter goes on as an empty one
+                // (unreadable, counted).
+                let payload = if p.payload.len() <= payload::MAX_PAYLOAD {
+                    p.payload.to_vec()
+                } else {
+                    Vec::new()
+                };
                 let mut message = Message {
                     topic: p.topic,
-                    payload: p.payload.to_vec(),
+                    payload,
                     at_ms: now_ms(),
                 };
                 // Full: wait for the writer (the broker holds the rest).
@@ -285,7 +298,7 @@ impl Writer {
             }
             // A store that fails loses this batch only: the counters are
             // cumulative, so the next messages carry its energy.
-            if let Err(e) = self.take(&batch) {
+            if let Err(e) = self.store(&batch) {
                 tracing::warn!(error = %format!("{e:#}"), "meter feed: messages not stored");
                 *link.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
                     Some(format!("store: {e:#}"));
@@ -293,7 +306,7 @@ impl Writer {
         }
     }
 
-    fn take(&self, batch: &[Message]) -> anyhow::Result<()> {
+    fn store(&self, batch: &[Message]) -> anyhow::Result<()> {
         let tx = self.db.write()?;
         let mut tracks: HashMap<&str, Track> = HashMap::new();
         let mut counts: HashMap<&'static str, u64> = HashMap::new();
