@@ -1,9 +1,10 @@
 //! Consumers and sources: meters, each one an entity with its own signed,
 //! encrypted channel in its upstream host's store and its own registration
 //! there. Every slice a meter publishes one reading (usage for a consumer,
-//! output for a source) of what its [`Meter`] says, once the meter knows it. Consumers also read payment requests from
-//! their return channel and pay them, in multiples of `payment_step`, from
-//! their account in the grid's ledger.
+//! output for a source) of what its [`Meter`] says, once the meter knows it.
+//! Consumers also read payment requests from their return channel and pay
+//! them, in multiples of `payment_step`, from their account in the grid's
+//! ledger.
 //!
 //! Crash safety: a reading and the meter's new position commit together into
 //! the outbox; a payment is first recorded as pending with its idempotency key,
