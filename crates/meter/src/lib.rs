@@ -80,7 +80,16 @@ impl MeterConfig {
     /// runtime) and stops when the meter is dropped.
     pub fn open(&self, context: Context) -> anyhow::Result<Box<dyn Meter>> {
         Ok(match self {
-            Self::Fixed { .. } | Self::Random { .. } => Box::new(Simulated(self.clone())),
+            Self::Fixed { wh } => Box::new(Simulated::Fixed(*wh)),
+            Self::Random {
+                seed,
+                min_wh,
+                max_wh,
+            } => Box::new(Simulated::Random {
+                seed: *seed,
+                min_wh: *min_wh,
+                max_wh: *max_wh,
+            }),
             Self::Csv(config) => Box::new(profile::Profile::open(config, &context.ids)?),
             Self::Mqtt(config) => Box::new(mqtt::MqttFeed::start(config, context)?),
         })
@@ -104,13 +113,16 @@ pub struct Context {
 }
 
 /// The original's meters.
-struct Simulated(MeterConfig);
+enum Simulated {
+    Fixed(u64),
+    Random { seed: u64, min_wh: u64, max_wh: u64 },
+}
 
 impl Meter for Simulated {
     fn take(&self, _: &dyn WriteTx, entity: &str, slice: u64, _: u64) -> anyhow::Result<u64> {
-        Ok(match self.0 {
-            MeterConfig::Fixed { wh } => wh,
-            MeterConfig::Random {
+        Ok(match *self {
+            Self::Fixed(wh) => wh,
+            Self::Random {
                 seed,
                 min_wh,
                 max_wh,
@@ -125,7 +137,6 @@ impl Meter for Simulated {
                 let span = max_wh.saturating_sub(min_wh).saturating_add(1);
                 min_wh + u64::from_be_bytes(word) % span
             }
-            _ => 0,
         })
     }
 }
