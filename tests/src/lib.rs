@@ -486,4 +486,30 @@ impl Metrics {
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or_else(|| panic!("{name} in {}", self.0))
     }
+
+    /// The value of the sample `name{...}` whose labels contain `labels`.
+    pub fn labelled(&self, name: &str, labels: &str) -> u64 {
+        self.samples(name)
+            .find(|(l, _)| l.contains(labels))
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("{name}{{{labels}}} in {}", self.0))
+    }
+
+    /// The sum of every sample of `name` with labels.
+    pub fn sum_of(&self, name: &str) -> u64 {
+        self.samples(name).map(|(_, v)| v).sum()
+    }
+
+    fn samples<'a>(&'a self, name: &'a str) -> impl Iterator<Item = (&'a str, u64)> + 'a {
+        self.0.lines().filter_map(move |l| {
+            let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+            let (labels, value) = rest.rsplit_once("} ")?;
+            Some((labels, value.parse().ok()?))
+        })
+    }
+
+    /// The whole text.
+    pub fn text(&self) -> &str {
+        &self.0
+    }
 }

@@ -2,10 +2,12 @@
 //! registrations, the channel store, `/storage` documents, `/status`,
 //! `/metrics`.
 
+mod browse;
 mod metrics;
 mod standby;
 mod timeline;
 
+pub(crate) use metrics::{Requests, count};
 pub use standby::leader_only;
 pub use timeline::fence;
 
@@ -42,6 +44,10 @@ pub trait HasHub: Send + Sync + 'static {
     fn leading(&self) -> bool {
         true
     }
+    /// The active strategy version (`powerplug_strategy_info`).
+    fn active_strategy(&self) -> Option<String> {
+        None
+    }
 }
 
 pub fn routes<R: HasHub>() -> Router<Arc<R>> {
@@ -68,6 +74,7 @@ pub fn routes<R: HasHub>() -> Router<Arc<R>> {
                 .delete(delete_document::<R>),
         )
         .merge(metrics::routes::<R>())
+        .merge(browse::routes::<R>())
         .merge(timeline::routes::<R>())
 }
 
@@ -625,6 +632,10 @@ impl HasHub for Grid {
         &self.hub
     }
 
+    fn active_strategy(&self) -> Option<String> {
+        Some(self.slot.current().info().sha256.to_string())
+    }
+
     fn status(&self) -> anyhow::Result<serde_json::Value> {
         powerplug_roles::role::status::grid(self)
     }
@@ -637,6 +648,10 @@ impl HasHub for Grid {
 impl HasHub for Producer {
     fn hub(&self) -> &Hub {
         &self.hub
+    }
+
+    fn active_strategy(&self) -> Option<String> {
+        Some(self.slot.current().info().sha256.to_string())
     }
 
     fn status(&self) -> anyhow::Result<serde_json::Value> {

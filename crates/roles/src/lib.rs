@@ -32,5 +32,6 @@ pub mod registry;
 pub mod replay;
 pub mod retention;
 pub mod role;
+pub mod telemetry;
 pub mod tick_log;
 pub mod versions;

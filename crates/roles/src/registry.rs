@@ -573,6 +573,55 @@ pub fn all(db: &dyn Store) -> Result<Vec<Registration>, RegistryError> {
     Ok(out)
 }
 
+/// A page of registrations by id: those of `kind` (any when `None`) whose id
+/// starts with `prefix`, after id `after`, at most `limit`. Reads at most
+/// `scan` registrations, so a rare kind among many costs no more than a
+/// common one: the page may then come short, with the id to go on from.
+pub fn page(
+    db: &dyn Store,
+    kind: Option<EntityKind>,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+    scan: usize,
+) -> Result<(Vec<Registration>, Option<String>), RegistryError> {
+    let prefix_key = prefix.as_bytes().to_vec();
+    let mut start = match after {
+        // Just past `after`'s key (`after\0`), before any longer id.
+        Some(after) => {
+            let mut k = key::of(&[&after]);
+            k.push(0);
+            k.max(prefix_key.clone())
+        }
+        None => prefix_key.clone(),
+    };
+    let tx = db.read()?;
+    let (mut found, mut scanned) = (Vec::new(), 0);
+    loop {
+        let batch = tx.range(REGISTRATIONS, &start, None, Order::Ascending, 256)?;
+        let full = batch.len() == 256;
+        for (k, v) in batch {
+            if !k.starts_with(&prefix_key) {
+                return Ok((found, None));
+            }
+            scanned += 1;
+            let r: Registration = postcard::from_bytes(&v)?;
+            let id = r.id.clone();
+            if kind.is_none_or(|kind| kind == r.kind) {
+                found.push(r);
+            }
+            if found.len() == limit || scanned == scan {
+                return Ok((found, Some(id)));
+            }
+            start = k;
+            start.push(0);
+        }
+        if !full {
+            return Ok((found, None));
+        }
+    }
+}
+
 /// The id behind an index (also after the entity left).
 pub fn id_of(db: &dyn Store, index: u32) -> Result<Option<String>, RegistryError> {
     match db.read()?.get(BY_INDEX, &key::of(&[&index]))? {

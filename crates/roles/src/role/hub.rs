@@ -59,6 +59,8 @@ pub struct Hub {
     /// Messages per channel kept after the host above took them (a
     /// producer's reports), for a resend to a restored grid.
     pub keep_sent: u64,
+    /// Ticks and polls since the start, for `/metrics` and the console.
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 impl Hub {
@@ -104,6 +106,7 @@ impl Hub {
             full_poll: std::sync::Mutex::new(std::time::Instant::now()),
             scheduler: Default::default(),
             retention: crate::retention::Keeper::new(Default::default(), 10_000, 1),
+            telemetry: Default::default(),
         })
     }
 
@@ -125,6 +128,7 @@ impl Hub {
             moved = None;
         }
         drop(full_poll);
+        let started = std::time::Instant::now();
         let polled = inbox::poll(
             &self.db,
             &self.store.snapshot()?,
@@ -132,6 +136,7 @@ impl Hub {
             &self.plausible,
             now_ms,
         )?;
+        self.telemetry.poll(started.elapsed());
         unfinished.extend(polled.unfinished.iter().copied());
         Ok(polled)
     }

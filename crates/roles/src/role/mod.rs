@@ -279,6 +279,74 @@ pub(crate) fn tick_span(
     )
 }
 
+/// What a tick's end tells the telemetry.
+pub(crate) struct Ticked {
+    pub tick: u64,
+    pub fuel: u64,
+    pub why: Option<String>,
+    pub usage_wh: u64,
+    pub output_wh: u64,
+    pub requested: u64,
+    pub paid_out: u64,
+}
+
+/// A tick being timed for the telemetry.
+pub(crate) struct Seen<'h> {
+    hub: &'h Hub,
+    at_ms: u64,
+    strategy: String,
+    started: std::time::Instant,
+}
+
+impl<'h> Seen<'h> {
+    pub fn start(hub: &'h Hub, at_ms: u64, strategy: &powerplug_strategy::Sha256) -> Self {
+        Self {
+            hub,
+            at_ms,
+            strategy: strategy.to_string(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    pub fn done(self, ticked: Result<Ticked, &anyhow::Error>) {
+        use crate::telemetry::{Ended, TickSeen};
+        let duration_us = self.started.elapsed().as_micros() as u64;
+        let seen = match ticked {
+            Ok(t) => TickSeen {
+                tick: t.tick,
+                at_ms: self.at_ms,
+                duration_us,
+                fuel: t.fuel,
+                strategy: self.strategy,
+                ended: if t.why.is_some() {
+                    Ended::Failed
+                } else {
+                    Ended::Decided
+                },
+                why: t.why,
+                usage_wh: t.usage_wh,
+                output_wh: t.output_wh,
+                requested: t.requested,
+                paid_out: t.paid_out,
+            },
+            Err(e) => TickSeen {
+                tick: 0,
+                at_ms: self.at_ms,
+                duration_us,
+                fuel: 0,
+                strategy: self.strategy,
+                ended: Ended::Error,
+                why: Some(format!("{e:#}")),
+                usage_wh: 0,
+                output_wh: 0,
+                requested: 0,
+                paid_out: 0,
+            },
+        };
+        self.hub.telemetry.tick(seen);
+    }
+}
+
 /// Closes a tick's span: how long it took, and a line for the tick (a
 /// warning with the reason if it failed).
 pub(crate) fn tick_done(span: &tracing::Span, started: std::time::Instant, failed: Option<&str>) {

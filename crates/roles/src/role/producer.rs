@@ -231,7 +231,19 @@ impl Producer {
         let span = super::tick_span("producer", SLOT, &self.slot.current().info().sha256);
         let _in = span.enter();
         let started = std::time::Instant::now();
-        let (tick, failed) = self.tick_in_turn(fetched)?;
+        let strategy = self.slot.current();
+        let seen = super::Seen::start(&self.hub, self.clock.now_ms(), &strategy.info().sha256);
+        let ticked = self.tick_in_turn(fetched);
+        seen.done(ticked.as_ref().map(|t| super::Ticked {
+            tick: t.tick,
+            fuel: t.fuel,
+            why: t.failed.clone(),
+            usage_wh: 0,
+            output_wh: t.reported_wh,
+            requested: 0,
+            paid_out: 0,
+        }));
+        let Ticked { tick, failed, .. } = ticked?;
         super::tick_done(&span, started, failed.as_deref());
         Ok((tick, failed))
     }
@@ -252,10 +264,7 @@ impl Producer {
     }
 
     /// A tick in three steps: gather the news, decide, commit.
-    fn tick_in_turn(
-        &self,
-        fetched: Vec<powerplug_ledger::Transfer>,
-    ) -> anyhow::Result<(u64, Option<String>)> {
+    fn tick_in_turn(&self, fetched: Vec<powerplug_ledger::Transfer>) -> anyhow::Result<Ticked> {
         let strategy = self.slot.current();
         let db = self.db();
         let now = self.clock.now_ms();
@@ -271,10 +280,10 @@ impl Producer {
         let tick = Counter::Ticks.read(db)? + 1;
         tracing::Span::current().record("tick", tick);
         let sha = &strategy.info().sha256;
-        let decision = match strategy.tick(&input) {
+        let (decision, fuel) = match strategy.tick(&input) {
             Ok(outcome) => {
                 tracing::Span::current().record("fuel", outcome.fuel_used);
-                outcome.decision
+                (outcome.decision, outcome.fuel_used)
             }
             Err(failure) => {
                 let why = failure.to_string();
@@ -282,14 +291,36 @@ impl Producer {
                 tick_log::record_producer(&*tx, SLOT, sha, input, Outcome::Failed(why.clone()))?;
                 Counter::TicksFailed.add(&*tx, 1)?;
                 tx.commit()?;
-                return Ok((tick, Some(why)));
+                return Ok(Ticked {
+                    tick,
+                    fuel: 0,
+                    failed: Some(why),
+                    reported_wh: 0,
+                });
             }
         };
+        let reported_wh = decision.commands.iter().map(|c| c.wh).sum();
         *member = self.commit(&member, gathered, sha, input, decision)?;
         drop(member);
-        Ok((tick, None))
+        Ok(Ticked {
+            tick,
+            fuel,
+            failed: None,
+            reported_wh,
+        })
     }
+}
 
+/// How a producer's tick went.
+struct Ticked {
+    tick: u64,
+    fuel: u64,
+    failed: Option<String>,
+    /// Wh its decision reported to the grid.
+    reported_wh: u64,
+}
+
+impl Producer {
     /// What the tick takes in: its sources' readings, who joined and left,
     /// and the grid's payouts to `me` fetched before the turn.
     fn gather(

@@ -65,6 +65,8 @@ pub struct TickSummary {
     pub requested: u64,
     pub payouts: u64,
     pub paid_out: u64,
+    /// Fuel the active version's decision took.
+    pub fuel: u64,
 }
 
 impl Grid {
@@ -154,7 +156,22 @@ impl Grid {
         let span = super::tick_span("grid", SLOT, &self.slot.current().info().sha256);
         let _in = span.enter();
         let started = std::time::Instant::now();
-        let summary = self.tick_in_turn()?;
+        let seen = super::Seen::start(
+            &self.hub,
+            self.clock.now_ms(),
+            &self.strategy().info().sha256,
+        );
+        let summary = self.tick_in_turn();
+        seen.done(summary.as_ref().map(|s| super::Ticked {
+            tick: s.tick,
+            fuel: s.fuel,
+            why: s.failed.clone(),
+            usage_wh: s.usage_wh,
+            output_wh: s.output_wh,
+            requested: s.requested,
+            paid_out: s.paid_out,
+        }));
+        let summary = summary?;
         super::tick_done(&span, started, summary.failed.as_deref());
         Ok(summary)
     }
@@ -183,22 +200,27 @@ impl Grid {
         summary.tick = tick;
         tracing::Span::current().record("tick", tick);
 
-        let (decisions, shadow) =
-            match decide(&runs, &inputs, cohorts.as_ref(), experiment.as_ref()) {
-                Verdict::Decided(decisions) => (decisions, shadow),
-                Verdict::ActiveFailed(why) => {
-                    self.record_failure(&active, inputs.swap_remove(0), &why)?;
-                    summary.failed = Some(why);
-                    return Ok(summary);
-                }
-                Verdict::VariantFailed(e, why) => return self.end_experiment_and_tick(e, why),
-                Verdict::ShadowFailed(decisions, why) => {
-                    self.stop_shadow(&why)?;
-                    runs.truncate(1);
-                    inputs.truncate(1);
-                    (decisions, None)
-                }
-            };
+        let (decisions, shadow) = match decide(
+            &runs,
+            &inputs,
+            cohorts.as_ref(),
+            experiment.as_ref(),
+            &mut summary.fuel,
+        ) {
+            Verdict::Decided(decisions) => (decisions, shadow),
+            Verdict::ActiveFailed(why) => {
+                self.record_failure(&active, inputs.swap_remove(0), &why)?;
+                summary.failed = Some(why);
+                return Ok(summary);
+            }
+            Verdict::VariantFailed(e, why) => return self.end_experiment_and_tick(e, why),
+            Verdict::ShadowFailed(decisions, why) => {
+                self.stop_shadow(&why)?;
+                runs.truncate(1);
+                inputs.truncate(1);
+                (decisions, None)
+            }
+        };
 
         let Pending {
             records,
@@ -380,15 +402,19 @@ fn decide<'e>(
     inputs: &[GridInput],
     cohorts: Option<&Cohorts>,
     experiment: Option<&'e Experiment>,
+    fuel: &mut u64,
 ) -> Verdict<'e> {
     let mut outcomes = runs::decide(runs, inputs).into_iter();
     let decision = match outcomes.next() {
-        Some(Ok(decision)) => decision,
+        Some(Ok((decision, used))) => {
+            *fuel = used;
+            decision
+        }
         Some(Err(why)) => return Verdict::ActiveFailed(why),
         None => return Verdict::ActiveFailed("no decision".to_owned()),
     };
     let mut decisions = vec![decision];
-    for (run, outcome) in runs.iter().skip(1).zip(outcomes) {
+    for (run, outcome) in runs.iter().skip(1).zip(outcomes.map(|o| o.map(|(d, _)| d))) {
         let checked = outcome.and_then(|d| match cohorts {
             Some(c) => c.check(run, &d).map(|()| d),
             None => Ok(d),

@@ -164,7 +164,8 @@ pub fn experiment_runs(
 
 /// Every run decides on its own input; the runs after the first in threads
 /// of their own (they share nothing, and the machine may have cores to spare).
-pub fn decide(runs: &[Run], inputs: &[GridInput]) -> Vec<Result<GridDecision, String>> {
+/// Each decision comes with the fuel it took.
+pub fn decide(runs: &[Run], inputs: &[GridInput]) -> Vec<Result<(GridDecision, u64), String>> {
     let one = |run: &Run, input: &GridInput| {
         run.strategy
             .tick(input)
@@ -172,7 +173,7 @@ pub fn decide(runs: &[Run], inputs: &[GridInput]) -> Vec<Result<GridDecision, St
                 // The tick's span is this thread's: it records the active
                 // run's fuel (the others run on threads of their own).
                 tracing::Span::current().record("fuel", o.fuel_used);
-                o.decision
+                (o.decision, o.fuel_used)
             })
             .map_err(|f| f.to_string())
     };
