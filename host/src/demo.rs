@@ -45,6 +45,8 @@ pub struct Options {
     pub seed: u64,
     /// The grid's operator token (strategy uploads); random if `None`.
     pub operator_token: Option<String>,
+    /// A grid token that may only read: the console for onlookers.
+    pub viewer_token: Option<String>,
     /// What the grid and the producers keep of what they finished with.
     pub retention: powerplug_roles::retention::Retention,
     /// Where every role keeps its store.
@@ -293,6 +295,14 @@ async fn start(o: &Options) -> anyhow::Result<Network> {
     };
     grid_config.strategy.component = o.grid_component.clone();
     grid_config.operator_token = Some(token.clone());
+    grid_config.operator_tokens = o
+        .viewer_token
+        .iter()
+        .map(|t| powerplug_roles::role::config::OperatorToken {
+            token: t.clone(),
+            scopes: vec![powerplug_roles::role::config::Scope::Read],
+        })
+        .collect();
     grid_config.strategy.cache_dir = Some(o.data_dir.join("cache"));
     grid_config.retention = o.retention;
     let grid = run::grid(&grid_config).await?;

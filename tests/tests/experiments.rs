@@ -91,6 +91,7 @@ fn each_cohort_is_billed_by_its_variant_and_counterfactual_bills_equal_replays()
         consumer_funds: 100_000,
         seed: 5,
         operator_token: Some(OPERATOR.into()),
+        viewer_token: None,
         retention: Default::default(),
         storage: Default::default(),
     };

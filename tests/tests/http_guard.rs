@@ -567,11 +567,21 @@ fn operator_tokens_have_scopes_and_are_never_taken_from_a_url() {
         &rt,
         [127, 0, 0, 1],
         to,
-        "GET /experiments/x/report.html HTTP/1.1\r\nhost: {host}",
+        "GET /experiments/x/report.html HTTP/1.1\r\nhost: {host}\r\naccept: text/html",
         b"",
     );
     assert_eq!(code, 401);
     assert!(head.contains("www-authenticate: basic"), "{head}");
+    // A script's call (the console's) gets the answer, not the browser's prompt.
+    let (code, _, head) = request(
+        &rt,
+        [127, 0, 0, 1],
+        to,
+        "GET /strategies HTTP/1.1\r\nhost: {host}\r\naccept: */*",
+        b"",
+    );
+    assert_eq!(code, 401);
+    assert!(!head.contains("www-authenticate"), "{head}");
     // base64("operator:reader"); the experiment does not exist, so 404
     // after the token was taken.
     for (path, expected) in [("/experiments/x/report.html", 404), ("/strategies", 200)] {

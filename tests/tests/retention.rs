@@ -36,6 +36,7 @@ fn a_grid_keeps_only_what_its_readers_may_still_need_and_the_money_adds_up() {
         consumer_funds: 1_000_000,
         seed: 11,
         operator_token: None,
+        viewer_token: None,
         retention,
         storage: Default::default(),
     };

@@ -37,6 +37,7 @@ fn trade_and_add_up(storage: DemoStorage) {
         consumer_funds: 10_000,
         seed: 3,
         operator_token: None,
+        viewer_token: None,
         retention: Default::default(),
         storage,
     };

@@ -8,6 +8,7 @@
 //! `application/json`.
 
 mod admin;
+mod console;
 mod experiments;
 mod hub;
 pub mod run;
@@ -239,6 +240,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
     }
 }
 
+/// An operator's token: the bearer token, or the console session's.
+pub struct OperatorToken(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for OperatorToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let bearer = Bearer::from_request_parts(parts, state).await?;
+        Ok(OperatorToken(bearer.0.or_else(|| {
+            parts
+                .extensions
+                .get::<Arc<console::session::Sessions>>()
+                .and_then(|s| s.token(&parts.headers))
+        })))
+    }
+}
+
 /// The operator scopes, as the const parameter of [`Authorized`].
 pub const MINT: u8 = 0;
 pub const DEPLOY: u8 = 1;
@@ -257,7 +275,7 @@ fn scope(s: u8) -> Scope {
 }
 
 /// Why an operator token is refused, as an answer.
-fn denied(why: Denied) -> ApiError {
+pub(crate) fn denied(why: Denied) -> ApiError {
     match why {
         Denied::NoOperator => ApiError::new(
             StatusCode::FORBIDDEN,
@@ -287,16 +305,23 @@ impl<R: HasHub, const S: u8> FromRequestParts<Arc<R>> for Authorized<S> {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, role: &Arc<R>) -> Result<Self, Response> {
-        let bearer = Bearer::from_request_parts(parts, role)
+        let token = OperatorToken::from_request_parts(parts, role)
             .await
             .map_err(IntoResponse::into_response)?;
-        match role.hub().operators.check(bearer.0.as_deref(), scope(S)) {
+        match role.hub().operators.check(token.0.as_deref(), scope(S)) {
             Ok(()) => Ok(Authorized),
             Err(why) => {
                 let unknown = why == Denied::Unknown;
                 let mut response = denied(why).into_response();
-                // Lets a browser ask for the token (the report page).
-                if unknown && S == READ {
+                // Lets a browser ask for the token when it opens a page (the
+                // report page); never for a script's call (the console), which
+                // would get the browser's login prompt instead of the answer.
+                let page = parts
+                    .headers
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("text/html"));
+                if unknown && S == READ && page {
                     response.headers_mut().insert(
                         header::WWW_AUTHENTICATE,
                         axum::http::HeaderValue::from_static(
@@ -339,10 +364,19 @@ async fn method_not_allowed() -> ApiError {
 }
 
 fn finish<S: Clone + Send + Sync + 'static>(router: Router<S>, state: S) -> Router {
+    let requests = Arc::new(hub::Requests::default());
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            requests.clone(),
+            hub::count,
+        ))
+        .layer(axum::Extension(requests))
+        .layer(axum::Extension(Arc::new(
+            console::session::Sessions::default(),
+        )))
         .with_state(state)
 }
 
@@ -367,12 +401,12 @@ impl Status for Producer {
 /// `GET /status`: the cheap part for anyone, everything for a read token.
 async fn status<R: Status>(
     axum::extract::State(role): axum::extract::State<Arc<R>>,
-    bearer: Bearer,
+    token: OperatorToken,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    if bearer.0.is_some() {
+    if token.0.is_some() {
         role.hub()
             .operators
-            .check(bearer.0.as_deref(), Scope::Read)
+            .check(token.0.as_deref(), Scope::Read)
             .map_err(denied)?;
         return hub::status::<R>(axum::extract::State(role)).await;
     }
@@ -392,6 +426,7 @@ pub fn grid_router(grid: Arc<Grid>) -> Router {
                     )),
             )
             .merge(admin::routes::<Grid>())
+            .merge(console::routes::<Grid>(true))
             .route("/status", get(status::<Grid>))
             .layer(axum::middleware::from_fn_with_state(
                 grid.clone(),
@@ -452,6 +487,7 @@ pub fn producer_router(producer: Arc<Producer>) -> Router {
                     )),
             )
             .merge(admin::routes::<Producer>())
+            .merge(console::routes::<Producer>(false))
             .route("/status", get(status::<Producer>))
             .layer(axum::middleware::from_fn_with_state(
                 producer.clone(),

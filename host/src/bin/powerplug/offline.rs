@@ -74,6 +74,9 @@ pub struct DemoArgs {
     /// runs (default: random, printed at the start).
     #[arg(long, env = "POWERPLUG_OPERATOR_TOKEN")]
     operator_token: Option<String>,
+    /// A grid token that may only read (the console for onlookers).
+    #[arg(long, env = "POWERPLUG_VIEWER_TOKEN")]
+    viewer_token: Option<String>,
     /// How long (simulated ms) the grid and producers keep read channel
     /// messages and received records; the tick log keeps 7 times as long.
     /// Default: an hour, as a grid's `[retention]`.
@@ -207,6 +210,7 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
         seed,
         json,
         operator_token,
+        viewer_token,
         keep_ms,
         storage,
         namespace,
@@ -250,6 +254,7 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
         seed,
         operator_token: operator_token
             .or_else(|| Some(hex::encode(powerplug::channel::random32().ok()?))),
+        viewer_token,
         retention,
         storage,
     };
@@ -265,6 +270,7 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
         if !json {
             if !announced {
                 println!("grid API {} · operator token {token}", p.grid_url);
+                println!("console {}/console (sign in with the token)", p.grid_url);
                 announced = true;
             }
             println!("{p}");
