@@ -142,15 +142,15 @@ impl Telemetry {
         if seen.ended == Ended::Decided {
             self.fuel.observe(seen.fuel as f64, seen.fuel * 1_000_000);
         }
-        if let Some(why) = seen.why.as_mut() {
-            if why.len() > WHY_BYTES {
-                let mut end = WHY_BYTES;
-                while !why.is_char_boundary(end) {
-                    end -= 1;
-                }
-                why.truncate(end);
-                why.push('…');
+        if let Some(why) = seen.why.as_mut()
+            && why.len() > WHY_BYTES
+        {
+            let mut end = WHY_BYTES;
+            while !why.is_char_boundary(end) {
+                end -= 1;
             }
+            why.truncate(end);
+            why.push('…');
         }
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         if recent.len() == RECENT_TICKS {
