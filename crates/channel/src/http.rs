@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{Address, Refused, Sealed, Transport};
 
 /// What `GET /channels/{address}` answers: the messages at the address, hex.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Messages {
     pub messages: Vec<String>,
 }
@@ -21,15 +21,16 @@ pub struct HttpTransport {
 }
 
 /// `POST /channels`: several messages in one request (one write at the host).
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ChannelBatch)]
 pub struct Batch {
     pub messages: Vec<Addressed>,
 }
 
 /// Message `index` of the channel of `author` (hex public key); the host works
 /// out the address from the channel it has registered for that author.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Addressed {
     pub author: String,
@@ -38,12 +39,12 @@ pub struct Addressed {
 }
 
 /// What `POST /channels` answers: the messages not stored, by position.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Stored {
     pub refused: Vec<RefusedMessage>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RefusedMessage {
     pub position: usize,
     pub error: String,
@@ -58,7 +59,7 @@ pub const BATCH: usize = 256;
 const BATCH_BYTES: usize = 256 * 1024;
 
 /// `POST /channels/read`: the messages at several addresses.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadMany {
     pub addresses: Vec<String>,
@@ -67,7 +68,7 @@ pub struct ReadMany {
 /// Answer to [`ReadMany`]: per address, in order, its messages in hex. An
 /// answer is at most [`READ_BYTES`] long, so it may cover only the first
 /// addresses asked for: ask again for the rest.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ManyMessages {
     pub messages: Vec<Vec<String>>,
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use powerplug_channel::ChannelInfo;
 
 /// A channel as JSON: keys in hex.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Channel {
     pub root: String,
@@ -46,7 +46,7 @@ impl From<&ChannelInfo> for Channel {
 }
 
 /// `PUT /registrations/{id}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Register {
     pub kind: EntityKind,
@@ -80,7 +80,7 @@ impl Register {
 }
 
 /// What a registration answers (and `GET /registrations/{id}`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Registered {
     pub id: String,
     pub index: u32,
@@ -105,7 +105,7 @@ pub struct Registered {
 }
 
 /// `POST /wallet/issue` (operator).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Issue {
     pub to: String,

@@ -9,7 +9,19 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// An entity that publishes to a host: consumers and producers at a grid,
 /// sources at a producer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum EntityKind {
     Consumer,

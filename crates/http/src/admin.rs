@@ -22,6 +22,10 @@ use tokio::sync::mpsc;
 
 use super::{ApiError, ApiResult, Authorized, BACKUP, HasHub, blocking};
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(backup))]
+pub struct Api;
+
 pub fn routes<R: HasHub>() -> Router<Arc<R>> {
     Router::new().route("/backup", get(backup::<R>))
 }
@@ -54,6 +58,14 @@ impl Drop for UnderWay {
 /// How much of the file one frame carries.
 const CHUNK: usize = 256 << 10;
 
+#[utoipa::path(
+    get,
+    path = "/backup",
+    tag = "operations",
+    description = "A copy of the whole store, streamed (secrets and every balance with it). Operator scope: `backup`.",
+    responses((status = 200, description = "The backup", body = Vec<u8>, content_type = "application/octet-stream"), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn backup<R: HasHub>(
     State(role): State<Arc<R>>,
     _: Authorized<BACKUP>,

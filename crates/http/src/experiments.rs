@@ -16,6 +16,24 @@ use powerplug_roles::experiment::shadow::{self, Shadow};
 use powerplug_roles::experiment::{self as experiment, Experiment, page, report, results};
 use powerplug_roles::role::grid::{Grid, NewExperiment, Refused};
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create,
+    list,
+    one,
+    stop,
+    promote,
+    report_json,
+    report_html,
+    report_csv,
+    billing,
+    export,
+    shadow_start,
+    shadow_get,
+    shadow_stop
+))]
+pub struct Api;
+
 pub fn routes() -> Router<Arc<Grid>> {
     Router::new()
         .route("/experiments", post(create).get(list))
@@ -46,6 +64,15 @@ impl From<Refused> for ApiError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/experiments",
+    tag = "experiments",
+    description = "Starts an A/B test of stored versions on cohorts of consumers. Operator scope: `deploy`.",
+    request_body = powerplug_roles::role::grid::NewExperiment,
+    responses((status = 201, description = "The experiment", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn create(
     State(grid): State<Arc<Grid>>,
     _: Authorized<DEPLOY>,
@@ -54,6 +81,15 @@ async fn create(
     blocking(move || Ok((StatusCode::CREATED, Json(grid.create_experiment(new)?)))).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/experiments",
+    operation_id = "list_experiments",
+    tag = "experiments",
+    description = "Every experiment. Operator scope: `read`.",
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn list(
     State(grid): State<Arc<Grid>>,
     _: Authorized<READ>,
@@ -65,6 +101,15 @@ fn find(grid: &Grid, id: &str) -> ApiResult<Experiment> {
     experiment::get(grid.db(), id)?.ok_or_else(|| Refused::NotFound(id.to_owned()).into())
 }
 
+#[utoipa::path(
+    get,
+    path = "/experiments/{id}",
+    tag = "experiments",
+    description = "One experiment. Operator scope: `read`.",
+    params(("id" = String, Path, description = "The experiment's id")),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn one(
     State(grid): State<Arc<Grid>>,
     Path(id): Path<String>,
@@ -73,6 +118,15 @@ async fn one(
     blocking(move || Ok(Json(find(&grid, &id)?))).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/experiments/{id}/stop",
+    tag = "experiments",
+    description = "Stops an experiment: everyone is billed by the active version again. Operator scope: `deploy`.",
+    params(("id" = String, Path, description = "The experiment's id")),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn stop(
     State(grid): State<Arc<Grid>>,
     Path(id): Path<String>,
@@ -81,6 +135,15 @@ async fn stop(
     blocking(move || Ok(Json(grid.stop_experiment(&id)?))).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/experiments/{id}/promote/{variant}",
+    tag = "experiments",
+    description = "Ends an experiment by activating one variant's version. Operator scope: `deploy`.",
+    params(("id" = String, Path, description = "The experiment's id"), ("variant" = String, Path, description = "The variant's name")),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn promote(
     State(grid): State<Arc<Grid>>,
     Path((id, variant)): Path<(String, String)>,
@@ -90,9 +153,11 @@ async fn promote(
 }
 
 /// The report page shows `page` of the consumer table.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct PageNumber {
+    #[param(minimum = 1, maximum = 4294967295_u64)]
     page: Option<usize>,
 }
 
@@ -119,6 +184,15 @@ fn build(grid: &Grid, id: &str) -> ApiResult<report::Report> {
 }
 
 /// The consumer table, for a spreadsheet.
+#[utoipa::path(
+    get,
+    path = "/experiments/{id}/report.csv",
+    tag = "experiments",
+    description = "The report's consumer table. Operator scope: `read`.",
+    params(("id" = String, Path, description = "The experiment's id")),
+    responses((status = 200, description = "CSV", body = String, content_type = "text/csv"), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn report_csv(
     State(grid): State<Arc<Grid>>,
     Path(id): Path<String>,
@@ -133,14 +207,25 @@ async fn report_csv(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct Page {
     after: Option<u32>,
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
 }
 
 /// Each consumer's lifetime billing as the grid carried it out, by index.
+#[utoipa::path(
+    get,
+    path = "/billing/consumers",
+    tag = "experiments",
+    description = "Each consumer's lifetime billing, by index. Operator scope: `read`.",
+    params(Page),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn billing(
     State(grid): State<Arc<Grid>>,
     _: Authorized<READ>,
@@ -173,6 +258,15 @@ async fn billing(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/experiments/{id}/report",
+    tag = "experiments",
+    description = "The report: per variant on its cohort, and counterfactual bills. Operator scope: `read`.",
+    params(("id" = String, Path, description = "The experiment's id")),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn report_json(
     State(grid): State<Arc<Grid>>,
     Path(id): Path<String>,
@@ -183,6 +277,15 @@ async fn report_json(
 
 /// A browser that opens the page without a token is asked for it by its
 /// login prompt (any user name, the token as password): never in the URL.
+#[utoipa::path(
+    get,
+    path = "/experiments/{id}/report.html",
+    tag = "experiments",
+    description = "The report as a page with charts. Operator scope: `read`.",
+    params(("id" = String, Path, description = "The experiment's id"), PageNumber),
+    responses((status = 200, description = "The page", body = String, content_type = "text/html"), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn report_html(
     State(grid): State<Arc<Grid>>,
     Path(id): Path<String>,
@@ -203,12 +306,21 @@ async fn report_html(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ShadowStart {
     version: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/strategies/grid/shadow",
+    tag = "strategies",
+    description = "Runs a stored version beside the active one on every tick, acting on nothing. Operator scope: `deploy`.",
+    request_body = ShadowStart,
+    responses((status = 201, description = "The shadow run", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn shadow_start(
     State(grid): State<Arc<Grid>>,
     _: Authorized<DEPLOY>,
@@ -217,6 +329,14 @@ async fn shadow_start(
     blocking(move || Ok((StatusCode::CREATED, Json(grid.start_shadow(&body.version)?)))).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/strategies/grid/shadow",
+    tag = "strategies",
+    description = "The shadow run and its divergence. Operator scope: `read`.",
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn shadow_get(State(grid): State<Arc<Grid>>, _: Authorized<READ>) -> ApiResult<Json<Shadow>> {
     blocking(move || {
         shadow::get(grid.db())?
@@ -226,6 +346,14 @@ async fn shadow_get(State(grid): State<Arc<Grid>>, _: Authorized<READ>) -> ApiRe
     .await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/strategies/grid/shadow",
+    tag = "strategies",
+    description = "Stops the shadow run. Operator scope: `deploy`.",
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn shadow_stop(
     State(grid): State<Arc<Grid>>,
     _: Authorized<DEPLOY>,
@@ -238,8 +366,9 @@ async fn shadow_stop(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct Slot {
     #[serde(default = "grid_slot")]
     slot: String,
@@ -250,6 +379,15 @@ fn grid_slot() -> String {
 }
 
 /// The tick log of a slot as a file for `powerplug replay --input`.
+#[utoipa::path(
+    get,
+    path = "/ticks/export",
+    tag = "experiments",
+    description = "A slot's tick log, for `powerplug replay --input`. Operator scope: `read`.",
+    params(Slot),
+    responses((status = 200, description = "The log", body = Vec<u8>, content_type = "application/octet-stream"), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn export(
     State(grid): State<Arc<Grid>>,
     _: Authorized<READ>,

@@ -2,10 +2,10 @@
 //! registrations, the channel store, `/storage` documents, `/status`,
 //! `/metrics`.
 
-mod browse;
-mod metrics;
+pub(crate) mod browse;
+pub(crate) mod metrics;
 mod standby;
-mod timeline;
+pub(crate) mod timeline;
 
 pub(crate) use metrics::{Requests, count};
 pub use standby::leader_only;
@@ -35,6 +35,26 @@ use powerplug_roles::role::Hub;
 use powerplug_roles::role::grid::Grid;
 use powerplug_roles::role::producer::Producer;
 
+/// These routes in the API description.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    register,
+    registration,
+    deregister,
+    put_batch,
+    read_batch,
+    get_channel,
+    put_channel,
+    admit,
+    admissions,
+    list_documents,
+    delete_context,
+    get_document,
+    put_document,
+    delete_document
+))]
+pub struct Api;
+
 /// A role that hosts registrations.
 pub trait HasHub: Send + Sync + 'static {
     fn hub(&self) -> &Hub;
@@ -43,6 +63,10 @@ pub trait HasHub: Send + Sync + 'static {
     /// Whether this host ticks (not a standby).
     fn leading(&self) -> bool {
         true
+    }
+    /// Whether this is a grid (the console's grid-only pages).
+    fn is_grid(&self) -> bool {
+        false
     }
     /// The active strategy version (`powerplug_strategy_info`).
     fn active_strategy(&self) -> Option<String> {
@@ -145,6 +169,15 @@ pub fn authenticate(hub: &Hub, bearer: &Bearer, id: &str) -> ApiResult<Registrat
     Ok(registration)
 }
 
+#[utoipa::path(
+    put,
+    path = "/registrations/{id}",
+    tag = "registrations",
+    description = "Registers an entity with its channel (its first message, the hello, comes with it), or repeats a registration. A new id of a kind admitted by token needs `admission`.",
+    params(("id" = String, Path, description = "The entity's id")),
+    request_body = powerplug_roles::api::Register,
+    responses((status = 201, description = "Registered: the answer has the credential", body = powerplug_roles::api::Registered), (status = 200, description = "Registered before: the same registration", body = powerplug_roles::api::Registered), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+)]
 async fn register<R: HasHub>(
     State(role): State<Arc<R>>,
     Path(id): Path<String>,
@@ -204,7 +237,7 @@ async fn register<R: HasHub>(
 }
 
 /// `POST /admissions`: a registration token (operator only).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Admit {
     kind: EntityKind,
@@ -218,6 +251,15 @@ fn one() -> u32 {
     1
 }
 
+#[utoipa::path(
+    post,
+    path = "/admissions",
+    tag = "admissions",
+    description = "Issues a registration token (shown once; only its hash is kept). Operator scope: `admit`.",
+    request_body = Admit,
+    responses((status = 201, description = "The token", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn admit<R: HasHub>(
     State(role): State<Arc<R>>,
     _: super::Authorized<{ super::ADMIT }>,
@@ -256,6 +298,14 @@ async fn admit<R: HasHub>(
 }
 
 /// `GET /admissions`: the tokens not used up (their hashes' first digits, never the tokens).
+#[utoipa::path(
+    get,
+    path = "/admissions",
+    tag = "admissions",
+    description = "The registration tokens not used up (their hashes' first digits). Operator scope: `read`.",
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn admissions<R: HasHub>(
     State(role): State<Arc<R>>,
     _: super::Authorized<{ super::READ }>,
@@ -281,6 +331,15 @@ impl From<AdmissionError> for ApiError {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/registrations/{id}",
+    tag = "registrations",
+    description = "The entity's own registration.",
+    params(("id" = String, Path, description = "The entity's id")),
+    responses((status = 200, description = "The registration", body = powerplug_roles::api::Registered), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("entity" = [])),
+)]
 async fn registration<R: HasHub>(
     State(role): State<Arc<R>>,
     Path(id): Path<String>,
@@ -295,6 +354,15 @@ async fn registration<R: HasHub>(
     .await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/registrations/{id}",
+    tag = "registrations",
+    description = "The entity leaves; its id is kept for its own key.",
+    params(("id" = String, Path, description = "The entity's id")),
+    responses((status = 200, description = "Left", body = powerplug_roles::api::Registered), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("entity" = [])),
+)]
 async fn deregister<R: HasHub>(
     State(role): State<Arc<R>>,
     Path(id): Path<String>,
@@ -341,6 +409,14 @@ fn bounded(messages: Vec<Vec<u8>>, budget: &mut usize) -> Vec<String> {
     out
 }
 
+#[utoipa::path(
+    get,
+    path = "/channels/{address}",
+    tag = "channels",
+    description = "The messages at an address, in hex.",
+    params(("address" = String, Path, description = "32 bytes in hex")),
+    responses((status = 200, description = "The messages", body = powerplug_channel::Messages), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+)]
 async fn get_channel<R: HasHub>(
     State(role): State<Arc<R>>,
     Path(text): Path<String>,
@@ -359,6 +435,15 @@ async fn get_channel<R: HasHub>(
 /// One message: number `index` of the channel `author` registered here.
 /// Only that author's signed message, within the host's write window, is
 /// taken (see [`Hub::accept`]).
+#[utoipa::path(
+    put,
+    path = "/channels/{author}/{index}",
+    tag = "channels",
+    description = "Stores message `index` of the channel of `author`: the sealed bytes as the body.",
+    params(("author" = String, Path, description = "The author's public key, 32 bytes in hex"), ("index" = u64, Path, description = "The message's index")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, description = "Stored"), (status = 200, description = "Stored before"), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+)]
 async fn put_channel<R: HasHub>(
     State(role): State<Arc<R>>,
     Path((author, index)): Path<(String, String)>,
@@ -408,6 +493,14 @@ fn refused(r: powerplug_roles::role::Refusal) -> ApiError {
 
 /// Several messages, each checked on its own: the answer names the refused
 /// ones, the others are stored.
+#[utoipa::path(
+    post,
+    path = "/channels",
+    tag = "channels",
+    description = "Stores messages of registered authors' channels, each signed for its address.",
+    request_body = powerplug_channel::Batch,
+    responses((status = 200, description = "What was not stored, by position", body = powerplug_channel::Stored), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+)]
 async fn put_batch<R: HasHub>(
     State(role): State<Arc<R>>,
     Body(batch): Body<Batch>,
@@ -452,6 +545,14 @@ async fn put_batch<R: HasHub>(
 /// often it is listed, and the answer stops at [`READ_BYTES`] of messages
 /// (the client asks again for the rest), so a small request cannot make the
 /// host build a large answer.
+#[utoipa::path(
+    post,
+    path = "/channels/read",
+    tag = "channels",
+    description = "The messages at several addresses (at most 1 MiB an answer: ask again for the rest).",
+    request_body = powerplug_channel::ReadMany,
+    responses((status = 200, description = "Per address, its messages in hex", body = powerplug_channel::ManyMessages), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+)]
 async fn read_batch<R: HasHub>(
     State(role): State<Arc<R>>,
     Body(body): Body<ReadMany>,
@@ -496,8 +597,9 @@ async fn read_batch<R: HasHub>(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
     after: Option<String>,
     limit: Option<usize>,
@@ -521,6 +623,15 @@ fn json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).unwrap_or(serde_json::Value::Null)
 }
 
+#[utoipa::path(
+    get,
+    path = "/storage/{id}/{context}",
+    tag = "storage",
+    description = "A page of the owner's documents in a context.",
+    params(("id" = String, Path, description = "The owner's id"), ("context" = String, Path, description = "A name for a set of documents"), PageQuery),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("entity" = [])),
+)]
 async fn list_documents<R: HasHub>(
     State(role): State<Arc<R>>,
     Path((id, context)): Path<(String, String)>,
@@ -553,6 +664,15 @@ async fn list_documents<R: HasHub>(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/storage/{id}/{context}/{key}",
+    tag = "storage",
+    description = "A document.",
+    params(("id" = String, Path, description = "The owner's id"), ("context" = String, Path, description = "A name for a set of documents"), ("key" = String, Path, description = "The document's key")),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("entity" = [])),
+)]
 async fn get_document<R: HasHub>(
     State(role): State<Arc<R>>,
     Path((id, context, key)): Path<(String, String, String)>,
@@ -573,6 +693,16 @@ async fn get_document<R: HasHub>(
     .await
 }
 
+#[utoipa::path(
+    put,
+    path = "/storage/{id}/{context}/{key}",
+    tag = "storage",
+    description = "Stores a JSON document.",
+    params(("id" = String, Path, description = "The owner's id"), ("context" = String, Path, description = "A name for a set of documents"), ("key" = String, Path, description = "The document's key")),
+    request_body = serde_json::Value,
+    responses((status = 201, description = "Stored, new"), (status = 200, description = "Stored, replacing the last"), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("entity" = [])),
+)]
 async fn put_document<R: HasHub>(
     State(role): State<Arc<R>>,
     Path((id, context, key)): Path<(String, String, String)>,
@@ -593,6 +723,15 @@ async fn put_document<R: HasHub>(
     .await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/storage/{id}/{context}/{key}",
+    tag = "storage",
+    description = "Deletes a document.",
+    params(("id" = String, Path, description = "The owner's id"), ("context" = String, Path, description = "A name for a set of documents"), ("key" = String, Path, description = "The document's key")),
+    responses((status = 204, description = "Deleted"), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("entity" = [])),
+)]
 async fn delete_document<R: HasHub>(
     State(role): State<Arc<R>>,
     Path((id, context, key)): Path<(String, String, String)>,
@@ -613,6 +752,15 @@ async fn delete_document<R: HasHub>(
     .await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/storage/{id}/{context}",
+    tag = "storage",
+    description = "Deletes every document of a context.",
+    params(("id" = String, Path, description = "The owner's id"), ("context" = String, Path, description = "A name for a set of documents")),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("entity" = [])),
+)]
 async fn delete_context<R: HasHub>(
     State(role): State<Arc<R>>,
     Path((id, context)): Path<(String, String)>,
@@ -630,6 +778,10 @@ async fn delete_context<R: HasHub>(
 impl HasHub for Grid {
     fn hub(&self) -> &Hub {
         &self.hub
+    }
+
+    fn is_grid(&self) -> bool {
+        true
     }
 
     fn active_strategy(&self) -> Option<String> {

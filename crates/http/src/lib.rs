@@ -11,6 +11,8 @@ mod admin;
 mod console;
 mod experiments;
 mod hub;
+mod membership;
+pub mod openapi;
 pub mod run;
 mod server;
 mod strategies;
@@ -399,6 +401,17 @@ impl Status for Producer {
 }
 
 /// `GET /status`: the cheap part for anyone, everything for a read token.
+#[utoipa::path(
+    get,
+    path = "/status",
+    tag = "monitoring",
+    description = "What anyone may read (a fixed number of reads); with an operator token of scope `read`, everything (each a scan).",
+    responses(
+        (status = 200, description = "The status", body = serde_json::Value),
+        (status = "4XX", description = "A token that is not this host's", body = openapi::ErrorBody),
+    ),
+    security((), ("operator" = []), ("session" = []))
+)]
 async fn status<R: Status>(
     axum::extract::State(role): axum::extract::State<Arc<R>>,
     token: OperatorToken,
@@ -411,6 +424,14 @@ async fn status<R: Status>(
         return hub::status::<R>(axum::extract::State(role)).await;
     }
     blocking(move || Ok(axum::Json(role.public_status()?))).await
+}
+
+/// `/status` in the API description.
+fn status_api() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(status))]
+    struct Api;
+    <Api as utoipa::OpenApi>::openapi()
 }
 
 pub fn grid_router(grid: Arc<Grid>) -> Router {
@@ -426,7 +447,9 @@ pub fn grid_router(grid: Arc<Grid>) -> Router {
                     )),
             )
             .merge(admin::routes::<Grid>())
-            .merge(console::routes::<Grid>(true))
+            .merge(console::routes::<Grid>())
+            .merge(console::grid_routes::<Grid>())
+            .merge(openapi::routes::<Grid>())
             .route("/status", get(status::<Grid>))
             .layer(axum::middleware::from_fn_with_state(
                 grid.clone(),
@@ -437,57 +460,19 @@ pub fn grid_router(grid: Arc<Grid>) -> Router {
 }
 
 pub fn producer_router(producer: Arc<Producer>) -> Router {
-    use axum::extract::State;
-    use axum::routing::post;
-
-    /// The original's `/initialise`, `/closedown` and `/reset`, for the operator.
-    async fn membership(
-        producer: Arc<Producer>,
-        change: fn(&Producer) -> anyhow::Result<powerplug_roles::role::member::MemberState>,
-    ) -> ApiResult<axum::Json<serde_json::Value>> {
-        blocking(move || {
-            let m = change(&producer)?;
-            Ok(axum::Json(serde_json::json!({
-                "id": m.id,
-                "registered": m.credential.is_some(),
-                "closed": m.closed,
-                "index": m.index,
-            })))
-        })
-        .await
-    }
-    async fn initialise(
-        State(p): State<Arc<Producer>>,
-        _: Authorized<DEPLOY>,
-    ) -> ApiResult<axum::Json<serde_json::Value>> {
-        membership(p, Producer::initialise).await
-    }
-    async fn closedown(
-        State(p): State<Arc<Producer>>,
-        _: Authorized<DEPLOY>,
-    ) -> ApiResult<axum::Json<serde_json::Value>> {
-        membership(p, Producer::closedown).await
-    }
-    async fn reset(
-        State(p): State<Arc<Producer>>,
-        _: Authorized<DEPLOY>,
-    ) -> ApiResult<axum::Json<serde_json::Value>> {
-        membership(p, Producer::reset).await
-    }
     finish(
         hub::routes::<Producer>()
             .merge(
                 strategies::routes::<Producer>()
-                    .route("/initialise", post(initialise))
-                    .route("/closedown", post(closedown))
-                    .route("/reset", post(reset))
+                    .merge(membership::routes())
                     .layer(axum::middleware::from_fn_with_state(
                         producer.clone(),
                         hub::leader_only::<Producer>,
                     )),
             )
             .merge(admin::routes::<Producer>())
-            .merge(console::routes::<Producer>(false))
+            .merge(console::routes::<Producer>())
+            .merge(openapi::routes::<Producer>())
             .route("/status", get(status::<Producer>))
             .layer(axum::middleware::from_fn_with_state(
                 producer.clone(),

@@ -18,6 +18,10 @@ use powerplug_roles::versions::{self as versions, Lookup, RemoveError, Version};
 use powerplug_strategy::text::for_log;
 use powerplug_strategy::{Sha256, StrategyKind};
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(upload, list, activate, remove))]
+pub struct Api;
+
 /// The header of an upload's detached signature (hex), over its SHA-256.
 pub const SIGNATURE: &str = "x-powerplug-signature";
 
@@ -87,8 +91,9 @@ fn find_version<R: Swappable>(role: &R, wanted: &str) -> ApiResult<Sha256> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct UploadQuery {
     name: Option<String>,
     notes: Option<String>,
@@ -106,6 +111,16 @@ fn yes() -> bool {
     true
 }
 
+#[utoipa::path(
+    put,
+    path = "/strategies/{kind}",
+    tag = "strategies",
+    description = "Uploads a strategy component: checked, dry-run on recent ticks, stored and (unless `activate=false`) activated between two ticks. Operator scope: `deploy`.",
+    params(("kind" = String, Path, description = "`grid` or `producer`: the kind this host runs"), UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The component (`.wasm`), any content type"),
+    responses((status = 201, description = "The version, its dry run, whether it went live", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn upload<R: HasHub + Swappable>(
     State(role): State<Arc<R>>,
     Path(kind): Path<String>,
@@ -156,8 +171,9 @@ async fn upload<R: HasHub + Swappable>(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct Fresh {
     #[serde(default)]
     fresh: bool,
@@ -165,6 +181,15 @@ struct Fresh {
     force: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/strategies/{kind}/activate/{version}",
+    tag = "strategies",
+    description = "Activates a stored version (roll back or forward) between two ticks. Operator scope: `deploy`.",
+    params(("kind" = String, Path, description = "`grid` or `producer`: the kind this host runs"), ("version" = String, Path, description = "A SHA-256, or the name it was uploaded with"), Fresh),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn activate<R: HasHub + Swappable>(
     State(role): State<Arc<R>>,
     Path((kind, version)): Path<(String, String)>,
@@ -184,6 +209,15 @@ async fn activate<R: HasHub + Swappable>(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/strategies",
+    operation_id = "list_strategies",
+    tag = "strategies",
+    description = "The stored versions, the active one and the history of activations. Operator scope: `read`.",
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn list<R: HasHub + Swappable>(
     State(role): State<Arc<R>>,
     _: Authorized<READ>,
@@ -199,6 +233,15 @@ async fn list<R: HasHub + Swappable>(
     .await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/strategies/{kind}/{version}",
+    tag = "strategies",
+    description = "Deletes a version that is not active. Operator scope: `deploy`.",
+    params(("kind" = String, Path, description = "`grid` or `producer`: the kind this host runs"), ("version" = String, Path, description = "A SHA-256, or the name it was uploaded with")),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn remove<R: HasHub + Swappable>(
     State(role): State<Arc<R>>,
     Path((kind, version)): Path<(String, String)>,

@@ -19,6 +19,10 @@ use powerplug_ledger::{
 use powerplug_roles::api;
 use powerplug_roles::role::grid::Grid;
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(account, pay, pay_batch, issue))]
+pub struct Api;
+
 /// Transfers one `GET /wallet` answers at most; page with `since`.
 const MAX_TRANSFERS: usize = 1_000;
 
@@ -108,20 +112,31 @@ fn pay_one(
     )?)
 }
 
+#[utoipa::path(
+    post,
+    path = "/wallet/transfers",
+    tag = "wallet",
+    description = "Pays from the entity's account; a repeat under the same key moves nothing again.",
+    request_body = PayRequest,
+    responses((status = 201, description = "The transfer", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("entity" = [])),
+)]
 async fn pay(
     State(grid): State<Arc<Grid>>,
     bearer: Bearer,
     Body(body): Body<PayRequest>,
 ) -> ApiResult<(StatusCode, Json<Transfer>)> {
+    // Who asks, before what they ask is looked at (found by schemathesis).
+    let Some(credential) = bearer.0 else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "authorization",
+            "a credential is needed",
+        ));
+    };
     check_key(&body.key)?;
     blocking(move || {
-        let Some(credential) = bearer.0.as_deref() else {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "authorization",
-                "a credential is needed",
-            ));
-        };
+        let credential = credential.as_str();
         let tx = grid.db().write()?;
         let transfer = pay_one(&grid, &*tx, credential, &body)?;
         tx.commit()?;
@@ -133,6 +148,14 @@ async fn pay(
 /// Many payers' payments, each under its own credential, in one ledger write:
 /// a meter host with thousands of consumers pays for all of them at once. A
 /// refused payment is reported in its place and moves nothing.
+#[utoipa::path(
+    post,
+    path = "/wallet/transfers/batch",
+    tag = "wallet",
+    description = "Many payers' payments, each under its payer's credential, in one ledger write.",
+    request_body = Batch,
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+)]
 async fn pay_batch(
     State(grid): State<Arc<Grid>>,
     Body(body): Body<Batch>,
@@ -167,8 +190,9 @@ async fn pay_batch(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct Since {
     since: Option<u64>,
     /// Only the payment made under this key (the caller's own keys), if
@@ -177,6 +201,15 @@ struct Since {
     key: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/wallet",
+    tag = "wallet",
+    description = "The entity's balance and transfers.",
+    params(Since),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("entity" = [])),
+)]
 async fn account(
     State(grid): State<Arc<Grid>>,
     bearer: Bearer,
@@ -216,6 +249,15 @@ async fn account(
 /// New money, only into an account that exists: a registered entity's (not
 /// closed), the grid's own, or one the operator opens on purpose with
 /// `"unregistered": true` (still a valid id).
+#[utoipa::path(
+    post,
+    path = "/wallet/issue",
+    tag = "wallet",
+    description = "Issues new money to an account. Operator scope: `mint`.",
+    request_body = powerplug_roles::api::Issue,
+    responses((status = 201, description = "The transfer", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn issue(
     State(grid): State<Arc<Grid>>,
     _: Authorized<MINT>,

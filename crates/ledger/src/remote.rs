@@ -28,7 +28,7 @@ pub enum PayError {
 }
 
 /// Body of `POST /wallet/transfers`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayRequest {
     pub to: String,
@@ -37,7 +37,7 @@ pub struct PayRequest {
 }
 
 /// One payment of `POST /wallet/transfers/batch`, under its payer's credential.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchPayment {
     pub credential: String,
@@ -47,8 +47,9 @@ pub struct BatchPayment {
 }
 
 /// `POST /wallet/transfers/batch`: many payers' payments in one ledger write.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PaymentBatch)]
 pub struct Batch {
     pub payments: Vec<BatchPayment>,
 }

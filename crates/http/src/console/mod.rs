@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -19,6 +19,18 @@ use crate::hub::HasHub;
 use crate::{ApiError, MAX_BODY_BYTES, OperatorToken};
 use powerplug_roles::role::config::Scope;
 use session::Sessions;
+
+/// The console's routes in the API description.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    root, overview, strategies, admissions, sign_in, sign_out, whoami, script, style
+))]
+pub struct Api;
+
+/// Those only a grid has.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(experiments))]
+pub struct GridApi;
 
 /// The pages, by path: (path, title, body, grid only).
 const PAGES: &[(&str, &str, &str, bool)] = &[
@@ -48,21 +60,49 @@ const PAGES: &[(&str, &str, &str, bool)] = &[
     ),
 ];
 
-pub fn routes<R: HasHub>(grid: bool) -> Router<Arc<R>> {
-    let mut router = Router::new()
-        .route("/", get(|| async { Redirect::to("/console") }))
+pub fn routes<R: HasHub>() -> Router<Arc<R>> {
+    Router::new()
+        .route("/", get(root))
         .route("/console/sign-in", post(sign_in::<R>))
         .route("/console/sign-out", post(sign_out))
         .route("/console/session", get(whoami::<R>))
         .route("/console/app.js", get(script))
-        .route("/console/app.css", get(style));
-    for (i, (path, ..)) in PAGES.iter().enumerate() {
-        if PAGES[i].3 && !grid {
-            continue;
-        }
-        router = router.route(path, get(move |s, h| page::<R>(s, h, i, grid)));
-    }
-    router
+        .route("/console/app.css", get(style))
+        .route("/console", get(overview::<R>))
+        .route("/console/strategies", get(strategies::<R>))
+        .route("/console/admissions", get(admissions::<R>))
+}
+
+/// The pages only a grid has.
+pub fn grid_routes<R: HasHub>() -> Router<Arc<R>> {
+    Router::new().route("/console/experiments", get(experiments::<R>))
+}
+
+#[utoipa::path(get, path = "/", tag = "console", description = "To the console.", responses((status = 303, description = "To `/console`")))]
+async fn root() -> Redirect {
+    Redirect::to("/console")
+}
+
+const PAGE: &str = "The page for a signed-in operator, or the sign-in form.";
+
+#[utoipa::path(get, path = "/console", tag = "console", description = PAGE, responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
+async fn overview<R: HasHub>(role: State<Arc<R>>, request: Request) -> Response {
+    page(role, request, 0).await
+}
+
+#[utoipa::path(get, path = "/console/strategies", operation_id = "console_strategies", tag = "console", description = PAGE, responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
+async fn strategies<R: HasHub>(role: State<Arc<R>>, request: Request) -> Response {
+    page(role, request, 1).await
+}
+
+#[utoipa::path(get, path = "/console/experiments", operation_id = "console_experiments", tag = "console", description = PAGE, responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
+async fn experiments<R: HasHub>(role: State<Arc<R>>, request: Request) -> Response {
+    page(role, request, 2).await
+}
+
+#[utoipa::path(get, path = "/console/admissions", operation_id = "console_admissions", tag = "console", description = PAGE, responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
+async fn admissions<R: HasHub>(role: State<Arc<R>>, request: Request) -> Response {
+    page(role, request, 3).await
 }
 
 fn sessions(headers_of: &axum::http::Extensions) -> Option<&Arc<Sessions>> {
@@ -70,12 +110,8 @@ fn sessions(headers_of: &axum::http::Extensions) -> Option<&Arc<Sessions>> {
 }
 
 /// A page for a signed-in operator, or the sign-in form.
-async fn page<R: HasHub>(
-    State(role): State<Arc<R>>,
-    request: Request,
-    index: usize,
-    grid: bool,
-) -> Response {
+async fn page<R: HasHub>(State(role): State<Arc<R>>, request: Request, index: usize) -> Response {
+    let grid = role.is_grid();
     let (parts, _) = request.into_parts();
     let token = sessions(&parts.extensions).and_then(|s| s.token(&parts.headers));
     let signed_in = role
@@ -149,12 +185,23 @@ fn escape(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct SignIn {
     token: String,
 }
 
 /// Takes the token from a form (never a URL) and answers with the cookie.
+#[utoipa::path(
+    post,
+    path = "/console/sign-in",
+    tag = "console",
+    description = "Signs in with an operator token (a form field, never a URL): a session cookie (`HttpOnly`, `SameSite=Strict`, 12 h) and to `/console`.",
+    request_body(content = SignIn, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed in: `Set-Cookie` and `Location: /console`"),
+        (status = "4XX", description = "Refused: the form again, with why", body = String, content_type = "text/html"),
+    )
+)]
 async fn sign_in<R: HasHub>(State(role): State<Arc<R>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let Some(sessions) = sessions(&parts.extensions).cloned() else {
@@ -186,6 +233,7 @@ async fn sign_in<R: HasHub>(State(role): State<Arc<R>>, request: Request) -> Res
     }
 }
 
+#[utoipa::path(post, path = "/console/sign-out", tag = "console", description = "Ends the session on the host and clears the cookie.", responses((status = 303, description = "Signed out: to `/console`")))]
 async fn sign_out(request: Request) -> Response {
     let (parts, _) = request.into_parts();
     if let Some(sessions) = sessions(&parts.extensions) {
@@ -202,6 +250,17 @@ async fn sign_out(request: Request) -> Response {
 }
 
 /// What the signed-in token may do, so a page offers only that.
+#[utoipa::path(
+    get,
+    path = "/console/session",
+    tag = "console",
+    description = "What the session's (or bearer's) token may do. Operator scope: `read`.",
+    responses(
+        (status = 200, description = "Its scopes", body = serde_json::Value),
+        (status = "4XX", description = "No session", body = crate::openapi::ErrorBody),
+    ),
+    security(("operator" = []), ("session" = []))
+)]
 async fn whoami<R: HasHub>(
     State(role): State<Arc<R>>,
     OperatorToken(token): OperatorToken,
@@ -231,13 +290,15 @@ fn asset(content_type: &'static str, text: &'static str) -> Response {
         .into_response()
 }
 
-async fn script(_: HeaderMap) -> Response {
+#[utoipa::path(get, path = "/console/app.js", tag = "console", description = "The console's script.", responses((status = 200, description = "JavaScript", body = String, content_type = "text/javascript")))]
+async fn script() -> Response {
     asset(
         "text/javascript; charset=utf-8",
         include_str!("assets/app.js"),
     )
 }
 
+#[utoipa::path(get, path = "/console/app.css", tag = "console", description = "The console's style sheet.", responses((status = 200, description = "CSS", body = String, content_type = "text/css")))]
 async fn style() -> Response {
     asset("text/css; charset=utf-8", include_str!("assets/app.css"))
 }

@@ -16,21 +16,36 @@ use powerplug_domain::EntityKind;
 use powerplug_roles::experiment::billing;
 use powerplug_roles::registry;
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(recent, list))]
+pub struct Api;
+
 pub fn routes<R: HasHub>() -> Router<Arc<R>> {
     Router::new()
         .route("/ticks/recent", get(recent::<R>))
         .route("/registrations", get(list::<R>))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct Recent {
+    #[param(minimum = 1, maximum = 2880)]
     limit: Option<usize>,
     /// Ticks before this tick number (the next page).
     before: Option<u64>,
 }
 
 /// `GET /ticks/recent`: the newest ticks this host ran since it started.
+#[utoipa::path(
+    get,
+    path = "/ticks/recent",
+    tag = "monitoring",
+    description = "The last ticks this host ran since it started, newest first. Operator scope: `read`.",
+    params(Recent),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn recent<R: HasHub>(
     State(role): State<Arc<R>>,
     _: Authorized<READ>,
@@ -47,15 +62,19 @@ async fn recent<R: HasHub>(
     Ok(Json(serde_json::json!({ "ticks": ticks })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct Listing {
     kind: Option<EntityKind>,
     /// Ids that start with this.
     #[serde(default)]
+    #[param(max_length = 64)]
     q: String,
     /// The id after which the page starts.
+    #[param(max_length = 64)]
     after: Option<String>,
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -64,6 +83,16 @@ const SCAN: usize = 10_000;
 
 /// `GET /registrations`: a page of registrations with their books (a
 /// consumer's billing, anyone's balance on this host's ledger).
+#[utoipa::path(
+    get,
+    path = "/registrations",
+    operation_id = "list_registrations",
+    tag = "registrations",
+    description = "Registrations by id, with their books, a page at a time. Operator scope: `read`.",
+    params(Listing),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    security(("operator" = []), ("session" = [])),
+)]
 async fn list<R: HasHub>(
     State(role): State<Arc<R>>,
     _: Authorized<READ>,

@@ -23,6 +23,10 @@ use crate::{ApiResult, blocking};
 use powerplug_roles::counter::Counter;
 use powerplug_roles::telemetry::{Ended, Histogram};
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(metrics))]
+pub struct Api;
+
 pub fn routes<R: HasHub>() -> Router<Arc<R>> {
     Router::new().route("/metrics", get(metrics::<R>))
 }
@@ -75,6 +79,13 @@ pub async fn count(
     response
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "monitoring",
+    description = "Counters, gauges and histograms in Prometheus' text format (docs/console.md lists them). Open: counts only.",
+    responses((status = 200, description = "Prometheus text", body = String, content_type = "text/plain"), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+)]
 async fn metrics<R: HasHub>(
     State(role): State<Arc<R>>,
     axum::Extension(requests): axum::Extension<Arc<Requests>>,

@@ -19,10 +19,21 @@ use super::HasHub;
 use crate::ApiError;
 use powerplug_channel::TIMELINE_HEADER;
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(timeline))]
+pub struct Api;
+
 pub fn routes<R: HasHub>() -> Router<Arc<R>> {
     Router::new().route("/timeline", get(timeline::<R>))
 }
 
+#[utoipa::path(
+    get,
+    path = "/timeline",
+    tag = "monitoring",
+    description = "Which history of its store this host is in (a request naming another, in `powerplug-timeline`, is refused).",
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+)]
 async fn timeline<R: HasHub>(State(role): State<Arc<R>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "timeline": role.hub().timeline }))
 }

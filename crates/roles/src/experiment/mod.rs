@@ -29,7 +29,7 @@ const EXPERIMENTS: &str = "experiments";
 /// The experiment scheduled or running, if any (one at a time).
 const CURRENT: &str = "experiment/current";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Variant {
     pub name: String,
     /// SHA-256 of a stored strategy version.

@@ -44,7 +44,7 @@ fn conflict(field: impl Into<String>, why: impl Into<String>) -> Refused {
 }
 
 /// `POST /experiments`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewExperiment {
     pub id: Option<String>,
