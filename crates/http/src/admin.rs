@@ -63,7 +63,7 @@ const CHUNK: usize = 256 << 10;
     path = "/backup",
     tag = "operations",
     description = "A copy of the whole store, streamed (secrets and every balance with it). Operator scope: `backup`.",
-    responses((status = 200, description = "The backup", body = Vec<u8>, content_type = "application/octet-stream"), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "The backup", body = Vec<u8>, content_type = "application/octet-stream"), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn backup<R: HasHub>(

@@ -70,7 +70,7 @@ impl From<Refused> for ApiError {
     tag = "experiments",
     description = "Starts an A/B test of stored versions on cohorts of consumers. Operator scope: `deploy`.",
     request_body = powerplug_roles::role::grid::NewExperiment,
-    responses((status = 201, description = "The experiment", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 201, description = "The experiment", body = serde_json::Value), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn create(
@@ -87,7 +87,7 @@ async fn create(
     operation_id = "list_experiments",
     tag = "experiments",
     description = "Every experiment. Operator scope: `read`.",
-    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Done", body = serde_json::Value), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn list(
@@ -107,7 +107,7 @@ fn find(grid: &Grid, id: &str) -> ApiResult<Experiment> {
     tag = "experiments",
     description = "One experiment. Operator scope: `read`.",
     params(("id" = String, Path, description = "The experiment's id")),
-    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Done", body = serde_json::Value), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn one(
@@ -124,7 +124,7 @@ async fn one(
     tag = "experiments",
     description = "Stops an experiment: everyone is billed by the active version again. Operator scope: `deploy`.",
     params(("id" = String, Path, description = "The experiment's id")),
-    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Done", body = serde_json::Value), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn stop(
@@ -141,7 +141,7 @@ async fn stop(
     tag = "experiments",
     description = "Ends an experiment by activating one variant's version. Operator scope: `deploy`.",
     params(("id" = String, Path, description = "The experiment's id"), ("variant" = String, Path, description = "The variant's name")),
-    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Done", body = serde_json::Value), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn promote(
@@ -190,7 +190,7 @@ fn build(grid: &Grid, id: &str) -> ApiResult<report::Report> {
     tag = "experiments",
     description = "The report's consumer table. Operator scope: `read`.",
     params(("id" = String, Path, description = "The experiment's id")),
-    responses((status = 200, description = "CSV", body = String, content_type = "text/csv"), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "CSV", body = String, content_type = "text/csv"), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn report_csv(
@@ -223,7 +223,7 @@ struct Page {
     tag = "experiments",
     description = "Each consumer's lifetime billing, by index. Operator scope: `read`.",
     params(Page),
-    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Done", body = serde_json::Value), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn billing(
@@ -264,7 +264,7 @@ async fn billing(
     tag = "experiments",
     description = "The report: per variant on its cohort, and counterfactual bills. Operator scope: `read`.",
     params(("id" = String, Path, description = "The experiment's id")),
-    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Done", body = serde_json::Value), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn report_json(
@@ -283,7 +283,7 @@ async fn report_json(
     tag = "experiments",
     description = "The report as a page with charts. Operator scope: `read`.",
     params(("id" = String, Path, description = "The experiment's id"), PageNumber),
-    responses((status = 200, description = "The page", body = String, content_type = "text/html"), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "The page", body = String, content_type = "text/html"), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn report_html(
@@ -318,7 +318,7 @@ struct ShadowStart {
     tag = "strategies",
     description = "Runs a stored version beside the active one on every tick, acting on nothing. Operator scope: `deploy`.",
     request_body = ShadowStart,
-    responses((status = 201, description = "The shadow run", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 201, description = "The shadow run", body = serde_json::Value), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn shadow_start(
@@ -334,7 +334,7 @@ async fn shadow_start(
     path = "/strategies/grid/shadow",
     tag = "strategies",
     description = "The shadow run and its divergence. Operator scope: `read`.",
-    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Done", body = serde_json::Value), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn shadow_get(State(grid): State<Arc<Grid>>, _: Authorized<READ>) -> ApiResult<Json<Shadow>> {
@@ -351,7 +351,7 @@ async fn shadow_get(State(grid): State<Arc<Grid>>, _: Authorized<READ>) -> ApiRe
     path = "/strategies/grid/shadow",
     tag = "strategies",
     description = "Stops the shadow run. Operator scope: `deploy`.",
-    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Done", body = serde_json::Value), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn shadow_stop(
@@ -385,7 +385,7 @@ fn grid_slot() -> String {
     tag = "experiments",
     description = "A slot's tick log, for `powerplug replay --input`. Operator scope: `read`.",
     params(Slot),
-    responses((status = 200, description = "The log", body = Vec<u8>, content_type = "application/octet-stream"), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "The log", body = Vec<u8>, content_type = "application/octet-stream"), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn export(

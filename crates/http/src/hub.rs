@@ -176,7 +176,7 @@ pub fn authenticate(hub: &Hub, bearer: &Bearer, id: &str) -> ApiResult<Registrat
     description = "Registers an entity with its channel (its first message, the hello, comes with it), or repeats a registration. A new id of a kind admitted by token needs `admission`.",
     params(("id" = String, Path, description = "The entity's id")),
     request_body = powerplug_roles::api::Register,
-    responses((status = 201, description = "Registered: the answer has the credential", body = powerplug_roles::api::Registered), (status = 200, description = "Registered before: the same registration", body = powerplug_roles::api::Registered), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 201, description = "Registered: the answer has the credential", body = powerplug_roles::api::Registered), (status = 200, description = "Registered before: the same registration", body = powerplug_roles::api::Registered), crate::openapi::Refused),
 )]
 async fn register<R: HasHub>(
     State(role): State<Arc<R>>,
@@ -257,7 +257,7 @@ fn one() -> u32 {
     tag = "admissions",
     description = "Issues a registration token (shown once; only its hash is kept). Operator scope: `admit`.",
     request_body = Admit,
-    responses((status = 201, description = "The token", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 201, description = "The token", body = serde_json::Value), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn admit<R: HasHub>(
@@ -303,7 +303,7 @@ async fn admit<R: HasHub>(
     path = "/admissions",
     tag = "admissions",
     description = "The registration tokens not used up (their hashes' first digits). Operator scope: `read`.",
-    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Done", body = serde_json::Value), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn admissions<R: HasHub>(
@@ -337,7 +337,7 @@ impl From<AdmissionError> for ApiError {
     tag = "registrations",
     description = "The entity's own registration.",
     params(("id" = String, Path, description = "The entity's id")),
-    responses((status = 200, description = "The registration", body = powerplug_roles::api::Registered), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "The registration", body = powerplug_roles::api::Registered), crate::openapi::Refused),
     security(("entity" = [])),
 )]
 async fn registration<R: HasHub>(
@@ -360,7 +360,7 @@ async fn registration<R: HasHub>(
     tag = "registrations",
     description = "The entity leaves; its id is kept for its own key.",
     params(("id" = String, Path, description = "The entity's id")),
-    responses((status = 200, description = "Left", body = powerplug_roles::api::Registered), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Left", body = powerplug_roles::api::Registered), crate::openapi::Refused),
     security(("entity" = [])),
 )]
 async fn deregister<R: HasHub>(
@@ -415,7 +415,7 @@ fn bounded(messages: Vec<Vec<u8>>, budget: &mut usize) -> Vec<String> {
     tag = "channels",
     description = "The messages at an address, in hex.",
     params(("address" = String, Path, description = "32 bytes in hex")),
-    responses((status = 200, description = "The messages", body = powerplug_channel::Messages), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "The messages", body = powerplug_channel::Messages), crate::openapi::Refused),
 )]
 async fn get_channel<R: HasHub>(
     State(role): State<Arc<R>>,
@@ -442,7 +442,7 @@ async fn get_channel<R: HasHub>(
     description = "Stores message `index` of the channel of `author`: the sealed bytes as the body.",
     params(("author" = String, Path, description = "The author's public key, 32 bytes in hex"), ("index" = u64, Path, description = "The message's index")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, description = "Stored"), (status = 200, description = "Stored before"), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 201, description = "Stored"), (status = 200, description = "Stored before"), crate::openapi::Refused),
 )]
 async fn put_channel<R: HasHub>(
     State(role): State<Arc<R>>,
@@ -499,7 +499,7 @@ fn refused(r: powerplug_roles::role::Refusal) -> ApiError {
     tag = "channels",
     description = "Stores messages of registered authors' channels, each signed for its address.",
     request_body = powerplug_channel::Batch,
-    responses((status = 200, description = "What was not stored, by position", body = powerplug_channel::Stored), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "What was not stored, by position", body = powerplug_channel::Stored), crate::openapi::Refused),
 )]
 async fn put_batch<R: HasHub>(
     State(role): State<Arc<R>>,
@@ -551,7 +551,7 @@ async fn put_batch<R: HasHub>(
     tag = "channels",
     description = "The messages at several addresses (at most 1 MiB an answer: ask again for the rest).",
     request_body = powerplug_channel::ReadMany,
-    responses((status = 200, description = "Per address, its messages in hex", body = powerplug_channel::ManyMessages), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Per address, its messages in hex", body = powerplug_channel::ManyMessages), crate::openapi::Refused),
 )]
 async fn read_batch<R: HasHub>(
     State(role): State<Arc<R>>,
@@ -629,7 +629,7 @@ fn json(bytes: &[u8]) -> serde_json::Value {
     tag = "storage",
     description = "A page of the owner's documents in a context.",
     params(("id" = String, Path, description = "The owner's id"), ("context" = String, Path, description = "A name for a set of documents"), PageQuery),
-    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Done", body = serde_json::Value), crate::openapi::Refused),
     security(("entity" = [])),
 )]
 async fn list_documents<R: HasHub>(
@@ -670,7 +670,7 @@ async fn list_documents<R: HasHub>(
     tag = "storage",
     description = "A document.",
     params(("id" = String, Path, description = "The owner's id"), ("context" = String, Path, description = "A name for a set of documents"), ("key" = String, Path, description = "The document's key")),
-    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Done", body = serde_json::Value), crate::openapi::Refused),
     security(("entity" = [])),
 )]
 async fn get_document<R: HasHub>(
@@ -700,7 +700,7 @@ async fn get_document<R: HasHub>(
     description = "Stores a JSON document.",
     params(("id" = String, Path, description = "The owner's id"), ("context" = String, Path, description = "A name for a set of documents"), ("key" = String, Path, description = "The document's key")),
     request_body = serde_json::Value,
-    responses((status = 201, description = "Stored, new"), (status = 200, description = "Stored, replacing the last"), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 201, description = "Stored, new"), (status = 200, description = "Stored, replacing the last"), crate::openapi::Refused),
     security(("entity" = [])),
 )]
 async fn put_document<R: HasHub>(
@@ -729,7 +729,7 @@ async fn put_document<R: HasHub>(
     tag = "storage",
     description = "Deletes a document.",
     params(("id" = String, Path, description = "The owner's id"), ("context" = String, Path, description = "A name for a set of documents"), ("key" = String, Path, description = "The document's key")),
-    responses((status = 204, description = "Deleted"), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 204, description = "Deleted"), crate::openapi::Refused),
     security(("entity" = [])),
 )]
 async fn delete_document<R: HasHub>(
@@ -758,7 +758,7 @@ async fn delete_document<R: HasHub>(
     tag = "storage",
     description = "Deletes every document of a context.",
     params(("id" = String, Path, description = "The owner's id"), ("context" = String, Path, description = "A name for a set of documents")),
-    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Done", body = serde_json::Value), crate::openapi::Refused),
     security(("entity" = [])),
 )]
 async fn delete_context<R: HasHub>(

@@ -23,6 +23,15 @@ pub struct ErrorBody {
     field: Option<String>,
 }
 
+/// Every refusal, in each operation's answers.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = "4XX",
+    description = "Refused, changing nothing: `error` says why, `field` names what"
+)]
+#[allow(dead_code)]
+pub struct Refused(ErrorBody);
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -177,6 +186,13 @@ mod tests {
             for (method, op) in item.as_object().unwrap() {
                 let responses = op["responses"].as_object().unwrap();
                 assert!(!responses.is_empty(), "{method} {path}");
+                if op.get("security").is_some() {
+                    let refused = &responses["4XX"]["content"]["application/json"]["schema"];
+                    assert_eq!(
+                        refused["$ref"], "#/components/schemas/ErrorBody",
+                        "{method} {path}"
+                    );
+                }
                 let id = op["operationId"].as_str().unwrap().to_owned();
                 assert!(ids.insert(id.clone()), "operationId {id} twice");
             }

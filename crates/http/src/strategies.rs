@@ -118,7 +118,7 @@ fn yes() -> bool {
     description = "Uploads a strategy component: checked, dry-run on recent ticks, stored and (unless `activate=false`) activated between two ticks. Operator scope: `deploy`.",
     params(("kind" = String, Path, description = "`grid` or `producer`: the kind this host runs"), UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The component (`.wasm`), any content type"),
-    responses((status = 201, description = "The version, its dry run, whether it went live", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 201, description = "The version, its dry run, whether it went live", body = serde_json::Value), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn upload<R: HasHub + Swappable>(
@@ -187,7 +187,7 @@ struct Fresh {
     tag = "strategies",
     description = "Activates a stored version (roll back or forward) between two ticks. Operator scope: `deploy`.",
     params(("kind" = String, Path, description = "`grid` or `producer`: the kind this host runs"), ("version" = String, Path, description = "A SHA-256, or the name it was uploaded with"), Fresh),
-    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Done", body = serde_json::Value), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn activate<R: HasHub + Swappable>(
@@ -215,7 +215,7 @@ async fn activate<R: HasHub + Swappable>(
     operation_id = "list_strategies",
     tag = "strategies",
     description = "The stored versions, the active one and the history of activations. Operator scope: `read`.",
-    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Done", body = serde_json::Value), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn list<R: HasHub + Swappable>(
@@ -239,7 +239,7 @@ async fn list<R: HasHub + Swappable>(
     tag = "strategies",
     description = "Deletes a version that is not active. Operator scope: `deploy`.",
     params(("kind" = String, Path, description = "`grid` or `producer`: the kind this host runs"), ("version" = String, Path, description = "A SHA-256, or the name it was uploaded with")),
-    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Done", body = serde_json::Value), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn remove<R: HasHub + Swappable>(

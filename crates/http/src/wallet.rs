@@ -118,7 +118,7 @@ fn pay_one(
     tag = "wallet",
     description = "Pays from the entity's account; a repeat under the same key moves nothing again.",
     request_body = PayRequest,
-    responses((status = 201, description = "The transfer", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 201, description = "The transfer", body = serde_json::Value), crate::openapi::Refused),
     security(("entity" = [])),
 )]
 async fn pay(
@@ -154,7 +154,7 @@ async fn pay(
     tag = "wallet",
     description = "Many payers' payments, each under its payer's credential, in one ledger write.",
     request_body = Batch,
-    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Done", body = serde_json::Value), crate::openapi::Refused),
 )]
 async fn pay_batch(
     State(grid): State<Arc<Grid>>,
@@ -207,7 +207,7 @@ struct Since {
     tag = "wallet",
     description = "The entity's balance and transfers.",
     params(Since),
-    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Done", body = serde_json::Value), crate::openapi::Refused),
     security(("entity" = [])),
 )]
 async fn account(
@@ -255,7 +255,7 @@ async fn account(
     tag = "wallet",
     description = "Issues new money to an account. Operator scope: `mint`.",
     request_body = powerplug_roles::api::Issue,
-    responses((status = 201, description = "The transfer", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 201, description = "The transfer", body = serde_json::Value), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn issue(

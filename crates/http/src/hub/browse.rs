@@ -43,7 +43,7 @@ struct Recent {
     tag = "monitoring",
     description = "The last ticks this host ran since it started, newest first. Operator scope: `read`.",
     params(Recent),
-    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Done", body = serde_json::Value), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn recent<R: HasHub>(
@@ -90,7 +90,7 @@ const SCAN: usize = 10_000;
     tag = "registrations",
     description = "Registrations by id, with their books, a page at a time. Operator scope: `read`.",
     params(Listing),
-    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Done", body = serde_json::Value), crate::openapi::Refused),
     security(("operator" = []), ("session" = [])),
 )]
 async fn list<R: HasHub>(

@@ -84,7 +84,7 @@ pub async fn count(
     path = "/metrics",
     tag = "monitoring",
     description = "Counters, gauges and histograms in Prometheus' text format (docs/console.md lists them). Open: counts only.",
-    responses((status = 200, description = "Prometheus text", body = String, content_type = "text/plain"), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Prometheus text", body = String, content_type = "text/plain"), crate::openapi::Refused),
 )]
 async fn metrics<R: HasHub>(
     State(role): State<Arc<R>>,

@@ -32,7 +32,7 @@ pub fn routes<R: HasHub>() -> Router<Arc<R>> {
     path = "/timeline",
     tag = "monitoring",
     description = "Which history of its store this host is in (a request naming another, in `powerplug-timeline`, is refused).",
-    responses((status = 200, description = "Done", body = serde_json::Value), (status = "4XX", description = "Refused, changing nothing: `error` says why, `field` names what", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "Done", body = serde_json::Value), crate::openapi::Refused),
 )]
 async fn timeline<R: HasHub>(State(role): State<Arc<R>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "timeline": role.hub().timeline }))
