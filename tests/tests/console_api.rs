@@ -261,3 +261,103 @@ fn ticks_registrations_and_metrics_show_what_the_grid_did_without_naming_anyone(
     }
     rt.block_on(grid.stop()).unwrap();
 }
+
+/// A new producer under the rule `approve` waits, the operator sees it and
+/// lets it in (that channel key only) or refuses it.
+#[test]
+fn a_waiting_entity_is_let_in_by_the_operators_approval_for_its_own_key_only() {
+    use powerplug::api;
+    use powerplug::channel::ChannelWriter;
+    use powerplug::domain::EntityKind;
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, _) = strategy_files(dir.path());
+    let mut config = grid_config(dir.path(), grid_wasm, 50);
+    config.admission.producer = powerplug::admission::Rule::Approve;
+    let rt = runtime();
+    let grid = rt.block_on(run::grid(&config)).unwrap();
+    let client = Client::new(&grid.url);
+    let ask = |id: &str, seed: u8| {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        let mut writer = ChannelWriter::new(key, true).unwrap();
+        let body = api::Register::open(EntityKind::Producer, &mut writer, None).unwrap();
+        client.put(
+            &format!("/registrations/{id}"),
+            None,
+            &serde_json::to_value(body).unwrap(),
+        )
+    };
+    let pending = || client.get("/admissions/pending", Some(OPERATOR)).1["pending"].clone();
+
+    // Asking: refused for now, and listed with its key.
+    let (status, answer) = ask("solar-farm", 1);
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(answer["field"], "admission");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("waits for the operator")
+    );
+    let (status, _) = ask("wind-park", 2);
+    assert_eq!(status, 403);
+    let waiting = pending();
+    assert_eq!(waiting.as_array().unwrap().len(), 2, "{waiting}");
+    assert_eq!(waiting[0]["id"], "solar-farm");
+    assert_eq!(waiting[0]["kind"], "producer");
+    // Another key asking for the same id does not take the request over.
+    ask("solar-farm", 9);
+    assert_eq!(pending()[0]["author"], waiting[0]["author"]);
+
+    // Only an operator with `admit` answers; a wrong id is 404.
+    let (status, _) = client.post(
+        "/admissions/pending/solar-farm/approve",
+        None,
+        &serde_json::json!({}),
+    );
+    assert_eq!(status, 401);
+    let (status, answer) = client.post(
+        "/admissions/pending/nobody/approve",
+        Some(OPERATOR),
+        &serde_json::json!({}),
+    );
+    assert_eq!((status, answer["field"].as_str()), (404, Some("id")));
+
+    // Approved: the other key still cannot register it; its own key can.
+    let (status, _) = client.post(
+        "/admissions/pending/solar-farm/approve",
+        Some(OPERATOR),
+        &serde_json::json!({}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        ask("solar-farm", 9).0,
+        403,
+        "approval is for the key that asked"
+    );
+    let (status, answer) = ask("solar-farm", 1);
+    assert_eq!(status, 201, "{answer}");
+    assert!(answer["credential"].is_string());
+    // Refused: gone from the list, still not registered.
+    let (status, _) = client.post(
+        "/admissions/pending/wind-park/refuse",
+        Some(OPERATOR),
+        &serde_json::json!({}),
+    );
+    assert_eq!(status, 200);
+    let ids: Vec<String> = pending()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        ["solar-farm"],
+        "only the other key's new request waits"
+    );
+    assert_eq!(
+        client.get("/registrations?kind=producer", Some(OPERATOR)).1["registrations"][0]["id"],
+        "solar-farm"
+    );
+    rt.block_on(grid.stop()).unwrap();
+}

@@ -47,6 +47,9 @@ use powerplug_roles::role::producer::Producer;
     put_channel,
     admit,
     admissions,
+    pending,
+    approve,
+    refuse,
     list_documents,
     delete_context,
     get_document,
@@ -87,6 +90,9 @@ pub fn routes<R: HasHub>() -> Router<Arc<R>> {
         .route("/channels/{address}", get(get_channel::<R>))
         .route("/channels/{author}/{index}", put(put_channel::<R>))
         .route("/admissions", post(admit::<R>).get(admissions::<R>))
+        .route("/admissions/pending", get(pending::<R>))
+        .route("/admissions/pending/{id}/approve", post(approve::<R>))
+        .route("/admissions/pending/{id}/refuse", post(refuse::<R>))
         .route(
             "/storage/{id}/{context}",
             get(list_documents::<R>).delete(delete_context::<R>),
@@ -323,6 +329,91 @@ async fn admissions<R: HasHub>(
         })))
     })
     .await
+}
+
+#[utoipa::path(
+    get,
+    path = "/admissions/pending",
+    tag = "admissions",
+    description = "New entities waiting for the operator's approval (rule `approve`). Operator scope: `read`.",
+    responses((status = 200, description = "The requests", body = serde_json::Value), super::openapi::Refused),
+    security(("operator" = []), ("session" = []))
+)]
+async fn pending<R: HasHub>(
+    State(role): State<Arc<R>>,
+    _: super::Authorized<{ super::READ }>,
+) -> ApiResult<Json<serde_json::Value>> {
+    blocking(move || {
+        let waiting = admission::pending(&role.hub().db)?;
+        Ok(Json(serde_json::json!({
+            "pending": waiting
+                .into_iter()
+                .map(|(id, a)| serde_json::json!({
+                    "id": id, "kind": a.kind, "author": hex::encode(a.author),
+                    "asked_ms": a.asked_ms,
+                }))
+                .collect::<Vec<_>>(),
+        })))
+    })
+    .await
+}
+
+/// The operator's answer to a waiting entity.
+async fn decide<R: HasHub>(
+    role: Arc<R>,
+    id: String,
+    approve: bool,
+) -> ApiResult<Json<serde_json::Value>> {
+    blocking(
+        move || match admission::decide(&role.hub().db, &id, approve)? {
+            Some(a) => Ok(Json(serde_json::json!({
+                "id": id, "kind": a.kind, "author": hex::encode(a.author), "approved": approve,
+            }))),
+            None => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "id",
+                format!(
+                    "`{}` is not waiting for approval",
+                    powerplug_strategy::text::for_log(&id)
+                ),
+            )),
+        },
+    )
+    .await
+}
+
+#[utoipa::path(
+    post,
+    path = "/admissions/pending/{id}/approve",
+    tag = "admissions",
+    description = "Lets a waiting entity in: its next registration, with the same channel key, is admitted. Operator scope: `admit`.",
+    params(("id" = String, Path, description = "The waiting entity's id")),
+    responses((status = 200, description = "Approved", body = serde_json::Value), super::openapi::Refused),
+    security(("operator" = []), ("session" = []))
+)]
+async fn approve<R: HasHub>(
+    State(role): State<Arc<R>>,
+    Path(id): Path<String>,
+    _: super::Authorized<{ super::ADMIT }>,
+) -> ApiResult<Json<serde_json::Value>> {
+    decide(role, id, true).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/admissions/pending/{id}/refuse",
+    tag = "admissions",
+    description = "Drops a waiting entity's request. Operator scope: `admit`.",
+    params(("id" = String, Path, description = "The waiting entity's id")),
+    responses((status = 200, description = "Refused", body = serde_json::Value), super::openapi::Refused),
+    security(("operator" = []), ("session" = []))
+)]
+async fn refuse<R: HasHub>(
+    State(role): State<Arc<R>>,
+    Path(id): Path<String>,
+    _: super::Authorized<{ super::ADMIT }>,
+) -> ApiResult<Json<serde_json::Value>> {
+    decide(role, id, false).await
 }
 
 impl From<AdmissionError> for ApiError {

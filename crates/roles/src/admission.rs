@@ -7,6 +7,13 @@
 //! kind it admits, the id it is bound to (if any) and how many registrations
 //! it has left. Registering again with the same channel, or a reset with the
 //! entity's credential, needs no token: only a new entity does.
+//!
+//! Under the rule `approve`, a new entity without a token waits instead: its
+//! request (id, kind, channel author) is kept, the operator approves or
+//! refuses it (`/admissions/pending`, the console), and once approved the
+//! same author's next registration of that id is admitted. The waiting list
+//! is bounded and its requests expire; the first author to ask for an id
+//! keeps the request (a later one cannot swap its key in).
 
 use powerplug_domain::EntityKind;
 use serde::{Deserialize, Serialize};
@@ -15,6 +22,16 @@ use sha2::{Digest, Sha256};
 use powerplug_storage::{Order, Store, WriteTx, key};
 
 const TOKENS: &str = "admission_tokens";
+/// id → [`Asked`]: new entities waiting for the operator.
+const PENDING: &str = "admission_pending";
+/// id → [`Asked`]: approved, until that author registers.
+const APPROVED: &str = "admission_approved";
+
+/// Requests that wait at once, at most: anyone can ask, so the list is
+/// bounded; beyond it a new entity needs a token (`QueueFull`).
+pub const MAX_PENDING: usize = 1_000;
+/// How long a request waits before it is dropped.
+pub const PENDING_MS: u64 = 24 * 3600 * 1000;
 
 /// How a kind of entity is admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +41,8 @@ pub enum Rule {
     Open,
     /// A registration must carry a token the operator issued.
     Token,
+    /// A new entity without a token waits for the operator's approval.
+    Approve,
 }
 
 /// A host's admission rules, by kind (a grid: consumers and producers; a
@@ -90,6 +109,99 @@ pub enum AdmissionError {
     WrongId(String),
     #[error("admission: `{0}` left; only a token issued for it brings it back under a new key")]
     NotBound(String),
+    #[error("admission: `{0}` waits for the operator's approval; register again once approved")]
+    Waiting(String),
+    #[error("admission: too many registrations wait for approval; ask the operator for a token")]
+    QueueFull,
+}
+
+/// A new entity's request to be let in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Asked {
+    pub kind: EntityKind,
+    /// The key of the channel it registers: approval is for this key only.
+    pub author: [u8; 32],
+    pub asked_ms: u64,
+}
+
+/// Keeps `id`'s request to be let in (after its registration was refused
+/// as [`AdmissionError::Waiting`]); refuses when the list is full.
+pub fn ask(db: &dyn Store, id: &str, asked: &Asked) -> anyhow::Result<Result<(), AdmissionError>> {
+    let tx = db.write()?;
+    let k = key::of(&[&id]);
+    if tx.get(PENDING, &k)?.is_some() {
+        // The first asker keeps it; asking again changes nothing.
+        return Ok(Ok(()));
+    }
+    let waiting = tx.range(PENDING, &[], None, Order::Ascending, usize::MAX)?;
+    let mut live = 0;
+    for (key, bytes) in waiting {
+        let old: Asked = postcard::from_bytes(&bytes)?;
+        if old.asked_ms.saturating_add(PENDING_MS) < asked.asked_ms {
+            tx.delete(PENDING, &key)?;
+        } else {
+            live += 1;
+        }
+    }
+    if live >= MAX_PENDING {
+        tx.commit()?;
+        return Ok(Err(AdmissionError::QueueFull));
+    }
+    tx.put(PENDING, &k, &postcard::to_allocvec(asked)?)?;
+    tx.commit()?;
+    Ok(Ok(()))
+}
+
+/// The requests waiting, by id.
+pub fn pending(db: &dyn Store) -> anyhow::Result<Vec<(String, Asked)>> {
+    let entries = db
+        .read()?
+        .range(PENDING, &[], None, Order::Ascending, MAX_PENDING * 2)?;
+    entries
+        .into_iter()
+        .map(|(k, v)| {
+            Ok((
+                key::Reader::new(&k).str()?.to_owned(),
+                postcard::from_bytes(&v)?,
+            ))
+        })
+        .collect()
+}
+
+/// The operator's answer to `id`'s request: approved (its author's next
+/// registration is admitted) or refused (dropped). `None`: no such request.
+pub fn decide(db: &dyn Store, id: &str, approve: bool) -> anyhow::Result<Option<Asked>> {
+    let tx = db.write()?;
+    let k = key::of(&[&id]);
+    let Some(bytes) = tx.get(PENDING, &k)? else {
+        return Ok(None);
+    };
+    tx.delete(PENDING, &k)?;
+    if approve {
+        tx.put(APPROVED, &k, &bytes)?;
+    }
+    tx.commit()?;
+    Ok(Some(postcard::from_bytes(&bytes)?))
+}
+
+/// Admits `id` of `kind` written by `author` if the operator approved it,
+/// inside the registration's transaction (the approval is used up with it).
+pub fn take_approval(
+    tx: &dyn WriteTx,
+    id: &str,
+    kind: EntityKind,
+    author: &[u8; 32],
+) -> anyhow::Result<bool> {
+    let k = key::of(&[&id]);
+    let Some(bytes) = tx.get(APPROVED, &k)? else {
+        return Ok(false);
+    };
+    let approved: Asked = postcard::from_bytes(&bytes)?;
+    if approved.kind != kind || &approved.author != author {
+        return Ok(false);
+    }
+    tx.delete(APPROVED, &k)?;
+    Ok(true)
 }
 
 fn hash(token: &str) -> [u8; 32] {
@@ -162,4 +274,46 @@ pub fn spend(
         tx.put(TOKENS, &k, &postcard::to_allocvec(&grant)?)?;
     }
     Ok(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use powerplug_storage::RedbStore;
+
+    fn asked(author: u8, asked_ms: u64) -> Asked {
+        Asked {
+            kind: EntityKind::Producer,
+            author: [author; 32],
+            asked_ms,
+        }
+    }
+
+    /// Anyone can ask, so the list is bounded; old requests make room.
+    #[test]
+    fn the_waiting_list_is_bounded_and_old_requests_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RedbStore::open(&dir.path().join("host.redb")).unwrap();
+        for i in 0..MAX_PENDING {
+            assert_eq!(ask(&db, &format!("p{i}"), &asked(1, 1_000)).unwrap(), Ok(()));
+        }
+        assert_eq!(
+            ask(&db, "late", &asked(1, 2_000)).unwrap(),
+            Err(AdmissionError::QueueFull)
+        );
+        // Asking again for a waiting id is no new request.
+        assert_eq!(ask(&db, "p0", &asked(7, 2_000)).unwrap(), Ok(()));
+        assert_eq!(pending(&db).unwrap()[0].1.author, [1; 32]);
+        // A day later the old ones are gone and the newcomer waits.
+        let later = 1_000 + PENDING_MS + 1;
+        assert_eq!(ask(&db, "late", &asked(1, later)).unwrap(), Ok(()));
+        assert_eq!(pending(&db).unwrap().len(), 1);
+        // Approval is for that kind and key, once.
+        assert!(decide(&db, "late", true).unwrap().is_some());
+        let tx = db.write().unwrap();
+        assert!(!take_approval(&*tx, "late", EntityKind::Producer, &[2; 32]).unwrap());
+        assert!(!take_approval(&*tx, "late", EntityKind::Source, &[1; 32]).unwrap());
+        assert!(take_approval(&*tx, "late", EntityKind::Producer, &[1; 32]).unwrap());
+        assert!(!take_approval(&*tx, "late", EntityKind::Producer, &[1; 32]).unwrap());
+    }
 }

@@ -255,6 +255,29 @@ impl Registry {
         id: &str,
         application: Application,
     ) -> Result<Registered, RegistryError> {
+        let (kind, author) = (application.kind, application.channel.author);
+        match self.register_now(db, id, application) {
+            // Kept for the operator, outside the refused registration's
+            // transaction.
+            Err(RegistryError::Admission(AdmissionError::Waiting(id))) => {
+                let asked = admission::Asked {
+                    kind,
+                    author,
+                    asked_ms: crate::role::unix_ms(),
+                };
+                admission::ask(db, &id, &asked)??;
+                Err(AdmissionError::Waiting(id).into())
+            }
+            answer => answer,
+        }
+    }
+
+    fn register_now(
+        &self,
+        db: &dyn Store,
+        id: &str,
+        application: Application,
+    ) -> Result<Registered, RegistryError> {
         let Application {
             kind,
             channel,
@@ -372,13 +395,13 @@ impl Registry {
             Some(t) if t.author == channel.author => t.index,
             Some(t) => match token {
                 Some(_) => {
-                    self.admit(tx, token, kind, id, true)?;
+                    self.admit(tx, token, kind, id, true, &channel.author)?;
                     t.index
                 }
                 None => return Err(RegistryError::Tombstoned(id.to_owned())),
             },
             None => {
-                self.admit(tx, token, kind, id, false)?;
+                self.admit(tx, token, kind, id, false, &channel.author)?;
                 let index = match last(tx, BY_INDEX, &[])? {
                     Some((k, _)) => key::Reader::new(&k).u32()? + 1,
                     None => 0,
@@ -411,9 +434,17 @@ impl Registry {
         kind: EntityKind,
         id: &str,
         bound: bool,
+        author: &[u8; 32],
     ) -> Result<(), RegistryError> {
-        if !bound && self.admission.rule(kind) == admission::Rule::Open {
-            return Ok(());
+        match (bound, self.admission.rule(kind), token) {
+            (false, admission::Rule::Open, _) => return Ok(()),
+            (false, admission::Rule::Approve, None) => {
+                return match admission::take_approval(tx, id, kind, author)? {
+                    true => Ok(()),
+                    false => Err(AdmissionError::Waiting(id.to_owned()).into()),
+                };
+            }
+            _ => {}
         }
         admission::spend(tx, token, kind, id, bound)??;
         Ok(())

@@ -436,6 +436,14 @@ const experiments = {
 
 const admissions = {
   async refresh() {
+    const p = await api("GET", "/admissions/pending");
+    const answer = (id, verdict) => async () => {
+      await act(`${verdict === "approve" ? "Approve" : "Refuse"} ${id}`, () => api("POST", `/admissions/pending/${encodeURIComponent(id)}/${verdict}`));
+      this.refresh();
+    };
+    fill($("pending").tBodies[0], p.pending.map((w) => el("tr", {}, el("td", {}, w.id), el("td", {}, w.kind),
+      el("td", {}, el("code", { title: w.author }, short(w.author))), el("td", {}, when(w.asked_ms)),
+      el("td", { class: "actions admit-action" }, el("button", { onclick: answer(w.id, "approve") }, "Approve"), el("button", { class: "danger", onclick: answer(w.id, "refuse") }, "Refuse")))), "Nobody waits.");
     const a = await api("GET", "/admissions");
     fill($("admissions").tBodies[0], a.admissions.map((g) => el("tr", {}, el("td", {}, el("code", {}, g.hash)), el("td", {}, g.kind), el("td", {}, g.id || "any"), el("td", {}, num(g.uses)), el("td", {}, when(g.issued_ms)))), "None.");
   },
