@@ -295,7 +295,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = RedbStore::open(&dir.path().join("host.redb")).unwrap();
         for i in 0..MAX_PENDING {
-            assert_eq!(ask(&db, &format!("p{i}"), &asked(1, 1_000)).unwrap(), Ok(()));
+            assert_eq!(
+                ask(&db, &format!("p{i}"), &asked(1, 1_000)).unwrap(),
+                Ok(())
+            );
         }
         assert_eq!(
             ask(&db, "late", &asked(1, 2_000)).unwrap(),

@@ -105,8 +105,8 @@ async fn admissions<R: HasHub>(role: State<Arc<R>>, request: Request) -> Respons
     page(role, request, 3).await
 }
 
-fn sessions(headers_of: &axum::http::Extensions) -> Option<&Arc<Sessions>> {
-    headers_of.get::<Arc<Sessions>>()
+fn sessions(extensions: &axum::http::Extensions) -> Option<&Arc<Sessions>> {
+    extensions.get::<Arc<Sessions>>()
 }
 
 /// A page for a signed-in operator, or the sign-in form.
