@@ -88,6 +88,20 @@ try {
   await page.fill("#reg-q", "");
   await page.click("#registrations-filter button");
   await shot("overview");
+  // Producers: each one's output and payouts, adding up to the grid's totals.
+  await page.selectOption("#reg-kind", "producer");
+  await waitFor("the producers are listed", async () =>
+    (await page.locator("#registrations thead").innerText()).includes("Share of payouts"));
+  // Two reads a tick may fall between: until a pair falls within one tick.
+  await waitFor("each producer's output and payouts add up to the grid's", async () => {
+    const producers = (await call("GET", "/registrations?kind=producer")).body.registrations;
+    const grid = await totals();
+    return producers.length === 2 && grid["paid-out"] > 0
+      && producers.reduce((a, p) => a + p.output_wh, 0) === grid["output-wh"]
+      && producers.reduce((a, p) => a + p.paid_out, 0) === grid["paid-out"]
+      && producers.every((p) => p.paid_out === p.balance);
+  });
+  await page.selectOption("#reg-kind", "consumer");
 
   step("upload a second version through the page; its dry run shows before it goes live");
   const before = await call("GET", "/strategies");

@@ -118,6 +118,7 @@ async fn list<R: HasHub>(
             SCAN,
         )?;
         let tx = db.read()?;
+        let paid_out_total = powerplug_roles::counter::Counter::PaidOut.read(db)?;
         let mut rows = Vec::with_capacity(page.len());
         for r in page {
             let mut row = serde_json::json!({
@@ -130,6 +131,19 @@ async fn list<R: HasHub>(
                 "rejected": r.rejected,
                 "balance": powerplug_ledger::balance(db, &r.id)?,
             });
+            if r.kind == EntityKind::Producer {
+                let s = billing::supplied(&*tx, r.index)?;
+                row["output_wh"] = s.output_wh.into();
+                row["paid_out"] = s.paid_out.into();
+                // Its part of every payout the grid made, in hundredths of a percent.
+                row["share_bp"] = (u128::from(s.paid_out) * 10_000)
+                    .checked_div(u128::from(paid_out_total))
+                    .unwrap_or(0)
+                    .min(10_000)
+                    .try_into()
+                    .unwrap_or(10_000u64)
+                    .into();
+            }
             if r.kind == EntityKind::Consumer {
                 let b = billing::get(&*tx, r.index)?;
                 row["used_wh"] = b.used_wh.into();

@@ -81,6 +81,39 @@ pub fn page(
     Ok(out)
 }
 
+/// producer index → [`Supplied`].
+const PRODUCERS: &str = "grid_producer_books";
+
+/// Each producer's output the grid took and what it paid the producer,
+/// since this table was added (written in the tick's transaction).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supplied {
+    pub output_wh: u64,
+    pub paid_out: u64,
+}
+
+pub fn supplied(tx: &dyn ReadTx, producer: u32) -> anyhow::Result<Supplied> {
+    match tx.get(PRODUCERS, &key::of(&[&producer]))? {
+        Some(bytes) => Ok(postcard::from_bytes(&bytes)?),
+        None => Ok(Supplied::default()),
+    }
+}
+
+/// Adds one tick's output and payouts.
+pub fn add_supplied(tx: &dyn WriteTx, tick: &BTreeMap<u32, Supplied>) -> anyhow::Result<()> {
+    for (producer, change) in tick {
+        let mut s = supplied(tx, *producer)?;
+        s.output_wh = s.output_wh.saturating_add(change.output_wh);
+        s.paid_out = s.paid_out.saturating_add(change.paid_out);
+        tx.put(
+            PRODUCERS,
+            &key::of(&[producer]),
+            &postcard::to_allocvec(&s)?,
+        )?;
+    }
+    Ok(())
+}
+
 /// The payment model of counterfactual books: what a consumer has paid, in
 /// all, on bills of `cf_billed` tokens, given that it has paid `real_paid` on
 /// the `real_billed` tokens it was actually sent: the same share, so never

@@ -200,11 +200,14 @@ const overview = {
     const page = await api("GET", `/registrations?${params}`);
     this.cursors[this.page + 1] = page.next;
     const consumer = kind === "consumer";
-    const head = ["Id", "#", consumer ? "Used Wh" : null, consumer ? "Billed Wh" : null, consumer ? "Requested" : null, consumer ? "Paid" : null, consumer ? "Outstanding" : null, "Balance", "Read", "Dropped", "State"].filter((h) => h !== null);
+    const producer = kind === "producer";
+    const head = ["Id", "#", consumer ? "Used Wh" : null, consumer ? "Billed Wh" : null, consumer ? "Requested" : null, consumer ? "Paid" : null, consumer ? "Outstanding" : null,
+      producer ? "Output Wh" : null, producer ? "Paid out" : null, producer ? "Share of payouts" : null, "Balance", "Read", "Dropped", "State"].filter((h) => h !== null);
     $("registrations").tHead.replaceChildren(el("tr", {}, head.map((h) => el("th", {}, h))));
     fill($("registrations").tBodies[0], page.registrations.map((r) => el("tr", {},
       el("td", {}, r.id), el("td", {}, r.index),
       consumer ? [el("td", {}, num(r.used_wh)), el("td", {}, num(r.billed_wh)), el("td", {}, num(r.requested)), el("td", {}, num(r.paid)), el("td", {}, num(r.outstanding))] : [],
+      producer ? [el("td", {}, num(r.output_wh)), el("td", {}, num(r.paid_out)), el("td", {}, `${(r.share_bp / 100).toFixed(2)} %`)] : [],
       el("td", {}, num(r.balance)), el("td", {}, num(r.read)), el("td", {}, num(r.dropped)), el("td", {}, r.closed ? "left" : "open"),
     )), "No registration matches.");
     $("reg-page").textContent = `page ${this.page + 1}`;

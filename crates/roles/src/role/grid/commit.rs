@@ -121,6 +121,7 @@ impl Grid {
             &*tx,
             &tick_billing(&inputs[0], std::mem::take(&mut sent.billing)),
         )?;
+        billing::add_supplied(&*tx, &tick_supplied(&inputs[0], active))?;
         if let (Some(mut s), Some(candidate)) = (shadow, decisions.get(1)) {
             s.stats.compare(now, active, candidate);
             shadow::put(&*tx, &s)?;
@@ -216,6 +217,20 @@ fn tick_billing(input: &GridInput, mut sent: BTreeMap<u32, Billing>) -> BTreeMap
         }
     }
     sent
+}
+
+/// Each producer's output taken and payouts in this tick.
+fn tick_supplied(input: &GridInput, decision: &GridDecision) -> BTreeMap<u32, billing::Supplied> {
+    let mut tick: BTreeMap<u32, billing::Supplied> = BTreeMap::new();
+    for o in &input.output {
+        let s = tick.entry(o.producer).or_default();
+        s.output_wh = s.output_wh.saturating_add(o.wh);
+    }
+    for p in &decision.payouts {
+        let s = tick.entry(p.producer).or_default();
+        s.paid_out = s.paid_out.saturating_add(p.amount);
+    }
+    tick
 }
 
 /// One tick of an experiment, for its results.
