@@ -142,7 +142,20 @@ try {
   const history = (await call("GET", "/strategies")).body.history;
   assert.equal(history[history.length - 1].sha256, basic);
   await page.locator("#history tbody tr").first().waitFor();
+
+  step("a shadow run of the candidate: its divergence shows, then it stops");
+  await page.selectOption("#shadow-version", candidate);
+  await page.click("#shadow-start button[type=submit]");
+  await waitFor("the candidate asks more on the same ticks", async () => {
+    const s = (await call("GET", "/strategies/grid/shadow")).body;
+    return s && !s.stopped && s.stats.ticks_diverged > 0 && s.stats.candidate.requested > s.stats.active.requested;
+  });
+  await waitFor("the page shows it", async () =>
+    (await page.locator("#shadow-facts").innerText()).includes("running")
+    && Number((await page.locator("#shadow-totals tbody tr:nth-child(2) td:nth-child(3)").innerText()).replace(/\D/g, "")) > 0);
   await shot("strategies");
+  await page.click("#shadow-stop");
+  await waitFor("stopped", async () => Boolean((await call("GET", "/strategies/grid/shadow")).body.stopped));
 
   step("an experiment: start it, watch its report, promote the candidate");
   await page.goto(`${base}/console/experiments`);

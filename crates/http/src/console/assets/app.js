@@ -344,7 +344,24 @@ const strategies = {
     try { s = await api("GET", "/strategies/grid/shadow"); } catch (_) { s = null; }
     const box = $("shadow");
     if (!s) box.replaceChildren(el("p", {}, "No shadow run yet."));
-    else box.replaceChildren(el("pre", {}, JSON.stringify(s, null, 1)), s.stopped_ms || s.status === "stopped" ? null : el("button", { class: "deploy", onclick: async () => { await act("Stop shadow run", () => api("DELETE", "/strategies/grid/shadow")); this.refresh(); } }, "Stop shadow run"));
+    else {
+      const st = s.stats;
+      const named = this.versions.find((x) => x.sha256 === s.version);
+      const facts = [];
+      const fact = (k, v) => facts.push(el("dt", {}, k), el("dd", {}, v));
+      fact("Candidate", named && named.name ? `${named.name} (${short(s.version)})` : short(s.version));
+      fact("Since", when(s.since_ms));
+      fact("State", s.stopped ? `stopped: ${s.stopped}` : "running");
+      fact("Ticks compared", num(st.ticks));
+      fact("Ticks that differ", num(st.ticks_diverged));
+      fact("Consumer bills that differ", num(st.consumer_ticks_diverged));
+      fact("Largest difference in one bill", num(st.largest_bill_difference));
+      const rows = [["requests", "Payment requests"], ["requested", "Tokens requested"], ["billed_wh", "Wh billed"], ["paid_out", "Paid out"]]
+        .map(([k, label]) => el("tr", {}, el("td", {}, label), el("td", {}, num(st.active[k])), el("td", {}, num(st.candidate[k]))));
+      box.replaceChildren(el("dl", { class: "facts", id: "shadow-facts" }, facts),
+        el("table", { id: "shadow-totals" }, el("thead", {}, el("tr", {}, el("th", {}, ""), el("th", {}, "active version"), el("th", {}, "candidate"))), el("tbody", {}, rows)),
+        s.stopped ? null : el("button", { class: "deploy", id: "shadow-stop", onclick: async () => { await act("Stop shadow run", () => api("DELETE", "/strategies/grid/shadow")); this.refresh(); } }, "Stop shadow run"));
+    }
     const sel = $("shadow-version");
     const keep = sel.value;
     sel.replaceChildren(...this.versions.map((x) => el("option", { value: x.sha256 }, x.name || short(x.sha256))));
