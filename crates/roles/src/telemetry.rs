@@ -100,8 +100,8 @@ pub struct TickSeen {
     pub at_ms: u64,
     pub duration_us: u64,
     pub fuel: u64,
-    /// The strategy version that decided (its SHA-256, hex).
-    pub strategy: String,
+    /// The strategy version that decided (as hex in JSON).
+    pub strategy: powerplug_strategy::Sha256,
     pub ended: Ended,
     /// Why it failed.
     pub why: Option<String>,
@@ -191,7 +191,7 @@ mod tests {
             at_ms: tick * 1000,
             duration_us,
             fuel: 2_000,
-            strategy: "ab".into(),
+            strategy: powerplug_strategy::Sha256([7; 32]),
             ended,
             why: (ended != Ended::Decided).then(|| "é".repeat(400)),
             usage_wh: 1,

@@ -280,6 +280,7 @@ pub(crate) fn tick_span(
 }
 
 /// What a tick's end tells the telemetry.
+#[derive(Default)]
 pub(crate) struct Ticked {
     pub tick: u64,
     pub fuel: u64,
@@ -294,21 +295,21 @@ pub(crate) struct Ticked {
 pub(crate) struct Seen<'h> {
     hub: &'h Hub,
     at_ms: u64,
-    strategy: String,
+    strategy: powerplug_strategy::Sha256,
     started: std::time::Instant,
 }
 
 impl<'h> Seen<'h> {
-    pub fn start(hub: &'h Hub, at_ms: u64, strategy: &powerplug_strategy::Sha256) -> Self {
+    pub fn start(hub: &'h Hub, at_ms: u64, strategy: powerplug_strategy::Sha256) -> Self {
         Self {
             hub,
             at_ms,
-            strategy: strategy.to_string(),
+            strategy,
             started: std::time::Instant::now(),
         }
     }
 
-    pub fn done(self, ticked: Result<Ticked, &anyhow::Error>) {
+    pub fn done(self, ticked: Result<&Ticked, &anyhow::Error>) {
         use crate::telemetry::{Ended, TickSeen};
         let duration_us = self.started.elapsed().as_micros() as u64;
         let seen = match ticked {
@@ -323,7 +324,7 @@ impl<'h> Seen<'h> {
                 } else {
                     Ended::Decided
                 },
-                why: t.why,
+                why: t.why.clone(),
                 usage_wh: t.usage_wh,
                 output_wh: t.output_wh,
                 requested: t.requested,

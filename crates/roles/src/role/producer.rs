@@ -228,24 +228,16 @@ impl Producer {
         let fetched = self.payouts_since(storage::meta(self.db(), CURSOR)?.unwrap_or(0))?;
         let _turn = self.slot.turn();
         self.leader.begin_tick()?;
-        let span = super::tick_span("producer", SLOT, &self.slot.current().info().sha256);
+        let sha256 = self.slot.current().info().sha256;
+        let span = super::tick_span("producer", SLOT, &sha256);
         let _in = span.enter();
         let started = std::time::Instant::now();
-        let strategy = self.slot.current();
-        let seen = super::Seen::start(&self.hub, self.clock.now_ms(), &strategy.info().sha256);
+        let seen = super::Seen::start(&self.hub, self.clock.now_ms(), sha256);
         let ticked = self.tick_in_turn(fetched);
-        seen.done(ticked.as_ref().map(|t| super::Ticked {
-            tick: t.tick,
-            fuel: t.fuel,
-            why: t.failed.clone(),
-            usage_wh: 0,
-            output_wh: t.reported_wh,
-            requested: 0,
-            paid_out: 0,
-        }));
-        let Ticked { tick, failed, .. } = ticked?;
-        super::tick_done(&span, started, failed.as_deref());
-        Ok((tick, failed))
+        seen.done(ticked.as_ref());
+        let super::Ticked { tick, why, .. } = ticked?;
+        super::tick_done(&span, started, why.as_deref());
+        Ok((tick, why))
     }
 
     /// Payouts on the grid's ledger after `cursor`; unreachable, none (the
@@ -264,7 +256,11 @@ impl Producer {
     }
 
     /// A tick in three steps: gather the news, decide, commit.
-    fn tick_in_turn(&self, fetched: Vec<powerplug_ledger::Transfer>) -> anyhow::Result<Ticked> {
+    /// What it reported goes in `output_wh`.
+    fn tick_in_turn(
+        &self,
+        fetched: Vec<powerplug_ledger::Transfer>,
+    ) -> anyhow::Result<super::Ticked> {
         let strategy = self.slot.current();
         let db = self.db();
         let now = self.clock.now_ms();
@@ -291,36 +287,24 @@ impl Producer {
                 tick_log::record_producer(&*tx, SLOT, sha, input, Outcome::Failed(why.clone()))?;
                 Counter::TicksFailed.add(&*tx, 1)?;
                 tx.commit()?;
-                return Ok(Ticked {
+                return Ok(super::Ticked {
                     tick,
-                    fuel: 0,
-                    failed: Some(why),
-                    reported_wh: 0,
+                    why: Some(why),
+                    ..Default::default()
                 });
             }
         };
-        let reported_wh = decision.commands.iter().map(|c| c.wh).sum();
+        let output_wh = decision.commands.iter().map(|c| c.wh).sum();
         *member = self.commit(&member, gathered, sha, input, decision)?;
         drop(member);
-        Ok(Ticked {
+        Ok(super::Ticked {
             tick,
             fuel,
-            failed: None,
-            reported_wh,
+            output_wh,
+            ..Default::default()
         })
     }
-}
 
-/// How a producer's tick went.
-struct Ticked {
-    tick: u64,
-    fuel: u64,
-    failed: Option<String>,
-    /// Wh its decision reported to the grid.
-    reported_wh: u64,
-}
-
-impl Producer {
     /// What the tick takes in: its sources' readings, who joined and left,
     /// and the grid's payouts to `me` fetched before the turn.
     fn gather(

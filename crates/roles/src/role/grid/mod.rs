@@ -153,16 +153,13 @@ impl Grid {
     pub fn tick(&self) -> anyhow::Result<TickSummary> {
         let _turn = self.slot.turn();
         self.leader.begin_tick()?;
-        let span = super::tick_span("grid", SLOT, &self.slot.current().info().sha256);
+        let sha256 = self.slot.current().info().sha256;
+        let span = super::tick_span("grid", SLOT, &sha256);
         let _in = span.enter();
         let started = std::time::Instant::now();
-        let seen = super::Seen::start(
-            &self.hub,
-            self.clock.now_ms(),
-            &self.strategy().info().sha256,
-        );
+        let seen = super::Seen::start(&self.hub, self.clock.now_ms(), sha256);
         let summary = self.tick_in_turn();
-        seen.done(summary.as_ref().map(|s| super::Ticked {
+        let ticked = summary.as_ref().map(|s| super::Ticked {
             tick: s.tick,
             fuel: s.fuel,
             why: s.failed.clone(),
@@ -170,7 +167,8 @@ impl Grid {
             output_wh: s.output_wh,
             requested: s.requested,
             paid_out: s.paid_out,
-        }));
+        });
+        seen.done(ticked.as_ref().map_err(|e| *e));
         let summary = summary?;
         super::tick_done(&span, started, summary.failed.as_deref());
         Ok(summary)
