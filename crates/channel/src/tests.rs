@@ -277,3 +277,46 @@ fn junk_waiting_at_the_next_address_is_counted_once_however_often_a_reader_looks
     assert_eq!((data(&poll), poll.dropped), (vec![&b"real"[..]], 1));
     assert_eq!(resumed.examined(), 0, "a new address starts a new count");
 }
+
+#[test]
+fn a_batch_check_finds_exactly_the_messages_that_are_not_signed() {
+    let writers: Vec<ChannelWriter> = (1..=70)
+        .map(|i| ChannelWriter::new(author(i), i % 2 == 0).unwrap())
+        .collect();
+    // Each message 1 with the address after it, as a store derives it.
+    let sealed: Vec<(Sealed, Address)> = writers
+        .into_iter()
+        .map(|mut w| {
+            let root = w.info().root;
+            w.prepare(Message::Hello).unwrap();
+            let s = w.prepare(Message::Data(b"reading".to_vec())).unwrap();
+            (s, Address::of(&root, 2))
+        })
+        .collect();
+    let all: Vec<envelope::Claim> = sealed
+        .iter()
+        .map(|(s, next)| envelope::Claim {
+            author: &s.author,
+            address: s.address,
+            next: *next,
+            bytes: &s.bytes,
+        })
+        .collect();
+    assert!(envelope::are_signed(&all).iter().all(|&ok| ok), "all good");
+
+    // A forgery (another author's key claimed), a message claimed for
+    // another address, and junk, among good ones: exactly those refused.
+    let forged_author = sealed[5].0.author;
+    let mut claims = all;
+    claims[3].author = &forged_author;
+    claims[40].address = Address([9; 32]);
+    let junk = [1u8, 2, 3];
+    claims[66].bytes = &junk;
+    let answers = envelope::are_signed(&claims);
+    let refused: Vec<usize> = (0..answers.len()).filter(|&i| !answers[i]).collect();
+    assert_eq!(refused, [3, 40, 66]);
+    for (i, ok) in answers.iter().enumerate() {
+        let one = envelope::are_signed(std::slice::from_ref(&claims[i]))[0];
+        assert_eq!(*ok, one, "claim {i}: the same alone as in the batch");
+    }
+}

@@ -7,11 +7,11 @@ use powerplug_domain::EntityKind;
 use powerplug_domain::{Tokens, UnixMs, Wh};
 use serde::{Deserialize, Serialize};
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::counter::Counter;
 use crate::registry;
-use powerplug_channel::{Address, ChannelReader, MAX_PER_POLL, ReadError, Source};
+use powerplug_channel::{Address, ChannelReader, MAX_PER_POLL, Source};
 use powerplug_storage::{Order, Store, WriteTx, key};
 
 /// (entity index, start ms) → (end ms, Wh, price): every record ever received.
@@ -198,54 +198,110 @@ pub struct Polled {
     pub unfinished: Vec<Address>,
 }
 
-/// Reads open registered channels from where they stopped and stores what is
-/// new, with the readers' new positions, in one transaction. With `moved`,
-/// only the channels whose next address is in it are read: a store that knows
-/// what was written spares the poll every quiet channel.
+/// Which channels a poll reads: those whose next address was written, and
+/// a page of a sweep over every registration (the sweep finds what a missed
+/// notice would leave waiting; the hub pages it so that a round costs the
+/// same with ten thousand registrations or a million).
+pub struct Due<'a> {
+    pub moved: &'a HashSet<Address>,
+    pub sweep: Vec<registry::Registration>,
+}
+
+/// The messages a poll gathered from its source, to check on every core.
+struct Gathered {
+    messages: HashMap<Address, Vec<Vec<u8>>>,
+    checked: bool,
+}
+
+impl Source for Gathered {
+    fn messages(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
+        Ok(self.messages.get(address).cloned().unwrap_or_default())
+    }
+
+    fn checked(&self) -> bool {
+        self.checked
+    }
+}
+
+/// What one channel's read found, before it is stored.
+struct Read {
+    registration: registry::Registration,
+    reader: ChannelReader,
+    poll: powerplug_channel::Poll,
+}
+
+/// Reads the due channels from where they stopped and stores what is new,
+/// with the readers' new positions, in one transaction. The messages are
+/// fetched first, then checked (signature, chain, decryption) in parallel.
 pub fn poll(
     db: &dyn Store,
     source: &dyn Source,
-    moved: Option<&HashSet<Address>>,
+    due: Due<'_>,
     plausible: &Plausible,
     now_ms: u64,
 ) -> anyhow::Result<Polled> {
+    use rayon::prelude::*;
     let mut polled = Polled::default();
-    let mut changed = Vec::new();
     let mut records = Vec::new();
     let mut acks = std::collections::BTreeMap::new();
-    // The open channels to read, with their next address.
-    let due: Vec<(registry::Registration, Address)> = registry::all(db)?
-        .into_iter()
-        .filter(|r| !r.closed)
-        .map(|r| {
-            let next = Address::of(&r.channel.root, r.read_index);
-            (r, next)
-        })
-        .filter(|(_, next)| moved.is_none_or(|moved| moved.contains(next)))
-        .collect();
+    let mut channels = registry::at_next(&*db.read()?, due.moved)?;
+    let named: HashSet<String> = channels.iter().map(|r| r.id.clone()).collect();
+    channels.extend((due.sweep.into_iter()).filter(|r| !r.closed && !named.contains(&r.id)));
     // The next address of each and the one after, where most channels' news
     // ends: read at once, not one round trip each.
-    let mut ahead = Vec::with_capacity(due.len() * 2);
-    for (r, next) in &due {
-        ahead.push(*next);
+    let mut ahead = Vec::with_capacity(channels.len() * 2);
+    for r in &channels {
+        ahead.push(Address::of(&r.channel.root, r.read_index));
         ahead.push(Address::of(&r.channel.root, r.read_index.saturating_add(1)));
     }
     source.prefetch(&ahead)?;
-    for (mut registration, next) in due {
-        let mut reader = ChannelReader::resume_at(
-            &registration.channel,
-            registration.read_index,
-            registration.examined as usize,
-        )?;
-        let poll = match reader.poll(source) {
-            Ok(poll) => poll,
-            Err(ReadError::Transport(_)) => {
-                polled.unfinished.push(next);
-                continue;
-            }
+    let mut gathered = HashMap::new();
+    let mut readable = Vec::with_capacity(channels.len());
+    'channels: for r in channels {
+        for index in r.read_index..r.read_index.saturating_add(MAX_PER_POLL as u64 + 1) {
+            let address = Address::of(&r.channel.root, index);
+            match source.messages(&address) {
+                Ok(there) if there.is_empty() => break,
+                Ok(there) => gathered.insert(address, there),
+                Err(_) => {
+                    polled
+                        .unfinished
+                        .push(Address::of(&r.channel.root, r.read_index));
+                    continue 'channels;
+                }
+            };
+        }
+        readable.push(r);
+    }
+    let gathered = Gathered {
+        messages: gathered,
+        checked: source.checked(),
+    };
+    let read: Vec<Read> = readable
+        .into_par_iter()
+        .filter_map(|registration| {
+            let mut reader = ChannelReader::resume_at(
+                &registration.channel,
+                registration.read_index,
+                registration.examined as usize,
+            )
+            .ok()?;
             // A channel that stopped making sense is skipped; the others go on.
-            Err(ReadError::NotOpened) | Err(ReadError::BadAuthor) => continue,
-        };
+            let poll = reader.poll(&gathered).ok()?;
+            Some(Read {
+                registration,
+                reader,
+                poll,
+            })
+        })
+        .collect();
+    let mut changed = Vec::new();
+    for Read {
+        mut registration,
+        reader,
+        poll,
+    } in read
+    {
         if poll.data.len() >= MAX_PER_POLL {
             polled
                 .unfinished
@@ -311,6 +367,7 @@ pub fn poll(
         tx.put(PENDING, &k, &[])?;
         polled.records += 1;
     }
+    let mut tally = registry::Tally::default();
     for (polled_as, closed) in changed {
         // The registration may have changed since it was read (a reset, a
         // removal): then what was read of the old channel stays recorded above,
@@ -321,6 +378,7 @@ pub fn poll(
         if current.channel != polled_as.channel || current.closed {
             continue;
         }
+        let before = current.clone();
         current.read_index = polled_as.read_index;
         current.examined = polled_as.examined;
         current.dropped = polled_as.dropped;
@@ -328,8 +386,9 @@ pub fn poll(
         if closed {
             registry::close(&*tx, &mut current)?;
         }
-        registry::put(&*tx, &current)?;
+        registry::put_changed(&*tx, Some(&before), &current, &mut tally)?;
     }
+    tally.write(&*tx)?;
     Counter::RecordsReceived.add(&*tx, polled.records)?;
     Counter::RecordsDuplicate.add(&*tx, polled.duplicates)?;
     Counter::MessagesDropped.add(&*tx, polled.dropped)?;

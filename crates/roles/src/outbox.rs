@@ -37,17 +37,30 @@ pub struct Item {
 
 /// Adds an item inside the caller's transaction; it is sent only once that commits.
 pub fn enqueue(tx: &dyn WriteTx, destination: &str, message: Sealed) -> anyhow::Result<u64> {
+    enqueue_many(tx, destination, vec![message])
+}
+
+/// Adds items in order inside the caller's transaction; answers the last
+/// one's number.
+pub fn enqueue_many(
+    tx: &dyn WriteTx,
+    destination: &str,
+    messages: Vec<Sealed>,
+) -> anyhow::Result<u64> {
     // Numbers are never reused, even after the queue ran empty: the last one
     // is kept under its own key.
-    let seq = powerplug_storage::meta_in::<u64>(tx, "outbox/last")?.unwrap_or(0) + 1;
+    let mut seq = powerplug_storage::meta_in::<u64>(tx, "outbox/last")?.unwrap_or(0);
+    for message in messages {
+        seq += 1;
+        let item = Item {
+            seq,
+            destination: destination.to_owned(),
+            message,
+        };
+        tx.put(OUTBOX, &key::of(&[&seq]), &postcard::to_allocvec(&item)?)?;
+    }
     powerplug_storage::set_meta(tx, "outbox/last", &seq)?;
-    let item = Item {
-        seq,
-        destination: destination.to_owned(),
-        message,
-    };
-    tx.put(OUTBOX, &key::of(&[&seq]), &postcard::to_allocvec(&item)?)
-        .map(|()| seq)
+    Ok(seq)
 }
 
 /// Items not yet acknowledged, oldest first.

@@ -8,6 +8,8 @@
 //! the host stores no password. Changing the channel of a registered id (a
 //! reset) or removing it needs the current credential.
 
+use std::collections::{HashMap, HashSet};
+
 use hmac::{Hmac, Mac};
 pub use powerplug_domain::EntityKind;
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,13 @@ const BY_INDEX: &str = "registration_index";
 const BY_AUTHOR: &str = "registration_authors";
 /// Ids that deregistered: who they were, so nobody else can take them over.
 const TOMBSTONES: &str = "registration_tombstones";
+/// The next address of each open channel → its id: how a poll finds the
+/// channels that were written to without reading every registration.
+const BY_NEXT: &str = "registration_next";
+/// Set once [`BY_NEXT`] and [`SUMMARY`] hold every registration.
+const BY_NEXT_BUILT: &str = "registry/by-next";
+/// Kind → [`Summary`].
+const SUMMARY: &str = "registration_summary";
 /// Entities that joined or left since the last tick: (index, joined?) → ().
 const NEWS: &str = "registration_news";
 
@@ -278,6 +287,38 @@ impl Registry {
         id: &str,
         application: Application,
     ) -> Result<Registered, RegistryError> {
+        let tx = db.write()?;
+        let registered = self.register_in(&*tx, id, application)?;
+        if registered.changed {
+            tx.commit()?;
+        }
+        Ok(registered)
+    }
+
+    /// Registers many entities in one transaction, all or none: for importing
+    /// a community's meters at once (a million registrations one commit each
+    /// would take hours). The same rules as [`Self::register`]; an entity that
+    /// must wait for approval fails the batch instead of waiting.
+    pub fn register_batch(
+        &self,
+        db: &dyn Store,
+        applications: Vec<(&str, Application)>,
+    ) -> Result<Vec<Registered>, RegistryError> {
+        let tx = db.write()?;
+        let registered = applications
+            .into_iter()
+            .map(|(id, application)| self.register_in(&*tx, id, application))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit()?;
+        Ok(registered)
+    }
+
+    fn register_in(
+        &self,
+        tx: &dyn WriteTx,
+        id: &str,
+        application: Application,
+    ) -> Result<Registered, RegistryError> {
         let Application {
             kind,
             channel,
@@ -294,8 +335,7 @@ impl Registry {
         if !self.accepts(kind) {
             return Err(RegistryError::WrongKind(kind));
         }
-        let tx = db.write()?;
-        let old = read(&*tx, id)?;
+        let old = read(tx, id)?;
         if let Some(old) = &old
             && old.kind != kind
         {
@@ -312,30 +352,32 @@ impl Registry {
                 changed: false,
             });
         }
-        if let Some(writer) = author_of(&*tx, &channel.author)?
+        if let Some(writer) = author_of(tx, &channel.author)?
             && writer != id
         {
             return Err(RegistryError::AuthorTaken(writer));
         }
         let hello = hello.ok_or(RegistryError::Hello("a new channel needs its hello"))?;
         check_hello(&channel, hello)?;
+        let before = old.clone();
         let registration = match old {
-            Some(old) => self.reset(&*tx, old, channel, presented)?,
-            None => self.newcomer(&*tx, id, kind, channel, token)?,
+            Some(old) => self.reset(tx, old, channel, presented)?,
+            None => self.newcomer(tx, id, kind, channel, token)?,
         };
-        powerplug_channel::store_in(&*tx, &Address::of(&registration.channel.root, 0), hello)?;
+        powerplug_channel::store_in(tx, &Address::of(&registration.channel.root, 0), hello)?;
         // The hello is in the store: every host's next poll reads the channel.
         let next = Address::of(&registration.channel.root, registration.read_index);
-        powerplug_channel::note_written(&*tx, &[next])?;
+        powerplug_channel::note_written(tx, &[next])?;
         tx.put(
             BY_AUTHOR,
             &key::of(&[&registration.channel.author]),
             id.as_bytes(),
         )?;
-        news(&*tx, registration.index, true)?;
-        put(&*tx, &registration)?;
-        Counter::Registrations.add(&*tx, 1)?;
-        tx.commit()?;
+        news(tx, registration.index, true)?;
+        let mut tally = Tally::default();
+        put_changed(tx, before.as_ref(), &registration, &mut tally)?;
+        tally.write(tx)?;
+        Counter::Registrations.add(tx, 1)?;
         let credential = self.credential(id, &registration.channel.root);
         Ok(Registered {
             registration,
@@ -464,6 +506,12 @@ impl Registry {
             news(&*tx, registration.index, false)?;
         }
         tx.remove(REGISTRATIONS, &key::of(&[&registration.id]))?;
+        if let Some(next) = next_address(&registration) {
+            tx.remove(BY_NEXT, &next.0)?;
+        }
+        let mut tally = Tally::default();
+        tally.change(Some(&registration), None);
+        tally.write(&*tx)?;
         tx.remove(BY_AUTHOR, &key::of(&[&registration.channel.author]))?;
         crate::retention::retire(&*tx, &registration)?;
         let stone = Tombstone {
@@ -575,6 +623,40 @@ pub fn prefetch<'a>(
     Ok(tx.prefetch(REGISTRATIONS, &keys)?)
 }
 
+/// Adds to `known` the registrations of the `indexes` it lacks (those of
+/// entities that left are not found): a tick reads the entities it deals
+/// with, never every registration.
+pub fn add_by_index(
+    tx: &dyn ReadTx,
+    known: &mut HashMap<u32, Registration>,
+    indexes: impl IntoIterator<Item = u32>,
+) -> Result<(), RegistryError> {
+    let mut missing: Vec<u32> = indexes
+        .into_iter()
+        .filter(|i| !known.contains_key(i))
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<Vec<u8>> = missing.iter().map(|i| key::of(&[i])).collect();
+    tx.prefetch(BY_INDEX, &keys)?;
+    let mut ids = Vec::with_capacity(missing.len());
+    for k in &keys {
+        if let Some(bytes) = tx.get(BY_INDEX, k)? {
+            ids.push(String::from_utf8(bytes).map_err(anyhow::Error::from)?);
+        }
+    }
+    prefetch(tx, ids.iter().map(String::as_str))?;
+    for id in &ids {
+        if let Some(r) = read(tx, id)? {
+            known.insert(r.index, r);
+        }
+    }
+    Ok(())
+}
+
 /// A registration as `tx` sees it (a write transaction sees its own changes).
 pub fn read(tx: &dyn ReadTx, id: &str) -> Result<Option<Registration>, RegistryError> {
     Ok(match tx.get(REGISTRATIONS, &key::of(&[&id]))? {
@@ -583,12 +665,168 @@ pub fn read(tx: &dyn ReadTx, id: &str) -> Result<Option<Registration>, RegistryE
     })
 }
 
+/// Writes a registration whose channel, read position, counts and state
+/// are as stored (its return channel moved on); [`put_changed`] otherwise.
 pub fn put(tx: &dyn WriteTx, registration: &Registration) -> Result<(), RegistryError> {
     tx.put(
         REGISTRATIONS,
         &key::of(&[&registration.id]),
         &postcard::to_allocvec(registration)?,
     )?;
+    Ok(())
+}
+
+/// Where a poll reads a registration's channel next; `None` once it closed.
+pub fn next_address(r: &Registration) -> Option<Address> {
+    (!r.closed).then(|| Address::of(&r.channel.root, r.read_index))
+}
+
+/// Writes a registration whose channel, position, counts or state changed
+/// from `before` (as stored; `None`: new), keeping the index by next address;
+/// the change to the per-kind summary goes into `tally`, written once per
+/// transaction by [`Tally::write`].
+pub fn put_changed(
+    tx: &dyn WriteTx,
+    before: Option<&Registration>,
+    after: &Registration,
+    tally: &mut Tally,
+) -> Result<(), RegistryError> {
+    let (was, is) = (before.and_then(next_address), next_address(after));
+    if was != is {
+        if let Some(was) = was {
+            tx.remove(BY_NEXT, &was.0)?;
+        }
+        if let Some(is) = is {
+            tx.put(BY_NEXT, &is.0, after.id.as_bytes())?;
+        }
+    }
+    tally.change(before, Some(after));
+    put(tx, after)
+}
+
+/// Changes to the per-kind [`Summary`] made in one transaction.
+#[derive(Debug, Default)]
+pub struct Tally(std::collections::BTreeMap<&'static str, [i128; 5]>);
+
+impl Tally {
+    pub fn change(&mut self, before: Option<&Registration>, after: Option<&Registration>) {
+        for (r, sign) in [(before, -1), (after, 1)] {
+            let Some(r) = r else { continue };
+            let d = self.0.entry(kind_name(r.kind)).or_default();
+            let fields = [
+                u64::from(!r.closed),
+                u64::from(r.closed),
+                r.read_index,
+                r.dropped,
+                r.rejected,
+            ];
+            for (d, f) in d.iter_mut().zip(fields) {
+                *d += sign * i128::from(f);
+            }
+        }
+    }
+
+    pub fn write(self, tx: &dyn WriteTx) -> Result<(), RegistryError> {
+        for (kind, d) in self.0 {
+            let k = key::of(&[&kind]);
+            let mut summary: Summary = match tx.get(SUMMARY, &k)? {
+                Some(bytes) => postcard::from_bytes(&bytes)?,
+                None => Summary::default(),
+            };
+            let fields = [
+                &mut summary.open,
+                &mut summary.closed,
+                &mut summary.read,
+                &mut summary.dropped,
+                &mut summary.rejected,
+            ];
+            for (f, d) in fields.into_iter().zip(d) {
+                *f = u64::try_from((i128::from(*f) + d).max(0)).unwrap_or(u64::MAX);
+            }
+            tx.put(SUMMARY, &k, &postcard::to_allocvec(&summary)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// What the registrations of one kind add up to: kept as they change, so
+/// that `/status` reads a row per kind, not every registration.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub open: u64,
+    pub closed: u64,
+    /// Messages read on their channels (where each channel is now).
+    pub read: u64,
+    pub dropped: u64,
+    pub rejected: u64,
+}
+
+fn kind_name(kind: EntityKind) -> &'static str {
+    match kind {
+        EntityKind::Consumer => "consumer",
+        EntityKind::Producer => "producer",
+        EntityKind::Source => "source",
+    }
+}
+
+/// Each kind's [`Summary`].
+pub fn summary(db: &dyn Store) -> Result<Vec<(EntityKind, Summary)>, RegistryError> {
+    let tx = db.read()?;
+    let mut out = Vec::new();
+    for kind in [
+        EntityKind::Consumer,
+        EntityKind::Producer,
+        EntityKind::Source,
+    ] {
+        if let Some(bytes) = tx.get(SUMMARY, &key::of(&[&kind_name(kind)]))? {
+            out.push((kind, postcard::from_bytes(&bytes)?));
+        }
+    }
+    Ok(out)
+}
+
+/// The open registrations whose channel goes on at one of `addresses`.
+pub fn at_next(
+    tx: &dyn ReadTx,
+    addresses: &HashSet<Address>,
+) -> Result<Vec<Registration>, RegistryError> {
+    let keys: Vec<Vec<u8>> = addresses.iter().map(|a| a.0.to_vec()).collect();
+    tx.prefetch(BY_NEXT, &keys)?;
+    let mut ids = Vec::new();
+    for k in &keys {
+        if let Some(id) = tx.get(BY_NEXT, k)? {
+            ids.push(String::from_utf8(id).map_err(anyhow::Error::from)?);
+        }
+    }
+    prefetch(tx, ids.iter().map(String::as_str))?;
+    let mut found = Vec::with_capacity(ids.len());
+    for id in ids {
+        // The index and the registrations change in the same transactions;
+        // checked anyway, so that a stale entry reads nothing wrong.
+        if let Some(r) = read(tx, &id)?
+            && next_address(&r).is_some_and(|next| addresses.contains(&next))
+        {
+            found.push(r);
+        }
+    }
+    Ok(found)
+}
+
+/// Builds the index by next address and the summary for a store written
+/// before they existed (once; later writes keep them).
+pub fn index_next_addresses(db: &dyn Store) -> Result<(), RegistryError> {
+    if powerplug_storage::meta::<bool>(db, BY_NEXT_BUILT)?.is_some() {
+        return Ok(());
+    }
+    let tx = db.write()?;
+    let mut tally = Tally::default();
+    for (_, v) in tx.range(REGISTRATIONS, &[], None, Order::Ascending, usize::MAX)? {
+        let r: Registration = postcard::from_bytes(&v)?;
+        put_changed(&*tx, None, &r, &mut tally)?;
+    }
+    tally.write(&*tx)?;
+    powerplug_storage::set_meta(&*tx, BY_NEXT_BUILT, &true)?;
+    tx.commit()?;
     Ok(())
 }
 
@@ -670,12 +908,17 @@ pub fn close(tx: &dyn WriteTx, registration: &mut Registration) -> Result<(), Re
     Ok(())
 }
 
-/// Who joined and who left since the last tick: (joined, left) indexes.
-pub fn news_since_tick(db: &dyn Store) -> Result<(Vec<u32>, Vec<u32>), RegistryError> {
+/// Who joined and who left since the last tick: (joined, left) indexes,
+/// the lowest first, at most `entries` of them (an entity has at most two:
+/// its joining and its leaving).
+pub fn news_since_tick(
+    db: &dyn Store,
+    entries: usize,
+) -> Result<(Vec<u32>, Vec<u32>), RegistryError> {
     let (mut joined, mut left) = (Vec::new(), Vec::new());
     for (k, _) in db
         .read()?
-        .range(NEWS, &[], None, Order::Ascending, usize::MAX)?
+        .range(NEWS, &[], None, Order::Ascending, entries)?
     {
         let mut r = key::Reader::new(&k);
         let index = r.u32()?;

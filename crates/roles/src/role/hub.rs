@@ -1,7 +1,6 @@
 //! What a grid and a producer share: a database, a registry of the entities
 //! that publish to them, and the channel store those entities write into.
 
-use ed25519_dalek::VerifyingKey;
 use powerplug_domain::EntityKind;
 
 use crate::limits::WRITE_WINDOW;
@@ -29,8 +28,88 @@ impl Refusal {
     }
 }
 
-/// How often a hub reads every registered channel, not only those written to.
+/// How often a hub sweeps on over its registered channels, reading those
+/// not written to as well.
 const FULL_POLL_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// Registrations one round's sweep reads: all of them up to this many, so
+/// that a round costs no more at a million than at ten thousand.
+const SWEEP: usize = 10_000;
+
+/// A sweep over every registered channel, in pages of [`SWEEP`].
+struct Sweep {
+    /// The last id of the page before; `None`: from the start.
+    after: Option<String>,
+    /// A page every round until the sweep wraps (after a start, or when
+    /// the store's notices of writes were lost).
+    catching_up: bool,
+    last: std::time::Instant,
+}
+
+/// This host's channel store as its poll reads it. Every message in it had
+/// its signature checked on the way in — outside ones by [`Hub::accept`],
+/// hellos at registration — or was signed here, so the poll does not check
+/// signatures a second time (it still checks links, decrypts and decodes).
+struct OwnStore<'a>(powerplug_channel::Snapshot<'a>);
+
+impl powerplug_channel::Source for OwnStore<'_> {
+    fn messages(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
+        self.0.messages(address)
+    }
+
+    fn prefetch(&self, addresses: &[Address]) -> anyhow::Result<()> {
+        self.0.prefetch(addresses)
+    }
+
+    fn checked(&self) -> bool {
+        true
+    }
+}
+
+/// The channel an outside message claims a place on.
+struct Place {
+    root: [u8; 32],
+    /// Where the host has read that channel to.
+    read_index: u64,
+}
+
+/// Where each message goes, if its author signed it for its index (`None`:
+/// the store takes it by keeping nothing).
+fn check(
+    places: &[Result<Place, Refusal>],
+    messages: &[Sealed],
+) -> Vec<Result<Option<Address>, Refusal>> {
+    let claims: Vec<(usize, envelope::Claim)> = (places.iter().zip(messages).enumerate())
+        .filter_map(|(i, (place, m))| {
+            let place = place.as_ref().ok()?;
+            let claim = envelope::Claim {
+                author: &m.author,
+                address: Address::of(&place.root, m.index),
+                next: Address::of(&place.root, m.index.saturating_add(1)),
+                bytes: &m.bytes,
+            };
+            Some((i, claim))
+        })
+        .collect();
+    let (at, claims): (Vec<usize>, Vec<envelope::Claim>) = claims.into_iter().unzip();
+    let mut signed = vec![false; messages.len()];
+    for (i, ok) in at.into_iter().zip(envelope::are_signed(&claims)) {
+        signed[i] = ok;
+    }
+    (places.iter().zip(messages).zip(signed))
+        .map(|((place, m), signed)| {
+            let place = place.as_ref().map_err(Clone::clone)?;
+            if !signed {
+                return Err(Refusal::never(
+                    "message",
+                    "not signed by the channel's author for this index",
+                ));
+            }
+            // Read already (a resend after a crash): taken, but not stored
+            // again; nothing needs it, and retention may have let it go.
+            Ok((m.index >= place.read_index).then(|| Address::of(&place.root, m.index)))
+        })
+        .collect()
+}
 
 pub struct Hub {
     pub id: String,
@@ -47,8 +126,8 @@ pub struct Hub {
     /// Every operator token with its scopes (`operator_token` among them).
     pub operators: super::config::Operators,
     unfinished: std::sync::Mutex<Vec<powerplug_channel::Address>>,
-    /// When every channel was last read, whatever moved.
-    full_poll: std::sync::Mutex<std::time::Instant>,
+    /// Where the sweep over every channel is.
+    sweep: std::sync::Mutex<Sweep>,
     /// How the scheduler's rounds went, for `/status`.
     pub scheduler: super::SchedulerHealth,
     /// What goes once read and old enough (set by the role from its config).
@@ -61,6 +140,8 @@ pub struct Hub {
     pub keep_sent: u64,
     /// Ticks and polls since the start, for `/metrics` and the console.
     pub telemetry: crate::telemetry::Telemetry,
+    /// Outside messages on their way into the store, from every request.
+    ingest: super::group_commit::GroupCommit<Vec<(Address, Vec<u8>)>, Vec<bool>>,
 }
 
 impl Hub {
@@ -86,6 +167,7 @@ impl Hub {
         if adopted > 0 {
             tracing::info!(objects = adopted, to = %objects.place(), "moved objects out of the store (a restored backup's)");
         }
+        registry::index_next_addresses(&*db)?;
         let moved = crate::documents::migrate(&*db, &objects)?;
         if moved > 0 {
             tracing::info!(documents = moved, objects = %objects.place(), "moved documents from the store to objects");
@@ -103,36 +185,55 @@ impl Hub {
             operator_token: operator_token.filter(|t| !t.is_empty()),
             plausible: Default::default(),
             unfinished: Default::default(),
-            full_poll: std::sync::Mutex::new(std::time::Instant::now()),
+            sweep: std::sync::Mutex::new(Sweep {
+                after: None,
+                catching_up: true,
+                last: std::time::Instant::now(),
+            }),
             scheduler: Default::default(),
             retention: crate::retention::Keeper::new(Default::default(), 10_000, 1),
             telemetry: Default::default(),
+            ingest: Default::default(),
         })
     }
 
-    /// Reads the registered channels that moved since the last round (all of
-    /// them on the first round after a start).
+    /// Reads the registered channels that moved since the last round, and
+    /// a page of the sweep over all of them when one is due.
     pub fn poll(&self, now_ms: u64) -> anyhow::Result<inbox::Polled> {
         let mut unfinished = self.unfinished.lock().unwrap_or_else(|e| e.into_inner());
-        let mut moved = self.store.take_written()?.map(|mut moved| {
-            moved.extend(unfinished.drain(..));
-            moved
-        });
+        let written = self.store.take_written()?;
+        let mut moved: std::collections::HashSet<Address> = unfinished.drain(..).collect();
+        let mut sweep = self.sweep.lock().unwrap_or_else(|e| e.into_inner());
+        match written {
+            Some(written) => moved.extend(written),
+            // Anything may have been written unnoticed (the first round after
+            // a start, a feed trimmed past this poller, a restored store):
+            // sweep every channel, a page a round, until the sweep wraps.
+            None => sweep.catching_up = true,
+        }
         // Now and then every channel, whatever moved: a write whose notice
         // was missed (an A/B demo once waited 30 s for one consumer host's
         // last slice) then waits one period, not forever.
-        let mut full_poll = self.full_poll.lock().unwrap_or_else(|e| e.into_inner());
-        if full_poll.elapsed() >= FULL_POLL_EVERY {
-            *full_poll = std::time::Instant::now();
-            unfinished.clear();
-            moved = None;
-        }
-        drop(full_poll);
+        let page = if sweep.catching_up || sweep.last.elapsed() >= FULL_POLL_EVERY {
+            sweep.last = std::time::Instant::now();
+            let (page, next) =
+                registry::page(&*self.db, None, "", sweep.after.as_deref(), SWEEP, SWEEP)?;
+            sweep.catching_up &= next.is_some();
+            sweep.after = next;
+            page
+        } else {
+            Vec::new()
+        };
+        drop(sweep);
         let started = std::time::Instant::now();
+        let due = inbox::Due {
+            moved: &moved,
+            sweep: page,
+        };
         let polled = inbox::poll(
             &self.db,
-            &self.store.snapshot()?,
-            moved.as_ref(),
+            &OwnStore(self.store.snapshot()?),
+            due,
             &self.plausible,
             now_ms,
         )?;
@@ -149,50 +250,75 @@ impl Hub {
     /// Answers, per message, why it was refused.
     pub fn accept(&self, messages: &[Sealed]) -> anyhow::Result<Vec<Option<Refusal>>> {
         // Checks that need no lock first: signatures cost tens of microseconds.
-        let mut verdicts = Vec::with_capacity(messages.len());
-        let mut fresh = Vec::new();
-        {
+        use rayon::prelude::*;
+        let places: Vec<Result<Place, Refusal>> = {
             let tx = self.db.read()?;
             let authors: Vec<[u8; 32]> = messages.iter().map(|m| m.author).collect();
             registry::prefetch_authors(&*tx, &authors)?;
-            for (position, m) in messages.iter().enumerate() {
-                match self.check(&*tx, m) {
-                    Ok(address) => {
-                        fresh.extend(address.map(|a| (position, a)));
-                        verdicts.push(None);
-                    }
-                    Err(refusal) => verdicts.push(Some(refusal)),
+            messages.iter().map(|m| self.place(&*tx, m)).collect()
+        };
+        // The signatures on every core, in batches.
+        let checked: Vec<Result<Option<Address>, Refusal>> = (places.par_chunks(64))
+            .zip(messages.par_chunks(64))
+            .flat_map_iter(|(places, messages)| check(places, messages))
+            .collect();
+        let mut verdicts = Vec::with_capacity(messages.len());
+        let mut fresh = Vec::new();
+        for (position, checked) in checked.into_iter().enumerate() {
+            match checked {
+                Ok(address) => {
+                    fresh.extend(address.map(|a| (position, a)));
+                    verdicts.push(None);
                 }
+                Err(refusal) => verdicts.push(Some(refusal)),
             }
         }
-        let tx = self.db.write()?;
-        let addresses: Vec<Address> = fresh.iter().map(|&(_, a)| a).collect();
-        powerplug_channel::prefetch_in(&*tx, &addresses)?;
-        let mut stored = Vec::with_capacity(fresh.len());
-        for (position, address) in fresh {
-            let bytes = &messages[position].bytes;
-            let there = powerplug_channel::messages_in(&*tx, &address)?;
-            if there.iter().any(|m| m == bytes) {
-                continue;
-            }
-            if !there.is_empty() {
+        let job: Vec<(Address, Vec<u8>)> = (fresh.iter())
+            .map(|&(position, address)| (address, messages[position].bytes.clone()))
+            .collect();
+        // With the other requests in flight: one transaction and disk sync.
+        let conflicts = self.ingest.run(job, |jobs| self.store(jobs))?;
+        for ((position, _), conflict) in fresh.into_iter().zip(conflicts) {
+            if conflict {
                 verdicts[position] = Some(Refusal::never(
                     "index",
                     "another message is stored at this index already",
                 ));
-                continue;
             }
-            powerplug_channel::store_after(&*tx, &address, bytes, &there)?;
-            stored.push(address);
         }
-        powerplug_channel::note_written(&*tx, &stored)?;
-        tx.commit()?;
         Ok(verdicts)
     }
 
-    /// Where an outside message goes, if the store may take it (`None`: it
-    /// takes it by keeping nothing).
-    fn check(&self, tx: &dyn ReadTx, m: &Sealed) -> Result<Option<Address>, Refusal> {
+    /// Stores checked outside messages, in one transaction; answers per job
+    /// which of its messages met another one at their address.
+    fn store(&self, jobs: Vec<Vec<(Address, Vec<u8>)>>) -> anyhow::Result<Vec<Vec<bool>>> {
+        let tx = self.db.write()?;
+        let addresses: Vec<Address> = jobs.iter().flatten().map(|(a, _)| *a).collect();
+        powerplug_channel::prefetch_in(&*tx, &addresses)?;
+        let mut stored = Vec::with_capacity(addresses.len());
+        let mut answers = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let mut conflicts = Vec::with_capacity(job.len());
+            for (address, bytes) in job {
+                let there = powerplug_channel::messages_in(&*tx, address)?;
+                // The same bytes again: a harmless resend.
+                let conflict = !there.is_empty() && !there.iter().any(|m| m == bytes);
+                if there.is_empty() {
+                    powerplug_channel::store_after(&*tx, address, bytes, &there)?;
+                    stored.push(*address);
+                }
+                conflicts.push(conflict);
+            }
+            answers.push(conflicts);
+        }
+        powerplug_channel::note_written(&*tx, &stored)?;
+        tx.commit()?;
+        Ok(answers)
+    }
+
+    /// Where an outside message would go, if its author and index allow it
+    /// (its signature is checked next, by [`Place::check`]).
+    fn place(&self, tx: &dyn ReadTx, m: &Sealed) -> Result<Place, Refusal> {
         if m.bytes.is_empty() || m.bytes.len() > powerplug_channel::MAX_MESSAGE_BYTES {
             return Err(Refusal::never(
                 "message",
@@ -223,21 +349,10 @@ impl Hub {
                 retry: true,
             });
         }
-        let address = Address::of(&r.channel.root, m.index);
-        let next = Address::of(&r.channel.root, m.index.saturating_add(1));
-
-        let signed = VerifyingKey::from_bytes(&m.author)
-            .map(|author| envelope::is_signed(&author, &address, &next, &m.bytes))
-            .unwrap_or(false);
-        if !signed {
-            return Err(Refusal::never(
-                "message",
-                "not signed by the channel's author for this index",
-            ));
-        }
-        // Read already (a resend after a crash): taken, but not stored
-        // again; nothing needs it, and retention may have let it go.
-        Ok((m.index >= r.read_index).then_some(address))
+        Ok(Place {
+            root: r.channel.root,
+            read_index: r.read_index,
+        })
     }
 
     /// Sends what ticks and registrations left in the outbox: this host's own

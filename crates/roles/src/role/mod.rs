@@ -12,6 +12,7 @@
 pub mod catch_up;
 pub mod config;
 pub mod grid;
+mod group_commit;
 mod hub;
 pub mod leader;
 pub mod member;

@@ -314,7 +314,7 @@ impl Producer {
     ) -> anyhow::Result<(Gathered, ProducerNews)> {
         let db = self.db();
         let records = inbox::pending(db, MAX_RECORDS_PER_TICK)?;
-        let (joined, left) = registry::news_since_tick(db)?;
+        let (joined, left) = registry::news_since_tick(db, usize::MAX)?;
         // A tick that ran since the payouts were fetched took some of them.
         let cursor: u64 = storage::meta(db, CURSOR)?.unwrap_or(0);
         let transfers: Vec<_> = fetched.into_iter().filter(|t| t.seq > cursor).collect();

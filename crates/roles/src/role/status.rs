@@ -14,30 +14,23 @@ use powerplug_ledger as wallet;
 use powerplug_storage::Store;
 
 fn registrations(db: &dyn Store) -> anyhow::Result<Value> {
-    let mut by_kind: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    let mut by_kind: BTreeMap<&str, Value> = BTreeMap::new();
     let (mut dropped, mut rejected, mut read) = (0, 0, 0);
-    for r in registry::all(db)? {
-        let kind = match r.kind {
+    for (kind, s) in registry::summary(db)? {
+        let kind = match kind {
             EntityKind::Consumer => "consumers",
             EntityKind::Producer => "producers",
             EntityKind::Source => "sources",
         };
-        let entry = by_kind.entry(kind).or_default();
-        if r.closed {
-            entry.1 += 1
-        } else {
-            entry.0 += 1
+        if s.open + s.closed > 0 {
+            by_kind.insert(kind, json!({ "open": s.open, "closed": s.closed }));
         }
-        dropped += r.dropped;
-        rejected += r.rejected;
-        read += r.read_index;
+        dropped += s.dropped;
+        rejected += s.rejected;
+        read += s.read;
     }
-    let kinds: BTreeMap<&str, Value> = by_kind
-        .into_iter()
-        .map(|(k, (open, closed))| (k, json!({ "open": open, "closed": closed })))
-        .collect();
     Ok(json!({
-        "by_kind": kinds,
+        "by_kind": by_kind,
         "messages_read": read,
         "messages_dropped": dropped,
         "commands_rejected": rejected,

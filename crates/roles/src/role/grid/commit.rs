@@ -5,6 +5,7 @@
 
 use powerplug_domain::EntityKind;
 use powerplug_domain::{Tokens, Wh};
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
@@ -20,6 +21,7 @@ use crate::inbox::{self, Command};
 use crate::outbox;
 use crate::registry::{self, LOCAL, Registration};
 use crate::tick_log::{self, Outcome};
+use powerplug_channel::{ChannelWriter, Message};
 use powerplug_ledger as wallet;
 use powerplug_storage as storage;
 use powerplug_strategy::{GridDecision, GridInput, GridStrategy, Metric, PaymentRequest};
@@ -49,7 +51,7 @@ impl Grid {
         &self,
         decided: Decided<'_>,
         inputs: Vec<GridInput>,
-        registrations: &HashMap<u32, Registration>,
+        registrations: &mut HashMap<u32, Registration>,
         consumed: Consumed<'_>,
     ) -> anyhow::Result<Sent> {
         let Decided {
@@ -62,6 +64,14 @@ impl Grid {
         } = decided;
         let active = &decisions[0];
         let tx = self.tick_tx()?;
+        // The news named whom the tick heard from; a decision may name others
+        // (a payout, a bill carried from an earlier tick).
+        let named = (active.payouts.iter().map(|p| p.producer)).chain(
+            decisions
+                .iter()
+                .flat_map(|d| d.payment_requests.consumer.iter().copied()),
+        );
+        registry::add_by_index(&*tx, registrations, named)?;
         for (run, decision) in runs.iter().zip(decisions) {
             store_decision(&*tx, &run.slot, &decision.state, &decision.cells)?;
         }
@@ -83,21 +93,20 @@ impl Grid {
                 wallet::UnixMs(now),
             )?;
         }
-        let billed = decisions.iter().flat_map(|d| d.payment_requests.iter());
-        let billed = billed.filter_map(|r| registrations.get(&r.consumer));
-        registry::prefetch(&*tx, billed.map(|r| r.id.as_str()))?;
         let mut sent = Sent::default();
         let mut bills = invariants::Bills::new();
+        let mut requests = Requests::default();
         for (run, decision) in runs.iter().zip(decisions) {
             for r in decision.payment_requests.iter() {
                 if runs::sends(run, cohorts, r.consumer) {
-                    self.request(&*tx, registrations, &r, &mut sent)?;
+                    requests.add(&*tx, registrations, &r, &mut sent)?;
                     let bill = bills.entry(r.consumer).or_default();
                     bill.0 = bill.0.saturating_add(r.wh);
                     bill.1 = bill.1.saturating_add(r.owed);
                 }
             }
         }
+        self.send(&*tx, requests)?;
         invariants::check_and_record(&*tx, &inputs[0].usage, &bills, registrations)?;
         storage::set_meta(&*tx, "grid/metrics", &metrics(&active.metrics))?;
         let paid_out: u64 = active.payouts.iter().map(|p| p.amount).sum();
@@ -134,9 +143,62 @@ impl Grid {
         Ok(sent)
     }
 
-    /// Seals a payment request on the consumer's return channel, into the outbox.
-    fn request(
-        &self,
+    /// Seals the tick's payment requests on the consumers' return channels
+    /// (on every core: a signature and an encryption each), into the outbox,
+    /// with the channels' new positions.
+    fn send(&self, tx: &dyn storage::WriteTx, requests: Requests) -> anyhow::Result<()> {
+        use rayon::prelude::*;
+        let Requests { channels, items } = requests;
+        if items.is_empty() {
+            return Ok(());
+        }
+        let pay_to =
+            wallet::receive_addresses(tx, &self.wallet_seed, self.account(), items.len() as u64)?;
+        let key = self.hub.registry.key();
+        let sealed = (items.par_iter().zip(pay_to))
+            .map(|(item, pay_to)| {
+                let back = channels
+                    .get(&item.consumer)
+                    .and_then(|r| r.return_channel.as_ref())
+                    .context("a request without its return channel")?;
+                let command = Command::PaymentRequest {
+                    owed: Tokens(item.owed),
+                    wh: Wh(item.wh),
+                    pay_to,
+                };
+                ChannelWriter::resume(key.clone(), back.root, back.side_key, item.index)
+                    .prepare(Message::Data(command.encode()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        outbox::enqueue_many(tx, LOCAL, sealed)?;
+        for registration in channels.values() {
+            registry::put(tx, registration)?;
+        }
+        Ok(())
+    }
+}
+
+/// A tick's payment requests, each with its place on its consumer's return
+/// channel, to be sealed together.
+#[derive(Default)]
+struct Requests {
+    /// Consumers billed, as this transaction read them, return channels
+    /// moved on past their requests.
+    channels: HashMap<u32, Registration>,
+    items: Vec<Request>,
+}
+
+struct Request {
+    consumer: u32,
+    /// On the consumer's return channel.
+    index: u64,
+    owed: u64,
+    wh: u64,
+}
+
+impl Requests {
+    fn add(
+        &mut self,
         tx: &dyn storage::WriteTx,
         registrations: &HashMap<u32, Registration>,
         r: &PaymentRequest,
@@ -159,27 +221,29 @@ impl Grid {
             "payment request to {}, not a consumer",
             r.consumer
         );
-        // Read again inside the transaction: an earlier request of this tick
-        // moved the return channel on.
-        let Some(mut reg) = registry::read(tx, &consumer.id)? else {
-            sent.undeliverable += 1;
-            return Ok(());
+        // Read inside the transaction, once per tick: what a poll or a reset
+        // changed since the tick's news was gathered is not written back.
+        let reg = match self.channels.entry(r.consumer) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => match registry::read(tx, &consumer.id)? {
+                Some(reg) => e.insert(reg),
+                None => {
+                    sent.undeliverable += 1;
+                    return Ok(());
+                }
+            },
         };
         let Some(back) = reg.return_channel.as_mut() else {
             sent.undeliverable += 1;
             return Ok(());
         };
-        let pay_to = wallet::receive_address(tx, &self.wallet_seed, self.account())?;
-        let command = Command::PaymentRequest {
-            owed: Tokens(r.owed),
-            wh: Wh(r.wh),
-            pay_to,
-        };
-        let mut writer = back.writer(self.hub.registry.key());
-        let sealed = writer.prepare(powerplug_channel::Message::Data(command.encode()))?;
-        outbox::enqueue(tx, LOCAL, sealed)?;
-        back.next_index = writer.next_index();
-        registry::put(tx, &reg)?;
+        self.items.push(Request {
+            consumer: r.consumer,
+            index: back.next_index,
+            owed: r.owed,
+            wh: r.wh,
+        });
+        back.next_index += 1;
         Ok(())
     }
 }

@@ -225,7 +225,7 @@ impl Grid {
             joined,
             left,
             next_cursor,
-            registrations,
+            mut registrations,
             news,
             income,
             ..
@@ -245,7 +245,7 @@ impl Grid {
             cohorts: cohorts.as_ref(),
             shadow,
         };
-        let summed = match self.commit(decided, inputs, &registrations, consumed) {
+        let summed = match self.commit(decided, inputs, &mut registrations, consumed) {
             Ok(summed) => summed,
             Err(e) if storage::Fenced::is(&e) => return Err(e),
             Err(e) => {

@@ -47,18 +47,41 @@ impl Grid {
     pub(super) fn pending(&self) -> anyhow::Result<Pending> {
         let db = self.db();
         let records = inbox::pending(db, MAX_RECORDS_PER_TICK)?;
-        let (mut joined, mut left) = registry::news_since_tick(db)?;
+        // Twice the cap: a joining and a leaving each for the lowest entities.
+        let (mut joined, mut left) =
+            registry::news_since_tick(db, 2 * MAX_MEMBERSHIP_PER_TICK + 2)?;
         cap_membership(&mut joined, &mut left, MAX_MEMBERSHIP_PER_TICK);
         let cursor: u64 = storage::meta(db, super::TRANSFER_CURSOR)?.unwrap_or(0);
         let transfers = wallet::transfers_page(db, self.account(), cursor, MAX_TRANSFERS_PER_TICK)?;
-        let registrations: HashMap<u32, Registration> = registry::all(db)?
-            .into_iter()
-            .map(|r| (r.index, r))
-            .collect();
-        let index_of: HashMap<&str, u32> = registrations
-            .values()
-            .map(|r| (r.id.as_str(), r.index))
-            .collect();
+        // Only the entities the news names: a tick costs what it carries, not
+        // what the grid has registered.
+        let read = db.read()?;
+        let mut registrations: HashMap<u32, Registration> = HashMap::new();
+        let named = records
+            .iter()
+            .map(|r| r.entity)
+            .chain(joined.iter().copied());
+        registry::add_by_index(&*read, &mut registrations, named)?;
+        let counterparty = |t: &wallet::Transfer| {
+            if t.to.as_str() == self.account() {
+                t.reference.clone()
+            } else {
+                t.to.as_str().to_owned()
+            }
+        };
+        let counterparties: Vec<String> = transfers.iter().map(counterparty).collect();
+        registry::prefetch(&*read, counterparties.iter().map(String::as_str))?;
+        let mut index_of: HashMap<String, u32> = HashMap::new();
+        for id in counterparties {
+            if index_of.contains_key(&id) {
+                continue;
+            }
+            if let Some(r) = registry::read(&*read, &id)? {
+                index_of.insert(id, r.index);
+                registrations.entry(r.index).or_insert(r);
+            }
+        }
+        drop(read);
 
         let mut news = GridNews {
             joined: joined
@@ -104,13 +127,8 @@ impl Grid {
             if incoming {
                 income += t.amount.get();
             }
-            let counterparty = if incoming {
-                &t.reference
-            } else {
-                t.to.as_str()
-            };
             news.transfers.push(Transfer {
-                entity: index_of.get(counterparty).copied(),
+                entity: index_of.get(&counterparty(t)).copied(),
                 amount: t.amount.get(),
                 at_ms: t.at_ms.get(),
                 incoming,
