@@ -172,22 +172,6 @@ pub fn open(
     bytes: &[u8],
 ) -> Option<Message> {
     let envelope = signed(author, address, expected_next, bytes)?;
-    unseal(envelope, side_key, address)
-}
-
-/// [`open`] without the signature check, for bytes whose signature was
-/// checked when they were stored (see [`Source::checked`](super::Source::checked)):
-/// the link, decryption and decoding are still checked.
-pub fn open_checked(
-    side_key: Option<&[u8; 32]>,
-    address: &Address,
-    expected_next: &Address,
-    bytes: &[u8],
-) -> Option<Message> {
-    unseal(linked(expected_next, bytes)?, side_key, address)
-}
-
-fn unseal(envelope: Envelope, side_key: Option<&[u8; 32]>, address: &Address) -> Option<Message> {
     let plain = match (side_key, envelope.nonce) {
         (None, None) => envelope.body,
         (Some(key), Some(nonce)) => XChaCha20Poly1305::new(key.into())

@@ -86,13 +86,8 @@ impl ChannelReader {
             let next = Address::of(&self.root, self.next_index + 1);
             let candidates = source.messages(&address).map_err(ReadError::Transport)?;
             let mut found = None;
-            let side_key = self.side_key.as_ref();
             for bytes in candidates.iter().skip(self.examined) {
-                let message = match source.checked() {
-                    true => envelope::open_checked(side_key, &address, &next, bytes),
-                    false => envelope::open(&self.author, side_key, &address, &next, bytes),
-                };
-                match message {
+                match envelope::open(&self.author, self.side_key.as_ref(), &address, &next, bytes) {
                     Some(message) => {
                         found = Some(message);
                         break;

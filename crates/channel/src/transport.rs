@@ -25,15 +25,6 @@ pub trait Source {
         let _ = addresses;
         Ok(())
     }
-
-    /// Whether every message here had its signature checked against its
-    /// channel's author when it was stored, so that a reader need not check
-    /// it again: true only of a host's own store read by that host, which
-    /// takes outside messages only after that check. False for anything
-    /// reached over a network or written by others.
-    fn checked(&self) -> bool {
-        false
-    }
 }
 
 impl<T: Transport + ?Sized> Source for T {

@@ -208,18 +208,11 @@ pub struct Due<'a> {
 }
 
 /// The messages a poll gathered from its source, to check on every core.
-struct Gathered {
-    messages: HashMap<Address, Vec<Vec<u8>>>,
-    checked: bool,
-}
+struct Gathered(HashMap<Address, Vec<Vec<u8>>>);
 
 impl Source for Gathered {
     fn messages(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
-        Ok(self.messages.get(address).cloned().unwrap_or_default())
-    }
-
-    fn checked(&self) -> bool {
-        self.checked
+        Ok(self.0.get(address).cloned().unwrap_or_default())
     }
 }
 
@@ -232,7 +225,7 @@ struct Read {
 
 /// Reads the due channels from where they stopped and stores what is new,
 /// with the readers' new positions, in one transaction. The messages are
-/// fetched first, then checked (signature, chain, decryption) in parallel.
+/// fetched first, then checked (signature, link, decryption) in parallel.
 pub fn poll(
     db: &dyn Store,
     source: &dyn Source,
@@ -273,10 +266,7 @@ pub fn poll(
         }
         readable.push(r);
     }
-    let gathered = Gathered {
-        messages: gathered,
-        checked: source.checked(),
-    };
+    let gathered = Gathered(gathered);
     let read: Vec<Read> = readable
         .into_par_iter()
         .filter_map(|registration| {

@@ -45,26 +45,6 @@ struct Sweep {
     last: std::time::Instant,
 }
 
-/// This host's channel store as its poll reads it. Every message in it had
-/// its signature checked on the way in — outside ones by [`Hub::accept`],
-/// hellos at registration — or was signed here, so the poll does not check
-/// signatures a second time (it still checks links, decrypts and decodes).
-struct OwnStore<'a>(powerplug_channel::Snapshot<'a>);
-
-impl powerplug_channel::Source for OwnStore<'_> {
-    fn messages(&self, address: &Address) -> anyhow::Result<Vec<Vec<u8>>> {
-        self.0.messages(address)
-    }
-
-    fn prefetch(&self, addresses: &[Address]) -> anyhow::Result<()> {
-        self.0.prefetch(addresses)
-    }
-
-    fn checked(&self) -> bool {
-        true
-    }
-}
-
 /// The channel an outside message claims a place on.
 struct Place {
     root: [u8; 32],
@@ -232,7 +212,7 @@ impl Hub {
         };
         let polled = inbox::poll(
             &self.db,
-            &OwnStore(self.store.snapshot()?),
+            &self.store.snapshot()?,
             due,
             &self.plausible,
             now_ms,
