@@ -23,7 +23,7 @@ pub use powerplug_http as http;
 pub use powerplug_ledger as wallet;
 pub use powerplug_roles::{
     admission, api, backup, books, chart, counter, documents, experiment, garbage, inbox, outbox,
-    registry, replay, retention, role, tick_log, versions,
+    registry, replay, retention, role, settlement, tick_log, versions,
 };
 pub use powerplug_storage as storage;
 pub use powerplug_strategy as strategy;
@@ -36,3 +36,5 @@ pub mod logs;
 pub mod replay_cli;
 pub mod scaffold;
 pub mod simulate;
+#[cfg(feature = "iota")]
+pub mod verify;

@@ -43,12 +43,27 @@ pub fn post(node: &Node, anchored: &Anchored) -> anyhow::Result<String> {
     Ok(id.to_string())
 }
 
+/// A settlement found on the Tangle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub anchored: Anchored,
+    /// The milestone that confirmed the block: anchors of later ticks are
+    /// confirmed no earlier, so one that was posted again later shows.
+    pub milestone: Option<u32>,
+}
+
 /// What the block `block_id` anchors.
-pub fn read(node: &Node, block_id: &str) -> anyhow::Result<Anchored> {
+pub fn read(node: &Node, block_id: &str) -> anyhow::Result<Found> {
     let id = BlockId::from_str(block_id).map_err(|e| anyhow::anyhow!("block: {e}"))?;
-    let block = node.run(node.client.get_block(&id))?;
+    let (block, metadata) = node.run(async {
+        let block = node.client.get_block(&id).await?;
+        Ok((block, node.client.get_block_metadata(&id).await?))
+    })?;
     match block.payload() {
-        Some(Payload::TaggedData(t)) if t.tag() == TAG => Ok(serde_json::from_slice(t.data())?),
+        Some(Payload::TaggedData(t)) if t.tag() == TAG => Ok(Found {
+            anchored: serde_json::from_slice(t.data())?,
+            milestone: metadata.referenced_by_milestone_index,
+        }),
         _ => anyhow::bail!("block {block_id}: no Powerplug settlement"),
     }
 }

@@ -79,6 +79,11 @@ impl Emulator {
     /// (0 or 1 for tests: a debug build needs minutes at Shimmer's 1500) and
     /// holds `genesis` tokens on each of `funded` (Bech32) at the start.
     pub fn start(min_pow_score: u32, funded: &[(&str, u64)]) -> anyhow::Result<Self> {
+        Self::start_on(0, min_pow_score, funded)
+    }
+
+    /// [`start`](Self::start) on loopback port `port` (0: a free one).
+    pub fn start_on(port: u16, min_pow_score: u32, funded: &[(&str, u64)]) -> anyhow::Result<Self> {
         let params = ProtocolParameters::new(
             2,
             "powerplug-emulator".into(),
@@ -227,9 +232,8 @@ impl Tangle {
         if let Some(Payload::Transaction(tx)) = block.payload() {
             has_transaction = true;
             let tx_id = tx.id();
-            let essence = match tx.essence() {
-                iota_client::block::payload::transaction::TransactionEssence::Regular(e) => e,
-            };
+            let iota_client::block::payload::transaction::TransactionEssence::Regular(essence) =
+                tx.essence();
             if essence.network_id() != self.params.network_id() {
                 return Err("transaction: another network's".into());
             }

@@ -9,39 +9,25 @@ use iota_client::block::BlockId;
 use iota_client::secret::SecretManager;
 
 /// Where the Tangle is and how to wait for it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeConfig {
     /// The node's REST API, e.g. `https://api.testnet.shimmer.network`.
     pub url: String,
-    /// BIP-44 coin type of the wallet: 4219 Shimmer (the default), 4218 IOTA.
-    #[serde(default = "shimmer")]
+    /// BIP-44 coin type of the wallet: 4219 Shimmer (`new`'s), 4218 IOTA.
     pub coin_type: u32,
     /// Seconds between looks at whether a block was confirmed.
-    #[serde(default = "five")]
     pub confirm_every_secs: u64,
     /// Looks before a block counts as lost (it is then sent again).
-    #[serde(default = "forty")]
     pub confirm_attempts: u64,
-}
-
-fn shimmer() -> u32 {
-    iota_client::constants::SHIMMER_COIN_TYPE
-}
-fn five() -> u64 {
-    5
-}
-fn forty() -> u64 {
-    40
 }
 
 impl NodeConfig {
     pub fn new(url: &str) -> Self {
         NodeConfig {
             url: url.to_owned(),
-            coin_type: shimmer(),
-            confirm_every_secs: five(),
-            confirm_attempts: forty(),
+            coin_type: iota_client::constants::SHIMMER_COIN_TYPE,
+            confirm_every_secs: 5,
+            confirm_attempts: 40,
         }
     }
 }
@@ -59,14 +45,14 @@ impl Node {
         let url = config.url.clone();
         // The client's builder panics when its first sync fails; that is an
         // unreachable node, an error here, not a crash.
-        let client = std::panic::catch_unwind(move || {
-            iota_client::Client::builder()
+        let client = std::panic::catch_unwind(move || -> anyhow::Result<_> {
+            Ok(iota_client::Client::builder()
                 .with_node(&url)?
                 .with_ignore_node_health()
                 .with_local_pow(true)
                 .with_fallback_to_local_pow(true)
                 .with_api_timeout(Duration::from_secs(30))
-                .finish()
+                .finish()?)
         })
         .map_err(|_| anyhow::anyhow!("node {}: could not be reached", config.url))??;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -93,16 +79,17 @@ impl Node {
         &self,
         future: impl Future<Output = Result<T, iota_client::Error>> + Send,
     ) -> anyhow::Result<T> {
-        let result = if tokio::runtime::Handle::try_current().is_ok() {
+        let url = &self.config.url;
+        let future = async move { future.await.map_err(|e| anyhow::anyhow!("node {url}: {e}")) };
+        if tokio::runtime::Handle::try_current().is_ok() {
             std::thread::scope(|s| {
                 s.spawn(|| self.runtime.block_on(future))
                     .join()
-                    .map_err(|_| anyhow::anyhow!("node {}: the call panicked", self.config.url))
+                    .map_err(|_| anyhow::anyhow!("node {url}: the call panicked"))
             })?
         } else {
             self.runtime.block_on(future)
-        };
-        result.map_err(|e| anyhow::anyhow!("node {}: {e}", self.config.url))
+        }
     }
 
     /// Waits until the block is confirmed, sending it again (promoting or
@@ -118,9 +105,14 @@ impl Node {
             .map(|_| ())
     }
 
+    /// The network's Bech32 prefix (`smr`, `rms`, `iota`, `atoi`).
+    pub fn bech32_hrp(&self) -> anyhow::Result<String> {
+        self.run(self.client.get_bech32_hrp())
+    }
+
     /// The Bech32 address of `seed`'s wallet at `index` (account 0).
     pub fn wallet_address(&self, secret: &SecretManager, index: u32) -> anyhow::Result<String> {
-        let hrp = self.run(self.client.get_bech32_hrp())?;
+        let hrp = self.bech32_hrp()?;
         let addresses = self.run(async {
             iota_client::api::GetAddressesBuilder::new(secret)
                 .with_coin_type(self.config.coin_type)

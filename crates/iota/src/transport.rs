@@ -161,10 +161,10 @@ impl Transport for IotaTransport {
                     .features()
                     .and_then(|f| f.tag())
                     .is_some_and(|t| t.tag() == address.0);
-                if let Some(metadata) = output.features().and_then(|f| f.metadata()) {
-                    if tagged {
-                        messages.push(metadata.data().to_vec());
-                    }
+                if let Some(metadata) = output.features().and_then(|f| f.metadata())
+                    && tagged
+                {
+                    messages.push(metadata.data().to_vec());
                 }
             }
             Ok(messages)

@@ -116,7 +116,10 @@ fn a_settlement_is_anchored_and_read_back() {
         settlement: "ab".repeat(32),
     };
     let block = anchor::post(&node, &anchored).unwrap();
-    assert_eq!(anchor::read(&node, &block).unwrap(), anchored);
+    let found = anchor::read(&node, &block).unwrap();
+    assert_eq!(found.anchored, anchored);
+    let later = anchor::post(&node, &anchored).unwrap();
+    assert!(anchor::read(&node, &later).unwrap().milestone > found.milestone);
     let unknown = format!("0x{}", "00".repeat(32));
     assert!(anchor::read(&node, &unknown).is_err(), "no such block");
     assert!(anchor::read(&node, "0x12").is_err(), "no block id");

@@ -232,6 +232,34 @@ fn post(
     Ok(record)
 }
 
+/// How receive addresses are written: by default [`Hashed`] (`pp1…`, this
+/// ledger's own); a host that pays out on the IOTA Tangle derives Bech32
+/// addresses from the wallet seed instead (`powerplug-iota`).
+pub trait Addresses: Sync {
+    /// The addresses of `account` with indices `first..first + count`.
+    fn derive(&self, account: &str, first: u64, count: u64) -> Result<Vec<String>, WalletError>;
+}
+
+/// `pp1` and 20 bytes of SHA-256 over the seed, the account and the index.
+pub struct Hashed(pub [u8; 32]);
+
+impl Addresses for Hashed {
+    fn derive(&self, account: &str, first: u64, count: u64) -> Result<Vec<String>, WalletError> {
+        use sha2::{Digest, Sha256};
+        let stem = Sha256::new()
+            .chain_update(b"powerplug/wallet/address/v1")
+            .chain_update(self.0)
+            .chain_update((account.len() as u64).to_be_bytes())
+            .chain_update(account);
+        Ok((first..first + count)
+            .map(|n| {
+                let digest = stem.clone().chain_update(n.to_be_bytes()).finalize();
+                format!("pp1{}", hex::encode(&digest[..20]))
+            })
+            .collect())
+    }
+}
+
 /// A fresh receive address for `account`, derived from the wallet seed and the
 /// account's address index (the original basic wallet's "new address per
 /// transfer"); a payment to it lands in `account`. Inside the caller's
@@ -241,7 +269,7 @@ pub fn receive_address(
     seed: &[u8; 32],
     account: &str,
 ) -> Result<String, WalletError> {
-    let mut addresses = receive_addresses(tx, seed, account, 1)?;
+    let mut addresses = receive_addresses(tx, &Hashed(*seed), account, 1)?;
     addresses
         .pop()
         .ok_or_else(|| WalletError::Storage("no address handed out".into()))
@@ -252,35 +280,29 @@ pub fn receive_address(
 /// read and written once, not once each.
 pub fn receive_addresses(
     tx: &dyn WriteTx,
-    seed: &[u8; 32],
+    format: &dyn Addresses,
     account: &str,
     count: u64,
 ) -> Result<Vec<String>, WalletError> {
-    use sha2::{Digest, Sha256};
     let k = key::of(&[&account]);
     let first = number(tx, ADDRESS_INDEX, &k)?;
     tx.put(ADDRESS_INDEX, &k, &(first + count).to_be_bytes())?;
     // In the order handed out, for pruning.
     let first_number = prune::next_address(tx)?;
-    let stem = Sha256::new()
-        .chain_update(b"powerplug/wallet/address/v1")
-        .chain_update(seed)
-        .chain_update((account.len() as u64).to_be_bytes())
-        .chain_update(account);
-    let mut out = Vec::with_capacity(count as usize);
-    for i in 0..count {
-        let digest = stem
-            .clone()
-            .chain_update((first + i).to_be_bytes())
-            .finalize();
-        let address = format!("pp1{}", hex::encode(&digest[..20]));
-        tx.put(ADDRESSES, &key::of(&[&address]), account.as_bytes())?;
+    let out = format.derive(account, first, count)?;
+    if out.len() as u64 != count {
+        return Err(WalletError::Storage(format!(
+            "{} addresses derived, {count} asked for",
+            out.len()
+        )));
+    }
+    for (i, address) in out.iter().enumerate() {
+        tx.put(ADDRESSES, &key::of(&[address]), account.as_bytes())?;
         tx.put(
             prune::ADDRESS_LOG,
-            &key::of(&[&(first_number + i)]),
+            &key::of(&[&(first_number + i as u64)]),
             address.as_bytes(),
         )?;
-        out.push(address);
     }
     Ok(out)
 }

@@ -32,6 +32,7 @@ pub mod registry;
 pub mod replay;
 pub mod retention;
 pub mod role;
+pub mod settlement;
 pub mod telemetry;
 pub mod tick_log;
 pub mod versions;

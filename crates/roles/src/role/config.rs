@@ -465,6 +465,49 @@ pub struct GridConfig {
     /// How long what the grid has finished with is kept.
     #[serde(default)]
     pub retention: crate::retention::Retention,
+    /// The IOTA Tangle: each tick's settlement anchored there, receive
+    /// addresses in its Bech32 format. Needs a build with the `iota` feature.
+    #[serde(default)]
+    pub iota: Option<IotaConfig>,
+}
+
+/// A Stardust node (Shimmer, or IOTA before May 2025; today's IOTA mainnet
+/// runs Rebased, which Powerplug does not speak).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IotaConfig {
+    /// The node's REST API, e.g. `https://api.testnet.shimmer.network`.
+    pub node: String,
+    /// Post each tick's settlement (a hash of its decision and its ledger
+    /// transfers) as a tagged-data block; `powerplug verify` checks them.
+    #[serde(default = "yes")]
+    pub anchor: bool,
+    /// Receive addresses as Bech32 Ed25519 addresses of the wallet seed,
+    /// one BIP-44 index a payment request; otherwise Powerplug's `pp1…`.
+    #[serde(default = "yes")]
+    pub bech32_addresses: bool,
+    /// BIP-44 coin type: 4219 Shimmer, 4218 IOTA.
+    #[serde(default = "shimmer")]
+    pub coin_type: u32,
+    /// Seconds between looks at whether an anchor was confirmed.
+    #[serde(default = "five")]
+    pub confirm_every_secs: u64,
+    /// Looks before an anchor is sent again.
+    #[serde(default = "forty")]
+    pub confirm_attempts: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn shimmer() -> u32 {
+    4219
+}
+fn five() -> u64 {
+    5
+}
+fn forty() -> u64 {
+    40
 }
 
 impl Default for GridConfig {
@@ -488,6 +531,7 @@ impl Default for GridConfig {
             admission: Default::default(),
             plausible: Default::default(),
             retention: Default::default(),
+            iota: None,
         }
     }
 }

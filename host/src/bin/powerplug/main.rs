@@ -87,6 +87,10 @@ enum Command {
     Restore(store::RestoreArgs),
     /// Give the free pages of a stopped role's store back to the file system.
     Compact(store::CompactArgs),
+    /// Check a grid's recorded ticks against their settlements anchored on
+    /// the IOTA Tangle (Stardust; a build with `--features iota`).
+    #[cfg(feature = "iota")]
+    Verify(store::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -138,6 +142,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Backup(args) => store::backup(args),
         Command::Restore(args) => store::restore(args),
         Command::Compact(args) => store::compact(args),
+        #[cfg(feature = "iota")]
+        Command::Verify(args) => store::verify(args),
     }
 }
 

@@ -245,3 +245,42 @@ fn sync_dir(file: &Path) -> anyhow::Result<()> {
         .and_then(|d| d.sync_all())
         .with_context(|| format!("syncing {}", dir.display()))
 }
+
+/// `powerplug verify`.
+#[cfg(feature = "iota")]
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// A grid's store: a file `powerplug backup` wrote, or a stopped grid's
+    /// `powerplug.redb`.
+    store: PathBuf,
+    /// The Stardust node to read the anchors from (a permanode for old ticks).
+    #[arg(long)]
+    node: String,
+    /// The first tick to check.
+    #[arg(long, default_value_t = 1)]
+    from: u64,
+    /// How many ticks to check at most.
+    #[arg(long, default_value_t = 10_000)]
+    limit: usize,
+}
+
+#[cfg(feature = "iota")]
+pub fn verify(a: VerifyArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.store.is_file(),
+        "{}: no such store file",
+        a.store.display()
+    );
+    let db = RedbStore::open_existing(&a.store)
+        .with_context(|| format!("opening {}", a.store.display()))?;
+    let node = powerplug_iota::Node::connect(powerplug_iota::NodeConfig::new(&a.node))?;
+    let report = powerplug::verify::verify(&db, &node, a.from, a.limit)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    anyhow::ensure!(
+        report.failed.is_empty(),
+        "{} of {} ticks failed verification",
+        report.failed.len(),
+        report.checked
+    );
+    Ok(())
+}

@@ -20,6 +20,7 @@ use crate::experiment::{results, shadow};
 use crate::inbox::{self, Command};
 use crate::outbox;
 use crate::registry::{self, LOCAL, Registration};
+use crate::settlement;
 use crate::tick_log::{self, Outcome};
 use powerplug_channel::{ChannelWriter, Message};
 use powerplug_ledger as wallet;
@@ -78,12 +79,13 @@ impl Grid {
         inbox::consume(&*tx, consumed.records)?;
         registry::consume_news(&*tx, consumed.joined, consumed.left)?;
         storage::set_meta(&*tx, super::TRANSFER_CURSOR, &consumed.cursor)?;
+        let mut payouts = Vec::with_capacity(active.payouts.len());
         for p in &active.payouts {
             let producer = registrations
                 .get(&p.producer)
                 .filter(|r| r.kind == EntityKind::Producer)
                 .with_context(|| format!("payout to {}, not a producer", p.producer))?;
-            wallet::transfer(
+            payouts.push(wallet::transfer(
                 &*tx,
                 self.account(),
                 &producer.id,
@@ -91,7 +93,7 @@ impl Grid {
                 self.account(),
                 &wallet::host_key(&format!("payout/{tick}/{}", p.producer)),
                 wallet::UnixMs(now),
-            )?;
+            )?);
         }
         let mut sent = Sent::default();
         let mut bills = invariants::Bills::new();
@@ -135,9 +137,26 @@ impl Grid {
             s.stats.compare(now, active, candidate);
             shadow::put(&*tx, &s)?;
         }
+        let mut logged = Vec::with_capacity(runs.len());
         for ((run, input), decision) in runs.iter().zip(inputs).zip(decisions) {
             let outcome = Outcome::Decided(decision.clone());
-            tick_log::record_grid(&*tx, &run.slot, &run.strategy.info().sha256, input, outcome)?;
+            let sha256 = &run.strategy.info().sha256;
+            logged.push(tick_log::record_grid(
+                &*tx, &run.slot, sha256, input, outcome,
+            )?);
+        }
+        if self.anchoring {
+            settlement::record(
+                &*tx,
+                &settlement::Settlement {
+                    grid: self.account().to_owned(),
+                    tick,
+                    slot: runs[0].slot.clone(),
+                    log_tick: logged[0],
+                    hash: settlement::hash(self.account(), tick, active, &payouts)?,
+                    block: None,
+                },
+            )?;
         }
         tx.commit()?;
         Ok(sent)
@@ -153,7 +172,7 @@ impl Grid {
             return Ok(());
         }
         let pay_to =
-            wallet::receive_addresses(tx, &self.wallet_seed, self.account(), items.len() as u64)?;
+            wallet::receive_addresses(tx, &*self.addresses, self.account(), items.len() as u64)?;
         let key = self.hub.registry.key();
         let sealed = (items.par_iter().zip(pay_to))
             .map(|(item, pay_to)| {

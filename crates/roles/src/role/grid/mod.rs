@@ -15,6 +15,8 @@ mod experiments;
 pub mod invariants;
 mod news;
 pub mod runs;
+#[cfg(feature = "iota")]
+mod tangle;
 
 pub use experiments::{NewExperiment, Refused};
 
@@ -34,6 +36,7 @@ use crate::counter::Counter;
 use crate::experiment::Experiment;
 use crate::experiment::shadow::{self, Shadow};
 use crate::limits::MAX_RECORDS_PER_TICK;
+use powerplug_ledger as wallet;
 use powerplug_storage::{self as storage, Store};
 use powerplug_strategy::{GridDecision, GridInput, GridStrategy};
 
@@ -46,13 +49,21 @@ pub struct Grid {
     /// The strategy, and how it is replaced.
     pub slot: super::swap::Slot<GridStrategy>,
     clock: Clock,
-    wallet_seed: [u8; 32],
+    /// How receive addresses are written (`pp1…`, or Bech32 on the Tangle).
+    addresses: AddressFormat,
+    /// Whether each tick keeps its settlement to anchor.
+    anchoring: bool,
+    #[cfg(feature = "iota")]
+    _anchorer: Option<tangle::Anchorer>,
     schedule: super::TickSchedule,
     /// Versions an experiment or a shadow runs, loaded once, by SHA-256.
     loaded: Mutex<HashMap<powerplug_strategy::Sha256, GridStrategy>>,
     /// Whether this host ticks, or stands by (hosts sharing a store).
     pub leader: super::leader::Leadership,
 }
+
+/// How a grid writes receive addresses.
+type AddressFormat = Box<dyn wallet::Addresses + Send>;
 
 /// What one tick did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -111,12 +122,33 @@ impl Grid {
             SLOT,
             std::time::Duration::from_millis(config.service.lease_ms),
         )?;
+        #[cfg(feature = "iota")]
+        let tangle::OnTangle {
+            addresses,
+            anchorer,
+        } = match &config.iota {
+            Some(iota) => tangle::open(iota, &hub.db, &wallet_seed)?,
+            None => tangle::OnTangle {
+                addresses: None,
+                anchorer: None,
+            },
+        };
+        #[cfg(not(feature = "iota"))]
+        let addresses: Option<AddressFormat> = match &config.iota {
+            Some(_) => anyhow::bail!(
+                "iota: this powerplug was built without the Tangle; build it with `--features iota`"
+            ),
+            None => None,
+        };
         Ok(Self {
             leader,
             hub,
             slot,
             clock: config.service.clock,
-            wallet_seed,
+            addresses: addresses.unwrap_or_else(|| Box::new(wallet::Hashed(wallet_seed))),
+            anchoring: config.iota.as_ref().is_some_and(|i| i.anchor),
+            #[cfg(feature = "iota")]
+            _anchorer: anchorer,
             schedule: super::TickSchedule::new(config.strategy.tick_ms),
             loaded: Mutex::new(HashMap::new()),
         })

@@ -1,0 +1,128 @@
+//! A grid tick's settlement: one hash over what the tick decided and the
+//! ledger transfers it made, kept so that it can be anchored somewhere the
+//! grid cannot rewrite (the IOTA Tangle, `powerplug-iota`) and checked later
+//! (`powerplug verify`): recomputed from the tick log and the ledger, it must
+//! equal both the kept hash and the anchored one.
+//!
+//! Written in the tick's own transaction, only by a grid that anchors: one
+//! small row a tick, kept with the block that anchors it (the receipt), plus
+//! a queue of the ones not anchored yet.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use powerplug_ledger::Transfer;
+use powerplug_storage::{Order, Store, WriteTx, key};
+use powerplug_strategy::GridDecision;
+
+use crate::tick_log::{self, Outcome};
+
+/// Tick → [`Settlement`].
+const SETTLEMENTS: &str = "settlements";
+/// Tick → (): settlements not anchored yet, oldest first.
+const PENDING: &str = "settlements_pending";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settlement {
+    /// The grid's id.
+    pub grid: String,
+    /// The grid's tick (its `ticks` counter).
+    pub tick: u64,
+    /// Where the tick's decision is in the tick log.
+    pub slot: String,
+    pub log_tick: u64,
+    pub hash: [u8; 32],
+    /// The block that anchors it, once it does.
+    pub block: Option<String>,
+}
+
+/// SHA-256 over the grid, the tick, its decision and its transfers.
+pub fn hash(
+    grid: &str,
+    tick: u64,
+    decision: &GridDecision,
+    transfers: &[Transfer],
+) -> anyhow::Result<[u8; 32]> {
+    Ok(Sha256::new()
+        .chain_update(b"powerplug/settlement/v1")
+        .chain_update((grid.len() as u64).to_be_bytes())
+        .chain_update(grid)
+        .chain_update(tick.to_be_bytes())
+        .chain_update(postcard::to_allocvec(decision)?)
+        .chain_update(postcard::to_allocvec(transfers)?)
+        .finalize()
+        .into())
+}
+
+/// Keeps a settlement to anchor, inside the tick's transaction.
+pub fn record(tx: &dyn WriteTx, settlement: &Settlement) -> anyhow::Result<()> {
+    let k = key::of(&[&settlement.tick]);
+    tx.put(SETTLEMENTS, &k, &postcard::to_allocvec(settlement)?)?;
+    tx.put(PENDING, &k, &[])?;
+    Ok(())
+}
+
+/// The oldest settlements not anchored yet, at most `limit`.
+pub fn pending(db: &dyn Store, limit: usize) -> anyhow::Result<Vec<Settlement>> {
+    let read = db.read()?;
+    let ticks = read.range(PENDING, &[], None, Order::Ascending, limit)?;
+    let mut out = Vec::with_capacity(ticks.len());
+    for (k, _) in ticks {
+        if let Some(bytes) = read.get(SETTLEMENTS, &k)? {
+            out.push(postcard::from_bytes(&bytes)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Notes the block that anchors `tick`'s settlement.
+pub fn anchored(db: &dyn Store, tick: u64, block: &str) -> anyhow::Result<()> {
+    let k = key::of(&[&tick]);
+    let tx = db.write()?;
+    let Some(bytes) = tx.get(SETTLEMENTS, &k)? else {
+        anyhow::bail!("tick {tick}: no settlement kept");
+    };
+    let mut s: Settlement = postcard::from_bytes(&bytes)?;
+    s.block = Some(block.to_owned());
+    tx.put(SETTLEMENTS, &k, &postcard::to_allocvec(&s)?)?;
+    tx.delete(PENDING, &k)?;
+    tx.commit()
+}
+
+/// The kept settlements from tick `from` on, at most `limit`.
+pub fn list(db: &dyn Store, from: u64, limit: usize) -> anyhow::Result<Vec<Settlement>> {
+    let entries = db.read()?.range(
+        SETTLEMENTS,
+        &key::of(&[&from]),
+        None,
+        Order::Ascending,
+        limit,
+    )?;
+    powerplug_storage::values(entries)
+}
+
+/// The settlement of `s.tick` as the tick log and the ledger say it now.
+pub fn recompute(db: &dyn Store, s: &Settlement) -> anyhow::Result<[u8; 32]> {
+    let record = tick_log::grid_ticks(db, &s.slot, s.log_tick.saturating_sub(1), 1)?
+        .into_iter()
+        .find(|r| r.tick == s.log_tick)
+        .ok_or_else(|| {
+            anyhow::anyhow!("tick {}: its tick log record is gone (retention)", s.tick)
+        })?;
+    let Outcome::Decided(decision) = record.outcome else {
+        anyhow::bail!("tick {}: the tick log says it failed", s.tick);
+    };
+    let mut transfers = Vec::new();
+    for p in &decision.payouts {
+        let k = powerplug_ledger::host_key(&format!("payout/{}/{}", s.tick, p.producer));
+        match powerplug_ledger::by_key(db, &k)? {
+            Some(t) => transfers.push(t),
+            None => anyhow::bail!(
+                "tick {}: the ledger has no payout to {}",
+                s.tick,
+                p.producer
+            ),
+        }
+    }
+    hash(&s.grid, s.tick, &decision, &transfers)
+}
