@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use crate::settlement::{self, Settlement};
+use crate::settlement::{self, Recomputed, Settlement};
 use crate::storage::Store;
 use powerplug_iota::{Node, anchor};
 
@@ -18,6 +18,8 @@ pub struct Report {
     pub verified: u64,
     /// Kept, not anchored yet (the grid anchors in the background).
     pub not_anchored: u64,
+    /// Retention let go of what the settlement was made of; each with why.
+    pub not_checkable: Vec<Failed>,
     pub failed: Vec<Failed>,
 }
 
@@ -34,8 +36,9 @@ pub fn verify(db: &dyn Store, node: &Node, from: u64, limit: usize) -> anyhow::R
     for s in settlement::list(db, from, limit)? {
         report.checked += 1;
         match check(db, node, &s, &mut last_milestone) {
-            Ok(true) => report.verified += 1,
-            Ok(false) => report.not_anchored += 1,
+            Ok(Checked::Verified) => report.verified += 1,
+            Ok(Checked::NotAnchored) => report.not_anchored += 1,
+            Ok(Checked::Gone(why)) => report.not_checkable.push(Failed { tick: s.tick, why }),
             Err(e) => report.failed.push(Failed {
                 tick: s.tick,
                 why: format!("{e:#}"),
@@ -45,14 +48,22 @@ pub fn verify(db: &dyn Store, node: &Node, from: u64, limit: usize) -> anyhow::R
     Ok(report)
 }
 
-/// Ok(false): not anchored yet.
+enum Checked {
+    Verified,
+    NotAnchored,
+    Gone(String),
+}
+
 fn check(
     db: &dyn Store,
     node: &Node,
     s: &Settlement,
     last_milestone: &mut Option<u32>,
-) -> anyhow::Result<bool> {
-    let now = settlement::recompute(db, s)?;
+) -> anyhow::Result<Checked> {
+    let now = match settlement::recompute(db, s)? {
+        Recomputed::Hash(h) => h,
+        Recomputed::Gone(why) => return Ok(Checked::Gone(why)),
+    };
     anyhow::ensure!(
         now == s.hash,
         "the tick log or the ledger changed since the tick: its settlement is {} now, {} then",
@@ -60,7 +71,7 @@ fn check(
         hex::encode(s.hash)
     );
     let Some(block) = &s.block else {
-        return Ok(false);
+        return Ok(Checked::NotAnchored);
     };
     let found = anchor::read(node, block)?;
     let a = &found.anchored;
@@ -79,5 +90,5 @@ fn check(
         );
     }
     *last_milestone = found.milestone.or(*last_milestone);
-    Ok(true)
+    Ok(Checked::Verified)
 }

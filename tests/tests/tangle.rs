@@ -40,6 +40,12 @@ fn every_tick_is_anchored_verified_and_paid_to_bech32_addresses() {
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, _) = strategy_files(dir.path());
     let mut config = grid_config(dir.path(), grid_wasm, 86_400_000);
+    // Payouts at every tick, to a producer that registers freely.
+    config
+        .strategy
+        .settings
+        .insert("payout-interval-ms".into(), "0".into());
+    config.admission.producer = powerplug::admission::Rule::Open;
     config.iota = Some(IotaConfig {
         node: emulator.url().to_owned(),
         anchor: true,
@@ -72,9 +78,22 @@ fn every_tick_is_anchored_verified_and_paid_to_bech32_addresses() {
         })
         .collect();
     let registered = role.hub.registry.register_batch(db, applications).unwrap();
+    let mut producer = meter(1_000);
+    let producer_hello = producer.prepare(Message::Hello).unwrap();
+    let application = Application {
+        kind: EntityKind::Producer,
+        channel: producer.info(),
+        hello: Some(&producer_hello.bytes),
+        credential: None,
+        admission: None,
+    };
+    role.hub
+        .registry
+        .register_batch(db, vec![("solar", application)])
+        .unwrap();
     let client = Client::new(&grid.url);
     let read = || client.get("/status", Some(OPERATOR)).1["registrations"]["messages_read"].clone();
-    let mut sent = METERS as u64;
+    let mut sent = METERS as u64 + 1;
     eventually("the grid reads every hello", || read() == sent);
 
     // Three ticks: two with whole kWh from every home, one quiet.
@@ -102,7 +121,7 @@ fn every_tick_is_anchored_verified_and_paid_to_bech32_addresses() {
         kept.iter().map(|s| s.tick).collect::<Vec<_>>(),
         (1..=ticks).collect::<Vec<_>>()
     );
-    assert!(ticks >= 3);
+    assert!(ticks >= 4);
     assert!(kept.iter().all(|s| s.block.is_some()));
 
     eventually("the outbox is sent", || {
@@ -165,13 +184,19 @@ fn every_tick_is_anchored_verified_and_paid_to_bech32_addresses() {
     let mut rewritten = kept[0].clone();
     rewritten.hash[0] ^= 1;
     rewrite(&store, &rewritten);
+    // A tick whose log record retention let go: nothing left to check.
+    let mut gone = kept[3].clone();
+    gone.log_tick = 1_000;
+    rewrite(&store, &gone);
     let report = powerplug::verify::verify(&store, &node, 1, 100).unwrap();
+    assert_eq!(report.not_checkable.len(), 1);
+    assert_eq!(report.not_checkable[0].tick, kept[3].tick);
     let failed: Vec<(u64, &str)> = report
         .failed
         .iter()
         .map(|f| (f.tick, f.why.as_str()))
         .collect();
-    assert_eq!(report.verified, ticks - 2, "{failed:?}");
+    assert_eq!(report.verified, ticks - 3, "{failed:?}");
     assert_eq!(failed[0].0, kept[0].tick);
     assert!(
         failed[0].1.contains("changed since the tick"),

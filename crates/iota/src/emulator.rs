@@ -120,10 +120,8 @@ impl Emulator {
             .worker_threads(1)
             .enable_all()
             .build()?;
-        let listener = runtime.block_on(tokio::net::TcpListener::bind(SocketAddr::from((
-            [127, 0, 0, 1],
-            0,
-        ))))?;
+        let at = SocketAddr::from(([127, 0, 0, 1], port));
+        let listener = runtime.block_on(tokio::net::TcpListener::bind(at))?;
         let url = format!("http://{}", listener.local_addr()?);
         let app = Router::new()
             .route("/health", get(|| async { StatusCode::OK }))

@@ -32,6 +32,9 @@ pub struct Settlement {
     pub slot: String,
     pub log_tick: u64,
     pub hash: [u8; 32],
+    /// The ledger positions of its payout transfers: below the ledger's
+    /// retention floor, a missing one was let go, not rewritten.
+    pub payouts: Vec<u64>,
     /// The block that anchors it, once it does.
     pub block: Option<String>,
 }
@@ -101,28 +104,49 @@ pub fn list(db: &dyn Store, from: u64, limit: usize) -> anyhow::Result<Vec<Settl
     powerplug_storage::values(entries)
 }
 
+/// What the store says of a kept settlement now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recomputed {
+    Hash([u8; 32]),
+    /// Retention let go of what it was made of (the tick's log record, a
+    /// payout's detail): nothing is left here to check it against.
+    Gone(String),
+}
+
 /// The settlement of `s.tick` as the tick log and the ledger say it now.
-pub fn recompute(db: &dyn Store, s: &Settlement) -> anyhow::Result<[u8; 32]> {
-    let record = tick_log::grid_ticks(db, &s.slot, s.log_tick.saturating_sub(1), 1)?
+pub fn recompute(db: &dyn Store, s: &Settlement) -> anyhow::Result<Recomputed> {
+    let Some(record) = tick_log::grid_ticks(db, &s.slot, s.log_tick.saturating_sub(1), 1)?
         .into_iter()
         .find(|r| r.tick == s.log_tick)
-        .ok_or_else(|| {
-            anyhow::anyhow!("tick {}: its tick log record is gone (retention)", s.tick)
-        })?;
-    let Outcome::Decided(decision) = record.outcome else {
-        anyhow::bail!("tick {}: the tick log says it failed", s.tick);
+    else {
+        return Ok(Recomputed::Gone(format!(
+            "its tick log record ({} #{}) is no longer held",
+            s.slot, s.log_tick
+        )));
     };
+    let Outcome::Decided(decision) = record.outcome else {
+        anyhow::bail!("the tick log says tick {} failed", s.tick);
+    };
+    let floor = powerplug_ledger::transfers_floor(db)?;
     let mut transfers = Vec::new();
-    for p in &decision.payouts {
+    for (i, p) in decision.payouts.iter().enumerate() {
         let k = powerplug_ledger::host_key(&format!("payout/{}/{}", s.tick, p.producer));
         match powerplug_ledger::by_key(db, &k)? {
             Some(t) => transfers.push(t),
+            None if s.payouts.get(i).is_some_and(|&seq| seq < floor) => {
+                return Ok(Recomputed::Gone(format!(
+                    "its payout to {} is no longer held (ledger retention)",
+                    p.producer
+                )));
+            }
             None => anyhow::bail!(
-                "tick {}: the ledger has no payout to {}",
-                s.tick,
-                p.producer
+                "the ledger has no payout to {} of tick {}",
+                p.producer,
+                s.tick
             ),
         }
     }
-    hash(&s.grid, s.tick, &decision, &transfers)
+    Ok(Recomputed::Hash(hash(
+        &s.grid, s.tick, &decision, &transfers,
+    )?))
 }

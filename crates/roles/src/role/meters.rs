@@ -629,6 +629,8 @@ impl Meters {
                 "requested": m.requested,
                 "paid": m.paid,
                 "outstanding": m.outstanding,
+                // Where the last payment request asked to be paid.
+                "pay_to": m.pay_to,
                 "pending_payment": m.pending.as_ref().map(|p| p.amount),
                 "balance": balance,
             }));

@@ -154,6 +154,7 @@ impl Grid {
                     slot: runs[0].slot.clone(),
                     log_tick: logged[0],
                     hash: settlement::hash(self.account(), tick, active, &payouts)?,
+                    payouts: payouts.iter().map(|t| t.seq).collect(),
                     block: None,
                 },
             )?;
