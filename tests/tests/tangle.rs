@@ -123,6 +123,11 @@ fn every_tick_is_anchored_verified_and_paid_to_bech32_addresses() {
     );
     assert!(ticks >= 4);
     assert!(kept.iter().all(|s| s.block.is_some()));
+    let anchors = client.get("/status", Some(OPERATOR)).1["anchors"].clone();
+    assert_eq!(
+        anchors,
+        serde_json::json!({"pending": 0, "last_anchored_tick": ticks})
+    );
 
     eventually("the outbox is sent", || {
         powerplug::outbox::backlog(db).unwrap() == 0

@@ -74,7 +74,9 @@ impl Node {
 
     /// Runs `future` to its end. From inside another runtime (an async
     /// caller) it runs on a thread of its own, since a runtime cannot be
-    /// entered from another.
+    /// entered from another. A panic in the client (on a node's answer it did
+    /// not expect) is an error of this call, not the end of the caller's
+    /// thread.
     pub(crate) fn run<T: Send>(
         &self,
         future: impl Future<Output = Result<T, iota_client::Error>> + Send,
@@ -88,7 +90,9 @@ impl Node {
                     .map_err(|_| anyhow::anyhow!("node {url}: the call panicked"))
             })?
         } else {
-            self.runtime.block_on(future)
+            let run = std::panic::AssertUnwindSafe(|| self.runtime.block_on(future));
+            std::panic::catch_unwind(run)
+                .map_err(|_| anyhow::anyhow!("node {url}: the call panicked"))?
         }
     }
 

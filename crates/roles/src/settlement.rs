@@ -92,6 +92,25 @@ pub fn anchored(db: &dyn Store, tick: u64, block: &str) -> anyhow::Result<()> {
     tx.commit()
 }
 
+/// For `/status`, once a settlement was kept: how many wait to be anchored
+/// (counted up to 10,000) and the last tick anchored.
+pub fn status(db: &dyn Store) -> anyhow::Result<Option<serde_json::Value>> {
+    let read = db.read()?;
+    let Some((last_kept, _)) = powerplug_storage::last(&*read, SETTLEMENTS, &[])? else {
+        return Ok(None);
+    };
+    let pending = read.range(PENDING, &[], None, Order::Ascending, 10_000)?;
+    let last_anchored = match pending.first() {
+        // Anchored oldest first: the one before the oldest pending.
+        Some((k, _)) => key::Reader::new(k).u64()?.saturating_sub(1),
+        None => key::Reader::new(&last_kept).u64()?,
+    };
+    Ok(Some(serde_json::json!({
+        "pending": pending.len(),
+        "last_anchored_tick": last_anchored,
+    })))
+}
+
 /// The kept settlements from tick `from` on, at most `limit`.
 pub fn list(db: &dyn Store, from: u64, limit: usize) -> anyhow::Result<Vec<Settlement>> {
     let entries = db.read()?.range(

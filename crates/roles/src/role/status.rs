@@ -92,6 +92,9 @@ pub fn grid(grid: &Grid) -> anyhow::Result<Value> {
     status["registrations"] = registrations(db)?;
     status["wallet"]["held"] = json!(wallet::total_balances(db)?);
     status["outbox_pending"] = json!(outbox::pending(db, 100_000)?.len());
+    if let Some(anchors) = crate::settlement::status(db)? {
+        status["anchors"] = anchors;
+    }
     status["store"] = store(&grid.hub)?;
     Ok(status)
 }
