@@ -513,3 +513,28 @@ impl Metrics {
         &self.0
     }
 }
+
+/// What the grid wrote on a registered consumer's return channel, in its
+/// store: the commands, decoded.
+pub fn return_channel(
+    grid: &powerplug::role::grid::Grid,
+    consumer: &powerplug::registry::Registration,
+) -> Vec<powerplug::inbox::Command> {
+    let back = consumer
+        .return_channel
+        .as_ref()
+        .expect("a consumer has a return channel");
+    let info = powerplug::channel::ChannelInfo {
+        root: back.root,
+        author: grid.hub.registry.key().verifying_key().to_bytes(),
+        side_key: back.side_key,
+    };
+    let mut reader = powerplug::channel::ChannelReader::new(&info).expect("a channel to read");
+    let poll = reader
+        .poll(&grid.hub.store)
+        .expect("the return channel reads");
+    poll.data
+        .iter()
+        .map(|d| powerplug::inbox::Command::decode(d).expect("a command"))
+        .collect()
+}

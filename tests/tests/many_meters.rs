@@ -6,12 +6,14 @@
 //! exactly once, on its own consumer's channel.
 
 use ed25519_dalek::SigningKey;
-use powerplug::channel::{ChannelReader, ChannelWriter, Message, Sealed};
+use powerplug::channel::{ChannelWriter, Message, Sealed};
 use powerplug::domain::EntityKind;
 use powerplug::http::run;
 use powerplug::inbox::Command;
 use powerplug::registry::Application;
-use powerplug_tests::{Client, OPERATOR, eventually, grid_config, runtime, strategy_files};
+use powerplug_tests::{
+    Client, OPERATOR, eventually, grid_config, return_channel, runtime, strategy_files,
+};
 
 fn meter(n: u16) -> ChannelWriter {
     let mut seed = [3; 32];
@@ -120,18 +122,9 @@ fn an_import_is_all_or_none_and_every_imported_meter_is_read_and_billed_once() {
     // Each consumer finds exactly one request on its own return channel,
     // for exactly its own energy.
     for (n, r) in registered.iter().enumerate() {
-        let back = r.registration.return_channel.as_ref().unwrap();
-        let info = powerplug::channel::ChannelInfo {
-            root: back.root,
-            author: role.hub.registry.key().verifying_key().to_bytes(),
-            side_key: back.side_key,
-        };
-        let mut reader = ChannelReader::new(&info).unwrap();
-        let poll = reader.poll(&role.hub.store).unwrap();
-        assert_eq!(poll.data.len(), 1, "consumer {n}: one request");
-        match Command::decode(&poll.data[0]) {
-            Some(Command::PaymentRequest { wh, .. }) => assert_eq!(wh.get(), kwh(n) * 1_000),
-            other => panic!("consumer {n}: {other:?}"),
+        match &return_channel(&role, &r.registration)[..] {
+            [Command::PaymentRequest { wh, .. }] => assert_eq!(wh.get(), kwh(n) * 1_000),
+            other => panic!("consumer {n}: one request, not {other:?}"),
         }
     }
     rt.block_on(grid.stop()).unwrap();

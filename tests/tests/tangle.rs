@@ -4,7 +4,7 @@
 //! or a swapped anchor found by `verify`.
 
 use ed25519_dalek::SigningKey;
-use powerplug::channel::{ChannelReader, ChannelWriter, Message, Sealed};
+use powerplug::channel::{ChannelWriter, Message, Sealed};
 use powerplug::domain::EntityKind;
 use powerplug::http::run;
 use powerplug::inbox::Command;
@@ -14,7 +14,9 @@ use powerplug::settlement;
 use powerplug::storage::{RedbStore, Store};
 use powerplug_iota::emulator::{Emulator, HRP};
 use powerplug_iota::{Bech32Wallet, Node, NodeConfig};
-use powerplug_tests::{Client, OPERATOR, eventually, grid_config, runtime, strategy_files};
+use powerplug_tests::{
+    Client, OPERATOR, eventually, grid_config, return_channel, runtime, strategy_files,
+};
 
 const METERS: u16 = 12;
 
@@ -140,16 +142,9 @@ fn every_tick_is_anchored_verified_and_paid_to_bech32_addresses() {
     let wallet = Bech32Wallet::new(&seed, HRP, 4219).unwrap();
     let mut pay_to = Vec::new();
     for r in &registered {
-        let back = r.registration.return_channel.as_ref().unwrap();
-        let info = powerplug::channel::ChannelInfo {
-            root: back.root,
-            author: role.hub.registry.key().verifying_key().to_bytes(),
-            side_key: back.side_key,
-        };
-        let mut reader = ChannelReader::new(&info).unwrap();
-        for data in reader.poll(&role.hub.store).unwrap().data {
-            match Command::decode(&data) {
-                Some(Command::PaymentRequest { pay_to: to, .. }) => pay_to.push(to),
+        for command in return_channel(&role, &r.registration) {
+            match command {
+                Command::PaymentRequest { pay_to: to, .. } => pay_to.push(to),
                 other => panic!("{other:?}"),
             }
         }
