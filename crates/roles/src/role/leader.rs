@@ -47,6 +47,27 @@ struct Shared {
     seen: Mutex<Option<Lease>>,
 }
 
+impl Shared {
+    fn epoch(&self, period: Duration) -> Option<u64> {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let renewed = *self.renewed.lock().unwrap_or_else(|e| e.into_inner());
+        (epoch != 0 && renewed.elapsed() < period).then_some(epoch)
+    }
+}
+
+/// Whether the host leads, from any thread.
+#[derive(Clone)]
+pub struct Leading {
+    shared: Arc<Shared>,
+    period: Duration,
+}
+
+impl Leading {
+    pub fn now(&self) -> bool {
+        self.shared.epoch(self.period).is_some()
+    }
+}
+
 impl Leadership {
     /// Looks at the lease `name` once (taking it if it is free) and starts
     /// the thread that keeps it.
@@ -117,13 +138,16 @@ impl Leadership {
     /// The epoch this host leads in, if it does: it holds the lease and
     /// renewed it less than a period ago.
     pub fn epoch(&self) -> Option<u64> {
-        let epoch = self.shared.epoch.load(Ordering::Acquire);
-        let renewed = *self
-            .shared
-            .renewed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        (epoch != 0 && renewed.elapsed() < self.period).then_some(epoch)
+        self.shared.epoch(self.period)
+    }
+
+    /// A handle for another thread of the role to ask whether this host
+    /// leads (a grid's anchoring: only the leader posts).
+    pub fn watch(&self) -> Leading {
+        Leading {
+            shared: self.shared.clone(),
+            period: self.period,
+        }
     }
 
     /// Stops renewing and hands the lease on (a graceful stop). Waits for

@@ -127,7 +127,7 @@ impl Grid {
             addresses,
             anchorer,
         } = match &config.iota {
-            Some(iota) => tangle::open(iota, &hub.db, &wallet_seed)?,
+            Some(iota) => tangle::open(iota, &hub.db, leader.watch(), &hub.id, &wallet_seed)?,
             None => tangle::OnTangle {
                 addresses: None,
                 anchorer: None,

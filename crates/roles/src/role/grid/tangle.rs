@@ -11,18 +11,30 @@ use powerplug_ledger::{Addresses, WalletError};
 use powerplug_storage::Db;
 
 use crate::role::config::IotaConfig;
+use crate::role::leader::Leading;
 use crate::settlement;
 
 /// Bech32 receive addresses, derived on every core (a key derivation each).
-struct Bech32(Bech32Wallet);
+/// The BIP-44 index is the account's own address index, so one seed serves
+/// one account: the grid's.
+struct Bech32 {
+    wallet: Bech32Wallet,
+    account: String,
+}
 
 impl Addresses for Bech32 {
-    fn derive(&self, _account: &str, first: u64, count: u64) -> Result<Vec<String>, WalletError> {
+    fn derive(&self, account: &str, first: u64, count: u64) -> Result<Vec<String>, WalletError> {
         use rayon::prelude::*;
+        if account != self.account {
+            return Err(WalletError::Storage(format!(
+                "Bech32 addresses are the account `{}`'s, not `{account}`'s",
+                self.account
+            )));
+        }
         (first..first + count)
             .into_par_iter()
             .map(|n| {
-                self.0
+                self.wallet
                     .address(n)
                     .map_err(|e| WalletError::Storage(format!("address {n}: {e:#}")))
             })
@@ -54,7 +66,13 @@ pub(super) struct OnTangle {
 }
 
 /// Connects to the node, starts what `config` asks for.
-pub(super) fn open(config: &IotaConfig, db: &Db, seed: &[u8; 32]) -> anyhow::Result<OnTangle> {
+pub(super) fn open(
+    config: &IotaConfig,
+    db: &Db,
+    leading: Leading,
+    account: &str,
+    seed: &[u8; 32],
+) -> anyhow::Result<OnTangle> {
     let node = Node::connect(NodeConfig {
         url: config.node.clone(),
         coin_type: config.coin_type,
@@ -64,7 +82,8 @@ pub(super) fn open(config: &IotaConfig, db: &Db, seed: &[u8; 32]) -> anyhow::Res
     let addresses = if config.bech32_addresses {
         let hrp = node.bech32_hrp()?;
         let wallet = Bech32Wallet::new(seed, &hrp, config.coin_type)?;
-        Some(Box::new(Bech32(wallet)) as super::AddressFormat)
+        let account = account.to_owned();
+        Some(Box::new(Bech32 { wallet, account }) as super::AddressFormat)
     } else {
         None
     };
@@ -73,7 +92,7 @@ pub(super) fn open(config: &IotaConfig, db: &Db, seed: &[u8; 32]) -> anyhow::Res
         let (db, stopped) = (db.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("anchor".into())
-            .spawn(move || anchor_until(&node, &db, &stopped));
+            .spawn(move || anchor_until(&node, &db, &leading, &stopped));
         thread.map(|t| Anchorer {
             stop,
             thread: Some(t),
@@ -85,9 +104,14 @@ pub(super) fn open(config: &IotaConfig, db: &Db, seed: &[u8; 32]) -> anyhow::Res
     })
 }
 
-fn anchor_until(node: &Node, db: &Db, stop: &AtomicBool) {
+/// Hosts sharing a store anchor only while they lead: one poster at a time.
+fn anchor_until(node: &Node, db: &Db, leading: &Leading, stop: &AtomicBool) {
     let mut pause = Duration::from_millis(200);
     while !stop.load(Ordering::Relaxed) {
+        if !leading.now() {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
         match anchor_pending(node, db, stop) {
             Ok(0) => pause = Duration::from_millis(200),
             Ok(_) => continue,
