@@ -150,44 +150,24 @@ impl Emulator {
 
     /// Blocks taken so far.
     pub fn blocks(&self) -> usize {
-        self.tangle.lock().map(|t| t.blocks.len()).unwrap_or(0)
+        locked(&self.tangle).blocks.len()
     }
 
     /// Blocks refused so far (bad syntax, too little work, a conflict).
     pub fn refused(&self) -> u64 {
-        self.tangle.lock().map(|t| t.refused).unwrap_or(0)
+        locked(&self.tangle).refused
     }
 
     /// The unspent outputs held by `bech32`, and their sum.
     pub fn balance(&self, bech32: &str) -> anyhow::Result<u64> {
         let (_, address) = Address::try_from_bech32(bech32)?;
-        let tangle = self.lock()?;
+        let tangle = locked(&self.tangle);
         Ok(tangle
             .outputs
             .values()
             .filter(|b| b.spent.is_none() && owner(&b.output) == Some(address))
             .map(|b| b.output.amount())
             .sum())
-    }
-
-    /// Marks the output at `id` spent without a transaction: what a reader
-    /// sees when an author takes back a message's storage deposit.
-    pub fn spend(&self, id: &str) -> anyhow::Result<()> {
-        let id = OutputId::from_str(id)?;
-        let mut tangle = self.lock()?;
-        let milestone = tangle.milestone;
-        let booked = tangle
-            .outputs
-            .get_mut(&id)
-            .ok_or_else(|| anyhow::anyhow!("no output {id}"))?;
-        booked.spent = Some((milestone, TransactionId::new([0xff; 32])));
-        Ok(())
-    }
-
-    fn lock(&self) -> anyhow::Result<std::sync::MutexGuard<'_, Tangle>> {
-        self.tangle
-            .lock()
-            .map_err(|_| anyhow::anyhow!("emulator lock poisoned"))
     }
 }
 
@@ -294,17 +274,14 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn locked(state: &Arc<Mutex<Tangle>>) -> Result<std::sync::MutexGuard<'_, Tangle>, Box<Response>> {
-    state
-        .lock()
-        .map_err(|_| Box::new(refuse(StatusCode::INTERNAL_SERVER_ERROR, "lock poisoned")))
+/// The emulator's state; a handler that panicked leaves it as it was at the
+/// panic, which a test tool may go on with.
+fn locked(state: &Mutex<Tangle>) -> std::sync::MutexGuard<'_, Tangle> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn info(State(state): Shared) -> Response {
-    let tangle = match locked(&state) {
-        Ok(t) => t,
-        Err(e) => return *e,
-    };
+    let tangle = locked(&state);
     let now = tangle.timestamp();
     let milestone = tangle.milestone;
     Json(InfoResponse {
@@ -358,10 +335,7 @@ async fn info(State(state): Shared) -> Response {
 }
 
 async fn tips(State(state): Shared) -> Response {
-    let tangle = match locked(&state) {
-        Ok(t) => t,
-        Err(e) => return *e,
-    };
+    let tangle = locked(&state);
     let mut tips: Vec<String> = tangle.tips.iter().map(|t| t.to_string()).collect();
     if tips.is_empty() {
         tips.push(BlockId::new([0; 32]).to_string());
@@ -374,10 +348,7 @@ async fn submit(State(state): Shared, headers: HeaderMap, body: Bytes) -> Respon
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let mut tangle = match locked(&state) {
-        Ok(t) => t,
-        Err(e) => return *e,
-    };
+    let mut tangle = locked(&state);
     let parsed = if json {
         serde_json::from_slice::<BlockDto>(&body)
             .map_err(|e| e.to_string())
@@ -402,10 +373,7 @@ async fn submit(State(state): Shared, headers: HeaderMap, body: Bytes) -> Respon
 }
 
 async fn block(State(state): Shared, Path(id): Path<String>) -> Response {
-    let tangle = match locked(&state) {
-        Ok(t) => t,
-        Err(e) => return *e,
-    };
+    let tangle = locked(&state);
     match BlockId::from_str(&id)
         .ok()
         .and_then(|id| tangle.blocks.get(&id))
@@ -416,10 +384,7 @@ async fn block(State(state): Shared, Path(id): Path<String>) -> Response {
 }
 
 async fn block_metadata(State(state): Shared, Path(id): Path<String>) -> Response {
-    let tangle = match locked(&state) {
-        Ok(t) => t,
-        Err(e) => return *e,
-    };
+    let tangle = locked(&state);
     let Some((block, milestone, has_transaction)) = BlockId::from_str(&id)
         .ok()
         .and_then(|id| tangle.blocks.get(&id))
@@ -462,10 +427,7 @@ fn metadata(tangle: &Tangle, id: &OutputId, booked: &Booked) -> OutputMetadataDt
 }
 
 async fn output(State(state): Shared, Path(id): Path<String>) -> Response {
-    let tangle = match locked(&state) {
-        Ok(t) => t,
-        Err(e) => return *e,
-    };
+    let tangle = locked(&state);
     let Some((id, booked)) = OutputId::from_str(&id)
         .ok()
         .and_then(|id| tangle.outputs.get(&id).map(|b| (id, b)))
@@ -480,10 +442,7 @@ async fn output(State(state): Shared, Path(id): Path<String>) -> Response {
 }
 
 async fn output_metadata(State(state): Shared, Path(id): Path<String>) -> Response {
-    let tangle = match locked(&state) {
-        Ok(t) => t,
-        Err(e) => return *e,
-    };
+    let tangle = locked(&state);
     match OutputId::from_str(&id)
         .ok()
         .and_then(|id| tangle.outputs.get(&id).map(|b| (id, b)))
@@ -511,10 +470,7 @@ fn owner(output: &Output) -> Option<Address> {
 }
 
 async fn basic_outputs(State(state): Shared, Query(q): Query<BasicQuery>) -> Response {
-    let tangle = match locked(&state) {
-        Ok(t) => t,
-        Err(e) => return *e,
-    };
+    let tangle = locked(&state);
     let address = match q.address.as_deref().map(Address::try_from_bech32) {
         None => None,
         Some(Ok((_, a))) => Some(a),
@@ -566,7 +522,7 @@ async fn basic_outputs(State(state): Shared, Query(q): Query<BasicQuery>) -> Res
 }
 
 async fn no_outputs(State(state): Shared) -> Response {
-    let ledger_index = state.lock().map(|t| t.milestone).unwrap_or(0);
+    let ledger_index = locked(&state).milestone;
     Json(OutputIdsResponse {
         ledger_index,
         cursor: None,

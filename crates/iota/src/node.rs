@@ -6,7 +6,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use iota_client::block::BlockId;
-use iota_client::secret::SecretManager;
 
 /// Where the Tangle is and how to wait for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,22 +111,5 @@ impl Node {
     /// The network's Bech32 prefix (`smr`, `rms`, `iota`, `atoi`).
     pub fn bech32_hrp(&self) -> anyhow::Result<String> {
         self.run(self.client.get_bech32_hrp())
-    }
-
-    /// The Bech32 address of `seed`'s wallet at `index` (account 0).
-    pub fn wallet_address(&self, secret: &SecretManager, index: u32) -> anyhow::Result<String> {
-        let hrp = self.bech32_hrp()?;
-        let addresses = self.run(async {
-            iota_client::api::GetAddressesBuilder::new(secret)
-                .with_coin_type(self.config.coin_type)
-                .with_bech32_hrp(hrp.clone())
-                .with_range(index..index + 1)
-                .finish()
-                .await
-        })?;
-        addresses
-            .into_iter()
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("no address derived"))
     }
 }

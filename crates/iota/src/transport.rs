@@ -11,8 +11,8 @@
 //!   wallet (index 1). The transport pays only from the first (index 0), so
 //!   it never spends a message to fund the next; the wallet's holder could
 //!   take a deposit back by hand, and a reader that had not read the message
-//!   by then would not find it. Readers keep their position, so what they read stays
-//!   read; the tick anchors (`anchor`) show later what was settled.
+//!   by then would not find it. Readers keep their position, so what they
+//!   read stays read; the tick anchors (`anchor`) show later what was settled.
 //! - The Tangle takes anyone's output with any tag: as in the host's own
 //!   store, a reader drops what fails the channel's signature, link or
 //!   decryption and keeps the first valid message. It reads at most
@@ -30,6 +30,7 @@ use iota_client::node_api::indexer::query_parameters::QueryParameter;
 use iota_client::secret::SecretManager;
 use powerplug_channel::{Address, Refused, Sealed, Transport};
 
+use crate::Bech32Wallet;
 use crate::node::{Node, NodeConfig};
 
 /// Outputs read at one channel address at most.
@@ -42,6 +43,9 @@ const TRANSACTION_OUTPUTS: usize = 100;
 pub struct IotaTransport {
     node: Node,
     secret: SecretManager,
+    /// Pays the deposits (index 0).
+    wallet: String,
+    /// Holds the messages (index 1).
     owner: IotaAddress,
 }
 
@@ -53,9 +57,10 @@ impl IotaTransport {
         let node = Node::connect(config)?;
         let secret = SecretManager::try_from_hex_seed(&format!("0x{}", hex::encode(seed)))
             .map_err(|e| anyhow::anyhow!("seed: {e}"))?;
-        let bech32 = node.wallet_address(&secret, 1)?;
-        let (_, owner) = IotaAddress::try_from_bech32(&bech32)?;
+        let addresses = Bech32Wallet::new(seed, &node.bech32_hrp()?, node.config.coin_type)?;
+        let (_, owner) = IotaAddress::try_from_bech32(&addresses.address(1)?)?;
         Ok(IotaTransport {
+            wallet: addresses.address(0)?,
             node,
             secret,
             owner,
@@ -63,8 +68,8 @@ impl IotaTransport {
     }
 
     /// The Bech32 address that pays the deposits.
-    pub fn wallet(&self) -> anyhow::Result<String> {
-        self.node.wallet_address(&self.secret, 0)
+    pub fn wallet(&self) -> &str {
+        &self.wallet
     }
 
     fn output(&self, message: &Sealed, params: &Params) -> anyhow::Result<Output> {

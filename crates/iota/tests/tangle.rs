@@ -34,7 +34,7 @@ fn a_restricted_channel_goes_through_the_tangle_and_back_in_order() {
     let (emulator, wallets) = funded(&[seed]);
     let tangle = IotaTransport::connect(config(&emulator), &seed).unwrap();
     assert_eq!(
-        tangle.wallet().unwrap(),
+        tangle.wallet(),
         wallets[0],
         "the transport pays from the seed's first address"
     );
