@@ -38,12 +38,7 @@ fn cell(grid: &run::Running<powerplug::role::grid::Grid>, consumer: &str) -> [u6
         .unwrap()
         .index;
     let read = db.read().unwrap();
-    StoredBooks {
-        slot: "grid",
-        tx: &*read,
-    }
-    .cell(index)
-    .unwrap()
+    StoredBooks::new(&*read, "grid").cell(index).unwrap()
 }
 
 /// Waits until `n` more ticks have run.

@@ -50,16 +50,7 @@ fn tick(
     commit: bool,
 ) -> GridDecision {
     let read = db.read().unwrap();
-    let input = grid_input(
-        &StoredBooks {
-            slot: "grid",
-            tx: &*read,
-        },
-        NOW,
-        &[],
-        news(),
-    )
-    .unwrap();
+    let input = grid_input(&StoredBooks::new(&*read, "grid"), NOW, &[], news()).unwrap();
     drop(read);
     let decision = grid.tick(&input).unwrap().decision;
 
@@ -162,10 +153,7 @@ fn a_tick_and_all_its_effects_commit_together_or_not_at_all() {
 
     // The next tick reads the committed books: the carried 500 Wh plus 500 more is one kWh.
     let read = db.read().unwrap();
-    let books = StoredBooks {
-        slot: "grid",
-        tx: &*read,
-    };
+    let books = StoredBooks::new(&*read, "grid");
     let more = GridNews {
         usage: vec![Usage {
             consumer: 0,
@@ -204,16 +192,7 @@ fn the_tick_log_replays_to_the_same_decisions_and_prunes_old_ticks() {
             usage: vec![usage],
             ..GridNews::default()
         };
-        let input = grid_input(
-            &StoredBooks {
-                slot: "grid",
-                tx: &*read,
-            },
-            i * 15_000,
-            &[],
-            news,
-        )
-        .unwrap();
+        let input = grid_input(&StoredBooks::new(&*read, "grid"), i * 15_000, &[], news).unwrap();
         drop(read);
         let decision = grid.tick(&input).unwrap().decision;
         let tx = db.write().unwrap();

@@ -11,6 +11,9 @@ use std::convert::Infallible;
 
 use powerplug_storage::{ReadTx, WriteTx, key};
 
+mod cells;
+pub use cells::migrate as migrate_cells;
+
 use powerplug_strategy::{
     CellBatch, Entity, GridDecision, GridInput, Output, ProducerDecision, ProducerInput, Setting,
     SourceOutput, Transfer, Usage, UsageBatch,
@@ -174,8 +177,6 @@ impl Books {
 }
 
 const STATES: &str = "strategy_state";
-/// (slot, entity) → four big-endian words.
-const CELLS: &str = "strategy_cells";
 
 /// A strategy's books in the host's store, under a slot name (`grid`,
 /// `producer`, or one per experiment variant later).
@@ -183,6 +184,17 @@ pub struct StoredBooks<'a> {
     pub slot: &'a str,
     /// Reads see the last committed tick.
     pub tx: &'a dyn ReadTx,
+    cells: cells::Reader<'a>,
+}
+
+impl<'a> StoredBooks<'a> {
+    pub fn new(tx: &'a dyn ReadTx, slot: &'a str) -> Self {
+        Self {
+            slot,
+            tx,
+            cells: cells::Reader::new(tx, slot),
+        }
+    }
 }
 
 impl BookSource for StoredBooks<'_> {
@@ -196,28 +208,12 @@ impl BookSource for StoredBooks<'_> {
     }
 
     fn cell(&self, entity: u32) -> anyhow::Result<[u64; 4]> {
-        match self.tx.get(CELLS, &key::of(&[&self.slot, &entity]))? {
-            Some(bytes) => decode_cell(entity, &bytes),
-            None => Ok([0; 4]),
-        }
+        Ok(self.cells.get(entity)?.unwrap_or([0; 4]))
     }
 
     fn prefetch(&self, entities: &[u32]) -> anyhow::Result<()> {
-        let keys: Vec<Vec<u8>> = entities
-            .iter()
-            .map(|entity| key::of(&[&self.slot, entity]))
-            .collect();
-        self.tx.prefetch(CELLS, &keys)
+        self.cells.prefetch(entities)
     }
-}
-
-fn decode_cell(entity: u32, bytes: &[u8]) -> anyhow::Result<[u64; 4]> {
-    anyhow::ensure!(bytes.len() == 32, "cell {entity}: {} bytes", bytes.len());
-    let mut words = [0; 4];
-    for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
-        *word = key::u64_value(chunk)?;
-    }
-    Ok(words)
 }
 
 /// Writes a decision's state and changed cells into the tick's transaction.
@@ -228,55 +224,24 @@ pub fn store_decision(
     cells: &CellBatch,
 ) -> anyhow::Result<()> {
     tx.put(STATES, &key::of(&[&slot]), state)?;
-    for (entity, words) in cells.iter() {
-        let mut bytes = [0; 32];
-        for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
-        tx.put(CELLS, &key::of(&[&slot, &entity]), &bytes)?;
-    }
-    Ok(())
+    cells::put(tx, slot, cells.iter())
 }
 
 /// Makes `to`'s books a copy of `from`'s: an experiment's variant of the live
 /// books' format starts from them, as a swapped-in version does.
 pub fn copy_books(tx: &dyn WriteTx, from: &str, to: &str) -> anyhow::Result<u64> {
-    replace(tx, to, &Books::default())?;
     let state = tx.get(STATES, &key::of(&[&from]))?.unwrap_or_default();
     tx.put(STATES, &key::of(&[&to]), &state)?;
-    let cells = raw_cells(tx, from)?;
-    for (entity, v) in &cells {
-        tx.put(CELLS, &key::of(&[&to, entity]), v)?;
-    }
-    Ok(cells.len() as u64)
-}
-
-/// `slot`'s cells as stored: (entity, encoded cell).
-fn raw_cells(tx: &dyn ReadTx, slot: &str) -> anyhow::Result<Vec<(u32, Vec<u8>)>> {
-    let entries = powerplug_storage::prefixed(
-        tx,
-        CELLS,
-        &key::of(&[&slot]),
-        powerplug_storage::Order::Ascending,
-        usize::MAX,
-    )?;
-    entries
-        .into_iter()
-        .map(|(k, v)| {
-            let mut r = key::Reader::new(&k);
-            r.str()?;
-            Ok((r.u32()?, v))
-        })
-        .collect()
+    cells::copy(tx, from, to)
 }
 
 /// Copies `entity`'s cell from `from` to `to`, if `from` has one: at an
 /// experiment's end the grid's books take each consumer's cell from the
 /// books that actually billed it.
 pub fn copy_cell(tx: &dyn WriteTx, from: &str, to: &str, entity: u32) -> anyhow::Result<bool> {
-    match tx.get(CELLS, &key::of(&[&from, &entity]))? {
-        Some(v) => {
-            tx.put(CELLS, &key::of(&[&to, &entity]), &v)?;
+    match cells::Reader::new(tx, from).get(entity)? {
+        Some(cell) => {
+            cells::put(tx, to, [(entity, cell)])?;
             Ok(true)
         }
         None => Ok(false),
@@ -285,27 +250,22 @@ pub fn copy_cell(tx: &dyn WriteTx, from: &str, to: &str, entity: u32) -> anyhow:
 
 /// Removes `entity`'s cell from `slot`: the strategy meets it as new.
 pub fn clear_cell(tx: &dyn WriteTx, slot: &str, entity: u32) -> anyhow::Result<()> {
-    tx.remove(CELLS, &key::of(&[&slot, &entity]))
+    cells::remove(tx, slot, entity)
 }
 
 /// Every cell of `slot`, with its state: a whole set of books in memory
 /// (what a rollback restores and carries forward).
 pub fn load_all(tx: &dyn ReadTx, slot: &str) -> anyhow::Result<Books> {
     let state = tx.get(STATES, &key::of(&[&slot]))?.unwrap_or_default();
-    let mut cells = BTreeMap::new();
-    for (entity, v) in raw_cells(tx, slot)? {
-        cells.insert(entity, decode_cell(entity, &v)?);
-    }
+    let cells = cells::all(tx, slot)?.into_iter().collect();
     Ok(Books { state, cells })
 }
 
 /// Makes `slot`'s books exactly `books`: its state, and no cell but theirs.
 pub fn replace(tx: &dyn WriteTx, slot: &str, books: &Books) -> anyhow::Result<()> {
-    for (entity, _) in raw_cells(tx, slot)? {
-        clear_cell(tx, slot, entity)?;
-    }
-    let cells = CellBatch::from_entries(books.cells.iter().map(|(&e, &w)| (e, w)));
-    store_decision(tx, slot, &books.state, &cells)
+    cells::clear(tx, slot)?;
+    tx.put(STATES, &key::of(&[&slot]), &books.state)?;
+    cells::put(tx, slot, books.cells.iter().map(|(&e, &c)| (e, c)))
 }
 
 /// The news a recorded grid input carried, without the books it was built on:

@@ -148,6 +148,10 @@ impl Hub {
             tracing::info!(objects = adopted, to = %objects.place(), "moved objects out of the store (a restored backup's)");
         }
         registry::index_next_addresses(&*db)?;
+        let paged = crate::books::migrate_cells(&*db)?;
+        if paged > 0 {
+            tracing::info!(cells = paged, "moved strategy cells onto pages");
+        }
         let moved = crate::documents::migrate(&*db, &objects)?;
         if moved > 0 {
             tracing::info!(documents = moved, objects = %objects.place(), "moved documents from the store to objects");

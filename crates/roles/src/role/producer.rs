@@ -267,10 +267,7 @@ impl Producer {
         let mut member = self.lock()?;
         let (gathered, news) = self.gather(fetched, &member.id)?;
         let read = db.read()?;
-        let books = StoredBooks {
-            slot: SLOT,
-            tx: &*read,
-        };
+        let books = StoredBooks::new(&*read, SLOT);
         let input = producer_input(&books, now, self.slot.settings(), news)?;
         drop(read);
         let tick = Counter::Ticks.read(db)? + 1;

@@ -340,10 +340,7 @@ impl Grid {
             return Ok(());
         }
         let read = self.db().read().map_err(|e| e.to_string())?;
-        let books = StoredBooks {
-            slot: SLOT,
-            tx: &*read,
-        };
+        let books = StoredBooks::new(&*read, SLOT);
         let input = grid_input(
             &books,
             self.clock.now_ms(),

@@ -286,10 +286,7 @@ impl Grid {
                 // and the news stays for the next tick.
                 let why = format!("decision refused: {e:#}");
                 let input = grid_input(
-                    &StoredBooks {
-                        slot: SLOT,
-                        tx: &*db.read()?,
-                    },
+                    &StoredBooks::new(&*db.read()?, SLOT),
                     now,
                     self.slot.settings(),
                     news,
@@ -390,10 +387,7 @@ impl Grid {
                     Some(c) => c.news(run.part, news),
                     None => news.clone(),
                 };
-                let books = StoredBooks {
-                    slot: &run.slot,
-                    tx: &*read,
-                };
+                let books = StoredBooks::new(&*read, &run.slot);
                 grid_input(&books, now, self.slot.settings(), part_news)
             })
             .collect()

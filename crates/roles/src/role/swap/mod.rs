@@ -292,10 +292,7 @@ impl<S: Strategy> Slot<S> {
         let (handover, books) = handover::plan(self.db(), self.name, &live, &candidate, fresh)?;
         if handover.is_live() {
             let read = self.db.read()?;
-            let books = StoredBooks {
-                slot: self.name,
-                tx: &*read,
-            };
+            let books = StoredBooks::new(&*read, self.name);
             let input = S::idle(&books, now_ms, &self.settings)?;
             drop(read);
             if let Err(failure) = candidate.tick(&input) {
