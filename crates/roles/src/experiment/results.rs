@@ -12,8 +12,16 @@ use super::billing::{self, Billing};
 use powerplug_storage::{self as storage, Order, ReadTx, Store, WriteTx, key};
 use powerplug_strategy::PaymentRequest;
 
-/// (experiment, consumer) → [`ConsumerRow`].
+/// (experiment, consumer / [`PAGE`]) → the page's [`ConsumerRow`]s, by
+/// consumer: a tick reads and writes every row it touches, and a row each was
+/// a B-tree lookup and an insert per consumer, most of what an experiment
+/// added to a tick after the strategies' cells went onto pages.
+const PAGES: &str = "experiment_consumer_pages";
+/// (experiment, consumer) → [`ConsumerRow`]: rows written before pages, read
+/// until their experiment's rows are forgotten; a row written again moves
+/// onto its page.
 const CONSUMERS: &str = "experiment_consumers";
+const PAGE: u32 = 64;
 /// (experiment, tick) → [`TickRow`].
 const TICKS: &str = "experiment_ticks";
 /// Open requests kept per consumer for the time to payment; older ones merge.
@@ -153,12 +161,22 @@ pub fn record(tx: &dyn WriteTx, experiment: &Experiment, facts: &TickFacts) -> a
         .chain(facts.bills.iter().flatten().map(|b| b.consumer))
         .chain(facts.sent.iter().map(|b| b.consumer))
         .chain(facts.incoming.iter().map(|p| p.0));
+    let mut pages: BTreeMap<u32, BTreeMap<u32, ConsumerRow>> = BTreeMap::new();
     let mut rows: BTreeMap<u32, ConsumerRow> = BTreeMap::new();
     for consumer in touched {
         if rows.contains_key(&consumer) {
             continue;
         }
-        let r = row(tx, experiment, consumer, (facts.variant_of)(consumer))?;
+        let page = match pages.entry(consumer / PAGE) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(read_page(tx, &experiment.id, consumer / PAGE)?)
+            }
+        };
+        let r = match page.remove(&consumer) {
+            Some(r) => fit(r, n),
+            None => row_outside_pages(tx, experiment, consumer, (facts.variant_of)(consumer))?,
+        };
         rows.insert(consumer, r);
     }
     let mut tick = TickRow {
@@ -214,11 +232,20 @@ pub fn record(tx: &dyn WriteTx, experiment: &Experiment, facts: &TickFacts) -> a
         t.collected += amount;
         t.all_income += amount;
     }
-    for (consumer, r) in &rows {
+    for (consumer, r) in rows {
+        // A row from before pages moves onto its page.
+        tx.remove(CONSUMERS, &key::of(&[&experiment.id, &consumer]))?;
+        pages
+            .entry(consumer / PAGE)
+            .or_default()
+            .insert(consumer, r);
+    }
+    for (page, rows) in pages {
+        let rows: Vec<&ConsumerRow> = rows.values().collect();
         tx.put(
-            CONSUMERS,
-            &key::of(&[&experiment.id, consumer]),
-            &postcard::to_allocvec(r)?,
+            PAGES,
+            &key::of(&[&experiment.id, &page]),
+            &postcard::to_allocvec(&rows)?,
         )?;
     }
     let seq = match storage::last(tx, TICKS, &key::of(&[&experiment.id]))? {
@@ -245,8 +272,33 @@ pub fn row(
     consumer: u32,
     variant: usize,
 ) -> anyhow::Result<ConsumerRow> {
-    let n = experiment.variants.len();
-    let mut r = match tx.get(CONSUMERS, &key::of(&[&experiment.id, &consumer]))? {
+    match read_page(tx, &experiment.id, consumer / PAGE)?.remove(&consumer) {
+        Some(r) => Ok(fit(r, experiment.variants.len())),
+        None => row_outside_pages(tx, experiment, consumer, variant),
+    }
+}
+
+/// The rows of one page, by consumer.
+fn read_page(
+    tx: &dyn ReadTx,
+    experiment: &str,
+    page: u32,
+) -> anyhow::Result<BTreeMap<u32, ConsumerRow>> {
+    let Some(bytes) = tx.get(PAGES, &key::of(&[&experiment, &page]))? else {
+        return Ok(BTreeMap::new());
+    };
+    let rows: Vec<ConsumerRow> = postcard::from_bytes(&bytes)?;
+    Ok(rows.into_iter().map(|r| (r.consumer, r)).collect())
+}
+
+/// A row from before pages, or a new one.
+fn row_outside_pages(
+    tx: &dyn ReadTx,
+    experiment: &Experiment,
+    consumer: u32,
+    variant: usize,
+) -> anyhow::Result<ConsumerRow> {
+    let r = match tx.get(CONSUMERS, &key::of(&[&experiment.id, &consumer]))? {
         Some(bytes) => postcard::from_bytes(&bytes)?,
         None => {
             let opening = billing::get(tx, consumer)?;
@@ -263,15 +315,20 @@ pub fn row(
             r
         }
     };
+    Ok(fit(r, experiment.variants.len()))
+}
+
+/// A row with a bill and a modeled payment for each of `n` variants.
+fn fit(mut r: ConsumerRow, n: usize) -> ConsumerRow {
     r.bills.resize(n, Bill::default());
     r.cf_paid.resize(n, 0);
-    Ok(r)
+    r
 }
 
 /// Deletes an experiment's rows (retention); how many.
 pub fn forget(tx: &dyn WriteTx, experiment: &str) -> anyhow::Result<u64> {
     let mut deleted = 0;
-    for table in [CONSUMERS, TICKS] {
+    for table in [PAGES, CONSUMERS, TICKS] {
         let rows = storage::prefixed(
             tx,
             table,
@@ -287,15 +344,24 @@ pub fn forget(tx: &dyn WriteTx, experiment: &str) -> anyhow::Result<u64> {
     Ok(deleted)
 }
 
-/// Every consumer row of an experiment.
+/// Every consumer row of an experiment, by consumer.
 pub fn consumers(db: &dyn Store, experiment: &str) -> anyhow::Result<Vec<ConsumerRow>> {
-    storage::values(storage::prefixed(
-        &*db.read()?,
+    let tx = db.read()?;
+    let prefix = key::of(&[&experiment]);
+    let mut rows: BTreeMap<u32, ConsumerRow> = BTreeMap::new();
+    let old: Vec<ConsumerRow> = storage::values(storage::prefixed(
+        &*tx,
         CONSUMERS,
-        &key::of(&[&experiment]),
+        &prefix,
         Order::Ascending,
         usize::MAX,
-    )?)
+    )?)?;
+    rows.extend(old.into_iter().map(|r| (r.consumer, r)));
+    for (_, bytes) in storage::prefixed(&*tx, PAGES, &prefix, Order::Ascending, usize::MAX)? {
+        let page: Vec<ConsumerRow> = postcard::from_bytes(&bytes)?;
+        rows.extend(page.into_iter().map(|r| (r.consumer, r)));
+    }
+    Ok(rows.into_values().collect())
 }
 
 /// Every tick row of an experiment, oldest first.
@@ -323,6 +389,79 @@ mod tests {
         assert_eq!(r.waited_token_ms, 10 * 4_000 + 5 * 3_000);
         assert_eq!((r.settled, r.collected), (15, 15));
         assert_eq!(r.open, VecDeque::from([(2_000, 5)]));
+    }
+
+    #[test]
+    fn rows_written_before_pages_are_read_and_move_onto_their_page() {
+        use super::super::{Status, Variant};
+        use powerplug_storage::RedbStore;
+        let variant = |name: &str| Variant {
+            name: name.into(),
+            version: "v".into(),
+            weight: 1,
+        };
+        let e = Experiment {
+            id: "price".into(),
+            kind: "grid".into(),
+            variants: vec![variant("a"), variant("b")],
+            control: 0,
+            start_ms: 0,
+            created_ms: 0,
+            status: Status::Running { since_ms: 0 },
+            notes: None,
+        };
+        let db = RedbStore::in_memory().unwrap();
+        let tx = db.write().unwrap();
+        let old = ConsumerRow {
+            consumer: 70,
+            variant: 1,
+            usage_wh: 500,
+            ..ConsumerRow::default()
+        };
+        let k = key::of(&[&"price", &70u32]);
+        tx.put(CONSUMERS, &k, &postcard::to_allocvec(&old).unwrap())
+            .unwrap();
+        let bill = |consumer, wh| PaymentRequest {
+            consumer,
+            wh,
+            owed: wh * 2,
+        };
+        let variant_of = |c: u32| (c % 2) as usize;
+        let facts = TickFacts {
+            at_ms: 1_000,
+            variant_of: &variant_of,
+            usage: vec![(70, 100), (3, 40), (200, 7)],
+            incoming: vec![],
+            sent: vec![bill(70, 100), bill(3, 40)],
+            bills: vec![vec![bill(70, 90)], vec![bill(70, 100), bill(3, 40)]],
+            modeled: vec![vec![], vec![]],
+            payouts_decided: vec![0, 0],
+            paid_out: 0,
+        };
+        record(&*tx, &e, &facts).unwrap();
+        assert!(tx.get(CONSUMERS, &k).unwrap().is_none(), "moved");
+        tx.commit().unwrap();
+
+        let rows = consumers(&db, "price").unwrap();
+        let found: Vec<(u32, u32, u64)> = rows
+            .iter()
+            .map(|r| (r.consumer, r.variant, r.usage_wh))
+            .collect();
+        assert_eq!(found, [(3, 1, 40), (70, 1, 600), (200, 0, 7)]);
+        assert_eq!(
+            rows[1].bills,
+            [Bill { wh: 90, owed: 180 }, Bill { wh: 100, owed: 200 }]
+        );
+        let again = row(&*db.read().unwrap(), &e, 70, 0).unwrap();
+        assert_eq!(again, rows[1]);
+        let tx = db.write().unwrap();
+        assert_eq!(
+            forget(&*tx, "price").unwrap(),
+            4,
+            "three pages (consumers 3, 70, 200) and a tick row"
+        );
+        tx.commit().unwrap();
+        assert!(consumers(&db, "price").unwrap().is_empty());
     }
 
     #[test]
