@@ -25,7 +25,7 @@ fn page_key(slot: &str, page: u32) -> Vec<u8> {
 
 fn decode(bytes: &[u8]) -> anyhow::Result<Page> {
     anyhow::ensure!(
-        bytes.len() % ENTRY == 0,
+        bytes.len().is_multiple_of(ENTRY),
         "cell page: {} bytes, not a multiple of {ENTRY}",
         bytes.len()
     );
