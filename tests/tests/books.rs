@@ -389,7 +389,12 @@ fn a_grid_from_before_the_counts_starts_them_from_what_it_consumed() {
     // Forget the counts, as a database written before them.
     let db = RedbStore::open(&config.service.data_dir.join("powerplug.redb")).unwrap();
     let tx = db.write().unwrap();
-    assert!(tx.delete("consumer_energy", &key::of(&[&index])).unwrap());
+    // Its page holds no other consumer's count (it is the only one).
+    let page = index / powerplug::pages::PAGE;
+    assert!(
+        tx.delete("consumer_energy_pages", &key::of(&[&page]))
+            .unwrap()
+    );
     assert!(
         tx.delete("meta", &key::of(&[&"grid/energy-counted"]))
             .unwrap()

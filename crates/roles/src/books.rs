@@ -9,10 +9,9 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 
-use powerplug_storage::{ReadTx, WriteTx, key};
+use powerplug_storage::{ReadTx, Store, WriteTx, key};
 
-mod cells;
-pub use cells::migrate as migrate_cells;
+use crate::pages::{self, Pages};
 
 use powerplug_strategy::{
     CellBatch, Entity, GridDecision, GridInput, Output, ProducerDecision, ProducerInput, Setting,
@@ -177,6 +176,14 @@ impl Books {
 }
 
 const STATES: &str = "strategy_state";
+/// (slot, entity page) → the page's cells ([`pages`]).
+const CELLS: &str = "strategy_cell_pages";
+/// (slot, entity) → four big-endian words: cells before pages.
+const CELL_ROWS: &str = "strategy_cells";
+
+fn cells(slot: &str) -> Pages<'static> {
+    Pages::new(CELLS, &[&slot])
+}
 
 /// A strategy's books in the host's store, under a slot name (`grid`,
 /// `producer`, or one per experiment variant later).
@@ -184,7 +191,7 @@ pub struct StoredBooks<'a> {
     pub slot: &'a str,
     /// Reads see the last committed tick.
     pub tx: &'a dyn ReadTx,
-    cells: cells::Reader<'a>,
+    cells: pages::Reader<'a, [u64; 4]>,
 }
 
 impl<'a> StoredBooks<'a> {
@@ -192,7 +199,7 @@ impl<'a> StoredBooks<'a> {
         Self {
             slot,
             tx,
-            cells: cells::Reader::new(tx, slot),
+            cells: pages::Reader::new(tx, cells(slot)),
         }
     }
 }
@@ -224,24 +231,24 @@ pub fn store_decision(
     cells: &CellBatch,
 ) -> anyhow::Result<()> {
     tx.put(STATES, &key::of(&[&slot]), state)?;
-    cells::put(tx, slot, cells.iter())
+    self::cells(slot).set(tx, cells.iter())
 }
 
 /// Makes `to`'s books a copy of `from`'s: an experiment's variant of the live
 /// books' format starts from them, as a swapped-in version does.
-pub fn copy_books(tx: &dyn WriteTx, from: &str, to: &str) -> anyhow::Result<u64> {
+pub fn copy_books(tx: &dyn WriteTx, from: &str, to: &str) -> anyhow::Result<()> {
     let state = tx.get(STATES, &key::of(&[&from]))?.unwrap_or_default();
     tx.put(STATES, &key::of(&[&to]), &state)?;
-    cells::copy(tx, from, to)
+    cells(from).copy_to(tx, &cells(to))
 }
 
 /// Copies `entity`'s cell from `from` to `to`, if `from` has one: at an
 /// experiment's end the grid's books take each consumer's cell from the
 /// books that actually billed it.
 pub fn copy_cell(tx: &dyn WriteTx, from: &str, to: &str, entity: u32) -> anyhow::Result<bool> {
-    match cells::Reader::new(tx, from).get(entity)? {
+    match cells(from).get::<[u64; 4]>(tx, entity)? {
         Some(cell) => {
-            cells::put(tx, to, [(entity, cell)])?;
+            cells(to).set(tx, [(entity, cell)])?;
             Ok(true)
         }
         None => Ok(false),
@@ -250,22 +257,37 @@ pub fn copy_cell(tx: &dyn WriteTx, from: &str, to: &str, entity: u32) -> anyhow:
 
 /// Removes `entity`'s cell from `slot`: the strategy meets it as new.
 pub fn clear_cell(tx: &dyn WriteTx, slot: &str, entity: u32) -> anyhow::Result<()> {
-    cells::remove(tx, slot, entity)
+    cells(slot).remove::<[u64; 4]>(tx, entity)
 }
 
 /// Every cell of `slot`, with its state: a whole set of books in memory
 /// (what a rollback restores and carries forward).
 pub fn load_all(tx: &dyn ReadTx, slot: &str) -> anyhow::Result<Books> {
     let state = tx.get(STATES, &key::of(&[&slot]))?.unwrap_or_default();
-    let cells = cells::all(tx, slot)?.into_iter().collect();
+    let cells = cells(slot).all(tx)?.into_iter().collect();
     Ok(Books { state, cells })
 }
 
 /// Makes `slot`'s books exactly `books`: its state, and no cell but theirs.
 pub fn replace(tx: &dyn WriteTx, slot: &str, books: &Books) -> anyhow::Result<()> {
-    cells::clear(tx, slot)?;
+    cells(slot).clear(tx)?;
     tx.put(STATES, &key::of(&[&slot]), &books.state)?;
-    cells::put(tx, slot, books.cells.iter().map(|(&e, &c)| (e, c)))
+    cells(slot).set(tx, books.cells.iter().map(|(&e, &c)| (e, c)))
+}
+
+/// Moves the cells of a store written before pages onto pages (once).
+pub fn migrate_cells(db: &dyn Store) -> anyhow::Result<u64> {
+    pages::migrate(db, CELL_ROWS, CELLS, |k, v| {
+        let mut r = key::Reader::new(k);
+        let slot = key::of(&[&r.str()?]);
+        let entity = r.u32()?;
+        anyhow::ensure!(v.len() == 32, "cell {entity}: {} bytes", v.len());
+        let mut words = [0; 4];
+        for (word, chunk) in words.iter_mut().zip(v.chunks_exact(8)) {
+            *word = key::u64_value(chunk)?;
+        }
+        Ok((slot, entity, words))
+    })
 }
 
 /// The news a recorded grid input carried, without the books it was built on:

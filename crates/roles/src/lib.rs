@@ -28,6 +28,7 @@ pub mod garbage;
 pub mod inbox;
 pub mod limits;
 pub mod outbox;
+pub mod pages;
 pub mod registry;
 pub mod replay;
 pub mod retention;

@@ -9,10 +9,17 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use powerplug_storage::{Order, ReadTx, Store, WriteTx, key};
+use crate::pages::{self, Pages};
+use powerplug_storage::{ReadTx, Store, WriteTx, key};
 
-/// consumer index → [`Billing`].
-const TABLE: &str = "grid_billing";
+/// consumer page → the page's [`Billing`]s ([`pages`]).
+const TABLE: &str = "grid_billing_pages";
+/// consumer index → [`Billing`]: before pages.
+const ROWS: &str = "grid_billing";
+
+fn table() -> Pages<'static> {
+    Pages::new(TABLE, &[])
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Billing {
@@ -42,22 +49,17 @@ impl Billing {
 }
 
 pub fn get(tx: &dyn ReadTx, consumer: u32) -> anyhow::Result<Billing> {
-    match tx.get(TABLE, &key::of(&[&consumer]))? {
-        Some(bytes) => Ok(postcard::from_bytes(&bytes)?),
-        None => Ok(Billing::default()),
-    }
+    Ok(table().get(tx, consumer)?.unwrap_or_default())
 }
 
 /// Adds one tick's usage, sent requests and payments.
 pub fn add(tx: &dyn WriteTx, tick: &BTreeMap<u32, Billing>) -> anyhow::Result<()> {
-    let keys: Vec<Vec<u8>> = tick.keys().map(|c| key::of(&[c])).collect();
-    tx.prefetch(TABLE, &keys)?;
-    for (consumer, change) in tick {
-        let mut b = get(tx, *consumer)?;
-        b.add(change);
-        tx.put(TABLE, &key::of(&[consumer]), &postcard::to_allocvec(&b)?)?;
-    }
-    Ok(())
+    table().update(tx, tick.keys().copied(), |consumer, b: &mut Billing| {
+        if let Some(change) = tick.get(&consumer) {
+            b.add(change);
+        }
+        Ok(())
+    })
 }
 
 /// Up to `limit` consumers after index `after` (from the first without).
@@ -66,19 +68,20 @@ pub fn page(
     after: Option<u32>,
     limit: usize,
 ) -> anyhow::Result<Vec<(u32, Billing)>> {
-    let start = match after.map(|a| a.checked_add(1)) {
+    let from = match after.map(|a| a.checked_add(1)) {
         Some(None) => return Ok(Vec::new()),
-        Some(Some(next)) => key::of(&[&next]),
-        None => Vec::new(),
+        Some(Some(next)) => next,
+        None => 0,
     };
-    let entries = db
-        .read()?
-        .range(TABLE, &start, None, Order::Ascending, limit)?;
-    let mut out = Vec::with_capacity(entries.len());
-    for (k, v) in entries {
-        out.push((key::Reader::new(&k).u32()?, postcard::from_bytes(&v)?));
-    }
-    Ok(out)
+    table().from(&*db.read()?, from, limit)
+}
+
+/// Moves the billing rows of a store written before pages onto pages (once).
+pub fn migrate(db: &dyn Store) -> anyhow::Result<u64> {
+    pages::migrate(db, ROWS, TABLE, |k, v| {
+        let consumer = key::Reader::new(k).u32()?;
+        Ok((Vec::new(), consumer, postcard::from_bytes::<Billing>(v)?))
+    })
 }
 
 /// producer index → [`Supplied`].

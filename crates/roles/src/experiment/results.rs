@@ -9,19 +9,17 @@ use serde::{Deserialize, Serialize};
 
 use super::Experiment;
 use super::billing::{self, Billing};
+use crate::pages::{PAGE, Pages};
 use powerplug_storage::{self as storage, Order, ReadTx, Store, WriteTx, key};
 use powerplug_strategy::PaymentRequest;
 
-/// (experiment, consumer / [`PAGE`]) → the page's [`ConsumerRow`]s, by
-/// consumer: a tick reads and writes every row it touches, and a row each was
-/// a B-tree lookup and an insert per consumer, most of what an experiment
-/// added to a tick after the strategies' cells went onto pages.
+/// (experiment, consumer page) → the page's [`ConsumerRow`]s ([`pages`]): a
+/// tick reads and writes every row it touches.
 const PAGES: &str = "experiment_consumer_pages";
 /// (experiment, consumer) → [`ConsumerRow`]: rows written before pages, read
 /// until their experiment's rows are forgotten; a row written again moves
 /// onto its page.
 const CONSUMERS: &str = "experiment_consumers";
-const PAGE: u32 = 64;
 /// (experiment, tick) → [`TickRow`].
 const TICKS: &str = "experiment_ticks";
 /// Open requests kept per consumer for the time to payment; older ones merge.
@@ -161,6 +159,7 @@ pub fn record(tx: &dyn WriteTx, experiment: &Experiment, facts: &TickFacts) -> a
         .chain(facts.bills.iter().flatten().map(|b| b.consumer))
         .chain(facts.sent.iter().map(|b| b.consumer))
         .chain(facts.incoming.iter().map(|p| p.0));
+    let stored = rows_of(&experiment.id);
     let mut pages: BTreeMap<u32, BTreeMap<u32, ConsumerRow>> = BTreeMap::new();
     let mut rows: BTreeMap<u32, ConsumerRow> = BTreeMap::new();
     for consumer in touched {
@@ -170,7 +169,7 @@ pub fn record(tx: &dyn WriteTx, experiment: &Experiment, facts: &TickFacts) -> a
         let page = match pages.entry(consumer / PAGE) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(read_page(tx, &experiment.id, consumer / PAGE)?)
+                e.insert(stored.read(tx, consumer / PAGE)?)
             }
         };
         let r = match page.remove(&consumer) {
@@ -241,12 +240,7 @@ pub fn record(tx: &dyn WriteTx, experiment: &Experiment, facts: &TickFacts) -> a
             .insert(consumer, r);
     }
     for (page, rows) in pages {
-        let rows: Vec<&ConsumerRow> = rows.values().collect();
-        tx.put(
-            PAGES,
-            &key::of(&[&experiment.id, &page]),
-            &postcard::to_allocvec(&rows)?,
-        )?;
+        stored.write(tx, page, &rows)?;
     }
     let seq = match storage::last(tx, TICKS, &key::of(&[&experiment.id]))? {
         Some((k, _)) => {
@@ -272,23 +266,14 @@ pub fn row(
     consumer: u32,
     variant: usize,
 ) -> anyhow::Result<ConsumerRow> {
-    match read_page(tx, &experiment.id, consumer / PAGE)?.remove(&consumer) {
+    match rows_of(&experiment.id).get(tx, consumer)? {
         Some(r) => Ok(fit(r, experiment.variants.len())),
         None => row_outside_pages(tx, experiment, consumer, variant),
     }
 }
 
-/// The rows of one page, by consumer.
-fn read_page(
-    tx: &dyn ReadTx,
-    experiment: &str,
-    page: u32,
-) -> anyhow::Result<BTreeMap<u32, ConsumerRow>> {
-    let Some(bytes) = tx.get(PAGES, &key::of(&[&experiment, &page]))? else {
-        return Ok(BTreeMap::new());
-    };
-    let rows: Vec<ConsumerRow> = postcard::from_bytes(&bytes)?;
-    Ok(rows.into_iter().map(|r| (r.consumer, r)).collect())
+fn rows_of(experiment: &str) -> Pages<'static> {
+    Pages::new(PAGES, &[&experiment])
 }
 
 /// A row from before pages, or a new one.
@@ -347,20 +332,16 @@ pub fn forget(tx: &dyn WriteTx, experiment: &str) -> anyhow::Result<u64> {
 /// Every consumer row of an experiment, by consumer.
 pub fn consumers(db: &dyn Store, experiment: &str) -> anyhow::Result<Vec<ConsumerRow>> {
     let tx = db.read()?;
-    let prefix = key::of(&[&experiment]);
     let mut rows: BTreeMap<u32, ConsumerRow> = BTreeMap::new();
     let old: Vec<ConsumerRow> = storage::values(storage::prefixed(
         &*tx,
         CONSUMERS,
-        &prefix,
+        &key::of(&[&experiment]),
         Order::Ascending,
         usize::MAX,
     )?)?;
     rows.extend(old.into_iter().map(|r| (r.consumer, r)));
-    for (_, bytes) in storage::prefixed(&*tx, PAGES, &prefix, Order::Ascending, usize::MAX)? {
-        let page: Vec<ConsumerRow> = postcard::from_bytes(&bytes)?;
-        rows.extend(page.into_iter().map(|r| (r.consumer, r)));
-    }
+    rows.extend(rows_of(experiment).all(&*tx)?);
     Ok(rows.into_values().collect())
 }
 

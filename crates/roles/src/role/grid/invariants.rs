@@ -6,69 +6,57 @@
 //! host keeps its own two numbers per consumer, in the tick's transaction.
 
 use powerplug_domain::EntityKind;
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
+use crate::pages::{self, Pages};
 use crate::registry::Registration;
-use powerplug_storage::{ReadTx, Store, WriteTx, key};
+use powerplug_storage::{ReadTx, Store, key};
 use powerplug_strategy::UsageBatch;
 
-/// consumer index → (Wh reported, Wh billed), two big-endian words.
-const ENERGY: &str = "consumer_energy";
+/// consumer page → each consumer's (Wh reported, Wh billed) ([`pages`]).
+const ENERGY: &str = "consumer_energy_pages";
+/// consumer index → (Wh reported, Wh billed), two big-endian words: before pages.
+const ENERGY_ROWS: &str = "consumer_energy";
+
+fn energy_pages() -> Pages<'static> {
+    Pages::new(ENERGY, &[])
+}
 
 /// A consumer's lifetime (reported Wh, billed Wh), as of the last tick.
 pub fn energy(tx: &dyn ReadTx, consumer: u32) -> anyhow::Result<(u64, u64)> {
-    let Some(bytes) = tx.get(ENERGY, &key::of(&[&consumer]))? else {
-        return Ok((0, 0));
-    };
-    anyhow::ensure!(
-        bytes.len() == 16,
-        "energy of {consumer}: {} bytes",
-        bytes.len()
-    );
-    Ok((key::u64_value(&bytes[..8])?, key::u64_value(&bytes[8..])?))
+    Ok(energy_pages().get(tx, consumer)?.unwrap_or_default())
 }
 
 /// Starts the counts on a grid that ran before the host counted (once): each
 /// consumer's reported Wh are the usage its ticks consumed, its billed Wh 0 —
 /// what it was billed then is not known, so the invariant lets its strategy
-/// bill what it still carries, and counts exactly from here on.
+/// bill what it still carries, and counts exactly from here on. Moves counts
+/// kept a row each onto pages.
 pub fn start_counting(db: &dyn Store) -> anyhow::Result<()> {
     const STARTED: &str = "grid/energy-counted";
+    pages::migrate(db, ENERGY_ROWS, ENERGY, |k, v| {
+        let consumer = key::Reader::new(k).u32()?;
+        anyhow::ensure!(v.len() == 16, "energy of {consumer}: {} bytes", v.len());
+        let counted = (key::u64_value(&v[..8])?, key::u64_value(&v[8..])?);
+        Ok((Vec::new(), consumer, counted))
+    })?;
     if powerplug_storage::meta::<bool>(db, STARTED)?.is_some() {
         return Ok(());
     }
     let tx = db.write()?;
     let registrations = crate::registry::all(db)?;
+    let mut counted = Vec::new();
     for (entity, wh) in crate::inbox::consumed_wh(&*tx)? {
         let consumer = registrations
             .iter()
             .any(|r| r.index == entity && r.kind == EntityKind::Consumer);
-        if consumer && tx.get(ENERGY, &key::of(&[&entity]))?.is_none() {
-            put(&*tx, entity, (wh, 0))?;
+        if consumer && energy_pages().get::<(u64, u64)>(&*tx, entity)?.is_none() {
+            counted.push((entity, (wh, 0u64)));
         }
     }
+    energy_pages().set(&*tx, counted)?;
     powerplug_storage::set_meta(&*tx, STARTED, &true)?;
     tx.commit()
-}
-
-fn put(tx: &dyn WriteTx, consumer: u32, (reported, billed): (u64, u64)) -> anyhow::Result<()> {
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&reported.to_be_bytes());
-    bytes[8..].copy_from_slice(&billed.to_be_bytes());
-    tx.put(ENERGY, &key::of(&[&consumer]), &bytes)
-}
-
-/// A consumer's totals in `totals`, read from the store the first time.
-fn totals_of<'a>(
-    tx: &dyn ReadTx,
-    totals: &'a mut BTreeMap<u32, (u64, u64)>,
-    consumer: u32,
-) -> anyhow::Result<&'a mut (u64, u64)> {
-    Ok(match totals.entry(consumer) {
-        Entry::Occupied(e) => e.into_mut(),
-        Entry::Vacant(e) => e.insert(energy(tx, consumer)?),
-    })
 }
 
 /// What a tick bills one consumer: (Wh, tokens).
@@ -79,22 +67,24 @@ pub type Bills = BTreeMap<u32, (u64, u64)>;
 /// and the amounts — if a bill goes to an entity that is not a consumer, or
 /// takes a consumer's billed Wh past what it reported.
 pub fn check_and_record(
-    tx: &dyn WriteTx,
+    tx: &dyn powerplug_storage::WriteTx,
     usage: &UsageBatch,
     bills: &Bills,
     registrations: &HashMap<u32, Registration>,
 ) -> anyhow::Result<()> {
-    let keys: Vec<Vec<u8>> = (usage.consumer.iter().chain(bills.keys()))
-        .map(|c| key::of(&[c]))
-        .collect();
-    tx.prefetch(ENERGY, &keys)?;
-    let mut totals: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    let mut used: BTreeMap<u32, u64> = BTreeMap::new();
     for (&consumer, &wh) in usage.consumer.iter().zip(&usage.wh) {
-        let t = totals_of(tx, &mut totals, consumer)?;
-        t.0 = t.0.saturating_add(wh);
+        let u = used.entry(consumer).or_default();
+        *u = u.saturating_add(wh);
     }
-    for (&consumer, &(wh, owed)) in bills {
-        let t = totals_of(tx, &mut totals, consumer)?;
+    let touched = used.keys().chain(bills.keys()).copied();
+    energy_pages().update(tx, touched, |consumer, t: &mut (u64, u64)| {
+        if let Some(&wh) = used.get(&consumer) {
+            t.0 = t.0.saturating_add(wh);
+        }
+        let Some(&(wh, owed)) = bills.get(&consumer) else {
+            return Ok(());
+        };
         let name = registrations.get(&consumer);
         let is_consumer = match name {
             Some(r) => r.kind == EntityKind::Consumer,
@@ -118,9 +108,6 @@ pub fn check_and_record(
             t.1,
             t.0,
         );
-    }
-    for (consumer, counted) in totals {
-        put(tx, consumer, counted)?;
-    }
-    Ok(())
+        Ok(())
+    })
 }

@@ -117,6 +117,7 @@ impl Grid {
         let wallet_seed =
             storage::meta_or_init(&hub.db, "wallet-seed", powerplug_channel::random32)?;
         invariants::start_counting(&hub.db)?;
+        crate::experiment::billing::migrate(&*hub.db)?;
         let leader = super::leader::Leadership::start(
             hub.db.clone(),
             SLOT,
