@@ -124,7 +124,10 @@ impl Transport for EmbeddedTransport {
         let tx = self.db.write()?;
         let addresses: Vec<Address> = messages.iter().map(|m| m.address).collect();
         prefetch_in(&*tx, &addresses)?;
-        for m in messages {
+        // In address order (stable), as a B-tree takes a batch best.
+        let mut sorted: Vec<&Sealed> = messages.iter().collect();
+        sorted.sort_by_key(|m| m.address);
+        for m in sorted {
             store_in(&*tx, &m.address, &m.bytes)?;
         }
         note_written(&*tx, &addresses)?;

@@ -297,12 +297,19 @@ pub fn receive_addresses(
         )));
     }
     for (i, address) in out.iter().enumerate() {
-        tx.put(ADDRESSES, &key::of(&[address]), account.as_bytes())?;
         tx.put(
             prune::ADDRESS_LOG,
             &key::of(&[&(first_number + i as u64)]),
             address.as_bytes(),
         )?;
+    }
+    // In key order: addresses are random, and a B-tree takes a batch of
+    // keys in order page after page (each page copied and written once)
+    // where random order goes back and forth across the whole tree.
+    let mut keys: Vec<Vec<u8>> = out.iter().map(|a| key::of(&[a])).collect();
+    keys.sort_unstable();
+    for k in keys {
+        tx.put(ADDRESSES, &k, account.as_bytes())?;
     }
     Ok(out)
 }

@@ -331,6 +331,10 @@ pub fn poll(
     if changed.is_empty() {
         return Ok(polled);
     }
+    // Written in key order: a B-tree takes a batch in order page by page
+    // (see `wallet::receive_addresses`); channels come in address order.
+    records.sort_unstable_by_key(|r| (r.entity, r.start_ms));
+    changed.sort_unstable_by(|a, b| a.0.id.cmp(&b.0.id));
     let tx = db.write()?;
     crate::retention::acknowledge(&*tx, &acks)?;
     // One round trip for all of them on a networked store.

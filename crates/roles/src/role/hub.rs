@@ -280,20 +280,23 @@ impl Hub {
         let addresses: Vec<Address> = jobs.iter().flatten().map(|(a, _)| *a).collect();
         powerplug_channel::prefetch_in(&*tx, &addresses)?;
         let mut stored = Vec::with_capacity(addresses.len());
-        let mut answers = Vec::with_capacity(jobs.len());
-        for job in &jobs {
-            let mut conflicts = Vec::with_capacity(job.len());
-            for (address, bytes) in job {
-                let there = powerplug_channel::messages_in(&*tx, address)?;
-                // The same bytes again: a harmless resend.
-                let conflict = !there.is_empty() && !there.iter().any(|m| m == bytes);
-                if there.is_empty() {
-                    powerplug_channel::store_after(&*tx, address, bytes, &there)?;
-                    stored.push(*address);
-                }
-                conflicts.push(conflict);
+        let mut answers: Vec<Vec<bool>> = jobs.iter().map(|job| vec![false; job.len()]).collect();
+        // In address order (stable: of two at one address the first sent
+        // wins): a B-tree takes a batch in key order page by page, where
+        // random addresses would go back and forth across the whole tree.
+        let mut order: Vec<(usize, usize)> = (jobs.iter().enumerate())
+            .flat_map(|(j, job)| (0..job.len()).map(move |m| (j, m)))
+            .collect();
+        order.sort_by_key(|&(j, m)| jobs[j][m].0);
+        for (j, m) in order {
+            let (address, bytes) = &jobs[j][m];
+            let there = powerplug_channel::messages_in(&*tx, address)?;
+            // The same bytes again: a harmless resend.
+            answers[j][m] = !there.is_empty() && !there.iter().any(|b| b == bytes);
+            if there.is_empty() {
+                powerplug_channel::store_after(&*tx, address, bytes, &there)?;
+                stored.push(*address);
             }
-            answers.push(conflicts);
         }
         powerplug_channel::note_written(&*tx, &stored)?;
         tx.commit()?;

@@ -191,7 +191,10 @@ impl Grid {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         outbox::enqueue_many(tx, LOCAL, sealed)?;
-        for registration in channels.values() {
+        // In key order (see `wallet::receive_addresses`).
+        let mut moved: Vec<&Registration> = channels.values().collect();
+        moved.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        for registration in moved {
             registry::put(tx, registration)?;
         }
         Ok(())
