@@ -39,6 +39,17 @@ const waitFor = async (what, fn, ms = 60000) => {
   }
 };
 
+// Clicks and waits for the request the click makes: the page sends it
+// asynchronously, so reading the API right after the click races it (a shadow
+// run or an experiment not stored yet answers 404).
+const clickAndWait = async (selector, method, path) => {
+  const [res] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === method && new URL(r.url()).pathname === path),
+    page.click(selector),
+  ]);
+  assert.ok(res.ok(), `${method} ${path}: ${res.status()}`);
+};
+
 try {
   step("a visitor gets the sign-in form, and a wrong token is refused");
   let res = await page.goto(`${base}/console`);
@@ -145,7 +156,7 @@ try {
 
   step("a shadow run of the candidate: its divergence shows, then it stops");
   await page.selectOption("#shadow-version", candidate);
-  await page.click("#shadow-start button[type=submit]");
+  await clickAndWait("#shadow-start button[type=submit]", "POST", "/strategies/grid/shadow");
   await waitFor("the candidate asks more on the same ticks", async () => {
     const s = (await call("GET", "/strategies/grid/shadow")).body;
     return s && !s.stopped && s.stats.ticks_diverged > 0 && s.stats.candidate.requested > s.stats.active.requested;
@@ -162,7 +173,7 @@ try {
   await page.locator("#variants tbody tr").nth(1).waitFor();
   await page.fill("#exp-id", "console-ab");
   await page.locator("#variants tbody tr").nth(1).locator("select").selectOption(candidate);
-  await page.click("#experiment button[type=submit]");
+  await clickAndWait("#experiment button[type=submit]", "POST", "/experiments");
   await waitFor("the experiment runs", async () =>
     (await call("GET", "/experiments/console-ab")).body.status.running !== undefined);
   await waitFor("the page shows it running, its report with both cohorts billed", async () =>
