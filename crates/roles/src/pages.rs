@@ -169,13 +169,12 @@ impl<'a> Pages<'a> {
         powerplug_storage::prefixed(tx, self.table, &self.prefix, Order::Ascending, usize::MAX)
     }
 
-    /// Removes every value; how many pages.
-    pub fn clear(&self, tx: &dyn WriteTx) -> anyhow::Result<u64> {
-        let rows = self.rows(tx)?;
-        for (k, _) in &rows {
-            tx.remove(self.table, k)?;
+    /// Removes every value.
+    pub fn clear(&self, tx: &dyn WriteTx) -> anyhow::Result<()> {
+        for (k, _) in self.rows(tx)? {
+            tx.remove(self.table, &k)?;
         }
-        Ok(rows.len() as u64)
+        Ok(())
     }
 
     /// Makes `to`'s values a copy of these (the same table).
