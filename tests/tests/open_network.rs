@@ -96,6 +96,67 @@ fn a_consumer_cannot_block_the_grids_payment_requests() {
     rt.block_on(grid.stop()).unwrap();
 }
 
+/// An insider who learned another channel's root registered a channel of
+/// its own key on it: its messages then took the other's addresses at the
+/// door (one message per address, first come), and the owner's own were
+/// refused there for good. A root is now one channel's, also after it left.
+#[test]
+fn nobody_registers_a_channel_on_a_root_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, _) = strategy_files(dir.path());
+    let rt = runtime();
+    let grid = rt
+        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 50)))
+        .unwrap();
+    let client = Client::new(&grid.url);
+    let register = |id: &str, writer: &mut ChannelWriter| {
+        let body = api::Register::open(EntityKind::Consumer, writer, None).unwrap();
+        client.put(
+            &format!("/registrations/{id}"),
+            None,
+            &serde_json::to_value(body).unwrap(),
+        )
+    };
+    let victim_key = SigningKey::from_bytes(&[21; 32]);
+    let mut victim = ChannelWriter::new(victim_key.clone(), true).unwrap();
+    let (status, answer) = register("victim", &mut victim);
+    assert_eq!(status, 201, "{answer}");
+    let credential = answer["credential"].as_str().unwrap().to_owned();
+    let back: api::Channel = serde_json::from_value(answer["return_channel"].clone()).unwrap();
+    let taken = [victim.info().root, back.info().unwrap().root];
+
+    let mallory = SigningKey::from_bytes(&[22; 32]);
+    let on = |root| ChannelWriter::resume(mallory.clone(), root, Some([9; 32]), 0);
+    for root in taken {
+        let (status, answer) = register("mallory", &mut on(root));
+        assert_eq!(
+            (status, &answer["field"]),
+            (409, &json!("channel.root")),
+            "{answer}"
+        );
+    }
+    // Nothing of the refusals was kept: on a root of her own she gets in.
+    let mut own = ChannelWriter::new(mallory.clone(), true).unwrap();
+    assert_eq!(register("mallory", &mut own).0, 201);
+
+    // The victim leaves: its root stays its own, and takes it back.
+    let path = "/registrations/victim";
+    assert_eq!(client.delete(path, Some(&credential)).0, 200);
+    let other = SigningKey::from_bytes(&[23; 32]);
+    let mut on_victims = ChannelWriter::resume(other, taken[0], Some([9; 32]), 0);
+    let (status, answer) = register("other", &mut on_victims);
+    assert_eq!(
+        (status, &answer["field"]),
+        (409, &json!("channel.root")),
+        "{answer}"
+    );
+    let info = victim.info();
+    let mut again = ChannelWriter::resume(victim_key, info.root, info.side_key, 0);
+    let (status, answer) = register("victim", &mut again);
+    assert_eq!(status, 201, "{answer}");
+    rt.block_on(grid.stop()).unwrap();
+}
+
 /// Findings 5, 7 and 8: a small request must not make the host spend much.
 #[test]
 fn reads_registrations_and_writes_cost_the_host_little() {

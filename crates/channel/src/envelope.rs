@@ -171,7 +171,26 @@ pub fn open(
     expected_next: &Address,
     bytes: &[u8],
 ) -> Option<Message> {
-    let envelope = signed(author, address, expected_next, bytes)?;
+    read(
+        signed(author, address, expected_next, bytes)?,
+        side_key,
+        address,
+    )
+}
+
+/// [`open`] for bytes whose signature [`are_signed`] found good for this
+/// address and link: only the link is looked at again, and the body decrypted.
+pub fn open_signed(
+    side_key: Option<&[u8; 32]>,
+    address: &Address,
+    expected_next: &Address,
+    bytes: &[u8],
+) -> Option<Message> {
+    read(linked(expected_next, bytes)?, side_key, address)
+}
+
+/// The message in an envelope whose signature was checked.
+fn read(envelope: Envelope, side_key: Option<&[u8; 32]>, address: &Address) -> Option<Message> {
     let plain = match (side_key, envelope.nonce) {
         (None, None) => envelope.body,
         (Some(key), Some(nonce)) => XChaCha20Poly1305::new(key.into())

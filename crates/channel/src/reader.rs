@@ -86,8 +86,14 @@ impl ChannelReader {
             let next = Address::of(&self.root, self.next_index + 1);
             let candidates = source.messages(&address).map_err(ReadError::Transport)?;
             let mut found = None;
-            for bytes in candidates.iter().skip(self.examined) {
-                match envelope::open(&self.author, self.side_key.as_ref(), &address, &next, bytes) {
+            let author = self.author.to_bytes();
+            for (position, bytes) in candidates.iter().enumerate().skip(self.examined) {
+                let side_key = self.side_key.as_ref();
+                let opened = match source.signed(&author, &address, position) {
+                    true => envelope::open_signed(side_key, &address, &next, bytes),
+                    false => envelope::open(&self.author, side_key, &address, &next, bytes),
+                };
+                match opened {
                     Some(message) => {
                         found = Some(message);
                         break;

@@ -25,6 +25,14 @@ pub trait Source {
         let _ = addresses;
         Ok(())
     }
+
+    /// Whether the source checked already that `author` signed the message
+    /// at `position` of `address` for that address and its link (checked
+    /// many at once, a signature costs half): a reader then only decrypts it.
+    fn signed(&self, author: &[u8; 32], address: &Address, position: usize) -> bool {
+        let _ = (author, address, position);
+        false
+    }
 }
 
 impl<T: Transport + ?Sized> Source for T {

@@ -119,7 +119,8 @@ impl From<RegistryError> for ApiError {
             RegistryError::ReservedId(_)
             | RegistryError::KindChanged(..)
             | RegistryError::Tombstoned(_)
-            | RegistryError::AuthorTaken(_) => StatusCode::CONFLICT,
+            | RegistryError::AuthorTaken(_)
+            | RegistryError::RootTaken => StatusCode::CONFLICT,
             RegistryError::WrongKind(_) | RegistryError::Hello(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }

@@ -37,6 +37,15 @@ const BY_NEXT_BUILT: &str = "registry/by-next";
 const SUMMARY: &str = "registration_summary";
 /// Entities that joined or left since the last tick: (index, joined?) → ().
 const NEWS: &str = "registration_news";
+/// Channel root → [`Holder`], for good: the entities' channels and the host's
+/// return channels. A reader reads by root, so two channels with one root
+/// would read each other's addresses (the first to write an address would
+/// block the other there); and a root stays its channel's after a reset or a
+/// goodbye, so nobody later reads its old messages as their own.
+const BY_ROOT: &str = "registration_roots";
+/// Set once [`BY_ROOT`] holds every root: `true` if no two channels shared
+/// one when it was built (a store from before roots were kept apart).
+const BY_ROOT_BUILT: &str = "registry/by-root";
 
 /// Where the host's own return channels are delivered: its own store.
 pub const LOCAL: &str = "local";
@@ -133,6 +142,8 @@ pub enum RegistryError {
     Tombstoned(String),
     #[error("channel.author: the key already writes `{0}`'s channel")]
     AuthorTaken(String),
+    #[error("channel.root: another channel has this root (a root is one channel's, for good)")]
+    RootTaken,
     #[error("hello: {0}")]
     Hello(&'static str),
     #[error("{0}")]
@@ -149,6 +160,7 @@ impl RegistryError {
             Self::WrongKind(_) | Self::KindChanged(..) => "kind",
             Self::Unauthorized(_) => "credential",
             Self::AuthorTaken(_) => "channel.author",
+            Self::RootTaken => "channel.root",
             Self::Hello(_) => "hello",
             Self::Admission(_) => "admission",
             Self::Storage(_) => "",
@@ -189,6 +201,15 @@ struct Tombstone {
     author: [u8; 32],
     kind: EntityKind,
     index: u32,
+}
+
+/// Whose a channel root is: the id and the channel's author (the host's key
+/// for a return channel; nobody's, all zeros, for a channel that retired
+/// before roots were kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Holder {
+    id: String,
+    author: [u8; 32],
 }
 
 /// What a registration answers.
@@ -357,6 +378,7 @@ impl Registry {
         {
             return Err(RegistryError::AuthorTaken(writer));
         }
+        hold_root(tx, &channel.root, id, &channel.author)?;
         let hello = hello.ok_or(RegistryError::Hello("a new channel needs its hello"))?;
         check_hello(&channel, hello)?;
         let before = old.clone();
@@ -412,7 +434,7 @@ impl Registry {
             read_index: 0,
             examined: 0,
             closed: false,
-            return_channel: self.open_return(tx, old.kind)?,
+            return_channel: self.open_return(tx, &old.id, old.kind)?,
             ..old
         })
     }
@@ -463,7 +485,7 @@ impl Registry {
             closed: false,
             dropped: 0,
             rejected: 0,
-            return_channel: self.open_return(tx, kind)?,
+            return_channel: self.open_return(tx, id, kind)?,
         })
     }
 
@@ -532,12 +554,15 @@ impl Registry {
     fn open_return(
         &self,
         tx: &dyn WriteTx,
+        id: &str,
         kind: EntityKind,
     ) -> Result<Option<WriterState>, RegistryError> {
         if kind != EntityKind::Consumer {
             return Ok(None);
         }
         let mut writer = ChannelWriter::new(self.key.clone(), true)?;
+        let host = self.key.verifying_key().to_bytes();
+        hold_root(tx, &writer.info().root, id, &host)?;
         outbox::enqueue(tx, LOCAL, writer.prepare(Message::Hello)?)?;
         Ok(Some(WriterState::of(&writer)))
     }
@@ -595,6 +620,64 @@ pub fn author_of(tx: &dyn ReadTx, author: &[u8; 32]) -> Result<Option<String>, R
         Some(bytes) => Ok(Some(String::from_utf8(bytes).map_err(anyhow::Error::from)?)),
         None => Ok(None),
     }
+}
+
+/// Takes `root` for `id`'s channel by `author`: refused if it is another
+/// channel's, now or before.
+fn hold_root(
+    tx: &dyn WriteTx,
+    root: &[u8; 32],
+    id: &str,
+    author: &[u8; 32],
+) -> Result<(), RegistryError> {
+    let holder = Holder {
+        id: id.to_owned(),
+        author: *author,
+    };
+    let k = key::of(&[root]);
+    match tx.get(BY_ROOT, &k)? {
+        Some(bytes) if postcard::from_bytes::<Holder>(&bytes)? == holder => Ok(()),
+        Some(_) => Err(RegistryError::RootTaken),
+        None => Ok(tx.put(BY_ROOT, &k, &postcard::to_allocvec(&holder)?)?),
+    }
+}
+
+/// Keeps every root of a store written before roots were kept (once; later
+/// registrations keep them): the registrations' (their return channels by
+/// `host`, this host's key) and those of channels that retired but may still
+/// hold messages. Says whether no two channels shared a root.
+pub fn index_roots(db: &dyn Store, host: &[u8; 32]) -> Result<bool, RegistryError> {
+    if let Some(unique) = powerplug_storage::meta::<bool>(db, BY_ROOT_BUILT)? {
+        return Ok(unique);
+    }
+    let tx = db.write()?;
+    let mut unique = true;
+    for (_, v) in tx.range(REGISTRATIONS, &[], None, Order::Ascending, usize::MAX)? {
+        let r: Registration = postcard::from_bytes(&v)?;
+        let back = r.return_channel.as_ref().map(|w| (&w.root, host));
+        for (root, author) in [(&r.channel.root, &r.channel.author)]
+            .into_iter()
+            .chain(back)
+        {
+            match hold_root(&*tx, root, &r.id, author) {
+                Err(RegistryError::RootTaken) => unique = false,
+                other => other?,
+            }
+        }
+    }
+    let nobody = postcard::to_allocvec(&Holder {
+        id: String::new(),
+        author: [0; 32],
+    })?;
+    for root in crate::retention::retired_roots(&*tx)? {
+        let k = key::of(&[&root]);
+        if tx.get(BY_ROOT, &k)?.is_none() {
+            tx.put(BY_ROOT, &k, &nobody)?;
+        }
+    }
+    powerplug_storage::set_meta(&*tx, BY_ROOT_BUILT, &unique)?;
+    tx.commit()?;
+    Ok(unique)
 }
 
 fn tombstone(tx: &dyn ReadTx, id: &str) -> Result<Option<Tombstone>, RegistryError> {
@@ -940,4 +1023,71 @@ pub fn consume_news(tx: &dyn WriteTx, joined: &[u32], left: &[u32]) -> Result<()
         tx.remove(NEWS, &key::of(&[&i, &false]))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use powerplug_channel::ChannelWriter;
+
+    fn registry() -> Registry {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let accepts = [EntityKind::Consumer];
+        Registry::new([2; 32], key, "grid", &accepts, Default::default())
+    }
+
+    fn register(db: &dyn Store, id: &str, writer: &mut ChannelWriter) -> Result<(), RegistryError> {
+        let hello = writer.prepare(Message::Hello)?.bytes;
+        let application = Application {
+            kind: EntityKind::Consumer,
+            channel: writer.info(),
+            hello: Some(&hello),
+            credential: None,
+            admission: None,
+        };
+        registry().register(db, id, application).map(|_| ())
+    }
+
+    /// A store from before roots were kept learns them once, and says so
+    /// when two channels shared one (its poll then checks signatures).
+    #[test]
+    fn the_roots_of_an_older_store_are_kept_once_and_a_shared_one_is_told() {
+        let key = |seed| ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        let host = key(1).verifying_key().to_bytes();
+        for shared in [false, true] {
+            let db = powerplug_storage::RedbStore::in_memory().unwrap();
+            let mut alice = ChannelWriter::new(key(10), true).unwrap();
+            let info = alice.info();
+            let mut bob = match shared {
+                true => ChannelWriter::resume(key(11), info.root, info.side_key, 0),
+                false => ChannelWriter::new(key(11), true).unwrap(),
+            };
+            // Registered as an older host did, without keeping the roots.
+            let forget_roots = || {
+                let tx = db.write().unwrap();
+                for (k, _) in tx.range(BY_ROOT, &[], None, Order::Ascending, 9).unwrap() {
+                    tx.remove(BY_ROOT, &k).unwrap();
+                }
+                tx.commit().unwrap();
+            };
+            register(&db, "alice", &mut alice).unwrap();
+            forget_roots();
+            register(&db, "bob", &mut bob).unwrap();
+            forget_roots();
+
+            assert_eq!(index_roots(&db, &host).unwrap(), !shared);
+            assert_eq!(index_roots(&db, &host).unwrap(), !shared, "once");
+            // Both channels' roots (one, shared) and both return channels'.
+            let held = (db.read().unwrap())
+                .range(BY_ROOT, &[], None, Order::Ascending, 9)
+                .unwrap();
+            assert_eq!(held.len(), if shared { 3 } else { 4 });
+            // Every root is held now: alice's against a newcomer.
+            let mut carol = ChannelWriter::resume(key(12), info.root, info.side_key, 0);
+            assert!(matches!(
+                register(&db, "carol", &mut carol),
+                Err(RegistryError::RootTaken)
+            ));
+        }
+    }
 }

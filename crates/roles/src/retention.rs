@@ -575,6 +575,20 @@ fn append(path: &Path, transfers: &[powerplug_ledger::Transfer]) -> anyhow::Resu
     Ok(())
 }
 
+/// The roots of the retired channels whose messages may not all be gone.
+pub fn retired_roots(tx: &dyn powerplug_storage::ReadTx) -> anyhow::Result<Vec<[u8; 32]>> {
+    let rows = tx.range(
+        RETIRED,
+        &[],
+        None,
+        powerplug_storage::Order::Ascending,
+        usize::MAX,
+    )?;
+    rows.into_iter()
+        .map(|(k, _)| Ok(k.as_slice().try_into()?))
+        .collect()
+}
+
 /// Inside the transaction that removes a registration or replaces its
 /// channel: its channels (inbound, and the return channel whose goodbye
 /// was just sent) are retired, from where retention had got to up to past

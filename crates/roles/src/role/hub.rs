@@ -122,6 +122,10 @@ pub struct Hub {
     pub telemetry: crate::telemetry::Telemetry,
     /// Outside messages on their way into the store, from every request.
     ingest: super::group_commit::GroupCommit<Vec<(Address, Vec<u8>)>, Vec<bool>>,
+    /// No two channels in the store share a root, so every message at a
+    /// channel's addresses was checked at the door against that channel's
+    /// author: the poll need not check the signatures again.
+    roots_unique: bool,
 }
 
 impl Hub {
@@ -148,6 +152,12 @@ impl Hub {
             tracing::info!(objects = adopted, to = %objects.place(), "moved objects out of the store (a restored backup's)");
         }
         registry::index_next_addresses(&*db)?;
+        let roots_unique = registry::index_roots(&*db, &key.verifying_key().to_bytes())?;
+        if !roots_unique {
+            tracing::warn!(
+                "two channels in this store share a root (registered before roots were kept apart): the poll checks every signature again"
+            );
+        }
         let paged = crate::books::migrate_cells(&*db)?;
         if paged > 0 {
             tracing::info!(cells = paged, "moved strategy cells onto pages");
@@ -178,6 +188,7 @@ impl Hub {
             retention: crate::retention::Keeper::new(Default::default(), 10_000, 1),
             telemetry: Default::default(),
             ingest: Default::default(),
+            roots_unique,
         })
     }
 
@@ -218,6 +229,7 @@ impl Hub {
             &self.db,
             &self.store.snapshot()?,
             due,
+            self.roots_unique,
             &self.plausible,
             now_ms,
         )?;
