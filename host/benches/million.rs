@@ -21,7 +21,8 @@
 //! per second on one core of this machine.
 //!
 //! `cargo bench -p powerplug --bench million` (about 25 minutes);
-//! `POWERPLUG_BENCH_METERS=10000:10000,100000:25000` for other sizes (N:A).
+//! `POWERPLUG_BENCH_METERS=10000:10000,100000:25000` for other sizes (N:A),
+//! `POWERPLUG_BENCH_ROUNDS=12` for more rounds.
 //! Writes `host/benches/results/million.json`;
 //! `python3 host/benches/million_report.py` prints the table and draws
 //! `host/benches/results/million.svg`.
@@ -45,6 +46,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 const SIZES: [(usize, usize); 3] = [(10_000, 10_000), (100_000, 100_000), (1_000_000, 250_000)];
+/// Rounds per size; `POWERPLUG_BENCH_ROUNDS` for a longer run (a soak of
+/// the memory).
 const ROUNDS: usize = 3;
 /// What `POST /channels/batch` takes at once.
 const BATCH: usize = powerplug::channel::BATCH;
@@ -206,7 +209,11 @@ fn one(n: usize, a: usize) -> Value {
     eprintln!("  registered in {register_ms:.0} ms; RSS {rss_registered:.0} MiB");
 
     let mut rounds = Vec::new();
-    for round in 0..ROUNDS as u64 {
+    let rounds_wanted = std::env::var("POWERPLUG_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(ROUNDS);
+    for round in 0..rounds_wanted as u64 {
         let sealed = readings(a, round);
         let before = received(&grid);
         let t = Instant::now();

@@ -8,7 +8,11 @@ pub const MAX_PER_POLL: usize = 10_000;
 
 /// A reader's end of a channel: follows the chain from where it stopped.
 pub struct ChannelReader {
-    author: VerifyingKey,
+    author: [u8; 32],
+    /// The author's key as a curve point, made the first time a signature
+    /// is checked: a reader whose source checked them (see
+    /// [`Source::signed`]) never spends the point's decompression.
+    key: Option<VerifyingKey>,
     root: [u8; 32],
     side_key: Option<[u8; 32]>,
     next_index: u64,
@@ -57,7 +61,8 @@ impl ChannelReader {
         examined: usize,
     ) -> Result<Self, ReadError> {
         Ok(Self {
-            author: VerifyingKey::from_bytes(&info.author).map_err(|_| ReadError::BadAuthor)?,
+            author: info.author,
+            key: None,
             root: info.root,
             side_key: info.side_key,
             next_index,
@@ -86,12 +91,20 @@ impl ChannelReader {
             let next = Address::of(&self.root, self.next_index + 1);
             let candidates = source.messages(&address).map_err(ReadError::Transport)?;
             let mut found = None;
-            let author = self.author.to_bytes();
             for (position, bytes) in candidates.iter().enumerate().skip(self.examined) {
                 let side_key = self.side_key.as_ref();
-                let opened = match source.signed(&author, &address, position) {
+                let opened = match source.signed(&self.author, &address, position) {
                     true => envelope::open_signed(side_key, &address, &next, bytes),
-                    false => envelope::open(&self.author, side_key, &address, &next, bytes),
+                    false => {
+                        let key = match self.key {
+                            Some(key) => key,
+                            None => *self.key.insert(
+                                VerifyingKey::from_bytes(&self.author)
+                                    .map_err(|_| ReadError::BadAuthor)?,
+                            ),
+                        };
+                        envelope::open(&key, side_key, &address, &next, bytes)
+                    }
                 };
                 match opened {
                     Some(message) => {
