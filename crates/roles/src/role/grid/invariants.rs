@@ -44,12 +44,13 @@ pub fn start_counting(db: &dyn Store) -> anyhow::Result<()> {
         return Ok(());
     }
     let tx = db.write()?;
-    let registrations = crate::registry::all(db)?;
+    let consumers: std::collections::HashSet<u32> = (crate::registry::all(db)?.iter())
+        .filter(|r| r.kind == EntityKind::Consumer)
+        .map(|r| r.index)
+        .collect();
     let mut counted = Vec::new();
     for (entity, wh) in crate::inbox::consumed_wh(&*tx)? {
-        let consumer = registrations
-            .iter()
-            .any(|r| r.index == entity && r.kind == EntityKind::Consumer);
+        let consumer = consumers.contains(&entity);
         if consumer && energy_pages().get::<(u64, u64)>(&*tx, entity)?.is_none() {
             counted.push((entity, (wh, 0u64)));
         }
