@@ -15,7 +15,8 @@
 //!   into the outbox, the invariants, the tick log, one commit);
 //! - **quiet**: `GET /status` and a poll round with nothing written;
 //! - **RSS** of the process after each size (each size runs in a process of
-//!   its own, so one size's memory does not count in the next's).
+//!   its own, so one size's memory does not count in the next's, with two
+//!   malloc arenas as the `powerplug` binary has them).
 //!
 //! Beside them, the physical limit: Ed25519 signatures signed and verified
 //! per second on one core of this machine.
@@ -329,8 +330,12 @@ fn main() {
     let exe = std::env::current_exe().unwrap();
     let mut sizes_out = Vec::new();
     for (n, a) in sizes() {
+        // As the `powerplug` binary sets it first thing in main (glibc reads
+        // it at start): two malloc arenas, not eight per core.
+        let arenas = std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "2".into());
         let output = std::process::Command::new(&exe)
             .env("POWERPLUG_BENCH_ONE", format!("{n}:{a}"))
+            .env("MALLOC_ARENA_MAX", arenas)
             .stderr(std::process::Stdio::inherit())
             .output()
             .unwrap();
