@@ -27,8 +27,9 @@ pub trait Source {
     }
 
     /// Whether the source checked already that `author` signed the message
-    /// at `position` of `address` for that address and its link (checked
-    /// many at once, a signature costs half): a reader then only decrypts it.
+    /// at `position` of `address` for that address and its link (a host's
+    /// store at its door; a poll's gathering many at once, at half the cost
+    /// a signature): a reader then only decrypts it.
     fn signed(&self, author: &[u8; 32], address: &Address, position: usize) -> bool {
         let _ = (author, address, position);
         false

@@ -481,13 +481,7 @@ impl Plan {
     }
 
     fn retired(&self, db: &dyn Store, now_ms: u64, done: &mut Report) -> anyhow::Result<()> {
-        let rows = db.read()?.range(
-            RETIRED,
-            &[],
-            None,
-            powerplug_storage::Order::Ascending,
-            usize::MAX,
-        )?;
+        let rows = retired_rows(&*db.read()?)?;
         // A root in use again (a re-registration of the same channel) is no
         // longer retired: its messages are a live reader's. Read after the
         // rows, so a channel retired since is not taken for live.
@@ -575,16 +569,14 @@ fn append(path: &Path, transfers: &[powerplug_ledger::Transfer]) -> anyhow::Resu
     Ok(())
 }
 
+fn retired_rows(tx: &dyn powerplug_storage::ReadTx) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let ascending = powerplug_storage::Order::Ascending;
+    tx.range(RETIRED, &[], None, ascending, usize::MAX)
+}
+
 /// The roots of the retired channels whose messages may not all be gone.
 pub fn retired_roots(tx: &dyn powerplug_storage::ReadTx) -> anyhow::Result<Vec<[u8; 32]>> {
-    let rows = tx.range(
-        RETIRED,
-        &[],
-        None,
-        powerplug_storage::Order::Ascending,
-        usize::MAX,
-    )?;
-    rows.into_iter()
+    (retired_rows(tx)?.into_iter())
         .map(|(k, _)| Ok(k.as_slice().try_into()?))
         .collect()
 }
