@@ -99,7 +99,8 @@ fn a_consumer_cannot_block_the_grids_payment_requests() {
 /// An insider who learned another channel's root registered a channel of
 /// its own key on it: its messages then took the other's addresses at the
 /// door (one message per address, first come), and the owner's own were
-/// refused there for good. A root is now one channel's, also after it left.
+/// refused there for good. A root is now one channel's, also after it left
+/// (until retention has forgotten its messages: `retention.rs`).
 #[test]
 fn nobody_registers_a_channel_on_a_root_in_use() {
     let dir = tempfile::tempdir().unwrap();

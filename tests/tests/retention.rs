@@ -254,5 +254,16 @@ fn return_channels_are_let_go_only_as_far_as_their_consumer_says_it_read() {
         (0..=back.next_index).all(|i| !held(&back.root, i))
             && (0..before.read_index).all(|i| !held(&inbound, i))
     });
+    // With them its roots went: nothing of `silent` is left there to be
+    // read as another's, and the roots table does not grow with every leave.
+    for (seed, root) in [(3u8, inbound), (4, back.root)] {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        let mut writer = ChannelWriter::resume(key, root, Some([seed; 32]), 0);
+        let body = powerplug::api::Register::open(EntityKind::Consumer, &mut writer, None).unwrap();
+        let body = serde_json::to_value(body).unwrap();
+        let path = format!("/registrations/newcomer-{seed}");
+        let (status, answer) = Client::new(&grid.url).put(&path, None, &body);
+        assert_eq!(status, 201, "{answer}");
+    }
     rt.block_on(grid.stop()).unwrap();
 }

@@ -37,11 +37,12 @@ const BY_NEXT_BUILT: &str = "registry/by-next";
 const SUMMARY: &str = "registration_summary";
 /// Entities that joined or left since the last tick: (index, joined?) → ().
 const NEWS: &str = "registration_news";
-/// Channel root → [`Holder`], for good: the entities' channels and the host's
-/// return channels. A reader reads by root, so two channels with one root
-/// would read each other's addresses (the first to write an address would
-/// block the other there); and a root stays its channel's after a reset or a
-/// goodbye, so nobody later reads its old messages as their own.
+/// Channel root → [`Holder`]: the entities' channels and the host's return
+/// channels. A reader reads by root, so two channels with one root would
+/// read each other's addresses (the first to write an address would block
+/// the other there); and a root stays its channel's after a reset or a
+/// goodbye until retention has forgotten the channel's messages
+/// ([`release_root`]), so nobody reads them as their own.
 const BY_ROOT: &str = "registration_roots";
 /// Set once [`BY_ROOT`] holds every root: `true` if no two channels shared
 /// one when it was built (a store from before roots were kept apart).
@@ -142,7 +143,9 @@ pub enum RegistryError {
     Tombstoned(String),
     #[error("channel.author: the key already writes `{0}`'s channel")]
     AuthorTaken(String),
-    #[error("channel.root: another channel has this root (a root is one channel's, for good)")]
+    #[error(
+        "channel.root: another channel has this root (a root stays one channel's until retention has forgotten its messages)"
+    )]
     RootTaken,
     #[error("hello: {0}")]
     Hello(&'static str),
@@ -678,6 +681,36 @@ pub fn index_roots(db: &dyn Store, host: &[u8; 32]) -> Result<bool, RegistryErro
     powerplug_storage::set_meta(&*tx, BY_ROOT_BUILT, &unique)?;
     tx.commit()?;
     Ok(unique)
+}
+
+/// Whether [`BY_ROOT`] was built and no two channels shared a root then: its
+/// holders alone say which root is in use.
+pub fn roots_unique(db: &dyn Store) -> Result<bool, RegistryError> {
+    Ok(powerplug_storage::meta::<bool>(db, BY_ROOT_BUILT)?.unwrap_or(false))
+}
+
+/// Whether a registration's channel, or its return channel, is at `root`
+/// (in a store whose [`roots_unique`]).
+pub fn uses_root(tx: &dyn ReadTx, root: &[u8; 32]) -> Result<bool, RegistryError> {
+    let Some(bytes) = tx.get(BY_ROOT, &key::of(&[root]))? else {
+        return Ok(false);
+    };
+    let holder: Holder = postcard::from_bytes(&bytes)?;
+    if holder.id.is_empty() {
+        return Ok(false);
+    }
+    Ok(read(tx, &holder.id)?.is_some_and(|r| {
+        r.channel.root == *root || r.return_channel.is_some_and(|w| w.root == *root)
+    }))
+}
+
+/// Lets a retired channel's root go, in the transaction in which retention
+/// forgets the last of its messages: nothing at its addresses is left to be
+/// read as a newcomer's, and a root kept for ever would grow the store by a
+/// row with every reset.
+pub fn release_root(tx: &dyn WriteTx, root: &[u8; 32]) -> Result<(), RegistryError> {
+    tx.remove(BY_ROOT, &key::of(&[root]))?;
+    Ok(())
 }
 
 fn tombstone(tx: &dyn ReadTx, id: &str) -> Result<Option<Tombstone>, RegistryError> {

@@ -482,25 +482,29 @@ impl Plan {
 
     fn retired(&self, db: &dyn Store, now_ms: u64, done: &mut Report) -> anyhow::Result<()> {
         let rows = retired_rows(&*db.read()?)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
         // A root in use again (a re-registration of the same channel) is no
-        // longer retired: its messages are a live reader's. Read after the
-        // rows, so a channel retired since is not taken for live.
-        let live: std::collections::HashSet<[u8; 32]> = registry::all(db)?
-            .iter()
-            .flat_map(|r| {
-                [
-                    Some(r.channel.root),
-                    r.return_channel.as_ref().map(|w| w.root),
-                ]
-            })
-            .flatten()
-            .collect();
+        // longer retired: its messages are a live reader's. The root's holder
+        // says so, in the transaction that would forget them; but a store in
+        // which two channels shared a root before roots were kept apart can
+        // only tell from every registration (read after the rows, so a
+        // channel retired since is not taken for live), and keeps its roots.
+        let shared = match registry::roots_unique(db)? {
+            true => None,
+            false => Some(live_roots(db)?),
+        };
         for chunk in rows.chunks(CHUNK) {
             let tx = db.write()?;
             for (k, v) in chunk {
                 let root: [u8; 32] = k.as_slice().try_into()?;
                 let mut retired: Retired = postcard::from_bytes(v)?;
-                if live.contains(&root) {
+                let live = match &shared {
+                    Some(live) => live.contains(&root),
+                    None => registry::uses_root(&*tx, &root)?,
+                };
+                if live {
                     tx.remove(RETIRED, k)?;
                 } else if retired.seen_ms == 0 {
                     retired.seen_ms = now_ms.max(1);
@@ -508,6 +512,9 @@ impl Plan {
                 } else if retired.seen_ms.saturating_add(self.config.messages_ms) <= now_ms {
                     forget(&*tx, &root, retired.from..retired.end, done)?;
                     tx.delete(RETIRED, k)?;
+                    if shared.is_none() {
+                        registry::release_root(&*tx, &root)?;
+                    }
                 }
             }
             tx.commit()?;
@@ -567,6 +574,15 @@ fn append(path: &Path, transfers: &[powerplug_ledger::Transfer]) -> anyhow::Resu
     file.write_all(&lines)?;
     file.sync_data()?;
     Ok(())
+}
+
+/// The roots every registration's channels are at.
+fn live_roots(db: &dyn Store) -> anyhow::Result<std::collections::HashSet<[u8; 32]>> {
+    Ok(registry::all(db)?
+        .iter()
+        .flat_map(|r| [Some(r.channel.root), r.return_channel.as_ref().map(|w| w.root)])
+        .flatten()
+        .collect())
 }
 
 fn retired_rows(tx: &dyn powerplug_storage::ReadTx) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
