@@ -683,7 +683,7 @@ pub fn index_roots(db: &dyn Store, host: &[u8; 32]) -> Result<bool, RegistryErro
     Ok(unique)
 }
 
-/// Whether [`BY_ROOT`] was built and no two channels shared a root then: its
+/// Whether the roots table was built and no two channels shared a root then: its
 /// holders alone say which root is in use.
 pub fn roots_unique(db: &dyn Store) -> Result<bool, RegistryError> {
     Ok(powerplug_storage::meta::<bool>(db, BY_ROOT_BUILT)?.unwrap_or(false))

@@ -580,7 +580,12 @@ fn append(path: &Path, transfers: &[powerplug_ledger::Transfer]) -> anyhow::Resu
 fn live_roots(db: &dyn Store) -> anyhow::Result<std::collections::HashSet<[u8; 32]>> {
     Ok(registry::all(db)?
         .iter()
-        .flat_map(|r| [Some(r.channel.root), r.return_channel.as_ref().map(|w| w.root)])
+        .flat_map(|r| {
+            [
+                Some(r.channel.root),
+                r.return_channel.as_ref().map(|w| w.root),
+            ]
+        })
         .flatten()
         .collect())
 }
