@@ -26,32 +26,12 @@ const INDEX: &str = "tick_log_index";
 /// format here, with a reader of the old one in `decode`.
 pub const FORMAT: u8 = 2;
 
-/// A whole record in [`FORMAT`]: what `encode_parts` is checked against.
+/// A whole record in [`FORMAT`]: what an [`Entry`] is checked against.
 #[cfg(test)]
 fn encode<R: Serialize>(record: &R) -> anyhow::Result<Vec<u8>> {
     let mut bytes = vec![0, FORMAT];
     bytes.extend(postcard::to_allocvec(record)?);
     Ok(bytes)
-}
-
-/// A [`TickRecord`] in [`FORMAT`], from its input encoded already (for its
-/// hash): postcard writes a struct as its fields one after another, so the
-/// input (~0.7 MB at 10,000 consumers, nine runs a tick in an experiment)
-/// is not encoded twice.
-fn encode_parts<D: Serialize>(
-    tick: u64,
-    strategy: &powerplug_strategy::Sha256,
-    hash: &powerplug_strategy::Sha256,
-    encoded_input: &[u8],
-    outcome: &Outcome<D>,
-) -> anyhow::Result<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(encoded_input.len() + 96);
-    bytes.extend([0, FORMAT]);
-    bytes = postcard::to_extend(&tick, bytes)?;
-    bytes = postcard::to_extend(strategy, bytes)?;
-    bytes = postcard::to_extend(hash, bytes)?;
-    bytes.extend_from_slice(encoded_input);
-    Ok(postcard::to_extend(outcome, bytes)?)
 }
 
 fn decode<R: serde::de::DeserializeOwned>(bytes: &[u8]) -> anyhow::Result<R> {
@@ -94,8 +74,8 @@ pub fn record_grid(
     input: GridInput,
     outcome: Outcome<GridDecision>,
 ) -> anyhow::Result<u64> {
-    let now_ms = input.now_ms;
-    record(tx, slot, strategy_sha256, now_ms, input, outcome)
+    let entry = Entry::new(strategy_sha256, input.now_ms, &input, &outcome)?;
+    entry.append(tx, slot)
 }
 
 /// Appends a producer tick to `slot`'s log inside the tick's transaction.
@@ -106,59 +86,88 @@ pub fn record_producer(
     input: ProducerInput,
     outcome: Outcome<ProducerDecision>,
 ) -> anyhow::Result<u64> {
-    let now_ms = input.now_ms;
-    record(tx, slot, strategy_sha256, now_ms, input, outcome)
+    let entry = Entry::new(strategy_sha256, input.now_ms, &input, &outcome)?;
+    entry.append(tx, slot)
 }
 
-fn record<I: Serialize, D: Serialize>(
-    tx: &dyn WriteTx,
-    slot: &str,
-    strategy_sha256: &powerplug_strategy::Sha256,
+/// A tick's record, encoded and hashed before its transaction (a grid
+/// tick prepares its runs' entries beside its store work: at 10,000
+/// consumers an input is ~0.7 MB, and an experiment logs nine a tick) and
+/// numbered when appended.
+pub struct Entry {
+    strategy: powerplug_strategy::Sha256,
     now_ms: u64,
-    input: I,
-    outcome: Outcome<D>,
-) -> anyhow::Result<u64> {
-    let tick = match last(tx, LOG, &key::of(&[&slot]))? {
-        Some((k, _)) => {
-            let mut r = key::Reader::new(&k);
-            r.str()?;
-            r.u64()? + 1
-        }
-        None => 1,
-    };
-    // A version that fails tick after tick logs the first failures of its
-    // streak only (with their inputs): the rest would add a full input each
-    // time until the version is rolled back, or forever if none is left.
-    let streak_key = format!("tick-log/{slot}/failing");
-    let streak: Option<(powerplug_strategy::Sha256, u64)> =
-        powerplug_storage::meta_in(tx, &streak_key)?;
-    match (&outcome, streak) {
-        (Outcome::Failed(_), Some((sha, n))) if &sha == strategy_sha256 => {
-            if n >= FAILURES_LOGGED {
-                Counter::TicksFailedUnlogged.add(tx, 1)?;
-                return Ok(tick - 1);
-            }
-            powerplug_storage::set_meta(tx, &streak_key, &(sha, n + 1))?;
-        }
-        (Outcome::Failed(_), _) => {
-            powerplug_storage::set_meta(tx, &streak_key, &(*strategy_sha256, 1u64))?;
-        }
-        (Outcome::Decided(_), Some(_)) => powerplug_storage::delete_meta(tx, &streak_key)?,
-        (Outcome::Decided(_), None) => {}
+    failed: bool,
+    /// The record after its tick number: postcard writes a struct as its
+    /// fields one after another, so the input is encoded once, for its hash
+    /// and for the record.
+    rest: Vec<u8>,
+}
+
+impl Entry {
+    pub fn new<I: Serialize, D: Serialize>(
+        strategy: &powerplug_strategy::Sha256,
+        now_ms: u64,
+        input: &I,
+        outcome: &Outcome<D>,
+    ) -> anyhow::Result<Self> {
+        let encoded_input = postcard::to_allocvec(input)?;
+        let hash = powerplug_strategy::Sha256(
+            Sha256::new()
+                .chain_update(strategy.hex())
+                .chain_update(&encoded_input)
+                .finalize()
+                .into(),
+        );
+        let mut rest = Vec::with_capacity(encoded_input.len() + 96);
+        rest = postcard::to_extend(strategy, rest)?;
+        rest = postcard::to_extend(&hash, rest)?;
+        rest.extend_from_slice(&encoded_input);
+        Ok(Self {
+            strategy: *strategy,
+            now_ms,
+            failed: matches!(outcome, Outcome::Failed(_)),
+            rest: postcard::to_extend(outcome, rest)?,
+        })
     }
-    let encoded_input = postcard::to_allocvec(&input)?;
-    let hash = powerplug_strategy::Sha256(
-        Sha256::new()
-            .chain_update(strategy_sha256.hex())
-            .chain_update(&encoded_input)
-            .finalize()
-            .into(),
-    );
-    let bytes = encode_parts(tick, strategy_sha256, &hash, &encoded_input, &outcome)?;
-    let k = key::of(&[&slot, &tick]);
-    tx.put(INDEX, &k, &index_value(now_ms, bytes.len() as u64))?;
-    tx.put(LOG, &k, &bytes)?;
-    Ok(tick)
+
+    /// Appends it to `slot`'s log; its tick number there.
+    pub fn append(self, tx: &dyn WriteTx, slot: &str) -> anyhow::Result<u64> {
+        let tick = match last(tx, LOG, &key::of(&[&slot]))? {
+            Some((k, _)) => {
+                let mut r = key::Reader::new(&k);
+                r.str()?;
+                r.u64()? + 1
+            }
+            None => 1,
+        };
+        // A version that fails tick after tick logs the first failures of its
+        // streak only (with their inputs): the rest would add a full input each
+        // time until the version is rolled back, or forever if none is left.
+        let streak_key = format!("tick-log/{slot}/failing");
+        let streak: Option<(powerplug_strategy::Sha256, u64)> =
+            powerplug_storage::meta_in(tx, &streak_key)?;
+        match (self.failed, streak) {
+            (true, Some((sha, n))) if sha == self.strategy => {
+                if n >= FAILURES_LOGGED {
+                    Counter::TicksFailedUnlogged.add(tx, 1)?;
+                    return Ok(tick - 1);
+                }
+                powerplug_storage::set_meta(tx, &streak_key, &(sha, n + 1))?;
+            }
+            (true, _) => powerplug_storage::set_meta(tx, &streak_key, &(self.strategy, 1u64))?,
+            (false, Some(_)) => powerplug_storage::delete_meta(tx, &streak_key)?,
+            (false, None) => {}
+        }
+        let mut bytes = Vec::with_capacity(self.rest.len() + 12);
+        bytes.extend([0, FORMAT]);
+        bytes = postcard::to_extend(&tick, bytes)?;
+        bytes.extend_from_slice(&self.rest);
+        let k = key::of(&[&slot, &tick]);
+        tx.put(INDEX, &k, &index_value(self.now_ms, bytes.len() as u64))?;
+        tx.put(LOG, &k, &bytes)?;
+        Ok(tick)
+    }
 }
 
 /// `slot`'s grid ticks after `since`, oldest first, at most `limit`.
@@ -392,26 +401,40 @@ mod tests {
         powerplug_strategy::Sha256::of(name.as_bytes())
     }
 
+    fn record(
+        tx: &dyn WriteTx,
+        slot: &str,
+        strategy: &powerplug_strategy::Sha256,
+        now_ms: u64,
+        input: u32,
+        outcome: Outcome<u32>,
+    ) -> anyhow::Result<u64> {
+        Entry::new(strategy, now_ms, &input, &outcome)?.append(tx, slot)
+    }
+
+    /// An entry is put together from parts encoded ahead: the bytes must be
+    /// the record's own encoding (past tick 127, a two-byte number).
     #[test]
-    fn a_record_written_from_its_encoded_input_is_the_record_encoded_whole() {
+    fn an_entry_is_the_record_encoded_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RedbStore::open(&dir.path().join("log.redb")).unwrap();
+        let tx = db.write().unwrap();
         let input: Vec<u64> = vec![0, 1, 300, u64::MAX];
-        let record = TickRecord {
-            tick: 70_000,
-            strategy: sha("a"),
-            hash: sha("b"),
-            input: input.clone(),
-            outcome: Outcome::<String>::Failed("trap".into()),
-        };
-        let parts = encode_parts(
-            record.tick,
-            &record.strategy,
-            &record.hash,
-            &postcard::to_allocvec(&input).unwrap(),
-            &record.outcome,
-        )
-        .unwrap();
-        assert_eq!(parts, encode(&record).unwrap());
-        assert_eq!(decode::<TickRecord<Vec<u64>, String>>(&parts).unwrap(), record);
+        let outcome = Outcome::<String>::Failed("trap".into());
+        for _ in 0..130 {
+            let decided = Outcome::Decided("fine".to_owned());
+            let entry = Entry::new(&sha("a"), 5, &input, &decided).unwrap();
+            entry.append(&*tx, "s").unwrap();
+        }
+        let entry = Entry::new(&sha("a"), 5, &input, &outcome).unwrap();
+        assert_eq!(entry.append(&*tx, "s").unwrap(), 131);
+        let bytes = tx.get(LOG, &key::of(&[&"s", &131u64])).unwrap().unwrap();
+        let read: TickRecord<Vec<u64>, String> = decode(&bytes).unwrap();
+        assert_eq!(
+            (read.tick, read.strategy, &read.input, &read.outcome),
+            (131, sha("a"), &input, &outcome)
+        );
+        assert_eq!(encode(&read).unwrap(), bytes);
     }
 
     #[test]
@@ -420,14 +443,14 @@ mod tests {
         let db = RedbStore::open(&dir.path().join("log.redb")).unwrap();
         let tx = db.write().unwrap();
         let failed = || Outcome::Failed("trap".into());
-        record::<u32, u32>(&*tx, "s", &sha("a"), 0, 1, Outcome::Decided(1)).unwrap();
+        record(&*tx, "s", &sha("a"), 0, 1, Outcome::Decided(1)).unwrap();
         for input in 0..FAILURES_LOGGED + 5 {
-            record::<u32, u32>(&*tx, "s", &sha("a"), 0, input as u32, failed()).unwrap();
+            record(&*tx, "s", &sha("a"), 0, input as u32, failed()).unwrap();
         }
         // Another version failing starts a streak of its own; a success ends one.
-        record::<u32, u32>(&*tx, "s", &sha("b"), 0, 10, failed()).unwrap();
-        record::<u32, u32>(&*tx, "s", &sha("b"), 0, 11, Outcome::Decided(11)).unwrap();
-        record::<u32, u32>(&*tx, "s", &sha("b"), 0, 12, failed()).unwrap();
+        record(&*tx, "s", &sha("b"), 0, 10, failed()).unwrap();
+        record(&*tx, "s", &sha("b"), 0, 11, Outcome::Decided(11)).unwrap();
+        record(&*tx, "s", &sha("b"), 0, 12, failed()).unwrap();
         tx.commit().unwrap();
         let n = FAILURES_LOGGED;
         let mut expected = vec![(1, false)];

@@ -47,13 +47,42 @@ impl Grid {
         Ok(())
     }
 
-    /// Carries out every run's decision in one transaction.
+    /// Carries out every run's decision in one transaction. The runs'
+    /// tick-log entries are encoded and hashed on a thread of their own
+    /// meanwhile (~0.7 MB each at 10,000 consumers, nine in an experiment).
     pub(super) fn commit(
         &self,
         decided: Decided<'_>,
         inputs: Vec<GridInput>,
         registrations: &mut HashMap<u32, Registration>,
         consumed: Consumed<'_>,
+    ) -> anyhow::Result<Sent> {
+        let (runs, decisions) = (decided.runs, decided.decisions);
+        std::thread::scope(|scope| {
+            let entries = scope.spawn(|| {
+                (runs.iter().zip(&inputs).zip(decisions))
+                    .map(|((run, input), decision)| {
+                        let outcome = Outcome::Decided(decision);
+                        let sha256 = &run.strategy.info().sha256;
+                        tick_log::Entry::new(sha256, input.now_ms, input, &outcome)
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()
+            });
+            let entries = || match entries.join() {
+                Ok(entries) => entries,
+                Err(_) => Err(anyhow::anyhow!("the tick log's thread panicked")),
+            };
+            self.carry_out(decided, &inputs, registrations, consumed, entries)
+        })
+    }
+
+    fn carry_out(
+        &self,
+        decided: Decided<'_>,
+        inputs: &[GridInput],
+        registrations: &mut HashMap<u32, Registration>,
+        consumed: Consumed<'_>,
+        entries: impl FnOnce() -> anyhow::Result<Vec<tick_log::Entry>>,
     ) -> anyhow::Result<Sent> {
         let Decided {
             tick,
@@ -138,12 +167,8 @@ impl Grid {
             shadow::put(&*tx, &s)?;
         }
         let mut logged = Vec::with_capacity(runs.len());
-        for ((run, input), decision) in runs.iter().zip(inputs).zip(decisions) {
-            let outcome = Outcome::Decided(decision.clone());
-            let sha256 = &run.strategy.info().sha256;
-            logged.push(tick_log::record_grid(
-                &*tx, &run.slot, sha256, input, outcome,
-            )?);
+        for (run, entry) in runs.iter().zip(entries()?) {
+            logged.push(entry.append(&*tx, &run.slot)?);
         }
         if self.anchoring {
             settlement::record(
