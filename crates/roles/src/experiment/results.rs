@@ -162,6 +162,8 @@ pub fn record(tx: &dyn WriteTx, experiment: &Experiment, facts: &TickFacts) -> a
     let stored = rows_of(&experiment.id);
     let mut pages: BTreeMap<u32, BTreeMap<u32, ConsumerRow>> = BTreeMap::new();
     let mut rows: BTreeMap<u32, ConsumerRow> = BTreeMap::new();
+    // Rows not on their page yet: new, or from before pages.
+    let mut off_page = Vec::new();
     for consumer in touched {
         if rows.contains_key(&consumer) {
             continue;
@@ -174,7 +176,10 @@ pub fn record(tx: &dyn WriteTx, experiment: &Experiment, facts: &TickFacts) -> a
         };
         let r = match page.remove(&consumer) {
             Some(r) => fit(r, n),
-            None => row_outside_pages(tx, experiment, consumer, (facts.variant_of)(consumer))?,
+            None => {
+                off_page.push(consumer);
+                row_outside_pages(tx, experiment, consumer, (facts.variant_of)(consumer))?
+            }
         };
         rows.insert(consumer, r);
     }
@@ -231,9 +236,12 @@ pub fn record(tx: &dyn WriteTx, experiment: &Experiment, facts: &TickFacts) -> a
         t.collected += amount;
         t.all_income += amount;
     }
-    for (consumer, r) in rows {
-        // A row from before pages moves onto its page.
+    // A row from before pages moves onto its page (a lookup for every
+    // consumer every tick cost an experiment's tick at 10,000 ~3 ms).
+    for consumer in off_page {
         tx.remove(CONSUMERS, &key::of(&[&experiment.id, &consumer]))?;
+    }
+    for (consumer, r) in rows {
         pages
             .entry(consumer / PAGE)
             .or_default()
