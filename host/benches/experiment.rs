@@ -296,6 +296,13 @@ fn tick_overhead(basic: &[u8], premium: &[u8], n: usize, ticks: usize) -> Value 
 fn main() {
     let basic = component("plugins/basic-grid-strategy", &[]);
     let premium = component("plugins/basic-grid-strategy", &["premium"]);
+    // One size's tick overhead alone (nothing written): for comparing two
+    // builds back to back.
+    if let Ok(n) = std::env::var("POWERPLUG_BENCH_CONSUMERS") {
+        let n = n.parse().expect("POWERPLUG_BENCH_CONSUMERS: a number");
+        tick_overhead(&basic, &premium, n, 6);
+        return;
+    }
     let runtime = Runtime::new(Limits::DEFAULT, None).unwrap();
     let replay = replay_throughput(&runtime, &basic, &premium);
     let mut ticks = serde_json::Map::new();
