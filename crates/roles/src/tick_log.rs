@@ -19,24 +19,38 @@ const LOG: &str = "tick_log";
 const INDEX: &str = "tick_log_index";
 
 /// The format records are written in. A record starts with a zero byte and
-/// its format number, then the record in postcard. Format 1 had neither
-/// byte; its first byte was the tick number (from 1, as a varint: never a
-/// zero byte), so the two cannot be mistaken for each other. Recorded types
-/// come from the WIT (the input, the decision): a change to them is a new
-/// format here, with a reader of the old one in `decode`.
-pub const FORMAT: u8 = 2;
+/// its format number. Format 3: the tick number (a postcard varint), then
+/// the rest of the record in postcard, LZ4-compressed with its size before
+/// it (a tick's inputs repeat their times and ids: an experiment at 10,000
+/// consumers logged ~6 MB a tick, which the byte bound of retention then
+/// held for minutes only). Format 2: the record in postcard. Format 1 had
+/// neither byte; its first byte was the tick number (from 1, as a varint:
+/// never a zero byte), so the formats cannot be mistaken for each other.
+/// Recorded types come from the WIT (the input, the decision): a change to
+/// them is a new format here, with a reader of the old one in `decode`.
+pub const FORMAT: u8 = 3;
 
-/// A whole record in [`FORMAT`]: what an [`Entry`] is checked against.
-#[cfg(test)]
-fn encode<R: Serialize>(record: &R) -> anyhow::Result<Vec<u8>> {
-    let mut bytes = vec![0, FORMAT];
-    bytes.extend(postcard::to_allocvec(record)?);
-    Ok(bytes)
+/// The most a record's compressed rest may say it holds: LZ4 packs at most
+/// ~255 bytes into one, and no record is near 1 GiB.
+fn unpacked_size_ok(claimed: usize, packed: usize) -> bool {
+    claimed <= packed.saturating_mul(255).saturating_add(64) && claimed <= 1 << 30
 }
 
 fn decode<R: serde::de::DeserializeOwned>(bytes: &[u8]) -> anyhow::Result<R> {
     match bytes {
-        [0, FORMAT, record @ ..] => Ok(postcard::from_bytes(record)?),
+        [0, FORMAT, rest @ ..] => {
+            let (tick, packed) = postcard::take_from_bytes::<u64>(rest)?;
+            let (size, packed) = lz4_flex::block::uncompressed_size(packed)?;
+            anyhow::ensure!(
+                unpacked_size_ok(size, packed.len()),
+                "tick log: a record of {} bytes says it holds {size}",
+                packed.len()
+            );
+            let mut whole = postcard::to_allocvec(&tick)?;
+            whole.extend(lz4_flex::block::decompress(packed, size)?);
+            Ok(postcard::from_bytes(&whole)?)
+        }
+        [0, 2, record @ ..] => Ok(postcard::from_bytes(record)?),
         [0, format, ..] => anyhow::bail!(
             "tick log: a record of format {format}; this host reads formats 1 to {FORMAT}"
         ),
@@ -90,18 +104,18 @@ pub fn record_producer(
     entry.append(tx, slot)
 }
 
-/// A tick's record, encoded and hashed before its transaction (a grid
-/// tick prepares its runs' entries beside its store work: at 10,000
+/// A tick's record, encoded, hashed and compressed before its transaction
+/// (a grid tick prepares its runs' entries beside its store work: at 10,000
 /// consumers an input is ~0.7 MB, and an experiment logs nine a tick) and
 /// numbered when appended.
 pub struct Entry {
     strategy: powerplug_strategy::Sha256,
     now_ms: u64,
     failed: bool,
-    /// The record after its tick number: postcard writes a struct as its
-    /// fields one after another, so the input is encoded once, for its hash
-    /// and for the record.
-    rest: Vec<u8>,
+    /// The record after its tick number, compressed ([`FORMAT`]): postcard
+    /// writes a struct as its fields one after another, so the input is
+    /// encoded once, for its hash and for the record.
+    packed: Vec<u8>,
 }
 
 impl Entry {
@@ -123,11 +137,12 @@ impl Entry {
         rest = postcard::to_extend(strategy, rest)?;
         rest = postcard::to_extend(&hash, rest)?;
         rest.extend_from_slice(&encoded_input);
+        let rest = postcard::to_extend(outcome, rest)?;
         Ok(Self {
             strategy: *strategy,
             now_ms,
             failed: matches!(outcome, Outcome::Failed(_)),
-            rest: postcard::to_extend(outcome, rest)?,
+            packed: lz4_flex::block::compress_prepend_size(&rest),
         })
     }
 
@@ -159,10 +174,10 @@ impl Entry {
             (false, Some(_)) => powerplug_storage::delete_meta(tx, &streak_key)?,
             (false, None) => {}
         }
-        let mut bytes = Vec::with_capacity(self.rest.len() + 12);
+        let mut bytes = Vec::with_capacity(self.packed.len() + 12);
         bytes.extend([0, FORMAT]);
         bytes = postcard::to_extend(&tick, bytes)?;
-        bytes.extend_from_slice(&self.rest);
+        bytes.extend_from_slice(&self.packed);
         let k = key::of(&[&slot, &tick]);
         tx.put(INDEX, &k, &index_value(self.now_ms, bytes.len() as u64))?;
         tx.put(LOG, &k, &bytes)?;
@@ -325,6 +340,20 @@ pub fn held(db: &dyn Store, slot: &str) -> anyhow::Result<Held> {
     })
 }
 
+/// `slot`'s newest tick: its time and its record's size in bytes.
+pub fn newest(db: &dyn Store, slot: &str) -> anyhow::Result<Option<(u64, u64)>> {
+    let prefix = key::of(&[&slot]);
+    let tx = db.read()?;
+    let newest = powerplug_storage::prefixed(&*tx, INDEX, &prefix, Order::Descending, 1)?;
+    match newest.first() {
+        Some((_, v)) => {
+            anyhow::ensure!(v.len() == 16, "tick log index: {} bytes", v.len());
+            Ok(Some((key::u64_value(&v[..8])?, key::u64_value(&v[8..])?)))
+        }
+        None => Ok(None),
+    }
+}
+
 /// Deletes `slot`'s oldest ticks while any bound is passed (the newest
 /// `at_least` always stay); the ticks and bytes deleted. Tick numbers are
 /// dense (a tick that is not logged takes no number), so the count held is
@@ -412,14 +441,16 @@ mod tests {
         Entry::new(strategy, now_ms, &input, &outcome)?.append(tx, slot)
     }
 
-    /// An entry is put together from parts encoded ahead: the bytes must be
-    /// the record's own encoding (past tick 127, a two-byte number).
+    /// An entry is put together from parts encoded ahead and compressed: it
+    /// reads back as the record (past tick 127, a two-byte number), smaller
+    /// than the record when its input repeats itself; a record that claims
+    /// more than it can hold is refused before anything is allocated.
     #[test]
-    fn an_entry_is_the_record_encoded_whole() {
+    fn an_entry_reads_back_as_its_record_and_a_false_size_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let db = RedbStore::open(&dir.path().join("log.redb")).unwrap();
         let tx = db.write().unwrap();
-        let input: Vec<u64> = vec![0, 1, 300, u64::MAX];
+        let input: Vec<u64> = (0..10_000).map(|i| 1_700_000_000_000 + i % 3).collect();
         let outcome = Outcome::<String>::Failed("trap".into());
         for _ in 0..130 {
             let decided = Outcome::Decided("fine".to_owned());
@@ -434,7 +465,20 @@ mod tests {
             (read.tick, read.strategy, &read.input, &read.outcome),
             (131, sha("a"), &input, &outcome)
         );
-        assert_eq!(encode(&read).unwrap(), bytes);
+        let whole = postcard::to_allocvec(&read).unwrap();
+        assert!(
+            bytes.len() * 10 < whole.len(),
+            "{} of {}",
+            bytes.len(),
+            whole.len()
+        );
+
+        // Tick 1, then a size prefix of 4 GiB in front of a few bytes.
+        let mut false_size = vec![0, FORMAT, 1];
+        false_size.extend(u32::MAX.to_le_bytes());
+        false_size.extend([0x10, b'x']);
+        let refused = decode::<TickRecord<Vec<u64>, String>>(&false_size).unwrap_err();
+        assert!(refused.to_string().contains("says it holds"), "{refused}");
     }
 
     #[test]
@@ -463,7 +507,7 @@ mod tests {
     /// Records written before records carried their format still read, as
     /// they were; a record of a newer format is refused by name, not misread.
     #[test]
-    fn a_record_of_the_first_format_reads_as_it_was_written() {
+    fn records_of_the_earlier_formats_read_as_they_were_written() {
         let dir = tempfile::tempdir().unwrap();
         let db = RedbStore::open(&dir.path().join("log.redb")).unwrap();
         let input = |now| crate::books::Books::default().grid_input(now, &[], Default::default());
@@ -491,28 +535,38 @@ mod tests {
             input: input(7),
             outcome: Outcome::Failed("trap".into()),
         };
+        // Format 2: two bytes, then the record's postcard.
+        let second_format = GridTickRecord {
+            tick: 2,
+            input: input(8),
+            ..first_format.clone()
+        };
         let tx = db.write().unwrap();
         let old = postcard::to_allocvec(&old).unwrap();
         tx.put(LOG, &key::of(&[&"grid", &1u64]), &old).unwrap();
+        let mut second = vec![0, 2];
+        second.extend(postcard::to_allocvec(&second_format).unwrap());
+        tx.put(LOG, &key::of(&[&"grid", &2u64]), &second).unwrap();
         let tick = record_grid(
             &*tx,
             "grid",
             &sha("c"),
-            input(8),
+            input(9),
             Outcome::Failed("x".into()),
         );
-        assert_eq!(tick.unwrap(), 2);
+        assert_eq!(tick.unwrap(), 3);
         tx.commit().unwrap();
 
         let read = grid_ticks(&db, "grid", 0, 10).unwrap();
-        assert_eq!(read.len(), 2);
+        assert_eq!(read.len(), 3);
         assert_eq!(read[0], first_format);
-        assert_eq!((read[1].tick, read[1].input.now_ms), (2, 8));
+        assert_eq!(read[1], second_format);
+        assert_eq!((read[2].tick, read[2].input.now_ms), (3, 9));
 
         let tx = db.write().unwrap();
         let mut newer = vec![0, FORMAT + 1];
         newer.extend(&old);
-        tx.put(LOG, &key::of(&[&"grid", &3u64]), &newer).unwrap();
+        tx.put(LOG, &key::of(&[&"grid", &4u64]), &newer).unwrap();
         tx.commit().unwrap();
         let refused = grid_ticks(&db, "grid", 0, 10).unwrap_err().to_string();
         assert!(
