@@ -141,12 +141,18 @@ fn record(db: &dyn Store, grid: &GridStrategy) {
 fn replay_throughput(runtime: &Runtime, basic: &[u8], premium: &[u8]) -> Value {
     let (a, b) = (load(runtime, basic), load(runtime, premium));
     let dir = tempfile::tempdir().unwrap();
-    {
+    let stored = {
         let db = RedbStore::open(&dir.path().join("powerplug.redb")).unwrap();
         record(&db, &a);
-    }
+        tick_log::held(&db, "grid").unwrap().bytes
+    };
     let records = recording::read(dir.path(), "grid").unwrap();
     let usage: u64 = records.iter().map(|r| r.input.usage.wh.len() as u64).sum();
+    // Varied readings (150–1,150 Wh): what compression does with real ones.
+    let whole: u64 = (records.iter())
+        .map(|r| postcard::to_allocvec(r).unwrap().len() as u64 + 2)
+        .sum();
+    eprintln!("replay tick log {stored} bytes ({whole} uncompressed)");
     assert_eq!(usage, u64::from(REPLAY_TICKS * REPLAY_CONSUMERS));
     let timed = |f: &dyn Fn()| -> Vec<f64> {
         (0..RUNS)
@@ -177,6 +183,8 @@ fn replay_throughput(runtime: &Runtime, basic: &[u8], premium: &[u8]) -> Value {
     });
     let result = json!({
         "usage_records": usage,
+        "tick_log_bytes": stored,
+        "tick_log_bytes_uncompressed": whole,
         "read": stats(&read),
         "host_only": stats(&nothing),
         "one_strategy": stats(&one),
@@ -242,6 +250,7 @@ fn tick_overhead(basic: &[u8], premium: &[u8], n: usize, ticks: usize) -> Value 
     time(&mut consumers);
     let setups = ["none", "2_variants", "4_variants", "shadow"];
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
+    let mut logged = vec![(0u64, 0u64); setups.len()];
     for round in 0..ROUNDS {
         for (i, setup) in setups.iter().enumerate() {
             let id = format!("{setup}-{round}");
@@ -269,6 +278,7 @@ fn tick_overhead(basic: &[u8], premium: &[u8], n: usize, ticks: usize) -> Value 
                 );
             }
             samples[i].extend(time(&mut consumers).into_iter().skip(1));
+            logged[i] = last_tick_logged(&*grid.hub.db);
             if variants > 0 {
                 http(&url, "POST", &format!("/experiments/{id}/stop"), &json!({}));
             } else if *setup == "shadow" {
@@ -277,8 +287,14 @@ fn tick_overhead(basic: &[u8], premium: &[u8], n: usize, ticks: usize) -> Value 
         }
     }
     let mut out = serde_json::Map::new();
-    for (setup, s) in setups.iter().zip(&samples) {
-        out.insert((*setup).into(), stats(s));
+    for ((setup, s), (stored, whole)) in setups.iter().zip(&samples).zip(&logged) {
+        let mut s = stats(s);
+        s["tick_log_bytes"] = json!(stored);
+        s["tick_log_bytes_uncompressed"] = json!(whole);
+        eprintln!(
+            "tick {n:>6} consumers {setup:<11} tick log {stored} bytes a tick ({whole} uncompressed)"
+        );
+        out.insert((*setup).into(), s);
     }
     rt.block_on(running.stop()).unwrap();
     let base = out["none"]["p50_ms"].as_f64().unwrap();
@@ -291,6 +307,26 @@ fn tick_overhead(basic: &[u8], premium: &[u8], n: usize, ticks: usize) -> Value 
         );
     }
     Value::Object(out)
+}
+
+/// What the last tick wrote to the tick log, over all its runs' slots: as
+/// stored, and as the record's postcard alone (the format before records
+/// were compressed).
+fn last_tick_logged(db: &dyn Store) -> (u64, u64) {
+    let mut newest = Vec::new();
+    for slot in tick_log::slots(db).unwrap() {
+        if let Some((at_ms, bytes)) = tick_log::newest(db, &slot).unwrap() {
+            newest.push((at_ms, bytes, slot));
+        }
+    }
+    let last = newest.iter().map(|n| n.0).max().unwrap_or(0);
+    let (mut stored, mut whole) = (0, 0);
+    for (_, bytes, slot) in newest.iter().filter(|n| n.0 == last) {
+        let record = tick_log::last_grid(db, slot).unwrap().unwrap();
+        stored += bytes;
+        whole += postcard::to_allocvec(&record).unwrap().len() as u64 + 2;
+    }
+    (stored, whole)
 }
 
 fn main() {
