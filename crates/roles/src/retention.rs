@@ -527,9 +527,13 @@ impl Plan {
     fn channels(&self, db: &dyn Store, now_ms: u64, done: &mut Report) -> anyhow::Result<()> {
         let keep = self.config.messages_ms;
         self.retired(db, now_ms, done)?;
-        for chunk in registry::all(db)?.chunks(CHUNK) {
+        // A page of registrations at a time: at a million, all of them at
+        // once held hundreds of MB for every pass.
+        let mut after: Option<String> = None;
+        loop {
+            let (chunk, next) = registry::page(db, None, "", after.as_deref(), CHUNK, CHUNK)?;
             let tx = db.write()?;
-            for r in chunk {
+            for r in &chunk {
                 let mut marks = marks_in(&*tx, &r.id)?;
                 let before = marks;
                 let doomed = marks
@@ -546,8 +550,11 @@ impl Plan {
                 }
             }
             tx.commit()?;
+            match next {
+                Some(id) => after = Some(id),
+                None => return Ok(()),
+            }
         }
-        Ok(())
     }
 }
 
