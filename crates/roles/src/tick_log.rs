@@ -21,9 +21,9 @@ const INDEX: &str = "tick_log_index";
 /// The format records are written in. A record starts with a zero byte and
 /// its format number. Format 3: the tick number (a postcard varint), then
 /// the rest of the record in postcard, LZ4-compressed with its size before
-/// it (a tick's inputs repeat their times and ids: an experiment at 10,000
-/// consumers logged ~6 MB a tick, which the byte bound of retention then
-/// held for minutes only). Format 2: the record in postcard. Format 1 had
+/// it (a tick's inputs repeat their times and ids: varied readings take
+/// about half the bytes, so retention's byte bound holds twice the ticks).
+/// Format 2: the record in postcard. Format 1 had
 /// neither byte; its first byte was the tick number (from 1, as a varint:
 /// never a zero byte), so the formats cannot be mistaken for each other.
 /// Recorded types come from the WIT (the input, the decision): a change to
@@ -106,7 +106,7 @@ pub fn record_producer(
 
 /// A tick's record, encoded, hashed and compressed before its transaction
 /// (a grid tick prepares its runs' entries beside its store work: at 10,000
-/// consumers an input is ~0.7 MB, and an experiment logs nine a tick) and
+/// consumers an input is ~0.4 MB, and an experiment logs nine a tick) and
 /// numbered when appended.
 pub struct Entry {
     strategy: powerplug_strategy::Sha256,

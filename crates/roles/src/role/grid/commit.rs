@@ -49,7 +49,7 @@ impl Grid {
 
     /// Carries out every run's decision in one transaction. The runs'
     /// tick-log entries are encoded and hashed on a thread of their own
-    /// meanwhile (~0.7 MB each at 10,000 consumers, nine in an experiment).
+    /// meanwhile (up to ~0.4 MB each at 10,000 consumers, nine in an experiment).
     pub(super) fn commit(
         &self,
         decided: Decided<'_>,
