@@ -18,7 +18,9 @@
 //! `python3 host/benches/report.py --experiment` draws
 //! `host/benches/results/experiment.svg`.
 //!
-//! `cargo bench -p powerplug --bench experiment` (a few minutes once built).
+//! `cargo bench -p powerplug --bench experiment` (a few minutes once built);
+//! with `POWERPLUG_BENCH_CONSUMERS=N`, only the tick overhead at N consumers,
+//! printed and not written (for two builds back to back).
 
 mod common;
 
