@@ -265,11 +265,20 @@ impl Registry {
         db: &dyn Store,
         credential: &str,
     ) -> Result<Registration, RegistryError> {
+        self.authenticate_in(&*db.read()?, credential)
+    }
+
+    /// [`Registry::authenticate`] as `tx` sees the registration.
+    fn authenticate_in(
+        &self,
+        tx: &dyn ReadTx,
+        credential: &str,
+    ) -> Result<Registration, RegistryError> {
         let unauthorized = || RegistryError::Unauthorized(String::new());
         let (id, mac) = credential.rsplit_once('.').ok_or_else(unauthorized)?;
         let mac = hex::decode(mac).map_err(|_| unauthorized())?;
         let registration =
-            get(db, id)?.ok_or_else(|| RegistryError::Unauthorized(id.to_owned()))?;
+            read(tx, id)?.ok_or_else(|| RegistryError::Unauthorized(id.to_owned()))?;
         self.mac(id, &registration.channel.root)
             .verify_slice(&mac)
             .map_err(|_| RegistryError::Unauthorized(id.to_owned()))?;
@@ -522,8 +531,12 @@ impl Registry {
     /// reserved, and a tombstone keeps its key: only that key, or the
     /// operator, may bring the id back (with its balance and documents).
     pub fn remove(&self, db: &dyn Store, credential: &str) -> Result<Registration, RegistryError> {
-        let registration = self.authenticate(db, credential)?;
+        // Read in the transaction that removes it: a poll may close it (its
+        // goodbye) in between, and the per-kind summary and the news must
+        // undo what is stored, not what was read before (a closed producer
+        // stayed counted as closed for good).
         let tx = db.write()?;
+        let registration = self.authenticate_in(&*tx, credential)?;
         if let Some(back) = &registration.return_channel {
             self.say(&*tx, back, Message::Goodbye)?;
         }
