@@ -148,14 +148,7 @@ impl Entry {
 
     /// Appends it to `slot`'s log; its tick number there.
     pub fn append(self, tx: &dyn WriteTx, slot: &str) -> anyhow::Result<u64> {
-        let tick = match last(tx, LOG, &key::of(&[&slot]))? {
-            Some((k, _)) => {
-                let mut r = key::Reader::new(&k);
-                r.str()?;
-                r.u64()? + 1
-            }
-            None => 1,
-        };
+        let tick = position(tx, slot)? + 1;
         // A version that fails tick after tick logs the first failures of its
         // streak only (with their inputs): the rest would add a full input each
         // time until the version is rolled back, or forever if none is left.

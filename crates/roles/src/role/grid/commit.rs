@@ -48,7 +48,7 @@ impl Grid {
     }
 
     /// Carries out every run's decision in one transaction. The runs'
-    /// tick-log entries are encoded and hashed on a thread of their own
+    /// tick-log entries are encoded, hashed and compressed on a thread of their own
     /// meanwhile (up to ~0.4 MB each at 10,000 consumers, nine in an experiment).
     pub(super) fn commit(
         &self,
