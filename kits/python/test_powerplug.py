@@ -1,5 +1,5 @@
 """Tests of the Python kit's library, natively, with the grid world's
-bindings on the path (tests/tests/languages.rs generates them):
+bindings on the path (tests/tests/e2e/languages.rs generates them):
 PYTHONPATH=build/bindings:kits/python python3 -m unittest kits/python/test_powerplug.py"""
 
 import json

@@ -1,5 +1,5 @@
 // The console in a real browser: Debian's Chromium driven by playwright-core
-// against a running demo grid. host/tests/console.rs starts the demo and runs
+// against a running demo grid. host/tests/binary/console.rs starts the demo and runs
 // this with URL, TOKEN (a full operator token), READ_TOKEN (read scope only),
 // CANDIDATE (a second grid strategy .wasm) and SHOTS (where screenshots go).
 // Every step asserts what a user would see; any failure exits non-zero.

@@ -5,7 +5,7 @@
 //! refused glitch, a payload of junk, and the consumer host killed (SIGKILL)
 //! and started again while its devices went on publishing.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::sync::Arc;

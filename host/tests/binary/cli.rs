@@ -1,7 +1,7 @@
 //! The `powerplug` binary as a user runs it: build both basic strategies into
 //! components, inspect one, run the simulation on them, and run the demo.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

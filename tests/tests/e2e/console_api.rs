@@ -1,7 +1,7 @@
 //! What the console stands on, over HTTP without a browser: the session
 //! cookie (sign-in, scope, sign-out, no use from a foreign page), the
 //! browse routes (`/ticks/recent`, `/registrations`) and `GET /metrics`.
-//! The pages themselves are driven in Chromium by `host/tests/console.rs`.
+//! The pages themselves are driven in Chromium by `host/tests/binary/console.rs`.
 
 use powerplug::http::run;
 use powerplug_tests::{

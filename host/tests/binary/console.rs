@@ -6,7 +6,7 @@
 //! to `target/console-screenshots` (or `$CONSOLE_SCREENSHOTS`); the ones in
 //! `docs/console/` were taken so.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

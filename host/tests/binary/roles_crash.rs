@@ -4,7 +4,7 @@
 //! payment request, payment or payout is lost or repeated: every total is
 //! compared with what the other side recorded.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

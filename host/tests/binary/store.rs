@@ -4,7 +4,7 @@
 //! the refusals (wrong token, token without the scope, a running role, an
 //! existing store without `--force`).
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

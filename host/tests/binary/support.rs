@@ -1,7 +1,5 @@
 //! What the command-line tests share: running the `powerplug` binary as a
 //! user does, a role as its own process, the checkout, a free port.
-// Each test binary uses a part of it.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
