@@ -454,7 +454,7 @@ fn uploaded_onto_the_basic_grid(dir: &std::path::Path, name: &str, bytes: &[u8])
 }
 
 #[test]
-fn strategy_new_grid_projects_build_pass_their_first_test_and_the_check_and_decide_alike() {
+fn strategy_new_projects_of_both_worlds_build_pass_their_first_test_and_the_check() {
     let dir = tempfile::tempdir().unwrap();
     let mut grids = Vec::new();
     for (lang, name) in [
@@ -503,36 +503,8 @@ fn strategy_new_grid_projects_build_pass_their_first_test_and_the_check_and_deci
     grids.push(("my-rust", std::sync::Arc::new(bytes)));
     the_grid_templates_decide_alike(&grids);
 
-    assert!(create(Lang::Js, &dir.path().join("Bad Name"), &workspace_root()).is_err());
-    assert!(
-        create(Lang::Rust, &dir.path().join("ok"), dir.path()).is_err(),
-        "a Rust project needs a checkout's SDK"
-    );
-    // Python, JavaScript and C projects carry their kit: no checkout needed.
-    for (lang, pins) in [
-        (Lang::Python, "kit/python/requirements.txt"),
-        (Lang::Js, "kit/js/package-lock.json"),
-        (Lang::C, "kit/c/tools.txt"),
-    ] {
-        let project = dir.path().join(format!("anywhere-{}", pins.len()));
-        let written = create(lang, &project, dir.path()).unwrap();
-        assert!(written.iter().any(|p| p.ends_with("kit/install.sh")));
-        assert!(written.iter().any(|p| p.ends_with(pins)), "{pins}");
-        let build = std::fs::read_to_string(project.join("build.sh")).unwrap();
-        assert!(
-            !build.contains(&*workspace_root().to_string_lossy()),
-            "the build script names no checkout"
-        );
-    }
-}
-
-/// The producer world in every language: the first test, the build, the
-/// check with its traces (three sources at the host's limit among them).
-/// Apart from the grid world's test, so that the two build side by side.
-#[test]
-fn strategy_new_producer_projects_build_pass_their_first_test_and_the_check() {
-    let dir = tempfile::tempdir().unwrap();
-    let target = workspace_root().join("target/guests");
+    // The producer world in every language: the first test, the build, the
+    // check with its traces (three sources at the host's limit among them).
     for (lang, name) in [
         (Lang::Python, "sun-python"),
         (Lang::Js, "sun-js"),
@@ -567,6 +539,28 @@ fn strategy_new_producer_projects_build_pass_their_first_test_and_the_check() {
             "{name}"
         );
         assert_eq!(info.books, Some(format!("{name}@1")), "{name}");
+    }
+
+    assert!(create(Lang::Js, &dir.path().join("Bad Name"), &workspace_root()).is_err());
+    assert!(
+        create(Lang::Rust, &dir.path().join("ok"), dir.path()).is_err(),
+        "a Rust project needs a checkout's SDK"
+    );
+    // Python, JavaScript and C projects carry their kit: no checkout needed.
+    for (lang, pins) in [
+        (Lang::Python, "kit/python/requirements.txt"),
+        (Lang::Js, "kit/js/package-lock.json"),
+        (Lang::C, "kit/c/tools.txt"),
+    ] {
+        let project = dir.path().join(format!("anywhere-{}", pins.len()));
+        let written = create(lang, &project, dir.path()).unwrap();
+        assert!(written.iter().any(|p| p.ends_with("kit/install.sh")));
+        assert!(written.iter().any(|p| p.ends_with(pins)), "{pins}");
+        let build = std::fs::read_to_string(project.join("build.sh")).unwrap();
+        assert!(
+            !build.contains(&*workspace_root().to_string_lossy()),
+            "the build script names no checkout"
+        );
     }
 }
 
