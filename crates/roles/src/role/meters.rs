@@ -690,8 +690,12 @@ impl Step for Meters {
         Ok(())
     }
 
-    /// What was read goes out before the meters stop.
+    /// What was read goes out before the meters stop, and (remote state)
+    /// the channel positions it reached are kept upstream: without the
+    /// sync, a round that failed after publishing left them behind what
+    /// was sent, and meters started again wrote on addresses already taken.
     fn finish(&self) -> anyhow::Result<()> {
-        self.drain().map(drop)
+        self.drain()?;
+        self.sync()
     }
 }
