@@ -220,11 +220,48 @@ impl Meters {
                     credential: Some(credential),
                     ..kept
                 };
+                self.follow_own_channel(m)?;
             }
             restored.push(m.clone());
         }
         self.save(&restored)?;
         remote.restored.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Remote state, after a restore: what the meter sent after it last kept
+    /// its state upstream (a stop or crash between sending and keeping) is
+    /// read back from its own channel there, so that it goes on after it
+    /// instead of sealing those slices again at addresses already taken.
+    fn follow_own_channel(&self, m: &mut MemberState) -> anyhow::Result<()> {
+        let key = self.key(&m.id)?;
+        let mut reader = ChannelReader::resume(&m.info(key), m.channel.next_index)?;
+        let slice_ms = self.config.slice_ms;
+        loop {
+            let poll = reader.poll(&self.upstream)?;
+            for data in &poll.data {
+                let (end_ms, wh) = match Command::decode(data) {
+                    Some(
+                        Command::Usage { end_ms, wh, .. } | Command::Output { end_ms, wh, .. },
+                    ) => (end_ms, wh),
+                    _ => continue,
+                };
+                m.published_wh += wh.0;
+                m.next_slice = m.next_slice.max(end_ms.0 / slice_ms);
+            }
+            if poll.closed || poll.data.len() < powerplug_channel::MAX_PER_POLL {
+                break;
+            }
+        }
+        if reader.next_index() > m.channel.next_index {
+            tracing::info!(
+                id = %m.id,
+                from = m.channel.next_index,
+                to = reader.next_index(),
+                "went on after what was sent but not kept upstream"
+            );
+            m.channel.next_index = reader.next_index();
+        }
         Ok(())
     }
 
