@@ -12,35 +12,13 @@ use powerplug_tests::{Client, OPERATOR, eventually, grid_config, meters_config, 
 
 #[test]
 fn meters_without_a_disk_keep_their_state_upstream_across_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let (grid_wasm, producer_wasm) = strategy_files(dir.path());
-    let rt = powerplug_tests::runtime();
-    // A 30 s slice every 50 ms, on a clock all roles share (a host refuses
-    // readings from too far in its future).
-    let clock = powerplug::role::Clock {
-        epoch_ms: powerplug::role::unix_ms(),
-        scale: 600,
-    };
-    let mut config = grid_config(dir.path(), grid_wasm, 1_000);
-    config.service.clock = clock;
-    let grid = rt.block_on(run::grid(&config)).unwrap();
-    let mut config = powerplug_tests::producer_config(dir.path(), producer_wasm, &grid.url);
-    config.service.clock = clock;
-    let producer = rt.block_on(run::producer(&config)).unwrap();
-
-    let mut sources = meters_config(
-        MetersConfig::sources(),
-        dir.path().join("must-not-be-used"),
-        &producer.url,
-        clock,
-    );
-    sources.count = 2;
-    sources.admission_token = Some(powerplug_tests::admit(&producer.url, "source", None, 2));
-    sources.meter = MeterConfig::Fixed { wh: 4_000 };
-    sources.state = StateKeeping::Remote {
-        secret: "ab".repeat(32),
-    };
-
+    let Hosts {
+        dir: _dir,
+        rt,
+        grid,
+        producer,
+        sources,
+    } = hosts("ab");
     let api = Client::new(&producer.url);
     let read = || {
         api.get("/status", Some(OPERATOR)).1["registrations"]["messages_read"]
@@ -113,32 +91,13 @@ fn meters_without_a_disk_keep_their_state_upstream_across_a_restart() {
 /// the producer holds. It must go on without junk, gap or a stuck channel.
 #[test]
 fn meters_whose_kept_state_lags_what_they_sent_go_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let (grid_wasm, producer_wasm) = strategy_files(dir.path());
-    let rt = powerplug_tests::runtime();
-    let clock = powerplug::role::Clock {
-        epoch_ms: powerplug::role::unix_ms(),
-        scale: 600,
-    };
-    let mut config = grid_config(dir.path(), grid_wasm, 1_000);
-    config.service.clock = clock;
-    let grid = rt.block_on(run::grid(&config)).unwrap();
-    let mut config = powerplug_tests::producer_config(dir.path(), producer_wasm, &grid.url);
-    config.service.clock = clock;
-    let producer = rt.block_on(run::producer(&config)).unwrap();
-
-    let mut sources = meters_config(
-        MetersConfig::sources(),
-        dir.path().join("must-not-be-used"),
-        &producer.url,
-        clock,
-    );
-    sources.count = 2;
-    sources.admission_token = Some(powerplug_tests::admit(&producer.url, "source", None, 2));
-    sources.meter = MeterConfig::Fixed { wh: 4_000 };
-    sources.state = StateKeeping::Remote {
-        secret: "cd".repeat(32),
-    };
+    let Hosts {
+        dir: _dir,
+        rt,
+        grid,
+        producer,
+        sources,
+    } = hosts("cd");
     let api = Client::new(&producer.url);
     let read = || {
         api.get("/status", Some(OPERATOR)).1["registrations"]["messages_read"]
@@ -196,4 +155,53 @@ fn meters_whose_kept_state_lags_what_they_sent_go_on() {
     });
     rt.block_on(producer.stop()).unwrap();
     rt.block_on(grid.stop()).unwrap();
+}
+
+/// A grid and a producer, and the configuration of two sources without a
+/// disk whose keys and channels derive from `secret` (one byte in hex).
+struct Hosts {
+    dir: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+    grid: run::Running<powerplug::role::grid::Grid>,
+    producer: run::Running<powerplug::role::producer::Producer>,
+    sources: MetersConfig,
+}
+
+fn hosts(secret: &str) -> Hosts {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, producer_wasm) = strategy_files(dir.path());
+    let rt = powerplug_tests::runtime();
+    // A 30 s slice every 50 ms, on a clock all roles share (a host refuses
+    // readings from too far in its future).
+    let clock = powerplug::role::Clock {
+        epoch_ms: powerplug::role::unix_ms(),
+        scale: 600,
+    };
+    let mut config = grid_config(dir.path(), grid_wasm, 1_000);
+    config.service.clock = clock;
+    let grid = rt.block_on(run::grid(&config)).unwrap();
+    let mut config = powerplug_tests::producer_config(dir.path(), producer_wasm, &grid.url);
+    config.service.clock = clock;
+    let producer = rt.block_on(run::producer(&config)).unwrap();
+
+    let mut sources = meters_config(
+        MetersConfig::sources(),
+        dir.path().join("must-not-be-used"),
+        &producer.url,
+        clock,
+    );
+    sources.count = 2;
+    sources.admission_token = Some(powerplug_tests::admit(&producer.url, "source", None, 2));
+    sources.meter = MeterConfig::Fixed { wh: 4_000 };
+    sources.state = StateKeeping::Remote {
+        secret: secret.repeat(32),
+    };
+
+    Hosts {
+        dir,
+        rt,
+        grid,
+        producer,
+        sources,
+    }
 }
