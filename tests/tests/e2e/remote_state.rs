@@ -20,11 +20,7 @@ fn meters_without_a_disk_keep_their_state_upstream_across_a_restart() {
         sources,
     } = hosts("ab");
     let api = Client::new(&producer.url);
-    let read = || {
-        api.get("/status", Some(OPERATOR)).1["registrations"]["messages_read"]
-            .as_u64()
-            .unwrap_or(0)
-    };
+    let read = || messages_read(&api);
     let meters = rt
         .block_on(run::meters(&sources, EntityKind::Source))
         .unwrap();
@@ -99,11 +95,7 @@ fn meters_whose_kept_state_lags_what_they_sent_go_on() {
         sources,
     } = hosts("cd");
     let api = Client::new(&producer.url);
-    let read = || {
-        api.get("/status", Some(OPERATOR)).1["registrations"]["messages_read"]
-            .as_u64()
-            .unwrap_or(0)
-    };
+    let read = || messages_read(&api);
     let db = producer.role.db();
     let objects = &producer.role.hub.objects;
     let kept = |id: &str| {
@@ -204,4 +196,11 @@ fn hosts(secret: &str) -> Hosts {
         producer,
         sources,
     }
+}
+
+/// How many messages the producer read on its sources' channels.
+fn messages_read(producer: &Client) -> u64 {
+    producer.get("/status", Some(OPERATOR)).1["registrations"]["messages_read"]
+        .as_u64()
+        .unwrap_or(0)
 }
