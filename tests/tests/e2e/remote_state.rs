@@ -18,6 +18,7 @@ fn meters_without_a_disk_keep_their_state_upstream_across_a_restart() {
         grid,
         producer,
         sources,
+        ..
     } = hosts("ab");
     let api = Client::new(&producer.url);
     let read = || messages_read(&api);
@@ -86,54 +87,110 @@ fn meters_without_a_disk_keep_their_state_upstream_across_a_restart() {
 /// new position upstream (kill -9 between the two) comes back behind what
 /// the producer holds. It must go on without junk, gap or a stuck channel.
 #[test]
-fn meters_whose_kept_state_lags_what_they_sent_go_on() {
+fn sources_whose_kept_state_lags_what_they_sent_go_on() {
     let Hosts {
         dir: _dir,
         rt,
         grid,
         producer,
         sources,
+        ..
     } = hosts("cd");
-    let api = Client::new(&producer.url);
-    let read = || messages_read(&api);
-    let db = producer.role.db();
-    let objects = &producer.role.hub.objects;
+    let upstream = Upstream {
+        api: Client::new(&producer.url),
+        db: producer.role.db(),
+        objects: &producer.role.hub.objects,
+        total: "source-wh",
+    };
+    lag_and_go_on(&rt, &sources, EntityKind::Source, &upstream);
+    rt.block_on(producer.stop()).unwrap();
+    rt.block_on(grid.stop()).unwrap();
+}
+
+/// The same for consumers at a grid: each slice's usage is billed once.
+#[test]
+fn consumers_whose_kept_state_lags_what_they_sent_are_billed_once() {
+    let Hosts {
+        dir,
+        rt,
+        grid,
+        producer,
+        clock,
+        ..
+    } = hosts("ef");
+    let mut consumers = meters_config(
+        MetersConfig::consumers(),
+        dir.path().join("must-not-be-used"),
+        &grid.url,
+        clock,
+    );
+    consumers.count = 2;
+    consumers.meter = MeterConfig::Fixed { wh: 700 };
+    consumers.state = StateKeeping::Remote {
+        secret: "ef".repeat(32),
+    };
+    let upstream = Upstream {
+        api: Client::new(&grid.url),
+        db: grid.role.db(),
+        objects: &grid.role.hub.objects,
+        total: "usage-wh",
+    };
+    lag_and_go_on(&rt, &consumers, EntityKind::Consumer, &upstream);
+    rt.block_on(producer.stop()).unwrap();
+    rt.block_on(grid.stop()).unwrap();
+}
+
+/// The host above the meters of [`lag_and_go_on`]: `total` names its
+/// `/status` total of what the meters reported.
+struct Upstream<'a> {
+    api: Client,
+    db: &'a dyn powerplug::storage::Store,
+    objects: &'a powerplug::storage::Objects,
+    total: &'static str,
+}
+
+/// Runs two meters, stops them, puts their kept state back to what it was
+/// some readings earlier (what a crash between sending and keeping leaves),
+/// starts them again and checks that every reading went up once.
+fn lag_and_go_on(
+    rt: &tokio::runtime::Runtime,
+    meters: &MetersConfig,
+    kind: EntityKind,
+    up: &Upstream<'_>,
+) {
+    let read = || messages_read(&up.api);
+    let ids = [0, 1].map(|n| format!("{}-{n}", meters.service.id));
     let kept = |id: &str| {
-        powerplug::documents::get(db, objects, id, "powerplug", "member")
+        powerplug::documents::get(up.db, up.objects, id, "powerplug", "member")
             .unwrap()
             .expect("state kept upstream")
     };
-    let meters = rt
-        .block_on(run::meters(&sources, EntityKind::Source))
-        .unwrap();
+    let running = rt.block_on(run::meters(meters, kind)).unwrap();
     eventually("readings arrive", || read() >= 6);
-    let old: Vec<_> = ["source-0", "source-1"].map(kept).to_vec();
+    let old: Vec<_> = ids.iter().map(|id| kept(id)).collect();
     let at = read();
     eventually("more readings arrive", || read() >= at + 10);
-    rt.block_on(meters.stop()).unwrap();
-    // What a crash between sending and keeping leaves: the kept state is
-    // older than what went up.
-    for (id, body) in ["source-0", "source-1"].iter().zip(&old) {
-        powerplug::documents::put(db, objects, id, "powerplug", "member", body).unwrap();
+    rt.block_on(running.stop()).unwrap();
+    for (id, body) in ids.iter().zip(&old) {
+        powerplug::documents::put(up.db, up.objects, id, "powerplug", "member", body).unwrap();
     }
     let before = read();
-    let meters = rt
-        .block_on(run::meters(&sources, EntityKind::Source))
-        .unwrap();
+    let running = rt.block_on(run::meters(meters, kind)).unwrap();
     eventually("readings go on after the restart", || read() >= before + 20);
-    rt.block_on(meters.stop()).unwrap();
+    rt.block_on(running.stop()).unwrap();
     let mut published_wh = 0;
-    for id in ["source-0", "source-1"] {
+    for id in &ids {
         let kept: serde_json::Value = serde_json::from_slice(&kept(id)).unwrap();
         published_wh += kept["published_wh"].as_u64().unwrap();
-        eventually("the producer read the whole channel", || {
-            powerplug::registry::get(db, id)
+        let next = kept["channel"]["next_index"].as_u64().unwrap();
+        eventually("the host read the whole channel", || {
+            powerplug::registry::get(up.db, id)
                 .unwrap()
                 .unwrap()
                 .read_index
-                == kept["channel"]["next_index"].as_u64().unwrap()
+                == next
         });
-        let registration = powerplug::registry::get(db, id).unwrap().unwrap();
+        let registration = powerplug::registry::get(up.db, id).unwrap().unwrap();
         assert_eq!(
             registration.dropped, 0,
             "{id}: nothing sealed over what was sent"
@@ -142,21 +199,22 @@ fn meters_whose_kept_state_lags_what_they_sent_go_on() {
     }
     // Each slice counted once: what went up before the restart is not
     // published again, nor forgotten.
-    eventually("the producer took every reading", || {
-        api.get("/status", None).1["totals"]["source-wh"].as_u64() == Some(published_wh)
+    eventually("the host took every reading", || {
+        up.api.get("/status", None).1["totals"][up.total].as_u64() == Some(published_wh)
     });
-    rt.block_on(producer.stop()).unwrap();
-    rt.block_on(grid.stop()).unwrap();
 }
 
 /// A grid and a producer, and the configuration of two sources without a
-/// disk whose keys and channels derive from `secret` (one byte in hex).
+/// disk whose keys and channels derive from `secret` (one byte in hex), on a
+/// clock all roles share.
 struct Hosts {
     dir: tempfile::TempDir,
     rt: tokio::runtime::Runtime,
     grid: run::Running<powerplug::role::grid::Grid>,
     producer: run::Running<powerplug::role::producer::Producer>,
     sources: MetersConfig,
+    /// The clock every role shares.
+    clock: powerplug::role::Clock,
 }
 
 fn hosts(secret: &str) -> Hosts {
@@ -195,12 +253,13 @@ fn hosts(secret: &str) -> Hosts {
         grid,
         producer,
         sources,
+        clock,
     }
 }
 
-/// How many messages the producer read on its sources' channels.
-fn messages_read(producer: &Client) -> u64 {
-    producer.get("/status", Some(OPERATOR)).1["registrations"]["messages_read"]
+/// How many messages a host read on its meters' channels.
+fn messages_read(host: &Client) -> u64 {
+    host.get("/status", Some(OPERATOR)).1["registrations"]["messages_read"]
         .as_u64()
         .unwrap_or(0)
 }
