@@ -96,13 +96,8 @@ fn sources_whose_kept_state_lags_what_they_sent_go_on() {
         sources,
         ..
     } = hosts("cd");
-    let upstream = Upstream {
-        api: Client::new(&producer.url),
-        db: producer.role.db(),
-        objects: &producer.role.hub.objects,
-        total: "source-wh",
-    };
-    lag_and_go_on(&rt, &sources, EntityKind::Source, &upstream);
+    let (url, hub) = (&producer.url, &producer.role.hub);
+    lag_and_go_on(&rt, &sources, EntityKind::Source, url, hub, "source-wh");
     rt.block_on(producer.stop()).unwrap();
     rt.block_on(grid.stop()).unwrap();
 }
@@ -118,50 +113,31 @@ fn consumers_whose_kept_state_lags_what_they_sent_are_billed_once() {
         clock,
         ..
     } = hosts("ef");
-    let mut consumers = meters_config(
-        MetersConfig::consumers(),
-        dir.path().join("must-not-be-used"),
-        &grid.url,
-        clock,
-    );
-    consumers.count = 2;
-    consumers.meter = MeterConfig::Fixed { wh: 700 };
-    consumers.state = StateKeeping::Remote {
-        secret: "ef".repeat(32),
-    };
-    let upstream = Upstream {
-        api: Client::new(&grid.url),
-        db: grid.role.db(),
-        objects: &grid.role.hub.objects,
-        total: "usage-wh",
-    };
-    lag_and_go_on(&rt, &consumers, EntityKind::Consumer, &upstream);
+    let consumers = two_without_a_disk(MetersConfig::consumers(), &dir, &grid.url, clock, "ef");
+    let (url, hub) = (&grid.url, &grid.role.hub);
+    lag_and_go_on(&rt, &consumers, EntityKind::Consumer, url, hub, "usage-wh");
     rt.block_on(producer.stop()).unwrap();
     rt.block_on(grid.stop()).unwrap();
 }
 
-/// The host above the meters of [`lag_and_go_on`]: `total` names its
-/// `/status` total of what the meters reported.
-struct Upstream<'a> {
-    api: Client,
-    db: &'a dyn powerplug::storage::Store,
-    objects: &'a powerplug::storage::Objects,
-    total: &'static str,
-}
-
 /// Runs two meters, stops them, puts their kept state back to what it was
 /// some readings earlier (what a crash between sending and keeping leaves),
-/// starts them again and checks that every reading went up once.
+/// starts them again and checks that every reading went up once, against
+/// the host above at `url` (`hub`), whose `/status` total `total` adds up
+/// what the meters reported.
 fn lag_and_go_on(
     rt: &tokio::runtime::Runtime,
     meters: &MetersConfig,
     kind: EntityKind,
-    up: &Upstream<'_>,
+    url: &str,
+    hub: &powerplug::role::Hub,
+    total: &str,
 ) {
-    let read = || messages_read(&up.api);
+    let (api, db, objects) = (Client::new(url), &*hub.db, &hub.objects);
+    let read = || messages_read(&api);
     let ids = [0, 1].map(|n| format!("{}-{n}", meters.service.id));
     let kept = |id: &str| {
-        powerplug::documents::get(up.db, up.objects, id, "powerplug", "member")
+        powerplug::documents::get(db, objects, id, "powerplug", "member")
             .unwrap()
             .expect("state kept upstream")
     };
@@ -172,7 +148,7 @@ fn lag_and_go_on(
     eventually("more readings arrive", || read() >= at + 10);
     rt.block_on(running.stop()).unwrap();
     for (id, body) in ids.iter().zip(&old) {
-        powerplug::documents::put(up.db, up.objects, id, "powerplug", "member", body).unwrap();
+        powerplug::documents::put(db, objects, id, "powerplug", "member", body).unwrap();
     }
     let before = read();
     let running = rt.block_on(run::meters(meters, kind)).unwrap();
@@ -184,13 +160,13 @@ fn lag_and_go_on(
         published_wh += kept["published_wh"].as_u64().unwrap();
         let next = kept["channel"]["next_index"].as_u64().unwrap();
         eventually("the host read the whole channel", || {
-            powerplug::registry::get(up.db, id)
+            powerplug::registry::get(db, id)
                 .unwrap()
                 .unwrap()
                 .read_index
                 == next
         });
-        let registration = powerplug::registry::get(up.db, id).unwrap().unwrap();
+        let registration = powerplug::registry::get(db, id).unwrap().unwrap();
         assert_eq!(
             registration.dropped, 0,
             "{id}: nothing sealed over what was sent"
@@ -200,7 +176,7 @@ fn lag_and_go_on(
     // Each slice counted once: what went up before the restart is not
     // published again, nor forgotten.
     eventually("the host took every reading", || {
-        up.api.get("/status", None).1["totals"][up.total].as_u64() == Some(published_wh)
+        api.get("/status", None).1["totals"][total].as_u64() == Some(published_wh)
     });
 }
 
@@ -234,18 +210,9 @@ fn hosts(secret: &str) -> Hosts {
     config.service.clock = clock;
     let producer = rt.block_on(run::producer(&config)).unwrap();
 
-    let mut sources = meters_config(
-        MetersConfig::sources(),
-        dir.path().join("must-not-be-used"),
-        &producer.url,
-        clock,
-    );
-    sources.count = 2;
+    let mut sources =
+        two_without_a_disk(MetersConfig::sources(), &dir, &producer.url, clock, secret);
     sources.admission_token = Some(powerplug_tests::admit(&producer.url, "source", None, 2));
-    sources.meter = MeterConfig::Fixed { wh: 4_000 };
-    sources.state = StateKeeping::Remote {
-        secret: secret.repeat(32),
-    };
 
     Hosts {
         dir,
@@ -262,4 +229,22 @@ fn messages_read(host: &Client) -> u64 {
     host.get("/status", Some(OPERATOR)).1["registrations"]["messages_read"]
         .as_u64()
         .unwrap_or(0)
+}
+
+/// Two meters of 4 kWh a slice at `upstream`, without a disk: keys and
+/// channels derive from `secret` (one byte in hex).
+fn two_without_a_disk(
+    base: MetersConfig,
+    dir: &tempfile::TempDir,
+    upstream: &str,
+    clock: powerplug::role::Clock,
+    secret: &str,
+) -> MetersConfig {
+    let mut meters = meters_config(base, dir.path().join("must-not-be-used"), upstream, clock);
+    meters.count = 2;
+    meters.meter = MeterConfig::Fixed { wh: 4_000 };
+    meters.state = StateKeeping::Remote {
+        secret: secret.repeat(32),
+    };
+    meters
 }

@@ -240,11 +240,10 @@ impl Meters {
         loop {
             let poll = reader.poll(&self.upstream)?;
             for data in &poll.data {
-                let (end_ms, wh) = match Command::decode(data) {
-                    Some(
-                        Command::Usage { end_ms, wh, .. } | Command::Output { end_ms, wh, .. },
-                    ) => (end_ms, wh),
-                    _ => continue,
+                let Some(Command::Usage { end_ms, wh, .. } | Command::Output { end_ms, wh, .. }) =
+                    Command::decode(data)
+                else {
+                    continue;
                 };
                 m.published_wh += wh.0;
                 m.next_slice = m.next_slice.max(end_ms.0 / slice_ms);
