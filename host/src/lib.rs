@@ -23,7 +23,7 @@ pub use powerplug_http as http;
 pub use powerplug_ledger as wallet;
 pub use powerplug_roles::{
     admission, api, backup, books, chart, counter, documents, experiment, garbage, inbox, outbox,
-    pages, registry, replay, retention, role, settlement, tick_log, versions,
+    pages, registry, replay, retention, returns, role, settlement, tick_log, versions,
 };
 pub use powerplug_storage as storage;
 pub use powerplug_strategy as strategy;

@@ -32,6 +32,7 @@ pub mod pages;
 pub mod registry;
 pub mod replay;
 pub mod retention;
+pub mod returns;
 pub mod role;
 pub mod settlement;
 pub mod telemetry;

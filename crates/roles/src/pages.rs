@@ -84,6 +84,19 @@ impl<'a> Pages<'a> {
         entities: impl IntoIterator<Item = u32>,
         mut change: impl FnMut(u32, &mut V) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
+        self.update_some(tx, entities, |entity, value: &mut Option<V>| {
+            change(entity, value.get_or_insert_with(V::default))
+        })
+    }
+
+    /// [`Self::update`] with `None` for an entity without a value; a value
+    /// left `None` is removed.
+    pub fn update_some<V: Serialize + DeserializeOwned>(
+        &self,
+        tx: &dyn WriteTx,
+        entities: impl IntoIterator<Item = u32>,
+        mut change: impl FnMut(u32, &mut Option<V>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         let mut by_page: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         for entity in entities {
             by_page.entry(entity / PAGE).or_default().push(entity);
@@ -95,7 +108,11 @@ impl<'a> Pages<'a> {
             entities.dedup();
             let mut rows: Page<V> = self.read(tx, page)?;
             for entity in entities {
-                change(entity, rows.entry(entity).or_default())?;
+                let mut value = rows.remove(&entity);
+                change(entity, &mut value)?;
+                if let Some(value) = value {
+                    rows.insert(entity, value);
+                }
             }
             self.write(tx, page, &rows)?;
         }

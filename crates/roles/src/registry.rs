@@ -120,6 +120,7 @@ pub struct Registration {
     /// Commands that were valid messages but not valid commands.
     pub rejected: u64,
     /// The channel this host writes back on (consumers: payment requests).
+    /// Its position as it moves on is kept in [`crate::returns`].
     pub return_channel: Option<WriterState>,
 }
 
@@ -277,11 +278,12 @@ impl Registry {
         let unauthorized = || RegistryError::Unauthorized(String::new());
         let (id, mac) = credential.rsplit_once('.').ok_or_else(unauthorized)?;
         let mac = hex::decode(mac).map_err(|_| unauthorized())?;
-        let registration =
+        let mut registration =
             read(tx, id)?.ok_or_else(|| RegistryError::Unauthorized(id.to_owned()))?;
         self.mac(id, &registration.channel.root)
             .verify_slice(&mac)
             .map_err(|_| RegistryError::Unauthorized(id.to_owned()))?;
+        crate::returns::current(tx, &mut registration)?;
         Ok(registration)
     }
 
@@ -368,7 +370,10 @@ impl Registry {
         if !self.accepts(kind) {
             return Err(RegistryError::WrongKind(kind));
         }
-        let old = read(tx, id)?;
+        let mut old = read(tx, id)?;
+        if let Some(old) = old.as_mut() {
+            crate::returns::current(tx, old)?;
+        }
         if let Some(old) = &old
             && old.kind != kind
         {
@@ -446,7 +451,7 @@ impl Registry {
             read_index: 0,
             examined: 0,
             closed: false,
-            return_channel: self.open_return(tx, &old.id, old.kind)?,
+            return_channel: self.open_return(tx, &old.id, old.kind, old.index)?,
             ..old
         })
     }
@@ -497,7 +502,7 @@ impl Registry {
             closed: false,
             dropped: 0,
             rejected: 0,
-            return_channel: self.open_return(tx, id, kind)?,
+            return_channel: self.open_return(tx, id, kind, index)?,
         })
     }
 
@@ -544,6 +549,7 @@ impl Registry {
             news(&*tx, registration.index, false)?;
         }
         tx.remove(REGISTRATIONS, &key::of(&[&registration.id]))?;
+        crate::returns::forget(&*tx, registration.index)?;
         if let Some(next) = next_address(&registration) {
             tx.remove(BY_NEXT, &next.0)?;
         }
@@ -572,6 +578,7 @@ impl Registry {
         tx: &dyn WriteTx,
         id: &str,
         kind: EntityKind,
+        index: u32,
     ) -> Result<Option<WriterState>, RegistryError> {
         if kind != EntityKind::Consumer {
             return Ok(None);
@@ -580,7 +587,9 @@ impl Registry {
         let host = self.key.verifying_key().to_bytes();
         hold_root(tx, &writer.info().root, id, &host)?;
         outbox::enqueue(tx, LOCAL, writer.prepare(Message::Hello)?)?;
-        Ok(Some(WriterState::of(&writer)))
+        let state = WriterState::of(&writer);
+        crate::returns::open(tx, index, &state)?;
+        Ok(Some(state))
     }
 
     fn say(

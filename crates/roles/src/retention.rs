@@ -533,7 +533,8 @@ impl Plan {
         loop {
             let (chunk, next) = registry::page(db, None, "", after.as_deref(), CHUNK, CHUNK)?;
             let tx = db.write()?;
-            for r in &chunk {
+            for mut r in chunk {
+                crate::returns::current(&*tx, &mut r)?;
                 let mut marks = marks_in(&*tx, &r.id)?;
                 let before = marks;
                 let doomed = marks

@@ -58,7 +58,12 @@ fn a_grid_keeps_only_what_its_readers_may_still_need_and_the_money_adds_up() {
     };
     // Every message ever stored: each channel's read position, and each
     // return channel's length.
-    let registrations = powerplug::registry::all(&db).unwrap();
+    let mut registrations = powerplug::registry::all(&db).unwrap();
+    let tx = db.read().unwrap();
+    for r in &mut registrations {
+        powerplug::returns::current(&*tx, r).unwrap();
+    }
+    drop(tx);
     let written: u64 = registrations
         .iter()
         .map(|r| r.read_index + r.return_channel.as_ref().map_or(0, |w| w.next_index))
@@ -167,9 +172,11 @@ fn return_channels_are_let_go_only_as_far_as_their_consumer_says_it_read() {
         .encode()
     };
     let registration = |id: &str| {
-        powerplug::registry::read(&*db.read().unwrap(), id)
-            .unwrap()
-            .unwrap()
+        let tx = db.read().unwrap();
+        let mut r = powerplug::registry::read(&*tx, id).unwrap().unwrap();
+        // Where its return channel stands (the tick keeps that apart).
+        powerplug::returns::current(&*tx, &mut r).unwrap();
+        r
     };
     let held = |root: &[u8; 32], i: u64| {
         !messages_in(&*db.read().unwrap(), &Address::of(root, i))

@@ -5,7 +5,6 @@
 
 use powerplug_domain::EntityKind;
 use powerplug_domain::{Tokens, Wh};
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
@@ -20,9 +19,10 @@ use crate::experiment::{results, shadow};
 use crate::inbox::{self, Command};
 use crate::outbox;
 use crate::registry::{self, LOCAL, Registration};
+use crate::returns;
 use crate::settlement;
 use crate::tick_log::{self, Outcome};
-use powerplug_channel::{ChannelWriter, Message};
+use powerplug_channel::Message;
 use powerplug_ledger as wallet;
 use powerplug_storage as storage;
 use powerplug_strategy::{GridDecision, GridInput, GridStrategy, Metric, PaymentRequest};
@@ -126,18 +126,18 @@ impl Grid {
         }
         let mut sent = Sent::default();
         let mut bills = invariants::Bills::new();
-        let mut requests = Requests::default();
+        let mut requests = Vec::new();
         for (run, decision) in runs.iter().zip(decisions) {
             for r in decision.payment_requests.iter() {
                 if runs::sends(run, cohorts, r.consumer) {
-                    requests.add(&*tx, registrations, &r, &mut sent)?;
+                    requests.extend(request(registrations, &r, &mut sent)?);
                     let bill = bills.entry(r.consumer).or_default();
                     bill.0 = bill.0.saturating_add(r.wh);
                     bill.1 = bill.1.saturating_add(r.owed);
                 }
             }
         }
-        self.send(&*tx, requests)?;
+        self.send(&*tx, registrations, requests, &mut sent)?;
         invariants::check_and_record(&*tx, &inputs[0].usage, &bills, registrations)?;
         storage::set_meta(&*tx, "grid/metrics", &metrics(&active.metrics))?;
         let paid_out: u64 = active.payouts.iter().map(|p| p.amount).sum();
@@ -190,110 +190,88 @@ impl Grid {
 
     /// Seals the tick's payment requests on the consumers' return channels
     /// (on every core: a signature and an encryption each), into the outbox,
-    /// with the channels' new positions.
-    fn send(&self, tx: &dyn storage::WriteTx, requests: Requests) -> anyhow::Result<()> {
+    /// moving the channels past them.
+    fn send(
+        &self,
+        tx: &dyn storage::WriteTx,
+        registrations: &HashMap<u32, Registration>,
+        requests: Vec<Request>,
+        sent: &mut Sent,
+    ) -> anyhow::Result<()> {
         use rayon::prelude::*;
-        let Requests { channels, items } = requests;
-        if items.is_empty() {
+        let mut count = BTreeMap::new();
+        for r in &requests {
+            *count.entry(r.consumer).or_insert(0) += 1;
+        }
+        let mut channels = returns::take(tx, registrations, &count)?;
+        // Each request at its place, in the order decided.
+        let mut placed = Vec::with_capacity(requests.len());
+        for r in requests {
+            match channels.get_mut(&r.consumer) {
+                Some(back) => {
+                    placed.push((r, back.clone()));
+                    back.next_index += 1;
+                }
+                None => sent.undeliverable += 1,
+            }
+        }
+        if placed.is_empty() {
             return Ok(());
         }
         let pay_to =
-            wallet::receive_addresses(tx, &*self.addresses, self.account(), items.len() as u64)?;
+            wallet::receive_addresses(tx, &*self.addresses, self.account(), placed.len() as u64)?;
         let key = self.hub.registry.key();
-        let sealed = (items.par_iter().zip(pay_to))
-            .map(|(item, pay_to)| {
-                let back = channels
-                    .get(&item.consumer)
-                    .and_then(|r| r.return_channel.as_ref())
-                    .context("a request without its return channel")?;
+        let sealed = (placed.par_iter().zip(pay_to))
+            .map(|((r, back), pay_to)| {
                 let command = Command::PaymentRequest {
-                    owed: Tokens(item.owed),
-                    wh: Wh(item.wh),
+                    owed: Tokens(r.owed),
+                    wh: Wh(r.wh),
                     pay_to,
                 };
-                ChannelWriter::resume(key.clone(), back.root, back.side_key, item.index)
-                    .prepare(Message::Data(command.encode()))
+                back.writer(key).prepare(Message::Data(command.encode()))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         outbox::enqueue_many(tx, LOCAL, sealed)?;
-        // In key order (see `wallet::receive_addresses`).
-        let mut moved: Vec<&Registration> = channels.values().collect();
-        moved.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        for registration in moved {
-            registry::put(tx, registration)?;
-        }
         Ok(())
     }
 }
 
-/// A tick's payment requests, each with its place on its consumer's return
-/// channel, to be sealed together.
-#[derive(Default)]
-struct Requests {
-    /// Consumers billed, as this transaction read them, return channels
-    /// moved on past their requests.
-    channels: HashMap<u32, Registration>,
-    items: Vec<Request>,
-}
-
+/// A payment request to send.
 struct Request {
     consumer: u32,
-    /// On the consumer's return channel.
-    index: u64,
     owed: u64,
     wh: u64,
 }
 
-impl Requests {
-    fn add(
-        &mut self,
-        tx: &dyn storage::WriteTx,
-        registrations: &HashMap<u32, Registration>,
-        r: &PaymentRequest,
-        sent: &mut Sent,
-    ) -> anyhow::Result<()> {
-        sent.requests += 1;
-        sent.requested += r.owed;
-        sent.billed_wh += r.wh;
-        let b = sent.billing.entry(r.consumer).or_default();
-        b.billed_wh += r.wh;
-        b.requested += r.owed;
-        // A consumer that deregistered after its last readings arrived is
-        // billed for them, but there is no channel left to send it on.
-        let Some(consumer) = registrations.get(&r.consumer) else {
-            sent.undeliverable += 1;
-            return Ok(());
-        };
-        anyhow::ensure!(
-            consumer.kind == EntityKind::Consumer,
-            "payment request to {}, not a consumer",
-            r.consumer
-        );
-        // Read inside the transaction, once per tick: what a poll or a reset
-        // changed since the tick's news was gathered is not written back.
-        let reg = match self.channels.entry(r.consumer) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => match registry::read(tx, &consumer.id)? {
-                Some(reg) => e.insert(reg),
-                None => {
-                    sent.undeliverable += 1;
-                    return Ok(());
-                }
-            },
-        };
-        let Some(back) = reg.return_channel.as_mut() else {
-            sent.undeliverable += 1;
-            return Ok(());
-        };
-        self.items.push(Request {
-            consumer: r.consumer,
-            index: back.next_index,
-            owed: r.owed,
-            wh: r.wh,
-        });
-        back.next_index += 1;
-        Ok(())
-    }
+/// Counts a payment request into `sent`: the request to send, unless its
+/// consumer has no registration left.
+fn request(
+    registrations: &HashMap<u32, Registration>,
+    r: &PaymentRequest,
+    sent: &mut Sent,
+) -> anyhow::Result<Option<Request>> {
+    sent.requests += 1;
+    sent.requested += r.owed;
+    sent.billed_wh += r.wh;
+    let b = sent.billing.entry(r.consumer).or_default();
+    b.billed_wh += r.wh;
+    b.requested += r.owed;
+    // A consumer that deregistered after its last readings arrived is
+    // billed for them, but there is no channel left to send it on.
+    let Some(consumer) = registrations.get(&r.consumer) else {
+        sent.undeliverable += 1;
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        consumer.kind == EntityKind::Consumer,
+        "payment request to {}, not a consumer",
+        r.consumer
+    );
+    Ok(Some(Request {
+        consumer: r.consumer,
+        owed: r.owed,
+        wh: r.wh,
+    }))
 }
 
 /// What a tick's runs decided, to carry out.
