@@ -110,7 +110,7 @@ pub fn take(
 mod tests {
     use super::*;
     use crate::registry::{Application, Registry};
-    use powerplug_channel::{ChannelWriter, Message};
+    use powerplug_channel::{Address, ChannelWriter, Message};
     use powerplug_domain::EntityKind;
     use powerplug_storage::{RedbStore, Store};
 
@@ -181,6 +181,13 @@ mod tests {
 
         registry.remove(&db, &credential).unwrap();
         assert_eq!(take_n(&db, &seen, 1), None);
+
+        // Each goodbye went after the places taken on its channel.
+        let said: Vec<Address> = (crate::outbox::pending(&db, 9).unwrap().iter())
+            .map(|item| item.message.address)
+            .collect();
+        assert!(said.contains(&Address::of(&first.root, 6)), "{said:?}");
+        assert!(said.contains(&Address::of(&second.root, 3)), "{said:?}");
     }
 
     /// A channel opened before the entries goes on from its registration.
