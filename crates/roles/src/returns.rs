@@ -114,6 +114,13 @@ mod tests {
     use powerplug_domain::EntityKind;
     use powerplug_storage::{RedbStore, Store};
 
+    fn grid() -> (RedbStore, Registry) {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let accepts = [EntityKind::Consumer];
+        let registry = Registry::new([2; 32], key, "grid", &accepts, Default::default());
+        (RedbStore::in_memory().unwrap(), registry)
+    }
+
     fn register(
         registry: &Registry,
         db: &dyn Store,
@@ -134,7 +141,8 @@ mod tests {
         (r.registration, r.credential)
     }
 
-    /// Places taken, then `n` more: where they start.
+    /// Takes `n` places for the consumer at index 0, in a transaction of
+    /// its own: where they start, on which channel.
     fn take_n(db: &dyn Store, seen: &Registration, n: u64) -> Option<(u64, [u8; 32])> {
         let tx = db.write().unwrap();
         let seen = HashMap::from([(seen.index, seen.clone())]);
@@ -147,15 +155,7 @@ mod tests {
     /// follow the channel through a reset and stop at a removal.
     #[test]
     fn places_follow_the_return_channel_through_a_reset_and_stop_at_a_removal() {
-        let db = RedbStore::in_memory().unwrap();
-        let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
-        let registry = Registry::new(
-            [2; 32],
-            key,
-            "grid",
-            &[EntityKind::Consumer],
-            Default::default(),
-        );
+        let (db, registry) = grid();
         let (seen, credential) = register(&registry, &db, 10, None);
         let first = seen.return_channel.clone().unwrap();
         // After the hello.
@@ -193,15 +193,7 @@ mod tests {
     /// A channel opened before the entries goes on from its registration.
     #[test]
     fn a_channel_without_an_entry_goes_on_from_its_registration() {
-        let db = RedbStore::in_memory().unwrap();
-        let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
-        let registry = Registry::new(
-            [2; 32],
-            key,
-            "grid",
-            &[EntityKind::Consumer],
-            Default::default(),
-        );
+        let (db, registry) = grid();
         let (mut seen, credential) = register(&registry, &db, 10, None);
         let tx = db.write().unwrap();
         forget(&*tx, seen.index).unwrap();
