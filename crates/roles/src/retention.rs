@@ -531,10 +531,10 @@ impl Plan {
         // once held hundreds of MB for every pass.
         let mut after: Option<String> = None;
         loop {
-            let (chunk, next) = registry::page(db, None, "", after.as_deref(), CHUNK, CHUNK)?;
+            let (mut chunk, next) = registry::page(db, None, "", after.as_deref(), CHUNK, CHUNK)?;
             let tx = db.write()?;
-            for mut r in chunk {
-                crate::returns::current(&*tx, &mut r)?;
+            crate::returns::current_all(&*tx, &mut chunk)?;
+            for r in &chunk {
                 let mut marks = marks_in(&*tx, &r.id)?;
                 let before = marks;
                 let doomed = marks

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::pages::Pages;
+use crate::pages::{self, Pages};
 use crate::registry::{self, Registration, WriterState};
 use powerplug_storage::{ReadTx, WriteTx};
 
@@ -35,6 +35,19 @@ fn pages() -> Pages<'static> {
 pub fn current(tx: &dyn ReadTx, r: &mut Registration) -> anyhow::Result<()> {
     if let Some(w) = r.return_channel.as_mut() {
         overlay(w, pages().get::<Position>(tx, r.index)?.as_ref());
+    }
+    Ok(())
+}
+
+/// [`current`] for many (in any order), each page read once.
+pub fn current_all(tx: &dyn ReadTx, rs: &mut [Registration]) -> anyhow::Result<()> {
+    let reader = pages::Reader::<Position>::new(tx, pages());
+    let mut by_index: Vec<&mut Registration> = rs.iter_mut().collect();
+    by_index.sort_unstable_by_key(|r| r.index);
+    for r in by_index {
+        if let Some(w) = r.return_channel.as_mut() {
+            overlay(w, reader.get(r.index)?.as_ref());
+        }
     }
     Ok(())
 }
@@ -207,5 +220,12 @@ mod tests {
         assert_eq!(take_n(&db, &seen, 1), Some((9, root)));
         let now = registry.authenticate(&db, &credential).unwrap();
         assert_eq!(now.return_channel.unwrap().next_index, 10);
+        let mut all = registry::all(&db).unwrap();
+        current_all(&*db.read().unwrap(), &mut all).unwrap();
+        let positions: Vec<u64> = all
+            .iter()
+            .filter_map(|r| Some(r.return_channel.as_ref()?.next_index))
+            .collect();
+        assert_eq!(positions, [10]);
     }
 }

@@ -59,11 +59,7 @@ fn a_grid_keeps_only_what_its_readers_may_still_need_and_the_money_adds_up() {
     // Every message ever stored: each channel's read position, and each
     // return channel's length.
     let mut registrations = powerplug::registry::all(&db).unwrap();
-    let tx = db.read().unwrap();
-    for r in &mut registrations {
-        powerplug::returns::current(&*tx, r).unwrap();
-    }
-    drop(tx);
+    powerplug::returns::current_all(&*db.read().unwrap(), &mut registrations).unwrap();
     let written: u64 = registrations
         .iter()
         .map(|r| r.read_index + r.return_channel.as_ref().map_or(0, |w| w.next_index))
