@@ -2,7 +2,7 @@
 //! of every consumer it bills; kept in each registration, that was a
 //! registration (~0.5 KiB) read and written again per payment request, a
 //! sixth of a 100,000-request tick. Here a channel's position is kept 64
-//! consumers to a row ([`pages`](crate::pages)), by the consumer's index.
+//! consumers to a row ([`pages`]), by the consumer's index.
 //!
 //! An entry names its channel's root and holds that channel's position only.
 //! Opening a return channel (a registration, a reset) writes its entry; a
