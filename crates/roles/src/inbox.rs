@@ -32,14 +32,42 @@ fn encode(r: &Record) -> [u8; 24] {
     out
 }
 
+/// A pending row: the record and its sender's kind, so that a tick sorts
+/// usage from output without reading a registration per record.
+fn encode_pending(r: &Record) -> Vec<u8> {
+    let mut out = encode(r).to_vec();
+    out.extend(r.kind.map(kind_byte));
+    out
+}
+
+const KINDS: [EntityKind; 3] = [
+    EntityKind::Consumer,
+    EntityKind::Producer,
+    EntityKind::Source,
+];
+
+fn kind_byte(kind: EntityKind) -> u8 {
+    KINDS.iter().position(|&k| k == kind).unwrap_or(0) as u8
+}
+
+/// A received row (24 bytes) or a pending one (the same and a kind byte).
 fn decode(entity: u32, start_ms: u64, bytes: &[u8]) -> anyhow::Result<Record> {
-    anyhow::ensure!(bytes.len() == 24, "inbox record: {} bytes", bytes.len());
+    let kind = match bytes.len() {
+        24 => None,
+        25 => Some(
+            *KINDS
+                .get(usize::from(bytes[24]))
+                .ok_or_else(|| anyhow::anyhow!("inbox record: kind {}", bytes[24]))?,
+        ),
+        n => anyhow::bail!("inbox record: {n} bytes"),
+    };
     Ok(Record {
         entity,
+        kind,
         start_ms,
         end_ms: key::u64_value(&bytes[..8])?,
         wh: key::u64_value(&bytes[8..16])?,
-        price: key::u64_value(&bytes[16..])?,
+        price: key::u64_value(&bytes[16..24])?,
     })
 }
 
@@ -131,6 +159,9 @@ impl Command {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record {
     pub entity: u32,
+    /// What the sender was registered as when the record came; `None` for
+    /// a pending row a poll kept before rows carried it.
+    pub kind: Option<EntityKind>,
     pub start_ms: u64,
     pub end_ms: u64,
     pub wh: u64,
@@ -179,6 +210,7 @@ fn record(
     // Inside the host a record is plain integers, as the strategies see it.
     let r = Record {
         entity,
+        kind: Some(kind),
         start_ms: start_ms.get(),
         end_ms: end_ms.get(),
         wh: wh.get(),
@@ -424,9 +456,8 @@ pub fn poll(
             polled.duplicates += 1;
             continue;
         }
-        let value = encode(&r);
-        tx.put(RECEIVED, &k, &value)?;
-        tx.put(PENDING, &k, &value)?;
+        tx.put(RECEIVED, &k, &encode(&r))?;
+        tx.put(PENDING, &k, &encode_pending(&r))?;
         polled.records += 1;
     }
     let mut tally = registry::Tally::default();
@@ -644,16 +675,16 @@ mod retention_tests {
     use super::*;
 
     /// As a poll keeps it; entity 2's as a poll did before pending rows
-    /// carried the record.
+    /// carried the record, entity 3's before they carried its kind.
     fn receive(tx: &dyn WriteTx, r: &Record) {
         let k = key::of(&[&r.entity, &r.start_ms]);
         tx.put(RECEIVED, &k, &encode(r)).unwrap();
-        let pending = if r.entity == 2 {
-            &[][..]
-        } else {
-            &encode(r)[..]
+        let pending = match r.entity {
+            2 => Vec::new(),
+            3 => encode(r).to_vec(),
+            _ => encode_pending(r),
         };
-        tx.put(PENDING, &k, pending).unwrap();
+        tx.put(PENDING, &k, &pending).unwrap();
     }
 
     /// What a tick consumed and what ended long enough ago goes; what no tick
@@ -664,6 +695,7 @@ mod retention_tests {
         let db = powerplug_storage::RedbStore::in_memory().unwrap();
         let record = |entity, slice: u64| Record {
             entity,
+            kind: (entity == 1).then_some(EntityKind::Consumer),
             start_ms: slice * 30_000,
             end_ms: (slice + 1) * 30_000,
             wh: 10,
@@ -673,6 +705,9 @@ mod retention_tests {
         for slice in 0..10 {
             receive(&*tx, &record(1, slice));
             receive(&*tx, &record(2, slice));
+            if slice < 2 {
+                receive(&*tx, &record(3, slice));
+            }
         }
         // Entity 1's first 6 and entity 2's first 3 were ticked.
         let consumed: Vec<Record> = (0..6)
@@ -692,8 +727,9 @@ mod retention_tests {
         let left: Vec<Record> = (6..10)
             .map(|s| record(1, s))
             .chain((3..10).map(|s| record(2, s)))
+            .chain((0..2).map(|s| record(3, s)))
             .collect();
-        assert_eq!(pending(&db, 100).unwrap(), left, "both layouts read");
+        assert_eq!(pending(&db, 100).unwrap(), left, "the three layouts read");
         // Nothing more is old enough: a second pass deletes nothing.
         assert_eq!(forget_received(&db, 5 * 30_000 + 1).unwrap(), 0);
     }

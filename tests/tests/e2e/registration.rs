@@ -433,3 +433,52 @@ fn a_consumer_that_leaves_before_its_usage_is_billed_does_not_stall_the_grid() {
     assert_eq!(grid.role.tick().unwrap().failed, None);
     rt.block_on(grid.stop()).unwrap();
 }
+
+/// A producer that deregisters after its output arrived, before the tick:
+/// the record stays output (it came on a producer's channel), never usage
+/// billed to the index it left behind.
+#[test]
+fn a_producer_that_leaves_before_the_tick_leaves_output_not_a_bill() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, _) = strategy_files(dir.path());
+    let rt = runtime();
+    let grid = rt
+        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 86_400_000)))
+        .unwrap();
+    let client = Client::new(&grid.url);
+    let store = HttpTransport::new(&grid.url);
+    let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[8; 32]), true).unwrap();
+    let token = admit(&grid.url, "producer", None, 1);
+    let body = api::Register::open(EntityKind::Producer, &mut writer, Some(&token)).unwrap();
+    let (code, answer) = client.put(
+        "/registrations/solar",
+        None,
+        &serde_json::to_value(body).unwrap(),
+    );
+    assert_eq!(code, 201, "{answer}");
+    let credential = answer["credential"].as_str().unwrap().to_owned();
+    let output = Command::Output {
+        start_ms: powerplug::domain::UnixMs(0),
+        end_ms: powerplug::domain::UnixMs(30_000),
+        wh: powerplug::domain::Wh(3_000),
+        price: Some(powerplug::domain::Tokens(12)),
+    };
+    writer.publish(&store, output.encode()).unwrap();
+    eventually("the reading is in the inbox", || {
+        !powerplug::inbox::pending(grid.role.db(), 10)
+            .unwrap()
+            .is_empty()
+    });
+    assert_eq!(
+        client.delete("/registrations/solar", Some(&credential)).0,
+        200
+    );
+
+    let summary = grid.role.tick().unwrap();
+    assert_eq!(summary.failed, None);
+    assert_eq!(
+        (summary.output_wh, summary.usage_wh, summary.requests),
+        (3_000, 0, 0)
+    );
+    rt.block_on(grid.stop()).unwrap();
+}

@@ -36,6 +36,7 @@ use crate::counter::Counter;
 use crate::experiment::Experiment;
 use crate::experiment::shadow::{self, Shadow};
 use crate::limits::MAX_RECORDS_PER_TICK;
+use crate::registry;
 use powerplug_ledger as wallet;
 use powerplug_storage::{self as storage, Store};
 use powerplug_strategy::{GridDecision, GridInput, GridStrategy};
@@ -356,14 +357,14 @@ impl Grid {
             return Ok(None);
         };
         let news = &pending.news;
+        // A cohort is drawn by id: the registrations of those the news names.
+        let named = (news.usage.iter().map(|u| u.consumer))
+            .chain(news.transfers.iter().filter_map(|t| t.entity));
+        let mut registrations = HashMap::new();
+        registry::add_by_index(&*self.db().read()?, &mut registrations, named)?;
         let mut cohorts = Cohorts {
             experiment: e,
-            of: news
-                .usage
-                .iter()
-                .map(|u| u.consumer)
-                .chain(news.transfers.iter().filter_map(|t| t.entity))
-                .filter_map(|c| pending.registrations.get(&c))
+            of: (registrations.values())
                 .filter(|r| r.kind == EntityKind::Consumer)
                 .map(|r| (r.index, e.cohort(&r.id)))
                 .collect(),

@@ -53,12 +53,13 @@ impl Grid {
         cap_membership(&mut joined, &mut left, MAX_MEMBERSHIP_PER_TICK);
         let cursor: u64 = storage::meta(db, super::TRANSFER_CURSOR)?.unwrap_or(0);
         let transfers = wallet::transfers_page(db, self.account(), cursor, MAX_TRANSFERS_PER_TICK)?;
-        // Only the entities the news names: a tick costs what it carries, not
-        // what the grid has registered.
+        // Only the joinings, the transfers' counterparties and records kept
+        // before they carried their sender's kind: a tick costs what it
+        // carries, not a registration read per reading.
         let read = db.read()?;
         let mut registrations: HashMap<u32, Registration> = HashMap::new();
-        let named = records
-            .iter()
+        let named = (records.iter())
+            .filter(|r| r.kind.is_none())
             .map(|r| r.entity)
             .chain(joined.iter().copied());
         registry::add_by_index(&*read, &mut registrations, named)?;
@@ -98,7 +99,10 @@ impl Grid {
         };
         let (mut usage_wh, mut output_wh) = (0, 0);
         for r in &records {
-            match registrations.get(&r.entity).map(|reg| reg.kind) {
+            let kind = r
+                .kind
+                .or_else(|| registrations.get(&r.entity).map(|reg| reg.kind));
+            match kind {
                 Some(EntityKind::Producer) => {
                     output_wh += r.wh;
                     news.output.push(Output {
