@@ -284,34 +284,67 @@ pub fn receive_addresses(
     account: &str,
     count: u64,
 ) -> Result<Vec<String>, WalletError> {
+    let reserved = reserve_addresses(tx, format, account, count)?;
+    record_addresses(tx, &reserved)?;
+    Ok(reserved.addresses)
+}
+
+/// Receive addresses numbered and derived, not yet recorded: see
+/// [`reserve_addresses`].
+#[derive(Debug)]
+pub struct Reserved {
+    account: String,
+    /// The first one's number in the address log.
+    first_number: u64,
+    pub addresses: Vec<String>,
+}
+
+/// [`receive_addresses`] in two steps, so that a caller can use the
+/// addresses (a grid tick seals them into its payment requests, on every
+/// core) while the same transaction records them. Nothing else may hand out
+/// addresses in the transaction before [`record_addresses`].
+pub fn reserve_addresses(
+    tx: &dyn WriteTx,
+    format: &dyn Addresses,
+    account: &str,
+    count: u64,
+) -> Result<Reserved, WalletError> {
     let k = key::of(&[&account]);
     let first = number(tx, ADDRESS_INDEX, &k)?;
     tx.put(ADDRESS_INDEX, &k, &(first + count).to_be_bytes())?;
-    // In the order handed out, for pruning.
-    let first_number = prune::next_address(tx)?;
-    let out = format.derive(account, first, count)?;
-    if out.len() as u64 != count {
+    let addresses = format.derive(account, first, count)?;
+    if addresses.len() as u64 != count {
         return Err(WalletError::Storage(format!(
             "{} addresses derived, {count} asked for",
-            out.len()
+            addresses.len()
         )));
     }
-    for (i, address) in out.iter().enumerate() {
+    Ok(Reserved {
+        account: account.to_owned(),
+        first_number: prune::next_address(tx)?,
+        addresses,
+    })
+}
+
+/// Records reserved addresses: in the order handed out (for pruning), and
+/// each to the account it pays into.
+pub fn record_addresses(tx: &dyn WriteTx, reserved: &Reserved) -> Result<(), WalletError> {
+    for (i, address) in reserved.addresses.iter().enumerate() {
         tx.put(
             prune::ADDRESS_LOG,
-            &key::of(&[&(first_number + i as u64)]),
+            &key::of(&[&(reserved.first_number + i as u64)]),
             address.as_bytes(),
         )?;
     }
     // In key order: addresses are random, and a B-tree takes a batch of
     // keys in order page after page (each page copied and written once)
     // where random order goes back and forth across the whole tree.
-    let mut keys: Vec<Vec<u8>> = out.iter().map(|a| key::of(&[a])).collect();
+    let mut keys: Vec<Vec<u8>> = (reserved.addresses.iter()).map(|a| key::of(&[a])).collect();
     keys.sort_unstable();
     for k in keys {
-        tx.put(ADDRESSES, &k, account.as_bytes())?;
+        tx.put(ADDRESSES, &k, reserved.account.as_bytes())?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The account a receive address pays into.

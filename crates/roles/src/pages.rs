@@ -120,16 +120,16 @@ impl<'a> Pages<'a> {
     }
 
     /// Sets the values of `rows` (an entity named twice: the last).
-    pub fn set<V: Serialize + DeserializeOwned + Default>(
+    pub fn set<V: Serialize + DeserializeOwned>(
         &self,
         tx: &dyn WriteTx,
         rows: impl IntoIterator<Item = (u32, V)>,
     ) -> anyhow::Result<()> {
         let mut rows: BTreeMap<u32, V> = rows.into_iter().collect();
         let entities: Vec<u32> = rows.keys().copied().collect();
-        self.update(tx, entities, |entity, value: &mut V| {
+        self.update_some(tx, entities, |entity, value: &mut Option<V>| {
             if let Some(new) = rows.remove(&entity) {
-                *value = new;
+                *value = Some(new);
             }
             Ok(())
         })

@@ -5,7 +5,7 @@
 
 use powerplug_domain::EntityKind;
 use powerplug_domain::{Tokens, Wh};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::Context;
 
@@ -18,11 +18,11 @@ use crate::experiment::billing::{self, Billing};
 use crate::experiment::{results, shadow};
 use crate::inbox::{self, Command};
 use crate::outbox;
-use crate::registry::{self, LOCAL, Registration};
+use crate::registry::{self, LOCAL, Registration, WriterState};
 use crate::returns;
 use crate::settlement;
 use crate::tick_log::{self, Outcome};
-use powerplug_channel::Message;
+use powerplug_channel::{Message, Sealed};
 use powerplug_ledger as wallet;
 use powerplug_storage as storage;
 use powerplug_strategy::{GridDecision, GridInput, GridStrategy, Metric, PaymentRequest};
@@ -94,145 +94,183 @@ impl Grid {
         } = decided;
         let active = &decisions[0];
         let tx = self.tick_tx()?;
-        // The news named whom the tick heard from; a decision may name others
-        // (a payout, a bill carried from an earlier tick).
-        let named = (active.payouts.iter().map(|p| p.producer)).chain(
-            decisions
-                .iter()
-                .flat_map(|d| d.payment_requests.consumer.iter().copied()),
-        );
-        registry::add_by_index(&*tx, registrations, named)?;
-        for (run, decision) in runs.iter().zip(decisions) {
-            store_decision(&*tx, &run.slot, &decision.state, &decision.cells)?;
-        }
-        inbox::consume(&*tx, consumed.records)?;
-        registry::consume_news(&*tx, consumed.joined, consumed.left)?;
-        storage::set_meta(&*tx, super::TRANSFER_CURSOR, &consumed.cursor)?;
-        let mut payouts = Vec::with_capacity(active.payouts.len());
-        for p in &active.payouts {
-            let producer = registrations
-                .get(&p.producer)
-                .filter(|r| r.kind == EntityKind::Producer)
-                .with_context(|| format!("payout to {}, not a producer", p.producer))?;
-            payouts.push(wallet::transfer(
-                &*tx,
-                self.account(),
-                &producer.id,
-                wallet::Tokens(p.amount),
-                self.account(),
-                &wallet::host_key(&format!("payout/{tick}/{}", p.producer)),
-                wallet::UnixMs(now),
-            )?);
-        }
+        // The bills first, at their places on the return channels: they are
+        // sealed on every core while this thread writes the rest of the tick.
         let mut sent = Sent::default();
         let mut bills = invariants::Bills::new();
         let mut requests = Vec::new();
         for (run, decision) in runs.iter().zip(decisions) {
             for r in decision.payment_requests.iter() {
                 if runs::sends(run, cohorts, r.consumer) {
-                    requests.extend(request(registrations, &r, &mut sent)?);
+                    requests.push(request(&r, &mut sent));
                     let bill = bills.entry(r.consumer).or_default();
                     bill.0 = bill.0.saturating_add(r.wh);
                     bill.1 = bill.1.saturating_add(r.owed);
                 }
             }
         }
-        self.send(&*tx, registrations, requests, &mut sent)?;
-        invariants::check_and_record(&*tx, &inputs[0].usage, &bills, registrations)?;
-        storage::set_meta(&*tx, "grid/metrics", &metrics(&active.metrics))?;
-        let paid_out: u64 = active.payouts.iter().map(|p| p.amount).sum();
-        Counter::Ticks.add(&*tx, 1)?;
-        Counter::UsageWh.add(&*tx, inputs[0].usage.wh.iter().sum())?;
-        Counter::OutputWh.add(&*tx, inputs[0].output.iter().map(|o| o.wh).sum())?;
-        Counter::PaymentRequests.add(&*tx, sent.requests)?;
-        Counter::RequestsUndeliverable.add(&*tx, sent.undeliverable)?;
-        Counter::Requested.add(&*tx, sent.requested)?;
-        Counter::BilledWh.add(&*tx, sent.billed_wh)?;
-        Counter::PaidOut.add(&*tx, paid_out)?;
-        Counter::Income.add(&*tx, consumed.income)?;
-        if let Some(c) = cohorts {
-            let variant_of = |consumer| c.variant(consumer);
-            let facts =
-                experiment_facts(now, c, &variant_of, runs, decisions, &inputs[0], paid_out);
-            // Before this tick's billing is added: a new row's opening balances.
-            results::record(&*tx, c.experiment, &facts)?;
-        }
-        billing::add(
-            &*tx,
-            &tick_billing(&inputs[0], std::mem::take(&mut sent.billing)),
-        )?;
-        billing::add_supplied(&*tx, &tick_supplied(&inputs[0], active))?;
-        if let (Some(mut s), Some(candidate)) = (shadow, decisions.get(1)) {
-            s.stats.compare(now, active, candidate);
-            shadow::put(&*tx, &s)?;
-        }
-        let mut logged = Vec::with_capacity(runs.len());
-        for (run, entry) in runs.iter().zip(entries()?) {
-            logged.push(entry.append(&*tx, &run.slot)?);
-        }
-        if self.anchoring {
-            settlement::record(
+        let placed = self.place(&*tx, requests, &mut sent)?;
+        let key = self.hub.registry.key();
+        std::thread::scope(|scope| {
+            let sealing = scope.spawn(|| placed.seal(key));
+            if let Some(pay_to) = &placed.pay_to {
+                wallet::record_addresses(&*tx, pay_to)?;
+            }
+            // Payouts name producers; bills went by `returns`, with no
+            // registration read.
+            let paid = active.payouts.iter().map(|p| p.producer);
+            registry::add_by_index(&*tx, registrations, paid)?;
+            for (run, decision) in runs.iter().zip(decisions) {
+                store_decision(&*tx, &run.slot, &decision.state, &decision.cells)?;
+            }
+            inbox::consume(&*tx, consumed.records)?;
+            registry::consume_news(&*tx, consumed.joined, consumed.left)?;
+            storage::set_meta(&*tx, super::TRANSFER_CURSOR, &consumed.cursor)?;
+            let mut payouts = Vec::with_capacity(active.payouts.len());
+            for p in &active.payouts {
+                let producer = registrations
+                    .get(&p.producer)
+                    .filter(|r| r.kind == EntityKind::Producer)
+                    .with_context(|| format!("payout to {}, not a producer", p.producer))?;
+                payouts.push(wallet::transfer(
+                    &*tx,
+                    self.account(),
+                    &producer.id,
+                    wallet::Tokens(p.amount),
+                    self.account(),
+                    &wallet::host_key(&format!("payout/{tick}/{}", p.producer)),
+                    wallet::UnixMs(now),
+                )?);
+            }
+            invariants::check_and_record(&*tx, &inputs[0].usage, &bills, &placed.consumers)?;
+            storage::set_meta(&*tx, "grid/metrics", &metrics(&active.metrics))?;
+            let paid_out: u64 = active.payouts.iter().map(|p| p.amount).sum();
+            Counter::Ticks.add(&*tx, 1)?;
+            Counter::UsageWh.add(&*tx, inputs[0].usage.wh.iter().sum())?;
+            Counter::OutputWh.add(&*tx, inputs[0].output.iter().map(|o| o.wh).sum())?;
+            Counter::PaymentRequests.add(&*tx, sent.requests)?;
+            Counter::RequestsUndeliverable.add(&*tx, sent.undeliverable)?;
+            Counter::Requested.add(&*tx, sent.requested)?;
+            Counter::BilledWh.add(&*tx, sent.billed_wh)?;
+            Counter::PaidOut.add(&*tx, paid_out)?;
+            Counter::Income.add(&*tx, consumed.income)?;
+            if let Some(c) = cohorts {
+                let variant_of = |consumer| c.variant(consumer);
+                let facts =
+                    experiment_facts(now, c, &variant_of, runs, decisions, &inputs[0], paid_out);
+                // Before this tick's billing is added: a new row's opening balances.
+                results::record(&*tx, c.experiment, &facts)?;
+            }
+            billing::add(
                 &*tx,
-                &settlement::Settlement {
-                    grid: self.account().to_owned(),
-                    tick,
-                    slot: runs[0].slot.clone(),
-                    log_tick: logged[0],
-                    hash: settlement::hash(self.account(), tick, active, &payouts)?,
-                    payouts: payouts.iter().map(|t| t.seq).collect(),
-                    block: None,
-                },
+                &tick_billing(&inputs[0], std::mem::take(&mut sent.billing)),
             )?;
-        }
+            billing::add_supplied(&*tx, &tick_supplied(&inputs[0], active))?;
+            if let (Some(mut s), Some(candidate)) = (shadow, decisions.get(1)) {
+                s.stats.compare(now, active, candidate);
+                shadow::put(&*tx, &s)?;
+            }
+            let sealed = match sealing.join() {
+                Ok(sealed) => sealed?,
+                Err(_) => anyhow::bail!("sealing the payment requests panicked"),
+            };
+            outbox::enqueue_many(&*tx, LOCAL, sealed)?;
+            let mut logged = Vec::with_capacity(runs.len());
+            for (run, entry) in runs.iter().zip(entries()?) {
+                logged.push(entry.append(&*tx, &run.slot)?);
+            }
+            if self.anchoring {
+                settlement::record(
+                    &*tx,
+                    &settlement::Settlement {
+                        grid: self.account().to_owned(),
+                        tick,
+                        slot: runs[0].slot.clone(),
+                        log_tick: logged[0],
+                        hash: settlement::hash(self.account(), tick, active, &payouts)?,
+                        payouts: payouts.iter().map(|t| t.seq).collect(),
+                        block: None,
+                    },
+                )?;
+            }
+            anyhow::Ok(())
+        })?;
         tx.commit()?;
         Ok(sent)
     }
 
-    /// Seals the tick's payment requests on the consumers' return channels
-    /// (on every core: a signature and an encryption each), into the outbox,
-    /// moving the channels past them.
-    fn send(
+    /// Puts the tick's payment requests at their places on the consumers'
+    /// return channels, moving the channels past them, each with an address
+    /// to pay to (reserved, recorded by the caller).
+    fn place(
         &self,
         tx: &dyn storage::WriteTx,
-        registrations: &HashMap<u32, Registration>,
         requests: Vec<Request>,
         sent: &mut Sent,
-    ) -> anyhow::Result<()> {
-        use rayon::prelude::*;
+    ) -> anyhow::Result<Placed> {
         let mut count = BTreeMap::new();
         for r in &requests {
             *count.entry(r.consumer).or_insert(0) += 1;
         }
-        let mut channels = returns::take(tx, registrations, &count)?;
-        // Each request at its place, in the order decided.
-        let mut placed = Vec::with_capacity(requests.len());
+        let mut channels = returns::take(tx, &count)?;
+        let consumers = channels.keys().copied().collect();
+        // Each request at its place, in the order decided. A consumer that
+        // deregistered after its last readings arrived is billed for them,
+        // but there is no channel left to send it on.
+        let mut requests_placed = Vec::with_capacity(requests.len());
         for r in requests {
-            match channels.get_mut(&r.consumer) {
+            match channels.get_mut(&r.consumer).and_then(Option::as_mut) {
                 Some(back) => {
-                    placed.push((r, back.clone()));
+                    requests_placed.push((r, back.clone()));
                     back.next_index += 1;
                 }
                 None => sent.undeliverable += 1,
             }
         }
-        if placed.is_empty() {
-            return Ok(());
-        }
-        let pay_to =
-            wallet::receive_addresses(tx, &*self.addresses, self.account(), placed.len() as u64)?;
-        let key = self.hub.registry.key();
-        let sealed = (placed.par_iter().zip(pay_to))
+        let pay_to = match requests_placed.len() as u64 {
+            0 => None,
+            n => Some(wallet::reserve_addresses(
+                tx,
+                &*self.addresses,
+                self.account(),
+                n,
+            )?),
+        };
+        Ok(Placed {
+            requests: requests_placed,
+            pay_to,
+            consumers,
+        })
+    }
+}
+
+/// A tick's payment requests at their places, each with its address to pay
+/// to: ready to seal.
+struct Placed {
+    requests: Vec<(Request, WriterState)>,
+    pay_to: Option<wallet::Reserved>,
+    /// The billed consumers still registered.
+    consumers: HashSet<u32>,
+}
+
+impl Placed {
+    /// Seals each request on its consumer's return channel, on every core
+    /// (a signature and an encryption each).
+    fn seal(&self, key: &ed25519_dalek::SigningKey) -> anyhow::Result<Vec<Sealed>> {
+        use rayon::prelude::*;
+        let Some(pay_to) = &self.pay_to else {
+            return Ok(Vec::new());
+        };
+        (self.requests.par_iter().zip(&pay_to.addresses))
             .map(|((r, back), pay_to)| {
                 let command = Command::PaymentRequest {
                     owed: Tokens(r.owed),
                     wh: Wh(r.wh),
-                    pay_to,
+                    pay_to: pay_to.clone(),
                 };
                 back.writer(key).prepare(Message::Data(command.encode()))
             })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        outbox::enqueue_many(tx, LOCAL, sealed)?;
-        Ok(())
+            .collect()
     }
 }
 
@@ -243,35 +281,19 @@ struct Request {
     wh: u64,
 }
 
-/// Counts a payment request into `sent`: the request to send, unless its
-/// consumer has no registration left.
-fn request(
-    registrations: &HashMap<u32, Registration>,
-    r: &PaymentRequest,
-    sent: &mut Sent,
-) -> anyhow::Result<Option<Request>> {
+/// Counts a payment request into `sent`: the request to send.
+fn request(r: &PaymentRequest, sent: &mut Sent) -> Request {
     sent.requests += 1;
     sent.requested += r.owed;
     sent.billed_wh += r.wh;
     let b = sent.billing.entry(r.consumer).or_default();
     b.billed_wh += r.wh;
     b.requested += r.owed;
-    // A consumer that deregistered after its last readings arrived is
-    // billed for them, but there is no channel left to send it on.
-    let Some(consumer) = registrations.get(&r.consumer) else {
-        sent.undeliverable += 1;
-        return Ok(None);
-    };
-    anyhow::ensure!(
-        consumer.kind == EntityKind::Consumer,
-        "payment request to {}, not a consumer",
-        r.consumer
-    );
-    Ok(Some(Request {
+    Request {
         consumer: r.consumer,
         owed: r.owed,
         wh: r.wh,
-    }))
+    }
 }
 
 /// What a tick's runs decided, to carry out.

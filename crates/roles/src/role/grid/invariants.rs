@@ -6,10 +6,10 @@
 //! host keeps its own two numbers per consumer, in the tick's transaction.
 
 use powerplug_domain::EntityKind;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::pages::{self, Pages};
-use crate::registry::Registration;
+use crate::registry;
 use powerplug_storage::{ReadTx, Store, key};
 use powerplug_strategy::UsageBatch;
 
@@ -71,7 +71,7 @@ pub fn check_and_record(
     tx: &dyn powerplug_storage::WriteTx,
     usage: &UsageBatch,
     bills: &Bills,
-    registrations: &HashMap<u32, Registration>,
+    consumers: &HashSet<u32>,
 ) -> anyhow::Result<()> {
     let mut used: BTreeMap<u32, u64> = BTreeMap::new();
     for (&consumer, &wh) in usage.consumer.iter().zip(&usage.wh) {
@@ -86,29 +86,25 @@ pub fn check_and_record(
         let Some(&(wh, owed)) = bills.get(&consumer) else {
             return Ok(());
         };
-        let name = registrations.get(&consumer);
-        let is_consumer = match name {
-            Some(r) => r.kind == EntityKind::Consumer,
-            // One that left: a consumer if it ever reported usage.
-            None => t.0 > 0,
-        };
+        // One that left: a consumer if it ever reported usage.
         anyhow::ensure!(
-            is_consumer,
-            "invariant: a payment request of {owed} tokens for {wh} Wh to entity {consumer}{}, which is not a registered consumer",
-            name.map(|r| format!(" ({}, a {:?})", r.id, r.kind))
-                .unwrap_or_default()
+            consumers.contains(&consumer) || t.0 > 0,
+            "invariant: a payment request of {owed} tokens for {wh} Wh to entity {consumer}, which is not a registered consumer",
         );
         t.1 = t.1.saturating_add(wh);
-        anyhow::ensure!(
-            t.1 <= t.0,
-            "invariant: consumer {} would have been billed {} Wh in all, more than the {} Wh it reported (this tick: {wh} Wh for {owed} tokens)",
-            name.map_or_else(
-                || format!("index {consumer}"),
-                |r| format!("{} (index {consumer})", r.id)
-            ),
-            t.1,
-            t.0,
-        );
+        if t.1 > t.0 {
+            let mut named = HashMap::new();
+            registry::add_by_index(tx, &mut named, [consumer])?;
+            anyhow::bail!(
+                "invariant: consumer {} would have been billed {} Wh in all, more than the {} Wh it reported (this tick: {wh} Wh for {owed} tokens)",
+                named.get(&consumer).map_or_else(
+                    || format!("index {consumer}"),
+                    |r| format!("{} (index {consumer})", r.id)
+                ),
+                t.1,
+                t.0,
+            );
+        }
         Ok(())
     })
 }
