@@ -389,11 +389,16 @@ fn an_id_that_left_comes_back_only_with_its_own_key() {
     rt.block_on(grid.stop()).unwrap();
 }
 
-/// A consumer that deregisters after its readings arrived, before the tick
-/// that bills them: the tick still decides and commits (the bill has no
-/// channel left and is counted undeliverable) instead of failing every tick.
-#[test]
-fn a_consumer_that_leaves_before_its_usage_is_billed_does_not_stall_the_grid() {
+/// On a grid that ticks only when told: registers an entity of `kind` as
+/// `id` (with the admission token `admit` gets at the grid's URL), sends `reading` on its channel, waits
+/// until it is pending and deregisters it; then `after` (the grid, a client).
+fn leave_before_the_tick(
+    kind: EntityKind,
+    id: &str,
+    admit: impl FnOnce(&str) -> Option<String>,
+    reading: Vec<u8>,
+    after: impl FnOnce(&powerplug::role::grid::Grid, &Client),
+) {
     let dir = tempfile::tempdir().unwrap();
     let (grid_wasm, _) = strategy_files(dir.path());
     let rt = runtime();
@@ -404,34 +409,46 @@ fn a_consumer_that_leaves_before_its_usage_is_billed_does_not_stall_the_grid() {
     let client = Client::new(&grid.url);
     let store = HttpTransport::new(&grid.url);
     let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[9; 32]), true).unwrap();
-    let (code, answer) = client.put(
-        "/registrations/leaver",
-        None,
-        &register_body(&mut writer, EntityKind::Consumer),
-    );
+    let token = admit(&grid.url);
+    let body = api::Register::open(kind, &mut writer, token.as_deref()).unwrap();
+    let path = format!("/registrations/{id}");
+    let (code, answer) = client.put(&path, None, &serde_json::to_value(body).unwrap());
     assert_eq!(code, 201, "{answer}");
     let credential = answer["credential"].as_str().unwrap().to_owned();
-    writer.publish(&store, usage(0, 2_000)).unwrap();
+    writer.publish(&store, reading).unwrap();
     eventually("the reading is in the inbox", || {
         !powerplug::inbox::pending(grid.role.db(), 10)
             .unwrap()
             .is_empty()
     });
-    assert_eq!(
-        client.delete("/registrations/leaver", Some(&credential)).0,
-        200
-    );
-
-    let summary = grid.role.tick().unwrap();
-    assert_eq!(summary.failed, None);
-    assert_eq!(
-        (summary.usage_wh, summary.requests, summary.requested),
-        (2_000, 1, 10)
-    );
-    let totals = client.get("/status", None).1["totals"].clone();
-    assert_eq!(totals["requests-undeliverable"], 1, "{totals}");
-    assert_eq!(grid.role.tick().unwrap().failed, None);
+    assert_eq!(client.delete(&path, Some(&credential)).0, 200);
+    after(&grid.role, &client);
     rt.block_on(grid.stop()).unwrap();
+}
+
+/// A consumer that deregisters after its readings arrived, before the tick
+/// that bills them: the tick still decides and commits (the bill has no
+/// channel left and is counted undeliverable) instead of failing every tick.
+#[test]
+fn a_consumer_that_leaves_before_its_usage_is_billed_does_not_stall_the_grid() {
+    let reading = usage(0, 2_000);
+    leave_before_the_tick(
+        EntityKind::Consumer,
+        "leaver",
+        |_| None,
+        reading,
+        |grid, client| {
+            let summary = grid.tick().unwrap();
+            assert_eq!(summary.failed, None);
+            assert_eq!(
+                (summary.usage_wh, summary.requests, summary.requested),
+                (2_000, 1, 10)
+            );
+            let totals = client.get("/status", None).1["totals"].clone();
+            assert_eq!(totals["requests-undeliverable"], 1, "{totals}");
+            assert_eq!(grid.tick().unwrap().failed, None);
+        },
+    );
 }
 
 /// A producer that deregisters after its output arrived, before the tick:
@@ -439,46 +456,25 @@ fn a_consumer_that_leaves_before_its_usage_is_billed_does_not_stall_the_grid() {
 /// billed to the index it left behind.
 #[test]
 fn a_producer_that_leaves_before_the_tick_leaves_output_not_a_bill() {
-    let dir = tempfile::tempdir().unwrap();
-    let (grid_wasm, _) = strategy_files(dir.path());
-    let rt = runtime();
-    let grid = rt
-        .block_on(run::grid(&grid_config(dir.path(), grid_wasm, 86_400_000)))
-        .unwrap();
-    let client = Client::new(&grid.url);
-    let store = HttpTransport::new(&grid.url);
-    let mut writer = ChannelWriter::new(SigningKey::from_bytes(&[8; 32]), true).unwrap();
-    let token = admit(&grid.url, "producer", None, 1);
-    let body = api::Register::open(EntityKind::Producer, &mut writer, Some(&token)).unwrap();
-    let (code, answer) = client.put(
-        "/registrations/solar",
-        None,
-        &serde_json::to_value(body).unwrap(),
-    );
-    assert_eq!(code, 201, "{answer}");
-    let credential = answer["credential"].as_str().unwrap().to_owned();
     let output = Command::Output {
         start_ms: powerplug::domain::UnixMs(0),
         end_ms: powerplug::domain::UnixMs(30_000),
         wh: powerplug::domain::Wh(3_000),
         price: Some(powerplug::domain::Tokens(12)),
     };
-    writer.publish(&store, output.encode()).unwrap();
-    eventually("the reading is in the inbox", || {
-        !powerplug::inbox::pending(grid.role.db(), 10)
-            .unwrap()
-            .is_empty()
-    });
-    assert_eq!(
-        client.delete("/registrations/solar", Some(&credential)).0,
-        200
+    let token = |url: &str| Some(admit(url, "producer", None, 1));
+    leave_before_the_tick(
+        EntityKind::Producer,
+        "solar",
+        token,
+        output.encode(),
+        |grid, _| {
+            let summary = grid.tick().unwrap();
+            assert_eq!(summary.failed, None);
+            assert_eq!(
+                (summary.output_wh, summary.usage_wh, summary.requests),
+                (3_000, 0, 0)
+            );
+        },
     );
-
-    let summary = grid.role.tick().unwrap();
-    assert_eq!(summary.failed, None);
-    assert_eq!(
-        (summary.output_wh, summary.usage_wh, summary.requests),
-        (3_000, 0, 0)
-    );
-    rt.block_on(grid.stop()).unwrap();
 }
