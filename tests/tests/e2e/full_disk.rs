@@ -81,7 +81,14 @@ fn a_full_disk_fails_ticks_whole_and_the_grid_recovers_when_room_returns() {
     // the meter sends it again until it is taken.
     let sent_while_full = writer.publish(&store, usage(3)).is_ok();
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(energy(), Some((3_000, 3_000)), "nothing billed while full");
+    // After a failed write the store is opened again once no transaction
+    // holds it, and a read meanwhile is refused ("try again"): wait for one.
+    let mut read = None;
+    eventually("the store reads while the disk is full", || {
+        read = energy();
+        read.is_some()
+    });
+    assert_eq!(read, Some((3_000, 3_000)), "nothing billed while full");
 
     // Room again: the grid ticks on by itself (the billing below shows it).
     std::fs::remove_file(&filler).unwrap();
