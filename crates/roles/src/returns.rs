@@ -131,8 +131,6 @@ pub fn take(
         let mut channel = r.return_channel;
         if let Some(w) = channel.as_mut() {
             overlay_first(w, first.get(index)?.as_ref());
-        }
-        if let Some(w) = &channel {
             let next_index = w.next_index + places(index);
             moved.push((
                 index,
