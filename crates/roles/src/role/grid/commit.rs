@@ -22,7 +22,7 @@ use crate::registry::{self, LOCAL, Registration, WriterState};
 use crate::returns;
 use crate::settlement;
 use crate::tick_log::{self, Outcome};
-use powerplug_channel::{Message, Sealed};
+use powerplug_channel::Message;
 use powerplug_ledger as wallet;
 use powerplug_storage as storage;
 use powerplug_strategy::{GridDecision, GridInput, GridStrategy, Metric, PaymentRequest};
@@ -111,8 +111,11 @@ impl Grid {
         }
         let placed = self.place(&*tx, requests, &mut sent)?;
         let key = self.hub.registry.key();
+        let first = outbox::number(&*tx, placed.requests.len() as u64)?;
         std::thread::scope(|scope| {
-            let sealing = scope.spawn(|| placed.seal(key));
+            let (parts, sealed) = std::sync::mpsc::channel();
+            let placed = &placed;
+            let sealing = scope.spawn(move || placed.seal(key, first, SEAL_PART, parts));
             if let Some(pay_to) = &placed.pay_to {
                 wallet::record_addresses(&*tx, pay_to)?;
             }
@@ -170,11 +173,23 @@ impl Grid {
                 s.stats.compare(now, active, candidate);
                 shadow::put(&*tx, &s)?;
             }
-            let sealed = match sealing.join() {
-                Ok(sealed) => sealed?,
-                Err(_) => anyhow::bail!("sealing the payment requests panicked"),
-            };
-            outbox::enqueue_many(&*tx, LOCAL, sealed)?;
+            // The sealed requests into the outbox, in order, as they come.
+            let mut seq = first;
+            for part in sealed {
+                for item in part? {
+                    outbox::put(&*tx, seq, &item)?;
+                    seq += 1;
+                }
+            }
+            if sealing.join().is_err() {
+                anyhow::bail!("sealing the payment requests panicked");
+            }
+            anyhow::ensure!(
+                seq == first + placed.requests.len() as u64,
+                "{} of {} payment requests sealed",
+                seq - first,
+                placed.requests.len()
+            );
             let mut logged = Vec::with_capacity(runs.len());
             for (run, entry) in runs.iter().zip(entries()?) {
                 logged.push(entry.append(&*tx, &run.slot)?);
@@ -244,6 +259,11 @@ impl Grid {
     }
 }
 
+/// Payment requests sealed and handed to the outbox at a time: small enough
+/// that the first part is ready long before the tick's other writes are
+/// done, large enough for every core to share it.
+const SEAL_PART: usize = 8_192;
+
 /// A tick's payment requests at their places, each with its address to pay
 /// to: ready to seal.
 struct Placed {
@@ -255,22 +275,42 @@ struct Placed {
 
 impl Placed {
     /// Seals each request on its consumer's return channel, on every core
-    /// (a signature and an encryption each).
-    fn seal(&self, key: &ed25519_dalek::SigningKey) -> anyhow::Result<Vec<Sealed>> {
+    /// (a signature and an encryption each), as the outbox's items numbered
+    /// from `first`: handed on in order, a part at a time, so that the
+    /// tick's thread writes the first parts while the rest are sealed.
+    /// Stops at the first failure (handed on) or when nobody takes the parts.
+    fn seal(
+        &self,
+        key: &ed25519_dalek::SigningKey,
+        first: u64,
+        part: usize,
+        parts: std::sync::mpsc::Sender<anyhow::Result<Vec<Vec<u8>>>>,
+    ) {
         use rayon::prelude::*;
         let Some(pay_to) = &self.pay_to else {
-            return Ok(Vec::new());
+            return;
         };
-        (self.requests.par_iter().zip(&pay_to.addresses))
-            .map(|((r, back), pay_to)| {
-                let command = Command::PaymentRequest {
-                    owed: Tokens(r.owed),
-                    wh: Wh(r.wh),
-                    pay_to: pay_to.clone(),
-                };
-                back.writer(key).prepare(Message::Data(command.encode()))
-            })
-            .collect()
+        let requests = self.requests.chunks(part);
+        for ((requests, pay_to), start) in requests
+            .zip(pay_to.addresses.chunks(part))
+            .zip((first..).step_by(part))
+        {
+            let sealed = (requests.par_iter().zip(pay_to).enumerate())
+                .map(|(i, ((r, back), pay_to))| {
+                    let command = Command::PaymentRequest {
+                        owed: Tokens(r.owed),
+                        wh: Wh(r.wh),
+                        pay_to: pay_to.clone(),
+                    };
+                    let message = back.writer(key).prepare(Message::Data(command.encode()))?;
+                    outbox::encode(start + i as u64, LOCAL, &message)
+                })
+                .collect::<anyhow::Result<Vec<_>>>();
+            let failed = sealed.is_err();
+            if parts.send(sealed).is_err() || failed {
+                return;
+            }
+        }
     }
 }
 
@@ -417,4 +457,72 @@ pub(super) struct Consumed<'a> {
 
 fn metrics(metrics: &[Metric]) -> Vec<(String, i64)> {
     metrics.iter().map(|m| (m.name.clone(), m.value)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use powerplug_channel::{Address, envelope};
+    use powerplug_storage::Store;
+
+    #[test]
+    fn requests_are_sealed_in_parts_as_outbox_items_numbered_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = powerplug_storage::RedbStore::open(&dir.path().join("grid.redb")).unwrap();
+        let tx = db.write().unwrap();
+        let pay_to = wallet::reserve_addresses(&*tx, &wallet::Hashed([1; 32]), "grid", 10).unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[2; 32]);
+        let requests = (0..10u8)
+            .map(|i| {
+                let request = Request {
+                    consumer: u32::from(i),
+                    owed: 100 + u64::from(i),
+                    wh: 10 + u64::from(i),
+                };
+                let back = WriterState {
+                    root: [i; 32],
+                    side_key: Some([9; 32]),
+                    next_index: 1 + u64::from(i),
+                };
+                (request, back)
+            })
+            .collect();
+        let placed = Placed {
+            requests,
+            pay_to: Some(pay_to),
+            consumers: HashSet::new(),
+        };
+        let (parts, sealed) = std::sync::mpsc::channel();
+        placed.seal(&key, 41, 3, parts);
+        let parts: Vec<Vec<Vec<u8>>> = sealed.into_iter().map(|p| p.unwrap()).collect();
+        assert_eq!(parts.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 3, 1]);
+        let addresses = &placed.pay_to.as_ref().unwrap().addresses;
+        for (i, bytes) in parts.iter().flatten().enumerate() {
+            let item: outbox::Item = postcard::from_bytes(bytes).unwrap();
+            let (r, back) = &placed.requests[i];
+            assert_eq!(
+                (item.seq, item.destination.as_str()),
+                (41 + i as u64, LOCAL)
+            );
+            assert_eq!(item.message.index, back.next_index);
+            let address = Address::of(&back.root, back.next_index);
+            let next = Address::of(&back.root, back.next_index + 1);
+            let opened = envelope::open(
+                &key.verifying_key(),
+                back.side_key.as_ref(),
+                &address,
+                &next,
+                &item.message.bytes,
+            );
+            let Some(Message::Data(data)) = opened else {
+                panic!("request {i} does not open: {opened:?}");
+            };
+            let expected = Command::PaymentRequest {
+                owed: Tokens(r.owed),
+                wh: Wh(r.wh),
+                pay_to: addresses[i].clone(),
+            };
+            assert_eq!(Command::decode(&data), Some(expected));
+        }
+    }
 }
