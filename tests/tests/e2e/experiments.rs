@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use powerplug::channel::HttpTransport;
 use powerplug::demo::{self, Options};
-use powerplug::experiment::{self, Status, Variant, report, results};
+use powerplug::experiment::{self, Status, Variant, report, results, shadow};
 use powerplug::http::run;
 use powerplug::replay::{recording, replay};
 use powerplug::storage::{RedbStore, Store, counters};
@@ -641,6 +641,54 @@ fn promote_and_stop_take_effect_at_the_next_tick_and_cohorts_survive_a_restart()
 }
 
 /// Each consumer's lifetime billing as the grid carried it out, by id.
+/// An operator's stop that lands while a tick is in flight stays: that
+/// tick's commit writes back the shadow run it read at its start (its
+/// divergence counted), which once undid the stop (the console's browser
+/// test then found "a shadow run is on" when it started an experiment).
+#[test]
+fn a_shadow_run_stopped_during_a_tick_stays_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, _) = strategy_files(dir.path());
+    let premium = component("plugins/basic-grid-strategy", &["premium"]);
+    let rt = powerplug_tests::runtime();
+    let config = grid_config(dir.path(), grid_wasm, 20);
+    let grid = rt.block_on(run::grid(&config)).unwrap();
+    let client = Client::new(&grid.url);
+    let kept = client.call(
+        "PUT",
+        "/strategies/grid?activate=false",
+        Some(OPERATOR),
+        Some(&premium),
+    );
+    assert_eq!(kept.0, 201, "{}", kept.1);
+    let premium_sha = kept.1["version"]["sha256"].as_str().unwrap().to_owned();
+    let started = client.post(
+        "/strategies/grid/shadow",
+        Some(OPERATOR),
+        &json!({ "version": premium_sha }),
+    );
+    assert_eq!(started.0, 201, "{}", started.1);
+
+    // A tick in flight holds the turn from its start to its commit, and
+    // has read the running shadow.
+    let role = grid.role.clone();
+    let turn = role.slot.turn();
+    let read = shadow::running(role.db()).unwrap().expect("running");
+    let stopping = std::thread::spawn({
+        let role = role.clone();
+        move || role.stop_shadow("stopped by the operator").unwrap()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The tick commits what it read.
+    let tx = role.db().write().unwrap();
+    shadow::put(&*tx, &read).unwrap();
+    tx.commit().unwrap();
+    drop(turn);
+    assert!(stopping.join().unwrap().is_some(), "the stop found the run");
+    let after = client.get("/strategies/grid/shadow", Some(OPERATOR)).1;
+    assert_eq!(after["stopped"], "stopped by the operator", "{after}");
+}
+
 fn ledger(client: &Client) -> std::collections::BTreeMap<String, [u64; 4]> {
     let (code, page) = client.get("/billing/consumers?limit=1000", Some(OPERATOR));
     assert_eq!(code, 200, "{page}");

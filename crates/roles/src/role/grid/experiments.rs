@@ -252,8 +252,16 @@ impl Grid {
         Ok(s)
     }
 
-    /// Stops the shadow run; its report stays.
+    /// Stops the shadow run; its report stays. After a tick in flight: its
+    /// commit writes back the run it read (with its divergence counted), and
+    /// would undo a stop made meanwhile.
     pub fn stop_shadow(&self, why: &str) -> anyhow::Result<Option<Shadow>> {
+        let _turn = self.slot.turn();
+        self.stop_shadow_in_turn(why)
+    }
+
+    /// [`Self::stop_shadow`] from a tick, which holds the turn.
+    pub(super) fn stop_shadow_in_turn(&self, why: &str) -> anyhow::Result<Option<Shadow>> {
         let Some(mut s) = shadow::running(self.db())? else {
             return Ok(None);
         };

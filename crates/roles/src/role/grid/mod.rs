@@ -247,7 +247,7 @@ impl Grid {
             }
             Verdict::VariantFailed(e, why) => return self.end_experiment_and_tick(e, why),
             Verdict::ShadowFailed(decisions, why) => {
-                self.stop_shadow(&why)?;
+                self.stop_shadow_in_turn(&why)?;
                 runs.truncate(1);
                 inputs.truncate(1);
                 (decisions, None)
@@ -340,7 +340,7 @@ impl Grid {
                 Chosen::Runs(vec![active_run, candidate], Some(shadow))
             }
             Err(why) => {
-                self.stop_shadow(&format!("cannot load: {why}"))?;
+                self.stop_shadow_in_turn(&format!("cannot load: {why}"))?;
                 Chosen::Runs(vec![active_run], None)
             }
         })
