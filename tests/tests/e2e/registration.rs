@@ -276,6 +276,17 @@ fn the_store_takes_only_the_authors_own_messages_and_refused_ones_change_nothing
     let conflict = again.prepare(Message::Data(usage(30_000, 9))).unwrap();
     let err = store.put(&conflict).unwrap_err();
     assert!(err.to_string().contains("index"), "{err}");
+    // And once the grid has read index 2 (the poll may have already): the
+    // same again is a harmless resend, another message still a conflict.
+    eventually("the grid read message 2", || {
+        let tx = grid.role.hub.db.read().unwrap();
+        powerplug::registry::read(&*tx, "carol")
+            .unwrap()
+            .is_some_and(|r| r.read_index > 2)
+    });
+    store.put(&genuine).unwrap();
+    let err = store.put(&conflict).unwrap_err();
+    assert!(err.to_string().contains("index"), "{err}");
     // Far ahead of where the grid has read: come back later.
     let mut ahead = ChannelWriter::resume(key.clone(), info.root, info.side_key, 1_000);
     let refused = store

@@ -52,12 +52,18 @@ struct Place {
     read_index: u64,
 }
 
-/// Where each message goes, if its author signed it for its index (`None`:
-/// the store takes it by keeping nothing).
+/// An outside message on its way into the store: its address, its bytes,
+/// and whether the host has read that index already (then it is only
+/// compared with what is there).
+type Incoming = (Address, Vec<u8>, bool);
+
+/// Where each message goes, if its author signed it for its index, and
+/// whether the host has read that index already (then it is compared with
+/// what is there, but not stored again).
 fn check(
     places: &[Result<Place, Refusal>],
     messages: &[Sealed],
-) -> Vec<Result<Option<Address>, Refusal>> {
+) -> Vec<Result<(Address, bool), Refusal>> {
     let claims: Vec<(usize, envelope::Claim)> = (places.iter().zip(messages).enumerate())
         .filter_map(|(i, (place, m))| {
             let place = place.as_ref().ok()?;
@@ -84,9 +90,13 @@ fn check(
                     "not signed by the channel's author for this index",
                 ));
             }
-            // Read already (a resend after a crash): taken, but not stored
-            // again; nothing needs it, and retention may have let it go.
-            Ok((m.index >= place.read_index).then(|| Address::of(&place.root, m.index)))
+            // Read already (a resend after a crash): taken if it is what is
+            // there, but not stored again; nothing needs it, and retention
+            // may have let the message there go.
+            Ok((
+                Address::of(&place.root, m.index),
+                m.index < place.read_index,
+            ))
         })
         .collect()
 }
@@ -121,7 +131,7 @@ pub struct Hub {
     /// Ticks and polls since the start, for `/metrics` and the console.
     pub telemetry: crate::telemetry::Telemetry,
     /// Outside messages on their way into the store, from every request.
-    ingest: super::group_commit::GroupCommit<Vec<(Address, Vec<u8>)>, Vec<bool>>,
+    ingest: super::group_commit::GroupCommit<Vec<Incoming>, Vec<bool>>,
     /// No two channels in the store share a root, so every message at a
     /// channel's addresses was checked at the door against that channel's
     /// author: the poll need not check the signatures again.
@@ -254,7 +264,7 @@ impl Hub {
             messages.iter().map(|m| self.place(&*tx, m)).collect()
         };
         // The signatures on every core, in batches.
-        let checked: Vec<Result<Option<Address>, Refusal>> = (places.par_chunks(64))
+        let checked: Vec<Result<(Address, bool), Refusal>> = (places.par_chunks(64))
             .zip(messages.par_chunks(64))
             .flat_map_iter(|(places, messages)| check(places, messages))
             .collect();
@@ -262,19 +272,19 @@ impl Hub {
         let mut fresh = Vec::new();
         for (position, checked) in checked.into_iter().enumerate() {
             match checked {
-                Ok(address) => {
-                    fresh.extend(address.map(|a| (position, a)));
+                Ok((address, read)) => {
+                    fresh.push((position, address, read));
                     verdicts.push(None);
                 }
                 Err(refusal) => verdicts.push(Some(refusal)),
             }
         }
-        let job: Vec<(Address, Vec<u8>)> = (fresh.iter())
-            .map(|&(position, address)| (address, messages[position].bytes.clone()))
+        let job: Vec<Incoming> = (fresh.iter())
+            .map(|&(position, address, read)| (address, messages[position].bytes.clone(), read))
             .collect();
         // With the other requests in flight: one transaction and disk sync.
         let conflicts = self.ingest.run(job, |jobs| self.store(jobs))?;
-        for ((position, _), conflict) in fresh.into_iter().zip(conflicts) {
+        for ((position, _, _), conflict) in fresh.into_iter().zip(conflicts) {
             if conflict {
                 verdicts[position] = Some(Refusal::never(
                     "index",
@@ -286,10 +296,11 @@ impl Hub {
     }
 
     /// Stores checked outside messages, in one transaction; answers per job
-    /// which of its messages met another one at their address.
-    fn store(&self, jobs: Vec<Vec<(Address, Vec<u8>)>>) -> anyhow::Result<Vec<Vec<bool>>> {
+    /// which of its messages met another one at their address. A message at
+    /// an index read already is only compared.
+    fn store(&self, jobs: Vec<Vec<Incoming>>) -> anyhow::Result<Vec<Vec<bool>>> {
         let tx = self.db.write()?;
-        let addresses: Vec<Address> = jobs.iter().flatten().map(|(a, _)| *a).collect();
+        let addresses: Vec<Address> = jobs.iter().flatten().map(|(a, _, _)| *a).collect();
         powerplug_channel::prefetch_in(&*tx, &addresses)?;
         let mut stored = Vec::with_capacity(addresses.len());
         let mut answers: Vec<Vec<bool>> = jobs.iter().map(|job| vec![false; job.len()]).collect();
@@ -301,11 +312,11 @@ impl Hub {
             .collect();
         order.sort_by_key(|&(j, m)| jobs[j][m].0);
         for (j, m) in order {
-            let (address, bytes) = &jobs[j][m];
+            let (address, bytes, read) = &jobs[j][m];
             let there = powerplug_channel::messages_in(&*tx, address)?;
             // The same bytes again: a harmless resend.
             answers[j][m] = !there.is_empty() && !there.iter().any(|b| b == bytes);
-            if there.is_empty() {
+            if there.is_empty() && !read {
                 powerplug_channel::store_after(&*tx, address, bytes, &there)?;
                 stored.push(*address);
             }
