@@ -339,6 +339,18 @@ fn each_cohort_is_billed_by_its_variant_and_counterfactual_bills_equal_replays()
 }
 
 /// What the consumers had been billed before the experiment.
+/// Stores a grid version without activating it: its SHA-256.
+fn keep(client: &Client, wasm: &[u8]) -> String {
+    let kept = client.call(
+        "PUT",
+        "/strategies/grid?activate=false",
+        Some(OPERATOR),
+        Some(wasm),
+    );
+    assert_eq!(kept.0, 201, "{}", kept.1);
+    kept.1["version"]["sha256"].as_str().unwrap().to_owned()
+}
+
 fn opening_requested(rows: &[results::ConsumerRow]) -> u64 {
     rows.iter().map(|r| r.opening.requested).sum()
 }
@@ -385,14 +397,7 @@ fn promote_and_stop_take_effect_at_the_next_tick_and_cohorts_survive_a_restart()
         .as_str()
         .unwrap()
         .to_owned();
-    let kept = client.call(
-        "PUT",
-        "/strategies/grid?activate=false",
-        Some(OPERATOR),
-        Some(&premium),
-    );
-    assert_eq!(kept.0, 201, "{}", kept.1);
-    let premium_sha = kept.1["version"]["sha256"].as_str().unwrap().to_owned();
+    let premium_sha = keep(&client, &premium);
     let ab = |id: &str, control: &str, other: &str, names: [&str; 2]| {
         json!({ "id": id, "variants": [
             { "name": names[0], "version": control, "weight": 1 },
@@ -572,19 +577,8 @@ fn promote_and_stop_take_effect_at_the_next_tick_and_cohorts_survive_a_restart()
     round(&client, &mut meters, 20 * 7);
 
     // A variant that fails ends its experiment; the tick bills everyone anyway.
-    let failing = client.call(
-        "PUT",
-        "/strategies/grid?activate=false",
-        Some(OPERATOR),
-        Some(&hostile("fail-on-usage")),
-    );
-    assert_eq!(failing.0, 201, "{}", failing.1);
-    let broken = ab(
-        "broken",
-        &premium_sha,
-        failing.1["version"]["sha256"].as_str().unwrap(),
-        ["premium", "failing"],
-    );
+    let failing = keep(&client, &hostile("fail-on-usage"));
+    let broken = ab("broken", &premium_sha, &failing, ["premium", "failing"]);
     assert_eq!(client.post("/experiments", Some(OPERATOR), &broken).0, 201);
     eventually("it runs", || {
         status(&client, "broken").get("running").is_some()
@@ -640,7 +634,6 @@ fn promote_and_stop_take_effect_at_the_next_tick_and_cohorts_survive_a_restart()
     rt.block_on(grid.stop()).unwrap();
 }
 
-/// Each consumer's lifetime billing as the grid carried it out, by id.
 /// An operator's stop that lands while a tick is in flight stays: that
 /// tick's commit writes back the shadow run it read at its start (its
 /// divergence counted), which once undid the stop (the console's browser
@@ -654,14 +647,7 @@ fn a_shadow_run_stopped_during_a_tick_stays_stopped() {
     let config = grid_config(dir.path(), grid_wasm, 20);
     let grid = rt.block_on(run::grid(&config)).unwrap();
     let client = Client::new(&grid.url);
-    let kept = client.call(
-        "PUT",
-        "/strategies/grid?activate=false",
-        Some(OPERATOR),
-        Some(&premium),
-    );
-    assert_eq!(kept.0, 201, "{}", kept.1);
-    let premium_sha = kept.1["version"]["sha256"].as_str().unwrap().to_owned();
+    let premium_sha = keep(&client, &premium);
     let started = client.post(
         "/strategies/grid/shadow",
         Some(OPERATOR),
@@ -689,6 +675,7 @@ fn a_shadow_run_stopped_during_a_tick_stays_stopped() {
     assert_eq!(after["stopped"], "stopped by the operator", "{after}");
 }
 
+/// Each consumer's lifetime billing as the grid carried it out, by id.
 fn ledger(client: &Client) -> std::collections::BTreeMap<String, [u64; 4]> {
     let (code, page) = client.get("/billing/consumers?limit=1000", Some(OPERATOR));
     assert_eq!(code, 200, "{page}");
