@@ -58,8 +58,7 @@ struct Place {
 type Incoming = (Address, Vec<u8>, bool);
 
 /// Where each message goes, if its author signed it for its index, and
-/// whether the host has read that index already (then it is compared with
-/// what is there, but not stored again).
+/// whether the host has read that index already (see [`Incoming`]).
 fn check(
     places: &[Result<Place, Refusal>],
     messages: &[Sealed],
@@ -269,22 +268,22 @@ impl Hub {
             .flat_map_iter(|(places, messages)| check(places, messages))
             .collect();
         let mut verdicts = Vec::with_capacity(messages.len());
-        let mut fresh = Vec::new();
+        let mut signed = Vec::new();
         for (position, checked) in checked.into_iter().enumerate() {
             match checked {
                 Ok((address, read)) => {
-                    fresh.push((position, address, read));
+                    signed.push((position, address, read));
                     verdicts.push(None);
                 }
                 Err(refusal) => verdicts.push(Some(refusal)),
             }
         }
-        let job: Vec<Incoming> = (fresh.iter())
+        let job: Vec<Incoming> = (signed.iter())
             .map(|&(position, address, read)| (address, messages[position].bytes.clone(), read))
             .collect();
         // With the other requests in flight: one transaction and disk sync.
         let conflicts = self.ingest.run(job, |jobs| self.store(jobs))?;
-        for ((position, _, _), conflict) in fresh.into_iter().zip(conflicts) {
+        for ((position, _, _), conflict) in signed.into_iter().zip(conflicts) {
             if conflict {
                 verdicts[position] = Some(Refusal::never(
                     "index",
