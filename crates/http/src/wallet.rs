@@ -69,7 +69,7 @@ fn payee(grid: &Grid, to: &str) -> ApiResult<Option<String>> {
     if to == grid.account() {
         return Ok(Some(to.to_owned()));
     }
-    Ok(wallet::resolve(grid.db(), to)?)
+    Ok(grid.resolve(to)?)
 }
 
 /// One payment inside the caller's transaction; keys are per payer, so one

@@ -8,6 +8,7 @@
 //! together with the rest of its effects, or not at all.
 //!
 //! Old history goes ([`prune_transfers`], [`prune_addresses`]); balances stay.
+//! Receive addresses, and whose each is: [`addresses`].
 
 use serde::{Deserialize, Serialize};
 
@@ -21,10 +22,6 @@ const BY_KEY: &str = "wallet_idempotency_keys";
 /// (account, transfer number) for every transfer an account took part in.
 const BY_ACCOUNT: &str = "wallet_account_transfers";
 const ISSUED: &str = "wallet_issued";
-/// Receive address → the account it pays into.
-const ADDRESSES: &str = "wallet_addresses";
-/// Account → how many receive addresses it has handed out.
-const ADDRESS_INDEX: &str = "wallet_address_index";
 /// Payer → the `seq` of its latest payment (kept through pruning).
 const LAST_PAID: &str = "wallet_last_paid";
 
@@ -232,131 +229,6 @@ fn post(
     Ok(record)
 }
 
-/// How receive addresses are written: by default [`Hashed`] (`pp1…`, this
-/// ledger's own); a host that pays out on the IOTA Tangle derives Bech32
-/// addresses from the wallet seed instead (`powerplug-iota`).
-pub trait Addresses: Sync {
-    /// The addresses of `account` with indices `first..first + count`.
-    fn derive(&self, account: &str, first: u64, count: u64) -> Result<Vec<String>, WalletError>;
-}
-
-/// `pp1` and 20 bytes of SHA-256 over the seed, the account and the index.
-pub struct Hashed(pub [u8; 32]);
-
-impl Addresses for Hashed {
-    fn derive(&self, account: &str, first: u64, count: u64) -> Result<Vec<String>, WalletError> {
-        use sha2::{Digest, Sha256};
-        let stem = Sha256::new()
-            .chain_update(b"powerplug/wallet/address/v1")
-            .chain_update(self.0)
-            .chain_update((account.len() as u64).to_be_bytes())
-            .chain_update(account);
-        Ok((first..first + count)
-            .map(|n| {
-                let digest = stem.clone().chain_update(n.to_be_bytes()).finalize();
-                format!("pp1{}", hex::encode(&digest[..20]))
-            })
-            .collect())
-    }
-}
-
-/// A fresh receive address for `account`, derived from the wallet seed and the
-/// account's address index (the original basic wallet's "new address per
-/// transfer"); a payment to it lands in `account`. Inside the caller's
-/// transaction, so an address is handed out only if the tick that names it commits.
-pub fn receive_address(
-    tx: &dyn WriteTx,
-    seed: &[u8; 32],
-    account: &str,
-) -> Result<String, WalletError> {
-    let mut addresses = receive_addresses(tx, &Hashed(*seed), account, 1)?;
-    addresses
-        .pop()
-        .ok_or_else(|| WalletError::Storage("no address handed out".into()))
-}
-
-/// `count` fresh receive addresses of `account` at once: a tick that bills a
-/// quarter of a million consumers asks for that many, and the counters are
-/// read and written once, not once each.
-pub fn receive_addresses(
-    tx: &dyn WriteTx,
-    format: &dyn Addresses,
-    account: &str,
-    count: u64,
-) -> Result<Vec<String>, WalletError> {
-    let reserved = reserve_addresses(tx, format, account, count)?;
-    record_addresses(tx, &reserved)?;
-    Ok(reserved.addresses)
-}
-
-/// Receive addresses numbered and derived, not yet recorded: see
-/// [`reserve_addresses`].
-#[derive(Debug)]
-pub struct Reserved {
-    account: String,
-    /// The first one's number in the address log.
-    first_number: u64,
-    pub addresses: Vec<String>,
-}
-
-/// [`receive_addresses`] in two steps, so that a caller can use the
-/// addresses (a grid tick seals them into its payment requests, on every
-/// core) while the same transaction records them. Nothing else may hand out
-/// addresses in the transaction before [`record_addresses`].
-pub fn reserve_addresses(
-    tx: &dyn WriteTx,
-    format: &dyn Addresses,
-    account: &str,
-    count: u64,
-) -> Result<Reserved, WalletError> {
-    let k = key::of(&[&account]);
-    let first = number(tx, ADDRESS_INDEX, &k)?;
-    tx.put(ADDRESS_INDEX, &k, &(first + count).to_be_bytes())?;
-    let addresses = format.derive(account, first, count)?;
-    if addresses.len() as u64 != count {
-        return Err(WalletError::Storage(format!(
-            "{} addresses derived, {count} asked for",
-            addresses.len()
-        )));
-    }
-    Ok(Reserved {
-        account: account.to_owned(),
-        first_number: prune::next_address(tx)?,
-        addresses,
-    })
-}
-
-/// Records reserved addresses: in the order handed out (for pruning), and
-/// each to the account it pays into.
-pub fn record_addresses(tx: &dyn WriteTx, reserved: &Reserved) -> Result<(), WalletError> {
-    for (i, address) in reserved.addresses.iter().enumerate() {
-        tx.put(
-            prune::ADDRESS_LOG,
-            &key::of(&[&(reserved.first_number + i as u64)]),
-            address.as_bytes(),
-        )?;
-    }
-    // In key order: addresses are random, and a B-tree takes a batch of
-    // keys in order page after page (each page copied and written once)
-    // where random order goes back and forth across the whole tree.
-    let mut keys: Vec<Vec<u8>> = (reserved.addresses.iter()).map(|a| key::of(&[a])).collect();
-    keys.sort_unstable();
-    for k in keys {
-        tx.put(ADDRESSES, &k, reserved.account.as_bytes())?;
-    }
-    Ok(())
-}
-
-/// The account a receive address pays into.
-pub fn resolve(db: &dyn Store, address: &str) -> Result<Option<String>, WalletError> {
-    match db.read()?.get(ADDRESSES, &key::of(&[&address]))? {
-        Some(bytes) => Ok(Some(
-            String::from_utf8(bytes).map_err(|e| WalletError::Storage(e.to_string()))?,
-        )),
-        None => Ok(None),
-    }
-}
-
 /// Where the ledger is: the newest transfer's `seq` (0: none yet).
 pub fn last_seq(db: &dyn Store) -> Result<u64, WalletError> {
     match powerplug_storage::last(&*db.read()?, TRANSFERS, &[])? {
@@ -438,10 +310,14 @@ pub fn total_balances(db: &dyn Store) -> Result<Tokens, WalletError> {
     Ok(Tokens(sum))
 }
 
-mod prune;
-pub use prune::{
-    Pruned, addresses_floor, addresses_issued, prune_addresses, prune_transfers, transfers_floor,
+mod addresses;
+pub use addresses::{
+    Addresses, Enciphered, Reserved, addresses_floor, addresses_issued, prune_addresses,
+    receive_address, receive_addresses, record_addresses, reserve_addresses, resolve,
 };
+
+mod prune;
+pub use prune::{Pruned, prune_transfers, transfers_floor};
 
 mod remote;
 pub use remote::{

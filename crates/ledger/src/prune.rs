@@ -15,20 +15,17 @@
 //! What goes can be handed to an archive first (retention's
 //! `ledger_archive`): the deletion commits only once the archive has it.
 
-use super::{ADDRESSES, BY_ACCOUNT, BY_KEY, LAST_PAID, TRANSFERS, Transfer, WalletError, number};
+use super::{BY_ACCOUNT, BY_KEY, LAST_PAID, TRANSFERS, Transfer, WalletError, number};
 use powerplug_storage::{Order, ReadTx, Store, WriteTx, key};
 
 /// name → floor: below it, what the name says is gone.
 const FLOORS: &str = "wallet_pruned";
 const TRANSFERS_FLOOR: &str = "transfers";
-const ADDRESSES_FLOOR: &str = "addresses";
 /// Payments a newer one of their payer replaced, below the floor: the next
 /// pruning takes them.
 const SUPERSEDED: &str = "wallet_superseded";
-/// Address number (from 1, in the order handed out) → the address.
-pub(super) const ADDRESS_LOG: &str = "wallet_address_log";
 
-/// Transfers (or addresses) per write transaction.
+/// Transfers per write transaction.
 const CHUNK: u64 = 1_000;
 
 /// What a pruning deleted.
@@ -39,11 +36,11 @@ pub struct Pruned {
     pub bytes: u64,
 }
 
-fn floor(tx: &dyn ReadTx, name: &str) -> Result<u64, WalletError> {
+pub(super) fn floor(tx: &dyn ReadTx, name: &str) -> Result<u64, WalletError> {
     number(tx, FLOORS, &key::of(&[&name]))
 }
 
-fn set_floor(tx: &dyn WriteTx, name: &str, to: u64) -> Result<(), WalletError> {
+pub(super) fn set_floor(tx: &dyn WriteTx, name: &str, to: u64) -> Result<(), WalletError> {
     Ok(tx.put(FLOORS, &key::of(&[&name]), &to.to_be_bytes())?)
 }
 
@@ -51,11 +48,6 @@ fn set_floor(tx: &dyn WriteTx, name: &str, to: u64) -> Result<(), WalletError> {
 /// payer's latest payment (0: nothing pruned yet).
 pub fn transfers_floor(db: &dyn Store) -> Result<u64, WalletError> {
     floor(&*db.read()?, TRANSFERS_FLOOR)
-}
-
-/// Receive addresses numbered below this no longer resolve.
-pub fn addresses_floor(db: &dyn Store) -> Result<u64, WalletError> {
-    floor(&*db.read()?, ADDRESSES_FLOOR)
 }
 
 /// Deletes transfer `seq` with its key and index entries: the transfer,
@@ -140,53 +132,4 @@ pub fn prune_transfers(
         set_floor(&*tx, TRANSFERS_FLOOR, to)?;
         tx.commit()?;
     }
-}
-
-/// Raises the addresses' floor to `below`: the receive addresses handed
-/// out before it no longer resolve (a payment to one is refused, and says
-/// to pay the grid's account instead). In transactions of a thousand.
-pub fn prune_addresses(db: &dyn Store, below: u64) -> Result<Pruned, WalletError> {
-    let mut done = Pruned::default();
-    loop {
-        let tx = db.write()?;
-        let from = floor(&*tx, ADDRESSES_FLOOR)?;
-        if from >= below {
-            return Ok(done);
-        }
-        let to = below.min(from.saturating_add(CHUNK));
-        let (start, end) = (key::of(&[&from]), key::of(&[&to]));
-        for (k, address) in tx.range(
-            ADDRESS_LOG,
-            &start,
-            Some(&end),
-            Order::Ascending,
-            usize::MAX,
-        )? {
-            let text =
-                String::from_utf8(address).map_err(|e| WalletError::Storage(e.to_string()))?;
-            let entry = key::of(&[&text]);
-            tx.remove(ADDRESSES, &entry)?;
-            tx.remove(ADDRESS_LOG, &k)?;
-            done.deleted += 1;
-            done.bytes += (k.len() + text.len() + entry.len()) as u64;
-        }
-        set_floor(&*tx, ADDRESSES_FLOOR, to)?;
-        tx.commit()?;
-    }
-}
-
-/// How many receive addresses were ever handed out.
-pub fn addresses_issued(db: &dyn Store) -> Result<u64, WalletError> {
-    Ok(next_address(&*db.read()?)? - 1)
-}
-
-/// The next address number, inside the transaction that hands it out:
-/// after the last logged, and never below the floor (the log may have been
-/// pruned empty; a number below it would never be pruned).
-pub(super) fn next_address(tx: &dyn ReadTx) -> Result<u64, WalletError> {
-    let after_last = match powerplug_storage::last(tx, ADDRESS_LOG, &[])? {
-        Some((k, _)) => key::Reader::new(&k).u64()? + 1,
-        None => 1,
-    };
-    Ok(after_last.max(floor(tx, ADDRESSES_FLOOR)?))
 }

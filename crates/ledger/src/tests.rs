@@ -1,3 +1,4 @@
+use super::addresses::{ADDRESS_LOG, ADDRESSES};
 use super::*;
 
 fn db() -> (tempfile::TempDir, powerplug_storage::RedbStore) {
@@ -388,7 +389,11 @@ fn pruned_addresses_no_longer_resolve_newer_ones_do() {
     assert_eq!(pruned.deleted, 3);
     for (i, address) in addresses.iter().enumerate() {
         let expected = (i >= 3).then(|| "grid".to_owned());
-        assert_eq!(resolve(&db, address).unwrap(), expected, "address {i}");
+        assert_eq!(
+            resolve(&db, &seed, address).unwrap(),
+            expected,
+            "address {i}"
+        );
     }
     // Numbering goes on past the pruned ones, even when all went.
     prune_addresses(&db, 6).unwrap();
@@ -396,7 +401,169 @@ fn pruned_addresses_no_longer_resolve_newer_ones_do() {
     let newer = commit(&db, |tx| receive_address(tx, &seed, "grid")).unwrap();
     assert_eq!(addresses_issued(&db).unwrap(), 6);
     prune_addresses(&db, 7).unwrap();
-    assert_eq!(resolve(&db, &newer).unwrap(), None);
+    assert_eq!(resolve(&db, &seed, &newer).unwrap(), None);
+}
+
+#[test]
+fn enciphered_addresses_resolve_by_their_log_row_under_their_seed_only() {
+    let (_dir, db) = db();
+    let seed = [7u8; 32];
+    let addresses: Vec<String> = (0..64)
+        .map(|i| {
+            let account = if i % 2 == 0 { "grid" } else { "other" };
+            commit(&db, |tx| receive_address(tx, &seed, account)).unwrap()
+        })
+        .collect();
+    let distinct: std::collections::HashSet<_> = addresses.iter().collect();
+    assert_eq!(distinct.len(), 64);
+    for (i, address) in addresses.iter().enumerate() {
+        assert!(
+            address.starts_with("pp2") && address.len() == 43,
+            "{address}"
+        );
+        assert_eq!(Enciphered(seed).number(address), Some(i as u64 + 1));
+        let account = if i % 2 == 0 { "grid" } else { "other" };
+        assert_eq!(
+            resolve(&db, &seed, address).unwrap().as_deref(),
+            Some(account)
+        );
+        // No row under its text: the log's row is the only one.
+        let by_text = db
+            .read()
+            .unwrap()
+            .get(ADDRESSES, &key::of(&[address]))
+            .unwrap();
+        assert_eq!(by_text, None);
+        // Another seed's ledger, or one character changed: no such address.
+        assert_eq!(resolve(&db, &[8; 32], address).unwrap(), None);
+        for at in [3, 20, 42] {
+            let mut forged = address.clone().into_bytes();
+            forged[at] = if forged[at] == b'0' { b'1' } else { b'0' };
+            let forged = String::from_utf8(forged).unwrap();
+            assert_eq!(Enciphered(seed).number(&forged), None, "{forged}");
+            assert_eq!(resolve(&db, &seed, &forged).unwrap(), None);
+        }
+    }
+    // Numbers past the log's end are no one's.
+    let unused = Enciphered(seed).encipher(65);
+    assert_eq!(resolve(&db, &seed, &unused).unwrap(), None);
+    for bad in ["pp2", "pp2zz", "", "pp1", &format!("{}0", addresses[0])] {
+        assert_eq!(resolve(&db, &seed, bad).unwrap(), None, "{bad}");
+    }
+}
+
+/// Addresses that do not carry their number: recorded under their text too.
+struct Plain;
+
+impl Addresses for Plain {
+    fn derive(
+        &self,
+        account: &str,
+        index: u64,
+        _: u64,
+        count: u64,
+    ) -> Result<Vec<String>, WalletError> {
+        Ok((index..index + count)
+            .map(|i| format!("{account}-{i}"))
+            .collect())
+    }
+}
+
+#[test]
+fn addresses_of_another_format_resolve_by_their_text_beside_enciphered_ones_and_prune() {
+    let (_dir, db) = db();
+    let seed = [7u8; 32];
+    let plain = commit(&db, |tx| receive_addresses(tx, &Plain, "grid", 3)).unwrap();
+    assert_eq!(plain, ["grid-0", "grid-1", "grid-2"]);
+    let enciphered = commit(&db, |tx| receive_address(tx, &seed, "grid")).unwrap();
+    assert_eq!(Enciphered(seed).number(&enciphered), Some(4));
+    for address in plain.iter().chain([&enciphered]) {
+        assert_eq!(
+            resolve(&db, &seed, address).unwrap().as_deref(),
+            Some("grid")
+        );
+    }
+    // The seed's holder enciphering a number another format's address
+    // took gets no account for it.
+    let taken = Enciphered(seed).encipher(2);
+    assert_eq!(resolve(&db, &seed, &taken).unwrap(), None);
+    // Pruning takes each with what it was recorded under.
+    let pruned = prune_addresses(&db, 5).unwrap();
+    assert_eq!(pruned.deleted, 4);
+    for address in plain.iter().chain([&enciphered]) {
+        assert_eq!(resolve(&db, &seed, address).unwrap(), None);
+    }
+    let empty = |db: &powerplug_storage::RedbStore| {
+        let tx = db.read().unwrap();
+        tx.range(ADDRESSES, &[], None, Order::Ascending, 10)
+            .unwrap()
+            .is_empty()
+            && tx
+                .range(ADDRESS_LOG, &[], None, Order::Ascending, 10)
+                .unwrap()
+                .is_empty()
+    };
+    assert!(empty(&db));
+    // More rows than one transaction takes.
+    let many = commit(&db, |tx| receive_addresses(tx, &Plain, "grid", 2_500)).unwrap();
+    let pruned = prune_addresses(&db, addresses_issued(&db).unwrap() + 1).unwrap();
+    assert_eq!(pruned.deleted, 2_500);
+    assert_eq!(addresses_floor(&db).unwrap(), 2_505);
+    assert_eq!(resolve(&db, &seed, &many[2_499]).unwrap(), None);
+    assert!(empty(&db));
+}
+
+#[test]
+fn a_tick_of_addresses_is_one_row_that_goes_once_all_of_it_is_below_the_floor() {
+    let (_dir, db) = db();
+    let seed = [7u8; 32];
+    let first = commit(&db, |tx| receive_address(tx, &seed, "grid")).unwrap();
+    let run = commit(&db, |tx| {
+        receive_addresses(tx, &Enciphered(seed), "grid", 1_000)
+    })
+    .unwrap();
+    let last = commit(&db, |tx| receive_address(tx, &seed, "other")).unwrap();
+    assert_eq!(addresses_issued(&db).unwrap(), 1_002);
+    let rows = |db: &powerplug_storage::RedbStore| {
+        let tx = db.read().unwrap();
+        tx.range(ADDRESS_LOG, &[], None, Order::Ascending, 10)
+            .unwrap()
+            .len()
+    };
+    assert_eq!(rows(&db), 3);
+    for (i, address) in run.iter().enumerate() {
+        assert_eq!(Enciphered(seed).number(address), Some(i as u64 + 2));
+        assert_eq!(
+            resolve(&db, &seed, address).unwrap().as_deref(),
+            Some("grid")
+        );
+    }
+    assert_eq!(
+        resolve(&db, &seed, &last).unwrap().as_deref(),
+        Some("other")
+    );
+    // A floor inside the run: below it nothing resolves, above it all does,
+    // and the run's row stays.
+    let pruned = prune_addresses(&db, 500).unwrap();
+    assert_eq!(pruned.deleted, 1, "the first address's row alone");
+    assert_eq!(addresses_floor(&db).unwrap(), 500);
+    assert_eq!(resolve(&db, &seed, &first).unwrap(), None);
+    for (i, address) in run.iter().enumerate() {
+        let expected = (i as u64 + 2 >= 500).then_some("grid");
+        assert_eq!(resolve(&db, &seed, address).unwrap().as_deref(), expected);
+    }
+    assert_eq!(rows(&db), 2);
+    // Past its end, the run goes in one; numbering goes on after it.
+    let pruned = prune_addresses(&db, 1_002).unwrap();
+    assert_eq!(pruned.deleted, 1_000);
+    assert_eq!(rows(&db), 1);
+    assert_eq!(resolve(&db, &seed, &run[999]).unwrap(), None);
+    assert_eq!(
+        resolve(&db, &seed, &last).unwrap().as_deref(),
+        Some("other")
+    );
+    let next = commit(&db, |tx| receive_address(tx, &seed, "grid")).unwrap();
+    assert_eq!(Enciphered(seed).number(&next), Some(1_003));
 }
 
 #[test]

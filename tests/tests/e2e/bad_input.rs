@@ -467,6 +467,15 @@ fn every_route_refuses_bad_input_with_a_json_error_naming_the_field_and_changes_
             "POST",
             "/wallet/transfers".into(),
             a,
+            // The shape of the grid's own addresses, enciphered by nobody.
+            j(json!({ "to": format!("pp2{}", "ab".repeat(20)), "amount": 1, "key": "k" })),
+            422,
+            "to",
+        ),
+        (
+            "POST",
+            "/wallet/transfers".into(),
+            a,
             j(json!({ "to": "grid", "amount": 1, "key": "../x" })),
             422,
             "key",

@@ -157,10 +157,7 @@ fn every_tick_is_anchored_verified_and_paid_to_bech32_addresses() {
     expected.sort();
     assert_eq!(pay_to, expected);
     for to in &pay_to {
-        assert_eq!(
-            powerplug::wallet::resolve(db, to).unwrap().as_deref(),
-            Some("grid")
-        );
+        assert_eq!(role.resolve(to).unwrap().as_deref(), Some("grid"));
     }
     drop(role);
     rt.block_on(grid.stop()).unwrap();

@@ -483,7 +483,7 @@ pub struct IotaConfig {
     #[serde(default = "yes")]
     pub anchor: bool,
     /// Receive addresses as Bech32 Ed25519 addresses of the wallet seed,
-    /// one BIP-44 index a payment request; otherwise Powerplug's `pp1…`.
+    /// one BIP-44 index a payment request; otherwise Powerplug's `pp2…`.
     #[serde(default = "yes")]
     pub bech32_addresses: bool,
     /// BIP-44 coin type: 4219 Shimmer, 4218 IOTA.

@@ -470,7 +470,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = powerplug_storage::RedbStore::open(&dir.path().join("grid.redb")).unwrap();
         let tx = db.write().unwrap();
-        let pay_to = wallet::reserve_addresses(&*tx, &wallet::Hashed([1; 32]), "grid", 10).unwrap();
+        let pay_to =
+            wallet::reserve_addresses(&*tx, &wallet::Enciphered([1; 32]), "grid", 10).unwrap();
         let key = ed25519_dalek::SigningKey::from_bytes(&[2; 32]);
         let requests = (0..10u8)
             .map(|i| {

@@ -50,8 +50,10 @@ pub struct Grid {
     /// The strategy, and how it is replaced.
     pub slot: super::swap::Slot<GridStrategy>,
     clock: Clock,
-    /// How receive addresses are written (`pp1…`, or Bech32 on the Tangle).
+    /// How receive addresses are written (`pp2…`, or Bech32 on the Tangle).
     addresses: AddressFormat,
+    /// What this ledger's own (`pp2…`) addresses are enciphered under.
+    wallet_seed: [u8; 32],
     /// Whether each tick keeps its settlement to anchor.
     anchoring: bool,
     #[cfg(feature = "iota")]
@@ -147,13 +149,20 @@ impl Grid {
             hub,
             slot,
             clock: config.service.clock,
-            addresses: addresses.unwrap_or_else(|| Box::new(wallet::Hashed(wallet_seed))),
+            addresses: addresses.unwrap_or_else(|| Box::new(wallet::Enciphered(wallet_seed))),
+            wallet_seed,
             anchoring: config.iota.as_ref().is_some_and(|i| i.anchor),
             #[cfg(feature = "iota")]
             _anchorer: anchorer,
             schedule: super::TickSchedule::new(config.strategy.tick_ms),
             loaded: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The account a receive address of this grid pays into (`None`: no
+    /// such address, or retention let it go).
+    pub fn resolve(&self, address: &str) -> Result<Option<String>, wallet::WalletError> {
+        wallet::resolve(self.db(), &self.wallet_seed, address)
     }
 
     pub fn db(&self) -> &dyn Store {

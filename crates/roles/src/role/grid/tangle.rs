@@ -23,7 +23,13 @@ struct Bech32 {
 }
 
 impl Addresses for Bech32 {
-    fn derive(&self, account: &str, first: u64, count: u64) -> Result<Vec<String>, WalletError> {
+    fn derive(
+        &self,
+        account: &str,
+        first: u64,
+        _number: u64,
+        count: u64,
+    ) -> Result<Vec<String>, WalletError> {
         use rayon::prelude::*;
         if account != self.account {
             return Err(WalletError::Storage(format!(
