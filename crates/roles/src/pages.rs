@@ -19,6 +19,9 @@ use powerplug_storage::{Order, ReadTx, Store, WriteTx, key};
 
 pub const PAGE: u32 = 64;
 
+/// Pages a bulk update holds decoded at once (~5 MiB of return channels).
+const SPAN: usize = 1_024;
+
 type Page<V> = BTreeMap<u32, V>;
 
 /// The pages of one owner in one table.
@@ -27,6 +30,8 @@ pub struct Pages<'a> {
     table: &'a str,
     /// The owner's key parts, encoded (empty: the table is one owner's).
     prefix: Vec<u8>,
+    /// Whether bulk updates decode and encode pages on every core.
+    every_core: bool,
 }
 
 impl<'a> Pages<'a> {
@@ -34,6 +39,18 @@ impl<'a> Pages<'a> {
         Self {
             table,
             prefix: key::of(owner),
+            every_core: false,
+        }
+    }
+
+    /// Bulk updates decode and encode pages on every core: for pages a
+    /// tick updates before it seals (the return channels; a quarter of a
+    /// million billed of a million touches every page). Not for those it
+    /// writes while sealing, when the cores are taken.
+    pub fn on_every_core(self) -> Self {
+        Self {
+            every_core: true,
+            ..self
         }
     }
 
@@ -58,11 +75,9 @@ impl<'a> Pages<'a> {
         page: u32,
         rows: &Page<V>,
     ) -> anyhow::Result<()> {
-        if rows.is_empty() {
-            tx.remove(self.table, &self.key(page))
-        } else {
-            let rows: Vec<(&u32, &V)> = rows.iter().collect();
-            tx.put(self.table, &self.key(page), &postcard::to_allocvec(&rows)?)
+        match encode(rows)? {
+            Some(bytes) => tx.put(self.table, &self.key(page), &bytes),
+            None => tx.remove(self.table, &self.key(page)),
         }
     }
 
@@ -78,7 +93,7 @@ impl<'a> Pages<'a> {
     /// Lets `change` change the value of each of `entities` (the default if
     /// it has none), reading and writing each page they fall on once. An
     /// error leaves the transaction half changed: the caller drops it.
-    pub fn update<V: Serialize + DeserializeOwned + Default>(
+    pub fn update<V: Serialize + DeserializeOwned + Default + Send + Sync>(
         &self,
         tx: &dyn WriteTx,
         entities: impl IntoIterator<Item = u32>,
@@ -90,37 +105,63 @@ impl<'a> Pages<'a> {
     }
 
     /// [`Self::update`] with `None` for an entity without a value; a value
-    /// left `None` is removed.
-    pub fn update_some<V: Serialize + DeserializeOwned>(
+    /// left `None` is removed. [`SPAN`] pages at a time: read, decoded,
+    /// changed, encoded and written (on every core if
+    /// [`Self::on_every_core`]).
+    pub fn update_some<V: Serialize + DeserializeOwned + Send + Sync>(
         &self,
         tx: &dyn WriteTx,
         entities: impl IntoIterator<Item = u32>,
         mut change: impl FnMut(u32, &mut Option<V>) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
+        use rayon::prelude::*;
         let mut by_page: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         for entity in entities {
             by_page.entry(entity / PAGE).or_default().push(entity);
         }
         let keys: Vec<Vec<u8>> = by_page.keys().map(|&p| self.key(p)).collect();
         tx.prefetch(self.table, &keys)?;
-        for (page, mut entities) in by_page {
-            entities.sort_unstable();
-            entities.dedup();
-            let mut rows: Page<V> = self.read(tx, page)?;
-            for entity in entities {
-                let mut value = rows.remove(&entity);
-                change(entity, &mut value)?;
-                if let Some(value) = value {
-                    rows.insert(entity, value);
+        let by_page: Vec<(u32, Vec<u32>)> = by_page.into_iter().collect();
+        for span in by_page.chunks(SPAN) {
+            let stored = (span.iter())
+                .map(|(page, _)| tx.get(self.table, &self.key(*page)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let read = |bytes: &Option<Vec<u8>>| match bytes {
+                Some(bytes) => decode(self.table, bytes),
+                None => Ok(Page::new()),
+            };
+            let mut pages: Vec<Page<V>> = match self.every_core {
+                true => stored.par_iter().map(read).collect::<anyhow::Result<_>>(),
+                false => stored.iter().map(read).collect(),
+            }?;
+            for ((_, entities), rows) in span.iter().zip(&mut pages) {
+                let mut entities = entities.clone();
+                entities.sort_unstable();
+                entities.dedup();
+                for entity in entities {
+                    let mut value = rows.remove(&entity);
+                    change(entity, &mut value)?;
+                    if let Some(value) = value {
+                        rows.insert(entity, value);
+                    }
                 }
             }
-            self.write(tx, page, &rows)?;
+            let encoded: Vec<Option<Vec<u8>>> = match self.every_core {
+                true => pages.par_iter().map(encode).collect::<anyhow::Result<_>>(),
+                false => pages.iter().map(encode).collect(),
+            }?;
+            for ((page, _), bytes) in span.iter().zip(encoded) {
+                match bytes {
+                    Some(bytes) => tx.put(self.table, &self.key(*page), &bytes)?,
+                    None => tx.remove(self.table, &self.key(*page))?,
+                }
+            }
         }
         Ok(())
     }
 
     /// Sets the values of `rows` (an entity named twice: the last).
-    pub fn set<V: Serialize + DeserializeOwned>(
+    pub fn set<V: Serialize + DeserializeOwned + Send + Sync>(
         &self,
         tx: &dyn WriteTx,
         rows: impl IntoIterator<Item = (u32, V)>,
@@ -206,6 +247,15 @@ impl<'a> Pages<'a> {
     }
 }
 
+/// A page's row (`None`: no values left, no row).
+fn encode<V: Serialize>(rows: &Page<V>) -> anyhow::Result<Option<Vec<u8>>> {
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let rows: Vec<(&u32, &V)> = rows.iter().collect();
+    Ok(Some(postcard::to_allocvec(&rows)?))
+}
+
 fn decode<V: DeserializeOwned>(table: &str, bytes: &[u8]) -> anyhow::Result<Page<V>> {
     let rows: Vec<(u32, V)> =
         postcard::from_bytes(bytes).map_err(|e| anyhow::anyhow!("a page of {table}: {e}"))?;
@@ -255,7 +305,7 @@ impl<'a, V: DeserializeOwned + Clone> Reader<'a, V> {
 /// in batches of a transaction each (a crash between two leaves each row in
 /// exactly one of the layouts, and the next start goes on). `row` reads a
 /// row's key and value: (its owner's key parts, encoded; entity; value).
-pub fn migrate<V: Serialize + DeserializeOwned + Default>(
+pub fn migrate<V: Serialize + DeserializeOwned + Default + Send + Sync>(
     db: &dyn Store,
     from: &str,
     to: &str,
@@ -278,6 +328,7 @@ pub fn migrate<V: Serialize + DeserializeOwned + Default>(
             let pages = Pages {
                 table: to,
                 prefix: owner,
+                every_core: false,
             };
             pages.set(&*tx, values)?;
         }

@@ -28,7 +28,7 @@ struct Position {
 }
 
 fn pages() -> Pages<'static> {
-    Pages::new("return_channels", &[])
+    Pages::new("return_channels", &[]).on_every_core()
 }
 
 fn positions() -> Pages<'static> {
