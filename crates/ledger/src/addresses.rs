@@ -52,7 +52,14 @@ pub trait Addresses: Sync {
 /// under the wallet seed. Only the seed's holder can write one that
 /// resolves, and two addresses say nothing of each other, nor how many were
 /// handed out between them; [`resolve`] reads the number back.
-pub struct Enciphered(pub [u8; 32]);
+///
+/// A four-round Feistel network over two 10-byte halves with SHA-256 as its
+/// round function (Luby–Rackoff: a pseudorandom permutation).
+pub struct Enciphered {
+    /// SHA-256 with the domain and the seed hashed in (one block), so that
+    /// a round costs one compression more.
+    keyed: sha2::Sha256,
+}
 
 /// The plaintext's bytes after the number: zero, so that an address nobody
 /// enciphered deciphers to a number only once in 2^96 tries.
@@ -60,35 +67,34 @@ const CHECK: std::ops::Range<usize> = 8..20;
 const ROUNDS: u8 = 4;
 
 impl Enciphered {
-    /// A four-round Feistel network over two 10-byte halves with SHA-256 as
-    /// its round function (Luby–Rackoff: a pseudorandom permutation). The
-    /// seed's block is hashed once, so a round costs one compression.
-    fn round(&self) -> impl Fn(u8, &[u8; 10]) -> [u8; 10] + use<> {
-        use sha2::{Digest, Sha256};
+    pub fn new(seed: &[u8; 32]) -> Self {
+        use sha2::Digest;
         let mut block = [0u8; 64];
         let domain = b"powerplug/wallet/address/v2";
         block[..domain.len()].copy_from_slice(domain);
-        block[32..].copy_from_slice(&self.0);
-        let keyed = Sha256::new().chain_update(block);
-        move |i, half| {
-            let digest = keyed
-                .clone()
-                .chain_update([i])
-                .chain_update(half)
-                .finalize();
-            let mut out = [0u8; 10];
-            out.copy_from_slice(&digest[..10]);
-            out
+        block[32..].copy_from_slice(seed);
+        Self {
+            keyed: sha2::Sha256::new().chain_update(block),
         }
     }
 
+    fn round(&self, i: u8, half: &[u8; 10]) -> [u8; 10] {
+        use sha2::Digest;
+        let digest = (self.keyed.clone())
+            .chain_update([i])
+            .chain_update(half)
+            .finalize();
+        let mut out = [0u8; 10];
+        out.copy_from_slice(&digest[..10]);
+        out
+    }
+
     pub(super) fn encipher(&self, number: u64) -> String {
-        let f = self.round();
         let mut block = [0u8; 20];
         block[..8].copy_from_slice(&number.to_be_bytes());
         let (mut l, mut r) = halves(&block);
         for i in 0..ROUNDS {
-            (l, r) = (r, xor(l, f(i, &r)));
+            (l, r) = (r, xor(l, self.round(i, &r)));
         }
         format!("pp2{}{}", hex::encode(l), hex::encode(r))
     }
@@ -97,10 +103,9 @@ impl Enciphered {
     pub fn number(&self, address: &str) -> Option<u64> {
         let mut block = [0u8; 20];
         hex::decode_to_slice(address.strip_prefix("pp2")?, &mut block).ok()?;
-        let f = self.round();
         let (mut l, mut r) = halves(&block);
         for i in (0..ROUNDS).rev() {
-            (l, r) = (xor(r, f(i, &l)), l);
+            (l, r) = (xor(r, self.round(i, &l)), l);
         }
         block[..10].copy_from_slice(&l);
         block[10..].copy_from_slice(&r);
@@ -154,7 +159,7 @@ pub fn receive_address(
     seed: &[u8; 32],
     account: &str,
 ) -> Result<String, WalletError> {
-    let mut addresses = receive_addresses(tx, &Enciphered(*seed), account, 1)?;
+    let mut addresses = receive_addresses(tx, &Enciphered::new(seed), account, 1)?;
     addresses
         .pop()
         .ok_or_else(|| WalletError::Storage("no address handed out".into()))
@@ -302,7 +307,7 @@ pub fn resolve(
     address: &str,
 ) -> Result<Option<String>, WalletError> {
     let tx = db.read()?;
-    let account = match Enciphered(*seed).number(address) {
+    let account = match Enciphered::new(seed).number(address) {
         Some(n) if n < floor(&*tx, FLOOR)? => None,
         Some(n) => match row_at(&*tx, n)? {
             Some((first, row)) => match Logged::of(&row)? {

@@ -8,7 +8,7 @@
 //! together with the rest of its effects, or not at all.
 //!
 //! Old history goes ([`prune_transfers`], [`prune_addresses`]); balances stay.
-//! Receive addresses, and whose each is: [`addresses`].
+//! Receive addresses, and whose each is: [`resolve`], [`Enciphered`].
 
 use serde::{Deserialize, Serialize};
 

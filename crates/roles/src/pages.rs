@@ -105,7 +105,7 @@ impl<'a> Pages<'a> {
     }
 
     /// [`Self::update`] with `None` for an entity without a value; a value
-    /// left `None` is removed. [`SPAN`] pages at a time: read, decoded,
+    /// left `None` is removed. `SPAN` (1,024) pages at a time: read, decoded,
     /// changed, encoded and written (on every core if
     /// [`Self::on_every_core`]).
     pub fn update_some<V: Serialize + DeserializeOwned + Send + Sync>(

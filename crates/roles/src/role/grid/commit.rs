@@ -471,7 +471,8 @@ mod tests {
         let db = powerplug_storage::RedbStore::open(&dir.path().join("grid.redb")).unwrap();
         let tx = db.write().unwrap();
         let pay_to =
-            wallet::reserve_addresses(&*tx, &wallet::Enciphered([1; 32]), "grid", 10).unwrap();
+            wallet::reserve_addresses(&*tx, &wallet::Enciphered::new(&[1; 32]), "grid", 10)
+                .unwrap();
         let key = ed25519_dalek::SigningKey::from_bytes(&[2; 32]);
         let requests = (0..10u8)
             .map(|i| {

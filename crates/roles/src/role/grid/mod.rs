@@ -149,7 +149,7 @@ impl Grid {
             hub,
             slot,
             clock: config.service.clock,
-            addresses: addresses.unwrap_or_else(|| Box::new(wallet::Enciphered(wallet_seed))),
+            addresses: addresses.unwrap_or_else(|| Box::new(wallet::Enciphered::new(&wallet_seed))),
             wallet_seed,
             anchoring: config.iota.as_ref().is_some_and(|i| i.anchor),
             #[cfg(feature = "iota")]
