@@ -75,7 +75,12 @@ impl<'a> Pages<'a> {
         page: u32,
         rows: &Page<V>,
     ) -> anyhow::Result<()> {
-        match encode(rows)? {
+        self.store(tx, page, encode(rows)?)
+    }
+
+    /// Puts an [`encode`]d page (`None`: no row).
+    fn store(&self, tx: &dyn WriteTx, page: u32, bytes: Option<Vec<u8>>) -> anyhow::Result<()> {
+        match bytes {
             Some(bytes) => tx.put(self.table, &self.key(page), &bytes),
             None => tx.remove(self.table, &self.key(page)),
         }
@@ -121,7 +126,11 @@ impl<'a> Pages<'a> {
         }
         let keys: Vec<Vec<u8>> = by_page.keys().map(|&p| self.key(p)).collect();
         tx.prefetch(self.table, &keys)?;
-        let by_page: Vec<(u32, Vec<u32>)> = by_page.into_iter().collect();
+        let mut by_page: Vec<(u32, Vec<u32>)> = by_page.into_iter().collect();
+        for (_, entities) in &mut by_page {
+            entities.sort_unstable();
+            entities.dedup();
+        }
         for span in by_page.chunks(SPAN) {
             let stored = (span.iter())
                 .map(|(page, _)| tx.get(self.table, &self.key(*page)))
@@ -135,10 +144,7 @@ impl<'a> Pages<'a> {
                 false => stored.iter().map(read).collect(),
             }?;
             for ((_, entities), rows) in span.iter().zip(&mut pages) {
-                let mut entities = entities.clone();
-                entities.sort_unstable();
-                entities.dedup();
-                for entity in entities {
+                for &entity in entities {
                     let mut value = rows.remove(&entity);
                     change(entity, &mut value)?;
                     if let Some(value) = value {
@@ -151,10 +157,7 @@ impl<'a> Pages<'a> {
                 false => pages.iter().map(encode).collect(),
             }?;
             for ((page, _), bytes) in span.iter().zip(encoded) {
-                match bytes {
-                    Some(bytes) => tx.put(self.table, &self.key(*page), &bytes)?,
-                    None => tx.remove(self.table, &self.key(*page))?,
-                }
+                self.store(tx, *page, bytes)?;
             }
         }
         Ok(())

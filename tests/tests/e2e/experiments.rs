@@ -338,7 +338,6 @@ fn each_cohort_is_billed_by_its_variant_and_counterfactual_bills_equal_replays()
     }
 }
 
-/// What the consumers had been billed before the experiment.
 /// Stores a grid version without activating it: its SHA-256.
 fn keep(client: &Client, wasm: &[u8]) -> String {
     let kept = client.call(
@@ -351,6 +350,7 @@ fn keep(client: &Client, wasm: &[u8]) -> String {
     kept.1["version"]["sha256"].as_str().unwrap().to_owned()
 }
 
+/// What the consumers had been billed before the experiment.
 fn opening_requested(rows: &[results::ConsumerRow]) -> u64 {
     rows.iter().map(|r| r.opening.requested).sum()
 }
