@@ -951,3 +951,79 @@ fn stop_and_promote_hand_back_what_each_consumer_was_billed() {
     assert_eq!(client.get("/billing/consumers", None).0, 401);
     rt.block_on(grid.stop()).unwrap();
 }
+
+/// A consumer of a variant's cohort that leaves after its last reading
+/// arrived, before the tick that bills it: that tick bills it by its own
+/// variant, whose books billed the rest (and which the hand-back takes),
+/// not by the control's, which never saw what the variant billed. Billed
+/// by the control, 1,400 Wh used came to 1,600 billed: the invariant
+/// refused that tick, and every tick after it while the reading stayed
+/// pending, so that nobody was billed any more.
+#[test]
+fn a_consumer_that_leaves_is_billed_for_its_last_reading_by_its_own_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grid_wasm, _) = strategy_files(dir.path());
+    let u200 = component("plugins/basic-grid-strategy", &["unit-200"]);
+    let rt = powerplug_tests::runtime();
+    // Ticks once at the start, then only when the test says.
+    let config = grid_config(dir.path(), grid_wasm, 86_400_000);
+    let grid = rt.block_on(run::grid(&config)).unwrap();
+    let client = Client::new(&grid.url);
+    let kept = client.call(
+        "PUT",
+        "/strategies/grid?activate=false&name=u200",
+        Some(OPERATOR),
+        Some(&u200),
+    );
+    assert_eq!(kept.0, 201, "{}", kept.1);
+    let body = json!({ "id": "leave", "variants": [
+        { "name": "basic", "version": "active", "weight": 1 },
+        { "name": "u200", "version": "u200", "weight": 1 },
+    ]});
+    let created = client.post("/experiments", Some(OPERATOR), &body);
+    assert_eq!(created.0, 201, "{}", created.1);
+    let e = experiment_of("leave", ["basic", "u200"]);
+    let mut meters: Vec<Meter> = (0..8u8)
+        .map(|i| Meter::register(&grid.url, &format!("m{i}"), 40 + i))
+        .collect();
+    let leaver = meters
+        .iter()
+        .position(|m| e.cohort(&m.id) == 1)
+        .expect("a meter in u200's cohort");
+    let pending = || {
+        powerplug::inbox::pending(grid.role.db(), 100)
+            .unwrap()
+            .len()
+    };
+    let tick = |readings: usize| {
+        eventually("the readings are pending", || pending() == readings);
+        let summary = grid.role.tick().unwrap();
+        assert_eq!(summary.failed, None);
+        summary
+    };
+    // 700 Wh each: u200 bills its cohort 600 and carries 100.
+    for m in &mut meters {
+        m.read_wh(700);
+    }
+    tick(meters.len());
+    assert!(status(&client, "leave").get("running").is_some());
+    meters[leaver].read_wh(700);
+    eventually("the last reading is pending", || pending() == 1);
+    let path = format!("/registrations/{}", meters[leaver].id);
+    let left = client.delete(&path, Some(&meters[leaver].credential));
+    assert_eq!(left.0, 200, "{}", left.1);
+    let summary = tick(1);
+    // u200: 100 carried + 700 = 800 Wh, 4 tokens; its channel is gone.
+    assert_eq!((summary.requests, summary.requested), (1, 4));
+    let rows = results::consumers(grid.role.db(), "leave").unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.usage_wh == 1_400)
+        .expect("the leaver's row");
+    assert_eq!(
+        (row.variant, row.billed_wh, row.requested),
+        (1, 1_400, 7),
+        "{row:?}"
+    );
+    rt.block_on(grid.stop()).unwrap();
+}

@@ -169,8 +169,14 @@ pub struct TickFacts<'a> {
     pub paid_out: u64,
 }
 
-/// Adds one tick to `experiment`'s results.
-pub fn record(tx: &dyn WriteTx, experiment: &Experiment, facts: &TickFacts) -> anyhow::Result<()> {
+/// Adds one tick to `experiment`'s results, starting from the pages `met`
+/// read before the tick decided.
+pub fn record(
+    tx: &dyn WriteTx,
+    experiment: &Experiment,
+    facts: &TickFacts,
+    met: &Met,
+) -> anyhow::Result<()> {
     let n = experiment.variants.len();
     // Every consumer the tick touches, read once.
     let touched = facts
@@ -192,7 +198,10 @@ pub fn record(tx: &dyn WriteTx, experiment: &Experiment, facts: &TickFacts) -> a
         let page = match pages.entry(consumer / PAGE) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(stored.read(tx, consumer / PAGE)?)
+                e.insert(match met.pages.get(&(consumer / PAGE)) {
+                    Some(page) => page.clone(),
+                    None => stored.read(tx, consumer / PAGE)?,
+                })
             }
         };
         let r = match page.remove(&consumer) {
@@ -298,6 +307,45 @@ pub fn row(
     match rows_of(&experiment.id).get(tx, consumer)? {
         Some(r) => Ok(fit(r, experiment.variants.len())),
         None => row_outside_pages(tx, experiment, consumer, variant),
+    }
+}
+
+/// The result pages of the consumers a tick names, read before it decides:
+/// their cohorts, and the payers' rows for the modeled payments. The
+/// tick's transaction starts from them instead of reading them again
+/// (only the tick, in its turn, writes them). Each page is read once: a
+/// page read per payer decoded a page's 64 rows each.
+#[derive(Debug, Default)]
+pub struct Met {
+    pages: BTreeMap<u32, BTreeMap<u32, ConsumerRow>>,
+}
+
+impl Met {
+    pub fn read(
+        tx: &dyn ReadTx,
+        experiment: &Experiment,
+        consumers: impl IntoIterator<Item = u32>,
+    ) -> anyhow::Result<Self> {
+        let n = experiment.variants.len();
+        let stored = rows_of(&experiment.id);
+        let mut pages = BTreeMap::new();
+        for consumer in consumers {
+            if let std::collections::btree_map::Entry::Vacant(e) = pages.entry(consumer / PAGE) {
+                let rows: BTreeMap<u32, ConsumerRow> = stored.read(tx, consumer / PAGE)?;
+                e.insert(rows.into_iter().map(|(c, r)| (c, fit(r, n))).collect());
+            }
+        }
+        Ok(Self { pages })
+    }
+
+    /// `consumer`'s row, if the experiment has met it (on a page read).
+    pub fn row(&self, consumer: u32) -> Option<&ConsumerRow> {
+        self.pages.get(&(consumer / PAGE))?.get(&consumer)
+    }
+
+    /// Every consumer on the pages read, with its variant.
+    pub fn variants(&self) -> impl Iterator<Item = (u32, usize)> + '_ {
+        (self.pages.values().flatten()).map(|(&c, r)| (c, r.variant as usize))
     }
 }
 
@@ -448,7 +496,7 @@ mod tests {
             payouts_decided: vec![0, 0],
             paid_out: 0,
         };
-        record(&*tx, &e, &facts).unwrap();
+        record(&*tx, &e, &facts, &Met::default()).unwrap();
         assert!(tx.get(CONSUMERS, &k).unwrap().is_none(), "moved");
         tx.commit().unwrap();
 
@@ -464,6 +512,13 @@ mod tests {
         );
         let again = row(&*db.read().unwrap(), &e, 70, 0).unwrap();
         assert_eq!(again, rows[1]);
+        // A tick's cohorts: the pages of the consumers it names, each read
+        // once; one never met has no row.
+        let met = Met::read(&*db.read().unwrap(), &e, [200, 5, 70, 3, 200]).unwrap();
+        let variants: Vec<(u32, usize)> = met.variants().collect();
+        assert_eq!(variants, [(3, 1), (70, 1), (200, 0)]);
+        assert_eq!(met.row(70), Some(&rows[1]));
+        assert_eq!(met.row(5), None);
         let tx = db.write().unwrap();
         assert_eq!(
             forget(&*tx, "price").unwrap(),

@@ -162,7 +162,7 @@ impl Grid {
                 let facts =
                     experiment_facts(now, c, &variant_of, runs, decisions, &inputs[0], paid_out);
                 // Before this tick's billing is added: a new row's opening balances.
-                results::record(&*tx, c.experiment, &facts)?;
+                results::record(&*tx, c.experiment, &facts, &c.met)?;
             }
             billing::add(
                 &*tx,

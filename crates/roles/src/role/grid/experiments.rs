@@ -432,7 +432,7 @@ impl Grid {
 /// consumer that paid pays, under every variant but its own, what the
 /// payment model gives ([`experiment::results::ConsumerRow::modeled_payment`]).
 pub(super) fn modeled_payments(
-    db: &dyn Store,
+    read: &dyn storage::ReadTx,
     cohorts: &Cohorts,
     news: &GridNews,
 ) -> anyhow::Result<Vec<Vec<Transfer>>> {
@@ -447,10 +447,13 @@ pub(super) fn modeled_payments(
         }
     }
     let mut modeled = vec![Vec::new(); e.variants.len()];
-    let read = db.read()?;
     for (&consumer, &(amount, at_ms)) in &paid {
         let own = cohorts.variant(consumer);
-        let row = results::row(&*read, e, consumer, own)?;
+        let row = match cohorts.met.row(consumer) {
+            Some(row) => std::borrow::Cow::Borrowed(row),
+            // Met for the first time, or a row from before pages.
+            None => std::borrow::Cow::Owned(results::row(read, e, consumer, own)?),
+        };
         for (v, out) in modeled.iter_mut().enumerate().filter(|(v, _)| *v != own) {
             let amount = row.modeled_payment(v, amount);
             if amount > 0 {

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use crate::books::GridNews;
-use crate::experiment::Experiment;
+use crate::experiment::{Experiment, results};
 use powerplug_strategy::{GridDecision, GridInput, GridStrategy, Transfer};
 
 /// The consumers a run bills.
@@ -47,6 +47,8 @@ pub struct Cohorts<'a> {
     /// By variant: the payments its counterfactual books take in, by the
     /// payment model, instead of those made on other bills.
     pub modeled: Vec<Vec<Transfer>>,
+    /// The results pages of the consumers named, read before deciding.
+    pub met: results::Met,
 }
 
 impl Cohorts<'_> {
