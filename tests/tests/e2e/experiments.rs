@@ -969,16 +969,9 @@ fn a_consumer_that_leaves_is_billed_for_its_last_reading_by_its_own_variant() {
     let config = grid_config(dir.path(), grid_wasm, 86_400_000);
     let grid = rt.block_on(run::grid(&config)).unwrap();
     let client = Client::new(&grid.url);
-    let kept = client.call(
-        "PUT",
-        "/strategies/grid?activate=false&name=u200",
-        Some(OPERATOR),
-        Some(&u200),
-    );
-    assert_eq!(kept.0, 201, "{}", kept.1);
     let body = json!({ "id": "leave", "variants": [
         { "name": "basic", "version": "active", "weight": 1 },
-        { "name": "u200", "version": "u200", "weight": 1 },
+        { "name": "u200", "version": keep(&client, &u200), "weight": 1 },
     ]});
     let created = client.post("/experiments", Some(OPERATOR), &body);
     assert_eq!(created.0, 201, "{}", created.1);

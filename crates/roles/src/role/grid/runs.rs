@@ -40,7 +40,8 @@ pub struct Run {
     pub acts: Acts,
 }
 
-/// Each consumer's variant, for the consumers a tick mentions.
+/// Each consumer's variant, for the consumers a tick mentions (and those
+/// on the same results pages).
 pub struct Cohorts<'a> {
     pub experiment: &'a Experiment,
     pub of: HashMap<u32, usize>,
