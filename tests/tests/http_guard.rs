@@ -610,6 +610,7 @@ fn operator_tokens_have_scopes_and_are_never_taken_from_a_url() {
         "{full}"
     );
     assert_eq!(full["wallet"]["held"], 6);
+    assert_eq!(full["wallet"]["conserved"], true);
     assert_eq!(client.get("/status", Some("minter")).0, 403);
     assert_eq!(client.get("/status", Some("wrong")).0, 401);
     rt.block_on(grid.stop()).unwrap();
@@ -812,6 +813,7 @@ fn a_payment_retried_after_its_address_was_let_go_moves_money_once() {
     assert_eq!(grid.role.resolve(&address).unwrap(), None);
     let metrics = powerplug_tests::Metrics::of(&grid.url);
     assert_eq!(metrics.get("powerplug_ledger_addresses_held"), 0);
+    assert_eq!(metrics.get("powerplug_ledger_conserved"), 1);
     assert_eq!(
         metrics.get("powerplug_ledger_transfers_held"),
         2,

@@ -137,6 +137,9 @@ pub struct Figures {
     /// Per slot.
     pub tick_log: BTreeMap<String, tick_log::Held>,
     pub ledger: LedgerHeld,
+    /// Every balance summed beside what was issued: a scan of the accounts,
+    /// so taken here, at most every [`FIGURES_FOR`], not per `/status`.
+    pub money: powerplug_ledger::Conservation,
 }
 
 /// The span of the ledger's history still held: transfers `transfers_from`
@@ -295,6 +298,7 @@ impl Keeper {
             size: db.stats()?,
             tick_log,
             ledger: LedgerHeld::of(db)?,
+            money: powerplug_ledger::conservation(db)?,
         });
         *cached = Some((Instant::now(), figures.clone()));
         Ok(figures)

@@ -349,6 +349,12 @@ fn render(hub: &powerplug_roles::role::Hub) -> anyhow::Result<String> {
         figures.ledger.addresses(),
     );
     put(
+        "powerplug_ledger_conserved",
+        "gauge",
+        "1 if every balance sums to what was issued (taken at most every 5 s): alert on 0.",
+        u64::from(figures.money.holds()),
+    );
+    put(
         "powerplug_retention_passes_total",
         "counter",
         "Retention passes run.",

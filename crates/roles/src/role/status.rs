@@ -40,9 +40,8 @@ fn registrations(db: &dyn Store) -> anyhow::Result<Value> {
 /// The store's size and free pages, what the tick log holds per slot
 /// (slot names name experiments: for a read token) and the ledger's
 /// history, and what retention did.
-fn store(hub: &super::Hub) -> anyhow::Result<Value> {
-    let figures = hub.retention.figures(&*hub.db)?;
-    Ok(json!({
+fn store(hub: &super::Hub, figures: &crate::retention::Figures) -> Value {
+    json!({
         "size": figures.size,
         "tick_log": figures.tick_log,
         "ledger": figures.ledger,
@@ -55,7 +54,7 @@ fn store(hub: &super::Hub) -> anyhow::Result<Value> {
             "tick_log_at_least": hub.retention.tick_log_at_least,
             "done": hub.retention.report(),
         },
-    }))
+    })
 }
 
 fn metrics(list: Vec<(String, i64)>) -> BTreeMap<String, i64> {
@@ -84,18 +83,21 @@ pub fn grid_public(grid: &Grid) -> anyhow::Result<Value> {
     }))
 }
 
-/// Everything, for a read token: also every registration, the sum of every
-/// balance and the outbox, each a scan.
+/// Everything, for a read token: also the registrations by kind, the
+/// outbox's length and the store's figures, the sum of every balance
+/// among them (a scan, taken at most every few seconds whoever asks).
 pub fn grid(grid: &Grid) -> anyhow::Result<Value> {
     let db = grid.db();
     let mut status = grid_public(grid)?;
     status["registrations"] = registrations(db)?;
-    status["wallet"]["held"] = json!(wallet::total_balances(db)?);
-    status["outbox_pending"] = json!(outbox::pending(db, 100_000)?.len());
+    let figures = grid.hub.retention.figures(db)?;
+    status["wallet"]["held"] = json!(figures.money.held);
+    status["wallet"]["conserved"] = json!(figures.money.holds());
+    status["outbox_pending"] = json!(outbox::backlog(db)?);
     if let Some(anchors) = crate::settlement::status(db)? {
         status["anchors"] = anchors;
     }
-    status["store"] = store(&grid.hub)?;
+    status["store"] = store(&grid.hub, &figures);
     Ok(status)
 }
 
@@ -130,7 +132,8 @@ pub fn producer(producer: &Producer) -> anyhow::Result<Value> {
     let mut status = producer_public(producer)?;
     status["registrations"] = registrations(db)?;
     status["grid"]["balance"] = json!(producer.balance());
-    status["outbox_pending"] = json!(outbox::pending(db, 100_000)?.len());
-    status["store"] = store(&producer.hub)?;
+    status["outbox_pending"] = json!(outbox::backlog(db)?);
+    let figures = producer.hub.retention.figures(db)?;
+    status["store"] = store(&producer.hub, &figures);
     Ok(status)
 }

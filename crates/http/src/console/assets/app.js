@@ -152,7 +152,7 @@ const overview = {
     if (s.wallet) {
       fact("Balance", num(s.wallet.balance));
       fact("Issued", num(s.wallet.issued));
-      fact("Held by all accounts", num(s.wallet.held));
+      if (s.wallet.held !== undefined) fact("Held by all accounts", `${num(s.wallet.held)}${s.wallet.conserved === false ? " — not what was issued!" : ""}`);
     }
     if (s.grid) {
       fact("Grid", s.grid.url);
