@@ -308,7 +308,7 @@ pub fn total_balances(db: &dyn Store) -> Result<Tokens, WalletError> {
 
 /// The sum of every balance beside what was issued, from one snapshot, so
 /// that the two compare exactly. It reads every balance: a host takes it
-/// now and then (`retention::Figures`), not per request.
+/// now and then (`figures` in the roles), not per request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Conservation {
     pub held: Tokens,

@@ -24,6 +24,7 @@ pub mod chart;
 pub mod counter;
 pub mod documents;
 pub mod experiment;
+pub mod figures;
 pub mod garbage;
 pub mod inbox;
 pub mod limits;

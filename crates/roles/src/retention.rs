@@ -126,58 +126,7 @@ pub struct Keeper {
     last: Mutex<Option<Instant>>,
     report: Arc<Mutex<Report>>,
     pass: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// The last [`Figures`] taken, and when.
-    figures: Mutex<Option<(Instant, Arc<Figures>)>>,
 }
-
-/// What the store holds, for `/status` and `/metrics`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Figures {
-    pub size: powerplug_storage::StoreStats,
-    /// Per slot.
-    pub tick_log: BTreeMap<String, tick_log::Held>,
-    pub ledger: LedgerHeld,
-    /// Every balance summed beside what was issued: a scan of the accounts,
-    /// so taken here, at most every [`FIGURES_FOR`], not per `/status`.
-    pub money: powerplug_ledger::Conservation,
-}
-
-/// The span of the ledger's history still held: transfers `transfers_from`
-/// to `last_seq` (and each payer's latest before), addresses numbered
-/// `addresses_from` to `addresses_issued`.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct LedgerHeld {
-    pub transfers_from: u64,
-    pub last_seq: u64,
-    pub addresses_from: u64,
-    pub addresses_issued: u64,
-}
-
-impl LedgerHeld {
-    fn of(db: &dyn Store) -> anyhow::Result<Self> {
-        use powerplug_ledger as wallet;
-        Ok(Self {
-            transfers_from: wallet::transfers_floor(db)?.max(1),
-            last_seq: wallet::last_seq(db)?,
-            addresses_from: wallet::addresses_floor(db)?.max(1),
-            addresses_issued: wallet::addresses_issued(db)?,
-        })
-    }
-
-    /// At most this many transfers (and payers' latest) are held.
-    pub fn transfers(&self) -> u64 {
-        (self.last_seq + 1).saturating_sub(self.transfers_from)
-    }
-
-    pub fn addresses(&self) -> u64 {
-        (self.addresses_issued + 1).saturating_sub(self.addresses_from)
-    }
-}
-
-/// How long [`Figures`] serve: the store's figures take a write
-/// transaction (it waits for, and holds up, a tick's), so however often
-/// anyone asks, they are taken at most this often.
-const FIGURES_FOR: Duration = Duration::from_secs(5);
 
 /// What a pass needs to know.
 #[derive(Debug, Clone)]
@@ -276,32 +225,7 @@ impl Keeper {
             last: Mutex::new(None),
             report: Default::default(),
             pass: Mutex::new(None),
-            figures: Mutex::new(None),
         }
-    }
-
-    /// The store's figures, at most five seconds old; askers at the same
-    /// moment wait for one taking.
-    pub fn figures(&self, db: &dyn Store) -> anyhow::Result<Arc<Figures>> {
-        let mut cached = self.figures.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, figures)) = cached.as_ref()
-            && at.elapsed() < FIGURES_FOR
-        {
-            return Ok(figures.clone());
-        }
-        let mut tick_log = BTreeMap::new();
-        for slot in tick_log::slots(db)? {
-            let held = tick_log::held(db, &slot)?;
-            tick_log.insert(slot, held);
-        }
-        let figures = Arc::new(Figures {
-            size: db.stats()?,
-            tick_log,
-            ledger: LedgerHeld::of(db)?,
-            money: powerplug_ledger::conservation(db)?,
-        });
-        *cached = Some((Instant::now(), figures.clone()));
-        Ok(figures)
     }
 
     pub fn report(&self) -> Report {

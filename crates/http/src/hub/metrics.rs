@@ -293,7 +293,7 @@ fn roles<R: HasHub>(out: &mut String, role: &R, requests: &Requests) -> anyhow::
 }
 
 fn render(hub: &powerplug_roles::role::Hub) -> anyhow::Result<String> {
-    let figures = hub.retention.figures(&*hub.db)?;
+    let figures = hub.figures.get(&hub.db)?;
     let size = figures.size;
     let ticks = figures.tick_log.values().map(|h| h.ticks).sum();
     let tick_bytes = figures.tick_log.values().map(|h| h.bytes).sum();
@@ -351,7 +351,7 @@ fn render(hub: &powerplug_roles::role::Hub) -> anyhow::Result<String> {
     put(
         "powerplug_ledger_conserved",
         "gauge",
-        "1 if every balance sums to what was issued (taken at most every 5 s): alert on 0.",
+        "1 if every balance sums to what was issued (as last taken with the store's figures): alert on 0.",
         u64::from(figures.money.holds()),
     );
     put(

@@ -121,6 +121,8 @@ pub struct Hub {
     pub scheduler: super::SchedulerHealth,
     /// What goes once read and old enough (set by the role from its config).
     pub retention: crate::retention::Keeper,
+    /// What the store holds, taken now and then.
+    pub figures: crate::figures::Taker,
     /// The store's history (see [`powerplug_storage::timeline`]); a request
     /// that names another one is refused.
     pub timeline: String,
@@ -195,6 +197,7 @@ impl Hub {
             }),
             scheduler: Default::default(),
             retention: crate::retention::Keeper::new(Default::default(), 10_000, 1),
+            figures: Default::default(),
             telemetry: Default::default(),
             ingest: Default::default(),
             roots_unique,

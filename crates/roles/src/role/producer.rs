@@ -543,6 +543,7 @@ impl Step for Producer {
 
     fn finish(&self) -> anyhow::Result<()> {
         self.hub.retention.wait();
+        self.hub.figures.wait();
         if self.leader.epoch().is_some() {
             self.hub.drain(Some(&self.grid))?;
         }

@@ -40,7 +40,7 @@ fn registrations(db: &dyn Store) -> anyhow::Result<Value> {
 /// The store's size and free pages, what the tick log holds per slot
 /// (slot names name experiments: for a read token) and the ledger's
 /// history, and what retention did.
-fn store(hub: &super::Hub, figures: &crate::retention::Figures) -> Value {
+fn store(hub: &super::Hub, figures: &crate::figures::Figures) -> Value {
     json!({
         "size": figures.size,
         "tick_log": figures.tick_log,
@@ -90,7 +90,7 @@ pub fn grid(grid: &Grid) -> anyhow::Result<Value> {
     let db = grid.db();
     let mut status = grid_public(grid)?;
     status["registrations"] = registrations(db)?;
-    let figures = grid.hub.retention.figures(db)?;
+    let figures = grid.hub.figures.get(&grid.hub.db)?;
     status["wallet"]["held"] = json!(figures.money.held);
     status["wallet"]["conserved"] = json!(figures.money.holds());
     status["outbox_pending"] = json!(outbox::backlog(db)?);
@@ -133,7 +133,7 @@ pub fn producer(producer: &Producer) -> anyhow::Result<Value> {
     status["registrations"] = registrations(db)?;
     status["grid"]["balance"] = json!(producer.balance());
     status["outbox_pending"] = json!(outbox::backlog(db)?);
-    let figures = producer.hub.retention.figures(db)?;
+    let figures = producer.hub.figures.get(&producer.hub.db)?;
     status["store"] = store(&producer.hub, &figures);
     Ok(status)
 }

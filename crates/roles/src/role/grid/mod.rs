@@ -520,6 +520,7 @@ impl Step for Grid {
 
     fn finish(&self) -> anyhow::Result<()> {
         self.hub.retention.wait();
+        self.hub.figures.wait();
         self.leader.stop();
         Ok(())
     }
