@@ -13,7 +13,10 @@
 //!   records stored) — until all A are in its inbox: readings per second;
 //! - **tick**: `Grid::tick()` billing the A (books, A payment requests sealed
 //!   into the outbox, the invariants, the tick log, one commit);
-//! - **quiet**: `GET /status` and a poll round with nothing written;
+//! - **quiet**: `GET /status` (the operator's, every consumer holding a
+//!   balance) and a poll round with nothing written; beside them the store's
+//!   figures that `/status` shows, and the sum of every balance among them,
+//!   taken alone (the host takes them behind its askers, not per request);
 //! - **RSS** of the process after each size (each size runs in a process of
 //!   its own, so one size's memory does not count in the next's, with two
 //!   malloc arenas as the `powerplug` binary has them).
@@ -173,6 +176,20 @@ fn register(grid: &Grid, n: usize) -> f64 {
     registered
 }
 
+/// Every consumer holds a balance, as on a grid that bills them: the
+/// operator's `/status` sums them all (see *quiet*).
+fn fund(grid: &Grid, n: usize) {
+    use powerplug::domain::{Tokens, UnixMs};
+    for start in (0..n).step_by(10_000) {
+        let tx = grid.hub.db.write().unwrap();
+        for i in start..n.min(start + 10_000) {
+            let (to, key) = (format!("m{i:07}"), format!("fund-m{i:07}"));
+            powerplug::wallet::issue(&*tx, &to, Tokens(1_000_000), &key, UnixMs(0)).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+}
+
 fn received(grid: &Grid) -> u64 {
     Counter::RecordsReceived.read(&*grid.hub.db).unwrap()
 }
@@ -205,6 +222,7 @@ fn one(n: usize, a: usize) -> Value {
     let grid: Arc<Grid> = running.role.clone();
     eprintln!("{n} consumers, {a} reporting");
     let register_ms = register(&grid, n);
+    fund(&grid, n);
     outbox_empty(&grid);
     let (rss_registered, _) = rss_mib();
     eprintln!("  registered in {register_ms:.0} ms; RSS {rss_registered:.0} MiB");
@@ -267,8 +285,23 @@ fn one(n: usize, a: usize) -> Value {
         .http_status_as_error(false)
         .build()
         .into();
+    // Spaced over 10 s, away from the round just ended. The store's figures
+    // (the balances' sum among them) are taken behind the askers; only the
+    // first asker after a start waits for them: that one is timed alone.
+    std::thread::sleep(Duration::from_secs(2));
+    let t = Instant::now();
+    let money = powerplug::wallet::conservation(&*grid.hub.db).unwrap();
+    let held_scan_ms = ms(t.elapsed());
+    let t = Instant::now();
+    grid.hub.figures.get(&grid.hub.db).unwrap();
+    let figures_ms = ms(t.elapsed());
+    assert!(
+        money.holds() && money.held.get() == n as u64 * 1_000_000,
+        "{money:?}"
+    );
     let mut status = Vec::new();
     for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(500));
         let t = Instant::now();
         let mut response = agent
             .get(format!("{}/status", running.url))
@@ -292,7 +325,10 @@ fn one(n: usize, a: usize) -> Value {
         "register_ms": register_ms,
         "rss_registered_mib": rss_registered,
         "rounds": rounds,
-        "status_ms": median(status),
+        "status_ms": median(status.clone()),
+        "status_max_ms": status.iter().copied().fold(0.0, f64::max),
+        "held_scan_ms": held_scan_ms,
+        "figures_ms": figures_ms,
         "quiet_poll_ms": median(polls),
         "rss_mib": rss,
         "peak_rss_mib": hwm,
