@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -89,7 +88,7 @@ struct Taken {
 /// Takes a host's [`Figures`] behind its askers.
 pub struct Taker {
     last: Arc<Mutex<Option<Taken>>>,
-    taking: Mutex<Option<JoinHandle<()>>>,
+    taking: crate::background::Single,
     every: Duration,
 }
 
@@ -103,14 +102,14 @@ impl Taker {
     fn every(every: Duration) -> Self {
         Self {
             last: Default::default(),
-            taking: Mutex::new(None),
+            taking: Default::default(),
             every,
         }
     }
 
-    /// The last figures taken. Once they are older than [`EVERY`] (or
-    /// [`SHARE`] times what they took), a thread takes them again and this
-    /// answers the old ones meanwhile; only the first asker waits.
+    /// The last figures taken. Once they are older than 5 s (or twenty
+    /// times what they took), a thread takes them again and this answers
+    /// the old ones meanwhile; only the first asker waits.
     pub fn get(&self, db: &Db) -> anyhow::Result<Arc<Figures>> {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         match last.as_ref() {
@@ -131,30 +130,17 @@ impl Taker {
     }
 
     fn take_behind(&self, db: &Db) {
-        let mut taking = self.taking.lock().unwrap_or_else(|e| e.into_inner());
-        if taking.as_ref().is_some_and(|t| !t.is_finished()) {
-            return;
-        }
         let (db, last) = (db.clone(), self.last.clone());
-        let spawned = std::thread::Builder::new()
-            .name("figures".into())
-            .spawn(move || match take(&*db) {
-                Ok(taken) => *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(taken),
-                // The old figures stay; the next asker tries again.
-                Err(e) => tracing::warn!(error = %format!("{e:#}"), "the store's figures"),
-            });
-        match spawned {
-            Ok(handle) => *taking = Some(handle),
-            Err(e) => tracing::warn!(error = %e, "figures: no thread"),
-        }
+        self.taking.start("figures", move || match take(&*db) {
+            Ok(taken) => *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(taken),
+            // The old figures stay; the next asker tries again.
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "the store's figures"),
+        });
     }
 
     /// Waits for a taking under way (a stopping role lets go of its store).
     pub fn wait(&self) {
-        let taking = self.taking.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(taking) = taking {
-            let _ = taking.join();
-        }
+        self.taking.wait();
     }
 }
 
@@ -219,6 +205,11 @@ mod tests {
         for _ in 0..10 {
             assert!(Arc::ptr_eq(&taker.get(&db).unwrap(), &first));
         }
-        assert!(taker.taking.lock().unwrap().is_none(), "no thread started");
+        // Had a thread taken them behind, the last ones would be new now.
+        taker.wait();
+        assert!(
+            Arc::ptr_eq(&taker.get(&db).unwrap(), &first),
+            "none taken again"
+        );
     }
 }

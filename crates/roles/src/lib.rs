@@ -18,6 +18,7 @@
 pub mod admission;
 /// The HTTP API's JSON bodies live with the client that sends them.
 pub use powerplug_client::api;
+pub mod background;
 pub mod backup;
 pub mod books;
 pub mod chart;

@@ -125,7 +125,7 @@ pub struct Keeper {
     pub archive: Option<PathBuf>,
     last: Mutex<Option<Instant>>,
     report: Arc<Mutex<Report>>,
-    pass: Mutex<Option<std::thread::JoinHandle<()>>>,
+    pass: crate::background::Single,
 }
 
 /// What a pass needs to know.
@@ -224,7 +224,7 @@ impl Keeper {
             archive: None,
             last: Mutex::new(None),
             report: Default::default(),
-            pass: Mutex::new(None),
+            pass: Default::default(),
         }
     }
 
@@ -242,8 +242,7 @@ impl Keeper {
         if self.config.every_ms == 0 {
             return;
         }
-        let mut pass = self.pass.lock().unwrap_or_else(|e| e.into_inner());
-        if pass.as_ref().is_some_and(|p| !p.is_finished()) {
+        if self.pass.busy() {
             return;
         }
         {
@@ -261,21 +260,14 @@ impl Keeper {
             archive: self.archive.clone(),
         };
         let (db, objects, report) = (db.clone(), objects.clone(), self.report.clone());
-        let spawned = std::thread::Builder::new()
-            .name("retention".into())
-            .spawn(move || plan.record(&*db, &objects, now_ms, &report));
-        match spawned {
-            Ok(handle) => *pass = Some(handle),
-            Err(e) => tracing::warn!(error = %e, "retention: no thread for a pass"),
-        }
+        (self.pass).start("retention", move || {
+            plan.record(&*db, &objects, now_ms, &report)
+        });
     }
 
     /// Waits for a pass under way (a stopping role lets go of its store).
     pub fn wait(&self) {
-        let pass = self.pass.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(pass) = pass {
-            let _ = pass.join();
-        }
+        self.pass.wait();
     }
 }
 
