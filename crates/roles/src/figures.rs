@@ -138,6 +138,31 @@ impl Taker {
         });
     }
 
+    /// The last figures, if taken within `within`; nothing is taken.
+    pub fn recent(&self, within: Duration) -> Option<Arc<Figures>> {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let last = last.as_ref().filter(|t| t.at.elapsed() < within)?;
+        Some(last.figures.clone())
+    }
+
+    /// Takes them again now, on this thread, after any taking under way,
+    /// if any were taken (a compaction changed the sizes: no older figures
+    /// may come after these).
+    pub fn refresh(&self, db: &dyn Store) -> anyhow::Result<()> {
+        self.taking.wait();
+        if self
+            .last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+        {
+            return Ok(());
+        }
+        let taken = take(db)?;
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(taken);
+        Ok(())
+    }
+
     /// Waits for a taking under way (a stopping role lets go of its store).
     pub fn wait(&self) {
         self.taking.wait();

@@ -34,7 +34,7 @@ use crate::registry::{self, Registration};
 use crate::tick_log;
 use powerplug_channel::{Address, forget_in};
 use powerplug_storage::Objects;
-use powerplug_storage::{Store, WriteTx, key};
+use powerplug_storage::{Db, Store, WriteTx, key};
 
 /// Which bounds a host keeps (`[retention]` in a grid's or producer's
 /// config; docs/roles.md).
@@ -184,6 +184,9 @@ struct Retired {
     seen_ms: u64,
 }
 
+/// Figures this recent decide a compaction (see [`crate::figures`]).
+const RECENT_FIGURES: Duration = Duration::from_secs(120);
+
 /// Registrations per write transaction: a pass never holds the writer long.
 const CHUNK: usize = 1_000;
 
@@ -238,7 +241,13 @@ impl Keeper {
     /// Starts a pass if one is due and none runs; a failed pass is
     /// reported, and the next one tries again (nothing of a failed
     /// transaction is applied).
-    pub fn maybe_run(&self, db: &powerplug_storage::Db, objects: &Objects, now_ms: u64) {
+    pub fn maybe_run(
+        &self,
+        db: &powerplug_storage::Db,
+        objects: &Objects,
+        figures: &Arc<crate::figures::Taker>,
+        now_ms: u64,
+    ) {
         if self.config.every_ms == 0 {
             return;
         }
@@ -260,8 +269,9 @@ impl Keeper {
             archive: self.archive.clone(),
         };
         let (db, objects, report) = (db.clone(), objects.clone(), self.report.clone());
+        let figures = figures.clone();
         (self.pass).start("retention", move || {
-            plan.record(&*db, &objects, now_ms, &report)
+            plan.record(&db, &objects, &figures, now_ms, &report)
         });
     }
 
@@ -272,9 +282,16 @@ impl Keeper {
 }
 
 impl Plan {
-    fn record(&self, db: &dyn Store, objects: &Objects, now_ms: u64, report: &Mutex<Report>) {
+    fn record(
+        &self,
+        db: &Db,
+        objects: &Objects,
+        figures: &crate::figures::Taker,
+        now_ms: u64,
+        report: &Mutex<Report>,
+    ) {
         let started = Instant::now();
-        let result = self.run(db, objects, now_ms);
+        let result = self.run(db, objects, figures, now_ms);
         let mut report = report.lock().unwrap_or_else(|e| e.into_inner());
         report.passes += 1;
         report.last_pass_ms = started.elapsed().as_millis() as u64;
@@ -305,7 +322,13 @@ impl Plan {
     }
 
     /// One whole pass, now.
-    fn run(&self, db: &dyn Store, objects: &Objects, now_ms: u64) -> anyhow::Result<Report> {
+    fn run(
+        &self,
+        db: &Db,
+        objects: &Objects,
+        figures: &crate::figures::Taker,
+        now_ms: u64,
+    ) -> anyhow::Result<Report> {
         let mut done = Report::default();
         // Real time, as the objects were noted (a demo's clock runs faster).
         done.objects_deleted += crate::garbage::sweep(db, objects, crate::role::unix_ms())?;
@@ -328,7 +351,7 @@ impl Plan {
         self.ledger(db, now_ms, &mut done)?;
         // A compaction that cannot run now (a reader holds a transaction)
         // runs at a later pass; what this pass deleted stays deleted.
-        match self.compact_if_worth(db) {
+        match self.compact_if_worth(db, figures) {
             Ok(compacted) => done.last_compaction = compacted,
             Err(e) => done.last_error = Some(format!("compaction: {e:#}")),
         }
@@ -385,19 +408,29 @@ impl Plan {
 
     fn compact_if_worth(
         &self,
-        db: &dyn Store,
+        db: &Db,
+        figures: &crate::figures::Taker,
     ) -> anyhow::Result<Option<powerplug_storage::Compacted>> {
         let percent = self.config.compact_free_percent;
         if percent == 0 {
             return Ok(None);
         }
-        let stats = db.stats()?;
+        // The sizes as last taken for `/status` or `/metrics`, if lately:
+        // redb counts its pages by walking every tree in a write
+        // transaction (seconds at a million), not twice a minute.
+        let stats = match figures.recent(RECENT_FIGURES) {
+            Some(figures) => figures.size,
+            None => db.stats()?,
+        };
         let worth = stats.free_bytes >= self.config.compact_min_bytes
             && stats.free_bytes.saturating_mul(100) >= stats.file_bytes.saturating_mul(percent);
         if !worth {
             return Ok(None);
         }
-        Ok(Some(db.compact()?))
+        let compacted = db.compact()?;
+        // So that the next pass does not compact again on the old sizes.
+        figures.refresh(db)?;
+        Ok(Some(compacted))
     }
 
     fn retired(&self, db: &dyn Store, now_ms: u64, done: &mut Report) -> anyhow::Result<()> {
@@ -603,6 +636,63 @@ pub fn acknowledge(tx: &dyn WriteTx, acks: &BTreeMap<String, u64>) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use super::Mark;
+
+    /// The compaction is decided on the figures last taken for the askers,
+    /// and after it they are taken again: the next pass does not compact
+    /// the same free pages twice.
+    #[test]
+    fn a_compaction_is_decided_on_the_last_figures_and_done_once() {
+        use super::*;
+        let dir = tempfile::tempdir().unwrap();
+        let db: Db =
+            Arc::new(powerplug_storage::RedbStore::open(&dir.path().join("s.redb")).unwrap());
+        let rows = |put: bool| {
+            let tx = db.write().unwrap();
+            for n in 0u32..20_000 {
+                match put {
+                    true => tx.put("junk", &n.to_be_bytes(), &[7; 200]).unwrap(),
+                    false => tx.remove("junk", &n.to_be_bytes()).unwrap(),
+                }
+            }
+            tx.commit().unwrap();
+        };
+        rows(true);
+        rows(false);
+        let plan = Plan {
+            config: Retention {
+                compact_free_percent: 30,
+                compact_min_bytes: 64 << 10,
+                ..Default::default()
+            },
+            tick_log_ticks: 10,
+            tick_log_at_least: 1,
+            archive: None,
+        };
+        let figures = crate::figures::Taker::default();
+        let before = figures.get(&db).unwrap().size;
+        assert!(
+            before.free_bytes * 100 >= before.file_bytes * 30,
+            "{before:?}"
+        );
+        let compacted = plan.compact_if_worth(&db, &figures).unwrap();
+        assert!(compacted.is_some(), "worth it: {before:?}");
+        let after = figures.get(&db).unwrap().size;
+        assert!(
+            after.file_bytes < before.file_bytes,
+            "{before:?} → {after:?}"
+        );
+        let again = plan.compact_if_worth(&db, &figures).unwrap();
+        assert!(again.is_none(), "once: {again:?}");
+
+        // Nobody asked for figures lately: the pass counts the pages itself,
+        // and leaves the askers' figures alone.
+        rows(true);
+        rows(false);
+        let unasked = crate::figures::Taker::default();
+        assert!(plan.compact_if_worth(&db, &unasked).unwrap().is_some());
+        assert!(plan.compact_if_worth(&db, &unasked).unwrap().is_none());
+        assert!(unasked.recent(Duration::from_secs(60)).is_none());
+    }
 
     #[test]
     fn a_mark_deletes_what_was_read_once_it_is_old_enough() {

@@ -122,7 +122,7 @@ pub struct Hub {
     /// What goes once read and old enough (set by the role from its config).
     pub retention: crate::retention::Keeper,
     /// What the store holds, taken now and then.
-    pub figures: crate::figures::Taker,
+    pub figures: std::sync::Arc<crate::figures::Taker>,
     /// The store's history (see [`powerplug_storage::timeline`]); a request
     /// that names another one is refused.
     pub timeline: String,

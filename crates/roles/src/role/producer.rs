@@ -537,7 +537,7 @@ impl Step for Producer {
         self.hub.drain(Some(&self.grid))?;
         self.hub
             .retention
-            .maybe_run(&self.hub.db, &self.hub.objects, now);
+            .maybe_run(&self.hub.db, &self.hub.objects, &self.hub.figures, now);
         Ok(())
     }
 

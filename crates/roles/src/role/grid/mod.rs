@@ -514,7 +514,7 @@ impl Step for Grid {
         self.hub.drain(None)?;
         self.hub
             .retention
-            .maybe_run(&self.hub.db, &self.hub.objects, now);
+            .maybe_run(&self.hub.db, &self.hub.objects, &self.hub.figures, now);
         Ok(())
     }
 
