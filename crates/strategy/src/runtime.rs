@@ -3,7 +3,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+};
 
 use super::bindings::grid_world::GridStrategyPre;
 use super::bindings::producer_world::ProducerStrategyPre;
@@ -86,7 +88,8 @@ impl Runtime {
             .max_core_instances_per_component(POOL.core_instances_per_component)
             .max_memories_per_component(POOL.memories_per_component)
             .max_tables_per_component(POOL.tables_per_component)
-            .linear_memory_keep_resident(POOL.keep_resident_bytes);
+            .linear_memory_keep_resident(POOL.keep_resident_bytes)
+            .pagemap_scan(Enabled::Auto);
 
         let mut config = Config::new();
         config
