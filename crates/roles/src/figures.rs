@@ -1,9 +1,8 @@
 //! What a host's store holds, for `/status` and `/metrics`: its size, the
 //! tick log per slot, the ledger's history and its balances' sum. Taking
-//! them reads the whole store (redb walks every page for its sizes, in a
-//! write transaction that holds up the ticks; the sum reads every account):
-//! at a million consumers that is seconds. So they are taken now and then
-//! on a thread of their own, and askers get the last ones.
+//! them reads the whole store (every page for its sizes, every account for
+//! the sum): at a million consumers that is seconds of a core. So they are
+//! taken now and then on a thread of their own, and askers get the last ones.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -75,7 +74,7 @@ impl LedgerHeld {
 
 /// How long figures serve at least, however often anyone asks.
 const EVERY: Duration = Duration::from_secs(5);
-/// Taking them may hold the writer at most a twentieth of the time: a
+/// Taking them may keep a core busy at most a twentieth of the time: a
 /// store whose figures take 3 s has them taken once a minute.
 const SHARE: u32 = 20;
 

@@ -132,13 +132,14 @@ pub struct StoreStats {
     pub file_bytes: u64,
     /// Keys and values.
     pub stored_bytes: u64,
-    /// The trees' branches and the store's own tables.
+    /// The tables' branches and page headers.
     pub metadata_bytes: u64,
-    /// Unused room in allocated pages, and free pages.
+    /// Unused room in the tables' pages.
     pub fragmented_bytes: u64,
-    /// Room in the file not allocated to any page: what compaction can give back.
+    /// Room in the file that no table's page takes (free pages, and the
+    /// store's own few pages of bookkeeping): what compaction can give back.
     pub free_bytes: u64,
-    /// Pages in use.
+    /// The tables' pages.
     pub allocated_bytes: u64,
 }
 

@@ -91,6 +91,32 @@ fn deletes_free_room_and_compaction_gives_it_back() {
     fill(&store, "t", 10, 10);
 }
 
+/// A tick or a reading holds the one writer: the figures must not wait for
+/// it, nor make it wait while they walk every page.
+#[test]
+fn figures_are_taken_while_a_write_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("s.redb")).unwrap();
+    fill(&store, "t", 2_000, 100);
+    let writing = store.write().unwrap();
+    writing.put("t", b"open", b"uncommitted").unwrap();
+    let (taken, took) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let store = &store;
+        s.spawn(move || taken.send(store.stats().unwrap()).unwrap());
+        let stats = took.recv_timeout(std::time::Duration::from_secs(30));
+        // Ended either way, so that a figures thread stuck behind it ends too.
+        writing.commit().unwrap();
+        let stats = stats.expect("the figures waited for the open write");
+        assert!(stats.stored_bytes >= 2_000 * 100, "{stats:?}");
+        assert!(stats.allocated_bytes <= stats.file_bytes, "{stats:?}");
+        assert_eq!(
+            stats.allocated_bytes,
+            stats.stored_bytes + stats.metadata_bytes + stats.fragmented_bytes
+        );
+    });
+}
+
 #[test]
 fn a_store_in_memory_counts_what_it_allocates() {
     let store = RedbStore::in_memory().unwrap();
