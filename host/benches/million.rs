@@ -299,6 +299,21 @@ fn one(n: usize, a: usize) -> Value {
         money.holds() && money.held.get() == n as u64 * 1_000_000,
         "{money:?}"
     );
+    // A write while the store's pages are counted for the figures: it
+    // waited for the whole count when redb counted in a write transaction.
+    let db = grid.hub.db.clone();
+    let counting = std::thread::spawn(move || {
+        let t = Instant::now();
+        db.stats().unwrap();
+        ms(t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    let t = Instant::now();
+    let tx = grid.hub.db.write().unwrap();
+    tx.put("bench", b"during the count", b"1").unwrap();
+    tx.commit().unwrap();
+    let write_while_counting_ms = ms(t.elapsed());
+    let count_ms = counting.join().unwrap();
     let mut status = Vec::new();
     for _ in 0..20 {
         std::thread::sleep(Duration::from_millis(500));
@@ -329,6 +344,8 @@ fn one(n: usize, a: usize) -> Value {
         "status_max_ms": status.iter().copied().fold(0.0, f64::max),
         "held_scan_ms": held_scan_ms,
         "figures_ms": figures_ms,
+        "count_pages_ms": count_ms,
+        "write_while_counting_ms": write_while_counting_ms,
         "quiet_poll_ms": median(polls),
         "rss_mib": rss,
         "peak_rss_mib": hwm,
