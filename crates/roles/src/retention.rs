@@ -416,8 +416,8 @@ impl Plan {
             return Ok(None);
         }
         // The sizes as last taken for `/status` or `/metrics`, if lately:
-        // redb counts its pages by walking every tree in a write
-        // transaction (seconds at a million), not twice a minute.
+        // counting the pages walks every tree (seconds of a core at a
+        // million), not to be done twice a minute.
         let stats = match figures.recent(RECENT_FIGURES) {
             Some(figures) => figures.size,
             None => db.stats()?,
